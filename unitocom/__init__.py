@@ -1,0 +1,1 @@
+"""UniToCom: token communication testbed library (tokenizers, links, channel, MLLM, metrics)."""

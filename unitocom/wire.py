@@ -1,0 +1,95 @@
+"""Arrays <-> protobuf `Tensor` (raw little-endian bytes + dtype + shape), and frame slicing of symbol streams.
+
+Protobuf only: nothing here knows about gRPC.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from unitocom.v1 import unitocom_pb2 as pb
+
+_TO_NUMPY = {
+    pb.FLOAT32: np.dtype("<f4"),
+    pb.INT32: np.dtype("<i4"),
+    pb.COMPLEX64: np.dtype("<c8"),
+    pb.UINT8: np.dtype("u1"),
+    pb.FLOAT16: np.dtype("<f2"),
+    pb.INT64: np.dtype("<i8"),
+}
+_FROM_NUMPY = {v.newbyteorder("<") if v.itemsize > 1 else v: k for k, v in _TO_NUMPY.items()}
+
+
+class WireError(ValueError):
+    """A Tensor that cannot be an array: unknown dtype, negative shape, or a byte count that does not match."""
+
+
+def to_tensor(array: np.ndarray) -> pb.Tensor:
+    a = np.asarray(array)
+    key = a.dtype.newbyteorder("<") if a.dtype.itemsize > 1 else a.dtype
+    if key not in _FROM_NUMPY:
+        raise WireError(f"dtype {a.dtype} has no wire type; use one of {[str(d) for d in _TO_NUMPY.values()]}")
+    a = np.ascontiguousarray(a, dtype=key)
+    return pb.Tensor(dtype=_FROM_NUMPY[key], shape=list(a.shape), raw=a.tobytes())
+
+
+def from_tensor(t: pb.Tensor, field: str = "tensor", expect_dtype: int | None = None,
+                expect_ndim: int | None = None) -> np.ndarray:
+    """Decode a Tensor, checking it is what the caller expects; WireError names `field` and the reason."""
+    if t.dtype not in _TO_NUMPY:
+        raise WireError(f"{field}.dtype: unknown dtype {t.dtype}")
+    if expect_dtype is not None and t.dtype != expect_dtype:
+        raise WireError(f"{field}.dtype: expected {pb.DType.Name(expect_dtype)}, got {pb.DType.Name(t.dtype)}")
+    shape = tuple(int(s) for s in t.shape)
+    if any(s < 0 for s in shape):
+        raise WireError(f"{field}.shape: negative dimension in {shape}")
+    if expect_ndim is not None and len(shape) != expect_ndim:
+        raise WireError(f"{field}.shape: expected {expect_ndim} dimensions, got shape {shape}")
+    dtype = _TO_NUMPY[t.dtype]
+    count = int(np.prod(shape)) if shape else 1
+    if len(t.raw) != count * dtype.itemsize:
+        raise WireError(f"{field}.raw: {len(t.raw)} bytes, but shape {shape} of {dtype} needs {count * dtype.itemsize}")
+    return np.frombuffer(t.raw, dtype=dtype).reshape(shape).copy()
+
+
+def frames(symbols: np.ndarray, frame_symbols: int) -> Iterator[tuple[int, bool, np.ndarray]]:
+    """Split a complex64 [N] stream into (seq, last, chunk) frames of at most `frame_symbols` symbols."""
+    n = len(symbols)
+    count = max(1, -(-n // frame_symbols))
+    for seq in range(count):
+        yield seq, seq == count - 1, symbols[seq * frame_symbols:(seq + 1) * frame_symbols]
+
+
+def runs_encode(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Run-length code a per-symbol array [N] -> (values [B], runs int32 [B]); exact, B = number of changes + 1."""
+    v = np.asarray(values)
+    if v.size == 0:
+        return v[:0], np.zeros(0, np.int32)
+    starts = np.concatenate([[0], np.flatnonzero(v[1:] != v[:-1]) + 1])
+    runs = np.diff(np.concatenate([starts, [v.size]])).astype(np.int32)
+    return v[starts], runs
+
+
+def runs_decode(values: np.ndarray, runs: np.ndarray, n: int, field: str = "runs") -> np.ndarray:
+    """Inverse of runs_encode; empty `runs` means one value per symbol. Checks the total is `n`."""
+    if runs.size == 0:
+        if values.size != n:
+            raise WireError(f"{field}: {values.size} values for {n} symbols and no runs")
+        return values
+    if runs.shape != values.shape or np.any(runs < 0) or int(runs.sum()) != n:
+        raise WireError(f"{field}: runs must be non-negative, one per value, summing to {n} symbols")
+    return np.repeat(values, runs)
+
+
+# Enum <-> the lower-case names used by the CLI, the config and the library.
+def enum_name(enum, value: int) -> str:
+    return enum.Name(value).lower()
+
+
+def enum_value(enum, name: str) -> int:
+    try:
+        return enum.Value(name.upper())
+    except ValueError:
+        names = [n.lower() for n in enum.keys() if not n.endswith("UNSPECIFIED")]
+        raise ValueError(f"unknown value {name!r}; expected one of {names}") from None
