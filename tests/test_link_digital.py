@@ -1,0 +1,151 @@
+"""The digital chain: bytes -> CRC -> LDPC/Turbo/none -> QAM -> channel -> back, and the codes under it."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from unitocom.config import POWER_P
+from unitocom.link.channel import ChannelSpec, FadingChannel
+from unitocom.link.codes import CRC, LDPCCode, TurboCode, make_code
+from unitocom.link.digital import DecodeResult, DigitalLink
+
+
+def payload(n: int, seed: int = 0) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+def through(link: DigitalLink, data: bytes, spec: ChannelSpec, snr_db: float, seed: int = 0, **kw) -> DecodeResult:
+    z = link.encode(data)
+    assert z.dtype == np.complex64 and z.shape == (link.num_symbols(len(data)),)
+    out = FadingChannel(spec, snr_db, seed)(z)
+    return link.decode(out.y, out.h_est, out.noise_var, len(data), **kw)
+
+
+@pytest.mark.parametrize("code,k", [("ldpc", 1024), ("turbo", 256), ("none", 1024)])
+def test_round_trip_exact_at_high_snr(code, k):
+    link = DigitalLink(code=code, k=k)
+    data = payload(3000)
+    r = through(link, data, ChannelSpec(), 30.0)
+    assert r.ok and r.payload == data and r.block_errors == 0
+    assert r.blocks == link.num_blocks(len(data)) == -(-3000 * 8 // (k - 24))
+
+
+@pytest.mark.parametrize("modulation", ["bpsk", "qpsk", "qam16", "qam64"])
+@pytest.mark.parametrize("rate", [1 / 3, 0.5, 0.75])
+def test_ldpc_modulations_and_rates(modulation, rate):
+    link = DigitalLink("ldpc", rate=rate, modulation=modulation, k=512)
+    data = payload(700, 1)
+    r = through(link, data, ChannelSpec(model="rayleigh", block_length=64), 35.0, 2)
+    assert r.ok and r.payload == data
+    assert abs(link.rate - rate) < 0.01
+
+
+@pytest.mark.parametrize("rate", [1 / 3, 0.5, 0.75])
+def test_turbo_rates_by_puncturing(rate):
+    code = TurboCode(256, rate)
+    assert code.n == int(np.ceil(256 / rate - 1e-9))
+    link = DigitalLink("turbo", rate=rate, modulation="qpsk", k=256, iterations=6)
+    data = payload(200, 3)
+    assert through(link, data, ChannelSpec(), 15.0).payload == data
+
+
+def test_power_is_p():
+    link = DigitalLink()
+    assert np.mean(np.abs(link.modulator.points.astype(np.complex128)) ** 2) == pytest.approx(POWER_P, abs=1e-6)
+    z = link.encode(payload(20000, 4))
+    assert np.mean(np.abs(z) ** 2) == pytest.approx(POWER_P, rel=0.01)
+
+
+def test_block_errors_reported_at_low_snr():
+    link = DigitalLink("ldpc")
+    data = payload(2000, 5)
+    r = through(link, data, ChannelSpec(), 0.0)
+    assert not r.ok and r.block_errors == r.blocks > 0
+    assert len(r.payload) == len(data)
+
+
+@pytest.mark.parametrize("code,k", [("ldpc", 1024), ("turbo", 256), ("none", 1024)])
+def test_erased_frame_fails_every_block(code, k):
+    # zero LLRs decide to all-zero (or all-one) blocks; the masked CRC must reject them
+    link = DigitalLink(code, k=k)
+    data = payload(500, 6)
+    r = through(link, data, ChannelSpec(erasure_prob=1.0), 30.0)
+    assert r.block_errors == r.blocks and len(r.payload) == 500
+
+
+def test_estimated_csi_rayleigh_and_maxlog_zf():
+    link = DigitalLink("ldpc")
+    data = payload(1500, 7)
+    spec = ChannelSpec(model="rayleigh", block_length=128, csi="estimated", pilots=16)
+    assert through(link, data, spec, 30.0, 8, equalizer="zf", demapper="maxlog").payload == data
+
+
+def test_empty_payload_and_length_checks():
+    link = DigitalLink()
+    assert link.num_symbols(0) == 0 and link.encode(b"").size == 0
+    r = link.decode(np.zeros(0, np.complex64), np.ones(0, np.complex64), 0.1, 0)
+    assert r.ok and r.payload == b"" and r.blocks == 0
+    z = link.encode(b"abc")
+    with pytest.raises(ValueError, match="symbols"):
+        link.decode(z[:-1], np.ones(z.size - 1), 0.1, 3)
+    with pytest.raises(ValueError, match="equalizer"):
+        link.decode(z, np.ones(z.size), 0.1, 3, equalizer="dfe")
+    with pytest.raises(ValueError, match="demapper"):
+        link.decode(z, np.ones(z.size), 0.1, 3, demapper="soft")
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [({"code": "polar"}, "code must be"), ({"modulation": "qam256"}, "modulation must be"),
+     ({"rate": 0.99}, "LDPC rate"), ({"code": "turbo", "rate": 0.25, "k": 256}, "Turbo rate"),
+     ({"crc": "CRC32"}, "crc must be"), ({"k": 20}, "k must be")],
+)
+def test_bad_configuration_raises(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DigitalLink(**kwargs)
+
+
+def test_crc_detects_errors():
+    crc = CRC("CRC24A")
+    bits = np.random.default_rng(0).integers(0, 2, (20, 1000), dtype=np.uint8)
+    x = crc.attach(bits)
+    x[::2, 17] ^= 1
+    info, ok = crc.check(x)
+    np.testing.assert_array_equal(ok, np.arange(20) % 2 == 1)
+    np.testing.assert_array_equal(info[1::2], bits[1::2])
+    assert not crc.check(np.zeros((1, 1024), np.uint8))[1][0]
+    assert not crc.check(np.ones((1, 1024), np.uint8))[1][0]
+
+
+@pytest.mark.parametrize("code,k", [("ldpc", 1024), ("turbo", 256), ("none", 64)])
+def test_codes_decode_clean_llrs(code, k):
+    c = make_code(code, k, 0.5, bits_per_symbol=4)
+    bits = np.random.default_rng(1).integers(0, 2, (8, k), dtype=np.uint8)
+    cw = c.encode(bits)
+    assert cw.shape == (8, c.n)
+    np.testing.assert_array_equal(c.decode((2.0 * cw - 1.0) * 4.0), bits)  # positive LLR = bit 1
+
+
+def test_ldpc_20kB_is_fast():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        link = DigitalLink("ldpc", 0.5, "qam16", 1024, 20)
+        data = payload(20_000, 9)
+        ch = FadingChannel(ChannelSpec(), 12.0, 0)
+        through(link, data, ChannelSpec(), 12.0)  # warm-up
+        t0 = time.perf_counter()
+        z = link.encode(data)
+        out = ch(z)
+        r = link.decode(out.y, out.h, out.noise_var, len(data))
+        dt = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+    assert r.payload == data
+    # ~1 s on one free core; the bound leaves room for a shared CI machine but catches unbatched decoding (~10x).
+    assert dt < 4.0, f"20 kB LDPC encode+decode took {dt:.2f} s"
+    assert isinstance(LDPCCode, type)

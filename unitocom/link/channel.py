@@ -1,0 +1,181 @@
+"""The channel of eq. (2), y = h*z + n, for one modality stream: AWGN, Rayleigh or Rician, block or fast fading,
+perfect or pilot-estimated CSI, and whole-frame erasures.
+
+SNR is Es/N0 in dB against the power constraint P (`config.POWER_P`): the noise variance is N0 = P/10^(snr/10)
+whatever the power of the frame actually sent, because the transmitter normalises to P and a channel that
+rescaled by the measured power would hide a transmitter that did not.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from unitocom.config import POWER_P, noise_variance
+
+MODELS: tuple[str, ...] = ("awgn", "rayleigh", "rician")
+FADINGS: tuple[str, ...] = ("block", "fast")
+CSI_MODES: tuple[str, ...] = ("perfect", "estimated")
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """What the channel does to one stream. Field names match `config.ChannelDefaults`."""
+
+    model: str = "awgn"  # awgn | rayleigh | rician
+    fading: str = "block"  # block | fast
+    block_length: int = 0  # symbols per fading block, counted across frames; 0 = one h for the whole stream
+    rician_k_db: float = 10.0  # K = LOS power / scattered power, in dB
+    csi: str = "perfect"  # perfect | estimated
+    pilots: int = 8  # pilot symbols (at power P) per fading block for the LS estimate
+    erasure_prob: float = 0.0  # probability that a whole frame is lost
+
+    def validate(self) -> None:
+        """Raise ValueError naming the offending field (`channel.<field>`)."""
+        if self.model not in MODELS:
+            raise ValueError(f"channel.model must be one of {list(MODELS)}, got {self.model!r}")
+        if self.fading not in FADINGS:
+            raise ValueError(f"channel.fading must be one of {list(FADINGS)}, got {self.fading!r}")
+        if isinstance(self.block_length, bool) or not isinstance(self.block_length, (int, np.integer)) or self.block_length < 0:
+            raise ValueError(f"channel.block_length must be an integer >= 0, got {self.block_length!r}")
+        if not isinstance(self.rician_k_db, (int, float, np.floating)) or not math.isfinite(self.rician_k_db):
+            raise ValueError(f"channel.rician_k_db must be a finite number, got {self.rician_k_db!r}")
+        if self.csi not in CSI_MODES:
+            raise ValueError(f"channel.csi must be one of {list(CSI_MODES)}, got {self.csi!r}")
+        if isinstance(self.pilots, bool) or not isinstance(self.pilots, (int, np.integer)) or self.pilots < 1:
+            raise ValueError(f"channel.pilots must be an integer >= 1, got {self.pilots!r}")
+        if (not isinstance(self.erasure_prob, (int, float, np.floating)) or not math.isfinite(self.erasure_prob)
+                or not 0.0 <= self.erasure_prob <= 1.0):
+            raise ValueError(f"channel.erasure_prob must be in [0, 1], got {self.erasure_prob!r}")
+
+    @property
+    def rician_k(self) -> float:
+        return 10.0 ** (self.rician_k_db / 10.0)
+
+
+@dataclass
+class ChannelOutput:
+    y: np.ndarray  # complex64 [N] received symbols (zeros where erased)
+    h: np.ndarray  # complex64 [N] the true per-symbol gain applied
+    h_est: np.ndarray  # complex64 [N] the receiver's estimate (== h when csi == "perfect")
+    noise_var: float  # N0, complex noise variance actually used
+    erased: bool
+    # Variance of h_est - h (0 with perfect CSI): an equaliser may add est_error_var * P to N0.
+    est_error_var: float = 0.0
+
+
+class FadingChannel:
+    """Stateful over the frames of ONE stream: eq. (2) y = h*z + n.
+
+    SNR is Es/N0 in dB against the power constraint P (config.POWER_P): N0 = P / 10^(snr_db/10), regardless of
+    the actual frame power. Rayleigh: h ~ CN(0,1). Rician with K: h = sqrt(K/(K+1)) e^{j theta} +
+    sqrt(1/(K+1)) CN(0,1), E|h|^2 = 1; the LOS phase theta is drawn once per stream (the geometry of one link).
+    AWGN: h = 1.
+
+    Block fading: one h per `block_length` symbols, counted across successive frames of the stream, so a block
+    that straddles two frames keeps its h; block_length 0 = a single h for the whole stream.
+    Fast fading: a new h per symbol (block_length is ignored).
+
+    Estimated CSI: per fading block the receiver sees `pilots` known pilot symbols of power P through the same h
+    and fresh noise, and forms the least-squares estimate h_est = h + e, e ~ CN(0, N0/(pilots*P)). Pilots are
+    modelled out of band: they do not appear in y and are not counted in N. With fast fading every symbol is its
+    own block, an optimistic idealisation.
+
+    Erasure: with probability `erasure_prob` a frame is lost; y is all zeros and `erased` is True. The fading
+    process and noise still advance, so later frames do not depend on which frames were erased.
+
+    Reproducible: independent random streams (gains, noise, pilots, erasures) are spawned from `seed`; the same
+    (spec, snr_db, seed) and the same frame sizes give identical outputs. Gains, estimates and noise depend only on
+    the symbol positions, not on how the stream is cut into frames (erasures, drawn per frame, do).
+    """
+
+    def __init__(self, spec: ChannelSpec, snr_db: float, seed: int | Sequence[int]):
+        spec.validate()
+        self.spec = spec
+        self.snr_db = float(snr_db)
+        self.noise_var = noise_variance(self.snr_db)  # raises on non-finite SNR
+        # A SeedSequence is accepted too, so that simulations can spawn independent channels from one seed.
+        ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+        g_h, g_n, g_p, g_e, g_los = (np.random.default_rng(s) for s in ss.spawn(5))
+        self._rng_h, self._rng_noise, self._rng_pilot, self._rng_erase = g_h, g_n, g_p, g_e
+        self._los_phase = float(g_los.uniform(0.0, 2.0 * np.pi))
+        self._pos = 0  # symbols of this stream already through the channel
+        self._block_index = -1  # index of the fading block whose h/h_est are cached
+        self._block_h = np.complex64(1.0)
+        self._block_h_est = np.complex64(1.0)
+
+    @property
+    def est_error_var(self) -> float:
+        """Variance of the LS estimation error, N0 / (pilots * P); 0 with perfect CSI."""
+        if self.spec.csi == "perfect":
+            return 0.0
+        return self.noise_var / (self.spec.pilots * POWER_P)
+
+    def _draw_gains(self, count: int) -> np.ndarray:
+        """count fresh gains, complex128 [count], from the model's distribution (E|h|^2 = 1)."""
+        if self.spec.model == "awgn":
+            return np.ones(count, dtype=np.complex128)
+        # Draw (re, im) pairs so that the sequence of gains does not depend on how the stream is cut into frames.
+        g = self._rng_h.standard_normal((count, 2)).view(np.complex128)[:, 0] / np.sqrt(2.0)
+        if self.spec.model == "rayleigh":
+            return g
+        k = self.spec.rician_k
+        return np.sqrt(k / (k + 1.0)) * np.exp(1j * self._los_phase) + np.sqrt(1.0 / (k + 1.0)) * g
+
+    def _estimate(self, h: np.ndarray) -> np.ndarray:
+        """LS pilot estimate for each gain in h: mean over `pilots` of (sqrt(P) h + n)/sqrt(P)."""
+        if self.spec.csi == "perfect":
+            return h
+        p = self.spec.pilots
+        noise = self._rng_pilot.standard_normal((h.size, p, 2)).view(np.complex128)[..., 0]
+        noise *= np.sqrt(self.noise_var / 2.0)
+        return h + noise.mean(axis=1) / np.sqrt(POWER_P)
+
+    def _gains(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """True and estimated gains, complex64 [n], for the next n symbols of the stream."""
+        spec = self.spec
+        if spec.fading == "fast":
+            h = self._draw_gains(n)
+            return h.astype(np.complex64), self._estimate(h).astype(np.complex64)
+        length = spec.block_length
+        if length == 0:
+            blocks = np.zeros(n, dtype=np.int64)
+        else:
+            blocks = (self._pos + np.arange(n, dtype=np.int64)) // length
+        if n == 0:
+            return np.zeros(0, np.complex64), np.zeros(0, np.complex64)
+        first, last = int(blocks[0]), int(blocks[-1])
+        fresh = last - max(first, self._block_index + 1) + 1 if last > self._block_index else 0
+        # Gains of blocks [first .. last]; the first may be the block cached from the previous frame.
+        if first == self._block_index:
+            old_h, old_e = np.array([self._block_h]), np.array([self._block_h_est])
+        else:
+            old_h, old_e = np.zeros(0, np.complex128), np.zeros(0, np.complex128)
+        new_h = self._draw_gains(fresh)
+        new_e = self._estimate(new_h)
+        hb = np.concatenate([old_h, new_h])
+        eb = np.concatenate([old_e, new_e])
+        self._block_index, self._block_h, self._block_h_est = last, hb[-1], eb[-1]
+        return hb[blocks - first].astype(np.complex64), eb[blocks - first].astype(np.complex64)
+
+    def __call__(self, z: np.ndarray) -> ChannelOutput:
+        """z complex64 [N] (one frame of the stream) -> ChannelOutput with arrays of length N."""
+        z = np.asarray(z)
+        if z.ndim != 1:
+            raise ValueError(f"z must be a 1-D array of symbols, got shape {z.shape}")
+        if not np.all(np.isfinite(z)):
+            raise ValueError("z must contain only finite values")
+        z = z.astype(np.complex64, copy=False)
+        n = z.size
+        h, h_est = self._gains(n)
+        noise = self._rng_noise.standard_normal((n, 2)).view(np.complex128)[:, 0] * np.sqrt(self.noise_var / 2.0)
+        erased = bool(self._rng_erase.random() < self.spec.erasure_prob)
+        self._pos += n
+        if erased:
+            y = np.zeros(n, dtype=np.complex64)
+        else:
+            y = (h.astype(np.complex128) * z + noise).astype(np.complex64)
+        return ChannelOutput(y=y, h=h, h_est=h_est, noise_var=self.noise_var, erased=erased,
+                             est_error_var=self.est_error_var)
