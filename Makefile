@@ -1,0 +1,48 @@
+# The two commands of the README: `make demo` and `make test`. Both set up what they need first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-all venv system stubs bench clean help
+
+help:
+	@echo "make demo      start the services, send a real text, image and speech clip at two SNRs, stop"
+	@echo "make test      run the test suite (slow and GPU tests skipped; make test-all runs the slow ones)"
+	@echo "make bench     the benchmarks (service path vs in-process, channel throughput, LDPC)"
+	@echo "make stubs     regenerate the gRPC stubs from protos/"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: the CPU build on local disk (an unpinned torch pulls a multi-GB CUDA build)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+system:
+	@bash scripts/setup_system.sh
+
+stubs: venv
+	$(PY) scripts/gen_protos.py
+
+demo: venv system
+	$(PY) -m unitocom.cli demo
+
+test: venv system
+	$(PY) -m pytest -q
+
+test-all: venv system
+	$(PY) -m pytest -q -m "not gpu"
+
+bench: venv system
+	$(PY) bench/bench_services.py
+	$(PY) bench/bench_channel.py
+	$(PY) bench/bench_ldpc.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

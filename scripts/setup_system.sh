@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# System tools the testbed calls: ffmpeg with AMR-WB (libavcodec-extra), espeak-ng and sox (speech data).
+# Installs only what is missing; needs root (or sudo) and Debian's package registry.
+set -euo pipefail
+need=()
+command -v espeak-ng >/dev/null || need+=(espeak-ng)
+command -v sox >/dev/null || need+=(sox libsox-fmt-all)
+if ! command -v ffmpeg >/dev/null || ! ffmpeg -hide_banner -encoders 2>/dev/null | grep -q amrwb; then
+  need+=(ffmpeg libavcodec-extra)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+echo "installing system packages: ${need[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,51 @@
+"""Base-station service: Receive(stream Uplink) -> Result. Equalise, demodulate, decode, run the task."""
+from __future__ import annotations
+
+import grpc
+
+from services.common import server as common
+from unitocom import config, pipeline
+from unitocom.stages.basestation import BaseStationCore
+from unitocom.stages.request import RequestError
+from unitocom.v1 import unitocom_pb2 as pb
+from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
+
+SERVICE = "basestation"
+
+
+class BaseStation(pb_grpc.BaseStationServicer):
+    def __init__(self, cfg: config.Config):
+        self.cfg = cfg
+
+    def Receive(self, request_iterator, context: grpc.ServicerContext) -> pb.Result:
+        with common.rpc(SERVICE, "Receive", context):
+            first = next(request_iterator, None)
+            if first is None or first.WhichOneof("kind") != "header":
+                raise RequestError("uplink", "the first message of a stream must be a RequestHeader")
+            core = BaseStationCore(first.header, self.cfg)
+            for msg in request_iterator:
+                if msg.WhichOneof("kind") != "frame":
+                    raise RequestError("uplink", "only the first message may be a RequestHeader")
+                core.add(msg.frame)
+            result = core.finish()
+            common.observe_timings(SERVICE, result.timings)
+            common.CHANNEL_USES.labels(SERVICE).inc(result.channel_uses)
+            return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = common.base_parser(SERVICE)
+    args = ap.parse_args(argv)
+    cfg = common.config_from_args(args)
+
+    def register(server: grpc.Server) -> None:
+        pb_grpc.add_BaseStationServicer_to_server(BaseStation(cfg), server)
+
+    def warmup() -> None:
+        pipeline.run(common.warm_request(cfg), cfg)  # loads and exercises every decoder once
+
+    common.serve(SERVICE, args, cfg, register, "unitocom.v1.BaseStation", warmup)
+
+
+if __name__ == "__main__":
+    main()

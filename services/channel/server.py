@@ -1,0 +1,102 @@
+"""Channel emulator service: applies eq. (2), z_hat = h*z + n, to every frame and reports the CSI it applied.
+
+Forward: client stream in, forwarded as a stream to the base station, its Result returned.
+Apply:   bidirectional, frames back to the caller (simulations and benchmarks).
+"""
+from __future__ import annotations
+
+import time
+
+import grpc
+
+from services.common import server as common
+from unitocom import config
+from unitocom.stages.channel import ChannelCore
+from unitocom.stages.request import RequestError
+from unitocom.v1 import unitocom_pb2 as pb
+from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
+
+SERVICE = "channel"
+
+
+def _header(request_iterator) -> pb.Uplink:
+    first = next(request_iterator, None)
+    if first is None or first.WhichOneof("kind") != "header":
+        raise RequestError("uplink", "the first message of a stream must be a RequestHeader")
+    return first
+
+
+class Channel(pb_grpc.ChannelServicer):
+    def __init__(self, cfg: config.Config, basestation_target: str):
+        self.cfg, self.target = cfg, basestation_target
+        self.stub = pb_grpc.BaseStationStub(grpc.insecure_channel(basestation_target,
+                                                                  options=common.channel_options(cfg)))
+
+    def _frames(self, first: pb.Uplink, request_iterator, core: ChannelCore, state: dict):
+        """Corrupt frames as they stream by; a bad frame ends the stream and is reported by the caller."""
+        yield first
+        for msg in request_iterator:
+            if msg.WhichOneof("kind") != "frame":
+                state["error"] = RequestError("uplink", "only the first message may be a RequestHeader")
+                return
+            t0 = time.perf_counter()
+            try:
+                frame = core.apply(msg.frame)
+            except RequestError as e:
+                state["error"] = e
+                return
+            state["seconds"] += time.perf_counter() - t0
+            yield pb.Uplink(frame=frame)
+
+    def Forward(self, request_iterator, context: grpc.ServicerContext) -> pb.Result:
+        with common.rpc(SERVICE, "Forward", context):
+            first = _header(request_iterator)
+            core = ChannelCore(first.header, self.cfg)
+            state = {"error": None, "seconds": 0.0}
+            try:
+                result = self.stub.Receive(self._frames(first, request_iterator, core, state),
+                                           timeout=common.remaining(context, self.cfg.limits.default_deadline_s))
+            except grpc.RpcError as e:
+                if state["error"] is not None:
+                    raise state["error"] from None
+                raise common.next_hop_error("basestation", self.target, e) from None
+            if state["error"] is not None:
+                raise state["error"]
+            result.timings.append(pb.StageTiming(service=SERVICE, stage="channel", seconds=state["seconds"]))
+            common.observe_timings(SERVICE, result.timings)
+            common.CHANNEL_USES.labels(SERVICE).inc(core.symbols)
+            return result
+
+    def Apply(self, request_iterator, context: grpc.ServicerContext):
+        with common.rpc(SERVICE, "Apply", context):
+            first = _header(request_iterator)
+            core = ChannelCore(first.header, self.cfg)
+            yield first
+            for msg in request_iterator:
+                if msg.WhichOneof("kind") != "frame":
+                    raise RequestError("uplink", "only the first message may be a RequestHeader")
+                yield pb.Uplink(frame=core.apply(msg.frame))
+            common.CHANNEL_USES.labels(SERVICE).inc(core.symbols)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = common.base_parser(SERVICE)
+    ap.add_argument("--basestation", default=None, help="base station host:port (default from the config)")
+    args = ap.parse_args(argv)
+    cfg = common.config_from_args(args)
+    target = args.basestation or cfg.address("basestation").grpc
+
+    def register(server: grpc.Server) -> None:
+        pb_grpc.add_ChannelServicer_to_server(Channel(cfg, target), server)
+
+    def warmup() -> None:
+        import numpy as np
+        from unitocom import wire
+        core = ChannelCore(pb.RequestHeader(link=pb.LinkSettings(snr_db=10.0, channel=pb.RAYLEIGH)), cfg)
+        core.apply(pb.SymbolFrame(symbols=wire.to_tensor(np.ones(64, np.complex64)), last=True))
+
+    common.serve(SERVICE, args, cfg, register, "unitocom.v1.Channel", warmup)
+
+
+if __name__ == "__main__":
+    main()

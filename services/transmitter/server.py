@@ -1,0 +1,55 @@
+"""Transmitter service (a user device): Send(Request) -> Result.
+
+Validates, source-codes and code-modulates each payload (library: unitocom.stages.transmitter), streams the
+symbols through the channel service, and scores what comes back.
+"""
+from __future__ import annotations
+
+import grpc
+
+from services.common import server as common
+from unitocom import config
+from unitocom.stages import transmitter
+from unitocom.v1 import unitocom_pb2 as pb
+from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
+
+SERVICE = "transmitter"
+
+
+class Transmitter(pb_grpc.TransmitterServicer):
+    def __init__(self, cfg: config.Config, channel_target: str):
+        self.cfg, self.target = cfg, channel_target
+        self.stub = pb_grpc.ChannelStub(grpc.insecure_channel(channel_target, options=common.channel_options(cfg)))
+
+    def Send(self, request: pb.Request, context: grpc.ServicerContext) -> pb.Result:
+        with common.rpc(SERVICE, "Send", context):
+            prep = transmitter.prepare(request, self.cfg)
+            try:
+                result = self.stub.Forward(prep.uplink(self.cfg.limits.frame_symbols),
+                                           timeout=common.remaining(context, self.cfg.limits.default_deadline_s))
+            except grpc.RpcError as e:
+                raise common.next_hop_error("channel", self.target, e) from None
+            result = transmitter.finish(result, prep)
+            common.observe_timings(SERVICE, result.timings)
+            common.CHANNEL_USES.labels(SERVICE).inc(result.channel_uses)
+            return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = common.base_parser(SERVICE)
+    ap.add_argument("--channel", default=None, help="channel service host:port (default from the config)")
+    args = ap.parse_args(argv)
+    cfg = common.config_from_args(args)
+    target = args.channel or cfg.address("channel").grpc
+
+    def register(server: grpc.Server) -> None:
+        pb_grpc.add_TransmitterServicer_to_server(Transmitter(cfg, target), server)
+
+    def warmup() -> None:
+        transmitter.prepare(common.warm_request(cfg), cfg)
+
+    common.serve(SERVICE, args, cfg, register, "unitocom.v1.Transmitter", warmup)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Shared fixtures: the real services on free loopback ports, started once per test session."""
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import socket
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def free_consecutive(n: int) -> int:
+    """A base port b such that b .. b+n-1 are all free on loopback now."""
+    for _ in range(50):
+        base = free_ports(1)[0]
+        if base + n > 65535:
+            continue
+        ok = True
+        for p in range(base, base + n):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
+TEST_MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # small, so that the oversize test sends only a few MB
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory):
+    """(cfg, run_dir): transmitter, channel and base station running as local processes, SERVING."""
+    from unitocom import config, launcher
+    base = free_consecutive(6)
+    cfg = config.load("tiny")
+    cfg = cfg.replace(transmitter_port=base, channel_port=base + 1, basestation_port=base + 2,
+                      metrics_base_port=base + 3,
+                      limits=dataclasses.replace(cfg.limits, max_message_bytes=TEST_MAX_MESSAGE_BYTES))
+    d = tmp_path_factory.mktemp("run")
+    launcher.up(cfg, "tiny", d, timeout_s=180)
+    yield cfg, d
+    launcher.down(d)
+
+
+@pytest.fixture(scope="session")
+def tx(services):
+    from unitocom import client
+    cfg, _ = services
+    with client.Client(cfg.address("transmitter").grpc, max_message_bytes=64 * 1024 * 1024) as c:
+        yield c
+
+
+def scene_png(size_px: int = 64, seed: int = 0) -> bytes:
+    """A small synthetic picture with edges and flat areas, as PNG bytes."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size_px, 0:size_px] / size_px
+    img = np.stack([x, y, 0.5 + 0.5 * np.sin(8 * x * y)], -1) * 200
+    img[size_px // 4: size_px // 2, size_px // 4: size_px // 2] = rng.integers(0, 255, 3)
+    buf = io.BytesIO()
+    Image.fromarray(img.astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def photo_png() -> bytes:
+    from unitocom.demo import photograph
+    return photograph(128)

@@ -1,0 +1,193 @@
+"""The three services on loopback, driven through the client SDK: real requests, good and bad."""
+from __future__ import annotations
+
+import io
+import math
+import subprocess
+import sys
+import time
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import TEST_MAX_MESSAGE_BYTES, free_ports, scene_png
+from unitocom import client, pipeline, wire
+from unitocom.v1 import unitocom_pb2 as pb
+from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
+
+
+def _code(fn) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as e:
+        fn()
+    return e.value.code(), e.value.details()
+
+
+def test_all_services_serving(services):
+    from unitocom import launcher
+    _, d = services
+    rows = launcher.status(d)
+    assert [r["name"] for r in rows] == ["basestation", "channel", "transmitter"]
+    assert all(r["status"] == "SERVING" for r in rows), rows
+
+
+def test_text_arrives_exactly_at_high_snr(tx):
+    text = "Tokens are the units that large models compute with. Ünïcödé too: 信道"
+    r = tx.send(client.build_request(text=text, snr_db=25.0, seed=1))
+    assert r.output_text == text
+    assert r.quality["exact_match"] == 1.0
+    (out,) = r.outputs
+    assert out.decoded and out.block_errors == 0 and out.blocks > 0
+    assert r.channel_uses == out.channel_uses > 0
+    stages = {(t.service, t.stage) for t in r.timings}
+    assert {("transmitter", "encode"), ("channel", "channel"), ("basestation", "decode")} <= stages
+
+
+def test_image_psnr_equals_jpeg_psnr_at_high_snr(tx, photo_png):
+    r = tx.send(client.build_request(image=photo_png, snr_db=30.0, channel="rayleigh", seed=3, jpeg_quality=60))
+    (out,) = r.outputs
+    assert out.decoded and out.block_errors == 0
+    # what arrives is exactly the JPEG: its PSNR against the original is the codec's own
+    assert r.quality["psnr_db"] == pytest.approx(r.quality["jpeg_psnr_db"], abs=1e-9)
+    assert 20.0 < r.quality["psnr_db"] < 50.0
+    img = np.asarray(Image.open(io.BytesIO(out.image_png)))
+    assert img.shape == (128, 128, 3)
+
+
+def test_jpeg_breaks_at_low_snr_over_rayleigh_and_says_so(tx, photo_png):
+    r = tx.send(client.build_request(image=photo_png, snr_db=4.0, channel="rayleigh", block_length=256, seed=5))
+    (out,) = r.outputs
+    assert out.block_errors > 0
+    assert "CRC" in out.note
+    broken = (not out.decoded) or r.quality["psnr_db"] < r.quality["jpeg_psnr_db"] - 3.0
+    assert broken, (out.note, dict(r.quality))
+
+
+def test_service_path_equals_in_process_pipeline(services, tx):
+    """Same seed, same request: the services add transport, nothing else."""
+    cfg, _ = services
+    req = client.build_request(image=scene_png(48), snr_db=7.0, channel="rayleigh", block_length=128, seed=11)
+    a, b = tx.send(req), pipeline.run(req, cfg)
+    assert a.outputs[0].image_png == b.outputs[0].image_png
+    assert a.outputs[0].block_errors == b.outputs[0].block_errors
+    assert a.channel_uses == b.channel_uses
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda r: r.payloads[0].CopyFrom(pb.Payload(modality=pb.IMAGE, image=b"\x89PNG\r\n\x1a\nnot really")),
+     "payloads[0].image"),
+    (lambda r: r.payloads[0].CopyFrom(pb.Payload(modality=pb.AUDIO, audio=b"RIFF\x00\x00junk")), "payloads[0].audio"),
+    (lambda r: setattr(r.payloads[0], "modality", pb.IMAGE), "payloads[0].modality"),
+    (lambda r: setattr(r.payloads[0], "text", "   "), "payloads[0].text"),
+    (lambda r: setattr(r, "task", 99), "task"),
+    (lambda r: setattr(r.link, "snr_db", math.nan), "link.snr_db"),
+    (lambda r: setattr(r.link, "snr_db", math.inf), "link.snr_db"),
+    (lambda r: setattr(r.link, "channel", 42), "link.channel"),
+    (lambda r: r.ClearField("payloads"), "payloads"),
+    (lambda r: setattr(r.link, "scheme", pb.SCHEME_UNSPECIFIED), "link.scheme"),
+    (lambda r: setattr(r.link, "modulation", "qam1024"), "link.modulation"),
+    (lambda r: setattr(r, "task", pb.ASR), "payloads[0]"),  # ASR takes audio, not text
+])
+def test_bad_input_is_invalid_argument_naming_the_field(tx, mutate, field):
+    req = client.build_request(text="hello", snr_db=10.0)
+    mutate(req)
+    code, details = _code(lambda: tx.send(req))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, details
+    assert details.startswith(field), details
+    # and the service keeps serving
+    assert tx.send(client.build_request(text="still here", snr_db=30.0)).output_text == "still here"
+
+
+def test_unbuilt_task_is_unimplemented_with_reason(tx):
+    req = client.build_request(image=scene_png(32), question="how many cubes?", task="vqa")
+    code, details = _code(lambda: tx.send(req))
+    assert code == grpc.StatusCode.UNIMPLEMENTED
+    assert "vqa" in details and "issue" in details
+
+
+def test_oversize_payload_is_resource_exhausted(tx):
+    req = client.build_request(image=b"\x00" * (TEST_MAX_MESSAGE_BYTES + 1024))
+    code, details = _code(lambda: tx.send(req))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, details
+    assert tx.send(client.build_request(text="after oversize", snr_db=30.0)).output_text == "after oversize"
+
+
+def test_tiny_deadline_is_deadline_exceeded_and_service_recovers(tx, photo_png):
+    code, _ = _code(lambda: tx.send(client.build_request(image=photo_png), timeout_s=0.001))
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert tx.send(client.build_request(text="after deadline", snr_db=30.0)).output_text == "after deadline"
+
+
+def test_missing_next_hop_is_unavailable(tmp_path):
+    port, metrics, dead = free_ports(3)
+    log = open(tmp_path / "tx.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "services.transmitter.server", "--port", str(port),
+                             "--metrics-port", str(metrics), "--channel", f"127.0.0.1:{dead}"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        target = f"127.0.0.1:{port}"
+        for _ in range(300):
+            if client.health(target) == "SERVING":
+                break
+            time.sleep(0.1)
+        with client.Client(target) as c:
+            code, details = _code(lambda: c.send(client.build_request(text="anyone there?"), timeout_s=10))
+        assert code == grpc.StatusCode.UNAVAILABLE
+        assert f"channel at 127.0.0.1:{dead} is unavailable" in details
+        proc.terminate()  # SIGTERM: graceful
+        assert proc.wait(timeout=20) == 0
+        assert b"stopped" in (tmp_path / "tx.log").read_bytes()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_channel_apply_streams_frames_back_with_csi(services):
+    cfg, _ = services
+    n, frames = 4096, 3
+    rng = np.random.default_rng(0)
+    z = ((rng.standard_normal(n * frames) + 1j * rng.standard_normal(n * frames)) / np.sqrt(2)).astype(np.complex64)
+    header = pb.RequestHeader(link=pb.LinkSettings(snr_db=10.0, channel=pb.RAYLEIGH, seed=4))
+
+    def uplink():
+        yield pb.Uplink(header=header)
+        for seq, last, chunk in wire.frames(z, n):
+            yield pb.Uplink(frame=pb.SymbolFrame(seq=seq, last=last, symbols=wire.to_tensor(chunk)))
+
+    ch = grpc.insecure_channel(cfg.address("channel").grpc)
+    back = list(pb_grpc.ChannelStub(ch).Apply(uplink(), timeout=30))
+    assert back[0].WhichOneof("kind") == "header" and len(back) == frames + 1
+    y = np.concatenate([wire.from_tensor(m.frame.symbols) for m in back[1:]])
+    h = np.concatenate([wire.runs_decode(wire.from_tensor(m.frame.csi.h), wire.from_tensor(m.frame.csi.h_runs),
+                                         len(wire.from_tensor(m.frame.symbols))) for m in back[1:]])
+    assert all(len(m.frame.csi.h_runs.shape) == 1 and m.frame.csi.h_runs.shape[0] == 1 for m in back[1:])
+    assert np.allclose(h, h[0])  # one h for the whole stream (block_length 0): eq. (2)'s h_m
+    noise = y - h * z
+    measured_snr_db = 10 * np.log10(1.0 / np.mean(np.abs(noise) ** 2))
+    assert measured_snr_db == pytest.approx(10.0, abs=0.2)
+    assert back[1].frame.csi.noise_var == pytest.approx(0.1)
+
+
+def test_reflection_lists_the_services(services):
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+    cfg, _ = services
+    for name, svc in (("transmitter", "unitocom.v1.Transmitter"), ("channel", "unitocom.v1.Channel"),
+                      ("basestation", "unitocom.v1.BaseStation")):
+        with grpc.insecure_channel(cfg.address(name).grpc) as ch:
+            names = set(ProtoReflectionDescriptorDatabase(ch).get_services())
+        assert {svc, "grpc.health.v1.Health"} <= names
+
+
+def test_metrics_count_requests_by_code_and_time_stages(services, tx):
+    cfg, _ = services
+    tx.send(client.build_request(text="metered", snr_db=30.0))
+    with pytest.raises(grpc.RpcError):
+        tx.send(client.build_request(text="", snr_db=30.0))
+    body = urllib.request.urlopen(cfg.address("transmitter").metrics_url, timeout=5).read().decode()
+    assert 'unitocom_requests_total{code="OK",method="Send",service="transmitter"}' in body
+    assert 'unitocom_requests_total{code="INVALID_ARGUMENT",method="Send",service="transmitter"}' in body
+    assert 'unitocom_stage_seconds_bucket{le="0.001",service="transmitter",stage="encode"}' in body
+    bs = urllib.request.urlopen(cfg.address("basestation").metrics_url, timeout=5).read().decode()
+    assert 'unitocom_stage_seconds_count{service="basestation",stage="decode"}' in bs

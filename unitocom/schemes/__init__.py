@@ -1,0 +1,1 @@
+"""Per-scheme payload <-> symbol processing (traditional now; learned schemes with the tokenizers)."""

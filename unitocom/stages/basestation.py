@@ -1,0 +1,76 @@
+"""The base station's core: gather each stream's received frames, equalise, demodulate, decode, run the task."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from unitocom import wire
+from unitocom.config import Config
+from unitocom.schemes import traditional
+from unitocom.stages.request import RequestError
+from unitocom.timing import stage
+from unitocom.v1 import unitocom_pb2 as pb
+
+SERVICE = "basestation"
+
+
+@dataclass
+class _Stream:
+    header: pb.StreamHeader
+    y: list[np.ndarray] = field(default_factory=list)
+    h_est: list[np.ndarray] = field(default_factory=list)
+    noise_var: float = 0.0
+    erased: bool = False
+    next_seq: int = 0
+    done: bool = False
+
+
+class BaseStationCore:
+    def __init__(self, header: pb.RequestHeader, cfg: Config):
+        if not header.streams:
+            raise RequestError("header.streams", "a request header must describe at least one stream")
+        self.header, self.cfg = header, cfg
+        self.streams = {s.stream_id: _Stream(s) for s in header.streams}
+        if len(self.streams) != len(header.streams):
+            raise RequestError("header.streams", "stream ids must be unique")
+        self.timings: list[pb.StageTiming] = []
+
+    def add(self, frame: pb.SymbolFrame) -> None:
+        s = self.streams.get(frame.stream_id)
+        if s is None:
+            raise RequestError("frame.stream_id", f"{frame.stream_id} is not a stream of this request")
+        if s.done or frame.seq != s.next_seq:
+            raise RequestError("frame.seq", f"stream {frame.stream_id}: expected frame {s.next_seq}, got {frame.seq}")
+        try:
+            y = wire.from_tensor(frame.symbols, "frame.symbols", pb.COMPLEX64, 1)
+            h = wire.runs_decode(wire.from_tensor(frame.csi.h_est, "frame.csi.h_est", pb.COMPLEX64, 1),
+                                 wire.from_tensor(frame.csi.h_est_runs, "frame.csi.h_est_runs", pb.INT32, 1),
+                                 len(y), "frame.csi.h_est_runs")
+        except wire.WireError as e:
+            raise RequestError(str(e).split(":")[0], str(e).split(": ", 1)[-1]) from None
+        s.y.append(y)
+        s.h_est.append(h)
+        s.noise_var = frame.csi.noise_var
+        s.erased |= frame.csi.erased
+        s.next_seq += 1
+        s.done = frame.last
+
+    def finish(self) -> pb.Result:
+        link = self.header.link
+        result = pb.Result(request_id=self.header.request_id, task=self.header.task, scheme=link.scheme,
+                           snr_db=link.snr_db, channel=link.channel or pb.AWGN)
+        for sid, s in self.streams.items():
+            if not s.done:
+                raise RequestError("frames", f"stream {sid} ended after {s.next_seq} frames without its last frame")
+            y, h = np.concatenate(s.y), np.concatenate(s.h_est)
+            if len(y) != s.header.num_symbols:
+                raise RequestError("frames", f"stream {sid}: {len(y)} symbols received, header says {s.header.num_symbols}")
+            with stage(self.timings, SERVICE, "decode"):
+                out = traditional.decode(s.header, y, h, s.noise_var, s.erased, self.cfg)
+            result.outputs.append(out)
+            result.channel_uses += len(y)
+        texts = [o.text for o in result.outputs if o.modality == pb.TEXT]
+        result.output_text = texts[0] if texts else ""
+        result.timings.extend(self.timings)
+        return result

@@ -1,0 +1,177 @@
+"""Validation of a client's Request: every problem becomes a RequestError naming the field and the reason.
+
+The services turn RequestError into a gRPC status (INVALID_ARGUMENT, UNIMPLEMENTED); nothing here knows gRPC.
+"""
+from __future__ import annotations
+
+import io
+import math
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from unitocom import codecs
+from unitocom.config import Config
+from unitocom.link.channel import ChannelSpec
+from unitocom.v1 import unitocom_pb2 as pb
+
+
+class RequestError(ValueError):
+    """A request the system cannot serve. `code` is the lower-case gRPC status name to answer with."""
+
+    def __init__(self, field: str, reason: str, code: str = "invalid_argument"):
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason, self.code = field, reason, code
+
+
+# (task, scheme) pairs this build serves; others answer UNIMPLEMENTED naming what is missing.
+SUPPORTED = {
+    (pb.RECONSTRUCT, pb.TRADITIONAL),
+}
+MISSING = {
+    pb.UNITOCOM: "the learned schemes need the sigma-GenIB tokenizers (issue 5)",
+    pb.VAE: "the learned schemes need the VAE tokenizer (issue 5)",
+    pb.SEMCOM: "vanilla SemCom needs its deep JSCC models (issue 5)",
+}
+TASK_INPUTS = {  # which payload modalities each task takes
+    pb.RECONSTRUCT: {pb.TEXT, pb.IMAGE, pb.AUDIO},
+    pb.VQA: {pb.IMAGE, pb.TEXT},
+    pb.T2I: {pb.TEXT},
+    pb.ASR: {pb.AUDIO},
+}
+
+
+@dataclass
+class SourcePayload:
+    """One decoded input: `value` is str (text), uint8 [H,W,3] (image) or float32 [T] (audio)."""
+
+    modality: int
+    value: object
+    rate_hz: int = 0
+
+
+def _enum_field(enum, value: int, field: str) -> None:
+    if value not in enum.values():
+        raise RequestError(field, f"unknown value {value}; expected one of {list(enum.keys())[1:]}")
+
+
+def channel_spec(link: pb.LinkSettings, cfg: Config) -> ChannelSpec:
+    d = cfg.channel
+    spec = ChannelSpec(
+        model=pb.ChannelModel.Name(link.channel).lower() if link.channel else d.model,
+        fading=pb.Fading.Name(link.fading).lower() if link.fading else d.fading,
+        block_length=int(link.block_length) or d.block_length,
+        rician_k_db=link.rician_k_db if link.rician_k_db else d.rician_k_db,
+        csi=pb.CsiMode.Name(link.csi).lower() if link.csi else d.csi,
+        pilots=int(link.pilots) or d.pilots,
+        erasure_prob=link.erasure_prob or d.erasure_prob,
+    )
+    try:
+        spec.validate()
+    except ValueError as e:
+        raise RequestError("link", str(e)) from None
+    return spec
+
+
+def validate_link(link: pb.LinkSettings, cfg: Config) -> ChannelSpec:
+    if not math.isfinite(link.snr_db):
+        raise RequestError("link.snr_db", f"must be a finite number of dB, got {link.snr_db}")
+    if not -50.0 <= link.snr_db <= 100.0:
+        raise RequestError("link.snr_db", f"{link.snr_db} dB is outside [-50, 100] dB")
+    _enum_field(pb.Scheme, link.scheme, "link.scheme")
+    _enum_field(pb.ChannelModel, link.channel, "link.channel")
+    _enum_field(pb.Fading, link.fading, "link.fading")
+    _enum_field(pb.CsiMode, link.csi, "link.csi")
+    if not (math.isfinite(link.erasure_prob) and 0.0 <= link.erasure_prob <= 1.0):
+        raise RequestError("link.erasure_prob", f"must be in [0, 1], got {link.erasure_prob}")
+    if not math.isfinite(link.rician_k_db):
+        raise RequestError("link.rician_k_db", "must be finite")
+    if link.jpeg_quality and not 1 <= link.jpeg_quality <= 95:
+        raise RequestError("link.jpeg_quality", f"must be in 1..95, got {link.jpeg_quality}")
+    if link.code_rate and not (math.isfinite(link.code_rate) and 0.0 < link.code_rate < 1.0):
+        raise RequestError("link.code_rate", f"must be in (0, 1), got {link.code_rate}")
+    if link.modulation and link.modulation not in ("bpsk", "qpsk", "qam16", "qam64"):
+        raise RequestError("link.modulation", f"unknown modulation {link.modulation!r}; expected bpsk|qpsk|qam16|qam64")
+    return channel_spec(link, cfg)
+
+
+def _check_image_size(data: bytes, field: str, max_pixels: int) -> None:
+    """Read only the header, so that a decompression bomb is refused before it is decoded."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+    except Exception as e:  # Pillow raises many types for garbage; all mean "not an image"
+        raise RequestError(field, f"cannot decode image: {e}") from None
+    if w * h > max_pixels:
+        raise RequestError(field, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}")
+
+
+def decode_payloads(req: pb.Request, cfg: Config) -> list[SourcePayload]:
+    lim = cfg.limits
+    if not req.payloads:
+        raise RequestError("payloads", "a request needs at least one payload")
+    out = []
+    for i, p in enumerate(req.payloads):
+        field = f"payloads[{i}]"
+        kind = p.WhichOneof("content")
+        if kind is None:
+            raise RequestError(field, "has no content (set text, image or audio)")
+        expected = {"text": pb.TEXT, "image": pb.IMAGE, "audio": pb.AUDIO}[kind]
+        if p.modality not in (pb.MODALITY_UNSPECIFIED, expected):
+            raise RequestError(f"{field}.modality", f"is {p.modality} but the content is {kind}")
+        if kind == "text":
+            if not p.text.strip():
+                raise RequestError(f"{field}.text", "is empty")
+            if len(p.text) > lim.max_text_chars:
+                raise RequestError(f"{field}.text", f"{len(p.text)} characters exceeds the limit of {lim.max_text_chars}")
+            out.append(SourcePayload(pb.TEXT, p.text))
+        elif kind == "image":
+            if not p.image:
+                raise RequestError(f"{field}.image", "is empty")
+            _check_image_size(p.image, f"{field}.image", lim.max_image_pixels)
+            try:
+                img = codecs.image_from_bytes(p.image)
+            except ValueError as e:
+                raise RequestError(f"{field}.image", str(e)) from None
+            out.append(SourcePayload(pb.IMAGE, img))
+        else:
+            if not p.audio:
+                raise RequestError(f"{field}.audio", "is empty")
+            try:
+                wave, rate = codecs.audio_from_bytes(p.audio)
+            except ValueError as e:
+                raise RequestError(f"{field}.audio", str(e)) from None
+            if len(wave) == 0:
+                raise RequestError(f"{field}.audio", "has no samples")
+            if len(wave) / rate > lim.max_audio_seconds:
+                raise RequestError(f"{field}.audio", f"{len(wave) / rate:.1f} s exceeds the limit of {lim.max_audio_seconds} s")
+            out.append(SourcePayload(pb.AUDIO, np.asarray(wave, np.float32), rate))
+    return out
+
+
+def validate(req: pb.Request, cfg: Config) -> tuple[ChannelSpec, list[SourcePayload]]:
+    """Check a Request; return the channel spec and decoded payloads, or raise RequestError."""
+    _enum_field(pb.Task, req.task, "task")
+    if req.task == pb.TASK_UNSPECIFIED:
+        raise RequestError("task", "is not set; expected one of reconstruct, vqa, t2i, asr")
+    spec = validate_link(req.link, cfg)
+    if req.link.scheme == pb.SCHEME_UNSPECIFIED:
+        raise RequestError("link.scheme", "is not set; expected one of traditional, unitocom, vae, semcom")
+    payloads = decode_payloads(req, cfg)
+    allowed = TASK_INPUTS[req.task]
+    for i, p in enumerate(payloads):
+        if p.modality not in allowed:
+            raise RequestError(f"payloads[{i}]", f"task {pb.Task.Name(req.task).lower()} does not take "
+                               f"{pb.Modality.Name(p.modality).lower()} input")
+    if (req.task, req.link.scheme) not in SUPPORTED:
+        why = MISSING.get(req.link.scheme, "the base-station MLLM is not built yet (issue 6)")
+        raise RequestError("task", f"{pb.Task.Name(req.task).lower()} with scheme "
+                           f"{pb.Scheme.Name(req.link.scheme).lower()} is not available in this build: {why}",
+                           code="unimplemented")
+    return spec, payloads
+
+
+def request_id(req: pb.Request) -> str:
+    return req.request_id or uuid.uuid4().hex[:16]

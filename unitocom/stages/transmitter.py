@@ -1,0 +1,84 @@
+"""The user device: validate, source/tokenize and code-modulate each payload into its own symbol stream.
+
+`prepare` produces the uplink (a RequestHeader then SymbolFrames); `finish` scores the Result the base
+station sends back against what was sent (the device still holds its originals).
+"""
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from unitocom import codecs, wire
+from unitocom.config import Config
+from unitocom.schemes import traditional
+from unitocom.stages.request import SourcePayload, request_id, validate
+from unitocom.timing import stage
+from unitocom.v1 import unitocom_pb2 as pb
+
+SERVICE = "transmitter"
+
+
+@dataclass
+class Prepared:
+    header: pb.RequestHeader
+    streams: list[traditional.Encoded]
+    payloads: list[SourcePayload]
+    timings: list[pb.StageTiming] = field(default_factory=list)
+
+    def uplink(self, frame_symbols: int) -> Iterator[pb.Uplink]:
+        yield pb.Uplink(header=self.header)
+        for s in self.streams:
+            for seq, last, chunk in wire.frames(s.symbols, frame_symbols):
+                frame = pb.SymbolFrame(stream_id=s.header.stream_id, seq=seq, last=last, symbols=wire.to_tensor(chunk))
+                yield pb.Uplink(frame=frame)
+
+
+def prepare(req: pb.Request, cfg: Config) -> Prepared:
+    """Raises RequestError for anything the system cannot serve."""
+    t0 = time.perf_counter()
+    timings: list[pb.StageTiming] = []
+    with stage(timings, SERVICE, "validate"):
+        _, payloads = validate(req, cfg)
+    streams = []
+    with stage(timings, SERVICE, "encode"):
+        for i, p in enumerate(payloads):
+            streams.append(traditional.encode(i, p, req.link, cfg))
+    header = pb.RequestHeader(request_id=request_id(req), task=req.task, link=req.link, label=req.label,
+                              streams=[s.header for s in streams], transmitter_s=time.perf_counter() - t0)
+    return Prepared(header, streams, payloads, timings)
+
+
+def finish(result: pb.Result, prep: Prepared) -> pb.Result:
+    """Add the transmitter's timings and the quality of what came back against what was sent."""
+    with stage(prep.timings, SERVICE, "score"):
+        q = score(result, prep)
+    result.timings.extend(prep.timings)
+    for k, v in q.items():
+        result.quality[k] = v
+    return result
+
+
+def score(result: pb.Result, prep: Prepared) -> dict[str, float]:
+    q: dict[str, float] = {}
+    outputs = {o.modality: o for o in result.outputs}
+    if result.outputs:
+        q["decoded"] = float(all(o.decoded for o in result.outputs))
+    for p, s in zip(prep.payloads, prep.streams):
+        out = outputs.get(p.modality)
+        if out is None:
+            continue
+        if p.modality == pb.TEXT and "exact_match" not in q:
+            q["exact_match"] = float(out.decoded and out.text == p.value)
+        elif p.modality == pb.IMAGE and "psnr_db" not in q:
+            if s.source is not None:
+                q["jpeg_psnr_db"] = codecs.psnr_db(p.value, s.source)
+            if out.decoded and out.image_png:
+                img = np.asarray(Image.open(io.BytesIO(out.image_png)).convert("RGB"))
+                if img.shape == p.value.shape:
+                    q["psnr_db"] = codecs.psnr_db(p.value, img)
+    return q
