@@ -93,8 +93,12 @@ def format_result(d: dict) -> str:
     lines = [f"{d['task']} via {d['scheme']} at {d['snr_db']:g} dB over {d['channel']}: "
              f"{d['channel_uses']} channel uses"]
     for o in d["outputs"]:
-        what = repr(o["text"]) if o["text"] is not None else (
-            f"{o['image_png_bytes']} B PNG" if o["image_png_bytes"] else f"{o['audio_wav_bytes']} B WAV")
+        if o["text"] is not None:
+            what = repr(o["text"])
+        elif o["image_png_bytes"] or o["audio_wav_bytes"]:
+            what = f"{o['image_png_bytes']} B PNG" if o["image_png_bytes"] else f"{o['audio_wav_bytes']} B WAV"
+        else:
+            what = f"no {o['modality']}"
         status = "decoded" if o["decoded"] else "NOT decoded"
         blocks = f", {o['block_errors']}/{o['blocks']} blocks failed" if o["blocks"] else ""
         lines.append(f"  {o['modality']:5s} {status}{blocks}: {what}" + (f"  ({o['note']})" if o["note"] else ""))

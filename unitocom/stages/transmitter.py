@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import soundfile as sf
 from PIL import Image
 
 from unitocom import codecs, wire
@@ -81,4 +82,16 @@ def score(result: pb.Result, prep: Prepared) -> dict[str, float]:
                 img = np.asarray(Image.open(io.BytesIO(out.image_png)).convert("RGB"))
                 if img.shape == p.value.shape:
                     q["psnr_db"] = codecs.psnr_db(p.value, img)
+        elif p.modality == pb.AUDIO and "audio_snr_db" not in q and out.decoded and s.source is not None:
+            q["audio_snr_db"] = _audio_snr_db(s.source[0], out.audio_wav)
     return q
+
+
+def _audio_snr_db(reference: np.ndarray, wav: bytes) -> float:
+    """SNR of received speech against the codec's own clean decode (the channel's damage, not the codec's).
+    Corrupted AMR frames can change the decoded length; the shorter one bounds the comparison and the
+    missing remainder counts as error."""
+    got, _ = sf.read(io.BytesIO(wav), dtype="float32")
+    n = min(len(got), len(reference))
+    err = np.sum((reference[:n] - got[:n]) ** 2) + np.sum(reference[n:] ** 2)
+    return float(10 * np.log10(np.sum(reference ** 2) / max(err, 1e-12)))
