@@ -1,1 +1,32 @@
-"""Per-scheme payload <-> symbol processing (traditional now; learned schemes with the tokenizers)."""
+"""Per-scheme payload <-> symbol processing. Each scheme module provides
+
+    encode(stream_id, payload: SourcePayload, link: pb.LinkSettings, cfg: Config) -> Encoded
+    decode(header: pb.StreamHeader, y, h_est, noise_var, erased, cfg: Config) -> pb.ModalityOutput
+
+and `for_scheme` picks the module for a Scheme enum value.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from unitocom.v1 import unitocom_pb2 as pb
+
+
+@dataclass
+class Encoded:
+    header: pb.StreamHeader
+    symbols: np.ndarray  # complex64 [N], mean power P
+    reference: object  # what the output is scored against (the input, after any resizing the scheme did)
+    source: object = None  # what the source decoder gives on a clean channel (e.g. the JPEG), if it has one
+
+
+def for_scheme(scheme: int):
+    if scheme == pb.TRADITIONAL:
+        from unitocom.schemes import traditional
+        return traditional
+    if scheme in (pb.UNITOCOM, pb.VAE):
+        from unitocom.schemes import learned
+        return learned
+    raise ValueError(f"no implementation for scheme {pb.Scheme.Name(scheme) if scheme in pb.Scheme.values() else scheme}")

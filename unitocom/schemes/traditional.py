@@ -8,8 +8,6 @@ exception: that is the cliff effect the letter's Fig. 2 shows.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
-
 import numpy as np
 import soundfile as sf
 from PIL import Image
@@ -17,17 +15,11 @@ from PIL import Image
 from unitocom import codecs
 from unitocom.config import Config
 from unitocom.link.digital import DigitalLink
+from unitocom.schemes import Encoded
 from unitocom.stages.request import SourcePayload
 from unitocom.v1 import unitocom_pb2 as pb
 
 AMR_RATE_HZ = 16000  # AMR-WB is defined at 16 kHz
-
-
-@dataclass
-class Encoded:
-    header: pb.StreamHeader
-    symbols: np.ndarray  # complex64 [N]
-    source: object  # what the source decoder gives back on a clean channel (quality reference)
 
 
 def _link(header: pb.StreamHeader, cfg: Config) -> DigitalLink:
@@ -58,7 +50,7 @@ def encode(stream_id: int, payload: SourcePayload, link: pb.LinkSettings, cfg: C
     )
     symbols = _link(header, cfg).encode(data)
     header.num_symbols = len(symbols)
-    return Encoded(header, symbols, source)
+    return Encoded(header, symbols, reference=payload.value, source=source)
 
 
 def decode(header: pb.StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: float, erased: bool,

@@ -7,7 +7,7 @@ import numpy as np
 
 from unitocom import wire
 from unitocom.config import Config
-from unitocom.schemes import traditional
+from unitocom import schemes
 from unitocom.stages.request import RequestError
 from unitocom.timing import stage
 from unitocom.v1 import unitocom_pb2 as pb
@@ -34,6 +34,11 @@ class BaseStationCore:
         self.streams = {s.stream_id: _Stream(s) for s in header.streams}
         if len(self.streams) != len(header.streams):
             raise RequestError("header.streams", "stream ids must be unique")
+        for s in header.streams:
+            try:
+                schemes.for_scheme(s.scheme)
+            except ValueError as e:
+                raise RequestError(f"header.streams[{s.stream_id}].scheme", str(e)) from None
         self.timings: list[pb.StageTiming] = []
 
     def add(self, frame: pb.SymbolFrame) -> None:
@@ -67,7 +72,7 @@ class BaseStationCore:
             if len(y) != s.header.num_symbols:
                 raise RequestError("frames", f"stream {sid}: {len(y)} symbols received, header says {s.header.num_symbols}")
             with stage(self.timings, SERVICE, "decode"):
-                out = traditional.decode(s.header, y, h, s.noise_var, s.erased, self.cfg)
+                out = schemes.for_scheme(s.header.scheme).decode(s.header, y, h, s.noise_var, s.erased, self.cfg)
             result.outputs.append(out)
             result.channel_uses += len(y)
         texts = [o.text for o in result.outputs if o.modality == pb.TEXT]

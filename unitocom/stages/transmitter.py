@@ -16,7 +16,7 @@ from PIL import Image
 
 from unitocom import codecs, wire
 from unitocom.config import Config
-from unitocom.schemes import traditional
+from unitocom import schemes
 from unitocom.stages.request import SourcePayload, request_id, validate
 from unitocom.timing import stage
 from unitocom.v1 import unitocom_pb2 as pb
@@ -27,7 +27,7 @@ SERVICE = "transmitter"
 @dataclass
 class Prepared:
     header: pb.RequestHeader
-    streams: list[traditional.Encoded]
+    streams: list[schemes.Encoded]
     payloads: list[SourcePayload]
     timings: list[pb.StageTiming] = field(default_factory=list)
 
@@ -47,8 +47,9 @@ def prepare(req: pb.Request, cfg: Config) -> Prepared:
         _, payloads = validate(req, cfg)
     streams = []
     with stage(timings, SERVICE, "encode"):
+        scheme = schemes.for_scheme(req.link.scheme)
         for i, p in enumerate(payloads):
-            streams.append(traditional.encode(i, p, req.link, cfg))
+            streams.append(scheme.encode(i, p, req.link, cfg))
     header = pb.RequestHeader(request_id=request_id(req), task=req.task, link=req.link, label=req.label,
                               streams=[s.header for s in streams], transmitter_s=time.perf_counter() - t0)
     return Prepared(header, streams, payloads, timings)
@@ -67,6 +68,7 @@ def finish(result: pb.Result, prep: Prepared) -> pb.Result:
 def score(result: pb.Result, prep: Prepared) -> dict[str, float]:
     q: dict[str, float] = {}
     outputs = {o.modality: o for o in result.outputs}
+    # Each scheme says what its output is compared with (the input, or the input resized to the preset).
     if result.outputs:
         q["decoded"] = float(all(o.decoded for o in result.outputs))
     for p, s in zip(prep.payloads, prep.streams):
@@ -77,11 +79,11 @@ def score(result: pb.Result, prep: Prepared) -> dict[str, float]:
             q["exact_match"] = float(out.decoded and out.text == p.value)
         elif p.modality == pb.IMAGE and "psnr_db" not in q:
             if s.source is not None:
-                q["jpeg_psnr_db"] = codecs.psnr_db(p.value, s.source)
+                q["jpeg_psnr_db"] = codecs.psnr_db(s.reference, s.source)
             if out.decoded and out.image_png:
                 img = np.asarray(Image.open(io.BytesIO(out.image_png)).convert("RGB"))
-                if img.shape == p.value.shape:
-                    q["psnr_db"] = codecs.psnr_db(p.value, img)
+                if img.shape == s.reference.shape:
+                    q["psnr_db"] = codecs.psnr_db(s.reference, img)
         elif p.modality == pb.AUDIO and "audio_snr_db" not in q and out.decoded and s.source is not None:
             q["audio_snr_db"] = _audio_snr_db(s.source[0], out.audio_wav)
     return q
