@@ -55,16 +55,28 @@ class ModelPreset:
     mllm_layers: int
     mllm_hidden: int
     mllm_heads: int
+    mllm_intermediate: int  # MLP width of each decoder layer (Llama's SwiGLU)
+    mllm_vocab: int  # text vocabulary of the LM head, specials included
+    mllm_max_positions: int
+    diffusion_head_width: int  # the per-token MLP of eq. (17)-(19)
+    diffusion_head_depth: int
+    diffusion_train_steps: int  # R of eq. (18)
+    diffusion_sample_steps: int  # fewer steps at sampling time (DDPM with a strided schedule)
 
 
 PRESETS: dict[str, ModelPreset] = {
     "tiny": ModelPreset(
         name="tiny", image_size_px=32, audio_rate_hz=16000, image_tokens=32, token_dim=16,
         tokenizer_layers=2, tokenizer_width=96, mllm_layers=3, mllm_hidden=128, mllm_heads=4,
+        mllm_intermediate=344, mllm_vocab=512, mllm_max_positions=512, diffusion_head_width=256,
+        diffusion_head_depth=3, diffusion_train_steps=1000, diffusion_sample_steps=50,
     ),
     "paper": ModelPreset(
         name="paper", image_size_px=256, audio_rate_hz=24000, image_tokens=32, token_dim=16,
         tokenizer_layers=6, tokenizer_width=512, mllm_layers=24, mllm_hidden=2048, mllm_heads=16,
+        # Llama-style 1.4B as in the letter: 24 x 2048 with a 5632-wide SwiGLU and a 32k vocabulary.
+        mllm_intermediate=5632, mllm_vocab=32000, mllm_max_positions=4096, diffusion_head_width=1024,
+        diffusion_head_depth=6, diffusion_train_steps=1000, diffusion_sample_steps=100,
     ),
 }
 
