@@ -1,0 +1,114 @@
+"""The MLLM's machinery on tiny configs: causality, KV cache, next-token diffusion, the paper preset's size."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unitocom import config
+from unitocom.mllm.diffusion_head import DiffusionHead
+from unitocom.mllm.model import MLLM, MLLMConfig, count_parameters
+
+torch.set_num_threads(1)
+
+
+def tiny(vocab: int = 64) -> MLLM:
+    torch.manual_seed(0)
+    cfg = MLLMConfig(vocab=vocab, hidden=64, layers=2, heads=4, intermediate=128, max_positions=128, token_dim=8,
+                     head_width=64, head_depth=2, diffusion_sample_steps=20)
+    return MLLM(cfg).eval()
+
+
+def test_causal_masking_later_token_cannot_change_earlier_outputs():
+    m = tiny()
+    x = torch.randn(1, 12, 64)
+    h1, _ = m.hidden(x)
+    x2 = x.clone()
+    x2[:, 7:] = torch.randn(1, 5, 64) * 3
+    h2, _ = m.hidden(x2)
+    assert torch.allclose(h1[:, :7], h2[:, :7], atol=1e-5)
+    assert not torch.allclose(h1[:, 7:], h2[:, 7:], atol=1e-3)
+
+
+def test_kv_cache_generation_equals_full_recompute():
+    m = tiny()
+    prefix = torch.cat([m.embed_text(torch.tensor([[1, 5, 9, 3]])), m.embed_tokens(torch.randn(1, 6, 8), "image")], 1)
+    prefix = prefix.repeat(2, 1, 1)
+    prefix[1] += 0.1 * torch.randn_like(prefix[1])
+    with_cache = m.generate_text(prefix, max_new=12, eos_id=999, use_cache=True)  # no eos: full length
+    without = m.generate_text(prefix, max_new=12, eos_id=999, use_cache=False)
+    assert with_cache == without and len(with_cache[0]) == 12
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    a = m.generate_tokens(prefix, 4, "image", steps=5, use_cache=True, generator=g1)
+    b = m.generate_tokens(prefix, 4, "image", steps=5, use_cache=False, generator=g2)
+    assert a.shape == (2, 4, 8) and torch.allclose(a, b, atol=1e-4)
+
+
+def test_cached_hidden_states_match_full_pass():
+    from transformers import DynamicCache
+    m = tiny()
+    x = torch.randn(1, 10, 64)
+    full, _ = m.hidden(x)
+    cache = DynamicCache()
+    h_a, cache = m.hidden(x[:, :6], cache=cache)
+    h_b, cache = m.hidden(x[:, 6:], cache=cache)
+    assert torch.allclose(torch.cat([h_a, h_b], 1), full, atol=1e-5)
+
+
+def test_top_p_keeps_only_the_nucleus():
+    logits = torch.log(torch.tensor([[0.6, 0.3, 0.05, 0.05]]))
+    g = torch.Generator().manual_seed(0)
+    picks = {int(MLLM._pick(logits, 0.8, g)) for _ in range(200)}
+    assert picks == {0, 1}
+    assert int(MLLM._pick(logits, None, None)) == 0
+
+
+def test_diffusion_loss_falls_and_sampling_reproduces_a_conditional_gaussian():
+    """Toy: c ~ N(mu(h), diag(s^2)) with mu depending on the condition. After training, samples conditioned on
+    h have the right mean and standard deviation per dimension."""
+    torch.manual_seed(0)
+    d, hdim = 4, 8
+    head = DiffusionHead(d, hdim, width=64, depth=2, train_steps=1000)
+    mu_a, mu_b = torch.tensor([1.5, -1.0, 0.5, 0.0]), torch.tensor([-1.0, 1.0, 0.0, 2.0])
+    std = torch.tensor([0.3, 0.5, 0.2, 0.4])
+    ha, hb = torch.zeros(hdim), torch.zeros(hdim)
+    ha[0], hb[1] = 1.0, 1.0
+    opt = torch.optim.AdamW(head.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(1)
+    losses = []
+    for step in range(1500):
+        which = torch.rand(256, generator=g) < 0.5
+        mu = torch.where(which[:, None], mu_a, mu_b)
+        h = torch.where(which[:, None], ha, hb)
+        c0 = mu + std * torch.randn(256, d, generator=g)
+        loss = head.loss(c0, h, generator=g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    first, last = sum(losses[:100]) / 100, sum(losses[-100:]) / 100
+    assert last < 0.7 * first, (first, last)
+    for h, mu in ((ha, mu_a), (hb, mu_b)):
+        s = head.sample(h.repeat(2000, 1), steps=50, generator=torch.Generator().manual_seed(2))
+        assert torch.allclose(s.mean(0), mu, atol=0.12), (s.mean(0), mu)
+        assert torch.allclose(s.std(0), std, atol=0.12), (s.std(0), std)
+
+
+def test_paper_preset_is_about_1_4b_parameters():
+    cfg = MLLMConfig.from_preset(config.load("paper").preset)
+    with torch.device("meta"):
+        m = MLLM(cfg)
+    n = count_parameters(m)
+    backbone = count_parameters(m.backbone)
+    assert cfg.hidden == 2048 and cfg.layers == 24
+    assert 1.25e9 < backbone < 1.35e9, backbone
+    assert 1.35e9 < n < 1.45e9, n  # the letter's 1.4B: backbone + untied LM head + projections + diffusion head
+
+
+def test_backbone_loads_from_a_local_hugging_face_directory(tmp_path):
+    m = tiny()
+    m.backbone.save_pretrained(tmp_path)
+    loaded = MLLM.with_local_backbone(m.cfg, str(tmp_path))
+    for (k, a), (_, b) in zip(m.backbone.state_dict().items(), loaded.backbone.state_dict().items()):
+        assert torch.equal(a, b), k
+    with pytest.raises(ValueError, match="hidden size"):
+        MLLM.with_local_backbone(MLLMConfig(**{**m.cfg.__dict__, "hidden": 32}), str(tmp_path))

@@ -1,0 +1,152 @@
+"""The base station's latent MLLM (section IV): one causal Transformer over discrete and continuous tokens.
+
+A Hugging Face Llama decoder is the backbone, fed with `inputs_embeds` (T^0 of the letter): text ids go through
+its embedding table, received continuous tokens (image, audio) through a linear projection per modality.
+Discrete tokens are predicted by the LM head (eq. 15-16); continuous tokens by the per-token diffusion head
+from the hidden state one position earlier (eq. 17), and fed back as the next input.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import DynamicCache, LlamaConfig, LlamaModel
+
+from unitocom.config import ModelPreset
+from unitocom.mllm.diffusion_head import DiffusionHead
+
+MODALITIES = ("image", "audio")
+
+
+@dataclass(frozen=True)
+class MLLMConfig:
+    vocab: int
+    hidden: int
+    layers: int
+    heads: int
+    intermediate: int
+    max_positions: int
+    token_dim: int  # d of the continuous tokens
+    head_width: int
+    head_depth: int
+    diffusion_train_steps: int = 1000
+    diffusion_sample_steps: int = 50
+
+    @classmethod
+    def from_preset(cls, p: ModelPreset, vocab: int | None = None) -> "MLLMConfig":
+        return cls(vocab=vocab or p.mllm_vocab, hidden=p.mllm_hidden, layers=p.mllm_layers, heads=p.mllm_heads,
+                   intermediate=p.mllm_intermediate, max_positions=p.mllm_max_positions, token_dim=p.token_dim,
+                   head_width=p.diffusion_head_width, head_depth=p.diffusion_head_depth,
+                   diffusion_train_steps=p.diffusion_train_steps, diffusion_sample_steps=p.diffusion_sample_steps)
+
+    def llama(self) -> LlamaConfig:
+        return LlamaConfig(vocab_size=self.vocab, hidden_size=self.hidden, intermediate_size=self.intermediate,
+                           num_hidden_layers=self.layers, num_attention_heads=self.heads,
+                           num_key_value_heads=self.heads, max_position_embeddings=self.max_positions,
+                           tie_word_embeddings=False)
+
+
+class MLLM(nn.Module):
+    def __init__(self, cfg: MLLMConfig, backbone: LlamaModel | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone if backbone is not None else LlamaModel(cfg.llama())
+        self.lm_head = nn.Linear(cfg.hidden, cfg.vocab, bias=False)
+        self.in_proj = nn.ModuleDict({m: nn.Linear(cfg.token_dim, cfg.hidden) for m in MODALITIES})
+        self.diffusion = DiffusionHead(cfg.token_dim, cfg.hidden, cfg.head_width, cfg.head_depth,
+                                       cfg.diffusion_train_steps)
+
+    @classmethod
+    def with_local_backbone(cls, cfg: MLLMConfig, path: str) -> "MLLM":
+        """A backbone from a local Hugging Face directory (config.json + safetensors); nothing is downloaded."""
+        backbone = LlamaModel.from_pretrained(path, local_files_only=True)
+        if backbone.config.hidden_size != cfg.hidden:
+            raise ValueError(f"{path}: hidden size {backbone.config.hidden_size} != config's {cfg.hidden}")
+        return cls(cfg, backbone)
+
+    # -- inputs -------------------------------------------------------------------------------------------------
+    def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids int64 [B, L] -> [B, L, hidden]."""
+        return self.backbone.embed_tokens(ids)
+
+    def embed_tokens(self, tokens: torch.Tensor, modality: str) -> torch.Tensor:
+        """Received continuous tokens [B, S, d] -> [B, S, hidden]."""
+        return self.in_proj[modality](tokens)
+
+    # -- backbone -----------------------------------------------------------------------------------------------
+    def hidden(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
+               cache: DynamicCache | None = None) -> tuple[torch.Tensor, DynamicCache | None]:
+        """[B, L, hidden] -> normalised last hidden states [B, L, hidden] (the h_i of eq. 15/17) and the cache."""
+        out = self.backbone(inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache,
+                            use_cache=cache is not None)
+        return out.last_hidden_state, cache
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(h)
+
+    # -- generation -----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate_text(self, prefix: torch.Tensor, max_new: int, eos_id: int, use_cache: bool = True,
+                      top_p: float | None = None, generator: torch.Generator | None = None) -> list[list[int]]:
+        """Autoregressive text from a prefix of embeddings [B, L, hidden]: greedy, or top-p sampling (eq. 15)."""
+        b = prefix.shape[0]
+        cache = DynamicCache() if use_cache else None
+        seq, step_in = prefix, prefix
+        out = torch.full((b, 0), eos_id, dtype=torch.long, device=prefix.device)
+        done = torch.zeros(b, dtype=torch.bool, device=prefix.device)
+        for _ in range(max_new):
+            h, cache = self.hidden(step_in if use_cache else seq, cache=cache)
+            nxt = self._pick(self.logits(h[:, -1]), top_p, generator)
+            nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
+            out = torch.cat([out, nxt[:, None]], dim=1)
+            done |= nxt == eos_id
+            if bool(done.all()):
+                break
+            step_in = self.embed_text(nxt[:, None])
+            seq = torch.cat([seq, step_in], dim=1)
+        return [self._until(row.tolist(), eos_id) for row in out.cpu()]
+
+    @staticmethod
+    def _until(ids: list[int], eos_id: int) -> list[int]:
+        return ids[: ids.index(eos_id)] if eos_id in ids else ids
+
+    @staticmethod
+    def _pick(logits: torch.Tensor, top_p: float | None, generator: torch.Generator | None) -> torch.Tensor:
+        if top_p is None:
+            return logits.argmax(-1)
+        probs = torch.softmax(logits.float(), -1)
+        sorted_p, idx = probs.sort(-1, descending=True)
+        keep = sorted_p.cumsum(-1) - sorted_p < top_p  # smallest set whose mass reaches top_p
+        sorted_p = torch.where(keep, sorted_p, torch.zeros_like(sorted_p))
+        choice = torch.multinomial(sorted_p / sorted_p.sum(-1, keepdim=True), 1, generator=generator)
+        return idx.gather(-1, choice)[:, 0]
+
+    @torch.no_grad()
+    def generate_tokens(self, prefix: torch.Tensor, count: int, modality: str, steps: int | None = None,
+                        use_cache: bool = True, generator: torch.Generator | None = None,
+                        prefix_uncond: torch.Tensor | None = None, guidance: float = 1.0) -> torch.Tensor:
+        """Next-token diffusion: `count` continuous tokens [B, count, d] after a prefix [B, L, hidden]. Each token
+        is sampled from the head conditioned on the last hidden state, then fed back through in_proj.
+        With prefix_uncond (the same request without its condition, e.g. an empty caption) and guidance > 1,
+        classifier-free guidance runs the unconditional sequence alongside."""
+        steps = steps or self.cfg.diffusion_sample_steps
+        runs = [prefix] + ([prefix_uncond] if prefix_uncond is not None else [])
+        caches = [DynamicCache() if use_cache else None for _ in runs]
+        seqs, ins = list(runs), list(runs)
+        tokens = []
+        for _ in range(count):
+            hs = []
+            for i in range(len(runs)):
+                h, caches[i] = self.hidden(ins[i] if use_cache else seqs[i], cache=caches[i])
+                hs.append(h[:, -1])
+            c = self.diffusion.sample(hs[0], steps, generator, hs[1] if len(hs) > 1 else None, guidance)
+            tokens.append(c)
+            e = self.embed_tokens(c[:, None], modality)
+            ins = [e] * len(runs)
+            seqs = [torch.cat([s, e], dim=1) for s in seqs]
+        return torch.stack(tokens, dim=1)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
