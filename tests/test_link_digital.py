@@ -138,14 +138,15 @@ def test_ldpc_20kB_is_fast():
         data = payload(20_000, 9)
         ch = FadingChannel(ChannelSpec(), 12.0, 0)
         through(link, data, ChannelSpec(), 12.0)  # warm-up
-        t0 = time.perf_counter()
+        # CPU time of this process, so that other jobs on a shared machine do not make the test flaky.
+        t0 = time.process_time()
         z = link.encode(data)
         out = ch(z)
         r = link.decode(out.y, out.h, out.noise_var, len(data))
-        dt = time.perf_counter() - t0
+        dt = time.process_time() - t0
     finally:
         torch.set_num_threads(threads)
     assert r.payload == data
-    # ~1 s on one free core; the bound leaves room for a shared CI machine but catches unbatched decoding (~10x).
-    assert dt < 4.0, f"20 kB LDPC encode+decode took {dt:.2f} s"
+    # ~0.9 s of CPU on one core; the bound catches unbatched decoding (~10x) with room for slower machines.
+    assert dt < 3.0, f"20 kB LDPC encode+decode took {dt:.2f} s of CPU"
     assert isinstance(LDPCCode, type)

@@ -59,8 +59,8 @@ def jpeg_encode(image: np.ndarray, quality: int = 75) -> bytes:
     """uint8 [H,W,3] (or [H,W] grey, or RGBA with alpha dropped) -> baseline JPEG bytes (4:2:0, Pillow/libjpeg)."""
     from PIL import Image
 
-    if not 1 <= int(quality) <= 95:
-        raise ValueError(f"jpeg quality must be in [1, 95], got {quality}")
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"jpeg quality must be in [1, 100], got {quality}")
     buf = io.BytesIO()
     Image.fromarray(_as_rgb_uint8(image), "RGB").save(buf, format="JPEG", quality=int(quality))
     return buf.getvalue()

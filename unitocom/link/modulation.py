@@ -86,7 +86,8 @@ class Modulator:
 
         _check_demapper(method)
         y = np.ascontiguousarray(y, dtype=np.complex64).reshape(-1)
-        nv = np.broadcast_to(np.asarray(noise_var, dtype=np.float32), y.shape)
+        # A zero noise variance (a noiseless test, a perfect equaliser) would turn distances into inf - inf = NaN.
+        nv = np.broadcast_to(np.maximum(np.asarray(noise_var, dtype=np.float32), np.float32(1e-9 * POWER_P)), y.shape)
         dem = _demapper(self.modulation, method)
         out = np.empty(y.size * self.bits_per_symbol, dtype=np.float32)
         m = self.bits_per_symbol
