@@ -139,14 +139,17 @@ class FadingChannel:
         if spec.fading == "fast":
             h = self._draw_gains(n)
             return h.astype(np.complex64), self._estimate(h).astype(np.complex64)
-        length = spec.block_length
-        if length == 0:
-            blocks = np.zeros(n, dtype=np.int64)
-        else:
-            blocks = (self._pos + np.arange(n, dtype=np.int64)) // length
         if n == 0:
             return np.zeros(0, np.complex64), np.zeros(0, np.complex64)
-        first, last = int(blocks[0]), int(blocks[-1])
+        length = spec.block_length
+        # Blocks touched by symbols [pos, pos + n) and how many of those symbols each one covers. Repeating
+        # per-block gains avoids per-symbol index arithmetic (this path moves 1e6-symbol frames).
+        if length == 0:
+            first, last, counts = 0, 0, np.array([n])
+        else:
+            first, last = self._pos // length, (self._pos + n - 1) // length
+            edges = np.clip(np.arange(first, last + 2, dtype=np.int64) * length, self._pos, self._pos + n)
+            counts = np.diff(edges)
         fresh = last - max(first, self._block_index + 1) + 1 if last > self._block_index else 0
         # Gains of blocks [first .. last]; the first may be the block cached from the previous frame.
         if first == self._block_index:
@@ -158,7 +161,8 @@ class FadingChannel:
         hb = np.concatenate([old_h, new_h])
         eb = np.concatenate([old_e, new_e])
         self._block_index, self._block_h, self._block_h_est = last, hb[-1], eb[-1]
-        return hb[blocks - first].astype(np.complex64), eb[blocks - first].astype(np.complex64)
+        h = np.repeat(hb.astype(np.complex64), counts)
+        return h, (h if eb is hb or spec.csi == "perfect" else np.repeat(eb.astype(np.complex64), counts))
 
     def __call__(self, z: np.ndarray) -> ChannelOutput:
         """z complex64 [N] (one frame of the stream) -> ChannelOutput with arrays of length N."""
@@ -170,12 +174,14 @@ class FadingChannel:
         z = z.astype(np.complex64, copy=False)
         n = z.size
         h, h_est = self._gains(n)
-        noise = self._rng_noise.standard_normal((n, 2)).view(np.complex128)[:, 0] * np.sqrt(self.noise_var / 2.0)
+        # float32 normals and in-place complex64 arithmetic: the noise draw dominates a 1e6-symbol frame.
+        y = self._rng_noise.standard_normal((n, 2), dtype=np.float32).view(np.complex64)[:, 0]
+        y *= np.float32(np.sqrt(self.noise_var / 2.0))
         erased = bool(self._rng_erase.random() < self.spec.erasure_prob)
         self._pos += n
         if erased:
             y = np.zeros(n, dtype=np.complex64)
         else:
-            y = (h.astype(np.complex128) * z + noise).astype(np.complex64)
+            y += h * z
         return ChannelOutput(y=y, h=h, h_est=h_est, noise_var=self.noise_var, erased=erased,
                              est_error_var=self.est_error_var)

@@ -1,7 +1,7 @@
 """Per-scheme payload <-> symbol processing. Each scheme module provides
 
     encode(stream_id, payload: SourcePayload, link: pb.LinkSettings, cfg: Config) -> Encoded
-    decode(header: pb.StreamHeader, y, h_est, noise_var, erased, cfg: Config) -> pb.ModalityOutput
+    decode(header: pb.StreamHeader, y, h_est, noise_var, erased, cfg: Config, est_error_var=0.0) -> pb.ModalityOutput
 
 and `for_scheme` picks the module for a Scheme enum value.
 """

@@ -54,9 +54,9 @@ def encode(stream_id: int, payload: SourcePayload, link: pb.LinkSettings, cfg: C
 
 
 def decode(header: pb.StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: float, erased: bool,
-           cfg: Config) -> pb.ModalityOutput:
+           cfg: Config, est_error_var: float = 0.0) -> pb.ModalityOutput:
     out = pb.ModalityOutput(modality=header.modality, channel_uses=len(y), erased=erased)
-    res = _link(header, cfg).decode(y, h_est, noise_var, int(header.payload_bytes))
+    res = _link(header, cfg).decode(y, h_est, noise_var, int(header.payload_bytes), est_error_var=est_error_var)
     out.blocks, out.block_errors = res.blocks, res.block_errors
     if header.source_codec == "utf8":
         r = codecs.utf8_decode(res.payload)

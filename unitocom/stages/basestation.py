@@ -21,6 +21,7 @@ class _Stream:
     y: list[np.ndarray] = field(default_factory=list)
     h_est: list[np.ndarray] = field(default_factory=list)
     noise_var: float = 0.0
+    est_error_var: float = 0.0
     erased: bool = False
     next_seq: int = 0
     done: bool = False
@@ -57,6 +58,7 @@ class BaseStationCore:
         s.y.append(y)
         s.h_est.append(h)
         s.noise_var = frame.csi.noise_var
+        s.est_error_var = frame.csi.h_est_error_var
         s.erased |= frame.csi.erased
         s.next_seq += 1
         s.done = frame.last
@@ -72,7 +74,8 @@ class BaseStationCore:
             if len(y) != s.header.num_symbols:
                 raise RequestError("frames", f"stream {sid}: {len(y)} symbols received, header says {s.header.num_symbols}")
             with stage(self.timings, SERVICE, "decode"):
-                out = schemes.for_scheme(s.header.scheme).decode(s.header, y, h, s.noise_var, s.erased, self.cfg)
+                out = schemes.for_scheme(s.header.scheme).decode(s.header, y, h, s.noise_var, s.erased, self.cfg,
+                                                                 est_error_var=s.est_error_var)
             result.outputs.append(out)
             result.channel_uses += len(y)
         texts = [o.text for o in result.outputs if o.modality == pb.TEXT]

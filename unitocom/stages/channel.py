@@ -33,6 +33,7 @@ class ChannelCore:
         self.symbols += len(z)
         (h, h_runs), (e, e_runs) = wire.runs_encode(out.h), wire.runs_encode(out.h_est)
         csi = pb.Csi(h=wire.to_tensor(h), h_runs=wire.to_tensor(h_runs), h_est=wire.to_tensor(e),
-                     h_est_runs=wire.to_tensor(e_runs), noise_var=out.noise_var, snr_db=self.snr_db, erased=out.erased)
+                     h_est_runs=wire.to_tensor(e_runs), noise_var=out.noise_var, snr_db=self.snr_db, erased=out.erased,
+                     h_est_error_var=out.est_error_var)
         return pb.SymbolFrame(stream_id=frame.stream_id, seq=frame.seq, last=frame.last,
                               symbols=wire.to_tensor(out.y), csi=csi)

@@ -199,7 +199,7 @@ class StreamHeader(_message.Message):
     def __init__(self, stream_id: _Optional[int] = ..., modality: _Optional[_Union[Modality, str]] = ..., scheme: _Optional[_Union[Scheme, str]] = ..., num_symbols: _Optional[int] = ..., source_codec: _Optional[str] = ..., channel_code: _Optional[str] = ..., code_rate: _Optional[float] = ..., modulation: _Optional[str] = ..., info_block_bits: _Optional[int] = ..., payload_bytes: _Optional[int] = ..., token_shape: _Optional[_Iterable[int]] = ..., tokenizer: _Optional[str] = ..., preprocessing: _Optional[str] = ..., audio_rate_hz: _Optional[int] = ...) -> None: ...
 
 class Csi(_message.Message):
-    __slots__ = ("h", "h_runs", "h_est", "h_est_runs", "noise_var", "snr_db", "erased")
+    __slots__ = ("h", "h_runs", "h_est", "h_est_runs", "noise_var", "snr_db", "erased", "h_est_error_var")
     H_FIELD_NUMBER: _ClassVar[int]
     H_RUNS_FIELD_NUMBER: _ClassVar[int]
     H_EST_FIELD_NUMBER: _ClassVar[int]
@@ -207,6 +207,7 @@ class Csi(_message.Message):
     NOISE_VAR_FIELD_NUMBER: _ClassVar[int]
     SNR_DB_FIELD_NUMBER: _ClassVar[int]
     ERASED_FIELD_NUMBER: _ClassVar[int]
+    H_EST_ERROR_VAR_FIELD_NUMBER: _ClassVar[int]
     h: Tensor
     h_runs: Tensor
     h_est: Tensor
@@ -214,7 +215,8 @@ class Csi(_message.Message):
     noise_var: float
     snr_db: float
     erased: bool
-    def __init__(self, h: _Optional[_Union[Tensor, _Mapping]] = ..., h_runs: _Optional[_Union[Tensor, _Mapping]] = ..., h_est: _Optional[_Union[Tensor, _Mapping]] = ..., h_est_runs: _Optional[_Union[Tensor, _Mapping]] = ..., noise_var: _Optional[float] = ..., snr_db: _Optional[float] = ..., erased: _Optional[bool] = ...) -> None: ...
+    h_est_error_var: float
+    def __init__(self, h: _Optional[_Union[Tensor, _Mapping]] = ..., h_runs: _Optional[_Union[Tensor, _Mapping]] = ..., h_est: _Optional[_Union[Tensor, _Mapping]] = ..., h_est_runs: _Optional[_Union[Tensor, _Mapping]] = ..., noise_var: _Optional[float] = ..., snr_db: _Optional[float] = ..., erased: _Optional[bool] = ..., h_est_error_var: _Optional[float] = ...) -> None: ...
 
 class SymbolFrame(_message.Message):
     __slots__ = ("stream_id", "seq", "last", "symbols", "csi")
