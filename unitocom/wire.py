@@ -36,7 +36,7 @@ def to_tensor(array: np.ndarray) -> pb.Tensor:
 
 def from_tensor(t: pb.Tensor, field: str = "tensor", expect_dtype: int | None = None,
                 expect_ndim: int | None = None) -> np.ndarray:
-    """Decode a Tensor, checking it is what the caller expects; WireError names `field` and the reason."""
+    """Decode a Tensor (read-only), checking it is what the caller expects; WireError names `field` and the reason."""
     if t.dtype not in _TO_NUMPY:
         raise WireError(f"{field}.dtype: unknown dtype {t.dtype}")
     if expect_dtype is not None and t.dtype != expect_dtype:
@@ -50,7 +50,8 @@ def from_tensor(t: pb.Tensor, field: str = "tensor", expect_dtype: int | None = 
     count = int(np.prod(shape)) if shape else 1
     if len(t.raw) != count * dtype.itemsize:
         raise WireError(f"{field}.raw: {len(t.raw)} bytes, but shape {shape} of {dtype} needs {count * dtype.itemsize}")
-    return np.frombuffer(t.raw, dtype=dtype).reshape(shape).copy()
+    # A read-only view of the message's bytes: no copy of a 1e6-symbol frame. Callers that write copy first.
+    return np.frombuffer(t.raw, dtype=dtype).reshape(shape)
 
 
 def frames(symbols: np.ndarray, frame_symbols: int) -> Iterator[tuple[int, bool, np.ndarray]]:

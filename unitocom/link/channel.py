@@ -138,7 +138,8 @@ class FadingChannel:
         spec = self.spec
         if spec.fading == "fast":
             h = self._draw_gains(n)
-            return h.astype(np.complex64), self._estimate(h).astype(np.complex64)
+            h64 = h.astype(np.complex64)
+            return h64, (h64 if spec.csi == "perfect" else self._estimate(h).astype(np.complex64))
         if n == 0:
             return np.zeros(0, np.complex64), np.zeros(0, np.complex64)
         length = spec.block_length
@@ -169,7 +170,8 @@ class FadingChannel:
         z = np.asarray(z)
         if z.ndim != 1:
             raise ValueError(f"z must be a 1-D array of symbols, got shape {z.shape}")
-        if not np.all(np.isfinite(z)):
+        # One pass without a boolean temporary: any NaN or inf makes the float64 sum non-finite.
+        if not np.isfinite(np.sum(z.view(np.float32) if z.dtype == np.complex64 else z, dtype=np.float64)):
             raise ValueError("z must contain only finite values")
         z = z.astype(np.complex64, copy=False)
         n = z.size

@@ -31,7 +31,8 @@ class ChannelCore:
             ch = self.channels[frame.stream_id] = FadingChannel(self.spec, self.snr_db, (self.seed, frame.stream_id))
         out = ch(z)
         self.symbols += len(z)
-        (h, h_runs), (e, e_runs) = wire.runs_encode(out.h), wire.runs_encode(out.h_est)
+        h, h_runs = wire.runs_encode(out.h)
+        e, e_runs = (h, h_runs) if out.h_est is out.h else wire.runs_encode(out.h_est)
         csi = pb.Csi(h=wire.to_tensor(h), h_runs=wire.to_tensor(h_runs), h_est=wire.to_tensor(e),
                      h_est_runs=wire.to_tensor(e_runs), noise_var=out.noise_var, snr_db=self.snr_db, erased=out.erased,
                      h_est_error_var=out.est_error_var)
