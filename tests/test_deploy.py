@@ -61,3 +61,115 @@ def test_every_service_has_a_dockerfile():
     for s in ("transmitter", "channel", "basestation"):
         df = (ROOT / "services" / s / "Dockerfile").read_text()
         assert f"services.{s}.server" in df and "torch==2.13.0" in df
+
+
+# --- observability and the gateway (issue 7) -------------------------------------------------------------------
+
+def _rendered(*profiles: str) -> dict:
+    import yaml
+    args = [a for p in profiles for a in ("--profile", p)]
+    r = subprocess.run([compose_bin(), "-f", str(COMPOSE), *args, "config", "--format", "json"], capture_output=True,
+                       text=True, cwd=COMPOSE.parent, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return yaml.safe_load(r.stdout)
+
+
+def test_compose_gateway_profile_is_valid_and_optional():
+    assert _config(COMPOSE, "--profile", "gateway").returncode == 0
+    assert "gateway" not in _rendered()["services"]
+    gw = _rendered("gateway")["services"]["gateway"]
+    assert "--transmitter" in gw["command"] and "transmitter:50051" in gw["command"]
+    assert gw["depends_on"]["transmitter"]["condition"] == "service_healthy"
+    assert [p["target"] for p in gw["ports"]] == [8080]
+
+
+def test_compose_mounts_prometheus_rules_and_grafana_provisioning():
+    svcs = _rendered()["services"]
+    prom = {v["target"]: pathlib.Path(v["source"]) for v in svcs["prometheus"]["volumes"] if v["type"] == "bind"}
+    assert prom["/etc/prometheus/prometheus.yml"] == ROOT / "deploy/prometheus/prometheus.yml"
+    assert prom["/etc/prometheus/rules"] == ROOT / "deploy/prometheus/rules"
+    graf = {v["target"]: pathlib.Path(v["source"]) for v in svcs["grafana"]["volumes"]}
+    assert graf["/etc/grafana/provisioning"] == ROOT / "deploy/grafana/provisioning"
+    assert graf["/var/lib/grafana/dashboards"] == ROOT / "deploy/grafana/dashboards"
+    for src in [*prom.values(), *graf.values()]:
+        assert src.exists(), src
+
+
+def test_compose_scrape_targets_match_the_services_metrics_ports():
+    import yaml
+    svcs = _rendered("gateway")["services"]
+    conf = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets = {t for job in conf["scrape_configs"] if job["job_name"].startswith("unitocom")
+               for sc in job["static_configs"] for t in sc["targets"]}
+    for t in targets:
+        name, port = t.split(":")
+        cmd = svcs[name]["command"]
+        flag = "--metrics-port" if "--metrics-port" in cmd else "--port"  # the gateway serves /metrics itself
+        assert cmd[cmd.index(flag) + 1] == port, t
+
+
+def test_compose_gpu_base_station_can_take_the_traffic():
+    """`BASESTATION_TARGET=basestation-gpu:50053 docker compose --profile gpu up` routes the channel to it."""
+    r = subprocess.run([compose_bin(), "-f", str(COMPOSE), "--profile", "gpu", "config", "--format", "json"],
+                       capture_output=True, text=True, cwd=COMPOSE.parent, timeout=60,
+                       env={"BASESTATION_TARGET": "basestation-gpu:50053", "PATH": "/usr/bin:/bin"})
+    import json
+    cmd = json.loads(r.stdout)["services"]["channel"]["command"]
+    assert cmd[cmd.index("--basestation") + 1] == "basestation-gpu:50053"
+
+
+DOCKERFILES = {"transmitter": "Dockerfile", "channel": "Dockerfile", "basestation": "Dockerfile",
+               "basestation-cuda": "Dockerfile.cuda", "gateway": "Dockerfile"}
+KNOWN = {"FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME", "USER", "WORKDIR",
+         "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL"}
+
+
+def check_dockerfile(path: pathlib.Path, module: str, ports: set[str]) -> list[str]:
+    """Problems with one Dockerfile, parsed by Docker's own parser (PyPI `dockerfile`): instructions it knows,
+    COPY sources that exist in the build context (the repo root), the ports compose maps, the module it runs."""
+    import dockerfile
+    try:
+        cmds = dockerfile.parse_file(str(path))
+    except dockerfile.GoParseError as e:
+        return [f"parse error: {e}"]
+    problems = [f"line {c.start_line}: unknown instruction {c.cmd}" for c in cmds if c.cmd not in KNOWN]
+    if not cmds or cmds[0].cmd not in ("FROM", "ARG"):
+        problems.append("the first instruction must be FROM")
+    for c in cmds:
+        if c.cmd == "COPY" and not any(f.startswith("--from") for f in c.flags):
+            problems += [f"COPY source {s} missing" for s in c.value[:-1] if not (ROOT / s).exists()]
+    exposed = {p for c in cmds if c.cmd == "EXPOSE" for p in c.value}
+    if not ports <= exposed:
+        problems.append(f"EXPOSE {sorted(exposed)} lacks {sorted(ports - exposed)}")
+    cmd = [c for c in cmds if c.cmd == "CMD"]
+    if not cmd or list(cmd[-1].value[:3]) != ["python", "-m", module]:
+        problems.append(f"CMD does not run {module}")
+    return problems
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_dockerfiles_parse_and_match_compose(name):
+    svc = name.removesuffix("-cuda")
+    compose_name = "basestation-gpu" if name.endswith("-cuda") else name
+    spec = _rendered("gpu", "gateway")["services"][compose_name]
+    assert spec["build"]["dockerfile"] == f"services/{svc}/{DOCKERFILES[name]}"
+    ports = {str(p["target"]) for p in spec["ports"]}
+    path = ROOT / "services" / svc / DOCKERFILES[name]
+    assert check_dockerfile(path, f"services.{svc}.server", ports) == []
+    import dockerfile
+    base = next(c.value[0] for c in dockerfile.parse_file(str(path)) if c.cmd == "FROM")
+    assert ("nvidia/cuda" in base) == name.endswith("-cuda"), base  # CPU images by default, CUDA for the GPU one
+
+
+@pytest.mark.parametrize("old, new, problem", [
+    ("COPY unitocom ./unitocom", "COPY unitocomm ./unitocom", "COPY source unitocomm missing"),
+    ("EXPOSE 50053 9103", "EXPOSE 50053", "lacks"),
+    ("WORKDIR /app", "WORKDIRR /app", "unknown instruction WORKDIRR"),
+])
+def test_a_broken_dockerfile_is_caught(tmp_path, old, new, problem):
+    text = (ROOT / "services/basestation/Dockerfile").read_text()
+    assert old in text
+    broken = tmp_path / "Dockerfile"
+    broken.write_text(text.replace(old, new, 1))
+    problems = check_dockerfile(broken, "services.basestation.server", {"50053", "9103"})
+    assert any(problem in p for p in problems), problems

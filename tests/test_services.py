@@ -186,11 +186,13 @@ def test_metrics_count_requests_by_code_and_time_stages(services, tx):
     with pytest.raises(grpc.RpcError):
         tx.send(client.build_request(text="", snr_db=30.0))
     body = urllib.request.urlopen(cfg.address("transmitter").metrics_url, timeout=5).read().decode()
-    assert 'unitocom_requests_total{code="OK",method="Send",service="transmitter"}' in body
-    assert 'unitocom_requests_total{code="INVALID_ARGUMENT",method="Send",service="transmitter"}' in body
-    assert 'unitocom_stage_seconds_bucket{le="0.001",service="transmitter",stage="encode"}' in body
+    # Labels as services/common/metrics.py defines them (the exposition lists them sorted).
+    labels = 'method="Send",modality="text",scheme="traditional",service="transmitter",task="reconstruct"'
+    assert f'unitocom_requests_total{{code="OK",{labels}}}' in body
+    assert f'unitocom_requests_total{{code="INVALID_ARGUMENT",{labels}}}' in body
+    assert 'unitocom_stage_seconds_bucket{le="0.001",scheme="traditional",service="transmitter",stage="encode"}' in body
     bs = urllib.request.urlopen(cfg.address("basestation").metrics_url, timeout=5).read().decode()
-    assert 'unitocom_stage_seconds_count{service="basestation",stage="decode"}' in bs
+    assert 'unitocom_stage_seconds_count{scheme="traditional",service="basestation",stage="decode"}' in bs
 
 
 def test_speech_through_amr_wb_and_ldpc(tx):

@@ -8,6 +8,7 @@ import sys
 
 EPILOG = """examples:
   unitocom up                                   start transmitter, channel and base station on loopback
+  unitocom up --with-prometheus --with-gateway  ... plus Prometheus on :9090 and the HTTP gateway on :8080
   unitocom send --text "three red cubes" --snr-db 20
   unitocom send --image photo.png --scheme traditional --snr-db 5 --channel rayleigh --out out/
   unitocom status --json
@@ -26,12 +27,42 @@ def cmd_up(args) -> int:
     from unitocom import launcher
     d = launcher.run_dir(args.run_dir)
     print(f"starting UniToCom services (preset {args.preset}), state in {d}")
+    cfg = _addr_cfg(args)
+    if args.with_prometheus:  # fail before starting anything when the server is not installed
+        from unitocom import prometheus
+        try:
+            prometheus.binary()
+        except prometheus.PrometheusError as e:
+            print(f"error: --with-prometheus: {e}", file=sys.stderr)
+            return 1
     try:
-        launcher.up(_addr_cfg(args), args.preset, d, timeout_s=args.timeout)
+        launcher.up(cfg, args.preset, d, timeout_s=args.timeout)
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print("all services SERVING; send with `unitocom send ...`, stop with `unitocom down`")
+    return _up_sidecars(args, cfg, d)
+
+
+def _up_sidecars(args, cfg, d) -> int:
+    """`--with-prometheus` / `--with-gateway`: started after the services; any failure stops everything."""
+    from unitocom import launcher, prometheus, sidecars
+    try:
+        prom_url = ""
+        gateway = f"{args.host}:{args.gateway_port}" if args.with_gateway else None
+        if args.with_prometheus:
+            sc = prometheus.start(cfg, d, port=args.prometheus_port, host=args.host,
+                                  interval_s=args.scrape_interval, gateway=gateway)
+            prom_url = sc.url
+            print(f"  {'prometheus':12s} READY    {sc.url}  (rules from deploy/prometheus/rules)")
+        if gateway:
+            sc = sidecars.start_gateway(d, cfg.address("transmitter").grpc, host=args.host,
+                                        port=args.gateway_port, prometheus_url=prom_url)
+            print(f"  {'gateway':12s} READY    {sc.url}  (web page /, API docs /docs)")
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        launcher.down(d)
+        return 1
     return 0
 
 
@@ -43,15 +74,18 @@ def cmd_down(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from unitocom import launcher
-    rows = launcher.status(launcher.run_dir(args.run_dir))
+    from unitocom import launcher, sidecars
+    d = launcher.run_dir(args.run_dir)
+    rows, extra = launcher.status(d), sidecars.status(d)
     if args.json:
-        print(json.dumps({"services": rows}, indent=2))
+        print(json.dumps({"services": rows, **({"sidecars": extra} if extra else {})}, indent=2))
     elif not rows:
         print("no services started (run `unitocom up`)")
     else:
         for r in rows:
             print(f"{r['name']:12s} {r['status']:12s} grpc {r['grpc']:20s} metrics {r['metrics']}")
+        for r in extra:
+            print(f"{r['name']:12s} {r['status']:12s} http {r['url']}")
     return 0 if rows and all(r["status"] == "SERVING" for r in rows) else 1
 
 
@@ -129,6 +163,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--base-port", type=int, default=50051, help="transmitter port; channel +1, base station +2")
     p.add_argument("--metrics-base-port", type=int, default=9101, help="first /metrics port (one per service)")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for SERVING")
+    p.add_argument("--with-prometheus", action="store_true",
+                   help="also start a Prometheus server (Debian package `prometheus`) scraping the services, with "
+                        "the recording and alert rules of deploy/prometheus/rules; `down` stops it")
+    p.add_argument("--prometheus-port", type=int, default=9090, help="Prometheus HTTP port (default 9090)")
+    p.add_argument("--scrape-interval", type=float, default=5.0, help="Prometheus scrape interval in seconds")
+    p.add_argument("--with-gateway", action="store_true",
+                   help="also start the HTTP gateway (JSON / multipart API, OpenAPI docs, web page); with "
+                        "--with-prometheus its page charts accuracy versus SNR live")
+    p.add_argument("--gateway-port", type=int, default=8080, help="HTTP gateway port (default 8080)")
     _service_args(p)
     p.set_defaults(func=cmd_up)
 
@@ -167,12 +210,10 @@ def parser() -> argparse.ArgumentParser:
 
     from unitocom import demo
     demo.add_subparser(sub)
-    for mod in ("unitocom.link.cli", "unitocom.data.cli"):
-        try:
-            module = __import__(mod, fromlist=["add_subparser"])
-        except ImportError:  # FIXME(lead): remove once the link and data CLIs have landed
-            continue
-        module.add_subparser(sub)
+    from unitocom.data import cli as data_cli
+    from unitocom.link import cli as link_cli
+    link_cli.add_subparser(sub)
+    data_cli.add_subparser(sub)
     return ap
 
 

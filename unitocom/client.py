@@ -1,6 +1,7 @@
 """Client SDK: the one place that builds Requests and reads Results. The CLI, the benchmarks and the tests use it."""
 from __future__ import annotations
 
+import base64
 import io
 import pathlib
 from dataclasses import dataclass
@@ -37,6 +38,14 @@ def build_request(*, text: str | None = None, image: bytes | None = None, audio:
                       label=pb.Label(answer=answer, transcript=transcript))
 
 
+def choices() -> dict[str, list[str]]:
+    """The names `build_request` takes for each enum option (what a form or --help offers)."""
+    def names(enum) -> list[str]:
+        return [n.lower() for n in enum.keys() if not n.endswith("UNSPECIFIED")]
+    return {"task": names(pb.Task), "scheme": names(pb.Scheme), "channel": names(pb.ChannelModel),
+            "fading": names(pb.Fading), "csi": names(pb.CsiMode), "modality": names(pb.Modality)}
+
+
 def result_to_dict(result: pb.Result) -> dict:
     """The JSON view of a Result (`unitocom send --json`): stage timings summed per service.stage."""
     timings: dict[str, float] = {}
@@ -65,6 +74,27 @@ def result_to_dict(result: pb.Result) -> dict:
     }
 
 
+def result_to_json(result: pb.Result) -> dict:
+    """`result_to_dict` plus the media themselves, base64-coded per output (`image_png_b64`, `audio_wav_b64`):
+    what the HTTP gateway answers, so that a browser can show the reconstructed image and play the audio."""
+    d = result_to_dict(result)
+    for o, od in zip(result.outputs, d["outputs"]):
+        od["image_png_b64"] = base64.b64encode(o.image_png).decode() if o.image_png else None
+        od["audio_wav_b64"] = base64.b64encode(o.audio_wav).decode() if o.audio_wav else None
+    return d
+
+
+# Callers that catch failed calls without importing grpc themselves (the HTTP gateway).
+RpcError = grpc.RpcError
+
+
+def error_status(err: grpc.RpcError) -> tuple[str, str]:
+    """(status name, details) of a failed call, e.g. ("INVALID_ARGUMENT", "payloads[0].image: ...")."""
+    code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+    details = err.details() if hasattr(err, "details") else str(err)
+    return (code.name if code is not None else "UNKNOWN"), (details or "")
+
+
 def save_outputs(result: pb.Result, out_dir: pathlib.Path) -> list[pathlib.Path]:
     """Write reconstructed images (PNG), audio (WAV) and text next to each other; return the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -85,8 +115,11 @@ class Client:
     max_message_bytes: int = ServiceLimits().max_message_bytes
 
     def __post_init__(self):
+        # round_robin: `dns:///transmitter.unitocom.svc.cluster.local:50051` (a headless Kubernetes Service)
+        # spreads RPCs over every replica; a plain host:port behaves as before.
         opts = [("grpc.max_send_message_length", self.max_message_bytes),
-                ("grpc.max_receive_message_length", self.max_message_bytes)]
+                ("grpc.max_receive_message_length", self.max_message_bytes),
+                ("grpc.lb_policy_name", "round_robin")]
         self._channel = grpc.insecure_channel(self.target, options=opts)
         self._stub = pb_grpc.TransmitterStub(self._channel)
 

@@ -115,6 +115,8 @@ def up(cfg: Config, preset: str, d: pathlib.Path, timeout_s: float = 120.0, echo
 
 def down(d: pathlib.Path, timeout_s: float = 15.0) -> list[str]:
     """SIGTERM every service (they drain), SIGKILL what is left after `timeout_s`; return the names stopped."""
+    from unitocom import sidecars
+    stopped_sidecars = sidecars.stop(d)  # Prometheus / gateway from `up --with-prometheus / --with-gateway`
     procs = load_state(d)
     for p in procs:
         if _alive(p.pid):
@@ -126,7 +128,7 @@ def down(d: pathlib.Path, timeout_s: float = 15.0) -> list[str]:
         if _alive(p.pid):
             os.kill(p.pid, signal.SIGKILL)
     _state_file(d).unlink(missing_ok=True)
-    return [p.name for p in procs]
+    return [p.name for p in procs] + stopped_sidecars
 
 
 def status(d: pathlib.Path) -> list[dict]:

@@ -18,18 +18,18 @@ class BaseStation(pb_grpc.BaseStationServicer):
         self.cfg = cfg
 
     def Receive(self, request_iterator, context: grpc.ServicerContext) -> pb.Result:
-        with common.rpc(SERVICE, "Receive", context):
+        with common.rpc(SERVICE, "Receive", context) as call:
             first = next(request_iterator, None)
             if first is None or first.WhichOneof("kind") != "header":
                 raise RequestError("uplink", "the first message of a stream must be a RequestHeader")
+            call.describe(first.header)
             core = BaseStationCore(first.header, self.cfg)
             for msg in request_iterator:
                 if msg.WhichOneof("kind") != "frame":
                     raise RequestError("uplink", "only the first message may be a RequestHeader")
                 core.add(msg.frame)
             result = core.finish()
-            common.observe_timings(SERVICE, result.timings)
-            common.CHANNEL_USES.labels(SERVICE).inc(result.channel_uses)
+            call.observe(result)
             return result
 
 

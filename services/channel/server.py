@@ -49,8 +49,9 @@ class Channel(pb_grpc.ChannelServicer):
             yield pb.Uplink(frame=frame)
 
     def Forward(self, request_iterator, context: grpc.ServicerContext) -> pb.Result:
-        with common.rpc(SERVICE, "Forward", context):
+        with common.rpc(SERVICE, "Forward", context) as call:
             first = _header(request_iterator)
+            call.describe(first.header)
             core = ChannelCore(first.header, self.cfg)
             state = {"error": None, "seconds": 0.0}
             try:
@@ -63,20 +64,20 @@ class Channel(pb_grpc.ChannelServicer):
             if state["error"] is not None:
                 raise state["error"]
             result.timings.append(pb.StageTiming(service=SERVICE, stage="channel", seconds=state["seconds"]))
-            common.observe_timings(SERVICE, result.timings)
-            common.CHANNEL_USES.labels(SERVICE).inc(core.symbols)
+            call.observe(result)
             return result
 
     def Apply(self, request_iterator, context: grpc.ServicerContext):
-        with common.rpc(SERVICE, "Apply", context):
+        with common.rpc(SERVICE, "Apply", context) as call:
             first = _header(request_iterator)
+            call.describe(first.header)
             core = ChannelCore(first.header, self.cfg)
             yield first
             for msg in request_iterator:
                 if msg.WhichOneof("kind") != "frame":
                     raise RequestError("uplink", "only the first message may be a RequestHeader")
                 yield pb.Uplink(frame=core.apply(msg.frame))
-            common.CHANNEL_USES.labels(SERVICE).inc(core.symbols)
+            call.channel_uses(core.symbols)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,34 +16,20 @@ from contextlib import contextmanager
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import start_http_server
 
+from services.common import metrics
 from unitocom import config as config_mod
 from unitocom.stages.request import RequestError
 from unitocom.v1 import unitocom_pb2 as pb
 
 log = logging.getLogger("unitocom.service")
 
-# Buckets from 1 ms to 60 s: a tiny CPU preset and a GPU both land inside.
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-REQUESTS = Counter("unitocom_requests_total", "RPCs handled, by outcome", ["service", "method", "code"])
-RPC_SECONDS = Histogram("unitocom_rpc_seconds", "RPC wall time", ["service", "method"], buckets=LATENCY_BUCKETS)
-STAGE_SECONDS = Histogram("unitocom_stage_seconds", "Time per processing stage", ["service", "stage"],
-                          buckets=LATENCY_BUCKETS)
-CHANNEL_USES = Counter("unitocom_channel_uses_total", "Complex symbols handled", ["service"])
-IN_FLIGHT = Gauge("unitocom_requests_in_flight", "RPCs being served now (queue depth)", ["service"])
-
 _GRPC_CODES = {
     "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
     "unimplemented": grpc.StatusCode.UNIMPLEMENTED,
     "failed_precondition": grpc.StatusCode.FAILED_PRECONDITION,
 }
-
-
-def observe_timings(service: str, timings) -> None:
-    for t in timings:
-        if t.service == service:
-            STAGE_SECONDS.labels(service, t.stage).observe(t.seconds)
 
 
 class Abort(Exception):
@@ -54,12 +40,16 @@ class Abort(Exception):
 
 @contextmanager
 def rpc(service: str, method: str, context: grpc.ServicerContext):
-    """Count and time one RPC; turn RequestError and next-hop failures into precise statuses."""
-    IN_FLIGHT.labels(service).inc()
+    """Count and time one RPC; turn RequestError and next-hop failures into precise statuses.
+
+    Yields a `metrics.Call`: the handler `describe`s it with the request (scheme, task, modality label the
+    counters) and `observe`s the Result (stage latencies, channel uses, quality)."""
+    call = metrics.Call(service, method)
+    metrics.IN_FLIGHT.labels(service).inc()
     t0 = time.perf_counter()
     code = grpc.StatusCode.OK
     try:
-        yield
+        yield call
     except RequestError as e:
         code = _GRPC_CODES.get(e.code, grpc.StatusCode.INVALID_ARGUMENT)
         context.abort(code, str(e))
@@ -71,9 +61,8 @@ def rpc(service: str, method: str, context: grpc.ServicerContext):
         log.exception("%s.%s failed", service, method)
         context.abort(grpc.StatusCode.INTERNAL, f"{service}: internal error in {method} (see the service log)")
     finally:
-        IN_FLIGHT.labels(service).dec()
-        RPC_SECONDS.labels(service, method).observe(time.perf_counter() - t0)
-        REQUESTS.labels(service, method, code.name).inc()
+        metrics.IN_FLIGHT.labels(service).dec()
+        metrics.record_request(call, code.name, time.perf_counter() - t0)
 
 
 def next_hop_error(name: str, target: str, err: grpc.RpcError) -> Abort:
@@ -93,9 +82,13 @@ def remaining(context: grpc.ServicerContext, default_s: float) -> float:
     return default_s if t is None else max(0.001, t)
 
 
-def channel_options(cfg: config_mod.Config) -> list[tuple[str, int]]:
+def channel_options(cfg: config_mod.Config) -> list[tuple[str, int | str]]:
     n = cfg.limits.max_message_bytes
-    return [("grpc.max_send_message_length", n), ("grpc.max_receive_message_length", n)]
+    # round_robin: a next hop named `dns:///basestation.unitocom.svc.cluster.local:50053` (a headless Kubernetes
+    # Service, one A record per replica) gets every replica connected and each RPC sent to the next one. With one
+    # address it behaves as the default pick_first. Servers ignore the option.
+    return [("grpc.max_send_message_length", n), ("grpc.max_receive_message_length", n),
+            ("grpc.lb_policy_name", "round_robin")]
 
 
 def base_parser(name: str) -> argparse.ArgumentParser:
@@ -124,8 +117,11 @@ def serve(name: str, args: argparse.Namespace, cfg: config_mod.Config,
     addr = cfg.address(name)
     port = args.port if args.port is not None else addr.port
     metrics_port = args.metrics_port if args.metrics_port is not None else addr.metrics_port
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=cfg.limits.max_workers),
-                         options=channel_options(cfg), maximum_concurrent_rpcs=cfg.limits.max_concurrent_rpcs)
+    executor = futures.ThreadPoolExecutor(max_workers=cfg.limits.max_workers)
+    metrics.watch_executor(name, executor, cfg.limits.max_workers)
+    metrics.service_info(name, cfg.preset.name)
+    server = grpc.server(executor, options=channel_options(cfg),
+                         maximum_concurrent_rpcs=cfg.limits.max_concurrent_rpcs)
     register(server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

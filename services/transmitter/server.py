@@ -22,7 +22,8 @@ class Transmitter(pb_grpc.TransmitterServicer):
         self.stub = pb_grpc.ChannelStub(grpc.insecure_channel(channel_target, options=common.channel_options(cfg)))
 
     def Send(self, request: pb.Request, context: grpc.ServicerContext) -> pb.Result:
-        with common.rpc(SERVICE, "Send", context):
+        with common.rpc(SERVICE, "Send", context) as call:
+            call.describe(request)
             prep = transmitter.prepare(request, self.cfg)
             try:
                 result = self.stub.Forward(prep.uplink(self.cfg.limits.frame_symbols),
@@ -30,8 +31,7 @@ class Transmitter(pb_grpc.TransmitterServicer):
             except grpc.RpcError as e:
                 raise common.next_hop_error("channel", self.target, e) from None
             result = transmitter.finish(result, prep)
-            common.observe_timings(SERVICE, result.timings)
-            common.CHANNEL_USES.labels(SERVICE).inc(result.channel_uses)
+            call.observe(result, quality=True)  # the device holds the originals: quality is scored here
             return result
 
 

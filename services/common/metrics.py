@@ -1,0 +1,226 @@
+"""Every Prometheus metric a UniToCom service exports, and how a call fills them in.
+
+Naming follows Prometheus conventions: base units in the name (`_seconds`), counters end in `_total`, ratios are
+0..1 (`unitocom_quality_ratio`), figures in decibels say so (`unitocom_quality_decibels`). Labels are generic
+(scheme, task, modality, stage, metric) so that learned schemes and new tasks land in the same series families
+without a change here, and every label has a bounded set of values:
+
+    service     transmitter | channel | basestation                       (fixed)
+    method      the gRPC method                                          (fixed by the protos)
+    scheme      traditional | unitocom | vae | semcom | unspecified      (proto enum)
+    task        reconstruct | vqa | t2i | asr | unspecified              (proto enum)
+    modality    the sorted set of payload modalities, "image+text"       (at most 7 values + none)
+    channel     awgn | rayleigh | rician                                 (proto enum)
+    code        the gRPC status name                                     (17 values)
+    stage       stage names the code reports (validate, encode, ...)     (capped at MAX_NAMES, then "other")
+    metric      keys of Result.quality (exact_match, psnr_db, ...)        (capped at MAX_NAMES, then dropped)
+    snr_bucket  SNR floored to 5 dB steps, clamped to [-10, 40] dB       (11 values)
+"""
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from dataclasses import dataclass, field
+
+from prometheus_client import Counter, Gauge, Histogram, Summary
+
+from unitocom.v1 import unitocom_pb2 as pb
+
+log = logging.getLogger("unitocom.metrics")
+
+# 1 ms .. 120 s: a text request on the tiny CPU preset takes a few ms per stage, an LDPC-decoded image or the
+# paper-size MLLM on CPU takes seconds, a GPU sits in between; all land inside the buckets.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# Channel uses of one request: a short text with Turbo coding is a few hundred symbols, a 256x256 image a few
+# hundred thousand, a long clip millions.
+SYMBOL_BUCKETS = tuple(float(4 ** k) for k in range(3, 13))  # 64 .. 16.7 M
+# Tokens per stream: the letter's images are 32 tokens, text a few dozen, audio hundreds to thousands.
+TOKEN_BUCKETS = (1.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0, 16384.0)
+BYTE_BUCKETS = tuple(float(4 ** k) for k in range(3, 13))  # 64 B .. 16 MiB
+
+SNR_BUCKET_DB = 5
+SNR_BUCKET_MIN_DB, SNR_BUCKET_MAX_DB = -10, 40
+MAX_NAMES = 32  # distinct stage / quality-metric names one process will label with
+
+REQUESTS = Counter("unitocom_requests_total", "RPCs handled, by outcome",
+                   ["service", "method", "scheme", "task", "modality", "code"])
+RPC_SECONDS = Histogram("unitocom_rpc_seconds", "RPC wall time inside the service",
+                        ["service", "method", "scheme", "task"], buckets=LATENCY_BUCKETS)
+STAGE_SECONDS = Histogram("unitocom_stage_seconds", "Time per processing stage (tokenize, encode, channel, "
+                          "equalise, decode, mllm_prefill, mllm_generate, detokenize, ...)",
+                          ["service", "stage", "scheme"], buckets=LATENCY_BUCKETS)
+CHANNEL_USES = Counter("unitocom_channel_uses_total", "Complex symbols handled", ["service", "scheme", "modality"])
+REQUEST_CHANNEL_USES = Histogram("unitocom_request_channel_uses", "Complex symbols sent per request, all streams",
+                                 ["service", "scheme", "task"], buckets=SYMBOL_BUCKETS)
+STREAM_TOKENS = Histogram("unitocom_stream_tokens", "Tokens carried by one modality stream (learned schemes)",
+                          ["service", "scheme", "modality"], buckets=TOKEN_BUCKETS)
+STREAM_PAYLOAD_BYTES = Histogram("unitocom_stream_payload_bytes", "Source-coded bytes of one modality stream "
+                                 "(traditional scheme)", ["service", "scheme", "modality"], buckets=BYTE_BUCKETS)
+IN_FLIGHT = Gauge("unitocom_requests_in_flight", "RPCs being served now", ["service"])
+QUEUE_DEPTH = Gauge("unitocom_queue_depth", "RPCs accepted and waiting for a worker thread", ["service"])
+WORKERS = Gauge("unitocom_worker_threads", "Worker threads serving RPCs (the most that run at once)", ["service"])
+QUALITY_RATIO = Summary("unitocom_quality_ratio", "Task quality as a ratio 0..1 (exact_match, decoded, wer, ...); "
+                        "mean = _sum / _count", ["scheme", "task", "channel", "metric", "snr_bucket"])
+QUALITY_DECIBELS = Summary("unitocom_quality_decibels", "Task quality in dB (psnr_db, audio_snr_db, ...); "
+                           "mean = _sum / _count", ["scheme", "task", "channel", "metric", "snr_bucket"])
+INFO = Gauge("unitocom_service_info", "Always 1; labels say what runs", ["service", "preset", "version"])
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+class _NameCap:
+    """At most MAX_NAMES distinct label values from free-form names; a runaway name source cannot blow up the
+    series count (it gets `fallback`, or None: drop)."""
+
+    def __init__(self, fallback: str | None):
+        self.seen: set[str] = set()
+        self.fallback = fallback
+        self.lock = threading.Lock()
+
+    def __call__(self, name: str) -> str | None:
+        with self.lock:
+            if name in self.seen:
+                return name
+            if _NAME_RE.match(name) and len(self.seen) < MAX_NAMES:
+                self.seen.add(name)
+                return name
+        log.warning("label value %r not recorded (bad name or more than %d names)", name, MAX_NAMES)
+        return self.fallback
+
+
+_stage_name = _NameCap("other")
+_quality_name = _NameCap(None)
+
+
+def enum_label(enum, value: int) -> str:
+    """`TRADITIONAL` -> "traditional"; a value this build does not know -> "unknown" (bounded either way)."""
+    try:
+        return enum.Name(value).lower()
+    except ValueError:
+        return "unknown"
+
+
+def scheme_label(value: int) -> str:
+    return "unspecified" if value == 0 else enum_label(pb.Scheme, value)
+
+
+def task_label(value: int) -> str:
+    return "unspecified" if value == 0 else enum_label(pb.Task, value)
+
+
+def channel_label(value: int) -> str:
+    return "awgn" if value == 0 else enum_label(pb.ChannelModel, value)  # 0: the service default, AWGN
+
+
+def modality_label(modalities) -> str:
+    names = sorted({enum_label(pb.Modality, m) for m in modalities if m})
+    return "+".join(names) if names else "none"
+
+
+def snr_bucket(snr_db: float) -> str:
+    """Floor to 5 dB steps, clamped to [-10, 40]: 7.5 -> "5", -3 -> "-5", 55 -> "40", NaN -> "nan"."""
+    if not math.isfinite(snr_db):
+        return "nan"
+    b = int(math.floor(snr_db / SNR_BUCKET_DB) * SNR_BUCKET_DB)
+    return str(min(max(b, SNR_BUCKET_MIN_DB), SNR_BUCKET_MAX_DB))
+
+
+@dataclass
+class Call:
+    """One RPC's labels, filled in as the handler learns them (`describe`), and its observations."""
+
+    service: str
+    method: str
+    scheme: str = "unspecified"
+    task: str = "unspecified"
+    modality: str = "none"
+    channel: str = "awgn"
+    snr_db: float = math.nan
+    streams: list = field(default_factory=list)
+
+    def describe(self, msg) -> "Call":
+        """Take scheme, task, channel, SNR and modalities from a Request or a RequestHeader."""
+        link = msg.link
+        self.scheme, self.task = scheme_label(link.scheme), task_label(msg.task)
+        self.channel, self.snr_db = channel_label(link.channel), link.snr_db
+        if isinstance(msg, pb.Request):
+            self.modality = modality_label(p.modality or _payload_modality(p) for p in msg.payloads)
+        else:
+            self.streams = list(msg.streams)
+            self.modality = modality_label(s.modality for s in msg.streams)
+        return self
+
+    def observe(self, result: pb.Result, *, quality: bool = False) -> None:
+        """Stage timings this service reported, channel uses, per-stream sizes; quality where asked (once per
+        request, at the service that returns the Result to the client)."""
+        observe_timings(self.service, result.timings, self.scheme)
+        by_modality: dict[str, int] = {}
+        for o in result.outputs:
+            m = enum_label(pb.Modality, o.modality)
+            by_modality[m] = by_modality.get(m, 0) + o.channel_uses
+        if not by_modality and result.channel_uses:
+            by_modality[self.modality] = result.channel_uses
+        for m, n in by_modality.items():
+            CHANNEL_USES.labels(self.service, self.scheme, m).inc(n)
+        REQUEST_CHANNEL_USES.labels(self.service, self.scheme, self.task).observe(result.channel_uses)
+        for s in self.streams:
+            m = enum_label(pb.Modality, s.modality)
+            if s.token_shape:
+                STREAM_TOKENS.labels(self.service, self.scheme, m).observe(math.prod(s.token_shape))
+            if s.payload_bytes:
+                STREAM_PAYLOAD_BYTES.labels(self.service, self.scheme, m).observe(s.payload_bytes)
+        if quality:
+            self.observe_quality(result)
+
+    def observe_quality(self, result: pb.Result) -> None:
+        # The request's own link settings; a Call never described falls back to what the Result echoes.
+        described = math.isfinite(self.snr_db)
+        bucket = snr_bucket(self.snr_db if described else result.snr_db)
+        channel = self.channel if described else channel_label(result.channel)
+        for key, value in result.quality.items():
+            name = _quality_name(key)
+            if name is None or not math.isfinite(value):
+                continue
+            family = QUALITY_DECIBELS if name.endswith("_db") else QUALITY_RATIO
+            family.labels(self.scheme, self.task, channel, name, bucket).observe(value)
+
+    def channel_uses(self, n: int) -> None:
+        """Symbols handled where no Result is seen (the channel's Apply)."""
+        CHANNEL_USES.labels(self.service, self.scheme, self.modality).inc(n)
+
+
+def _payload_modality(p: pb.Payload) -> int:
+    kind = p.WhichOneof("content")
+    return {"text": pb.TEXT, "image": pb.IMAGE, "audio": pb.AUDIO}.get(kind, 0)
+
+
+def observe_timings(service: str, timings, scheme: str = "unspecified") -> None:
+    """Observe the stages `service` itself reported (the Result carries every hop's; each hop counts its own)."""
+    for t in timings:
+        if t.service == service:
+            STAGE_SECONDS.labels(service, _stage_name(t.stage), scheme).observe(t.seconds)
+
+
+def record_request(call: Call, code_name: str, seconds: float) -> None:
+    REQUESTS.labels(call.service, call.method, call.scheme, call.task, call.modality, code_name).inc()
+    RPC_SECONDS.labels(call.service, call.method, call.scheme, call.task).observe(seconds)
+
+
+def watch_executor(service: str, executor, workers: int) -> None:
+    """Queue depth = work items waiting in the server's thread pool: gRPC hands each accepted RPC to the pool,
+    so what waits there is the backlog no handler has started yet. Read at scrape time (no bookkeeping)."""
+    WORKERS.labels(service).set(workers)
+    queue = getattr(executor, "_work_queue", None)  # CPython's ThreadPoolExecutor; absent elsewhere
+    if queue is not None:
+        QUEUE_DEPTH.labels(service).set_function(queue.qsize)
+
+
+def service_info(service: str, preset: str) -> None:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        v = version("unitocom")
+    except PackageNotFoundError:
+        v = "dev"
+    INFO.labels(service, preset, v).set(1)

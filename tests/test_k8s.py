@@ -1,0 +1,153 @@
+"""The Kubernetes manifests, validated offline against the API schemas by PyPI kubernetes-validate (strict: an
+unknown field is an error), shown to fail when broken, and checked for what the testbed relies on: headless
+Services, gRPC probes, a GPU for the base station, the presets ConfigMap, dns:/// targets that exist."""
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+K8S = ROOT / "deploy" / "k8s"
+KUBERNETES_VERSION = "1.30.0"
+GRPC = {"transmitter": (50051, 9101, "unitocom.v1.Transmitter"), "channel": (50052, 9102, "unitocom.v1.Channel"),
+        "basestation": (50053, 9103, "unitocom.v1.BaseStation")}
+
+
+def validate(*files: pathlib.Path) -> subprocess.CompletedProcess:
+    exe = pathlib.Path(sys.executable).parent / "kubernetes-validate"
+    if not exe.exists():
+        pytest.fail("PyPI kubernetes-validate is not installed: `make venv` installs the dev extras")
+    return subprocess.run([str(exe), "-k", KUBERNETES_VERSION, "--strict", "--quiet", *map(str, files)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def manifests() -> list[pathlib.Path]:
+    return sorted(K8S.glob("*.yaml"))
+
+
+def docs() -> list[dict]:
+    return [d for f in manifests() for d in yaml.safe_load_all(f.read_text()) if d]
+
+
+def find(kind: str, name: str) -> dict:
+    return next(d for d in docs() if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def test_kubernetes_validate_passes():
+    r = validate(*manifests())
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("file, old, new", [
+    ("basestation.yaml", "\n  clusterIP: None", "\n  clusterIp: None"),  # unknown field (strict)
+    ("channel.yaml", "replicas: 2", "replicas: two"),  # wrong type
+    ("transmitter.yaml", "grpc: {port: 50051}", "grpc: {port: \"grpc\"}"),  # gRPC probes take a number
+])
+def test_kubernetes_validate_fails_on_a_broken_copy(tmp_path, file, old, new):
+    broken = tmp_path / file
+    text = (K8S / file).read_text()
+    assert old in text
+    broken.write_text(text.replace(old, new, 1))
+    r = validate(broken)
+    assert r.returncode != 0 and "did not validate" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_grpc_services_are_headless_with_probes():
+    for name, (port, metrics_port, service) in GRPC.items():
+        svc = find("Service", name)
+        assert svc["spec"]["clusterIP"] == "None", f"{name}: clients balance per RPC only over a headless Service"
+        assert {p["port"] for p in svc["spec"]["ports"]} == {port, metrics_port}
+        dep = find("Deployment", name)
+        assert dep["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+        assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        assert c["command"] == ["python", "-m", f"services.{name}.server"]
+        assert (ROOT / "services" / name / "server.py").exists()
+        assert c["readinessProbe"]["grpc"] == {"port": port, "service": service}
+        assert c["livenessProbe"]["grpc"]["port"] == port
+        assert c["startupProbe"]["grpc"]["port"] == port
+        assert {"configMapRef": {"name": "unitocom-presets"}} in c["envFrom"]
+        assert "$(UNITOCOM_PRESET)" in c["args"]
+
+
+def test_base_station_requests_a_gpu():
+    dep = find("Deployment", "basestation")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert "cuda" in c["image"]
+    assert any(t["key"] == "nvidia.com/gpu" for t in dep["spec"]["template"]["spec"]["tolerations"])
+
+
+def test_presets_configmap_names_a_real_preset():
+    from unitocom import config
+    cm = find("ConfigMap", "unitocom-presets")
+    assert cm["data"]["UNITOCOM_PRESET"] in config.PRESETS
+    assert int(cm["data"]["UNITOCOM_MAX_MESSAGE_BYTES"]) > 0
+
+
+def test_next_hops_use_dns_round_robin_targets_that_exist():
+    """Each hop names the next one's headless Service as dns:///NAME.unitocom.svc.cluster.local:PORT; the
+    services' gRPC channels use round_robin, so each RPC goes to the next ready replica."""
+    from services.common.server import channel_options
+    from unitocom import config
+    assert ("grpc.lb_policy_name", "round_robin") in channel_options(config.load("tiny"))
+    hops = {"channel": ("--basestation", "basestation"), "transmitter": ("--channel", "channel"),
+            "gateway": ("--transmitter", "transmitter")}
+    for name, (flag, target) in hops.items():
+        (c,) = find("Deployment", name)["spec"]["template"]["spec"]["containers"]
+        value = c["args"][c["args"].index(flag) + 1]
+        assert value == f"dns:///{target}.unitocom.svc.cluster.local:{GRPC[target][0]}", value
+        assert find("Service", target)["spec"]["clusterIP"] == "None"
+
+
+def test_kustomization_lists_every_manifest_and_its_generated_files_exist():
+    k = yaml.safe_load((ROOT / "deploy/kustomization.yaml").read_text())
+    assert sorted(k["resources"]) == sorted(f"k8s/{f.name}" for f in manifests())
+    for gen in k["configMapGenerator"]:
+        for f in gen["files"]:
+            assert (ROOT / "deploy" / f.split("=")[-1]).exists(), f
+    prom = find("Deployment", "prometheus")["spec"]["template"]["spec"]
+    assert {v["configMap"]["name"] for v in prom["volumes"] if "configMap" in v} == \
+        {g["name"] for g in k["configMapGenerator"]}
+
+
+def test_a_real_grpc_client_spreads_rpcs_over_replicas(tmp_path):
+    """What dns:/// + round_robin does against a headless Service, on loopback: two health servers behind one
+    name (ipv4:127.0.0.1:a,127.0.0.1:b stands in for the DNS answer), RPCs alternate between them."""
+    from concurrent import futures
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    from tests.conftest import free_ports
+    servers, counts = [], []
+    for port in free_ports(2):
+        n = [0]
+
+        class Counting(health.HealthServicer):
+            def Check(self, request, context, n=n):
+                n[0] += 1
+                return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+
+        s = grpc.server(futures.ThreadPoolExecutor(2))
+        health_pb2_grpc.add_HealthServicer_to_server(Counting(), s)
+        s.add_insecure_port(f"127.0.0.1:{port}")
+        s.start()
+        servers.append((s, port))
+        counts.append(n)
+    try:
+        target = "ipv4:" + ",".join(f"127.0.0.1:{p}" for _, p in servers)
+        with grpc.insecure_channel(target, options=[("grpc.lb_policy_name", "round_robin")]) as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            grpc.channel_ready_future(ch).result(timeout=10)
+            for _ in range(20):
+                stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert sum(n[0] for n in counts) == 20 and min(n[0] for n in counts) >= 5, [n[0] for n in counts]
+    finally:
+        for s, _ in servers:
+            s.stop(0)
+
