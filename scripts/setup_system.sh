@@ -7,7 +7,9 @@ set -euo pipefail
 need=()
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sox >/dev/null || need+=(sox libsox-fmt-all)
-if ! command -v ffmpeg >/dev/null || ! ffmpeg -hide_banner -encoders 2>/dev/null | grep -q amrwb; then
+# Read ffmpeg's whole list before matching: `grep -q` would close the pipe early, and under pipefail the
+# SIGPIPE'd ffmpeg would make a working install look broken (and reinstall on every run).
+if ! command -v ffmpeg >/dev/null || ! ffmpeg -hide_banner -encoders 2>/dev/null | grep amrwb >/dev/null; then
   need+=(ffmpeg libavcodec-extra)
 fi
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(prometheus)

@@ -100,11 +100,11 @@ def test_bad_input_is_invalid_argument_naming_the_field(tx, mutate, field):
     assert tx.send(client.build_request(text="still here", snr_db=30.0)).output_text == "still here"
 
 
-def test_unbuilt_task_is_unimplemented_with_reason(tx):
-    req = client.build_request(image=scene_png(32), question="how many cubes?", task="vqa")
+def test_unbuilt_scheme_is_unimplemented_with_reason(tx):
+    req = client.build_request(image=scene_png(32), question="how many cubes?", task="vqa", scheme="semcom")
     code, details = _code(lambda: tx.send(req))
     assert code == grpc.StatusCode.UNIMPLEMENTED
-    assert "vqa" in details and "issue" in details
+    assert "semcom" in details and "not built" in details
 
 
 def test_oversize_payload_is_resource_exhausted(tx):
