@@ -104,7 +104,7 @@ def test_unbuilt_scheme_is_unimplemented_with_reason(tx):
     req = client.build_request(image=scene_png(32), question="how many cubes?", task="vqa", scheme="semcom")
     code, details = _code(lambda: tx.send(req))
     assert code == grpc.StatusCode.UNIMPLEMENTED
-    assert "semcom" in details and "not built" in details
+    assert "semcom" in details and "not available in this build" in details
 
 
 def test_oversize_payload_is_resource_exhausted(tx):
