@@ -42,6 +42,45 @@ class ChannelDefaults:
 
 
 @dataclass(frozen=True)
+class TokenizerConfig:
+    """Tokenizers, adaptive coding-modulation and the GenIB objectives (issue 5); sizes per preset.
+
+    Image: a ViT over `image_patch_px` patches with `image_tokens` learned latent queries (TiTok-style 1D tokens).
+    Audio: log-mel frames (`audio_mels` bands, hop `audio_hop`) cut into chunks of `audio_chunk_frames`, each
+    chunk -> `audio_tokens` tokens. Text: byte-level BPE ids -> embeddings -> `token_dim` tokens.
+    Every token of `token_dim` reals becomes `channel_uses_per_token` complex symbols (the bandwidth ratio).
+    """
+
+    heads: int = 4
+    image_patch_px: int = 4
+    audio_n_fft: int = 512
+    audio_hop: int = 256
+    audio_mels: int = 64
+    audio_chunk_frames: int = 64  # 64 * 256 / 16 kHz = 1.024 s per chunk
+    audio_patch_frames: int = 2
+    audio_tokens: int = 32  # S_a per chunk
+    text_vocab: int = 1024  # byte-level BPE: 256 bytes + merges learnt on the captions and questions
+    text_max_tokens: int = 64  # longer texts are sent in segments of this many tokens
+    channel_uses_per_token: int = 8  # complex symbols per token: 8 for 16 reals is one real per real
+    # Objectives: eq. (12) GenIB, eq. (13)-(14) sigma-GenIB, and the VAE baseline (ELBO, xi = 1).
+    xi: float = 0.01  # weight of the rate term KL(p(t|x) || N(0, I)) against the distortion term
+    vae_xi: float = 1.0  # the VAE baseline is the ELBO: KL weight 1
+    lam: float = 0.5  # lambda of eq. (13): stochastic vs deterministic reconstruction
+    k_samples: int = 1  # K of eq. (14)
+    # sigma ~ N(0, C_sigma), one draw per example (eq. 13). With E[mu^2] about 1 the latent noise is then a
+    # ~20 dB "channel" of its own: 0.1 (~10 dB) trained a decoder that hedged against it and blurred every shape.
+    c_sigma: float = 0.01
+    # -log q(x|t) of a Gaussian with this variance per element: distortion = SSE / (2 obs_var), in nats.
+    obs_var: float = 0.01
+    # Training (Algorithm 1)
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    snr_db_range: tuple[float, float] = (-10.0, 25.0)
+
+
+@dataclass(frozen=True)
 class ModelPreset:
     """Sizes of the learned parts (tokenizers, MLLM). `tiny` trains on two CPU cores; `paper` is the letter's."""
 
@@ -62,6 +101,8 @@ class ModelPreset:
     diffusion_head_depth: int
     diffusion_train_steps: int  # R of eq. (18)
     diffusion_sample_steps: int  # fewer steps at sampling time (DDPM with a strided schedule)
+    # Keep last: it has a default. Tokenizer / coding-modulation / GenIB hyperparameters (issue 5).
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
 
 PRESETS: dict[str, ModelPreset] = {
@@ -77,6 +118,9 @@ PRESETS: dict[str, ModelPreset] = {
         # Llama-style 1.4B as in the letter: 24 x 2048 with a 5632-wide SwiGLU and a 32k vocabulary.
         mllm_intermediate=5632, mllm_vocab=32000, mllm_max_positions=4096, diffusion_head_width=1024,
         diffusion_head_depth=6, diffusion_train_steps=1000, diffusion_sample_steps=100,
+        # The letter's section V: batch 256, AdamW 2e-4, weight decay 0.01; 256 px in 16 px patches, 24 kHz audio.
+        tokenizer=TokenizerConfig(heads=8, image_patch_px=16, audio_n_fft=1024, audio_hop=384, audio_mels=80,
+                                  text_vocab=4096, batch_size=256, lr=2e-4, warmup_steps=1000),
     ),
 }
 

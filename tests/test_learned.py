@@ -1,0 +1,194 @@
+"""The learned schemes through the service path: any image size, text and speech, `unitocom` and `vae`;
+and the committed checkpoints: present, intact, and above a stated quality floor."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+
+from unitocom import client, config, pipeline
+from unitocom.models import token_link
+from unitocom.models.token_link import LinkSpec, TokenLink
+from unitocom.schemes import learned
+from unitocom.stages.request import RequestError, SourcePayload
+from unitocom.v1 import unitocom_pb2 as pb
+
+torch.set_num_threads(1)
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+SMALL = dict(width=32, layers=1, heads=2, cm_hidden=16)
+
+
+@pytest.fixture(scope="module")
+def small_checkpoints(tmp_path_factory):
+    """Untrained, narrow checkpoints under the names the schemes look for, in a private directory."""
+    from unitocom.models.text_tokenizer import train_bpe
+    d = tmp_path_factory.mktemp("checkpoints")
+    cfg = config.load("tiny")
+    tok = train_bpe(["there is a red circle", "how many squares are there?"] * 10, 300)
+    tok.save(str(d / "text-bpe.json"))
+    torch.manual_seed(0)
+    for obj in ("sigma-genib", "vae"):
+        token_link.save(TokenLink(LinkSpec.from_config(cfg, "image", obj, **SMALL)), d / f"image-{obj}-s32.safetensors")
+        token_link.save(TokenLink(LinkSpec.from_config(cfg, "audio", obj, chunk_frames=16, mels=16, n_fft=128, hop=64,
+                                                       db_mean=-40.0, db_std=20.0, **SMALL)),
+                        d / f"audio-{obj}-s32.safetensors")
+        token_link.save(TokenLink(LinkSpec.from_config(cfg, "text", obj, text_vocab=tok.get_vocab_size(),
+                                                       bpe="text-bpe.json", tokens=8, **SMALL)),
+                        d / f"text-{obj}.safetensors")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("UNITOCOM_CHECKPOINTS", str(d))
+    yield d
+    mp.undo()
+
+
+def _png(h: int, w: int, mode: str = "RGB") -> bytes:
+    rng = np.random.default_rng(h * w)
+    img = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_fit_image_says_what_it_did():
+    img = np.zeros((60, 100, 3), np.uint8)
+    out, note = learned.fit_image(img, 32)
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    assert note == "centre-cropped 100x60 -> 60x60; resized 60x60 -> 32x32 (bicubic)"
+    assert learned.fit_image(np.zeros((32, 32, 3), np.uint8), 32)[1] == "none (32x32 already)"
+
+
+@pytest.mark.parametrize("scheme", ["unitocom", "vae"])
+@pytest.mark.parametrize("size, mode", [((48, 80), "RGB"), ((32, 32), "L"), ((300, 200), "RGBA")])
+def test_image_of_any_size_and_mode_through_the_service_path(small_checkpoints, scheme, size, mode):
+    req = client.build_request(image=_png(*size, mode), scheme=scheme, snr_db=10.0, channel="rayleigh", seed=2)
+    res = pipeline.run(req, config.load("tiny"))
+    (out,) = res.outputs
+    assert out.decoded and out.image_png
+    assert np.asarray(Image.open(io.BytesIO(out.image_png))).shape == (32, 32, 3)
+    assert "psnr_db" in res.quality and np.isfinite(res.quality["psnr_db"])
+    assert res.channel_uses == out.channel_uses == 32 * 8
+    assert "preprocessing" in out.note and ("32x32" in out.note)
+    if size[0] != size[1]:
+        assert "centre-cropped" in out.note
+
+
+def test_encode_header_and_power(small_checkpoints):
+    cfg = config.load("tiny")
+    link = pb.LinkSettings(scheme=pb.UNITOCOM, snr_db=5.0)
+    enc = learned.encode(3, SourcePayload(pb.IMAGE, np.zeros((64, 64, 3), np.uint8)), link, cfg)
+    h = enc.header
+    assert (h.stream_id, h.scheme, h.modality, h.tokenizer) == (3, pb.UNITOCOM, pb.IMAGE, "image-sigma-genib-s32")
+    assert list(h.token_shape) == [32, 16] and h.num_symbols == len(enc.symbols) == 256
+    assert h.preprocessing == "resized 64x64 -> 32x32 (bicubic)"
+    assert enc.symbols.dtype == np.complex64
+    assert np.mean(np.abs(enc.symbols) ** 2) == pytest.approx(config.POWER_P, rel=1e-5)
+    assert enc.reference.shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize("scheme", ["unitocom", "vae"])
+def test_text_and_speech_through_the_service_path(small_checkpoints, scheme):
+    cfg = config.load("tiny")
+    text = "how many squares are there? Ünïcödé too, and a long tail " * 2  # more than one 8-token segment
+    res = pipeline.run(client.build_request(text=text, scheme=scheme, snr_db=20.0, seed=1), cfg)
+    (out,) = res.outputs
+    assert out.decoded and isinstance(out.text, str) and "exact_match" in res.quality
+    assert "BPE tokens" in out.note and "segments" in out.note
+    t = np.arange(22050) / 22050
+    buf = io.BytesIO()
+    sf.write(buf, (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), 22050, format="WAV")
+    res = pipeline.run(client.build_request(audio=buf.getvalue(), scheme=scheme, snr_db=10.0, seed=1), cfg)
+    (out,) = res.outputs
+    wave, rate = sf.read(io.BytesIO(out.audio_wav))
+    assert rate == 16000 and len(wave) == 16000  # 1 s resampled, the last chunk's padding cut
+    assert "resampled 22050 -> 16000 Hz" in out.note
+    assert "audio_snr_db" in res.quality
+
+
+def test_decode_refuses_bad_headers(small_checkpoints):
+    cfg = config.load("tiny")
+    y = np.zeros(256, np.complex64)
+    h = np.ones(256, np.complex64)
+    for header, field in [
+        (pb.StreamHeader(modality=pb.IMAGE, scheme=pb.UNITOCOM, tokenizer="../../etc/passwd", token_shape=[32, 16]),
+         "header.tokenizer"),
+        (pb.StreamHeader(modality=pb.IMAGE, scheme=pb.UNITOCOM, tokenizer="image-sigma-genib-s32", token_shape=[31, 16]),
+         "header.token_shape"),
+        (pb.StreamHeader(modality=pb.TEXT, scheme=pb.UNITOCOM, tokenizer="image-sigma-genib-s32", token_shape=[32, 16]),
+         "header.modality"),
+    ]:
+        with pytest.raises(RequestError) as e:
+            learned.decode(header, y, h, 0.1, False, cfg)
+        assert e.value.field == field
+    with pytest.raises(RequestError) as e:
+        learned.model("image-sigma-genib-s999")
+    assert e.value.code == "failed_precondition"
+
+
+def test_erased_frames_still_give_an_image_and_say_so(small_checkpoints):
+    cfg = config.load("tiny")
+    enc = learned.encode(0, SourcePayload(pb.IMAGE, np.zeros((32, 32, 3), np.uint8)),
+                         pb.LinkSettings(scheme=pb.VAE, snr_db=10.0), cfg)
+    out = learned.decode(enc.header, np.zeros(256, np.complex64), np.ones(256, np.complex64), 0.1, True, cfg)
+    assert out.decoded and out.image_png and "erased" in out.note
+
+
+# --- the committed checkpoints ----------------------------------------------------------------------------------
+
+def _manifest() -> dict:
+    path = CHECKPOINTS / "manifest.json"
+    if not path.exists():
+        pytest.skip("no committed checkpoints")
+    return json.loads(path.read_text())["checkpoints"]
+
+
+def test_committed_checkpoints_are_intact_small_and_reproducible():
+    entries = _manifest()
+    total = 0
+    for name, e in entries.items():
+        f = CHECKPOINTS / e["file"]
+        assert f.exists(), name
+        assert hashlib.sha256(f.read_bytes()).hexdigest() == e["sha256"], f"{name} differs from its manifest"
+        total += f.stat().st_size
+        assert e["command"].startswith("unitocom train tokenizer ") and f"--seed {e['seed']}" in e["command"]
+        assert len(e["dataset"]["checksum"]) == 64 and e["validation"]["figures"]
+        assert token_link.LinkSpec(**e["config"]) == token_link.LinkSpec.from_json(
+            token_link.read_metadata(f)["spec"])
+    assert total < 40e6
+    assert {"image-sigma-genib-s32", "image-vae-s32"} <= set(entries)
+
+
+@pytest.fixture(scope="module")
+def fresh_scenes(tmp_path_factory):
+    """Scenes the checkpoints never saw (another seed), at the preset size."""
+    from unitocom.data.make import make_dataset
+    from unitocom.train.data import load_images
+    d = tmp_path_factory.mktemp("scenes")
+    make_dataset(d, "tiny", seed=12345, scenes=64, speech=False, workers=1, progress=False, log=lambda s: None)
+    return load_images(d, "train", 32).permute(0, 2, 3, 1).numpy()
+
+
+# Floors set well below what the checkpoints reached (see checkpoints/manifest.json), far above the grey floor.
+PSNR_FLOOR_DB = {"image-sigma-genib-s32": 24.0, "image-vae-s32": 20.0}
+
+
+@pytest.mark.parametrize("name", sorted(PSNR_FLOOR_DB))
+def test_committed_image_checkpoint_beats_its_floor_at_high_snr(name, fresh_scenes):
+    from unitocom.evaluate import eval_learned_images
+    if name not in _manifest():
+        pytest.skip(f"{name} not committed")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("UNITOCOM_CHECKPOINTS", str(CHECKPOINTS))
+    try:
+        rows = eval_learned_images(name, list(fresh_scenes), "awgn", 20.0, seed=0)
+    finally:
+        mp.undo()
+    psnr = float(np.mean([r["metric"] for r in rows]))
+    grey = float(np.mean([10 * np.log10(255 ** 2 / np.mean((s.astype(float) - 128) ** 2)) for s in fresh_scenes]))
+    assert psnr > PSNR_FLOOR_DB[name] > grey + 2, (psnr, grey)

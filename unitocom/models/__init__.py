@@ -1,0 +1,1 @@
+"""Learned parts of UniToCom: tokenizers, de-tokenizers, GenIB objectives, adaptive coding-modulation."""

@@ -1,0 +1,287 @@
+"""The learned schemes: `unitocom` (sigma-GenIB tokenizers) and `vae` (the VAE-tokenizer baseline).
+
+Transmitter, eq. (1): payload -> preset size/rate -> tokens mu = F_alpha(x) -> z = T(mu, SNR), power P.
+Base station: y, h_est -> LMMSE equalisation (`link.equalize.mmse_biased`, as in training) -> R(z_hat, SINR)
+-> F_beta^-1 -> image / waveform / text. The MLLM of eq. (3) sits between R and F^-1 in a later issue; for the
+reconstruct task the received tokens go straight to the de-tokenizer.
+
+Checkpoints (`checkpoints/<name>.safetensors`, `$UNITOCOM_CHECKPOINTS` to point elsewhere) load once per
+process and are shared by every request.
+
+What the stream header carries: `tokenizer` (the checkpoint name), `token_shape` (image [S, d], audio
+[chunks, S_a, d], text [L, d]), `preprocessing` (what the transmitter did to the input), `audio_rate_hz`, and
+for audio `payload_bytes` = 2 x the number of samples sent (the 16-bit PCM size of the resampled clip), which
+the receiver uses to cut the last chunk's padding.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from PIL import Image
+
+from unitocom.config import POWER_P, Config
+from unitocom.link.equalize import mmse_biased
+from unitocom.models.channel_torch import SNR_DB_CLAMP
+from unitocom.models.token_link import TokenLink, load
+from unitocom.schemes import Encoded
+from unitocom.stages.request import RequestError, SourcePayload
+from unitocom.v1 import unitocom_pb2 as pb
+
+OBJECTIVE = {pb.UNITOCOM: "sigma-genib", pb.VAE: "vae"}
+MODALITY = {pb.IMAGE: "image", pb.AUDIO: "audio", pb.TEXT: "text"}
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")  # checkpoint names: never a path
+_lock = threading.Lock()
+_cache: dict[str, TokenLink] = {}
+_bpe_cache: dict[str, object] = {}
+
+
+def checkpoint_dir() -> Path:
+    return Path(os.environ.get("UNITOCOM_CHECKPOINTS", Path(__file__).resolve().parents[2] / "checkpoints"))
+
+
+def checkpoint_name(scheme: int, modality: int, cfg: Config, tokens: int | None = None) -> str:
+    """The checkpoint a scheme uses for a modality at the preset's token count (image S_v, audio S_a)."""
+    obj, m = OBJECTIVE[scheme], MODALITY[modality]
+    if m == "text":
+        return f"text-{obj}"
+    s = tokens or (cfg.preset.image_tokens if m == "image" else cfg.preset.tokenizer.audio_tokens)
+    return f"{m}-{obj}-s{s}"
+
+
+def model(name: str) -> TokenLink:
+    """The TokenLink `name`, loaded on first use and cached for the life of the process."""
+    if not _NAME.match(name):
+        raise RequestError("header.tokenizer", f"{name!r} is not a checkpoint name")
+    path = checkpoint_dir() / f"{name}.safetensors"
+    with _lock:
+        if str(path) not in _cache:
+            if not path.exists():
+                raise RequestError("link.scheme", f"checkpoint {name} is not installed ({path} is missing; "
+                                   f"train it with `unitocom train tokenizer`)", code="failed_precondition")
+            _cache[str(path)] = load(path)
+        return _cache[str(path)]
+
+
+def bpe(m: TokenLink):
+    path = checkpoint_dir() / m.spec.bpe
+    with _lock:
+        if str(path) not in _bpe_cache:
+            from unitocom.models.text_tokenizer import load_bpe
+            _bpe_cache[str(path)] = load_bpe(path)
+        return _bpe_cache[str(path)]
+
+
+def _frontend(m: TokenLink):
+    from unitocom.models.audio_tokenizer import MelFrontend
+    s = m.spec
+    key = ("frontend", s.audio_rate_hz, s.n_fft, s.hop, s.mels)
+    with _lock:
+        if key not in _bpe_cache:
+            _bpe_cache[key] = MelFrontend(s.audio_rate_hz, s.n_fft, s.hop, s.mels)
+        return _bpe_cache[key]
+
+
+# --- preprocessing ----------------------------------------------------------------------------------------------
+
+def fit_image(image: np.ndarray, size: int) -> tuple[np.ndarray, str]:
+    """uint8 [H, W, 3] of any size -> uint8 [size, size, 3] and what was done: the centre square is cropped
+    (keeps the aspect ratio) and resized with Pillow's antialiased bicubic filter."""
+    h, w = image.shape[:2]
+    steps = []
+    im = Image.fromarray(np.ascontiguousarray(image[:, :, :3]))
+    if h != w:
+        side = min(h, w)
+        left, top = (w - side) // 2, (h - side) // 2
+        im = im.crop((left, top, left + side, top + side))
+        steps.append(f"centre-cropped {w}x{h} -> {side}x{side}")
+    if im.size != (size, size):
+        steps.append(f"resized {im.size[0]}x{im.size[1]} -> {size}x{size} (bicubic)")
+        im = im.resize((size, size), Image.BICUBIC)
+    return np.asarray(im, dtype=np.uint8).copy(), "; ".join(steps) or f"none ({size}x{size} already)"
+
+
+def fit_audio(wave: np.ndarray, rate_hz: int, target_hz: int) -> tuple[np.ndarray, str]:
+    from unitocom.data.loaders import resample
+    wave = np.asarray(wave, np.float32)
+    if rate_hz == target_hz:
+        return wave, f"none ({target_hz} Hz already)"
+    return resample(wave, rate_hz, target_hz), f"resampled {rate_hz} -> {target_hz} Hz"
+
+
+# --- batched pieces, shared with the evaluation ----------------------------------------------------------------
+
+@torch.no_grad()
+def images_to_symbols(m: TokenLink, images: np.ndarray, snr_db: float) -> np.ndarray:
+    """uint8 [B, S, S, 3] at the model's size -> complex64 [B, N] (F_alpha then T; mu is what is sent)."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    mu, _ = m.tokenize(x)
+    return m.modulate(mu, torch.full((x.shape[0],), float(snr_db))).numpy().astype(np.complex64)
+
+
+def equalize(y: np.ndarray, h_est: np.ndarray, noise_var: float, erased: bool = False, est_error_var: float = 0.0
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """LMMSE estimate and per-symbol SINR in dB (clamped as in training), any shape. With estimated CSI the
+    estimation error counts as extra noise of power est_error_var * P."""
+    shape = np.shape(y)
+    z, _ = mmse_biased(np.ravel(y), np.ravel(h_est), noise_var, est_error_var)
+    h2 = np.abs(np.ravel(h_est)).astype(np.float64) ** 2
+    n_eff = noise_var + est_error_var * POWER_P
+    sinr = 10.0 * np.log10(np.maximum(h2 * POWER_P / max(n_eff, 1e-30), 1e-6))
+    sinr = np.clip(sinr, *SNR_DB_CLAMP)
+    if erased:  # nothing arrived: tell R so
+        z, sinr = np.zeros_like(z), np.full_like(sinr, SNR_DB_CLAMP[0])
+    return z.reshape(shape), sinr.astype(np.float32).reshape(shape)
+
+
+@torch.no_grad()
+def symbols_to_tokens(m: TokenLink, z_hat: np.ndarray, sinr_db: np.ndarray) -> torch.Tensor:
+    """R: equalised symbols and SINR [B, N] -> tokens [B, S, d]."""
+    return m.demodulate(torch.from_numpy(np.ascontiguousarray(z_hat, np.complex64)),
+                        torch.from_numpy(np.ascontiguousarray(sinr_db, np.float32)))
+
+
+@torch.no_grad()
+def tokens_to_images(m: TokenLink, tokens: torch.Tensor) -> np.ndarray:
+    """F_beta^-1: [B, S, d] -> uint8 [B, S, S, 3]."""
+    x = m.detokenize(tokens).clamp(0, 1)
+    return torch.round(x * 255.0).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def audio_chunks(m: TokenLink, wave: np.ndarray) -> tuple[torch.Tensor, int]:
+    """wave float32 [T] at the model's rate -> standardised log-mel chunks [C, frames, M] and T."""
+    s = m.spec
+    fe = _frontend(m)
+    chunk_samples = s.chunk_frames * s.hop
+    c = max(1, -(-len(wave) // chunk_samples))
+    padded = np.zeros(c * chunk_samples, np.float32)
+    padded[: len(wave)] = wave
+    mel = fe.logmel(torch.from_numpy(padded))  # [C * frames, M]
+    mel = (mel - s.db_mean) / s.db_std
+    return mel.view(c, s.chunk_frames, s.mels), len(wave)
+
+
+@torch.no_grad()
+def chunks_to_wave(m: TokenLink, mel_std: torch.Tensor, samples: int) -> np.ndarray:
+    """Standardised log-mel chunks [C, frames, M] -> waveform float32 [samples] (Griffin-Lim, fixed)."""
+    s = m.spec
+    mel_db = (mel_std * s.db_std + s.db_mean).reshape(-1, s.mels)
+    total = mel_std.shape[0] * s.chunk_frames * s.hop
+    wave = _frontend(m).invert(mel_db, total).numpy()
+    return np.clip(wave[:samples], -1.0, 1.0).astype(np.float32)
+
+
+def _segments(ids: list[int], size: int) -> dict:
+    """Token ids -> rows of at most `size` ids, padded: {"x": int64 [n, size'], "mask": bool [n, size']}."""
+    rows = [ids[i: i + size] for i in range(0, max(len(ids), 1), size)]
+    x = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)
+    mask = torch.zeros(x.shape, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        x[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = True
+    return {"x": x, "mask": mask}
+
+
+def _wav_bytes(wave: np.ndarray, rate_hz: int) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, wave, rate_hz, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# --- the scheme interface ---------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def encode(stream_id: int, payload: SourcePayload, link: pb.LinkSettings, cfg: Config) -> Encoded:
+    name = checkpoint_name(link.scheme, payload.modality, cfg)
+    m = model(name)
+    s = m.spec
+    snr = float(link.snr_db)
+    header = pb.StreamHeader(stream_id=stream_id, modality=payload.modality, scheme=link.scheme, tokenizer=name)
+    source = None
+    if payload.modality == pb.IMAGE:
+        ref, note = fit_image(payload.value, s.image_size_px)
+        symbols = images_to_symbols(m, ref[None], snr)[0]
+        header.token_shape.extend([s.tokens, s.token_dim])
+    elif payload.modality == pb.AUDIO:
+        ref, note = fit_audio(payload.value, payload.rate_hz, s.audio_rate_hz)
+        chunks, samples = audio_chunks(m, ref)
+        mu, _ = m.tokenize(chunks)
+        symbols = m.modulate(mu, torch.full((mu.shape[0],), snr)).numpy().astype(np.complex64).ravel()
+        header.token_shape.extend([mu.shape[0], s.tokens, s.token_dim])
+        header.audio_rate_hz = s.audio_rate_hz
+        header.payload_bytes = 2 * samples
+        note += f"; {samples / s.audio_rate_hz:.2f} s in {mu.shape[0]} chunk(s) of {s.chunk_frames * s.hop} samples"
+        # What the de-tokenizer makes of clean tokens: the audio SNR then measures the channel's damage only.
+        source = (chunks_to_wave(m, m.detokenize(mu), samples), s.audio_rate_hz)
+    else:
+        from unitocom.models.text_tokenizer import encode_text
+        ids = encode_text(bpe(m), payload.value)
+        batch = _segments(ids, s.tokens)  # segments of at most text_max_tokens tokens, one per row
+        mu, _ = m.tokenize(batch["x"], batch["mask"])
+        z = m.modulate(mu, torch.full((mu.shape[0],), snr), batch["mask"])  # power P per segment
+        symbols = z[batch["mask"].repeat_interleave(s.uses_per_token, 1)].numpy().astype(np.complex64)
+        header.token_shape.extend([len(ids), s.token_dim])
+        n = mu.shape[0]
+        ref, note = payload.value, f"{len(ids)} BPE tokens" + (f" in {n} segments" if n > 1 else "")
+    header.preprocessing = note
+    header.num_symbols = len(symbols)
+    return Encoded(header, symbols, reference=ref, source=source)
+
+
+def _expected_symbols(header: pb.StreamHeader, m: TokenLink) -> int:
+    shape = list(header.token_shape)
+    if len(shape) < 2 or shape[-1] != m.spec.token_dim or any(v <= 0 for v in shape):
+        raise RequestError("header.token_shape", f"{shape} does not fit checkpoint {header.tokenizer} "
+                           f"(tokens of dimension {m.spec.token_dim})")
+    return int(np.prod(shape[:-1])) * m.spec.uses_per_token
+
+
+@torch.no_grad()
+def decode(header: pb.StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: float, erased: bool,
+           cfg: Config, est_error_var: float = 0.0) -> pb.ModalityOutput:
+    m = model(header.tokenizer)
+    s = m.spec
+    if header.modality != {"image": pb.IMAGE, "audio": pb.AUDIO, "text": pb.TEXT}[s.modality]:
+        raise RequestError("header.modality", f"checkpoint {header.tokenizer} is for {s.modality}")
+    n = _expected_symbols(header, m)
+    if len(y) != n:
+        raise RequestError("header.token_shape", f"{list(header.token_shape)} needs {n} symbols, got {len(y)}")
+    out = pb.ModalityOutput(modality=header.modality, channel_uses=len(y), erased=erased, decoded=True)
+    z_hat, sinr = equalize(y, h_est, noise_var, erased, est_error_var)
+    obj = {"sigma-genib": "sigma-GenIB", "genib": "GenIB", "vae": "VAE"}[s.objective]
+    shape = "x".join(str(v) for v in header.token_shape)
+    if s.modality == "image":
+        tokens = symbols_to_tokens(m, z_hat[None], sinr[None])
+        out.image_png = _png_bytes(tokens_to_images(m, tokens)[0])
+    elif s.modality == "audio":
+        c = int(header.token_shape[0])
+        tokens = symbols_to_tokens(m, z_hat.reshape(c, -1), sinr.reshape(c, -1))
+        samples = int(header.payload_bytes) // 2 or c * s.chunk_frames * s.hop
+        out.audio_wav = _wav_bytes(chunks_to_wave(m, m.detokenize(tokens), samples), s.audio_rate_hz)
+    else:
+        from unitocom.models.text_tokenizer import decode_ids
+        length = int(header.token_shape[0])
+        tokens = symbols_to_tokens(m, z_hat[None], sinr[None])[0]  # R works token by token: [L, d]
+        batch = _segments([0] * length, s.tokens)
+        padded = torch.zeros(batch["mask"].shape + (s.token_dim,))
+        padded[batch["mask"]] = tokens
+        ids = m.detokenize(padded, batch["mask"]).argmax(-1)[batch["mask"]]
+        out.text = decode_ids(bpe(m), ids.tolist())
+    notes = [f"{obj} tokens {shape} ({header.tokenizer}), {len(y)} channel uses",
+             f"preprocessing: {header.preprocessing}"]
+    if erased:
+        notes.append("frames erased by the channel: decoded from nothing")
+    out.note = "; ".join(notes)
+    return out

@@ -1,0 +1,80 @@
+"""`unitocom train tokenizer ...`: Algorithm 1 from the command line."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _snr_range(text: str) -> tuple[float, float]:
+    try:
+        a, b = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected A:B in dB (e.g. -10:25), got {text!r}") from None
+    if not a <= b:
+        raise argparse.ArgumentTypeError(f"need A <= B, got {text!r}")
+    return a, b
+
+
+def _tokenizer(args) -> int:
+    from unitocom.train.loop import TrainOptions, train
+    overrides = {k: getattr(args, k) for k in ("xi", "lam", "k_samples", "c_sigma", "obs_var", "uses_per_token")
+                 if getattr(args, k) is not None}
+    opts = TrainOptions(
+        modality=args.modality, objective=args.objective, tokens=args.tokens, snr_db=args.snr_db,
+        channel=args.channel, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        preset=args.preset, data_dir=args.data, run_dir=args.run_dir, out=args.out, val_every=args.val_every,
+        save_every=args.save_every, resume=not args.restart, threads=args.threads, snr_sampling=args.snr_sampling,
+        overrides=overrides, progress=not args.quiet, init=args.init, warmup=args.warmup)
+    try:
+        train(opts)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_subparser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("train", help="train the learned parts (tokenizers with their coding-modulation)")
+    sub = p.add_subparsers(dest="train_command", metavar="{tokenizer}")
+    sub.required = True
+    t = sub.add_parser(
+        "tokenizer", help="Algorithm 1: tokenizer + adaptive coding-modulation + de-tokenizer, channel in the loop",
+        description="Train one modality's tokenizer, adaptive coding-modulation and de-tokenizer jointly through a "
+                    "differentiable channel (Algorithm 1 of the letter), with the sigma-GenIB, GenIB or VAE "
+                    "objective. Resumes from <run-dir>/state.safetensors; writes <run-dir>/log.jsonl, the fp16 "
+                    "checkpoint and its entry in checkpoints/manifest.json.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t.add_argument("--modality", choices=["image", "audio", "text"], required=True)
+    t.add_argument("--objective", choices=["sigma-genib", "genib", "vae"], default="sigma-genib")
+    t.add_argument("--tokens", type=int, default=None,
+                   help="S_v per image or S_a per audio chunk (default: the preset's); text uses its BPE length")
+    t.add_argument("--snr-db", type=_snr_range, default=None, metavar="A:B",
+                   help="training SNR range in dB, drawn uniformly; write --snr-db=-10:25 when A is negative (default: the preset's)")
+    t.add_argument("--snr-sampling", choices=["example", "batch"], default="example",
+                   help="one SNR draw per example of a batch, or one per batch")
+    t.add_argument("--channel", choices=["awgn", "rayleigh"], default="awgn")
+    t.add_argument("--steps", type=int, default=2000)
+    t.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
+    t.add_argument("--lr", type=float, default=None, help="peak AdamW learning rate (default: the preset's)")
+    t.add_argument("--warmup", type=int, default=None, help="linear warm-up steps (default: the preset's)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--preset", default="tiny", help="tiny | paper")
+    t.add_argument("--xi", type=float, default=None, help="KL weight (default: preset's xi; vae: vae_xi = 1)")
+    t.add_argument("--lam", type=float, default=None, help="lambda of eq. (13)")
+    t.add_argument("--k-samples", type=int, default=None, help="K of eq. (14)")
+    t.add_argument("--c-sigma", type=float, default=None, help="Var(sigma) of sigma-GenIB")
+    t.add_argument("--obs-var", type=float, default=None, help="variance of the Gaussian likelihood (image/audio)")
+    t.add_argument("--uses-per-token", type=int, default=None, help="complex channel uses per token")
+    t.add_argument("--init", default=None, metavar="CHECKPOINT",
+                   help="warm start from a checkpoint (name in checkpoints/ or a .safetensors path); token "
+                        "queries and positions are resampled when --tokens differs")
+    t.add_argument("--data", default=None, help="data directory (default data/<preset>)")
+    t.add_argument("--run-dir", default=None, help="state and logs (default runs/<name>)")
+    t.add_argument("--out", default=None, help="checkpoint path (default checkpoints/<name>.safetensors)")
+    t.add_argument("--val-every", type=int, default=250)
+    t.add_argument("--save-every", type=int, default=250)
+    t.add_argument("--restart", action="store_true", help="ignore a saved state in the run directory")
+    t.add_argument("--threads", type=int, default=2, help="most torch CPU threads (drops to 1 while the machine is busy)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_tokenizer)
+    return p

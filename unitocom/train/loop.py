@@ -1,0 +1,324 @@
+"""Algorithm 1 as a training run: one modality's tokenizer, coding-modulation and de-tokenizer, trained jointly
+with the channel in the loop, then exported as a small safetensors checkpoint with a manifest entry.
+
+Per step: a batch; one SNR per example drawn uniformly in dB from [A, B] (`snr_sampling="batch"` draws one per
+batch instead); the loss of eq. (12) or (13)-(14) through T, the channel and R; AdamW with warm-up and cosine decay;
+gradient clipping at 1. Every `val_every` steps: validation figures at 0, 10, 20 dB AWGN. Every `save_every`
+steps: a resumable state (weights, AdamW moments, step, RNG) in `<run_dir>/state.safetensors`. Every step
+logged to `<run_dir>/log.jsonl` (JSON lines). At the end: validation over AWGN and Rayleigh, the fp16
+checkpoint and its manifest entry (exact command, config, seed, data checksum, figures).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from unitocom import config
+from unitocom.models import token_link
+from unitocom.models.channel_torch import TorchChannelSpec
+from unitocom.models.token_link import LinkSpec, TokenLink
+from unitocom.train import validate
+
+CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
+BPE_FILE = "text-bpe.json"
+
+
+@dataclass
+class TrainOptions:
+    modality: str
+    objective: str
+    tokens: int | None = None  # S_v / S_a (text: ignored, S_t is the BPE length)
+    snr_db: tuple[float, float] | None = None  # default: the preset's tokenizer.snr_db_range
+    channel: str = "awgn"
+    steps: int = 2000
+    batch_size: int | None = None
+    lr: float | None = None
+    seed: int = 0
+    preset: str = "tiny"
+    data_dir: str | None = None  # default data/<preset>
+    run_dir: str | None = None  # default runs/<name>
+    out: str | None = None  # default checkpoints/<name>.safetensors
+    manifest: str | None = None  # default manifest.json next to `out`
+    val_every: int = 250
+    val_count: int = 256
+    save_every: int = 250
+    log_every: int = 10
+    resume: bool = True
+    threads: int = 2
+    snr_sampling: str = "example"  # example | batch
+    overrides: dict = field(default_factory=dict)  # LinkSpec fields: xi, lam, k_samples, c_sigma, obs_var, ...
+    init: str | None = None  # warm start from this checkpoint (name in checkpoints/ or a path)
+    warmup: int | None = None  # warm-up steps (default: the preset's)
+    progress: bool = True
+
+    @property
+    def name(self) -> str:
+        if self.modality == "text":
+            return f"text-{self.objective}"
+        return f"{self.modality}-{self.objective}-s{self.tokens}"
+
+    def command(self) -> str:
+        """The one command that reproduces this run."""
+        a, b = self.snr_db
+        parts = ["unitocom train tokenizer", f"--modality {self.modality}", f"--objective {self.objective}"]
+        if self.modality != "text":
+            parts.append(f"--tokens {self.tokens}")
+        parts += [f"--snr-db={a:g}:{b:g}", f"--channel {self.channel}", f"--steps {self.steps}",
+                  f"--seed {self.seed}", f"--preset {self.preset}"]
+        if self.batch_size is not None:
+            parts.append(f"--batch-size {self.batch_size}")
+        if self.lr is not None:
+            parts.append(f"--lr {self.lr:g}")
+        if self.init:
+            parts.append(f"--init {self.init}")
+        if self.warmup is not None:
+            parts.append(f"--warmup {self.warmup}")
+        if self.snr_sampling != "example":
+            parts.append(f"--snr-sampling {self.snr_sampling}")
+        for k, v in sorted(self.overrides.items()):
+            parts.append(f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}")
+        return " ".join(parts)
+
+
+def adapt_threads(max_threads: int, current: int) -> int:
+    """Threads for the next steps: all `max_threads` when the machine is otherwise idle, else 1. On a shared
+    machine a second torch thread that has to wait for a core stalls every parallel region (measured here:
+    0.4 steps/s with 2 threads against 0.8 with 1 while another process held a core)."""
+    import os
+    try:
+        others = os.getloadavg()[0] - current
+    except OSError:
+        return max_threads
+    want = max_threads if others < 0.7 else 1
+    if want != current:
+        torch.set_num_threads(want)
+    return want
+
+
+def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 10 % of lr."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    frac = (step - warmup) / max(1, steps - warmup)
+    return lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac))))
+
+
+def dataset_checksum(data_dir: Path) -> str:
+    m = data_dir / "manifest.json"
+    if m.exists():
+        return json.loads(m.read_text())["checksum"]
+    from unitocom.data.make import dataset_checksum as full
+    return full(data_dir)
+
+
+def build_data(opts: TrainOptions, cfg: config.Config, data_dir: Path, out_dir: Path):
+    """(train batches, validation batch dict, LinkSpec overrides the data decides: db stats, BPE file)."""
+    from unitocom.train import data as D
+    tcfg = cfg.preset.tokenizer
+    if opts.modality == "image":
+        train = D.ImageBatches(data_dir, "train", cfg.preset.image_size_px)
+        val = D.ImageBatches(data_dir, "val", cfg.preset.image_size_px, limit=opts.val_count).fixed(opts.val_count)
+        return train, val, {}
+    if opts.modality == "audio":
+        from unitocom.models.audio_tokenizer import MelFrontend
+        fe = MelFrontend(cfg.preset.audio_rate_hz, tcfg.audio_n_fft, tcfg.audio_hop, tcfg.audio_mels)
+        train = D.AudioBatches(data_dir, "train", fe, tcfg.audio_chunk_frames)
+        val = D.AudioBatches(data_dir, "val", fe, tcfg.audio_chunk_frames, limit=opts.val_count,
+                             db_mean=train.db_mean, db_std=train.db_std).fixed(opts.val_count)
+        return train, val, {"db_mean": round(train.db_mean, 4), "db_std": round(train.db_std, 4)}
+    from unitocom.models.text_tokenizer import load_bpe, train_bpe
+    bpe_path = out_dir / BPE_FILE
+    if bpe_path.exists():  # all text checkpoints share one BPE
+        bpe = load_bpe(bpe_path)
+    else:
+        bpe = train_bpe(D.text_corpus(data_dir, "train"), tcfg.text_vocab)
+        bpe_path.parent.mkdir(parents=True, exist_ok=True)
+        bpe.save(str(bpe_path))
+    train = D.TextBatches(D.text_corpus(data_dir, "train"), bpe, tcfg.text_max_tokens)
+    val = D.TextBatches(D.text_corpus(data_dir, "val"), bpe, tcfg.text_max_tokens).fixed(opts.val_count)
+    return train, val, {"text_vocab": bpe.get_vocab_size(), "bpe": BPE_FILE}
+
+
+# --- resumable state --------------------------------------------------------------------------------------------
+
+def save_state(path: Path, model: TokenLink, opt: torch.optim.Optimizer, step: int, gen: torch.Generator) -> None:
+    from safetensors.torch import save_file
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    for i, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            tensors[f"opt.{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().contiguous()
+    tensors["rng"] = gen.get_state()
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"step": str(step), "spec": model.spec.to_json()})
+    tmp.replace(path)  # atomic: an interrupted save never leaves a broken state
+
+
+def load_state(path: Path, model: TokenLink, opt: torch.optim.Optimizer, gen: torch.Generator) -> int:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    if LinkSpec.from_json(meta["spec"]) != model.spec:
+        raise ValueError(f"{path} was saved for a different model; delete it or use another --run-dir")
+    t = load_file(str(path))
+    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+    sd = opt.state_dict()
+    state = {}
+    for key, v in t.items():
+        if key.startswith("opt."):
+            _, i, k = key.split(".", 2)
+            state.setdefault(int(i), {})[k] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+    gen.set_state(t["rng"])
+    return int(meta["step"])
+
+
+def warm_start(model: TokenLink, src: TokenLink) -> str:
+    """Copy every parameter of `src` into `model`; tensors whose token axis differs (the latent queries of the
+    tokenizer, the token positions of the de-tokenizer: [1, S, W]) are resampled linearly along S, so a model
+    with S tokens starts from one trained with S' tokens. Returns what was done."""
+    import torch.nn.functional as F
+    mine = model.state_dict()
+    copied, resampled = 0, []
+    for k, v in src.state_dict().items():
+        if k not in mine:
+            continue
+        if mine[k].shape == v.shape:
+            mine[k] = v.clone()
+            copied += 1
+        elif v.dim() == 3 and v.shape[0] == 1 and v.shape[2] == mine[k].shape[2]:
+            mine[k] = F.interpolate(v.transpose(1, 2), size=mine[k].shape[1], mode="linear",
+                                    align_corners=True).transpose(1, 2).contiguous()
+            resampled.append(k)
+    model.load_state_dict(mine)
+    return f"{copied} tensors copied, {len(resampled)} resampled along the token axis ({', '.join(resampled)})"
+
+
+# --- the run ----------------------------------------------------------------------------------------------------
+
+def train(opts: TrainOptions, log=print) -> dict:
+    """Run Algorithm 1 for `opts.steps` steps (resuming if a state exists); export; return the manifest entry."""
+    from tqdm import tqdm
+
+    torch.set_num_threads(opts.threads)
+    cfg = config.load(opts.preset)
+    tcfg = cfg.preset.tokenizer
+    if opts.snr_db is None:
+        opts.snr_db = tuple(tcfg.snr_db_range)
+    if opts.tokens is None and opts.modality != "text":
+        opts.tokens = cfg.preset.image_tokens if opts.modality == "image" else tcfg.audio_tokens
+    if opts.snr_sampling not in ("example", "batch"):
+        raise ValueError(f"snr_sampling must be example or batch, got {opts.snr_sampling!r}")
+    batch_size = opts.batch_size or tcfg.batch_size
+    lr = opts.lr or tcfg.lr
+    data_dir = Path(opts.data_dir or f"data/{opts.preset}")
+    out = Path(opts.out or CHECKPOINT_DIR / f"{opts.name}.safetensors")
+    run_dir = Path(opts.run_dir or f"runs/{opts.name}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(opts.seed)
+    gen = torch.Generator().manual_seed(opts.seed)
+
+    t_data = time.perf_counter()
+    train_data, val_batch, data_fields = build_data(opts, cfg, data_dir, out.parent)
+    log(f"data: {len(train_data)} training items from {data_dir} in {time.perf_counter() - t_data:.1f} s")
+    spec = LinkSpec.from_config(cfg, opts.modality, opts.objective, opts.tokens, **{**data_fields, **opts.overrides})
+    model = TokenLink(spec)
+    params = sum(p.numel() for p in model.parameters())
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": tcfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99))
+    state_path = run_dir / "state.safetensors"
+    step = 0
+    if opts.init and not (opts.resume and state_path.exists()):
+        src = Path(opts.init) if opts.init.endswith(".safetensors") else out.parent / f"{opts.init}.safetensors"
+        log(f"warm start from {src}: " + warm_start(model, token_link.load(src)))
+    if opts.resume and state_path.exists():
+        step = load_state(state_path, model, opt, gen)
+        log(f"resumed {state_path} at step {step}")
+        log_path = run_dir / "log.jsonl"
+        if log_path.exists():  # drop what the interrupted run logged after its last saved state
+            kept = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+            log_path.write_text("".join(ln + "\n" for ln in kept))
+    channel = TorchChannelSpec(model=opts.channel)
+    log(f"{opts.name}: {params / 1e6:.3f} M parameters, {spec.channel_uses} channel uses per "
+        f"{'token' if spec.modality == 'text' else ('image' if spec.modality == 'image' else 'audio chunk')}, "
+        f"{opts.steps} steps of {batch_size}, SNR {opts.snr_db[0]:g}..{opts.snr_db[1]:g} dB over {opts.channel}")
+    logf = open(run_dir / "log.jsonl", "a" if step else "w")  # a fresh run starts a fresh log
+    a, b = opts.snr_db
+    t0 = time.perf_counter()
+    start_step = step
+    model.train()
+    threads = opts.threads
+    bar = tqdm(total=opts.steps, initial=step, desc=opts.name, unit="step", disable=not opts.progress,
+               dynamic_ncols=True)
+    while step < opts.steps:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, opts.steps, lr, tcfg.warmup_steps if opts.warmup is None else opts.warmup)
+        batch = train_data.sample(batch_size, gen)
+        n = batch["x"].shape[0]
+        u = torch.rand(n if opts.snr_sampling == "example" else 1, generator=gen).expand(n)
+        snr = a + (b - a) * u
+        out_d = model.loss(batch["x"], snr, channel, gen, batch.get("mask"))
+        opt.zero_grad(set_to_none=True)
+        out_d["loss"].backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        bar.update(1)
+        if step % 20 == 0:
+            threads = adapt_threads(opts.threads, threads)
+        if step % opts.log_every == 0 or step == opts.steps:
+            rec = {"step": step, "lr": opt.param_groups[0]["lr"], "grad_norm": float(gnorm), "threads": threads,
+                   "wall_s": round(time.perf_counter() - t0, 2), **{k: round(float(v.detach()), 5) for k, v in out_d.items()}}
+            logf.write(json.dumps(rec) + "\n")
+            logf.flush()
+            bar.set_postfix(loss=f"{rec['loss']:.4g}", kl=f"{rec['kl']:.3g}")
+        if step % opts.val_every == 0 or step == opts.steps:
+            val = {f"awgn@{s:g}dB": validate.figures(model, val_batch, s, TorchChannelSpec()) for s in (0, 10, 20)}
+            logf.write(json.dumps({"step": step, "val": val}) + "\n")
+            logf.flush()
+            bar.write(f"step {step}: " + "  ".join(f"{k} " + " ".join(f"{m}={v:.4g}" for m, v in d.items())
+                                                   for k, d in val.items()))
+        if step % opts.save_every == 0 or step == opts.steps:
+            save_state(state_path, model, opt, step, gen)
+    bar.close()
+    wall = time.perf_counter() - t0
+    final = validate.sweep(model, val_batch)
+    token_link.save(model, out, half=True)
+    entry = {
+        "name": opts.name, "file": out.name, "modality": opts.modality, "objective": opts.objective,
+        "tokens": spec.tokens, "channel_uses": spec.channel_uses, "parameters": params,
+        "command": opts.command(), "seed": opts.seed, "preset": opts.preset,
+        "dataset": {"dir": str(data_dir), "checksum": dataset_checksum(data_dir)},
+        "train": {"steps": opts.steps, "batch_size": batch_size, "lr": lr, "init": opts.init,
+                  "warmup": tcfg.warmup_steps if opts.warmup is None else opts.warmup, "snr_db": list(opts.snr_db),
+                  "snr_sampling": opts.snr_sampling, "channel": opts.channel,
+                  "wall_s_this_run": round(wall, 1), "steps_this_run": step - start_step,
+                  "machine": f"{platform.machine()}, torch {torch.__version__}, at most {opts.threads} threads"},
+        "config": dataclasses.asdict(spec),
+        "validation": {"split": "val", "count": int(val_batch["x"].shape[0]), "figures": final},
+        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "bytes": out.stat().st_size,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(entry, indent=2) + "\n")
+    update_manifest(Path(opts.manifest) if opts.manifest else out.parent / "manifest.json", entry)
+    log(f"wrote {out} ({entry['bytes'] / 1e6:.2f} MB) after {wall / 60:.1f} min; validation:")
+    for k, d in final.items():
+        log(f"  {k:14s} " + "  ".join(f"{m}={v:.4g}" for m, v in d.items()))
+    return entry
+
+
+def update_manifest(path: Path, entry: dict) -> None:
+    manifest = json.loads(path.read_text()) if path.exists() else {"format": "unitocom-checkpoints/1", "checkpoints": {}}
+    manifest["checkpoints"][entry["name"]] = entry
+    manifest["checkpoints"] = dict(sorted(manifest["checkpoints"].items()))
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
