@@ -210,10 +210,21 @@ def parser() -> argparse.ArgumentParser:
 
     from unitocom import demo
     demo.add_subparser(sub)
+    from unitocom import eval as eval_cli
+    from unitocom import evaluate as evaluate_link
     from unitocom.data import cli as data_cli
     from unitocom.link import cli as link_cli
+    from unitocom.mllm import cli as mllm_cli
+    from unitocom.train import cli as train_cli
     link_cli.add_subparser(sub)
     data_cli.add_subparser(sub)
+    train = train_cli.add_subparser(sub)
+    # `train` is the tokenizers' command; the MLLM and the scene checker are trained under it too.
+    train_sub = next(a for a in train._actions if isinstance(a, argparse._SubParsersAction))
+    train_sub.metavar = "{tokenizer,mllm,checker}"
+    mllm_cli.add_train_commands(train_sub)
+    evaluate_link.add_subparser(sub)
+    eval_cli.add_subparser(sub)
     return ap
 
 

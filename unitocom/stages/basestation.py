@@ -8,6 +8,7 @@ import numpy as np
 from unitocom import wire
 from unitocom.config import Config
 from unitocom import schemes
+from unitocom.stages import mllm
 from unitocom.stages.request import RequestError
 from unitocom.timing import stage
 from unitocom.v1 import unitocom_pb2 as pb
@@ -67,6 +68,7 @@ class BaseStationCore:
         link = self.header.link
         result = pb.Result(request_id=self.header.request_id, task=self.header.task, scheme=link.scheme,
                            snr_db=link.snr_db, channel=link.channel or pb.AWGN)
+        received: list[mllm.Received] = []
         for sid, s in self.streams.items():
             if not s.done:
                 raise RequestError("frames", f"stream {sid} ended after {s.next_seq} frames without its last frame")
@@ -78,7 +80,20 @@ class BaseStationCore:
                                                                  est_error_var=s.est_error_var)
             result.outputs.append(out)
             result.channel_uses += len(y)
+            received.append(mllm.Received(s.header, out, y, h, s.noise_var, s.erased, s.est_error_var))
         texts = [o.text for o in result.outputs if o.modality == pb.TEXT]
         result.output_text = texts[0] if texts else ""
+        if self.header.task != pb.RECONSTRUCT:
+            with stage(self.timings, SERVICE, "mllm"):
+                text, generated, quality, notes = mllm.run(self.header.task, self.header.label, received,
+                                                           link.scheme, self.cfg, seed=int(link.seed))
+            result.output_text = text
+            result.outputs.extend(generated)
+            for k, v in quality.items():
+                result.quality[k] = v
+            for note in notes:
+                for o in result.outputs:
+                    if o.modality != pb.TEXT and not o.decoded:
+                        o.note = f"{o.note}; {note}" if o.note else note
         result.timings.extend(self.timings)
         return result

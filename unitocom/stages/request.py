@@ -26,14 +26,12 @@ class RequestError(ValueError):
         self.field, self.reason, self.code = field, reason, code
 
 
-# (task, scheme) pairs this build serves; others answer UNIMPLEMENTED naming what is missing.
-SUPPORTED = {
-    (pb.RECONSTRUCT, pb.TRADITIONAL),
-}
+# (task, scheme) pairs this build serves; others answer UNIMPLEMENTED naming what is missing. A pair whose
+# checkpoint is not installed answers FAILED_PRECONDITION when it is used.
+SUPPORTED = {(task, scheme) for task in (pb.RECONSTRUCT, pb.VQA, pb.T2I, pb.ASR)
+             for scheme in (pb.TRADITIONAL, pb.UNITOCOM, pb.VAE)}
 MISSING = {
-    pb.UNITOCOM: "the learned schemes need the sigma-GenIB tokenizers (issue 5)",
-    pb.VAE: "the learned schemes need the VAE tokenizer (issue 5)",
-    pb.SEMCOM: "vanilla SemCom needs its deep JSCC models (issue 5)",
+    pb.SEMCOM: "vanilla SemCom needs its deep JSCC models (not built yet)",
 }
 TASK_INPUTS = {  # which payload modalities each task takes
     pb.RECONSTRUCT: {pb.TEXT, pb.IMAGE, pb.AUDIO},

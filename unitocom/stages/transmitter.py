@@ -57,8 +57,10 @@ def prepare(req: pb.Request, cfg: Config) -> Prepared:
 
 def finish(result: pb.Result, prep: Prepared) -> pb.Result:
     """Add the transmitter's timings and the quality of what came back against what was sent."""
+    # Reconstruction is scored here, against the originals the device still holds; the MLLM tasks are
+    # scored by the base station against the request's label.
     with stage(prep.timings, SERVICE, "score"):
-        q = score(result, prep)
+        q = score(result, prep) if prep.header.task == pb.RECONSTRUCT else {}
     result.timings.extend(prep.timings)
     for k, v in q.items():
         result.quality[k] = v

@@ -1,0 +1,107 @@
+"""Sequence packing and a short real training run of the multitask MLLM on a small generated data set."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from unitocom import config
+from unitocom.mllm import sequences as seq
+from unitocom.mllm.model import MLLM, MLLMConfig
+
+torch.set_num_threads(1)
+
+
+class _Bpe:  # enough of a tokenizers.Tokenizer for packing tests: one id per character
+    def get_vocab_size(self):
+        return 128
+
+    def encode(self, text):
+        return type("E", (), {"ids": [ord(c) % 128 for c in text]})()
+
+    def decode(self, ids):
+        return "".join(chr(i) for i in ids)
+
+
+def _model(vocab: int) -> MLLM:
+    torch.manual_seed(0)
+    return MLLM(MLLMConfig(vocab=vocab, hidden=32, layers=1, heads=2, intermediate=64, max_positions=256,
+                           token_dim=4, head_width=32, head_depth=1))
+
+
+def test_targets_sit_one_position_before_what_they_predict():
+    v = seq.Vocab(_Bpe())
+    m = _model(len(v))
+    img = torch.randn(5, 4)
+    vqa = seq.vqa(v, img, "q?", "ab")
+    t2i = seq.t2i(v, "cap", img)
+    p = seq.pack(m, [vqa, t2i])
+    # VQA: <bos><vqa><boi> img*5 <eoi> q ? <sep> | a b <eos>
+    sep = 3 + 5 + 1 + 2
+    assert p.lm_targets[0, sep].item() == ord("a")
+    assert p.lm_targets[0, sep + 1].item() == ord("b")
+    assert p.lm_targets[0, sep + 2].item() == v["<eos>"]
+    assert (p.lm_targets[0, :sep] == seq.IGNORE).all() and (p.lm_targets[0, sep + 3:] == seq.IGNORE).all()
+    # T2I: <bos><t2i> c a p <boi> | img*5 ; the hidden state at <boi> conditions the first image token
+    boi = 2 + 3
+    assert p.diff_index.tolist() == [[1, boi + i] for i in range(5)]
+    assert torch.equal(p.diff_targets, img)
+    assert p.mask[0].sum() == sep + 1 + 3 and p.mask[1].sum() == boi + 1 + 5
+    assert torch.allclose(p.embeds[0, 3:8], m.embed_tokens(img[None], "image")[0])
+
+
+def test_vocab_specials_follow_the_bpe_ids_and_decode_drops_them():
+    v = seq.Vocab(_Bpe())
+    assert len(v) == 128 + len(seq.SPECIALS) and v["<bos>"] == 128
+    assert v.decode([ord("h"), ord("i"), v["<eos>"], 0]) == "hi"
+    assert seq.normalize("  Two  RED\tcubes ") == "two red cubes"
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory):
+    """A small generated data set, an untrained image/audio link pair and a BPE: the MLLM's inputs."""
+    from unitocom.data.make import make_dataset
+    from unitocom.models import token_link
+    from unitocom.models.text_tokenizer import train_bpe
+    from unitocom.models.token_link import LinkSpec, TokenLink
+    from unitocom.train.data import text_corpus
+    d = tmp_path_factory.mktemp("mllm")
+    make_dataset(d / "data", "tiny", seed=0, scenes=80, clips=16, progress=False, workers=1)
+    cfg = config.load("tiny")
+    torch.manual_seed(0)
+    train_bpe(text_corpus(d / "data", "train"), 300).save(str(d / "bpe.json"))
+    token_link.save(TokenLink(LinkSpec.from_config(cfg, "image", "sigma-genib")), d / "img.safetensors")
+    token_link.save(TokenLink(LinkSpec.from_config(cfg, "audio", "sigma-genib")), d / "aud.safetensors")
+    return d, {"image": str(d / "img.safetensors"), "audio": str(d / "aud.safetensors"), "bpe": str(d / "bpe.json")}
+
+
+def test_training_lowers_the_losses_and_saves_a_loadable_checkpoint(small_world):
+    from unitocom.mllm import tasks
+    from unitocom.mllm.checkpoint import load_links, load_mllm
+    from unitocom.mllm.train import TrainConfig, train
+    d, links = small_world
+    tc = TrainConfig(steps=90, batch=16, lr=3e-3, warmup=10, val_every=45, val_n=8)
+    meta = train(str(d / "data"), str(d / "out"), links=links, tc=tc, resume=False)
+    rows = [json.loads(line) for line in (d / "out/log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [45, 90]
+    assert rows[-1]["vqa_lm"] < 0.7 * 6.9  # well below log(vocab): it learned the answer format and priors
+    assert {"val_vqa_acc_20db", "val_asr_wer_20db", "val_t2i_diffusion"} <= set(meta["validation"])
+    model, std, saved = load_mllm(d / "out/mllm.safetensors")
+    assert saved["links"]["image"] == "img.safetensors" and std.mean.shape == (16,)
+    assert saved["data_checksum"] and saved["parameters"] == sum(p.numel() for p in model.parameters())
+    _, _, _, vocab, _ = load_links(config.load("tiny"), links)
+    answers = tasks.answer(model, vocab, [torch.randn(32, 16)], ["how many red things are there?"])
+    assert isinstance(answers[0], str)
+    tokens = tasks.imagine(model, vocab, "a red square", count=4, steps=5, generator=torch.Generator().manual_seed(0))
+    assert tokens.shape == (4, 16) and torch.isfinite(tokens).all()
+
+
+def test_resume_continues_from_the_saved_step(small_world):
+    from unitocom.mllm.train import TrainConfig, train
+    d, links = small_world
+    out = d / "resume"
+    train(str(d / "data"), str(out), links=links, tc=TrainConfig(steps=4, batch=4, val_every=2, val_n=2), resume=False)
+    train(str(d / "data"), str(out), links=links, tc=TrainConfig(steps=6, batch=4, val_every=2, val_n=2), resume=True)
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6]

@@ -1,0 +1,42 @@
+"""Task scores as the letter reports them: VQA answer accuracy (exact match), WER for ASR, FID for text-to-image
+(with the scene checker's features), and PSNR / SSIM for reconstructions."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from unitocom.mllm.sequences import normalize
+
+
+def exact_match(predicted: str, truth: str) -> float:
+    return float(normalize(predicted) == normalize(truth))
+
+
+def wer(references: list[str], hypotheses: list[str]) -> float:
+    """Word error rate over a corpus (jiwer), after the same normalisation the model is trained with.
+    An empty hypothesis is all deletions, not an error of the scorer."""
+    import jiwer
+    refs = [normalize(r) for r in references]
+    hyps = [normalize(h) for h in hypotheses]
+    if any(not r for r in refs):
+        raise ValueError("a reference transcript is empty")
+    errors = sum(jiwer.process_words(r, h).wer * len(r.split()) if h else len(r.split()) for r, h in zip(refs, hyps))
+    return errors / sum(len(r.split()) for r in refs)
+
+
+def fid(real_u8: torch.Tensor, fake_u8: torch.Tensor, feature: torch.nn.Module) -> float:
+    """Frechet distance between real and generated images, uint8 [N, 3, H, W], in `feature`'s space (torchmetrics)."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    metric = FrechetInceptionDistance(feature=feature, normalize=False, input_img_size=tuple(real_u8.shape[1:]))
+    metric.update(real_u8, real=True)
+    metric.update(fake_u8, real=False)
+    return float(metric.compute())
+
+
+def ssim(ref_u8: np.ndarray, test_u8: np.ndarray) -> float:
+    """SSIM of two uint8 [H, W, 3] images (torchmetrics, Gaussian window)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure as ssim_fn
+    a = torch.from_numpy(ref_u8).permute(2, 0, 1)[None].float() / 255.0
+    b = torch.from_numpy(test_u8).permute(2, 0, 1)[None].float() / 255.0
+    k = 7 if min(ref_u8.shape[:2]) < 64 else 11
+    return float(ssim_fn(b, a, data_range=1.0, kernel_size=k))

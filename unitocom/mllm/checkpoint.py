@@ -1,0 +1,75 @@
+"""Saving and loading the MLLM, and finding the frozen token links and text vocabulary it reads with."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from unitocom.config import Config
+from unitocom.mllm import sequences as seq
+from unitocom.mllm.data import Standardizer
+from unitocom.mllm.model import MLLM, MLLMConfig
+
+FORMAT = "unitocom-mllm/1"
+
+def default_links(preset: str, objective: str = "sigma-genib") -> dict[str, str]:
+    """The committed links an MLLM reads with (`checkpoints/`, or $UNITOCOM_CHECKPOINTS): the image and audio
+    tokenizers of one objective at the preset's token counts, and the shipped byte-level BPE."""
+    from unitocom.config import load
+    from unitocom.schemes.learned import checkpoint_dir
+    p = load(preset).preset
+    d = checkpoint_dir()
+    return {"image": str(d / f"image-{objective}-s{p.image_tokens}.safetensors"),
+            "audio": str(d / f"audio-{objective}-s{p.tokenizer.audio_tokens}.safetensors"),
+            "bpe": str(d / "text-bpe.json")}
+
+
+def mllm_path(objective: str = "sigma-genib") -> Path:
+    """`mllm-<objective>.safetensors`: one MLLM per tokenizer family (the VAE baseline reads VAE tokens)."""
+    from unitocom.schemes.learned import checkpoint_dir
+    return checkpoint_dir() / f"mllm-{objective}.safetensors"
+
+
+def load_links(cfg: Config, links: dict[str, str] | None = None, objective: str = "sigma-genib"):
+    """(image_link, audio_link or None, mel frontend or None, Vocab, the paths used)."""
+    from unitocom.models import token_link
+    from unitocom.models.audio_tokenizer import MelFrontend
+    from unitocom.models.text_tokenizer import load_bpe
+
+    paths = {**default_links(cfg.preset.name, objective), **(links or {})}
+    for k in ("image", "bpe"):
+        if not Path(paths[k]).exists():
+            raise FileNotFoundError(f"{k} checkpoint {paths[k]} is missing (train it with `unitocom train tokenizer`)")
+    image = token_link.load(paths["image"])
+    audio = frontend = None
+    if paths.get("audio") and Path(paths["audio"]).exists():
+        audio = token_link.load(paths["audio"])
+        s = audio.spec
+        frontend = MelFrontend(s.audio_rate_hz, s.n_fft, s.hop, s.mels)
+    for m in (image, audio):
+        if m is not None:
+            m.requires_grad_(False)
+    return image, audio, frontend, seq.Vocab(load_bpe(paths["bpe"])), paths
+
+
+def save_mllm(model: MLLM, std: Standardizer, path: str | Path, meta: dict) -> None:
+    from safetensors.torch import save_file
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state["image_std.mean"], state["image_std.std"] = std.mean.contiguous(), std.std.contiguous()
+    save_file(state, str(path), metadata={"format": FORMAT, "config": json.dumps(model.cfg.__dict__),
+                                          "meta": json.dumps(meta)})
+
+
+def load_mllm(path: str | Path) -> tuple[MLLM, Standardizer, dict]:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a {FORMAT} checkpoint")
+    state = load_file(str(path))
+    std = Standardizer(state.pop("image_std.mean"), state.pop("image_std.std"))
+    model = MLLM(MLLMConfig(**json.loads(meta["config"])))
+    model.load_state_dict(state)
+    return model.eval(), std, json.loads(meta["meta"])

@@ -1,0 +1,146 @@
+"""Training material for the MLLM: the three tasks' examples, with the tokens their inputs become.
+
+Inputs reach the base station through the channel, so the MLLM is trained on *received* tokens: each batch
+passes the tokenizer means through the frozen learned link (T, channel, R) at an SNR drawn per example.
+Targets of text-to-image are the clean token means, standardised per dimension (the diffusion head's scale).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unitocom.data.layouts import clevr_root, coco_annotation_file, read_json
+from unitocom.data.presets import SPEECH_SUBSETS
+from unitocom.mllm import sequences as seq
+from unitocom.models.channel_torch import TorchChannelSpec
+from unitocom.train.data import load_images, read_wave
+
+
+@torch.no_grad()
+def image_means(link, images_u8: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    """uint8 [N, 3, S, S] -> tokenizer means mu [N, S_v, d]."""
+    out = [link.tokenize(images_u8[i:i + batch].float() / 255.0)[0] for i in range(0, len(images_u8), batch)]
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def audio_means(link, frontend, wave: torch.Tensor) -> torch.Tensor:
+    """A whole clip -> mu of its consecutive chunks, concatenated: [chunks * S_a, d]. The last chunk is padded
+    with the clip's quietest value, as the tokenizer was trained."""
+    s = link.spec
+    mel = (frontend.logmel(wave) - s.db_mean) / s.db_std
+    chunks = -(-mel.shape[0] // s.chunk_frames)
+    pad = chunks * s.chunk_frames - mel.shape[0]
+    if pad:
+        mel = torch.cat([mel, mel.new_full((pad, mel.shape[1]), float(mel.min()))])
+    mu, _ = link.tokenize(mel.reshape(chunks, s.chunk_frames, -1))
+    return mu.reshape(chunks * s.tokens, -1)
+
+
+@torch.no_grad()
+def received(link, mu: torch.Tensor, snr_db: torch.Tensor, channel: TorchChannelSpec,
+             gen: torch.Generator) -> torch.Tensor:
+    """What the base station's R recovers from tokens [B, S, d] sent at snr_db [B]."""
+    return link.through_channel(mu, snr_db, channel, gen)
+
+
+@dataclass
+class Standardizer:
+    """Per-dimension mean and std of token means; the diffusion head works on standardised tokens."""
+
+    mean: torch.Tensor  # [d]
+    std: torch.Tensor  # [d]
+
+    @classmethod
+    def fit(cls, mu: torch.Tensor) -> "Standardizer":
+        flat = mu.reshape(-1, mu.shape[-1])
+        return cls(flat.mean(0), flat.std(0).clamp_min(1e-3))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return (t - self.mean) / self.std
+
+    def inverse(self, t: torch.Tensor) -> torch.Tensor:
+        return t * self.std + self.mean
+
+
+class TaskData:
+    """One split's examples of VQA, T2I and ASR, with token means computed once."""
+
+    def __init__(self, data_dir: str | Path, split: str, image_link, audio_link, frontend, vocab: seq.Vocab,
+                 size_px: int, limit: int | None = None, max_audio_chunks: int = 4):
+        data_dir = Path(data_dir)
+        self.vocab = vocab
+        self.image_link, self.audio_link = image_link, audio_link
+        # VQA: CLEVR layout.
+        qs = read_json(clevr_root(data_dir) / "questions" / f"CLEVR_{split}_questions.json")["questions"]
+        self.clevr_mu = image_means(image_link, load_images(data_dir, split, size_px, limit))
+        n = len(self.clevr_mu)
+        self.questions = [(q["image_index"], q["question"], q["answer"]) for q in qs if q["image_index"] < n]
+        # T2I: COCO layout (the synthetic set's images are the CLEVR ones, linked; real COCO works the same).
+        ann = read_json(coco_annotation_file(data_dir / "coco", split))
+        files = {im["id"]: im["file_name"] for im in ann["images"]}
+        order = sorted(files)[:limit]
+        index = {image_id: i for i, image_id in enumerate(order)}
+        self.coco_mu = image_means(image_link, _load_files(data_dir / "coco" / f"{split}2017",
+                                                             [files[i] for i in order], size_px))
+        self.captions = [(index[a["image_id"]], a["caption"]) for a in ann["annotations"] if a["image_id"] in index]
+        # ASR: LibriSpeech layout; clips longer than max_audio_chunks chunks are left out (sequence budget).
+        self.speech: list[tuple[torch.Tensor, str]] = []
+        if audio_link is not None:
+            root = data_dir / "LibriSpeech" / SPEECH_SUBSETS[split]
+            for trans in sorted(root.rglob("*.trans.txt"))[:limit]:
+                for line in trans.read_text().splitlines():
+                    utt, text = line.split(" ", 1)
+                    f = next((trans.parent / f"{utt}{ext}" for ext in (".flac", ".wav")
+                              if (trans.parent / f"{utt}{ext}").exists()), None)
+                    if f is None:
+                        continue
+                    mu = audio_means(audio_link, frontend, read_wave(f, frontend.rate_hz))
+                    if mu.shape[0] <= max_audio_chunks * audio_link.spec.tokens:
+                        self.speech.append((mu, text))
+        self.image_std = Standardizer.fit(self.coco_mu)
+
+    def counts(self) -> dict[str, int]:
+        return {"vqa": len(self.questions), "t2i": len(self.captions), "asr": len(self.speech)}
+
+    def examples(self, task: str, idx: list[int], snr_db: torch.Tensor, channel: TorchChannelSpec,
+                 gen: torch.Generator, drop_caption: float = 0.0) -> list[list[seq.Segment]]:
+        v = self.vocab
+        if task == "vqa":
+            items = [self.questions[i] for i in idx]
+            mu = self.clevr_mu[[i for i, _, _ in items]]
+            rx = received(self.image_link, mu, snr_db, channel, gen)
+            return [seq.vqa(v, rx[b], q, a) for b, (_, q, a) in enumerate(items)]
+        if task == "asr":
+            out = []
+            for b, i in enumerate(idx):
+                mu, text = self.speech[i]
+                rx = received(self.audio_link, mu.reshape(-1, self.audio_link.spec.tokens, mu.shape[-1]),
+                              snr_db[b].repeat(mu.shape[0] // self.audio_link.spec.tokens), channel, gen)
+                out.append(seq.asr(v, rx.reshape(-1, mu.shape[-1]), text))
+            return out
+        if task == "t2i":
+            out = []
+            for i in idx:
+                image, caption = self.captions[i]
+                if drop_caption and float(torch.rand((), generator=gen)) < drop_caption:
+                    caption = ""  # classifier-free guidance learns the unconditional model too
+                out.append(seq.t2i(v, caption, self.image_std.forward(self.coco_mu[image])))
+            return out
+        raise ValueError(f"unknown task {task!r}")
+
+
+def _load_files(directory: Path, names: list[str], size_px: int) -> torch.Tensor:
+    from PIL import Image
+
+    out = np.empty((len(names), size_px, size_px, 3), np.uint8)
+    for i, name in enumerate(names):
+        with Image.open(directory / name) as im:
+            im = im.convert("RGB")
+            if im.size != (size_px, size_px):
+                im = im.resize((size_px, size_px), Image.BICUBIC)
+            out[i] = np.asarray(im)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()

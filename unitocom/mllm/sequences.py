@@ -1,0 +1,134 @@
+"""Token sequences of the three tasks, packed into T^0 = [discrete; continuous] embeddings with their targets.
+
+    VQA: <bos> <vqa> <boi> image x S_v <eoi> question <sep> | answer <eos>          (LM loss on the answer)
+    ASR: <bos> <asr> <boa> audio x S_a <eoa>                | transcript <eos>      (LM loss on the transcript)
+    T2I: <bos> <t2i> caption <boi>                          | image x S_v <eoi>     (diffusion loss, eq. 19)
+
+Everything after `|` is predicted: a text token from the LM head at the position before it (eq. 15-16), a
+continuous token from the diffusion head conditioned on the hidden state before it (eq. 17).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+SPECIALS = ("<bos>", "<eos>", "<sep>", "<vqa>", "<t2i>", "<asr>", "<boi>", "<eoi>", "<boa>", "<eoa>")
+IGNORE = -100
+
+
+class Vocab:
+    """The text tokenizer's byte-level BPE ids, then the MLLM's own special tokens appended after them."""
+
+    def __init__(self, bpe, pad_id: int = 0):
+        self.bpe, self.pad_id = bpe, pad_id
+        self.base = bpe.get_vocab_size()
+        self.special = {s: self.base + i for i, s in enumerate(SPECIALS)}
+
+    def __len__(self) -> int:
+        return self.base + len(SPECIALS)
+
+    def __getitem__(self, name: str) -> int:
+        return self.special[name]
+
+    def encode(self, text: str) -> list[int]:
+        """Prompts (questions, captions) keep their case, as the BPE learned them; see `target`."""
+        return self.bpe.encode(" ".join(text.split())).ids
+
+    def target(self, text: str) -> list[int]:
+        """What the model writes (answers, transcripts) is normalised: lower case, single spaces."""
+        return self.bpe.encode(normalize(text)).ids
+
+    def decode(self, ids) -> str:
+        return self.bpe.decode([int(i) for i in ids if int(i) < self.base and int(i) != self.pad_id]).strip()
+
+
+def normalize(text: str) -> str:
+    """Lower case, single spaces: answers, questions and transcripts are compared this way too."""
+    return " ".join(text.lower().split())
+
+
+@dataclass
+class Segment:
+    kind: str  # "text" | "image" | "audio"
+    value: object  # list[int] for text, float tensor [S, d] for continuous tokens
+    target: bool = False
+
+
+def vqa(v: Vocab, image_tokens: torch.Tensor, question: str, answer: str | None) -> list[Segment]:
+    segs = [Segment("text", [v["<bos>"], v["<vqa>"], v["<boi>"]]), Segment("image", image_tokens),
+            Segment("text", [v["<eoi>"]] + v.encode(question) + [v["<sep>"]])]
+    if answer is not None:
+        segs.append(Segment("text", v.target(answer) + [v["<eos>"]], target=True))
+    return segs
+
+
+def asr(v: Vocab, audio_tokens: torch.Tensor, transcript: str | None) -> list[Segment]:
+    segs = [Segment("text", [v["<bos>"], v["<asr>"], v["<boa>"]]), Segment("audio", audio_tokens),
+            Segment("text", [v["<eoa>"]])]
+    if transcript is not None:
+        segs.append(Segment("text", v.target(transcript) + [v["<eos>"]], target=True))
+    return segs
+
+
+def t2i(v: Vocab, caption: str, image_tokens: torch.Tensor | None) -> list[Segment]:
+    segs = [Segment("text", [v["<bos>"], v["<t2i>"]] + v.encode(caption) + [v["<boi>"]])]
+    if image_tokens is not None:
+        segs.append(Segment("image", image_tokens, target=True))
+    return segs
+
+
+@dataclass
+class Packed:
+    embeds: torch.Tensor  # [B, L, hidden]
+    mask: torch.Tensor  # [B, L] 1 for real positions (right padding)
+    lm_targets: torch.Tensor  # [B, L] next text id to predict from each position, IGNORE elsewhere
+    diff_index: torch.Tensor  # [N, 2] (batch, position) whose hidden state conditions a continuous target
+    diff_targets: torch.Tensor  # [N, d]
+
+
+def pack(model, examples: list[list[Segment]]) -> Packed:
+    """Embed each example's segments, right-pad to the longest, and place the targets one position early."""
+    rows, lm_rows, d_index, d_targets = [], [], [], []
+    for b, segs in enumerate(examples):
+        embeds, pos = [], 0
+        for s in segs:
+            if s.kind == "text":
+                ids = torch.as_tensor(s.value, dtype=torch.long)
+                embeds.append(model.embed_text(ids[None])[0])
+                n = len(ids)
+            else:
+                tok = torch.as_tensor(s.value, dtype=torch.float32)
+                embeds.append(model.embed_tokens(tok[None], s.kind)[0])
+                n = tok.shape[0]
+                if s.target:
+                    d_index += [(b, pos - 1 + i) for i in range(n)]
+                    d_targets.append(tok)
+            pos += n
+        row_lm = torch.full((pos,), IGNORE, dtype=torch.long)
+        p = 0
+        for s in segs:
+            n = len(s.value) if s.kind == "text" else s.value.shape[0]
+            if s.kind == "text" and s.target:
+                row_lm[p - 1: p - 1 + n] = torch.as_tensor(s.value, dtype=torch.long)
+            p += n
+        rows.append(torch.cat(embeds))
+        lm_rows.append(row_lm)
+    length = max(r.shape[0] for r in rows)
+    hidden = rows[0].shape[1]
+    embeds = torch.zeros(len(rows), length, hidden)
+    mask = torch.zeros(len(rows), length, dtype=torch.long)
+    lm_targets = torch.full((len(rows), length), IGNORE, dtype=torch.long)
+    for b, (r, t) in enumerate(zip(rows, lm_rows)):
+        embeds[b, : len(r)] = r
+        mask[b, : len(r)] = 1
+        lm_targets[b, : len(t)] = t
+    d = model.cfg.token_dim
+    return Packed(embeds, mask, lm_targets,
+                  torch.tensor(d_index, dtype=torch.long).reshape(-1, 2),
+                  torch.cat(d_targets) if d_targets else torch.zeros(0, d))
+
+
+def prefix(model, segs: list[Segment]) -> torch.Tensor:
+    """Embeddings [1, L, hidden] of an inference prompt (no targets)."""
+    return pack(model, [segs]).embeds

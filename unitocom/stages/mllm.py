@@ -1,0 +1,169 @@
+"""The base station's MLLM stage, eq. (3): x_hat = F^-1(M(R(z_t), R(z_v), R(z_a))).
+
+Every scheme hands the MLLM tokens in the same space. The learned schemes give R's output directly (received
+tokens); for the traditional scheme the base station tokenizes the decoded payload locally with the same
+tokenizer, so one MLLM serves all schemes and only the link differs. A payload the channel destroyed (a JPEG
+that will not decode, speech that will not) becomes a blank input: the task still gets an answer, and the
+result says why it is likely wrong.
+"""
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import soundfile as sf
+import torch
+from PIL import Image
+
+from unitocom.config import Config
+from unitocom.stages.request import RequestError
+from unitocom.v1 import unitocom_pb2 as pb
+
+_lock = threading.Lock()
+_cache: dict[str, object] = {}
+
+OBJECTIVE = {pb.UNITOCOM: "sigma-genib", pb.VAE: "vae", pb.TRADITIONAL: "sigma-genib"}
+
+
+@dataclass
+class Assistant:
+    """One MLLM with the tokenizers whose tokens it reads (and, for text-to-image, writes)."""
+
+    model: object
+    std: object
+    vocab: object
+    image_link: object
+    audio_link: object
+    frontend: object
+    meta: dict = field(default_factory=dict)
+
+
+def assistant(scheme: int, cfg: Config) -> Assistant:
+    from pathlib import Path
+
+    from unitocom.mllm.checkpoint import load_links, load_mllm, mllm_path
+    objective = OBJECTIVE[scheme]
+    path = mllm_path(objective)
+    with _lock:
+        if objective not in _cache:
+            if not Path(path).exists():
+                raise RequestError("task", f"the base-station MLLM {path.name} is not installed ({path} is missing; "
+                                   "train it with `unitocom train mllm`)", code="failed_precondition")
+            model, std, meta = load_mllm(path)
+            image, audio, frontend, vocab, _ = load_links(cfg, None, objective)
+            _cache[objective] = Assistant(model, std, vocab, image, audio, frontend, meta)
+        return _cache[objective]
+
+
+@dataclass
+class Received:
+    """One stream as the base station has it: its reconstruct-task output and, for the MLLM, its content."""
+
+    header: pb.StreamHeader
+    output: pb.ModalityOutput
+    y: np.ndarray
+    h_est: np.ndarray
+    noise_var: float
+    erased: bool
+    est_error_var: float
+
+
+@torch.no_grad()
+def image_tokens(a: Assistant, r: Received) -> torch.Tensor:
+    """[S_v, d] tokens the MLLM reads for an image stream."""
+    from unitocom.schemes import learned
+    if r.header.scheme in (pb.UNITOCOM, pb.VAE):
+        m = learned.model(r.header.tokenizer)
+        z, sinr = learned.equalize(r.y, r.h_est, r.noise_var, r.erased, r.est_error_var)
+        return learned.symbols_to_tokens(m, z[None], sinr[None])[0]
+    size = a.image_link.spec.image_size_px
+    if r.output.decoded and r.output.image_png:
+        img = np.asarray(Image.open(io.BytesIO(r.output.image_png)).convert("RGB"))
+        img, _ = learned.fit_image(img, size)
+    else:  # the JPEG did not survive: the model sees a blank (mid-grey) picture
+        img = np.full((size, size, 3), 128, np.uint8)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0
+    return a.image_link.tokenize(x)[0][0]
+
+
+@torch.no_grad()
+def audio_tokens(a: Assistant, r: Received) -> torch.Tensor:
+    """[chunks * S_a, d] tokens the MLLM reads for a speech stream."""
+    from unitocom.mllm.data import audio_means
+    from unitocom.schemes import learned
+    if a.audio_link is None:
+        raise RequestError("task", "asr needs an audio tokenizer checkpoint, which is not installed",
+                           code="failed_precondition")
+    if r.header.scheme in (pb.UNITOCOM, pb.VAE):
+        m = learned.model(r.header.tokenizer)
+        c = int(r.header.token_shape[0])
+        z, sinr = learned.equalize(r.y, r.h_est, r.noise_var, r.erased, r.est_error_var)
+        return learned.symbols_to_tokens(m, z.reshape(c, -1), sinr.reshape(c, -1)).reshape(-1, m.spec.token_dim)
+    rate = a.audio_link.spec.audio_rate_hz
+    if r.output.decoded and r.output.audio_wav:
+        wave, got = sf.read(io.BytesIO(r.output.audio_wav), dtype="float32", always_2d=True)
+        wave, _ = learned.fit_audio(wave.mean(1), got, rate)
+    else:
+        wave = np.zeros(rate, np.float32)
+    return audio_means(a.audio_link, a.frontend, torch.from_numpy(np.ascontiguousarray(wave)))
+
+
+def run(task: int, label: pb.Label, streams: list[Received], scheme: int, cfg: Config,
+        guidance: float = 3.0, seed: int = 0) -> tuple[str, list[pb.ModalityOutput], dict[str, float], list[str]]:
+    """-> (output text, generated outputs, quality against the label, notes)."""
+    from unitocom.mllm import tasks
+    from unitocom.mllm.sequences import normalize
+    a = assistant(scheme, cfg)
+    by = {m: [r for r in streams if r.header.modality == m] for m in (pb.TEXT, pb.IMAGE, pb.AUDIO)}
+    texts = [r.output.text for r in by[pb.TEXT]]
+    notes = [f"{pb.Modality.Name(r.header.modality).lower()} stream not decoded: the MLLM read a blank input"
+             for r in streams if r.header.modality != pb.TEXT and not r.output.decoded]
+    quality: dict[str, float] = {}
+    if task == pb.VQA:
+        if len(by[pb.IMAGE]) != 1 or len(texts) != 1:
+            raise RequestError("payloads", "vqa takes exactly one image and one question")
+        answer = tasks.answer(a.model, a.vocab, [image_tokens(a, by[pb.IMAGE][0])], texts)[0]
+        if label.answer:
+            quality["exact_match"] = float(normalize(answer) == normalize(label.answer))
+        return answer, [], quality, notes
+    if task == pb.ASR:
+        if len(by[pb.AUDIO]) != 1:
+            raise RequestError("payloads", "asr takes exactly one audio clip")
+        transcript = tasks.transcribe(a.model, a.vocab, [audio_tokens(a, by[pb.AUDIO][0])])[0]
+        if label.transcript:
+            from unitocom.metrics.scores import wer
+            quality["wer"] = wer([label.transcript], [transcript])
+        return transcript, [], quality, notes
+    if task == pb.T2I:
+        if len(texts) != 1:
+            raise RequestError("payloads", "t2i takes exactly one caption")
+        from unitocom.schemes import learned
+        gen = torch.Generator().manual_seed(seed)
+        tokens = tasks.imagine(a.model, a.vocab, texts[0], a.image_link.spec.tokens, guidance=guidance, generator=gen)
+        img = learned.tokens_to_images(a.image_link, a.std.inverse(tokens)[None])[0]
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="PNG")
+        out = pb.ModalityOutput(modality=pb.IMAGE, decoded=True, image_png=buf.getvalue(),
+                                note=f"generated from the received caption {texts[0]!r} by next-token diffusion")
+        caption = label.caption or texts[0]
+        checker = scene_checker()
+        if checker is not None:
+            from unitocom.metrics.scene_checker import caption_pairs
+            wanted = caption_pairs(caption)
+            if wanted:
+                seen = checker.recognise(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0)[0]
+                quality["t2i_pair_recall"] = len(wanted & seen) / len(wanted)
+        return texts[0], [out], quality, notes
+    raise RequestError("task", f"{pb.Task.Name(task).lower()} is not an MLLM task")
+
+
+def scene_checker():
+    from unitocom.schemes.learned import checkpoint_dir
+    path = checkpoint_dir() / "scene-checker.safetensors"
+    with _lock:
+        if "checker" not in _cache:
+            from unitocom.metrics.scene_checker import load_checker
+            _cache["checker"] = load_checker(path) if path.exists() else None
+        return _cache["checker"]
