@@ -167,3 +167,18 @@ def test_reproducible_by_seed():
         assert x.erased == y.erased
     assert any(not np.array_equal(x.h, y.h) for x, y in zip(a, c))
     assert all(o.y.dtype == np.complex64 and o.h.dtype == np.complex64 and o.h_est.dtype == np.complex64 for o in a)
+
+
+def test_noise_drawn_ahead_is_the_same_noise():
+    """prefetch_next only changes when the noise is drawn (in a thread), never which noise a symbol gets,
+    even when the next frame is shorter or longer than the one that prompted the prefetch."""
+    from unitocom.link.channel import ChannelSpec, FadingChannel
+    spec = ChannelSpec(model="rayleigh", fading="block", block_length=700)
+    rng = np.random.default_rng(5)
+    sizes = [1000, 1000, 300, 2500, 1000]
+    frames = [(rng.standard_normal(n) + 1j * rng.standard_normal(n)).astype(np.complex64) for n in sizes]
+    plain, ahead = FadingChannel(spec, 7.0, 42), FadingChannel(spec, 7.0, 42)
+    for i, z in enumerate(frames):
+        a = plain(z)
+        b = ahead(z, prefetch_next=i < len(frames) - 1)
+        assert np.array_equal(a.y, b.y) and np.array_equal(a.h, b.h)

@@ -152,6 +152,9 @@ class ServiceLimits:
     max_concurrent_rpcs: int = 32  # beyond this gRPC answers RESOURCE_EXHAUSTED
     default_deadline_s: float = 120.0
     grace_s: float = 5.0
+    # torch intra-op threads per service process: the tiny models' small ops spin with more threads on a
+    # shared 2-core machine (two orders of magnitude slower seen); raise it for the paper preset on a big host.
+    torch_threads: int = 1
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,13 @@
 """Base-station service: Receive(stream Uplink) -> Result. Equalise, demodulate, decode, run the task."""
 from __future__ import annotations
 
+import logging
+
 import grpc
 
 from services.common import server as common
 from unitocom import config, pipeline
+from unitocom.stages import mllm
 from unitocom.stages.basestation import BaseStationCore
 from unitocom.stages.request import RequestError
 from unitocom.v1 import unitocom_pb2 as pb
@@ -42,7 +45,14 @@ def main(argv: list[str] | None = None) -> None:
         pb_grpc.add_BaseStationServicer_to_server(BaseStation(cfg), server)
 
     def warmup() -> None:
+        import torch
+        torch.set_num_threads(cfg.limits.torch_threads)
         pipeline.run(common.warm_request(cfg), cfg)  # loads and exercises every decoder once
+        for scheme in (pb.UNITOCOM, pb.VAE):  # and the MLLMs that are installed, so no request pays for loading
+            try:
+                mllm.assistant(scheme, cfg)
+            except RequestError as e:
+                logging.getLogger("unitocom.service").warning("%s", e)
 
     common.serve(SERVICE, args, cfg, register, "unitocom.v1.BaseStation", warmup)
 

@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> None:
         pb_grpc.add_TransmitterServicer_to_server(Transmitter(cfg, target), server)
 
     def warmup() -> None:
+        import torch
+        torch.set_num_threads(cfg.limits.torch_threads)
         transmitter.prepare(common.warm_request(cfg), cfg)
 
     common.serve(SERVICE, args, cfg, register, "unitocom.v1.Transmitter", warmup)

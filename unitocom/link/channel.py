@@ -8,6 +8,7 @@ rescaled by the measured power would hide a transmitter that did not.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -66,6 +67,34 @@ class ChannelOutput:
     est_error_var: float = 0.0
 
 
+class _NoiseStream:
+    """The float32 standard normals of one stream's noise, optionally drawn one frame ahead in a thread.
+
+    Sequential draws give the same numbers however they are split, so drawing ahead changes only *when* they
+    are drawn: numpy fills release the GIL, so the next frame's noise is made while gRPC moves this one."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+        self.buf = np.zeros(0, np.float32)
+        self.ahead: list[np.ndarray] = []
+        self.thread: threading.Thread | None = None
+
+    def take(self, count: int, prefetch: bool) -> np.ndarray:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+            self.buf = self.ahead.pop() if self.buf.size == 0 else np.concatenate([self.buf, self.ahead.pop()])
+        if self.buf.size < count:
+            more = self.rng.standard_normal(count - self.buf.size, dtype=np.float32)
+            self.buf = more if self.buf.size == 0 else np.concatenate([self.buf, more])
+        out, self.buf = self.buf[:count], self.buf[count:]
+        if prefetch:
+            self.thread = threading.Thread(target=lambda: self.ahead.append(
+                self.rng.standard_normal(count, dtype=np.float32)), daemon=True)
+            self.thread.start()
+        return out
+
+
 class FadingChannel:
     """Stateful over the frames of ONE stream: eq. (2) y = h*z + n.
 
@@ -101,6 +130,7 @@ class FadingChannel:
         g_h, g_n, g_p, g_e, g_los = (np.random.default_rng(s) for s in ss.spawn(5))
         self._rng_h, self._rng_noise, self._rng_pilot, self._rng_erase = g_h, g_n, g_p, g_e
         self._los_phase = float(g_los.uniform(0.0, 2.0 * np.pi))
+        self._noise = _NoiseStream(g_n)
         self._pos = 0  # symbols of this stream already through the channel
         self._block_index = -1  # index of the fading block whose h/h_est are cached
         self._block_h = np.complex64(1.0)
@@ -165,8 +195,9 @@ class FadingChannel:
         h = np.repeat(hb.astype(np.complex64), counts)
         return h, (h if eb is hb or spec.csi == "perfect" else np.repeat(eb.astype(np.complex64), counts))
 
-    def __call__(self, z: np.ndarray) -> ChannelOutput:
-        """z complex64 [N] (one frame of the stream) -> ChannelOutput with arrays of length N."""
+    def __call__(self, z: np.ndarray, prefetch_next: bool = False) -> ChannelOutput:
+        """z complex64 [N] (one frame of the stream) -> ChannelOutput with arrays of length N.
+        prefetch_next: another frame of about this size follows; start drawing its noise now."""
         z = np.asarray(z)
         if z.ndim != 1:
             raise ValueError(f"z must be a 1-D array of symbols, got shape {z.shape}")
@@ -177,7 +208,7 @@ class FadingChannel:
         n = z.size
         h, h_est = self._gains(n)
         # float32 normals and in-place complex64 arithmetic: the noise draw dominates a 1e6-symbol frame.
-        y = self._rng_noise.standard_normal((n, 2), dtype=np.float32).view(np.complex64)[:, 0]
+        y = self._noise.take(2 * n, prefetch_next).view(np.complex64)
         y *= np.float32(np.sqrt(self.noise_var / 2.0))
         erased = bool(self._rng_erase.random() < self.spec.erasure_prob)
         self._pos += n

@@ -29,7 +29,7 @@ class ChannelCore:
         ch = self.channels.get(frame.stream_id)
         if ch is None:
             ch = self.channels[frame.stream_id] = FadingChannel(self.spec, self.snr_db, (self.seed, frame.stream_id))
-        out = ch(z)
+        out = ch(z, prefetch_next=not frame.last)
         self.symbols += len(z)
         h, h_runs = wire.runs_encode(out.h)
         e, e_runs = (h, h_runs) if out.h_est is out.h else wire.runs_encode(out.h_est)
