@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 from unitocom import client
 from unitocom.config import Config
+from unitocom.procs import alive, terminate
 
 ORDER = ("basestation", "channel", "transmitter")  # next hops first, so each finds its peer
 GRPC_NAMES = {"transmitter": "unitocom.v1.Transmitter", "channel": "unitocom.v1.Channel",
@@ -48,21 +48,6 @@ def load_state(d: pathlib.Path) -> list[Proc]:
     return [Proc(**p) for p in json.loads(f.read_text())["services"]]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of this process still answers kill(0); reap it if it is ours.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
-
-
 def command(name: str, cfg: Config, preset: str) -> list[str]:
     a = cfg.address(name)
     cmd = [sys.executable, "-m", f"services.{name}.server", "--preset", preset, "--host", a.host,
@@ -77,7 +62,7 @@ def command(name: str, cfg: Config, preset: str) -> list[str]:
 
 def up(cfg: Config, preset: str, d: pathlib.Path, timeout_s: float = 120.0, echo=print) -> list[Proc]:
     """Start the services, wait until every one reports SERVING, return them. Raises RuntimeError on failure."""
-    running = [p for p in load_state(d) if _alive(p.pid)]
+    running = [p for p in load_state(d) if alive(p.pid)]
     if running:
         raise RuntimeError(f"services already running from {d} (pids {[p.pid for p in running]}): "
                            "run `unitocom down` first")
@@ -102,7 +87,7 @@ def up(cfg: Config, preset: str, d: pathlib.Path, timeout_s: float = 120.0, echo
             if status == "SERVING":
                 echo(f"  {p.name:12s} SERVING  grpc {p.grpc}  metrics {p.metrics}")
                 break
-            if not _alive(p.pid):
+            if not alive(p.pid):
                 down(d)
                 tail = pathlib.Path(p.log).read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"{p.name} exited during start-up; last log lines:\n{tail}")
@@ -118,15 +103,7 @@ def down(d: pathlib.Path, timeout_s: float = 15.0) -> list[str]:
     from unitocom import sidecars
     stopped_sidecars = sidecars.stop(d)  # Prometheus / gateway from `up --with-prometheus / --with-gateway`
     procs = load_state(d)
-    for p in procs:
-        if _alive(p.pid):
-            os.kill(p.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    for p in procs:
-        while _alive(p.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(p.pid):
-            os.kill(p.pid, signal.SIGKILL)
+    terminate([p.pid for p in procs], timeout_s)
     _state_file(d).unlink(missing_ok=True)
     return [p.name for p in procs] + stopped_sidecars
 
@@ -134,7 +111,7 @@ def down(d: pathlib.Path, timeout_s: float = 15.0) -> list[str]:
 def status(d: pathlib.Path) -> list[dict]:
     out = []
     for p in load_state(d):
-        health = client.health(p.grpc, GRPC_NAMES[p.name]) if _alive(p.pid) else "STOPPED"
+        health = client.health(p.grpc, GRPC_NAMES[p.name]) if alive(p.pid) else "STOPPED"
         out.append({"name": p.name, "grpc": p.grpc, "metrics": p.metrics, "status": health, "pid": p.pid,
                     "log": p.log})
     return out

@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
+
+from unitocom.procs import alive, terminate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -40,20 +41,6 @@ def load(d: pathlib.Path) -> list[Sidecar]:
 
 def _save(d: pathlib.Path, items: list[Sidecar]) -> None:
     _state_file(d).write_text(json.dumps({"sidecars": [asdict(s) for s in items]}, indent=2))
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of this process still answers kill(0): reap it if it is ours
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
 
 
 def http_ok(url: str, timeout_s: float = 1.0) -> bool:
@@ -93,15 +80,7 @@ def stop(d: pathlib.Path, name: str | None = None, timeout_s: float = 10.0) -> l
     """SIGTERM the named sidecar (all when None), SIGKILL after `timeout_s`; return the names stopped."""
     items = load(d)
     chosen = [s for s in items if name is None or s.name == name]
-    for s in chosen:
-        if alive(s.pid):
-            os.kill(s.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    for s in chosen:
-        while alive(s.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if alive(s.pid):
-            os.kill(s.pid, signal.SIGKILL)
+    terminate([s.pid for s in chosen], timeout_s)
     rest = [s for s in items if s not in chosen]
     if rest:
         _save(d, rest)
