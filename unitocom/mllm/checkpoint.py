@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 
 from unitocom.config import Config
 from unitocom.mllm import sequences as seq
