@@ -71,3 +71,23 @@ def test_help_explains_every_command():
     for c in ("up", "down", "status", "send", "demo"):
         assert c in r.stdout
     assert "--snr-db" in unitocom("send", "--help").stdout
+
+
+def test_send_exposes_the_channel_options(services, tmp_path):
+    """Estimated CSI, Rician fading, a lost frame and another modulation, all from the command line."""
+    cfg, _ = services
+    target = cfg.address("transmitter").grpc
+    r = unitocom("send", "--text", "pilots and fades", "--snr-db", "30", "--channel", "rician", "--rician-k-db", "6",
+                 "--csi", "estimated", "--pilots", "16", "--modulation", "qpsk", "--code-rate", "0.4",
+                 "--json", "--target", target)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["output"] == "pilots and fades"
+    r = unitocom("send", "--text", "lost", "--erasure-prob", "1", "--json", "--target", target)
+    out = json.loads(r.stdout)["outputs"][0]
+    assert out["erased"] and out["block_errors"] == out["blocks"] and "erased" in out["note"]
+
+
+def test_a_code_rate_the_code_cannot_do_is_invalid_argument(services):
+    cfg, _ = services
+    r = unitocom("send", "--text", "x", "--code-rate", "0.2", "--target", cfg.address("transmitter").grpc)
+    assert r.returncode == 1 and "INVALID_ARGUMENT: link.code_rate: Turbo rate must be in [1/3, 0.9]" in r.stderr

@@ -102,7 +102,9 @@ def cmd_send(args) -> int:
             image=pathlib.Path(args.image).read_bytes() if args.image else None,
             audio=pathlib.Path(args.audio).read_bytes() if args.audio else None,
             task=args.task, scheme=args.scheme, snr_db=args.snr_db, channel=args.channel, fading=args.fading,
-            seed=args.seed, block_length=args.block_length, csi=args.csi, jpeg_quality=args.jpeg_quality,
+            seed=args.seed, block_length=args.block_length, csi=args.csi, pilots=args.pilots,
+            rician_k_db=args.rician_k_db, erasure_prob=args.erasure_prob, jpeg_quality=args.jpeg_quality,
+            modulation=args.modulation, code_rate=args.code_rate,
             answer=args.answer or "", transcript=args.transcript or "")
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -197,8 +199,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--channel", default="awgn", help="awgn | rayleigh | rician")
     p.add_argument("--fading", default="block", help="block | fast")
     p.add_argument("--block-length", type=int, default=0, help="symbols per fading block (0: one h per stream)")
-    p.add_argument("--csi", default="perfect", help="perfect | estimated")
+    p.add_argument("--csi", default="perfect", help="perfect | estimated (LS from pilots)")
+    p.add_argument("--pilots", type=int, default=0, help="pilots per fading block with --csi estimated (0: default 8)")
+    p.add_argument("--rician-k-db", type=float, default=0.0, help="Rician K factor in dB (0: default 10 dB)")
+    p.add_argument("--erasure-prob", type=float, default=0.0, help="probability that a symbol frame is lost")
     p.add_argument("--jpeg-quality", type=int, default=0, help="JPEG quality 1..95 (traditional; 0: default 75)")
+    p.add_argument("--modulation", default="", help="bpsk | qpsk | qam16 | qam64 (traditional; default qam16)")
+    p.add_argument("--code-rate", type=float, default=0.0, help="LDPC / Turbo code rate (traditional; 0: default 1/2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the channel draws (reproducible runs)")
     p.add_argument("--answer", help="ground-truth answer (scored by the services)")
     p.add_argument("--transcript", help="ground-truth transcript (scored by the services)")

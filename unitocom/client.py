@@ -18,7 +18,8 @@ from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
 def build_request(*, text: str | None = None, image: bytes | None = None, audio: bytes | None = None,
                   question: str | None = None, task: str = "reconstruct", scheme: str = "traditional",
                   snr_db: float = 20.0, channel: str = "awgn", fading: str = "block", seed: int = 0,
-                  block_length: int = 0, csi: str = "perfect", jpeg_quality: int = 0, code_rate: float = 0.0,
+                  block_length: int = 0, csi: str = "perfect", pilots: int = 0, erasure_prob: float = 0.0,
+                  rician_k_db: float = 0.0, jpeg_quality: int = 0, code_rate: float = 0.0,
                   modulation: str = "", answer: str = "", transcript: str = "", request_id: str = "") -> pb.Request:
     """A Request from plain values; enum names are the lower-case ones the CLI shows (ValueError otherwise)."""
     payloads = []
@@ -32,7 +33,8 @@ def build_request(*, text: str | None = None, image: bytes | None = None, audio:
     link = pb.LinkSettings(
         scheme=wire.enum_value(pb.Scheme, scheme), snr_db=snr_db, channel=wire.enum_value(pb.ChannelModel, channel),
         fading=wire.enum_value(pb.Fading, fading), seed=seed, block_length=block_length,
-        csi=wire.enum_value(pb.CsiMode, csi), jpeg_quality=jpeg_quality, code_rate=code_rate, modulation=modulation,
+        csi=wire.enum_value(pb.CsiMode, csi), pilots=pilots, erasure_prob=erasure_prob, rician_k_db=rician_k_db,
+        jpeg_quality=jpeg_quality, code_rate=code_rate, modulation=modulation,
     )
     return pb.Request(request_id=request_id, task=wire.enum_value(pb.Task, task), payloads=payloads, link=link,
                       label=pb.Label(answer=answer, transcript=transcript))

@@ -16,7 +16,7 @@ from unitocom import codecs
 from unitocom.config import Config
 from unitocom.link.digital import DigitalLink
 from unitocom.schemes import Encoded
-from unitocom.stages.request import SourcePayload
+from unitocom.stages.request import RequestError, SourcePayload
 from unitocom.v1 import unitocom_pb2 as pb
 
 AMR_RATE_HZ = 16000  # AMR-WB is defined at 16 kHz
@@ -48,7 +48,11 @@ def encode(stream_id: int, payload: SourcePayload, link: pb.LinkSettings, cfg: C
         code_rate=link.code_rate or d.code_rate, modulation=link.modulation or d.modulation, info_block_bits=k,
         payload_bytes=len(data), audio_rate_hz=AMR_RATE_HZ if m == pb.AUDIO else 0,
     )
-    symbols = _link(header, cfg).encode(data)
+    try:
+        link_ = _link(header, cfg)
+    except ValueError as e:  # a rate or modulation this code cannot do: the request's fault, said precisely
+        raise RequestError("link.code_rate" if "rate" in str(e) else "link.modulation", str(e)) from None
+    symbols = link_.encode(data)
     header.num_symbols = len(symbols)
     return Encoded(header, symbols, reference=payload.value, source=source)
 
@@ -56,7 +60,11 @@ def encode(stream_id: int, payload: SourcePayload, link: pb.LinkSettings, cfg: C
 def decode(header: pb.StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: float, erased: bool,
            cfg: Config, est_error_var: float = 0.0) -> pb.ModalityOutput:
     out = pb.ModalityOutput(modality=header.modality, channel_uses=len(y), erased=erased)
-    res = _link(header, cfg).decode(y, h_est, noise_var, int(header.payload_bytes), est_error_var=est_error_var)
+    try:
+        link_ = _link(header, cfg)
+    except ValueError as e:  # only a hand-made header gets here: the transmitter checked its own
+        raise RequestError(f"header.streams[{header.stream_id}]", str(e)) from None
+    res = link_.decode(y, h_est, noise_var, int(header.payload_bytes), est_error_var=est_error_var)
     out.blocks, out.block_errors = res.blocks, res.block_errors
     if header.source_codec == "utf8":
         r = codecs.utf8_decode(res.payload)
