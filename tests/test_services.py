@@ -210,3 +210,32 @@ def test_speech_through_amr_wb_and_ldpc(tx):
     bad = tx.send(client.build_request(audio=clip, snr_db=3.0, channel="rayleigh", block_length=128, seed=2))
     assert bad.outputs[0].block_errors > 0
     assert (not bad.outputs[0].decoded) or bad.quality["audio_snr_db"] < 10
+
+
+@pytest.mark.parametrize("stream, field", [
+    ([pb.Uplink(frame=pb.SymbolFrame(last=True))], "uplink"),  # no header first
+    ([pb.Uplink(header=pb.RequestHeader(link=pb.LinkSettings(snr_db=5))),
+      pb.Uplink(frame=pb.SymbolFrame(last=True, symbols=wire.to_tensor(np.zeros(4, np.float32))))],
+     "frame.symbols"),  # wrong dtype
+    ([pb.Uplink(header=pb.RequestHeader(link=pb.LinkSettings(snr_db=5))),
+      pb.Uplink(frame=pb.SymbolFrame(last=True, symbols=pb.Tensor(dtype=pb.COMPLEX64, shape=[8], raw=b"\0" * 7)))],
+     "frame.symbols"),  # bytes that do not fill the shape
+    ([pb.Uplink(header=pb.RequestHeader(link=pb.LinkSettings(snr_db=math.nan)))], "link.snr_db"),
+])
+def test_the_channel_refuses_malformed_streams_precisely(services, stream, field):
+    cfg, _ = services
+    with grpc.insecure_channel(cfg.address("channel").grpc) as ch:
+        code, details = _code(lambda: list(pb_grpc.ChannelStub(ch).Apply(iter(stream), timeout=10)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith(field), details
+
+
+@pytest.mark.parametrize("header, field", [
+    (pb.RequestHeader(), "header.streams"),
+    (pb.RequestHeader(streams=[pb.StreamHeader(stream_id=0, scheme=77)]), "header.streams[0].scheme"),
+    (pb.RequestHeader(streams=[pb.StreamHeader(stream_id=0, scheme=pb.TRADITIONAL, num_symbols=4)]), "frames"),
+])
+def test_the_base_station_refuses_malformed_headers_precisely(services, header, field):
+    cfg, _ = services
+    with grpc.insecure_channel(cfg.address("basestation").grpc) as ch:
+        code, details = _code(lambda: pb_grpc.BaseStationStub(ch).Receive(iter([pb.Uplink(header=header)]), timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith(field), details
