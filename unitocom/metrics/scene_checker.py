@@ -25,7 +25,7 @@ FORMAT = "unitocom-scene-checker/1"
 class SceneChecker(nn.Module):
     """uint8-range float images [B, 3, H, W] in [0, 1] -> (pair logits [B, |PAIRS|], count logits [B, 11])."""
 
-    num_features = 128  # torchmetrics' FID reads this
+    num_features = 256  # torchmetrics' FID reads this
 
     def __init__(self):
         super().__init__()
@@ -33,14 +33,16 @@ class SceneChecker(nn.Module):
             return nn.Sequential(nn.Conv2d(i, o, 3, stride, 1), nn.BatchNorm2d(o), nn.ReLU())
         self.body = nn.Sequential(block(3, 32, 1), block(32, 64, 2), block(64, 64, 1), block(64, 128, 2),
                                   block(128, 128, 1))
-        self.pairs = nn.Linear(128, len(PAIRS))
-        self.count = nn.Linear(128, MAX_OBJECTS + 1)
+        self.pairs = nn.Linear(256, len(PAIRS))
+        self.count = nn.Linear(256, MAX_OBJECTS + 1)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x).mean(dim=(2, 3))
+        """Mean and max over positions: the max keeps "a red square is somewhere" that a mean dilutes."""
+        f = self.body(x)
+        return torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """FID's feature extractor: images (uint8 [B,3,H,W] or float in [0,1]) -> features [B, 128]."""
+        """FID's feature extractor: images (uint8 [B,3,H,W] or float in [0,1]) -> features [B, 256]."""
         if x.dtype == torch.uint8:
             x = x.float() / 255.0
         return self.features(x)
