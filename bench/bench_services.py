@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     base = free_consecutive(6)
     cfg = config.load("tiny").replace(transmitter_port=base, channel_port=base + 1, basestation_port=base + 2,
                                       metrics_base_port=base + 3)
+    import torch
+    torch.set_num_threads(cfg.limits.torch_threads)  # what each service process uses: compare like with like
     rows = []
     with tempfile.TemporaryDirectory() as d:
         print(f"starting services on 127.0.0.1:{base}..{base + 2}", file=sys.stderr)

@@ -7,6 +7,7 @@ exception: that is the cliff effect the letter's Fig. 2 shows.
 """
 from __future__ import annotations
 
+import functools
 import io
 import numpy as np
 import soundfile as sf
@@ -24,9 +25,15 @@ AMR_RATE_HZ = 16000  # AMR-WB is defined at 16 kHz
 
 def _link(header: pb.StreamHeader, cfg: Config) -> DigitalLink:
     d = cfg.digital
-    ldpc = header.channel_code == "ldpc"
-    return DigitalLink(code=header.channel_code, rate=header.code_rate, modulation=header.modulation,
-                       k=header.info_block_bits, iterations=d.ldpc_iterations if ldpc else d.turbo_iterations)
+    iterations = d.ldpc_iterations if header.channel_code == "ldpc" else d.turbo_iterations
+    return _cached_link(header.channel_code, header.code_rate, header.modulation, header.info_block_bits, iterations)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_link(code: str, rate: float, modulation: str, k: int, iterations: int) -> DigitalLink:
+    """Building the 5G LDPC parity-check structures costs tens of ms: build each configuration once per
+    process (DigitalLink's encode/decode are safe to call from several threads)."""
+    return DigitalLink(code=code, rate=rate, modulation=modulation, k=k, iterations=iterations)
 
 
 def encode(stream_id: int, payload: SourcePayload, link: pb.LinkSettings, cfg: Config) -> Encoded:
