@@ -115,7 +115,11 @@ def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_d
             if checker is None:
                 raise RuntimeError("FID needs checkpoints/scene-checker.safetensors (unitocom train checker)")
             as_t = lambda xs: torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
+            # The floor for this n: two disjoint sets of real scenes (another split) are this far apart.
+            other = [np.asarray(Image.open(f).convert("RGB").resize(fake[0].shape[1::-1]))
+                     for _, f in caption_items(data_dir, "val" if split != "val" else "train", len(items))]
             row.update(n=len(items), value=fid(as_t(real), as_t(fake), checker),
+                       fid_real_vs_real=fid(as_t(real), as_t(other), checker),
                        pair_recall=float(np.mean(recall)) if recall else None)
         else:
             raise ValueError(f"unknown task {task!r}; expected vqa, asr or t2i")
