@@ -105,3 +105,34 @@ def test_resume_continues_from_the_saved_step(small_world):
     train(str(d / "data"), str(out), links=links, tc=TrainConfig(steps=6, batch=4, val_every=2, val_n=2), resume=True)
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6]
+
+
+def _prompted(m, v):
+    from unitocom.mllm import tasks
+    torch.manual_seed(1)
+    img = torch.randn(5, 4)
+    answers = tasks.answer(m, v, [img], ["q?"], max_new=4)
+    tokens = tasks.imagine(m, v, "cap", count=3, steps=4, generator=torch.Generator().manual_seed(0))
+    return answers, tokens
+
+
+def test_generation_runs_in_bf16_as_the_base_station_does_on_a_gpu():
+    """--device cuda runs the MLLM in bf16: the packing, cache and diffusion paths must follow the model's dtype."""
+    v = seq.Vocab(_Bpe())
+    m = _model(len(v)).eval()
+    answers32, tokens32 = _prompted(m, v)
+    answers16, tokens16 = _prompted(m.to(torch.bfloat16), v)
+    assert tokens16.dtype == torch.bfloat16 and torch.isfinite(tokens16.float()).all()
+    assert tokens16.shape == tokens32.shape and len(answers16) == len(answers32) == 1
+    assert torch.allclose(tokens16.float(), tokens32, atol=0.3)  # same noise, bf16 rounding only
+
+
+@pytest.mark.gpu
+def test_cuda_generation_matches_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    v = seq.Vocab(_Bpe())
+    m = _model(len(v)).eval()
+    a_cpu, t_cpu = _prompted(m, v)
+    a_gpu, t_gpu = _prompted(m.to("cuda"), v)
+    assert a_gpu == a_cpu and torch.allclose(t_gpu.float().cpu(), t_cpu, atol=1e-3)

@@ -62,9 +62,9 @@ class TokenizerConfig:
     text_vocab: int = 1024  # byte-level BPE: 256 bytes + merges learnt on the captions and questions
     text_max_tokens: int = 64  # longer texts are sent in segments of this many tokens
     channel_uses_per_token: int = 8  # complex symbols per token: 8 for 16 reals is one real per real
-    # Objectives: eq. (12) GenIB, eq. (13)-(14) sigma-GenIB, and the VAE baseline (ELBO, xi = 1).
+    # Objectives: eq. (12) GenIB, eq. (13)-(14) sigma-GenIB, and the VAE baseline (learned variance).
     xi: float = 0.01  # weight of the rate term KL(p(t|x) || N(0, I)) against the distortion term
-    vae_xi: float = 1.0  # the VAE baseline is the ELBO: KL weight 1
+    vae_xi: float = 0.01  # the VAE's KL weight; 1 (the ELBO) collapsed the tiny image VAE to its prior
     lam: float = 0.5  # lambda of eq. (13): stochastic vs deterministic reconstruction
     k_samples: int = 1  # K of eq. (14)
     # sigma ~ N(0, C_sigma), one draw per example (eq. 13). With E[mu^2] about 1 the latent noise is then a
@@ -164,6 +164,9 @@ class Config:
     channel: ChannelDefaults = field(default_factory=ChannelDefaults)
     limits: ServiceLimits = field(default_factory=ServiceLimits)
     host: str = "127.0.0.1"
+    # Where the base station runs its MLLM: "cpu", or "cuda" (bf16) when a GPU is there. The tokenizers and
+    # the link stay on the CPU (they are small, and their inputs and outputs are numpy arrays).
+    device: str = "cpu"
     transmitter_port: int = 50051
     channel_port: int = 50052
     basestation_port: int = 50053

@@ -38,8 +38,14 @@ class BaseStation(pb_grpc.BaseStationServicer):
 
 def main(argv: list[str] | None = None) -> None:
     ap = common.base_parser(SERVICE)
+    ap.add_argument("--device", default="cpu", help="where the MLLM runs: cpu | cuda | cuda:N (bf16 on CUDA)")
     args = ap.parse_args(argv)
     cfg = common.config_from_args(args)
+    if args.device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise SystemExit(f"basestation: --device {args.device} but torch sees no CUDA device")
+    cfg = cfg.replace(device=args.device)
 
     def register(server: grpc.Server) -> None:
         pb_grpc.add_BaseStationServicer_to_server(BaseStation(cfg), server)

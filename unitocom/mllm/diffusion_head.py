@@ -54,7 +54,7 @@ class DiffusionHead(nn.Module):
                                        prediction_type="epsilon", clip_sample=False)
 
     def forward(self, noisy: torch.Tensor, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        cond = self.cond(h) + self.time(timestep_embedding(t, self.width))
+        cond = self.cond(h) + self.time(timestep_embedding(t, self.width).to(h.dtype))
         x = self.inp(noisy)
         for block in self.blocks:
             x = block(x, cond)
@@ -75,12 +75,13 @@ class DiffusionHead(nn.Module):
         guidance > 1, classifier-free guidance: eps = eps_u + g (eps_c - eps_u)."""
         sched = DDPMScheduler.from_config(self.scheduler.config)
         sched.set_timesteps(steps, device=h.device)
-        x = torch.randn((h.shape[0], self.token_dim), generator=generator, device=h.device, dtype=h.dtype)
+        # Drawn on the CPU and moved: the same seed gives the same tokens on any device.
+        x = torch.randn((h.shape[0], self.token_dim), generator=generator).to(h.device, h.dtype)
         for t in sched.timesteps:
             tt = torch.full((h.shape[0],), int(t), device=h.device, dtype=torch.long)
             eps = self(x, tt, h)
             if h_uncond is not None and guidance != 1.0:
                 eps_u = self(x, tt, h_uncond)
                 eps = eps_u + guidance * (eps - eps_u)
-            x = sched.step(eps, t, x, generator=generator).prev_sample
+            x = sched.step(eps, t, x, generator=generator).prev_sample.to(h.dtype)  # the schedule is float32
         return x

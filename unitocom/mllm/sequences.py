@@ -89,44 +89,46 @@ class Packed:
 
 def pack(model, examples: list[list[Segment]]) -> Packed:
     """Embed each example's segments, right-pad to the longest, and place the targets one position early."""
+    param = next(model.parameters())  # build on the model's device and in its dtype (bf16 on a GPU)
+    dev, dtype = param.device, param.dtype
     rows, lm_rows, d_index, d_targets = [], [], [], []
     for b, segs in enumerate(examples):
         embeds, pos = [], 0
         for s in segs:
             if s.kind == "text":
-                ids = torch.as_tensor(s.value, dtype=torch.long)
+                ids = torch.as_tensor(s.value, dtype=torch.long, device=dev)
                 embeds.append(model.embed_text(ids[None])[0])
                 n = len(ids)
             else:
-                tok = torch.as_tensor(s.value, dtype=torch.float32)
+                tok = torch.as_tensor(s.value).to(dev, dtype)
                 embeds.append(model.embed_tokens(tok[None], s.kind)[0])
                 n = tok.shape[0]
                 if s.target:
                     d_index += [(b, pos - 1 + i) for i in range(n)]
                     d_targets.append(tok)
             pos += n
-        row_lm = torch.full((pos,), IGNORE, dtype=torch.long)
+        row_lm = torch.full((pos,), IGNORE, dtype=torch.long, device=dev)
         p = 0
         for s in segs:
             n = len(s.value) if s.kind == "text" else s.value.shape[0]
             if s.kind == "text" and s.target:
-                row_lm[p - 1: p - 1 + n] = torch.as_tensor(s.value, dtype=torch.long)
+                row_lm[p - 1: p - 1 + n] = torch.as_tensor(s.value, dtype=torch.long, device=dev)
             p += n
         rows.append(torch.cat(embeds))
         lm_rows.append(row_lm)
     length = max(r.shape[0] for r in rows)
     hidden = rows[0].shape[1]
-    embeds = torch.zeros(len(rows), length, hidden)
-    mask = torch.zeros(len(rows), length, dtype=torch.long)
-    lm_targets = torch.full((len(rows), length), IGNORE, dtype=torch.long)
+    embeds = torch.zeros(len(rows), length, hidden, device=dev, dtype=dtype)
+    mask = torch.zeros(len(rows), length, dtype=torch.long, device=dev)
+    lm_targets = torch.full((len(rows), length), IGNORE, dtype=torch.long, device=dev)
     for b, (r, t) in enumerate(zip(rows, lm_rows)):
         embeds[b, : len(r)] = r
         mask[b, : len(r)] = 1
         lm_targets[b, : len(t)] = t
     d = model.cfg.token_dim
     return Packed(embeds, mask, lm_targets,
-                  torch.tensor(d_index, dtype=torch.long).reshape(-1, 2),
-                  torch.cat(d_targets) if d_targets else torch.zeros(0, d))
+                  torch.tensor(d_index, dtype=torch.long, device=dev).reshape(-1, 2),
+                  torch.cat(d_targets) if d_targets else torch.zeros(0, d, device=dev, dtype=dtype))
 
 
 def prefix(model, segs: list[Segment]) -> torch.Tensor:

@@ -52,6 +52,7 @@ def assistant(scheme: int, cfg: Config) -> Assistant:
                 raise RequestError("task", f"the base-station MLLM {path.name} is not installed ({path} is missing; "
                                    "train it with `unitocom train mllm`)", code="failed_precondition")
             model, std, meta = load_mllm(path)
+            model = model.to(cfg.device, torch.bfloat16 if cfg.device.startswith("cuda") else torch.float32)
             image, audio, frontend, vocab, _ = load_links(cfg, None, objective)
             _cache[objective] = Assistant(model, std, vocab, image, audio, frontend, meta)
         return _cache[objective]
@@ -142,7 +143,7 @@ def run(task: int, label: pb.Label, streams: list[Received], scheme: int, cfg: C
         from unitocom.schemes import learned
         gen = torch.Generator().manual_seed(seed)
         tokens = tasks.imagine(a.model, a.vocab, texts[0], a.image_link.spec.tokens, guidance=guidance, generator=gen)
-        img = learned.tokens_to_images(a.image_link, a.std.inverse(tokens)[None])[0]
+        img = learned.tokens_to_images(a.image_link, a.std.inverse(tokens.float().cpu())[None])[0]
         buf = io.BytesIO()
         Image.fromarray(img).save(buf, format="PNG")
         out = pb.ModalityOutput(modality=pb.IMAGE, decoded=True, image_png=buf.getvalue(),
