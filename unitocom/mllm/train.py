@@ -38,6 +38,8 @@ class TrainConfig:
     snr_db: tuple[float, float] = (-5.0, 25.0)
     channel: str = "rayleigh"
     drop_caption: float = 0.1
+    # Steps per task in each cycle: VQA grounds answers in the image tokens only after many examples.
+    task_weights: tuple[tuple[str, int], ...] = (("vqa", 2), ("t2i", 1), ("asr", 1))
     diffusion_repeats: int = 2  # noise draws per continuous target per step (MAR uses 4; CPU budget here)
     val_every: int = 500
     val_n: int = 256
@@ -93,7 +95,7 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
         start = state["step"]
         print(f"resumed at step {start}")
     gen = torch.Generator().manual_seed(tc.seed + start)
-    tasks = [t for t in TASKS if train_data.counts()[t] > 0]
+    tasks = [t for t, w in tc.task_weights for _ in range(w) if train_data.counts()[t] > 0]
     model.train()
     bar = tqdm(range(start, tc.steps), desc="mllm", initial=start, total=tc.steps)
     running: dict[str, float] = {}
