@@ -156,15 +156,19 @@ def test_sigma_genib_latents_follow_eq_13_14():
     assert lat1.weights == [0.5, 0.5] and lat1.tokens.shape[0] == 2000
 
 
-def test_learned_variance_objectives_sample_with_their_variance():
+def test_vae_samples_with_its_learned_variance_and_genib_with_a_fixed_one():
     mu = torch.zeros(20_000, 1, 2)
     logvar = torch.log(torch.tensor([0.25, 4.0])).expand(20_000, 1, 2)
-    for name in ("genib", "vae"):
-        lat = obj.draw_latents(obj.ObjectiveSpec(name, xi=1.0, k_samples=2), mu, logvar,
-                               torch.Generator().manual_seed(0))
-        assert lat.weights == [0.5, 0.5]
-        var = lat.tokens.var(0).ravel()
-        assert var.tolist() == pytest.approx([0.25, 4.0], rel=0.05)
+    lat = obj.draw_latents(obj.ObjectiveSpec("vae", xi=1.0, k_samples=2), mu, logvar, torch.Generator().manual_seed(0))
+    assert lat.weights == [0.5, 0.5]
+    assert lat.tokens.var(0).ravel().tolist() == pytest.approx([0.25, 4.0], rel=0.05)
+    torch.testing.assert_close(lat.kl, obj.kl_to_standard_normal(mu, logvar.exp()))
+    # GenIB (eq. 12) with the fixed-variance posterior N(mu, C_sigma I): no log-variance head needed
+    lat = obj.draw_latents(obj.ObjectiveSpec("genib", xi=1.0, k_samples=1, c_sigma=0.09), mu, None,
+                           torch.Generator().manual_seed(0))
+    assert lat.weights == [1.0]
+    assert lat.tokens.var(0).ravel().tolist() == pytest.approx([0.09, 0.09], rel=0.05)
+    torch.testing.assert_close(lat.kl, torch.full((20_000,), 2 * 0.5 * (0.09 - 1 - math.log(0.09))))
     with pytest.raises(ValueError):
         obj.draw_latents(obj.ObjectiveSpec("vae", xi=1.0), mu, None)
 
@@ -191,7 +195,7 @@ def test_shapes_and_gradients_reach_every_part_through_the_channel(modality, obj
     mu, logvar = model.tokenize(x, mask)
     s = spec.tokens if modality != "text" else 9
     assert mu.shape == (b, s, spec.token_dim)
-    assert (logvar is None) == (objective == "sigma-genib")
+    assert (logvar is None) == (objective != "vae")
     z = model.modulate(mu, torch.full((b,), 5.0), mask)
     assert z.shape == (b, s * spec.uses_per_token)
     x_hat = model.detokenize(model.through_channel(mu, torch.full((b,), 5.0), TorchChannelSpec("rayleigh"),

@@ -230,7 +230,7 @@ def latent_statistics(name: str, batch: torch.Tensor, mask: torch.Tensor | None 
     m = learned.model(name)
     mu, logvar = m.tokenize(batch, mask)
     mu = mu.flatten(1)  # [B, S*d]: every token dimension is a latent unit
-    if logvar is None:  # sigma-GenIB: sigma ~ N(0, C_sigma) whatever x is, so E[sigma^2] = C_sigma everywhere
+    if logvar is None:  # sigma-GenIB (sigma ~ N(0, C_sigma)) and GenIB (sigma^2 = C_sigma): E[sigma^2] = C_sigma
         post_var = torch.full((mu.shape[1],), float(m.spec.c_sigma))
     else:
         post_var = logvar.exp().flatten(1).mean(0)

@@ -1,14 +1,19 @@
 """The tokenization objectives of the letter, for any modality.
 
-With a Gaussian posterior p_alpha(t|x) = N(mu, diag(sigma^2)) and the prior N(0, I):
+With a Gaussian posterior p_alpha(t|x) = N(mu, diag(sigma^2)) and the prior N(0, I), the three objectives
+differ only in the posterior's variance (they share xi, K and the distortion):
 
-- GenIB, eq. (12):  xi * KL(p_alpha(t|x) || N(0, I)) - E_p log q_beta(x|t), learned mu and sigma, the
-  expectation by K reparameterised samples.
-- sigma-GenIB, eq. (13)-(14): mu = F_alpha(x) and a FIXED-variance latent t = mu + sigma * eps with
-  eps ~ N(0, I) and sigma ~ N(0, C_sigma) drawn once per example (a random noise level, as in LatentLM's
-  sigma-VAE); loss = xi * KL(N(mu, sigma^2) || N(0, I)) + lambda * (1/K) sum_k D(x, F_beta(t_k))
+- GenIB, eq. (12): xi * KL(p_alpha(t|x) || N(0, I)) - E_p log q_beta(x|t), the expectation by K
+  reparameterised samples. Eq. (12) leaves the posterior family open; with a learned variance it would be the
+  VAE baseline below, so GenIB here is the fixed-variance family N(mu(x), C_sigma I): the step between the VAE
+  (learned sigma) and sigma-GenIB (random sigma plus the deterministic path).
+- sigma-GenIB, eq. (13)-(14): mu = F_alpha(x) and t = mu + sigma * eps with eps ~ N(0, I) and
+  sigma ~ N(0, C_sigma) drawn once per example (a random noise level, as in LatentLM's sigma-VAE);
+  loss = xi * KL(N(mu, sigma^2) || N(0, I)) + lambda * (1/K) sum_k D(x, F_beta(t_k))
   + (1 - lambda) * D(x, F_beta(mu)).
-- VAE baseline: the ELBO, i.e. eq. (12) with a learned variance and the KL weight fixed at 1 (`vae_xi`).
+- VAE baseline: a learned variance (the encoder outputs log sigma^2), the same loss as eq. (12) with the KL
+  weight `vae_xi` (the preset sets it equal to xi, as VAE tokenizers for generation use a small KL weight;
+  with the ELBO's weight 1 the tiny image VAE collapsed to its prior: KL 66 nats, 18.9 dB, the mean image).
 
 -log q_beta(x|t) is the distortion D in nats per example: for images and audio a Gaussian of variance
 `obs_var` per element (D = SSE / (2 obs_var), the MSE of the letter's note up to a constant), for text the
@@ -45,7 +50,7 @@ class ObjectiveSpec:
 
     @property
     def learned_variance(self) -> bool:
-        return self.name != "sigma-genib"
+        return self.name == "vae"
 
 
 class Posterior(nn.Module):
@@ -108,11 +113,14 @@ def draw_latents(spec: ObjectiveSpec, mu: torch.Tensor, logvar: torch.Tensor | N
             weights.append(1.0 - spec.lam)
         mean_var = var.mean()
     else:
-        if logvar is None:
+        if spec.name == "genib":  # fixed variance C_sigma
+            var = torch.full((1,) * mu.dim(), spec.c_sigma, device=mu.device)
+        elif logvar is None:
             raise ValueError(f"{spec.name} needs a learned variance (a Posterior with learned_variance=True)")
-        var = torch.exp(logvar)
+        else:
+            var = torch.exp(logvar)
         kl = kl_to_standard_normal(mu, var, mask)
-        std = torch.exp(0.5 * logvar)
+        std = torch.sqrt(var)
         eps = torch.randn((k,) + tuple(mu.shape), generator=generator, device=mu.device)
         samples = [mu + std * eps[i] for i in range(k)]
         weights = [1.0 / k] * k

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from unitocom.models.transformer import Block
+from unitocom.models.transformer import Block, sincos
 
 PAD = "<pad>"
 PAD_ID = 0  # the first special token, so that id 0 is always padding
@@ -55,7 +55,7 @@ class TextTokenizer(nn.Module):
     def __init__(self, vocab: int, max_tokens: int, width: int, layers: int, heads: int):
         super().__init__()
         self.embed = nn.Embedding(vocab, width)
-        self.pos = nn.Parameter(torch.randn(1, max_tokens, width) * 0.02)
+        self.pos = nn.Parameter(sincos(max_tokens, width))
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(layers))
         self.ln = nn.LayerNorm(width)
 
@@ -71,7 +71,7 @@ class TextDetokenizer(nn.Module):
     def __init__(self, vocab: int, max_tokens: int, token_dim: int, width: int, layers: int, heads: int):
         super().__init__()
         self.embed = nn.Linear(token_dim, width)
-        self.pos = nn.Parameter(torch.randn(1, max_tokens, width) * 0.02)
+        self.pos = nn.Parameter(sincos(max_tokens, width))
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(layers))
         self.ln = nn.LayerNorm(width)
         self.head = nn.Linear(width, vocab)

@@ -46,6 +46,8 @@ class LinkSpec:
     c_sigma: float
     obs_var: float
     cm_hidden: int = 64
+    image_stem: int = 32  # channels of the image tokenizer's convolution stem
+    image_head: int = 16  # channels of the image de-tokenizer's convolution head
     preset: str = "tiny"
     image_size_px: int = 0
     patch_px: int = 0
@@ -106,9 +108,10 @@ class TokenLink(nn.Module):
         super().__init__()
         self.spec = s = spec
         if s.modality == "image":
-            self.tokenizer = ImageTokenizer(s.image_size_px, s.patch_px, s.tokens, s.width, s.layers, s.heads)
+            self.tokenizer = ImageTokenizer(s.image_size_px, s.patch_px, s.tokens, s.width, s.layers, s.heads,
+                                            s.image_stem)
             self.detokenizer = ImageDetokenizer(s.image_size_px, s.patch_px, s.tokens, s.token_dim, s.width,
-                                                s.layers, s.heads)
+                                                s.layers, s.heads, s.image_head)
         elif s.modality == "audio":
             self.tokenizer = AudioTokenizer(s.chunk_frames, s.mels, s.patch_frames, s.tokens, s.width, s.layers,
                                             s.heads)

@@ -11,6 +11,26 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def sincos(positions: int, width: int, grid: int = 0) -> torch.Tensor:
+    """Fixed sine-cosine position codes [1, positions, width] (values in [-1, 1]), used to INITIALISE the learned
+    positions: a 0.02-scale random start leaves "where" buried under "what", and the tiny models then sat at the
+    mean image for hundreds of steps before they learnt positions. `grid` > 0: a 2-D raster of grid x grid
+    (half the channels code the row, half the column), as in MAE."""
+    def codes_1d(n: int, w: int) -> torch.Tensor:
+        pos = torch.arange(n, dtype=torch.float32)[:, None]
+        freq = torch.exp(-torch.arange(0, w, 2, dtype=torch.float32) * (torch.log(torch.tensor(1e4)) / w))
+        out = torch.zeros(n, w)
+        out[:, 0::2] = torch.sin(pos * freq)
+        out[:, 1::2] = torch.cos(pos * freq)[:, : w // 2]
+        return out
+    if grid:
+        assert grid * grid == positions and width % 4 == 0
+        rows = codes_1d(grid, width // 2).repeat_interleave(grid, 0)
+        cols = codes_1d(grid, width // 2).repeat(grid, 1)
+        return torch.cat([rows, cols], 1)[None]
+    return codes_1d(positions, width)[None]
+
+
 class Attention(nn.Module):
     def __init__(self, width: int, heads: int):
         super().__init__()
@@ -45,11 +65,12 @@ class Block(nn.Module):
 class LatentQueryEncoder(nn.Module):
     """patches [B, P, patch_dim] -> token features [B, S, width] (S = `tokens` learned queries)."""
 
-    def __init__(self, patches: int, patch_dim: int, tokens: int, width: int, layers: int, heads: int):
+    def __init__(self, patches: int, patch_dim: int, tokens: int, width: int, layers: int, heads: int,
+                 grid: int = 0):
         super().__init__()
         self.patches = patches
         self.embed = nn.Linear(patch_dim, width)
-        self.pos = nn.Parameter(torch.randn(1, patches, width) * 0.02)
+        self.pos = nn.Parameter(sincos(patches, width, grid))  # grid: 2-D image patches, else 1-D (audio frames)
         self.queries = nn.Parameter(torch.randn(1, tokens, width) * 0.02)
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(layers))
         self.ln = nn.LayerNorm(width)
@@ -66,12 +87,13 @@ class LatentQueryDecoder(nn.Module):
     """tokens [B, S, token_dim] -> patches [B, P, patch_dim]."""
 
     def __init__(self, patches: int, patch_dim: int, tokens: int, token_dim: int, width: int, layers: int,
-                 heads: int):
+                 heads: int, grid: int = 0):
         super().__init__()
         self.patches = patches
         self.embed = nn.Linear(token_dim, width)
-        self.pos = nn.Parameter(torch.randn(1, tokens, width) * 0.02)
-        self.queries = nn.Parameter(torch.randn(1, patches, width) * 0.02)  # one per output patch, position included
+        self.pos = nn.Parameter(sincos(tokens, width))  # which token is which
+        # one query per output patch: its position, plus a little noise so that the queries start distinct
+        self.queries = nn.Parameter(sincos(patches, width, grid) + torch.randn(1, patches, width) * 0.02)
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(layers))
         self.ln = nn.LayerNorm(width)
         self.out = nn.Linear(width, patch_dim)

@@ -1,8 +1,11 @@
 """Image tokenizer F_v and de-tokenizer F_v^-1: a ViT with learned latent queries (TiTok-style 1-D tokens).
 
-x float32 [B, 3, H, W] in [0, 1] -> patches of p x p -> Transformer with S latent queries -> token features
-[B, S, W] (the Posterior head of `objectives` turns them into S_v tokens of dimension d). The de-tokenizer
-puts H*W/p^2 learned mask queries next to the S received tokens and reads pixels off the mask positions.
+x float32 [B, 3, H, W] in [0, 1] -> a 3x3 convolution stem (`stem` channels) -> patches of p x p -> Transformer
+with S latent queries -> token features [B, S, W] (the Posterior head of `objectives` turns them into S_v tokens
+of dimension d). The de-tokenizer puts H*W/p^2 learned mask queries next to the S received tokens, reads
+`head`-channel feature patches off the mask positions and renders them to RGB with two 3x3 convolutions.
+The convolutions are there for edges (early convolutions help a ViT see; a per-patch linear read-out on its own
+drew every shape as a blob at this size and budget); they cost a few percent of the Transformer's work.
 """
 from __future__ import annotations
 
@@ -28,29 +31,35 @@ def unpatchify(patches: torch.Tensor, p: int, size: int, channels: int = 3) -> t
 
 
 class ImageTokenizer(nn.Module):
-    def __init__(self, size_px: int, patch_px: int, tokens: int, width: int, layers: int, heads: int):
+    def __init__(self, size_px: int, patch_px: int, tokens: int, width: int, layers: int, heads: int,
+                 stem: int = 32):
         super().__init__()
         if size_px % patch_px:
             raise ValueError(f"image size {size_px} is not a multiple of the patch size {patch_px}")
         self.p = patch_px
-        self.encoder = LatentQueryEncoder((size_px // patch_px) ** 2, 3 * patch_px ** 2, tokens, width, layers, heads)
+        self.stem = nn.Sequential(nn.Conv2d(3, stem, 3, padding=1), nn.GELU())
+        g = size_px // patch_px
+        self.encoder = LatentQueryEncoder(g * g, stem * patch_px ** 2, tokens, width, layers, heads, grid=g)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, 3, H, W] in [0, 1] -> token features [B, S, width]."""
-        return self.encoder(patchify(x * 2.0 - 1.0, self.p))
+        return self.encoder(patchify(self.stem(x * 2.0 - 1.0), self.p))
 
 
 class ImageDetokenizer(nn.Module):
     def __init__(self, size_px: int, patch_px: int, tokens: int, token_dim: int, width: int, layers: int,
-                 heads: int):
+                 heads: int, head: int = 16):
         super().__init__()
-        self.p, self.size = patch_px, size_px
-        self.decoder = LatentQueryDecoder((size_px // patch_px) ** 2, 3 * patch_px ** 2, tokens, token_dim, width,
-                                          layers, heads)
+        self.p, self.size, self.head_ch = patch_px, size_px, head
+        g = size_px // patch_px
+        self.decoder = LatentQueryDecoder(g * g, head * patch_px ** 2, tokens, token_dim, width, layers, heads, grid=g)
+        self.render = nn.Sequential(nn.GELU(), nn.Conv2d(head, head, 3, padding=1), nn.GELU(),
+                                    nn.Conv2d(head, 3, 3, padding=1))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, S, d] -> x_hat [B, 3, H, W], about [0, 1] (not clamped: the MSE sees the raw output)."""
-        return unpatchify(self.decoder(tokens), self.p, self.size) * 0.5 + 0.5
+        feats = unpatchify(self.decoder(tokens), self.p, self.size, self.head_ch)
+        return self.render(feats) * 0.5 + 0.5
 
 
 def image_distortion(x: torch.Tensor, x_hat: torch.Tensor, obs_var: float) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Validation figures of a TokenLink on fixed data through the differentiable channel (no gradients).
 
 The deterministic path is scored (mu is what the services transmit): image PSNR (dB, 8-bit), audio log-mel
-distance (dB RMS, in the mel domain, before the Griffin-Lim inversion), text token accuracy and exact match.
+distance (dB RMS, in the mel domain, before the Griffin-Lim inversion, floored 80 dB below the peak), text token accuracy and exact match.
 """
 from __future__ import annotations
 
@@ -33,9 +33,10 @@ def figures(model: TokenLink, batch: dict, snr_db: float, channel: TorchChannelS
         m = model.spec.modality
         if m == "image":
             vals = {"psnr_db": psnr_db(x, x_hat)}
-        elif m == "audio":
-            s = model.spec.db_std
-            vals = {"mel_distance_db": torch.sqrt(((x_hat - x) * s).pow(2).flatten(1).mean(1))}
+        elif m == "audio":  # back to dB; silence floored 80 dB below each chunk's peak, as in the evaluation
+            from unitocom.models.audio_tokenizer import mel_distance_db
+            sp = model.spec
+            vals = {"mel_distance_db": mel_distance_db(x * sp.db_std + sp.db_mean, x_hat * sp.db_std + sp.db_mean)}
         else:
             ok = (x_hat.argmax(-1) == x) | ~mask
             vals = {"token_accuracy": (ok & mask).sum(1).float() / mask.sum(1), "exact_match": ok.all(1).float()}
