@@ -1,5 +1,7 @@
-"""`unitocom demo` (what `make demo` runs): start the services, send a real text, photograph and speech clip
-through them at a clean and a hostile SNR, print what came back and the metrics, stop the services.
+"""`unitocom demo` (what `make demo` runs): start the services; send a real text, photograph and speech clip
+through them with the traditional scheme at a clean and a hostile SNR; then the learned scheme end to end: a
+photo reconstructed from 32 tokens, a question about a scene (VQA), the speech clip transcribed (ASR) and a
+caption turned into an image (T2I); print what came back and the metrics; stop the services.
 """
 from __future__ import annotations
 
@@ -10,12 +12,14 @@ import subprocess
 import tempfile
 import urllib.request
 
+import numpy as np
 from PIL import Image
 
 from unitocom import client, config, launcher
 
 TEXT = "Tokens are the units that large models compute with, and the units a wireless network should carry."
-SPEECH = "three red cubes left of a blue sphere"
+SPEECH = "the large red square is left of the blue circle"
+CAPTION = "There is a large red square and a small blue circle."
 # (label, channel, snr_db, block_length): a clean AWGN link, and Rayleigh block fading (a new h every
 # 256 symbols) at an SNR where deep fades break some LDPC blocks and with them the JPEG.
 CONDITIONS = [("clean", "awgn", 30.0, 0), ("hostile", "rayleigh", 6.0, 256)]
@@ -41,13 +45,28 @@ def speech_clip(text: str = SPEECH) -> bytes | None:
         return wav.read_bytes()
 
 
+def scene_with_question(seed: int = 2026) -> tuple[bytes, str, str]:
+    """A freshly drawn scene (not in any training set), one templated question about it and its answer."""
+    from unitocom.data.presets import data_preset
+    from unitocom.data.questions import AnswerBalancer, questions_for_scene
+    from unitocom.data.scenes import render_scene, sample_scene
+    p = data_preset("tiny")
+    rng = np.random.default_rng(seed)
+    scene = sample_scene(rng, p, "test", 0)
+    q = questions_for_scene(scene, p, rng, AnswerBalancer(p.families), 1)[0]
+    buf = io.BytesIO()
+    Image.fromarray(render_scene(scene, p.image_size_px)).save(buf, format="PNG")
+    return buf.getvalue(), q["question"], q["answer"]
+
+
 def metrics_summary(url: str) -> list[str]:
     try:
         body = urllib.request.urlopen(url, timeout=2).read().decode()
     except OSError as e:
         return [f"    (could not read {url}: {e})"]
-    return [f"    {line}" for line in body.splitlines()
-            if line.startswith(("unitocom_requests_total{", "unitocom_channel_uses_total{"))]
+    wanted = [line for line in body.splitlines() if line.startswith("unitocom_requests_total{")
+              or line.startswith("unitocom_channel_uses_total{")]
+    return [f"    {line}" for line in wanted]
 
 
 def run(preset: str = "tiny", out_dir: str = "out/demo", base_port: int = 50051, metrics_base_port: int = 9101) -> int:
@@ -59,33 +78,52 @@ def run(preset: str = "tiny", out_dir: str = "out/demo", base_port: int = 50051,
     print(f"== starting the services (preset {preset})")
     launcher.up(cfg, preset, d)
     out = pathlib.Path(out_dir)
-    payloads = [("text", {"text": TEXT}), ("image", {"image": photograph()})]
+    photo = photograph()
     clip = speech_clip()
-    if clip is not None:
-        payloads.append(("speech", {"audio": clip}))
-    else:
+    if clip is None:
         print("   (espeak-ng not found: skipping the speech clip; `make system` installs it)")
+    scene, question, answer = scene_with_question()
+    jobs = []
+    for label, channel, snr_db, block in CONDITIONS:
+        link = dict(snr_db=snr_db, channel=channel, block_length=block, seed=7)
+        jobs += [(f"text, traditional, {label} ({channel} {snr_db:g} dB)", f"{label}_text",
+                  dict(text=TEXT, scheme="traditional", **link)),
+                 (f"photo, traditional, {label} ({channel} {snr_db:g} dB)", f"{label}_photo",
+                  dict(image=photo, scheme="traditional", **link))]
+        if clip is not None:
+            jobs.append((f"speech, traditional, {label} ({channel} {snr_db:g} dB)", f"{label}_speech",
+                         dict(audio=clip, scheme="traditional", **link)))
+    rayleigh = dict(snr_db=10.0, channel="rayleigh", seed=7)
+    jobs += [("photo, unitocom: 32 sigma-GenIB tokens, 256 channel uses (rayleigh 10 dB)", "unitocom_photo",
+              dict(image=photo, scheme="unitocom", **rayleigh)),
+             (f"VQA, unitocom (rayleigh 10 dB): {question!r} (truth: {answer})", "vqa_unitocom",
+              dict(image=scene, question=question, answer=answer, task="vqa", scheme="unitocom", **rayleigh)),
+             (f"VQA, traditional (rayleigh 10 dB): {question!r} (truth: {answer})", "vqa_traditional",
+              dict(image=scene, question=question, answer=answer, task="vqa", scheme="traditional", **rayleigh)),
+             (f"T2I, unitocom (rayleigh 10 dB): {CAPTION!r}", "t2i", dict(text=CAPTION, task="t2i",
+                                                                          scheme="unitocom", **rayleigh))]
+    if clip is not None:
+        jobs.append((f"ASR, unitocom (rayleigh 10 dB), spoken: {SPEECH!r}", "asr",
+                     dict(audio=clip, task="asr", transcript=SPEECH, scheme="unitocom", **rayleigh)))
     failures = 0
     try:
         with client.Client(cfg.address("transmitter").grpc) as c:
-            for label, channel, snr_db, block in CONDITIONS:
-                for name, payload in payloads:
-                    req = client.build_request(**payload, task="reconstruct", scheme="traditional", snr_db=snr_db,
-                                               channel=channel, block_length=block, seed=7)
-                    print(f"\n== {name}, {label} link ({channel}, {snr_db:g} dB)")
-                    try:
-                        result = c.send(req)
-                    except Exception as e:  # report and go on: the demo shows every case
-                        failures += 1
-                        print(f"   request failed: {e}")
-                        continue
-                    d_ = client.result_to_dict(result)
-                    d_["files"] = [str(p) for p in client.save_outputs(result, out / f"{label}_{name}")]
-                    print(format_result(d_))
+            for title, name, kw in jobs:
+                print(f"\n== {title}")
+                try:
+                    result = c.send(client.build_request(**kw))
+                except Exception as e:  # report and go on: the demo shows every case
+                    failures += 1
+                    print(f"   request failed: {e}")
+                    continue
+                d_ = client.result_to_dict(result)
+                d_["files"] = [str(p) for p in client.save_outputs(result, out / name)]
+                print(format_result(d_))
         print("\n== metrics (Prometheus text format) while the services ran:")
         for a in cfg.services:
             print(f"  {a.name}: {a.metrics_url}")
-            print("\n".join(metrics_summary(a.metrics_url)))
+        print("  the transmitter's request and channel-use counters:")
+        print("\n".join(metrics_summary(cfg.address("transmitter").metrics_url)))
     finally:
         print("\n== stopping the services")
         launcher.down(d)
@@ -94,9 +132,10 @@ def run(preset: str = "tiny", out_dir: str = "out/demo", base_port: int = 50051,
 
 
 def add_subparser(sub) -> None:
-    p = sub.add_parser("demo", help="start the services, send text / image / speech at two SNRs, print, stop")
+    p = sub.add_parser("demo", help="start the services, send text / photo / speech / a VQA question / a caption, "
+                                    "print, stop")
     p.add_argument("--preset", default="tiny")
-    p.add_argument("--out", default="out/demo", help="where reconstructed payloads are written")
+    p.add_argument("--out", default="out/demo", help="where reconstructed and generated payloads are written")
     p.add_argument("--base-port", type=int, default=50051)
     p.add_argument("--metrics-base-port", type=int, default=9101)
     p.set_defaults(func=lambda a: run(a.preset, a.out, a.base_port, a.metrics_base_port))
