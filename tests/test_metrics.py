@@ -58,3 +58,13 @@ def test_fid_is_zero_on_identical_sets_and_grows_with_a_shift(fresh):
     same = scores.fid(images, images.clone(), m)
     shifted = scores.fid(images, (images.float() * 0.5).to(torch.uint8), m)
     assert abs(same) < 1e-2 and shifted > 10 * max(same, 1e-3)
+
+
+def test_inception_fid_says_what_it_needs_when_it_cannot_run(fresh, tmp_path):
+    try:
+        import torch_fidelity  # noqa: F401
+        pytest.skip("torch-fidelity is installed: the real path would run")
+    except ImportError:
+        pass
+    with pytest.raises(RuntimeError, match="torch-fidelity"):
+        scores.fid_inception(fresh[0][:8], fresh[0][8:16], str(tmp_path / "pt_inception.pth"))

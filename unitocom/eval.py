@@ -63,7 +63,8 @@ def caption_items(data_dir: Path, split: str, n: int) -> list[tuple[str, Path]]:
 
 
 def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_dir: str, target: str,
-             split: str = "test", seed: int = 0, progress: bool = True, timeout_s: float = 120.0) -> dict:
+             split: str = "test", seed: int = 0, progress: bool = True, timeout_s: float = 120.0,
+             inception_weights: str | None = None) -> dict:
     """One point of Fig. 2: `n` labelled requests through the services -> the task's score."""
     from tqdm import tqdm
 
@@ -121,6 +122,9 @@ def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_d
             row.update(n=len(items), value=fid(as_t(real), as_t(fake), checker),
                        fid_real_vs_real=fid(as_t(real), as_t(other), checker),
                        pair_recall=float(np.mean(recall)) if recall else None)
+            if inception_weights:
+                from unitocom.metrics.scores import fid_inception
+                row["fid_inception"] = fid_inception(as_t(real), as_t(fake), inception_weights)
         else:
             raise ValueError(f"unknown task {task!r}; expected vqa, asr or t2i")
     return row
@@ -173,6 +177,8 @@ def add_subparser(sub) -> None:
     p.add_argument("--data", default="data/tiny", help="data set root (unitocom data make --preset tiny)")
     p.add_argument("--split", default="test")
     p.add_argument("--target", default="127.0.0.1:50051", help="the transmitter (start with `unitocom up`)")
+    p.add_argument("--inception-weights", default=None,
+                   help="t2i: also FID in Inception-v3 features from this local weights file (needs torch-fidelity)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_eval)
     s = sub.add_parser("eval-sweep", help="Fig. 2: a task's score versus SNR for several schemes, CSV and PNG")
@@ -191,9 +197,13 @@ def add_subparser(sub) -> None:
 def _cmd_eval(args) -> int:
     import grpc
     try:
-        row = evaluate(args.task, args.scheme, args.snr_db, args.channel, args.n, args.data, args.target, args.split)
+        row = evaluate(args.task, args.scheme, args.snr_db, args.channel, args.n, args.data, args.target, args.split,
+                       inception_weights=args.inception_weights)
     except grpc.RpcError as e:
         print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
+        return 1
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(row, indent=2))

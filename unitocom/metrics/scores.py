@@ -33,6 +33,21 @@ def fid(real_u8: torch.Tensor, fake_u8: torch.Tensor, feature: torch.nn.Module) 
     return float(metric.compute())
 
 
+def fid_inception(real_u8: torch.Tensor, fake_u8: torch.Tensor, weights_path: str) -> float:
+    """FID in Inception-v3's pool features from a local weights file (torchmetrics with torch-fidelity), for a
+    user who has them; nothing is downloaded. torch-fidelity needs torchvision, which does not install beside
+    the CPU torch of this project's machines, so this path is untested here."""
+    try:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+        metric = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=weights_path)
+    except (ImportError, ModuleNotFoundError) as e:
+        raise RuntimeError(f"Inception FID needs torch-fidelity and torchvision ({e}); "
+                           "the scene-checker FID works without them") from None
+    metric.update(real_u8, real=True)
+    metric.update(fake_u8, real=False)
+    return float(metric.compute())
+
+
 def ssim(ref_u8: np.ndarray, test_u8: np.ndarray) -> float:
     """SSIM of two uint8 [H, W, 3] images (torchmetrics, Gaussian window)."""
     from torchmetrics.functional.image import structural_similarity_index_measure as ssim_fn
