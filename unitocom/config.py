@@ -47,7 +47,7 @@ class TokenizerConfig:
 
     Image: a ViT over `image_patch_px` patches with `image_tokens` learned latent queries (TiTok-style 1D tokens).
     Audio: log-mel frames (`audio_mels` bands, hop `audio_hop`) cut into chunks of `audio_chunk_frames`, each
-    chunk -> `audio_tokens` tokens. Text: byte-level BPE ids -> embeddings -> `token_dim` tokens.
+    chunk -> `audio_tokens` time-aligned tokens. Text: byte-level BPE ids -> embeddings -> `token_dim` tokens.
     Every token of `token_dim` reals becomes `channel_uses_per_token` complex symbols (the bandwidth ratio).
     """
 
@@ -57,8 +57,7 @@ class TokenizerConfig:
     audio_hop: int = 256
     audio_mels: int = 64
     audio_chunk_frames: int = 64  # 64 * 256 / 16 kHz = 1.024 s per chunk
-    audio_patch_frames: int = 2
-    audio_tokens: int = 32  # S_a per chunk
+    audio_tokens: int = 32  # S_a per chunk, time-aligned: 64 / 32 = 2 frames (32 ms) per token
     text_vocab: int = 1024  # byte-level BPE: 256 bytes + merges learnt on the captions and questions
     text_max_tokens: int = 64  # longer texts are sent in segments of this many tokens
     channel_uses_per_token: int = 8  # complex symbols per token: 8 for 16 reals is one real per real

@@ -11,8 +11,9 @@ one through `pipeline.run` (the services' path, in process). Metrics:
 Channel uses (complex symbols per item) are reported for each scheme: the learned ones send far fewer.
 
 `unitocom variance-collapse` prints and plots the variance-collapse diagnostic of the latent space: per dimension
-the mean posterior variance E_x[sigma^2] and the activity Var_x(mu), and the active-unit count
-(Var_x(mu) > 0.01, Burda et al. 2016), for the VAE against sigma-GenIB (and GenIB) checkpoints.
+the mean posterior variance E_x[sigma^2] and the activity Var_x(mu), the active-unit count (Var_x(mu) > 0.01,
+Burda et al. 2016), and how many units' variance collapsed to ~0 (< 1e-3) or to the prior, for the VAE against
+sigma-GenIB and GenIB checkpoints.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import torch
 
 LEARNED = {"unitocom": "sigma-genib", "sigma-genib": "sigma-genib", "genib": "genib", "vae": "vae"}
 ACTIVE_THRESHOLD = 0.01
+ZERO_VAR = 1e-3
 
 
 def _checkpoint(modality: str, objective: str, tokens: int | None, cfg) -> str:
@@ -238,7 +240,10 @@ def latent_statistics(name: str, batch: torch.Tensor, mask: torch.Tensor | None 
     return {"name": name, "objective": m.spec.objective, "units": int(mu.shape[1]),
             "active_units": int((activity > ACTIVE_THRESHOLD).sum()),
             "posterior_var": post_var.numpy(), "activity": activity.numpy(),
-            "collapsed_units": int(((post_var > 0.9) & (activity < ACTIVE_THRESHOLD)).sum())}
+            # the two ways a learned variance degenerates: to ~0 (the encoder turns deterministic, LatentLM's
+            # "variance collapse") or to the prior (the unit carries nothing, "posterior collapse")
+            "zero_var_units": int((post_var < ZERO_VAR).sum()),
+            "prior_units": int(((post_var > 0.9) & (activity < ACTIVE_THRESHOLD)).sum())}
 
 
 def plot_variance(stats: list[dict], path: Path) -> None:
@@ -246,10 +251,12 @@ def plot_variance(stats: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for s in stats:
+    for i, s in enumerate(stats):
         order = np.argsort(-s["activity"])
-        axes[0].semilogy(s["posterior_var"][order], label=f"{s['name']}", lw=1)
-        axes[1].semilogy(s["activity"][order], label=f"{s['name']}: {s['active_units']}/{s['units']} active", lw=1)
+        ls = ["-", "--", ":", "-."][i % 4]  # fixed variances coincide: keep each line visible
+        axes[0].semilogy(s["posterior_var"][order], ls=ls, label=f"{s['name']}", lw=1.2)
+        axes[1].semilogy(s["activity"][order], ls=ls, label=f"{s['name']}: {s['active_units']}/{s['units']} active",
+                         lw=1.2)
     axes[0].set_title("posterior variance E_x[sigma^2] per latent unit")
     axes[1].set_title("activity Var_x(mu) per latent unit")
     axes[1].axhline(ACTIVE_THRESHOLD, color="k", ls=":", lw=0.8)
@@ -322,10 +329,11 @@ def _variance(args) -> int:
         s = latent_statistics(name, batch, mask)
         stats.append(s)
         pv = s["posterior_var"]
-        print(f"{name:26s} {s['objective']:12s} active units {s['active_units']:4d}/{s['units']}  "
-              f"collapsed (E sigma^2 > 0.9 and inactive) {s['collapsed_units']:4d}  "
-              f"E sigma^2: median {np.median(pv):.3g} min {pv.min():.3g} max {pv.max():.3g}  "
-              f"Var(mu): median {np.median(s['activity']):.3g}")
+        print(f"{name:24s} {s['objective']:11s} active {s['active_units']:4d}/{s['units']}  "
+              f"E sigma^2 < {ZERO_VAR:g}: {s['zero_var_units']:4d}  at the prior: {s['prior_units']:4d}  "
+              f"E sigma^2 median {np.median(pv):.3g} [{pv.min():.3g}, {pv.max():.3g}]  "
+              f"Var(mu) median {np.median(s['activity']):.3g}  latent SNR E[Var(mu)]/E[sigma^2] "
+              f"{10 * np.log10(s['activity'].mean() / pv.mean()):.1f} dB")
     out = Path(args.out or "out/variance-collapse.png")
     plot_variance(stats, out)
     csv_path = out.with_suffix(".csv")

@@ -2,8 +2,8 @@
 
 Waveform at the preset rate -> STFT (Hann, `n_fft`, hop `hop`) -> power -> `mels` triangular mel bands (HTK
 scale, 0 Hz .. Nyquist) -> dB (floor -100 dB) -> standardised with the training set's mean and std -> chunks of
-`chunk_frames` frames. Each chunk -> a ViT over groups of `patch_frames` frames with S_a learned latent queries
--> S_a tokens; the de-tokenizer mirrors it back to a log-mel chunk.
+`chunk_frames` frames. Each chunk -> groups of chunk_frames / S_a frames -> Transformer -> S_a time-aligned tokens;
+the de-tokenizer mirrors it back to a log-mel chunk.
 
 Back to a waveform (fixed, not learned, documented here): dB -> power -> linear-frequency power by a
 non-negative least-squares fit through the mel matrix (100 multiplicative updates) -> magnitude -> 32 iterations of fast Griffin-Lim (momentum
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from unitocom.models.transformer import LatentQueryDecoder, LatentQueryEncoder
+from unitocom.models.transformer import AlignedDecoder, AlignedEncoder
 
 DB_FLOOR = -100.0
 GRIFFIN_LIM_ITERS = 32
@@ -101,15 +101,20 @@ def mel_distance_db(ref_db: torch.Tensor, test_db: torch.Tensor, floor_db: float
     return torch.sqrt(((a - b) ** 2).mean(dim=(-1, -2)))
 
 
-class AudioTokenizer(nn.Module):
-    """standardised log-mel chunk [B, frames, M] -> token features [B, S_a, width]."""
+def frames_per_token(frames: int, tokens: int) -> int:
+    if tokens <= 0 or frames % tokens:
+        raise ValueError(f"S_a = {tokens} tokens must divide the chunk's {frames} frames")
+    return frames // tokens
 
-    def __init__(self, frames: int, mels: int, patch_frames: int, tokens: int, width: int, layers: int, heads: int):
+
+class AudioTokenizer(nn.Module):
+    """standardised log-mel chunk [B, frames, M] -> token features [B, S_a, width]; token i covers frames
+    [i * frames/S_a, (i+1) * frames/S_a) (time-aligned tokens, a plain Transformer: `transformer.AlignedEncoder`)."""
+
+    def __init__(self, frames: int, mels: int, tokens: int, width: int, layers: int, heads: int):
         super().__init__()
-        if frames % patch_frames:
-            raise ValueError(f"chunk of {frames} frames is not a multiple of {patch_frames}-frame patches")
-        self.pf = patch_frames
-        self.encoder = LatentQueryEncoder(frames // patch_frames, patch_frames * mels, tokens, width, layers, heads)
+        self.pf = frames_per_token(frames, tokens)
+        self.encoder = AlignedEncoder(tokens, self.pf * mels, width, layers, heads)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         b, f, m = mel.shape
@@ -119,12 +124,10 @@ class AudioTokenizer(nn.Module):
 class AudioDetokenizer(nn.Module):
     """tokens [B, S_a, d] -> standardised log-mel chunk [B, frames, M]."""
 
-    def __init__(self, frames: int, mels: int, patch_frames: int, tokens: int, token_dim: int, width: int,
-                 layers: int, heads: int):
+    def __init__(self, frames: int, mels: int, tokens: int, token_dim: int, width: int, layers: int, heads: int):
         super().__init__()
         self.frames, self.mels = frames, mels
-        self.decoder = LatentQueryDecoder(frames // patch_frames, patch_frames * mels, tokens, token_dim, width,
-                                          layers, heads)
+        self.decoder = AlignedDecoder(tokens, frames_per_token(frames, tokens) * mels, token_dim, width, layers, heads)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.decoder(tokens).reshape(tokens.shape[0], self.frames, self.mels)

@@ -26,6 +26,7 @@ from unitocom.models.vit_tokenizer import ImageDetokenizer, ImageTokenizer, imag
 
 MODALITIES: tuple[str, ...] = ("image", "audio", "text")
 FORMAT = "unitocom-token-link/1"
+OBSOLETE_FIELDS = {"patch_frames"}
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,6 @@ class LinkSpec:
     hop: int = 0
     mels: int = 0
     chunk_frames: int = 0
-    patch_frames: int = 0
     db_mean: float = 0.0  # standardisation of the log-mel dB values, measured on the training set
     db_std: float = 1.0
     text_vocab: int = 0
@@ -76,7 +76,13 @@ class LinkSpec:
 
     @classmethod
     def from_json(cls, text: str) -> "LinkSpec":
-        return cls(**json.loads(text))
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LinkSpec":
+        # `patch_frames` (audio frames per patch) became chunk_frames / tokens when audio tokens became
+        # time-aligned; image and text checkpoints written before carry it as 0.
+        return cls(**{k: v for k, v in d.items() if k not in OBSOLETE_FIELDS})
 
     @classmethod
     def from_config(cls, cfg: Config, modality: str, objective: str, tokens: int | None = None,
@@ -95,8 +101,7 @@ class LinkSpec:
             fields.update(tokens=tokens or p.image_tokens, image_size_px=p.image_size_px, patch_px=t.image_patch_px)
         elif modality == "audio":
             fields.update(tokens=tokens or t.audio_tokens, audio_rate_hz=p.audio_rate_hz, n_fft=t.audio_n_fft,
-                          hop=t.audio_hop, mels=t.audio_mels, chunk_frames=t.audio_chunk_frames,
-                          patch_frames=t.audio_patch_frames)
+                          hop=t.audio_hop, mels=t.audio_mels, chunk_frames=t.audio_chunk_frames)
         else:
             fields.update(tokens=tokens or t.text_max_tokens, text_vocab=t.text_vocab)
         fields.update(overrides)
@@ -113,10 +118,9 @@ class TokenLink(nn.Module):
             self.detokenizer = ImageDetokenizer(s.image_size_px, s.patch_px, s.tokens, s.token_dim, s.width,
                                                 s.layers, s.heads, s.image_head)
         elif s.modality == "audio":
-            self.tokenizer = AudioTokenizer(s.chunk_frames, s.mels, s.patch_frames, s.tokens, s.width, s.layers,
-                                            s.heads)
-            self.detokenizer = AudioDetokenizer(s.chunk_frames, s.mels, s.patch_frames, s.tokens, s.token_dim,
-                                                s.width, s.layers, s.heads)
+            self.tokenizer = AudioTokenizer(s.chunk_frames, s.mels, s.tokens, s.width, s.layers, s.heads)
+            self.detokenizer = AudioDetokenizer(s.chunk_frames, s.mels, s.tokens, s.token_dim, s.width, s.layers,
+                                                s.heads)
         elif s.modality == "text":
             self.tokenizer = TextTokenizer(s.text_vocab, s.tokens, s.width, s.layers, s.heads)
             self.detokenizer = TextDetokenizer(s.text_vocab, s.tokens, s.token_dim, s.width, s.layers, s.heads)

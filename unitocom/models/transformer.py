@@ -104,3 +104,40 @@ class LatentQueryDecoder(nn.Module):
         for blk in self.blocks:
             x = blk(x)
         return self.out(self.ln(x[:, :self.patches]))
+
+
+class AlignedEncoder(nn.Module):
+    """patches [B, P, patch_dim] -> one token feature per patch [B, P, width]: a plain bidirectional Transformer.
+    For audio the tokens are time-aligned frames, the usual layout of continuous audio latents; with latent
+    queries instead, the tiny audio model sat at the mean spectrogram for 1000 steps."""
+
+    def __init__(self, patches: int, patch_dim: int, width: int, layers: int, heads: int):
+        super().__init__()
+        self.embed = nn.Linear(patch_dim, width)
+        self.pos = nn.Parameter(sincos(patches, width))
+        self.blocks = nn.ModuleList(Block(width, heads) for _ in range(layers))
+        self.ln = nn.LayerNorm(width)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        x = self.embed(patches) + self.pos
+        for blk in self.blocks:
+            x = blk(x)
+        return self.ln(x)
+
+
+class AlignedDecoder(nn.Module):
+    """tokens [B, P, token_dim] -> patches [B, P, patch_dim], one patch per token."""
+
+    def __init__(self, patches: int, patch_dim: int, token_dim: int, width: int, layers: int, heads: int):
+        super().__init__()
+        self.embed = nn.Linear(token_dim, width)
+        self.pos = nn.Parameter(sincos(patches, width))
+        self.blocks = nn.ModuleList(Block(width, heads) for _ in range(layers))
+        self.ln = nn.LayerNorm(width)
+        self.out = nn.Linear(width, patch_dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens) + self.pos
+        for blk in self.blocks:
+            x = blk(x)
+        return self.out(self.ln(x))

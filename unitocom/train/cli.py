@@ -59,7 +59,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--warmup", type=int, default=None, help="linear warm-up steps (default: the preset's)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--preset", default="tiny", help="tiny | paper")
-    t.add_argument("--xi", type=float, default=None, help="KL weight (default: preset's xi; vae: vae_xi = 1)")
+    t.add_argument("--xi", type=float, default=None, help="KL weight (default: the preset's xi; vae: its vae_xi)")
     t.add_argument("--lam", type=float, default=None, help="lambda of eq. (13)")
     t.add_argument("--k-samples", type=int, default=None, help="K of eq. (14)")
     t.add_argument("--c-sigma", type=float, default=None, help="Var(sigma) of sigma-GenIB")

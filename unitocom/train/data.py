@@ -114,10 +114,20 @@ def text_corpus(data_dir: str | Path, split: str) -> list[str]:
 
 
 class TextBatches:
-    def __init__(self, texts: list[str], bpe, max_tokens: int):
+    """BPE id sequences of a corpus. A fraction `random_frac` of every batch (and of the validation set) is
+    uniformly random ids of random length instead: trained on the corpus alone, the inverse learnt the corpus's
+    language and rewrote any other sentence into captions ("Tokens are the units..." came back as "A gray is
+    brown are the in triangle..." at 20 dB); random strings make it decode the ids it is given."""
+
+    def __init__(self, texts: list[str], bpe, max_tokens: int, random_frac: float = 0.5):
         from unitocom.models.text_tokenizer import encode_text
 
         self.seqs = [encode_text(bpe, t)[:max_tokens] for t in texts]
+        self.vocab, self.max_tokens, self.random_frac = bpe.get_vocab_size(), max_tokens, random_frac
+
+    def _random(self, gen: torch.Generator) -> list[int]:
+        n = int(torch.randint(1, self.max_tokens + 1, (1,), generator=gen))
+        return torch.randint(1, self.vocab, (n,), generator=gen).tolist()  # id 0 is padding
 
     def __len__(self) -> int:
         return len(self.seqs)
@@ -133,9 +143,14 @@ class TextBatches:
         return {"x": ids, "mask": ids != PAD_ID}
 
     def sample(self, batch: int, gen: torch.Generator) -> dict:
-        return self.pad([self.seqs[i] for i in torch.randint(len(self.seqs), (batch,), generator=gen).tolist()])
+        rows = [self.seqs[i] for i in torch.randint(len(self.seqs), (batch,), generator=gen).tolist()]
+        pick = torch.rand(batch, generator=gen) < self.random_frac
+        return self.pad([self._random(gen) if r else row for r, row in zip(pick.tolist(), rows)])
 
     def fixed(self, count: int) -> dict:
-        # every other one from the start: captions and questions both appear in validation
-        step = max(1, len(self.seqs) // count)
-        return self.pad(self.seqs[::step][:count])
+        """Corpus sentences spread over the split (captions and questions both), then random strings, in the
+        proportion of training; the same every time."""
+        n_random = int(round(count * self.random_frac))
+        step = max(1, len(self.seqs) // max(1, count - n_random))
+        gen = torch.Generator().manual_seed(4321)
+        return self.pad(self.seqs[::step][: count - n_random] + [self._random(gen) for _ in range(n_random)])
