@@ -109,6 +109,7 @@ def test_text_and_speech_through_the_service_path(small_checkpoints, scheme):
     assert rate == 16000 and len(wave) == 16000  # 1 s resampled, the last chunk's padding cut
     assert "resampled 22050 -> 16000 Hz" in out.note
     assert "audio_snr_db" not in res.quality  # waveform SNR of a Griffin-Lim output would mislead
+    assert 0 < res.quality["mel_distance_db"] < 200  # scored in log-mel instead, against the input as sent
 
 
 def test_decode_refuses_bad_headers(small_checkpoints):

@@ -68,3 +68,16 @@ def test_inception_fid_says_what_it_needs_when_it_cannot_run(fresh, tmp_path):
         pass
     with pytest.raises(RuntimeError, match="torch-fidelity"):
         scores.fid_inception(fresh[0][:8], fresh[0][8:16], str(tmp_path / "pt_inception.pth"))
+
+
+def test_logmel_distance_is_zero_for_the_same_wave_and_counts_what_is_missing():
+    from unitocom.models.audio_tokenizer import MelFrontend
+    fe = MelFrontend(16000, 512, 256, 64)
+    noise = (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)  # every band well lit
+    assert scores.logmel_distance_db(noise, noise, fe) == pytest.approx(0.0, abs=1e-4)
+    assert scores.logmel_distance_db(noise, np.concatenate([noise, noise]), fe) == pytest.approx(0.0, abs=1e-4)
+    half = scores.logmel_distance_db(noise, noise[:8000], fe)  # the missing half counts as silence
+    none = scores.logmel_distance_db(noise, None, fe)
+    quieter = scores.logmel_distance_db(noise, noise * 10 ** (-6 / 20), fe)  # 6 dB in every band
+    assert quieter == pytest.approx(6.0, abs=0.1)
+    assert 6.0 < half < none

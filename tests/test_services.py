@@ -207,6 +207,7 @@ def test_speech_through_amr_wb_and_ldpc(tx):
     wave, rate = sf.read(io.BytesIO(out.audio_wav))
     assert rate == 16000 and 0.5 < len(wave) / rate < 5.0
     assert r.quality["audio_snr_db"] > 60  # bit-exact AMR-WB payload: only the PCM16 rounding differs
+    assert 0 < r.quality["mel_distance_db"] < 12  # against the input: the codec's own loss (8.0 dB measured)
     bad = tx.send(client.build_request(audio=clip, snr_db=3.0, channel="rayleigh", block_length=128, seed=2))
     assert bad.outputs[0].block_errors > 0
     assert (not bad.outputs[0].decoded) or bad.quality["audio_snr_db"] < 10

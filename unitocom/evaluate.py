@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unitocom.metrics.scores import logmel_distance_db
+
 LEARNED = {"unitocom": "sigma-genib", "sigma-genib": "sigma-genib", "genib": "genib", "vae": "vae"}
 ACTIVE_THRESHOLD = 0.01
 ZERO_VAR = 1e-3
@@ -56,19 +58,6 @@ def _channel_out(z: np.ndarray, channel: str, snr_db: float, seed) -> tuple:
     from unitocom.link.channel import ChannelSpec, FadingChannel
     out = FadingChannel(ChannelSpec(model=channel), snr_db, seed)(z)
     return out.y, out.h_est, out.noise_var, out.erased
-
-
-def _logmel(wave: np.ndarray, fe) -> torch.Tensor:
-    return fe.logmel(torch.from_numpy(np.ascontiguousarray(wave, np.float32)))
-
-
-def _mel_distance(ref: np.ndarray, got: np.ndarray | None, fe) -> float:
-    from unitocom.models.audio_tokenizer import mel_distance_db
-    a = _logmel(ref, fe)
-    got = np.zeros_like(ref) if got is None else got
-    n = len(ref)
-    got = np.pad(got[:n], (0, max(0, n - len(got))))  # the missing remainder counts as silence
-    return float(mel_distance_db(a, _logmel(got, fe)))
 
 
 # --- learned schemes --------------------------------------------------------------------------------------------
@@ -106,7 +95,7 @@ def eval_learned_audio(name: str, clips: list, channel: str, snr_db: float, seed
         c = mu.shape[0]
         tokens = learned.symbols_to_tokens(m, zh.reshape(c, -1), q.reshape(c, -1))
         got = learned.chunks_to_wave(m, m.detokenize(tokens), samples)
-        rows.append({"metric": _mel_distance(ref, got, fe), "decoded": True, "channel_uses": len(z)})
+        rows.append({"metric": logmel_distance_db(ref, got, fe), "decoded": True, "channel_uses": len(z)})
     return rows
 
 
@@ -143,7 +132,7 @@ def eval_traditional(modality: str, items: list, channel: str, snr_db: float, se
                 from unitocom.data.loaders import resample
                 w, r = sf.read(io.BytesIO(out.audio_wav), dtype="float32")
                 got = resample(w, r, item[1]) if r != item[1] else w
-            metric = _mel_distance(item[0], got, fe)
+            metric = logmel_distance_db(item[0], got, fe)
         rows.append({"metric": metric, "decoded": bool(out.decoded), "channel_uses": int(res.channel_uses)})
     return rows
 

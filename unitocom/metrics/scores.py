@@ -1,5 +1,5 @@
 """Task scores as the letter reports them: VQA answer accuracy (exact match), WER for ASR, FID for text-to-image
-(with the scene checker's features), and PSNR / SSIM for reconstructions."""
+(with the scene checker's features), PSNR / SSIM for reconstructions and the log-mel distance for speech."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,6 +22,18 @@ def wer(references: list[str], hypotheses: list[str]) -> float:
         raise ValueError("a reference transcript is empty")
     errors = sum(jiwer.process_words(r, h).wer * len(r.split()) if h else len(r.split()) for r, h in zip(refs, hyps))
     return errors / sum(len(r.split()) for r in refs)
+
+
+def logmel_distance_db(reference: np.ndarray, test: np.ndarray | None, fe) -> float:
+    """RMS difference in dB between the log-mel spectrograms (`fe`: a MelFrontend at the waves' rate) of a
+    reference wave [T] and a received one, floored at -80 dB; lower is better. Compared over the reference's
+    length: a missing remainder counts as silence, a longer test is cut. It scores what a listener (and an ASR
+    front end) hears, unlike a waveform SNR, which Griffin-Lim's free phase would make meaningless."""
+    from unitocom.models.audio_tokenizer import mel_distance_db
+    ref = np.ascontiguousarray(reference, np.float32)
+    got = np.zeros_like(ref) if test is None else np.asarray(test, np.float32)
+    got = np.pad(got[:len(ref)], (0, max(0, len(ref) - len(got))))
+    return float(mel_distance_db(fe.logmel(torch.from_numpy(ref)), fe.logmel(torch.from_numpy(got))))
 
 
 def fid(real_u8: torch.Tensor, fake_u8: torch.Tensor, feature: torch.nn.Module) -> float:

@@ -29,6 +29,7 @@ class Prepared:
     header: pb.RequestHeader
     streams: list[schemes.Encoded]
     payloads: list[SourcePayload]
+    cfg: Config
     timings: list[pb.StageTiming] = field(default_factory=list)
 
     def uplink(self, frame_symbols: int) -> Iterator[pb.Uplink]:
@@ -52,7 +53,7 @@ def prepare(req: pb.Request, cfg: Config) -> Prepared:
             streams.append(scheme.encode(i, p, req.link, cfg))
     header = pb.RequestHeader(request_id=request_id(req), task=req.task, link=req.link, label=req.label,
                               streams=[s.header for s in streams], transmitter_s=time.perf_counter() - t0)
-    return Prepared(header, streams, payloads, timings)
+    return Prepared(header, streams, payloads, cfg, timings)
 
 
 def finish(result: pb.Result, prep: Prepared) -> pb.Result:
@@ -86,16 +87,32 @@ def score(result: pb.Result, prep: Prepared) -> dict[str, float]:
                 img = np.asarray(Image.open(io.BytesIO(out.image_png)).convert("RGB"))
                 if img.shape == s.reference.shape:
                     q["psnr_db"] = codecs.psnr_db(s.reference, img)
-        elif p.modality == pb.AUDIO and "audio_snr_db" not in q and out.decoded and s.source is not None:
-            q["audio_snr_db"] = _audio_snr_db(s.source[0], out.audio_wav)
+        elif p.modality == pb.AUDIO and "mel_distance_db" not in q and out.decoded and out.audio_wav:
+            got, rate = sf.read(io.BytesIO(out.audio_wav), dtype="float32")
+            q["mel_distance_db"] = _mel_distance_db(p.value, p.rate_hz, got, rate, prep.cfg)
+            if s.source is not None:  # a codec's clean decode: the waveform SNR then is the channel's damage
+                q["audio_snr_db"] = _audio_snr_db(s.source[0], got)
     return q
 
 
-def _audio_snr_db(reference: np.ndarray, wav: bytes) -> float:
+def _mel_distance_db(reference: np.ndarray, ref_rate_hz: int, got: np.ndarray, rate_hz: int, cfg: Config) -> float:
+    """Log-mel distance of the received speech from the input as sent (resampled to the output's rate), in the
+    preset's mel analysis: the same score for every scheme, codec and channel damage together."""
+    from unitocom.data.loaders import resample
+    from unitocom.metrics.scores import logmel_distance_db
+    from unitocom.models.audio_tokenizer import MelFrontend
+    ref = np.asarray(reference, np.float32)
+    ref = ref.mean(axis=1) if ref.ndim == 2 else ref
+    if int(ref_rate_hz) != int(rate_hz):
+        ref = resample(ref, int(ref_rate_hz), int(rate_hz))
+    t = cfg.preset.tokenizer
+    return logmel_distance_db(ref, got, MelFrontend(int(rate_hz), t.audio_n_fft, t.audio_hop, t.audio_mels))
+
+
+def _audio_snr_db(reference: np.ndarray, got: np.ndarray) -> float:
     """SNR of received speech against the codec's own clean decode (the channel's damage, not the codec's).
     Corrupted AMR frames can change the decoded length; the shorter one bounds the comparison and the
     missing remainder counts as error."""
-    got, _ = sf.read(io.BytesIO(wav), dtype="float32")
     n = min(len(got), len(reference))
     err = np.sum((reference[:n] - got[:n]) ** 2) + np.sum(reference[n:] ** 2)
     return float(10 * np.log10(np.sum(reference ** 2) / max(err, 1e-12)))
