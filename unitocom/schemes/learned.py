@@ -10,8 +10,7 @@ process and are shared by every request.
 
 What the stream header carries: `tokenizer` (the checkpoint name), `token_shape` (image [S, d], audio
 [chunks, S_a, d], text [L, d]), `preprocessing` (what the transmitter did to the input), `audio_rate_hz`, and
-for audio `payload_bytes` = 2 x the number of samples sent (the 16-bit PCM size of the resampled clip), which
-the receiver uses to cut the last chunk's padding.
+for audio `num_samples` (the resampled clip's length), which the receiver uses to cut the last chunk's padding.
 """
 from __future__ import annotations
 
@@ -221,7 +220,7 @@ def encode(stream_id: int, payload: SourcePayload, link: pb.LinkSettings, cfg: C
         symbols = m.modulate(mu, torch.full((mu.shape[0],), snr)).numpy().astype(np.complex64).ravel()
         header.token_shape.extend([mu.shape[0], s.tokens, s.token_dim])
         header.audio_rate_hz = s.audio_rate_hz
-        header.payload_bytes = 2 * samples
+        header.num_samples = samples
         note += f"; {samples / s.audio_rate_hz:.2f} s in {mu.shape[0]} chunk(s) of {s.chunk_frames * s.hop} samples"
         # No `source`: the transmitter scores audio by waveform SNR against it, and Griffin-Lim's phase is not
         # stable under small changes of the magnitudes (-2.3 dB at 10 dB channel SNR against the clean-token
@@ -270,7 +269,7 @@ def decode(header: pb.StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var:
     elif s.modality == "audio":
         c = int(header.token_shape[0])
         tokens = symbols_to_tokens(m, z_hat.reshape(c, -1), sinr.reshape(c, -1))
-        samples = int(header.payload_bytes) // 2 or c * s.chunk_frames * s.hop
+        samples = int(header.num_samples) or c * s.chunk_frames * s.hop
         out.audio_wav = _wav_bytes(chunks_to_wave(m, m.detokenize(tokens), samples), s.audio_rate_hz)
     else:
         from unitocom.models.text_tokenizer import decode_ids
