@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +26,8 @@ def data_dir(tmp_path_factory):
 
 
 def test_image_sweep_rows_csv_and_plot(small_checkpoints, data_dir, tmp_path):  # noqa: F811
+    import shutil
+    shutil.copy(Path(__file__).resolve().parents[1] / "checkpoints" / "scene-checker.safetensors", small_checkpoints)
     cfg = config.load("tiny")
     rows = evaluate.run("image", ["unitocom", "vae", "traditional"], ["awgn", "rayleigh"], [0.0, 30.0], data_dir,
                         "train", count=4, traditional_count=2, tokens=[None], seed=0, cfg=cfg, log=lambda s: None)
@@ -34,11 +37,14 @@ def test_image_sweep_rows_csv_and_plot(small_checkpoints, data_dir, tmp_path):  
     trad = by[("traditional", "awgn", 30.0)]
     assert trad["decoded_frac"] == 1.0 and trad["channel_uses"] > 256 and trad["mean"] > 20
     assert by[("traditional", "awgn", 0.0)]["decoded_frac"] == 0.0  # 16-QAM rate 1/2 LDPC at 0 dB: the cliff
+    # the checker recognises the scenes in decoded JPEGs, and nothing in the mid-grey a broken one becomes
+    assert trad["pair_f1"] > 0.8 and trad["count_acc"] > 0.8
+    assert by[("traditional", "awgn", 0.0)]["pair_f1"] < 0.2
     evaluate.write_csv(rows, tmp_path / "image.csv")
     evaluate.plot(rows, tmp_path / "image.png", "test")
     with open(tmp_path / "image.csv") as f:
         got = list(csv.DictReader(f))
-    assert len(got) == len(rows) and {"scheme", "snr_db", "mean", "channel_uses", "decoded_frac"} <= set(got[0])
+    assert len(got) == len(rows) and {"scheme", "snr_db", "mean", "channel_uses", "decoded_frac", "pair_f1"} <= set(got[0])
     assert (tmp_path / "image.png").stat().st_size > 10_000
 
 

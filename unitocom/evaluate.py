@@ -76,7 +76,7 @@ def eval_learned_images(name: str, images: list, channel: str, snr_db: float, se
         zs.append(zh)
         qs.append(q)
     out = learned.tokens_to_images(m, learned.symbols_to_tokens(m, np.stack(zs), np.stack(qs)))
-    return [{"metric": psnr_db(images[i], out[i]), "decoded": True, "channel_uses": z.shape[1]}
+    return [{"metric": psnr_db(images[i], out[i]), "decoded": True, "channel_uses": z.shape[1], "image": out[i]}
             for i in range(len(images))]
 
 
@@ -120,12 +120,13 @@ def eval_traditional(modality: str, items: list, channel: str, snr_db: float, se
                                        seed=seed * 100003 + i)
         res = pipeline.run(req, cfg)
         out = res.outputs[0]
+        extra = {}
         if modality == "image":
             if out.decoded and out.image_png:
                 got = np.asarray(Image.open(io.BytesIO(out.image_png)).convert("RGB"))
-                metric = psnr_db(item, got)
             else:  # a broken JPEG: the receiver has nothing better than mid-grey
-                metric = psnr_db(item, np.full_like(item, 128))
+                got = np.full_like(item, 128)
+            metric, extra = psnr_db(item, got), {"image": got}
         else:
             got = None
             if out.decoded and out.audio_wav:
@@ -133,8 +134,42 @@ def eval_traditional(modality: str, items: list, channel: str, snr_db: float, se
                 w, r = sf.read(io.BytesIO(out.audio_wav), dtype="float32")
                 got = resample(w, r, item[1]) if r != item[1] else w
             metric = logmel_distance_db(item[0], got, fe)
-        rows.append({"metric": metric, "decoded": bool(out.decoded), "channel_uses": int(res.channel_uses)})
+        rows.append({"metric": metric, "decoded": bool(out.decoded), "channel_uses": int(res.channel_uses), **extra})
     return rows
+
+
+# --- does a reconstruction keep the scene? ----------------------------------------------------------------------
+
+class SceneScore:
+    """The scene checker (checkpoints/scene-checker.safetensors, trained on clean scenes) on reconstructions:
+    micro F1 of the (colour, shape) pairs it recognises against the scene's truth, and its object-count accuracy.
+    PSNR rewards blurry blobs in the right place; this asks whether the shapes and colours survived.
+    None where the checker or the split's scene files are missing (real CLEVR at another size, say)."""
+
+    def __init__(self, data_dir: Path, split: str, count: int):
+        from unitocom.data.layouts import clevr_root, read_json
+        from unitocom.metrics.scene_checker import load_checker, scene_labels
+        from unitocom.schemes.learned import checkpoint_dir
+        scenes = read_json(clevr_root(data_dir) / "scenes" / f"CLEVR_{split}_scenes.json")["scenes"]
+        labels = [scene_labels(sc) for sc in sorted(scenes, key=lambda sc: sc["image_index"])[:count]]
+        self.pairs = torch.stack([y for y, _ in labels])
+        self.counts = torch.tensor([c for _, c in labels])
+        self.checker = load_checker(checkpoint_dir() / "scene-checker.safetensors").eval()
+
+    @classmethod
+    def maybe(cls, data_dir: Path, split: str, count: int, log=print) -> "SceneScore | None":
+        try:
+            return cls(data_dir, split, count)
+        except (OSError, ValueError, KeyError) as e:
+            log(f"scene checker unavailable ({e}): no pair_f1 / count_acc columns")
+            return None
+
+    def __call__(self, images: list[np.ndarray]) -> dict[str, float]:
+        from unitocom.metrics.scene_checker import evaluate_checker
+        n = len(images)
+        m = evaluate_checker(self.checker, torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2),
+                             self.pairs[:n], self.counts[:n])
+        return {"pair_f1": m["pair_f1"], "count_acc": m["count_accuracy"]}
 
 
 # --- the sweep --------------------------------------------------------------------------------------------------
@@ -146,6 +181,10 @@ def run(modality: str, schemes: list[str], channels: list[str], snrs: list[float
     fe = MelFrontend(cfg.preset.audio_rate_hz, t.audio_n_fft, t.audio_hop, t.audio_mels) if modality == "audio" else None
     items = load_items(modality, data_dir, split, max(count, traditional_count), cfg)
     metric = "psnr_db" if modality == "image" else "mel_distance_db"
+    scene = SceneScore.maybe(data_dir, split, len(items), log) if modality == "image" else None
+    if scene is not None:
+        ref = scene(items)
+        log(f"scene checker on the inputs themselves: pair F1 {ref['pair_f1']:.3f}, count {ref['count_acc']:.3f}")
     rows = []
     for scheme in schemes:
         variants = [None] if scheme == "traditional" else tokens
@@ -169,10 +208,13 @@ def run(modality: str, schemes: list[str], channels: list[str], snrs: list[float
                            "decoded_frac": float(np.mean([x["decoded"] for x in r])),
                            "channel_uses": float(np.mean([x["channel_uses"] for x in r])),
                            "seconds": round(time.perf_counter() - t0, 2)}
+                    if scene is not None:
+                        row.update(scene([x["image"] for x in r]))
                     rows.append(row)
                     log(f"{row['checkpoint']:24s} {ch:8s} {snr:6.1f} dB  {metric} {row['mean']:7.3f} "
                         f"(+-{row['std']:.2f}, n={len(r)})  decoded {row['decoded_frac']:.2f}  "
-                        f"uses {row['channel_uses']:.0f}")
+                        f"uses {row['channel_uses']:.0f}"
+                        + (f"  pair F1 {row['pair_f1']:.3f}  count {row['count_acc']:.3f}" if scene else ""))
     return rows
 
 
@@ -185,24 +227,29 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 
 def plot(rows: list[dict], path: Path, title: str = "") -> None:
+    """One column per channel; a second row with the scene checker's pair F1 where the rows carry it."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     channels = sorted({r["channel"] for r in rows}, key=["awgn", "rayleigh", "rician"].index)
-    fig, axes = plt.subplots(1, len(channels), figsize=(5.5 * len(channels), 4.2), squeeze=False)
     metric = rows[0]["metric"]
-    for ax, ch in zip(axes[0], channels):
-        for key in dict.fromkeys((r["checkpoint"], r["scheme"]) for r in rows if r["channel"] == ch):
-            pts = sorted((r["snr_db"], r["mean"], r["channel_uses"]) for r in rows
-                         if r["channel"] == ch and (r["checkpoint"], r["scheme"]) == key)
-            label = f"{key[0]} ({pts[0][2]:.0f} uses)"
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ls="--" if key[1] == "traditional" else "-",
-                    label=label)
-        ax.set_title(f"{ch.upper()}")
-        ax.set_xlabel("SNR (dB)")
-        ax.set_ylabel({"psnr_db": "PSNR (dB)", "mel_distance_db": "log-mel distance (dB), lower is better"}[metric])
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    panels = [("mean", {"psnr_db": "PSNR (dB)", "mel_distance_db": "log-mel distance (dB), lower is better"}[metric])]
+    if "pair_f1" in rows[0]:
+        panels.append(("pair_f1", "scene checker (colour, shape) pair F1"))
+    fig, axes = plt.subplots(len(panels), len(channels), figsize=(5.5 * len(channels), 4.2 * len(panels)),
+                             squeeze=False)
+    for row_axes, (key_y, ylabel) in zip(axes, panels):
+        for ax, ch in zip(row_axes, channels):
+            for key in dict.fromkeys((r["checkpoint"], r["scheme"]) for r in rows if r["channel"] == ch):
+                pts = sorted((r["snr_db"], r[key_y], r["channel_uses"]) for r in rows
+                             if r["channel"] == ch and (r["checkpoint"], r["scheme"]) == key)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
+                        ls="--" if key[1] == "traditional" else "-", label=f"{key[0]} ({pts[0][2]:.0f} uses)")
+            ax.set_title(f"{ch.upper()}")
+            ax.set_xlabel("SNR (dB)")
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
     note = ("failed JPEG decodes scored against mid-grey" if metric == "psnr_db"
             else "failed AMR-WB decodes scored as silence")
     fig.suptitle(f"{title}  ({note})", fontsize=9)
