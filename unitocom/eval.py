@@ -24,8 +24,9 @@ from unitocom.data.presets import SPEECH_SUBSETS
 METRIC = {"vqa": "accuracy", "asr": "wer", "t2i": "fid"}
 
 
-def vqa_items(data_dir: Path, split: str, n: int) -> tuple[list[dict], float]:
-    """n questions spread over the split's images, and the majority-class chance on exactly those."""
+def vqa_items(data_dir: Path, split: str, n: int) -> tuple[list[dict], list[str]]:
+    """n questions spread over the split's images, and the majority-class guess for each (its family's most
+    common training answer): the chance floor on exactly those questions."""
     qs = read_json(clevr_root(data_dir) / "questions" / f"CLEVR_{split}_questions.json")["questions"]
     step = max(1, len(qs) // n)
     items = qs[::step][:n]
@@ -34,9 +35,23 @@ def vqa_items(data_dir: Path, split: str, n: int) -> tuple[list[dict], float]:
     for q in train:
         by_family.setdefault(q["question_family_index"], Counter())[q["answer"]] += 1
     overall = Counter(q["answer"] for q in train).most_common(1)[0][0]
-    guess = [by_family.get(q["question_family_index"], Counter({overall: 1})).most_common(1)[0][0] for q in items]
-    chance = float(np.mean([g == q["answer"] for g, q in zip(guess, items)]))
-    return items, chance
+    return items, [by_family.get(q["question_family_index"], Counter({overall: 1})).most_common(1)[0][0] for q in items]
+
+
+def vqa_by_family(items: list[dict], correct: list[float], guess: list[str]) -> dict[str, dict]:
+    """Accuracy and chance per question family (names as in the CLEVR-style generator where it has them)."""
+    from unitocom.data.questions import FAMILIES
+    out: dict[str, dict] = {}
+    for q, c, g in zip(items, correct, guess):
+        i = q["question_family_index"]
+        name = FAMILIES[i] if 0 <= i < len(FAMILIES) else str(i)
+        f = out.setdefault(name, {"n": 0, "accuracy": 0.0, "chance": 0.0})
+        f["n"] += 1
+        f["accuracy"] += c
+        f["chance"] += float(g == q["answer"])
+    for f in out.values():
+        f["accuracy"], f["chance"] = round(f["accuracy"] / f["n"], 3), round(f["chance"] / f["n"], 3)
+    return out
 
 
 def speech_items(data_dir: Path, split: str, n: int) -> list[tuple[Path, str]]:
@@ -78,13 +93,15 @@ def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_d
                                                seed=seed + i, **kw), timeout_s=timeout_s)
 
         if task == "vqa":
-            items, chance = vqa_items(data_dir, split, n)
+            items, guess = vqa_items(data_dir, split, n)
             correct = []
             for i, q in enumerate(tqdm(items, desc=f"vqa {scheme} {snr_db:g} dB", disable=not progress)):
                 png = (clevr_root(data_dir) / "images" / split / q["image_filename"]).read_bytes()
                 r = send(i, image=png, question=q["question"], answer=q["answer"])
                 correct.append(r.quality["exact_match"])
-            row.update(n=len(items), value=float(np.mean(correct)), chance=chance)
+            row.update(n=len(items), value=float(np.mean(correct)),
+                       chance=float(np.mean([g == q["answer"] for g, q in zip(guess, items)])),
+                       by_family=vqa_by_family(items, correct, guess))
         elif task == "asr":
             from unitocom.metrics.scores import wer
             items = speech_items(data_dir, split, n)
@@ -211,6 +228,8 @@ def _cmd_eval(args) -> int:
         extra = f" (majority-class chance {row['chance']:.3f})" if "chance" in row else ""
         print(f"{row['task']} via {row['scheme']} at {row['snr_db']:g} dB over {row['channel']}, n={row['n']}: "
               f"{row['metric']} = {row['value']:.4g}{extra}")
+        for name, f in sorted(row.get("by_family", {}).items()):
+            print(f"  {name:18s} n={f['n']:3d}  accuracy {f['accuracy']:.3f}  chance {f['chance']:.3f}")
     return 0
 
 
