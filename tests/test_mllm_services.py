@@ -61,16 +61,38 @@ def test_t2i_generates_a_scene_image_and_checks_it(tx):
     assert 0.0 <= r.quality["t2i_pair_recall"] <= 1.0
 
 
-def test_vqa_with_the_vae_scheme_needs_its_own_checkpoints_or_says_which_is_missing(tx, scene):
+@pytest.mark.parametrize("task", ["vqa", "asr", "t2i"])
+def test_every_task_with_the_vae_scheme_reads_vae_tokens(tx, scene, task):
+    """`--scheme vae` runs on its own MLLM (mllm-vae), trained on received VAE tokens."""
     q = _first_question(scene)
-    png = (scene / "CLEVR_v1.0/images/test" / q["image_filename"]).read_bytes()
-    req = client.build_request(image=png, question=q["question"], task="vqa", scheme="vae", snr_db=20.0)
-    if (CHECKPOINTS / "mllm-vae.safetensors").exists():
-        assert tx.send(req).output_text
+    if task == "vqa":
+        png = (scene / "CLEVR_v1.0/images/test" / q["image_filename"]).read_bytes()
+        req = client.build_request(image=png, question=q["question"], task="vqa", scheme="vae", snr_db=20.0)
+    elif task == "asr":
+        trans = sorted((scene / "LibriSpeech/test-clean").rglob("*.trans.txt"))[0]
+        utt, _ = trans.read_text().splitlines()[0].split(" ", 1)
+        req = client.build_request(audio=next(trans.parent.glob(f"{utt}.*")).read_bytes(), task="asr", scheme="vae",
+                                   snr_db=20.0)
     else:
-        with pytest.raises(grpc.RpcError) as e:
-            tx.send(req)
-        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "is not installed" in e.value.details()
+        req = client.build_request(text="There is a small blue circle.", task="t2i", scheme="vae", snr_db=20.0)
+    r = tx.send(req)
+    assert r.output_text
+    if task == "vqa":
+        assert r.output_text in {a.lower() for a in ANSWERS}
+    if task == "t2i":
+        assert any(o.image_png and "generated" in o.note for o in r.outputs)
+
+
+def test_a_missing_mllm_is_a_failed_precondition_naming_the_file(tmp_path, monkeypatch):
+    from unitocom import config
+    from unitocom.stages import mllm as stage
+    from unitocom.stages.request import RequestError
+    from unitocom.v1 import unitocom_pb2 as pb
+    monkeypatch.setenv("UNITOCOM_CHECKPOINTS", str(tmp_path))
+    monkeypatch.setattr(stage, "_cache", {})
+    with pytest.raises(RequestError) as e:
+        stage.assistant(pb.VAE, config.load("tiny"))
+    assert e.value.code == "failed_precondition" and "mllm-vae.safetensors" in str(e.value)
 
 
 def test_eval_command_scores_vqa_through_the_services(services, scene):
@@ -82,3 +104,6 @@ def test_eval_command_scores_vqa_through_the_services(services, scene):
     row = json.loads(r.stdout)
     assert {"task", "scheme", "snr_db", "channel", "n", "metric", "value", "chance"} <= set(row)
     assert row["n"] == 12 and row["metric"] == "accuracy" and 0 <= row["value"] <= 1 and 0 < row["chance"] < 1
+    fam = row["by_family"]
+    assert sum(f["n"] for f in fam.values()) == 12
+    assert sum(f["accuracy"] * f["n"] for f in fam.values()) == pytest.approx(row["value"] * 12, abs=0.01)
