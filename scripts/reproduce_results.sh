@@ -1,0 +1,44 @@
+#!/bin/bash
+# Reruns every evaluation the README's Results section quotes, writing to out/ (about an hour on 2 cores).
+#   scripts/reproduce_results.sh [link|tokenizers|tasks|all]     (default: all)
+# Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
+# the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+U=".venv/bin/python -m unitocom.cli"
+what="${1:-all}"
+mkdir -p out
+[ -d data/tiny ] || $U data make --preset tiny
+
+if [ "$what" = link ] || [ "$what" = all ]; then
+  $U link ber --modulation qam16 --channel rayleigh --snr-db 0:25:5 --bits 400000
+  $U link ber --modulation qpsk --channel awgn --snr-db 0:10:2
+  $U link ber --modulation qam16 --channel awgn --code ldpc --rate 0.5 --snr-db 5:8:0.5 --bits 204800
+fi
+
+if [ "$what" = tokenizers ] || [ "$what" = all ]; then
+  $U evaluate-link --modality image --schemes sigma-genib,genib,vae,traditional --channels awgn,rayleigh \
+     --snr-db=-10:25:5 --count 200 --traditional-count 40 --out out/tok-eval
+  $U evaluate-link --modality image --schemes sigma-genib --tokens 16,32,64,128 --channels awgn,rayleigh \
+     --snr-db=-10:25:5 --count 200 --out out/tok-eval-tokens
+  $U evaluate-link --modality audio --schemes sigma-genib,genib,vae,traditional --channels awgn,rayleigh \
+     --snr-db=-10:25:5 --count 30 --traditional-count 15 --out out/tok-eval
+  $U variance-collapse --checkpoints image-vae-s32,image-genib-s32,image-sigma-genib-s32 \
+     --out out/tok-eval/variance-collapse-image.png
+  $U variance-collapse --checkpoints audio-vae-s32,audio-genib-s32,audio-sigma-genib-s32 --count 150 \
+     --out out/tok-eval/variance-collapse-audio.png
+fi
+
+if [ "$what" = tasks ] || [ "$what" = all ]; then
+  T=127.0.0.1:50071
+  $U up --base-port 50071 --metrics-base-port 9171 --run-dir runs/evalrun
+  trap '$U down --run-dir runs/evalrun' EXIT
+  $U eval-sweep --task vqa --schemes unitocom,vae,traditional --snr-db 0:20:5 --channel rayleigh --n 100 \
+     --target $T --csv out/fig2a_vqa.csv --plot out/fig2a_vqa.png | tee out/fig2a_vqa.jsonl
+  for s in unitocom vae traditional; do for snr in 20 5; do
+    $U eval --task asr --scheme $s --snr-db $snr --channel rayleigh --n 60 --target $T --json | tee out/asr_${s}_${snr}.json
+  done; done
+  for s in unitocom vae; do
+    $U eval --task t2i --scheme $s --snr-db 20 --channel rayleigh --n 200 --target $T --json | tee out/t2i_${s}_20.json
+  done
+fi
