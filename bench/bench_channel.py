@@ -52,16 +52,15 @@ def service_rate(target: str, frames: list[np.ndarray], link: pb.LinkSettings, m
     opts = [("grpc.max_send_message_length", max_bytes), ("grpc.max_receive_message_length", max_bytes)]
     with grpc.insecure_channel(target, options=opts) as ch:
         stub = pb_grpc.ChannelStub(ch)
-        tensors = [wire.to_tensor(z) for z in frames]  # serialise outside the clock: the caller's own cost
-
-        def uplink():
-            yield pb.Uplink(header=pb.RequestHeader(link=link))
-            for i, t in enumerate(tensors):
-                yield pb.Uplink(frame=pb.SymbolFrame(seq=i, last=i == len(tensors) - 1, symbols=t))
+        msgs = [pb.Uplink(header=pb.RequestHeader(link=link))]
+        for i, z in enumerate(frames):  # built outside the clock: the caller's own cost, not the service's
+            msgs.append(pb.Uplink())
+            msgs[-1].frame.seq, msgs[-1].frame.last = i, i == len(frames) - 1
+            wire.fill_tensor(msgs[-1].frame.symbols, z)
 
         t0 = time.perf_counter()
         received = 0
-        for msg in stub.Apply(uplink(), timeout=600):
+        for msg in stub.Apply(iter(msgs), timeout=600):
             if msg.WhichOneof("kind") == "frame":
                 received += msg.frame.symbols.shape[0]
         dt = time.perf_counter() - t0

@@ -26,12 +26,22 @@ class WireError(ValueError):
 
 
 def to_tensor(array: np.ndarray) -> pb.Tensor:
+    return fill_tensor(pb.Tensor(), array)
+
+
+def fill_tensor(t: pb.Tensor, array: np.ndarray) -> pb.Tensor:
+    """Write an array into a Tensor field in place (`msg.frame.symbols`): assigning a built Tensor to a field of
+    another message copies its bytes again, a few ms per 1e6-symbol frame."""
     a = np.asarray(array)
     key = a.dtype.newbyteorder("<") if a.dtype.itemsize > 1 else a.dtype
     if key not in _FROM_NUMPY:
         raise WireError(f"dtype {a.dtype} has no wire type; use one of {[str(d) for d in _TO_NUMPY.values()]}")
     a = np.ascontiguousarray(a, dtype=key)
-    return pb.Tensor(dtype=_FROM_NUMPY[key], shape=list(a.shape), raw=a.tobytes())
+    t.dtype = _FROM_NUMPY[key]
+    del t.shape[:]
+    t.shape.extend(a.shape)
+    t.raw = a.tobytes()
+    return t
 
 
 def from_tensor(t: pb.Tensor, field: str = "tensor", expect_dtype: int | None = None,
@@ -48,10 +58,11 @@ def from_tensor(t: pb.Tensor, field: str = "tensor", expect_dtype: int | None = 
         raise WireError(f"{field}.shape: expected {expect_ndim} dimensions, got shape {shape}")
     dtype = _TO_NUMPY[t.dtype]
     count = int(np.prod(shape)) if shape else 1
-    if len(t.raw) != count * dtype.itemsize:
-        raise WireError(f"{field}.raw: {len(t.raw)} bytes, but shape {shape} of {dtype} needs {count * dtype.itemsize}")
-    # A read-only view of the message's bytes: no copy of a 1e6-symbol frame. Callers that write copy first.
-    return np.frombuffer(t.raw, dtype=dtype).reshape(shape)
+    raw = t.raw  # each read of a bytes field makes a new bytes object: read it once
+    if len(raw) != count * dtype.itemsize:
+        raise WireError(f"{field}.raw: {len(raw)} bytes, but shape {shape} of {dtype} needs {count * dtype.itemsize}")
+    # A read-only view of those bytes: no further copy of a 1e6-symbol frame. Callers that write copy first.
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
 def frames(symbols: np.ndarray, frame_symbols: int) -> Iterator[tuple[int, bool, np.ndarray]]:

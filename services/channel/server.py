@@ -40,13 +40,14 @@ class Channel(pb_grpc.ChannelServicer):
                 state["error"] = RequestError("uplink", "only the first message may be a RequestHeader")
                 return
             t0 = time.perf_counter()
+            up = pb.Uplink()
             try:
-                frame = core.apply(msg.frame)
+                core.apply(msg.frame, up.frame)  # written in place: no copy of the frame into the message
             except RequestError as e:
                 state["error"] = e
                 return
             state["seconds"] += time.perf_counter() - t0
-            yield pb.Uplink(frame=frame)
+            yield up
 
     def Forward(self, request_iterator, context: grpc.ServicerContext) -> pb.Result:
         with common.rpc(SERVICE, "Forward", context) as call:
@@ -76,7 +77,9 @@ class Channel(pb_grpc.ChannelServicer):
             for msg in request_iterator:
                 if msg.WhichOneof("kind") != "frame":
                     raise RequestError("uplink", "only the first message may be a RequestHeader")
-                yield pb.Uplink(frame=core.apply(msg.frame))
+                up = pb.Uplink()
+                core.apply(msg.frame, up.frame)
+                yield up
             call.channel_uses(core.symbols)
 
 

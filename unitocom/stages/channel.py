@@ -19,7 +19,8 @@ class ChannelCore:
         self.channels: dict[int, FadingChannel] = {}
         self.symbols = 0
 
-    def apply(self, frame: pb.SymbolFrame) -> pb.SymbolFrame:
+    def apply(self, frame: pb.SymbolFrame, out: pb.SymbolFrame | None = None) -> pb.SymbolFrame:
+        """The received frame, written into `out` when given (a field of the message to send: no extra copy)."""
         if self.known and frame.stream_id not in self.known:
             raise RequestError("frame.stream_id", f"{frame.stream_id} is not a stream of this request's header")
         try:
@@ -29,12 +30,16 @@ class ChannelCore:
         ch = self.channels.get(frame.stream_id)
         if ch is None:
             ch = self.channels[frame.stream_id] = FadingChannel(self.spec, self.snr_db, (self.seed, frame.stream_id))
-        out = ch(z, prefetch_next=not frame.last)
+        res = ch(z, prefetch_next=not frame.last)
         self.symbols += len(z)
-        h, h_runs = wire.runs_encode(out.h)
-        e, e_runs = (h, h_runs) if out.h_est is out.h else wire.runs_encode(out.h_est)
-        csi = pb.Csi(h=wire.to_tensor(h), h_runs=wire.to_tensor(h_runs), h_est=wire.to_tensor(e),
-                     h_est_runs=wire.to_tensor(e_runs), noise_var=out.noise_var, snr_db=self.snr_db, erased=out.erased,
-                     h_est_error_var=out.est_error_var)
-        return pb.SymbolFrame(stream_id=frame.stream_id, seq=frame.seq, last=frame.last,
-                              symbols=wire.to_tensor(out.y), csi=csi)
+        out = pb.SymbolFrame() if out is None else out
+        out.stream_id, out.seq, out.last = frame.stream_id, frame.seq, frame.last
+        wire.fill_tensor(out.symbols, res.y)
+        h, h_runs = wire.runs_encode(res.h)
+        e, e_runs = (h, h_runs) if res.h_est is res.h else wire.runs_encode(res.h_est)
+        csi = out.csi
+        for field, value in (("h", h), ("h_runs", h_runs), ("h_est", e), ("h_est_runs", e_runs)):
+            wire.fill_tensor(getattr(csi, field), value)
+        csi.noise_var, csi.snr_db, csi.erased, csi.h_est_error_var = (res.noise_var, self.snr_db, res.erased,
+                                                                      res.est_error_var)
+        return out

@@ -36,8 +36,10 @@ class Prepared:
         yield pb.Uplink(header=self.header)
         for s in self.streams:
             for seq, last, chunk in wire.frames(s.symbols, frame_symbols):
-                frame = pb.SymbolFrame(stream_id=s.header.stream_id, seq=seq, last=last, symbols=wire.to_tensor(chunk))
-                yield pb.Uplink(frame=frame)
+                up = pb.Uplink()  # filled in place: nesting built messages copies every frame's bytes again
+                up.frame.stream_id, up.frame.seq, up.frame.last = s.header.stream_id, seq, last
+                wire.fill_tensor(up.frame.symbols, chunk)
+                yield up
 
 
 def prepare(req: pb.Request, cfg: Config) -> Prepared:
