@@ -196,6 +196,26 @@ def test_committed_image_checkpoint_beats_its_floor_at_high_snr(name, fresh_scen
     assert psnr > PSNR_FLOOR_DB[name] > grey + 2, (psnr, grey)
 
 
+def test_tokens_made_at_the_receiver_go_through_the_clean_link_before_the_detokenizer(fresh_scenes):
+    """F_beta^-1 reads R's output space, not F_alpha's: tokens the base station makes itself (a decoded JPEG
+    tokenized there, generated image tokens) must pass R(T(.)) first, or they decode to noise."""
+    from unitocom.codecs import psnr_db
+    from unitocom.schemes import learned
+    mp = pytest.MonkeyPatch()
+    mp.setenv("UNITOCOM_CHECKPOINTS", str(CHECKPOINTS))
+    try:
+        m = learned.model("image-sigma-genib-s32")
+    finally:
+        mp.undo()
+    x = torch.from_numpy(fresh_scenes).permute(0, 3, 1, 2).float() / 255.0
+    mu, _ = m.tokenize(x)
+    clean = learned.tokens_to_images(m, learned.clean_tokens(m, mu))
+    raw = learned.tokens_to_images(m, mu)
+    p_clean = np.mean([psnr_db(a, b) for a, b in zip(fresh_scenes, clean)])
+    p_raw = np.mean([psnr_db(a, b) for a, b in zip(fresh_scenes, raw)])
+    assert p_clean > PSNR_FLOOR_DB["image-sigma-genib-s32"] and p_clean > p_raw + 5, (p_clean, p_raw)
+
+
 def test_committed_text_checkpoint_is_faithful_to_any_text():
     if "text-sigma-genib" not in _manifest():
         pytest.skip("text-sigma-genib not committed")

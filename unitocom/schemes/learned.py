@@ -146,6 +146,21 @@ def symbols_to_tokens(m: TokenLink, z_hat: np.ndarray, sinr_db: np.ndarray) -> t
                         torch.from_numpy(np.ascontiguousarray(sinr_db, np.float32)))
 
 
+# The top of the SNR range the links were trained over (`--snr-db=-10:25`).
+CLEAN_SNR_DB = 25.0
+
+
+@torch.no_grad()
+def clean_tokens(m: TokenLink, mu: torch.Tensor, snr_db: float = CLEAN_SNR_DB) -> torch.Tensor:
+    """R(T(mu)) with nothing between them: F_alpha's means [B, S, d] -> the tokens R gives over a perfect link.
+    The de-tokenizer and the base-station MLLM read R's output, which is not F_alpha's space (Algorithm 1 only
+    asks R's output to reconstruct well: the two correlate at about 0, and F_beta^-1(mu) is a 14 dB image where
+    F_beta^-1(R(T(mu))) is 27.6 dB). So tokens made at the base station (a decoded JPEG or AMR-WB clip tokenized
+    there, or image tokens the MLLM generates) go through this before they are read."""
+    z = m.modulate(mu, torch.full((mu.shape[0],), float(snr_db)))
+    return m.demodulate(z, torch.full(z.shape, float(snr_db)))
+
+
 @torch.no_grad()
 def tokens_to_images(m: TokenLink, tokens: torch.Tensor) -> np.ndarray:
     """F_beta^-1: [B, S, d] -> uint8 [B, S, S, 3]."""

@@ -86,7 +86,7 @@ def image_tokens(a: Assistant, r: Received) -> torch.Tensor:
     else:  # the JPEG did not survive: the model sees a blank (mid-grey) picture
         img = np.full((size, size, 3), 128, np.uint8)
     x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0
-    return a.image_link.tokenize(x)[0][0]
+    return learned.clean_tokens(a.image_link, a.image_link.tokenize(x)[0])[0]
 
 
 @torch.no_grad()
@@ -108,7 +108,9 @@ def audio_tokens(a: Assistant, r: Received) -> torch.Tensor:
         wave, _ = learned.fit_audio(wave.mean(1), got, rate)
     else:
         wave = np.zeros(rate, np.float32)
-    return audio_means(a.audio_link, a.frontend, torch.from_numpy(np.ascontiguousarray(wave)))
+    mu = audio_means(a.audio_link, a.frontend, torch.from_numpy(np.ascontiguousarray(wave)))
+    s = a.audio_link.spec
+    return learned.clean_tokens(a.audio_link, mu.reshape(-1, s.tokens, s.token_dim)).reshape(-1, s.token_dim)
 
 
 def run(task: int, label: pb.Label, streams: list[Received], scheme: int, cfg: Config,
@@ -143,7 +145,9 @@ def run(task: int, label: pb.Label, streams: list[Received], scheme: int, cfg: C
         from unitocom.schemes import learned
         gen = torch.Generator().manual_seed(seed)
         tokens = tasks.imagine(a.model, a.vocab, texts[0], a.image_link.spec.tokens, guidance=guidance, generator=gen)
-        img = learned.tokens_to_images(a.image_link, a.std.inverse(tokens.float().cpu())[None])[0]
+        # The MLLM generates F_alpha-space tokens (its targets are the tokenizer's means); the de-tokenizer reads R's.
+        mu = a.std.inverse(tokens.float().cpu())[None]
+        img = learned.tokens_to_images(a.image_link, learned.clean_tokens(a.image_link, mu))[0]
         buf = io.BytesIO()
         Image.fromarray(img).save(buf, format="PNG")
         out = pb.ModalityOutput(modality=pb.IMAGE, decoded=True, image_png=buf.getvalue(),
