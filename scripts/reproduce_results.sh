@@ -33,7 +33,7 @@ if [ "$what" = tasks ] || [ "$what" = all ]; then
   T=127.0.0.1:50071
   $U up --base-port 50071 --metrics-base-port 9171 --run-dir runs/evalrun
   trap '$U down --run-dir runs/evalrun' EXIT
-  $U eval-sweep --task vqa --schemes unitocom,vae,traditional --snr-db 0:20:5 --channel rayleigh --n 100 \
+  $U eval-sweep --task vqa --schemes unitocom,vae,traditional --snr-db 0:20:5 --channel rayleigh --n 300 \
      --target $T --csv out/fig2a_vqa.csv --plot out/fig2a_vqa.png | tee out/fig2a_vqa.jsonl
   for s in unitocom vae traditional; do for snr in 20 5; do
     $U eval --task asr --scheme $s --snr-db $snr --channel rayleigh --n 60 --target $T --json | tee out/asr_${s}_${snr}.json
