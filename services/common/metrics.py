@@ -63,7 +63,7 @@ QUEUE_DEPTH = Gauge("unitocom_queue_depth", "RPCs accepted and waiting for a wor
 WORKERS = Gauge("unitocom_worker_threads", "Worker threads serving RPCs (the most that run at once)", ["service"])
 QUALITY_RATIO = Summary("unitocom_quality_ratio", "Task quality as a ratio 0..1 (exact_match, decoded, wer, ...); "
                         "mean = _sum / _count", ["scheme", "task", "channel", "metric", "snr_bucket"])
-QUALITY_DECIBELS = Summary("unitocom_quality_decibels", "Task quality in dB (psnr_db, audio_snr_db, ...); "
+QUALITY_DECIBELS = Summary("unitocom_quality_decibels", "Task quality in dB (psnr_db, audio_snr_db, mel_distance_db, ...); "
                            "mean = _sum / _count", ["scheme", "task", "channel", "metric", "snr_bucket"])
 INFO = Gauge("unitocom_service_info", "Always 1; labels say what runs", ["service", "preset", "version"])
 
