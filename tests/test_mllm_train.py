@@ -136,3 +136,12 @@ def test_cuda_generation_matches_cpu():
     a_cpu, t_cpu = _prompted(m, v)
     a_gpu, t_gpu = _prompted(m.to("cuda"), v)
     assert a_gpu == a_cpu and torch.allclose(t_gpu.float().cpu(), t_cpu, atol=1e-3)
+
+
+def test_recorded_command_leaves_out_where_it_ran(monkeypatch):
+    import sys
+
+    from unitocom.mllm import cli
+    monkeypatch.setattr(sys, "argv", ["unitocom", "train", "mllm", "--objective", "vae", "--run-dir", "runs/x",
+                                      "--no-install", "--steps", "5", "--snr-db=-5:25"])
+    assert cli._command() == "unitocom train mllm --objective vae --steps 5 --snr-db=-5:25"

@@ -39,7 +39,17 @@ def add_train_commands(sub) -> None:
 
 
 def _command() -> str:
-    return "unitocom " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    """The command that reproduces the checkpoint: where it ran (--run-dir, --out) and whether it was installed
+    do not change the weights, so they are left out."""
+    args, out, skip = sys.argv[1:], [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in ("--run-dir", "--out"):
+            skip = True
+        elif not (a == "--no-install" or a.startswith(("--run-dir=", "--out="))):
+            out.append(a)
+    return "unitocom " + " ".join(shlex.quote(a) for a in out)
 
 
 def _cmd_mllm(args) -> int:
