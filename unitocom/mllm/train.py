@@ -99,6 +99,7 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
     model.train()
     bar = tqdm(range(start, tc.steps), desc="mllm", initial=start, total=tc.steps)
     running: dict[str, float] = {}
+    metrics, wall_s = None, None
     for step in bar:
         task = tasks[step % len(tasks)]
         n = train_data.counts()[task]
@@ -126,11 +127,14 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
             tqdm.write(json.dumps(row))
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1}, state_path)
             model.train()
+    if metrics is None:  # resumed a run that had already finished: its last validation is in the log
+        last = json.loads(log_path.read_text().splitlines()[-1])
+        metrics, wall_s = {k: v for k, v in last.items() if k.startswith("val_")}, last["time_s"]
     from unitocom.data.make import dataset_checksum
     meta = {"command": command, "train_config": dataclasses.asdict(tc), "preset": preset, "objective": objective,
             "links": {k: Path(v).name for k, v in link_paths.items()}, "seed": tc.seed,
             "data_checksum": dataset_checksum(data_dir), "parameters": sum(p.numel() for p in model.parameters()),
-            "wall_s": round(time.time() - t0, 1), "validation": metrics}
+            "wall_s": round(wall_s if wall_s is not None else time.time() - t0, 1), "validation": metrics}
     save_mllm(model, train_data.image_std, ckpt, meta)
     return meta
 
