@@ -105,6 +105,12 @@ def test_resume_continues_from_the_saved_step(small_world):
     train(str(d / "data"), str(out), links=links, tc=TrainConfig(steps=6, batch=4, val_every=2, val_n=2), resume=True)
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6]
+    # once more on the finished run: nothing is trained, the last validation is what it reports
+    meta = train(str(d / "data"), str(out), links=links, tc=TrainConfig(steps=6, batch=4, val_every=2, val_n=2),
+                 resume=True)
+    last = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    assert len((out / "log.jsonl").read_text().splitlines()) == 3
+    assert meta["validation"] == {k: v for k, v in last.items() if k.startswith("val_")} and meta["validation"]
 
 
 def _prompted(m, v):
