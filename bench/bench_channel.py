@@ -52,11 +52,9 @@ def service_rate(target: str, frames: list[np.ndarray], link: pb.LinkSettings, m
     opts = [("grpc.max_send_message_length", max_bytes), ("grpc.max_receive_message_length", max_bytes)]
     with grpc.insecure_channel(target, options=opts) as ch:
         stub = pb_grpc.ChannelStub(ch)
+        # built outside the clock: the caller's own cost, not the service's
         msgs = [pb.Uplink(header=pb.RequestHeader(link=link))]
-        for i, z in enumerate(frames):  # built outside the clock: the caller's own cost, not the service's
-            msgs.append(pb.Uplink())
-            msgs[-1].frame.seq, msgs[-1].frame.last = i, i == len(frames) - 1
-            wire.fill_tensor(msgs[-1].frame.symbols, z)
+        msgs += [wire.uplink_frame(0, i, i == len(frames) - 1, z) for i, z in enumerate(frames)]
 
         t0 = time.perf_counter()
         received = 0

@@ -44,6 +44,14 @@ def fill_tensor(t: pb.Tensor, array: np.ndarray) -> pb.Tensor:
     return t
 
 
+def uplink_frame(stream_id: int, seq: int, last: bool, symbols: np.ndarray) -> pb.Uplink:
+    """One symbol frame as an Uplink message, its tensor written in place (see fill_tensor)."""
+    up = pb.Uplink()
+    up.frame.stream_id, up.frame.seq, up.frame.last = stream_id, seq, last
+    fill_tensor(up.frame.symbols, symbols)
+    return up
+
+
 def from_tensor(t: pb.Tensor, field: str = "tensor", expect_dtype: int | None = None,
                 expect_ndim: int | None = None) -> np.ndarray:
     """Decode a Tensor (read-only), checking it is what the caller expects; WireError names `field` and the reason."""

@@ -5,6 +5,7 @@ station sends back against what was sent (the device still holds its originals).
 """
 from __future__ import annotations
 
+import functools
 import io
 import time
 from collections.abc import Iterator
@@ -36,10 +37,7 @@ class Prepared:
         yield pb.Uplink(header=self.header)
         for s in self.streams:
             for seq, last, chunk in wire.frames(s.symbols, frame_symbols):
-                up = pb.Uplink()  # filled in place: nesting built messages copies every frame's bytes again
-                up.frame.stream_id, up.frame.seq, up.frame.last = s.header.stream_id, seq, last
-                wire.fill_tensor(up.frame.symbols, chunk)
-                yield up
+                yield wire.uplink_frame(s.header.stream_id, seq, last, chunk)
 
 
 def prepare(req: pb.Request, cfg: Config) -> Prepared:
@@ -97,18 +95,24 @@ def score(result: pb.Result, prep: Prepared) -> dict[str, float]:
     return q
 
 
+@functools.lru_cache(maxsize=8)
+def _mel_frontend(rate_hz: int, n_fft: int, hop: int, mels: int):
+    """One per analysis setting for the process, not one per request (it holds the mel filterbank)."""
+    from unitocom.models.audio_tokenizer import MelFrontend
+    return MelFrontend(rate_hz, n_fft, hop, mels)
+
+
 def _mel_distance_db(reference: np.ndarray, ref_rate_hz: int, got: np.ndarray, rate_hz: int, cfg: Config) -> float:
     """Log-mel distance of the received speech from the input as sent (resampled to the output's rate), in the
     preset's mel analysis: the same score for every scheme, codec and channel damage together."""
     from unitocom.data.loaders import resample
     from unitocom.metrics.scores import logmel_distance_db
-    from unitocom.models.audio_tokenizer import MelFrontend
     ref = np.asarray(reference, np.float32)
     ref = ref.mean(axis=1) if ref.ndim == 2 else ref
     if int(ref_rate_hz) != int(rate_hz):
         ref = resample(ref, int(ref_rate_hz), int(rate_hz))
     t = cfg.preset.tokenizer
-    return logmel_distance_db(ref, got, MelFrontend(int(rate_hz), t.audio_n_fft, t.audio_hop, t.audio_mels))
+    return logmel_distance_db(ref, got, _mel_frontend(int(rate_hz), t.audio_n_fft, t.audio_hop, t.audio_mels))
 
 
 def _audio_snr_db(reference: np.ndarray, got: np.ndarray) -> float:
