@@ -130,9 +130,10 @@ def test_warm_start_resamples_the_token_axis():
     from tests.test_models import small_spec
     from unitocom.train.loop import warm_start
     torch.manual_seed(0)
-    src = TokenLink(small_spec("image", "sigma-genib", tokens=8))
+    # the ViT's latent queries are the tensors with a token axis (the conv tokenizer's grid has none)
+    src = TokenLink(small_spec("image", "sigma-genib", tokens=8, image_arch="vit"))
     for s in (4, 16):
-        dst = TokenLink(small_spec("image", "sigma-genib", tokens=s))
+        dst = TokenLink(small_spec("image", "sigma-genib", tokens=s, image_arch="vit"))
         note = warm_start(dst, src)
         assert "2 resampled" in note
         assert dst.tokenizer.encoder.queries.shape == (1, s, 32)

@@ -228,7 +228,7 @@ def parser() -> argparse.ArgumentParser:
     train = train_cli.add_subparser(sub)
     # `train` is the tokenizers' command; the MLLM and the scene checker are trained under it too.
     train_sub = next(a for a in train._actions if isinstance(a, argparse._SubParsersAction))
-    train_sub.metavar = "{tokenizer,mllm,checker}"
+    train_sub.metavar = "{tokenizer,all,mllm,checker}"
     mllm_cli.add_train_commands(train_sub)
     evaluate_link.add_subparser(sub)
     eval_cli.add_subparser(sub)

@@ -52,7 +52,13 @@ class TokenizerConfig:
     """
 
     heads: int = 4
-    image_patch_px: int = 4
+    image_patch_px: int = 4  # vit only
+    # Image tokenizer architecture: "conv" (convolutional stages around a grid of tokens, `conv_tokenizer`)
+    # or "vit" (latent queries, the first tiny tokenizers). The conv one keeps shapes at 32 tokens.
+    image_arch: str = "conv"
+    image_stem: int = 16  # conv: channels at full resolution, doubled per stage up to image_cap
+    image_cap: int = 128
+    image_blocks: int = 2
     audio_n_fft: int = 512
     audio_hop: int = 256
     audio_mels: int = 64
@@ -69,6 +75,8 @@ class TokenizerConfig:
     # sigma ~ N(0, C_sigma), one draw per example (eq. 13). With E[mu^2] about 1 the latent noise is then a
     # ~20 dB "channel" of its own: 0.1 (~10 dB) trained a decoder that hedged against it and blurred every shape.
     c_sigma: float = 0.01
+    # Token consistency (one token space): weight of the normalised ||R(T(t)) - t||^2, see token_link.
+    consistency: float = 1.0
     # -log q(x|t) of a Gaussian with this variance per element: distortion = SSE / (2 obs_var), in nats.
     obs_var: float = 0.01
     # Training (Algorithm 1)
@@ -107,7 +115,7 @@ class ModelPreset:
 PRESETS: dict[str, ModelPreset] = {
     "tiny": ModelPreset(
         name="tiny", image_size_px=32, audio_rate_hz=16000, image_tokens=32, token_dim=16,
-        tokenizer_layers=2, tokenizer_width=96, mllm_layers=3, mllm_hidden=128, mllm_heads=4,
+        tokenizer_layers=2, tokenizer_width=96, mllm_layers=4, mllm_hidden=128, mllm_heads=4,
         mllm_intermediate=344, mllm_vocab=512, mllm_max_positions=512, diffusion_head_width=256,
         diffusion_head_depth=3, diffusion_train_steps=1000, diffusion_sample_steps=50,
     ),
@@ -118,7 +126,7 @@ PRESETS: dict[str, ModelPreset] = {
         mllm_intermediate=5632, mllm_vocab=32000, mllm_max_positions=4096, diffusion_head_width=1024,
         diffusion_head_depth=6, diffusion_train_steps=1000, diffusion_sample_steps=100,
         # The letter's section V: batch 256, AdamW 2e-4, weight decay 0.01; 256 px in 16 px patches, 24 kHz audio.
-        tokenizer=TokenizerConfig(heads=8, image_patch_px=16, audio_n_fft=1024, audio_hop=384, audio_mels=80,
+        tokenizer=TokenizerConfig(heads=8, image_patch_px=16, image_arch="vit", audio_n_fft=1024, audio_hop=384, audio_mels=80,
                                   text_vocab=4096, batch_size=256, lr=2e-4, warmup_steps=1000),
     ),
 }

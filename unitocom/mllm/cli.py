@@ -28,6 +28,7 @@ def add_train_commands(sub) -> None:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--run-dir", default=None, help="default runs/mllm-<objective>")
     m.add_argument("--no-install", action="store_true", help="leave the result in the run dir only")
+    m.add_argument("--device", default="cpu", help="cpu, or cuda (bf16 autocast) to train on a GPU")
     m.set_defaults(func=_cmd_mllm)
     c = sub.add_parser("checker", help="the scene checker: FID features and colour/shape recognition for T2I",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -59,7 +60,7 @@ def _cmd_mllm(args) -> int:
     from unitocom.mllm.train import TrainConfig, train
     lo, hi = (float(v) for v in args.snr_db.split(":"))
     tc = TrainConfig(steps=args.steps, batch=args.batch_size, lr=args.lr, snr_db=(lo, hi), channel=args.channel,
-                     val_every=args.val_every, seed=args.seed)
+                     val_every=args.val_every, seed=args.seed, device=args.device)
     run = Path(args.run_dir or f"runs/mllm-{args.objective}")
     meta = train(args.data, str(run), args.preset, objective=args.objective, tc=tc, command=_command())
     if not args.no_install:

@@ -78,7 +78,11 @@ class TaskData:
         qs = read_json(clevr_root(data_dir) / "questions" / f"CLEVR_{split}_questions.json")["questions"]
         self.clevr_mu = image_means(image_link, load_images(data_dir, split, size_px, limit))
         n = len(self.clevr_mu)
-        self.questions = [(q["image_index"], q["question"], q["answer"]) for q in qs if q["image_index"] < n]
+        kept = [q for q in qs if q["image_index"] < n]
+        self.questions = [(q["image_index"], q["question"], q["answer"]) for q in kept]
+        # question family (CLEVR's question_family_index, -1 where a set has none): training draws families
+        # evenly, so a family that is rare in a real set is not drowned by the common ones
+        self.families = [int(q.get("question_family_index", -1)) for q in kept]
         # T2I: COCO layout (the synthetic set's images are the CLEVR ones, linked; real COCO works the same).
         ann = read_json(coco_annotation_file(data_dir / "coco", split))
         files = {im["id"]: im["file_name"] for im in ann["images"]}
@@ -102,6 +106,16 @@ class TaskData:
                     if mu.shape[0] <= max_audio_chunks * audio_link.spec.tokens:
                         self.speech.append((mu, text))
         self.image_std = Standardizer.fit(self.coco_mu)
+
+    def family_balanced(self, batch: int, gen: torch.Generator) -> list[int]:
+        """`batch` VQA indices: a family drawn uniformly, then a question of that family uniformly."""
+        if not hasattr(self, "_by_family"):
+            by: dict[int, list[int]] = {}
+            for i, f in enumerate(self.families):
+                by.setdefault(f, []).append(i)
+            self._by_family = [torch.tensor(v) for _, v in sorted(by.items())]
+        fams = torch.randint(len(self._by_family), (batch,), generator=gen).tolist()
+        return [int(self._by_family[f][torch.randint(len(self._by_family[f]), (1,), generator=gen)]) for f in fams]
 
     def counts(self) -> dict[str, int]:
         return {"vqa": len(self.questions), "t2i": len(self.captions), "asr": len(self.speech)}

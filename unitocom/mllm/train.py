@@ -41,10 +41,12 @@ class TrainConfig:
     # Steps per task in each cycle: VQA grounds answers in the image tokens only after many examples.
     task_weights: tuple[tuple[str, int], ...] = (("vqa", 2), ("t2i", 1), ("asr", 1))
     diffusion_repeats: int = 2  # noise draws per continuous target per step (MAR uses 4; CPU budget here)
+    balance_families: bool = True  # VQA batches draw question families evenly
     val_every: int = 500
     val_n: int = 256
     seed: int = 0
     threads: int = 1  # tiny models: more threads spin on a shared 2-core machine (100x slower seen)
+    device: str = "cpu"  # cuda: the MLLM on the GPU under bf16 autocast (fp32 master weights); links stay on the CPU
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
@@ -82,19 +84,24 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
     print(f"tokens ready in {time.time() - t0:.0f} s: train {train_data.counts()}, val {val_data.counts()}")
     mcfg = MLLMConfig.from_preset(cfg.preset, vocab=len(vocab))
     torch.manual_seed(tc.seed)
-    model = MLLM(mcfg)
+    device = torch.device(tc.device)
+    model = MLLM(mcfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     channel = TorchChannelSpec(model=tc.channel)
     ckpt, log_path = out / "mllm.safetensors", out / "log.jsonl"
     start = 0
     state_path = out / "train_state.pt"
     if resume and state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        # tensors and numbers only: no pickled code runs
+        state = torch.load(state_path, weights_only=True, map_location=device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         start = state["step"]
         print(f"resumed at step {start}")
     gen = torch.Generator().manual_seed(tc.seed + start)
+    # the diffusion loss draws on the model's device (the same generator on the CPU)
+    dgen = gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(tc.seed + start)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     tasks = [t for t, w in tc.task_weights for _ in range(w) if train_data.counts()[t] > 0]
     model.train()
     bar = tqdm(range(start, tc.steps), desc="mllm", initial=start, total=tc.steps)
@@ -103,10 +110,14 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
     for step in bar:
         task = tasks[step % len(tasks)]
         n = train_data.counts()[task]
-        idx = torch.randint(n, (tc.batch,), generator=gen).tolist()
+        if task == "vqa" and tc.balance_families:
+            idx = train_data.family_balanced(tc.batch, gen)
+        else:
+            idx = torch.randint(n, (tc.batch,), generator=gen).tolist()
         snr = torch.empty(tc.batch).uniform_(*tc.snr_db, generator=gen)
         packed = seq.pack(model, train_data.examples(task, idx, snr, channel, gen, tc.drop_caption))
-        losses = loss_of(model, packed, tc.diffusion_repeats, gen)
+        with autocast:
+            losses = loss_of(model, packed, tc.diffusion_repeats, dgen)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, tc)
         opt.zero_grad(set_to_none=True)
@@ -135,25 +146,25 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
             "links": {k: Path(v).name for k, v in link_paths.items()}, "seed": tc.seed,
             "data_checksum": dataset_checksum(data_dir), "parameters": sum(p.numel() for p in model.parameters()),
             "wall_s": round(wall_s if wall_s is not None else time.time() - t0, 1), "validation": metrics}
-    save_mllm(model, train_data.image_std, ckpt, meta)
+    save_mllm(model.cpu(), train_data.image_std, ckpt, meta)
     return meta
 
 
 @torch.no_grad()
 def validate(model: MLLM, data: TaskData, tc: TrainConfig, channel: TorchChannelSpec) -> dict[str, float]:
-    """VQA exact match and ASR WER at 20 dB, T2I diffusion loss: quick numbers to watch training by."""
+    """VQA exact match at 20 and 0 dB, ASR WER at 20 dB, T2I diffusion loss: quick numbers to watch training by."""
     from unitocom.mllm import tasks
     model.eval()
     gen = torch.Generator().manual_seed(1234)
     out = {}
     n = min(tc.val_n, data.counts()["vqa"])
-    if n:
+    for snr_db in ((20.0, 0.0) if n else ()):
         idx = list(range(n))
-        snr = torch.full((n,), 20.0)
         items = [data.questions[i] for i in idx]
-        rx = data.examples("vqa", idx, snr, channel, gen)
+        rx = data.examples("vqa", idx, torch.full((n,), snr_db), channel, gen)
         answers = tasks.answer(model, data.vocab, [ex[1].value for ex in rx], [q for _, q, _ in items])
-        out["val_vqa_acc_20db"] = sum(seq.normalize(a) == seq.normalize(t) for a, (_, _, t) in zip(answers, items)) / n
+        out[f"val_vqa_acc_{snr_db:g}db"] = sum(seq.normalize(a) == seq.normalize(t)
+                                              for a, (_, _, t) in zip(answers, items)) / n
     n = min(tc.val_n // 4, data.counts()["asr"])
     if n:
         import jiwer
@@ -165,5 +176,7 @@ def validate(model: MLLM, data: TaskData, tc: TrainConfig, channel: TorchChannel
     n = min(tc.val_n, data.counts()["t2i"])
     if n:
         packed = seq.pack(model, data.examples("t2i", list(range(n)), torch.zeros(n), channel, gen))
-        out["val_t2i_diffusion"] = float(loss_of(model, packed, 4, gen)["diffusion"])
+        dev = next(model.parameters()).device
+        dgen = gen if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(1234)
+        out["val_t2i_diffusion"] = float(loss_of(model, packed, 4, dgen)["diffusion"])
     return out

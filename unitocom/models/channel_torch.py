@@ -23,14 +23,14 @@ SNR_DB_CLAMP = (-30.0, 60.0)  # the range the learned receiver sees (deep fades,
 
 @dataclass(frozen=True)
 class TorchChannelSpec:
-    model: str = "awgn"  # awgn | rayleigh
+    model: str = "awgn"  # awgn | rayleigh | mixed (training: each example AWGN or Rayleigh with probability 1/2)
     fading: str = "block"  # block | fast
     block_length: int = 0  # symbols per fading block; 0 = one h per example
     equalizer: str = "mmse"  # mmse | zf
 
     def __post_init__(self):
-        if self.model not in ("awgn", "rayleigh"):
-            raise ValueError(f"channel model must be awgn or rayleigh, got {self.model!r}")
+        if self.model not in ("awgn", "rayleigh", "mixed"):
+            raise ValueError(f"channel model must be awgn, rayleigh or mixed, got {self.model!r}")
         if self.fading not in ("block", "fast"):
             raise ValueError(f"fading must be block or fast, got {self.fading!r}")
         if self.equalizer not in ("mmse", "zf"):
@@ -80,6 +80,9 @@ def apply_channel(z: torch.Tensor, snr_db: torch.Tensor, spec: TorchChannelSpec,
         h = torch.ones(b, n, dtype=z.dtype, device=z.device)
     else:
         h = rayleigh_gains(b, n, spec, generator, z.device).to(z.dtype)
+        if spec.model == "mixed":  # a tokenizer that serves both of the letter's channels sees both
+            flat = torch.rand(b, 1, generator=generator, device=z.device) < 0.5
+            h = torch.where(flat, torch.ones_like(h), h)
     w = torch.randn(b, n, 2, generator=generator, device=z.device) * torch.sqrt(n0 / 2.0)[:, None, None]
     return h * z + torch.complex(w[..., 0], w[..., 1]), h, n0
 

@@ -20,6 +20,7 @@ from unitocom.config import Config, TokenizerConfig
 from unitocom.models import objectives as obj
 from unitocom.models.audio_tokenizer import AudioDetokenizer, AudioTokenizer, audio_distortion
 from unitocom.models.channel_torch import TorchChannelSpec, transmit
+from unitocom.models.conv_tokenizer import ConvImageDetokenizer, ConvImageTokenizer
 from unitocom.models.coding_modulation import AdaptiveDemodulator, AdaptiveModulator
 from unitocom.models.text_tokenizer import TextDetokenizer, TextTokenizer, text_distortion
 from unitocom.models.vit_tokenizer import ImageDetokenizer, ImageTokenizer, image_distortion
@@ -47,8 +48,16 @@ class LinkSpec:
     c_sigma: float
     obs_var: float
     cm_hidden: int = 64
-    image_stem: int = 32  # channels of the image tokenizer's convolution stem
-    image_head: int = 16  # channels of the image de-tokenizer's convolution head
+    image_stem: int = 32  # channels of the image tokenizer's convolution stem (conv: of the full-resolution stage)
+    image_head: int = 16  # channels of the image de-tokenizer's convolution head (vit only)
+    # "vit": latent queries (`vit_tokenizer`); "conv": convolutional stages around a grid of tokens
+    # (`conv_tokenizer`). Checkpoints written before the field existed are ViTs.
+    image_arch: str = "vit"
+    image_cap: int = 128  # conv: channel cap of the deepest stages
+    image_blocks: int = 2  # conv: residual blocks at the token grid's resolution
+    # Token consistency (one token space, eq. 3): weight of ||R(T(t)) - t||^2 / ||t||^2, summed over the
+    # example's tokens and dimensions as a Gaussian of this inverse variance (0: off, as before).
+    consistency: float = 0.0
     preset: str = "tiny"
     image_size_px: int = 0
     patch_px: int = 0
@@ -96,9 +105,11 @@ class LinkSpec:
         fields = dict(modality=modality, objective=objective, token_dim=p.token_dim, width=p.tokenizer_width,
                       layers=p.tokenizer_layers, heads=t.heads, uses_per_token=t.channel_uses_per_token,
                       xi=t.vae_xi if objective == "vae" else t.xi, lam=t.lam, k_samples=t.k_samples,
-                      c_sigma=t.c_sigma, obs_var=t.obs_var, preset=p.name)
+                      c_sigma=t.c_sigma, obs_var=t.obs_var, consistency=t.consistency, preset=p.name)
         if modality == "image":
-            fields.update(tokens=tokens or p.image_tokens, image_size_px=p.image_size_px, patch_px=t.image_patch_px)
+            fields.update(tokens=tokens or p.image_tokens, image_size_px=p.image_size_px, patch_px=t.image_patch_px,
+                          image_arch=t.image_arch, image_stem=t.image_stem, image_cap=t.image_cap,
+                          image_blocks=t.image_blocks)
         elif modality == "audio":
             fields.update(tokens=tokens or t.audio_tokens, audio_rate_hz=p.audio_rate_hz, n_fft=t.audio_n_fft,
                           hop=t.audio_hop, mels=t.audio_mels, chunk_frames=t.audio_chunk_frames)
@@ -112,7 +123,14 @@ class TokenLink(nn.Module):
     def __init__(self, spec: LinkSpec):
         super().__init__()
         self.spec = s = spec
-        if s.modality == "image":
+        if s.modality == "image" and s.image_arch == "conv":
+            self.tokenizer = ConvImageTokenizer(s.image_size_px, s.tokens, s.width, s.layers, s.heads,
+                                                s.image_stem, s.image_cap, s.image_blocks)
+            self.detokenizer = ConvImageDetokenizer(s.image_size_px, s.tokens, s.token_dim, s.width, s.layers,
+                                                    s.heads, s.image_stem, s.image_cap, s.image_blocks)
+        elif s.modality == "image":
+            if s.image_arch != "vit":
+                raise ValueError(f"image_arch must be vit or conv, got {s.image_arch!r}")
             self.tokenizer = ImageTokenizer(s.image_size_px, s.patch_px, s.tokens, s.width, s.layers, s.heads,
                                             s.image_stem)
             self.detokenizer = ImageDetokenizer(s.image_size_px, s.patch_px, s.tokens, s.token_dim, s.width,
@@ -176,8 +194,28 @@ class TokenLink(nn.Module):
         x_hat = self.detokenize(t_hat, rep(mask))  # line 9
         dist = self.distortion(rep(x), x_hat, rep(mask))  # line 10
         out = obj.total_loss(spec, lat, dist)  # line 11
+        nmse = token_nmse(lat.tokens, t_hat, rep(mask))
+        if self.spec.consistency > 0:  # R's output is the token itself, not a private code of the de-tokenizer
+            elems = lat.tokens[0].numel() if mask is None else rep(mask).sum(1) * lat.tokens.shape[-1]
+            out["loss"] = out["loss"] + self.spec.consistency * (nmse * elems / 2.0).mean()
+        out["token_nmse"] = nmse.detach().mean()
         out["mu_power"] = (mu.detach() ** 2).mean()
         return out
+
+
+def token_nmse(t: torch.Tensor, t_hat: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """||t_hat - t||^2 / ||t||^2 per example [B] over its (real, unpadded) tokens: how far R's output is from
+    the transmitted token. The power of t is not differentiated through, so shrinking the tokens cannot buy a
+    smaller error."""
+    w = 1.0 if mask is None else mask[..., None].to(t.dtype)
+    err = (((t_hat - t) ** 2) * w).flatten(1).sum(1)
+    power = ((t.detach() ** 2) * w).flatten(1).sum(1).clamp_min(1e-9)
+    return err / power
+
+
+def token_cosine(t: torch.Tensor, t_hat: torch.Tensor) -> torch.Tensor:
+    """cos(t_hat, t) per example [B], both flattened over tokens and dimensions."""
+    return torch.nn.functional.cosine_similarity(t_hat.flatten(1), t.flatten(1), dim=1)
 
 
 # --- checkpoints ------------------------------------------------------------------------------------------------

@@ -152,11 +152,15 @@ CLEAN_SNR_DB = 25.0
 
 @torch.no_grad()
 def clean_tokens(m: TokenLink, mu: torch.Tensor, snr_db: float = CLEAN_SNR_DB) -> torch.Tensor:
-    """R(T(mu)) with nothing between them: F_alpha's means [B, S, d] -> the tokens R gives over a perfect link.
-    The de-tokenizer and the base-station MLLM read R's output, which is not F_alpha's space (Algorithm 1 only
-    asks R's output to reconstruct well: the two correlate at about 0, and F_beta^-1(mu) is a 14 dB image where
-    F_beta^-1(R(T(mu))) is 27.6 dB). So tokens made at the base station (a decoded JPEG or AMR-WB clip tokenized
-    there, or image tokens the MLLM generates) go through this before they are read."""
+    """Tokens made at the base station (a decoded JPEG or AMR-WB clip tokenized there, or image tokens the MLLM
+    generates), F_alpha's means [B, S, d], as the MLLM and the de-tokenizer read them.
+
+    A link trained with the token-consistency term (`spec.consistency > 0`) has one token space: R's output is
+    the sent token, so mu is read as it is. Links trained without it (the first tiny checkpoints) have a private
+    R space that correlates with F_alpha's at about 0 (F_beta^-1(mu) was a 14 dB image where
+    F_beta^-1(R(T(mu))) was 27.6 dB); for those, mu goes through R(T(.)) over a perfect link first."""
+    if m.spec.consistency > 0:
+        return mu
     z = m.modulate(mu, torch.full((mu.shape[0],), float(snr_db)))
     return m.demodulate(z, torch.full(z.shape, float(snr_db)))
 

@@ -145,7 +145,8 @@ def run(task: int, label: pb.Label, streams: list[Received], scheme: int, cfg: C
         from unitocom.schemes import learned
         gen = torch.Generator().manual_seed(seed)
         tokens = tasks.imagine(a.model, a.vocab, texts[0], a.image_link.spec.tokens, guidance=guidance, generator=gen)
-        # The MLLM generates F_alpha-space tokens (its targets are the tokenizer's means); the de-tokenizer reads R's.
+        # The MLLM generates F_alpha-space tokens (its targets are the tokenizer's means): one token space with a
+        # consistency-trained link, a pass through R(T(.)) for the older ones (learned.clean_tokens).
         mu = a.std.inverse(tokens.float().cpu())[None]
         img = learned.tokens_to_images(a.image_link, learned.clean_tokens(a.image_link, mu))[0]
         buf = io.BytesIO()

@@ -17,14 +17,15 @@ def _snr_range(text: str) -> tuple[float, float]:
 
 def _tokenizer(args) -> int:
     from unitocom.train.loop import TrainOptions, train
-    overrides = {k: getattr(args, k) for k in ("xi", "lam", "k_samples", "c_sigma", "obs_var", "uses_per_token")
+    overrides = {k: getattr(args, k) for k in ("xi", "lam", "k_samples", "c_sigma", "obs_var", "uses_per_token",
+                                                   "consistency", "image_arch")
                  if getattr(args, k) is not None}
     opts = TrainOptions(
         modality=args.modality, objective=args.objective, tokens=args.tokens, snr_db=args.snr_db,
         channel=args.channel, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         preset=args.preset, data_dir=args.data, run_dir=args.run_dir, out=args.out, val_every=args.val_every,
         save_every=args.save_every, resume=not args.restart, threads=args.threads, snr_sampling=args.snr_sampling,
-        overrides=overrides, progress=not args.quiet, init=args.init, warmup=args.warmup)
+        overrides=overrides, progress=not args.quiet, init=args.init, warmup=args.warmup, device=args.device)
     try:
         train(opts)
     except (FileNotFoundError, ValueError) as e:
@@ -35,7 +36,7 @@ def _tokenizer(args) -> int:
 
 def add_subparser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("train", help="train the learned parts (tokenizers with their coding-modulation)")
-    sub = p.add_subparsers(dest="train_command", metavar="{tokenizer}")
+    sub = p.add_subparsers(dest="train_command", metavar="{tokenizer,all}")
     sub.required = True
     t = sub.add_parser(
         "tokenizer", help="Algorithm 1: tokenizer + adaptive coding-modulation + de-tokenizer, channel in the loop",
@@ -52,7 +53,8 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                    help="training SNR range in dB, drawn uniformly; write --snr-db=-10:25 when A is negative (default: the preset's)")
     t.add_argument("--snr-sampling", choices=["example", "batch"], default="example",
                    help="one SNR draw per example of a batch, or one per batch")
-    t.add_argument("--channel", choices=["awgn", "rayleigh"], default="awgn")
+    t.add_argument("--channel", choices=["awgn", "rayleigh", "mixed"], default="awgn",
+                   help="training channel; mixed: each example over AWGN or Rayleigh block fading, half and half")
     t.add_argument("--steps", type=int, default=2000)
     t.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
     t.add_argument("--lr", type=float, default=None, help="peak AdamW learning rate (default: the preset's)")
@@ -65,6 +67,11 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--c-sigma", type=float, default=None, help="Var(sigma) of sigma-GenIB")
     t.add_argument("--obs-var", type=float, default=None, help="variance of the Gaussian likelihood (image/audio)")
     t.add_argument("--uses-per-token", type=int, default=None, help="complex channel uses per token")
+    t.add_argument("--consistency", type=float, default=None,
+                   help="weight of the token-consistency term ||R(T(t)) - t||^2 / ||t||^2 (0: off; default: the preset's)")
+    t.add_argument("--image-arch", choices=["conv", "vit"], default=None,
+                   help="image tokenizer: convolutional stages around a token grid, or a ViT with latent queries "
+                        "(default: the preset's)")
     t.add_argument("--init", default=None, metavar="CHECKPOINT",
                    help="warm start from a checkpoint (name in checkpoints/ or a .safetensors path); token "
                         "queries and positions are resampled when --tokens differs")
@@ -76,5 +83,36 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--restart", action="store_true", help="ignore a saved state in the run directory")
     t.add_argument("--threads", type=int, default=2, help="most torch CPU threads (drops to 1 while the machine is busy)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU (the checkpoint is the same format)")
     t.set_defaults(func=_tokenizer)
+    a = sub.add_parser(
+        "all", help="retrain every committed checkpoint in order into one folder (resumable)",
+        description="Retrain every committed checkpoint (tokenizers, scene checker, MLLMs) in dependency order "
+                    "into OUT, each step the exact `unitocom train ...` command its manifest records. A step whose "
+                    "checkpoint is in OUT is skipped; an interrupted one resumes from OUT/runs/<name>. Logs in "
+                    "OUT/logs. --install then copies OUT's checkpoints into checkpoints/ and merges the manifests.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    a.add_argument("--out", default="runs/retrain", help="folder for the weights, manifests, run states and logs")
+    a.add_argument("--scale", choices=["cpu", "gpu", "smoke"], default="cpu",
+                   help="cpu: the committed recipe (hours on 2 cores); gpu: larger batches, fewer steps, one CUDA "
+                        "GPU; smoke: two steps of each, to test the plumbing")
+    a.add_argument("--data", default="data/tiny", help="data set (made first when missing)")
+    a.add_argument("--only", nargs="+", default=None, metavar="NAME", help="just these checkpoints")
+    a.add_argument("--device", default=None, help="cuda to train on a GPU (default: the CPU)")
+    a.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    a.add_argument("--install", action="store_true", help="afterwards, copy OUT's checkpoints into checkpoints/")
+    a.set_defaults(func=_all)
     return p
+
+
+def _all(args) -> int:
+    from unitocom.train.retrain import install, run_all
+    from unitocom.schemes.learned import checkpoint_dir
+    try:
+        run_all(args.out, args.scale, args.data, args.only, args.device, args.dry_run)
+    except (RuntimeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.install and not args.dry_run:
+        install(args.out, checkpoint_dir(), args.only)
+    return 0

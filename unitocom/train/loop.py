@@ -58,6 +58,7 @@ class TrainOptions:
     init: str | None = None  # warm start from this checkpoint (name in checkpoints/ or a path)
     warmup: int | None = None  # warm-up steps (default: the preset's)
     progress: bool = True
+    device: str = "cpu"  # cuda: the model and its batches on the GPU (fp32, TF32 matmuls); data stays on the CPU
 
     @property
     def name(self) -> str:
@@ -81,6 +82,8 @@ class TrainOptions:
             parts.append(f"--init {self.init}")
         if self.warmup is not None:
             parts.append(f"--warmup {self.warmup}")
+        if self.device != "cpu":
+            parts.append(f"--device {self.device}")
         if self.snr_sampling != "example":
             parts.append(f"--snr-sampling {self.snr_sampling}")
         for k, v in sorted(self.overrides.items()):
@@ -149,19 +152,23 @@ def build_data(opts: TrainOptions, cfg: config.Config, data_dir: Path, out_dir: 
 
 # --- resumable state --------------------------------------------------------------------------------------------
 
-def save_state(path: Path, model: TokenLink, opt: torch.optim.Optimizer, step: int, gen: torch.Generator) -> None:
+def save_state(path: Path, model: TokenLink, opt: torch.optim.Optimizer, step: int, gen: torch.Generator,
+               model_gen: torch.Generator | None = None) -> None:
     from safetensors.torch import save_file
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     for i, st in opt.state_dict()["state"].items():
         for k, v in st.items():
-            tensors[f"opt.{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().contiguous()
+            tensors[f"opt.{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
     tensors["rng"] = gen.get_state()
+    if model_gen is not None and model_gen is not gen:
+        tensors["rng_model"] = model_gen.get_state()
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata={"step": str(step), "spec": model.spec.to_json()})
     tmp.replace(path)  # atomic: an interrupted save never leaves a broken state
 
 
-def load_state(path: Path, model: TokenLink, opt: torch.optim.Optimizer, gen: torch.Generator) -> int:
+def load_state(path: Path, model: TokenLink, opt: torch.optim.Optimizer, gen: torch.Generator,
+               model_gen: torch.Generator | None = None) -> int:
     from safetensors import safe_open
     from safetensors.torch import load_file
     with safe_open(str(path), framework="pt") as f:
@@ -179,6 +186,8 @@ def load_state(path: Path, model: TokenLink, opt: torch.optim.Optimizer, gen: to
     sd["state"] = state
     opt.load_state_dict(sd)
     gen.set_state(t["rng"])
+    if model_gen is not None and model_gen is not gen and "rng_model" in t:
+        model_gen.set_state(t["rng_model"])
     return int(meta["step"])
 
 
@@ -226,12 +235,17 @@ def train(opts: TrainOptions, log=print) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(opts.seed)
     gen = torch.Generator().manual_seed(opts.seed)
+    device = torch.device(opts.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    # channel noise and latent draws come from a generator on the model's device (the same one on the CPU)
+    model_gen = gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(opts.seed)
 
     t_data = time.perf_counter()
     train_data, val_batch, data_fields = build_data(opts, cfg, data_dir, out.parent)
     log(f"data: {len(train_data)} training items from {data_dir} in {time.perf_counter() - t_data:.1f} s")
     spec = LinkSpec.from_config(cfg, opts.modality, opts.objective, opts.tokens, **{**data_fields, **opts.overrides})
-    model = TokenLink(spec)
+    model = TokenLink(spec).to(device)
     params = sum(p.numel() for p in model.parameters())
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -241,9 +255,9 @@ def train(opts: TrainOptions, log=print) -> dict:
     step = 0
     if opts.init and not (opts.resume and state_path.exists()):
         src = Path(opts.init) if opts.init.endswith(".safetensors") else out.parent / f"{opts.init}.safetensors"
-        log(f"warm start from {src}: " + warm_start(model, token_link.load(src)))
+        log(f"warm start from {src}: " + warm_start(model, token_link.load(src).to(device)))
     if opts.resume and state_path.exists():
-        step = load_state(state_path, model, opt, gen)
+        step = load_state(state_path, model, opt, gen, model_gen)
         log(f"resumed {state_path} at step {step}")
         log_path = run_dir / "log.jsonl"
         if log_path.exists():  # drop what the interrupted run logged after its last saved state
@@ -267,8 +281,9 @@ def train(opts: TrainOptions, log=print) -> dict:
         batch = train_data.sample(batch_size, gen)
         n = batch["x"].shape[0]
         u = torch.rand(n if opts.snr_sampling == "example" else 1, generator=gen).expand(n)
-        snr = a + (b - a) * u
-        out_d = model.loss(batch["x"], snr, channel, gen, batch.get("mask"))
+        snr = (a + (b - a) * u).to(device)
+        mask = batch.get("mask")
+        out_d = model.loss(batch["x"].to(device), snr, channel, model_gen, None if mask is None else mask.to(device))
         opt.zero_grad(set_to_none=True)
         out_d["loss"].backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -290,9 +305,10 @@ def train(opts: TrainOptions, log=print) -> dict:
             bar.write(f"step {step}: " + "  ".join(f"{k} " + " ".join(f"{m}={v:.4g}" for m, v in d.items())
                                                    for k, d in val.items()))
         if step % opts.save_every == 0 or step == opts.steps:
-            save_state(state_path, model, opt, step, gen)
+            save_state(state_path, model, opt, step, gen, model_gen)
     bar.close()
     wall = time.perf_counter() - t0
+    model = model.cpu()
     final = validate.sweep(model, val_batch)
     token_link.save(model, out, half=True)
     entry = {

@@ -1,14 +1,15 @@
 """Validation figures of a TokenLink on fixed data through the differentiable channel (no gradients).
 
 The deterministic path is scored (mu is what the services transmit): image PSNR (dB, 8-bit), audio log-mel
-distance (dB RMS, in the mel domain, before the Griffin-Lim inversion, floored 80 dB below the peak), text token accuracy and exact match.
+distance (dB RMS, in the mel domain, before the Griffin-Lim inversion, floored 80 dB below the peak), text token accuracy and exact match; for every modality the cosine similarity of R's output and the sent
+token (`token_cos`, the one-token-space check).
 """
 from __future__ import annotations
 
 import torch
 
 from unitocom.models.channel_torch import TorchChannelSpec
-from unitocom.models.token_link import TokenLink
+from unitocom.models.token_link import TokenLink, token_cosine
 from unitocom.models.vit_tokenizer import psnr_db
 
 VAL_SNRS_DB: tuple[float, ...] = (-5.0, 0.0, 5.0, 10.0, 20.0)
@@ -20,16 +21,18 @@ def figures(model: TokenLink, batch: dict, snr_db: float, channel: TorchChannelS
     """Mean figures over `batch` ({"x", "mask"?}) at one SNR; the channel draws come from `seed`."""
     was_training = model.training
     model.eval()
-    gen = torch.Generator().manual_seed(seed)
-    x_all, m_all = batch["x"], batch.get("mask")
+    dev = next(model.parameters()).device
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    x_all, m_all = batch["x"].to(dev), None if batch.get("mask") is None else batch["mask"].to(dev)
     sums: dict[str, float] = {}
     n = x_all.shape[0]
     for i in range(0, n, chunk):
         x = x_all[i: i + chunk]
         mask = None if m_all is None else m_all[i: i + chunk]
         mu, _ = model.tokenize(x, mask)
-        snr = torch.full((x.shape[0],), float(snr_db))
-        x_hat = model.detokenize(model.through_channel(mu, snr, channel, gen, mask), mask)
+        snr = torch.full((x.shape[0],), float(snr_db), device=dev)
+        t_hat = model.through_channel(mu, snr, channel, gen, mask)
+        x_hat = model.detokenize(t_hat, mask)
         m = model.spec.modality
         if m == "image":
             vals = {"psnr_db": psnr_db(x, x_hat)}
@@ -40,6 +43,9 @@ def figures(model: TokenLink, batch: dict, snr_db: float, channel: TorchChannelS
         else:
             ok = (x_hat.argmax(-1) == x) | ~mask
             vals = {"token_accuracy": (ok & mask).sum(1).float() / mask.sum(1), "exact_match": ok.all(1).float()}
+        # one token space: how close R's output is to the token that was sent
+        vals["token_cos"] = token_cosine(mu if mask is None else mu * mask[..., None],
+                                         t_hat if mask is None else t_hat * mask[..., None])
         for k, v in vals.items():
             sums[k] = sums.get(k, 0.0) + float(v.sum())
     model.train(was_training)

@@ -1,0 +1,74 @@
+"""`unitocom train all`: the plan covers every committed checkpoint, in an order that respects what each needs,
+and a smoke run trains a chain of them for real into one folder, resumes by skipping, and installs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from unitocom.train import retrain
+
+COMMITTED = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+def test_plan_covers_every_committed_checkpoint_in_dependency_order():
+    for scale in retrain.SCALES:
+        names = [s.name for s in retrain.plan(scale)]
+        committed = {p.stem for p in COMMITTED.glob("*.safetensors")}
+        assert set(names) == committed, f"{scale}: {set(names) ^ committed}"
+        for i, s in enumerate(retrain.plan(scale)):
+            assert all(n in names[:i] for n in s.needs), f"{s.name} runs before what it needs"
+    with pytest.raises(ValueError, match="scale"):
+        retrain.plan("tpu")
+
+
+def test_every_step_is_a_command_the_cli_accepts():
+    from unitocom.cli import parser
+    p = parser()
+    for s in retrain.plan("cpu"):
+        args = p.parse_args(s.args + ["--data", "d"] + retrain._where(s, Path("o")))
+        assert callable(args.func)
+
+
+def test_smoke_run_trains_a_chain_into_one_folder_and_installs(tmp_path):
+    from unitocom.data.make import make_dataset
+    from unitocom.data.speech import tools_missing
+    if tools_missing():
+        pytest.skip("espeak-ng/sox missing: the audio tokenizer and the MLLM's ASR need speech")
+    data = tmp_path / "data"
+    make_dataset(data, "tiny", seed=5, scenes=24, clips=6, speech=True, workers=1, progress=False, log=lambda s: None)
+    out = tmp_path / "out"
+    chain = ["image-sigma-genib-s32", "image-sigma-genib-s16", "audio-sigma-genib-s32", "mllm-sigma-genib"]
+    lines: list[str] = []
+    done = retrain.run_all(out, "smoke", str(data), only=chain, log=lines.append)
+    assert done == chain
+    for name in chain:
+        assert (out / f"{name}.safetensors").exists(), name
+        assert (out / "logs" / f"{name}.log").exists()
+    tok = json.loads((out / "manifest.json").read_text())["checkpoints"]
+    assert tok["image-sigma-genib-s16"]["train"]["init"] == "image-sigma-genib-s32"
+    assert "--device" not in tok["image-sigma-genib-s32"]["command"]
+    tasks = json.loads((out / "manifest-tasks.json").read_text())
+    # the MLLM read the tokenizers trained in this folder, not the committed ones
+    assert tasks["mllm-sigma-genib"]["links"]["image"] == "image-sigma-genib-s32.safetensors"
+    again: list[str] = []
+    assert retrain.run_all(out, "smoke", str(data), only=chain, log=again.append) == []
+    assert all("skipped" in ln for ln in again)
+    dest = tmp_path / "installed"
+    dest.mkdir()
+    (dest / "manifest.json").write_text(json.dumps({"format": "unitocom-checkpoints/1",
+                                                    "checkpoints": {"keep-me": {"x": 1}}}))
+    copied = retrain.install(out, dest, log=lambda s: None)
+    assert sorted(copied) == sorted(chain)
+    merged = json.loads((dest / "manifest.json").read_text())["checkpoints"]
+    assert "keep-me" in merged and "image-sigma-genib-s32" in merged
+    assert "mllm-sigma-genib" in json.loads((dest / "manifest-tasks.json").read_text())
+
+
+def test_a_step_whose_inputs_are_missing_says_so(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.json").write_text("{}")  # the data counts as made: the check that fails is the inputs'
+    with pytest.raises(RuntimeError, match="needs image-sigma-genib-s32"):
+        retrain.run_all(tmp_path / "out", "smoke", str(data), only=["image-sigma-genib-s16"], log=lambda s: None)

@@ -1,0 +1,153 @@
+"""`unitocom train all`: retrain every committed checkpoint, in dependency order, into one folder.
+
+    data -> tokenizers (image s32 first: the token-length ones start from it) -> scene checker -> MLLMs
+
+Each step is one `unitocom train ...` command run as its own process (the exact command a manifest records),
+with `UNITOCOM_CHECKPOINTS=<out>` so that the MLLMs read the tokenizers just trained and install next to them.
+Resumable twice over: a step whose checkpoint is already in <out> is skipped, and an interrupted step resumes
+from its run directory (<out>/runs/<name>). Logs: <out>/logs/<name>.log.
+
+Scales: `cpu` is the committed checkpoints' recipe (hours on two cores); `gpu` the same models with larger
+batches and fewer steps for one CUDA GPU (bf16 MLLM); `smoke` a few steps of each, to test the plumbing.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCALES = ("cpu", "gpu", "smoke")
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str  # the checkpoint's file stem in <out>
+    args: list[str]  # after `unitocom`
+    needs: tuple[str, ...] = ()  # checkpoints that must exist first
+    extra: dict = field(default_factory=dict)  # scale-dependent flags, filled by plan()
+
+
+def _tok(modality: str, objective: str, steps: int, tokens: int | None = None, **flags) -> list[str]:
+    args = ["train", "tokenizer", "--modality", modality, "--objective", objective]
+    if tokens:
+        args += ["--tokens", str(tokens)]
+    args += ["--snr-db=-10:25", "--channel", flags.pop("channel", "mixed"), "--steps", str(steps)]
+    for k, v in flags.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    return args
+
+
+def plan(scale: str = "cpu") -> list[Step]:
+    """Every committed checkpoint, in the order they depend on each other."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
+    # (image steps, token-length fine-tune steps, audio steps, text steps, checker steps, MLLM steps, batches)
+    n = {"cpu": dict(image=3500, length=1500, audio=1500, text=600, checker=3000, mllm=8000, tb=64, mb=64),
+         "gpu": dict(image=2500, length=800, audio=1000, text=600, checker=1500, mllm=4000, tb=256, mb=256),
+         "smoke": dict(image=2, length=2, audio=2, text=2, checker=2, mllm=2, tb=8, mb=8)}[scale]
+    lr_img = {"cpu": 2e-3, "gpu": 3e-3, "smoke": 2e-3}[scale]
+    val = ["--val-every", str(max(2, n["image"] // 7))] if scale != "smoke" else ["--val-every", "1000"]
+    steps: list[Step] = []
+    for obj in ("sigma-genib", "genib", "vae"):
+        steps.append(Step(f"image-{obj}-s32", _tok("image", obj, n["image"], 32, lr=lr_img, batch_size=n["tb"]) + val))
+    for s in (16, 64, 128):
+        steps.append(Step(f"image-sigma-genib-s{s}",
+                          _tok("image", "sigma-genib", n["length"], s, lr=lr_img / 2, batch_size=n["tb"],
+                               init="image-sigma-genib-s32", warmup=50) + val, needs=("image-sigma-genib-s32",)))
+    for obj in ("sigma-genib", "genib", "vae"):
+        steps.append(Step(f"audio-{obj}-s32", _tok("audio", obj, n["audio"], 32, batch_size=n["tb"])))
+    for obj in ("sigma-genib", "genib", "vae"):
+        steps.append(Step(f"text-{obj}", _tok("text", obj, n["text"], channel="awgn", batch_size=n["tb"])))
+    steps.append(Step("scene-checker", ["train", "checker", "--steps", str(n["checker"])]))
+    for obj in ("sigma-genib", "vae"):
+        steps.append(Step(f"mllm-{obj}", ["train", "mllm", "--objective", obj, "--steps", str(n["mllm"]),
+                                          "--batch-size", str(n["mb"]), "--val-every", str(max(2, n["mllm"] // 8)),
+                                          "--snr-db=-5:25"],
+                          needs=(f"image-{obj}-s32", f"audio-{obj}-s32")))
+    return steps
+
+
+def _where(step: Step, out: Path) -> list[str]:
+    """Flags that put a step's outputs in <out> (left out of the recorded command: they change no weight)."""
+    runs = out / "runs" / step.name
+    if step.args[:2] == ["train", "tokenizer"]:
+        return ["--out", str(out / f"{step.name}.safetensors"), "--run-dir", str(runs), "--quiet"]
+    if step.args[:2] == ["train", "checker"]:
+        return ["--out", str(out / f"{step.name}.safetensors")]
+    return ["--run-dir", str(runs)]
+
+
+def run_all(out: str | Path, scale: str = "cpu", data: str = "data/tiny", only: list[str] | None = None,
+            device: str | None = None, dry_run: bool = False, log=print) -> list[str]:
+    """Run the plan into `out`; returns the names trained this time. Raises RuntimeError on a failed step."""
+    out = Path(out)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    bpe = out / "text-bpe.json"
+    shipped = Path(__file__).resolve().parents[2] / "checkpoints" / "text-bpe.json"
+    if not bpe.exists() and shipped.exists():  # the BPE is data, not weights: every text model shares it
+        shutil.copyfile(shipped, bpe)
+    if not (Path(data) / "manifest.json").exists():
+        cmd = [sys.executable, "-m", "unitocom.cli", "data", "make", "--preset", "tiny", "--out", data, "--quiet"]
+        log("$ " + shlex.join(cmd))
+        if not dry_run:
+            subprocess.run(cmd, check=True)
+    env = {**os.environ, "UNITOCOM_CHECKPOINTS": str(out.resolve())}
+    done = []
+    steps = [s for s in plan(scale) if not only or s.name in only]
+    for i, step in enumerate(steps, 1):
+        target = out / f"{step.name}.safetensors"
+        if target.exists():
+            log(f"[{i}/{len(steps)}] {step.name}: in {out}, skipped")
+            continue
+        missing = [n for n in step.needs if not (out / f"{n}.safetensors").exists()]
+        if missing and not dry_run:
+            raise RuntimeError(f"{step.name} needs {', '.join(missing)} in {out} first")
+        args = step.args + ["--data", data] + _where(step, out)
+        if device and step.args[:2] in (["train", "tokenizer"], ["train", "mllm"]):
+            args += ["--device", device]
+        cmd = [sys.executable, "-m", "unitocom.cli"] + args
+        log(f"[{i}/{len(steps)}] {step.name}: unitocom {shlex.join(args)}")
+        if dry_run:
+            continue
+        t0 = time.perf_counter()
+        with open(out / "logs" / f"{step.name}.log", "a") as f:
+            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+        if rc != 0 or not target.exists():
+            raise RuntimeError(f"{step.name} failed (exit {rc}); see {out / 'logs' / (step.name + '.log')}")
+        log(f"    done in {(time.perf_counter() - t0) / 60:.1f} min")
+        done.append(step.name)
+    return done
+
+
+def install(src: str | Path, dest: str | Path, names: list[str] | None = None, log=print) -> list[str]:
+    """Copy checkpoints from a `train all` folder into `dest` (checkpoints/), merging their manifest entries
+    (manifest.json for tokenizers, manifest-tasks.json for the MLLMs and the checker) into dest's."""
+    import json
+    src, dest = Path(src), Path(dest)
+    copied = []
+    for f in sorted(src.glob("*.safetensors")):
+        if names and f.stem not in names:
+            continue
+        shutil.copyfile(f, dest / f.name)
+        copied.append(f.stem)
+        log(f"installed {dest / f.name}")
+    m_src, m_dst = src / "manifest.json", dest / "manifest.json"
+    if m_src.exists():
+        mine = json.loads(m_dst.read_text()) if m_dst.exists() else {"format": "unitocom-checkpoints/1",
+                                                                     "checkpoints": {}}
+        for k, v in json.loads(m_src.read_text())["checkpoints"].items():
+            if k in copied:
+                mine["checkpoints"][k] = v
+        mine["checkpoints"] = dict(sorted(mine["checkpoints"].items()))
+        m_dst.write_text(json.dumps(mine, indent=2) + "\n")
+    t_src, t_dst = src / "manifest-tasks.json", dest / "manifest-tasks.json"
+    if t_src.exists():
+        mine = json.loads(t_dst.read_text()) if t_dst.exists() else {}
+        mine.update({k: v for k, v in json.loads(t_src.read_text()).items() if k in copied})
+        t_dst.write_text(json.dumps(mine, indent=2, sort_keys=True) + "\n")
+    return copied
