@@ -112,3 +112,33 @@ def test_backbone_loads_from_a_local_hugging_face_directory(tmp_path):
         assert torch.equal(a, b), k
     with pytest.raises(ValueError, match="hidden size"):
         MLLM.with_local_backbone(MLLMConfig(**{**m.cfg.__dict__, "hidden": 32}), str(tmp_path))
+
+
+def test_image_positions_follow_the_token_index_in_packing_and_in_generation():
+    torch.manual_seed(0)
+    cfg = MLLMConfig(vocab=64, hidden=32, layers=1, heads=2, intermediate=64, max_positions=128, token_dim=4,
+                     head_width=32, head_depth=1, image_positions=8)
+    m = MLLM(cfg).eval()
+    t = torch.randn(2, 5, 4)
+    whole = m.embed_tokens(t, "image")
+    # token by token, as generation feeds them back, gives the same embeddings as the whole sequence
+    parts = torch.cat([m.embed_tokens(t[:, i:i + 1], "image", offset=i) for i in range(5)], 1)
+    torch.testing.assert_close(parts, whole)
+    # the same token at two places differs by the two positions; audio tokens carry none
+    same = t[:, :1].expand(2, 2, 4)
+    e = m.embed_tokens(same, "image")
+    torch.testing.assert_close(e[:, 1] - e[:, 0], (m.image_pos[1] - m.image_pos[0]).expand(2, 32))
+    torch.testing.assert_close(m.embed_tokens(t, "audio"), m.in_proj["audio"](t))
+    with pytest.raises(ValueError, match="positions for 8"):
+        m.embed_tokens(torch.randn(1, 9, 4), "image")
+    out = m.generate_tokens(m.embed_text(torch.tensor([[1, 2]])), 8, "image", steps=2,
+                            generator=torch.Generator().manual_seed(0))
+    assert out.shape == (1, 8, 4)
+
+
+def test_an_mllm_config_saved_before_image_positions_loads_without_them():
+    old = dict(vocab=64, hidden=32, layers=1, heads=2, intermediate=64, max_positions=128, token_dim=4,
+               head_width=32, head_depth=1, diffusion_train_steps=1000, diffusion_sample_steps=50)
+    m = MLLM(MLLMConfig(**old))
+    assert m.cfg.image_positions == 0 and not hasattr(m, "image_pos")
+    assert MLLMConfig.from_preset(config.load("tiny").preset).image_positions == 128

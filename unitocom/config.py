@@ -108,6 +108,7 @@ class ModelPreset:
     diffusion_head_depth: int
     diffusion_train_steps: int  # R of eq. (18)
     diffusion_sample_steps: int  # fewer steps at sampling time (DDPM with a strided schedule)
+    mllm_image_positions: int = 0  # learned positions of image tokens in the MLLM (0: none)
     # Keep last: it has a default. Tokenizer / coding-modulation / GenIB hyperparameters (issue 5).
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
@@ -117,7 +118,7 @@ PRESETS: dict[str, ModelPreset] = {
         name="tiny", image_size_px=32, audio_rate_hz=16000, image_tokens=32, token_dim=16,
         tokenizer_layers=2, tokenizer_width=96, mllm_layers=4, mllm_hidden=128, mllm_heads=4,
         mllm_intermediate=344, mllm_vocab=512, mllm_max_positions=512, diffusion_head_width=256,
-        diffusion_head_depth=3, diffusion_train_steps=1000, diffusion_sample_steps=50,
+        diffusion_head_depth=3, diffusion_train_steps=1000, diffusion_sample_steps=50, mllm_image_positions=128,
     ),
     "paper": ModelPreset(
         name="paper", image_size_px=256, audio_rate_hz=24000, image_tokens=32, token_dim=16,

@@ -32,13 +32,17 @@ class MLLMConfig:
     head_depth: int
     diffusion_train_steps: int = 1000
     diffusion_sample_steps: int = 50
+    # Learned positions added to image tokens (0: none, as the first tiny MLLMs). Image tokens lie on a grid in
+    # raster order; an absolute code per cell says where a token is without the model having to count.
+    image_positions: int = 0
 
     @classmethod
     def from_preset(cls, p: ModelPreset, vocab: int | None = None) -> "MLLMConfig":
         return cls(vocab=vocab or p.mllm_vocab, hidden=p.mllm_hidden, layers=p.mllm_layers, heads=p.mllm_heads,
                    intermediate=p.mllm_intermediate, max_positions=p.mllm_max_positions, token_dim=p.token_dim,
                    head_width=p.diffusion_head_width, head_depth=p.diffusion_head_depth,
-                   diffusion_train_steps=p.diffusion_train_steps, diffusion_sample_steps=p.diffusion_sample_steps)
+                   diffusion_train_steps=p.diffusion_train_steps, diffusion_sample_steps=p.diffusion_sample_steps,
+                   image_positions=p.mllm_image_positions)
 
     def llama(self) -> LlamaConfig:
         return LlamaConfig(vocab_size=self.vocab, hidden_size=self.hidden, intermediate_size=self.intermediate,
@@ -54,6 +58,8 @@ class MLLM(nn.Module):
         self.backbone = backbone if backbone is not None else LlamaModel(cfg.llama())
         self.lm_head = nn.Linear(cfg.hidden, cfg.vocab, bias=False)
         self.in_proj = nn.ModuleDict({m: nn.Linear(cfg.token_dim, cfg.hidden) for m in MODALITIES})
+        if cfg.image_positions:
+            self.image_pos = nn.Parameter(torch.randn(cfg.image_positions, cfg.hidden) * 0.02)
         self.diffusion = DiffusionHead(cfg.token_dim, cfg.hidden, cfg.head_width, cfg.head_depth,
                                        cfg.diffusion_train_steps)
 
@@ -70,9 +76,15 @@ class MLLM(nn.Module):
         """ids int64 [B, L] -> [B, L, hidden]."""
         return self.backbone.embed_tokens(ids)
 
-    def embed_tokens(self, tokens: torch.Tensor, modality: str) -> torch.Tensor:
-        """Received continuous tokens [B, S, d] -> [B, S, hidden]."""
-        return self.in_proj[modality](tokens)
+    def embed_tokens(self, tokens: torch.Tensor, modality: str, offset: int = 0) -> torch.Tensor:
+        """Received continuous tokens [B, S, d], the first being the image's token number `offset` -> [B, S, hidden]."""
+        e = self.in_proj[modality](tokens)
+        if modality == "image" and self.cfg.image_positions:
+            s = tokens.shape[1]
+            if offset + s > self.cfg.image_positions:
+                raise ValueError(f"{offset + s} image tokens, the MLLM has positions for {self.cfg.image_positions}")
+            e = e + self.image_pos[offset: offset + s].to(e.dtype)
+        return e
 
     # -- backbone -----------------------------------------------------------------------------------------------
     def hidden(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -135,14 +147,14 @@ class MLLM(nn.Module):
         caches = [DynamicCache() if use_cache else None for _ in runs]
         seqs, ins = list(runs), list(runs)
         tokens = []
-        for _ in range(count):
+        for i in range(count):
             hs = []
             for i in range(len(runs)):
                 h, caches[i] = self.hidden(ins[i] if use_cache else seqs[i], cache=caches[i])
                 hs.append(h[:, -1])
             c = self.diffusion.sample(hs[0], steps, generator, hs[1] if len(hs) > 1 else None, guidance)
             tokens.append(c)
-            e = self.embed_tokens(c[:, None], modality)
+            e = self.embed_tokens(c[:, None], modality, offset=i)
             ins = [e] * len(runs)
             seqs = [torch.cat([s, e], dim=1) for s in seqs]
         return torch.stack(tokens, dim=1)
