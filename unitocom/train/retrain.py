@@ -47,7 +47,7 @@ def plan(scale: str = "cpu") -> list[Step]:
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
     # (image steps, token-length fine-tune steps, audio steps, text steps, checker steps, MLLM steps, batches)
-    n = {"cpu": dict(image=3500, length=1500, audio=1500, text=600, checker=3000, mllm=8000, tb=64, mb=64),
+    n = {"cpu": dict(image=3500, length=800, audio=1500, text=600, checker=3000, mllm=6000, tb=64, mb=64),
          "gpu": dict(image=2500, length=800, audio=1000, text=600, checker=1500, mllm=4000, tb=256, mb=256),
          "smoke": dict(image=2, length=2, audio=2, text=2, checker=2, mllm=2, tb=8, mb=8)}[scale]
     lr_img = {"cpu": 2e-3, "gpu": 3e-3, "smoke": 2e-3}[scale]
