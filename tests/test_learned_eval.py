@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,10 @@ def test_image_sweep_rows_csv_and_plot(small_checkpoints, data_dir, tmp_path):  
     # the checker recognises the scenes in decoded JPEGs, and nothing in the mid-grey a broken one becomes
     assert trad["pair_f1"] > 0.8 and trad["count_acc"] > 0.8
     assert by[("traditional", "awgn", 0.0)]["pair_f1"] < 0.2
+    # cos(t_hat, t) for the token schemes (these small links are untrained: only its range); none for the bit pipe
+    for sch in ("sigma-genib", "vae"):
+        assert all(-1.0 <= by[(sch, ch, snr)]["token_cos"] <= 1.0 for ch in ("awgn", "rayleigh") for snr in (0.0, 30.0))
+    assert math.isnan(trad["token_cos"])
     evaluate.write_csv(rows, tmp_path / "image.csv")
     evaluate.plot(rows, tmp_path / "image.png", "test")
     with open(tmp_path / "image.csv") as f:

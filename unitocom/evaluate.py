@@ -67,7 +67,10 @@ def eval_learned_images(name: str, images: list, channel: str, snr_db: float, se
     from unitocom.codecs import psnr_db
     from unitocom.schemes import learned
     m = learned.model(name)
+    from unitocom.models.token_link import token_cosine
+    m = learned.model(name)
     batch = np.stack(images)
+    mu, _ = m.tokenize(torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255.0)
     z = learned.images_to_symbols(m, batch, snr_db)
     zs, qs = [], []
     for i in range(len(images)):
@@ -75,9 +78,11 @@ def eval_learned_images(name: str, images: list, channel: str, snr_db: float, se
         zh, q = learned.equalize(y, h, n0, erased)
         zs.append(zh)
         qs.append(q)
-    out = learned.tokens_to_images(m, learned.symbols_to_tokens(m, np.stack(zs), np.stack(qs)))
-    return [{"metric": psnr_db(images[i], out[i]), "decoded": True, "channel_uses": z.shape[1], "image": out[i]}
-            for i in range(len(images))]
+    t_hat = learned.symbols_to_tokens(m, np.stack(zs), np.stack(qs))
+    cos = token_cosine(mu, t_hat).tolist()  # one token space: is R's output the token that was sent?
+    out = learned.tokens_to_images(m, t_hat)
+    return [{"metric": psnr_db(images[i], out[i]), "decoded": True, "channel_uses": z.shape[1], "image": out[i],
+             "token_cos": cos[i]} for i in range(len(images))]
 
 
 @torch.no_grad()
@@ -95,7 +100,9 @@ def eval_learned_audio(name: str, clips: list, channel: str, snr_db: float, seed
         c = mu.shape[0]
         tokens = learned.symbols_to_tokens(m, zh.reshape(c, -1), q.reshape(c, -1))
         got = learned.chunks_to_wave(m, m.detokenize(tokens), samples)
-        rows.append({"metric": logmel_distance_db(ref, got, fe), "decoded": True, "channel_uses": len(z)})
+        from unitocom.models.token_link import token_cosine
+        rows.append({"metric": logmel_distance_db(ref, got, fe), "decoded": True, "channel_uses": len(z),
+                     "token_cos": float(token_cosine(mu.reshape(1, -1), tokens.reshape(1, -1))[0])})
     return rows
 
 
@@ -208,12 +215,15 @@ def run(modality: str, schemes: list[str], channels: list[str], snrs: list[float
                            "decoded_frac": float(np.mean([x["decoded"] for x in r])),
                            "channel_uses": float(np.mean([x["channel_uses"] for x in r])),
                            "seconds": round(time.perf_counter() - t0, 2)}
+                    # cos(t_hat, t) where the scheme has tokens; NaN keeps the CSV's columns the same for all rows
+                    row["token_cos"] = float(np.mean([x["token_cos"] for x in r])) if "token_cos" in r[0] else math.nan
                     if scene is not None:
                         row.update(scene([x["image"] for x in r]))
                     rows.append(row)
                     log(f"{row['checkpoint']:24s} {ch:8s} {snr:6.1f} dB  {metric} {row['mean']:7.3f} "
                         f"(+-{row['std']:.2f}, n={len(r)})  decoded {row['decoded_frac']:.2f}  "
                         f"uses {row['channel_uses']:.0f}"
+                        + (f"  cos(t_hat, t) {row['token_cos']:.3f}" if not math.isnan(row["token_cos"]) else "")
                         + (f"  pair F1 {row['pair_f1']:.3f}  count {row['count_acc']:.3f}" if scene else ""))
     return rows
 
