@@ -119,3 +119,12 @@ def test_mixed_channel_is_awgn_for_some_examples_and_rayleigh_for_others():
     assert abs(float((faded[:, 0].abs() ** 2).mean()) - 1.0) < 0.1  # E|h|^2 = 1 (standard error 0.02)
     with pytest.raises(ValueError, match="mixed"):
         TorchChannelSpec(model="rician")
+
+
+def test_token_nmse_gives_no_gradient_towards_smaller_tokens():
+    """Scaling t and t_hat together leaves the NMSE unchanged, so its gradient along that direction is zero."""
+    t = torch.randn(2, 8, 16, requires_grad=True)
+    t_hat = (t * 0.9 + 0.1 * torch.randn(2, 8, 16)).detach()
+    a = torch.tensor(1.0, requires_grad=True)
+    token_nmse(a * t, a * t_hat).sum().backward()
+    assert abs(float(a.grad)) < 1e-5
