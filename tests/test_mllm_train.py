@@ -151,3 +151,14 @@ def test_recorded_command_leaves_out_where_it_ran(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["unitocom", "train", "mllm", "--objective", "vae", "--run-dir", "runs/x",
                                       "--no-install", "--steps", "5", "--snr-db=-5:25"])
     assert cli._command() == "unitocom train mllm --objective vae --steps 5 --snr-db=-5:25"
+
+
+@pytest.mark.gpu
+def test_mllm_trains_on_cuda_in_bf16_autocast(small_world, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from unitocom.mllm.train import TrainConfig, train
+    d, links = small_world
+    meta = train(str(d / "data"), str(tmp_path / "run"), links=links, limit=64,
+                 tc=TrainConfig(steps=3, batch=8, val_every=3, val_n=8, device="cuda"))
+    assert meta["train_config"]["device"] == "cuda" and "val_vqa_acc_20db" in meta["validation"]

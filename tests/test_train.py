@@ -151,3 +151,18 @@ def test_warm_started_run_records_its_init(tmp_path, data_dir):
     assert any("warm start" in n and "resampled" in n for n in notes)
     assert f"--init {src}" in entry["command"] and "--warmup 1" in entry["command"]
     assert entry["train"]["init"] == str(src) and entry["tokens"] == 4
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("modality", ["image", "text"])
+def test_training_on_cuda_writes_the_same_checkpoint_format_and_resumes(tmp_path, data_dir, modality):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    entry = train(_opts(tmp_path, data_dir, modality, "sigma-genib", 4, device="cuda"), log=lambda s: None)
+    assert "--device cuda" in entry["command"]
+    m = load(tmp_path / "ck" / f"{modality}.safetensors")  # loads on the CPU like any other
+    assert next(m.parameters()).device.type == "cpu"
+    opts = _opts(tmp_path, data_dir, modality, "sigma-genib", 6, device="cuda")
+    notes = []
+    train(opts, log=notes.append)
+    assert any("resumed" in n and "step 4" in n for n in notes)

@@ -27,6 +27,11 @@ _cache: dict[str, object] = {}
 OBJECTIVE = {pb.UNITOCOM: "sigma-genib", pb.VAE: "vae", pb.TRADITIONAL: "sigma-genib"}
 
 
+# Classifier-free guidance of text-to-image at the base station, chosen with scripts/t2i_sweep.py (the scene
+# checker's pair recall on held-out captions for each scale).
+T2I_GUIDANCE = 3.0
+
+
 @dataclass
 class Assistant:
     """One MLLM with the tokenizers whose tokens it reads (and, for text-to-image, writes)."""
@@ -114,7 +119,7 @@ def audio_tokens(a: Assistant, r: Received) -> torch.Tensor:
 
 
 def run(task: int, label: pb.Label, streams: list[Received], scheme: int, cfg: Config,
-        guidance: float = 3.0, seed: int = 0) -> tuple[str, list[pb.ModalityOutput], dict[str, float], list[str]]:
+        guidance: float | None = None, seed: int = 0) -> tuple[str, list[pb.ModalityOutput], dict[str, float], list[str]]:
     """-> (output text, generated outputs, quality against the label, notes)."""
     from unitocom.mllm import tasks
     from unitocom.mllm.sequences import normalize
@@ -144,7 +149,8 @@ def run(task: int, label: pb.Label, streams: list[Received], scheme: int, cfg: C
             raise RequestError("payloads", "t2i takes exactly one caption")
         from unitocom.schemes import learned
         gen = torch.Generator().manual_seed(seed)
-        tokens = tasks.imagine(a.model, a.vocab, texts[0], a.image_link.spec.tokens, guidance=guidance, generator=gen)
+        tokens = tasks.imagine(a.model, a.vocab, texts[0], a.image_link.spec.tokens,
+                               guidance=T2I_GUIDANCE if guidance is None else guidance, generator=gen)
         # The MLLM generates F_alpha-space tokens (its targets are the tokenizer's means): one token space with a
         # consistency-trained link, a pass through R(T(.)) for the older ones (learned.clean_tokens).
         mu = a.std.inverse(tokens.float().cpu())[None]
