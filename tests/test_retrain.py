@@ -72,3 +72,12 @@ def test_a_step_whose_inputs_are_missing_says_so(tmp_path):
     (data / "manifest.json").write_text("{}")  # the data counts as made: the check that fails is the inputs'
     with pytest.raises(RuntimeError, match="needs image-sigma-genib-s32"):
         retrain.run_all(tmp_path / "out", "smoke", str(data), only=["image-sigma-genib-s16"], log=lambda s: None)
+
+
+def test_only_runs_in_the_given_order_and_refuses_unknown_names(tmp_path):
+    lines: list[str] = []
+    retrain.run_all(tmp_path, "smoke", str(tmp_path), only=["mllm-vae", "image-vae-s32"], dry_run=True,
+                    log=lines.append)
+    assert "mllm-vae" in lines[-2] and "image-vae-s32" in lines[-1]
+    with pytest.raises(ValueError, match="unknown checkpoint"):
+        retrain.run_all(tmp_path, "smoke", str(tmp_path), only=["image-foo"], dry_run=True, log=lambda s: None)

@@ -97,7 +97,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                    help="cpu: the committed recipe (hours on 2 cores); gpu: larger batches, fewer steps, one CUDA "
                         "GPU; smoke: two steps of each, to test the plumbing")
     a.add_argument("--data", default="data/tiny", help="data set (made first when missing)")
-    a.add_argument("--only", nargs="+", default=None, metavar="NAME", help="just these checkpoints")
+    a.add_argument("--only", nargs="+", default=None, metavar="NAME", help="just these checkpoints, in this order")
     a.add_argument("--device", default=None, help="cuda to train on a GPU (default: the CPU)")
     a.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     a.add_argument("--install", action="store_true", help="afterwards, copy OUT's checkpoints into checkpoints/")

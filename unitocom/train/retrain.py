@@ -103,7 +103,12 @@ def run_all(out: str | Path, scale: str = "cpu", data: str = "data/tiny", only: 
             subprocess.run(cmd, check=True)
     env = {**os.environ, "UNITOCOM_CHECKPOINTS": str(out.resolve())}
     done = []
-    steps = [s for s in plan(scale) if not only or s.name in only]
+    by_name = {s.name: s for s in plan(scale)}
+    unknown = [n for n in only or [] if n not in by_name]
+    if unknown:
+        raise ValueError(f"unknown checkpoint(s) {', '.join(unknown)}; the plan has {', '.join(by_name)}")
+    # --only runs in the order given (a long step can go first while its inputs are ready); else the plan's order
+    steps = [by_name[n] for n in only] if only else list(by_name.values())
     for i, step in enumerate(steps, 1):
         target = out / f"{step.name}.safetensors"
         if target.exists():
