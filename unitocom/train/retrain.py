@@ -47,7 +47,7 @@ def plan(scale: str = "cpu") -> list[Step]:
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
     # (image steps, token-length fine-tune steps, audio steps, text steps, checker steps, MLLM steps, batches)
-    n = {"cpu": dict(image=3500, length=800, audio=1500, text=600, checker=3000, mllm=6000, tb=64, mb=64),
+    n = {"cpu": dict(image=3500, length=800, audio=1500, text=600, checker=3000, mllm=4000, tb=64, mb=64),
          # untested on a GPU so far (no device lent yet): sized from CPU step times to fit about 10 minutes
          "gpu": dict(image=2000, length=500, audio=800, text=400, checker=1000, mllm=2500, tb=256, mb=256),
          "smoke": dict(image=2, length=2, audio=2, text=2, checker=2, mllm=2, tb=8, mb=8)}[scale]
@@ -69,7 +69,7 @@ def plan(scale: str = "cpu") -> list[Step]:
     steps.append(Step("scene-checker", ["train", "checker", "--steps", str(n["checker"])]))
     for obj in ("sigma-genib", "vae"):
         steps.append(Step(f"mllm-{obj}", ["train", "mllm", "--objective", obj, "--steps", str(n["mllm"]),
-                                          "--batch-size", str(n["mb"]), "--val-every", str(max(2, n["mllm"] // 8)),
+                                          "--batch-size", str(n["mb"]), "--val-every", str(max(2, n["mllm"] // 4)),
                                           "--snr-db=-5:25"],
                           needs=(f"image-{obj}-s32", f"audio-{obj}-s32")))
     return steps
