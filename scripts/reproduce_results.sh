@@ -17,28 +17,36 @@ if [ "$what" = link ] || [ "$what" = all ]; then
 fi
 
 if [ "$what" = tokenizers ] || [ "$what" = all ]; then
-  $U evaluate-link --modality image --schemes sigma-genib,genib,vae,traditional --channels awgn,rayleigh \
+  $U evaluate-link --modality image --schemes sigma-genib,vae,traditional --channels awgn,rayleigh \
      --snr-db=-10:25:5 --count 200 --traditional-count 40 --out out/tok-eval
+  # a freshly drawn set (a seed no checkpoint saw): the same figures off another draw of the generator
+  [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
+  $U evaluate-link --modality image --schemes sigma-genib --channels rayleigh --snr-db=0:20:10 --count 200 \
+     --data data/tiny-seed77 --out out/tok-eval-seed77
   $U evaluate-link --modality image --schemes sigma-genib --tokens 16,32,64,128 --channels awgn,rayleigh \
      --snr-db=-10:25:5 --count 200 --out out/tok-eval-tokens
-  $U evaluate-link --modality audio --schemes sigma-genib,genib,vae,traditional --channels awgn,rayleigh \
+  $U evaluate-link --modality audio --schemes sigma-genib,vae,traditional --channels awgn,rayleigh \
      --snr-db=-10:25:5 --count 30 --traditional-count 15 --out out/tok-eval
-  $U variance-collapse --checkpoints image-vae-s32,image-genib-s32,image-sigma-genib-s32 \
-     --out out/tok-eval/variance-collapse-image.png
-  $U variance-collapse --checkpoints audio-vae-s32,audio-genib-s32,audio-sigma-genib-s32 --count 150 \
+  $U variance-collapse --checkpoints image-vae-s32,image-sigma-genib-s32 --out out/tok-eval/variance-collapse-image.png
+  $U variance-collapse --checkpoints audio-vae-s32,audio-sigma-genib-s32 --count 150 \
      --out out/tok-eval/variance-collapse-audio.png
 fi
 
 if [ "$what" = tasks ] || [ "$what" = all ]; then
   T=127.0.0.1:50071
+  [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
   $U up --base-port 50071 --metrics-base-port 9171 --run-dir runs/evalrun
   trap '$U down --run-dir runs/evalrun' EXIT
-  $U eval-sweep --task vqa --schemes unitocom,vae,traditional --snr-db 0:20:5 --channel rayleigh --n 300 \
+  $U eval-sweep --task vqa --schemes unitocom,vae,traditional --snr-db 0:20:5 --channel rayleigh --n 200 \
      --target $T --csv out/fig2a_vqa.csv --plot out/fig2a_vqa.png | tee out/fig2a_vqa.jsonl
+  for snr in 0 20; do
+    $U eval --task vqa --scheme unitocom --snr-db $snr --channel rayleigh --n 300 --data data/tiny-seed77 \
+       --target $T --json | tee out/vqa_seed77_${snr}.json
+  done
   for s in unitocom vae traditional; do for snr in 20 5; do
     $U eval --task asr --scheme $s --snr-db $snr --channel rayleigh --n 60 --target $T --json | tee out/asr_${s}_${snr}.json
   done; done
   for s in unitocom vae; do
-    $U eval --task t2i --scheme $s --snr-db 20 --channel rayleigh --n 200 --target $T --json | tee out/t2i_${s}_20.json
+    $U eval --task t2i --scheme $s --snr-db 20 --channel rayleigh --n 100 --target $T --json | tee out/t2i_${s}_20.json
   done
 fi
