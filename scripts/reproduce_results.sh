@@ -1,5 +1,5 @@
 #!/bin/bash
-# Reruns every evaluation the README's Results section quotes, writing to out/ (about an hour on 2 cores).
+# Reruns every evaluation the README's Results section quotes, writing to out/ (about 40 minutes on 2 cores).
 #   scripts/reproduce_results.sh [link|tokenizers|tasks|all]     (default: all)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
@@ -37,16 +37,16 @@ if [ "$what" = tasks ] || [ "$what" = all ]; then
   [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
   $U up --base-port 50071 --metrics-base-port 9171 --run-dir runs/evalrun
   trap '$U down --run-dir runs/evalrun' EXIT
-  $U eval-sweep --task vqa --schemes unitocom,vae,traditional --snr-db 0:20:5 --channel rayleigh --n 200 \
+  $U eval-sweep --task vqa --schemes unitocom,vae,traditional --snr-db 0:20:10 --channel rayleigh --n 200 \
      --target $T --csv out/fig2a_vqa.csv --plot out/fig2a_vqa.png | tee out/fig2a_vqa.jsonl
   for snr in 0 20; do
     $U eval --task vqa --scheme unitocom --snr-db $snr --channel rayleigh --n 300 --data data/tiny-seed77 \
        --target $T --json | tee out/vqa_seed77_${snr}.json
   done
   for s in unitocom vae traditional; do for snr in 20 5; do
-    $U eval --task asr --scheme $s --snr-db $snr --channel rayleigh --n 60 --target $T --json | tee out/asr_${s}_${snr}.json
+    $U eval --task asr --scheme $s --snr-db $snr --channel rayleigh --n 40 --target $T --json | tee out/asr_${s}_${snr}.json
   done; done
   for s in unitocom vae; do
-    $U eval --task t2i --scheme $s --snr-db 20 --channel rayleigh --n 100 --target $T --json | tee out/t2i_${s}_20.json
+    $U eval --task t2i --scheme $s --snr-db 20 --channel rayleigh --n 60 --target $T --json | tee out/t2i_${s}_20.json
   done
 fi

@@ -176,9 +176,10 @@ def fresh_scenes(tmp_path_factory):
     return load_images(d, "train", 32).permute(0, 2, 3, 1).numpy()
 
 
-# Floors about 1.5 dB under what the checkpoints reach on these scenes (28.3 and 27.3 dB when committed; the
-# mid-grey image scores 16.4 dB), so that a broken checkpoint or receiver fails and noise does not.
-PSNR_FLOOR_DB = {"image-sigma-genib-s32": 26.5, "image-vae-s32": 25.5}
+# Floors about 1.5 dB under what the checkpoints reach on these scenes (the mid-grey image scores 16.4 dB), so
+# that a broken checkpoint or receiver fails and noise does not: the retrained conv sigma-GenIB tokenizer reaches
+# about 34 dB at 20 dB AWGN, the first ViT VAE (not yet retrained) 27.3.
+PSNR_FLOOR_DB = {"image-sigma-genib-s32": 32.0, "image-vae-s32": 25.5}
 
 
 @pytest.mark.parametrize("name", sorted(PSNR_FLOOR_DB))
@@ -197,24 +198,47 @@ def test_committed_image_checkpoint_beats_its_floor_at_high_snr(name, fresh_scen
     assert psnr > PSNR_FLOOR_DB[name] > grey + 2, (psnr, grey)
 
 
-def test_tokens_made_at_the_receiver_go_through_the_clean_link_before_the_detokenizer(fresh_scenes):
-    """F_beta^-1 reads R's output space, not F_alpha's: tokens the base station makes itself (a decoded JPEG
-    tokenized there, generated image tokens) must pass R(T(.)) first, or they decode to noise."""
-    from unitocom.codecs import psnr_db
+def _committed(name: str):
     from unitocom.schemes import learned
     mp = pytest.MonkeyPatch()
     mp.setenv("UNITOCOM_CHECKPOINTS", str(CHECKPOINTS))
     try:
-        m = learned.model("image-sigma-genib-s32")
+        return learned.model(name)
     finally:
         mp.undo()
+
+
+def test_one_token_space_the_detokenizer_reads_the_tokenizers_means(fresh_scenes):
+    """A link trained with the consistency term: R's output is the sent token, so tokens the base station
+    makes itself (a decoded JPEG tokenized there, generated image tokens) are read as they are, and decode as
+    well as the tokens that crossed a clean channel."""
+    from unitocom.codecs import psnr_db
+    from unitocom.schemes import learned
+    m = _committed("image-sigma-genib-s32")
+    assert m.spec.consistency > 0
+    x = torch.from_numpy(fresh_scenes).permute(0, 3, 1, 2).float() / 255.0
+    mu, _ = m.tokenize(x)
+    assert learned.clean_tokens(m, mu) is mu
+    raw = learned.tokens_to_images(m, mu)
+    p_raw = np.mean([psnr_db(a, b) for a, b in zip(fresh_scenes, raw)])
+    assert p_raw > PSNR_FLOOR_DB["image-sigma-genib-s32"], p_raw
+
+
+def test_a_link_without_one_token_space_keeps_the_clean_link_pass(fresh_scenes):
+    """The first tiny links (no consistency term; the GenIB ablation is one) read R's private space: tokens made
+    at the receiver must pass R(T(.)) first, or they decode to noise."""
+    from unitocom.codecs import psnr_db
+    from unitocom.schemes import learned
+    m = _committed("image-genib-s32")
+    if m.spec.consistency > 0:
+        pytest.skip("image-genib-s32 is retrained with the consistency term: no first-generation link left")
     x = torch.from_numpy(fresh_scenes).permute(0, 3, 1, 2).float() / 255.0
     mu, _ = m.tokenize(x)
     clean = learned.tokens_to_images(m, learned.clean_tokens(m, mu))
     raw = learned.tokens_to_images(m, mu)
     p_clean = np.mean([psnr_db(a, b) for a, b in zip(fresh_scenes, clean)])
     p_raw = np.mean([psnr_db(a, b) for a, b in zip(fresh_scenes, raw)])
-    assert p_clean > PSNR_FLOOR_DB["image-sigma-genib-s32"] and p_clean > p_raw + 5, (p_clean, p_raw)
+    assert p_clean > 25.0 and p_clean > p_raw + 5, (p_clean, p_raw)
 
 
 def test_committed_text_checkpoint_is_faithful_to_any_text():
