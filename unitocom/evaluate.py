@@ -71,7 +71,8 @@ def eval_learned_images(name: str, images: list, channel: str, snr_db: float, se
     m = learned.model(name)
     batch = np.stack(images)
     mu, _ = m.tokenize(torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255.0)
-    z = learned.images_to_symbols(m, batch, snr_db)
+    # T(mu) as learned.images_to_symbols does it, from the mu kept for cos(t_hat, t) (one tokenizer pass)
+    z = m.modulate(mu, torch.full((len(images),), float(snr_db))).numpy().astype(np.complex64)
     zs, qs = [], []
     for i in range(len(images)):
         y, h, n0, erased = _channel_out(z[i], channel, snr_db, (seed, i))
