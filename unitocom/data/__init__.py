@@ -16,7 +16,7 @@ _LAZY = {
     "load_clevr_questions": "loaders", "read_image": "loaders",
     "make_dataset": "make", "dataset_checksum": "make",
     "contact_sheet": "contact_sheet", "write_contact_sheet": "contact_sheet",
-    "load_photo": "photos", "sample_photos": "photos", "PHOTO_NAMES": "photos",
+    "load_photo": "photos", "PHOTO_NAMES": "photos",
 }
 
 

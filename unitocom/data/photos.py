@@ -31,6 +31,3 @@ def load_photo(name: str, size_px: int) -> np.ndarray:
     square = Image.fromarray(np.ascontiguousarray(img[top:top + side, left:left + side, :3]))
     return np.asarray(square.resize((size_px, size_px), Image.LANCZOS))
 
-
-def sample_photos(size_px: int, names: tuple[str, ...] = PHOTO_NAMES) -> dict[str, np.ndarray]:
-    return {name: load_photo(name, size_px) for name in names}

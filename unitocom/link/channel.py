@@ -128,7 +128,7 @@ class FadingChannel:
         # A SeedSequence is accepted too, so that simulations can spawn independent channels from one seed.
         ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         g_h, g_n, g_p, g_e, g_los = (np.random.default_rng(s) for s in ss.spawn(5))
-        self._rng_h, self._rng_noise, self._rng_pilot, self._rng_erase = g_h, g_n, g_p, g_e
+        self._rng_h, self._rng_pilot, self._rng_erase = g_h, g_p, g_e
         self._los_phase = float(g_los.uniform(0.0, 2.0 * np.pi))
         self._noise = _NoiseStream(g_n)
         self._pos = 0  # symbols of this stream already through the channel

@@ -117,17 +117,3 @@ def _demapper(modulation: str, method: str):
 
     return Demapper(method, constellation=_sionna_constellation(modulation))
 
-
-def map_bits(bits: np.ndarray, modulation: str) -> np.ndarray:
-    """uint8 bits [N*m] -> complex64 symbols [N]."""
-    return Modulator(modulation).map(bits)
-
-
-def demap_llr(y: np.ndarray, noise_var: float | np.ndarray, modulation: str, method: str = "app") -> np.ndarray:
-    """complex symbols [N], N0 scalar or [N] -> float32 LLRs [N*m], positive = bit 1."""
-    return Modulator(modulation).demap(y, noise_var, method)
-
-
-def demap_hard(y: np.ndarray, modulation: str) -> np.ndarray:
-    """complex symbols [N] -> uint8 bits [N*m] (nearest point)."""
-    return Modulator(modulation).hard(y)

@@ -25,9 +25,6 @@ from unitocom.mllm.data import TaskData
 from unitocom.mllm.model import MLLM, MLLMConfig
 from unitocom.models.channel_torch import TorchChannelSpec
 
-TASKS = ("vqa", "t2i", "asr")
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 3000

@@ -11,8 +11,6 @@ non-negative least-squares fit through the mel matrix (100 multiplicative update
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn as nn
@@ -137,6 +135,3 @@ def audio_distortion(mel: torch.Tensor, mel_hat: torch.Tensor, obs_var: float) -
     """SSE over the standardised log-mel chunk / (2 obs_var): [B] nats."""
     return ((mel_hat - mel) ** 2).flatten(1).sum(1) / (2.0 * obs_var)
 
-
-def chunk_count(samples: int, chunk_samples: int) -> int:
-    return max(1, math.ceil(samples / chunk_samples))
