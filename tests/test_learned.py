@@ -184,7 +184,7 @@ PSNR_FLOOR_DB = {"image-sigma-genib-s32": 32.0, "image-vae-s32": 25.5}
 
 @pytest.mark.parametrize("name", sorted(PSNR_FLOOR_DB))
 def test_committed_image_checkpoint_beats_its_floor_at_high_snr(name, fresh_scenes):
-    from unitocom.evaluate import eval_learned_images
+    from unitocom.link_eval import eval_learned_images
     if name not in _manifest():
         pytest.skip(f"{name} not committed")
     mp = pytest.MonkeyPatch()

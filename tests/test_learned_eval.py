@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.test_learned import small_checkpoints  # noqa: F401  (fixture)
-from unitocom import config, evaluate
+from unitocom import config, link_eval
 
 torch.set_num_threads(1)
 
@@ -30,7 +30,7 @@ def test_image_sweep_rows_csv_and_plot(small_checkpoints, data_dir, tmp_path):  
     import shutil
     shutil.copy(Path(__file__).resolve().parents[1] / "checkpoints" / "scene-checker.safetensors", small_checkpoints)
     cfg = config.load("tiny")
-    rows = evaluate.run("image", ["unitocom", "vae", "traditional"], ["awgn", "rayleigh"], [0.0, 30.0], data_dir,
+    rows = link_eval.run("image", ["unitocom", "vae", "traditional"], ["awgn", "rayleigh"], [0.0, 30.0], data_dir,
                         "train", count=4, traditional_count=2, tokens=[None], seed=0, cfg=cfg, log=lambda s: None)
     assert len(rows) == 3 * 2 * 2
     by = {(r["scheme"], r["channel"], r["snr_db"]): r for r in rows}
@@ -45,8 +45,8 @@ def test_image_sweep_rows_csv_and_plot(small_checkpoints, data_dir, tmp_path):  
     for sch in ("sigma-genib", "vae"):
         assert all(-1.0 <= by[(sch, ch, snr)]["token_cos"] <= 1.0 for ch in ("awgn", "rayleigh") for snr in (0.0, 30.0))
     assert math.isnan(trad["token_cos"])
-    evaluate.write_csv(rows, tmp_path / "image.csv")
-    evaluate.plot(rows, tmp_path / "image.png", "test")
+    link_eval.write_csv(rows, tmp_path / "image.csv")
+    link_eval.plot(rows, tmp_path / "image.png", "test")
     with open(tmp_path / "image.csv") as f:
         got = list(csv.DictReader(f))
     assert len(got) == len(rows) and {"scheme", "snr_db", "mean", "channel_uses", "decoded_frac", "pair_f1"} <= set(got[0])
@@ -56,7 +56,7 @@ def test_image_sweep_rows_csv_and_plot(small_checkpoints, data_dir, tmp_path):  
 def test_audio_sweep(small_checkpoints, data_dir):  # noqa: F811
     if not (data_dir / "LibriSpeech").exists():
         pytest.skip("no speech (espeak-ng missing)")
-    rows = evaluate.run("audio", ["unitocom"], ["awgn"], [10.0], data_dir, "train", count=2, traditional_count=0,
+    rows = link_eval.run("audio", ["unitocom"], ["awgn"], [10.0], data_dir, "train", count=2, traditional_count=0,
                         tokens=[None], seed=0, cfg=config.load("tiny"), log=lambda s: None)
     (r,) = rows
     assert r["metric"] == "mel_distance_db" and np.isfinite(r["mean"]) and r["mean"] > 0
@@ -64,8 +64,8 @@ def test_audio_sweep(small_checkpoints, data_dir):  # noqa: F811
 
 def test_variance_collapse_statistics(small_checkpoints):  # noqa: F811
     x = torch.rand(40, 3, 32, 32)
-    vae = evaluate.latent_statistics("image-vae-s32", x)
-    sig = evaluate.latent_statistics("image-sigma-genib-s32", x)
+    vae = link_eval.latent_statistics("image-vae-s32", x)
+    sig = link_eval.latent_statistics("image-sigma-genib-s32", x)
     assert vae["units"] == sig["units"] == 32 * 16
     assert vae["posterior_var"].shape == (512,) and np.all(vae["posterior_var"] > 0)
     assert np.allclose(sig["posterior_var"], config.load("tiny").preset.tokenizer.c_sigma)
@@ -74,8 +74,8 @@ def test_variance_collapse_statistics(small_checkpoints):  # noqa: F811
 
 def test_cli_registers_evaluate_link_and_variance_collapse():
     p = argparse.ArgumentParser()
-    evaluate.add_subparser(p.add_subparsers())
+    link_eval.add_subparser(p.add_subparsers())
     a = p.parse_args(["evaluate-link", "--modality", "image", "--snr-db=-10:25:5", "--tokens", "16,32"])
-    assert a.func is evaluate._evaluate and a.tokens == "16,32"
+    assert a.func is link_eval._evaluate and a.tokens == "16,32"
     a = p.parse_args(["variance-collapse", "--checkpoints", "image-vae-s32"])
-    assert a.func is evaluate._variance
+    assert a.func is link_eval._variance

@@ -217,8 +217,7 @@ def parser() -> argparse.ArgumentParser:
 
     from unitocom import demo
     demo.add_subparser(sub)
-    from unitocom import eval as eval_cli
-    from unitocom import evaluate as evaluate_link
+    from unitocom import link_eval, task_eval
     from unitocom.data import cli as data_cli
     from unitocom.link import cli as link_cli
     from unitocom.mllm import cli as mllm_cli
@@ -230,8 +229,8 @@ def parser() -> argparse.ArgumentParser:
     train_sub = next(a for a in train._actions if isinstance(a, argparse._SubParsersAction))
     train_sub.metavar = "{tokenizer,all,mllm,checker}"
     mllm_cli.add_train_commands(train_sub)
-    evaluate_link.add_subparser(sub)
-    eval_cli.add_subparser(sub)
+    link_eval.add_subparser(sub)
+    task_eval.add_subparser(sub)
     return ap
 
 
