@@ -81,3 +81,25 @@ def test_logmel_distance_is_zero_for_the_same_wave_and_counts_what_is_missing():
     quieter = scores.logmel_distance_db(noise, noise * 10 ** (-6 / 20), fe)  # 6 dB in every band
     assert quieter == pytest.approx(6.0, abs=0.1)
     assert 6.0 < half < none
+
+
+def test_ssim_equals_scikit_image_on_a_fixture_scene():
+    """SSIM as the reference code defines it (Gaussian window, valid windows only): scikit-image's own, on a
+    CLEVR fixture image at 32 px (the preset size) and 64 px, against a noisy and a blurred copy."""
+    from PIL import Image, ImageFilter
+    from skimage.metrics import structural_similarity
+    path = Path(__file__).resolve().parent / "fixtures/clevr/CLEVR_v1.0/images/train/CLEVR_train_000000.png"
+    rng = np.random.default_rng(0)
+    for size in (32, 64):
+        im = Image.open(path).convert("RGB").resize((size, size), Image.BICUBIC)
+        ref = np.asarray(im)
+        noisy = np.clip(ref + rng.normal(0, 20, ref.shape), 0, 255).astype(np.uint8)
+        blurred = np.asarray(im.filter(ImageFilter.GaussianBlur(1.5)))
+        assert scores.ssim(ref, ref) == pytest.approx(1.0, abs=1e-12)
+        for test in (noisy, blurred):
+            want = structural_similarity(ref, test, channel_axis=2, gaussian_weights=True, sigma=1.5,
+                                         use_sample_covariance=False, data_range=255)
+            assert scores.ssim(ref, test) == pytest.approx(want, abs=1e-9)
+            assert 0.0 < want < 0.99
+    with pytest.raises(ValueError):
+        scores.ssim(ref[:8, :8], ref[:8, :8])

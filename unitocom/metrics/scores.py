@@ -60,10 +60,20 @@ def fid_inception(real_u8: torch.Tensor, fake_u8: torch.Tensor, weights_path: st
     return float(metric.compute())
 
 
+SSIM_SIGMA = 1.5  # Gaussian window of Wang et al. (2004): sigma 1.5, 11 taps
+_SSIM_PAD = 5
+
+
 def ssim(ref_u8: np.ndarray, test_u8: np.ndarray) -> float:
-    """SSIM of two uint8 [H, W, 3] images (torchmetrics, Gaussian window)."""
+    """SSIM (Wang et al. 2004) of two uint8 [H, W, 3] images, channels averaged: Gaussian window (sigma 1.5, 11
+    taps), K1 = 0.01, K2 = 0.03, averaged over the windows that lie inside the image, as the reference code and
+    `skimage.metrics.structural_similarity(..., gaussian_weights=True, use_sample_covariance=False)` do (torchmetrics'
+    own mean also counts the reflect-padded border windows). The map is torchmetrics'."""
     from torchmetrics.functional.image import structural_similarity_index_measure as ssim_fn
-    a = torch.from_numpy(ref_u8).permute(2, 0, 1)[None].float() / 255.0
-    b = torch.from_numpy(test_u8).permute(2, 0, 1)[None].float() / 255.0
-    k = 7 if min(ref_u8.shape[:2]) < 64 else 11
-    return float(ssim_fn(b, a, data_range=1.0, kernel_size=k))
+    if ref_u8.shape != test_u8.shape or min(ref_u8.shape[:2]) <= 2 * _SSIM_PAD:
+        raise ValueError(f"SSIM needs two images of one shape, at least {2 * _SSIM_PAD + 1} px a side; "
+                         f"got {ref_u8.shape} and {test_u8.shape}")
+    a = torch.from_numpy(np.array(ref_u8, np.float64)).permute(2, 0, 1)[None] / 255.0
+    b = torch.from_numpy(np.array(test_u8, np.float64)).permute(2, 0, 1)[None] / 255.0
+    _, full = ssim_fn(b, a, data_range=1.0, sigma=SSIM_SIGMA, return_full_image=True)
+    return float(full[..., _SSIM_PAD:-_SSIM_PAD, _SSIM_PAD:-_SSIM_PAD].mean())
