@@ -41,6 +41,9 @@ def test_image_sweep_rows_csv_and_plot(small_checkpoints, data_dir, tmp_path):  
     # the checker recognises the scenes in decoded JPEGs, and nothing in the mid-grey a broken one becomes
     assert trad["pair_f1"] > 0.8 and trad["count_acc"] > 0.8
     assert by[("traditional", "awgn", 0.0)]["pair_f1"] < 0.2
+    # SSIM beside PSNR: the decoded JPEG keeps the structure the mid-grey stand-in for a broken one lacks
+    assert trad["ssim"] > 0.5 and trad["ssim"] > by[("traditional", "awgn", 0.0)]["ssim"]
+    assert all(-1.0 <= r["ssim"] <= 1.0 for r in rows)
     # cos(t_hat, t) for the token schemes (these small links are untrained: only its range); none for the bit pipe
     for sch in ("sigma-genib", "vae"):
         assert all(-1.0 <= by[(sch, ch, snr)]["token_cos"] <= 1.0 for ch in ("awgn", "rayleigh") for snr in (0.0, 30.0))
@@ -49,7 +52,7 @@ def test_image_sweep_rows_csv_and_plot(small_checkpoints, data_dir, tmp_path):  
     link_eval.plot(rows, tmp_path / "image.png", "test")
     with open(tmp_path / "image.csv") as f:
         got = list(csv.DictReader(f))
-    assert len(got) == len(rows) and {"scheme", "snr_db", "mean", "channel_uses", "decoded_frac", "pair_f1"} <= set(got[0])
+    assert len(got) == len(rows) and {"scheme", "snr_db", "mean", "ssim", "channel_uses", "decoded_frac", "pair_f1"} <= set(got[0])
     assert (tmp_path / "image.png").stat().st_size > 10_000
 
 
@@ -76,6 +79,7 @@ def test_cli_registers_evaluate_link_and_variance_collapse():
     p = argparse.ArgumentParser()
     link_eval.add_subparser(p.add_subparsers())
     a = p.parse_args(["evaluate-link", "--modality", "image", "--snr-db=-10:25:5", "--tokens", "16,32"])
-    assert a.func is link_eval._evaluate and a.tokens == "16,32"
+    assert a.func is link_eval._evaluate and a.tokens == "16,32" and a.snr_db == [-10.0, -5.0, 0.0, 5.0, 10.0, 15.0,
+                                                                                  20.0, 25.0]
     a = p.parse_args(["variance-collapse", "--checkpoints", "image-vae-s32"])
     assert a.func is link_eval._variance

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from unitocom.link.ber import capacity_rows, parse_snr_range, plot_ber, simulate_ber
+from unitocom.link.ber import capacity_rows, plot_ber, simulate_ber
+from unitocom.link.snr import snr_interval, snr_points
 from unitocom.link.cli import add_subparser
 from unitocom.link.theory import ber_awgn
 
@@ -49,13 +50,17 @@ def test_rows_shape_and_reproducibility():
         simulate_ber("qpsk", "rician-ish", [1.0], progress=False)
 
 
-def test_parse_snr_range():
-    assert parse_snr_range("0:10:2.5") == [0.0, 2.5, 5.0, 7.5, 10.0]
-    assert parse_snr_range("-5:0:5") == [-5.0, 0.0]
-    assert parse_snr_range("1,3") == [1.0, 3.0] and parse_snr_range("4") == [4.0]
-    for bad in ("1:2", "3:1:1", "0:1:0", "a:b:c"):
+def test_snr_points_and_interval():
+    assert snr_points("0:10:2.5") == [0.0, 2.5, 5.0, 7.5, 10.0]
+    assert snr_points("-5:0:5") == [-5.0, 0.0]
+    assert snr_points("1,3") == [1.0, 3.0] and snr_points("4") == [4.0]
+    for bad in ("1:2", "3:1:1", "0:1:0", "a:b:c", "", "nan"):
         with pytest.raises(ValueError):
-            parse_snr_range(bad)
+            snr_points(bad)
+    assert snr_interval("-10:25") == (-10.0, 25.0)
+    for bad in ("5", "1:2:3", "3:1", "a:b", "0:inf"):
+        with pytest.raises(ValueError):
+            snr_interval(bad)
 
 
 def test_plots(tmp_path):

@@ -147,10 +147,10 @@ def test_cuda_generation_matches_cpu():
 def test_recorded_command_leaves_out_where_it_ran(monkeypatch):
     import sys
 
-    from unitocom.mllm import cli
+    from unitocom.train.provenance import recorded_command
     monkeypatch.setattr(sys, "argv", ["unitocom", "train", "mllm", "--objective", "vae", "--run-dir", "runs/x",
                                       "--no-install", "--steps", "5", "--snr-db=-5:25"])
-    assert cli._command() == "unitocom train mllm --objective vae --steps 5 --snr-db=-5:25"
+    assert recorded_command() == "unitocom train mllm --objective vae --steps 5 --snr-db=-5:25"
 
 
 @pytest.mark.gpu

@@ -6,6 +6,9 @@ import json
 import pathlib
 import sys
 
+from unitocom.errors import UserError
+from unitocom.report import format_result
+
 EPILOG = """examples:
   unitocom up                                   start transmitter, channel and base station on loopback
   unitocom up --with-prometheus --with-gateway  ... plus Prometheus on :9090 and the HTTP gateway on :8080
@@ -125,29 +128,12 @@ def cmd_send(args) -> int:
     return 0
 
 
-def format_result(d: dict) -> str:
-    lines = [f"{d['task']} via {d['scheme']} at {d['snr_db']:g} dB over {d['channel']}: "
-             f"{d['channel_uses']} channel uses"]
-    for o in d["outputs"]:
-        if o["text"] is not None:
-            what = repr(o["text"])
-        elif o["image_png_bytes"] or o["audio_wav_bytes"]:
-            what = f"{o['image_png_bytes']} B PNG" if o["image_png_bytes"] else f"{o['audio_wav_bytes']} B WAV"
-        else:
-            what = f"no {o['modality']}"
-        status = "decoded" if o["decoded"] else "NOT decoded"
-        blocks = f", {o['block_errors']}/{o['blocks']} blocks failed" if o["blocks"] else ""
-        lines.append(f"  {o['modality']:5s} {status}{blocks}: {what}" + (f"  ({o['note']})" if o["note"] else ""))
-    if d["output"] and d["task"] != "reconstruct":
-        lines.append(f"  output: {d['output']}")
-    if d["quality"]:
-        lines.append("  quality: " + ", ".join(f"{k}={v:.3g}" for k, v in sorted(d["quality"].items())))
-    total = sum(d["timings_s"].values())
-    lines.append(f"  time: {total * 1e3:.0f} ms in stages (" +
-                 ", ".join(f"{k} {v * 1e3:.0f}" for k, v in d["timings_s"].items()) + ")")
-    for f in d.get("files", []):
-        lines.append(f"  wrote {f}")
-    return "\n".join(lines)
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes as one line (`error: ...`, exit 2) like the CLI's other user errors; the subcommands'
+    parsers are made of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
 def _service_args(p: argparse.ArgumentParser) -> None:
@@ -155,7 +141,7 @@ def _service_args(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="unitocom", description="UniToCom token-communication testbed",
+    ap = _Parser(prog="unitocom", description="UniToCom token-communication testbed",
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -220,15 +206,10 @@ def parser() -> argparse.ArgumentParser:
     from unitocom import link_eval, task_eval
     from unitocom.data import cli as data_cli
     from unitocom.link import cli as link_cli
-    from unitocom.mllm import cli as mllm_cli
     from unitocom.train import cli as train_cli
     link_cli.add_subparser(sub)
     data_cli.add_subparser(sub)
-    train = train_cli.add_subparser(sub)
-    # `train` is the tokenizers' command; the MLLM and the scene checker are trained under it too.
-    train_sub = next(a for a in train._actions if isinstance(a, argparse._SubParsersAction))
-    train_sub.metavar = "{tokenizer,all,mllm,checker}"
-    mllm_cli.add_train_commands(train_sub)
+    train_cli.add_subparser(sub)  # tokenizer, mllm, checker, all
     link_eval.add_subparser(sub)
     task_eval.add_subparser(sub)
     return ap
@@ -240,7 +221,23 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         ap.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, FileNotFoundError) as e:  # the user's to fix: one line, no traceback
+        import os
+        if os.environ.get("UNITOCOM_DEBUG"):
+            raise
+        print(f"error: {_message(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, OSError) and not isinstance(e, UserError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror or e}"
+    return " ".join(str(e).split())  # one line
 
 
 if __name__ == "__main__":

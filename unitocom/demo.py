@@ -107,7 +107,7 @@ def summary_sheet(scene_png: bytes, results: dict, path: pathlib.Path, scale: in
 
 
 def run(preset: str = "tiny", out_dir: str = "out/demo", base_port: int = 50051, metrics_base_port: int = 9101) -> int:
-    from unitocom.cli import format_result
+    from unitocom.report import format_result
     cfg = config.load(preset).replace(transmitter_port=base_port, channel_port=base_port + 1,
                                       basestation_port=base_port + 2, metrics_base_port=metrics_base_port)
     d = launcher.run_dir(str(pathlib.Path.home() / ".cache/unitocom/demo"))

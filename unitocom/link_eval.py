@@ -4,8 +4,9 @@
 Every scheme goes through the same numpy channel (`link.channel.FadingChannel`, one seed per item and SNR) and
 the same receiver code as the services: the learned ones through `schemes.learned` (batched), the traditional
 one through `pipeline.run` (the services' path, in process). Metrics:
-- image: PSNR in dB against the input at the preset size; a JPEG the channel broke is scored against a mid-grey
-  image (what a receiver without the picture would show), so the cliff shows.
+- image: PSNR in dB against the input at the preset size, and SSIM (`metrics.scores.ssim`, the `ssim` column); a
+  JPEG the channel broke is scored against a mid-grey image (what a receiver without the picture would show), so
+  the cliff shows.
 - audio: log-mel distance in dB (RMS over the clip's log-mel spectrogram, floored 80 dB below its peak) between
   the input and what came back; a broken AMR-WB stream is scored as silence. Lower is better.
 Channel uses (complex symbols per item) are reported for each scheme: the learned ones send far fewer.
@@ -28,9 +29,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unitocom.data.layouts import require_data
+from unitocom.errors import CheckpointMissing, UserError
+from unitocom.link.snr import snr_points_arg
 from unitocom.metrics.scores import logmel_distance_db
+from unitocom.models.objectives import OBJECTIVES, SCHEME_OBJECTIVE
 
-LEARNED = {"unitocom": "sigma-genib", "sigma-genib": "sigma-genib", "genib": "genib", "vae": "vae"}
+# --schemes: a learned scheme's name (SCHEME_OBJECTIVE) or an objective's name (sigma-genib, genib, vae)
+LEARNED = {**{o: o for o in OBJECTIVES}, **SCHEME_OBJECTIVE}
 ACTIVE_THRESHOLD = 0.01
 ZERO_VAR = 1e-3
 
@@ -40,6 +46,17 @@ def _checkpoint(modality: str, objective: str, tokens: int | None, cfg) -> str:
         return f"text-{objective}"
     s = tokens or (cfg.preset.image_tokens if modality == "image" else cfg.preset.tokenizer.audio_tokens)
     return f"{modality}-{objective}-s{s}"
+
+
+def require_checkpoints(names: list[str]) -> None:
+    """CheckpointMissing naming every one of `names` that is not installed, before any work starts."""
+    from unitocom.schemes.learned import checkpoint_dir
+    d = checkpoint_dir()
+    missing = [n for n in dict.fromkeys(names) if not (d / f"{n}.safetensors").is_file()]
+    if missing:
+        what = f"checkpoint {missing[0]} is" if len(missing) == 1 else f"checkpoints {', '.join(missing)} are"
+        raise CheckpointMissing(f"{what} not installed in {d} (train with `unitocom train tokenizer ...`, or "
+                                f"every checkpoint with `unitocom train all`)")
 
 
 # --- items ------------------------------------------------------------------------------------------------------
@@ -184,6 +201,7 @@ class SceneScore:
 
 def run(modality: str, schemes: list[str], channels: list[str], snrs: list[float], data_dir: Path, split: str,
         count: int, traditional_count: int, tokens: list[int | None], seed: int, cfg, log=print) -> list[dict]:
+    from unitocom.metrics.scores import ssim
     from unitocom.models.audio_tokenizer import MelFrontend
     t = cfg.preset.tokenizer
     fe = MelFrontend(cfg.preset.audio_rate_hz, t.audio_n_fft, t.audio_hop, t.audio_mels) if modality == "audio" else None
@@ -209,7 +227,7 @@ def run(modality: str, schemes: list[str], channels: list[str], snrs: list[float
                     else:
                         r = eval_learned_audio(name, use, ch, snr, seed, fe)
                     vals = np.array([x["metric"] for x in r], np.float64)
-                    row = {"modality": modality, "scheme": scheme if scheme != "unitocom" else "sigma-genib",
+                    row = {"modality": modality, "scheme": LEARNED.get(scheme, scheme),
                            "checkpoint": name, "tokens": "" if scheme == "traditional" else int(name.rsplit("-s", 1)[1]),
                            "channel": ch, "snr_db": snr, "items": len(r), "metric": metric,
                            "mean": float(vals.mean()), "std": float(vals.std()),
@@ -218,6 +236,8 @@ def run(modality: str, schemes: list[str], channels: list[str], snrs: list[float
                            "seconds": round(time.perf_counter() - t0, 2)}
                     # cos(t_hat, t) where the scheme has tokens; NaN keeps the CSV's columns the same for all rows
                     row["token_cos"] = float(np.mean([x["token_cos"] for x in r])) if "token_cos" in r[0] else math.nan
+                    if modality == "image":
+                        row["ssim"] = float(np.mean([ssim(a, x["image"]) for a, x in zip(use, r)]))
                     if scene is not None:
                         row.update(scene([x["image"] for x in r]))
                     rows.append(row)
@@ -225,6 +245,7 @@ def run(modality: str, schemes: list[str], channels: list[str], snrs: list[float
                         f"(+-{row['std']:.2f}, n={len(r)})  decoded {row['decoded_frac']:.2f}  "
                         f"uses {row['channel_uses']:.0f}"
                         + (f"  cos(t_hat, t) {row['token_cos']:.3f}" if not math.isnan(row["token_cos"]) else "")
+                        + (f"  SSIM {row['ssim']:.3f}" if "ssim" in row else "")
                         + (f"  pair F1 {row['pair_f1']:.3f}  count {row['count_acc']:.3f}" if scene else ""))
     return rows
 
@@ -321,29 +342,24 @@ def plot_variance(stats: list[dict], path: Path) -> None:
 
 def _evaluate(args) -> int:
     from unitocom import config
-    from unitocom.link.ber import parse_snr_range
     cfg = config.load(args.preset)
     torch.set_num_threads(args.threads)
-    try:
-        snrs = parse_snr_range(args.snr_db)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
     bad = [s for s in schemes if s != "traditional" and s not in LEARNED]
     if bad:
         print(f"error: unknown scheme(s) {bad}; expected {sorted(LEARNED) + ['traditional']}", file=sys.stderr)
         return 2
-    tokens = [int(t) for t in args.tokens.split(",")] if args.tokens else [None]
-    channels = [c.strip() for c in args.channels.split(",")]
-    data_dir = Path(args.data or f"data/{args.preset}")
-    out = Path(args.out or f"out/eval-{args.modality}")
     try:
-        rows = run(args.modality, schemes, channels, snrs, data_dir, args.split, args.count, args.traditional_count,
-                   tokens, args.seed, cfg)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        tokens = [int(t) for t in args.tokens.split(",")] if args.tokens else [None]
+    except ValueError:
+        raise UserError(f"--tokens must be a comma list of token counts, got {args.tokens!r}") from None
+    channels = [c.strip() for c in args.channels.split(",")]
+    data_dir = require_data(args.data or f"data/{args.preset}")
+    require_checkpoints([_checkpoint(args.modality, LEARNED[s], tok, cfg) for s in schemes if s != "traditional"
+                         for tok in tokens])
+    out = Path(args.out or f"out/eval-{args.modality}")
+    rows = run(args.modality, schemes, channels, args.snr_db, data_dir, args.split, args.count, args.traditional_count,
+               tokens, args.seed, cfg)
     write_csv(rows, out / f"{args.modality}.csv")
     plot(rows, out / f"{args.modality}.png",
          f"{args.modality} reconstruction, {args.split} split ({cfg.preset.name} preset)")
@@ -356,23 +372,24 @@ def _variance(args) -> int:
     from unitocom.train import data as D
     cfg = config.load(args.preset)
     torch.set_num_threads(args.threads)
-    data_dir = Path(args.data or f"data/{args.preset}")
     names = [n.strip() for n in args.checkpoints.split(",")]
+    not_continuous = [n for n in names if n.split("-")[0] not in ("image", "audio")]
+    if not_continuous:
+        raise UserError(f"the diagnostic is for continuous tokens (image, audio), not {', '.join(not_continuous)}")
+    require_checkpoints(names)
+    data_dir = require_data(args.data or f"data/{args.preset}")
     stats = []
     for name in names:
         modality = name.split("-")[0]
         if modality == "image":
             batch, mask = D.ImageBatches(data_dir, args.split, cfg.preset.image_size_px, args.count).fixed(args.count)["x"], None
-        elif modality == "audio":
+        else:
             from unitocom.schemes import learned
             m = learned.model(name)
             from unitocom.models.audio_tokenizer import MelFrontend
             fe = MelFrontend(m.spec.audio_rate_hz, m.spec.n_fft, m.spec.hop, m.spec.mels)
             batch, mask = D.AudioBatches(data_dir, args.split, fe, m.spec.chunk_frames, args.count, m.spec.db_mean,
                                          m.spec.db_std).fixed(args.count)["x"], None
-        else:
-            print(f"error: the diagnostic is for continuous tokens (image, audio), not {name}", file=sys.stderr)
-            return 2
         s = latent_statistics(name, batch, mask)
         stats.append(s)
         pv = s["posterior_var"]
@@ -403,7 +420,7 @@ def add_subparser(subparsers) -> None:
     p.add_argument("--schemes", default="sigma-genib,vae,traditional",
                    help="comma list of sigma-genib (= unitocom), genib, vae, traditional")
     p.add_argument("--channels", default="awgn,rayleigh", help="comma list of awgn, rayleigh, rician")
-    p.add_argument("--snr-db", default="-10:25:5", help="A:B:STEP or A,B,C in dB (write --snr-db=-10:25:5)")
+    p.add_argument("--snr-db", type=snr_points_arg, default="-10:25:5", help="A:B:STEP or A,B,C in dB (write --snr-db=-10:25:5)")
     p.add_argument("--tokens", default=None, help="comma list of token counts for the learned schemes (e.g. 16,32,64,128)")
     p.add_argument("--split", default="test")
     p.add_argument("--count", type=int, default=200, help="items per point for the learned schemes")

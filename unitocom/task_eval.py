@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from unitocom.data.layouts import clevr_root, coco_annotation_file, read_json
+from unitocom.data.layouts import clevr_root, coco_annotation_file, librispeech_root, read_json, require_data
 from unitocom.data.presets import SPEECH_SUBSETS
+from unitocom.errors import DataMissing, UserError
+from unitocom.link.snr import snr_points_arg
 
 METRIC = {"vqa": "accuracy", "asr": "wer", "t2i": "fid"}
 
@@ -55,7 +57,7 @@ def vqa_by_family(items: list[dict], correct: list[float], guess: list[str]) -> 
 
 
 def speech_items(data_dir: Path, split: str, n: int) -> list[tuple[Path, str]]:
-    root = Path(data_dir) / "LibriSpeech" / SPEECH_SUBSETS[split]
+    root = librispeech_root(data_dir, SPEECH_SUBSETS[split])
     out = []
     for trans in sorted(root.rglob("*.trans.txt")):
         for line in trans.read_text().splitlines():
@@ -67,7 +69,10 @@ def speech_items(data_dir: Path, split: str, n: int) -> list[tuple[Path, str]]:
 
 
 def caption_items(data_dir: Path, split: str, n: int) -> list[tuple[str, Path]]:
-    ann = read_json(coco_annotation_file(Path(data_dir) / "coco", split))
+    path = coco_annotation_file(Path(data_dir) / "coco", split)
+    if not path.is_file():
+        raise DataMissing(f"no COCO-style captions at {path}")
+    ann = read_json(path)
     files = {im["id"]: im["file_name"] for im in ann["images"]}
     seen, out = set(), []
     for a in ann["annotations"]:  # one caption per image: FID compares image sets
@@ -77,6 +82,11 @@ def caption_items(data_dir: Path, split: str, n: int) -> list[tuple[str, Path]]:
     return out[:n]
 
 
+def _nonempty(items: list, what: str, data_dir: Path, split: str) -> None:
+    if not items:
+        raise UserError(f"no {what} in the {split} split of {data_dir}")
+
+
 def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_dir: str, target: str,
              split: str = "test", seed: int = 0, progress: bool = True, timeout_s: float = 120.0,
              inception_weights: str | None = None) -> dict:
@@ -84,7 +94,7 @@ def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_d
     from tqdm import tqdm
 
     from unitocom import client
-    data_dir = Path(data_dir)
+    data_dir = require_data(data_dir)
     row = {"task": task, "scheme": scheme, "snr_db": snr_db, "channel": channel, "n": 0,
            "metric": METRIC[task], "value": None}
     with client.Client(target) as c:
@@ -94,6 +104,7 @@ def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_d
 
         if task == "vqa":
             items, guess = vqa_items(data_dir, split, n)
+            _nonempty(items, "questions", data_dir, split)
             correct = []
             for i, q in enumerate(tqdm(items, desc=f"vqa {scheme} {snr_db:g} dB", disable=not progress)):
                 png = (clevr_root(data_dir) / "images" / split / q["image_filename"]).read_bytes()
@@ -105,6 +116,7 @@ def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_d
         elif task == "asr":
             from unitocom.metrics.scores import wer
             items = speech_items(data_dir, split, n)
+            _nonempty(items, "utterances", data_dir, split)
             refs, hyps = [], []
             for i, (f, text) in enumerate(tqdm(items, desc=f"asr {scheme} {snr_db:g} dB", disable=not progress)):
                 r = send(i, audio=f.read_bytes(), transcript=text)
@@ -119,6 +131,7 @@ def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_d
             from unitocom.metrics.scores import fid
             from unitocom.stages.mllm import scene_checker
             items = caption_items(data_dir, split, n)
+            _nonempty(items, "captions", data_dir, split)
             fake, real, recall = [], [], []
             for i, (cap, f) in enumerate(tqdm(items, desc=f"t2i {scheme} {snr_db:g} dB", disable=not progress)):
                 r = send(i, text=cap)
@@ -176,13 +189,6 @@ def sweep(task: str, schemes: list[str], snrs: list[float], channel: str, n: int
     return rows
 
 
-def _snrs(text: str) -> list[float]:
-    if ":" in text:
-        a, b, step = (float(v) for v in text.split(":"))
-        return [float(v) for v in np.arange(a, b + step / 2, step)]
-    return [float(v) for v in text.split(",")]
-
-
 def add_subparser(sub) -> None:
     p = sub.add_parser("eval", help="task scores (VQA accuracy, WER, FID) through the running services",
                        description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
@@ -201,7 +207,7 @@ def add_subparser(sub) -> None:
     s = sub.add_parser("eval-sweep", help="Fig. 2: a task's score versus SNR for several schemes, CSV and PNG")
     s.add_argument("--task", required=True, choices=["vqa", "asr", "t2i"])
     s.add_argument("--schemes", default="unitocom,vae,traditional")
-    s.add_argument("--snr-db", default="0:20:5", help="A:B:STEP or a comma list")
+    s.add_argument("--snr-db", type=snr_points_arg, default="0:20:5", help="A:B:STEP or a comma list (dB)")
     s.add_argument("--channel", default="rayleigh")
     s.add_argument("--n", type=int, default=100)
     s.add_argument("--data", default="data/tiny")
@@ -234,7 +240,7 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    rows = sweep(args.task, args.schemes.split(","), _snrs(args.snr_db), args.channel, args.n, args.data,
+    rows = sweep(args.task, args.schemes.split(","), args.snr_db, args.channel, args.n, args.data,
                  args.target, args.csv, args.plot)
     for r in rows:
         print(json.dumps(r))

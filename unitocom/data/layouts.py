@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from unitocom.errors import DataMissing
+
 
 def clevr_image_filename(split: str, index: int) -> str:
     return f"CLEVR_{split}_{index:06d}.png"
@@ -26,11 +28,19 @@ def librispeech_utterance_id(speaker: int, chapter: int, utterance: int) -> str:
     return f"{speaker}-{chapter}-{utterance:04d}"
 
 
+def require_data(root: str | Path) -> Path:
+    """The data set's root directory, or DataMissing naming the command that makes it."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataMissing(f"no data set at {root}")
+    return root
+
+
 def _first_dir(root: Path, candidates: list[Path], what: str) -> Path:
     for c in candidates:
         if c.is_dir():
             return c
-    raise FileNotFoundError(f"no {what} under {root}: looked for {', '.join(str(c) for c in candidates)}")
+    raise DataMissing(f"no {what} under {root} (looked for {', '.join(str(c) for c in candidates)})")
 
 
 def clevr_root(root: str | Path) -> Path:

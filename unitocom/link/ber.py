@@ -24,25 +24,6 @@ _BATCH_SYMBOLS = 1 << 17
 _BATCH_BLOCKS = 256
 
 
-def parse_snr_range(text: str) -> list[float]:
-    """'A:B:STEP' (B included when on the grid), 'A,B,C', or 'A' -> list of SNRs in dB."""
-    text = text.strip()
-    try:
-        if ":" in text:
-            parts = [float(p) for p in text.split(":")]
-            if len(parts) != 3:
-                raise ValueError
-            a, b, step = parts
-            if step <= 0 or b < a:
-                raise ValueError(f"need A <= B and STEP > 0 in A:B:STEP, got {text!r}")
-            count = int(math.floor((b - a) / step + 1e-9)) + 1
-            return [round(a + i * step, 10) for i in range(count)]
-        return [float(p) for p in text.split(",") if p.strip()]
-    except ValueError as e:
-        msg = str(e) or f"SNR range must be A:B:STEP, A,B,C or A (dB), got {text!r}"
-        raise ValueError(msg) from None
-
-
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
 

@@ -10,18 +10,9 @@ import argparse
 import json
 import sys
 
-from unitocom.link.ber import capacity_rows, parse_snr_range, plot_ber, plot_capacity, simulate_ber
+from unitocom.link.ber import capacity_rows, plot_ber, plot_capacity, simulate_ber
 from unitocom.link.modulation import MODULATIONS
-
-
-def _snr_list(text: str) -> list[float]:
-    try:
-        values = parse_snr_range(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"no SNR values in {text!r}")
-    return values
+from unitocom.link.snr import snr_points_arg
 
 
 def _positive_int(text: str) -> int:
@@ -109,7 +100,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     ber.add_argument("--rate", type=float, default=0.5, help="code rate (LDPC 0.2..0.95, Turbo 1/3..0.9)")
     ber.add_argument("--k", type=_positive_int, default=None,
                      help="bits per code block including the 24-bit CRC (default: 1024 LDPC, 256 Turbo)")
-    ber.add_argument("--snr-db", type=_snr_list, required=True, metavar="A:B:STEP",
+    ber.add_argument("--snr-db", type=snr_points_arg, required=True, metavar="A:B:STEP",
                      help="Es/N0 grid in dB: A:B:STEP (B included), or A,B,C, or A; write --snr-db=-10:20:2 when it starts negative")
     ber.add_argument("--bits", type=_positive_int, default=100_000, help="information bits simulated per SNR")
     ber.add_argument("--demapper", choices=("app", "maxlog"), default="app", help="soft demapper for coded runs")
@@ -124,7 +115,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                     "fading (closed form exp(1/snr) E1(1/snr)/ln 2), in bit per complex symbol.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    cap.add_argument("--snr-db", type=_snr_list, required=True, metavar="A:B:STEP",
+    cap.add_argument("--snr-db", type=snr_points_arg, required=True, metavar="A:B:STEP",
                      help="Es/N0 grid in dB: A:B:STEP (B included), or A,B,C, or A; write --snr-db=-10:20:2 when it starts negative")
     cap.add_argument("--monte-carlo", type=int, default=0, metavar="N",
                      help="also estimate the Rayleigh capacity from N channel draws (0 = off)")

@@ -30,6 +30,9 @@ import torch
 import torch.nn as nn
 
 OBJECTIVES: tuple[str, ...] = ("sigma-genib", "genib", "vae")
+# The learned schemes of the letter (lower-case `unitocom.v1.Scheme` names) -> the objective their tokenizers and
+# MLLM were trained with: UniToCom is sigma-GenIB, its VAE baseline the VAE. The one definition of this map.
+SCHEME_OBJECTIVE: dict[str, str] = {"unitocom": "sigma-genib", "vae": "vae"}
 
 
 @dataclass(frozen=True)

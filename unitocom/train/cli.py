@@ -1,22 +1,17 @@
-"""`unitocom train tokenizer ...`: Algorithm 1 from the command line."""
+"""`unitocom train ...`: Algorithm 1 (`tokenizer`) and `all` from here; `mllm` (unitocom.mllm.cli) and `checker`
+(unitocom.metrics.cli) are registered beside them by the modules that own them."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-
-def _snr_range(text: str) -> tuple[float, float]:
-    try:
-        a, b = (float(v) for v in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected A:B in dB (e.g. -10:25), got {text!r}") from None
-    if not a <= b:
-        raise argparse.ArgumentTypeError(f"need A <= B, got {text!r}")
-    return a, b
+from unitocom.link.snr import snr_interval_arg
 
 
 def _tokenizer(args) -> int:
+    from unitocom.data.layouts import require_data
     from unitocom.train.loop import TrainOptions, train
+    require_data(args.data or f"data/{args.preset}")
     overrides = {k: getattr(args, k) for k in ("xi", "lam", "k_samples", "c_sigma", "obs_var", "uses_per_token",
                                                    "consistency", "image_arch")
                  if getattr(args, k) is not None}
@@ -28,15 +23,16 @@ def _tokenizer(args) -> int:
         overrides=overrides, progress=not args.quiet, init=args.init, warmup=args.warmup, device=args.device)
     try:
         train(opts)
-    except (FileNotFoundError, ValueError) as e:
+    except ValueError as e:  # an option the loop refuses; a missing file goes to the CLI's handler (exit 2)
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 
 def add_subparser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("train", help="train the learned parts (tokenizers with their coding-modulation)")
-    sub = p.add_subparsers(dest="train_command", metavar="{tokenizer,all}")
+    p = subparsers.add_parser("train", help="train the learned parts: tokenizers with their coding-modulation, the MLLM, the "
+                                                "scene checker, or all of them in order")
+    sub = p.add_subparsers(dest="train_command", metavar="{tokenizer,mllm,checker,all}")
     sub.required = True
     t = sub.add_parser(
         "tokenizer", help="Algorithm 1: tokenizer + adaptive coding-modulation + de-tokenizer, channel in the loop",
@@ -49,7 +45,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--objective", choices=["sigma-genib", "genib", "vae"], default="sigma-genib")
     t.add_argument("--tokens", type=int, default=None,
                    help="S_v per image or S_a per audio chunk (default: the preset's); text uses its BPE length")
-    t.add_argument("--snr-db", type=_snr_range, default=None, metavar="A:B",
+    t.add_argument("--snr-db", type=snr_interval_arg, default=None, metavar="A:B",
                    help="training SNR range in dB, drawn uniformly; write --snr-db=-10:25 when A is negative (default: the preset's)")
     t.add_argument("--snr-sampling", choices=["example", "batch"], default="example",
                    help="one SNR draw per example of a batch, or one per batch")
@@ -85,6 +81,10 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU (the checkpoint is the same format)")
     t.set_defaults(func=_tokenizer)
+    from unitocom.metrics.cli import add_train_command as add_checker
+    from unitocom.mllm.cli import add_train_command as add_mllm
+    add_mllm(sub)
+    add_checker(sub)
     a = sub.add_parser(
         "all", help="retrain every committed checkpoint in order into one folder (resumable)",
         description="Retrain every committed checkpoint (tokenizers, scene checker, MLLMs) in dependency order "

@@ -1,0 +1,29 @@
+"""A result (`client.result_to_dict`) as the lines `unitocom send` and `unitocom demo` print."""
+from __future__ import annotations
+
+
+def format_result(d: dict) -> str:
+    """One summary line, a line per modality (decoded or not, CRC block failures, what came back), the answer,
+    the quality figures, the stage timings and the files written."""
+    lines = [f"{d['task']} via {d['scheme']} at {d['snr_db']:g} dB over {d['channel']}: "
+             f"{d['channel_uses']} channel uses"]
+    for o in d["outputs"]:
+        if o["text"] is not None:
+            what = repr(o["text"])
+        elif o["image_png_bytes"] or o["audio_wav_bytes"]:
+            what = f"{o['image_png_bytes']} B PNG" if o["image_png_bytes"] else f"{o['audio_wav_bytes']} B WAV"
+        else:
+            what = f"no {o['modality']}"
+        status = "decoded" if o["decoded"] else "NOT decoded"
+        blocks = f", {o['block_errors']}/{o['blocks']} blocks failed" if o["blocks"] else ""
+        lines.append(f"  {o['modality']:5s} {status}{blocks}: {what}" + (f"  ({o['note']})" if o["note"] else ""))
+    if d["output"] and d["task"] != "reconstruct":
+        lines.append(f"  output: {d['output']}")
+    if d["quality"]:
+        lines.append("  quality: " + ", ".join(f"{k}={v:.3g}" for k, v in sorted(d["quality"].items())))
+    total = sum(d["timings_s"].values())
+    lines.append(f"  time: {total * 1e3:.0f} ms in stages (" +
+                 ", ".join(f"{k} {v * 1e3:.0f}" for k, v in d["timings_s"].items()) + ")")
+    for f in d.get("files", []):
+        lines.append(f"  wrote {f}")
+    return "\n".join(lines)
