@@ -55,8 +55,15 @@ def _file_hashes(root: Path) -> list[tuple[str, str]]:
     return out
 
 
-def dataset_checksum(directory: str | Path) -> str:
-    """sha256 over every file's relative path and content (sorted; manifest.json excluded): equal iff same data."""
+def dataset_checksum(directory: str | Path, use_manifest: bool = False) -> str:
+    """sha256 over every file's relative path and content (sorted; manifest.json excluded): equal iff same data.
+    use_manifest: the checksum `data make` recorded in the directory's manifest.json when there is one (no pass
+    over the files; trusts that nothing changed since), else computed."""
+    if use_manifest:
+        m = Path(directory) / "manifest.json"
+        recorded = json.loads(m.read_text()).get("checksum") if m.is_file() else None
+        if recorded:
+            return recorded
     h = hashlib.sha256()
     for rel, digest in _file_hashes(Path(directory)):
         h.update(f"{rel}\0{digest}\n".encode())
