@@ -6,6 +6,7 @@ import logging
 import grpc
 
 from services.common import server as common
+from services.common import uplink
 from unitocom import config, pipeline
 from unitocom.stages import mllm
 from unitocom.stages.basestation import BaseStationCore
@@ -22,15 +23,11 @@ class BaseStation(pb_grpc.BaseStationServicer):
 
     def Receive(self, request_iterator, context: grpc.ServicerContext) -> pb.Result:
         with common.rpc(SERVICE, "Receive", context) as call:
-            first = next(request_iterator, None)
-            if first is None or first.WhichOneof("kind") != "header":
-                raise RequestError("uplink", "the first message of a stream must be a RequestHeader")
+            first = uplink.header(request_iterator)
             call.describe(first.header)
             core = BaseStationCore(first.header, self.cfg)
             for msg in request_iterator:
-                if msg.WhichOneof("kind") != "frame":
-                    raise RequestError("uplink", "only the first message may be a RequestHeader")
-                core.add(msg.frame)
+                core.add(uplink.frame_of(msg))
             result = core.finish()
             call.observe(result)
             return result

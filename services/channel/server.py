@@ -10,6 +10,7 @@ import time
 import grpc
 
 from services.common import server as common
+from services.common import uplink
 from unitocom import config
 from unitocom.stages.channel import ChannelCore
 from unitocom.stages.request import RequestError
@@ -17,13 +18,6 @@ from unitocom.v1 import unitocom_pb2 as pb
 from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
 
 SERVICE = "channel"
-
-
-def _header(request_iterator) -> pb.Uplink:
-    first = next(request_iterator, None)
-    if first is None or first.WhichOneof("kind") != "header":
-        raise RequestError("uplink", "the first message of a stream must be a RequestHeader")
-    return first
 
 
 class Channel(pb_grpc.ChannelServicer):
@@ -36,13 +30,10 @@ class Channel(pb_grpc.ChannelServicer):
         """Corrupt frames as they stream by; a bad frame ends the stream and is reported by the caller."""
         yield first
         for msg in request_iterator:
-            if msg.WhichOneof("kind") != "frame":
-                state["error"] = RequestError("uplink", "only the first message may be a RequestHeader")
-                return
             t0 = time.perf_counter()
             up = pb.Uplink()
             try:
-                core.apply(msg.frame, up.frame)  # written in place: no copy of the frame into the message
+                core.apply(uplink.frame_of(msg), up.frame)  # written in place: no copy of the frame into the message
             except RequestError as e:
                 state["error"] = e
                 return
@@ -51,7 +42,7 @@ class Channel(pb_grpc.ChannelServicer):
 
     def Forward(self, request_iterator, context: grpc.ServicerContext) -> pb.Result:
         with common.rpc(SERVICE, "Forward", context) as call:
-            first = _header(request_iterator)
+            first = uplink.header(request_iterator)
             call.describe(first.header)
             core = ChannelCore(first.header, self.cfg)
             state = {"error": None, "seconds": 0.0}
@@ -70,15 +61,13 @@ class Channel(pb_grpc.ChannelServicer):
 
     def Apply(self, request_iterator, context: grpc.ServicerContext):
         with common.rpc(SERVICE, "Apply", context) as call:
-            first = _header(request_iterator)
+            first = uplink.header(request_iterator)
             call.describe(first.header)
             core = ChannelCore(first.header, self.cfg)
             yield first
             for msg in request_iterator:
-                if msg.WhichOneof("kind") != "frame":
-                    raise RequestError("uplink", "only the first message may be a RequestHeader")
                 up = pb.Uplink()
-                core.apply(msg.frame, up.frame)
+                core.apply(uplink.frame_of(msg), up.frame)
                 yield up
             call.channel_uses(core.symbols)
 
