@@ -7,19 +7,10 @@ and `for_scheme` picks the module for a Scheme enum value.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
-
+from unitocom.schemes.encoded import Encoded
 from unitocom.v1 import unitocom_pb2 as pb
 
-
-@dataclass
-class Encoded:
-    header: pb.StreamHeader
-    symbols: np.ndarray  # complex64 [N], mean power P
-    reference: object  # what the output is scored against (the input, after any resizing the scheme did)
-    source: object = None  # what the source decoder gives on a clean channel (e.g. the JPEG), if it has one
+__all__ = ["Encoded", "for_scheme"]
 
 
 def for_scheme(scheme: int):

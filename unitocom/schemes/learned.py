@@ -28,12 +28,13 @@ from PIL import Image
 from unitocom.config import POWER_P, Config
 from unitocom.link.equalize import mmse_biased
 from unitocom.models.channel_torch import SNR_DB_CLAMP
+from unitocom.models.objectives import SCHEME_OBJECTIVE
 from unitocom.models.token_link import TokenLink, load
-from unitocom.schemes import Encoded
+from unitocom.schemes.encoded import Encoded
 from unitocom.stages.request import RequestError, SourcePayload
 from unitocom.v1 import unitocom_pb2 as pb
 
-OBJECTIVE = {pb.UNITOCOM: "sigma-genib", pb.VAE: "vae"}
+OBJECTIVE = {pb.Scheme.Value(s.upper()): o for s, o in SCHEME_OBJECTIVE.items()}  # UNITOCOM, VAE
 MODALITY = {pb.IMAGE: "image", pb.AUDIO: "audio", pb.TEXT: "text"}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")  # checkpoint names: never a path
 _lock = threading.Lock()

@@ -16,7 +16,7 @@ from PIL import Image
 from unitocom import codecs
 from unitocom.config import Config
 from unitocom.link.digital import DigitalLink
-from unitocom.schemes import Encoded
+from unitocom.schemes.encoded import Encoded
 from unitocom.stages.request import RequestError, SourcePayload
 from unitocom.v1 import unitocom_pb2 as pb
 
