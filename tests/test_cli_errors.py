@@ -21,13 +21,15 @@ CASES = [  # (arguments, what the one line must say)
     (["train", "mllm", "--snr-db=25:-5"], "--snr-db"),
     (["link", "ber", "--snr-db", "loud"], "--snr-db"),
     (["variance-collapse", "--checkpoints", "image-nothere-s32"], "checkpoint image-nothere-s32 is not installed"),
+    (["eval-sweep", "--task", "vqa", "--data", "{root}/tests/fixtures/clevr", "--snr-db", "10", "--n", "1",
+      "--target", "127.0.0.1:1"], "carry no answers"),  # real CLEVR's test split: nothing to score against
     (["evaluate-link", "--tokens", "7", "--data", "{tmp}"], "checkpoints image-sigma-genib-s7, image-vae-s7 are not installed"),
 ]
 
 
 @pytest.mark.parametrize("args, says", CASES, ids=[" ".join(a[:2]) + f" #{i}" for i, (a, _) in enumerate(CASES)])
 def test_a_user_mistake_is_one_line_and_exit_2(args, says, tmp_path):
-    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    args = [a.replace("{tmp}", str(tmp_path)).replace("{root}", str(ROOT)) for a in args]
     r = subprocess.run([sys.executable, "-m", "unitocom.cli", *args], capture_output=True, text=True, cwd=tmp_path,
                        timeout=120, env={**_env(), "UNITOCOM_CHECKPOINTS": str(ROOT / "checkpoints")})
     lines = r.stderr.strip().splitlines()

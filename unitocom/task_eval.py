@@ -30,7 +30,10 @@ def vqa_items(data_dir: Path, split: str, n: int) -> tuple[list[dict], list[str]
     """n questions spread over the split's images, and the majority-class guess for each (its family's most
     common training answer): the chance floor on exactly those questions."""
     qs = read_json(clevr_root(data_dir) / "questions" / f"CLEVR_{split}_questions.json")["questions"]
-    step = max(1, len(qs) // n)
+    if qs and "answer" not in qs[0]:
+        raise UserError(f"the {split} questions of {data_dir} carry no answers (real CLEVR ships none for test); "
+                        "score another split (--split val)")
+    step = max(1, len(qs) // max(1, n))
     items = qs[::step][:n]
     train = read_json(clevr_root(data_dir) / "questions" / "CLEVR_train_questions.json")["questions"]
     by_family: dict[int, Counter] = {}
@@ -161,8 +164,8 @@ def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_d
 
 
 def sweep(task: str, schemes: list[str], snrs: list[float], channel: str, n: int, data_dir: str, target: str,
-          csv_path: str | None, plot_path: str | None) -> list[dict]:
-    rows = [evaluate(task, s, snr, channel, n, data_dir, target) for s in schemes for snr in snrs]
+          csv_path: str | None, plot_path: str | None, split: str = "test") -> list[dict]:
+    rows = [evaluate(task, s, snr, channel, n, data_dir, target, split) for s in schemes for snr in snrs]
     if csv_path:
         import csv
         keys = ["task", "scheme", "channel", "snr_db", "n", "metric", "value", "chance"]
@@ -210,23 +213,30 @@ def add_subparser(sub) -> None:
     s.add_argument("--snr-db", type=snr_points_arg, default="0:20:5", help="A:B:STEP or a comma list (dB)")
     s.add_argument("--channel", default="rayleigh")
     s.add_argument("--n", type=int, default=100)
-    s.add_argument("--data", default="data/tiny")
+    s.add_argument("--data", default="data/tiny", help="data set root (unitocom data make --preset tiny)")
+    s.add_argument("--split", default="test")
     s.add_argument("--target", default="127.0.0.1:50051")
     s.add_argument("--csv", default=None)
     s.add_argument("--plot", default=None)
     s.set_defaults(func=_cmd_sweep)
 
 
-def _cmd_eval(args) -> int:
-    import grpc
+def _through_services(fn, *a, **kw):
+    """fn(*a, **kw), or None after one `error:` line when the services fail a call or a scorer cannot run."""
+    from unitocom import client
     try:
-        row = evaluate(args.task, args.scheme, args.snr_db, args.channel, args.n, args.data, args.target, args.split,
-                       inception_weights=args.inception_weights)
-    except grpc.RpcError as e:
-        print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
-        return 1
+        return fn(*a, **kw)
+    except client.RpcError as e:
+        print("error: {}: {}".format(*client.error_status(e)), file=sys.stderr)
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
+    return None
+
+
+def _cmd_eval(args) -> int:
+    row = _through_services(evaluate, args.task, args.scheme, args.snr_db, args.channel, args.n, args.data,
+                            args.target, args.split, inception_weights=args.inception_weights)
+    if row is None:
         return 1
     if args.json:
         print(json.dumps(row, indent=2))
@@ -240,8 +250,10 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    rows = sweep(args.task, args.schemes.split(","), args.snr_db, args.channel, args.n, args.data,
-                 args.target, args.csv, args.plot)
+    rows = _through_services(sweep, args.task, args.schemes.split(","), args.snr_db, args.channel, args.n, args.data,
+                             args.target, args.csv, args.plot, args.split)
+    if rows is None:
+        return 1
     for r in rows:
         print(json.dumps(r))
     return 0
