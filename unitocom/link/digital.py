@@ -81,7 +81,14 @@ class DigitalLink:
         """y complex [N] received, h complex [N] the CSI the receiver has (true or estimated gain), noise_var N0,
         num_bytes from the control header -> DecodeResult. N must equal num_symbols(num_bytes).
         equalizer 'zf' | 'mmse' (unbiased; equal for one tap), demapper 'app' (exact) | 'maxlog'.
-        est_error_var: variance of the CSI error, added to the noise the demapper assumes (0 = trust h)."""
+        est_error_var: variance of the CSI error, added to the noise the demapper assumes (0 = trust h).
+        The two halves, `demodulate` then `decode_llrs`, are public so that a receiver can time them apart."""
+        return self.decode_llrs(self.demodulate(y, h, noise_var, num_bytes, equalizer, demapper, est_error_var),
+                                num_bytes)
+
+    def demodulate(self, y: np.ndarray, h: np.ndarray, noise_var: float, num_bytes: int,
+                   equalizer: str = "mmse", demapper: str = "app", est_error_var: float = 0.0) -> np.ndarray:
+        """Equalise and demap (arguments as `decode`) -> LLRs [blocks, n] of the codewords, padding dropped."""
         _check_demapper(demapper)
         expected = self.num_symbols(num_bytes)
         y = np.asarray(y).reshape(-1)
@@ -89,9 +96,15 @@ class DigitalLink:
             raise ValueError(f"y has {y.size} symbols but {num_bytes} bytes need {expected}")
         blocks = self.num_blocks(num_bytes)
         if blocks == 0:
-            return DecodeResult(payload=b"", blocks=0, block_errors=0)
+            return np.zeros((0, self.n), np.float32)
         z, nv = equalize(y, h, noise_var, equalizer, est_error_var)
-        llr = self.modulator.demap(z, nv, demapper)[: blocks * self.n].reshape(blocks, self.n)
+        return self.modulator.demap(z, nv, demapper)[: blocks * self.n].reshape(blocks, self.n)
+
+    def decode_llrs(self, llr: np.ndarray, num_bytes: int) -> DecodeResult:
+        """Channel-decode LLRs [blocks, n] from `demodulate` and check each block's CRC -> DecodeResult."""
+        blocks = llr.shape[0]
+        if blocks == 0:
+            return DecodeResult(payload=b"", blocks=0, block_errors=0)
         info, ok = self.crc.check(self.code.decode(llr))
         bits = info[:, : self.info_bits].reshape(-1)[: 8 * num_bytes]
         return DecodeResult(payload=np.packbits(bits).tobytes(), blocks=blocks, block_errors=int((~ok).sum()))
