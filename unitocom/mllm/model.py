@@ -7,6 +7,7 @@ from the hidden state one position earlier (eq. 17), and fed back as the next in
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -100,15 +101,19 @@ class MLLM(nn.Module):
     # -- generation -----------------------------------------------------------------------------------------------
     @torch.no_grad()
     def generate_text(self, prefix: torch.Tensor, max_new: int, eos_id: int, use_cache: bool = True,
-                      top_p: float | None = None, generator: torch.Generator | None = None) -> list[list[int]]:
-        """Autoregressive text from a prefix of embeddings [B, L, hidden]: greedy, or top-p sampling (eq. 15)."""
+                      top_p: float | None = None, generator: torch.Generator | None = None,
+                      on_prefill: Callable[[], None] | None = None) -> list[list[int]]:
+        """Autoregressive text from a prefix of embeddings [B, L, hidden]: greedy, or top-p sampling (eq. 15).
+        on_prefill is called once the forward pass over the prefix is done (a timing hook)."""
         b = prefix.shape[0]
         cache = DynamicCache() if use_cache else None
         seq, step_in = prefix, prefix
         out = torch.full((b, 0), eos_id, dtype=torch.long, device=prefix.device)
         done = torch.zeros(b, dtype=torch.bool, device=prefix.device)
-        for _ in range(max_new):
+        for step in range(max_new):
             h, cache = self.hidden(step_in if use_cache else seq, cache=cache)
+            if step == 0 and on_prefill is not None:
+                on_prefill()
             nxt = self._pick(self.logits(h[:, -1]), top_p, generator)
             nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
             out = torch.cat([out, nxt[:, None]], dim=1)
@@ -137,11 +142,13 @@ class MLLM(nn.Module):
     @torch.no_grad()
     def generate_tokens(self, prefix: torch.Tensor, count: int, modality: str, steps: int | None = None,
                         use_cache: bool = True, generator: torch.Generator | None = None,
-                        prefix_uncond: torch.Tensor | None = None, guidance: float = 1.0) -> torch.Tensor:
+                        prefix_uncond: torch.Tensor | None = None, guidance: float = 1.0,
+                        on_prefill: Callable[[], None] | None = None) -> torch.Tensor:
         """Next-token diffusion: `count` continuous tokens [B, count, d] after a prefix [B, L, hidden]. Each token
         is sampled from the head conditioned on the last hidden state, then fed back through in_proj.
         With prefix_uncond (the same request without its condition, e.g. an empty caption) and guidance > 1,
-        classifier-free guidance runs the unconditional sequence alongside."""
+        classifier-free guidance runs the unconditional sequence alongside.
+        on_prefill is called once the forward passes over the prefixes are done (a timing hook)."""
         steps = steps or self.cfg.diffusion_sample_steps
         runs = [prefix] + ([prefix_uncond] if prefix_uncond is not None else [])
         caches = [DynamicCache() if use_cache else None for _ in runs]
@@ -152,6 +159,8 @@ class MLLM(nn.Module):
             for i in range(len(runs)):
                 h, caches[i] = self.hidden(ins[i] if use_cache else seqs[i], cache=caches[i])
                 hs.append(h[:, -1])
+            if not tokens and on_prefill is not None:
+                on_prefill()
             c = self.diffusion.sample(hs[0], steps, generator, hs[1] if len(hs) > 1 else None, guidance)
             tokens.append(c)
             e = self.embed_tokens(c[:, None], modality, offset=i)
