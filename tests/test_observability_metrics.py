@@ -35,10 +35,24 @@ def test_unknown_enum_values_stay_bounded():
 
 def test_free_form_names_are_capped():
     cap = metrics._NameCap("other")
-    names = [cap(f"stage_{i}") for i in range(metrics.MAX_NAMES + 5)]
-    assert names[:metrics.MAX_NAMES] == [f"stage_{i}" for i in range(metrics.MAX_NAMES)]
+    names = [cap(f"name_{i}") for i in range(metrics.MAX_NAMES + 5)]
+    assert names[:metrics.MAX_NAMES] == [f"name_{i}" for i in range(metrics.MAX_NAMES)]
     assert set(names[metrics.MAX_NAMES:]) == {"other"}
     assert metrics._NameCap(None)("Bad Name!") is None
+
+
+def test_stage_labels_are_the_pipeline_stages():
+    """The stage label takes exactly unitocom.timing.STAGES (the help string lists them); anything else is "other"."""
+    from unitocom.timing import STAGES
+    assert [metrics.stage_label(s) for s in STAGES] == list(STAGES)
+    assert metrics.stage_label("mllm") == "other" and metrics.stage_label("encode") == "other"
+    assert metrics.STAGE_SECONDS._documentation.endswith(", ".join(STAGES))
+    metrics.observe_timings("basestation", [pb.StageTiming(service="basestation", stage="mllm_prefill", seconds=0.5),
+                                            pb.StageTiming(service="channel", stage="channel", seconds=9.0)], "vae")
+    got = {"service": "basestation", "stage": "mllm_prefill", "scheme": "vae"}
+    assert REGISTRY.get_sample_value("unitocom_stage_seconds_sum", got) == 0.5
+    assert REGISTRY.get_sample_value("unitocom_stage_seconds_sum", {**got, "service": "channel", "stage": "channel"}) \
+        is None  # each hop observes only its own stages
 
 
 def test_quality_goes_to_the_family_of_its_unit():
@@ -105,8 +119,9 @@ def test_a_request_leaves_labelled_series_in_every_service(services, tx):
     assert _value(t, "unitocom_requests_total", **ok, modality="text", code="OK") >= 1
     assert _value(t, "unitocom_requests_total", **ok, modality="image", code="OK") >= 1
     assert _value(t, "unitocom_requests_total", **ok, code="INVALID_ARGUMENT") >= 1
-    assert _value(t, "unitocom_stage_seconds_count", service="transmitter", stage="encode",
-                  scheme="traditional") >= 2
+    for stage in ("validate", "source_encode", "channel_encode", "score"):
+        assert _value(t, "unitocom_stage_seconds_count", service="transmitter", stage=stage,
+                      scheme="traditional") >= 2, stage
     assert _value(t, "unitocom_quality_ratio_count", metric="exact_match", snr_bucket="20", channel="awgn") >= 1
     assert _value(t, "unitocom_quality_decibels_count", metric="psnr_db", snr_bucket="30", channel="rayleigh") >= 1
     assert _value(t, "unitocom_request_channel_uses_count", service="transmitter", scheme="traditional") >= 2
@@ -118,7 +133,8 @@ def test_a_request_leaves_labelled_series_in_every_service(services, tx):
     assert _value(c, "unitocom_stage_seconds_count", service="channel", stage="channel") >= 2
     assert _value(c, "unitocom_channel_uses_total", service="channel", scheme="traditional", modality="image") > 0
     b = _scrape(cfg.address("basestation").metrics_url)
-    assert _value(b, "unitocom_stage_seconds_count", service="basestation", stage="decode") >= 2
+    for stage in ("equalise", "decode"):
+        assert _value(b, "unitocom_stage_seconds_count", service="basestation", stage=stage) >= 2, stage
     assert _value(b, "unitocom_stream_payload_bytes_count", service="basestation", modality="image") >= 1
     assert _value(b, "unitocom_requests_total", service="basestation", method="Receive", modality="text",
                   code="OK") >= 1

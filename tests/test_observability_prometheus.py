@@ -133,7 +133,8 @@ def test_live_prometheus_records_latency_quantiles_and_accuracy_vs_snr(services,
                               ok=lambda got: {s["metric"]["service"] for s in got} >= {"transmitter", "channel",
                                                                                          "basestation"})
     stages = {(s["metric"]["service"], s["metric"]["stage"]) for s in p50}
-    assert {("transmitter", "encode"), ("channel", "channel"), ("basestation", "decode")} <= stages
+    assert {("transmitter", "source_encode"), ("transmitter", "channel_encode"), ("channel", "channel"),
+            ("basestation", "equalise"), ("basestation", "decode")} <= stages
     assert all(0 < s["value"] < 60 for s in p50)
     p99 = prometheus.query(url, 'unitocom:stage_seconds:p99_rate1m{service="basestation", stage="decode"}')
     assert p99 and p99[0]["value"] >= min(s["value"] for s in p50 if s["metric"]["stage"] == "decode")
@@ -178,7 +179,7 @@ def test_every_dashboard_query_runs_on_the_live_prometheus(live_prometheus):
 
     def grafana(expr: str) -> str:
         for var, value in (("$__rate_interval", "1m"), ("$ratio_metric", "exact_match"), ("$db_metric", "psnr_db"),
-                           ("$scheme", ".*"), ("$channel", ".*"), ("$task", ".*")):
+                           ("$scheme", ".*"), ("$channel", ".*"), ("$task", ".*"), ("$stage", ".*")):
             expr = expr.replace(var, value)
         return expr
 

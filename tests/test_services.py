@@ -42,7 +42,8 @@ def test_text_arrives_exactly_at_high_snr(tx):
     assert out.decoded and out.block_errors == 0 and out.blocks > 0
     assert r.channel_uses == out.channel_uses > 0
     stages = {(t.service, t.stage) for t in r.timings}
-    assert {("transmitter", "encode"), ("channel", "channel"), ("basestation", "decode")} <= stages
+    assert {("transmitter", "source_encode"), ("transmitter", "channel_encode"), ("channel", "channel"),
+            ("basestation", "equalise"), ("basestation", "decode")} <= stages
 
 
 def test_image_psnr_equals_jpeg_psnr_at_high_snr(tx, photo_png):
@@ -190,7 +191,8 @@ def test_metrics_count_requests_by_code_and_time_stages(services, tx):
     labels = 'method="Send",modality="text",scheme="traditional",service="transmitter",task="reconstruct"'
     assert f'unitocom_requests_total{{code="OK",{labels}}}' in body
     assert f'unitocom_requests_total{{code="INVALID_ARGUMENT",{labels}}}' in body
-    assert 'unitocom_stage_seconds_bucket{le="0.001",scheme="traditional",service="transmitter",stage="encode"}' in body
+    assert 'unitocom_stage_seconds_bucket{le="0.001",scheme="traditional",service="transmitter",stage="channel_encode"}' \
+        in body
     bs = urllib.request.urlopen(cfg.address("basestation").metrics_url, timeout=5).read().decode()
     assert 'unitocom_stage_seconds_count{scheme="traditional",service="basestation",stage="decode"}' in bs
 

@@ -5,8 +5,6 @@ Apply:   bidirectional, frames back to the caller (simulations and benchmarks).
 """
 from __future__ import annotations
 
-import time
-
 import grpc
 
 from services.common import server as common
@@ -30,14 +28,12 @@ class Channel(pb_grpc.ChannelServicer):
         """Corrupt frames as they stream by; a bad frame ends the stream and is reported by the caller."""
         yield first
         for msg in request_iterator:
-            t0 = time.perf_counter()
             up = pb.Uplink()
             try:
                 core.apply(uplink.frame_of(msg), up.frame)  # written in place: no copy of the frame into the message
             except RequestError as e:
                 state["error"] = e
                 return
-            state["seconds"] += time.perf_counter() - t0
             yield up
 
     def Forward(self, request_iterator, context: grpc.ServicerContext) -> pb.Result:
@@ -45,7 +41,7 @@ class Channel(pb_grpc.ChannelServicer):
             first = uplink.header(request_iterator)
             call.describe(first.header)
             core = ChannelCore(first.header, self.cfg)
-            state = {"error": None, "seconds": 0.0}
+            state = {"error": None}
             try:
                 result = self.stub.Receive(self._frames(first, request_iterator, core, state),
                                            timeout=common.remaining(context, self.cfg.limits.default_deadline_s))
@@ -55,7 +51,7 @@ class Channel(pb_grpc.ChannelServicer):
                 raise common.next_hop_error("basestation", self.target, e) from None
             if state["error"] is not None:
                 raise state["error"]
-            result.timings.append(pb.StageTiming(service=SERVICE, stage="channel", seconds=state["seconds"]))
+            core.clock.report(result.timings)  # stage `channel`: eq. (2) on every frame
             call.observe(result)
             return result
 

@@ -12,7 +12,8 @@ without a change here, and every label has a bounded set of values:
     modality    the sorted set of payload modalities, "image+text"       (at most 7 values + none)
     channel     awgn | rayleigh | rician                                 (proto enum)
     code        the gRPC status name                                     (17 values)
-    stage       stage names the code reports (validate, encode, ...)     (capped at MAX_NAMES, then "other")
+    stage       validate | source_encode | channel_encode | channel | equalise | decode | mllm_prefill |
+                mllm_generate | detokenize | score       (unitocom.timing.STAGES, fixed; anything else "other")
     metric      keys of Result.quality (exact_match, psnr_db, ...)        (capped at MAX_NAMES, then dropped)
     snr_bucket  SNR floored to 5 dB steps, clamped to [-10, 40] dB       (11 values)
 """
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge, Histogram, Summary
 
+from unitocom.timing import STAGES
 from unitocom.v1 import unitocom_pb2 as pb
 
 log = logging.getLogger("unitocom.metrics")
@@ -42,15 +44,14 @@ BYTE_BUCKETS = tuple(float(4 ** k) for k in range(3, 13))  # 64 B .. 16 MiB
 
 SNR_BUCKET_DB = 5
 SNR_BUCKET_MIN_DB, SNR_BUCKET_MAX_DB = -10, 40
-MAX_NAMES = 32  # distinct stage / quality-metric names one process will label with
+MAX_NAMES = 32  # distinct quality-metric names one process will label with
 
 REQUESTS = Counter("unitocom_requests_total", "RPCs handled, by outcome",
                    ["service", "method", "scheme", "task", "modality", "code"])
 RPC_SECONDS = Histogram("unitocom_rpc_seconds", "RPC wall time inside the service",
                         ["service", "method", "scheme", "task"], buckets=LATENCY_BUCKETS)
-STAGE_SECONDS = Histogram("unitocom_stage_seconds", "Time per processing stage (tokenize, encode, channel, "
-                          "equalise, decode, mllm_prefill, mllm_generate, detokenize, ...)",
-                          ["service", "stage", "scheme"], buckets=LATENCY_BUCKETS)
+STAGE_SECONDS = Histogram("unitocom_stage_seconds", "Time per pipeline stage, summed per request and service: "
+                          + ", ".join(STAGES), ["service", "stage", "scheme"], buckets=LATENCY_BUCKETS)
 CHANNEL_USES = Counter("unitocom_channel_uses_total", "Complex symbols handled", ["service", "scheme", "modality"])
 REQUEST_CHANNEL_USES = Histogram("unitocom_request_channel_uses", "Complex symbols sent per request, all streams",
                                  ["service", "scheme", "task"], buckets=SYMBOL_BUCKETS)
@@ -90,7 +91,6 @@ class _NameCap:
         return self.fallback
 
 
-_stage_name = _NameCap("other")
 _quality_name = _NameCap(None)
 
 
@@ -196,11 +196,16 @@ def _payload_modality(p: pb.Payload) -> int:
     return {"text": pb.TEXT, "image": pb.IMAGE, "audio": pb.AUDIO}.get(kind, 0)
 
 
+def stage_label(name: str) -> str:
+    """A stage of unitocom.timing.STAGES as it is; anything else (a peer built from other code) "other"."""
+    return name if name in STAGES else "other"
+
+
 def observe_timings(service: str, timings, scheme: str = "unspecified") -> None:
     """Observe the stages `service` itself reported (the Result carries every hop's; each hop counts its own)."""
     for t in timings:
         if t.service == service:
-            STAGE_SECONDS.labels(service, _stage_name(t.stage), scheme).observe(t.seconds)
+            STAGE_SECONDS.labels(service, stage_label(t.stage), scheme).observe(t.seconds)
 
 
 def record_request(call: Call, code_name: str, seconds: float) -> None:

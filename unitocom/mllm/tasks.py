@@ -1,39 +1,64 @@
 """What the base station asks of the MLLM: answer a question about received image tokens, transcribe received
-audio tokens, generate image tokens for a caption. Batched; greedy decoding by default."""
+audio tokens, generate image tokens for a caption. Batched; greedy decoding by default.
+
+With a `clock` each call reports two stages: mllm_prefill (building the prompt and the forward pass over it) and
+mllm_generate (the decoding loop after it: text tokens, or next-token diffusion of image tokens)."""
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
 from unitocom.mllm import sequences as seq
 from unitocom.mllm.model import MLLM
+from unitocom.timing import NOT_TIMED, Clock
+
+
+def _synced(model: MLLM, mark: Callable[[], None]) -> Callable[[], None]:
+    """The prefill mark, after the device has finished the prefill's kernels (CUDA runs them asynchronously)."""
+    if next(model.parameters()).device.type != "cuda":
+        return mark
+
+    def synced() -> None:
+        torch.cuda.synchronize()
+        mark()
+    return synced
 
 
 @torch.no_grad()
-def _generate(model: MLLM, vocab: seq.Vocab, prompts: list[list[seq.Segment]], max_new: int) -> list[str]:
+def _generate(model: MLLM, vocab: seq.Vocab, prompts: list[list[seq.Segment]], max_new: int,
+              clock: Clock) -> list[str]:
     out = []
     for prompt in prompts:  # one at a time: no padding inside the cache, and the tiny model is fast
-        ids = model.generate_text(seq.prefix(model, prompt), max_new, vocab["<eos>"])
+        with clock.split("mllm_prefill", "mllm_generate") as prefilled:
+            ids = model.generate_text(seq.prefix(model, prompt), max_new, vocab["<eos>"],
+                                      on_prefill=_synced(model, prefilled))
         out.append(vocab.decode(ids[0]))
     return out
 
 
 def answer(model: MLLM, vocab: seq.Vocab, image_tokens: list[torch.Tensor], questions: list[str],
-           max_new: int = 8) -> list[str]:
+           max_new: int = 8, clock: Clock = NOT_TIMED) -> list[str]:
     """VQA: received image tokens [S_v, d] and a question each -> answer text."""
-    return _generate(model, vocab, [seq.vqa(vocab, t, q, None) for t, q in zip(image_tokens, questions)], max_new)
+    return _generate(model, vocab, [seq.vqa(vocab, t, q, None) for t, q in zip(image_tokens, questions)], max_new,
+                     clock)
 
 
-def transcribe(model: MLLM, vocab: seq.Vocab, audio_tokens: list[torch.Tensor], max_new: int = 48) -> list[str]:
+def transcribe(model: MLLM, vocab: seq.Vocab, audio_tokens: list[torch.Tensor], max_new: int = 48,
+               clock: Clock = NOT_TIMED) -> list[str]:
     """ASR: received audio tokens [chunks * S_a, d] -> transcript text."""
-    return _generate(model, vocab, [seq.asr(vocab, t, None) for t in audio_tokens], max_new)
+    return _generate(model, vocab, [seq.asr(vocab, t, None) for t in audio_tokens], max_new, clock)
 
 
 @torch.no_grad()
 def imagine(model: MLLM, vocab: seq.Vocab, caption: str, count: int, guidance: float = 3.0,
-            steps: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+            steps: int | None = None, generator: torch.Generator | None = None,
+            clock: Clock = NOT_TIMED) -> torch.Tensor:
     """T2I: caption -> standardised image tokens [count, d] by next-token diffusion with classifier-free guidance."""
-    cond = seq.prefix(model, seq.t2i(vocab, caption, None))
-    uncond = seq.prefix(model, seq.t2i(vocab, "", None))
-    # The two prompts differ in length; each keeps its own cache inside generate_tokens.
-    return model.generate_tokens(cond, count, "image", steps, generator=generator,
-                                 prefix_uncond=uncond, guidance=guidance)[0]
+    with clock.split("mllm_prefill", "mllm_generate") as prefilled:
+        cond = seq.prefix(model, seq.t2i(vocab, caption, None))
+        uncond = seq.prefix(model, seq.t2i(vocab, "", None))
+        # The two prompts differ in length; each keeps its own cache inside generate_tokens.
+        tokens = model.generate_tokens(cond, count, "image", steps, generator=generator, prefix_uncond=uncond,
+                                       guidance=guidance, on_prefill=_synced(model, prefilled))
+    return tokens[0]

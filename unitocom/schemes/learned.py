@@ -2,8 +2,10 @@
 
 Transmitter, eq. (1): payload -> preset size/rate -> tokens mu = F_alpha(x) -> z = T(mu, SNR), power P.
 Base station: y, h_est -> LMMSE equalisation (`link.equalize.mmse_biased`, as in training) -> R(z_hat, SINR)
--> F_beta^-1 -> image / waveform / text. The MLLM of eq. (3) sits between R and F^-1 in a later issue; for the
-reconstruct task the received tokens go straight to the de-tokenizer.
+-> F_beta^-1 -> image / waveform / text. For the reconstruct task the received tokens go straight to the
+de-tokenizer; the MLLM tasks read them in `stages/mllm.py`. Stages timed (`unitocom.timing`): source_encode
+(preprocessing and F_alpha), channel_encode (T), equalise (LMMSE and R), detokenize (F_beta^-1, and the PNG / WAV
+/ text it gives).
 
 Checkpoints (`checkpoints/<name>.safetensors`, `$UNITOCOM_CHECKPOINTS` to point elsewhere) load once per
 process and are shared by every request.
@@ -32,6 +34,7 @@ from unitocom.models.objectives import SCHEME_OBJECTIVE
 from unitocom.models.token_link import TokenLink, load
 from unitocom.schemes.encoded import Encoded
 from unitocom.stages.request import RequestError, SourcePayload
+from unitocom.timing import NOT_TIMED, Clock
 from unitocom.v1 import unitocom_pb2 as pb
 
 OBJECTIVE = {pb.Scheme.Value(s.upper()): o for s, o in SCHEME_OBJECTIVE.items()}  # UNITOCOM, VAE
@@ -118,11 +121,11 @@ def fit_audio(wave: np.ndarray, rate_hz: int, target_hz: int) -> tuple[np.ndarra
 # --- batched pieces, shared with the evaluation ----------------------------------------------------------------
 
 @torch.no_grad()
-def images_to_symbols(m: TokenLink, images: np.ndarray, snr_db: float) -> np.ndarray:
-    """uint8 [B, S, S, 3] at the model's size -> complex64 [B, N] (F_alpha then T; mu is what is sent)."""
+def images_to_tokens(m: TokenLink, images: np.ndarray) -> torch.Tensor:
+    """F_alpha: uint8 [B, S, S, 3] at the model's size -> the tokens mu [B, S_v, d] (mu is what is sent)."""
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
     mu, _ = m.tokenize(x)
-    return m.modulate(mu, torch.full((x.shape[0],), float(snr_db))).numpy().astype(np.complex64)
+    return mu
 
 
 def equalize(y: np.ndarray, h_est: np.ndarray, noise_var: float, erased: bool = False, est_error_var: float = 0.0
@@ -222,7 +225,8 @@ def _png_bytes(image: np.ndarray) -> bytes:
 # --- the scheme interface ---------------------------------------------------------------------------------------
 
 @torch.no_grad()
-def encode(stream_id: int, payload: SourcePayload, link: pb.LinkSettings, cfg: Config) -> Encoded:
+def encode(stream_id: int, payload: SourcePayload, link: pb.LinkSettings, cfg: Config,
+           clock: Clock = NOT_TIMED) -> Encoded:
     name = checkpoint_name(link.scheme, payload.modality, cfg)
     m = model(name)
     s = m.spec
@@ -230,17 +234,22 @@ def encode(stream_id: int, payload: SourcePayload, link: pb.LinkSettings, cfg: C
     header = pb.StreamHeader(stream_id=stream_id, modality=payload.modality, scheme=link.scheme, tokenizer=name)
     source = None
     if payload.modality == pb.IMAGE:
-        ref, note = fit_image(payload.value, s.image_size_px)
+        with clock.stage("source_encode"):
+            ref, note = fit_image(payload.value, s.image_size_px)
+            mu = images_to_tokens(m, ref[None])
         if s.preset == "tiny":  # a smeared photo is the domain gap, not the scheme's quality: say so
             note += ("; the tiny image tokenizer is trained on 32x32 CLEVR-style scenes only: other pictures "
                      "(photos) are outside its training domain")
-        symbols = images_to_symbols(m, ref[None], snr)[0]
+        with clock.stage("channel_encode"):
+            symbols = m.modulate(mu, torch.full((1,), snr)).numpy().astype(np.complex64)[0]
         header.token_shape.extend([s.tokens, s.token_dim])
     elif payload.modality == pb.AUDIO:
-        ref, note = fit_audio(payload.value, payload.rate_hz, s.audio_rate_hz)
-        chunks, samples = audio_chunks(m, ref)
-        mu, _ = m.tokenize(chunks)
-        symbols = m.modulate(mu, torch.full((mu.shape[0],), snr)).numpy().astype(np.complex64).ravel()
+        with clock.stage("source_encode"):
+            ref, note = fit_audio(payload.value, payload.rate_hz, s.audio_rate_hz)
+            chunks, samples = audio_chunks(m, ref)
+            mu, _ = m.tokenize(chunks)
+        with clock.stage("channel_encode"):
+            symbols = m.modulate(mu, torch.full((mu.shape[0],), snr)).numpy().astype(np.complex64).ravel()
         header.token_shape.extend([mu.shape[0], s.tokens, s.token_dim])
         header.audio_rate_hz = s.audio_rate_hz
         header.num_samples = samples
@@ -251,11 +260,13 @@ def encode(stream_id: int, payload: SourcePayload, link: pb.LinkSettings, cfg: C
         # (`unitocom evaluate-link --modality audio`) scores the log-mel distance instead.
     else:
         from unitocom.models.text_tokenizer import encode_text
-        ids = encode_text(bpe(m), payload.value)
-        batch = _segments(ids, s.tokens)  # segments of at most text_max_tokens tokens, one per row
-        mu, _ = m.tokenize(batch["x"], batch["mask"])
-        z = m.modulate(mu, torch.full((mu.shape[0],), snr), batch["mask"])  # power P per segment
-        symbols = z[batch["mask"].repeat_interleave(s.uses_per_token, 1)].numpy().astype(np.complex64)
+        with clock.stage("source_encode"):
+            ids = encode_text(bpe(m), payload.value)
+            batch = _segments(ids, s.tokens)  # segments of at most text_max_tokens tokens, one per row
+            mu, _ = m.tokenize(batch["x"], batch["mask"])
+        with clock.stage("channel_encode"):
+            z = m.modulate(mu, torch.full((mu.shape[0],), snr), batch["mask"])  # power P per segment
+            symbols = z[batch["mask"].repeat_interleave(s.uses_per_token, 1)].numpy().astype(np.complex64)
         header.token_shape.extend([len(ids), s.token_dim])
         n = mu.shape[0]
         ref, note = payload.value, f"{len(ids)} BPE tokens" + (f" in {n} segments" if n > 1 else "")
@@ -274,7 +285,7 @@ def _expected_symbols(header: pb.StreamHeader, m: TokenLink) -> int:
 
 @torch.no_grad()
 def decode(header: pb.StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: float, erased: bool,
-           cfg: Config, est_error_var: float = 0.0) -> pb.ModalityOutput:
+           cfg: Config, est_error_var: float = 0.0, clock: Clock = NOT_TIMED) -> pb.ModalityOutput:
     m = model(header.tokenizer)
     s = m.spec
     if header.modality != {"image": pb.IMAGE, "audio": pb.AUDIO, "text": pb.TEXT}[s.modality]:
@@ -283,26 +294,29 @@ def decode(header: pb.StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var:
     if len(y) != n:
         raise RequestError("header.token_shape", f"{list(header.token_shape)} needs {n} symbols, got {len(y)}")
     out = pb.ModalityOutput(modality=header.modality, channel_uses=len(y), erased=erased, decoded=True)
-    z_hat, sinr = equalize(y, h_est, noise_var, erased, est_error_var)
     obj = {"sigma-genib": "sigma-GenIB", "genib": "GenIB", "vae": "VAE"}[s.objective]
     shape = "x".join(str(v) for v in header.token_shape)
-    if s.modality == "image":
-        tokens = symbols_to_tokens(m, z_hat[None], sinr[None])
-        out.image_png = _png_bytes(tokens_to_images(m, tokens)[0])
-    elif s.modality == "audio":
-        c = int(header.token_shape[0])
-        tokens = symbols_to_tokens(m, z_hat.reshape(c, -1), sinr.reshape(c, -1))
-        samples = int(header.num_samples) or c * s.chunk_frames * s.hop
-        out.audio_wav = _wav_bytes(chunks_to_wave(m, m.detokenize(tokens), samples), s.audio_rate_hz)
-    else:
-        from unitocom.models.text_tokenizer import decode_ids
-        length = int(header.token_shape[0])
-        tokens = symbols_to_tokens(m, z_hat[None], sinr[None])[0]  # R works token by token: [L, d]
-        batch = _segments([0] * length, s.tokens)
-        padded = torch.zeros(batch["mask"].shape + (s.token_dim,))
-        padded[batch["mask"]] = tokens
-        ids = m.detokenize(padded, batch["mask"]).argmax(-1)[batch["mask"]]
-        out.text = decode_ids(bpe(m), ids.tolist())
+    with clock.stage("equalise"):  # LMMSE, then R: equalised symbols and SINR -> received tokens
+        z_hat, sinr = equalize(y, h_est, noise_var, erased, est_error_var)
+        if s.modality == "audio":
+            c = int(header.token_shape[0])
+            tokens = symbols_to_tokens(m, z_hat.reshape(c, -1), sinr.reshape(c, -1))
+        else:
+            tokens = symbols_to_tokens(m, z_hat[None], sinr[None])
+    with clock.stage("detokenize"):  # F_beta^-1
+        if s.modality == "image":
+            out.image_png = _png_bytes(tokens_to_images(m, tokens)[0])
+        elif s.modality == "audio":
+            samples = int(header.num_samples) or c * s.chunk_frames * s.hop
+            out.audio_wav = _wav_bytes(chunks_to_wave(m, m.detokenize(tokens), samples), s.audio_rate_hz)
+        else:
+            from unitocom.models.text_tokenizer import decode_ids
+            length = int(header.token_shape[0])
+            batch = _segments([0] * length, s.tokens)
+            padded = torch.zeros(batch["mask"].shape + (s.token_dim,))
+            padded[batch["mask"]] = tokens[0]  # R works token by token: [L, d]
+            ids = m.detokenize(padded, batch["mask"]).argmax(-1)[batch["mask"]]
+            out.text = decode_ids(bpe(m), ids.tolist())
     notes = [f"{obj} tokens {shape} ({header.tokenizer}), {len(y)} channel uses",
              f"preprocessing: {header.preprocessing}"]
     if erased:

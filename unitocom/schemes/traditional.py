@@ -1,9 +1,10 @@
 """The letter's traditional scheme: UTF-8 / JPEG / AMR-WB source coding, Turbo (text) or LDPC (image, audio)
 channel coding with a CRC per block, Gray 16-QAM, power-normalised to P.
 
-`encode` turns one payload into symbols plus the control header the receiver needs; `decode` undoes it from
-the received symbols and the CSI. A payload the channel broke is a result (`decoded=False` and why), never an
-exception: that is the cliff effect the letter's Fig. 2 shows.
+`encode` turns one payload into symbols plus the control header the receiver needs (stages source_encode,
+channel_encode); `decode` undoes it from the received symbols and the CSI (equalise: MMSE + demapping to LLRs;
+decode: channel decoding + CRC, then the source decoder). A payload the channel broke is a result
+(`decoded=False` and why), never an exception: that is the cliff effect the letter's Fig. 2 shows.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from unitocom.config import Config
 from unitocom.link.digital import DigitalLink
 from unitocom.schemes.encoded import Encoded
 from unitocom.stages.request import RequestError, SourcePayload
+from unitocom.timing import NOT_TIMED, Clock
 from unitocom.v1 import unitocom_pb2 as pb
 
 AMR_RATE_HZ = 16000  # AMR-WB is defined at 16 kHz
@@ -36,59 +38,66 @@ def _cached_link(code: str, rate: float, modulation: str, k: int, iterations: in
     return DigitalLink(code=code, rate=rate, modulation=modulation, k=k, iterations=iterations)
 
 
-def encode(stream_id: int, payload: SourcePayload, link: pb.LinkSettings, cfg: Config) -> Encoded:
+def encode(stream_id: int, payload: SourcePayload, link: pb.LinkSettings, cfg: Config,
+           clock: Clock = NOT_TIMED) -> Encoded:
     d = cfg.digital
     m = payload.modality
-    if m == pb.TEXT:
-        data, codec, code, k = codecs.utf8_encode(payload.value), "utf8", d.text_code, d.turbo_k
-        source = payload.value
-    elif m == pb.IMAGE:
-        data = codecs.jpeg_encode(payload.value, quality=int(link.jpeg_quality or d.jpeg_quality))
-        codec, code, k = "jpeg", d.media_code, d.ldpc_k
-        source = codecs.jpeg_decode(data).value
-    else:
-        data = codecs.amrwb_encode(payload.value, payload.rate_hz, bitrate=d.amr_wb_bitrate)
-        codec, code, k = "amrwb", d.media_code, d.ldpc_k
-        source = codecs.amrwb_decode(data).value
+    with clock.stage("source_encode"):  # with the clean decode the transmitter scores against
+        if m == pb.TEXT:
+            data, codec, code, k = codecs.utf8_encode(payload.value), "utf8", d.text_code, d.turbo_k
+            source = payload.value
+        elif m == pb.IMAGE:
+            data = codecs.jpeg_encode(payload.value, quality=int(link.jpeg_quality or d.jpeg_quality))
+            codec, code, k = "jpeg", d.media_code, d.ldpc_k
+            source = codecs.jpeg_decode(data).value
+        else:
+            data = codecs.amrwb_encode(payload.value, payload.rate_hz, bitrate=d.amr_wb_bitrate)
+            codec, code, k = "amrwb", d.media_code, d.ldpc_k
+            source = codecs.amrwb_decode(data).value
     header = pb.StreamHeader(
         stream_id=stream_id, modality=m, scheme=pb.TRADITIONAL, source_codec=codec, channel_code=code,
         code_rate=link.code_rate or d.code_rate, modulation=link.modulation or d.modulation, info_block_bits=k,
         payload_bytes=len(data), audio_rate_hz=AMR_RATE_HZ if m == pb.AUDIO else 0,
     )
-    try:
-        link_ = _link(header, cfg)
-    except ValueError as e:  # a rate or modulation this code cannot do: the request's fault, said precisely
-        raise RequestError("link.code_rate" if "rate" in str(e) else "link.modulation", str(e)) from None
-    symbols = link_.encode(data)
+    with clock.stage("channel_encode"):
+        try:
+            link_ = _link(header, cfg)
+        except ValueError as e:  # a rate or modulation this code cannot do: the request's fault, said precisely
+            raise RequestError("link.code_rate" if "rate" in str(e) else "link.modulation", str(e)) from None
+        symbols = link_.encode(data)
     header.num_symbols = len(symbols)
     return Encoded(header, symbols, reference=payload.value, source=source)
 
 
 def decode(header: pb.StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: float, erased: bool,
-           cfg: Config, est_error_var: float = 0.0) -> pb.ModalityOutput:
+           cfg: Config, est_error_var: float = 0.0, clock: Clock = NOT_TIMED) -> pb.ModalityOutput:
     out = pb.ModalityOutput(modality=header.modality, channel_uses=len(y), erased=erased)
     try:
         link_ = _link(header, cfg)
     except ValueError as e:  # only a hand-made header gets here: the transmitter checked its own
         raise RequestError(f"header.streams[{header.stream_id}]", str(e)) from None
-    res = link_.decode(y, h_est, noise_var, int(header.payload_bytes), est_error_var=est_error_var)
-    out.blocks, out.block_errors = res.blocks, res.block_errors
-    if header.source_codec == "utf8":
-        r = codecs.utf8_decode(res.payload)
-        out.text = r.value if r.value is not None else ""
-    elif header.source_codec == "jpeg":
-        r = codecs.jpeg_decode(res.payload)
-        if r.ok:
-            buf = io.BytesIO()
-            Image.fromarray(r.value).save(buf, format="PNG")
-            out.image_png = buf.getvalue()
-    else:
-        r = codecs.amrwb_decode(res.payload)
-        if r.ok:
-            wave, rate = r.value
-            buf = io.BytesIO()
-            sf.write(buf, wave, rate, format="WAV", subtype="PCM_16")
-            out.audio_wav = buf.getvalue()
+    num_bytes = int(header.payload_bytes)
+    with clock.stage("equalise"):
+        llr = link_.demodulate(y, h_est, noise_var, num_bytes, est_error_var=est_error_var)
+    with clock.stage("decode"):
+        res = link_.decode_llrs(llr, num_bytes)
+        out.blocks, out.block_errors = res.blocks, res.block_errors
+        if header.source_codec == "utf8":
+            r = codecs.utf8_decode(res.payload)
+            out.text = r.value if r.value is not None else ""
+        elif header.source_codec == "jpeg":
+            r = codecs.jpeg_decode(res.payload)
+            if r.ok:
+                buf = io.BytesIO()
+                Image.fromarray(r.value).save(buf, format="PNG")
+                out.image_png = buf.getvalue()
+        else:
+            r = codecs.amrwb_decode(res.payload)
+            if r.ok:
+                wave, rate = r.value
+                buf = io.BytesIO()
+                sf.write(buf, wave, rate, format="WAV", subtype="PCM_16")
+                out.audio_wav = buf.getvalue()
     out.decoded = r.ok
     notes = []
     if erased:

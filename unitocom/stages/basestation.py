@@ -1,4 +1,7 @@
-"""The base station's core: gather each stream's received frames, equalise, demodulate, decode, run the task."""
+"""The base station's core: gather each stream's received frames, equalise, demodulate, decode, run the task.
+
+Stages timed (`unitocom.timing`): each scheme's receiver (equalise, then decode or detokenize) per stream, then
+for the MLLM tasks the MLLM's own (`stages/mllm.py`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,7 +13,7 @@ from unitocom.config import Config
 from unitocom import schemes
 from unitocom.stages import mllm
 from unitocom.stages.request import RequestError
-from unitocom.timing import stage
+from unitocom.timing import Clock
 from unitocom.v1 import unitocom_pb2 as pb
 
 SERVICE = "basestation"
@@ -41,7 +44,7 @@ class BaseStationCore:
                 schemes.for_scheme(s.scheme)
             except ValueError as e:
                 raise RequestError(f"header.streams[{s.stream_id}].scheme", str(e)) from None
-        self.timings: list[pb.StageTiming] = []
+        self.clock = Clock(SERVICE)
 
     def add(self, frame: pb.SymbolFrame) -> None:
         s = self.streams.get(frame.stream_id)
@@ -75,18 +78,16 @@ class BaseStationCore:
             y, h = np.concatenate(s.y), np.concatenate(s.h_est)
             if len(y) != s.header.num_symbols:
                 raise RequestError("frames", f"stream {sid}: {len(y)} symbols received, header says {s.header.num_symbols}")
-            with stage(self.timings, SERVICE, "decode"):
-                out = schemes.for_scheme(s.header.scheme).decode(s.header, y, h, s.noise_var, s.erased, self.cfg,
-                                                                 est_error_var=s.est_error_var)
+            out = schemes.for_scheme(s.header.scheme).decode(s.header, y, h, s.noise_var, s.erased, self.cfg,
+                                                             est_error_var=s.est_error_var, clock=self.clock)
             result.outputs.append(out)
             result.channel_uses += len(y)
             received.append(mllm.Received(s.header, out, y, h, s.noise_var, s.erased, s.est_error_var))
         texts = [o.text for o in result.outputs if o.modality == pb.TEXT]
         result.output_text = texts[0] if texts else ""
         if self.header.task != pb.RECONSTRUCT:
-            with stage(self.timings, SERVICE, "mllm"):
-                text, generated, quality, notes = mllm.run(self.header.task, self.header.label, received,
-                                                           link.scheme, self.cfg, seed=int(link.seed))
+            text, generated, quality, notes = mllm.run(self.header.task, self.header.label, received,
+                                                       link.scheme, self.cfg, seed=int(link.seed), clock=self.clock)
             result.output_text = text
             result.outputs.extend(generated)
             for k, v in quality.items():
@@ -95,5 +96,5 @@ class BaseStationCore:
                 for o in result.outputs:
                     if o.modality != pb.TEXT and not o.decoded:
                         o.note = f"{o.note}; {note}" if o.note else note
-        result.timings.extend(self.timings)
+        self.clock.report(result.timings)
         return result

@@ -5,6 +5,10 @@ tokens); for the traditional scheme the base station tokenizes the decoded paylo
 tokenizer, so one MLLM serves all schemes and only the link differs. A payload the channel destroyed (a JPEG
 that will not decode, speech that will not) becomes a blank input: the task still gets an answer, and the
 result says why it is likely wrong.
+
+Stages timed (`unitocom.timing`): the tokens the MLLM reads (equalise: LMMSE and R again for a learned stream;
+source_encode: the tokenizer F on a decoded payload for the traditional scheme), mllm_prefill and mllm_generate
+(`mllm/tasks.py`), detokenize (F^-1 of generated image tokens) and score (against the label).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from PIL import Image
 
 from unitocom.config import Config
 from unitocom.stages.request import RequestError
+from unitocom.timing import NOT_TIMED, Clock
 from unitocom.v1 import unitocom_pb2 as pb
 
 _lock = threading.Lock()
@@ -77,25 +82,27 @@ class Received:
 
 
 @torch.no_grad()
-def image_tokens(a: Assistant, r: Received) -> torch.Tensor:
+def image_tokens(a: Assistant, r: Received, clock: Clock = NOT_TIMED) -> torch.Tensor:
     """[S_v, d] tokens the MLLM reads for an image stream."""
     from unitocom.schemes import learned
     if r.header.scheme in (pb.UNITOCOM, pb.VAE):
-        m = learned.model(r.header.tokenizer)
-        z, sinr = learned.equalize(r.y, r.h_est, r.noise_var, r.erased, r.est_error_var)
-        return learned.symbols_to_tokens(m, z[None], sinr[None])[0]
-    size = a.image_link.spec.image_size_px
-    if r.output.decoded and r.output.image_png:
-        img = np.asarray(Image.open(io.BytesIO(r.output.image_png)).convert("RGB"))
-        img, _ = learned.fit_image(img, size)
-    else:  # the JPEG did not survive: the model sees a blank (mid-grey) picture
-        img = np.full((size, size, 3), 128, np.uint8)
-    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0
-    return learned.clean_tokens(a.image_link, a.image_link.tokenize(x)[0])[0]
+        with clock.stage("equalise"):
+            m = learned.model(r.header.tokenizer)
+            z, sinr = learned.equalize(r.y, r.h_est, r.noise_var, r.erased, r.est_error_var)
+            return learned.symbols_to_tokens(m, z[None], sinr[None])[0]
+    with clock.stage("source_encode"):
+        size = a.image_link.spec.image_size_px
+        if r.output.decoded and r.output.image_png:
+            img = np.asarray(Image.open(io.BytesIO(r.output.image_png)).convert("RGB"))
+            img, _ = learned.fit_image(img, size)
+        else:  # the JPEG did not survive: the model sees a blank (mid-grey) picture
+            img = np.full((size, size, 3), 128, np.uint8)
+        x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0
+        return learned.clean_tokens(a.image_link, a.image_link.tokenize(x)[0])[0]
 
 
 @torch.no_grad()
-def audio_tokens(a: Assistant, r: Received) -> torch.Tensor:
+def audio_tokens(a: Assistant, r: Received, clock: Clock = NOT_TIMED) -> torch.Tensor:
     """[chunks * S_a, d] tokens the MLLM reads for a speech stream."""
     from unitocom.mllm.data import audio_means
     from unitocom.schemes import learned
@@ -103,23 +110,26 @@ def audio_tokens(a: Assistant, r: Received) -> torch.Tensor:
         raise RequestError("task", "asr needs an audio tokenizer checkpoint, which is not installed",
                            code="failed_precondition")
     if r.header.scheme in (pb.UNITOCOM, pb.VAE):
-        m = learned.model(r.header.tokenizer)
-        c = int(r.header.token_shape[0])
-        z, sinr = learned.equalize(r.y, r.h_est, r.noise_var, r.erased, r.est_error_var)
-        return learned.symbols_to_tokens(m, z.reshape(c, -1), sinr.reshape(c, -1)).reshape(-1, m.spec.token_dim)
-    rate = a.audio_link.spec.audio_rate_hz
-    if r.output.decoded and r.output.audio_wav:
-        wave, got = sf.read(io.BytesIO(r.output.audio_wav), dtype="float32", always_2d=True)
-        wave, _ = learned.fit_audio(wave.mean(1), got, rate)
-    else:
-        wave = np.zeros(rate, np.float32)
-    mu = audio_means(a.audio_link, a.frontend, torch.from_numpy(np.ascontiguousarray(wave)))
-    s = a.audio_link.spec
-    return learned.clean_tokens(a.audio_link, mu.reshape(-1, s.tokens, s.token_dim)).reshape(-1, s.token_dim)
+        with clock.stage("equalise"):
+            m = learned.model(r.header.tokenizer)
+            c = int(r.header.token_shape[0])
+            z, sinr = learned.equalize(r.y, r.h_est, r.noise_var, r.erased, r.est_error_var)
+            return learned.symbols_to_tokens(m, z.reshape(c, -1), sinr.reshape(c, -1)).reshape(-1, m.spec.token_dim)
+    with clock.stage("source_encode"):
+        rate = a.audio_link.spec.audio_rate_hz
+        if r.output.decoded and r.output.audio_wav:
+            wave, got = sf.read(io.BytesIO(r.output.audio_wav), dtype="float32", always_2d=True)
+            wave, _ = learned.fit_audio(wave.mean(1), got, rate)
+        else:
+            wave = np.zeros(rate, np.float32)
+        mu = audio_means(a.audio_link, a.frontend, torch.from_numpy(np.ascontiguousarray(wave)))
+        s = a.audio_link.spec
+        return learned.clean_tokens(a.audio_link, mu.reshape(-1, s.tokens, s.token_dim)).reshape(-1, s.token_dim)
 
 
 def run(task: int, label: pb.Label, streams: list[Received], scheme: int, cfg: Config,
-        guidance: float | None = None, seed: int = 0) -> tuple[str, list[pb.ModalityOutput], dict[str, float], list[str]]:
+        guidance: float | None = None, seed: int = 0, clock: Clock = NOT_TIMED
+        ) -> tuple[str, list[pb.ModalityOutput], dict[str, float], list[str]]:
     """-> (output text, generated outputs, quality against the label, notes)."""
     from unitocom.mllm import tasks
     from unitocom.mllm.sequences import normalize
@@ -132,17 +142,19 @@ def run(task: int, label: pb.Label, streams: list[Received], scheme: int, cfg: C
     if task == pb.VQA:
         if len(by[pb.IMAGE]) != 1 or len(texts) != 1:
             raise RequestError("payloads", "vqa takes exactly one image and one question")
-        answer = tasks.answer(a.model, a.vocab, [image_tokens(a, by[pb.IMAGE][0])], texts)[0]
+        answer = tasks.answer(a.model, a.vocab, [image_tokens(a, by[pb.IMAGE][0], clock)], texts, clock=clock)[0]
         if label.answer:
-            quality["exact_match"] = float(normalize(answer) == normalize(label.answer))
+            with clock.stage("score"):
+                quality["exact_match"] = float(normalize(answer) == normalize(label.answer))
         return answer, [], quality, notes
     if task == pb.ASR:
         if len(by[pb.AUDIO]) != 1:
             raise RequestError("payloads", "asr takes exactly one audio clip")
-        transcript = tasks.transcribe(a.model, a.vocab, [audio_tokens(a, by[pb.AUDIO][0])])[0]
+        transcript = tasks.transcribe(a.model, a.vocab, [audio_tokens(a, by[pb.AUDIO][0], clock)], clock=clock)[0]
         if label.transcript:
             from unitocom.metrics.scores import wer
-            quality["wer"] = wer([label.transcript], [transcript])
+            with clock.stage("score"):
+                quality["wer"] = wer([label.transcript], [transcript])
         return transcript, [], quality, notes
     if task == pb.T2I:
         if len(texts) != 1:
@@ -150,13 +162,14 @@ def run(task: int, label: pb.Label, streams: list[Received], scheme: int, cfg: C
         from unitocom.schemes import learned
         gen = torch.Generator().manual_seed(seed)
         tokens = tasks.imagine(a.model, a.vocab, texts[0], a.image_link.spec.tokens,
-                               guidance=T2I_GUIDANCE if guidance is None else guidance, generator=gen)
-        # The MLLM generates F_alpha-space tokens (its targets are the tokenizer's means): one token space with a
-        # consistency-trained link, a pass through R(T(.)) for the older ones (learned.clean_tokens).
-        mu = a.std.inverse(tokens.float().cpu())[None]
-        img = learned.tokens_to_images(a.image_link, learned.clean_tokens(a.image_link, mu))[0]
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format="PNG")
+                               guidance=T2I_GUIDANCE if guidance is None else guidance, generator=gen, clock=clock)
+        with clock.stage("detokenize"):
+            # The MLLM generates F_alpha-space tokens (its targets are the tokenizer's means): one token space with
+            # a consistency-trained link, a pass through R(T(.)) for the older ones (learned.clean_tokens).
+            mu = a.std.inverse(tokens.float().cpu())[None]
+            img = learned.tokens_to_images(a.image_link, learned.clean_tokens(a.image_link, mu))[0]
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="PNG")
         out = pb.ModalityOutput(modality=pb.IMAGE, decoded=True, image_png=buf.getvalue(),
                                 note=f"generated from the received caption {texts[0]!r} by next-token diffusion")
         caption = label.caption or texts[0]
@@ -165,8 +178,9 @@ def run(task: int, label: pb.Label, streams: list[Received], scheme: int, cfg: C
             from unitocom.metrics.scene_checker import caption_pairs
             wanted = caption_pairs(caption)
             if wanted:
-                seen = checker.recognise(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0)[0]
-                quality["t2i_pair_recall"] = len(wanted & seen) / len(wanted)
+                with clock.stage("score"):
+                    seen = checker.recognise(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0)[0]
+                    quality["t2i_pair_recall"] = len(wanted & seen) / len(wanted)
         return texts[0], [out], quality, notes
     raise RequestError("task", f"{pb.Task.Name(task).lower()} is not an MLLM task")
 

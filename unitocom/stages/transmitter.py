@@ -1,4 +1,4 @@
-"""The user device: validate, source/tokenize and code-modulate each payload into its own symbol stream.
+"""The user device: validate, source-code/tokenize and code-modulate each payload into its own symbol stream.
 
 `prepare` produces the uplink (a RequestHeader then SymbolFrames); `finish` scores the Result the base
 station sends back against what was sent (the device still holds its originals).
@@ -19,7 +19,7 @@ from unitocom import codecs, wire
 from unitocom.config import Config
 from unitocom import schemes
 from unitocom.stages.request import SourcePayload, request_id, validate
-from unitocom.timing import stage
+from unitocom.timing import Clock
 from unitocom.v1 import unitocom_pb2 as pb
 
 SERVICE = "transmitter"
@@ -31,7 +31,7 @@ class Prepared:
     streams: list[schemes.Encoded]
     payloads: list[SourcePayload]
     cfg: Config
-    timings: list[pb.StageTiming] = field(default_factory=list)
+    clock: Clock = field(default_factory=lambda: Clock(SERVICE))
 
     def uplink(self, frame_symbols: int) -> Iterator[pb.Uplink]:
         yield pb.Uplink(header=self.header)
@@ -43,28 +43,26 @@ class Prepared:
 def prepare(req: pb.Request, cfg: Config) -> Prepared:
     """Raises RequestError for anything the system cannot serve."""
     t0 = time.perf_counter()
-    timings: list[pb.StageTiming] = []
-    with stage(timings, SERVICE, "validate"):
+    clock = Clock(SERVICE)
+    with clock.stage("validate"):
         _, payloads = validate(req, cfg)
-    streams = []
-    with stage(timings, SERVICE, "encode"):
-        scheme = schemes.for_scheme(req.link.scheme)
-        for i, p in enumerate(payloads):
-            streams.append(scheme.encode(i, p, req.link, cfg))
+    scheme = schemes.for_scheme(req.link.scheme)
+    # Each scheme times its own steps: source_encode (codec or tokenizer F) and channel_encode (code + QAM, or T).
+    streams = [scheme.encode(i, p, req.link, cfg, clock=clock) for i, p in enumerate(payloads)]
     header = pb.RequestHeader(request_id=request_id(req), task=req.task, link=req.link, label=req.label,
                               streams=[s.header for s in streams], transmitter_s=time.perf_counter() - t0)
-    return Prepared(header, streams, payloads, cfg, timings)
+    return Prepared(header, streams, payloads, cfg, clock)
 
 
 def finish(result: pb.Result, prep: Prepared) -> pb.Result:
     """Add the transmitter's timings and the quality of what came back against what was sent."""
     # Reconstruction is scored here, against the originals the device still holds; the MLLM tasks are
     # scored by the base station against the request's label.
-    with stage(prep.timings, SERVICE, "score"):
-        q = score(result, prep) if prep.header.task == pb.RECONSTRUCT else {}
-    result.timings.extend(prep.timings)
-    for k, v in q.items():
-        result.quality[k] = v
+    if prep.header.task == pb.RECONSTRUCT:
+        with prep.clock.stage("score"):
+            for k, v in score(result, prep).items():
+                result.quality[k] = v
+    prep.clock.report(result.timings)
     return result
 
 
