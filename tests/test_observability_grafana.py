@@ -147,7 +147,9 @@ def test_variables_query_real_labels():
             m = re.fullmatch(r"label_values\((\w+), (\w+)\)", v["query"]["query"])
             assert m and m.group(2) in {"scheme", "task", "channel"}, v["name"]
         else:
-            assert v["current"]["value"] in v["query"].split(",")
+            allowed = v["query"].split(",") + (["$__all"] if v.get("includeAll") else [])
+            assert v["current"]["value"] in allowed, v["name"]
+            assert [o["value"] for o in v["options"] if o["value"] != "$__all"] == v["query"].split(","), v["name"]
 
 
 @pytest.mark.parametrize("panel_title", ["Accuracy vs SNR by scheme", "Latency per stage (p50, p99)"])
