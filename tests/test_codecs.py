@@ -8,14 +8,15 @@ import subprocess
 import numpy as np
 import pytest
 
+from tests.conftest import needs
 from unitocom import codecs
 from unitocom.codecs import (
     CodecResult, amrwb_decode, amrwb_encode, audio_from_bytes, image_from_bytes, jpeg_decode, jpeg_encode, psnr_db,
     utf8_decode, utf8_encode,
 )
 
-needs_amr = pytest.mark.skipif(codecs.amrwb_encoder_name() is None, reason="ffmpeg with libvo_amrwbenc not installed")
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+needs_amr = needs(codecs.amrwb_encoder_name() is not None, "ffmpeg with libvo_amrwbenc not installed")
+needs_espeak = needs(shutil.which("espeak-ng") is not None, "espeak-ng not installed")
 
 
 def smooth_image(h: int = 48, w: int = 64) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import needs
 from unitocom.data.cli import add_subparser
 from unitocom.data.loaders import ClevrQuestions, CocoCaptions, LibriSpeech, load_clevr_scenes
 from unitocom.data.make import GENERATED, dataset_checksum, make_dataset
@@ -22,7 +23,7 @@ from unitocom.data.vocab import WORDS, words_of
 SCENES, CLIPS = 60, 9
 # Small blocks, so that the train split spans several work units and two workers really interleave them.
 PRESET = dataclasses.replace(data_preset("tiny"), block_scenes=16)
-needs_speech_tools = pytest.mark.skipif(bool(tools_missing()), reason="espeak-ng / sox not installed")
+needs_speech_tools = needs(not tools_missing(), "espeak-ng / sox not installed")
 
 
 def _files(root: Path) -> dict[str, bytes]:

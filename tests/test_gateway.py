@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from services.gateway.app import create_app
-from tests.conftest import free_ports, scene_png
+from tests.conftest import free_ports, need, scene_png
 from unitocom import cli
 
 
@@ -62,8 +62,7 @@ def test_multipart_upload(api):
 def test_multipart_audio(api):
     from unitocom.demo import speech_clip
     wav = speech_clip("one two three")
-    if wav is None:
-        pytest.skip("espeak-ng is not installed (scripts/setup_system.sh installs it)")
+    need(wav is not None, "espeak-ng is not installed (scripts/setup_system.sh installs it)")
     r = api.post("/v1/send/form", data={"snr_db": "30"}, files={"audio": ("clip.wav", wav, "audio/wav")})
     assert r.status_code == 200, r.text
     out = r.json()["outputs"][0]

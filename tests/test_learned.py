@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 from PIL import Image
 
+from tests.conftest import need
 from unitocom import client, config, pipeline
 from unitocom.models import token_link
 from unitocom.models.token_link import LinkSpec, TokenLink
@@ -145,8 +146,7 @@ def test_erased_frames_still_give_an_image_and_say_so(small_checkpoints):
 
 def _manifest() -> dict:
     path = CHECKPOINTS / "manifest.json"
-    if not path.exists():
-        pytest.skip("no committed checkpoints")
+    need(path.exists(), "no committed checkpoints")
     return json.loads(path.read_text())["checkpoints"]
 
 
@@ -185,8 +185,7 @@ PSNR_FLOOR_DB = {"image-sigma-genib-s32": 32.0, "image-vae-s32": 25.5}
 @pytest.mark.parametrize("name", sorted(PSNR_FLOOR_DB))
 def test_committed_image_checkpoint_beats_its_floor_at_high_snr(name, fresh_scenes):
     from unitocom.link_eval import eval_learned_images
-    if name not in _manifest():
-        pytest.skip(f"{name} not committed")
+    need(name in _manifest(), f"{name} not committed")
     mp = pytest.MonkeyPatch()
     mp.setenv("UNITOCOM_CHECKPOINTS", str(CHECKPOINTS))
     try:
@@ -242,8 +241,7 @@ def test_a_link_without_one_token_space_keeps_the_clean_link_pass(fresh_scenes):
 
 
 def test_committed_text_checkpoint_is_faithful_to_any_text():
-    if "text-sigma-genib" not in _manifest():
-        pytest.skip("text-sigma-genib not committed")
+    need("text-sigma-genib" in _manifest(), "text-sigma-genib not committed")
     mp = pytest.MonkeyPatch()
     mp.setenv("UNITOCOM_CHECKPOINTS", str(CHECKPOINTS))
     try:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import need
 from tests.test_learned import small_checkpoints  # noqa: F401  (fixture)
 from unitocom import config, link_eval
 
@@ -57,8 +58,7 @@ def test_image_sweep_rows_csv_and_plot(small_checkpoints, data_dir, tmp_path):  
 
 
 def test_audio_sweep(small_checkpoints, data_dir):  # noqa: F811
-    if not (data_dir / "LibriSpeech").exists():
-        pytest.skip("no speech (espeak-ng missing)")
+    need((data_dir / "LibriSpeech").exists(), "no speech (espeak-ng missing)")
     rows = link_eval.run("audio", ["unitocom"], ["awgn"], [10.0], data_dir, "train", count=2, traditional_count=0,
                         tokens=[None], seed=0, cfg=config.load("tiny"), log=lambda s: None)
     (r,) = rows

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import need
 from unitocom.train import retrain
 
 COMMITTED = Path(__file__).resolve().parents[1] / "checkpoints"
@@ -34,8 +35,7 @@ def test_every_step_is_a_command_the_cli_accepts():
 def test_smoke_run_trains_a_chain_into_one_folder_and_installs(tmp_path):
     from unitocom.data.make import make_dataset
     from unitocom.data.speech import tools_missing
-    if tools_missing():
-        pytest.skip("espeak-ng/sox missing: the audio tokenizer and the MLLM's ASR need speech")
+    need(not tools_missing(), "espeak-ng/sox missing: the audio tokenizer and the MLLM's ASR need speech")
     data = tmp_path / "data"
     make_dataset(data, "tiny", seed=5, scenes=24, clips=6, speech=True, workers=1, progress=False, log=lambda s: None)
     out = tmp_path / "out"

@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 
+from tests.conftest import need
 from unitocom.models.channel_torch import TorchChannelSpec
 from unitocom.models.token_link import TokenLink, load
 from unitocom.train.loop import TrainOptions, lr_at, train
@@ -107,8 +108,7 @@ def test_text_run_learns_a_bpe_and_trains(tmp_path, data_dir):
 
 
 def test_audio_run_trains_on_log_mel_chunks(tmp_path, data_dir):
-    if not (data_dir / "LibriSpeech").exists():
-        pytest.skip("no speech in the test data (espeak-ng missing)")
+    need((data_dir / "LibriSpeech").exists(), "no speech in the test data (espeak-ng missing)")
     entry = train(_opts(tmp_path, data_dir, "audio", "vae", 2), log=lambda s: None)
     assert entry["config"]["db_std"] > 0
     assert "mel_distance_db" in entry["validation"]["figures"]["awgn@20dB"]
