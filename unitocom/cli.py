@@ -95,26 +95,22 @@ def cmd_status(args) -> int:
 def cmd_send(args) -> int:
     import grpc
 
-    from unitocom import client
+    from unitocom import client, options
     if not (args.text or args.image or args.audio):
         print("error: give at least one of --text, --image, --audio", file=sys.stderr)
         return 2
     try:
-        req = client.build_request(
-            text=args.text, question=args.question,
-            image=pathlib.Path(args.image).read_bytes() if args.image else None,
-            audio=pathlib.Path(args.audio).read_bytes() if args.audio else None,
-            task=args.task, scheme=args.scheme, snr_db=args.snr_db, channel=args.channel, fading=args.fading,
-            seed=args.seed, block_length=args.block_length, csi=args.csi, pilots=args.pilots,
-            rician_k_db=args.rician_k_db, erasure_prob=args.erasure_prob, jpeg_quality=args.jpeg_quality,
-            modulation=args.modulation, code_rate=args.code_rate,
-            answer=args.answer or "", transcript=args.transcript or "")
+        values = {o.name: getattr(args, o.name) for o in options.REQUEST_OPTIONS}
+        for o in options.REQUEST_OPTIONS:  # file options take a path here
+            if o.type is bytes and values[o.name] is not None:
+                values[o.name] = pathlib.Path(values[o.name]).read_bytes()
+        req = client.build_request(**values)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     with client.Client(args.target) as c:
         try:
-            result = c.send(req, timeout_s=args.timeout)
+            result = c.send(req, timeout_s=args.timeout_s)
         except grpc.RpcError as e:
             print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
             return 1
@@ -126,6 +122,26 @@ def cmd_send(args) -> int:
     else:
         print(format_result(d))
     return 0
+
+
+def _add_send_options(p: argparse.ArgumentParser) -> None:
+    """`send`'s request flags, made from unitocom.options (the gateway and the SDK take the same options).
+    Types and choices are checked here; ranges are the services' (they answer INVALID_ARGUMENT naming the field)."""
+    from unitocom import options
+    for o in options.OPTIONS:
+        flags = [o.flag] + (["--timeout"] if o.name == "timeout_s" else [])  # --timeout: the older spelling
+        bounds = f"; {o.bounds_text}" if o.bounds_text else ""
+        if o.type is bytes:
+            p.add_argument(*flags, dest=o.name, metavar="PATH", help=f"{o.help}: a file path")
+        elif o.enum is not None:
+            default = f"default {o.default}" if o.default is not None else "default: the service's"
+            p.add_argument(*flags, dest=o.name, choices=o.choices, default=o.default,
+                           help=f"{o.help} ({default})")
+        elif o.type is str:
+            p.add_argument(*flags, dest=o.name, default=o.default, help=o.help)
+        else:
+            p.add_argument(*flags, dest=o.name, type=o.type, default=o.default,
+                           help=f"{o.help} (default {o.default:g}{bounds})")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -175,28 +191,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("send", help="send text / an image / audio through the running services",
                        description="Post payloads to the transmitter; they cross the channel to the base station "
                                    "and the result comes back. Exits non-zero with the gRPC status on failure.")
-    p.add_argument("--text", help="text payload")
-    p.add_argument("--image", help="image file (any format Pillow reads)")
-    p.add_argument("--audio", help="audio file (WAV or FLAC)")
-    p.add_argument("--question", help="question text (VQA)")
-    p.add_argument("--task", default="reconstruct", help="reconstruct | vqa | t2i | asr (default reconstruct)")
-    p.add_argument("--scheme", default="traditional", help="traditional | unitocom | vae | semcom")
-    p.add_argument("--snr-db", type=float, default=20.0, help="Es/N0 in dB against the power constraint P")
-    p.add_argument("--channel", default="awgn", help="awgn | rayleigh | rician")
-    p.add_argument("--fading", default="block", help="block | fast")
-    p.add_argument("--block-length", type=int, default=0, help="symbols per fading block (0: one h per stream)")
-    p.add_argument("--csi", default="perfect", help="perfect | estimated (LS from pilots)")
-    p.add_argument("--pilots", type=int, default=0, help="pilots per fading block with --csi estimated (0: default 8)")
-    p.add_argument("--rician-k-db", type=float, default=0.0, help="Rician K factor in dB (0: default 10 dB)")
-    p.add_argument("--erasure-prob", type=float, default=0.0, help="probability that a symbol frame is lost")
-    p.add_argument("--jpeg-quality", type=int, default=0, help="JPEG quality 1..95 (traditional; 0: default 75)")
-    p.add_argument("--modulation", default="", help="bpsk | qpsk | qam16 | qam64 (traditional; default qam16)")
-    p.add_argument("--code-rate", type=float, default=0.0, help="LDPC / Turbo code rate (traditional; 0: default 1/2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the channel draws (reproducible runs)")
-    p.add_argument("--answer", help="ground-truth answer (scored by the services)")
-    p.add_argument("--transcript", help="ground-truth transcript (scored by the services)")
+    _add_send_options(p)
     p.add_argument("--target", default="127.0.0.1:50051", help="transmitter address")
-    p.add_argument("--timeout", type=float, default=120.0, help="deadline in seconds, propagated along the chain")
     p.add_argument("--out", help="directory to write reconstructed images / audio / text")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_send)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import io
 import pathlib
 from dataclasses import dataclass
@@ -9,43 +10,57 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from unitocom import options as opts
 from unitocom import wire
 from unitocom.config import ServiceLimits
 from unitocom.v1 import unitocom_pb2 as pb
 from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
 
 
-def build_request(*, text: str | None = None, image: bytes | None = None, audio: bytes | None = None,
-                  question: str | None = None, task: str = "reconstruct", scheme: str = "traditional",
-                  snr_db: float = 20.0, channel: str = "awgn", fading: str = "block", seed: int = 0,
-                  block_length: int = 0, csi: str = "perfect", pilots: int = 0, erasure_prob: float = 0.0,
-                  rician_k_db: float = 0.0, jpeg_quality: int = 0, code_rate: float = 0.0,
-                  modulation: str = "", answer: str = "", transcript: str = "", request_id: str = "") -> pb.Request:
-    """A Request from plain values; enum names are the lower-case ones the CLI shows (ValueError otherwise)."""
+def build_request(*, request_id: str = "", **options) -> pb.Request:
+    """A Request from plain values: the options of `unitocom.options.REQUEST_OPTIONS` (those of `unitocom send`
+    less the call's timeout), enums by their lower-case names (the CLI's) or as `unitocom.options` members.
+    ValueError for an unknown enum name or a value of the wrong type, TypeError for a name that is no option.
+    Ranges are the services' to check: they answer INVALID_ARGUMENT naming the field."""
+    if options.get("modulation") == "":  # the wire's "service default", as older callers spell it
+        options["modulation"] = None
+    v = opts.resolve(options, opts.REQUEST_OPTIONS, check_bounds=False)
     payloads = []
-    if image is not None:
-        payloads.append(pb.Payload(modality=pb.IMAGE, image=image))
-    if audio is not None:
-        payloads.append(pb.Payload(modality=pb.AUDIO, audio=audio))
-    for t in (text, question):
+    if v["image"] is not None:
+        payloads.append(pb.Payload(modality=pb.IMAGE, image=v["image"]))
+    if v["audio"] is not None:
+        payloads.append(pb.Payload(modality=pb.AUDIO, audio=v["audio"]))
+    for t in (v["text"], v["question"]):
         if t is not None:
             payloads.append(pb.Payload(modality=pb.TEXT, text=t))
     link = pb.LinkSettings(
-        scheme=wire.enum_value(pb.Scheme, scheme), snr_db=snr_db, channel=wire.enum_value(pb.ChannelModel, channel),
-        fading=wire.enum_value(pb.Fading, fading), seed=seed, block_length=block_length,
-        csi=wire.enum_value(pb.CsiMode, csi), pilots=pilots, erasure_prob=erasure_prob, rician_k_db=rician_k_db,
-        jpeg_quality=jpeg_quality, code_rate=code_rate, modulation=modulation,
+        scheme=wire.enum_value(pb.Scheme, v["scheme"]), snr_db=v["snr_db"],
+        channel=wire.enum_value(pb.ChannelModel, v["channel"]), fading=wire.enum_value(pb.Fading, v["fading"]),
+        seed=v["seed"], block_length=v["block_length"], csi=wire.enum_value(pb.CsiMode, v["csi"]),
+        pilots=v["pilots"], erasure_prob=v["erasure_prob"], rician_k_db=v["rician_k_db"],
+        jpeg_quality=v["jpeg_quality"], code_rate=v["code_rate"], modulation=v["modulation"] or "",
     )
-    return pb.Request(request_id=request_id, task=wire.enum_value(pb.Task, task), payloads=payloads, link=link,
-                      label=pb.Label(answer=answer, transcript=transcript))
+    return pb.Request(request_id=request_id, task=wire.enum_value(pb.Task, v["task"]), payloads=payloads, link=link,
+                      label=pb.Label(answer=v["answer"], transcript=v["transcript"]))
+
+
+def _signature() -> inspect.Signature:
+    """build_request's keywords as `inspect.signature` and help() show them: made from unitocom.options."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = [inspect.Parameter(o.name, kw, default=o.default, annotation=o.type if o.default is not None
+                                else o.type | None) for o in opts.REQUEST_OPTIONS]
+    params.append(inspect.Parameter("request_id", kw, default="", annotation=str))
+    return inspect.Signature(params, return_annotation=pb.Request)
+
+
+build_request.__signature__ = _signature()
 
 
 def choices() -> dict[str, list[str]]:
     """The names `build_request` takes for each enum option (what a form or --help offers)."""
-    def names(enum) -> list[str]:
-        return [n.lower() for n in enum.keys() if not n.endswith("UNSPECIFIED")]
-    return {"task": names(pb.Task), "scheme": names(pb.Scheme), "channel": names(pb.ChannelModel),
-            "fading": names(pb.Fading), "csi": names(pb.CsiMode), "modality": names(pb.Modality)}
+    out = {o.name: o.choices for o in opts.OPTIONS if o.enum}
+    out["modality"] = [n.lower() for n in pb.Modality.keys() if not n.endswith("UNSPECIFIED")]
+    return out
 
 
 def result_to_dict(result: pb.Result) -> dict:

@@ -1,0 +1,240 @@
+"""The options of one send, defined once.
+
+`unitocom send`'s flags (unitocom/cli.py), the SDK's `client.build_request(**options)`, the HTTP gateway's JSON
+body and multipart form and the web page's fields (services/gateway) are all made from `OPTIONS`, so that an option
+added here reaches every front end. Plain data: no gRPC and no protobuf here; the SDK maps these values onto the
+wire. The enum values are the lower-case names of the `unitocom.v1` protobuf enums (`Task.VQA` is "vqa" as
+`unitocom.v1.Task.VQA` is); tests/test_options.py holds them equal.
+
+Bounds are what a front end can refuse before the services are asked (the gateway's schema, the web page's
+inputs); the services validate every request again (unitocom/stages/request.py) and say which field is wrong.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Task(StrEnum):
+    """What the base station does with the received tokens."""
+
+    RECONSTRUCT = "reconstruct"  # send a payload and get it back as the base station recovered it
+    VQA = "vqa"                  # image + question -> answer text
+    T2I = "t2i"                  # caption -> generated image
+    ASR = "asr"                  # speech -> transcript
+
+
+class Scheme(StrEnum):
+    """The transmission scheme (the letter's section V)."""
+
+    TRADITIONAL = "traditional"  # UTF-8 / JPEG / AMR-WB + Turbo / LDPC + 16-QAM
+    UNITOCOM = "unitocom"        # sigma-GenIB tokens + learned SNR-adaptive coding-modulation
+    VAE = "vae"                  # UniToCom with a VAE tokenizer
+    SEMCOM = "semcom"            # vanilla task-specific deep JSCC, no MLLM
+
+
+class Channel(StrEnum):
+    """The channel model of eq. (2)."""
+
+    AWGN = "awgn"
+    RAYLEIGH = "rayleigh"
+    RICIAN = "rician"
+
+
+class Fading(StrEnum):
+    BLOCK = "block"  # one h per block_length symbols (0: one h per modality stream)
+    FAST = "fast"    # one h per symbol
+
+
+class Csi(StrEnum):
+    PERFECT = "perfect"
+    ESTIMATED = "estimated"  # least-squares estimate from `pilots` pilots per fading block
+
+
+class Modulation(StrEnum):
+    """Constellations of the traditional scheme's digital link (unitocom/link/modulation.py)."""
+
+    BPSK = "bpsk"
+    QPSK = "qpsk"
+    QAM16 = "qam16"
+    QAM64 = "qam64"
+
+
+ENUMS: dict[str, type[StrEnum]] = {"task": Task, "scheme": Scheme, "channel": Channel, "fading": Fading,
+                                   "csi": Csi, "modulation": Modulation}
+
+UINT32_MAX = 2**32 - 1
+# The largest seed: the wire takes 64 bits, but JSON clients (JavaScript) hold integers exactly only up to 2**53 - 1.
+MAX_SEED = 2**53 - 1
+
+
+@dataclass(frozen=True)
+class Option:
+    """One send option.
+
+    type: str, int, float, bytes (a file's content: a path on the command line, base64 in JSON, a file part in a
+    form) or one of the StrEnums above. default None means "not given" (payloads; `modulation`: the service's
+    default). kind says where the value goes: "payload" (a Request payload), "label" (ground truth the services
+    score against), "task", "link" (LinkSettings) or "call" (how the call is made, not part of the Request).
+    ge/gt/le/lt bound numbers; finite refuses NaN and infinities. advanced: the web page groups it under
+    "Advanced".
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    kind: str = "link"
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    finite: bool = False
+    advanced: bool = False
+
+    @property
+    def enum(self) -> type[StrEnum] | None:
+        return self.type if isinstance(self.type, type) and issubclass(self.type, StrEnum) else None
+
+    @property
+    def choices(self) -> list[str] | None:
+        return [m.value for m in self.enum] if self.enum else None
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag: `--snr-db` for snr_db."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def bounds_text(self) -> str:
+        """The bounds in words, e.g. "finite, in [-50, 100]" or ">= 0"; empty when unbounded."""
+        lo = (f"[{_num(self.ge)}" if self.ge is not None else f"({_num(self.gt)}" if self.gt is not None else None)
+        hi = (f"{_num(self.le)}]" if self.le is not None else f"{_num(self.lt)})" if self.lt is not None else None)
+        if lo and hi:
+            text = f"in {lo}, {hi}"
+        elif lo:
+            text = (">= " if lo[0] == "[" else "> ") + lo[1:]
+        elif hi:
+            text = ("<= " if hi[-1] == "]" else "< ") + hi[:-1]
+        else:
+            text = ""
+        return ", ".join(t for t in ("finite" if self.finite else "", text) if t)
+
+    def check(self, value: Any) -> Any:
+        """value converted to this option's type (enum names to enum members); ValueError naming the option."""
+        if value is None:
+            if self.default is None:
+                return None
+            raise ValueError(f"{self.name}: must be given (default {self.default!r})")
+        if self.enum is not None:
+            try:
+                return self.enum(value)
+            except ValueError:
+                raise ValueError(f"{self.name}: unknown value {value!r}; expected one of {self.choices}") from None
+        if self.type is bytes:
+            if not isinstance(value, (bytes, bytearray)):
+                raise ValueError(f"{self.name}: must be bytes, got {type(value).__name__}")
+            return bytes(value)
+        if self.type is str:
+            if not isinstance(value, str):
+                raise ValueError(f"{self.name}: must be a string, got {type(value).__name__}")
+            return value
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy scalars are Real too
+            raise ValueError(f"{self.name}: must be a number, got {type(value).__name__}")
+        if self.type is int and not isinstance(value, numbers.Integral):
+            if not (math.isfinite(value) and float(value).is_integer()):
+                raise ValueError(f"{self.name}: must be an integer, got {value}")
+        v = self.type(value)
+        if self.finite and not math.isfinite(v):
+            raise ValueError(f"{self.name}: must be finite, got {v}")
+        if ((self.ge is not None and not v >= self.ge) or (self.gt is not None and not v > self.gt)
+                or (self.le is not None and not v <= self.le) or (self.lt is not None and not v < self.lt)):
+            raise ValueError(f"{self.name}: must be {self.bounds_text}, got {v}")
+        return v
+
+    def describe(self) -> dict:
+        """A JSON-able view (what the gateway's /v1/options answers for the web page)."""
+        t = "enum" if self.enum else {str: "string", int: "integer", float: "number", bytes: "file"}[self.type]
+        d = {"name": self.name, "type": t, "default": self.default, "help": self.help, "kind": self.kind,
+             "advanced": self.advanced}
+        if self.enum:
+            d["choices"] = self.choices
+        for k in ("ge", "gt", "le", "lt"):
+            if getattr(self, k) is not None:
+                d[k] = getattr(self, k)
+        return d
+
+
+def _num(x: float) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+OPTIONS: tuple[Option, ...] = (
+    # What is sent.
+    Option("text", str, None, "text payload (or the caption of t2i)", kind="payload"),
+    Option("question", str, None, "question text (vqa)", kind="payload"),
+    Option("image", bytes, None, "image file (any format Pillow reads)", kind="payload"),
+    Option("audio", bytes, None, "audio file (WAV or FLAC)", kind="payload"),
+    Option("task", Task, Task.RECONSTRUCT, "what the base station does with the tokens", kind="task"),
+    # The link.
+    Option("scheme", Scheme, Scheme.TRADITIONAL, "transmission scheme"),
+    Option("snr_db", float, 20.0, "Es/N0 in dB against the power constraint P", finite=True, ge=-50.0, le=100.0),
+    Option("channel", Channel, Channel.AWGN, "channel model"),
+    Option("fading", Fading, Fading.BLOCK, "block: one h per block of symbols; fast: one h per symbol"),
+    Option("block_length", int, 0, "symbols per fading block (0: one h per stream)", ge=0, le=UINT32_MAX,
+           advanced=True),
+    Option("rician_k_db", float, 0.0, "Rician K factor in dB (0: the service default, 10 dB)", finite=True,
+           ge=-50.0, le=50.0, advanced=True),
+    Option("csi", Csi, Csi.PERFECT, "channel state at the receiver: perfect, or estimated (LS from pilots)",
+           advanced=True),
+    # The channel draws pilots x symbols noise samples with fast fading: the bound keeps that in memory.
+    Option("pilots", int, 0, "pilots per fading block with csi estimated (0: the service default, 8)", ge=0, le=64,
+           advanced=True),
+    Option("erasure_prob", float, 0.0, "probability that a symbol frame is lost", finite=True, ge=0.0, le=1.0,
+           advanced=True),
+    Option("jpeg_quality", int, 0, "JPEG quality 1..95 (traditional; 0: the service default, 75)", ge=0, le=95,
+           advanced=True),
+    Option("modulation", Modulation, None, "constellation (traditional; not given: the service default, qam16)",
+           advanced=True),
+    Option("code_rate", float, 0.0, "LDPC / Turbo code rate (traditional; 0: the service default, 1/2)",
+           finite=True, ge=0.0, lt=1.0, advanced=True),
+    Option("seed", int, 0, "seed of the channel draws (reproducible runs)", ge=0, le=MAX_SEED),
+    # Ground truth the services score against.
+    Option("answer", str, "", "ground-truth answer (vqa; scored by the services)", kind="label"),
+    Option("transcript", str, "", "ground-truth transcript (asr; scored by the services)", kind="label"),
+    # The call.
+    Option("timeout_s", float, 120.0, "deadline in seconds, propagated along the chain", kind="call",
+           finite=True, gt=0.0, le=600.0),
+)
+
+BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+# What a Request carries (the SDK's build_request takes these); `timeout_s` belongs to the call.
+REQUEST_OPTIONS: tuple[Option, ...] = tuple(o for o in OPTIONS if o.kind != "call")
+PAYLOADS: tuple[str, ...] = tuple(o.name for o in OPTIONS if o.kind == "payload")
+
+
+def resolve(values: dict[str, Any], options: tuple[Option, ...] = OPTIONS, check_bounds: bool = True) -> dict:
+    """Every option's value: the given ones converted (enum names to members), defaults for the rest.
+    TypeError for a name that is no option (as a function call would); ValueError naming a bad value.
+    check_bounds=False converts and checks types and enums only (the SDK leaves ranges to the services)."""
+    known = {o.name: o for o in options}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise TypeError(f"unknown option(s) {unknown}; the options are {sorted(known)}")
+    out = {}
+    for name, o in known.items():
+        if name not in values:
+            out[name] = o.default
+        elif check_bounds:
+            out[name] = o.check(values[name])
+        else:
+            out[name] = Option(o.name, o.type, o.default, o.help).check(values[name])
+    return out
+
+
+def describe() -> list[dict]:
+    """Every option as JSON-able dicts, in order."""
+    return [o.describe() for o in OPTIONS]
