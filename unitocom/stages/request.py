@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import uuid
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from unitocom import codecs
 from unitocom.config import Config
@@ -95,13 +96,33 @@ def validate_link(link: pb.LinkSettings, cfg: Config) -> ChannelSpec:
     return channel_spec(link, cfg)
 
 
+def _plain(message: str) -> str:
+    """A library's error text without Python object reprs (`<_io.BytesIO object at 0x7f...>`): a client in another
+    language can do nothing with them."""
+    return re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the data", message).strip()
+
+
+def _head(data: bytes) -> str:
+    return f"{len(data)} bytes, starts with 0x{data[:8].hex()}{'...' if len(data) > 8 else ''}"
+
+
+def _not_an_image(data: bytes, err: Exception | None = None) -> str:
+    """Why bytes are not an image, in words a client in any language can act on: the size and first bytes, and
+    Pillow's reason unless it is only "cannot identify" (whose text shows a Python object)."""
+    what = f"not an image Pillow can read ({_head(data)})"
+    if err is None or isinstance(err, UnidentifiedImageError):
+        return what
+    reason = _plain(str(err))
+    return f"{what}: {reason}" if reason else what
+
+
 def _check_image_size(data: bytes, field: str, max_pixels: int) -> None:
     """Read only the header, so that a decompression bomb is refused before it is decoded."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             w, h = im.size
     except Exception as e:  # Pillow raises many types for garbage; all mean "not an image"
-        raise RequestError(field, f"cannot decode image: {e}") from None
+        raise RequestError(field, _not_an_image(data, e)) from None
     if w * h > max_pixels:
         raise RequestError(field, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}")
 
@@ -132,7 +153,7 @@ def decode_payloads(req: pb.Request, cfg: Config) -> list[SourcePayload]:
             try:
                 img = codecs.image_from_bytes(p.image)
             except ValueError as e:
-                raise RequestError(f"{field}.image", str(e)) from None
+                raise RequestError(f"{field}.image", _plain(str(e))) from None
             out.append(SourcePayload(pb.IMAGE, img))
         else:
             if not p.audio:
@@ -140,7 +161,7 @@ def decode_payloads(req: pb.Request, cfg: Config) -> list[SourcePayload]:
             try:
                 wave, rate = codecs.audio_from_bytes(p.audio)
             except ValueError as e:
-                raise RequestError(f"{field}.audio", str(e)) from None
+                raise RequestError(f"{field}.audio", f"{_plain(str(e))} ({_head(p.audio)})") from None
             if len(wave) == 0:
                 raise RequestError(f"{field}.audio", "has no samples")
             if len(wave) / rate > lim.max_audio_seconds:
