@@ -17,6 +17,8 @@ CASES = [  # (arguments, what the one line must say)
     (["evaluate-link", "--schemes", "traditional", "--data", "/nonexistent"], MAKE_DATA),
     (["train", "tokenizer", "--modality", "image", "--data", "/nonexistent", "--run-dir", "{tmp}/run"], MAKE_DATA),
     (["train", "checker", "--data", "/nonexistent", "--out", "{tmp}/checker.safetensors"], MAKE_DATA),
+    (["data", "checksum", "--data", "/nonexistent"], MAKE_DATA),
+    (["up", "--preset", "huge", "--run-dir", "{tmp}/run"], "--preset"),
     (["eval-sweep", "--task", "vqa", "--snr-db", "5:1:1"], "--snr-db"),
     (["train", "mllm", "--snr-db=25:-5"], "--snr-db"),
     (["link", "ber", "--snr-db", "loud"], "--snr-db"),

@@ -157,12 +157,13 @@ def _service_args(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    from unitocom.config import PRESETS
     ap = _Parser(prog="unitocom", description="UniToCom token-communication testbed",
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("up", help="start the three services as local processes and wait until SERVING")
-    p.add_argument("--preset", default="tiny", help="model preset: tiny (default) | paper")
+    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model preset (default tiny)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
     p.add_argument("--base-port", type=int, default=50051, help="transmitter port; channel +1, base station +2")
     p.add_argument("--metrics-base-port", type=int, default=9101, help="first /metrics port (one per service)")

@@ -179,7 +179,7 @@ def run(preset: str = "tiny", out_dir: str = "out/demo", base_port: int = 50051,
 def add_subparser(sub) -> None:
     p = sub.add_parser("demo", help="start the services, send text / photo / speech / a VQA question / a caption, "
                                     "print, stop")
-    p.add_argument("--preset", default="tiny")
+    p.add_argument("--preset", default="tiny", choices=sorted(config.PRESETS))
     p.add_argument("--out", default="out/demo", help="where reconstructed and generated payloads are written")
     p.add_argument("--base-port", type=int, default=50051)
     p.add_argument("--metrics-base-port", type=int, default=9101)

@@ -412,6 +412,7 @@ def _variance(args) -> int:
 
 
 def add_subparser(subparsers) -> None:
+    from unitocom.config import PRESETS
     p = subparsers.add_parser(
         "evaluate-link", help="reconstruction quality vs SNR for the learned and traditional schemes (CSV + PNG)",
         description=__doc__.split("\n\n")[0] + " Writes <out>/<modality>.csv and .png.",
@@ -426,7 +427,7 @@ def add_subparser(subparsers) -> None:
     p.add_argument("--count", type=int, default=200, help="items per point for the learned schemes")
     p.add_argument("--traditional-count", type=int, default=40, help="items per point for the traditional scheme")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preset", default="tiny")
+    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     p.add_argument("--data", default=None, help="data directory (default data/<preset>)")
     p.add_argument("--out", default=None, help="output directory (default out/eval-<modality>)")
     p.add_argument("--threads", type=int, default=2)
@@ -438,7 +439,7 @@ def add_subparser(subparsers) -> None:
     v.add_argument("--checkpoints", default="image-vae-s32,image-genib-s32,image-sigma-genib-s32")
     v.add_argument("--split", default="val")
     v.add_argument("--count", type=int, default=500)
-    v.add_argument("--preset", default="tiny")
+    v.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     v.add_argument("--data", default=None)
     v.add_argument("--out", default=None, help="PNG path (default out/variance-collapse.png); a CSV goes beside it")
     v.add_argument("--threads", type=int, default=2)

@@ -36,9 +36,10 @@ def _sheet(args: argparse.Namespace) -> int:
 
 
 def _checksum(args: argparse.Namespace) -> int:
+    from unitocom.data.layouts import require_data
     from unitocom.data.make import dataset_checksum
 
-    print(dataset_checksum(args.data))
+    print(dataset_checksum(require_data(args.data)))
     return 0
 
 

@@ -9,13 +9,14 @@ from unitocom.link.snr import snr_interval_arg
 
 
 def add_train_command(sub) -> None:
+    from unitocom.config import PRESETS
     m = sub.add_parser("mllm", help="the base-station MLLM: VQA, text-to-image and ASR on received tokens",
                        description="Train one multitask MLLM on tokens that crossed the frozen learned link at "
                                    "SNRs drawn per example (Rayleigh by default). Resumes from <run-dir>; writes "
                                    "<run-dir>/log.jsonl and checkpoints/mllm-<objective>.safetensors with its "
                                    "entry in checkpoints/manifest-tasks.json.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    m.add_argument("--preset", default="tiny")
+    m.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     m.add_argument("--objective", default="sigma-genib", choices=["sigma-genib", "vae", "genib"],
                    help="which tokenizers' tokens it reads (one MLLM per scheme)")
     m.add_argument("--data", default="data/tiny")

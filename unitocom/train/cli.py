@@ -30,6 +30,7 @@ def _tokenizer(args) -> int:
 
 
 def add_subparser(subparsers) -> argparse.ArgumentParser:
+    from unitocom.config import PRESETS
     p = subparsers.add_parser("train", help="train the learned parts: tokenizers with their coding-modulation, the MLLM, the "
                                                 "scene checker, or all of them in order")
     sub = p.add_subparsers(dest="train_command", metavar="{tokenizer,mllm,checker,all}")
@@ -56,7 +57,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=None, help="peak AdamW learning rate (default: the preset's)")
     t.add_argument("--warmup", type=int, default=None, help="linear warm-up steps (default: the preset's)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--preset", default="tiny", help="tiny | paper")
+    t.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     t.add_argument("--xi", type=float, default=None, help="KL weight (default: the preset's xi; vae: its vae_xi)")
     t.add_argument("--lam", type=float, default=None, help="lambda of eq. (13)")
     t.add_argument("--k-samples", type=int, default=None, help="K of eq. (14)")
