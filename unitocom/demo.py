@@ -9,6 +9,7 @@ import io
 import pathlib
 import shutil
 import subprocess
+import sys
 import tempfile
 import urllib.request
 
@@ -183,4 +184,12 @@ def add_subparser(sub) -> None:
     p.add_argument("--out", default="out/demo", help="where reconstructed and generated payloads are written")
     p.add_argument("--base-port", type=int, default=50051)
     p.add_argument("--metrics-base-port", type=int, default=9101)
-    p.set_defaults(func=lambda a: run(a.preset, a.out, a.base_port, a.metrics_base_port))
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(a) -> int:
+    try:
+        return run(a.preset, a.out, a.base_port, a.metrics_base_port)
+    except RuntimeError as e:  # the services did not start (a port in use, a checkpoint missing): said in one line
+        print(f"error: {e}", file=sys.stderr)
+        return 1

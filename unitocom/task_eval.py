@@ -20,7 +20,7 @@ import numpy as np
 
 from unitocom.data.layouts import clevr_root, coco_annotation_file, librispeech_root, read_json, require_data
 from unitocom.data.presets import SPEECH_SUBSETS
-from unitocom.errors import DataMissing, UserError
+from unitocom.errors import CheckpointMissing, DataMissing, UserError
 from unitocom.link.snr import snr_points_arg
 
 METRIC = {"vqa": "accuracy", "asr": "wer", "t2i": "fid"}
@@ -147,7 +147,8 @@ def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_d
                     recall.append(r.quality["t2i_pair_recall"])
             checker = scene_checker()
             if checker is None:
-                raise RuntimeError("FID needs checkpoints/scene-checker.safetensors (unitocom train checker)")
+                raise CheckpointMissing("FID needs checkpoints/scene-checker.safetensors (train it with "
+                                        "`unitocom train checker`)")
             as_t = lambda xs: torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
             # The floor for this n: two disjoint sets of real scenes (another split) are this far apart.
             other = [np.asarray(Image.open(f).convert("RGB").resize(fake[0].shape[1::-1]))
