@@ -1,12 +1,48 @@
 // The gateway's web page: a form that posts to /v1/send/form, the result, and a live quality-vs-SNR chart read
 // from /v1/quality (which asks Prometheus). No framework and nothing fetched from outside: the page works offline.
-// Query parameters prefill the form (text, question, task, scheme, snr_db, channel, fading, seed, answer, metric,
-// sample=image) and run=1 sends at once, so that a link reproduces a request.
+// The fields come from /v1/options, the one definition of the send options (unitocom/options.py): the main ones
+// have their place in index.html, the rest ("advanced") are made here. Query parameters prefill the fields (by
+// option name, e.g. snr_db, channel, pilots; metric; sample=image) and run=1 sends at once, so that a link
+// reproduces a request.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const COLORS = ["#2b6cb0", "#dd6b20", "#2f855a", "#9f3ab8", "#c53030", "#718096"];
 let chosenFile = null;
+let advancedOptions = [];
+
+// One input per advanced option: a select for enums (empty: the service's default), a number input with the
+// option's bounds otherwise.
+function addAdvancedFields(options, params) {
+  advancedOptions = options.filter((o) => o.advanced);
+  const box = $("advanced-fields");
+  for (const o of advancedOptions) {
+    const label = document.createElement("label");
+    label.textContent = o.name.replaceAll("_", " ");
+    label.title = o.help;
+    let input;
+    if (o.type === "enum") {
+      input = document.createElement("select");
+      fillSelect(input, o.default === null ? ["", ...o.choices] : o.choices, o.default);
+      if (o.default === null) input.options[0].textContent = "(service default)";
+    } else {
+      input = document.createElement("input");
+      input.type = "number";
+      input.step = o.type === "integer" ? "1" : "any";
+      if (o.ge !== undefined) input.min = o.ge;
+      if (o.le !== undefined && o.le < 1e9) input.max = o.le;
+      input.value = o.default;
+    }
+    input.id = `opt-${o.name}`;
+    input.name = o.name;
+    if (params.has(o.name)) {
+      input.value = params.get(o.name);
+      $("advanced").open = true;
+    }
+    label.appendChild(input);
+    box.appendChild(label);
+  }
+}
 
 function fillSelect(sel, values, value) {
   sel.innerHTML = "";
@@ -80,7 +116,7 @@ function showResult(d) {
   q.innerHTML = "";
   for (const [k, v] of Object.entries(d.quality).sort()) {
     const good = (k === "exact_match" || k === "decoded") ? (v >= 1 ? "good" : "bad") : "";
-    row(q, k, fmt(v), good);
+    row(q, k, v === null ? "not finite" : fmt(v), good);
   }
   const t = $("timings").tBodies[0];
   t.innerHTML = "";
@@ -102,6 +138,10 @@ async function send(ev) {
   for (const id of ["task", "scheme", "text", "question", "channel", "fading", "seed", "answer"]) {
     const v = $(id).value;
     if (v !== "") form.append(id, v);
+  }
+  for (const o of advancedOptions) {
+    const v = $(`opt-${o.name}`).value;
+    if (v !== "") form.append(o.name, v);
   }
   form.append("snr_db", $("snr").value);
   if ($("task").value === "asr" && $("answer").value) form.append("transcript", $("answer").value);
@@ -216,6 +256,7 @@ async function init() {
   fillSelect($("scheme"), opts.scheme, params.get("scheme"));
   fillSelect($("channel"), opts.channel, params.get("channel"));
   fillSelect($("fading"), opts.fading, params.get("fading"));
+  addAdvancedFields(opts.options, params);
   for (const ch of opts.channel) {
     const o = document.createElement("option");
     o.value = o.textContent = ch;
