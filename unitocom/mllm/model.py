@@ -156,8 +156,8 @@ class MLLM(nn.Module):
         tokens = []
         for i in range(count):
             hs = []
-            for i in range(len(runs)):
-                h, caches[i] = self.hidden(ins[i] if use_cache else seqs[i], cache=caches[i])
+            for r in range(len(runs)):
+                h, caches[r] = self.hidden(ins[r] if use_cache else seqs[r], cache=caches[r])
                 hs.append(h[:, -1])
             if not tokens and on_prefill is not None:
                 on_prefill()
