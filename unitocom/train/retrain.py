@@ -47,7 +47,7 @@ def plan(scale: str = "cpu") -> list[Step]:
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
     # (image steps, token-length fine-tune steps, audio steps, text steps, checker steps, MLLM steps, batches)
-    n = {"cpu": dict(image=3500, length=800, audio=1500, text=600, checker=3000, mllm=4000, tb=64, mb=64),
+    n = {"cpu": dict(image=3500, length=800, audio=1500, text=600, checker=3000, mllm=8000, tb=64, mb=64),
          # untested on a GPU so far (no device lent yet): sized from CPU step times to fit about 10 minutes
          "gpu": dict(image=2000, length=500, audio=800, text=400, checker=1000, mllm=2500, tb=256, mb=256),
          "smoke": dict(image=2, length=2, audio=2, text=2, checker=2, mllm=2, tb=8, mb=8)}[scale]
