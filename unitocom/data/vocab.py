@@ -25,7 +25,6 @@ SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 SIZES: tuple[str, ...] = ("small", "medium", "large")
 MATERIALS: tuple[str, ...] = ("rubber", "metal")
 ATTRIBUTES: tuple[str, ...] = ("size", "color", "material", "shape")
-VALUES: dict[str, tuple[str, ...]] = {"size": SIZES, "color": COLORS, "material": MATERIALS, "shape": SHAPES}
 
 # CLEVR's four spatial relations; "front" is towards the camera, which in a 2D scene is lower in the image.
 RELATIONS: tuple[str, ...] = ("left", "right", "front", "behind")
