@@ -50,7 +50,7 @@ def _resolve(spec: dict, schema: dict) -> dict:
 # ---- the definition ----------------------------------------------------------------------------------------------
 
 def test_enum_values_are_the_proto_enum_names():
-    """The options' enums are the wire's: the lower-case names of unitocom.v1's enums, in order, so they cannot drift."""
+    """The options' enums are the wire's: unitocom.v1's enum names in lower case, in order, so they cannot drift."""
     for name, enum in PROTO_ENUMS.items():
         wire = [n.lower() for n in enum.keys() if not n.endswith("UNSPECIFIED")]
         assert options.BY_NAME[name].choices == wire, name

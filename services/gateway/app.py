@@ -134,8 +134,8 @@ def _model(name: str, doc: str, files: str) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for o in options.OPTIONS:
         if o.type is bytes and files == "base64":
-            fields[f"{o.name}_b64"] = (str | None, Field(None, description=f"{o.help}, base64-coded",
-                                                         pattern=BASE64, json_schema_extra={"contentEncoding": "base64"}))
+            fields[f"{o.name}_b64"] = (str | None, Field(None, description=f"{o.help}, base64-coded", pattern=BASE64,
+                                                         json_schema_extra={"contentEncoding": "base64"}))
         elif o.type is bytes:
             fields[o.name] = (FilePart, Field(None, description=f"{o.help}, as a file part"))
         elif o.default is None and files == "parts":
@@ -146,16 +146,15 @@ def _model(name: str, doc: str, files: str) -> type[BaseModel]:
             fields[o.name] = (o.type | None, _field(o))
         else:
             fields[o.name] = (o.type, _field(o))
-    # At least one payload, said in the schema (so that clients and API testers know it) and checked by the model.
+    # At least one payload, said in the schema (so that clients and API testers know it) and checked by the model:
+    # a non-empty string, or a file part at all (its content has no length in the schema; an empty file is 400).
     payload_fields = [f"{o.name}_b64" if o.type is bytes and files == "base64" else o.name for o in options.OPTIONS
                       if o.kind == "payload" and o.name != "question"]
-    one_of_them = [{"required": [f], "properties": {f: {"type": "string", "minLength": 1}}} for f in payload_fields]
-    if files == "parts":  # a file part's content has no length in the schema; an empty file is refused later (400)
-        one_of_them = [b if b["required"][0] == "text" else {"required": b["required"]} for b in one_of_them]
-
     file_parts = {o.name for o in options.OPTIONS if o.type is bytes and files == "parts"}
+    one_of_them = [{"required": [f]} if f in file_parts else
+                   {"required": [f], "properties": {f: {"type": "string", "minLength": 1}}} for f in payload_fields]
 
-    def given(body, f: str) -> bool:  # what the schema's branch asks: a non-empty string, or a file part at all
+    def given(body, f: str) -> bool:
         v = getattr(body, f)
         return v is not None if f in file_parts else v not in (None, "")
 
@@ -387,14 +386,14 @@ def create_app(transmitter: str = "127.0.0.1:50051", prometheus_url: str = "") -
               description="The JSON twin of `unitocom send --json`: the same options in (files base64-coded as "
                           "`image_b64` / `audio_b64`), the same object out, plus `image_png_b64` / `audio_wav_b64` "
                           "per output. Give at least one of text, image, audio.")
-    def send_json(body: SendBody) -> JSONResponse:  # type: ignore[valid-type]
+    def send_json(body: SendBody) -> JSONResponse:
         return JSONResponse(send(body, _b64("image_b64", body.image_b64), _b64("audio_b64", body.audio_b64)))
 
     @app.post("/v1/send/form", summary="Send payloads (multipart form)", tags=["send"], response_model=None,
               responses={200: {"model": SendResult, "description": "the result"}, **SEND_ERRORS},
               description="The same as /v1/send with the files as multipart/form-data parts (what the web page "
                           "posts).")
-    async def send_form(body: Annotated[SendForm, Form(media_type="multipart/form-data")]) -> JSONResponse:  # type: ignore[valid-type]
+    async def send_form(body: Annotated[SendForm, Form(media_type="multipart/form-data")]) -> JSONResponse:
         img, aud = await _read_part(body.image, "image"), await _read_part(body.audio, "audio")
         # The gRPC call blocks: keep the event loop free.
         return JSONResponse(await run_in_threadpool(send, body, img, aud))
