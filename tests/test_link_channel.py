@@ -141,6 +141,15 @@ def test_pilot_estimate_error_shrinks_with_pilots():
     assert all(a > b for a, b in zip(errs, errs[1:]))
 
 
+def test_many_pilots_cost_no_memory():
+    # 2**31 pilots per gain on 10^5 fast-fading symbols: one CN(0, N0/pilots) draw per gain, not pilots of them
+    # (the wire allows pilots up to 2**32; drawing symbols x pilots samples would need petabytes)
+    spec = ChannelSpec(model="rayleigh", fading="fast", csi="estimated", pilots=2**31)
+    out = FadingChannel(spec, 0.0, 3)(np.ones(100_000, np.complex64))
+    err = np.mean(np.abs(out.h_est.astype(np.complex128) - out.h) ** 2)
+    assert err < 1e-6
+
+
 def test_erasure_rate_and_erased_frames_are_zero():
     p, frames = 0.3, 2000
     ch = FadingChannel(ChannelSpec(erasure_prob=p), 10.0, 11)

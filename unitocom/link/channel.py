@@ -155,13 +155,15 @@ class FadingChannel:
         return np.sqrt(k / (k + 1.0)) * np.exp(1j * self._los_phase) + np.sqrt(1.0 / (k + 1.0)) * g
 
     def _estimate(self, h: np.ndarray) -> np.ndarray:
-        """LS pilot estimate for each gain in h: mean over `pilots` of (sqrt(P) h + n)/sqrt(P)."""
+        """LS pilot estimate for each gain in h: mean over `pilots` of (sqrt(P) h + n)/sqrt(P).
+
+        The mean of `pilots` independent CN(0, N0) draws is one CN(0, N0 / pilots) draw: drawing it directly keeps
+        memory at one sample per gain whatever the pilot count (fast fading with many pilots drew symbols x pilots)."""
         if self.spec.csi == "perfect":
             return h
-        p = self.spec.pilots
-        noise = self._rng_pilot.standard_normal((h.size, p, 2)).view(np.complex128)[..., 0]
-        noise *= np.sqrt(self.noise_var / 2.0)
-        return h + noise.mean(axis=1) / np.sqrt(POWER_P)
+        noise = self._rng_pilot.standard_normal((h.size, 2)).view(np.complex128)[:, 0]
+        noise *= np.sqrt(self.noise_var / (2.0 * self.spec.pilots))
+        return h + noise / np.sqrt(POWER_P)
 
     def _gains(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """True and estimated gains, complex64 [n], for the next n symbols of the stream."""
