@@ -93,8 +93,6 @@ def cmd_status(args) -> int:
 
 
 def cmd_send(args) -> int:
-    import grpc
-
     from unitocom import client, options
     if not (args.text or args.image or args.audio):
         print("error: give at least one of --text, --image, --audio", file=sys.stderr)
@@ -111,8 +109,9 @@ def cmd_send(args) -> int:
     with client.Client(args.target) as c:
         try:
             result = c.send(req, timeout_s=args.timeout_s)
-        except grpc.RpcError as e:
-            print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
+        except client.RpcError as e:
+            code, details = client.error_status(e)
+            print(f"error: {code}: {details}", file=sys.stderr)
             return 1
     d = client.result_to_dict(result)
     if args.out:

@@ -163,10 +163,6 @@ def health(target: str, service: str = "", timeout_s: float = 1.0) -> str:
         return health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
 
 
-def read_image_bytes(path: str | pathlib.Path) -> bytes:
-    return pathlib.Path(path).read_bytes()
-
-
 def png_bytes(image) -> bytes:
     from PIL import Image
     buf = io.BytesIO()

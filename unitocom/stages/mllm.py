@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from unitocom.config import Config
+from unitocom.models.objectives import SCHEME_OBJECTIVE
 from unitocom.stages.request import RequestError
 from unitocom.timing import NOT_TIMED, Clock
 from unitocom.v1 import unitocom_pb2 as pb
@@ -29,7 +30,9 @@ from unitocom.v1 import unitocom_pb2 as pb
 _lock = threading.Lock()
 _cache: dict[str, object] = {}
 
-OBJECTIVE = {pb.UNITOCOM: "sigma-genib", pb.VAE: "vae", pb.TRADITIONAL: "sigma-genib"}
+# The learned schemes read their own tokenizer's tokens; the traditional scheme's decoded payloads are tokenized
+# at the base station with sigma-GenIB's.
+OBJECTIVE = {pb.Scheme.Value(s.upper()): o for s, o in SCHEME_OBJECTIVE.items()} | {pb.TRADITIONAL: "sigma-genib"}
 
 
 # Classifier-free guidance of text-to-image at the base station, chosen with scripts/t2i_sweep.py (the scene
