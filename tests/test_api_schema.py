@@ -27,7 +27,8 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.generation.modes import GenerationMode
 
 from services.gateway.app import create_app
-from unitocom import config
+from unitocom import config, wire
+from unitocom.messages import Modality
 from unitocom.stages import request as request_stage
 from unitocom.v1 import unitocom_pb2 as pb
 from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
@@ -69,10 +70,10 @@ class CheckingTransmitter(pb_grpc.TransmitterServicer):
             _, payloads = request_stage.validate(request, self.cfg)
         except request_stage.RequestError as e:
             context.abort(getattr(grpc.StatusCode, e.code.upper()), str(e))
-        outputs = [pb.ModalityOutput(modality=p.modality, decoded=True,
-                                     text=p.value if p.modality == pb.TEXT else "") for p in payloads]
+        outputs = [pb.ModalityOutput(modality=wire.enum_to_pb(p.modality), decoded=True,
+                                     text=p.value if p.modality == Modality.TEXT else "") for p in payloads]
         quality = {"decoded": 1.0}
-        if any(p.modality == pb.IMAGE for p in payloads):
+        if any(p.modality == Modality.IMAGE for p in payloads):
             quality["psnr_db"] = math.inf
         texts = [o.text for o in outputs if o.modality == pb.TEXT]
         return pb.Result(request_id=request_stage.request_id(request), task=request.task, scheme=request.link.scheme,

@@ -15,11 +15,12 @@ from PIL import Image
 
 from tests.conftest import need
 from unitocom import client, config, pipeline
+from unitocom.messages import LinkSettings, Modality, StreamHeader
 from unitocom.models import token_link
 from unitocom.models.token_link import LinkSpec, TokenLink
+from unitocom.options import Scheme
 from unitocom.schemes import learned
 from unitocom.stages.request import RequestError, SourcePayload
-from unitocom.v1 import unitocom_pb2 as pb
 
 torch.set_num_threads(1)
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
@@ -82,10 +83,11 @@ def test_image_of_any_size_and_mode_through_the_service_path(small_checkpoints, 
 
 def test_encode_header_and_power(small_checkpoints):
     cfg = config.load("tiny")
-    link = pb.LinkSettings(scheme=pb.UNITOCOM, snr_db=5.0)
-    enc = learned.encode(3, SourcePayload(pb.IMAGE, np.zeros((64, 64, 3), np.uint8)), link, cfg)
+    link = LinkSettings(scheme=Scheme.UNITOCOM, snr_db=5.0)
+    enc = learned.encode(3, SourcePayload(Modality.IMAGE, np.zeros((64, 64, 3), np.uint8)), link, cfg)
     h = enc.header
-    assert (h.stream_id, h.scheme, h.modality, h.tokenizer) == (3, pb.UNITOCOM, pb.IMAGE, "image-sigma-genib-s32")
+    assert (h.stream_id, h.scheme, h.modality, h.tokenizer) == (3, Scheme.UNITOCOM, Modality.IMAGE,
+                                                                "image-sigma-genib-s32")
     assert list(h.token_shape) == [32, 16] and h.num_symbols == len(enc.symbols) == 256
     assert h.preprocessing.startswith("resized 64x64 -> 32x32 (bicubic); ")
     assert "trained on 32x32 CLEVR-style scenes only" in h.preprocessing  # a photo's smear is not the scheme's quality
@@ -119,12 +121,12 @@ def test_decode_refuses_bad_headers(small_checkpoints):
     y = np.zeros(256, np.complex64)
     h = np.ones(256, np.complex64)
     for header, field in [
-        (pb.StreamHeader(modality=pb.IMAGE, scheme=pb.UNITOCOM, tokenizer="../../etc/passwd", token_shape=[32, 16]),
-         "header.tokenizer"),
-        (pb.StreamHeader(modality=pb.IMAGE, scheme=pb.UNITOCOM, tokenizer="image-sigma-genib-s32", token_shape=[31, 16]),
-         "header.token_shape"),
-        (pb.StreamHeader(modality=pb.TEXT, scheme=pb.UNITOCOM, tokenizer="image-sigma-genib-s32", token_shape=[32, 16]),
-         "header.modality"),
+        (StreamHeader(modality=Modality.IMAGE, scheme=Scheme.UNITOCOM, tokenizer="../../etc/passwd",
+                      token_shape=[32, 16]), "header.tokenizer"),
+        (StreamHeader(modality=Modality.IMAGE, scheme=Scheme.UNITOCOM, tokenizer="image-sigma-genib-s32",
+                      token_shape=[31, 16]), "header.token_shape"),
+        (StreamHeader(modality=Modality.TEXT, scheme=Scheme.UNITOCOM, tokenizer="image-sigma-genib-s32",
+                      token_shape=[32, 16]), "header.modality"),
     ]:
         with pytest.raises(RequestError) as e:
             learned.decode(header, y, h, 0.1, False, cfg)
@@ -136,8 +138,8 @@ def test_decode_refuses_bad_headers(small_checkpoints):
 
 def test_erased_frames_still_give_an_image_and_say_so(small_checkpoints):
     cfg = config.load("tiny")
-    enc = learned.encode(0, SourcePayload(pb.IMAGE, np.zeros((32, 32, 3), np.uint8)),
-                         pb.LinkSettings(scheme=pb.VAE, snr_db=10.0), cfg)
+    enc = learned.encode(0, SourcePayload(Modality.IMAGE, np.zeros((32, 32, 3), np.uint8)),
+                         LinkSettings(scheme=Scheme.VAE, snr_db=10.0), cfg)
     out = learned.decode(enc.header, np.zeros(256, np.complex64), np.ones(256, np.complex64), 0.1, True, cfg)
     assert out.decoded and out.image_png and "erased" in out.note
 

@@ -86,12 +86,12 @@ def test_every_task_with_the_vae_scheme_reads_vae_tokens(tx, scene, task):
 def test_a_missing_mllm_is_a_failed_precondition_naming_the_file(tmp_path, monkeypatch):
     from unitocom import config
     from unitocom.stages import mllm as stage
+    from unitocom.options import Scheme
     from unitocom.stages.request import RequestError
-    from unitocom.v1 import unitocom_pb2 as pb
     monkeypatch.setenv("UNITOCOM_CHECKPOINTS", str(tmp_path))
     monkeypatch.setattr(stage, "_cache", {})
     with pytest.raises(RequestError) as e:
-        stage.assistant(pb.VAE, config.load("tiny"))
+        stage.assistant(Scheme.VAE, config.load("tiny"))
     assert e.value.code == "failed_precondition" and "mllm-vae.safetensors" in str(e.value)
 
 

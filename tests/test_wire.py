@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -60,3 +62,31 @@ def test_runs_that_do_not_cover_the_frame_are_refused():
         wire.runs_decode(np.ones(2, np.complex64), np.array([3, 3], np.int32), 10, "frame.csi.h_est_runs")
     with pytest.raises(wire.WireError, match="no runs"):
         wire.runs_decode(np.ones(2, np.complex64), np.zeros(0, np.int32), 10)
+
+
+def test_the_library_messages_round_trip_through_their_protobuf_field_for_field():
+    """unitocom.messages mirrors the .proto: every field of each dataclass is a field of its message, enums map by
+    their lower-case names, UNSPECIFIED is None, and to_pb / from_pb are inverse."""
+    from unitocom import messages as msg
+    from unitocom.options import Channel, Csi, Fading, Scheme
+    link = msg.LinkSettings(scheme=Scheme.VAE, snr_db=-3.5, channel=Channel.RICIAN, fading=Fading.FAST, seed=7,
+                            block_length=64, rician_k_db=2.0, csi=Csi.ESTIMATED, pilots=4, erasure_prob=0.1,
+                            jpeg_quality=50, code_rate=0.5, modulation="qpsk")
+    p = wire.to_pb(link)
+    assert (p.scheme, p.channel, p.fading, p.csi) == (pb.VAE, pb.RICIAN, pb.FAST, pb.ESTIMATED)
+    assert wire.from_pb(p) == link
+    header = msg.StreamHeader(stream_id=2, modality=msg.Modality.AUDIO, scheme=Scheme.UNITOCOM, num_symbols=256,
+                              token_shape=[2, 32, 16], tokenizer="audio-sigma-genib-s32", num_samples=16000)
+    assert wire.from_pb(wire.to_pb(header)) == header and list(wire.to_pb(header).token_shape) == [2, 32, 16]
+    out = msg.ModalityOutput(modality=msg.Modality.IMAGE, decoded=True, image_png=b"\x89PNG", blocks=3)
+    assert wire.from_pb(wire.to_pb(out)) == out
+    assert wire.from_pb(pb.Label(answer="2")) == msg.Label(answer="2")
+    assert wire.from_pb(pb.LinkSettings()) == msg.LinkSettings()  # UNSPECIFIED enums are None
+    for cls, message in ((msg.LinkSettings, pb.LinkSettings), (msg.StreamHeader, pb.StreamHeader),
+                         (msg.ModalityOutput, pb.ModalityOutput), (msg.Label, pb.Label)):
+        assert [f.name for f in dataclasses.fields(cls)] == [f.name for f in message.DESCRIPTOR.fields], cls
+
+
+def test_an_enum_number_the_proto_does_not_define_names_its_field():
+    with pytest.raises(wire.WireError, match=r"^link\.scheme: unknown value 77"):
+        wire.from_pb(pb.LinkSettings(scheme=77), "link")

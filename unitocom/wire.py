@@ -1,13 +1,18 @@
-"""Arrays <-> protobuf `Tensor` (raw little-endian bytes + dtype + shape), and frame slicing of symbol streams.
+"""Arrays <-> protobuf `Tensor` (raw little-endian bytes + dtype + shape), frame slicing of symbol streams, and the
+library's dataclasses (`unitocom.messages`) <-> their protobuf messages (`to_pb` / `from_pb`).
 
 Protobuf only: nothing here knows about gRPC.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
+from enum import StrEnum
 
 import numpy as np
 
+from unitocom import messages as msg
+from unitocom.options import Channel, Csi, Fading, Scheme, Task
 from unitocom.v1 import unitocom_pb2 as pb
 
 _TO_NUMPY = {
@@ -113,3 +118,58 @@ def enum_value(enum, name: str) -> int:
     except ValueError:
         names = [n.lower() for n in enum.keys() if not n.endswith("UNSPECIFIED")]
         raise ValueError(f"unknown value {name!r}; expected one of {names}") from None
+
+
+# --- the library's dataclasses <-> protobuf ----------------------------------------------------------------------
+
+_PB_ENUM = {Scheme: pb.Scheme, Channel: pb.ChannelModel, Fading: pb.Fading, Csi: pb.CsiMode, msg.Modality: pb.Modality,
+            Task: pb.Task}
+_PB_MESSAGE = {msg.LinkSettings: pb.LinkSettings, msg.Label: pb.Label, msg.StreamHeader: pb.StreamHeader,
+               msg.ModalityOutput: pb.ModalityOutput}
+_FROM_PB_MESSAGE = {v: k for k, v in _PB_MESSAGE.items()}
+# The dataclasses' enum fields, by name (each name has one enum type in every message).
+_ENUM_FIELDS = {"scheme": Scheme, "channel": Channel, "fading": Fading, "csi": Csi, "modality": msg.Modality}
+
+
+def enum_to_pb(member: StrEnum | None) -> int:
+    """A `unitocom.options` / `unitocom.messages` enum member -> the proto enum's number (None: UNSPECIFIED, 0)."""
+    return 0 if member is None else _PB_ENUM[type(member)].Value(member.value.upper())
+
+
+def enum_from_pb(cls: type[StrEnum], value: int, field: str = "enum") -> StrEnum | None:
+    """A proto enum number -> the member of `cls` with its lower-case name (0, UNSPECIFIED: None); WireError naming
+    `field` for a number the proto does not define."""
+    enum = _PB_ENUM[cls]
+    if value not in enum.values():
+        raise WireError(f"{field}: unknown value {value}; expected one of {list(enum.keys())[1:]}")
+    return None if value == 0 else cls(enum.Name(value).lower())
+
+
+def to_pb(message):
+    """A `unitocom.messages` dataclass -> its protobuf message, field for field."""
+    values = {}
+    for f in dataclasses.fields(message):
+        v = getattr(message, f.name)
+        values[f.name] = enum_to_pb(v) if f.name in _ENUM_FIELDS else v
+    return _PB_MESSAGE[type(message)](**values)
+
+
+def from_pb(message, field: str = ""):
+    """A protobuf LinkSettings / Label / StreamHeader / ModalityOutput -> its `unitocom.messages` dataclass. An enum number
+    the proto does not define raises WireError naming `field`.<name>."""
+    cls = _FROM_PB_MESSAGE[type(message)]
+    values = {}
+    for f in dataclasses.fields(cls):
+        v = getattr(message, f.name)
+        if f.name in _ENUM_FIELDS:
+            v = enum_from_pb(_ENUM_FIELDS[f.name], v, f"{field}.{f.name}" if field else f.name)
+        elif f.name == "token_shape":
+            v = [int(x) for x in v]
+        values[f.name] = v
+    return cls(**values)
+
+
+def error_field(err: WireError) -> tuple[str, str]:
+    """(field, reason) of a WireError, whose text is "field: reason"."""
+    field, _, reason = str(err).partition(": ")
+    return field, reason

@@ -7,7 +7,7 @@ import grpc
 
 from services.common import server as common
 from services.common import uplink
-from unitocom import config, pipeline
+from unitocom import config, options, pipeline
 from unitocom.stages import mllm
 from unitocom.stages.basestation import BaseStationCore
 from unitocom.stages.request import RequestError
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         import torch
         torch.set_num_threads(cfg.limits.torch_threads)
         pipeline.run(common.warm_request(cfg), cfg)  # loads and exercises every decoder once
-        for scheme in (pb.UNITOCOM, pb.VAE):  # and the MLLMs that are installed, so no request pays for loading
+        for scheme in (options.Scheme.UNITOCOM, options.Scheme.VAE):  # and the MLLMs that are installed, so no request pays for loading
             try:
                 mllm.assistant(scheme, cfg)
             except RequestError as e:

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from unitocom.v1 import unitocom_pb2 as pb
+from unitocom.messages import StreamHeader
 
 
 @dataclass
 class Encoded:
-    header: pb.StreamHeader
+    header: StreamHeader
     symbols: np.ndarray  # complex64 [N], mean power P
     reference: object  # what the output is scored against (the input, after any resizing the scheme did)
     source: object = None  # what the source decoder gives on a clean channel (e.g. the JPEG), if it has one

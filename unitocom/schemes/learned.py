@@ -29,16 +29,16 @@ from PIL import Image
 
 from unitocom.config import POWER_P, Config
 from unitocom.link.equalize import mmse_biased
+from unitocom.messages import LinkSettings, Modality, ModalityOutput, StreamHeader
 from unitocom.models.channel_torch import SNR_DB_CLAMP
 from unitocom.models.objectives import SCHEME_OBJECTIVE
 from unitocom.models.token_link import TokenLink, load
+from unitocom.options import Scheme
 from unitocom.schemes.encoded import Encoded
 from unitocom.stages.request import RequestError, SourcePayload
 from unitocom.timing import NOT_TIMED, Clock
-from unitocom.v1 import unitocom_pb2 as pb
 
-OBJECTIVE = {pb.Scheme.Value(s.upper()): o for s, o in SCHEME_OBJECTIVE.items()}  # UNITOCOM, VAE
-MODALITY = {pb.IMAGE: "image", pb.AUDIO: "audio", pb.TEXT: "text"}
+OBJECTIVE = {Scheme(s): o for s, o in SCHEME_OBJECTIVE.items()}  # UNITOCOM, VAE
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")  # checkpoint names: never a path
 _lock = threading.Lock()
 _cache: dict[str, TokenLink] = {}
@@ -49,9 +49,9 @@ def checkpoint_dir() -> Path:
     return Path(os.environ.get("UNITOCOM_CHECKPOINTS", Path(__file__).resolve().parents[2] / "checkpoints"))
 
 
-def checkpoint_name(scheme: int, modality: int, cfg: Config, tokens: int | None = None) -> str:
+def checkpoint_name(scheme: Scheme, modality: Modality, cfg: Config, tokens: int | None = None) -> str:
     """The checkpoint a scheme uses for a modality at the preset's token count (image S_v, audio S_a)."""
-    obj, m = OBJECTIVE[scheme], MODALITY[modality]
+    obj, m = OBJECTIVE[scheme], modality.value
     if m == "text":
         return f"text-{obj}"
     s = tokens or (cfg.preset.image_tokens if m == "image" else cfg.preset.tokenizer.audio_tokens)
@@ -225,15 +225,15 @@ def _png_bytes(image: np.ndarray) -> bytes:
 # --- the scheme interface ---------------------------------------------------------------------------------------
 
 @torch.no_grad()
-def encode(stream_id: int, payload: SourcePayload, link: pb.LinkSettings, cfg: Config,
+def encode(stream_id: int, payload: SourcePayload, link: LinkSettings, cfg: Config,
            clock: Clock = NOT_TIMED) -> Encoded:
     name = checkpoint_name(link.scheme, payload.modality, cfg)
     m = model(name)
     s = m.spec
     snr = float(link.snr_db)
-    header = pb.StreamHeader(stream_id=stream_id, modality=payload.modality, scheme=link.scheme, tokenizer=name)
+    header = StreamHeader(stream_id=stream_id, modality=payload.modality, scheme=link.scheme, tokenizer=name)
     source = None
-    if payload.modality == pb.IMAGE:
+    if payload.modality == Modality.IMAGE:
         with clock.stage("source_encode"):
             ref, note = fit_image(payload.value, s.image_size_px)
             mu = images_to_tokens(m, ref[None])
@@ -243,7 +243,7 @@ def encode(stream_id: int, payload: SourcePayload, link: pb.LinkSettings, cfg: C
         with clock.stage("channel_encode"):
             symbols = m.modulate(mu, torch.full((1,), snr)).numpy().astype(np.complex64)[0]
         header.token_shape.extend([s.tokens, s.token_dim])
-    elif payload.modality == pb.AUDIO:
+    elif payload.modality == Modality.AUDIO:
         with clock.stage("source_encode"):
             ref, note = fit_audio(payload.value, payload.rate_hz, s.audio_rate_hz)
             chunks, samples = audio_chunks(m, ref)
@@ -275,7 +275,7 @@ def encode(stream_id: int, payload: SourcePayload, link: pb.LinkSettings, cfg: C
     return Encoded(header, symbols, reference=ref, source=source)
 
 
-def _expected_symbols(header: pb.StreamHeader, m: TokenLink) -> int:
+def _expected_symbols(header: StreamHeader, m: TokenLink) -> int:
     shape = list(header.token_shape)
     if len(shape) < 2 or shape[-1] != m.spec.token_dim or any(v <= 0 for v in shape):
         raise RequestError("header.token_shape", f"{shape} does not fit checkpoint {header.tokenizer} "
@@ -284,16 +284,16 @@ def _expected_symbols(header: pb.StreamHeader, m: TokenLink) -> int:
 
 
 @torch.no_grad()
-def decode(header: pb.StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: float, erased: bool,
-           cfg: Config, est_error_var: float = 0.0, clock: Clock = NOT_TIMED) -> pb.ModalityOutput:
+def decode(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: float, erased: bool,
+           cfg: Config, est_error_var: float = 0.0, clock: Clock = NOT_TIMED) -> ModalityOutput:
     m = model(header.tokenizer)
     s = m.spec
-    if header.modality != {"image": pb.IMAGE, "audio": pb.AUDIO, "text": pb.TEXT}[s.modality]:
+    if header.modality != Modality(s.modality):
         raise RequestError("header.modality", f"checkpoint {header.tokenizer} is for {s.modality}")
     n = _expected_symbols(header, m)
     if len(y) != n:
         raise RequestError("header.token_shape", f"{list(header.token_shape)} needs {n} symbols, got {len(y)}")
-    out = pb.ModalityOutput(modality=header.modality, channel_uses=len(y), erased=erased, decoded=True)
+    out = ModalityOutput(modality=header.modality, channel_uses=len(y), erased=erased, decoded=True)
     obj = {"sigma-genib": "sigma-GenIB", "genib": "GenIB", "vae": "VAE"}[s.objective]
     shape = "x".join(str(v) for v in header.token_shape)
     with clock.stage("equalise"):  # LMMSE, then R: equalised symbols and SINR -> received tokens

@@ -17,15 +17,16 @@ from PIL import Image
 from unitocom import codecs
 from unitocom.config import Config
 from unitocom.link.digital import DigitalLink
+from unitocom.messages import LinkSettings, Modality, ModalityOutput, StreamHeader
+from unitocom.options import Scheme
 from unitocom.schemes.encoded import Encoded
 from unitocom.stages.request import RequestError, SourcePayload
 from unitocom.timing import NOT_TIMED, Clock
-from unitocom.v1 import unitocom_pb2 as pb
 
 AMR_RATE_HZ = 16000  # AMR-WB is defined at 16 kHz
 
 
-def _link(header: pb.StreamHeader, cfg: Config) -> DigitalLink:
+def _link(header: StreamHeader, cfg: Config) -> DigitalLink:
     d = cfg.digital
     iterations = d.ldpc_iterations if header.channel_code == "ldpc" else d.turbo_iterations
     return _cached_link(header.channel_code, header.code_rate, header.modulation, header.info_block_bits, iterations)
@@ -38,15 +39,15 @@ def _cached_link(code: str, rate: float, modulation: str, k: int, iterations: in
     return DigitalLink(code=code, rate=rate, modulation=modulation, k=k, iterations=iterations)
 
 
-def encode(stream_id: int, payload: SourcePayload, link: pb.LinkSettings, cfg: Config,
+def encode(stream_id: int, payload: SourcePayload, link: LinkSettings, cfg: Config,
            clock: Clock = NOT_TIMED) -> Encoded:
     d = cfg.digital
     m = payload.modality
     with clock.stage("source_encode"):  # with the clean decode the transmitter scores against
-        if m == pb.TEXT:
+        if m == Modality.TEXT:
             data, codec, code, k = codecs.utf8_encode(payload.value), "utf8", d.text_code, d.turbo_k
             source = payload.value
-        elif m == pb.IMAGE:
+        elif m == Modality.IMAGE:
             data = codecs.jpeg_encode(payload.value, quality=int(link.jpeg_quality or d.jpeg_quality))
             codec, code, k = "jpeg", d.media_code, d.ldpc_k
             source = codecs.jpeg_decode(data).value
@@ -54,10 +55,10 @@ def encode(stream_id: int, payload: SourcePayload, link: pb.LinkSettings, cfg: C
             data = codecs.amrwb_encode(payload.value, payload.rate_hz, bitrate=d.amr_wb_bitrate)
             codec, code, k = "amrwb", d.media_code, d.ldpc_k
             source = codecs.amrwb_decode(data).value
-    header = pb.StreamHeader(
-        stream_id=stream_id, modality=m, scheme=pb.TRADITIONAL, source_codec=codec, channel_code=code,
+    header = StreamHeader(
+        stream_id=stream_id, modality=m, scheme=Scheme.TRADITIONAL, source_codec=codec, channel_code=code,
         code_rate=link.code_rate or d.code_rate, modulation=link.modulation or d.modulation, info_block_bits=k,
-        payload_bytes=len(data), audio_rate_hz=AMR_RATE_HZ if m == pb.AUDIO else 0,
+        payload_bytes=len(data), audio_rate_hz=AMR_RATE_HZ if m == Modality.AUDIO else 0,
     )
     with clock.stage("channel_encode"):
         try:
@@ -69,9 +70,9 @@ def encode(stream_id: int, payload: SourcePayload, link: pb.LinkSettings, cfg: C
     return Encoded(header, symbols, reference=payload.value, source=source)
 
 
-def decode(header: pb.StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: float, erased: bool,
-           cfg: Config, est_error_var: float = 0.0, clock: Clock = NOT_TIMED) -> pb.ModalityOutput:
-    out = pb.ModalityOutput(modality=header.modality, channel_uses=len(y), erased=erased)
+def decode(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: float, erased: bool,
+           cfg: Config, est_error_var: float = 0.0, clock: Clock = NOT_TIMED) -> ModalityOutput:
+    out = ModalityOutput(modality=header.modality, channel_uses=len(y), erased=erased)
     try:
         link_ = _link(header, cfg)
     except ValueError as e:  # only a hand-made header gets here: the transmitter checked its own

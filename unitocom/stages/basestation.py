@@ -11,6 +11,8 @@ import numpy as np
 from unitocom import wire
 from unitocom.config import Config
 from unitocom import schemes
+from unitocom.messages import Modality, ModalityOutput, StreamHeader
+from unitocom.options import Scheme, Task
 from unitocom.stages import mllm
 from unitocom.stages.request import RequestError
 from unitocom.timing import Clock
@@ -21,7 +23,7 @@ SERVICE = "basestation"
 
 @dataclass
 class _Stream:
-    header: pb.StreamHeader
+    header: StreamHeader
     y: list[np.ndarray] = field(default_factory=list)
     h_est: list[np.ndarray] = field(default_factory=list)
     noise_var: float = 0.0
@@ -36,10 +38,14 @@ class BaseStationCore:
         if not header.streams:
             raise RequestError("header.streams", "a request header must describe at least one stream")
         self.header, self.cfg = header, cfg
-        self.streams = {s.stream_id: _Stream(s) for s in header.streams}
-        if len(self.streams) != len(header.streams):
+        try:  # the library's StreamHeaders; an enum number the proto does not define names its field
+            streams = [wire.from_pb(s, f"header.streams[{s.stream_id}]") for s in header.streams]
+        except wire.WireError as e:
+            raise RequestError(*wire.error_field(e)) from None
+        self.streams = {s.stream_id: _Stream(s) for s in streams}
+        if len(self.streams) != len(streams):
             raise RequestError("header.streams", "stream ids must be unique")
-        for s in header.streams:
+        for s in streams:
             try:
                 schemes.for_scheme(s.scheme)
             except ValueError as e:
@@ -72,6 +78,7 @@ class BaseStationCore:
         result = pb.Result(request_id=self.header.request_id, task=self.header.task, scheme=link.scheme,
                            snr_db=link.snr_db, channel=link.channel or pb.AWGN)
         received: list[mllm.Received] = []
+        outputs: list[ModalityOutput] = []
         for sid, s in self.streams.items():
             if not s.done:
                 raise RequestError("frames", f"stream {sid} ended after {s.next_seq} frames without its last frame")
@@ -80,21 +87,27 @@ class BaseStationCore:
                 raise RequestError("frames", f"stream {sid}: {len(y)} symbols received, header says {s.header.num_symbols}")
             out = schemes.for_scheme(s.header.scheme).decode(s.header, y, h, s.noise_var, s.erased, self.cfg,
                                                              est_error_var=s.est_error_var, clock=self.clock)
-            result.outputs.append(out)
+            outputs.append(out)
             result.channel_uses += len(y)
             received.append(mllm.Received(s.header, out, y, h, s.noise_var, s.erased, s.est_error_var))
-        texts = [o.text for o in result.outputs if o.modality == pb.TEXT]
+        texts = [o.text for o in outputs if o.modality == Modality.TEXT]
         result.output_text = texts[0] if texts else ""
         if self.header.task != pb.RECONSTRUCT:
-            text, generated, quality, notes = mllm.run(self.header.task, self.header.label, received,
-                                                       link.scheme, self.cfg, seed=int(link.seed), clock=self.clock)
+            try:
+                task = wire.enum_from_pb(Task, self.header.task, "header.task")
+                scheme = wire.enum_from_pb(Scheme, link.scheme, "header.link.scheme")
+            except wire.WireError as e:
+                raise RequestError(*wire.error_field(e)) from None
+            text, generated, quality, notes = mllm.run(task, wire.from_pb(self.header.label), received, scheme,
+                                                       self.cfg, seed=int(link.seed), clock=self.clock)
             result.output_text = text
-            result.outputs.extend(generated)
+            outputs.extend(generated)
             for k, v in quality.items():
                 result.quality[k] = v
             for note in notes:
-                for o in result.outputs:
-                    if o.modality != pb.TEXT and not o.decoded:
+                for o in outputs:
+                    if o.modality != Modality.TEXT and not o.decoded:
                         o.note = f"{o.note}; {note}" if o.note else note
+        result.outputs.extend(wire.to_pb(o) for o in outputs)
         self.clock.report(result.timings)
         return result

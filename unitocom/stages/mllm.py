@@ -22,17 +22,18 @@ import torch
 from PIL import Image
 
 from unitocom.config import Config
+from unitocom.messages import Label, Modality, ModalityOutput, StreamHeader
 from unitocom.models.objectives import SCHEME_OBJECTIVE
+from unitocom.options import Scheme, Task
 from unitocom.stages.request import RequestError
 from unitocom.timing import NOT_TIMED, Clock
-from unitocom.v1 import unitocom_pb2 as pb
 
 _lock = threading.Lock()
 _cache: dict[str, object] = {}
 
 # The learned schemes read their own tokenizer's tokens; the traditional scheme's decoded payloads are tokenized
 # at the base station with sigma-GenIB's.
-OBJECTIVE = {pb.Scheme.Value(s.upper()): o for s, o in SCHEME_OBJECTIVE.items()} | {pb.TRADITIONAL: "sigma-genib"}
+OBJECTIVE = {Scheme(s): o for s, o in SCHEME_OBJECTIVE.items()} | {Scheme.TRADITIONAL: "sigma-genib"}
 
 
 # Classifier-free guidance of text-to-image at the base station, chosen with scripts/t2i_sweep.py (the scene
@@ -53,7 +54,7 @@ class Assistant:
     meta: dict = field(default_factory=dict)
 
 
-def assistant(scheme: int, cfg: Config) -> Assistant:
+def assistant(scheme: Scheme, cfg: Config) -> Assistant:
     from pathlib import Path
 
     from unitocom.mllm.checkpoint import load_links, load_mllm, mllm_path
@@ -75,8 +76,8 @@ def assistant(scheme: int, cfg: Config) -> Assistant:
 class Received:
     """One stream as the base station has it: its reconstruct-task output and, for the MLLM, its content."""
 
-    header: pb.StreamHeader
-    output: pb.ModalityOutput
+    header: StreamHeader
+    output: ModalityOutput
     y: np.ndarray
     h_est: np.ndarray
     noise_var: float
@@ -88,7 +89,7 @@ class Received:
 def image_tokens(a: Assistant, r: Received, clock: Clock = NOT_TIMED) -> torch.Tensor:
     """[S_v, d] tokens the MLLM reads for an image stream."""
     from unitocom.schemes import learned
-    if r.header.scheme in (pb.UNITOCOM, pb.VAE):
+    if r.header.scheme in (Scheme.UNITOCOM, Scheme.VAE):
         with clock.stage("equalise"):
             m = learned.model(r.header.tokenizer)
             z, sinr = learned.equalize(r.y, r.h_est, r.noise_var, r.erased, r.est_error_var)
@@ -112,7 +113,7 @@ def audio_tokens(a: Assistant, r: Received, clock: Clock = NOT_TIMED) -> torch.T
     if a.audio_link is None:
         raise RequestError("task", "asr needs an audio tokenizer checkpoint, which is not installed",
                            code="failed_precondition")
-    if r.header.scheme in (pb.UNITOCOM, pb.VAE):
+    if r.header.scheme in (Scheme.UNITOCOM, Scheme.VAE):
         with clock.stage("equalise"):
             m = learned.model(r.header.tokenizer)
             c = int(r.header.token_shape[0])
@@ -130,36 +131,36 @@ def audio_tokens(a: Assistant, r: Received, clock: Clock = NOT_TIMED) -> torch.T
         return learned.clean_tokens(a.audio_link, mu.reshape(-1, s.tokens, s.token_dim)).reshape(-1, s.token_dim)
 
 
-def run(task: int, label: pb.Label, streams: list[Received], scheme: int, cfg: Config,
+def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme, cfg: Config,
         guidance: float | None = None, seed: int = 0, clock: Clock = NOT_TIMED
-        ) -> tuple[str, list[pb.ModalityOutput], dict[str, float], list[str]]:
+        ) -> tuple[str, list[ModalityOutput], dict[str, float], list[str]]:
     """-> (output text, generated outputs, quality against the label, notes)."""
     from unitocom.mllm import tasks
     from unitocom.mllm.sequences import normalize
     a = assistant(scheme, cfg)
-    by = {m: [r for r in streams if r.header.modality == m] for m in (pb.TEXT, pb.IMAGE, pb.AUDIO)}
-    texts = [r.output.text for r in by[pb.TEXT]]
-    notes = [f"{pb.Modality.Name(r.header.modality).lower()} stream not decoded: the MLLM read a blank input"
-             for r in streams if r.header.modality != pb.TEXT and not r.output.decoded]
+    by = {m: [r for r in streams if r.header.modality == m] for m in Modality}
+    texts = [r.output.text for r in by[Modality.TEXT]]
+    notes = [f"{r.header.modality.value} stream not decoded: the MLLM read a blank input"
+             for r in streams if r.header.modality != Modality.TEXT and not r.output.decoded]
     quality: dict[str, float] = {}
-    if task == pb.VQA:
-        if len(by[pb.IMAGE]) != 1 or len(texts) != 1:
+    if task == Task.VQA:
+        if len(by[Modality.IMAGE]) != 1 or len(texts) != 1:
             raise RequestError("payloads", "vqa takes exactly one image and one question")
-        answer = tasks.answer(a.model, a.vocab, [image_tokens(a, by[pb.IMAGE][0], clock)], texts, clock=clock)[0]
+        answer = tasks.answer(a.model, a.vocab, [image_tokens(a, by[Modality.IMAGE][0], clock)], texts, clock=clock)[0]
         if label.answer:
             with clock.stage("score"):
                 quality["exact_match"] = float(normalize(answer) == normalize(label.answer))
         return answer, [], quality, notes
-    if task == pb.ASR:
-        if len(by[pb.AUDIO]) != 1:
+    if task == Task.ASR:
+        if len(by[Modality.AUDIO]) != 1:
             raise RequestError("payloads", "asr takes exactly one audio clip")
-        transcript = tasks.transcribe(a.model, a.vocab, [audio_tokens(a, by[pb.AUDIO][0], clock)], clock=clock)[0]
+        transcript = tasks.transcribe(a.model, a.vocab, [audio_tokens(a, by[Modality.AUDIO][0], clock)], clock=clock)[0]
         if label.transcript:
             from unitocom.metrics.scores import wer
             with clock.stage("score"):
                 quality["wer"] = wer([label.transcript], [transcript])
         return transcript, [], quality, notes
-    if task == pb.T2I:
+    if task == Task.T2I:
         if len(texts) != 1:
             raise RequestError("payloads", "t2i takes exactly one caption")
         from unitocom.schemes import learned
@@ -173,7 +174,7 @@ def run(task: int, label: pb.Label, streams: list[Received], scheme: int, cfg: C
             img = learned.tokens_to_images(a.image_link, learned.clean_tokens(a.image_link, mu))[0]
             buf = io.BytesIO()
             Image.fromarray(img).save(buf, format="PNG")
-        out = pb.ModalityOutput(modality=pb.IMAGE, decoded=True, image_png=buf.getvalue(),
+        out = ModalityOutput(modality=Modality.IMAGE, decoded=True, image_png=buf.getvalue(),
                                 note=f"generated from the received caption {texts[0]!r} by next-token diffusion")
         caption = label.caption or texts[0]
         checker = scene_checker()
@@ -185,7 +186,7 @@ def run(task: int, label: pb.Label, streams: list[Received], scheme: int, cfg: C
                     seen = checker.recognise(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0)[0]
                     quality["t2i_pair_recall"] = len(wanted & seen) / len(wanted)
         return texts[0], [out], quality, notes
-    raise RequestError("task", f"{pb.Task.Name(task).lower()} is not an MLLM task")
+    raise RequestError("task", f"{task.value if task else 'task_unspecified'} is not an MLLM task")
 
 
 def scene_checker():

@@ -1,5 +1,8 @@
 """Validation of a client's Request: every problem becomes a RequestError naming the field and the reason.
 
+The link settings are checked as the library's `messages.LinkSettings` (`link_settings` converts the wire's); the
+Request itself still arrives as protobuf (issue 11).
+
 The services turn RequestError into a gRPC status (INVALID_ARGUMENT, UNIMPLEMENTED); nothing here knows gRPC.
 """
 from __future__ import annotations
@@ -13,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from unitocom import codecs
+from unitocom import codecs, wire
 from unitocom.config import Config
 from unitocom.link.channel import ChannelSpec
+from unitocom.messages import LinkSettings, Modality
 from unitocom.v1 import unitocom_pb2 as pb
 
 
@@ -35,10 +39,10 @@ MISSING = {
     pb.SEMCOM: "vanilla SemCom needs its deep JSCC models (not built yet)",
 }
 TASK_INPUTS = {  # which payload modalities each task takes
-    pb.RECONSTRUCT: {pb.TEXT, pb.IMAGE, pb.AUDIO},
-    pb.VQA: {pb.IMAGE, pb.TEXT},
-    pb.T2I: {pb.TEXT},
-    pb.ASR: {pb.AUDIO},
+    pb.RECONSTRUCT: {Modality.TEXT, Modality.IMAGE, Modality.AUDIO},
+    pb.VQA: {Modality.IMAGE, Modality.TEXT},
+    pb.T2I: {Modality.TEXT},
+    pb.ASR: {Modality.AUDIO},
 }
 
 
@@ -46,7 +50,7 @@ TASK_INPUTS = {  # which payload modalities each task takes
 class SourcePayload:
     """One decoded input: `value` is str (text), uint8 [H,W,3] (image) or float32 [T] (audio)."""
 
-    modality: int
+    modality: Modality
     value: object
     rate_hz: int = 0
 
@@ -56,14 +60,22 @@ def _enum_field(enum, value: int, field: str) -> None:
         raise RequestError(field, f"unknown value {value}; expected one of {list(enum.keys())[1:]}")
 
 
-def channel_spec(link: pb.LinkSettings, cfg: Config) -> ChannelSpec:
+def link_settings(link: pb.LinkSettings, field: str = "link") -> LinkSettings:
+    """The wire's LinkSettings as the library's; an enum number the proto does not define is a RequestError."""
+    try:
+        return wire.from_pb(link, field)
+    except wire.WireError as e:
+        raise RequestError(*wire.error_field(e)) from None
+
+
+def channel_spec(link: LinkSettings, cfg: Config) -> ChannelSpec:
     d = cfg.channel
     spec = ChannelSpec(
-        model=pb.ChannelModel.Name(link.channel).lower() if link.channel else d.model,
-        fading=pb.Fading.Name(link.fading).lower() if link.fading else d.fading,
+        model=link.channel.value if link.channel else d.model,
+        fading=link.fading.value if link.fading else d.fading,
         block_length=int(link.block_length) or d.block_length,
         rician_k_db=link.rician_k_db if link.rician_k_db else d.rician_k_db,
-        csi=pb.CsiMode.Name(link.csi).lower() if link.csi else d.csi,
+        csi=link.csi.value if link.csi else d.csi,
         pilots=int(link.pilots) or d.pilots,
         erasure_prob=link.erasure_prob or d.erasure_prob,
     )
@@ -74,15 +86,11 @@ def channel_spec(link: pb.LinkSettings, cfg: Config) -> ChannelSpec:
     return spec
 
 
-def validate_link(link: pb.LinkSettings, cfg: Config) -> ChannelSpec:
+def validate_link(link: LinkSettings, cfg: Config) -> ChannelSpec:
     if not math.isfinite(link.snr_db):
         raise RequestError("link.snr_db", f"must be a finite number of dB, got {link.snr_db}")
     if not -50.0 <= link.snr_db <= 100.0:
         raise RequestError("link.snr_db", f"{link.snr_db} dB is outside [-50, 100] dB")
-    _enum_field(pb.Scheme, link.scheme, "link.scheme")
-    _enum_field(pb.ChannelModel, link.channel, "link.channel")
-    _enum_field(pb.Fading, link.fading, "link.fading")
-    _enum_field(pb.CsiMode, link.csi, "link.csi")
     if not (math.isfinite(link.erasure_prob) and 0.0 <= link.erasure_prob <= 1.0):
         raise RequestError("link.erasure_prob", f"must be in [0, 1], got {link.erasure_prob}")
     if not math.isfinite(link.rician_k_db):
@@ -138,14 +146,14 @@ def decode_payloads(req: pb.Request, cfg: Config) -> list[SourcePayload]:
         if kind is None:
             raise RequestError(field, "has no content (set text, image or audio)")
         expected = {"text": pb.TEXT, "image": pb.IMAGE, "audio": pb.AUDIO}[kind]
-        if p.modality not in (pb.MODALITY_UNSPECIFIED, expected):
+        if p.modality not in (pb.MODALITY_UNSPECIFIED, expected):  # the wire's number, as the client sent it
             raise RequestError(f"{field}.modality", f"is {p.modality} but the content is {kind}")
         if kind == "text":
             if not p.text.strip():
                 raise RequestError(f"{field}.text", "is empty")
             if len(p.text) > lim.max_text_chars:
                 raise RequestError(f"{field}.text", f"{len(p.text)} characters exceeds the limit of {lim.max_text_chars}")
-            out.append(SourcePayload(pb.TEXT, p.text))
+            out.append(SourcePayload(Modality.TEXT, p.text))
         elif kind == "image":
             if not p.image:
                 raise RequestError(f"{field}.image", "is empty")
@@ -154,7 +162,7 @@ def decode_payloads(req: pb.Request, cfg: Config) -> list[SourcePayload]:
                 img = codecs.image_from_bytes(p.image)
             except ValueError as e:
                 raise RequestError(f"{field}.image", _plain(str(e))) from None
-            out.append(SourcePayload(pb.IMAGE, img))
+            out.append(SourcePayload(Modality.IMAGE, img))
         else:
             if not p.audio:
                 raise RequestError(f"{field}.audio", "is empty")
@@ -166,7 +174,7 @@ def decode_payloads(req: pb.Request, cfg: Config) -> list[SourcePayload]:
                 raise RequestError(f"{field}.audio", "has no samples")
             if len(wave) / rate > lim.max_audio_seconds:
                 raise RequestError(f"{field}.audio", f"{len(wave) / rate:.1f} s exceeds the limit of {lim.max_audio_seconds} s")
-            out.append(SourcePayload(pb.AUDIO, np.asarray(wave, np.float32), rate))
+            out.append(SourcePayload(Modality.AUDIO, np.asarray(wave, np.float32), rate))
     return out
 
 
@@ -175,7 +183,7 @@ def validate(req: pb.Request, cfg: Config) -> tuple[ChannelSpec, list[SourcePayl
     _enum_field(pb.Task, req.task, "task")
     if req.task == pb.TASK_UNSPECIFIED:
         raise RequestError("task", "is not set; expected one of reconstruct, vqa, t2i, asr")
-    spec = validate_link(req.link, cfg)
+    spec = validate_link(link_settings(req.link), cfg)
     if req.link.scheme == pb.SCHEME_UNSPECIFIED:
         raise RequestError("link.scheme", "is not set; expected one of traditional, unitocom, vae, semcom")
     payloads = decode_payloads(req, cfg)
@@ -183,7 +191,7 @@ def validate(req: pb.Request, cfg: Config) -> tuple[ChannelSpec, list[SourcePayl
     for i, p in enumerate(payloads):
         if p.modality not in allowed:
             raise RequestError(f"payloads[{i}]", f"task {pb.Task.Name(req.task).lower()} does not take "
-                               f"{pb.Modality.Name(p.modality).lower()} input")
+                               f"{p.modality.value} input")
     if (req.task, req.link.scheme) not in SUPPORTED:
         why = MISSING.get(req.link.scheme, "the base-station MLLM is not built yet (issue 6)")
         raise RequestError("task", f"{pb.Task.Name(req.task).lower()} with scheme "

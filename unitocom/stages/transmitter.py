@@ -18,7 +18,8 @@ from PIL import Image
 from unitocom import codecs, wire
 from unitocom.config import Config
 from unitocom import schemes
-from unitocom.stages.request import SourcePayload, request_id, validate
+from unitocom.messages import Modality
+from unitocom.stages.request import SourcePayload, link_settings, request_id, validate
 from unitocom.timing import Clock
 from unitocom.v1 import unitocom_pb2 as pb
 
@@ -46,11 +47,12 @@ def prepare(req: pb.Request, cfg: Config) -> Prepared:
     clock = Clock(SERVICE)
     with clock.stage("validate"):
         _, payloads = validate(req, cfg)
-    scheme = schemes.for_scheme(req.link.scheme)
+    link = link_settings(req.link)
+    scheme = schemes.for_scheme(link.scheme)
     # Each scheme times its own steps: source_encode (codec or tokenizer F) and channel_encode (code + QAM, or T).
-    streams = [scheme.encode(i, p, req.link, cfg, clock=clock) for i, p in enumerate(payloads)]
+    streams = [scheme.encode(i, p, link, cfg, clock=clock) for i, p in enumerate(payloads)]
     header = pb.RequestHeader(request_id=request_id(req), task=req.task, link=req.link, label=req.label,
-                              streams=[s.header for s in streams], transmitter_s=time.perf_counter() - t0)
+                              streams=[wire.to_pb(s.header) for s in streams], transmitter_s=time.perf_counter() - t0)
     return Prepared(header, streams, payloads, cfg, clock)
 
 
@@ -68,7 +70,7 @@ def finish(result: pb.Result, prep: Prepared) -> pb.Result:
 
 def score(result: pb.Result, prep: Prepared) -> dict[str, float]:
     q: dict[str, float] = {}
-    outputs = {o.modality: o for o in result.outputs}
+    outputs = {wire.enum_from_pb(Modality, o.modality): o for o in result.outputs}
     # Each scheme says what its output is compared with (the input, or the input resized to the preset).
     if result.outputs:
         q["decoded"] = float(all(o.decoded for o in result.outputs))
@@ -76,16 +78,16 @@ def score(result: pb.Result, prep: Prepared) -> dict[str, float]:
         out = outputs.get(p.modality)
         if out is None:
             continue
-        if p.modality == pb.TEXT and "exact_match" not in q:
+        if p.modality == Modality.TEXT and "exact_match" not in q:
             q["exact_match"] = float(out.decoded and out.text == p.value)
-        elif p.modality == pb.IMAGE and "psnr_db" not in q:
+        elif p.modality == Modality.IMAGE and "psnr_db" not in q:
             if s.source is not None:
                 q["jpeg_psnr_db"] = codecs.psnr_db(s.reference, s.source)
             if out.decoded and out.image_png:
                 img = np.asarray(Image.open(io.BytesIO(out.image_png)).convert("RGB"))
                 if img.shape == s.reference.shape:
                     q["psnr_db"] = codecs.psnr_db(s.reference, img)
-        elif p.modality == pb.AUDIO and "mel_distance_db" not in q and out.decoded and out.audio_wav:
+        elif p.modality == Modality.AUDIO and "mel_distance_db" not in q and out.decoded and out.audio_wav:
             got, rate = sf.read(io.BytesIO(out.audio_wav), dtype="float32")
             q["mel_distance_db"] = _mel_distance_db(p.value, p.rate_hz, got, rate, prep.cfg)
             if s.source is not None:  # a codec's clean decode: the waveform SNR then is the channel's damage

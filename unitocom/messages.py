@@ -1,0 +1,88 @@
+"""The library's data model: plain dataclasses for what the schemes and stages read and write.
+
+They mirror the `unitocom.v1` messages the library needs (LinkSettings, StreamHeader, ModalityOutput) field for
+field, with enums as the `unitocom.options` StrEnums (lower-case names of the proto enums) and None for a proto
+enum's UNSPECIFIED. Protobuf stays at the service edge: `unitocom.wire.to_pb` / `from_pb` convert, so the wire
+format is the .proto's and nothing here imports it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from unitocom.options import Channel, Csi, Fading, Scheme
+
+
+class Modality(StrEnum):
+    """What a payload or a stream carries (`unitocom.v1.Modality`, lower case)."""
+
+    TEXT = "text"
+    IMAGE = "image"
+    AUDIO = "audio"
+
+
+@dataclass
+class LinkSettings:
+    """How a request crosses the link. Zero / empty / None: the configuration's default."""
+
+    scheme: Scheme | None = None
+    snr_db: float = 0.0
+    channel: Channel | None = None
+    fading: Fading | None = None
+    seed: int = 0
+    block_length: int = 0
+    rician_k_db: float = 0.0
+    csi: Csi | None = None
+    pilots: int = 0
+    erasure_prob: float = 0.0
+    jpeg_quality: int = 0  # 1..95
+    code_rate: float = 0.0
+    modulation: str = ""  # bpsk | qpsk | qam16 | qam64
+
+
+@dataclass
+class Label:
+    """Ground truth a request may carry, scored against at the base station."""
+
+    answer: str = ""  # VQA
+    transcript: str = ""  # ASR
+    caption: str = ""  # T2I
+
+
+@dataclass
+class StreamHeader:
+    """What the receiver needs to undo one modality stream's source and channel coding."""
+
+    stream_id: int = 0
+    modality: Modality | None = None
+    scheme: Scheme | None = None
+    num_symbols: int = 0  # channel uses of this stream
+    # traditional
+    source_codec: str = ""  # utf8 | jpeg | amrwb
+    channel_code: str = ""  # ldpc | turbo | none
+    code_rate: float = 0.0
+    modulation: str = ""
+    info_block_bits: int = 0
+    payload_bytes: int = 0
+    # learned
+    token_shape: list[int] = field(default_factory=list)  # the token array's shape before coding-modulation
+    tokenizer: str = ""  # checkpoint name used by the transmitter
+    preprocessing: str = ""
+    audio_rate_hz: int = 0
+    num_samples: int = 0  # audio: samples at audio_rate_hz before chunking (the last chunk's padding is cut)
+
+
+@dataclass
+class ModalityOutput:
+    """One modality as the base station recovered (or generated) it."""
+
+    modality: Modality | None = None
+    decoded: bool = False  # False: the payload could not be recovered (e.g. a JPEG broken by the channel)
+    note: str = ""  # why not, or what was done
+    text: str = ""
+    image_png: bytes = b""
+    audio_wav: bytes = b""
+    channel_uses: int = 0
+    blocks: int = 0  # channel-code blocks (traditional)
+    block_errors: int = 0  # blocks whose CRC failed
+    erased: bool = False
