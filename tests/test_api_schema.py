@@ -67,7 +67,7 @@ class CheckingTransmitter(pb_grpc.TransmitterServicer):
 
     def Send(self, request, context):
         try:
-            _, payloads = request_stage.validate(request, self.cfg)
+            _, payloads = request_stage.validate(request_stage.from_wire(request), self.cfg)
         except request_stage.RequestError as e:
             context.abort(getattr(grpc.StatusCode, e.code.upper()), str(e))
         outputs = [pb.ModalityOutput(modality=wire.enum_to_pb(p.modality), decoded=True,

@@ -68,7 +68,7 @@ def test_the_library_messages_round_trip_through_their_protobuf_field_for_field(
     """unitocom.messages mirrors the .proto: every field of each dataclass is a field of its message, enums map by
     their lower-case names, UNSPECIFIED is None, and to_pb / from_pb are inverse."""
     from unitocom import messages as msg
-    from unitocom.options import Channel, Csi, Fading, Scheme
+    from unitocom.options import Channel, Csi, Fading, Scheme, Task
     link = msg.LinkSettings(scheme=Scheme.VAE, snr_db=-3.5, channel=Channel.RICIAN, fading=Fading.FAST, seed=7,
                             block_length=64, rician_k_db=2.0, csi=Csi.ESTIMATED, pilots=4, erasure_prob=0.1,
                             jpeg_quality=50, code_rate=0.5, modulation="qpsk")
@@ -82,11 +82,20 @@ def test_the_library_messages_round_trip_through_their_protobuf_field_for_field(
     assert wire.from_pb(wire.to_pb(out)) == out
     assert wire.from_pb(pb.Label(answer="2")) == msg.Label(answer="2")
     assert wire.from_pb(pb.LinkSettings()) == msg.LinkSettings()  # UNSPECIFIED enums are None
+    req = msg.Request(request_id="r1", task=Task.VQA, link=link, label=msg.Label(answer="2"),
+                      payloads=[msg.Payload(image=b"\x89PNG"), msg.Payload(modality=msg.Modality.TEXT, text="")])
+    p = wire.to_pb(req)
+    assert [x.WhichOneof("content") for x in p.payloads] == ["image", "text"]  # an empty text is still set
+    assert wire.from_pb(p) == req
+    assert wire.from_pb(pb.Payload()).content is None
     for cls, message in ((msg.LinkSettings, pb.LinkSettings), (msg.StreamHeader, pb.StreamHeader),
-                         (msg.ModalityOutput, pb.ModalityOutput), (msg.Label, pb.Label)):
+                         (msg.ModalityOutput, pb.ModalityOutput), (msg.Label, pb.Label), (msg.Request, pb.Request),
+                         (msg.Payload, pb.Payload)):
         assert [f.name for f in dataclasses.fields(cls)] == [f.name for f in message.DESCRIPTOR.fields], cls
 
 
 def test_an_enum_number_the_proto_does_not_define_names_its_field():
     with pytest.raises(wire.WireError, match=r"^link\.scheme: unknown value 77"):
         wire.from_pb(pb.LinkSettings(scheme=77), "link")
+    with pytest.raises(wire.WireError, match=r"^payloads\[1\]\.modality: unknown value 9"):
+        wire.from_pb(pb.Request(payloads=[pb.Payload(text="a"), pb.Payload(modality=9, text="b")]))

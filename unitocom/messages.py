@@ -1,8 +1,8 @@
 """The library's data model: plain dataclasses for what the schemes and stages read and write.
 
-They mirror the `unitocom.v1` messages the library needs (LinkSettings, StreamHeader, ModalityOutput) field for
-field, with enums as the `unitocom.options` StrEnums (lower-case names of the proto enums) and None for a proto
-enum's UNSPECIFIED. Protobuf stays at the service edge: `unitocom.wire.to_pb` / `from_pb` convert, so the wire
+They mirror the `unitocom.v1` messages the library needs (Request with its Payloads, LinkSettings and Label;
+StreamHeader; ModalityOutput) field for field, with enums as the `unitocom.options` StrEnums (lower-case names of
+the proto enums), None for a proto enum's UNSPECIFIED and for a oneof member that is not set. Protobuf stays at the service edge: `unitocom.wire.to_pb` / `from_pb` convert, so the wire
 format is the .proto's and nothing here imports it.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from unitocom.options import Channel, Csi, Fading, Scheme
+from unitocom.options import Channel, Csi, Fading, Scheme, Task
 
 
 class Modality(StrEnum):
@@ -47,6 +47,32 @@ class Label:
     answer: str = ""  # VQA
     transcript: str = ""  # ASR
     caption: str = ""  # T2I
+
+
+@dataclass
+class Payload:
+    """One input as the client sent it: at most one of text, image, audio is set (the proto's oneof `content`)."""
+
+    modality: Modality | None = None
+    text: str | None = None
+    image: bytes | None = None  # any format Pillow decodes (PNG, JPEG, ...)
+    audio: bytes | None = None  # WAV or FLAC
+
+    @property
+    def content(self) -> str | None:
+        """The name of the member that is set ("text", "image", "audio"), or None."""
+        return next((k for k in ("text", "image", "audio") if getattr(self, k) is not None), None)
+
+
+@dataclass
+class Request:
+    """What a client asks for."""
+
+    request_id: str = ""  # empty: the transmitter assigns one
+    task: Task | None = None
+    payloads: list[Payload] = field(default_factory=list)
+    link: LinkSettings = field(default_factory=LinkSettings)
+    label: Label = field(default_factory=Label)
 
 
 @dataclass

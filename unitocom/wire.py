@@ -124,11 +124,12 @@ def enum_value(enum, name: str) -> int:
 
 _PB_ENUM = {Scheme: pb.Scheme, Channel: pb.ChannelModel, Fading: pb.Fading, Csi: pb.CsiMode, msg.Modality: pb.Modality,
             Task: pb.Task}
-_PB_MESSAGE = {msg.LinkSettings: pb.LinkSettings, msg.Label: pb.Label, msg.StreamHeader: pb.StreamHeader,
-               msg.ModalityOutput: pb.ModalityOutput}
+_PB_MESSAGE = {msg.Request: pb.Request, msg.Payload: pb.Payload, msg.LinkSettings: pb.LinkSettings,
+               msg.Label: pb.Label, msg.StreamHeader: pb.StreamHeader, msg.ModalityOutput: pb.ModalityOutput}
 _FROM_PB_MESSAGE = {v: k for k, v in _PB_MESSAGE.items()}
 # The dataclasses' enum fields, by name (each name has one enum type in every message).
-_ENUM_FIELDS = {"scheme": Scheme, "channel": Channel, "fading": Fading, "csi": Csi, "modality": msg.Modality}
+_ENUM_FIELDS = {"task": Task, "scheme": Scheme, "channel": Channel, "fading": Fading, "csi": Csi,
+                "modality": msg.Modality}
 
 
 def enum_to_pb(member: StrEnum | None) -> int:
@@ -146,25 +147,40 @@ def enum_from_pb(cls: type[StrEnum], value: int, field: str = "enum") -> StrEnum
 
 
 def to_pb(message):
-    """A `unitocom.messages` dataclass -> its protobuf message, field for field."""
+    """A `unitocom.messages` dataclass -> its protobuf message, field for field (nested ones too; a oneof member
+    that is None is left unset)."""
     values = {}
     for f in dataclasses.fields(message):
         v = getattr(message, f.name)
-        values[f.name] = enum_to_pb(v) if f.name in _ENUM_FIELDS else v
+        if f.name in _ENUM_FIELDS:
+            v = enum_to_pb(v)
+        elif v is None:
+            continue
+        elif dataclasses.is_dataclass(v):
+            v = to_pb(v)
+        elif isinstance(v, list) and v and dataclasses.is_dataclass(v[0]):
+            v = [to_pb(x) for x in v]
+        values[f.name] = v
     return _PB_MESSAGE[type(message)](**values)
 
 
 def from_pb(message, field: str = ""):
-    """A protobuf LinkSettings / Label / StreamHeader / ModalityOutput -> its `unitocom.messages` dataclass. An enum number
-    the proto does not define raises WireError naming `field`.<name>."""
+    """A protobuf message of `unitocom.messages` (Request, Payload, LinkSettings, Label, StreamHeader,
+    ModalityOutput) -> its dataclass, nested ones too. An enum number the proto does not define raises WireError
+    naming the field from `field` down (`payloads[0].modality`)."""
     cls = _FROM_PB_MESSAGE[type(message)]
+    descriptors = message.DESCRIPTOR.fields_by_name
     values = {}
     for f in dataclasses.fields(cls):
-        v = getattr(message, f.name)
+        name, fd, v = f"{field}.{f.name}" if field else f.name, descriptors[f.name], getattr(message, f.name)
         if f.name in _ENUM_FIELDS:
-            v = enum_from_pb(_ENUM_FIELDS[f.name], v, f"{field}.{f.name}" if field else f.name)
-        elif f.name == "token_shape":
-            v = [int(x) for x in v]
+            v = enum_from_pb(_ENUM_FIELDS[f.name], v, name)
+        elif fd.containing_oneof is not None:
+            v = v if message.HasField(f.name) else None
+        elif fd.message_type is not None:
+            v = [from_pb(x, f"{name}[{i}]") for i, x in enumerate(v)] if fd.is_repeated else from_pb(v, name)
+        elif fd.is_repeated:
+            v = list(v)
         values[f.name] = v
     return cls(**values)
 

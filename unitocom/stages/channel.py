@@ -4,7 +4,7 @@ from __future__ import annotations
 from unitocom import wire
 from unitocom.config import Config
 from unitocom.link.channel import FadingChannel
-from unitocom.stages.request import RequestError, link_settings, validate_link
+from unitocom.stages.request import RequestError, from_wire, validate_link
 from unitocom.timing import Clock
 from unitocom.v1 import unitocom_pb2 as pb
 
@@ -17,7 +17,7 @@ class ChannelCore:
     `clock` holds the time spent applying eq. (2) (stage `channel`), transport not counted."""
 
     def __init__(self, header: pb.RequestHeader, cfg: Config):
-        self.spec = validate_link(link_settings(header.link), cfg)
+        self.spec = validate_link(from_wire(header.link, "link"), cfg)
         self.snr_db = header.link.snr_db
         self.seed = int(header.link.seed)
         self.known = {s.stream_id for s in header.streams}

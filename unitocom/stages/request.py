@@ -1,7 +1,7 @@
 """Validation of a client's Request: every problem becomes a RequestError naming the field and the reason.
 
-The link settings are checked as the library's `messages.LinkSettings` (`link_settings` converts the wire's); the
-Request itself still arrives as protobuf (issue 11).
+The request is the library's `messages.Request`; `from_wire` converts the wire's (protobuf) at the service edge, an
+enum number the proto does not define already a RequestError there.
 
 The services turn RequestError into a gRPC status (INVALID_ARGUMENT, UNIMPLEMENTED); nothing here knows gRPC.
 """
@@ -19,8 +19,8 @@ from PIL import Image, UnidentifiedImageError
 from unitocom import codecs, wire
 from unitocom.config import Config
 from unitocom.link.channel import ChannelSpec
-from unitocom.messages import LinkSettings, Modality
-from unitocom.v1 import unitocom_pb2 as pb
+from unitocom.messages import LinkSettings, Modality, Request
+from unitocom.options import Scheme, Task
 
 
 class RequestError(ValueError):
@@ -33,16 +33,15 @@ class RequestError(ValueError):
 
 # (task, scheme) pairs this build serves; others answer UNIMPLEMENTED naming what is missing. A pair whose
 # checkpoint is not installed answers FAILED_PRECONDITION when it is used.
-SUPPORTED = {(task, scheme) for task in (pb.RECONSTRUCT, pb.VQA, pb.T2I, pb.ASR)
-             for scheme in (pb.TRADITIONAL, pb.UNITOCOM, pb.VAE)}
+SUPPORTED = {(task, scheme) for task in Task for scheme in (Scheme.TRADITIONAL, Scheme.UNITOCOM, Scheme.VAE)}
 MISSING = {
-    pb.SEMCOM: "vanilla SemCom needs its deep JSCC models (not built yet)",
+    Scheme.SEMCOM: "vanilla SemCom needs its deep JSCC models (not built yet)",
 }
 TASK_INPUTS = {  # which payload modalities each task takes
-    pb.RECONSTRUCT: {Modality.TEXT, Modality.IMAGE, Modality.AUDIO},
-    pb.VQA: {Modality.IMAGE, Modality.TEXT},
-    pb.T2I: {Modality.TEXT},
-    pb.ASR: {Modality.AUDIO},
+    Task.RECONSTRUCT: {Modality.TEXT, Modality.IMAGE, Modality.AUDIO},
+    Task.VQA: {Modality.IMAGE, Modality.TEXT},
+    Task.T2I: {Modality.TEXT},
+    Task.ASR: {Modality.AUDIO},
 }
 
 
@@ -55,15 +54,11 @@ class SourcePayload:
     rate_hz: int = 0
 
 
-def _enum_field(enum, value: int, field: str) -> None:
-    if value not in enum.values():
-        raise RequestError(field, f"unknown value {value}; expected one of {list(enum.keys())[1:]}")
-
-
-def link_settings(link: pb.LinkSettings, field: str = "link") -> LinkSettings:
-    """The wire's LinkSettings as the library's; an enum number the proto does not define is a RequestError."""
+def from_wire(message, field: str = ""):
+    """A protobuf message (Request, LinkSettings, ...) as the library's dataclass (`unitocom.wire.from_pb`); an enum
+    number the proto does not define is a RequestError naming the field."""
     try:
-        return wire.from_pb(link, field)
+        return wire.from_pb(message, field)
     except wire.WireError as e:
         raise RequestError(*wire.error_field(e)) from None
 
@@ -135,19 +130,18 @@ def _check_image_size(data: bytes, field: str, max_pixels: int) -> None:
         raise RequestError(field, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}")
 
 
-def decode_payloads(req: pb.Request, cfg: Config) -> list[SourcePayload]:
+def decode_payloads(req: Request, cfg: Config) -> list[SourcePayload]:
     lim = cfg.limits
     if not req.payloads:
         raise RequestError("payloads", "a request needs at least one payload")
     out = []
     for i, p in enumerate(req.payloads):
         field = f"payloads[{i}]"
-        kind = p.WhichOneof("content")
+        kind = p.content
         if kind is None:
             raise RequestError(field, "has no content (set text, image or audio)")
-        expected = {"text": pb.TEXT, "image": pb.IMAGE, "audio": pb.AUDIO}[kind]
-        if p.modality not in (pb.MODALITY_UNSPECIFIED, expected):  # the wire's number, as the client sent it
-            raise RequestError(f"{field}.modality", f"is {p.modality} but the content is {kind}")
+        if p.modality not in (None, Modality(kind)):
+            raise RequestError(f"{field}.modality", f"is {p.modality.value} but the content is {kind}")
         if kind == "text":
             if not p.text.strip():
                 raise RequestError(f"{field}.text", "is empty")
@@ -178,27 +172,26 @@ def decode_payloads(req: pb.Request, cfg: Config) -> list[SourcePayload]:
     return out
 
 
-def validate(req: pb.Request, cfg: Config) -> tuple[ChannelSpec, list[SourcePayload]]:
+def validate(req: Request, cfg: Config) -> tuple[ChannelSpec, list[SourcePayload]]:
     """Check a Request; return the channel spec and decoded payloads, or raise RequestError."""
-    _enum_field(pb.Task, req.task, "task")
-    if req.task == pb.TASK_UNSPECIFIED:
+    if req.task is None:
         raise RequestError("task", "is not set; expected one of reconstruct, vqa, t2i, asr")
-    spec = validate_link(link_settings(req.link), cfg)
-    if req.link.scheme == pb.SCHEME_UNSPECIFIED:
+    spec = validate_link(req.link, cfg)
+    if req.link.scheme is None:
         raise RequestError("link.scheme", "is not set; expected one of traditional, unitocom, vae, semcom")
     payloads = decode_payloads(req, cfg)
     allowed = TASK_INPUTS[req.task]
     for i, p in enumerate(payloads):
         if p.modality not in allowed:
-            raise RequestError(f"payloads[{i}]", f"task {pb.Task.Name(req.task).lower()} does not take "
+            raise RequestError(f"payloads[{i}]", f"task {req.task.value} does not take "
                                f"{p.modality.value} input")
     if (req.task, req.link.scheme) not in SUPPORTED:
         why = MISSING.get(req.link.scheme, "the base-station MLLM is not built yet (issue 6)")
-        raise RequestError("task", f"{pb.Task.Name(req.task).lower()} with scheme "
-                           f"{pb.Scheme.Name(req.link.scheme).lower()} is not available in this build: {why}",
+        raise RequestError("task", f"{req.task.value} with scheme "
+                           f"{req.link.scheme.value} is not available in this build: {why}",
                            code="unimplemented")
     return spec, payloads
 
 
-def request_id(req: pb.Request) -> str:
+def request_id(req: Request) -> str:
     return req.request_id or uuid.uuid4().hex[:16]

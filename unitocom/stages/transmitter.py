@@ -19,7 +19,7 @@ from unitocom import codecs, wire
 from unitocom.config import Config
 from unitocom import schemes
 from unitocom.messages import Modality
-from unitocom.stages.request import SourcePayload, link_settings, request_id, validate
+from unitocom.stages.request import SourcePayload, from_wire, request_id, validate
 from unitocom.timing import Clock
 from unitocom.v1 import unitocom_pb2 as pb
 
@@ -46,12 +46,13 @@ def prepare(req: pb.Request, cfg: Config) -> Prepared:
     t0 = time.perf_counter()
     clock = Clock(SERVICE)
     with clock.stage("validate"):
-        _, payloads = validate(req, cfg)
-    link = link_settings(req.link)
+        request = from_wire(req)
+        _, payloads = validate(request, cfg)
+    link = request.link
     scheme = schemes.for_scheme(link.scheme)
     # Each scheme times its own steps: source_encode (codec or tokenizer F) and channel_encode (code + QAM, or T).
     streams = [scheme.encode(i, p, link, cfg, clock=clock) for i, p in enumerate(payloads)]
-    header = pb.RequestHeader(request_id=request_id(req), task=req.task, link=req.link, label=req.label,
+    header = pb.RequestHeader(request_id=request_id(request), task=req.task, link=req.link, label=req.label,
                               streams=[wire.to_pb(s.header) for s in streams], transmitter_s=time.perf_counter() - t0)
     return Prepared(header, streams, payloads, cfg, clock)
 
