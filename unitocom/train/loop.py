@@ -2,18 +2,19 @@
 with the channel in the loop, then exported as a small safetensors checkpoint with a manifest entry.
 
 Per step: a batch; one SNR per example drawn uniformly in dB from [A, B] (`snr_sampling="batch"` draws one per
-batch instead); the loss of eq. (12) or (13)-(14) through T, the channel and R; AdamW with warm-up and cosine decay;
-gradient clipping at 1. Every `val_every` steps: validation figures at 0, 10, 20 dB AWGN. Every `save_every`
-steps: a resumable state (weights, AdamW moments, step, RNG) in `<run_dir>/state.safetensors`. Every step
-logged to `<run_dir>/log.jsonl` (JSON lines). At the end: validation over AWGN and Rayleigh, the fp16
-checkpoint and its manifest entry (exact command, config, seed, data checksum, figures).
+batch instead); the loss of eq. (12) or (13)-(14) through T, the channel and R; AdamW (matrices decay, vectors
+do not) with linear warm-up and cosine decay to 10 % of lr; gradient clipping at 1. Every `val_every` steps:
+validation figures at 0, 10, 20 dB AWGN. Every `save_every` steps: a resumable state (weights, AdamW moments,
+step, RNG) in `<run_dir>/state.safetensors`. Every `log_every` steps a record in `<run_dir>/log.jsonl` (JSON
+lines). At the end: validation over AWGN and Rayleigh, the fp16 checkpoint and its manifest entry (exact
+command, config, seed, data checksum, figures). Optimizer, schedule, state file, log and progress bar are the
+shared ones of `train.scaffold`.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import math
 import platform
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from unitocom import config
 from unitocom.models import token_link
 from unitocom.models.channel_torch import TorchChannelSpec
 from unitocom.models.token_link import LinkSpec, TokenLink
-from unitocom.train import validate
+from unitocom.train import scaffold, validate
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
 BPE_FILE = "text-bpe.json"
@@ -106,20 +107,12 @@ def adapt_threads(max_threads: int, current: int) -> int:
     return want
 
 
+LR_FLOOR = 0.1  # the cosine ends at 10 % of lr
+
+
 def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
     """Linear warm-up, then cosine decay to 10 % of lr."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    frac = (step - warmup) / max(1, steps - warmup)
-    return lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac))))
-
-
-def dataset_checksum(data_dir: Path) -> str:
-    m = data_dir / "manifest.json"
-    if m.exists():
-        return json.loads(m.read_text())["checksum"]
-    from unitocom.data.make import dataset_checksum as full
-    return full(data_dir)
+    return scaffold.warmup_cosine(step, steps, lr, warmup, floor=LR_FLOOR)
 
 
 def build_data(opts: TrainOptions, cfg: config.Config, data_dir: Path, out_dir: Path):
@@ -152,43 +145,21 @@ def build_data(opts: TrainOptions, cfg: config.Config, data_dir: Path, out_dir: 
 
 # --- resumable state --------------------------------------------------------------------------------------------
 
+def _generators(gen: torch.Generator, model_gen: torch.Generator | None) -> dict[str, torch.Generator]:
+    return {"rng": gen, **({"rng_model": model_gen} if model_gen is not None and model_gen is not gen else {})}
+
+
 def save_state(path: Path, model: TokenLink, opt: torch.optim.Optimizer, step: int, gen: torch.Generator,
                model_gen: torch.Generator | None = None) -> None:
-    from safetensors.torch import save_file
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    for i, st in opt.state_dict()["state"].items():
-        for k, v in st.items():
-            tensors[f"opt.{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
-    tensors["rng"] = gen.get_state()
-    if model_gen is not None and model_gen is not gen:
-        tensors["rng_model"] = model_gen.get_state()
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={"step": str(step), "spec": model.spec.to_json()})
-    tmp.replace(path)  # atomic: an interrupted save never leaves a broken state
+    """`scaffold.save_state` with the model's LinkSpec in the header (a state is only resumed by the same model)."""
+    scaffold.save_state(path, model, opt, step, _generators(gen, model_gen), meta={"spec": model.spec.to_json()})
 
 
 def load_state(path: Path, model: TokenLink, opt: torch.optim.Optimizer, gen: torch.Generator,
                model_gen: torch.Generator | None = None) -> int:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
-    if LinkSpec.from_json(meta["spec"]) != model.spec:
+    if LinkSpec.from_json(scaffold.state_meta(path)["spec"]) != model.spec:
         raise ValueError(f"{path} was saved for a different model; delete it or use another --run-dir")
-    t = load_file(str(path))
-    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
-    sd = opt.state_dict()
-    state = {}
-    for key, v in t.items():
-        if key.startswith("opt."):
-            _, i, k = key.split(".", 2)
-            state.setdefault(int(i), {})[k] = v
-    sd["state"] = state
-    opt.load_state_dict(sd)
-    gen.set_state(t["rng"])
-    if model_gen is not None and model_gen is not gen and "rng_model" in t:
-        model_gen.set_state(t["rng_model"])
-    return int(meta["step"])
+    return scaffold.load_state(path, model, opt, _generators(gen, model_gen))
 
 
 def warm_start(model: TokenLink, src: TokenLink) -> str:
@@ -216,7 +187,7 @@ def warm_start(model: TokenLink, src: TokenLink) -> str:
 
 def train(opts: TrainOptions, log=print) -> dict:
     """Run Algorithm 1 for `opts.steps` steps (resuming if a state exists); export; return the manifest entry."""
-    from tqdm import tqdm
+    from unitocom.data.make import dataset_checksum
 
     torch.set_num_threads(opts.threads)
     cfg = config.load(opts.preset)
@@ -247,10 +218,7 @@ def train(opts: TrainOptions, log=print) -> dict:
     spec = LinkSpec.from_config(cfg, opts.modality, opts.objective, opts.tokens, **{**data_fields, **opts.overrides})
     model = TokenLink(spec).to(device)
     params = sum(p.numel() for p in model.parameters())
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": tcfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99))
+    opt = scaffold.adamw(model, lr, tcfg.weight_decay, betas=(0.9, 0.99), split_decay=True)
     state_path = run_dir / "state.safetensors"
     step = 0
     if opts.init and not (opts.resume and state_path.exists()):
@@ -259,25 +227,20 @@ def train(opts: TrainOptions, log=print) -> dict:
     if opts.resume and state_path.exists():
         step = load_state(state_path, model, opt, gen, model_gen)
         log(f"resumed {state_path} at step {step}")
-        log_path = run_dir / "log.jsonl"
-        if log_path.exists():  # drop what the interrupted run logged after its last saved state
-            kept = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
-            log_path.write_text("".join(ln + "\n" for ln in kept))
     channel = TorchChannelSpec(model=opts.channel)
     log(f"{opts.name}: {params / 1e6:.3f} M parameters, {spec.channel_uses} channel uses per "
         f"{'token' if spec.modality == 'text' else ('image' if spec.modality == 'image' else 'audio chunk')}, "
         f"{opts.steps} steps of {batch_size}, SNR {opts.snr_db[0]:g}..{opts.snr_db[1]:g} dB over {opts.channel}")
-    logf = open(run_dir / "log.jsonl", "a" if step else "w")  # a fresh run starts a fresh log
+    # a fresh run starts a fresh log; a resumed one drops what the interrupted run logged after its saved state
+    logf = scaffold.JsonlLog(run_dir / "log.jsonl", resume_step=step)
     a, b = opts.snr_db
     t0 = time.perf_counter()
     start_step = step
     model.train()
     threads = opts.threads
-    bar = tqdm(total=opts.steps, initial=step, desc=opts.name, unit="step", disable=not opts.progress,
-               dynamic_ncols=True)
+    bar = scaffold.progress(opts.steps, initial=step, desc=opts.name, enabled=opts.progress)
     while step < opts.steps:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, opts.steps, lr, tcfg.warmup_steps if opts.warmup is None else opts.warmup)
+        scaffold.set_lr(opt, lr_at(step, opts.steps, lr, tcfg.warmup_steps if opts.warmup is None else opts.warmup))
         batch = train_data.sample(batch_size, gen)
         n = batch["x"].shape[0]
         u = torch.rand(n if opts.snr_sampling == "example" else 1, generator=gen).expand(n)
@@ -295,18 +258,17 @@ def train(opts: TrainOptions, log=print) -> dict:
         if step % opts.log_every == 0 or step == opts.steps:
             rec = {"step": step, "lr": opt.param_groups[0]["lr"], "grad_norm": float(gnorm), "threads": threads,
                    "wall_s": round(time.perf_counter() - t0, 2), **{k: round(float(v.detach()), 5) for k, v in out_d.items()}}
-            logf.write(json.dumps(rec) + "\n")
-            logf.flush()
+            logf.write(rec)
             bar.set_postfix(loss=f"{rec['loss']:.4g}", kl=f"{rec['kl']:.3g}")
         if step % opts.val_every == 0 or step == opts.steps:
             val = {f"awgn@{s:g}dB": validate.figures(model, val_batch, s, TorchChannelSpec()) for s in (0, 10, 20)}
-            logf.write(json.dumps({"step": step, "val": val}) + "\n")
-            logf.flush()
+            logf.write({"step": step, "val": val})
             bar.write(f"step {step}: " + "  ".join(f"{k} " + " ".join(f"{m}={v:.4g}" for m, v in d.items())
                                                    for k, d in val.items()))
         if step % opts.save_every == 0 or step == opts.steps:
             save_state(state_path, model, opt, step, gen, model_gen)
     bar.close()
+    logf.close()
     wall = time.perf_counter() - t0
     model = model.cpu()
     final = validate.sweep(model, val_batch)
@@ -315,7 +277,7 @@ def train(opts: TrainOptions, log=print) -> dict:
         "name": opts.name, "file": out.name, "modality": opts.modality, "objective": opts.objective,
         "tokens": spec.tokens, "channel_uses": spec.channel_uses, "parameters": params,
         "command": opts.command(), "seed": opts.seed, "preset": opts.preset,
-        "dataset": {"dir": str(data_dir), "checksum": dataset_checksum(data_dir)},
+        "dataset": {"dir": str(data_dir), "checksum": dataset_checksum(data_dir, use_manifest=True)},
         "train": {"steps": opts.steps, "batch_size": batch_size, "lr": lr, "init": opts.init,
                   "warmup": tcfg.warmup_steps if opts.warmup is None else opts.warmup, "snr_db": list(opts.snr_db),
                   "snr_sampling": opts.snr_sampling, "channel": opts.channel,

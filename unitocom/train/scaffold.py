@@ -1,0 +1,142 @@
+"""What every training loop here shares: the tokenizers' (`train.loop`), the MLLM's (`mllm.train`) and the scene
+checker's (`metrics.scene_checker`).
+
+- `adamw`: AdamW, optionally with two parameter groups (matrices decay, biases and norms do not).
+- `warmup_cosine`: linear warm-up, then cosine decay from lr to `floor` * lr (the tokenizers: floor 0.1; the
+  MLLM: 0).
+- `save_state` / `load_state`: a resumable training state in one safetensors file: the model's tensors
+  (`model.*`), the optimizer's per-parameter state (`opt.<i>.<name>`, scalars stored as 0-d tensors), random
+  generators by name, and JSON-able metadata (the step, and what the loop adds) in the file's header. Nothing
+  is unpickled. `load_state` also reads the MLLM's earlier `train_state.pt` (torch.save of model, optimizer and
+  step) with `torch.load(weights_only=True)`, so a run interrupted before the switch still resumes.
+- `JsonlLog`: the run's `log.jsonl`, one JSON object per line, flushed per record; on resume, what the
+  interrupted run logged after its last saved state is dropped.
+- `progress`: the tqdm bar the loops show.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+
+
+def adamw(model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
+          split_decay: bool = False) -> torch.optim.AdamW:
+    """AdamW over the model's parameters. split_decay: two groups, weight decay on tensors of 2 or more dimensions
+    only (biases, norm gains and other vectors are not shrunk)."""
+    if not split_decay:
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=betas)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=betas)
+
+
+def warmup_cosine(step: int, steps: int, lr: float, warmup: int, floor: float = 0.0) -> float:
+    """The learning rate at `step` (0-based) of `steps`: linear warm-up to lr over `warmup` steps (the first step
+    gets lr / warmup), then half a cosine from lr down to floor * lr at `steps` (held there after)."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    frac = (step - warmup) / max(1, steps - warmup)
+    return lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac))))
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for g in opt.param_groups:
+        g["lr"] = lr
+
+
+# --- resumable state --------------------------------------------------------------------------------------------
+
+def save_state(path: str | Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int,
+               generators: dict[str, torch.Generator] | None = None, meta: dict[str, str] | None = None) -> None:
+    """Write the state atomically (a temporary file renamed over `path`: an interrupted save leaves the previous
+    state whole). meta: extra header fields, strings."""
+    from safetensors.torch import save_file
+    path = Path(path)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for i, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            tensors[f"opt.{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
+    for name, g in (generators or {}).items():
+        tensors[name] = g.get_state()
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={**(meta or {}), "step": str(step)})
+    tmp.replace(path)
+
+
+def state_meta(path: str | Path) -> dict[str, str]:
+    """The header of a state written by `save_state` (no tensors read): check it fits before `load_state`."""
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def load_state(path: str | Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
+               generators: dict[str, torch.Generator] | None = None, device: torch.device | str = "cpu") -> int:
+    """Restore what `save_state` wrote (generators present in the file are restored, others left as they are);
+    returns the step. A `.pt` file is the MLLM's earlier format, read with weights_only=True."""
+    path = Path(path)
+    if path.suffix == ".pt":
+        state = torch.load(path, weights_only=True, map_location=device)  # tensors and numbers: no code runs
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        return int(state["step"])
+    from safetensors.torch import load_file
+    step = int(state_meta(path)["step"])
+    t = load_file(str(path))
+    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+    sd = opt.state_dict()
+    state: dict[int, dict] = {}
+    for key, v in t.items():
+        if key.startswith("opt."):
+            _, i, k = key.split(".", 2)
+            state.setdefault(int(i), {})[k] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+    for name, g in (generators or {}).items():
+        if name in t:
+            g.set_state(t[name])
+    return step
+
+
+def latest_state(*paths: str | Path) -> Path | None:
+    """The most recently written of the state files that exist (e.g. the current format and an earlier one)."""
+    found = [Path(p) for p in paths if Path(p).is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+# --- log and progress -------------------------------------------------------------------------------------------
+
+class JsonlLog:
+    """`log.jsonl` of a run. resume_step: the step a resumed run starts from (records after it are dropped and
+    the log is continued); None or 0: a fresh run, a fresh log."""
+
+    def __init__(self, path: str | Path, resume_step: int | None = None):
+        self.path = Path(path)
+        if resume_step and self.path.exists():
+            kept = [ln for ln in self.path.read_text().splitlines()
+                    if ln and json.loads(ln).get("step", 0) <= resume_step]
+            self.path.write_text("".join(ln + "\n" for ln in kept))
+        self._f = open(self.path, "a" if resume_step else "w")
+
+    def write(self, record: dict) -> None:
+        self._f.write(json.dumps(record) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> JsonlLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def progress(total: int, initial: int = 0, desc: str | None = None, enabled: bool = True):
+    """The loops' progress bar (tqdm, on stderr): `bar.update(1)` per step, `bar.write(...)` for a line above it."""
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True)
