@@ -2,28 +2,28 @@
 
 Each step takes one task in turn; inputs cross the frozen learned link at an SNR drawn per example (Rayleigh
 block fading by default), so the model learns to read noisy tokens as the letter intends. Loss: eq. (16) on
-text targets, eq. (19) on continuous targets. Progress bar, periodic validation, resumable safetensors
-checkpoints and a JSON-lines log.
+text targets, eq. (19) on continuous targets. AdamW with linear warm-up and cosine decay to 0, a progress bar,
+validation every `val_every` steps, each followed by a resumable state (`<out>/train_state.safetensors`) and a
+record in `<out>/log.jsonl`: the shared pieces of `train.scaffold`. A run interrupted under the earlier state
+format (`train_state.pt`) resumes from it.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
-
 from unitocom import config
 from unitocom.mllm import sequences as seq
 from unitocom.mllm.checkpoint import load_links, save_mllm
 from unitocom.mllm.data import TaskData
 from unitocom.mllm.model import MLLM, MLLMConfig
 from unitocom.models.channel_torch import TorchChannelSpec
+from unitocom.train import scaffold
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -46,10 +46,13 @@ class TrainConfig:
     device: str = "cpu"  # cuda: the MLLM on the GPU under bf16 autocast (fp32 master weights); links stay on the CPU
 
 
+STATE_FILE = "train_state.safetensors"
+LEGACY_STATE_FILE = "train_state.pt"  # torch.save of {"model", "opt", "step"}, written before the scaffold
+
+
 def lr_at(step: int, tc: TrainConfig) -> float:
-    if step < tc.warmup:
-        return tc.lr * (step + 1) / tc.warmup
-    return tc.lr * 0.5 * (1 + math.cos(math.pi * (step - tc.warmup) / max(1, tc.steps - tc.warmup)))
+    """Linear warm-up, then cosine decay to 0."""
+    return scaffold.warmup_cosine(step, tc.steps, tc.lr, tc.warmup, floor=0.0)
 
 
 def loss_of(model: MLLM, packed: seq.Packed, repeats: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -83,28 +86,27 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
     torch.manual_seed(tc.seed)
     device = torch.device(tc.device)
     model = MLLM(mcfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    opt = scaffold.adamw(model, tc.lr, tc.weight_decay)
     channel = TorchChannelSpec(model=tc.channel)
     ckpt, log_path = out / "mllm.safetensors", out / "log.jsonl"
     start = 0
-    state_path = out / "train_state.pt"
-    if resume and state_path.exists():
-        # tensors and numbers only: no pickled code runs
-        state = torch.load(state_path, weights_only=True, map_location=device)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start = state["step"]
-        print(f"resumed at step {start}")
+    state_path = out / STATE_FILE
+    found = scaffold.latest_state(state_path, out / LEGACY_STATE_FILE) if resume else None
+    if found is not None:
+        start = scaffold.load_state(found, model, opt, device=device)
+        print(f"resumed {found} at step {start}")
+    log = scaffold.JsonlLog(log_path, resume_step=start)
+    # the generators start afresh from seed + step on resume (they are not part of the state)
     gen = torch.Generator().manual_seed(tc.seed + start)
     # the diffusion loss draws on the model's device (the same generator on the CPU)
     dgen = gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(tc.seed + start)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     tasks = [t for t, w in tc.task_weights for _ in range(w) if train_data.counts()[t] > 0]
     model.train()
-    bar = tqdm(range(start, tc.steps), desc="mllm", initial=start, total=tc.steps)
+    bar = scaffold.progress(tc.steps, initial=start, desc="mllm")
     running: dict[str, float] = {}
     metrics, wall_s = None, None
-    for step in bar:
+    for step in range(start, tc.steps):
         task = tasks[step % len(tasks)]
         n = train_data.counts()[task]
         if task == "vqa" and tc.balance_families:
@@ -115,8 +117,7 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
         packed = seq.pack(model, train_data.examples(task, idx, snr, channel, gen, tc.drop_caption))
         with autocast:
             losses = loss_of(model, packed, tc.diffusion_repeats, dgen)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, tc)
+        scaffold.set_lr(opt, lr_at(step, tc))
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -125,16 +126,18 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
             key = f"{task}_{k}"
             v = v.item()
             running[key] = 0.9 * running.get(key, v) + 0.1 * v
+        bar.update(1)
         bar.set_postfix({k: f"{v:.3f}" for k, v in running.items() if k.endswith("_loss")})
         if (step + 1) % tc.val_every == 0 or step + 1 == tc.steps:
             metrics = validate(model, val_data, tc, channel)
             row = {"step": step + 1, "time_s": time.time() - t0, **{k: round(v, 4) for k, v in running.items()},
                    **metrics}
-            with open(log_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            tqdm.write(json.dumps(row))
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1}, state_path)
+            log.write(row)
+            bar.write(json.dumps(row))
+            scaffold.save_state(state_path, model, opt, step + 1)
             model.train()
+    bar.close()
+    log.close()
     if metrics is None:  # resumed a run that had already finished: its last validation is in the log
         last = json.loads(log_path.read_text().splitlines()[-1])
         metrics, wall_s = {k: v for k, v in last.items() if k.startswith("val_")}, last["time_s"]
