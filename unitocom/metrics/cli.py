@@ -14,6 +14,7 @@ def add_train_command(sub) -> None:
     c.add_argument("--steps", type=int, default=3000)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", default=None, help="default checkpoints/scene-checker.safetensors")
+    c.add_argument("--run-dir", default=None, help="write the run's log.jsonl (loss, lr, validation) here")
     c.set_defaults(func=_cmd_checker)
 
 
@@ -24,7 +25,12 @@ def _cmd_checker(args) -> int:
     from unitocom.train.provenance import manifest_entry, recorded_command
     require_data(args.data)
     out = Path(args.out) if args.out else checkpoint_dir() / "scene-checker.safetensors"
-    meta = train_checker(args.data, out, steps=args.steps, seed=args.seed, command=recorded_command())
+    log_path = None
+    if args.run_dir:
+        Path(args.run_dir).mkdir(parents=True, exist_ok=True)
+        log_path = Path(args.run_dir) / "log.jsonl"
+    meta = train_checker(args.data, out, steps=args.steps, seed=args.seed, command=recorded_command(),
+                         log_path=log_path)
     manifest_entry(out, meta)
     print(json.dumps(meta["validation"]))
     return 0

@@ -2,7 +2,9 @@
 pairs an image contains and how many objects it has. Its pooled features are the feature space of our FID
 (Inception weights cannot be downloaded here); its pair predictions score text-to-image against the caption.
 
-It is trained on real scenes only (never on generated ones), so it judges the generator from outside.
+It is trained on real scenes only (never on generated ones), so it judges the generator from outside, with the
+optimizer, progress bar and (optionally) JSON-lines log of `train.scaffold`, and its own learning-rate schedule
+(`checker_lr`, see there).
 """
 from __future__ import annotations
 
@@ -74,15 +76,26 @@ def caption_pairs(caption: str) -> set[tuple[str, str]]:
     return {(c, s) for c, s in _PAIR_RE.findall(caption.lower())}
 
 
+def checker_lr(step: int, steps: int, lr: float) -> float:
+    """The schedule the committed checker was trained with, kept bit for bit so that its recorded command
+    reproduces it: a 100-step linear ramp multiplying a cosine that runs over all the steps from step 0, the
+    cosine taken in float32 of 3.14159 * step / steps (it ends just above 0). Not `scaffold.warmup_cosine`, whose
+    cosine starts after the warm-up and reaches its floor exactly: that would change the checker by up to 2 % of
+    its learning rate at the tail."""
+    return lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + torch.cos(torch.tensor(step / steps * 3.14159)).item())
+
+
 def train_checker(data_dir: str | Path, out: str | Path, steps: int = 1500, batch: int = 128, lr: float = 2e-3,
-                  seed: int = 0, size_px: int | None = None, command: str = "") -> dict:
-    """Fit on the train split's scenes, report held-out (val) pair F1 and count accuracy, save safetensors."""
+                  seed: int = 0, size_px: int | None = None, command: str = "", log_path: str | Path | None = None,
+                  log_every: int = 50, progress: bool = True) -> dict:
+    """Fit on the train split's scenes, report held-out (val) pair F1 and count accuracy, save safetensors.
+    log_path: a `log.jsonl` with step, lr and loss every `log_every` steps and the validation at the end."""
     from safetensors.torch import save_file
-    from tqdm import tqdm
 
     from unitocom import config
     from unitocom.data.layouts import clevr_root, read_json
     from unitocom.data.make import dataset_checksum
+    from unitocom.train import scaffold
     from unitocom.train.data import load_images
 
     torch.manual_seed(seed)
@@ -94,23 +107,31 @@ def train_checker(data_dir: str | Path, out: str | Path, steps: int = 1500, batc
         labels = [scene_labels(s) for s in sorted(scenes, key=lambda s: s["image_index"])]
         data[split] = (images, torch.stack([y for y, _ in labels]), torch.tensor([c for _, c in labels]))
     model = SceneChecker()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    opt = scaffold.adamw(model, lr, weight_decay=1e-4)
     images, pairs, counts = data["train"]
     gen = torch.Generator().manual_seed(seed)
-    for step in tqdm(range(steps), desc="checker"):
+    log = scaffold.JsonlLog(log_path) if log_path else None
+    bar = scaffold.progress(steps, desc="checker", enabled=progress)
+    for step in range(steps):
         idx = torch.randint(len(images), (batch,), generator=gen)
         x = images[idx].float() / 255.0
         if torch.rand((), generator=gen) < 0.5:  # scenes are mirror-symmetric in what they contain
             x = x.flip(-1)
         pl, cl = model.heads(x)
         loss = F.binary_cross_entropy_with_logits(pl, pairs[idx]) + F.cross_entropy(cl, counts[idx])
-        for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + torch.cos(torch.tensor(step / steps * 3.14159)).item())
+        scaffold.set_lr(opt, checker_lr(step, steps, lr))
         opt.zero_grad()
         loss.backward()
         opt.step()
+        bar.update(1)
+        if log and ((step + 1) % log_every == 0 or step + 1 == steps):
+            log.write({"step": step + 1, "lr": opt.param_groups[0]["lr"], "loss": round(float(loss.detach()), 5)})
+    bar.close()
     model.eval()
     metrics = evaluate_checker(model, *data["val"])
+    if log:
+        log.write({"step": steps, "val": metrics})
+        log.close()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, "command": command, "seed": seed, "steps": steps, "size_px": size_px,
             "data_checksum": dataset_checksum(data_dir), "validation": metrics}
