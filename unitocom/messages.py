@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import numpy as np
+
 from unitocom.options import Channel, Csi, Fading, Scheme, Task
 
 
@@ -112,3 +114,29 @@ class ModalityOutput:
     blocks: int = 0  # channel-code blocks (traditional)
     block_errors: int = 0  # blocks whose CRC failed
     erased: bool = False
+
+
+@dataclass
+class Csi:
+    """The channel state the channel applied to one frame (`unitocom.v1.Csi`): gains run-length coded
+    (`wire.runs_encode`), numpy arrays, not copied."""
+
+    h: np.ndarray  # complex64 [B] true gains
+    h_runs: np.ndarray  # int32 [B]
+    h_est: np.ndarray  # complex64 [B'] the receiver's estimate (h itself with perfect CSI)
+    h_est_runs: np.ndarray  # int32 [B']
+    noise_var: float = 0.0  # N0 of the complex noise
+    snr_db: float = 0.0
+    erased: bool = False  # the whole frame was lost
+    h_est_error_var: float = 0.0  # variance of h_est - h; 0 with perfect CSI
+
+
+@dataclass
+class SymbolFrame:
+    """One frame of a stream's channel symbols (`unitocom.v1.SymbolFrame`): a numpy array, not a copy of it."""
+
+    stream_id: int = 0
+    seq: int = 0  # frame index within the stream, from 0
+    last: bool = False  # last frame of the stream
+    symbols: np.ndarray = field(default_factory=lambda: np.zeros(0, np.complex64))  # complex64 [n]
+    csi: Csi | None = None  # set by the channel

@@ -185,6 +185,25 @@ def from_pb(message, field: str = ""):
     return cls(**values)
 
 
+def frame_from_pb(frame: pb.SymbolFrame, field: str = "frame") -> msg.SymbolFrame:
+    """A SymbolFrame as the channel reads it: its symbols (complex64 [n]) as a read-only view of the message's
+    bytes, no copy; WireError names `field`.symbols. Its csi, which the channel itself sets, is not read."""
+    symbols = from_tensor(frame.symbols, f"{field}.symbols", expect_dtype=pb.COMPLEX64, expect_ndim=1)
+    return msg.SymbolFrame(stream_id=frame.stream_id, seq=frame.seq, last=frame.last, symbols=symbols)
+
+
+def fill_frame(out: pb.SymbolFrame, frame: msg.SymbolFrame) -> pb.SymbolFrame:
+    """Write a SymbolFrame (its csi too, when set) into a SymbolFrame field in place (see fill_tensor)."""
+    out.stream_id, out.seq, out.last = frame.stream_id, frame.seq, frame.last
+    fill_tensor(out.symbols, frame.symbols)
+    if frame.csi is not None:
+        c, csi = frame.csi, out.csi
+        for name in ("h", "h_runs", "h_est", "h_est_runs"):
+            fill_tensor(getattr(csi, name), getattr(c, name))
+        csi.noise_var, csi.snr_db, csi.erased, csi.h_est_error_var = c.noise_var, c.snr_db, c.erased, c.h_est_error_var
+    return out
+
+
 def error_field(err: WireError) -> tuple[str, str]:
     """(field, reason) of a WireError, whose text is "field: reason"."""
     field, _, reason = str(err).partition(": ")

@@ -9,13 +9,29 @@ import grpc
 
 from services.common import server as common
 from services.common import uplink
-from unitocom import config
+from unitocom import config, wire
 from unitocom.stages.channel import ChannelCore
-from unitocom.stages.request import RequestError
+from unitocom.stages.request import RequestError, from_wire
 from unitocom.v1 import unitocom_pb2 as pb
 from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
 
 SERVICE = "channel"
+
+
+def _core(header: pb.RequestHeader, cfg: config.Config) -> ChannelCore:
+    """The request's ChannelCore, from its header's link settings and stream ids."""
+    return ChannelCore(from_wire(header.link, "link"), [s.stream_id for s in header.streams], cfg)
+
+
+def _apply(core: ChannelCore, message: pb.Uplink, out: pb.SymbolFrame) -> None:
+    """Eq. (2) on the message's frame, written into `out` (a field of the message to send: no extra copy)."""
+    frame = uplink.frame_of(message)
+    core.check_stream(frame.stream_id)  # an unknown stream is named before its symbols are read
+    try:
+        received = wire.frame_from_pb(frame)
+    except wire.WireError as e:
+        raise RequestError("frame.symbols", str(e)) from None
+    wire.fill_frame(out, core.apply(received))
 
 
 class Channel(pb_grpc.ChannelServicer):
@@ -30,7 +46,7 @@ class Channel(pb_grpc.ChannelServicer):
         for msg in request_iterator:
             up = pb.Uplink()
             try:
-                core.apply(uplink.frame_of(msg), up.frame)  # written in place: no copy of the frame into the message
+                _apply(core, msg, up.frame)
             except RequestError as e:
                 state["error"] = e
                 return
@@ -40,7 +56,7 @@ class Channel(pb_grpc.ChannelServicer):
         with common.rpc(SERVICE, "Forward", context) as call:
             first = uplink.header(request_iterator)
             call.describe(first.header)
-            core = ChannelCore(first.header, self.cfg)
+            core = _core(first.header, self.cfg)
             state = {"error": None}
             try:
                 result = self.stub.Receive(self._frames(first, request_iterator, core, state),
@@ -59,11 +75,11 @@ class Channel(pb_grpc.ChannelServicer):
         with common.rpc(SERVICE, "Apply", context) as call:
             first = uplink.header(request_iterator)
             call.describe(first.header)
-            core = ChannelCore(first.header, self.cfg)
+            core = _core(first.header, self.cfg)
             yield first
             for msg in request_iterator:
                 up = pb.Uplink()
-                core.apply(uplink.frame_of(msg), up.frame)
+                _apply(core, msg, up.frame)
                 yield up
             call.channel_uses(core.symbols)
 
@@ -80,9 +96,10 @@ def main(argv: list[str] | None = None) -> None:
 
     def warmup() -> None:
         import numpy as np
-        from unitocom import wire
-        core = ChannelCore(pb.RequestHeader(link=pb.LinkSettings(snr_db=10.0, channel=pb.RAYLEIGH)), cfg)
-        core.apply(pb.SymbolFrame(symbols=wire.to_tensor(np.ones(64, np.complex64)), last=True))
+        from unitocom.messages import LinkSettings, SymbolFrame
+        from unitocom.options import Channel as ChannelModel
+        core = ChannelCore(LinkSettings(snr_db=10.0, channel=ChannelModel.RAYLEIGH), [], cfg)
+        wire.fill_frame(pb.SymbolFrame(), core.apply(SymbolFrame(symbols=np.ones(64, np.complex64), last=True)))
 
     common.serve(SERVICE, args, cfg, register, "unitocom.v1.Channel", warmup)
 
