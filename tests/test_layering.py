@@ -5,7 +5,7 @@
   stubs (`unitocom/v1/`) and the client SDK (`client.py`) import `grpc`;
 - protobuf messages live at the service edge: the stubs, the wire format (`wire.py`) and the SDK. The library's
   data model is the dataclasses of `unitocom/messages.py` (the schemes, request validation and the MLLM stage use
-  only those); the transmitter and base-station stages and `pipeline.py` still take or build protobuf
+  only those); the base-station stage and `pipeline.py` still take or build protobuf
   messages (Uplink, SymbolFrame, Result): that part of issue 11 is open, and they are listed below as known
   exceptions, which this test also keeps from going stale;
 - the foundations (the physical layer, data sets, tokenizer models, codecs, wire format, configuration) import
@@ -30,7 +30,6 @@ KNOWN_GRPC_EXCEPTIONS: dict[str, str] = {}
 KNOWN_PROTOBUF_EXCEPTIONS = {  # issue 11: "library data model as plain dataclasses; protobuf at the service edge"
     "unitocom.pipeline": "runs the stages on a pb.Request",
     "unitocom.stages.basestation": "builds pb.Result",
-    "unitocom.stages.transmitter": "builds pb.Uplink",
 }
 
 FOUNDATIONS = ("unitocom.config", "unitocom.errors", "unitocom.timing", "unitocom.link", "unitocom.data",

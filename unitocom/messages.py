@@ -101,6 +101,18 @@ class StreamHeader:
 
 
 @dataclass
+class RequestHeader:
+    """Everything about the request except the payloads, sent first on every uplink stream."""
+
+    request_id: str = ""
+    task: Task | None = None
+    link: LinkSettings = field(default_factory=LinkSettings)
+    label: Label = field(default_factory=Label)
+    streams: list[StreamHeader] = field(default_factory=list)
+    transmitter_s: float = 0.0  # time the transmitter spent before the first frame
+
+
+@dataclass
 class ModalityOutput:
     """One modality as the base station recovered (or generated) it."""
 

@@ -14,13 +14,14 @@ from unitocom.v1 import unitocom_pb2 as pb
 
 
 def run(req: pb.Request, cfg: Config) -> pb.Result:
-    prep = transmitter.prepare(req, cfg)
-    uplink = prep.uplink(cfg.limits.frame_symbols)
-    header = next(uplink).header
-    ch = ChannelCore(from_wire(header.link, "link"), [s.stream_id for s in header.streams], cfg)
-    bs = BaseStationCore(header, cfg)
-    for msg in uplink:
-        bs.add(wire.fill_frame(pb.SymbolFrame(), ch.apply(wire.frame_from_pb(msg.frame))))
+    prep = transmitter.prepare(from_wire(req), cfg)
+    header = prep.header
+    ch = ChannelCore(header.link, [s.stream_id for s in header.streams], cfg)
+    bs = BaseStationCore(wire.to_pb(header), cfg)
+    for frame in prep.frames(cfg.limits.frame_symbols):
+        bs.add(wire.fill_frame(pb.SymbolFrame(), ch.apply(frame)))
     result = bs.finish()
     ch.clock.report(result.timings)  # the channel's own time on eq. (2), as the channel service reports it
-    return transmitter.finish(result, prep)
+    result.quality.update(transmitter.finish([wire.from_pb(o) for o in result.outputs], prep))
+    prep.clock.report(result.timings)
+    return result

@@ -125,7 +125,8 @@ def enum_value(enum, name: str) -> int:
 _PB_ENUM = {Scheme: pb.Scheme, Channel: pb.ChannelModel, Fading: pb.Fading, Csi: pb.CsiMode, msg.Modality: pb.Modality,
             Task: pb.Task}
 _PB_MESSAGE = {msg.Request: pb.Request, msg.Payload: pb.Payload, msg.LinkSettings: pb.LinkSettings,
-               msg.Label: pb.Label, msg.StreamHeader: pb.StreamHeader, msg.ModalityOutput: pb.ModalityOutput}
+               msg.Label: pb.Label, msg.StreamHeader: pb.StreamHeader, msg.ModalityOutput: pb.ModalityOutput,
+               msg.RequestHeader: pb.RequestHeader}
 _FROM_PB_MESSAGE = {v: k for k, v in _PB_MESSAGE.items()}
 # The dataclasses' enum fields, by name (each name has one enum type in every message).
 _ENUM_FIELDS = {"task": Task, "scheme": Scheme, "channel": Channel, "fading": Fading, "csi": Csi,
@@ -190,6 +191,13 @@ def frame_from_pb(frame: pb.SymbolFrame, field: str = "frame") -> msg.SymbolFram
     bytes, no copy; WireError names `field`.symbols. Its csi, which the channel itself sets, is not read."""
     symbols = from_tensor(frame.symbols, f"{field}.symbols", expect_dtype=pb.COMPLEX64, expect_ndim=1)
     return msg.SymbolFrame(stream_id=frame.stream_id, seq=frame.seq, last=frame.last, symbols=symbols)
+
+
+def uplink(header: msg.RequestHeader, frames: Iterator[msg.SymbolFrame]) -> Iterator[pb.Uplink]:
+    """An uplink stream: the RequestHeader, then each frame (its tensor written in place, see fill_tensor)."""
+    yield pb.Uplink(header=to_pb(header))
+    for f in frames:
+        yield uplink_frame(f.stream_id, f.seq, f.last, f.symbols)
 
 
 def fill_frame(out: pb.SymbolFrame, frame: msg.SymbolFrame) -> pb.SymbolFrame:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import grpc
 
 from services.common import server as common
-from unitocom import config
+from unitocom import config, wire
 from unitocom.stages import transmitter
+from unitocom.stages.request import from_wire
 from unitocom.v1 import unitocom_pb2 as pb
 from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
 
@@ -24,13 +25,14 @@ class Transmitter(pb_grpc.TransmitterServicer):
     def Send(self, request: pb.Request, context: grpc.ServicerContext) -> pb.Result:
         with common.rpc(SERVICE, "Send", context) as call:
             call.describe(request)
-            prep = transmitter.prepare(request, self.cfg)
+            prep = transmitter.prepare(from_wire(request), self.cfg)
             try:
-                result = self.stub.Forward(prep.uplink(self.cfg.limits.frame_symbols),
+                result = self.stub.Forward(wire.uplink(prep.header, prep.frames(self.cfg.limits.frame_symbols)),
                                            timeout=common.remaining(context, self.cfg.limits.default_deadline_s))
             except grpc.RpcError as e:
                 raise common.next_hop_error("channel", self.target, e) from None
-            result = transmitter.finish(result, prep)
+            result.quality.update(transmitter.finish([wire.from_pb(o) for o in result.outputs], prep))
+            prep.clock.report(result.timings)
             call.observe(result, quality=True)  # the device holds the originals: quality is scored here
             return result
 
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     def warmup() -> None:
         import torch
         torch.set_num_threads(cfg.limits.torch_threads)
-        transmitter.prepare(common.warm_request(cfg), cfg)
+        transmitter.prepare(from_wire(common.warm_request(cfg)), cfg)
 
     common.serve(SERVICE, args, cfg, register, "unitocom.v1.Transmitter", warmup)
 

@@ -1,6 +1,6 @@
 """The user device: validate, source-code/tokenize and code-modulate each payload into its own symbol stream.
 
-`prepare` produces the uplink (a RequestHeader then SymbolFrames); `finish` scores the Result the base
+`prepare` produces the uplink (a RequestHeader then SymbolFrames); `finish` scores the outputs the base
 station sends back against what was sent (the device still holds its originals).
 """
 from __future__ import annotations
@@ -18,63 +18,62 @@ from PIL import Image
 from unitocom import codecs, wire
 from unitocom.config import Config
 from unitocom import schemes
-from unitocom.messages import Modality
-from unitocom.stages.request import SourcePayload, from_wire, request_id, validate
+from unitocom.messages import Modality, ModalityOutput, Request, RequestHeader, SymbolFrame
+from unitocom.options import Task
+from unitocom.stages.request import SourcePayload, request_id, validate
 from unitocom.timing import Clock
-from unitocom.v1 import unitocom_pb2 as pb
 
 SERVICE = "transmitter"
 
 
 @dataclass
 class Prepared:
-    header: pb.RequestHeader
+    header: RequestHeader
     streams: list[schemes.Encoded]
     payloads: list[SourcePayload]
     cfg: Config
     clock: Clock = field(default_factory=lambda: Clock(SERVICE))
 
-    def uplink(self, frame_symbols: int) -> Iterator[pb.Uplink]:
-        yield pb.Uplink(header=self.header)
+    def frames(self, frame_symbols: int) -> Iterator[SymbolFrame]:
+        """Every stream's symbols in frames of at most `frame_symbols` (views, not copies); the uplink sends
+        `header` first, then these (`wire.uplink`)."""
         for s in self.streams:
             for seq, last, chunk in wire.frames(s.symbols, frame_symbols):
-                yield wire.uplink_frame(s.header.stream_id, seq, last, chunk)
+                yield SymbolFrame(stream_id=s.header.stream_id, seq=seq, last=last, symbols=chunk)
 
 
-def prepare(req: pb.Request, cfg: Config) -> Prepared:
+def prepare(request: Request, cfg: Config) -> Prepared:
     """Raises RequestError for anything the system cannot serve."""
     t0 = time.perf_counter()
     clock = Clock(SERVICE)
     with clock.stage("validate"):
-        request = from_wire(req)
         _, payloads = validate(request, cfg)
     link = request.link
     scheme = schemes.for_scheme(link.scheme)
     # Each scheme times its own steps: source_encode (codec or tokenizer F) and channel_encode (code + QAM, or T).
     streams = [scheme.encode(i, p, link, cfg, clock=clock) for i, p in enumerate(payloads)]
-    header = pb.RequestHeader(request_id=request_id(request), task=req.task, link=req.link, label=req.label,
-                              streams=[wire.to_pb(s.header) for s in streams], transmitter_s=time.perf_counter() - t0)
+    header = RequestHeader(request_id=request_id(request), task=request.task, link=request.link, label=request.label,
+                           streams=[s.header for s in streams], transmitter_s=time.perf_counter() - t0)
     return Prepared(header, streams, payloads, cfg, clock)
 
 
-def finish(result: pb.Result, prep: Prepared) -> pb.Result:
-    """Add the transmitter's timings and the quality of what came back against what was sent."""
+def finish(outputs: list[ModalityOutput], prep: Prepared) -> dict[str, float]:
+    """The quality of what came back (the Result's outputs) against what was sent, to add to the Result's
+    quality, with `prep.clock`'s timings (stage `score`) after it."""
     # Reconstruction is scored here, against the originals the device still holds; the MLLM tasks are
     # scored by the base station against the request's label.
-    if prep.header.task == pb.RECONSTRUCT:
-        with prep.clock.stage("score"):
-            for k, v in score(result, prep).items():
-                result.quality[k] = v
-    prep.clock.report(result.timings)
-    return result
+    if prep.header.task != Task.RECONSTRUCT:
+        return {}
+    with prep.clock.stage("score"):
+        return score(outputs, prep)
 
 
-def score(result: pb.Result, prep: Prepared) -> dict[str, float]:
+def score(result_outputs: list[ModalityOutput], prep: Prepared) -> dict[str, float]:
     q: dict[str, float] = {}
-    outputs = {wire.enum_from_pb(Modality, o.modality): o for o in result.outputs}
+    outputs = {o.modality: o for o in result_outputs}
     # Each scheme says what its output is compared with (the input, or the input resized to the preset).
-    if result.outputs:
-        q["decoded"] = float(all(o.decoded for o in result.outputs))
+    if result_outputs:
+        q["decoded"] = float(all(o.decoded for o in result_outputs))
     for p, s in zip(prep.payloads, prep.streams):
         out = outputs.get(p.modality)
         if out is None:
