@@ -155,22 +155,25 @@ def test_the_library_never_imports_the_services_or_the_web_stack():
     assert not bad, bad
 
 
+def _confined(users: set[str], allowed: tuple[str, ...], known: dict | set, what: str, table: str) -> None:
+    """Only modules within `allowed` use `what`, apart from the `known` exceptions, and none of those is stale."""
+    bad = sorted(m for m in users if not _within(m, allowed) and m not in known)
+    assert not bad, f"{what} outside {allowed}: {bad}"
+    stale = sorted(set(known) - users)
+    assert not stale, f"no longer use {what}: remove {stale} from {table}"
+
+
 def test_grpc_only_in_the_stubs_and_the_sdk():
     _, every = _graph()
     users = {m for m, imps in every.items() for t, _ in imps if t == "grpc" or t.startswith(("grpc.", "grpc_"))}
-    bad = sorted(m for m in users if not _within(m, GRPC_ALLOWED) and m not in KNOWN_GRPC_EXCEPTIONS)
-    assert not bad, f"gRPC outside {GRPC_ALLOWED}: {bad}"
-    stale = sorted(set(KNOWN_GRPC_EXCEPTIONS) - users)
-    assert not stale, f"no longer import grpc: remove {stale} from KNOWN_GRPC_EXCEPTIONS"
+    _confined(users, GRPC_ALLOWED, KNOWN_GRPC_EXCEPTIONS, "gRPC", "KNOWN_GRPC_EXCEPTIONS")
 
 
 def test_protobuf_only_at_the_service_edge_apart_from_the_known_exceptions():
     _, every = _graph()
     users = {m for m, imps in every.items() for t, _ in imps if _within(t, ("unitocom.v1", "google.protobuf"))}
-    bad = sorted(m for m in users if not _within(m, PROTOBUF_ALLOWED) and m not in KNOWN_PROTOBUF_EXCEPTIONS)
-    assert not bad, f"protobuf messages outside {PROTOBUF_ALLOWED} (use plain dataclasses, issue 11): {bad}"
-    stale = sorted(set(KNOWN_PROTOBUF_EXCEPTIONS) - users)
-    assert not stale, f"no longer use protobuf: remove {stale} from KNOWN_PROTOBUF_EXCEPTIONS"
+    _confined(users, PROTOBUF_ALLOWED, KNOWN_PROTOBUF_EXCEPTIONS,
+              "protobuf messages (use plain dataclasses, issue 11)", "KNOWN_PROTOBUF_EXCEPTIONS")
 
 
 def test_the_foundations_do_not_import_the_layers_built_on_them():
