@@ -192,3 +192,14 @@ def test_noise_drawn_ahead_is_the_same_noise():
         a = plain(z)
         b = ahead(z, prefetch_next=i < len(frames) - 1)
         assert np.array_equal(a.y, b.y) and np.array_equal(a.h, b.h)
+
+
+@pytest.mark.parametrize("csi", ["perfect", "estimated"])
+def test_noiseless_channel_delivers_the_symbols_exactly(csi):
+    """The upper bound of Fig. 2: y = z, h = 1, N0 = 0 whatever snr_db says (and an exact pilot estimate)."""
+    rng = np.random.default_rng(3)
+    z = (rng.standard_normal(1000) + 1j * rng.standard_normal(1000)).astype(np.complex64)
+    out = FadingChannel(ChannelSpec(model="noiseless", csi=csi), snr_db=-20.0, seed=1)(z)
+    assert out.noise_var == 0.0 and out.est_error_var == 0.0 and not out.erased
+    np.testing.assert_array_equal(out.y, z)
+    np.testing.assert_array_equal(out.h_est, np.ones(1000, np.complex64))

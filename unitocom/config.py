@@ -32,7 +32,7 @@ class DigitalLinkConfig:
 
 @dataclass(frozen=True)
 class ChannelDefaults:
-    model: str = "awgn"  # awgn | rayleigh | rician
+    model: str = "awgn"  # awgn | rayleigh | rician | noiseless (the upper bound: y = z)
     fading: str = "block"  # block: one h per block_length symbols; fast: one h per symbol
     block_length: int = 0  # 0: one h per modality stream (per frame of eq. (2))
     rician_k_db: float = 10.0

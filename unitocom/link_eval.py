@@ -263,7 +263,7 @@ def plot(rows: list[dict], path: Path, title: str = "") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    channels = sorted({r["channel"] for r in rows}, key=["awgn", "rayleigh", "rician"].index)
+    channels = sorted({r["channel"] for r in rows}, key=["awgn", "rayleigh", "rician", "noiseless"].index)
     metric = rows[0]["metric"]
     panels = [("mean", {"psnr_db": "PSNR (dB)", "mel_distance_db": "log-mel distance (dB), lower is better"}[metric])]
     if "pair_f1" in rows[0]:
@@ -420,7 +420,7 @@ def add_subparser(subparsers) -> None:
     p.add_argument("--modality", choices=["image", "audio"], default="image")
     p.add_argument("--schemes", default="sigma-genib,vae,traditional",
                    help="comma list of sigma-genib (= unitocom), genib, vae, traditional")
-    p.add_argument("--channels", default="awgn,rayleigh", help="comma list of awgn, rayleigh, rician")
+    p.add_argument("--channels", default="awgn,rayleigh", help="comma list of awgn, rayleigh, rician, noiseless")
     p.add_argument("--snr-db", type=snr_points_arg, default="-10:25:5", help="A:B:STEP or A,B,C in dB (write --snr-db=-10:25:5)")
     p.add_argument("--tokens", default=None, help="comma list of token counts for the learned schemes (e.g. 16,32,64,128)")
     p.add_argument("--split", default="test")

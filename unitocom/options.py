@@ -42,6 +42,7 @@ class Channel(StrEnum):
     AWGN = "awgn"
     RAYLEIGH = "rayleigh"
     RICIAN = "rician"
+    NOISELESS = "noiseless"  # h = 1, no noise: the upper bound of Fig. 2 (snr_db is not used)
 
 
 class Fading(StrEnum):

@@ -10,7 +10,7 @@ without a change here, and every label has a bounded set of values:
     scheme      traditional | unitocom | vae | semcom | unspecified      (proto enum)
     task        reconstruct | vqa | t2i | asr | unspecified              (proto enum)
     modality    the sorted set of payload modalities, "image+text"       (at most 7 values + none)
-    channel     awgn | rayleigh | rician                                 (proto enum)
+    channel     awgn | rayleigh | rician | noiseless                     (proto enum)
     code        the gRPC status name                                     (17 values)
     stage       validate | source_encode | channel_encode | channel | equalise | decode | mllm_prefill |
                 mllm_generate | detokenize | score       (unitocom.timing.STAGES, fixed; anything else "other")

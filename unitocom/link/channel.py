@@ -16,7 +16,7 @@ import numpy as np
 
 from unitocom.config import POWER_P, noise_variance
 
-MODELS: tuple[str, ...] = ("awgn", "rayleigh", "rician")
+MODELS: tuple[str, ...] = ("awgn", "rayleigh", "rician", "noiseless")
 FADINGS: tuple[str, ...] = ("block", "fast")
 CSI_MODES: tuple[str, ...] = ("perfect", "estimated")
 
@@ -25,7 +25,7 @@ CSI_MODES: tuple[str, ...] = ("perfect", "estimated")
 class ChannelSpec:
     """What the channel does to one stream. Field names match `config.ChannelDefaults`."""
 
-    model: str = "awgn"  # awgn | rayleigh | rician
+    model: str = "awgn"  # awgn | rayleigh | rician | noiseless
     fading: str = "block"  # block | fast
     block_length: int = 0  # symbols per fading block, counted across frames; 0 = one h for the whole stream
     rician_k_db: float = 10.0  # K = LOS power / scattered power, in dB
@@ -101,7 +101,8 @@ class FadingChannel:
     SNR is Es/N0 in dB against the power constraint P (config.POWER_P): N0 = P / 10^(snr_db/10), regardless of
     the actual frame power. Rayleigh: h ~ CN(0,1). Rician with K: h = sqrt(K/(K+1)) e^{j theta} +
     sqrt(1/(K+1)) CN(0,1), E|h|^2 = 1; the LOS phase theta is drawn once per stream (the geometry of one link).
-    AWGN: h = 1.
+    AWGN: h = 1. Noiseless: h = 1 and N0 = 0, y = z exactly whatever snr_db says: the letter's upper bound
+    (Fig. 2), where the receiver gets the transmitted symbols, so the MLLM reads the tokens as sent.
 
     Block fading: one h per `block_length` symbols, counted across successive frames of the stream, so a block
     that straddles two frames keeps its h; block_length 0 = a single h for the whole stream.
@@ -125,6 +126,8 @@ class FadingChannel:
         self.spec = spec
         self.snr_db = float(snr_db)
         self.noise_var = noise_variance(self.snr_db)  # raises on non-finite SNR
+        if spec.model == "noiseless":
+            self.noise_var = 0.0
         # A SeedSequence is accepted too, so that simulations can spawn independent channels from one seed.
         ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         g_h, g_n, g_p, g_e, g_los = (np.random.default_rng(s) for s in ss.spawn(5))
@@ -145,7 +148,7 @@ class FadingChannel:
 
     def _draw_gains(self, count: int) -> np.ndarray:
         """count fresh gains, complex128 [count], from the model's distribution (E|h|^2 = 1)."""
-        if self.spec.model == "awgn":
+        if self.spec.model in ("awgn", "noiseless"):
             return np.ones(count, dtype=np.complex128)
         # Draw (re, im) pairs so that the sequence of gains does not depend on how the stream is cut into frames.
         g = self._rng_h.standard_normal((count, 2)).view(np.complex128)[:, 0] / np.sqrt(2.0)

@@ -46,6 +46,7 @@ class ChannelModel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AWGN: _ClassVar[ChannelModel]
     RAYLEIGH: _ClassVar[ChannelModel]
     RICIAN: _ClassVar[ChannelModel]
+    NOISELESS: _ClassVar[ChannelModel]
 
 class Fading(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -83,6 +84,7 @@ CHANNEL_MODEL_UNSPECIFIED: ChannelModel
 AWGN: ChannelModel
 RAYLEIGH: ChannelModel
 RICIAN: ChannelModel
+NOISELESS: ChannelModel
 FADING_UNSPECIFIED: Fading
 BLOCK: Fading
 FAST: Fading
