@@ -13,7 +13,6 @@ shared ones of `train.scaffold`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import platform
 import time
@@ -27,6 +26,7 @@ from unitocom.models import token_link
 from unitocom.models.channel_torch import TorchChannelSpec
 from unitocom.models.token_link import LinkSpec, TokenLink
 from unitocom.train import scaffold, validate
+from unitocom.train.provenance import file_sha256
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
 BPE_FILE = "text-bpe.json"
@@ -285,7 +285,7 @@ def train(opts: TrainOptions, log=print) -> dict:
                   "machine": f"{platform.machine()}, torch {torch.__version__}, at most {opts.threads} threads"},
         "config": dataclasses.asdict(spec),
         "validation": {"split": "val", "count": int(val_batch["x"].shape[0]), "figures": final},
-        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "bytes": out.stat().st_size,
+        "sha256": file_sha256(out), "bytes": out.stat().st_size,
     }
     (run_dir / "summary.json").write_text(json.dumps(entry, indent=2) + "\n")
     update_manifest(Path(opts.manifest) if opts.manifest else out.parent / "manifest.json", entry)

@@ -25,10 +25,19 @@ def recorded_command(argv: list[str] | None = None) -> str:
     return "unitocom " + " ".join(shlex.quote(a) for a in out)
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 every manifest and results file records for a checkpoint, read in 1 MiB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def manifest_entry(path: Path, meta: dict) -> None:
     """Record how a checkpoint was made beside it: command, seed, data checksum, validation figures, file hash."""
     manifest = path.parent / MANIFEST
     entries = json.loads(manifest.read_text()) if manifest.exists() else {}
     entries[path.stem] = {**{k: v for k, v in meta.items() if k != "format"}, "file": path.name,
-                          "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
+                          "sha256": file_sha256(path), "bytes": path.stat().st_size}
     manifest.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
