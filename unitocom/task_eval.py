@@ -90,16 +90,63 @@ def _nonempty(items: list, what: str, data_dir: Path, split: str) -> None:
         raise UserError(f"no {what} in the {split} split of {data_dir}")
 
 
+def wer_counts(references: list[str], hypotheses: list[str]) -> tuple[list[int], list[int]]:
+    """Per-utterance (edits, reference words), counted as `unitocom.metrics.scores.wer` counts them (same
+    normalisation; an empty hypothesis is all deletions): their sums' ratio is the corpus WER."""
+    import jiwer
+
+    from unitocom.mllm.sequences import normalize
+    edits, words = [], []
+    for r, h in zip(references, hypotheses):
+        r, h = normalize(r), normalize(h)
+        n = len(r.split())
+        if not h:
+            edits.append(n)
+        else:
+            o = jiwer.process_words(r, h)
+            edits.append(o.substitutions + o.deletions + o.insertions)
+        words.append(n)
+    return edits, words
+
+
+def gather(fn, count: int, workers: int = 1, desc: str = "", progress: bool = True) -> list:
+    """[fn(0), ..., fn(count - 1)] computed on `workers` threads, in index order whatever the completion order.
+    The first failure cancels the calls not yet started and is raised."""
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    from tqdm import tqdm
+    if workers <= 1:
+        return [fn(i) for i in tqdm(range(count), desc=desc, disable=not progress)]
+    out: list = [None] * count
+    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(total=count, desc=desc, disable=not progress) as bar:
+        futures = {pool.submit(fn, i): i for i in range(count)}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for f in done:
+                if f.exception() is not None:
+                    for g in pending:
+                        g.cancel()
+                    raise f.exception()
+                out[futures[f]] = f.result()
+                bar.update(1)
+    return out
+
+
 def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_dir: str, target: str,
              split: str = "test", seed: int = 0, progress: bool = True, timeout_s: float = 120.0,
-             inception_weights: str | None = None) -> dict:
-    """One point of Fig. 2: `n` labelled requests through the services -> the task's score."""
-    from tqdm import tqdm
-
+             inception_weights: str | None = None, workers: int = 1, n_resamples: int = 1000,
+             fid_resamples: int = 200) -> dict:
+    """One point of Fig. 2: `n` labelled requests through the services -> the task's score and its 95 % interval
+    (`ci_low`, `ci_high`: Wilson for VQA accuracy, bootstrap over examples for WER, FID and the pair recall;
+    see `unitocom.results`). `workers` requests are in flight at a time; request i always carries seed + i,
+    so the score does not depend on the order in which they complete."""
     from unitocom import client
+    from unitocom import results as ci
     data_dir = require_data(data_dir)
     row = {"task": task, "scheme": scheme, "snr_db": snr_db, "channel": channel, "n": 0,
-           "metric": METRIC[task], "value": None}
+           "metric": METRIC[task], "value": None, "ci_low": None, "ci_high": None}
+    desc = f"{task} {scheme} {channel} {snr_db:g} dB"
     with client.Client(target) as c:
         def send(i: int, **kw):
             return c.send(client.build_request(task=task, scheme=scheme, snr_db=snr_db, channel=channel,
@@ -108,25 +155,27 @@ def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_d
         if task == "vqa":
             items, guess = vqa_items(data_dir, split, n)
             _nonempty(items, "questions", data_dir, split)
-            correct = []
-            for i, q in enumerate(tqdm(items, desc=f"vqa {scheme} {snr_db:g} dB", disable=not progress)):
+
+            def one(i: int) -> float:
+                q = items[i]
                 png = (clevr_root(data_dir) / "images" / split / q["image_filename"]).read_bytes()
-                r = send(i, image=png, question=q["question"], answer=q["answer"])
-                correct.append(r.quality["exact_match"])
-            row.update(n=len(items), value=float(np.mean(correct)),
+                return send(i, image=png, question=q["question"], answer=q["answer"]).quality["exact_match"]
+            correct = gather(one, len(items), workers, desc, progress)
+            lo, hi = ci.wilson(int(round(sum(correct))), len(items))
+            row.update(n=len(items), value=float(np.mean(correct)), ci_low=lo, ci_high=hi,
                        chance=float(np.mean([g == q["answer"] for g, q in zip(guess, items)])),
                        by_family=vqa_by_family(items, correct, guess))
         elif task == "asr":
             from unitocom.metrics.scores import wer
             items = speech_items(data_dir, split, n)
             _nonempty(items, "utterances", data_dir, split)
-            refs, hyps = [], []
-            for i, (f, text) in enumerate(tqdm(items, desc=f"asr {scheme} {snr_db:g} dB", disable=not progress)):
-                r = send(i, audio=f.read_bytes(), transcript=text)
-                refs.append(text)
-                hyps.append(r.output_text)
-            row.update(n=len(items), value=wer(refs, hyps), examples=[{"reference": a, "transcript": b}
-                                                                       for a, b in list(zip(refs, hyps))[:3]])
+            refs = [text for _, text in items]
+            hyps = gather(lambda i: send(i, audio=items[i][0].read_bytes(), transcript=items[i][1]).output_text,
+                          len(items), workers, desc, progress)
+            edits, words = wer_counts(refs, hyps)
+            lo, hi = ci.wer_interval(edits, words, n_resamples, seed)
+            row.update(n=len(items), value=wer(refs, hyps), ci_low=lo, ci_high=hi,
+                       examples=[{"reference": a, "transcript": b} for a, b in list(zip(refs, hyps))[:3]])
         elif task == "t2i":
             import torch
             from PIL import Image
@@ -135,27 +184,39 @@ def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_d
             from unitocom.stages.mllm import scene_checker
             items = caption_items(data_dir, split, n)
             _nonempty(items, "captions", data_dir, split)
-            fake, real, recall = [], [], []
-            for i, (cap, f) in enumerate(tqdm(items, desc=f"t2i {scheme} {snr_db:g} dB", disable=not progress)):
-                r = send(i, text=cap)
-                out = [o for o in r.outputs if o.image_png and "generated" in o.note]
-                img = np.asarray(Image.open(io.BytesIO(out[0].image_png)).convert("RGB"))
-                ref = np.asarray(Image.open(f).convert("RGB").resize(img.shape[1::-1]))
-                fake.append(img)
-                real.append(ref)
-                if "t2i_pair_recall" in r.quality:
-                    recall.append(r.quality["t2i_pair_recall"])
             checker = scene_checker()
             if checker is None:
                 raise CheckpointMissing("FID needs checkpoints/scene-checker.safetensors (train it with "
                                         "`unitocom train checker`)")
+
+            def one(i: int):
+                cap, f = items[i]
+                r = send(i, text=cap)
+                out = [o for o in r.outputs if o.image_png and "generated" in o.note]
+                if not out:
+                    raise RuntimeError(f"t2i via {scheme}: the services answered caption {i} without a generated "
+                                       "image")
+                img = np.asarray(Image.open(io.BytesIO(out[0].image_png)).convert("RGB"))
+                ref = np.asarray(Image.open(f).convert("RGB").resize(img.shape[1::-1]))
+                return img, ref, r.quality.get("t2i_pair_recall")
+            got = gather(one, len(items), workers, desc, progress)
+            fake, real = [g[0] for g in got], [g[1] for g in got]
+            recall = [g[2] for g in got if g[2] is not None]
             as_t = lambda xs: torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
             # The floor for this n: two disjoint sets of real scenes (another split) are this far apart.
             other = [np.asarray(Image.open(f).convert("RGB").resize(fake[0].shape[1::-1]))
                      for _, f in caption_items(data_dir, "val" if split != "val" else "train", len(items))]
-            row.update(n=len(items), value=fid(as_t(real), as_t(fake), checker),
+            with torch.no_grad():  # the checker's features once; the bootstrap resamples them (FID's own input)
+                feats = lambda xs: np.concatenate([checker(as_t(xs[k:k + 64])).double().numpy()  # noqa: E731
+                                                   for k in range(0, len(xs), 64)])
+                f_real, f_fake = feats(real), feats(fake)
+            lo, hi = ci.fid_interval(f_real, f_fake, fid_resamples, seed) if len(items) > 1 else (None, None)
+            row.update(n=len(items), value=fid(as_t(real), as_t(fake), checker), ci_low=lo, ci_high=hi,
                        fid_real_vs_real=fid(as_t(real), as_t(other), checker),
-                       pair_recall=float(np.mean(recall)) if recall else None)
+                       pair_recall=float(np.mean(recall)) if recall else None,
+                       pair_recall_ci_low=None, pair_recall_ci_high=None)
+            if recall:
+                row["pair_recall_ci_low"], row["pair_recall_ci_high"] = ci.mean_interval(recall, n_resamples, seed)
             if inception_weights:
                 from unitocom.metrics.scores import fid_inception
                 row["fid_inception"] = fid_inception(as_t(real), as_t(fake), inception_weights)
@@ -169,7 +230,7 @@ def sweep(task: str, schemes: list[str], snrs: list[float], channel: str, n: int
     rows = [evaluate(task, s, snr, channel, n, data_dir, target, split) for s in schemes for snr in snrs]
     if csv_path:
         import csv
-        keys = ["task", "scheme", "channel", "snr_db", "n", "metric", "value", "chance"]
+        keys = ["task", "scheme", "channel", "snr_db", "n", "metric", "value", "ci_low", "ci_high", "chance"]
         with open(csv_path, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
             w.writeheader()
@@ -206,6 +267,8 @@ def add_subparser(sub) -> None:
     p.add_argument("--target", default="127.0.0.1:50051", help="the transmitter (start with `unitocom up`)")
     p.add_argument("--inception-weights", default=None,
                    help="t2i: also FID in Inception-v3 features from this local weights file (needs torch-fidelity)")
+    p.add_argument("--workers", type=int, default=1, help="requests in flight at a time (the services serve in "
+                   "parallel); the score does not depend on it")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_eval)
     s = sub.add_parser("eval-sweep", help="Fig. 2: a task's score versus SNR for several schemes, CSV and PNG")
@@ -236,18 +299,26 @@ def _through_services(fn, *a, **kw):
 
 def _cmd_eval(args) -> int:
     row = _through_services(evaluate, args.task, args.scheme, args.snr_db, args.channel, args.n, args.data,
-                            args.target, args.split, inception_weights=args.inception_weights)
+                            args.target, args.split, inception_weights=args.inception_weights,
+                            workers=max(1, args.workers))
     if row is None:
         return 1
     if args.json:
         print(json.dumps(row, indent=2))
     else:
         extra = f" (majority-class chance {row['chance']:.3f})" if "chance" in row else ""
+        if row.get("pair_recall") is not None:
+            extra += f", pair recall {row['pair_recall']:.3f}{_interval(row, 'pair_recall_')}"
         print(f"{row['task']} via {row['scheme']} at {row['snr_db']:g} dB over {row['channel']}, n={row['n']}: "
-              f"{row['metric']} = {row['value']:.4g}{extra}")
+              f"{row['metric']} = {row['value']:.4g}{_interval(row)}{extra}")
         for name, f in sorted(row.get("by_family", {}).items()):
             print(f"  {name:18s} n={f['n']:3d}  accuracy {f['accuracy']:.3f}  chance {f['chance']:.3f}")
     return 0
+
+
+def _interval(row: dict, prefix: str = "") -> str:
+    lo, hi = row.get(f"{prefix}ci_low"), row.get(f"{prefix}ci_high")
+    return "" if lo is None or hi is None else f" [95 % CI {lo:.4g}, {hi:.4g}]"
 
 
 def _cmd_sweep(args) -> int:
