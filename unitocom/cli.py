@@ -208,6 +208,8 @@ def parser() -> argparse.ArgumentParser:
     train_cli.add_subparser(sub)  # tokenizer, mllm, checker, all
     link_eval.add_subparser(sub)
     task_eval.add_subparser(sub)
+    from unitocom import fig2
+    fig2.add_subparser(sub)  # Fig. 2 as files: results/fig2.{json,csv,png}
     return ap
 
 

@@ -1,0 +1,368 @@
+"""`unitocom fig2`: the letter's Fig. 2 as files, in one command, through the running services.
+
+    unitocom fig2 --tasks vqa,t2i,asr --schemes unitocom,vae,semcom,traditional --snr-db 0:20:5 \\
+        --channel rayleigh --n-vqa 500 --n-asr 150 --n-t2i 500 --out results --target 127.0.0.1:50051
+
+writes
+  results/fig2.json  a header (the command, the git commit and whether the tree was dirty, the date, the sha256 of
+                     every checkpoint in the directory the services read) and `points`: one per (task, scheme,
+                     SNR) with n, the metric, its value and 95 % interval (`unitocom.results`), and the task's
+                     extras (VQA: majority-class chance; T2I: pair recall with its interval, the real-vs-real FID
+                     floor); `skipped`: the points the services refused (status and message);
+  results/fig2.csv   the same points, one row each (skipped ones with their status);
+  results/fig2.png   one panel per task score (VQA accuracy, T2I FID, T2I pair recall, ASR WER) against SNR, one
+                     line per scheme with the intervals as error bars, and the upper bound dashed.
+
+The upper bound is the letter's "same MLLM on clean, noiseless tokens": scheme unitocom over the channel model
+`noiseless` (no fading, no noise), once per task; it is recorded with "scheme": "upper-bound", "snr_db": null.
+`--no-upper-bound` leaves it out. The JSON is rewritten after every point, so `--resume` continues an interrupted
+sweep: points already in results/fig2.json with the same (task, scheme, SNR, channel, n) are kept, not re-sent
+(refused ones are tried again). `scripts/results_tables.py` turns the JSON into the README's tables.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from unitocom.errors import UserError
+from unitocom.link.snr import snr_points_arg
+
+TASKS = ("vqa", "t2i", "asr")
+UPPER = "upper-bound"
+NOISELESS = "noiseless"
+UPPER_LABEL = "upper bound (noiseless tokens)"
+FORMAT = "unitocom-results/fig2/1"
+ROOT = Path(__file__).resolve().parents[1]
+CSV_FIELDS = ["task", "scheme", "channel", "snr_db", "n", "metric", "value", "ci_low", "ci_high", "chance",
+              "pair_recall", "pair_recall_ci_low", "pair_recall_ci_high", "fid_real_vs_real", "skipped", "status",
+              "message"]
+# A refusal is a point's own matter (its scheme's checkpoints are missing, it does not serve this task): recorded
+# and the sweep goes on. UNAVAILABLE means the services are gone: the sweep stops (--resume continues it).
+FATAL = ("UNAVAILABLE",)
+
+
+# ---- provenance ---------------------------------------------------------------------------------------------
+
+def checkpoint_hashes(directory: Path) -> dict[str, str]:
+    """sha256 of every checkpoint file (weights, tokenizer tables) in `directory`; the manifests and README are
+    descriptions, not inputs, and are left out."""
+    out = {}
+    for p in sorted(Path(directory).glob("*")):
+        if p.is_file() and p.suffix in (".safetensors", ".json", ".pt", ".bin") and not p.name.startswith("manifest"):
+            h = hashlib.sha256()
+            with p.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            out[p.name] = h.hexdigest()
+    return out
+
+
+def git_state(root: Path = ROOT) -> tuple[str | None, bool | None]:
+    """(HEAD's commit, whether tracked files differ from it), or (None, None) outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=30)
+        if head.returncode != 0:
+            return None, None
+        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                            text=True, timeout=60)
+        return head.stdout.strip(), bool(st.stdout.strip()) if st.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def make_header(argv: list[str], settings: dict, checkpoints_dir: Path) -> dict:
+    commit, dirty = git_state()
+    return {"format": FORMAT, "command": "unitocom " + " ".join(shlex.quote(a) for a in argv),
+            "git_commit": commit, "git_dirty": dirty,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "checkpoints_dir": str(checkpoints_dir), "checkpoints_sha256": checkpoint_hashes(checkpoints_dir),
+            **settings}
+
+
+# ---- the files ----------------------------------------------------------------------------------------------
+
+def point_key(p: dict) -> tuple:
+    """What identifies a point for --resume: (task, scheme, SNR, channel, n asked for)."""
+    snr = p.get("snr_db")
+    return (p["task"], p["scheme"], None if snr is None else round(float(snr), 6), p["channel"],
+            int(p.get("n_requested", p.get("n"))))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, header: dict, points: list[dict], skipped: list[dict]) -> None:
+    _atomic_write(Path(path), json.dumps({"header": header, "points": points, "skipped": skipped}, indent=2) + "\n")
+
+
+def write_csv(path: Path, points: list[dict], skipped: list[dict]) -> None:
+    import io
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for p in points:
+        w.writerow({**p, "skipped": False})
+    for s in skipped:
+        w.writerow({**s, "skipped": True})
+    _atomic_write(Path(path), buf.getvalue())
+
+
+PANELS = [  # (task, value key, interval key prefix, y label)
+    ("vqa", "value", "ci_", "VQA accuracy"),
+    ("t2i", "value", "ci_", "T2I FID (scene-checker features)"),
+    ("t2i", "pair_recall", "pair_recall_ci_", "T2I pair recall"),
+    ("asr", "value", "ci_", "ASR WER"),
+]
+
+
+def _yerr(points: list[dict], key: str, prefix: str) -> list[list[float]]:
+    """Error-bar lengths below and above each value (0 where an interval is missing or, as FID's bootstrap
+    can be, wholly on one side of the value)."""
+    lo = [max(0.0, p[key] - p[f"{prefix}low"]) if p.get(f"{prefix}low") is not None else 0.0 for p in points]
+    hi = [max(0.0, p[f"{prefix}high"] - p[key]) if p.get(f"{prefix}high") is not None else 0.0 for p in points]
+    return [lo, hi]
+
+
+def plot(path: Path, points: list[dict]) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels = [pn for pn in PANELS if any(p["task"] == pn[0] and p.get(pn[1]) is not None for p in points)]
+    if not panels:
+        return
+    cols = min(2, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (task, key, prefix, label) in zip(axes.flat, panels):
+        pts = [p for p in points if p["task"] == task and p.get(key) is not None]
+        curves = [p for p in pts if p["scheme"] != UPPER]
+        channels = sorted({p["channel"] for p in curves})
+        for scheme in dict.fromkeys(p["scheme"] for p in curves):
+            for ch in channels:
+                line = sorted((p for p in curves if p["scheme"] == scheme and p["channel"] == ch),
+                              key=lambda p: p["snr_db"])
+                if line:
+                    ax.errorbar([p["snr_db"] for p in line], [p[key] for p in line], yerr=_yerr(line, key, prefix),
+                                marker="o", capsize=3, label=scheme if len(channels) == 1 else f"{scheme} ({ch})")
+        for p in (p for p in pts if p["scheme"] == UPPER):
+            ax.axhline(p[key], color="black", ls="--", lw=1.2, label=UPPER_LABEL)
+            if p.get(f"{prefix}low") is not None:
+                ax.axhspan(p[f"{prefix}low"], p[f"{prefix}high"], color="black", alpha=0.08, lw=0)
+        if task == "vqa" and key == "value" and curves and curves[0].get("chance") is not None:
+            ax.axhline(curves[0]["chance"], color="grey", ls=":", label="majority-class chance")
+        ax.set_xlabel(f"SNR (dB), {', '.join(channels)}" if channels else "SNR (dB)")
+        ax.set_ylabel(label)
+        ns = sorted({p["n"] for p in pts})
+        ax.set_title(f"{label} (n={','.join(map(str, ns))}, 95 % CI)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+# ---- the sweep ----------------------------------------------------------------------------------------------
+
+def plan(tasks: list[str], schemes: list[str], snrs: list[float], channel: str, ns: dict[str, int],
+         upper_bound: bool) -> list[dict]:
+    """Every point to measure: per task, each scheme at each SNR, then the upper bound."""
+    out = []
+    for t in tasks:
+        out += [{"task": t, "scheme": s, "snr_db": float(snr), "channel": channel, "n_requested": ns[t]}
+                for s in schemes for snr in snrs]
+        if upper_bound:
+            out.append({"task": t, "scheme": UPPER, "snr_db": None, "channel": NOISELESS, "n_requested": ns[t]})
+    return out
+
+
+def _noiseless_available() -> bool:
+    from unitocom import client
+    return NOISELESS in client.choices().get("channel", [])
+
+
+def measure(spec: dict, args, send_snr_db: float) -> dict:
+    """One point through the services (the upper bound is sent as unitocom over `noiseless`)."""
+    from unitocom.task_eval import evaluate
+    upper = spec["scheme"] == UPPER
+    row = evaluate(spec["task"], "unitocom" if upper else spec["scheme"],
+                   send_snr_db if upper else spec["snr_db"], spec["channel"], spec["n_requested"], args.data,
+                   args.target, args.split, seed=args.seed, progress=not args.quiet, timeout_s=args.timeout_s,
+                   workers=max(1, args.workers), n_resamples=args.resamples, fid_resamples=args.fid_resamples)
+    row["n_requested"] = spec["n_requested"]
+    if upper:
+        row.update(scheme=UPPER, snr_db=None, sent_as={"scheme": "unitocom", "channel": NOISELESS,
+                                                       "snr_db": send_snr_db})
+    return row
+
+
+def run(args, argv: list[str]) -> dict:
+    from unitocom import client
+    from unitocom.schemes.learned import checkpoint_dir
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    bad = [t for t in tasks if t not in TASKS]
+    if bad or not tasks:
+        raise UserError(f"--tasks: unknown task(s) {', '.join(bad) or '(none)'}; choose from {', '.join(TASKS)}")
+    schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
+    if not schemes:
+        raise UserError("--schemes: name at least one scheme")
+    ns = {"vqa": args.n_vqa, "t2i": args.n_t2i, "asr": args.n_asr}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {k: out / f"fig2.{k}" for k in ("json", "csv", "png")}
+    settings = {"target": args.target, "data": str(args.data), "split": args.split, "seed": args.seed,
+                "resamples": args.resamples, "fid_resamples": args.fid_resamples, "workers": args.workers}
+    header = make_header(argv, settings, checkpoint_dir())
+
+    kept: dict[tuple, dict] = {}
+    if args.resume and paths["json"].exists():
+        old = json.loads(paths["json"].read_text())
+        oh = old.get("header", {})
+        if oh.get("checkpoints_sha256") != header["checkpoints_sha256"]:
+            raise UserError(f"--resume: {paths['json']} was measured with other checkpoints than those in "
+                            f"{header['checkpoints_dir']} now; move it away or run without --resume")
+        for k in ("data", "split", "seed"):
+            if oh.get(k) != header.get(k):
+                raise UserError(f"--resume: {paths['json']} was measured with {k}={oh.get(k)!r}, this run asks for "
+                                f"{header.get(k)!r}; move it away or run without --resume")
+        kept = {point_key(p): p for p in old.get("points", [])}
+        header["resumed_from"] = [*oh.pop("resumed_from", []), oh]
+        print(f"resuming: {len(kept)} point(s) kept from {paths['json']}", file=sys.stderr)
+
+    todo = plan(tasks, schemes, args.snr_db, args.channel, ns, not args.no_upper_bound)
+    planned = {point_key(s) for s in todo}
+    points = [p for k, p in kept.items() if k not in planned]  # measured earlier, outside this grid: kept
+    if points:
+        print(f"keeping {len(points)} earlier point(s) outside this command's grid", file=sys.stderr)
+    skipped: list[dict] = []
+    noiseless = _noiseless_available()
+    fresh = 0
+
+    def save():
+        write_json(paths["json"], header, points, skipped)
+        write_csv(paths["csv"], points, skipped)
+
+    for i, spec in enumerate(todo, 1):
+        key = point_key(spec)
+        what = (f"[{i}/{len(todo)}] {spec['task']} {spec['scheme']} "
+                + (f"{spec['snr_db']:g} dB {spec['channel']}" if spec["snr_db"] is not None else spec["channel"])
+                + f" n={spec['n_requested']}")
+        if key in kept:
+            points.append(kept[key])
+            print(f"{what}: kept from the earlier run", file=sys.stderr)
+            continue
+        if spec["scheme"] == UPPER and not noiseless:
+            skipped.append({**spec, "status": "NOT_AVAILABLE",
+                            "message": "this checkout has no channel model 'noiseless' (unitocom.options.Channel)"})
+            print(f"{what}: skipped, no 'noiseless' channel model here", file=sys.stderr)
+            save()
+            continue
+        print(what, file=sys.stderr)
+        try:
+            row = measure(spec, args, max(args.snr_db))
+        except client.RpcError as e:
+            status, message = client.error_status(e)
+            if status in FATAL:
+                save()
+                raise
+            skipped.append({**spec, "status": status, "message": message})
+            print(f"  skipped: {status}: {message}", file=sys.stderr)
+        except (UserError, RuntimeError) as e:  # a scorer that cannot run here (no scene checker, no image back)
+            skipped.append({**spec, "status": type(e).__name__, "message": " ".join(str(e).split())})
+            print(f"  skipped: {e}", file=sys.stderr)
+        else:
+            points.append(row)
+            fresh += 1
+        save()
+    save()
+    plot(paths["png"], points)
+    return {"header": header, "points": points, "skipped": skipped, "fresh": fresh, "paths": paths}
+
+
+def summary(res: dict) -> str:
+    lines = [f"fig2: {len(res['points'])} point(s) ({res['fresh']} measured now), {len(res['skipped'])} skipped"]
+    for p in res["points"]:
+        at = f"{p['snr_db']:g} dB" if p.get("snr_db") is not None else "any SNR"
+        lo, hi = p.get("ci_low"), p.get("ci_high")
+        ci = f" [{lo:.3g}, {hi:.3g}]" if lo is not None and hi is not None else ""
+        lines.append(f"  {p['task']:4s} {p['scheme']:12s} {at:>8s} {p['channel']:9s} n={p['n']:<4d} "
+                     f"{p['metric']} {p['value']:.4g}{ci}")
+    for s in res["skipped"]:
+        at = f"{s['snr_db']:g} dB" if s.get("snr_db") is not None else "any SNR"
+        lines.append(f"  {s['task']:4s} {s['scheme']:12s} {at:>8s} {s['channel']:9s} skipped: {s['status']}: "
+                     f"{s['message'][:160]}")
+    lines += [f"  wrote {p}" for p in res["paths"].values() if p.exists()]
+    return "\n".join(lines)
+
+
+def add_subparser(sub) -> None:
+    p = sub.add_parser("fig2", help="Fig. 2 through the running services: results/fig2.{json,csv,png} with "
+                       "95 % intervals and the noiseless upper bound", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", default="vqa,t2i,asr", help="comma list of vqa, t2i, asr")
+    p.add_argument("--schemes", default="unitocom,vae,semcom,traditional")
+    p.add_argument("--snr-db", type=snr_points_arg, default="0:20:5", help="A:B:STEP or a comma list (dB)")
+    p.add_argument("--channel", default="rayleigh", help="awgn | rayleigh | rician")
+    p.add_argument("--n-vqa", type=int, default=500, help="questions per VQA point")
+    p.add_argument("--n-asr", type=int, default=150, help="utterances per ASR point")
+    p.add_argument("--n-t2i", type=int, default=500, help="captions per T2I point")
+    p.add_argument("--out", default="results", help="folder for fig2.json, fig2.csv, fig2.png")
+    p.add_argument("--data", default="data/tiny", help="data set root (unitocom data make --preset tiny)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--seed", type=int, default=0, help="request i carries seed + i; also the bootstrap's seed")
+    p.add_argument("--target", default="127.0.0.1:50051", help="the transmitter (start with `unitocom up`)")
+    p.add_argument("--workers", type=int, default=2, help="requests in flight at a time")
+    p.add_argument("--timeout-s", type=float, default=300.0, help="per request")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for WER and pair recall")
+    p.add_argument("--fid-resamples", type=int, default=200, help="bootstrap resamples for FID (costlier)")
+    p.add_argument("--no-upper-bound", action="store_true",
+                   help="leave out the upper bound (unitocom over the noiseless channel)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the points already in OUT/fig2.json with the same task, scheme, SNR, channel and n")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_fig2)
+
+
+def _argv(args) -> list[str]:
+    """The command line as typed (from `fig2` on), or, when called in-process, one rebuilt from the options."""
+    if "fig2" in sys.argv[1:]:
+        return sys.argv[sys.argv.index("fig2", 1):]
+    out = ["fig2"]
+    for k, v in sorted(vars(args).items()):
+        if k in ("func", "command") or v is None or v is False:
+            continue
+        flag = "--" + k.replace("_", "-")
+        if v is True:
+            out.append(flag)
+        elif k == "snr_db":
+            out.append(f"{flag}={','.join(f'{x:g}' for x in v)}")
+        else:
+            out += [flag, str(v)]
+    return out
+
+
+def _cmd_fig2(args) -> int:
+    from unitocom import client
+    for k in ("n_vqa", "n_asr", "n_t2i", "resamples", "fid_resamples", "workers"):
+        if getattr(args, k) < 1:
+            raise UserError(f"--{k.replace('_', '-')} must be at least 1")
+    try:
+        res = run(args, _argv(args))
+    except client.RpcError as e:
+        print("error: {}: {} (the points measured so far are saved; rerun with --resume)".format(
+            *client.error_status(e)), file=sys.stderr)
+        return 1
+    print(summary(res))
+    return 0
