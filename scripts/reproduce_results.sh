@@ -1,6 +1,8 @@
 #!/bin/bash
 # Reruns every evaluation the README's Results section quotes, writing to out/ (about 40 minutes on 2 cores).
 #   scripts/reproduce_results.sh [link|tokenizers|tasks|all]     (default: all)
+#   scripts/reproduce_results.sh fig2     Fig. 2 at full n into results/ and the README's tables from it (hours on
+#                                         2 cores; not part of `all`; rerun it to continue an interrupted sweep)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -49,4 +51,16 @@ if [ "$what" = tasks ] || [ "$what" = all ]; then
   for s in unitocom vae; do
     $U eval --task t2i --scheme $s --snr-db 20 --channel rayleigh --n 60 --target $T --json | tee out/t2i_${s}_20.json
   done
+fi
+
+if [ "$what" = fig2 ]; then
+  # Fig. 2 as files (results/fig2.{json,csv,png}, 95 % intervals, the noiseless upper bound) through services of
+  # its own on ports 50081.., then the README's tables regenerated from results/*.json. --resume keeps the points
+  # an interrupted run already wrote; the sweep goes on past a scheme the services refuse (recorded as skipped).
+  T=127.0.0.1:50081
+  $U up --base-port 50081 --metrics-base-port 9181 --run-dir runs/fig2run
+  trap '$U down --run-dir runs/fig2run' EXIT
+  $U fig2 --tasks vqa,t2i,asr --schemes unitocom,vae,semcom,traditional --snr-db 0:20:5 --channel rayleigh \
+     --n-vqa 500 --n-asr 150 --n-t2i 500 --workers 2 --out results --target $T --resume
+  .venv/bin/python scripts/results_tables.py
 fi

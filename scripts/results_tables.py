@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""The README's result tables, written from results/*.json (never typed).
+
+    scripts/results_tables.py            rewrite the tables between the README's marker comments
+    scripts/results_tables.py --check    exit 1 if the README differs from what the files say
+
+A block is the text between `<!-- results:fig2:vqa -->` and `<!-- /results:fig2:vqa -->` (likewise t2i, asr):
+a markdown table per task score with one row per scheme, one column per SNR, cells "value [ci_low, ci_high]"
+(95 %), the upper bound (the same MLLM on noiseless tokens) as a last row, and a line under the table stating n,
+the interval and the file's commit. A README without a block's markers is left alone with a message naming them;
+a task with no points leaves its block alone too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ("vqa", "t2i", "asr")
+UPPER = "upper-bound"
+UPPER_ROW = "upper bound (noiseless tokens)"
+# (value key, interval prefix, caption) per task score
+SCORES = {"vqa": [("value", "ci_", "VQA accuracy (exact match; Wilson 95 % interval)")],
+          "t2i": [("value", "ci_", "T2I FID in scene-checker features (lower is better; bootstrap 95 % interval "
+                                   "over caption/image pairs)"),
+                  ("pair_recall", "pair_recall_ci_", "T2I pair recall (bootstrap 95 % interval)")],
+          "asr": [("value", "ci_", "ASR word error rate (lower is better; bootstrap 95 % interval over "
+                                   "utterances)")]}
+UNIT = {"vqa": "questions", "t2i": "captions", "asr": "utterances"}
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- results:{name} -->", f"<!-- /results:{name} -->"
+
+
+def load(results_dir: Path) -> dict[str, dict]:
+    """{figure name: parsed JSON} for every results/*.json that holds points (fig2.json -> "fig2")."""
+    out = {}
+    for p in sorted(Path(results_dir).glob("*.json")):
+        try:
+            d = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"error: {p} is not JSON ({e})") from None
+        if isinstance(d, dict) and isinstance(d.get("points"), list):
+            out[p.stem] = d
+    return out
+
+
+def cell(p: dict | None, key: str, prefix: str, digits: int = 2) -> str:
+    """"0.61 [0.54, 0.67]": the value and its 95 % interval, `digits` decimals."""
+    if p is None or p.get(key) is None:
+        return "–"
+    lo, hi = p.get(f"{prefix}low"), p.get(f"{prefix}high")
+    return f"{p[key]:.{digits}f}" + (f" [{lo:.{digits}f}, {hi:.{digits}f}]" if lo is not None and hi is not None
+                                     else "")
+
+
+def _snr_key(p: dict) -> tuple:
+    return (p["channel"], float(p["snr_db"]))
+
+
+def block(task: str, fig: dict) -> str | None:
+    """The markdown of one task's block, or None when the file has nothing for the task."""
+    points = [p for p in fig.get("points", []) if p.get("task") == task]
+    skipped = [s for s in fig.get("skipped", []) if s.get("task") == task]
+    if not points and not skipped:
+        return None
+    curves = [p for p in points if p.get("scheme") != UPPER and p.get("snr_db") is not None]
+    cols = sorted({_snr_key(p) for p in curves} | {_snr_key(s) for s in skipped if s.get("snr_db") is not None})
+    channels = sorted({c for c, _ in cols})
+    label = (lambda c: f"{c[1]:g} dB") if len(channels) <= 1 else (lambda c: f"{c[0]} {c[1]:g} dB")
+    schemes = list(dict.fromkeys([p["scheme"] for p in curves]
+                                 + [s["scheme"] for s in skipped if s.get("scheme") != UPPER]))
+    at = {(p["scheme"], _snr_key(p)): p for p in curves}
+    refused = {(s["scheme"], _snr_key(s)): s for s in skipped if s.get("snr_db") is not None}
+    upper = next((p for p in points if p.get("scheme") == UPPER), None)
+    out = []
+    for key, prefix, caption in SCORES[task]:
+        digits = 1 if (task, key) == ("t2i", "value") else 2  # FID: tens; the rest: rates
+        if not any(p.get(key) is not None for p in points):
+            continue
+        head = f"{caption}, {', '.join(channels)} channel" if channels else caption
+        out += [f"*{head}*", "", "| scheme | " + " | ".join(label(c) for c in cols) + " |",
+                "|---|" + "---|" * len(cols)]
+        for s in schemes:
+            cells = []
+            for c in cols:
+                if (s, c) in at:
+                    cells.append(cell(at[(s, c)], key, prefix, digits))
+                elif (s, c) in refused:
+                    cells.append(f"refused ({refused[(s, c)]['status']})")
+                else:
+                    cells.append("–")
+            out.append(f"| {s} | " + " | ".join(cells) + " |")
+        if upper is not None:
+            out.append(f"| {UPPER_ROW} | " + " | ".join(cell(upper, key, prefix, digits) for _ in cols) + " |")
+        out.append("")
+    ns = sorted({p["n"] for p in points})
+    h = fig.get("header", {})
+    commit = (h.get("git_commit") or "unknown")[:10] + (" (dirty tree)" if h.get("git_dirty") else "")
+    out.append(f"n = {', '.join(map(str, ns)) or '–'} {UNIT[task]} per point; 95 % intervals. From "
+               f"`results/fig2.json` (commit {commit}, {h.get('date', 'date unknown')}): `{h.get('command', '?')}`.")
+    if upper is None:
+        out.append("No upper bound in the file (the noiseless channel was not measured).")
+    for s in skipped:
+        where = f"{s['snr_db']:g} dB" if s.get("snr_db") is not None else s.get("channel", "")
+        out.append(f"Refused: {s['scheme']} at {where}: {s['status']}: {' '.join(str(s.get('message', '')).split())}")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
+    """(the README with every block whose markers it has rewritten, messages about the blocks left alone)."""
+    notes = []
+    for fig_name, fig in sorted(figures.items()):
+        for task in TASKS:
+            name = f"{fig_name}:{task}"
+            text = block(task, fig)
+            if text is None:
+                continue
+            start, end = markers(name)
+            m = re.search(re.escape(start) + r"\n?(.*?)" + re.escape(end), readme, flags=re.S)
+            if m is None:
+                notes.append(f"the README has no {start} ... {end} markers: the {task} table of results/"
+                             f"{fig_name}.json is not written (put the two comments where the table belongs)")
+                continue
+            readme = readme[:m.start()] + f"{start}\n{text}{end}" + readme[m.end():]
+    return readme, notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", default=str(ROOT / "results"), help="folder of the results' JSON files")
+    ap.add_argument("--readme", default=str(ROOT / "README.md"))
+    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if the README is out of date")
+    args = ap.parse_args(argv)
+    readme_path = Path(args.readme)
+    figures = load(Path(args.results))
+    if not figures:
+        print(f"no results in {args.results} (make them with `unitocom fig2 --out {args.results}`); "
+              "the README is left alone", file=sys.stderr)
+        return 0
+    old = readme_path.read_text()
+    new, notes = render(old, figures)
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr)
+    if args.check:
+        if new != old:
+            print(f"{readme_path} is out of date with {args.results}: run scripts/results_tables.py",
+                  file=sys.stderr)
+            return 1
+        return 0
+    if new != old:
+        readme_path.write_text(new)
+        print(f"rewrote the result tables in {readme_path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,387 @@
+"""Issue 14, the results side: 95 % intervals (unitocom.results), the Fig. 2 files (unitocom.fig2) and the README
+tables written from them (scripts/results_tables.py). The last test runs a reduced Fig. 2 through real services."""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unitocom import results as ci
+
+ROOT = Path(__file__).resolve().parents[1]
+Z = 1.959963984540054
+
+
+def _tables():
+    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "scripts" / "results_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# ---- intervals ----------------------------------------------------------------------------------------------
+
+def test_wilson_matches_the_closed_form_at_0_5_and_10_of_10():
+    n, z2 = 10, Z * Z
+    # k = 0: [0, z^2 / (n + z^2)]; k = n: [n / (n + z^2), 1]
+    assert ci.wilson(0, n) == (0.0, pytest.approx(z2 / (n + z2), abs=1e-12))
+    assert ci.wilson(10, n) == (pytest.approx(n / (n + z2), abs=1e-12), 1.0)
+    # k = 5: symmetric about 1/2, half-width z sqrt(n/4 + z^2/4) / (n + z^2)
+    half = Z * math.sqrt(n / 4 + z2 / 4) / (n + z2)
+    lo, hi = ci.wilson(5, n)
+    assert lo == pytest.approx(0.5 - half, abs=1e-12) and hi == pytest.approx(0.5 + half, abs=1e-12)
+    # the values statsmodels' proportion_confint(k, 10, method="wilson") prints
+    assert ci.wilson(0, 10)[1] == pytest.approx(0.27753, abs=1e-5)
+    assert (lo, hi) == (pytest.approx(0.23659, abs=1e-5), pytest.approx(0.76341, abs=1e-5))
+    assert ci.wilson(10, 10)[0] == pytest.approx(0.72247, abs=1e-5)
+
+
+def test_wilson_rejects_impossible_counts():
+    for k, n in ((0, 0), (-1, 5), (6, 5)):
+        with pytest.raises(ValueError):
+            ci.wilson(k, n)
+
+
+def test_the_bootstrap_of_a_constant_is_degenerate():
+    assert ci.mean_interval([0.4] * 30) == (pytest.approx(0.4), pytest.approx(0.4))
+    # every utterance with the same error rate: the corpus WER is that rate in every resample
+    words = [3, 5, 8, 2, 10]
+    lo, hi = ci.wer_interval([w / 2 for w in words], words)
+    assert lo == pytest.approx(0.5) and hi == pytest.approx(0.5)
+    f = np.random.default_rng(0).normal(size=(12, 4))
+    lo, hi = ci.fid_interval(f, f, n_resamples=20)
+    assert abs(lo) < 1e-6 and abs(hi) < 1e-6
+
+
+def test_the_bootstrap_is_reproducible_and_checks_its_input():
+    x = np.random.default_rng(1).random(40)
+    assert ci.mean_interval(x, seed=3) == ci.mean_interval(x, seed=3)
+    with pytest.raises(ValueError):
+        ci.bootstrap(np.mean, [np.arange(3), np.arange(4)])
+    with pytest.raises(ValueError):
+        ci.mean_interval([])
+    with pytest.raises(ValueError):
+        ci.wer_interval([1], [0])
+
+
+def test_corpus_wer_is_total_edits_over_total_words_and_its_interval_brackets_it():
+    edits, words = [0, 2, 1, 5, 0, 3], [4, 6, 5, 7, 3, 9]
+    assert ci.ratio_of_sums(np.array(edits), np.array(words)) == pytest.approx(11 / 34)
+    lo, hi = ci.wer_interval(edits, words)
+    assert lo < 11 / 34 < hi
+
+
+def test_the_intervals_cover_about_95_percent_on_synthetic_data():
+    rng = np.random.default_rng(0)
+    p, n, trials = 0.3, 80, 300
+    wilson_hits = sum(lo <= p <= hi for lo, hi in (ci.wilson(int(rng.binomial(n, p)), n) for _ in range(trials)))
+    assert 0.90 <= wilson_hits / trials <= 0.99
+    boot_hits = 0
+    for t in range(100):
+        x = rng.normal(1.0, 2.0, 60)
+        lo, hi = ci.mean_interval(x, n_resamples=300, seed=t)
+        boot_hits += lo <= 1.0 <= hi
+    assert 0.85 <= boot_hits / 100 <= 1.0
+
+
+def test_frechet_distance_is_fids_formula():
+    from scipy import linalg
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(200, 6)), rng.normal(0.5, 1.5, size=(200, 6))
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    ref = np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(s_a + s_b - 2 * linalg.sqrtm(s_a @ s_b).real)
+    assert ci.frechet_distance(a, b) == pytest.approx(ref, rel=1e-8)
+
+
+def test_per_utterance_edit_counts_add_up_to_the_scorers_wer():
+    from unitocom.metrics.scores import wer
+    from unitocom.task_eval import wer_counts
+    refs = ["the cat sat on the mat", "hello world", "one two three four"]
+    hyps = ["the cat sat on mat", "", "one too three four five"]
+    edits, words = wer_counts(refs, hyps)
+    assert words == [6, 2, 4] and edits == [1, 2, 2]
+    assert sum(edits) / sum(words) == pytest.approx(wer(refs, hyps))
+
+
+def test_gather_keeps_index_order_whatever_the_completion_order():
+    from unitocom.task_eval import gather
+    seen = []
+
+    def slow_first(i: int) -> int:
+        time.sleep(0.02 * (6 - i))
+        seen.append(i)
+        return i * i
+    assert gather(slow_first, 6, workers=3, progress=False) == [i * i for i in range(6)]
+    assert seen != sorted(seen)  # they did complete out of order
+    assert gather(slow_first, 3, workers=1, progress=False) == [0, 1, 4]
+
+    def boom(i: int) -> int:
+        if i == 2:
+            raise KeyError("two")
+        return i
+    with pytest.raises(KeyError):
+        gather(boom, 8, workers=2, progress=False)
+
+
+# ---- the Fig. 2 files ---------------------------------------------------------------------------------------
+
+def _point(task, scheme, snr, value, lo, hi, n=6, channel="rayleigh", **extra):
+    metric = {"vqa": "accuracy", "t2i": "fid", "asr": "wer"}[task]
+    return {"task": task, "scheme": scheme, "snr_db": snr, "channel": channel, "n": n, "n_requested": n,
+            "metric": metric, "value": value, "ci_low": lo, "ci_high": hi, **extra}
+
+
+def _figure() -> dict:
+    pts = [_point("vqa", s, snr, v, v - 0.1, v + 0.1, chance=0.3)
+           for s, off in (("unitocom", 0.2), ("traditional", 0.0)) for snr, v in ((0, 0.3 + off), (10, 0.5 + off))]
+    pts.append({**_point("vqa", "upper-bound", None, 0.8, 0.7, 0.88, channel="noiseless", chance=0.3)})
+    pts += [_point("t2i", "unitocom", snr, 20.0 - snr, 18.0 - snr, 25.0 - snr, pair_recall=0.5,
+                   pair_recall_ci_low=0.4, pair_recall_ci_high=0.6, fid_real_vs_real=3.0) for snr in (0, 10)]
+    pts += [_point("asr", "unitocom", snr, 0.4, 0.3, 0.5) for snr in (0, 10)]
+    skipped = [{"task": "vqa", "scheme": "semcom", "snr_db": 0.0, "channel": "rayleigh", "n_requested": 6,
+                "status": "UNIMPLEMENTED", "message": "semcom serves no vqa"}]
+    header = {"format": "unitocom-results/fig2/1", "command": "unitocom fig2 --tasks vqa", "git_commit": "a" * 40,
+              "git_dirty": False, "date": "2026-12-02T10:00:00+00:00", "checkpoints_sha256": {"x.safetensors": "0"}}
+    return {"header": header, "points": pts, "skipped": skipped}
+
+
+def test_the_json_csv_and_png_writers(tmp_path):
+    from unitocom import fig2
+    fig = _figure()
+    fig2.write_json(tmp_path / "fig2.json", fig["header"], fig["points"], fig["skipped"])
+    fig2.write_csv(tmp_path / "fig2.csv", fig["points"], fig["skipped"])
+    fig2.plot(tmp_path / "fig2.png", fig["points"])
+    back = json.loads((tmp_path / "fig2.json").read_text())
+    assert back == fig
+    rows = list(csv.DictReader((tmp_path / "fig2.csv").open()))
+    assert len(rows) == len(fig["points"]) + 1 and rows[0].keys() >= {"task", "scheme", "snr_db", "ci_low", "ci_high"}
+    assert rows[-1]["skipped"] == "True" and rows[-1]["status"] == "UNIMPLEMENTED"
+    assert (tmp_path / "fig2.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_header_names_the_commit_and_hashes_every_checkpoint(tmp_path):
+    import hashlib
+
+    from unitocom import fig2
+    (tmp_path / "a.safetensors").write_bytes(b"weights")
+    (tmp_path / "text-bpe.json").write_text("{}")
+    (tmp_path / "manifest.json").write_text("{}")
+    h = fig2.make_header(["fig2", "--tasks", "vqa"], {"data": "d"}, tmp_path)
+    assert h["command"] == "unitocom fig2 --tasks vqa" and h["data"] == "d"
+    assert h["checkpoints_sha256"] == {"a.safetensors": hashlib.sha256(b"weights").hexdigest(),
+                                       "text-bpe.json": hashlib.sha256(b"{}").hexdigest()}
+    assert len(h["git_commit"]) == 40 and isinstance(h["git_dirty"], bool) and h["date"].endswith("+00:00")
+
+
+def test_the_plan_and_the_resume_key():
+    from unitocom import fig2
+    todo = fig2.plan(["vqa", "asr"], ["unitocom", "vae"], [0.0, 10.0], "rayleigh", {"vqa": 5, "asr": 3}, True)
+    assert len(todo) == 2 * (2 * 2 + 1)
+    ub = [t for t in todo if t["scheme"] == fig2.UPPER]
+    assert [(t["task"], t["snr_db"], t["channel"], t["n_requested"]) for t in ub] == [
+        ("vqa", None, "noiseless", 5), ("asr", None, "noiseless", 3)]
+    assert fig2.point_key(_point("vqa", "vae", 10, 0.5, 0.4, 0.6)) == ("vqa", "vae", 10.0, "rayleigh", 6)
+
+
+class _Refused(Exception):
+    """Stands in for a grpc.RpcError the services answer (client.error_status reads code() and details())."""
+
+    def __init__(self, code):
+        self._code = code
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return f"refused: {self._code.name}"
+
+
+def _args(tmp_path, *more):
+    from unitocom import cli
+    return cli.parser().parse_args(["fig2", "--tasks", "vqa", "--schemes", "unitocom,semcom", "--snr-db", "0,10",
+                                    "--n-vqa", "6", "--out", str(tmp_path), "--quiet", *more])
+
+
+def test_the_sweep_records_refusals_goes_on_and_resumes(tmp_path, monkeypatch):
+    import grpc
+
+    from unitocom import client, fig2
+    monkeypatch.setattr(client, "RpcError", _Refused)
+    monkeypatch.setattr(fig2, "_noiseless_available", lambda: True)
+    calls, lock = [], threading.Lock()
+
+    def fake(spec, args, send_snr_db):
+        with lock:
+            calls.append((spec["scheme"], spec["snr_db"]))
+        if spec["scheme"] == "semcom":
+            raise _Refused(grpc.StatusCode.UNIMPLEMENTED)
+        snr = spec["snr_db"]
+        v = 0.9 if snr is None else 0.4 + snr / 100
+        row = _point("vqa", spec["scheme"], snr, v, v - 0.1, v + 0.05, channel=spec["channel"], chance=0.3)
+        return {**row, "n_requested": spec["n_requested"]}
+    monkeypatch.setattr(fig2, "measure", fake)
+    res = fig2.run(_args(tmp_path), ["fig2"])
+    assert [(p["scheme"], p["snr_db"]) for p in res["points"]] == [("unitocom", 0.0), ("unitocom", 10.0),
+                                                                   ("upper-bound", None)]
+    assert [(s["scheme"], s["status"]) for s in res["skipped"]] == [("semcom", "UNIMPLEMENTED")] * 2
+    saved = json.loads((tmp_path / "fig2.json").read_text())
+    assert saved["points"] == res["points"] and saved["skipped"] == res["skipped"]
+    assert (tmp_path / "fig2.png").exists() and (tmp_path / "fig2.csv").exists()
+    assert "skipped: UNIMPLEMENTED" in fig2.summary(res)
+
+    calls.clear()
+    res2 = fig2.run(_args(tmp_path, "--resume"), ["fig2", "--resume"])
+    assert calls == [("semcom", 0.0), ("semcom", 10.0)]  # only the refused ones are tried again
+    assert res2["points"] == res["points"] and res2["fresh"] == 0
+    assert res2["header"]["resumed_from"][0]["date"] == res["header"]["date"]
+
+    calls.clear()
+    monkeypatch.setattr(fig2, "_noiseless_available", lambda: False)
+    res3 = fig2.run(_args(tmp_path, "--no-upper-bound", "--snr-db", "10"), ["fig2"])  # not resumed: fresh
+    assert calls == [("unitocom", 10.0), ("semcom", 10.0)] and len(res3["points"]) == 1
+
+
+def test_resume_refuses_results_made_with_other_checkpoints(tmp_path, monkeypatch):
+    from unitocom import fig2
+    from unitocom.errors import UserError
+    fig = _figure()
+    fig["header"].update(data="data/tiny", split="test", seed=0)
+    fig2.write_json(tmp_path / "fig2.json", fig["header"], fig["points"], fig["skipped"])
+    with pytest.raises(UserError, match="other checkpoints"):
+        fig2.run(_args(tmp_path, "--resume"), ["fig2"])
+
+
+def test_the_upper_bound_is_skipped_where_there_is_no_noiseless_channel(tmp_path, monkeypatch):
+    from unitocom import fig2
+    monkeypatch.setattr(fig2, "_noiseless_available", lambda: False)
+    monkeypatch.setattr(fig2, "measure", lambda spec, args, s: {
+        **_point("vqa", spec["scheme"], spec["snr_db"], 0.5, 0.4, 0.6), "n_requested": 6})
+    res = fig2.run(_args(tmp_path, "--schemes", "unitocom"), ["fig2"])
+    assert [s["status"] for s in res["skipped"]] == ["NOT_AVAILABLE"]
+    assert res["skipped"][0]["scheme"] == "upper-bound" and res["skipped"][0]["snr_db"] is None
+
+
+# ---- the README's tables ------------------------------------------------------------------------------------
+
+README = """# Title
+
+Some text.
+
+<!-- results:fig2:vqa -->
+stale
+<!-- /results:fig2:vqa -->
+
+## ASR
+
+<!-- results:fig2:asr -->
+<!-- /results:fig2:asr -->
+end
+"""
+
+
+def test_the_tables_are_written_between_the_markers_and_checked(tmp_path, capsys):
+    rt = _tables()
+    res = tmp_path / "results"
+    res.mkdir()
+    fig = _figure()
+    (res / "fig2.json").write_text(json.dumps(fig))
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    args = ["--results", str(res), "--readme", str(readme)]
+    assert rt.main([*args, "--check"]) == 1
+    assert rt.main(args) == 0
+    text = readme.read_text()
+    assert "stale" not in text and text.startswith("# Title\n\nSome text.\n") and text.endswith("end\n")
+    assert "| scheme | 0 dB | 10 dB |" in text
+    assert "| unitocom | 0.50 [0.40, 0.60] | 0.70 [0.60, 0.80] |" in text
+    assert "| upper bound (noiseless tokens) | 0.80 [0.70, 0.88] | 0.80 [0.70, 0.88] |" in text
+    assert "| semcom | refused (UNIMPLEMENTED) | – |" in text
+    assert "n = 6 questions per point" in text and "n = 6 utterances per point" in text
+    assert "no <!-- results:fig2:t2i --> ... <!-- /results:fig2:t2i --> markers" in capsys.readouterr().err
+    assert rt.main([*args, "--check"]) == 0  # in sync, and writing again changes nothing
+    assert rt.main(args) == 0 and readme.read_text() == text
+    fig["points"][0]["value"] = 0.55
+    (res / "fig2.json").write_text(json.dumps(fig))
+    assert rt.main([*args, "--check"]) == 1
+
+
+def test_the_t2i_block_has_fid_and_pair_recall_tables():
+    text = _tables().block("t2i", _figure())
+    assert "T2I FID" in text and "T2I pair recall" in text
+    assert "| unitocom | 20.0 [18.0, 25.0] | 10.0 [8.0, 15.0] |" in text
+    assert "| unitocom | 0.50 [0.40, 0.60] | 0.50 [0.40, 0.60] |" in text
+    assert "No upper bound in the file" in text
+
+
+def test_a_readme_without_markers_or_results_is_left_alone(tmp_path, capsys):
+    rt = _tables()
+    readme = tmp_path / "README.md"
+    readme.write_text("# nothing here\n")
+    assert rt.main(["--results", str(tmp_path / "none"), "--readme", str(readme)]) == 0
+    assert "no results in" in capsys.readouterr().err
+    res = tmp_path / "results"
+    res.mkdir()
+    (res / "fig2.json").write_text(json.dumps(_figure()))
+    assert rt.main(["--results", str(res), "--readme", str(readme), "--check"]) == 0
+    assert readme.read_text() == "# nothing here\n" and "markers" in capsys.readouterr().err
+
+
+def test_the_readme_is_in_sync_with_the_committed_results():
+    results = ROOT / "results" / "fig2.json"
+    if not results.exists() or "<!-- results:fig2:" not in (ROOT / "README.md").read_text():
+        pytest.skip("no results/fig2.json or no result markers in the README yet")
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "results_tables.py"), "--check"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+# ---- end to end ---------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_fig2_end_to_end_through_the_services(services, tmp_path):
+    from unitocom import client
+    cfg, _ = services
+    data = ROOT / "data" / "tiny"
+    if not (data / "CLEVR_v1.0").is_dir():
+        pytest.skip("data/tiny is not made (unitocom data make --preset tiny)")
+    noiseless = "noiseless" in client.choices()["channel"]
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-m", "unitocom.cli", "fig2", "--tasks", "vqa", "--schemes", "unitocom,traditional",
+           "--snr-db", "0,20", "--channel", "rayleigh", "--n-vqa", "6", "--out", str(out), "--quiet",
+           "--target", cfg.address("transmitter").grpc, "--data", str(data)]
+    if not noiseless:
+        cmd.append("--no-upper-bound")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    fig = json.loads((out / "fig2.json").read_text())
+    h = fig["header"]
+    assert h["command"].startswith("unitocom fig2 --tasks vqa") and len(h["git_commit"]) == 40
+    assert isinstance(h["git_dirty"], bool) and h["checkpoints_sha256"]
+    assert all(len(v) == 64 for v in h["checkpoints_sha256"].values())
+    want = {("unitocom", 0.0), ("unitocom", 20.0), ("traditional", 0.0), ("traditional", 20.0)}
+    if noiseless:
+        want.add(("upper-bound", None))
+    got = {(p["scheme"], p["snr_db"]) for p in fig["points"]} | {(s["scheme"], s["snr_db"]) for s in fig["skipped"]}
+    assert got == want, fig["skipped"]
+    assert {("unitocom", 0.0), ("unitocom", 20.0)} <= {(p["scheme"], p["snr_db"]) for p in fig["points"]}
+    for p in fig["points"]:
+        assert {"scheme", "task", "snr_db", "channel", "n", "metric", "value", "ci_low", "ci_high", "chance"} <= set(p)
+        assert p["task"] == "vqa" and p["n"] == 6 and p["metric"] == "accuracy"
+        assert 0 <= p["ci_low"] <= p["value"] <= p["ci_high"] <= 1, p
+        if p["scheme"] == "upper-bound":
+            assert p["channel"] == "noiseless" and p["snr_db"] is None
+        else:
+            assert p["channel"] == "rayleigh"
+    rows = list(csv.DictReader((out / "fig2.csv").open()))
+    assert len(rows) == len(fig["points"]) + len(fig["skipped"])
+    assert (out / "fig2.png").read_bytes()[:4] == b"\x89PNG"
+    assert "fig2:" in r.stdout and "wrote" in r.stdout
