@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import hashlib
 import json
 import os
 import shlex
@@ -54,15 +53,9 @@ FATAL = ("UNAVAILABLE",)
 def checkpoint_hashes(directory: Path) -> dict[str, str]:
     """sha256 of every checkpoint file (weights, tokenizer tables) in `directory`; the manifests and README are
     descriptions, not inputs, and are left out."""
-    out = {}
-    for p in sorted(Path(directory).glob("*")):
-        if p.is_file() and p.suffix in (".safetensors", ".json", ".pt", ".bin") and not p.name.startswith("manifest"):
-            h = hashlib.sha256()
-            with p.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-            out[p.name] = h.hexdigest()
-    return out
+    from unitocom.train.provenance import file_sha256
+    return {p.name: file_sha256(p) for p in sorted(Path(directory).glob("*"))
+            if p.is_file() and p.suffix in (".safetensors", ".json", ".pt", ".bin") and not p.name.startswith("manifest")}
 
 
 def git_state(root: Path = ROOT) -> tuple[str | None, bool | None]:
