@@ -90,7 +90,8 @@ def test_the_library_messages_round_trip_through_their_protobuf_field_for_field(
     assert wire.from_pb(pb.Payload()).content is None
     for cls, message in ((msg.LinkSettings, pb.LinkSettings), (msg.StreamHeader, pb.StreamHeader),
                          (msg.ModalityOutput, pb.ModalityOutput), (msg.Label, pb.Label), (msg.Request, pb.Request),
-                         (msg.Payload, pb.Payload)):
+                         (msg.Payload, pb.Payload), (msg.RequestHeader, pb.RequestHeader),
+                         (msg.StageTiming, pb.StageTiming), (msg.Result, pb.Result)):
         assert [f.name for f in dataclasses.fields(cls)] == [f.name for f in message.DESCRIPTOR.fields], cls
 
 
@@ -99,3 +100,41 @@ def test_an_enum_number_the_proto_does_not_define_names_its_field():
         wire.from_pb(pb.LinkSettings(scheme=77), "link")
     with pytest.raises(wire.WireError, match=r"^payloads\[1\]\.modality: unknown value 9"):
         wire.from_pb(pb.Request(payloads=[pb.Payload(text="a"), pb.Payload(modality=9, text="b")]))
+
+
+def test_a_result_round_trips_with_its_outputs_timings_and_quality_map():
+    from unitocom import messages as msg
+    from unitocom.options import Channel, Scheme, Task
+    from unitocom.timing import Clock
+    res = msg.Result(request_id="r", task=Task.VQA, scheme=Scheme.UNITOCOM, output_text="2", channel_uses=512,
+                     outputs=[msg.ModalityOutput(modality=msg.Modality.IMAGE, decoded=True, channel_uses=512)],
+                     quality={"exact_match": 1.0}, snr_db=4.5, channel=Channel.RAYLEIGH)
+    clock = Clock("basestation")
+    clock.add("decode", 0.25)
+    clock.report(res.timings)  # a list gets StageTimings ...
+    assert res.timings == [msg.StageTiming(service="basestation", stage="decode", seconds=0.25)]
+    p = wire.to_pb(res)
+    assert (p.task, p.scheme, p.channel, dict(p.quality)) == (pb.VQA, pb.UNITOCOM, pb.RAYLEIGH, {"exact_match": 1.0})
+    assert wire.from_pb(p) == res
+    clock.report(p.timings)  # ... and a protobuf repeated field what its .add makes
+    assert [(t.service, t.stage, t.seconds) for t in p.timings] == [("basestation", "decode", 0.25)] * 2
+    assert wire.from_pb(pb.Result()) == msg.Result()
+
+
+def test_a_received_frame_reads_the_estimate_side_of_its_csi():
+    from unitocom import messages as msg
+    h = np.array([1 + 1j, 0.5], np.complex64)
+    runs = np.array([3, 1], np.int32)
+    sent = msg.SymbolFrame(stream_id=2, seq=1, last=True, symbols=np.arange(4, dtype=np.complex64),
+                           csi=msg.Csi(h=h, h_runs=runs, h_est=h * 0.9, h_est_runs=runs, noise_var=0.1, snr_db=10.0,
+                                       erased=True, h_est_error_var=0.01))
+    frame = wire.fill_frame(pb.SymbolFrame(), sent)
+    assert wire.frame_from_pb(frame).csi is None  # the channel: it sets the csi itself
+    got = wire.frame_from_pb(frame, csi=True)
+    assert (got.stream_id, got.seq, got.last) == (2, 1, True) and np.array_equal(got.symbols, sent.symbols)
+    c = got.csi
+    assert np.array_equal(c.h_est, h * 0.9) and np.array_equal(c.h_est_runs, runs)
+    assert (c.noise_var, c.snr_db, c.erased, c.h_est_error_var) == (pytest.approx(0.1), 10.0, True, pytest.approx(0.01))
+    assert c.h.size == 0 and c.h_runs.size == 0  # the receiver does not know the true gains
+    with pytest.raises(wire.WireError, match=r"^frame\.csi\.h_est\.dtype: "):
+        wire.frame_from_pb(pb.SymbolFrame(symbols=wire.to_tensor(sent.symbols)), csi=True)  # no csi at all

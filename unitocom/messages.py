@@ -1,9 +1,11 @@
 """The library's data model: plain dataclasses for what the schemes and stages read and write.
 
 They mirror the `unitocom.v1` messages the library needs (Request with its Payloads, LinkSettings and Label;
-StreamHeader; ModalityOutput) field for field, with enums as the `unitocom.options` StrEnums (lower-case names of
-the proto enums), None for a proto enum's UNSPECIFIED and for a oneof member that is not set. Protobuf stays at the service edge: `unitocom.wire.to_pb` / `from_pb` convert, so the wire
-format is the .proto's and nothing here imports it.
+RequestHeader, StreamHeader, SymbolFrame, Csi; Result with its ModalityOutputs and StageTimings) field for field,
+with enums as the `unitocom.options` StrEnums (lower-case names of the proto enums), None for a proto enum's
+UNSPECIFIED and for a oneof member that is not set. Protobuf stays at the service edge: `unitocom.wire.to_pb` /
+`from_pb` (and `frame_from_pb` / `fill_frame` for the frames' arrays) convert, so the wire format is the .proto's
+and nothing here imports it.
 """
 from __future__ import annotations
 
@@ -129,14 +131,40 @@ class ModalityOutput:
 
 
 @dataclass
+class StageTiming:
+    """Time one service spent in one stage of one request (`unitocom.timing.STAGES`)."""
+
+    service: str = ""  # transmitter | channel | basestation
+    stage: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class Result:
+    """What comes back for a request: the base station's outputs, with the timings and quality every hop adds."""
+
+    request_id: str = ""
+    task: Task | None = None
+    scheme: Scheme | None = None
+    output_text: str = ""  # VQA answer, ASR transcript, or recovered text
+    outputs: list[ModalityOutput] = field(default_factory=list)
+    timings: list[StageTiming] = field(default_factory=list)  # `timing.Clock.report` appends to it
+    channel_uses: int = 0  # complex symbols sent, all streams
+    quality: dict[str, float] = field(default_factory=dict)  # psnr_db, jpeg_psnr_db, exact_match, wer, ...
+    snr_db: float = 0.0
+    channel: Channel | None = None
+
+
+@dataclass
 class Csi:
     """The channel state the channel applied to one frame (`unitocom.v1.Csi`): gains run-length coded
-    (`wire.runs_encode`), numpy arrays, not copied."""
+    (`wire.runs_encode`), numpy arrays, not copied. At the receiver (`wire.frame_from_pb(csi=True)`) the true
+    gains h, h_runs stay empty: it knows only its estimate."""
 
-    h: np.ndarray  # complex64 [B] true gains
-    h_runs: np.ndarray  # int32 [B]
-    h_est: np.ndarray  # complex64 [B'] the receiver's estimate (h itself with perfect CSI)
-    h_est_runs: np.ndarray  # int32 [B']
+    h: np.ndarray = field(default_factory=lambda: np.zeros(0, np.complex64))  # complex64 [B] true gains
+    h_runs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # int32 [B]
+    h_est: np.ndarray = field(default_factory=lambda: np.zeros(0, np.complex64))  # complex64 [B'] (h: perfect CSI)
+    h_est_runs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # int32 [B']
     noise_var: float = 0.0  # N0 of the complex noise
     snr_db: float = 0.0
     erased: bool = False  # the whole frame was lost

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from unitocom.messages import StageTiming
+
 # In pipeline order: name -> what is timed (where it runs).
 STAGE_MEANINGS: dict[str, str] = {
     "validate": "request validation: payloads decoded and checked against the task and the link settings "
@@ -89,8 +91,12 @@ class Clock:
                 self.add(second, end - at)
 
     def report(self, into) -> None:
-        """Append one (service, stage, seconds) entry per stage to `into`, anything with `.add(**fields)` (the
-        Result's repeated StageTiming field)."""
+        """Append one (service, stage, seconds) entry per stage to `into`: a list (the library's
+        `messages.Result.timings`) gets `messages.StageTiming`s; anything else needs `.add(**fields)` (the protobuf
+        Result's repeated StageTiming field, which a service adds to at the edge)."""
+        if isinstance(into, list):
+            into.extend(StageTiming(service=self.service, stage=name, seconds=s) for name, s in self.seconds.items())
+            return
         for name, s in self.seconds.items():
             into.add(service=self.service, stage=name, seconds=s)
 

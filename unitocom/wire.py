@@ -126,7 +126,7 @@ _PB_ENUM = {Scheme: pb.Scheme, Channel: pb.ChannelModel, Fading: pb.Fading, Csi:
             Task: pb.Task}
 _PB_MESSAGE = {msg.Request: pb.Request, msg.Payload: pb.Payload, msg.LinkSettings: pb.LinkSettings,
                msg.Label: pb.Label, msg.StreamHeader: pb.StreamHeader, msg.ModalityOutput: pb.ModalityOutput,
-               msg.RequestHeader: pb.RequestHeader}
+               msg.RequestHeader: pb.RequestHeader, msg.StageTiming: pb.StageTiming, msg.Result: pb.Result}
 _FROM_PB_MESSAGE = {v: k for k, v in _PB_MESSAGE.items()}
 # The dataclasses' enum fields, by name (each name has one enum type in every message).
 _ENUM_FIELDS = {"task": Task, "scheme": Scheme, "channel": Channel, "fading": Fading, "csi": Csi,
@@ -166,9 +166,10 @@ def to_pb(message):
 
 
 def from_pb(message, field: str = ""):
-    """A protobuf message of `unitocom.messages` (Request, Payload, LinkSettings, Label, StreamHeader,
-    ModalityOutput) -> its dataclass, nested ones too. An enum number the proto does not define raises WireError
-    naming the field from `field` down (`payloads[0].modality`)."""
+    """A protobuf message of `unitocom.messages` (Request, Payload, LinkSettings, Label, RequestHeader,
+    StreamHeader, ModalityOutput, StageTiming, Result) -> its dataclass, nested ones too (a map field as a dict).
+    An enum number the proto does not define raises WireError naming the field from `field` down
+    (`payloads[0].modality`, `header.streams[3].scheme`)."""
     cls = _FROM_PB_MESSAGE[type(message)]
     descriptors = message.DESCRIPTOR.fields_by_name
     values = {}
@@ -178,6 +179,8 @@ def from_pb(message, field: str = ""):
             v = enum_from_pb(_ENUM_FIELDS[f.name], v, name)
         elif fd.containing_oneof is not None:
             v = v if message.HasField(f.name) else None
+        elif fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+            v = dict(v)  # Result.quality: scalar values only
         elif fd.message_type is not None:
             v = [from_pb(x, f"{name}[{i}]") for i, x in enumerate(v)] if fd.is_repeated else from_pb(v, name)
         elif fd.is_repeated:
@@ -186,11 +189,21 @@ def from_pb(message, field: str = ""):
     return cls(**values)
 
 
-def frame_from_pb(frame: pb.SymbolFrame, field: str = "frame") -> msg.SymbolFrame:
-    """A SymbolFrame as the channel reads it: its symbols (complex64 [n]) as a read-only view of the message's
-    bytes, no copy; WireError names `field`.symbols. Its csi, which the channel itself sets, is not read."""
+def frame_from_pb(frame: pb.SymbolFrame, field: str = "frame", csi: bool = False) -> msg.SymbolFrame:
+    """A SymbolFrame's arrays as read-only views of the message's bytes, no copy: its symbols (complex64 [n]) and,
+    with `csi` (the base station, which receives what the channel set), the receiver's side of its Csi: h_est,
+    h_est_runs and the scalars, read whether or not the message sets it. The true gains (h, h_runs) stay empty
+    arrays: a receiver does not know them, and reading them would copy their bytes. Without `csi` (the channel,
+    which sets it itself) csi is None. WireError names the field from `field` down (`frame.symbols.dtype`,
+    `frame.csi.h_est.raw`); run lengths are checked against the symbols where they are decoded (`runs_decode`)."""
     symbols = from_tensor(frame.symbols, f"{field}.symbols", expect_dtype=pb.COMPLEX64, expect_ndim=1)
-    return msg.SymbolFrame(stream_id=frame.stream_id, seq=frame.seq, last=frame.last, symbols=symbols)
+    out = msg.SymbolFrame(stream_id=frame.stream_id, seq=frame.seq, last=frame.last, symbols=symbols)
+    if csi:
+        c = frame.csi
+        out.csi = msg.Csi(h_est=from_tensor(c.h_est, f"{field}.csi.h_est", pb.COMPLEX64, 1),
+                          h_est_runs=from_tensor(c.h_est_runs, f"{field}.csi.h_est_runs", pb.INT32, 1),
+                          noise_var=c.noise_var, snr_db=c.snr_db, erased=c.erased, h_est_error_var=c.h_est_error_var)
+    return out
 
 
 def uplink(header: msg.RequestHeader, frames: Iterator[msg.SymbolFrame]) -> Iterator[pb.Uplink]:
