@@ -18,6 +18,7 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]
 
 from tests.conftest import free_consecutive, scene_png  # noqa: E402
 from unitocom import client, config, launcher, pipeline  # noqa: E402
+from unitocom.stages.request import from_wire  # noqa: E402
 from unitocom.demo import TEXT, photograph  # noqa: E402
 
 
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             with client.Client(cfg.address("transmitter").grpc) as c:
                 for name, req in cases():
                     svc = median_s(lambda: c.send(req), args.repeats)
-                    inproc = median_s(lambda: pipeline.run(req, cfg), args.repeats)
+                    inproc = median_s(lambda: pipeline.run(from_wire(req), cfg), args.repeats)
                     rows.append({"case": name, "service_ms": svc * 1e3, "in_process_ms": inproc * 1e3,
                                  "ratio": svc / inproc})
         finally:

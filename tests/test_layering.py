@@ -5,9 +5,8 @@
   stubs (`unitocom/v1/`) and the client SDK (`client.py`) import `grpc`;
 - protobuf messages live at the service edge: the stubs, the wire format (`wire.py`) and the SDK. The library's
   data model is the dataclasses of `unitocom/messages.py` (the schemes, request validation and the MLLM stage use
-  only those); the base-station stage and `pipeline.py` still take or build protobuf
-  messages (Uplink, SymbolFrame, Result): that part of issue 11 is open, and they are listed below as known
-  exceptions, which this test also keeps from going stale;
+  only those, and so do the stages and `pipeline.py`; the services convert with `wire`). Known exceptions,
+  none since issue 11, would be listed below, and this test keeps that list from going stale;
 - the foundations (the physical layer, data sets, tokenizer models, codecs, wire format, configuration) import
   nothing from the layers built on them (schemes, stages, the MLLM, metrics, training, evaluations, front ends);
 - the services are thin: they reach the models through `unitocom.stages` / `unitocom.pipeline`, never directly.
@@ -25,12 +24,10 @@ GRPC_ALLOWED = ("unitocom.v1", "unitocom.client")
 # Allowed importers of protobuf messages (unitocom.v1.*, google.protobuf) inside unitocom/.
 PROTOBUF_ALLOWED = ("unitocom.v1", "unitocom.wire", "unitocom.client")
 
-# Known exceptions, to be emptied by the rest of issue 11 (each entry must still be needed, see below).
+# Known exceptions (module -> why), each of which must still be needed (see below). Issue 11 ("library data model
+# as plain dataclasses; protobuf at the service edge") emptied the protobuf one.
 KNOWN_GRPC_EXCEPTIONS: dict[str, str] = {}
-KNOWN_PROTOBUF_EXCEPTIONS = {  # issue 11: "library data model as plain dataclasses; protobuf at the service edge"
-    "unitocom.pipeline": "runs the stages on a pb.Request",
-    "unitocom.stages.basestation": "builds pb.Result",
-}
+KNOWN_PROTOBUF_EXCEPTIONS: dict[str, str] = {}
 
 FOUNDATIONS = ("unitocom.config", "unitocom.errors", "unitocom.timing", "unitocom.link", "unitocom.data",
                "unitocom.models", "unitocom.codecs", "unitocom.wire", "unitocom.v1",

@@ -20,7 +20,7 @@ from unitocom.models import token_link
 from unitocom.models.token_link import LinkSpec, TokenLink
 from unitocom.options import Scheme
 from unitocom.schemes import learned
-from unitocom.stages.request import RequestError, SourcePayload
+from unitocom.stages.request import RequestError, SourcePayload, from_wire
 
 torch.set_num_threads(1)
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
@@ -70,7 +70,7 @@ def test_fit_image_says_what_it_did():
 @pytest.mark.parametrize("size, mode", [((48, 80), "RGB"), ((32, 32), "L"), ((300, 200), "RGBA")])
 def test_image_of_any_size_and_mode_through_the_service_path(small_checkpoints, scheme, size, mode):
     req = client.build_request(image=_png(*size, mode), scheme=scheme, snr_db=10.0, channel="rayleigh", seed=2)
-    res = pipeline.run(req, config.load("tiny"))
+    res = pipeline.run(from_wire(req), config.load("tiny"))
     (out,) = res.outputs
     assert out.decoded and out.image_png
     assert np.asarray(Image.open(io.BytesIO(out.image_png))).shape == (32, 32, 3)
@@ -100,14 +100,14 @@ def test_encode_header_and_power(small_checkpoints):
 def test_text_and_speech_through_the_service_path(small_checkpoints, scheme):
     cfg = config.load("tiny")
     text = "how many squares are there? Ünïcödé too, and a long tail " * 2  # more than one 8-token segment
-    res = pipeline.run(client.build_request(text=text, scheme=scheme, snr_db=20.0, seed=1), cfg)
+    res = pipeline.run(from_wire(client.build_request(text=text, scheme=scheme, snr_db=20.0, seed=1)), cfg)
     (out,) = res.outputs
     assert out.decoded and isinstance(out.text, str) and "exact_match" in res.quality
     assert "BPE tokens" in out.note and "segments" in out.note
     t = np.arange(22050) / 22050
     buf = io.BytesIO()
     sf.write(buf, (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), 22050, format="WAV")
-    res = pipeline.run(client.build_request(audio=buf.getvalue(), scheme=scheme, snr_db=10.0, seed=1), cfg)
+    res = pipeline.run(from_wire(client.build_request(audio=buf.getvalue(), scheme=scheme, snr_db=10.0, seed=1)), cfg)
     (out,) = res.outputs
     wave, rate = sf.read(io.BytesIO(out.audio_wav))
     assert rate == 16000 and len(wave) == 16000  # 1 s resampled, the last chunk's padding cut
@@ -250,7 +250,7 @@ def test_committed_text_checkpoint_is_faithful_to_any_text():
         cfg = config.load("tiny")
         for text, snr in [("Tokens are the units that large models compute with.", 20.0),  # outside the corpus
                           ("Are there more red squares than blue circles?", 0.0)]:  # a corpus-like question
-            res = pipeline.run(client.build_request(text=text, scheme="unitocom", snr_db=snr, seed=1), cfg)
+            res = pipeline.run(from_wire(client.build_request(text=text, scheme="unitocom", snr_db=snr, seed=1)), cfg)
             assert res.output_text == text, (snr, res.output_text)
     finally:
         mp.undo()

@@ -132,6 +132,7 @@ def eval_traditional(modality: str, items: list, channel: str, snr_db: float, se
 
     from unitocom import client, pipeline
     from unitocom.codecs import psnr_db
+    from unitocom.stages.request import from_wire
     rows = []
     for i, item in enumerate(items):
         if modality == "image":
@@ -143,7 +144,7 @@ def eval_traditional(modality: str, items: list, channel: str, snr_db: float, se
             sf.write(buf, wave, rate, format="WAV", subtype="PCM_16")
             req = client.build_request(audio=buf.getvalue(), scheme="traditional", snr_db=snr_db, channel=channel,
                                        seed=seed * 100003 + i)
-        res = pipeline.run(req, cfg)
+        res = pipeline.run(from_wire(req), cfg)
         out = res.outputs[0]
         extra = {}
         if modality == "image":

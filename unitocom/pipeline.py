@@ -4,24 +4,28 @@ Used by the benchmark (service path vs in-process) and by tests that check the s
 """
 from __future__ import annotations
 
-from unitocom import wire
 from unitocom.config import Config
+from unitocom.messages import Request, Result
 from unitocom.stages import transmitter
 from unitocom.stages.basestation import BaseStationCore
 from unitocom.stages.channel import ChannelCore
-from unitocom.stages.request import from_wire
-from unitocom.v1 import unitocom_pb2 as pb
 
 
-def run(req: pb.Request, cfg: Config) -> pb.Result:
-    prep = transmitter.prepare(from_wire(req), cfg)
+def run(req: Request, cfg: Config) -> Result:
+    """The Result the three services would return for `req` (a protobuf Request converts with
+    `unitocom.stages.request.from_wire`): the same stages, the frames handed over as arrays instead of messages."""
+    if not isinstance(req, Request):
+        raise TypeError(f"pipeline.run takes a unitocom.messages.Request, not {type(req).__module__}."
+                        f"{type(req).__qualname__} "
+                        "(convert a protobuf one with unitocom.stages.request.from_wire)")
+    prep = transmitter.prepare(req, cfg)
     header = prep.header
     ch = ChannelCore(header.link, [s.stream_id for s in header.streams], cfg)
-    bs = BaseStationCore(wire.to_pb(header), cfg)
+    bs = BaseStationCore(header, cfg)
     for frame in prep.frames(cfg.limits.frame_symbols):
-        bs.add(wire.fill_frame(pb.SymbolFrame(), ch.apply(frame)))
+        bs.add(ch.apply(frame))
     result = bs.finish()
     ch.clock.report(result.timings)  # the channel's own time on eq. (2), as the channel service reports it
-    result.quality.update(transmitter.finish([wire.from_pb(o) for o in result.outputs], prep))
+    result.quality.update(transmitter.finish(result.outputs, prep))
     prep.clock.report(result.timings)
     return result

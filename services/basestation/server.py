@@ -7,10 +7,10 @@ import grpc
 
 from services.common import server as common
 from services.common import uplink
-from unitocom import config, options, pipeline
+from unitocom import config, options, pipeline, wire
 from unitocom.stages import mllm
 from unitocom.stages.basestation import BaseStationCore
-from unitocom.stages.request import RequestError
+from unitocom.stages.request import RequestError, from_wire
 from unitocom.v1 import unitocom_pb2 as pb
 from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
 
@@ -25,10 +25,17 @@ class BaseStation(pb_grpc.BaseStationServicer):
         with common.rpc(SERVICE, "Receive", context) as call:
             first = uplink.header(request_iterator)
             call.describe(first.header)
-            core = BaseStationCore(first.header, self.cfg)
+            # every enum of the header checked as it arrives: an unknown number names its field
+            core = BaseStationCore(from_wire(first.header, "header"), self.cfg)
             for msg in request_iterator:
-                core.add(uplink.frame_of(msg))
-            result = core.finish()
+                frame = uplink.frame_of(msg)
+                core.check(frame.stream_id, frame.seq)  # an unexpected frame is named before its arrays are read
+                try:
+                    received = wire.frame_from_pb(frame, csi=True)
+                except wire.WireError as e:
+                    raise RequestError(*wire.error_field(e)) from None
+                core.add(received)
+            result = wire.to_pb(core.finish())
             call.observe(result)
             return result
 
@@ -50,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     def warmup() -> None:
         import torch
         torch.set_num_threads(cfg.limits.torch_threads)
-        pipeline.run(common.warm_request(cfg), cfg)  # loads and exercises every decoder once
+        pipeline.run(from_wire(common.warm_request(cfg)), cfg)  # loads and exercises every decoder once
         for scheme in (options.Scheme.UNITOCOM, options.Scheme.VAE):  # and the MLLMs that are installed, so no request pays for loading
             try:
                 mllm.assistant(scheme, cfg)

@@ -11,12 +11,11 @@ import numpy as np
 from unitocom import wire
 from unitocom.config import Config
 from unitocom import schemes
-from unitocom.messages import Modality, ModalityOutput, StreamHeader
-from unitocom.options import Scheme, Task
+from unitocom.messages import Modality, ModalityOutput, RequestHeader, Result, StreamHeader, SymbolFrame
+from unitocom.options import Channel, Task
 from unitocom.stages import mllm
 from unitocom.stages.request import RequestError
 from unitocom.timing import Clock
-from unitocom.v1 import unitocom_pb2 as pb
 
 SERVICE = "basestation"
 
@@ -34,49 +33,55 @@ class _Stream:
 
 
 class BaseStationCore:
-    def __init__(self, header: pb.RequestHeader, cfg: Config):
+    """One per request. `header` is the library's RequestHeader: its enums were checked where it was converted
+    (`wire.from_pb` at the service edge names an unknown number's field); here, that it has streams with unique ids
+    and a scheme this build implements for each."""
+
+    def __init__(self, header: RequestHeader, cfg: Config):
         if not header.streams:
             raise RequestError("header.streams", "a request header must describe at least one stream")
         self.header, self.cfg = header, cfg
-        try:  # the library's StreamHeaders; an enum number the proto does not define names its field
-            streams = [wire.from_pb(s, f"header.streams[{s.stream_id}]") for s in header.streams]
-        except wire.WireError as e:
-            raise RequestError(*wire.error_field(e)) from None
-        self.streams = {s.stream_id: _Stream(s) for s in streams}
-        if len(self.streams) != len(streams):
+        self.streams = {s.stream_id: _Stream(s) for s in header.streams}
+        if len(self.streams) != len(header.streams):
             raise RequestError("header.streams", "stream ids must be unique")
-        for s in streams:
+        for i, s in enumerate(header.streams):
             try:
                 schemes.for_scheme(s.scheme)
             except ValueError as e:
-                raise RequestError(f"header.streams[{s.stream_id}].scheme", str(e)) from None
+                raise RequestError(f"header.streams[{i}].scheme", str(e)) from None
         self.clock = Clock(SERVICE)
 
-    def add(self, frame: pb.SymbolFrame) -> None:
-        s = self.streams.get(frame.stream_id)
+    def check(self, stream_id: int, seq: int) -> None:
+        """RequestError unless frame `seq` of stream `stream_id` is the one expected next (a service checks this
+        before it reads the frame's arrays)."""
+        s = self.streams.get(stream_id)
         if s is None:
-            raise RequestError("frame.stream_id", f"{frame.stream_id} is not a stream of this request")
-        if s.done or frame.seq != s.next_seq:
-            raise RequestError("frame.seq", f"stream {frame.stream_id}: expected frame {s.next_seq}, got {frame.seq}")
+            raise RequestError("frame.stream_id", f"{stream_id} is not a stream of this request")
+        if s.done or seq != s.next_seq:
+            raise RequestError("frame.seq", f"stream {stream_id}: expected frame {s.next_seq}, got {seq}")
+
+    def add(self, frame: SymbolFrame) -> None:
+        """One received frame, with the Csi the channel applied (only its estimate side is read)."""
+        self.check(frame.stream_id, frame.seq)
+        if frame.csi is None:
+            raise RequestError("frame.csi", "a received frame must carry the channel state")
+        s, csi = self.streams[frame.stream_id], frame.csi
         try:
-            y = wire.from_tensor(frame.symbols, "frame.symbols", pb.COMPLEX64, 1)
-            h = wire.runs_decode(wire.from_tensor(frame.csi.h_est, "frame.csi.h_est", pb.COMPLEX64, 1),
-                                 wire.from_tensor(frame.csi.h_est_runs, "frame.csi.h_est_runs", pb.INT32, 1),
-                                 len(y), "frame.csi.h_est_runs")
+            h = wire.runs_decode(csi.h_est, csi.h_est_runs, len(frame.symbols), "frame.csi.h_est_runs")
         except wire.WireError as e:
-            raise RequestError(str(e).split(":")[0], str(e).split(": ", 1)[-1]) from None
-        s.y.append(y)
+            raise RequestError(*wire.error_field(e)) from None
+        s.y.append(frame.symbols)
         s.h_est.append(h)
-        s.noise_var = frame.csi.noise_var
-        s.est_error_var = frame.csi.h_est_error_var
-        s.erased |= frame.csi.erased
+        s.noise_var = csi.noise_var
+        s.est_error_var = csi.h_est_error_var
+        s.erased |= csi.erased
         s.next_seq += 1
         s.done = frame.last
 
-    def finish(self) -> pb.Result:
+    def finish(self) -> Result:
         link = self.header.link
-        result = pb.Result(request_id=self.header.request_id, task=self.header.task, scheme=link.scheme,
-                           snr_db=link.snr_db, channel=link.channel or pb.AWGN)
+        result = Result(request_id=self.header.request_id, task=self.header.task, scheme=link.scheme,
+                        snr_db=link.snr_db, channel=link.channel or Channel.AWGN)
         received: list[mllm.Received] = []
         outputs: list[ModalityOutput] = []
         for sid, s in self.streams.items():
@@ -92,22 +97,16 @@ class BaseStationCore:
             received.append(mllm.Received(s.header, out, y, h, s.noise_var, s.erased, s.est_error_var))
         texts = [o.text for o in outputs if o.modality == Modality.TEXT]
         result.output_text = texts[0] if texts else ""
-        if self.header.task != pb.RECONSTRUCT:
-            try:
-                task = wire.enum_from_pb(Task, self.header.task, "header.task")
-                scheme = wire.enum_from_pb(Scheme, link.scheme, "header.link.scheme")
-            except wire.WireError as e:
-                raise RequestError(*wire.error_field(e)) from None
-            text, generated, quality, notes = mllm.run(task, wire.from_pb(self.header.label), received, scheme,
+        if self.header.task != Task.RECONSTRUCT:
+            text, generated, quality, notes = mllm.run(self.header.task, self.header.label, received, link.scheme,
                                                        self.cfg, seed=int(link.seed), clock=self.clock)
             result.output_text = text
             outputs.extend(generated)
-            for k, v in quality.items():
-                result.quality[k] = v
+            result.quality.update(quality)
             for note in notes:
                 for o in outputs:
                     if o.modality != Modality.TEXT and not o.decoded:
                         o.note = f"{o.note}; {note}" if o.note else note
-        result.outputs.extend(wire.to_pb(o) for o in outputs)
+        result.outputs = outputs
         self.clock.report(result.timings)
         return result
