@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -78,7 +79,10 @@ def jpeg_decode(data: bytes) -> CodecResult:
             im.load()
             return CodecResult(True, np.asarray(im.convert("RGB"), dtype=np.uint8).copy())
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, ... on corrupt streams
-        return CodecResult(False, None, f"cannot decode JPEG: {type(e).__name__}: {e}")
+        # Pillow names the stream object (`<_io.BytesIO object at 0x7f...>`): an address differs per process and
+        # means nothing to a client, so the note says "the data" instead.
+        reason = re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the data", str(e))
+        return CodecResult(False, None, f"cannot decode JPEG: {type(e).__name__}: {reason}")
 
 
 def image_from_bytes(data: bytes) -> np.ndarray:
