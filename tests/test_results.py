@@ -102,6 +102,27 @@ def test_frechet_distance_is_fids_formula():
     assert ci.frechet_distance(a, b) == pytest.approx(ref, rel=1e-8)
 
 
+def test_the_fid_interval_resamples_the_features_torchmetrics_scores():
+    """The point value is torchmetrics' FID through a feature module; the bootstrap recomputes it from the same
+    module's features with `frechet_distance`: on the full sample the two agree."""
+    import torch
+
+    from unitocom.metrics.scores import fid
+
+    class Pixels(torch.nn.Module):
+        num_features = 6
+
+        def forward(self, x):
+            return x.float().flatten(1)[:, :6] / 255.0
+
+    rng = np.random.default_rng(4)
+    real = torch.from_numpy(rng.integers(0, 256, (40, 3, 4, 4), dtype=np.uint8))
+    fake = torch.from_numpy(rng.integers(0, 200, (40, 3, 4, 4), dtype=np.uint8))
+    f = Pixels()
+    got = ci.frechet_distance(f(real).double().numpy(), f(fake).double().numpy())
+    assert got == pytest.approx(fid(real, fake, f), rel=1e-4)
+
+
 def test_per_utterance_edit_counts_add_up_to_the_scorers_wer():
     from unitocom.metrics.scores import wer
     from unitocom.task_eval import wer_counts
