@@ -62,7 +62,7 @@ def _snr_key(p: dict) -> tuple:
     return (p["channel"], float(p["snr_db"]))
 
 
-def block(task: str, fig: dict) -> str | None:
+def block(task: str, fig: dict, source: str = "results/fig2.json") -> str | None:
     """The markdown of one task's block, or None when the file has nothing for the task."""
     points = [p for p in fig.get("points", []) if p.get("task") == task]
     skipped = [s for s in fig.get("skipped", []) if s.get("task") == task]
@@ -102,7 +102,7 @@ def block(task: str, fig: dict) -> str | None:
     h = fig.get("header", {})
     commit = (h.get("git_commit") or "unknown")[:10] + (" (dirty tree)" if h.get("git_dirty") else "")
     out.append(f"n = {', '.join(map(str, ns)) or '–'} {UNIT[task]} per point; 95 % intervals. From "
-               f"`results/fig2.json` (commit {commit}, {h.get('date', 'date unknown')}): `{h.get('command', '?')}`.")
+               f"`{source}` (commit {commit}, {h.get('date', 'date unknown')}): `{h.get('command', '?')}`.")
     if upper is None:
         out.append("No upper bound in the file (the noiseless channel was not measured).")
     for s in skipped:
@@ -115,9 +115,12 @@ def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
     """(the README with every block whose markers it has rewritten, messages about the blocks left alone)."""
     notes = []
     for fig_name, fig in sorted(figures.items()):
+        if fig_name != "fig2" and not str(fig.get("header", {}).get("format", "")).startswith("unitocom-results/fig2/"):
+            notes.append(f"results/{fig_name}.json: no table writer for it here (only Fig. 2's); left alone")
+            continue
         for task in TASKS:
             name = f"{fig_name}:{task}"
-            text = block(task, fig)
+            text = block(task, fig, f"results/{fig_name}.json")
             if text is None:
                 continue
             start, end = markers(name)

@@ -315,6 +315,8 @@ def test_the_tables_are_written_between_the_markers_and_checked(tmp_path, capsys
     res.mkdir()
     fig = _figure()
     (res / "fig2.json").write_text(json.dumps(fig))
+    # another figure's file, of another shape: left alone, not a crash
+    (res / "fig3.json").write_text(json.dumps({"header": {"format": "unitocom-results/fig3/1"}, "points": [{"x": 1}]}))
     readme = tmp_path / "README.md"
     readme.write_text(README)
     args = ["--results", str(res), "--readme", str(readme)]
