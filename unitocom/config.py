@@ -179,6 +179,10 @@ class Config:
     channel_port: int = 50052
     basestation_port: int = 50053
     metrics_base_port: int = 9101
+    # The base station's MLLM file, overriding checkpoints/mllm-<objective>.safetensors (or, when the image
+    # token count is not the preset's, mllm-<objective>-s<S_v>.safetensors): e.g. a run dir's mllm.safetensors.
+    # It serves the schemes whose tokens it was trained on (its meta's objective); None: the installed ones.
+    mllm_path: str | None = None
 
     def address(self, name: str) -> ServiceAddress:
         order = ["transmitter", "channel", "basestation"]
@@ -196,10 +200,18 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
-def load(preset: str = "tiny", **overrides) -> Config:
+def load(preset: str = "tiny", image_tokens: int | None = None, **overrides) -> Config:
+    """The preset's Config with `overrides` of its fields. `image_tokens` (S_v) replaces the preset's image
+    token count: the learned schemes then send with `image-<objective>-s<S_v>` and the base station reads them
+    with the MLLM trained on that length (Fig. 3)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    return Config(preset=PRESETS[preset], **overrides)
+    p = PRESETS[preset]
+    if image_tokens is not None and image_tokens != p.image_tokens:
+        if isinstance(image_tokens, bool) or not isinstance(image_tokens, int) or image_tokens < 1:
+            raise ValueError(f"image_tokens must be a positive integer, got {image_tokens!r}")
+        p = dataclasses.replace(p, image_tokens=image_tokens)
+    return Config(preset=p, **overrides)
 
 
 def noise_variance(snr_db: float, power: float = POWER_P) -> float:

@@ -12,22 +12,37 @@ from unitocom.mllm.model import MLLM, MLLMConfig
 
 FORMAT = "unitocom-mllm/1"
 
-def default_links(preset: str, objective: str = "sigma-genib") -> dict[str, str]:
+def default_links(preset: str, objective: str = "sigma-genib", image_tokens: int | None = None) -> dict[str, str]:
     """The committed links an MLLM reads with (`checkpoints/`, or $UNITOCOM_CHECKPOINTS): the image and audio
-    tokenizers of one objective at the preset's token counts, and the shipped byte-level BPE."""
+    tokenizers of one objective at the preset's token counts (`image_tokens`: another S_v), and the shipped
+    byte-level BPE."""
     from unitocom.config import load
     from unitocom.schemes.learned import checkpoint_dir
-    p = load(preset).preset
+    p = load(preset, image_tokens=image_tokens).preset
     d = checkpoint_dir()
     return {"image": str(d / f"image-{objective}-s{p.image_tokens}.safetensors"),
             "audio": str(d / f"audio-{objective}-s{p.tokenizer.audio_tokens}.safetensors"),
             "bpe": str(d / "text-bpe.json")}
 
 
-def mllm_path(objective: str = "sigma-genib") -> Path:
-    """`mllm-<objective>.safetensors`: one MLLM per tokenizer family (the VAE baseline reads VAE tokens)."""
+def mllm_path(objective: str = "sigma-genib", image_tokens: int | None = None) -> Path:
+    """`mllm-<objective>.safetensors`: one MLLM per tokenizer family (the VAE baseline reads VAE tokens), on
+    the preset's image token count; `mllm-<objective>-s<N>.safetensors` for one trained on `image_tokens` = N
+    other than the preset's (Fig. 3: pass None for the preset's own)."""
     from unitocom.schemes.learned import checkpoint_dir
-    return checkpoint_dir() / f"mllm-{objective}.safetensors"
+    if image_tokens is None:
+        return checkpoint_dir() / f"mllm-{objective}.safetensors"
+    return checkpoint_dir() / f"mllm-{objective}-s{image_tokens}.safetensors"
+
+
+def mllm_path_for(cfg: Config, objective: str = "sigma-genib") -> Path:
+    """The MLLM a base station with `cfg` runs for `objective`'s tokens: `cfg.mllm_path` when set, otherwise
+    the installed one for the config's image token count (`mllm_path`)."""
+    from unitocom.config import PRESETS
+    if cfg.mllm_path:
+        return Path(cfg.mllm_path)
+    n = cfg.preset.image_tokens
+    return mllm_path(objective, None if n == PRESETS[cfg.preset.name].image_tokens else n)
 
 
 def load_links(cfg: Config, links: dict[str, str] | None = None, objective: str = "sigma-genib"):
@@ -36,7 +51,7 @@ def load_links(cfg: Config, links: dict[str, str] | None = None, objective: str 
     from unitocom.models.audio_tokenizer import MelFrontend
     from unitocom.models.text_tokenizer import load_bpe
 
-    paths = {**default_links(cfg.preset.name, objective), **(links or {})}
+    paths = {**default_links(cfg.preset.name, objective, cfg.preset.image_tokens), **(links or {})}
     for k in ("image", "bpe"):
         if not Path(paths[k]).exists():
             raise FileNotFoundError(f"{k} checkpoint {paths[k]} is missing (train it with `unitocom train tokenizer`)")

@@ -29,7 +29,7 @@ from unitocom.stages.request import RequestError
 from unitocom.timing import NOT_TIMED, Clock
 
 _lock = threading.Lock()
-_cache: dict[str, object] = {}
+_cache: dict[object, object] = {}  # (MLLM file, objective, S_v) -> Assistant; "checker"
 
 # The learned schemes read their own tokenizer's tokens; the traditional scheme's decoded payloads are tokenized
 # at the base station with sigma-GenIB's.
@@ -55,21 +55,41 @@ class Assistant:
 
 
 def assistant(scheme: Scheme, cfg: Config) -> Assistant:
+    """The MLLM (with its links) that reads `scheme`'s tokens under `cfg`: the installed
+    mllm-<objective>.safetensors, the one for the config's image token count (mllm-<objective>-s<N>), or
+    `cfg.mllm_path`; loaded once per (file, objective, image token count) and kept for the life of the process."""
     from pathlib import Path
 
-    from unitocom.mllm.checkpoint import load_links, load_mllm, mllm_path
+    from unitocom.mllm.checkpoint import load_links, load_mllm, mllm_path_for
     objective = OBJECTIVE[scheme]
-    path = mllm_path(objective)
+    path = mllm_path_for(cfg, objective)
+    tokens = cfg.preset.image_tokens
+    key = (str(path), objective, tokens)
     with _lock:
-        if objective not in _cache:
+        if key not in _cache:
             if not Path(path).exists():
+                if cfg.mllm_path:
+                    how = "train one with `unitocom train mllm --no-install --run-dir DIR` and point mllm_path at " \
+                          "DIR/mllm.safetensors"
+                elif path.name != f"mllm-{objective}.safetensors":
+                    how = f"train it with `unitocom train mllm --objective {objective} --image-tokens {tokens}`"
+                else:
+                    how = "train it with `unitocom train mllm`"
                 raise RequestError("task", f"the base-station MLLM {path.name} is not installed ({path} is missing; "
-                                   "train it with `unitocom train mllm`)", code="failed_precondition")
+                                   f"{how})", code="failed_precondition")
             model, std, meta = load_mllm(path)
+            # A file named by hand (or an -s<N> one) must have been trained on what it is asked to read.
+            trained = {"objective": meta.get("objective"), "image tokens": meta.get("image_tokens")}
+            wanted = {"objective": objective, "image tokens": tokens}
+            wrong = [f"{k} {trained[k]} (this scheme sends {wanted[k]})" for k in trained
+                     if trained[k] is not None and trained[k] != wanted[k]]
+            if wrong:
+                raise RequestError("task", f"the base-station MLLM {path} was trained on {', '.join(wrong)}",
+                                   code="failed_precondition")
             model = model.to(cfg.device, torch.bfloat16 if cfg.device.startswith("cuda") else torch.float32)
             image, audio, frontend, vocab, _ = load_links(cfg, None, objective)
-            _cache[objective] = Assistant(model, std, vocab, image, audio, frontend, meta)
-        return _cache[objective]
+            _cache[key] = Assistant(model, std, vocab, image, audio, frontend, meta)
+        return _cache[key]
 
 
 @dataclass
