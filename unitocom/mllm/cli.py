@@ -14,11 +14,15 @@ def add_train_command(sub) -> None:
                        description="Train one multitask MLLM on tokens that crossed the frozen learned link at "
                                    "SNRs drawn per example (Rayleigh by default). Resumes from <run-dir>; writes "
                                    "<run-dir>/log.jsonl and checkpoints/mllm-<objective>.safetensors with its "
-                                   "entry in checkpoints/manifest-tasks.json.",
+                                   "entry in checkpoints/manifest-tasks.json (mllm-<objective>-s<N>.safetensors "
+                                   "with --image-tokens N other than the preset's).",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     m.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     m.add_argument("--objective", default="sigma-genib", choices=["sigma-genib", "vae", "genib"],
                    help="which tokenizers' tokens it reads (one MLLM per scheme)")
+    m.add_argument("--image-tokens", type=int, default=None, metavar="N",
+                   help="image tokens S_v per picture: reads the image-<objective>-sN tokenizer (default: the "
+                        "preset's, 32); Fig. 3 compares 16, 32, 64 and 128 (`unitocom fig3`)")
     m.add_argument("--data", default="data/tiny")
     m.add_argument("--steps", type=int, default=3000)
     m.add_argument("--batch-size", type=int, default=64)
@@ -27,7 +31,8 @@ def add_train_command(sub) -> None:
     m.add_argument("--channel", default="rayleigh", choices=["awgn", "rayleigh"])
     m.add_argument("--val-every", type=int, default=500)
     m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--run-dir", default=None, help="default runs/mllm-<objective>")
+    m.add_argument("--run-dir", default=None, help="default runs/mllm-<objective> (runs/mllm-<objective>-s<N> with "
+                                                   "--image-tokens N other than the preset's)")
     m.add_argument("--no-install", action="store_true", help="leave the result in the run dir only")
     m.add_argument("--device", default="cpu", help="cpu, or cuda (bf16 autocast) to train on a GPU")
     m.set_defaults(func=_cmd_mllm)
@@ -36,17 +41,25 @@ def add_train_command(sub) -> None:
 def _cmd_mllm(args) -> int:
     import shutil
 
+    from unitocom.config import PRESETS
     from unitocom.data.layouts import require_data
+    from unitocom.errors import UserError
     from unitocom.mllm.checkpoint import mllm_path
     from unitocom.mllm.train import TrainConfig, train
     from unitocom.train.provenance import manifest_entry, recorded_command
     require_data(args.data)
+    preset_tokens = PRESETS[args.preset].image_tokens
+    if args.image_tokens is not None and args.image_tokens < 1:
+        raise UserError(f"--image-tokens must be at least 1, got {args.image_tokens}")
+    own = None if args.image_tokens in (None, preset_tokens) else args.image_tokens  # None: the preset's S_v
     tc = TrainConfig(steps=args.steps, batch=args.batch_size, lr=args.lr, snr_db=args.snr_db, channel=args.channel,
                      val_every=args.val_every, seed=args.seed, device=args.device)
-    run = Path(args.run_dir or f"runs/mllm-{args.objective}")
-    meta = train(args.data, str(run), args.preset, objective=args.objective, tc=tc, command=recorded_command())
+    run = Path(args.run_dir or (f"runs/mllm-{args.objective}" if own is None else
+                                f"runs/mllm-{args.objective}-s{own}"))
+    meta = train(args.data, str(run), args.preset, objective=args.objective, tc=tc, command=recorded_command(),
+                 image_tokens=own)
     if not args.no_install:
-        dst = mllm_path(args.objective)
+        dst = mllm_path(args.objective, own)
         shutil.copyfile(run / "mllm.safetensors", dst)
         manifest_entry(dst, meta)
         print(f"installed {dst}")

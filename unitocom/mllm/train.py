@@ -70,9 +70,11 @@ def loss_of(model: MLLM, packed: seq.Packed, repeats: int, gen: torch.Generator)
 
 def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, str] | None = None,
           tc: TrainConfig = TrainConfig(), limit: int | None = None, resume: bool = True,
-          command: str = "", objective: str = "sigma-genib") -> dict:
+          command: str = "", objective: str = "sigma-genib", image_tokens: int | None = None) -> dict:
+    """Train (or resume) into `out_dir`; -> the meta saved with `<out_dir>/mllm.safetensors`. `image_tokens`: the
+    S_v of the `image-<objective>-s<S_v>` link it reads (default: the preset's; `links["image"]` overrides)."""
     torch.set_num_threads(tc.threads)
-    cfg = config.load(preset)
+    cfg = config.load(preset, image_tokens=image_tokens)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     image_link, audio_link, frontend, vocab, link_paths = load_links(cfg, links, objective)
@@ -106,6 +108,7 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
     bar = scaffold.progress(tc.steps, initial=start, desc="mllm")
     running: dict[str, float] = {}
     metrics, wall_s = None, None
+    seg_t0, seg_start = time.time(), start  # training throughput between validations (validation not counted)
     for step in range(start, tc.steps):
         task = tasks[step % len(tasks)]
         n = train_data.counts()[task]
@@ -129,13 +132,15 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
         bar.update(1)
         bar.set_postfix({k: f"{v:.3f}" for k, v in running.items() if k.endswith("_loss")})
         if (step + 1) % tc.val_every == 0 or step + 1 == tc.steps:
+            steps_per_s = (step + 1 - seg_start) / max(time.time() - seg_t0, 1e-9)
             metrics = validate(model, val_data, tc, channel)
             row = {"step": step + 1, "time_s": time.time() - t0, **{k: round(v, 4) for k, v in running.items()},
-                   **metrics}
+                   "steps_per_s": round(steps_per_s, 4), **metrics}
             log.write(row)
             bar.write(json.dumps(row))
             scaffold.save_state(state_path, model, opt, step + 1)
             model.train()
+            seg_t0, seg_start = time.time(), step + 1
     bar.close()
     log.close()
     if metrics is None:  # resumed a run that had already finished: its last validation is in the log
@@ -143,6 +148,7 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
         metrics, wall_s = {k: v for k, v in last.items() if k.startswith("val_")}, last["time_s"]
     from unitocom.data.make import dataset_checksum
     meta = {"command": command, "train_config": dataclasses.asdict(tc), "preset": preset, "objective": objective,
+            "image_tokens": int(image_link.spec.tokens),
             "links": {k: Path(v).name for k, v in link_paths.items()}, "seed": tc.seed,
             "data_checksum": dataset_checksum(data_dir), "parameters": sum(p.numel() for p in model.parameters()),
             "wall_s": round(wall_s if wall_s is not None else time.time() - t0, 1), "validation": metrics}
@@ -152,7 +158,8 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
 
 @torch.no_grad()
 def validate(model: MLLM, data: TaskData, tc: TrainConfig, channel: TorchChannelSpec) -> dict[str, float]:
-    """VQA exact match at 20 and 0 dB, ASR WER at 20 dB, T2I diffusion loss: quick numbers to watch training by."""
+    """VQA exact match at 20 and 0 dB (on val_vqa_n questions), ASR WER at 20 dB, T2I diffusion loss: quick
+    numbers to watch training by."""
     from unitocom.mllm import tasks
     model.eval()
     gen = torch.Generator().manual_seed(1234)
@@ -165,6 +172,8 @@ def validate(model: MLLM, data: TaskData, tc: TrainConfig, channel: TorchChannel
         answers = tasks.answer(model, data.vocab, [ex[1].value for ex in rx], [q for _, q, _ in items])
         out[f"val_vqa_acc_{snr_db:g}db"] = sum(seq.normalize(a) == seq.normalize(t)
                                               for a, (_, _, t) in zip(answers, items)) / n
+    if n:
+        out["val_vqa_n"] = n
     n = min(tc.val_n // 4, data.counts()["asr"])
     if n:
         import jiwer
