@@ -17,7 +17,8 @@ The upper bound is the letter's "same MLLM on clean, noiseless tokens": scheme u
 `noiseless` (no fading, no noise), once per task; it is recorded with "scheme": "upper-bound", "snr_db": null.
 `--no-upper-bound` leaves it out. The JSON is rewritten after every point, so `--resume` continues an interrupted
 sweep: points already in results/fig2.json with the same (task, scheme, SNR, channel, n) are kept, not re-sent
-(refused ones are tried again). `scripts/results_tables.py` turns the JSON into the README's tables.
+(refused ones are tried again), as long as no checkpoint they were measured with has changed (new ones, say a
+newly trained scheme's, may have been added). `scripts/results_tables.py` turns the JSON into the README's tables.
 """
 from __future__ import annotations
 
@@ -223,9 +224,13 @@ def run(args, argv: list[str]) -> dict:
     if args.resume and paths["json"].exists():
         old = json.loads(paths["json"].read_text())
         oh = old.get("header", {})
-        if oh.get("checkpoints_sha256") != header["checkpoints_sha256"]:
+        # Checkpoints added since (a new scheme's) leave the earlier points valid; one changed or removed does not.
+        now = header["checkpoints_sha256"]
+        changed = sorted(f for f, h in oh.get("checkpoints_sha256", {}).items() if now.get(f) != h)
+        if changed:
             raise UserError(f"--resume: {paths['json']} was measured with other checkpoints than those in "
-                            f"{header['checkpoints_dir']} now; move it away or run without --resume")
+                            f"{header['checkpoints_dir']} now ({', '.join(changed)} changed or gone); move it away "
+                            "or run without --resume")
         for k in ("data", "split", "seed"):
             if oh.get(k) != header.get(k):
                 raise UserError(f"--resume: {paths['json']} was measured with {k}={oh.get(k)!r}, this run asks for "
