@@ -24,8 +24,8 @@ UPPER = "upper-bound"
 UPPER_ROW = "upper bound (noiseless tokens)"
 # (value key, interval prefix, caption) per task score
 SCORES = {"vqa": [("value", "ci_", "VQA accuracy (exact match; Wilson 95 % interval)")],
-          "t2i": [("value", "ci_", "T2I FID in scene-checker features (lower is better; bootstrap 95 % interval "
-                                   "over caption/image pairs)"),
+          "t2i": [("value", "ci_", "T2I FID in scene-checker features (lower is better; FID +- 1.96 bootstrap "
+                                   "standard deviations over caption/image pairs)"),
                   ("pair_recall", "pair_recall_ci_", "T2I pair recall (bootstrap 95 % interval)")],
           "asr": [("value", "ci_", "ASR word error rate (lower is better; bootstrap 95 % interval over "
                                    "utterances)")]}
