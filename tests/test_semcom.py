@@ -1,0 +1,190 @@
+"""Vanilla SemCom (baseline 2): shapes, the power constraint, channel uses, a short training run that lowers the
+loss, checkpoint round trip, the CLI, and the committed checkpoints above a stated floor."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import need
+from unitocom.models import semcom as sc
+from unitocom.models.channel_torch import TorchChannelSpec, transmit
+from unitocom.train import semcom as tr
+
+torch.set_num_threads(1)
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+DATA = Path(__file__).resolve().parents[1] / "data" / "tiny"
+SMALL = {"vqa": dict(text_width=32, text_layers=1, width=32, fuse_layers=1, heads=2, vocab=64),
+         "t2i": dict(text_width=32, text_layers=1, width=32, rx_layers=1, heads=2, vocab=64),
+         "asr": dict(mels=16, width=32, rx_layers=1, heads=2)}
+
+
+def _small(task: str):
+    torch.manual_seed(0)
+    if task == "vqa":
+        return sc.SemComVQA(["no", "yes", "1", "2"], **SMALL["vqa"])
+    return sc.MODELS[task](**SMALL[task])
+
+
+def _ids(b: int = 4, lengths=(5, 3, 7, 1)) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return tr.pad_ids([torch.randint(1, 64, (n,), generator=g).tolist() for n in lengths[:b]])
+
+
+def _batch(task: str) -> dict:
+    g = torch.Generator().manual_seed(2)
+    ids, mask = _ids()
+    if task == "vqa":
+        return {"images": torch.rand(4, 3, 32, 32, generator=g), "ids": ids, "mask": mask,
+                "labels": torch.tensor([0, 1, 2, 3])}
+    if task == "t2i":  # one flat colour per caption: something a decoder can learn in a few steps
+        colours = torch.rand(4, 3, 1, 1, generator=g)
+        return {"images": colours.expand(4, 3, 32, 32).contiguous(), "ids": ids, "mask": mask}
+    chunks = torch.tensor([2, 1, 2, 1])
+    mel = torch.randn(4, 2 * sc.AUDIO_CHUNK_FRAMES, 16, generator=g)
+    targets = [torch.tensor(sc.ctc_targets(t)) for t in ("RED CIRCLE", "TWO", "A BLUE SQUARE", "NO")]
+    return {"mel": mel, "chunks": chunks, "targets": targets}
+
+
+def _power(z: torch.Tensor, n: torch.Tensor | int) -> torch.Tensor:
+    return (z.abs() ** 2).sum(-1) / n
+
+
+def test_vqa_streams_shapes_power_and_channel_uses():
+    m = _small("vqa")
+    b = _batch("vqa")
+    zi, zq = m.encode(b["images"], b["ids"], b["mask"])
+    assert zi.dtype == torch.complex64 and zi.shape == (4, 256) == (4, sc.IMAGE_SYMBOLS)  # 32 tokens x 8
+    assert zq.shape == (4, b["ids"].shape[1] * 8)  # 8 symbols per BPE token
+    torch.testing.assert_close(_power(zi, 256), torch.ones(4))
+    real = b["mask"].sum(1) * 8
+    torch.testing.assert_close(_power(zq, real), torch.ones(4))  # over the real tokens only
+    assert torch.all(zq[~b["mask"].repeat_interleave(8, 1)] == 0)  # padding sends nothing
+    for sinr in (torch.full((4,), 10.0), torch.full((4, 256), 10.0)):  # one SINR per example or per symbol
+        logits = m.decode(zi, sinr, zq, sinr if sinr.dim() == 1 else torch.full(zq.shape, 10.0), b["mask"])
+        assert logits.shape == (4, 4)
+    assert len(m.answer(logits)) == 4
+
+
+def test_t2i_shapes_power_and_range():
+    m = _small("t2i")
+    b = _batch("t2i")
+    z = m.encode(b["ids"], b["mask"])
+    assert z.shape == (4, b["ids"].shape[1] * 8)
+    torch.testing.assert_close(_power(z, b["mask"].sum(1) * 8), torch.ones(4))
+    y, s = transmit(z, torch.full((4,), 5.0), TorchChannelSpec("rayleigh"))
+    img = m.decode(y, s, b["mask"]).detach()
+    assert img.shape == (4, 3, 32, 32) and float(img.min()) >= 0 and float(img.max()) <= 1
+
+
+def test_asr_shapes_power_chunks_and_ctc():
+    m = _small("asr")
+    b = _batch("asr")
+    z = m.encode(b["mel"], b["chunks"])
+    assert z.shape == (4, 2 * 256)  # 256 symbols per 64-frame chunk, 4 per mel frame
+    torch.testing.assert_close(_power(z, b["chunks"] * 256), torch.ones(4))
+    assert torch.all(z[1, 256:] == 0)  # a 1-chunk clip in a 2-chunk batch sends 256 symbols
+    logits = m.decode(z, torch.full((4,), 20.0), b["chunks"])
+    assert logits.shape == (4, 64, len(sc.CTC_ALPHABET) + 1)
+    assert sc.ctc_greedy(torch.nn.functional.one_hot(torch.tensor([[0, 3, 3, 0, 3, 1, 4]]), 29).float()) == ["AA B"]  # ids: 1 space, 2 apostrophe, 3 A, 4 B
+    assert sc.ctc_targets("it's ok!") == [sc.CTC_ALPHABET.index(c) + 1 for c in "IT'S OK"]
+    with pytest.raises(ValueError):
+        m.encode(torch.zeros(1, 65, 16), torch.tensor([1]))
+
+
+def test_asr_features_pad_to_whole_chunks():
+    fe = tr.frontend_for()
+    wave = torch.randn(int(1.5 * 16000)) * 0.1  # 1.5 s: two chunks of 1.024 s
+    mel, chunks = sc.asr_features(wave, fe, -40.0, 20.0)
+    assert chunks == 2 and mel.shape == (128, fe.mels)
+
+
+@pytest.mark.parametrize("task", sc.TASKS)
+def test_twenty_steps_lower_the_loss(task):
+    m = _small(task)
+    b = _batch(task)
+    spec = TorchChannelSpec("rayleigh")
+    snr = torch.full((4,), 15.0)
+
+    def loss_now():
+        with torch.no_grad():
+            return float(tr.forward(task, m, b, snr, spec, torch.Generator().manual_seed(7))["loss"])
+
+    before = loss_now()
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(20):
+        loss = tr.forward(task, m, b, snr, spec, gen)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss_now() < 0.9 * before
+
+
+@pytest.mark.parametrize("task", sc.TASKS)
+def test_checkpoint_round_trip(task, tmp_path):
+    m = _small(task).eval()
+    with torch.no_grad():  # fp16 storage: round the weights first so the round trip is exact
+        for p in m.parameters():
+            p.copy_(p.half().float())
+    sc.save(m, task, tmp_path / "c.safetensors", extra={"note": "x"})
+    got_task, m2, extra = sc.load(tmp_path / "c.safetensors")
+    assert got_task == task and extra["note"] == "x" and m2.config == m.config
+    b = _batch(task)
+    if task == "vqa":
+        z1, z2 = m.encode(b["images"], b["ids"], b["mask"]), m2.encode(b["images"], b["ids"], b["mask"])
+        torch.testing.assert_close(z1, z2)
+    elif task == "t2i":
+        torch.testing.assert_close(m.encode(b["ids"], b["mask"]), m2.encode(b["ids"], b["mask"]))
+    else:
+        torch.testing.assert_close(m.encode(b["mel"], b["chunks"]), m2.encode(b["mel"], b["chunks"]))
+        assert (m2.db_mean, m2.db_std) == (m.db_mean, m.db_std)
+    with pytest.raises(ValueError):
+        from safetensors.torch import save_file
+        save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"), metadata={"format": "other"})
+        sc.load(tmp_path / "other.safetensors")
+
+
+def test_cli_registers_train_semcom(capsys):
+    from unitocom import cli
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", "semcom", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "--task" in out and "vanilla-SemCom" in out.replace("\n", " ")
+
+
+def test_training_loop_resumes_and_writes_manifest(tmp_path):
+    need((DATA / "CLEVR_v1.0").is_dir() and (CHECKPOINTS / "text-bpe.json").exists(),
+         "data/tiny or checkpoints/text-bpe.json missing")
+    kw = dict(task="vqa", batch_size=4, data_dir=str(DATA), run_dir=str(tmp_path / "run"), val_every=3, val_n=4,
+              limit=8, progress=False, out=str(tmp_path / "semcom-vqa.safetensors"), command="test",
+              model_overrides=dict(text_width=32, text_layers=1, width=32, fuse_layers=1, heads=2))
+    tr.train(tr.SemComOptions(steps=2, save_every=1, **kw))
+    meta = tr.train(tr.SemComOptions(steps=2, **kw))  # finished: resumes at its end, writes again
+    entry = json.loads((tmp_path / "manifest-tasks.json").read_text())["semcom-vqa"]
+    assert entry["parameters"] == meta["parameters"] and entry["channel_uses"]["image"] == 256
+    assert entry["train_config"]["steps"] == 2 and "sha256" in entry
+    task, m, _ = sc.load(tmp_path / "semcom-vqa.safetensors")
+    assert task == "vqa"
+
+
+# Floors a little under what the committed checkpoints reach on 150-300 val examples at 20 dB Rayleigh
+# (checkpoints/README.md), and above chance / a blank output, so that a broken checkpoint or receiver fails.
+FLOORS = {"vqa": ("accuracy", ">", 0.40, 150), "t2i": ("pair_recall", ">", 0.30, 150), "asr": ("wer", "<", 0.60, 60)}
+
+
+@pytest.mark.parametrize("task", sc.TASKS)
+def test_committed_checkpoint_meets_its_floor(task):
+    path = CHECKPOINTS / f"semcom-{task}.safetensors"
+    need(path.exists(), f"{path.name} not committed")
+    need((DATA / "CLEVR_v1.0").is_dir(), "data/tiny missing (make it with `unitocom data make --preset tiny`)")
+    if task == "t2i":
+        need((CHECKPOINTS / "scene-checker.safetensors").exists(), "scene-checker not committed")
+    _, m, _ = sc.load(path)
+    key, op, floor, n = FLOORS[task]
+    data = tr.load_data(task, DATA, "val", model=m)
+    res = tr.evaluate(task, m, data, 20.0, n=n, channel="rayleigh", seed=0)
+    assert (res[key] > floor) if op == ">" else (res[key] < floor), res
