@@ -188,3 +188,109 @@ def test_committed_checkpoint_meets_its_floor(task):
     data = tr.load_data(task, DATA, "val", model=m)
     res = tr.evaluate(task, m, data, 20.0, n=n, channel="rayleigh", seed=0)
     assert (res[key] > floor) if op == ">" else (res[key] < floor), res
+
+
+# --- serving: the scheme's encode / decode and the base station's task stage, with the real channel between -----
+
+@pytest.fixture(scope="module")
+def semcom_checkpoints(tmp_path_factory):
+    """Untrained narrow models under the names the scheme looks for, with a small BPE, in a private directory."""
+    from unitocom.models.text_tokenizer import train_bpe
+    d = tmp_path_factory.mktemp("semcom-checkpoints")
+    tok = train_bpe(["there is a red circle", "how many squares are there?", "a blue square"] * 10, 300)
+    tok.save(str(d / "text-bpe.json"))
+    v = tok.get_vocab_size()
+    torch.manual_seed(0)
+    sc.save(sc.SemComVQA(["no", "yes", "2"], **(SMALL["vqa"] | {"vocab": v})), "vqa", d / "semcom-vqa.safetensors")
+    sc.save(sc.SemComT2I(**(SMALL["t2i"] | {"vocab": v})), "t2i", d / "semcom-t2i.safetensors")
+    sc.save(sc.SemComASR(**(SMALL["asr"] | {"mels": 64, "db_mean": -50.0, "db_std": 20.0})), "asr",
+            d / "semcom-asr.safetensors")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("UNITOCOM_CHECKPOINTS", str(d))
+    from unitocom.schemes import semcom as scheme
+    scheme._cache.clear()
+    yield d
+    scheme._cache.clear()
+    mp.undo()
+
+
+def _through(enc, snr_db: float, seed: int):
+    """Rayleigh block fading (one h per stream), perfect CSI: -> stages.mllm.Received."""
+    import numpy as np
+
+    from unitocom.schemes import semcom as scheme
+    from unitocom.stages.mllm import Received
+    from unitocom import config
+    rng = np.random.default_rng(seed)
+    n0 = 10 ** (-snr_db / 10)
+    z = enc.symbols
+    h = np.full(len(z), (rng.normal() + 1j * rng.normal()) / np.sqrt(2), np.complex64)
+    y = (h * z + np.sqrt(n0 / 2) * (rng.normal(size=len(z)) + 1j * rng.normal(size=len(z)))).astype(np.complex64)
+    out = scheme.decode(enc.header, y, h, n0, False, config.load("tiny"))
+    assert out.decoded and out.channel_uses == len(z) == enc.header.num_symbols
+    return Received(enc.header, out, y, h, n0, False, 0.0)
+
+
+def test_scheme_and_stage_serve_the_three_tasks(semcom_checkpoints):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from unitocom import config
+    from unitocom.messages import Label, LinkSettings, Modality
+    from unitocom.options import Scheme, Task
+    from unitocom.schemes import semcom as scheme
+    from unitocom.stages import semcom as stage
+    from unitocom.stages.request import SourcePayload
+    cfg = config.load("tiny")
+    link = LinkSettings(scheme=Scheme.SEMCOM, snr_db=10.0)
+    rng = np.random.default_rng(0)
+    image = SourcePayload(Modality.IMAGE, rng.integers(0, 255, (40, 48, 3), dtype=np.uint8))
+    question = SourcePayload(Modality.TEXT, "how many red circles are there?")
+    ei = scheme.encode(0, image, link, cfg, task=Task.VQA)
+    eq = scheme.encode(1, question, link, cfg, task=Task.VQA)
+    assert ei.symbols.shape == (256,) and ei.symbols.dtype == np.complex64
+    assert np.mean(np.abs(ei.symbols) ** 2) == pytest.approx(1.0, rel=1e-4)
+    assert eq.symbols.shape == (eq.header.token_shape[0] * 8,) and ei.header.tokenizer == "semcom-vqa"
+    answer, gen, q, _ = stage.run(Task.VQA, Label(answer="yes"), [_through(ei, 20, 1), _through(eq, 20, 2)], cfg)
+    assert answer in ("no", "yes", "2") and gen == [] and q["exact_match"] in (0.0, 1.0)
+
+    caption = SourcePayload(Modality.TEXT, "a red circle")
+    ec = scheme.encode(0, caption, link, cfg, task=Task.T2I)
+    assert ec.header.tokenizer == "semcom-t2i"
+    text, gen, q, _ = stage.run(Task.T2I, Label(caption="a red circle"), [_through(ec, 10, 3)], cfg)
+    assert text == "" and Image.open(io.BytesIO(gen[0].image_png)).size == (32, 32)
+
+    wave = (0.1 * np.sin(np.arange(int(1.3 * 22050)) / 10)).astype(np.float32)
+    ea = scheme.encode(0, SourcePayload(Modality.AUDIO, wave, 22050), link, cfg, task=Task.ASR)
+    assert list(ea.header.token_shape) == [2, 32, 8] and len(ea.symbols) == 512  # 1.3 s: two 1.024 s chunks
+    transcript, _, q, _ = stage.run(Task.ASR, Label(transcript="A RED CIRCLE"), [_through(ea, 0, 4)], cfg)
+    assert transcript == transcript.upper() and q["wer"] >= 0
+
+
+def test_scheme_refuses_what_it_cannot_serve(semcom_checkpoints, monkeypatch, tmp_path):
+    import numpy as np
+
+    from unitocom import config
+    from unitocom.messages import LinkSettings, Modality
+    from unitocom.options import Scheme, Task
+    from unitocom.schemes import semcom as scheme
+    from unitocom.stages.request import RequestError, SourcePayload
+    cfg = config.load("tiny")
+    link = LinkSettings(scheme=Scheme.SEMCOM, snr_db=10.0)
+    text = SourcePayload(Modality.TEXT, "a red circle")
+    with pytest.raises(RequestError, match="task"):
+        scheme.encode(0, text, link, cfg)  # a text payload needs the task
+    with pytest.raises(RequestError) as e:
+        scheme.encode(0, text, link, cfg, task=Task.RECONSTRUCT)
+    assert e.value.code == "unimplemented"
+    enc = scheme.encode(0, text, link, cfg, task=Task.T2I)
+    with pytest.raises(RequestError, match="symbols"):
+        scheme.decode(enc.header, enc.symbols[:-1], np.ones(len(enc.symbols) - 1, np.complex64), 0.1, False, cfg)
+    monkeypatch.setenv("UNITOCOM_CHECKPOINTS", str(tmp_path))
+    scheme._cache.clear()
+    with pytest.raises(RequestError) as e:
+        scheme.encode(0, text, link, cfg, task=Task.T2I)
+    assert e.value.code == "failed_precondition" and "unitocom train semcom --task t2i" in e.value.reason
+    scheme._cache.clear()
