@@ -210,6 +210,8 @@ def parser() -> argparse.ArgumentParser:
     task_eval.add_subparser(sub)
     from unitocom import fig2
     fig2.add_subparser(sub)  # Fig. 2 as files: results/fig2.{json,csv,png}
+    from unitocom import fig3
+    fig3.add_subparser(sub)  # Fig. 3 at the task level: results/fig3.{json,csv,png}
     return ap
 
 
