@@ -239,3 +239,14 @@ def test_fig3_end_to_end_in_miniature(tmp_path, capsys):
     assert cli.main([*argv, "--train-only"]) == 0  # nothing left to train: reports the runs, writes nothing
     assert capsys.readouterr().out.splitlines() == [f"s{n}: {tmp_path / 'runs' / f's{n}' / 'mllm.safetensors'} "
                                                     f"({h['runs'][str(n)]['steps_per_s']} steps/s)" for n in (16, 32)]
+
+
+def test_services_take_the_image_token_count_and_an_mllm_file():
+    from services.common import server as common
+    ap = common.base_parser("basestation")
+    cfg = common.config_from_args(ap.parse_args(["--image-tokens", "16", "--mllm-path", "runs/fig3/s16/m.safetensors"]))
+    assert cfg.preset.image_tokens == 16 and cfg.mllm_path == "runs/fig3/s16/m.safetensors"
+    cfg = common.config_from_args(ap.parse_args([]))
+    assert cfg.preset is config.PRESETS["tiny"] and cfg.mllm_path is None
+    with pytest.raises(SystemExit):
+        ap.parse_args(["--image-tokens", "0"])

@@ -100,11 +100,29 @@ def base_parser(name: str) -> argparse.ArgumentParser:
     ap.add_argument("--max-message-bytes", type=int, default=None,
                     help="cap on one gRPC message (larger ones get RESOURCE_EXHAUSTED)")
     ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--image-tokens", type=_positive_int, default=None, metavar="N",
+                    help="image tokens S_v (default: the preset's): the transmitter sends with image-<objective>-sN "
+                         "and the base station reads them with mllm-<objective>-sN.safetensors (give the same N to "
+                         "both; Fig. 3)")
+    ap.add_argument("--mllm-path", default=None,
+                    help="base station: the MLLM file to run instead of the installed one (e.g. runs/fig3/s16/"
+                         "mllm.safetensors)")
     return ap
 
 
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return n
+
+
 def config_from_args(args: argparse.Namespace) -> config_mod.Config:
-    cfg = config_mod.load(args.preset)
+    cfg = config_mod.load(args.preset, image_tokens=getattr(args, "image_tokens", None),
+                          mllm_path=getattr(args, "mllm_path", None))
     if args.max_message_bytes:
         cfg = cfg.replace(limits=dataclasses.replace(cfg.limits, max_message_bytes=args.max_message_bytes))
     return cfg
