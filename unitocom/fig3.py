@@ -1,6 +1,6 @@
 """`unitocom fig3`: the letter's Fig. 3 at the task level: one MLLM per image token length, equal budgets.
 
-    unitocom fig3 --tokens 16,32,64,128 --steps 8000 --val-every 500 --snr-db 0:20:5 --channel rayleigh \\
+    unitocom fig3 --tokens 16,32,64,128 --steps 8000 --val-every 250 --snr-db 0:20:5 --channel rayleigh \\
         --n-vqa 500 --out results --runs runs/fig3
 
 For each length N it
@@ -32,10 +32,11 @@ s16 0.65, s32 0.59, s64 0.55, s128 0.40 steps/s (the ASR and T2I steps do not de
 the spread is small until 128). The default --steps 8000 (the recipe of the shipped mllm-sigma-genib, which
 ran at ~1 step/s on a quieter machine) is then about 3.4 + 3.8 + 4.0 + 5.6 = ~17 CPU hours of training for the
 four lengths under that load (~9-10 on idle cores), plus a validation every --val-every steps (256 questions
-at two SNRs, ASR, T2I loss; about a minute each, not measured here). The lengths are independent: run one
-process per length (`--tokens 16 --train-only`, `--tokens 32 --train-only`, ... with the same --runs, then
-once more with all of them and --skip-train to evaluate) and the wall time is that of s128. Evaluation: ~0.1 s
-per VQA request (4 lengths x 5 SNRs x 500 = 10000 requests, ~20-30 min). GPU (--device cuda): not measured; the link and
+at two SNRs, ASR, T2I loss: 12 s each, measured with the shipped 32-token MLLM; 32 of them per length).
+The lengths are independent: run one process per length (`--tokens 16 --train-only`, `--tokens 32
+--train-only`, ... with the same --runs), then once more with all of them and --skip-train to evaluate; the
+wall time is then that of s128. Evaluation: 0.04 s per VQA request in process (measured, shipped 32-token
+MLLM; 4 lengths x 5 SNRs x 500 = 10000 requests, ~10 min). GPU (--device cuda): not measured; the link and
 token preparation stay on the CPU, so expect a few times faster, not orders of magnitude, for the tiny MLLM.
 T2I (--t2i-n) costs ~2 s per caption on the CPU per length and SNR, so it is skipped by default (0).
 """
@@ -310,6 +311,11 @@ def _jsonable(x):
     return json.loads(json.dumps(x))
 
 
+def _budget(train_config: dict | None) -> dict:
+    """A run's training configuration less where it ran (the device does not change the budget)."""
+    return _jsonable({k: v for k, v in (train_config or {}).items() if k != "device"})
+
+
 def _plan(mllm: Path) -> dict:
     """What a fig3 run dir was made with (fig3-run.json beside its mllm.safetensors), {} if not by fig3."""
     f = Path(mllm).parent / "fig3-run.json"
@@ -326,7 +332,7 @@ def ensure_trained(tokens: int, args, tc, progress=print, command: str = "") -> 
     d = Path(args.runs) / f"s{tokens}"
     ckpt = d / "mllm.safetensors"
     plan = _jsonable({"image_tokens": tokens, "preset": args.preset, "objective": OBJECTIVE, "data": str(args.data),
-                      "limit": args.limit, "train_config": dataclasses.asdict(tc)})
+                      "limit": args.limit, "train_config": _budget(dataclasses.asdict(tc))})
     plan_file = d / "fig3-run.json"
     if plan_file.exists() and not args.skip_train:
         old = json.loads(plan_file.read_text())
@@ -337,7 +343,7 @@ def ensure_trained(tokens: int, args, tc, progress=print, command: str = "") -> 
     if ckpt.exists():
         _, _, meta = load_mllm(ckpt)
         if args.skip_train or (meta.get("image_tokens") == tokens
-                               and _jsonable(meta.get("train_config")) == plan["train_config"]):
+                               and _budget(meta.get("train_config")) == plan["train_config"]):
             progress(f"s{tokens}: reusing the finished run {ckpt}")
             return ckpt, meta, None
     if args.skip_train:
@@ -446,8 +452,7 @@ def run(args, argv: list[str]) -> dict:
         return {"trained": {n: str(r["mllm"]) for n, r in runs.items()},
                 "steps_per_s": {n: r["steps_per_s"] for n, r in runs.items()}}
     out.mkdir(parents=True, exist_ok=True)
-    budgets = {n: _jsonable({k: v for k, v in (r["meta"].get("train_config") or {}).items() if k != "device"})
-               for n, r in runs.items()}
+    budgets = {n: _budget(r["meta"].get("train_config")) for n, r in runs.items()}
     equal = len({json.dumps(b, sort_keys=True) for b in budgets.values()}) == 1
     if not equal:
         log("warning: the runs were not trained with equal budgets (see header.runs): the comparison is unfair")
@@ -559,7 +564,7 @@ def add_subparser(sub) -> None:
     g = p.add_argument_group("training (the same for every length: equal budgets)")
     g.add_argument("--steps", type=int, default=8000,
                    help="training steps per length (8000: the shipped 32-token MLLM's recipe)")
-    g.add_argument("--val-every", type=int, default=500, help="validation (the convergence panel) every K steps")
+    g.add_argument("--val-every", type=int, default=250, help="validation (the convergence panel) every K steps")
     g.add_argument("--val-n", type=int, default=256, help="validation questions per SNR (20 and 0 dB)")
     g.add_argument("--batch-size", type=int, default=64)
     g.add_argument("--lr", type=float, default=2e-3)
