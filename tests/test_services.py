@@ -109,11 +109,11 @@ def test_bad_input_is_invalid_argument_naming_the_field(tx, mutate, field):
     assert tx.send(client.build_request(text="still here", snr_db=30.0)).output_text == "still here"
 
 
-def test_unbuilt_scheme_is_unimplemented_with_reason(tx):
-    req = client.build_request(image=scene_png(32), question="how many cubes?", task="vqa", scheme="semcom")
+def test_semcom_reconstruction_is_unimplemented_with_reason(tx):
+    req = client.build_request(image=scene_png(32), task="reconstruct", scheme="semcom")
     code, details = _code(lambda: tx.send(req))
     assert code == grpc.StatusCode.UNIMPLEMENTED
-    assert "semcom" in details and "not available in this build" in details
+    assert "semcom" in details and "task-specific" in details
 
 
 def test_oversize_payload_is_resource_exhausted(tx):
@@ -252,7 +252,7 @@ def test_the_channel_refuses_malformed_streams_precisely(services, stream, field
                       streams=[pb.StreamHeader(stream_id=0, scheme=pb.TRADITIONAL, num_symbols=4)]),
      "header.link.scheme"),
     (pb.RequestHeader(streams=[pb.StreamHeader(stream_id=5, scheme=pb.TRADITIONAL),
-                               pb.StreamHeader(stream_id=3, scheme=pb.SEMCOM)]), "header.streams[1].scheme"),
+                               pb.StreamHeader(stream_id=3)]), "header.streams[1].scheme"),
 ])
 def test_the_base_station_refuses_malformed_headers_precisely(services, header, field):
     cfg, _ = services

@@ -1,6 +1,6 @@
 """Per-scheme payload <-> symbol processing. Each scheme module provides
 
-    encode(stream_id, payload: SourcePayload, link: LinkSettings, cfg: Config) -> Encoded
+    encode(stream_id, payload: SourcePayload, link: LinkSettings, cfg: Config, clock, task=None) -> Encoded
     decode(header: StreamHeader, y, h_est, noise_var, erased, cfg: Config, est_error_var=0.0) -> ModalityOutput
 
 (the dataclasses of `unitocom.messages`), and `for_scheme` picks the module for a `unitocom.options.Scheme`.
@@ -20,4 +20,7 @@ def for_scheme(scheme: Scheme | None):
     if scheme in (Scheme.UNITOCOM, Scheme.VAE):
         from unitocom.schemes import learned
         return learned
+    if scheme == Scheme.SEMCOM:
+        from unitocom.schemes import semcom
+        return semcom
     raise ValueError(f"no implementation for scheme {scheme.name if scheme else 'SCHEME_UNSPECIFIED'}")

@@ -226,7 +226,8 @@ def _png_bytes(image: np.ndarray) -> bytes:
 
 @torch.no_grad()
 def encode(stream_id: int, payload: SourcePayload, link: LinkSettings, cfg: Config,
-           clock: Clock = NOT_TIMED) -> Encoded:
+           clock: Clock = NOT_TIMED, task=None) -> Encoded:
+    """`task` is unused: this link carries any task's payload alike (SemCom's does not, `schemes.semcom`)."""
     name = checkpoint_name(link.scheme, payload.modality, cfg)
     m = model(name)
     s = m.spec

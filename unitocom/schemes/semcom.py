@@ -16,10 +16,8 @@ symbols per token] (image [32, 8], text [BPE tokens, 8]) or [chunks, tokens per 
 """
 from __future__ import annotations
 
-import os
 import re
 import threading
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,6 +27,7 @@ from unitocom.messages import LinkSettings, Modality, ModalityOutput, StreamHead
 from unitocom.models import semcom as sc
 from unitocom.options import Task
 from unitocom.schemes.encoded import Encoded
+from unitocom.schemes.learned import checkpoint_dir
 from unitocom.stages.request import RequestError, SourcePayload
 from unitocom.timing import NOT_TIMED, Clock
 
@@ -40,8 +39,6 @@ _lock = threading.Lock()
 _cache: dict[str, tuple] = {}
 
 
-def checkpoint_dir() -> Path:
-    return Path(os.environ.get("UNITOCOM_CHECKPOINTS", Path(__file__).resolve().parents[2] / "checkpoints"))
 
 
 def model(name: str):

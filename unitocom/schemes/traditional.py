@@ -40,7 +40,8 @@ def _cached_link(code: str, rate: float, modulation: str, k: int, iterations: in
 
 
 def encode(stream_id: int, payload: SourcePayload, link: LinkSettings, cfg: Config,
-           clock: Clock = NOT_TIMED) -> Encoded:
+           clock: Clock = NOT_TIMED, task=None) -> Encoded:
+    """`task` is unused: this link carries any task's payload alike (SemCom's does not, `schemes.semcom`)."""
     d = cfg.digital
     m = payload.modality
     with clock.stage("source_encode"):  # with the clean decode the transmitter scores against

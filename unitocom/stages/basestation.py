@@ -1,7 +1,7 @@
 """The base station's core: gather each stream's received frames, equalise, demodulate, decode, run the task.
 
 Stages timed (`unitocom.timing`): each scheme's receiver (equalise, then decode or detokenize) per stream, then
-for the MLLM tasks the MLLM's own (`stages/mllm.py`)."""
+for the MLLM tasks the MLLM's own (`stages/mllm.py`), or with scheme semcom the task receivers' (`stages/semcom.py`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,9 +12,9 @@ from unitocom import wire
 from unitocom.config import Config
 from unitocom import schemes
 from unitocom.messages import Modality, ModalityOutput, RequestHeader, Result, StreamHeader, SymbolFrame
-from unitocom.options import Channel, Task
+from unitocom.options import Channel, Scheme, Task
 from unitocom.stages import mllm
-from unitocom.stages.request import RequestError
+from unitocom.stages.request import MISSING, RequestError
 from unitocom.timing import Clock
 
 SERVICE = "basestation"
@@ -49,6 +49,8 @@ class BaseStationCore:
                 schemes.for_scheme(s.scheme)
             except ValueError as e:
                 raise RequestError(f"header.streams[{i}].scheme", str(e)) from None
+        if header.task == Task.RECONSTRUCT and header.link.scheme == Scheme.SEMCOM:
+            raise RequestError("header.task", MISSING[Scheme.SEMCOM], code="unimplemented")
         self.clock = Clock(SERVICE)
 
     def check(self, stream_id: int, seq: int) -> None:
@@ -98,8 +100,14 @@ class BaseStationCore:
         texts = [o.text for o in outputs if o.modality == Modality.TEXT]
         result.output_text = texts[0] if texts else ""
         if self.header.task != Task.RECONSTRUCT:
-            text, generated, quality, notes = mllm.run(self.header.task, self.header.label, received, link.scheme,
-                                                       self.cfg, seed=int(link.seed), clock=self.clock)
+            if link.scheme == Scheme.SEMCOM:  # task-specific receivers, no MLLM
+                from unitocom.stages import semcom
+                text, generated, quality, notes = semcom.run(self.header.task, self.header.label, received,
+                                                             self.cfg, seed=int(link.seed), clock=self.clock)
+            else:
+                text, generated, quality, notes = mllm.run(self.header.task, self.header.label, received,
+                                                           link.scheme, self.cfg, seed=int(link.seed),
+                                                           clock=self.clock)
             result.output_text = text
             outputs.extend(generated)
             result.quality.update(quality)

@@ -33,9 +33,11 @@ class RequestError(ValueError):
 
 # (task, scheme) pairs this build serves; others answer UNIMPLEMENTED naming what is missing. A pair whose
 # checkpoint is not installed answers FAILED_PRECONDITION when it is used.
-SUPPORTED = {(task, scheme) for task in Task for scheme in (Scheme.TRADITIONAL, Scheme.UNITOCOM, Scheme.VAE)}
+SUPPORTED = ({(task, scheme) for task in Task for scheme in (Scheme.TRADITIONAL, Scheme.UNITOCOM, Scheme.VAE)}
+             | {(task, Scheme.SEMCOM) for task in (Task.VQA, Task.T2I, Task.ASR)})
 MISSING = {
-    Scheme.SEMCOM: "vanilla SemCom needs its deep JSCC models (not built yet)",
+    Scheme.SEMCOM: "vanilla SemCom is task-specific (one deep JSCC system per task, trained for its answer, "
+                   "picture or transcript), so it has no reconstruction to give; use vqa, t2i or asr",
 }
 TASK_INPUTS = {  # which payload modalities each task takes
     Task.RECONSTRUCT: {Modality.TEXT, Modality.IMAGE, Modality.AUDIO},

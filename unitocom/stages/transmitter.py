@@ -51,7 +51,7 @@ def prepare(request: Request, cfg: Config) -> Prepared:
     link = request.link
     scheme = schemes.for_scheme(link.scheme)
     # Each scheme times its own steps: source_encode (codec or tokenizer F) and channel_encode (code + QAM, or T).
-    streams = [scheme.encode(i, p, link, cfg, clock=clock) for i, p in enumerate(payloads)]
+    streams = [scheme.encode(i, p, link, cfg, clock=clock, task=request.task) for i, p in enumerate(payloads)]
     header = RequestHeader(request_id=request_id(request), task=request.task, link=request.link, label=request.label,
                            streams=[s.header for s in streams], transmitter_s=time.perf_counter() - t0)
     return Prepared(header, streams, payloads, cfg, clock)
