@@ -41,7 +41,8 @@ def _batch(task: str) -> dict:
                 "labels": torch.tensor([0, 1, 2, 3])}
     if task == "t2i":  # one flat colour per caption: something a decoder can learn in a few steps
         colours = torch.rand(4, 3, 1, 1, generator=g)
-        return {"images": colours.expand(4, 3, 32, 32).contiguous(), "ids": ids, "mask": mask}
+        return {"images": colours.expand(4, 3, 32, 32).contiguous(), "ids": ids, "mask": mask,
+                "layout": torch.rand(4, 1, 8, 8, generator=g)}
     chunks = torch.tensor([2, 1, 2, 1])
     mel = torch.randn(4, 2 * sc.AUDIO_CHUNK_FRAMES, 16, generator=g)
     targets = [torch.tensor(sc.ctc_targets(t)) for t in ("RED CIRCLE", "TWO", "A BLUE SQUARE", "NO")]

@@ -5,8 +5,8 @@ t2i_pair_recall for t2i).
 Each received stream (`stages.mllm.Received`: y, h_est, noise_var, erased, est_error_var) is LMMSE-equalised with
 the per-symbol SINR, as in training (`schemes.learned.equalize`: the biased MMSE estimate, estimation error counted
 as noise, SINR clamped, an erased stream read as zeros at the bottom SINR), then the task's receiver network
-(`models.semcom`) gives the answer, the transcript (upper case) or the 32x32 picture. Deterministic: `seed` is
-accepted for the interface and not used. The receiver never sees the caption's text, so t2i returns no text and
+(`models.semcom`) gives the answer, the transcript (upper case) or the 32x32 picture. `seed` draws t2i's layout
+latent (the same seed, the same picture); vqa and asr are deterministic. The receiver never sees the caption's text, so t2i returns no text and
 scores pair recall only against `label.caption`.
 
 Stages timed: equalise (LMMSE), decode (the task's receiver network and its output: argmax, CTC, PNG), score.
@@ -92,13 +92,13 @@ def run(task: Task | None, label: Label, streams: list, cfg: Config, seed: int =
             z, s = _equalised(r)
         with clock.stage("decode"):
             mask = torch.ones(1, int(r.header.token_shape[0]), dtype=torch.bool)
-            x = m.decode(z, s, mask)[0].clamp(0, 1)
+            x = m.decode(z, s, mask, generator=torch.Generator().manual_seed(int(seed)))[0].clamp(0, 1)
             img = torch.round(x * 255.0).to(torch.uint8).permute(1, 2, 0).numpy()
             buf = io.BytesIO()
             Image.fromarray(img).save(buf, format="PNG")
         out = ModalityOutput(modality=Modality.IMAGE, decoded=True, image_png=buf.getvalue(),
-                             note="drawn by the semcom-t2i receiver from the received caption features (a "
-                                  "deterministic conditional generator: the conditional-mean picture)")
+                             note="drawn by the semcom-t2i receiver (a conditional VAE) from the received caption "
+                                  f"features and a layout latent drawn with seed {int(seed)}")
         if label.caption:
             from unitocom.metrics.scene_checker import caption_pairs
             from unitocom.stages.mllm import scene_checker

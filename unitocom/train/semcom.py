@@ -6,8 +6,10 @@ image and question streams fade independently), the SNR drawn per example unifor
 `TokenizerConfig.snr_db_range` (-10..25 dB; both streams of a VQA example share the nominal SNR, as a request's
 link settings do), MMSE equalisation with perfect CSI, the receiver given the per-symbol SINR.
 
-Losses: VQA cross-entropy over the training set's answers; T2I L1 + MSE of the drawn image to the caption's
-scene; ASR CTC over characters. AdamW (`train.scaffold.adamw`, decay on matrices only), linear warm-up then cosine
+Losses: VQA cross-entropy over the training set's answers plus AUX_WEIGHT x a scene-attribute loss on the
+received image tokens (BCE over the colour-shape pairs present, cross-entropy over the object count; from the
+CLEVR-layout scene records when they hold the synthetic vocabulary, else off); T2I the conditional VAE's negative
+ELBO (Gaussian likelihood, variance `T2I_OBS_VAR`; evaluation draws the latent from the prior); ASR CTC over characters. AdamW (`train.scaffold.adamw`, decay on matrices only), linear warm-up then cosine
 to 0.1 x lr, gradient norm clipped at 1. Resumable: `<run-dir>/state.safetensors` (model, optimiser, sampling
 generator) every `--save-every` steps, `<run-dir>/log.jsonl`. At the end: the fp16 checkpoint
 `checkpoints/semcom-<task>.safetensors` and its entry in `checkpoints/manifest-tasks.json` (command, seed, data
@@ -36,6 +38,8 @@ from unitocom.models.channel_torch import TorchChannelSpec, transmit
 from unitocom.train import scaffold
 
 BPE_FILE = "text-bpe.json"
+T2I_OBS_VAR = 0.01  # T2I: variance of the Gaussian likelihood per pixel value in [0, 1] (the tokenizers' obs_var)
+AUX_WEIGHT = 0.5  # VQA: weight of the auxiliary scene-attribute loss on the received image tokens
 DEFAULTS = {  # batch, lr, warm-up per task (sized for two shared CPU cores)
     "vqa": dict(batch_size=64, lr=2e-3, warmup=100),
     "t2i": dict(batch_size=32, lr=2e-3, warmup=100),
@@ -79,6 +83,18 @@ class VQAData:
         qs = [q for q in qs if q["image_index"] < len(self.images)]
         ids = _bpe_ids(bpe, [q["question"] for q in qs])
         self.items = [(q["image_index"], i, q["question"], q["answer"]) for q, i in zip(qs, ids)]
+        self.scene = None  # [N, pairs + MAX_OBJECTS + 1]: colour-shape pairs present, object count one-hot
+        try:
+            from unitocom.data.layouts import load_clevr_scenes
+            from unitocom.metrics.scene_checker import MAX_OBJECTS, scene_labels
+            scenes = {s["image_index"]: s for s in load_clevr_scenes(data_dir, split)}
+            rows = []
+            for k in range(len(self.images)):
+                pairs, count = scene_labels(scenes[k])
+                rows.append(torch.cat([pairs, F.one_hot(torch.tensor(count), MAX_OBJECTS + 1).float()]))
+            self.scene = torch.stack(rows)
+        except (OSError, KeyError, ValueError):  # no scene records, or attributes outside the synthetic vocabulary
+            self.scene = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -90,9 +106,21 @@ class VQAData:
         items = [self.items[i] for i in idx]
         ids, mask = pad_ids([it[1] for it in items])
         lookup = {a: k for k, a in enumerate(answers)}
-        return {"images": self.images[[it[0] for it in items]].float() / 255.0, "ids": ids, "mask": mask,
+        img = [it[0] for it in items]
+        return {"images": self.images[img].float() / 255.0, "ids": ids, "mask": mask,
+                "scene": None if self.scene is None else self.scene[img],
                 "labels": torch.tensor([lookup.get(it[3], -100) for it in items]),
                 "answers": [it[3] for it in items], "questions": [it[2] for it in items]}
+
+
+def layout_of(images_u8: torch.Tensor, threshold: float = 30.0) -> torch.Tensor:
+    """uint8 [N, 3, S, S] -> foreground occupancy [N, 1, S/4, S/4] in [0, 1]: the share of each 4x4 cell whose
+    colour differs (L1 over RGB > threshold) from the set's per-pixel median, the background (objects sit at
+    random places, so the median of many scenes is the empty floor and its gradient)."""
+    x = images_u8.float()
+    bg = x[:: max(1, len(x) // 2000)].median(dim=0).values
+    fg = ((x - bg).abs().sum(1, keepdim=True) > threshold).float()
+    return F.avg_pool2d(fg, 4)
 
 
 class T2IData:
@@ -115,6 +143,7 @@ class T2IData:
                     im = im.resize((size_px, size_px), Image.BICUBIC)
                 out[i] = np.asarray(im)
         self.images = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+        self.layout = layout_of(self.images)
         caps = [(index[a["image_id"]], a["caption"].strip()) for a in ann["annotations"] if a["image_id"] in index]
         ids = _bpe_ids(bpe, [c for _, c in caps])
         self.items = [(i, s, c) for (i, c), s in zip(caps, ids)]
@@ -125,7 +154,8 @@ class T2IData:
     def batch(self, idx: list[int]) -> dict:
         items = [self.items[i] for i in idx]
         ids, mask = pad_ids([it[1] for it in items])
-        return {"images": self.images[[it[0] for it in items]].float() / 255.0, "ids": ids, "mask": mask,
+        img = [it[0] for it in items]
+        return {"images": self.images[img].float() / 255.0, "layout": self.layout[img], "ids": ids, "mask": mask,
                 "captions": [it[2] for it in items]}
 
 
@@ -211,14 +241,31 @@ def forward(task: str, model, batch: dict, snr_db: torch.Tensor, spec: TorchChan
         zi, zq = model.encode(batch["images"], batch["ids"], batch["mask"])
         yi, si = through_channel(zi, snr_db, spec, gen)
         yq, sq = through_channel(zq, snr_db, spec, gen)
+        scene = batch.get("scene")
+        if model.aux is not None and scene is not None and model.training:
+            logits, aux = model.decode(yi, si, yq, sq, batch["mask"], aux=True)
+            from unitocom.metrics.scene_checker import PAIRS
+            p = len(PAIRS)
+            aux_loss = (F.binary_cross_entropy_with_logits(aux[:, :p], scene[:, :p])
+                        + F.cross_entropy(aux[:, p:], scene[:, p:].argmax(1)))
+            loss = F.cross_entropy(logits, batch["labels"], ignore_index=-100)
+            return {"loss": loss + AUX_WEIGHT * aux_loss, "answer_loss": loss, "out": logits}
         logits = model.decode(yi, si, yq, sq, batch["mask"])
         return {"loss": F.cross_entropy(logits, batch["labels"], ignore_index=-100), "out": logits}
     if task == "t2i":
         z = model.encode(batch["ids"], batch["mask"])
         y, s = through_channel(z, snr_db, spec, gen)
-        img = model.decode(y, s, batch["mask"])
         x = batch["images"]
-        return {"loss": (img - x).abs().mean() + F.mse_loss(img, x), "out": img}
+        if not model.training:  # generation: the layout latent from the prior
+            img = model.decode(y, s, batch["mask"], generator=gen)
+            return {"loss": F.mse_loss(img, x), "out": img}
+        mu, logvar = model.infer(batch["layout"])
+        eps = torch.randn(mu.shape, generator=gen)
+        img = model.decode(y, s, batch["mask"], latent=mu + torch.exp(0.5 * logvar) * eps)
+        rec = ((img - x) ** 2).flatten(1).sum(1) / (2.0 * T2I_OBS_VAR)
+        kl = 0.5 * (mu ** 2 + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
+        # the negative ELBO in nats per pixel value (so that the learning rate means what it does elsewhere)
+        return {"loss": (rec + kl).mean() / x[0].numel(), "kl": kl.mean(), "out": img}
     if task == "asr":
         z = model.encode(batch["mel"], batch["chunks"])
         y, s = through_channel(z, snr_db, spec, gen)
@@ -331,7 +378,9 @@ class SemComOptions:
 
 def _make_model(task: str, train_data, overrides: dict):
     if task == "vqa":
-        return sc.SemComVQA(train_data.answers(), **overrides)
+        from unitocom.metrics.scene_checker import MAX_OBJECTS, PAIRS
+        aux = 0 if train_data.scene is None else len(PAIRS) + MAX_OBJECTS + 1
+        return sc.SemComVQA(train_data.answers(), **({"aux_outputs": aux} | overrides))
     if task == "t2i":
         return sc.SemComT2I(**overrides)
     return sc.SemComASR(db_mean=train_data.db_mean, db_std=train_data.db_std, **overrides)
