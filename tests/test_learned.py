@@ -254,3 +254,14 @@ def test_committed_text_checkpoint_is_faithful_to_any_text():
             assert res.output_text == text, (snr, res.output_text)
     finally:
         mp.undo()
+
+
+def test_a_noiseless_symbol_is_read_at_the_top_of_the_training_range():
+    """The upper bound's channel has N0 = 0: R is told the cleanest SINR it was trained on, not the clamp's 60 dB
+    (where it extrapolates and recovers worse tokens), and a zero gain still reads as nothing arrived."""
+    y = np.array([1 + 1j, 0.5, 0], np.complex64)
+    z, sinr = learned.equalize(y, np.array([1, 1, 0], np.complex64), 0.0)
+    np.testing.assert_allclose(z[:2], y[:2], rtol=1e-6)
+    assert list(sinr) == [learned.CLEAN_SNR_DB, learned.CLEAN_SNR_DB, learned.SNR_DB_CLAMP[0]]
+    _, sinr = learned.equalize(y, np.ones(3, np.complex64), 1e-7)  # 70 dB: the clamp as before
+    assert sinr.max() == learned.SNR_DB_CLAMP[1]

@@ -138,6 +138,11 @@ def equalize(y: np.ndarray, h_est: np.ndarray, noise_var: float, erased: bool = 
     n_eff = noise_var + est_error_var * POWER_P
     sinr = 10.0 * np.log10(np.maximum(h2 * POWER_P / max(n_eff, 1e-30), 1e-6))
     sinr = np.clip(sinr, *SNR_DB_CLAMP)
+    if n_eff == 0:
+        # A noiseless channel (the upper bound): told 60 dB, R extrapolates past the SNRs it was trained on and
+        # recovers worse tokens (audio cos(t_hat, t) 0.976 against 0.994 at 20-25 dB), so a noise-free symbol is
+        # read at the top of the training range.
+        sinr = np.where(h2 > 0, CLEAN_SNR_DB, SNR_DB_CLAMP[0])
     if erased:  # nothing arrived: tell R so
         z, sinr = np.zeros_like(z), np.full_like(sinr, SNR_DB_CLAMP[0])
     return z.reshape(shape), sinr.astype(np.float32).reshape(shape)
