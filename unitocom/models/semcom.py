@@ -234,9 +234,10 @@ class SemComVQA(nn.Module):
 
 class SemComT2I(nn.Module):
     """A conditional VAE generator. Transmitter: caption BPE ids [B, L] -> 8 complex symbols per token.
-    Receiver: received caption -> Transformer (`rx_layers`) -> 16 learned queries (a 4x4 grid) cross-attend to it,
-    one self-attention block over the grid -> [B, width, 4, 4]; a latent z [B, latent, 4, 4] (the layout the
-    caption leaves open: where the objects are) is joined by a 1x1 conv -> three (upsample x2, conv, residual
+    Receiver: received caption -> Transformer (`rx_layers`) -> 16 learned queries (a 4x4 grid), each plus its
+    cell of the latent z [B, latent, 4, 4] (the layout the caption leaves open: where the objects are), twice
+    cross-attend to the caption and self-attend over the grid -> [B, width, 4, 4]; z joined again by a 1x1 conv
+    -> three (upsample x2, conv, residual
     block) stages, 128 -> 96 -> 64 -> 32 channels -> conv -> sigmoid (no residual block at 32x32): images
     [B, 3, 32, 32] in [0, 1]. At the receiver z ~ N(0, I) (seeded: a request's seed gives the same picture);
     in training z comes from the posterior q(z | layout) (`posterior`, a small CNN used only in training, on the
@@ -251,9 +252,11 @@ class SemComT2I(nn.Module):
         self.tx = TextTx(vocab, max_tokens, text_width, text_layers, heads)
         self.rx = TextRx(max_tokens, width, rx_layers, heads)
         self.queries = nn.Parameter(sincos(16, width, grid=4).clone())
-        self.ln_q, self.ln_kv = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.cross = nn.MultiheadAttention(width, heads, batch_first=True)
-        self.grid_block = Block(width, heads)
+        self.latent_in = nn.Linear(latent, width)  # each grid cell's query knows its layout before it reads the caption
+        self.ln_kv = nn.LayerNorm(width)
+        self.ln_q = nn.ModuleList(nn.LayerNorm(width) for _ in range(2))
+        self.cross = nn.ModuleList(nn.MultiheadAttention(width, heads, batch_first=True) for _ in range(2))
+        self.grid_blocks = nn.ModuleList(Block(width, heads) for _ in range(2))
         self.join = nn.Conv2d(width + latent, width, 1)
         chans = [width, 96, 64, 32]
         stages = []
@@ -283,12 +286,13 @@ class SemComT2I(nn.Module):
         [B, latent, 4, 4] (None: drawn from N(0, I) with `generator`) -> images [B, 3, 32, 32] in [0, 1]."""
         kv = self.ln_kv(self.rx(z_hat, sinr_db, mask))
         b = kv.shape[0]
-        q = self.queries.expand(b, -1, -1)
-        g, _ = self.cross(self.ln_q(q), kv, kv, key_padding_mask=~mask, need_weights=False)
-        g = self.grid_block(q + g)  # [B, 16, W]
-        g = g.transpose(1, 2).reshape(b, -1, 4, 4)
         if latent is None:
-            latent = torch.randn(b, self.latent, 4, 4, generator=generator).to(g)
+            latent = torch.randn(b, self.latent, 4, 4, generator=generator).to(kv)
+        g = self.queries + self.latent_in(latent.flatten(2).transpose(1, 2))  # [B, 16, W]
+        for ln, cross, blk in zip(self.ln_q, self.cross, self.grid_blocks):
+            a, _ = cross(ln(g), kv, kv, key_padding_mask=~mask, need_weights=False)
+            g = blk(g + a)
+        g = g.transpose(1, 2).reshape(b, -1, 4, 4)
         return torch.sigmoid(self.decoder(self.join(torch.cat([g, latent], dim=1))))
 
 
