@@ -374,6 +374,7 @@ class SemComOptions:
     command: str = ""
     manifest: bool = True
     model_overrides: dict = field(default_factory=dict)
+    init: str | None = None  # warm start from this checkpoint (a .safetensors path)
 
 
 def _make_model(task: str, train_data, overrides: dict):
@@ -407,6 +408,11 @@ def train(opts: SemComOptions) -> dict:
                          model=train_data if opts.task == "asr" else None)
     torch.manual_seed(opts.seed)
     model = _make_model(opts.task, train_data, opts.model_overrides)
+    if opts.init:  # warm start: the weights of an earlier checkpoint of the same task and configuration
+        init_task, init_model, _ = sc.load(opts.init)
+        if init_task != opts.task or init_model.config != model.config:
+            raise ValueError(f"{opts.init} is not a {opts.task} checkpoint of this configuration")
+        model.load_state_dict(init_model.state_dict())
     opt = scaffold.adamw(model, lr, opts.weight_decay, split_decay=True)
     gen = torch.Generator().manual_seed(opts.seed)
     state = run_dir / "state.safetensors"
@@ -474,6 +480,8 @@ def train(opts: SemComOptions) -> dict:
             "wall_s": round(wall_s, 1), "load_s": round(t_loop - t0, 1)}
     if opts.task in ("vqa", "t2i"):
         meta["links"] = {"bpe": BPE_FILE}
+    if opts.init:
+        meta["init"] = {"file": Path(opts.init).name, "sha256": _sha256(opts.init)}
     try:
         from unitocom.data.make import dataset_checksum
         meta["data_checksum"] = dataset_checksum(opts.data_dir)
@@ -485,6 +493,11 @@ def train(opts: SemComOptions) -> dict:
         from unitocom.train.provenance import manifest_entry
         manifest_entry(out, meta)
     return meta
+
+
+def _sha256(path) -> str:
+    import hashlib
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 # --- CLI ------------------------------------------------------------------------------------------------------------
@@ -503,14 +516,14 @@ def _cmd(args) -> int:
             str(Path(args.out) / f"semcom-{task}.safetensors") if args.out else None)
         argv = ["train", "semcom", "--task", task, "--steps", str(steps), "--data", args.data, "--seed", str(args.seed),
                 "--channel", args.channel]
-        for flag, v in (("--batch-size", args.batch_size), ("--lr", args.lr)):
+        for flag, v in (("--batch-size", args.batch_size), ("--lr", args.lr), ("--init", args.init)):
             if v is not None:
                 argv += [flag, str(v)]
         opts = SemComOptions(task=task, steps=steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                              channel=args.channel, data_dir=args.data, run_dir=run_dir, out=out,
                              val_every=args.val_every, save_every=args.save_every, val_n=args.val_n,
                              threads=args.threads, resume=not args.restart, progress=not args.quiet,
-                             command=recorded_command(argv))
+                             command=recorded_command(argv), init=args.init)
         try:
             meta = train(opts)
         except ValueError as e:
@@ -552,6 +565,8 @@ def add_train_command(sub) -> None:
     p.add_argument("--steps-asr", type=int, default=None, help="with --task all: steps of semcom-asr (default --steps)")
     p.add_argument("--batch-size", type=int, default=None, help="default: vqa 64, t2i 32, asr 32")
     p.add_argument("--lr", type=float, default=None, help="peak AdamW learning rate (default 2e-3)")
+    p.add_argument("--init", default=None, metavar="CHECKPOINT",
+                   help="warm start from a semcom checkpoint of the same task and configuration (.safetensors path)")
     p.add_argument("--channel", choices=["rayleigh", "awgn", "mixed"], default="rayleigh", help="training channel")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default="data/tiny", help="data set directory")
