@@ -244,10 +244,15 @@ class SemComT2I(nn.Module):
     scene's 8x8 foreground occupancy: where the objects are, not their colours or shapes)."""
 
     def __init__(self, vocab: int = 1024, max_tokens: int = 64, text_width: int = 96, text_layers: int = 2,
-                 width: int = 128, rx_layers: int = 2, heads: int = 4, latent: int = 4):
+                 width: int = 128, rx_layers: int = 2, heads: int = 4, latent: int = 4, pooled: bool = False):
         super().__init__()
         self.config = dict(vocab=vocab, max_tokens=max_tokens, text_width=text_width, text_layers=text_layers,
                            width=width, rx_layers=rx_layers, heads=heads, latent=latent)
+        if pooled:
+            self.config["pooled"] = True
+        # pooled: every grid cell also gets the caption's masked mean feature (global conditioning, no attention
+        # needed to learn which colours and shapes the caption names)
+        self.pooled = nn.Linear(width, width) if pooled else None
         self.latent = latent
         self.tx = TextTx(vocab, max_tokens, text_width, text_layers, heads)
         self.rx = TextRx(max_tokens, width, rx_layers, heads)
@@ -289,6 +294,9 @@ class SemComT2I(nn.Module):
         if latent is None:
             latent = torch.randn(b, self.latent, 4, 4, generator=generator).to(kv)
         g = self.queries + self.latent_in(latent.flatten(2).transpose(1, 2))  # [B, 16, W]
+        if self.pooled is not None:
+            w = mask.to(kv.dtype)[..., None]
+            g = g + self.pooled((kv * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp_min(1.0))
         for ln, cross, blk in zip(self.ln_q, self.cross, self.grid_blocks):
             a, _ = cross(ln(g), kv, kv, key_padding_mask=~mask, need_weights=False)
             g = blk(g + a)

@@ -383,7 +383,7 @@ def _make_model(task: str, train_data, overrides: dict):
         aux = 0 if train_data.scene is None else len(PAIRS) + MAX_OBJECTS + 1
         return sc.SemComVQA(train_data.answers(), **({"aux_outputs": aux} | overrides))
     if task == "t2i":
-        return sc.SemComT2I(**overrides)
+        return sc.SemComT2I(**({"pooled": True} | overrides))
     return sc.SemComASR(db_mean=train_data.db_mean, db_std=train_data.db_std, **overrides)
 
 
