@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import TEST_MAX_MESSAGE_BYTES, free_ports, scene_png
-from unitocom import client, messages, pipeline, wire
+from unitocom import client, config, messages, pipeline, wire
 from unitocom.stages.request import from_wire
 from unitocom.v1 import unitocom_pb2 as pb
 from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
@@ -282,3 +282,11 @@ def test_the_base_station_refuses_malformed_frames_precisely(services, frame, fi
         code, details = _code(lambda: pb_grpc.BaseStationStub(ch).Receive(iter([_HEADER, pb.Uplink(frame=frame)]),
                                                                          timeout=10))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith(field), details
+
+
+def test_t2i_is_scored_against_the_caption_sent_not_the_one_received():
+    """At -5 dB the Turbo-coded caption breaks; the picture is still scored against what the device asked for."""
+    from unitocom.stages import transmitter
+    req = from_wire(client.build_request(task="t2i", scheme="traditional", text="A red cube.", snr_db=-5.0))
+    prep = transmitter.prepare(req, config.load("tiny"))
+    assert prep.header.label.caption == "A red cube."

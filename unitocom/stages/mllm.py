@@ -196,7 +196,7 @@ def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme
             Image.fromarray(img).save(buf, format="PNG")
         out = ModalityOutput(modality=Modality.IMAGE, decoded=True, image_png=buf.getvalue(),
                                 note=f"generated from the received caption {texts[0]!r} by next-token diffusion")
-        caption = label.caption or texts[0]
+        caption = label.caption or texts[0]  # the transmitter labels a t2i request with the caption it sent
         checker = scene_checker()
         if checker is not None:
             from unitocom.metrics.scene_checker import caption_pairs

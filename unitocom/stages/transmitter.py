@@ -5,6 +5,7 @@ station sends back against what was sent (the device still holds its originals).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import time
@@ -52,7 +53,12 @@ def prepare(request: Request, cfg: Config) -> Prepared:
     scheme = schemes.for_scheme(link.scheme)
     # Each scheme times its own steps: source_encode (codec or tokenizer F) and channel_encode (code + QAM, or T).
     streams = [scheme.encode(i, p, link, cfg, clock=clock, task=request.task) for i, p in enumerate(payloads)]
-    header = RequestHeader(request_id=request_id(request), task=request.task, link=request.link, label=request.label,
+    label = request.label
+    if request.task == Task.T2I and not label.caption:
+        # The device knows the caption it asked for: the base station scores the picture against it, not against
+        # the caption it received (which the channel may have changed; a broken one named no pairs and went unscored).
+        label = dataclasses.replace(label, caption=next(p.value for p in payloads if p.modality == Modality.TEXT))
+    header = RequestHeader(request_id=request_id(request), task=request.task, link=request.link, label=label,
                            streams=[s.header for s in streams], transmitter_s=time.perf_counter() - t0)
     return Prepared(header, streams, payloads, cfg, clock)
 
