@@ -34,6 +34,9 @@ The three systems (parameter counts at the default sizes, `count_parameters`):
   coarse foreground occupancy, so the latent carries what the caption leaves open (where the objects are) and
   colours and shapes must come over the channel. A first deterministic version (L1 + MSE to the scene) drew the
   conditional-mean picture, the empty background, and the scene checker found ~1 % of the named pairs in it.
+  The committed one (3500 steps) draws scene-like pictures (objects of the scenes' shapes on the grey floor) that
+  barely depend on the caption: pair recall 0.09 at every SNR, what random scenes score; neither layout-aware
+  queries nor the optional pooled caption feature (`pooled`) changed that at this budget.
 - `SemComASR` (after DeepSC-ST): standardised log-mel frames -> 1-D convolutions (2 frames per token) + a
   Transformer block -> 8 symbols per token; the receiver (1-D conv + 3 Transformer blocks) emits per-token
   character logits for CTC (blank, A-Z, space, apostrophe), decoded greedily into an upper-case transcript.
