@@ -112,3 +112,13 @@ def scene_png(size_px: int = 64, seed: int = 0) -> bytes:
 def photo_png() -> bytes:
     from unitocom.demo import photograph
     return photograph(128)
+
+
+@pytest.fixture(scope="session")
+def heldout_data(tmp_path_factory):
+    """A small data set drawn here with a seed no checkpoint saw (the tiny preset's layout: scenes, questions,
+    captions, espeak-ng speech), so tests that score committed checkpoints run on a fresh clone without data/tiny."""
+    from unitocom.data.make import make_dataset
+    d = tmp_path_factory.mktemp("heldout-data")
+    make_dataset(d, "tiny", seed=2028, scenes=1400, clips=150, progress=False, workers=1, log=lambda *_: None)
+    return d

@@ -21,7 +21,6 @@ from unitocom.stages.request import RequestError, from_wire
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "checkpoints"
-DATA = ROOT / "data" / "tiny"
 
 
 def _checkpoint(task: str) -> None:
@@ -69,10 +68,11 @@ def test_t2i_draws_a_picture_and_asr_writes_a_transcript():
     assert sem.channel_uses == uni.channel_uses
 
 
-def test_semcom_quality_on_held_out_questions_is_above_chance():
-    """Pins the committed VQA system: 60 test questions at 20 dB Rayleigh beat the majority-class guess."""
+def test_semcom_quality_on_held_out_questions_is_above_chance(heldout_data):
+    """Pins the committed VQA system: 60 test questions of a freshly drawn set at 20 dB Rayleigh beat the
+    majority-class guess."""
     _checkpoint("vqa")
-    need((DATA / "CLEVR_v1.0").is_dir(), "data/tiny is made (`unitocom data make --preset tiny`)")
+    DATA = heldout_data
     from unitocom.task_eval import vqa_items
     items, guess = vqa_items(DATA, "test", 60)
     correct = []

@@ -212,8 +212,9 @@ def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme
 def scene_checker():
     from unitocom.schemes.learned import checkpoint_dir
     path = checkpoint_dir() / "scene-checker.safetensors"
+    key = f"checker:{path}"  # by path: a directory without one must not hide another's (tests switch directories)
     with _lock:
-        if "checker" not in _cache:
+        if key not in _cache:
             from unitocom.metrics.scene_checker import load_checker
-            _cache["checker"] = load_checker(path) if path.exists() else None
-        return _cache["checker"]
+            _cache[key] = load_checker(path) if path.exists() else None
+        return _cache[key]
