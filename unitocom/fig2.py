@@ -307,7 +307,7 @@ def summary(res: dict) -> str:
 
 def add_subparser(sub) -> None:
     p = sub.add_parser("fig2", help="Fig. 2 through the running services: results/fig2.{json,csv,png} with "
-                       "95 % intervals and the noiseless upper bound", description=__doc__,
+                       "95 %% intervals and the noiseless upper bound", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", default="vqa,t2i,asr", help="comma list of vqa, t2i, asr")
     p.add_argument("--schemes", default="unitocom,vae,semcom,traditional")

@@ -1,6 +1,6 @@
 """`unitocom train all`: retrain every committed checkpoint, in dependency order, into one folder.
 
-    data -> tokenizers (image s32 first: the token-length ones start from it) -> scene checker -> MLLMs
+    data -> tokenizers (image s32 first: the token-length ones start from it) -> scene checker -> MLLMs -> SemCom
 
 Each step is one `unitocom train ...` command run as its own process (the exact command a manifest records),
 with `UNITOCOM_CHECKPOINTS=<out>` so that the MLLMs read the tokenizers just trained and install next to them.
@@ -72,6 +72,15 @@ def plan(scale: str = "cpu") -> list[Step]:
                                           "--batch-size", str(n["mb"]), "--val-every", str(max(2, n["mllm"] // 4)),
                                           "--snr-db=-5:25"],
                           needs=(f"image-{obj}-s32", f"audio-{obj}-s32")))
+    # Vanilla SemCom (baseline 2): task-specific, from pixels / BPE / log-mel, no tokenizer of ours. The committed
+    # semcom-vqa was 5000 steps at lr 2e-3 then 4000 warm-started at 1e-3 (its manifest's history); the plan gives
+    # it the same 9000 steps in one schedule.
+    sem = {"cpu": dict(vqa=9000, t2i=3500, asr=4500), "gpu": dict(vqa=3000, t2i=1500, asr=2000),
+           "smoke": dict(vqa=2, t2i=2, asr=2)}[scale]
+    for task in ("vqa", "t2i", "asr"):
+        steps.append(Step(f"semcom-{task}", ["train", "semcom", "--task", task, "--steps", str(sem[task]),
+                                             "--val-every", str(max(2, sem[task] // 4))],
+                          needs=("scene-checker",) if task == "t2i" else ()))
     return steps
 
 
@@ -82,6 +91,8 @@ def _where(step: Step, out: Path) -> list[str]:
         return ["--out", str(out / f"{step.name}.safetensors"), "--run-dir", str(runs), "--quiet"]
     if step.args[:2] == ["train", "checker"]:
         return ["--out", str(out / f"{step.name}.safetensors")]
+    if step.args[:2] == ["train", "semcom"]:
+        return ["--out", str(out / f"{step.name}.safetensors"), "--run-dir", str(runs), "--quiet"]
     return ["--run-dir", str(runs)]
 
 
