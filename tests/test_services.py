@@ -290,3 +290,22 @@ def test_t2i_is_scored_against_the_caption_sent_not_the_one_received():
     req = from_wire(client.build_request(task="t2i", scheme="traditional", text="A red cube.", snr_db=-5.0))
     prep = transmitter.prepare(req, config.load("tiny"))
     assert prep.header.label.caption == "A red cube."
+
+
+def test_a_failed_warm_up_exits_non_zero_without_ever_opening_the_port():
+    """A service whose warm-up raises must exit (so its supervisor restarts it), not stay up answering nothing."""
+    port = free_ports(1)[0]
+    code = f"""
+import argparse
+from services.common import server
+from unitocom import config
+cfg = config.load("tiny")
+args = argparse.Namespace(log_level="INFO", port={port}, metrics_port=0, host="127.0.0.1")
+def warmup():
+    raise RuntimeError("no model here")
+server.serve("basestation", args, cfg, lambda s: None, "unitocom.v1.BaseStation", warmup)
+"""
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root)
+    assert r.returncode != 0 and "warm-up failed (RuntimeError: no model here)" in r.stderr, r.stderr[-2000:]
+    assert client.health(f"127.0.0.1:{port}", "unitocom.v1.BaseStation") == "UNREACHABLE"

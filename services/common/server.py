@@ -130,7 +130,10 @@ def config_from_args(args: argparse.Namespace) -> config_mod.Config:
 
 def serve(name: str, args: argparse.Namespace, cfg: config_mod.Config,
           register: Callable[[grpc.Server], None], service_full_name: str, warmup: Callable[[], None]) -> None:
-    """Run until SIGTERM/SIGINT. Health reports NOT_SERVING until `warmup` has run, and again while draining."""
+    """Run until SIGTERM/SIGINT. `warmup` runs before the port opens, so no call reaches the service before it
+    reports SERVING (a call racing the warm-up's lazy imports once failed INTERNAL); a warm-up that raises exits
+    the process non-zero, so the supervisor (launcher, compose, Kubernetes) restarts it instead of keeping a
+    process alive that answers nothing. Health reports NOT_SERVING again while draining."""
     logging.basicConfig(level=args.log_level, format=f"%(asctime)s {name} %(levelname)s %(message)s")
     addr = cfg.address(name)
     port = args.port if args.port is not None else addr.port
@@ -152,9 +155,13 @@ def serve(name: str, args: argparse.Namespace, cfg: config_mod.Config,
         raise SystemExit(f"{name}: cannot bind {args.host}:{port}")
     if metrics_port:
         start_http_server(metrics_port, addr=args.host)
+    try:
+        warmup()
+    except BaseException as e:  # noqa: BLE001 - whatever it was, this process must not stay up half-made
+        log.exception("warm-up failed")
+        raise SystemExit(f"{name}: warm-up failed ({type(e).__name__}: {e}); exiting so that it is restarted") from None
     server.start()
     log.info("listening on %s:%d, metrics on %s", args.host, bound, metrics_port or "off")
-    warmup()
     for svc in ("", service_full_name):
         health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
     log.info("SERVING")
