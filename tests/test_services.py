@@ -309,3 +309,14 @@ server.serve("basestation", args, cfg, lambda s: None, "unitocom.v1.BaseStation"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root)
     assert r.returncode != 0 and "warm-up failed (RuntimeError: no model here)" in r.stderr, r.stderr[-2000:]
     assert client.health(f"127.0.0.1:{port}", "unitocom.v1.BaseStation") == "UNREACHABLE"
+
+
+@pytest.mark.parametrize("field, value", [("rician_k_db", 1e308), ("pilots", 2**32 - 1)])
+def test_out_of_range_link_values_are_invalid_argument_naming_the_bound(tx, field, value):
+    """Values the SDK cannot send, straight on the wire: an overflow (10^(K/10)) or a huge pilot count is refused
+    with the field and its bound, and the service keeps serving."""
+    req = client.build_request(text="x", channel="rician", csi="estimated")
+    setattr(req.link, field, value)
+    code, details = _code(lambda: tx.send(req))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and f"link.{field}" in details, details
+    assert tx.send(client.build_request(text="still here", snr_db=30.0)).output_text == "still here"

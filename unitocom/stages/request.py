@@ -90,8 +90,11 @@ def validate_link(link: LinkSettings, cfg: Config) -> ChannelSpec:
         raise RequestError("link.snr_db", f"{link.snr_db} dB is outside [-50, 100] dB")
     if not (math.isfinite(link.erasure_prob) and 0.0 <= link.erasure_prob <= 1.0):
         raise RequestError("link.erasure_prob", f"must be in [0, 1], got {link.erasure_prob}")
-    if not math.isfinite(link.rician_k_db):
-        raise RequestError("link.rician_k_db", "must be finite")
+    # Bounds as `unitocom.options` states them to every front end; past them 10^(K/10) overflows (1e308 dB).
+    if not (math.isfinite(link.rician_k_db) and -50.0 <= link.rician_k_db <= 50.0):
+        raise RequestError("link.rician_k_db", f"must be a finite number in [-50, 50] dB, got {link.rician_k_db}")
+    if not 0 <= link.pilots <= 64:
+        raise RequestError("link.pilots", f"must be in 0..64 (0: the service default), got {link.pilots}")
     if link.jpeg_quality and not 1 <= link.jpeg_quality <= 95:
         raise RequestError("link.jpeg_quality", f"must be in 1..95, got {link.jpeg_quality}")
     if link.code_rate and not (math.isfinite(link.code_rate) and 0.0 < link.code_rate < 1.0):
