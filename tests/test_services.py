@@ -320,3 +320,18 @@ def test_out_of_range_link_values_are_invalid_argument_naming_the_bound(tx, fiel
     code, details = _code(lambda: tx.send(req))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and f"link.{field}" in details, details
     assert tx.send(client.build_request(text="still here", snr_db=30.0)).output_text == "still here"
+
+
+def test_an_unknown_source_codec_is_refused_not_decoded_as_another():
+    import numpy as np
+
+    from unitocom.messages import Modality, StreamHeader
+    from unitocom.options import Scheme
+    from unitocom.schemes import traditional
+    from unitocom.stages.request import RequestError
+    h = StreamHeader(stream_id=2, modality=Modality.AUDIO, scheme=Scheme.TRADITIONAL, source_codec="mp3",
+                     channel_code="ldpc", code_rate=0.5, modulation="qam16", info_block_bits=1024, payload_bytes=10)
+    y = np.zeros(8, np.complex64)
+    with pytest.raises(RequestError) as e:
+        traditional.decode(h, y, np.ones(8, np.complex64), 0.1, False, config.load("tiny"))
+    assert e.value.field == "header.streams[2].source_codec" and "'amrwb'" in e.value.reason

@@ -71,9 +71,17 @@ def encode(stream_id: int, payload: SourcePayload, link: LinkSettings, cfg: Conf
     return Encoded(header, symbols, reference=payload.value, source=source)
 
 
+# The source codec of each modality (the letter's section V); a stream header must name it.
+SOURCE_CODECS = {Modality.TEXT: "utf8", Modality.IMAGE: "jpeg", Modality.AUDIO: "amrwb"}
+
+
 def decode(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: float, erased: bool,
            cfg: Config, est_error_var: float = 0.0, clock: Clock = NOT_TIMED) -> ModalityOutput:
     out = ModalityOutput(modality=header.modality, channel_uses=len(y), erased=erased)
+    codec = SOURCE_CODECS.get(header.modality)
+    if header.source_codec != codec:  # a hand-made header: decoding it as another codec would answer nonsense
+        raise RequestError(f"header.streams[{header.stream_id}].source_codec",
+                           f"{header.source_codec!r} is not the {header.modality} codec of this scheme ({codec!r})")
     try:
         link_ = _link(header, cfg)
     except ValueError as e:  # only a hand-made header gets here: the transmitter checked its own
