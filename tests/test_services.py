@@ -335,3 +335,15 @@ def test_an_unknown_source_codec_is_refused_not_decoded_as_another():
     with pytest.raises(RequestError) as e:
         traditional.decode(h, y, np.ones(8, np.complex64), 0.1, False, config.load("tiny"))
     assert e.value.field == "header.streams[2].source_codec" and "'amrwb'" in e.value.reason
+
+
+def test_nan_symbols_to_the_channel_are_invalid_argument(services):
+    import numpy as np
+    cfg, _ = services
+    header = pb.RequestHeader(link=pb.LinkSettings(scheme=pb.TRADITIONAL, snr_db=10.0),
+                              streams=[pb.StreamHeader(stream_id=0, scheme=pb.TRADITIONAL, num_symbols=4)])
+    frame = wire.uplink_frame(0, 0, True, np.array([1, np.nan, 1j, 0], np.complex64))
+    with grpc.insecure_channel(cfg.address("channel").grpc) as ch:
+        stub = pb_grpc.ChannelStub(ch)
+        code, details = _code(lambda: list(stub.Apply(iter([pb.Uplink(header=header), frame]), timeout=10)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "frame.symbols" in details and "finite" in details, details

@@ -42,7 +42,10 @@ class ChannelCore:
         if ch is None:
             ch = self.channels[frame.stream_id] = FadingChannel(self.spec, self.snr_db, (self.seed, frame.stream_id))
         with self.clock.stage("channel"):
-            res = ch(z, prefetch_next=not frame.last)
+            try:
+                res = ch(z, prefetch_next=not frame.last)
+            except ValueError as e:  # NaN or inf symbols, a frame that is not 1-D: the sender's fault, said so
+                raise RequestError("frame.symbols", str(e)) from None
             self.symbols += len(z)
             h, h_runs = wire.runs_encode(res.h)
             e, e_runs = (h, h_runs) if res.h_est is res.h else wire.runs_encode(res.h_est)
