@@ -12,6 +12,7 @@ from tests.conftest import needs
 from unitocom import config, fig3
 from unitocom.messages import Modality
 from unitocom.options import Scheme
+from unitocom.train.provenance import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "tiny"
@@ -215,7 +216,7 @@ def test_fig3_end_to_end_in_miniature(tmp_path, capsys):
     assert h["git_dirty"] in (True, False, None) and h["date"] and h["equal_budget"] is True
     for n in (16, 32):
         run = tmp_path / "runs" / f"s{n}"
-        assert h["checkpoints_sha256"][str(run / "mllm.safetensors")] == fig3.sha256_file(run / "mllm.safetensors")
+        assert h["checkpoints_sha256"][str(run / "mllm.safetensors")] == file_sha256(run / "mllm.safetensors")
         assert f"image-sigma-genib-s{n}.safetensors" in h["checkpoints_sha256"]
         assert h["runs"][str(n)]["image_tokens"] == n and h["runs"][str(n)]["steps_per_s"] > 0
         assert load_mllm(run / "mllm.safetensors")[2]["image_tokens"] == n
@@ -228,11 +229,11 @@ def test_fig3_end_to_end_in_miniature(tmp_path, capsys):
     rows = list(csv.DictReader((out / "fig3.csv").open()))
     assert len(rows) == 4 + len(doc["curves"])
     assert (out / "fig3.png").stat().st_size > 1000
-    before = fig3.sha256_file(tmp_path / "runs" / "s16" / "mllm.safetensors")
+    before = file_sha256(tmp_path / "runs" / "s16" / "mllm.safetensors")
     capsys.readouterr()
     # again: the finished runs are reused, not retrained; another budget in the same runs dir is refused
     assert cli.main([*argv[:-1], "--snr-db", "10"]) == 0
-    assert fig3.sha256_file(tmp_path / "runs" / "s16" / "mllm.safetensors") == before
+    assert file_sha256(tmp_path / "runs" / "s16" / "mllm.safetensors") == before
     assert json.loads((out / "fig3.json").read_text())["points"][0]["snr_db"] == 10.0
     assert cli.main([*argv, "--steps", "6"]) == 2
     assert "another configuration" in capsys.readouterr().err

@@ -26,14 +26,13 @@ import argparse
 import csv
 import datetime
 import json
-import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 from unitocom.errors import UserError
 from unitocom.link.snr import snr_points_arg
+from unitocom.train.provenance import command_argv, file_sha256, git_state, write_atomic
 
 TASKS = ("vqa", "t2i", "asr")
 UPPER = "upper-bound"
@@ -54,26 +53,12 @@ FATAL = ("UNAVAILABLE",)
 def checkpoint_hashes(directory: Path) -> dict[str, str]:
     """sha256 of every checkpoint file (weights, tokenizer tables) in `directory`; the manifests and README are
     descriptions, not inputs, and are left out."""
-    from unitocom.train.provenance import file_sha256
     return {p.name: file_sha256(p) for p in sorted(Path(directory).glob("*"))
             if p.is_file() and p.suffix in (".safetensors", ".json", ".pt", ".bin") and not p.name.startswith("manifest")}
 
 
-def git_state(root: Path = ROOT) -> tuple[str | None, bool | None]:
-    """(HEAD's commit, whether tracked files differ from it), or (None, None) outside a git checkout."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=30)
-        if head.returncode != 0:
-            return None, None
-        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
-                            text=True, timeout=60)
-        return head.stdout.strip(), bool(st.stdout.strip()) if st.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-
-
 def make_header(argv: list[str], settings: dict, checkpoints_dir: Path) -> dict:
-    commit, dirty = git_state()
+    commit, dirty = git_state(ROOT)
     return {"format": FORMAT, "command": "unitocom " + " ".join(shlex.quote(a) for a in argv),
             "git_commit": commit, "git_dirty": dirty,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -90,14 +75,8 @@ def point_key(p: dict) -> tuple:
             int(p.get("n_requested", p.get("n"))))
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_json(path: Path, header: dict, points: list[dict], skipped: list[dict]) -> None:
-    _atomic_write(Path(path), json.dumps({"header": header, "points": points, "skipped": skipped}, indent=2) + "\n")
+    write_atomic(Path(path), json.dumps({"header": header, "points": points, "skipped": skipped}, indent=2) + "\n")
 
 
 def write_csv(path: Path, points: list[dict], skipped: list[dict]) -> None:
@@ -109,7 +88,7 @@ def write_csv(path: Path, points: list[dict], skipped: list[dict]) -> None:
         w.writerow({**p, "skipped": False})
     for s in skipped:
         w.writerow({**s, "skipped": True})
-    _atomic_write(Path(path), buf.getvalue())
+    write_atomic(Path(path), buf.getvalue())
 
 
 PANELS = [  # (task, value key, interval key prefix, y label)
@@ -333,31 +312,13 @@ def add_subparser(sub) -> None:
     p.set_defaults(func=_cmd_fig2)
 
 
-def _argv(args) -> list[str]:
-    """The command line as typed (from `fig2` on), or, when called in-process, one rebuilt from the options."""
-    if "fig2" in sys.argv[1:]:
-        return sys.argv[sys.argv.index("fig2", 1):]
-    out = ["fig2"]
-    for k, v in sorted(vars(args).items()):
-        if k in ("func", "command") or v is None or v is False:
-            continue
-        flag = "--" + k.replace("_", "-")
-        if v is True:
-            out.append(flag)
-        elif k == "snr_db":
-            out.append(f"{flag}={','.join(f'{x:g}' for x in v)}")
-        else:
-            out += [flag, str(v)]
-    return out
-
-
 def _cmd_fig2(args) -> int:
     from unitocom import client
     for k in ("n_vqa", "n_asr", "n_t2i", "resamples", "fid_resamples", "workers"):
         if getattr(args, k) < 1:
             raise UserError(f"--{k.replace('_', '-')} must be at least 1")
     try:
-        res = run(args, _argv(args))
+        res = run(args, command_argv("fig2", args))
     except client.RpcError as e:
         print("error: {}: {} (the points measured so far are saved; rerun with --resume)".format(
             *client.error_status(e)), file=sys.stderr)

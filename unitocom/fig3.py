@@ -48,14 +48,13 @@ import dataclasses
 import datetime
 import io
 import json
-import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 from unitocom.errors import CheckpointMissing, UserError
 from unitocom.link.snr import snr_interval_arg, snr_points_arg
+from unitocom.train.provenance import command_argv, file_sha256, git_state, write_atomic
 
 FORMAT = "unitocom-results/fig3/1"
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,25 +65,6 @@ CSV_FIELDS = ["kind", "tokens", "task", "snr_db", "channel", "n", "metric", "val
 
 
 # ---- provenance ---------------------------------------------------------------------------------------------
-
-def sha256_file(path: Path) -> str:
-    """The checkpoints' sha256, as the manifests record it."""
-    from unitocom.train.provenance import file_sha256
-    return file_sha256(Path(path))
-
-
-def git_state(root: Path = ROOT) -> tuple[str | None, bool | None]:
-    """(HEAD's commit, whether tracked files differ from it), or (None, None) outside a git checkout."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=30)
-        if head.returncode != 0:
-            return None, None
-        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                            capture_output=True, text=True, timeout=60)
-        return head.stdout.strip(), (bool(st.stdout.strip()) if st.returncode == 0 else None)
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-
 
 def parse_tokens(text: str) -> list[int]:
     """'16,32,64,128' -> [16, 32, 64, 128] (sorted, no repeats); ValueError otherwise."""
@@ -223,16 +203,10 @@ def verdict(points: list[dict], conv: dict[str, dict], reference: int = 32) -> d
             "mean_accuracy": {str(n): v for n, v in mean.items()}, "per_snr": per_snr, "statement": statement}
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_json(path: Path, header: dict, points: list[dict], curves: list[dict], verdict_: dict | None = None
                ) -> None:
     doc = {"header": header, "points": points, "curves": curves, "verdict": verdict_}
-    _atomic_write(Path(path), json.dumps(doc, indent=2) + "\n")
+    write_atomic(Path(path), json.dumps(doc, indent=2) + "\n")
 
 
 def write_csv(path: Path, points: list[dict], curves: list[dict]) -> None:
@@ -243,7 +217,7 @@ def write_csv(path: Path, points: list[dict], curves: list[dict]) -> None:
         w.writerow({**p, "kind": "point"})
     for c in curves:
         w.writerow({**c, "kind": "curve", "task": "vqa"})
-    _atomic_write(Path(path), buf.getvalue())
+    write_atomic(Path(path), buf.getvalue())
 
 
 def _yerr(rows: list[dict]) -> list[list[float]]:
@@ -351,7 +325,7 @@ def ensure_trained(tokens: int, args, tc, progress=print, command: str = "") -> 
                                 f"(or with --tokens {tokens}) to train it")
     from unitocom.mllm.train import train
     d.mkdir(parents=True, exist_ok=True)
-    _atomic_write(plan_file, json.dumps(plan, indent=2) + "\n")
+    write_atomic(plan_file, json.dumps(plan, indent=2) + "\n")
     progress(f"s{tokens}: training {tc.steps} steps into {d} (resumes from its last validation)")
     t = time.time()
     meta = train(str(args.data), str(d), args.preset, tc=tc, limit=args.limit, resume=True,
@@ -457,13 +431,13 @@ def run(args, argv: list[str]) -> dict:
     if not equal:
         log("warning: the runs were not trained with equal budgets (see header.runs): the comparison is unfair")
 
-    commit, dirty = git_state()
+    commit, dirty = git_state(ROOT)
     used = [ck / f"image-{OBJECTIVE}-s{n}.safetensors" for n in args.tokens] + [ck / f"text-{OBJECTIVE}.safetensors"]
     used += [ck / name for r in runs.values() for name in (r["meta"].get("links") or {}).values()]  # trained with
     if args.t2i_n:
         used.append(ck / "scene-checker.safetensors")
-    sums = {p.name: sha256_file(p) for p in dict.fromkeys(used) if p.exists()}
-    sums.update({str(r["mllm"]): sha256_file(r["mllm"]) for r in runs.values()})
+    sums = {p.name: file_sha256(p) for p in dict.fromkeys(used) if p.exists()}
+    sums.update({str(r["mllm"]): file_sha256(r["mllm"]) for r in runs.values()})
     header = {
         "format": FORMAT, "command": command,
         "git_commit": commit, "git_dirty": dirty,
@@ -598,23 +572,6 @@ def add_subparser(sub) -> None:
     p.set_defaults(func=_cmd_fig3)
 
 
-def _argv(args) -> list[str]:
-    if "fig3" in sys.argv[1:]:
-        return sys.argv[sys.argv.index("fig3", 1):]
-    out = ["fig3"]
-    for k, v in sorted(vars(args).items()):
-        if k in ("func", "command") or v is None or v is False:
-            continue
-        flag = "--" + k.replace("_", "-")
-        if v is True:
-            out.append(flag)
-        elif isinstance(v, (list, tuple)):
-            out.append(f"{flag}={','.join(f'{x:g}' if isinstance(x, float) else str(x) for x in v)}")
-        else:
-            out += [flag, str(v)]
-    return out
-
-
 def _cmd_fig3(args) -> int:
     from unitocom import client
     channels = client.choices().get("channel", [])
@@ -630,7 +587,7 @@ def _cmd_fig3(args) -> int:
         raise UserError("--train-only and --skip-train together do nothing")
     if not (args.n_vqa or args.t2i_n or args.train_only):
         raise UserError("nothing to measure: --n-vqa and --t2i-n are both 0")
-    res = run(args, _argv(args))
+    res = run(args, command_argv("fig3", args))
     if args.train_only:
         for n, path in res["trained"].items():
             print(f"s{n}: {path} ({res['steps_per_s'][n]} steps/s)")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
+import subprocess
 import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 MANIFEST = "manifest-tasks.json"  # the MLLMs and the scene checker; the tokenizers have manifest.json
 
@@ -23,6 +26,45 @@ def recorded_command(argv: list[str] | None = None) -> str:
         elif not (a == "--no-install" or a.startswith(("--run-dir=", "--out="))):
             out.append(a)
     return "unitocom " + " ".join(shlex.quote(a) for a in out)
+
+
+def command_argv(name: str, args) -> list[str]:
+    """A results file's command line: as typed (from the command `name` on), or, when called in process, rebuilt
+    from the parsed options (lists as comma lists, floats as %g, flags only when set)."""
+    if name in sys.argv[1:]:
+        return sys.argv[sys.argv.index(name, 1):]
+    out = [name]
+    for k, v in sorted(vars(args).items()):
+        if k in ("func", "command") or v is None or v is False:
+            continue
+        flag = "--" + k.replace("_", "-")
+        if v is True:
+            out.append(flag)
+        elif isinstance(v, (list, tuple)):
+            out.append(f"{flag}={','.join(f'{x:g}' if isinstance(x, float) else str(x) for x in v)}")
+        else:
+            out += [flag, str(v)]
+    return out
+
+
+def git_state(root: Path = ROOT) -> tuple[str | None, bool | None]:
+    """(HEAD's commit, whether tracked files differ from it), or (None, None) outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=30)
+        if head.returncode != 0:
+            return None, None
+        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                            capture_output=True, text=True, timeout=60)
+        return head.stdout.strip(), (bool(st.stdout.strip()) if st.returncode == 0 else None)
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a results file so that a reader (or a resumed sweep after a kill) never sees half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def file_sha256(path: Path) -> str:
