@@ -156,8 +156,10 @@ class ServiceLimits:
     max_text_chars: int = 100_000
     max_audio_seconds: float = 60.0
     frame_symbols: int = 65536  # symbols per streamed frame
-    max_workers: int = 8
-    max_concurrent_rpcs: int = 32  # beyond this gRPC answers RESOURCE_EXHAUSTED
+    max_workers: int = 8  # calls that compute at once
+    # calls admitted at once (computing + waiting a turn); beyond this RESOURCE_EXHAUSTED. Health and
+    # reflection are never counted nor refused (services/common/admission.py)
+    max_concurrent_rpcs: int = 32
     default_deadline_s: float = 120.0
     grace_s: float = 5.0
     # torch intra-op threads per service process: the tiny models' small ops spin with more threads on a

@@ -35,6 +35,7 @@ class BaseStation(pb_grpc.BaseStationServicer):
                 except wire.WireError as e:
                     raise RequestError(*wire.error_field(e)) from None
                 core.add(received)
+            common.check_alive(context, "decoding and the task")  # the MLLM's seconds are not spent for nobody
             result = wire.to_pb(core.finish())
             call.observe(result)
             return result

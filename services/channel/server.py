@@ -59,8 +59,8 @@ class Channel(pb_grpc.ChannelServicer):
             core = _core(first.header, self.cfg)
             state = {"error": None}
             try:
-                result = self.stub.Receive(self._frames(first, request_iterator, core, state),
-                                           timeout=common.remaining(context, self.cfg.limits.default_deadline_s))
+                result = common.call_next_hop(self.stub.Receive, self._frames(first, request_iterator, core, state),
+                                              context, self.cfg.limits.default_deadline_s)
             except grpc.RpcError as e:
                 if state["error"] is not None:
                     raise state["error"] from None

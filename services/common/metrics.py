@@ -60,8 +60,8 @@ STREAM_TOKENS = Histogram("unitocom_stream_tokens", "Tokens carried by one modal
 STREAM_PAYLOAD_BYTES = Histogram("unitocom_stream_payload_bytes", "Source-coded bytes of one modality stream "
                                  "(traditional scheme)", ["service", "scheme", "modality"], buckets=BYTE_BUCKETS)
 IN_FLIGHT = Gauge("unitocom_requests_in_flight", "RPCs being served now", ["service"])
-QUEUE_DEPTH = Gauge("unitocom_queue_depth", "RPCs accepted and waiting for a worker thread", ["service"])
-WORKERS = Gauge("unitocom_worker_threads", "Worker threads serving RPCs (the most that run at once)", ["service"])
+QUEUE_DEPTH = Gauge("unitocom_queue_depth", "RPCs admitted and waiting for a turn to compute (health and reflection never wait)", ["service"])
+WORKERS = Gauge("unitocom_worker_threads", "RPCs that may compute at once (admission control; health and reflection are not counted)", ["service"])
 QUALITY_RATIO = Summary("unitocom_quality_ratio", "Task quality as a ratio 0..1 (exact_match, decoded, wer, ...); "
                         "mean = _sum / _count", ["scheme", "task", "channel", "metric", "snr_bucket"])
 QUALITY_DECIBELS = Summary("unitocom_quality_decibels", "Task quality in dB (psnr_db, audio_snr_db, mel_distance_db, ...); "
@@ -213,13 +213,11 @@ def record_request(call: Call, code_name: str, seconds: float) -> None:
     RPC_SECONDS.labels(call.service, call.method, call.scheme, call.task).observe(seconds)
 
 
-def watch_executor(service: str, executor, workers: int) -> None:
-    """Queue depth = work items waiting in the server's thread pool: gRPC hands each accepted RPC to the pool,
-    so what waits there is the backlog no handler has started yet. Read at scrape time (no bookkeeping)."""
-    WORKERS.labels(service).set(workers)
-    queue = getattr(executor, "_work_queue", None)  # CPython's ThreadPoolExecutor; absent elsewhere
-    if queue is not None:
-        QUEUE_DEPTH.labels(service).set_function(queue.qsize)
+def watch_admission(service: str, gate) -> None:
+    """Queue depth = calls admitted and waiting for a turn to compute (`admission.Admission`); read at scrape
+    time. Health and reflection are never queued, so they are not counted."""
+    WORKERS.labels(service).set(gate.workers)
+    QUEUE_DEPTH.labels(service).set_function(lambda: gate.waiting)
 
 
 def service_info(service: str, preset: str) -> None:

@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from services.common import metrics
+from services.common import admission, metrics
 from unitocom import config as config_mod
 from unitocom.stages.request import RequestError
 from unitocom.v1 import unitocom_pb2 as pb
@@ -82,6 +82,24 @@ def remaining(context: grpc.ServicerContext, default_s: float) -> float:
     return default_s if t is None else max(0.001, t)
 
 
+def check_alive(context: grpc.ServicerContext, before: str) -> None:
+    """Stop a call's work between stages once nobody waits for it: the client cancelled (CANCELLED) or its
+    deadline passed (DEADLINE_EXCEEDED). Checked at stage boundaries: a stage already running finishes."""
+    if not context.is_active():
+        raise Abort(grpc.StatusCode.CANCELLED, f"cancelled by the caller before {before}")
+    t = context.time_remaining()
+    if t is not None and t <= 0:
+        raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"the deadline passed before {before}; not started")
+
+
+def call_next_hop(method, request, context: grpc.ServicerContext, default_deadline_s: float):
+    """Call the next service within the caller's deadline, and cancel that call when the caller cancels ours
+    (gRPC Python does not propagate cancellation by itself: the next hop would compute for nobody)."""
+    future = method.future(request, timeout=remaining(context, default_deadline_s))
+    context.add_callback(future.cancel)
+    return future.result()
+
+
 def channel_options(cfg: config_mod.Config) -> list[tuple[str, int | str]]:
     n = cfg.limits.max_message_bytes
     # round_robin: a next hop named `dns:///basestation.unitocom.svc.cluster.local:50053` (a headless Kubernetes
@@ -138,11 +156,14 @@ def serve(name: str, args: argparse.Namespace, cfg: config_mod.Config,
     addr = cfg.address(name)
     port = args.port if args.port is not None else addr.port
     metrics_port = args.metrics_port if args.metrics_port is not None else addr.metrics_port
-    executor = futures.ThreadPoolExecutor(max_workers=cfg.limits.max_workers)
-    metrics.watch_executor(name, executor, cfg.limits.max_workers)
+    workers = cfg.limits.max_workers
+    queue = max(0, cfg.limits.max_concurrent_rpcs - workers)
+    gate = admission.Admission(name, workers, queue)
+    metrics.watch_admission(name, gate)
     metrics.service_info(name, cfg.preset.name)
-    server = grpc.server(executor, options=channel_options(cfg),
-                         maximum_concurrent_rpcs=cfg.limits.max_concurrent_rpcs)
+    # no maximum_concurrent_rpcs: it counted health probes too; `gate` refuses excess work and exempts them
+    executor = futures.ThreadPoolExecutor(max_workers=admission.pool_size(workers, queue))
+    server = grpc.server(executor, options=channel_options(cfg), interceptors=[gate])
     register(server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

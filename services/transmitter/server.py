@@ -26,9 +26,11 @@ class Transmitter(pb_grpc.TransmitterServicer):
         with common.rpc(SERVICE, "Send", context) as call:
             call.describe(request)
             prep = transmitter.prepare(from_wire(request), self.cfg)
+            common.check_alive(context, "the uplink to the channel")
             try:
-                result = self.stub.Forward(wire.uplink(prep.header, prep.frames(self.cfg.limits.frame_symbols)),
-                                           timeout=common.remaining(context, self.cfg.limits.default_deadline_s))
+                result = common.call_next_hop(
+                    self.stub.Forward, wire.uplink(prep.header, prep.frames(self.cfg.limits.frame_symbols)),
+                    context, self.cfg.limits.default_deadline_s)
             except grpc.RpcError as e:
                 raise common.next_hop_error("channel", self.target, e) from None
             result.quality.update(transmitter.finish([wire.from_pb(o) for o in result.outputs], prep))
