@@ -5,6 +5,7 @@ import base64
 import inspect
 import io
 import pathlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -168,3 +169,25 @@ def png_bytes(image) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def replay_uplink(recording) -> Iterator[pb.Uplink]:
+    """The uplink a base station receives, rebuilt from an IQ capture (`unitocom.capture.read`): the request
+    header, then every frame as the channel delivered it, with its CSI."""
+    yield pb.Uplink(header=wire.to_pb(recording.header))
+    for f in recording.received:
+        up = pb.Uplink()
+        wire.fill_frame(up.frame, f)
+        yield up
+
+
+def replay(target: str, meta_path: str | pathlib.Path, timeout_s: float = 120.0,
+           max_message_bytes: int = ServiceLimits().max_message_bytes) -> pb.Result:
+    """Send a captured request (a .sigmf-meta written by the channel's --capture) to the base station at
+    `target` again: the same received symbols and CSI, so the same answer from the same checkpoints."""
+    from unitocom import capture
+    rec = capture.read(meta_path)
+    n = max_message_bytes
+    with grpc.insecure_channel(target, options=[("grpc.max_send_message_length", n),
+                                                ("grpc.max_receive_message_length", n)]) as ch:
+        return pb_grpc.BaseStationStub(ch).Receive(replay_uplink(rec), timeout=timeout_s)

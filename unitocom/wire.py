@@ -189,6 +189,22 @@ def from_pb(message, field: str = ""):
     return cls(**values)
 
 
+def to_json(message) -> dict:
+    """A `unitocom.messages` dataclass -> its proto3 JSON mapping (field names as in the .proto): for files that
+    people and other tools read, e.g. the request header in an IQ capture."""
+    from google.protobuf import json_format
+    return json_format.MessageToDict(to_pb(message), preserving_proto_field_name=True)
+
+
+def from_json(cls: type, value: dict):
+    """Inverse of to_json: proto3 JSON -> the `unitocom.messages` dataclass `cls` (WireError when it does not parse)."""
+    from google.protobuf import json_format
+    try:
+        return from_pb(json_format.ParseDict(value, _PB_MESSAGE[cls]()))
+    except json_format.ParseError as e:
+        raise WireError(f"{cls.__name__}: {e}") from None
+
+
 def frame_from_pb(frame: pb.SymbolFrame, field: str = "frame", csi: bool = False) -> msg.SymbolFrame:
     """A SymbolFrame's arrays as read-only views of the message's bytes, no copy: its symbols (complex64 [n]) and,
     with `csi` (the base station, which receives what the channel set), the receiver's side of its Csi: h_est,

@@ -9,7 +9,7 @@ import grpc
 
 from services.common import server as common
 from services.common import uplink
-from unitocom import config, wire
+from unitocom import capture, config, wire
 from unitocom.stages.channel import ChannelCore
 from unitocom.stages.request import RequestError, from_wire
 from unitocom.v1 import unitocom_pb2 as pb
@@ -23,30 +23,37 @@ def _core(header: pb.RequestHeader, cfg: config.Config) -> ChannelCore:
     return ChannelCore(from_wire(header.link, "link"), [s.stream_id for s in header.streams], cfg)
 
 
-def _apply(core: ChannelCore, message: pb.Uplink, out: pb.SymbolFrame) -> None:
-    """Eq. (2) on the message's frame, written into `out` (a field of the message to send: no extra copy)."""
+def _apply(core: ChannelCore, message: pb.Uplink, out: pb.SymbolFrame, rec: capture.Recording | None) -> None:
+    """Eq. (2) on the message's frame, written into `out` (a field of the message to send: no extra copy), and
+    into the request's IQ recording when the service captures."""
     frame = uplink.frame_of(message)
     core.check_stream(frame.stream_id)  # an unknown stream is named before its symbols are read
     try:
-        received = wire.frame_from_pb(frame)
+        sent = wire.frame_from_pb(frame)
     except wire.WireError as e:
         raise RequestError("frame.symbols", str(e)) from None
-    wire.fill_frame(out, core.apply(received))
+    received = core.apply(sent)
+    if rec is not None:
+        rec.add(sent.symbols, received)
+    wire.fill_frame(out, received)
 
 
 class Channel(pb_grpc.ChannelServicer):
-    def __init__(self, cfg: config.Config, basestation_target: str):
-        self.cfg, self.target = cfg, basestation_target
+    def __init__(self, cfg: config.Config, basestation_target: str, recorder: capture.Recorder | None = None):
+        self.cfg, self.target, self.recorder = cfg, basestation_target, recorder
         self.stub = pb_grpc.BaseStationStub(grpc.insecure_channel(basestation_target,
                                                                   options=common.channel_options(cfg)))
 
-    def _frames(self, first: pb.Uplink, request_iterator, core: ChannelCore, state: dict):
+    def _recording(self, header: pb.RequestHeader) -> capture.Recording | None:
+        return None if self.recorder is None else self.recorder.start(from_wire(header, "header"))
+
+    def _frames(self, first: pb.Uplink, request_iterator, core: ChannelCore, state: dict, rec):
         """Corrupt frames as they stream by; a bad frame ends the stream and is reported by the caller."""
         yield first
         for msg in request_iterator:
             up = pb.Uplink()
             try:
-                _apply(core, msg, up.frame)
+                _apply(core, msg, up.frame, rec)
             except RequestError as e:
                 state["error"] = e
                 return
@@ -57,9 +64,11 @@ class Channel(pb_grpc.ChannelServicer):
             first = uplink.header(request_iterator)
             call.describe(first.header)
             core = _core(first.header, self.cfg)
+            rec = self._recording(first.header)
             state = {"error": None}
             try:
-                result = common.call_next_hop(self.stub.Receive, self._frames(first, request_iterator, core, state),
+                result = common.call_next_hop(self.stub.Receive,
+                                              self._frames(first, request_iterator, core, state, rec),
                                               context, self.cfg.limits.default_deadline_s)
             except grpc.RpcError as e:
                 if state["error"] is not None:
@@ -67,6 +76,8 @@ class Channel(pb_grpc.ChannelServicer):
                 raise common.next_hop_error("basestation", self.target, e) from None
             if state["error"] is not None:
                 raise state["error"]
+            if rec is not None:
+                rec.close()  # what crossed the channel, whatever the base station made of it
             core.clock.report(result.timings)  # stage `channel`: eq. (2) on every frame
             call.observe(result)
             return result
@@ -76,23 +87,39 @@ class Channel(pb_grpc.ChannelServicer):
             first = uplink.header(request_iterator)
             call.describe(first.header)
             core = _core(first.header, self.cfg)
+            rec = self._recording(first.header)
             yield first
             for msg in request_iterator:
                 up = pb.Uplink()
-                _apply(core, msg, up.frame)
+                _apply(core, msg, up.frame, rec)
                 yield up
+            if rec is not None:
+                rec.close()
             call.channel_uses(core.symbols)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = common.base_parser(SERVICE)
     ap.add_argument("--basestation", default=None, help="base station host:port (default from the config)")
+    ap.add_argument("--capture", default=None, metavar="DIR",
+                    help="record what crosses the channel (z, h, h_est, z_hat per channel use) as one SigMF "
+                         "recording per request in DIR, readable by GNU Radio and other SDR tools; replay one "
+                         "with `unitocom replay`")
+    ap.add_argument("--capture-max-mb", type=float, default=1024.0,
+                    help="disk cap of --capture DIR in MiB: the oldest recordings are deleted first (default 1024)")
+    ap.add_argument("--capture-sample-rate", type=float, default=capture.DEFAULT_SAMPLE_RATE_HZ, metavar="HZ",
+                    help="core:sample_rate written into recordings; nominal, one sample per channel use "
+                         "(default 1e6)")
     args = ap.parse_args(argv)
     cfg = common.config_from_args(args)
     target = args.basestation or cfg.address("basestation").grpc
+    recorder = None
+    if args.capture:
+        recorder = capture.Recorder(args.capture, max_bytes=int(args.capture_max_mb * 2**20),
+                                    sample_rate_hz=args.capture_sample_rate)
 
     def register(server: grpc.Server) -> None:
-        pb_grpc.add_ChannelServicer_to_server(Channel(cfg, target), server)
+        pb_grpc.add_ChannelServicer_to_server(Channel(cfg, target, recorder), server)
 
     def warmup() -> None:
         import numpy as np
