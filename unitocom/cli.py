@@ -260,7 +260,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_down)
 
     p = sub.add_parser("status", help="health, pid, state, restarts and last exit of the services started by `up`")
-    p.add_argument("--json", action="store_true", help='print {"services": [{"name", "grpc", "metrics", "status", "pid", "state", "restarts", '
+    p.add_argument("--json", action="store_true",
+                   help='print {"services": [{"name", "grpc", "metrics", "status", "pid", "state", "restarts", '
                         '"last_exit", ...}], "supervisor": {...}}')
     _service_args(p)
     p.set_defaults(func=cmd_status)

@@ -65,7 +65,17 @@ def supervisor_pid(d: pathlib.Path) -> int | None:
     """The supervisor's pid when it is running, else None."""
     st = read_state(d)
     pid = (st or {}).get("supervisor", {}).get("pid")
-    return pid if pid and alive(pid) else None
+    return pid if pid and alive(pid) and _is_supervisor(pid) else None
+
+
+def _is_supervisor(pid: int) -> bool:
+    """False when the recorded pid now belongs to another program (pids are reused): never signal that one."""
+    try:
+        return b"unitocom.supervisor" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:  # exited meanwhile
+        return False
+    except OSError:  # no /proc (not Linux): trust the pid
+        return True
 
 
 def command(name: str, cfg: Config, preset: str, extra_args: Sequence[str] = ()) -> list[str]:
@@ -130,8 +140,14 @@ def up(cfg: Config, preset: str, d: pathlib.Path, timeout_s: float = 120.0, echo
                                start_new_session=True)  # outlives this shell; services are its children
     try:
         return _wait_serving(d, sup, timeout_s, echo)
-    except BaseException:
-        down(d)
+    except BaseException:  # failed, timed out or interrupted: leave nothing running
+        if sup.poll() is None:  # by its Popen: it may not have recorded its pid yet
+            sup.terminate()
+            try:
+                sup.wait(policy.stop_timeout_s + 5.0)
+            except subprocess.TimeoutExpired:
+                sup.kill()
+        down(d)  # whatever the supervisor left (it recorded the services' pids)
         raise
 
 
