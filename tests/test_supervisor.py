@@ -137,13 +137,17 @@ def test_down_after_the_supervisor_was_killed_still_stops_the_service(tmp_path):
     assert not alive(ch)
 
 
-def test_a_service_that_cannot_start_is_retried_with_backoff_then_failed(tmp_path):
+@pytest.mark.parametrize("flags, code, says", [
+    (["--no-such-flag"], 2, "unrecognized arguments: --no-such-flag"),
+    (["--preset", "nosuch"], 1, "unknown preset 'nosuch'"),  # appended flags override the launcher's
+])
+def test_a_service_that_cannot_start_is_retried_with_backoff_then_failed(tmp_path, flags, code, says):
     with pytest.raises(RuntimeError) as e:
         launcher.up(_cfg(), "tiny", tmp_path, timeout_s=60, services=("channel",), policy=FAST,
-                    extra_args={"channel": ["--no-such-flag"]}, echo=lambda *_: None)
+                    extra_args={"channel": flags}, echo=lambda *_: None)
     msg = str(e.value)
-    assert "channel cannot start: it exited 3 times in a row (last exit 2)" in msg
-    assert "unrecognized arguments: --no-such-flag" in msg  # the tail of its log
+    assert f"channel cannot start: it exited 3 times in a row (last exit {code})" in msg
+    assert says in msg  # the tail of its log
     log = (tmp_path / "logs/supervisor.log").read_text()
     assert "restarting in 0.2 s" in log and "restarting in 0.4 s" in log
     assert "failed after 3 quick failures in a row; not restarted" in log
