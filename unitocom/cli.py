@@ -51,7 +51,9 @@ def cmd_up(args) -> int:
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print("all services SERVING; send with `unitocom send ...`, stop with `unitocom down`")
+    sup = launcher.supervisor_status(d) or {}
+    print(f"all services SERVING, supervised by pid {sup.get('pid')} (it restarts a service that exits; log "
+          f"{sup.get('log')}); send with `unitocom send ...`, stop with `unitocom down`")
     return _up_sidecars(args, cfg, d)
 
 
