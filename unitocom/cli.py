@@ -14,7 +14,9 @@ EPILOG = """examples:
   unitocom up --with-prometheus --with-gateway  ... plus Prometheus on :9090 and the HTTP gateway on :8080
   unitocom send --text "three red cubes" --snr-db 20
   unitocom send --image photo.png --scheme traditional --snr-db 5 --channel rayleigh --out out/
+  unitocom up --extra-args channel="--log-level DEBUG"   flags appended to one service's command line
   unitocom status --json
+  unitocom restart basestation                  stop one service (it drains) and start it again
   unitocom down
 """
 
@@ -39,12 +41,40 @@ def cmd_up(args) -> int:
             print(f"error: --with-prometheus: {e}", file=sys.stderr)
             return 1
     try:
-        launcher.up(cfg, args.preset, d, timeout_s=args.timeout)
+        extra = _extra_args(args.extra_args)
+        policy = _policy(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        launcher.up(cfg, args.preset, d, timeout_s=args.timeout, extra_args=extra, policy=policy)
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print("all services SERVING; send with `unitocom send ...`, stop with `unitocom down`")
+    sup = launcher.supervisor_status(d) or {}
+    print(f"all services SERVING, supervised by pid {sup.get('pid')} (it restarts a service that exits; log "
+          f"{sup.get('log')}); send with `unitocom send ...`, stop with `unitocom down`")
     return _up_sidecars(args, cfg, d)
+
+
+def _extra_args(items: list[str] | None) -> dict[str, list[str]]:
+    """`--extra-args SERVICE=FLAGS` (repeatable; SERVICE may be `all`) as {service: [flag, ...]} (shell-split)."""
+    import shlex
+    from unitocom import launcher
+    out: dict[str, list[str]] = {}
+    for item in items or []:
+        name, sep, flags = item.partition("=")
+        if not sep or name not in (*launcher.ORDER, "all"):
+            raise ValueError(f"--extra-args {item!r}: expected SERVICE=FLAGS with SERVICE one of "
+                             f"{', '.join(launcher.ORDER)}, all")
+        out.setdefault(name, []).extend(shlex.split(flags))
+    return out
+
+
+def _policy(args):
+    from unitocom.supervisor import Policy
+    return Policy(max_failures=args.max_failures, backoff_initial_s=args.backoff_initial,
+                  backoff_max_s=args.backoff_max, stable_after_s=args.stable_after, restart=args.restart)
 
 
 def _up_sidecars(args, cfg, d) -> int:
@@ -71,22 +101,48 @@ def _up_sidecars(args, cfg, d) -> int:
 
 def cmd_down(args) -> int:
     from unitocom import launcher
-    names = launcher.down(launcher.run_dir(args.run_dir))
+    from unitocom.supervisor import exit_text
+    d = launcher.run_dir(args.run_dir)
+    before = launcher.status(d)
+    names = launcher.down(d)
     print("stopped: " + (", ".join(names) if names else "nothing was running"))
+    idle = [r for r in before if r["name"] not in names]
+    if idle:  # recorded but not running when `down` came: say so rather than claim to have stopped them
+        print("not running: " + ", ".join(f"{r['name']} ({r['state']}, last exit {exit_text(r['last_exit'])})"
+                                          for r in idle))
+    return 0
+
+
+def cmd_restart(args) -> int:
+    from unitocom import launcher
+    d = launcher.run_dir(args.run_dir)
+    try:
+        p = launcher.restart(d, args.service, timeout_s=args.timeout)
+    except (RuntimeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{p.name} SERVING again: pid {p.pid}, restarts {p.restarts}")
     return 0
 
 
 def cmd_status(args) -> int:
     from unitocom import launcher, sidecars
     d = launcher.run_dir(args.run_dir)
-    rows, extra = launcher.status(d), sidecars.status(d)
+    from unitocom.supervisor import exit_text
+    rows, extra, sup = launcher.status(d), sidecars.status(d), launcher.supervisor_status(d)
     if args.json:
-        print(json.dumps({"services": rows, **({"sidecars": extra} if extra else {})}, indent=2))
+        print(json.dumps({"services": rows, **({"supervisor": sup} if sup else {}),
+                          **({"sidecars": extra} if extra else {})}, indent=2))
     elif not rows:
         print("no services started (run `unitocom up`)")
     else:
+        if sup:
+            note = "" if sup["running"] else " (services are not restarted; `unitocom down` stops what is left)"
+            print(f"{'supervisor':12s} {sup['state']:12s} pid {sup['pid']}{note}")
+        print(f"{'service':12s} {'health':12s} {'pid':>7s} {'state':9s} {'restarts':>8s} {'last exit':>9s}  grpc")
         for r in rows:
-            print(f"{r['name']:12s} {r['status']:12s} grpc {r['grpc']:20s} metrics {r['metrics']}")
+            print(f"{r['name']:12s} {r['status']:12s} {r['pid'] or '-':>7} {r['state']:9s} {r['restarts']:8d} "
+                  f"{exit_text(r['last_exit']):>9s}  {r['grpc']}  metrics {r['metrics']}")
         for r in extra:
             print(f"{r['name']:12s} {r['status']:12s} http {r['url']}")
     return 0 if rows and all(r["status"] == "SERVING" for r in rows) else 1
@@ -176,15 +232,39 @@ def parser() -> argparse.ArgumentParser:
                    help="also start the HTTP gateway (JSON / multipart API, OpenAPI docs, web page); with "
                         "--with-prometheus its page charts accuracy versus SNR live")
     p.add_argument("--gateway-port", type=int, default=8080, help="HTTP gateway port (default 8080)")
+    p.add_argument("--extra-args", action="append", metavar="SERVICE=FLAGS",
+                   help="flags appended to a service's command line (shell-quoted; SERVICE: transmitter, channel, "
+                        "basestation or all; repeatable), e.g. --extra-args basestation='--log-level DEBUG'")
+    g = p.add_argument_group("supervision", "a supervisor restarts a service that exits, waiting 0.5 s, 1 s, 2 s, "
+                             "... before each restart; `unitocom status` shows restarts and the last exit")
+    g.add_argument("--max-failures", type=int, default=5,
+                   help="quick failures in a row (each within --stable-after of its start) before a service is "
+                        "marked failed and left stopped (default 5)")
+    g.add_argument("--backoff-initial", type=float, default=0.5, help="seconds before the first restart (0.5)")
+    g.add_argument("--backoff-max", type=float, default=10.0, help="the doubling backoff stops here, seconds (10)")
+    g.add_argument("--stable-after", type=float, default=30.0,
+                   help="seconds up after which a service's failure count and backoff start again (30)")
+    g.add_argument("--restart", choices=("always", "on-failure"), default="always",
+                   help="always: restart after any exit the supervisor did not ask for (default); on-failure: "
+                        "not after exit code 0")
     _service_args(p)
     p.set_defaults(func=cmd_up)
 
-    p = sub.add_parser("down", help="stop the services started by `up` (SIGTERM, then SIGKILL)")
+    p = sub.add_parser("restart", help="restart one service started by `up` (it drains, then starts again)")
+    p.add_argument("service", choices=("transmitter", "channel", "basestation"))
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for SERVING again")
+    _service_args(p)
+    p.set_defaults(func=cmd_restart)
+
+    p = sub.add_parser("down", help="stop the supervisor, then the services started by `up` (SIGTERM, then "
+                                    "SIGKILL), and say what was stopped")
     _service_args(p)
     p.set_defaults(func=cmd_down)
 
-    p = sub.add_parser("status", help="health of the services started by `up`")
-    p.add_argument("--json", action="store_true", help='print {"services": [{"name", "grpc", "metrics", "status"}]}')
+    p = sub.add_parser("status", help="health, pid, state, restarts and last exit of the services started by `up`")
+    p.add_argument("--json", action="store_true",
+                   help='print {"services": [{"name", "grpc", "metrics", "status", "pid", "state", "restarts", '
+                        '"last_exit", ...}], "supervisor": {...}}')
     _service_args(p)
     p.set_defaults(func=cmd_status)
 
