@@ -79,7 +79,7 @@ def test_other_files_are_refused_with_the_reason(tmp_path):
     assert json.loads((tmp_path / "other.sigmf-meta").read_text())["global"]["core:datatype"] == "cf32_le"
 
 
-def test_the_channel_service_captures_and_a_capture_replays_to_the_same_answer(services, tmp_path):
+def test_the_channel_service_captures_and_a_capture_replays_to_the_same_answer(services, tmp_path, capsys):
     """A second channel service with --capture in front of the session's base station: the answer through it and
     the answer to its recording sent again are the same (same received symbols and CSI, same checkpoints)."""
     import subprocess
@@ -115,3 +115,12 @@ def test_the_channel_service_captures_and_a_capture_replays_to_the_same_answer(s
     again = client.replay(cfg.address("basestation").grpc, meta)
     assert isinstance(again, pb.Result) and again.channel_uses == live.channel_uses > 0
     assert again.outputs[0].image_png == live.outputs[0].image_png != b""
+    # the same through the CLI, a directory of recordings at a time
+    from unitocom import cli
+    assert cli.main(["replay", str(tmp_path), "--target", cfg.address("basestation").grpc, "--json"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["recording"].endswith("cap-img.sigmf-meta") and line["channel_uses"] == live.channel_uses
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["replay", str(empty)]) == 2
+    assert "no .sigmf-meta recordings" in capsys.readouterr().err

@@ -179,6 +179,38 @@ def cmd_send(args) -> int:
     return 0
 
 
+def cmd_replay(args) -> int:
+    """Send IQ captures (the channel's --capture) to a base station again and print what it answers."""
+    from unitocom import capture, client
+    src = pathlib.Path(args.path)
+    if src.is_dir():
+        metas = capture.Recorder(src).recordings() if any(src.glob("*.sigmf-meta")) else []
+        if not metas:
+            raise UserError(f"{src}: no .sigmf-meta recordings (start the channel with --capture {src})")
+    else:
+        metas = [src if src.suffix == ".sigmf-meta" else src.with_suffix(".sigmf-meta")]
+        if not metas[0].exists():
+            raise UserError(f"{metas[0]}: no such recording")
+    failed = 0
+    for m in metas:
+        try:
+            result = client.replay(args.target, m, timeout_s=args.timeout_s)
+        except client.RpcError as e:
+            code, details = client.error_status(e)
+            print(f"{m.stem}: error: {code}: {details}", file=sys.stderr)
+            failed += 1
+            continue
+        except ValueError as e:  # not a UniToCom capture, or one sigmf refuses
+            print(f"{m.stem}: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        d = client.result_to_dict(result)
+        if args.out:
+            d["files"] = [str(p) for p in client.save_outputs(result, pathlib.Path(args.out) / m.stem)]
+        print(json.dumps({"recording": str(m), **d}) if args.json else f"{m.stem}:\n{format_result(d)}")
+    return 1 if failed else 0
+
+
 def _add_send_options(p: argparse.ArgumentParser) -> None:
     """`send`'s request flags, made from unitocom.options (the gateway and the SDK take the same options).
     Types and choices are checked here; ranges are the services' (they answer INVALID_ARGUMENT naming the field)."""
@@ -276,6 +308,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="directory to write reconstructed images / audio / text")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser("replay", help="send IQ captures (the channel's --capture DIR) to a base station again",
+                       description="Each recording holds the request header and every frame as the channel "
+                                   "delivered it (received symbols and CSI): the base station decodes them again, "
+                                   "so the same checkpoints give the same answer. PATH: one .sigmf-meta (or its "
+                                   "stem) or a capture directory (every recording in it, oldest first).")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--target", default="127.0.0.1:50053", help="base station address (default 127.0.0.1:50053)")
+    p.add_argument("--timeout", dest="timeout_s", type=float, default=120.0, help="deadline per recording, s")
+    p.add_argument("--out", help="directory for reconstructed images / audio / text (one folder per recording)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line and recording")
+    p.set_defaults(func=cmd_replay)
 
     from unitocom import demo
     demo.add_subparser(sub)
