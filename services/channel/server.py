@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import grpc
 
+from services.common import security
 from services.common import server as common
 from services.common import uplink
 from unitocom import config, wire
@@ -35,10 +36,11 @@ def _apply(core: ChannelCore, message: pb.Uplink, out: pb.SymbolFrame) -> None:
 
 
 class Channel(pb_grpc.ChannelServicer):
-    def __init__(self, cfg: config.Config, basestation_target: str):
+    def __init__(self, cfg: config.Config, basestation_target: str, tls: security.TlsIdentity | None = None):
         self.cfg, self.target = cfg, basestation_target
-        self.stub = pb_grpc.BaseStationStub(grpc.insecure_channel(basestation_target,
-                                                                  options=common.channel_options(cfg)))
+        # wait-for-ready, retry on UNAVAILABLE, fast reconnect; mutual TLS as "channel" to "basestation"
+        self.stub = pb_grpc.BaseStationStub(security.next_hop_channel(
+            basestation_target, cfg, tls, peer_name="basestation", services=["unitocom.v1.BaseStation"]))
 
     def _frames(self, first: pb.Uplink, request_iterator, core: ChannelCore, state: dict):
         """Corrupt frames as they stream by; a bad frame ends the stream and is reported by the caller."""
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     target = args.basestation or cfg.address("basestation").grpc
 
     def register(server: grpc.Server) -> None:
-        pb_grpc.add_ChannelServicer_to_server(Channel(cfg, target), server)
+        pb_grpc.add_ChannelServicer_to_server(Channel(cfg, target, security.next_hop_tls(SERVICE, args.tls_dir)), server)
 
     def warmup() -> None:
         import numpy as np

@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from services.common import metrics
+from services.common import metrics, security
 from unitocom import config as config_mod
 from unitocom.stages.request import RequestError
 from unitocom.v1 import unitocom_pb2 as pb
@@ -107,7 +107,21 @@ def base_parser(name: str) -> argparse.ArgumentParser:
     ap.add_argument("--mllm-path", default=None,
                     help="base station: the MLLM file to run instead of the installed one (e.g. runs/fig3/s16/"
                          "mllm.safetensors)")
+    add_security_args(ap)
     return ap
+
+
+def add_security_args(ap: argparse.ArgumentParser) -> None:
+    """--tls-dir and --auth-tokens (services/common/security.py does the work)."""
+    ap.add_argument("--tls-dir", default=None, metavar="DIR",
+                    help="serve TLS and call the next hop over mutual TLS with the certificates in DIR (ca.pem, "
+                         "<service>.pem, <service>-key.pem; make them with `unitocom certs --out DIR`). The "
+                         "channel then admits only the transmitter's certificate, the base station only the "
+                         "channel's. Default: plaintext, for local experiments only")
+    ap.add_argument("--auth-tokens", default=None, metavar="FILE",
+                    help="transmitter: admit only clients sending metadata 'authorization: Bearer <token>' with a "
+                         "token of FILE (one per line, # comments); missing: UNAUTHENTICATED, unknown: "
+                         "PERMISSION_DENIED. Health is exempt")
 
 
 def _positive_int(text: str) -> int:
@@ -141,7 +155,8 @@ def serve(name: str, args: argparse.Namespace, cfg: config_mod.Config,
     executor = futures.ThreadPoolExecutor(max_workers=cfg.limits.max_workers)
     metrics.watch_executor(name, executor, cfg.limits.max_workers)
     metrics.service_info(name, cfg.preset.name)
-    server = grpc.server(executor, options=channel_options(cfg),
+    creds, guard = security.plan(name, getattr(args, "tls_dir", None), getattr(args, "auth_tokens", None))
+    server = grpc.server(executor, options=channel_options(cfg), interceptors=[guard],
                          maximum_concurrent_rpcs=cfg.limits.max_concurrent_rpcs)
     register(server)
     health_servicer = health.HealthServicer()
@@ -150,7 +165,8 @@ def serve(name: str, args: argparse.Namespace, cfg: config_mod.Config,
     reflection.enable_server_reflection(names, server)
     for svc in ("", service_full_name):
         health_servicer.set(svc, health_pb2.HealthCheckResponse.NOT_SERVING)
-    bound = server.add_insecure_port(f"{args.host}:{port}")
+    bound = (server.add_secure_port(f"{args.host}:{port}", creds) if creds is not None
+             else server.add_insecure_port(f"{args.host}:{port}"))
     if bound == 0:
         raise SystemExit(f"{name}: cannot bind {args.host}:{port}")
     if metrics_port:
@@ -161,7 +177,8 @@ def serve(name: str, args: argparse.Namespace, cfg: config_mod.Config,
         log.exception("warm-up failed")
         raise SystemExit(f"{name}: warm-up failed ({type(e).__name__}: {e}); exiting so that it is restarted") from None
     server.start()
-    log.info("listening on %s:%d, metrics on %s", args.host, bound, metrics_port or "off")
+    log.info("listening on %s:%d (%s), metrics on %s", args.host, bound, "TLS" if creds else "plaintext",
+             metrics_port or "off")
     for svc in ("", service_full_name):
         health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
     log.info("SERVING")
