@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
 import pathlib
 import stat
 import subprocess
@@ -54,6 +55,8 @@ def test_certs_cover_each_identity_and_keys_are_private(tls_dir):
         assert 364 <= days <= 366
         assert stat.S_IMODE(os.stat(tls_dir / f"{name}-key.pem").st_mode) == 0o600
     assert stat.S_IMODE(os.stat(tls_dir / "ca-key.pem").st_mode) == 0o600
+    (token,) = security.read_tokens(tls_dir / "tokens")  # a random token, private too
+    assert len(token) >= 40 and stat.S_IMODE(os.stat(tls_dir / "tokens").st_mode) == 0o600
 
 
 def test_certs_refuse_to_replace_a_ca_unless_forced(tls_dir, capsys):
@@ -321,3 +324,86 @@ def test_plaintext_says_so_in_one_warning(caplog):
 def test_missing_certificates_exit_with_a_message(tmp_path):
     with pytest.raises(SystemExit, match="ca.pem is missing.*unitocom certs --out"):
         security.plan("channel", str(tmp_path), None)
+
+
+# ---- the HTTP gateway: TLS, tokens, body limit ------------------------------------------------------------------
+
+def test_the_gateway_passes_its_token_or_the_callers(stack, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from services.gateway.app import create_app
+    tls = client.Tls.from_dir(stack.tls_dir, "gateway")
+    with TestClient(create_app(stack.tx, tls=tls)) as c:  # no token of its own
+        r = c.post("/v1/send", json={"text": "x", "timeout_s": 20})
+        assert r.status_code == 401 and r.json()["error"]["status"] == "UNAUTHENTICATED", r.text
+        r = c.post("/v1/send", json={"text": "x", "timeout_s": 20}, headers={"authorization": "Bearer nope"})
+        assert r.status_code == 403 and r.json()["error"]["status"] == "PERMISSION_DENIED", r.text
+        r = c.post("/v1/send", json={"text": "caller's", "snr_db": 30}, headers={"authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 200 and r.json()["output"] == "caller's", r.text
+        assert c.get("/readyz").json()["status"] == "SERVING"
+    with TestClient(create_app(stack.tx, tls=tls, token=TOKEN)) as c:
+        r = c.post("/v1/send", json={"text": "gateway's", "snr_db": 30})
+        assert r.status_code == 200 and r.json()["output"] == "gateway's", r.text
+
+
+def test_the_gateway_serves_https_with_its_certificate(stack, tmp_path):
+    import httpx
+    token_file = tmp_path / "token"
+    token_file.write_text(f"{TOKEN}\n")
+    (port,) = free_ports(1)
+    log = tmp_path / "gw.log"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    with open(log, "wb") as fh:
+        p = subprocess.Popen([sys.executable, "-m", "services.gateway.server", "--port", str(port), "--transmitter",
+                              stack.tx, "--tls-dir", str(stack.tls_dir), "--auth-token-file", str(token_file)],
+                             stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    try:
+        url, trust = f"https://localhost:{port}", ssl.create_default_context(cafile=str(stack.tls_dir / "ca.pem"))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(f"{url}/readyz", verify=trust, timeout=5)
+                break
+            except httpx.ConnectError:
+                assert p.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.2)
+        assert r.status_code == 200 and r.json()["status"] == "SERVING", r.text
+        r = httpx.post(f"{url}/v1/send", json={"text": "https", "snr_db": 30}, verify=trust,
+                       timeout=60)
+        assert r.status_code == 200 and r.json()["output"] == "https", r.text
+        with pytest.raises(httpx.ConnectError):  # a client that does not trust the testbed's CA
+            httpx.get(f"{url}/healthz", timeout=5)
+    finally:
+        p.terminate()
+        p.wait(timeout=15)
+
+
+def test_a_chunked_body_over_the_limit_is_refused_before_it_is_read():
+    """No Content-Length: the gateway counts the body as it arrives and stops at the limit (413), rather than
+    reading a body of any size whole."""
+    import asyncio
+    import json as json_mod
+
+    from services.gateway.app import create_app
+    app = create_app(f"127.0.0.1:{free_ports(1)[0]}", max_body_bytes=1000)
+    chunk, chunks_total, read = b" " * 400, 100, [0]
+
+    async def receive():
+        read[0] += 1
+        return {"type": "http.request", "body": chunk, "more_body": read[0] < chunks_total}
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/v1/send", "raw_path": b"/v1/send", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = json_mod.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
+    assert start["status"] == 413 and body["error"]["status"] == "RESOURCE_EXHAUSTED", body
+    assert "1000" in body["error"]["message"]
+    assert read[0] == 3, f"read {read[0]} chunks of {chunks_total}: the limit (1000 bytes) is passed at the third"

@@ -4,6 +4,8 @@
 
     ca.pem                      the CA certificate every party trusts (its key, ca-key.pem, stays here too)
     <name>.pem, <name>-key.pem  one certificate and EC P-256 private key per identity in `names`
+    tokens                      one random bearer token per line (the transmitter's --auth-tokens file; clients
+                                send one of them), unless it exists already
 
 Each certificate's common name and first DNS name is the identity (`transmitter`, `channel`, ...): the services
 authorise their callers by it (the channel accepts only `transmitter`, the base station only `channel`). The other
@@ -20,6 +22,7 @@ import datetime
 import ipaddress
 import os
 import pathlib
+import secrets
 from collections.abc import Sequence
 
 from cryptography import x509
@@ -117,11 +120,13 @@ def make_leaf(name: str, ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePriv
 
 
 def make_certs(out_dir: str | os.PathLike, names: Sequence[str] = NAMES, hosts: Sequence[str] = (),
-               days: int = DEFAULT_DAYS, namespace: str = NAMESPACE, overwrite: bool = False) -> list[pathlib.Path]:
-    """Write a new CA and one certificate per name into `out_dir` (made 0700); return the paths written.
+               days: int = DEFAULT_DAYS, namespace: str = NAMESPACE, overwrite: bool = False,
+               tokens: int = 1) -> list[pathlib.Path]:
+    """Write a new CA and one certificate per name into `out_dir` (made 0700), and a `tokens` file of `tokens`
+    random bearer tokens (256 bits each) when there is none; return the paths written.
 
     An existing ca.pem is an error unless `overwrite`: replacing the CA silently would invalidate every
-    certificate already handed out from it."""
+    certificate already handed out from it. An existing tokens file is kept (clients may hold its tokens)."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     if (out / "ca.pem").exists() and not overwrite:
@@ -135,6 +140,12 @@ def make_certs(out_dir: str | os.PathLike, names: Sequence[str] = NAMES, hosts: 
         _write(out / f"{name}.pem", _pem_cert(cert))
         _write(out / f"{name}-key.pem", _pem_key(key), private=True)
         written += [out / f"{name}.pem", out / f"{name}-key.pem"]
+    if tokens > 0 and not (out / "tokens").exists():
+        lines = ["# bearer tokens the transmitter accepts (--auth-tokens): one per line; clients send one as",
+                 "# metadata 'authorization: Bearer <token>'. Add or remove lines and restart the transmitter."]
+        _write(out / "tokens", ("\n".join(lines + [secrets.token_urlsafe(32) for _ in range(tokens)]) + "\n").encode(),
+               private=True)
+        written.append(out / "tokens")
     return written
 
 
@@ -161,9 +172,10 @@ def parser() -> argparse.ArgumentParser:
         prog="unitocom certs",
         description="Make a local certificate authority and the certificates for TLS between the UniToCom "
                     "services (mutual TLS: each hop accepts only the previous hop's identity), the HTTP gateway "
-                    "and clients. Writes ca.pem and <name>.pem / <name>-key.pem per identity into --out; give "
-                    "that directory to the services, the gateway and `unitocom send` as --tls-dir. Private keys "
-                    "are written 0600. For a testbed: keep ca-key.pem out of the containers.",
+                    "and clients. Writes ca.pem and <name>.pem / <name>-key.pem per identity, and a tokens "
+                    "file of random bearer tokens (the transmitter's --auth-tokens), into --out; give that "
+                    "directory to the services, the gateway and `unitocom send` as --tls-dir. Private keys are "
+                    "written 0600. For a testbed: keep ca-key.pem out of the containers.",
         epilog="Example: unitocom certs --out ~/.cache/unitocom/tls && unitocom up --tls-dir ~/.cache/unitocom/tls")
     ap.add_argument("--out", required=True, metavar="DIR", help="directory to write (created 0700)")
     ap.add_argument("--names", nargs="+", default=list(NAMES), metavar="NAME",
@@ -174,6 +186,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--days", type=int, default=DEFAULT_DAYS, help=f"validity in days (default {DEFAULT_DAYS})")
     ap.add_argument("--namespace", default=NAMESPACE,
                     help=f"Kubernetes namespace for the <name>.<ns>.svc.cluster.local names (default {NAMESPACE})")
+    ap.add_argument("--tokens", type=int, default=1, metavar="N",
+                    help="random bearer tokens to write into DIR/tokens when it does not exist (default 1; 0: none)")
     ap.add_argument("--force", action="store_true", help="replace an existing CA and certificates in --out")
     return ap
 
@@ -182,7 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`unitocom certs ...`: returns the exit status (0, or 1 with a message when --out already holds a CA)."""
     args = parser().parse_args(argv)
     try:
-        written = make_certs(args.out, args.names, args.hosts, args.days, args.namespace, overwrite=args.force)
+        written = make_certs(args.out, args.names, args.hosts, args.days, args.namespace, overwrite=args.force,
+                             tokens=args.tokens)
     except FileExistsError as e:
         print(f"unitocom certs: {e}")
         return 1

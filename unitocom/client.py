@@ -189,8 +189,10 @@ class Client:
         self._stub = pb_grpc.TransmitterStub(self._channel)
         self._metadata = (("authorization", f"Bearer {self.token}"),) if self.token else None
 
-    def send(self, request: pb.Request, timeout_s: float = 120.0) -> pb.Result:
-        return self._stub.Send(request, timeout=timeout_s, metadata=self._metadata)
+    def send(self, request: pb.Request, timeout_s: float = 120.0, token: str | None = None) -> pb.Result:
+        """Send one request; `token` (for this call only) replaces the client's bearer token."""
+        metadata = (("authorization", f"Bearer {token}"),) if token else self._metadata
+        return self._stub.Send(request, timeout=timeout_s, metadata=metadata)
 
     def close(self) -> None:
         self._channel.close()
