@@ -175,6 +175,7 @@ class Stack:
     channel: str
     basestation: str
     early: dict  # the call made before the base station was up: {"result"} or {"error"}
+    channel_health: str  # the channel's plaintext health-only port (--health-port)
 
 
 def _spawn(name: str, port: int, log: pathlib.Path, *extra: str) -> subprocess.Popen:
@@ -201,13 +202,14 @@ def stack(tls_dir, tmp_path_factory) -> Stack:
     logs = tmp_path_factory.mktemp("tls-logs")
     tokens = logs / "tokens"
     tokens.write_text(f"# test clients\n{TOKEN}\nanother-one\n")
-    tx_port, ch_port, bs_port = free_ports(3)
+    tx_port, ch_port, bs_port, health_port = free_ports(4)
     tx, ch, bs = (f"127.0.0.1:{p}" for p in (tx_port, ch_port, bs_port))
     mtls = client.Tls.from_dir(tls_dir, "client")
     procs = [
         ("transmitter", _spawn("transmitter", tx_port, logs / "tx.log", "--tls-dir", str(tls_dir),
                                "--auth-tokens", str(tokens), "--channel", ch)),
-        ("channel", _spawn("channel", ch_port, logs / "ch.log", "--tls-dir", str(tls_dir), "--basestation", bs)),
+        ("channel", _spawn("channel", ch_port, logs / "ch.log", "--tls-dir", str(tls_dir), "--basestation", bs,
+                           "--health-port", str(health_port))),
     ]
     try:
         _wait_serving(procs[0][1], tx, "unitocom.v1.Transmitter", mtls, logs / "tx.log")
@@ -228,7 +230,7 @@ def stack(tls_dir, tmp_path_factory) -> Stack:
         procs.append(("basestation", _spawn("basestation", bs_port, logs / "bs.log", "--tls-dir", str(tls_dir))))
         _wait_serving(procs[2][1], bs, "unitocom.v1.BaseStation", mtls, logs / "bs.log")
         caller.join(timeout=180)
-        yield Stack(tls_dir, tx, ch, bs, early)
+        yield Stack(tls_dir, tx, ch, bs, early, f"127.0.0.1:{health_port}")
     finally:
         for _, p in procs:
             p.terminate()
@@ -277,6 +279,15 @@ def test_health_needs_no_token_and_reflection_is_exempt(stack):
         (answer,) = list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
                                                    timeout=10))
     assert "unitocom.v1.Transmitter" in {s.name for s in answer.list_services_response.service}
+
+
+def test_a_plaintext_health_port_answers_health_and_nothing_else(stack):
+    """--health-port: for Kubernetes gRPC probes, which cannot speak TLS."""
+    assert client.health(stack.channel_health, "unitocom.v1.Channel") == "SERVING"
+    with grpc.insecure_channel(stack.channel_health) as ch:
+        code, _ = _code(lambda: pb_grpc.ChannelStub(ch).Forward(iter([pb.Uplink(header=pb.RequestHeader())]),
+                                                                timeout=5))
+    assert code == grpc.StatusCode.UNIMPLEMENTED
 
 
 def test_the_channel_refuses_any_caller_but_the_transmitter(stack):

@@ -122,6 +122,9 @@ def add_security_args(ap: argparse.ArgumentParser) -> None:
                     help="transmitter: admit only clients sending metadata 'authorization: Bearer <token>' with a "
                          "token of FILE (one per line, # comments); missing: UNAUTHENTICATED, unknown: "
                          "PERMISSION_DENIED. Health is exempt")
+    ap.add_argument("--health-port", type=int, default=0, metavar="PORT",
+                    help="also answer grpc.health.v1 (and nothing else) in plaintext on PORT, on its own threads: "
+                         "for Kubernetes gRPC probes, which cannot speak TLS (0: none, the default)")
 
 
 def _positive_int(text: str) -> int:
@@ -176,6 +179,7 @@ def serve(name: str, args: argparse.Namespace, cfg: config_mod.Config,
     except BaseException as e:  # noqa: BLE001 - whatever it was, this process must not stay up half-made
         log.exception("warm-up failed")
         raise SystemExit(f"{name}: warm-up failed ({type(e).__name__}: {e}); exiting so that it is restarted") from None
+    health_server = _health_only_server(health_servicer, args.host, getattr(args, "health_port", 0))
     server.start()
     log.info("listening on %s:%d (%s), metrics on %s", args.host, bound, "TLS" if creds else "plaintext",
              metrics_port or "off")
@@ -194,7 +198,23 @@ def serve(name: str, args: argparse.Namespace, cfg: config_mod.Config,
     stop.wait()
     health_servicer.enter_graceful_shutdown()
     server.stop(cfg.limits.grace_s).wait()
+    if health_server is not None:
+        health_server.stop(0)
     log.info("stopped")
+
+
+def _health_only_server(servicer: health.HealthServicer, host: str, port: int) -> grpc.Server | None:
+    """A plaintext server with the service's HealthServicer alone (the same statuses: SERVING once warm,
+    NOT_SERVING while draining), for probes that cannot speak TLS; its own two threads, so a busy service still
+    answers it. Health says nothing a caller could misuse, so it needs neither TLS nor identity."""
+    if not port:
+        return None
+    s = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"))
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, s)
+    if s.add_insecure_port(f"{host}:{port}") == 0:
+        raise SystemExit(f"cannot bind the health port {host}:{port}")
+    s.start()
+    return s
 
 
 def warm_request(cfg: config_mod.Config) -> pb.Request:
