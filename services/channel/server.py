@@ -60,9 +60,9 @@ class Channel(pb_grpc.ChannelServicer):
             call.describe(first.header)
             core = _core(first.header, self.cfg)
             state = {"error": None}
+            timeout = security.next_hop_timeout(context, self.cfg.limits.default_deadline_s)
             try:
-                result = self.stub.Receive(self._frames(first, request_iterator, core, state),
-                                           timeout=common.remaining(context, self.cfg.limits.default_deadline_s))
+                result = self.stub.Receive(self._frames(first, request_iterator, core, state), timeout=timeout)
             except grpc.RpcError as e:
                 if state["error"] is not None:
                     raise state["error"] from None
@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     target = args.basestation or cfg.address("basestation").grpc
 
     def register(server: grpc.Server) -> None:
-        pb_grpc.add_ChannelServicer_to_server(Channel(cfg, target, security.next_hop_tls(SERVICE, args.tls_dir)), server)
+        tls = security.next_hop_tls(SERVICE, args.tls_dir)
+        pb_grpc.add_ChannelServicer_to_server(Channel(cfg, target, tls), server)
 
     def warmup() -> None:
         import numpy as np

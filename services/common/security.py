@@ -38,6 +38,21 @@ RECONNECT_BACKOFF_MS = {"grpc.initial_reconnect_backoff_ms": 100, "grpc.min_reco
 RETRY_MAX_ATTEMPTS = 5
 
 
+# Of a call's remaining time, what a service keeps back from its next hop (seconds; at most a tenth of it).
+REPORT_MARGIN_S = 0.25
+
+
+def next_hop_timeout(context: grpc.ServicerContext, default_s: float) -> float:
+    """Seconds the next hop may take: the caller's remaining deadline less a margin. With wait-for-ready a call to
+    a hop that is down waits the whole deadline; the margin lets this service answer DEADLINE_EXCEEDED naming the
+    hop ("deadline exceeded waiting for channel at ...") before the caller's own timer fires with a bare
+    "Deadline Exceeded". `default_s` when the caller set no deadline."""
+    t = context.time_remaining()
+    if t is None:
+        return default_s
+    return max(0.001, t - min(REPORT_MARGIN_S, 0.1 * t))
+
+
 def service_config(services: Sequence[str]) -> str:
     """The gRPC service config (JSON) for calls to `services` (full names, e.g. "unitocom.v1.Channel").
 

@@ -29,9 +29,10 @@ class Transmitter(pb_grpc.TransmitterServicer):
         with common.rpc(SERVICE, "Send", context) as call:
             call.describe(request)
             prep = transmitter.prepare(from_wire(request), self.cfg)
+            timeout = security.next_hop_timeout(context, self.cfg.limits.default_deadline_s)
             try:
                 result = self.stub.Forward(wire.uplink(prep.header, prep.frames(self.cfg.limits.frame_symbols)),
-                                           timeout=common.remaining(context, self.cfg.limits.default_deadline_s))
+                                           timeout=timeout)
             except grpc.RpcError as e:
                 raise common.next_hop_error("channel", self.target, e) from None
             result.quality.update(transmitter.finish([wire.from_pb(o) for o in result.outputs], prep))
@@ -48,8 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     target = args.channel or cfg.address("channel").grpc
 
     def register(server: grpc.Server) -> None:
-        pb_grpc.add_TransmitterServicer_to_server(Transmitter(cfg, target, security.next_hop_tls(SERVICE, args.tls_dir)),
-                                                  server)
+        tls = security.next_hop_tls(SERVICE, args.tls_dir)
+        pb_grpc.add_TransmitterServicer_to_server(Transmitter(cfg, target, tls), server)
 
     def warmup() -> None:
         import torch
