@@ -18,6 +18,7 @@ import time
 from concurrent import futures
 
 import grpc
+import numpy as np
 import pytest
 from cryptography import x509
 
@@ -101,10 +102,12 @@ def _start_fake(port: int, servicer) -> grpc.Server:
     return s
 
 
-def _stream(frames: int = 3):
+def _stream(frames: int = 3, symbols: int = 0):
+    """A header and `frames` frames of `symbols` complex64 symbols each (8 bytes a symbol)."""
+    from unitocom import wire
     yield pb.Uplink(header=pb.RequestHeader(request_id="x"))
     for i in range(frames):
-        yield pb.Uplink(frame=pb.SymbolFrame(stream_id=0, seq=i, last=i == frames - 1))
+        yield wire.uplink_frame(0, i, i == frames - 1, np.zeros(symbols, np.complex64))
 
 
 def _hop_stub(port: int) -> pb_grpc.BaseStationStub:
@@ -138,12 +141,14 @@ def test_a_call_waits_for_a_peer_that_starts_later_and_uses_it_within_a_second()
 
 
 def test_a_client_stream_is_retried_on_unavailable_with_every_message():
+    """2 MB streamed, well over gRPC's default 256 KiB retry buffer (beyond which a call is no longer retried):
+    the next-hop channel's buffer holds it, and the retries send all of it again."""
     (port,) = free_ports(1)
     fake = _FakeBaseStation(fail=2)
     server = _start_fake(port, fake)
     try:
-        result = _hop_stub(port).Receive(_stream(frames=50), timeout=30)
-        assert fake.calls == 3 and result.request_id == "51"  # the third attempt got the whole buffered stream
+        result = _hop_stub(port).Receive(_stream(frames=16, symbols=16384), timeout=30)
+        assert fake.calls == 3 and result.request_id == "17"  # the third attempt got the whole buffered stream
     finally:
         server.stop(0)
 
