@@ -54,7 +54,8 @@ def next_hop_timeout(context: grpc.ServicerContext, default_s: float) -> float:
 
 
 def service_config(services: Sequence[str]) -> str:
-    """The gRPC service config (JSON) for calls to `services` (full names, e.g. "unitocom.v1.Channel").
+    """The gRPC service config (JSON) for calls to `services` (full names, e.g. "unitocom.v1.Channel"; none: every
+    method of the channel).
 
     waitForReady: a call made while the peer is down or restarting waits (within its deadline) for the
     connection instead of failing at once with UNAVAILABLE, so a restarted peer is used as soon as it is SERVING.
@@ -65,7 +66,8 @@ def service_config(services: Sequence[str]) -> str:
     status is retried: INVALID_ARGUMENT & co. would fail again, and DEADLINE_EXCEEDED leaves no time."""
     policy = {"maxAttempts": RETRY_MAX_ATTEMPTS, "initialBackoff": "0.05s", "maxBackoff": "0.5s",
               "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}
-    return json.dumps({"methodConfig": [{"name": [{"service": s} for s in services], "waitForReady": True,
+    names = [{"service": s} for s in services] or [{}]
+    return json.dumps({"methodConfig": [{"name": names, "waitForReady": True,
                                          "retryPolicy": policy}]})
 
 
