@@ -181,6 +181,7 @@ class Stack:
     basestation: str
     early: dict  # the call made before the base station was up: {"result"} or {"error"}
     channel_health: str  # the channel's plaintext health-only port (--health-port)
+    tx_metrics: str  # the transmitter's /metrics URL
 
 
 def _spawn(name: str, port: int, log: pathlib.Path, *extra: str) -> subprocess.Popen:
@@ -207,12 +208,12 @@ def stack(tls_dir, tmp_path_factory) -> Stack:
     logs = tmp_path_factory.mktemp("tls-logs")
     tokens = logs / "tokens"
     tokens.write_text(f"# test clients\n{TOKEN}\nanother-one\n")
-    tx_port, ch_port, bs_port, health_port = free_ports(4)
+    tx_port, ch_port, bs_port, health_port, tx_metrics = free_ports(5)
     tx, ch, bs = (f"127.0.0.1:{p}" for p in (tx_port, ch_port, bs_port))
     mtls = client.Tls.from_dir(tls_dir, "client")
     procs = [
         ("transmitter", _spawn("transmitter", tx_port, logs / "tx.log", "--tls-dir", str(tls_dir),
-                               "--auth-tokens", str(tokens), "--channel", ch)),
+                               "--auth-tokens", str(tokens), "--channel", ch, "--metrics-port", str(tx_metrics))),
         ("channel", _spawn("channel", ch_port, logs / "ch.log", "--tls-dir", str(tls_dir), "--basestation", bs,
                            "--health-port", str(health_port))),
     ]
@@ -235,7 +236,7 @@ def stack(tls_dir, tmp_path_factory) -> Stack:
         procs.append(("basestation", _spawn("basestation", bs_port, logs / "bs.log", "--tls-dir", str(tls_dir))))
         _wait_serving(procs[2][1], bs, "unitocom.v1.BaseStation", mtls, logs / "bs.log")
         caller.join(timeout=180)
-        yield Stack(tls_dir, tx, ch, bs, early, f"127.0.0.1:{health_port}")
+        yield Stack(tls_dir, tx, ch, bs, early, f"127.0.0.1:{health_port}", f"http://127.0.0.1:{tx_metrics}/metrics")
     finally:
         for _, p in procs:
             p.terminate()
@@ -273,6 +274,13 @@ def test_no_token_is_unauthenticated_and_a_wrong_one_permission_denied(stack):
     with client.Client(stack.tx, tls=tls, token="guessed") as c:
         code, details = _code(lambda: c.send(req, timeout_s=20))
     assert code == grpc.StatusCode.PERMISSION_DENIED and "token" in details
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+    text = urllib.request.urlopen(stack.tx_metrics, timeout=5).read().decode()
+    refused = {s.labels["code"]: s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "unitocom_refused_total" and s.labels["method"] == "/unitocom.v1.Transmitter/Send"}
+    assert refused["UNAUTHENTICATED"] >= 1 and refused["PERMISSION_DENIED"] >= 1, refused
 
 
 def test_health_needs_no_token_and_reflection_is_exempt(stack):
@@ -302,6 +310,10 @@ def test_the_channel_refuses_any_caller_but_the_transmitter(stack):
                 iter([pb.Uplink(header=pb.RequestHeader())]), timeout=10))
         assert code == grpc.StatusCode.PERMISSION_DENIED, (name, code, details)
         assert "'transmitter'" in details and name in details
+    with client.Tls.from_dir(stack.tls_dir, "client").channel(stack.channel) as ch:  # the bidirectional Apply too
+        code, details = _code(lambda: list(pb_grpc.ChannelStub(ch).Apply(
+            iter([pb.Uplink(header=pb.RequestHeader())]), timeout=10)))
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "Apply" in details
     # ... but its health answers any certificate of the CA
     assert client.health(stack.channel, "unitocom.v1.Channel", tls=client.Tls.from_dir(stack.tls_dir)) == "SERVING"
 

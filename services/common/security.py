@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
+from prometheus_client import Counter
 
 from unitocom import certs
 from unitocom import config as config_mod
@@ -132,7 +133,13 @@ def read_tokens(path: str | pathlib.Path) -> list[bytes]:
 
 # ---- interceptor -----------------------------------------------------------------------------------------------
 
-Check = Callable[[grpc.ServicerContext, str], None]  # (context, method) -> None, or context.abort(...)
+# Calls refused before their handler (a missing or wrong identity or token): they never reach `rpc()`, so they are
+# counted here. `method` is the full gRPC method name, of which a service has a handful.
+REFUSED = Counter("unitocom_refused_total", "Calls refused before their handler: a missing or wrong caller "
+                  "identity (mutual TLS) or bearer token", ["service", "method", "code"])
+
+Refusal = tuple[grpc.StatusCode, str]
+Check = Callable[[grpc.ServicerContext, str], "Refusal | None"]  # (context, method) -> None to admit
 
 
 def identity_check(expected: str) -> Check:
@@ -140,15 +147,14 @@ def identity_check(expected: str) -> Check:
     "transmitter", the base station "channel". Anything else is PERMISSION_DENIED naming who is wanted."""
     want = expected.encode()
 
-    def check(context: grpc.ServicerContext, method: str) -> None:
+    def check(context: grpc.ServicerContext, method: str) -> Refusal | None:
         auth = context.auth_context()
-        names = auth.get("x509_common_name", []) + auth.get("x509_subject_alternative_name", [])
-        if want in names:
-            return
+        if want in auth.get("x509_common_name", []) + auth.get("x509_subject_alternative_name", []):
+            return None
         got = b", ".join(auth.get("x509_common_name", [])).decode(errors="replace") or "no client certificate"
-        context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                      f"{method} accepts only the {expected!r} identity (client certificate CN/SAN); "
-                      f"the caller presented {got}")
+        return (grpc.StatusCode.PERMISSION_DENIED,
+                f"{method} accepts only the {expected!r} identity (client certificate CN/SAN); "
+                f"the caller presented {got}")
 
     return check
 
@@ -159,43 +165,47 @@ def token_check(tokens: Sequence[bytes]) -> Check:
     (hmac.compare_digest), each one, so the time taken says nothing about which token came close."""
     known = list(tokens)
 
-    def check(context: grpc.ServicerContext, method: str) -> None:
+    def check(context: grpc.ServicerContext, method: str) -> Refusal | None:
         values = [v for k, v in context.invocation_metadata() if k == "authorization"]
         if not values:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                          f"{method} needs a bearer token: send metadata 'authorization: Bearer <token>'")
-        scheme, _, token = (values[0] if isinstance(values[0], str) else values[0].decode()).partition(" ")
+            return (grpc.StatusCode.UNAUTHENTICATED,
+                    f"{method} needs a bearer token: send metadata 'authorization: Bearer <token>'")
+        value = values[0] if isinstance(values[0], str) else values[0].decode(errors="replace")
+        scheme, _, token = value.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                          "the authorization metadata must be 'Bearer <token>'")
+            return grpc.StatusCode.UNAUTHENTICATED, "the authorization metadata must be 'Bearer <token>'"
         given = token.strip().encode()
         ok = False
         for t in known:
             ok |= hmac.compare_digest(given, t)
-        if not ok:
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, "the bearer token is not accepted by this service")
+        return None if ok else (grpc.StatusCode.PERMISSION_DENIED, "the bearer token is not accepted by this service")
 
     return check
 
 
 class Guard(grpc.ServerInterceptor):
-    """Runs `checks` before every handler except health and reflection. The checks need the call's context (its
-    peer certificate, its metadata), which only the handler gets: so the handler is wrapped, not replaced."""
+    """Runs `checks` before every handler of `service` except health and reflection; the first refusal aborts the
+    call with its status and is counted in unitocom_refused_total. The checks need the call's context (its peer
+    certificate, its metadata), which only the handler gets: so the handler is wrapped, not replaced."""
 
-    def __init__(self, checks: Sequence[Check]):
-        self.checks = list(checks)
+    def __init__(self, checks: Sequence[Check], service: str = ""):
+        self.checks, self.service = list(checks), service
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or not self.checks or method.startswith(EXEMPT_PREFIXES):
             return handler
-        checks = self.checks
+        checks, service = self.checks, self.service
 
         def guarded(behavior):
             def run(request_or_iterator, context):
                 for check in checks:
-                    check(context, method)  # aborts (raises) when the caller is refused
+                    refusal = check(context, method)
+                    if refusal is not None:
+                        REFUSED.labels(service, method, refusal[0].name).inc()
+                        log.debug("refused %s from %s: %s", method, context.peer(), refusal[1])
+                        context.abort(*refusal)  # raises: the handler never runs
                 return behavior(request_or_iterator, context)
             return run
 
@@ -239,7 +249,7 @@ def plan(name: str, tls_dir: str | None, auth_tokens: str | None) -> tuple[grpc.
         log.warning("serving PLAINTEXT: bearer tokens travel unencrypted (give --tls-dir)")
     elif name == "transmitter" and not auth_tokens:
         log.warning("TLS without client authentication: any client trusting the CA may call (give --auth-tokens)")
-    return creds, Guard(checks)
+    return creds, Guard(checks, name)
 
 
 def next_hop_tls(name: str, tls_dir: str | None) -> TlsIdentity | None:
