@@ -375,35 +375,33 @@ def test_the_gateway_passes_its_token_or_the_callers(stack, tmp_path):
 
 
 def test_the_gateway_serves_https_with_its_certificate(stack, tmp_path):
+    """As `unitocom up --with-gateway` starts it (unitocom.sidecars), with the stack's certificates and a token."""
     import httpx
+
+    from unitocom import sidecars
     token_file = tmp_path / "token"
     token_file.write_text(f"{TOKEN}\n")
     (port,) = free_ports(1)
-    log = tmp_path / "gw.log"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    with open(log, "wb") as fh:
-        p = subprocess.Popen([sys.executable, "-m", "services.gateway.server", "--port", str(port), "--transmitter",
-                              stack.tx, "--tls-dir", str(stack.tls_dir), "--auth-token-file", str(token_file)],
-                             stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    gw = sidecars.start_gateway(tmp_path, stack.tx, port=port, tls_dir=str(stack.tls_dir), token_file=str(token_file))
     try:
-        url, trust = f"https://localhost:{port}", ssl.create_default_context(cafile=str(stack.tls_dir / "ca.pem"))
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                r = httpx.get(f"{url}/readyz", verify=trust, timeout=5)
-                break
-            except httpx.ConnectError:
-                assert p.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.2)
+        assert gw.url == f"https://127.0.0.1:{port}"
+        trust = ssl.create_default_context(cafile=str(stack.tls_dir / "ca.pem"))
+        r = httpx.get(f"{gw.url}/readyz", verify=trust, timeout=10)
         assert r.status_code == 200 and r.json()["status"] == "SERVING", r.text
-        r = httpx.post(f"{url}/v1/send", json={"text": "https", "snr_db": 30}, verify=trust,
-                       timeout=60)
+        r = httpx.post(f"{gw.url}/v1/send", json={"text": "https", "snr_db": 30}, verify=trust, timeout=60)
         assert r.status_code == 200 and r.json()["output"] == "https", r.text
         with pytest.raises(httpx.ConnectError):  # a client that does not trust the testbed's CA
-            httpx.get(f"{url}/healthz", timeout=5)
+            httpx.get(f"{gw.url}/healthz", timeout=5)
+        assert not sidecars.http_ok(f"{gw.url}/healthz")
     finally:
-        p.terminate()
-        p.wait(timeout=15)
+        sidecars.stop(tmp_path, "gateway")
+
+
+def test_prometheus_scrapes_an_https_gateway_with_the_ca():
+    from unitocom import prometheus
+    conf = prometheus.local_config(config.load("tiny"), gateway="127.0.0.1:8080", gateway_ca="/x/ca.pem")
+    (job,) = [j for j in conf["scrape_configs"] if j["job_name"] == "unitocom-gateway"]
+    assert job["scheme"] == "https" and job["tls_config"] == {"ca_file": "/x/ca.pem", "server_name": "gateway"}
 
 
 def test_a_chunked_body_over_the_limit_is_refused_before_it_is_read():
