@@ -40,8 +40,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s gateway %(levelname)s %(message)s")
-    tls = client.Tls.from_dir(args.tls_dir, "gateway") if args.tls_dir else None
-    token = client.read_token(args.auth_token_file) if args.auth_token_file else None
+    try:
+        tls = client.Tls.from_dir(args.tls_dir, "gateway") if args.tls_dir else None
+        token = client.read_token(args.auth_token_file) if args.auth_token_file else None
+    except (OSError, ValueError) as e:  # a missing certificate or an empty token file: say which
+        raise SystemExit(f"gateway: {e}") from None
     if tls is None:
         logging.getLogger("unitocom.gateway").warning(
             "serving plain HTTP and calling the transmitter in plaintext (for local experiments; give --tls-dir)")
