@@ -182,6 +182,8 @@ class Stack:
     early: dict  # the call made before the base station was up: {"result"} or {"error"}
     channel_health: str  # the channel's plaintext health-only port (--health-port)
     tx_metrics: str  # the transmitter's /metrics URL
+    procs: list  # [(name, Popen)]: the fixture stops what is here at the end (a test may replace one)
+    logs: pathlib.Path
 
 
 def _spawn(name: str, port: int, log: pathlib.Path, *extra: str) -> subprocess.Popen:
@@ -236,7 +238,8 @@ def stack(tls_dir, tmp_path_factory) -> Stack:
         procs.append(("basestation", _spawn("basestation", bs_port, logs / "bs.log", "--tls-dir", str(tls_dir))))
         _wait_serving(procs[2][1], bs, "unitocom.v1.BaseStation", mtls, logs / "bs.log")
         caller.join(timeout=180)
-        yield Stack(tls_dir, tx, ch, bs, early, f"127.0.0.1:{health_port}", f"http://127.0.0.1:{tx_metrics}/metrics")
+        yield Stack(tls_dir, tx, ch, bs, early, f"127.0.0.1:{health_port}", f"http://127.0.0.1:{tx_metrics}/metrics",
+                    procs, logs)
     finally:
         for _, p in procs:
             p.terminate()
@@ -352,6 +355,52 @@ def test_plaintext_says_so_in_one_warning(caplog):
 def test_missing_certificates_exit_with_a_message(tmp_path):
     with pytest.raises(SystemExit, match="ca.pem is missing.*unitocom certs --out"):
         security.plan("channel", str(tmp_path), None)
+
+
+@pytest.mark.slow
+def test_a_killed_base_station_is_used_within_a_second_of_serving_again(stack):
+    """Recovery (issue 13): kill -9 the base station under load, start it again; the calls made meanwhile wait
+    (wait-for-ready) and none fails, and the first OK comes within about a second of it reporting SERVING
+    (the reconnect backoff is at most 1 s, plus the request's own processing)."""
+    mtls = client.Tls.from_dir(stack.tls_dir, "client")
+    i = [n for n, _ in stack.procs].index("basestation")
+    stack.procs[i][1].kill()
+    stack.procs[i][1].wait()
+    results: list[tuple[float, str]] = []
+    stop = threading.Event()
+
+    def load():
+        with client.Client(stack.tx, tls=mtls, token=TOKEN) as c:
+            while not stop.is_set():
+                try:
+                    c.send(client.build_request(text="still there?", snr_db=30.0), timeout_s=150)
+                    results.append((time.monotonic(), "OK"))
+                except grpc.RpcError as e:
+                    results.append((time.monotonic(), e.code().name))
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        port = int(stack.basestation.rsplit(":", 1)[1])
+        p = _spawn("basestation", port, stack.logs / "bs-restarted.log", "--tls-dir", str(stack.tls_dir))
+        stack.procs[i] = ("basestation", p)
+        deadline = time.monotonic() + 180
+        while client.health(stack.basestation, "unitocom.v1.BaseStation", timeout_s=0.5, tls=mtls) != "SERVING":
+            assert p.poll() is None and time.monotonic() < deadline, (stack.logs / "bs-restarted.log").read_text()
+            time.sleep(0.02)
+        serving = time.monotonic()
+        while not any(t >= serving and s == "OK" for t, s in results) and time.monotonic() < serving + 30:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=180)
+    first_ok = min(t for t, s in results if s == "OK" and t >= serving) - serving
+    print(f"first OK {first_ok:.2f} s after SERVING; outcomes {sorted(set(s for _, s in results))}")
+    assert [s for _, s in results if s != "OK"] == [], results
+    assert first_ok < 1.5, f"first OK {first_ok:.2f} s after the base station reported SERVING"
 
 
 # ---- the HTTP gateway: TLS, tokens, body limit ------------------------------------------------------------------
