@@ -482,3 +482,12 @@ def test_a_chunked_body_over_the_limit_is_refused_before_it_is_read():
     assert start["status"] == 413 and body["error"]["status"] == "RESOURCE_EXHAUSTED", body
     assert "1000" in body["error"]["message"]
     assert read[0] == 3, f"read {read[0]} chunks of {chunks_total}: the limit (1000 bytes) is passed at the third"
+
+
+def test_keys_and_tokens_stay_out_of_reprs(tls_dir):
+    """Objects end up in log lines and tracebacks: their repr must not carry a private key or a token."""
+    c = client.Client("127.0.0.1:1", tls=client.Tls.from_dir(tls_dir), token=TOKEN)
+    ident = security.TlsIdentity.from_dir(tls_dir, "channel")
+    for text in (repr(c), repr(c.tls), repr(ident)):
+        assert TOKEN not in text and "PRIVATE KEY" not in text and "BEGIN" not in text, text
+    c.close()

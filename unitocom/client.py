@@ -5,7 +5,7 @@ import base64
 import inspect
 import io
 import pathlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -131,9 +131,9 @@ class Tls:
     """What a client needs for TLS: the CA that signed the services' certificates and, for mutual TLS (needed to
     reach the channel or base station, e.g. for their health), its own certificate and key. PEM bytes.
     `server_name`: the identity the server's certificate must carry when it differs from the host dialled."""
-    ca: bytes
-    cert: bytes | None = None
-    key: bytes | None = None
+    ca: bytes = field(repr=False)
+    cert: bytes | None = field(default=None, repr=False)
+    key: bytes | None = field(default=None, repr=False)  # never in a log line or a traceback's locals
     server_name: str | None = None
 
     @classmethod
@@ -177,7 +177,7 @@ class Client:
     target: str = "127.0.0.1:50051"
     max_message_bytes: int = ServiceLimits().max_message_bytes
     tls: Tls | None = None
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # never in a log line
 
     def __post_init__(self):
         # round_robin: `dns:///transmitter.unitocom.svc.cluster.local:50051` (a headless Kubernetes Service)

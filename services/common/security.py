@@ -17,7 +17,7 @@ import json
 import logging
 import pathlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from prometheus_client import Counter
@@ -76,9 +76,9 @@ def service_config(services: Sequence[str]) -> str:
 class TlsIdentity:
     """One party's TLS material: the CA every party trusts, and its own certificate chain and private key (PEM)."""
     name: str
-    ca: bytes
-    cert: bytes
-    key: bytes
+    ca: bytes = field(repr=False)
+    cert: bytes = field(repr=False)
+    key: bytes = field(repr=False)  # never in a log line or a traceback's locals
 
     @classmethod
     def from_dir(cls, tls_dir: str | pathlib.Path, name: str) -> TlsIdentity:
