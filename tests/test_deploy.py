@@ -153,7 +153,8 @@ def test_dockerfiles_parse_and_match_compose(name):
     compose_name = "basestation-gpu" if name.endswith("-cuda") else name
     spec = _rendered("gpu", "gateway")["services"][compose_name]
     assert spec["build"]["dockerfile"] == f"services/{svc}/{DOCKERFILES[name]}"
-    ports = {str(p["target"]) for p in spec["ports"]}
+    # published ports and, for the internal services (issue 13), the ports exposed on the compose network only
+    ports = {str(p["target"]) for p in spec.get("ports", [])} | set(spec.get("expose", []))
     path = ROOT / "services" / svc / DOCKERFILES[name]
     assert check_dockerfile(path, f"services.{svc}.server", ports) == []
     import dockerfile
@@ -173,3 +174,48 @@ def test_a_broken_dockerfile_is_caught(tmp_path, old, new, problem):
     broken.write_text(text.replace(old, new, 1))
     problems = check_dockerfile(broken, "services.basestation.server", {"50053", "9103"})
     assert any(problem in p for p in problems), problems
+
+
+# --- TLS, tokens, restarts (issue 13) ------------------------------------------------------------------------------
+
+SECURED = {"transmitter": "transmitter", "channel": "channel", "basestation": "basestation",
+           "basestation-gpu": "basestation", "gateway": "gateway"}
+
+
+def test_compose_restarts_on_failure_and_publishes_no_internal_port():
+    svcs = _rendered("gpu", "gateway")["services"]
+    for name in SECURED:
+        assert svcs[name]["restart"] == "on-failure", name
+    for name in ("channel", "basestation", "basestation-gpu"):
+        assert not svcs[name].get("ports"), f"{name} is internal: only the previous hop may reach it"
+    assert [p["target"] for p in svcs["transmitter"]["ports"]][0] == 50051
+
+
+def test_compose_services_run_tls_with_only_their_own_key_mounted():
+    svcs = _rendered("gpu", "gateway")["services"]
+    for name, identity in SECURED.items():
+        spec = svcs[name]
+        cmd = spec["command"]
+        assert cmd[cmd.index("--tls-dir") + 1] == "/run/secrets/tls", name
+        targets = {s["target"] for s in spec["secrets"]}
+        assert {f"/run/secrets/tls/{f}" for f in ("ca.pem", f"{identity}.pem", f"{identity}-key.pem")} <= targets
+        assert not [t for t in targets if t.endswith("-key.pem") and not t.endswith(f"/{identity}-key.pem")], name
+        assert "ca-key" not in str(spec["secrets"])
+        health = spec["healthcheck"]["test"]
+        assert "/run/secrets/tls" in " ".join(health), name
+    tx = svcs["transmitter"]["command"]
+    assert tx[tx.index("--auth-tokens") + 1] == "/run/secrets/tokens"
+    files = {n: pathlib.Path(s["file"]) for n, s in _rendered()["secrets"].items()}
+    assert files["ca"] == ROOT / "deploy/tls/ca.pem"
+    assert "/deploy/tls/" in (ROOT / ".gitignore").read_text()  # the keys `unitocom certs --out deploy/tls` writes
+
+
+def test_compose_tls_files_are_the_ones_unitocom_certs_writes(tmp_path):
+    from unitocom import certs
+    certs.make_certs(tmp_path)
+    r = subprocess.run([compose_bin(), "-f", str(COMPOSE), "--profile", "gpu", "--profile", "gateway", "config",
+                        "--format", "json"], capture_output=True, text=True, cwd=COMPOSE.parent, timeout=60,
+                       env={"UNITOCOM_TLS_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    import json
+    for name, spec in json.loads(r.stdout)["secrets"].items():
+        assert pathlib.Path(spec["file"]).is_file(), (name, spec["file"])

@@ -15,6 +15,8 @@ K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30.0"
 GRPC = {"transmitter": (50051, 9101, "unitocom.v1.Transmitter"), "channel": (50052, 9102, "unitocom.v1.Channel"),
         "basestation": (50053, 9103, "unitocom.v1.BaseStation")}
+# --health-port: plaintext, health alone, for kubelet's gRPC probes (which cannot speak TLS; issue 13)
+HEALTH = {"transmitter": 50151, "channel": 50152, "basestation": 50153}
 
 
 def validate(*files: pathlib.Path) -> subprocess.CompletedProcess:
@@ -45,7 +47,7 @@ def test_kubernetes_validate_passes():
 @pytest.mark.parametrize("file, old, new", [
     ("basestation.yaml", "\n  clusterIP: None", "\n  clusterIp: None"),  # unknown field (strict)
     ("channel.yaml", "replicas: 2", "replicas: two"),  # wrong type
-    ("transmitter.yaml", "grpc: {port: 50051}", "grpc: {port: \"grpc\"}"),  # gRPC probes take a number
+    ("transmitter.yaml", "grpc: {port: 50151}", "grpc: {port: \"grpc\"}"),  # gRPC probes take a number
 ])
 def test_kubernetes_validate_fails_on_a_broken_copy(tmp_path, file, old, new):
     broken = tmp_path / file
@@ -67,9 +69,12 @@ def test_grpc_services_are_headless_with_probes():
         (c,) = dep["spec"]["template"]["spec"]["containers"]
         assert c["command"] == ["python", "-m", f"services.{name}.server"]
         assert (ROOT / "services" / name / "server.py").exists()
-        assert c["readinessProbe"]["grpc"] == {"port": port, "service": service}
-        assert c["livenessProbe"]["grpc"]["port"] == port
-        assert c["startupProbe"]["grpc"]["port"] == port
+        health = HEALTH[name]
+        assert c["args"][c["args"].index("--health-port") + 1] == str(health)
+        assert {"name": "health", "containerPort": health, "protocol": "TCP"} in c["ports"]
+        assert c["readinessProbe"]["grpc"] == {"port": health, "service": service}
+        assert c["livenessProbe"]["grpc"]["port"] == health
+        assert c["startupProbe"]["grpc"]["port"] == health
         assert {"configMapRef": {"name": "unitocom-presets"}} in c["envFrom"]
         assert "$(UNITOCOM_PRESET)" in c["args"]
 
@@ -151,3 +156,53 @@ def test_a_real_grpc_client_spreads_rpcs_over_replicas(tmp_path):
         for s, _ in servers:
             s.stop(0)
 
+
+
+# --- TLS, tokens, NetworkPolicy (issue 13) -----------------------------------------------------------------------
+
+def _secret_items(pod: dict, mount_path: str) -> set[str]:
+    (c,) = pod["containers"]
+    (m,) = [m for m in c["volumeMounts"] if m["mountPath"] == mount_path]
+    assert m["readOnly"] is True
+    (v,) = [v for v in pod["volumes"] if v["name"] == m["name"]]
+    assert v["secret"]["secretName"] == "unitocom-tls"
+    return {i["key"] for i in v["secret"]["items"]}
+
+
+@pytest.mark.parametrize("name", ["transmitter", "channel", "basestation", "gateway"])
+def test_each_pod_runs_tls_with_only_its_own_key(name):
+    pod = find("Deployment", name)["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["args"][c["args"].index("--tls-dir") + 1] == "/etc/unitocom/tls"
+    assert _secret_items(pod, "/etc/unitocom/tls") == {"ca.pem", f"{name}.pem", f"{name}-key.pem"}
+    if name == "transmitter":
+        assert c["args"][c["args"].index("--auth-tokens") + 1] == "/etc/unitocom/tokens/tokens"
+        assert _secret_items(pod, "/etc/unitocom/tokens") == {"tokens"}
+    if name == "gateway":
+        assert c["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+
+
+def test_the_tls_secret_is_generated_from_what_unitocom_certs_writes():
+    from unitocom import certs
+    k = yaml.safe_load((ROOT / "deploy/kustomization.yaml").read_text())
+    (gen,) = [g for g in k["secretGenerator"] if g["name"] == "unitocom-tls"]
+    expected = {"tls/ca.pem", "tls/tokens"} | {f"tls/{n}{s}" for n in certs.NAMES if n != "client"
+                                               for s in (".pem", "-key.pem")}
+    assert set(gen["files"]) == expected and not any("ca-key" in f for f in gen["files"])
+
+
+def test_network_policies_let_only_the_previous_hop_in():
+    hops = {"channel": ("transmitter", 50052, 9102), "basestation": ("channel", 50053, 9103)}
+    policies = [d for d in docs() if d["kind"] == "NetworkPolicy"]
+    for name, (caller, port, metrics_port) in hops.items():
+        (pol,) = [p for p in policies if p["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": name}]
+        assert pol["spec"]["policyTypes"] == ["Ingress"]
+        allowed: dict[int, set] = {}
+        for rule in pol["spec"]["ingress"]:
+            sources = {f["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for f in rule.get("from", [])}
+            for p in rule["ports"]:
+                allowed.setdefault(p["port"], set()).update(sources or {"*"})
+        assert allowed[port] == {caller}, f"{name}: gRPC only from {caller}"
+        assert allowed[metrics_port] == {"prometheus"}
+        assert allowed[HEALTH[name]] == {"*"}  # the probes come from the node
+        assert set(allowed) == {port, metrics_port, HEALTH[name]}

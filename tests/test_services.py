@@ -129,7 +129,9 @@ def test_tiny_deadline_is_deadline_exceeded_and_service_recovers(tx, photo_png):
     assert tx.send(client.build_request(text="after deadline", snr_db=30.0)).output_text == "after deadline"
 
 
-def test_missing_next_hop_is_unavailable(tmp_path):
+def test_missing_next_hop_is_waited_for_until_the_deadline(tmp_path):
+    """Next hops wait for ready (issue 13): a call to a hop that is down waits, within its deadline, for it to
+    come back (a restarting peer), and one that never comes ends DEADLINE_EXCEEDED naming the hop."""
     port, metrics, dead = free_ports(3)
     log = open(tmp_path / "tx.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "services.transmitter.server", "--port", str(port),
@@ -142,9 +144,11 @@ def test_missing_next_hop_is_unavailable(tmp_path):
                 break
             time.sleep(0.1)
         with client.Client(target) as c:
-            code, details = _code(lambda: c.send(client.build_request(text="anyone there?"), timeout_s=10))
-        assert code == grpc.StatusCode.UNAVAILABLE
-        assert f"channel at 127.0.0.1:{dead} is unavailable" in details
+            t0 = time.monotonic()
+            code, details = _code(lambda: c.send(client.build_request(text="anyone there?"), timeout_s=3))
+        assert code == grpc.StatusCode.DEADLINE_EXCEEDED, details
+        assert f"channel at 127.0.0.1:{dead}" in details
+        assert 2.5 < time.monotonic() - t0 < 6
         proc.terminate()  # SIGTERM: graceful
         assert proc.wait(timeout=20) == 0
         assert b"stopped" in (tmp_path / "tx.log").read_bytes()

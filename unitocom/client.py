@@ -6,7 +6,7 @@ import inspect
 import io
 import pathlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -127,10 +127,58 @@ def save_outputs(result: pb.Result, out_dir: pathlib.Path) -> list[pathlib.Path]
     return paths
 
 
+@dataclass(frozen=True)
+class Tls:
+    """What a client needs for TLS: the CA that signed the services' certificates and, for mutual TLS (needed to
+    reach the channel or base station, e.g. for their health), its own certificate and key. PEM bytes.
+    `server_name`: the identity the server's certificate must carry when it differs from the host dialled."""
+    ca: bytes = field(repr=False)
+    cert: bytes | None = field(default=None, repr=False)
+    key: bytes | None = field(default=None, repr=False)  # never in a log line or a traceback's locals
+    server_name: str | None = None
+
+    @classmethod
+    def from_dir(cls, tls_dir: str | pathlib.Path, name: str | None = "client",
+                 server_name: str | None = None) -> Tls:
+        """ca.pem and, unless `name` is None, <name>.pem / <name>-key.pem of a `unitocom certs` directory."""
+        from unitocom import certs
+        if name is None:
+            return cls(certs.load_ca(tls_dir), server_name=server_name)
+        ca, cert, key = certs.load(tls_dir, name)
+        return cls(ca, cert, key, server_name)
+
+    def channel(self, target: str, options: list[tuple[str, int | str]] | None = None) -> grpc.Channel:
+        opts = list(options or [])
+        if self.server_name:
+            opts.append(("grpc.ssl_target_name_override", self.server_name))
+        creds = grpc.ssl_channel_credentials(root_certificates=self.ca, private_key=self.key,
+                                             certificate_chain=self.cert)
+        return grpc.secure_channel(target, creds, options=opts)
+
+
+def read_token(path: str | pathlib.Path) -> str:
+    """The first token of a token file (one per line, # comments): what a client sends as its bearer token."""
+    for line in pathlib.Path(path).read_text().splitlines():
+        token = line.split("#", 1)[0].strip()
+        if token:
+            return token
+    raise ValueError(f"{path}: no token (one per line; # starts a comment)")
+
+
+def open_channel(target: str, tls: Tls | None = None,
+                 options: list[tuple[str, int | str]] | None = None) -> grpc.Channel:
+    """A channel to `target`: TLS with `tls`, plaintext without."""
+    return tls.channel(target, options) if tls is not None else grpc.insecure_channel(target, options=options)
+
+
 @dataclass
 class Client:
+    """The transmitter's Send. `tls`: call over TLS (see `Tls`); `token`: a bearer token the transmitter's
+    --auth-tokens file holds, sent as metadata `authorization: Bearer <token>` on every call."""
     target: str = "127.0.0.1:50051"
     max_message_bytes: int = ServiceLimits().max_message_bytes
+    tls: Tls | None = None
+    token: str | None = field(default=None, repr=False)  # never in a log line
 
     def __post_init__(self):
         # round_robin: `dns:///transmitter.unitocom.svc.cluster.local:50051` (a headless Kubernetes Service)
@@ -138,11 +186,14 @@ class Client:
         opts = [("grpc.max_send_message_length", self.max_message_bytes),
                 ("grpc.max_receive_message_length", self.max_message_bytes),
                 ("grpc.lb_policy_name", "round_robin")]
-        self._channel = grpc.insecure_channel(self.target, options=opts)
+        self._channel = open_channel(self.target, self.tls, opts)
         self._stub = pb_grpc.TransmitterStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {self.token}"),) if self.token else None
 
-    def send(self, request: pb.Request, timeout_s: float = 120.0) -> pb.Result:
-        return self._stub.Send(request, timeout=timeout_s)
+    def send(self, request: pb.Request, timeout_s: float = 120.0, token: str | None = None) -> pb.Result:
+        """Send one request; `token` (for this call only) replaces the client's bearer token."""
+        metadata = (("authorization", f"Bearer {token}"),) if token else self._metadata
+        return self._stub.Send(request, timeout=timeout_s, metadata=metadata)
 
     def close(self) -> None:
         self._channel.close()
@@ -154,9 +205,11 @@ class Client:
         self.close()
 
 
-def health(target: str, service: str = "", timeout_s: float = 1.0) -> str:
-    """SERVING | NOT_SERVING | UNKNOWN | SERVICE_UNKNOWN, or UNREACHABLE when nothing answers."""
-    with grpc.insecure_channel(target) as ch:
+def health(target: str, service: str = "", timeout_s: float = 1.0, tls: Tls | None = None) -> str:
+    """SERVING | NOT_SERVING | UNKNOWN | SERVICE_UNKNOWN, or UNREACHABLE when nothing answers (or the TLS
+    handshake fails). Health needs no token; a mutual-TLS service (channel, base station) wants `tls` with a
+    certificate of the CA, whichever identity."""
+    with open_channel(target, tls) as ch:
         try:
             r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
         except grpc.RpcError:
@@ -182,12 +235,13 @@ def replay_uplink(recording) -> Iterator[pb.Uplink]:
 
 
 def replay(target: str, meta_path: str | pathlib.Path, timeout_s: float = 120.0,
-           max_message_bytes: int = ServiceLimits().max_message_bytes) -> pb.Result:
+           max_message_bytes: int = ServiceLimits().max_message_bytes, tls: Tls | None = None) -> pb.Result:
     """Send a captured request (a .sigmf-meta written by the channel's --capture) to the base station at
-    `target` again: the same received symbols and CSI, so the same answer from the same checkpoints."""
+    `target` again: the same received symbols and CSI, so the same answer from the same checkpoints. A base
+    station with mutual TLS admits only the channel's identity: `Tls.from_dir(dir, "channel")`."""
     from unitocom import capture
     rec = capture.read(meta_path)
     n = max_message_bytes
-    with grpc.insecure_channel(target, options=[("grpc.max_send_message_length", n),
-                                                ("grpc.max_receive_message_length", n)]) as ch:
+    with open_channel(target, tls, [("grpc.max_send_message_length", n),
+                                    ("grpc.max_receive_message_length", n)]) as ch:
         return pb_grpc.BaseStationStub(ch).Receive(replay_uplink(rec), timeout=timeout_s)

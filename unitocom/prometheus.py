@@ -35,8 +35,9 @@ def binary(name: str = "prometheus") -> str:
 
 
 def local_config(cfg: Config, interval_s: float = 5.0, gateway: str | None = None,
-                 rules_dir: pathlib.Path = RULES_DIR) -> dict:
+                 rules_dir: pathlib.Path = RULES_DIR, gateway_ca: str | None = None) -> dict:
     """Scrape config for the services of `cfg` on their metrics ports (the layout `unitocom up` uses).
+    `gateway_ca`: the gateway serves HTTPS (`--tls-dir`); scrape it trusting this CA file.
 
     Returned as a dict and written as JSON, which is YAML too."""
     interval = f"{interval_s:g}s"
@@ -49,6 +50,8 @@ def local_config(cfg: Config, interval_s: float = 5.0, gateway: str | None = Non
     if gateway:
         jobs.append({"job_name": "unitocom-gateway", "honor_labels": True,
                      "static_configs": [{"targets": [gateway], "labels": {"service": "gateway"}}]})
+        if gateway_ca:
+            jobs[-1].update(scheme="https", tls_config={"ca_file": str(gateway_ca), "server_name": "gateway"})
     rule_files = [str(rules_dir / "*.yml")] if rules_dir.is_dir() else []
     return {"global": {"scrape_interval": interval, "evaluation_interval": interval,
                        "external_labels": {"testbed": "unitocom"}},
@@ -56,13 +59,13 @@ def local_config(cfg: Config, interval_s: float = 5.0, gateway: str | None = Non
 
 
 def start(cfg: Config, d: pathlib.Path, port: int = 9090, host: str = "127.0.0.1", interval_s: float = 5.0,
-          gateway: str | None = None, timeout_s: float = 60.0) -> sidecars.Sidecar:
+          gateway: str | None = None, timeout_s: float = 60.0, gateway_ca: str | None = None) -> sidecars.Sidecar:
     """Write the config into the run directory, start Prometheus on host:port, wait until /-/ready."""
     exe = binary()
     pdir = d / "prometheus"
     (pdir / "data").mkdir(parents=True, exist_ok=True)
     conf = pdir / "prometheus.yml"
-    conf.write_text(json.dumps(local_config(cfg, interval_s, gateway), indent=2))
+    conf.write_text(json.dumps(local_config(cfg, interval_s, gateway, gateway_ca=gateway_ca), indent=2))
     cmd = [exe, f"--config.file={conf}", f"--storage.tsdb.path={pdir / 'data'}",
            f"--web.listen-address={host}:{port}", "--storage.tsdb.retention.time=2d",
            "--web.enable-lifecycle"]  # POST /-/reload picks up a changed config without a restart

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import ssl
 import subprocess
 import sys
 import time
@@ -43,16 +44,18 @@ def _save(d: pathlib.Path, items: list[Sidecar]) -> None:
     _state_file(d).write_text(json.dumps({"sidecars": [asdict(s) for s in items]}, indent=2))
 
 
-def http_ok(url: str, timeout_s: float = 1.0) -> bool:
+def http_ok(url: str, timeout_s: float = 1.0, cafile: str | None = None) -> bool:
+    """GET `url` answers 2xx; `cafile`: the CA an https:// URL's certificate must chain to."""
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as r:
+        with urllib.request.urlopen(url, timeout=timeout_s, context=context) as r:
             return 200 <= r.status < 300
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
 
 def spawn(d: pathlib.Path, name: str, cmd: list[str], url: str, ready_path: str, timeout_s: float = 60.0,
-          env: dict | None = None) -> Sidecar:
+          env: dict | None = None, cafile: str | None = None) -> Sidecar:
     """Start `cmd`, record it, wait until GET url+ready_path answers 2xx. RuntimeError (with the log's tail) when it
     exits or does not get ready in time; it is then stopped and forgotten."""
     if any(s.name == name and alive(s.pid) for s in load(d)):
@@ -66,7 +69,7 @@ def spawn(d: pathlib.Path, name: str, cmd: list[str], url: str, ready_path: str,
     sc = Sidecar(name, p.pid, url, str(log))
     _save(d, [s for s in load(d) if s.name != name] + [sc])
     deadline = time.monotonic() + timeout_s
-    while not http_ok(url + ready_path):
+    while not http_ok(url + ready_path, cafile=cafile):
         if p.poll() is not None or time.monotonic() > deadline:
             why = f"exited with {p.returncode}" if p.poll() is not None else f"not ready after {timeout_s:.0f} s"
             stop(d, name)
@@ -95,12 +98,20 @@ def status(d: pathlib.Path) -> list[dict]:
 
 
 def start_gateway(d: pathlib.Path, transmitter: str, host: str = "127.0.0.1", port: int = 8080,
-                  prometheus_url: str = "", timeout_s: float = 60.0) -> Sidecar:
-    """The HTTP gateway (services/gateway) in front of the transmitter at `transmitter`."""
+                  prometheus_url: str = "", timeout_s: float = 60.0, tls_dir: str | None = None,
+                  token_file: str | None = None) -> Sidecar:
+    """The HTTP gateway (services/gateway) in front of the transmitter at `transmitter`. With `tls_dir` (from
+    `unitocom certs`) it serves HTTPS and calls the transmitter over TLS; `token_file`: the bearer token it sends."""
     cmd = [sys.executable, "-m", "services.gateway.server", "--host", host, "--port", str(port),
            "--transmitter", transmitter]
     if prometheus_url:
         cmd += ["--prometheus-url", prometheus_url]
+    if tls_dir:
+        cmd += ["--tls-dir", str(tls_dir)]
+    if token_file:
+        cmd += ["--auth-token-file", str(token_file)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return spawn(d, "gateway", cmd, f"http://{host}:{port}", "/healthz", timeout_s, env)
+    scheme = "https" if tls_dir else "http"
+    cafile = str(pathlib.Path(tls_dir) / "ca.pem") if tls_dir else None
+    return spawn(d, "gateway", cmd, f"{scheme}://{host}:{port}", "/healthz", timeout_s, env, cafile=cafile)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import grpc
 
+from services.common import security
 from services.common import server as common
 from services.common import uplink
 from unitocom import capture, config, wire
@@ -39,10 +40,12 @@ def _apply(core: ChannelCore, message: pb.Uplink, out: pb.SymbolFrame, rec: capt
 
 
 class Channel(pb_grpc.ChannelServicer):
-    def __init__(self, cfg: config.Config, basestation_target: str, recorder: capture.Recorder | None = None):
+    def __init__(self, cfg: config.Config, basestation_target: str, tls: security.TlsIdentity | None = None,
+                 recorder: capture.Recorder | None = None):
         self.cfg, self.target, self.recorder = cfg, basestation_target, recorder
-        self.stub = pb_grpc.BaseStationStub(grpc.insecure_channel(basestation_target,
-                                                                  options=common.channel_options(cfg)))
+        # wait-for-ready, retry on UNAVAILABLE, fast reconnect; mutual TLS as "channel" to "basestation"
+        self.stub = pb_grpc.BaseStationStub(security.next_hop_channel(
+            basestation_target, cfg, tls, peer_name="basestation", services=["unitocom.v1.BaseStation"]))
 
     def _recording(self, header: pb.RequestHeader) -> capture.Recording | None:
         return None if self.recorder is None else self.recorder.start(from_wire(header, "header"))
@@ -119,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
                                     sample_rate_hz=args.capture_sample_rate)
 
     def register(server: grpc.Server) -> None:
-        pb_grpc.add_ChannelServicer_to_server(Channel(cfg, target, recorder), server)
+        tls = security.next_hop_tls(SERVICE, args.tls_dir)
+        pb_grpc.add_ChannelServicer_to_server(Channel(cfg, target, tls, recorder), server)
 
     def warmup() -> None:
         import numpy as np

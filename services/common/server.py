@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from services.common import admission, metrics
+from services.common import admission, metrics, security
 from unitocom import config as config_mod
 from unitocom.stages.request import RequestError
 from unitocom.v1 import unitocom_pb2 as pb
@@ -76,12 +76,6 @@ def next_hop_error(name: str, target: str, err: grpc.RpcError) -> Abort:
     return Abort(code, details)
 
 
-def remaining(context: grpc.ServicerContext, default_s: float) -> float:
-    """The caller's deadline, propagated to the next hop (or the configured default when it set none)."""
-    t = context.time_remaining()
-    return default_s if t is None else max(0.001, t)
-
-
 def check_alive(context: grpc.ServicerContext, before: str) -> None:
     """Stop a call's work between stages once nobody waits for it: the client cancelled (CANCELLED) or its
     deadline passed (DEADLINE_EXCEEDED). Checked at stage boundaries: a stage already running finishes."""
@@ -93,9 +87,10 @@ def check_alive(context: grpc.ServicerContext, before: str) -> None:
 
 
 def call_next_hop(method, request, context: grpc.ServicerContext, default_deadline_s: float):
-    """Call the next service within the caller's deadline, and cancel that call when the caller cancels ours
-    (gRPC Python does not propagate cancellation by itself: the next hop would compute for nobody)."""
-    future = method.future(request, timeout=remaining(context, default_deadline_s))
+    """Call the next service within the caller's deadline (less a margin, `security.next_hop_timeout`), and
+    cancel that call when the caller cancels ours (gRPC Python does not propagate cancellation by itself: the next
+    hop would compute for nobody)."""
+    future = method.future(request, timeout=security.next_hop_timeout(context, default_deadline_s))
     context.add_callback(future.cancel)
     return future.result()
 
@@ -125,7 +120,24 @@ def base_parser(name: str) -> argparse.ArgumentParser:
     ap.add_argument("--mllm-path", default=None,
                     help="base station: the MLLM file to run instead of the installed one (e.g. runs/fig3/s16/"
                          "mllm.safetensors)")
+    add_security_args(ap)
     return ap
+
+
+def add_security_args(ap: argparse.ArgumentParser) -> None:
+    """--tls-dir and --auth-tokens (services/common/security.py does the work)."""
+    ap.add_argument("--tls-dir", default=None, metavar="DIR",
+                    help="serve TLS and call the next hop over mutual TLS with the certificates in DIR (ca.pem, "
+                         "<service>.pem, <service>-key.pem; make them with `unitocom certs --out DIR`). The "
+                         "channel then admits only the transmitter's certificate, the base station only the "
+                         "channel's. Default: plaintext, for local experiments only")
+    ap.add_argument("--auth-tokens", default=None, metavar="FILE",
+                    help="transmitter: admit only clients sending metadata 'authorization: Bearer <token>' with a "
+                         "token of FILE (one per line, # comments); missing: UNAUTHENTICATED, unknown: "
+                         "PERMISSION_DENIED. Health is exempt")
+    ap.add_argument("--health-port", type=int, default=0, metavar="PORT",
+                    help="also answer grpc.health.v1 (and nothing else) in plaintext on PORT, on its own threads: "
+                         "for Kubernetes gRPC probes, which cannot speak TLS (0: none, the default)")
 
 
 def _positive_int(text: str) -> int:
@@ -161,9 +173,11 @@ def serve(name: str, args: argparse.Namespace, cfg: config_mod.Config,
     gate = admission.Admission(name, workers, queue)
     metrics.watch_admission(name, gate)
     metrics.service_info(name, cfg.preset.name)
-    # no maximum_concurrent_rpcs: it counted health probes too; `gate` refuses excess work and exempts them
+    creds, guard = security.plan(name, getattr(args, "tls_dir", None), getattr(args, "auth_tokens", None))
+    # no maximum_concurrent_rpcs: it counted health probes too; `gate` refuses excess work and exempts them.
+    # The guard runs first: a caller refused for who it is never takes a place in the queue.
     executor = futures.ThreadPoolExecutor(max_workers=admission.pool_size(workers, queue))
-    server = grpc.server(executor, options=channel_options(cfg), interceptors=[gate])
+    server = grpc.server(executor, options=channel_options(cfg), interceptors=[guard, gate])
     register(server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -171,7 +185,8 @@ def serve(name: str, args: argparse.Namespace, cfg: config_mod.Config,
     reflection.enable_server_reflection(names, server)
     for svc in ("", service_full_name):
         health_servicer.set(svc, health_pb2.HealthCheckResponse.NOT_SERVING)
-    bound = server.add_insecure_port(f"{args.host}:{port}")
+    bound = (server.add_secure_port(f"{args.host}:{port}", creds) if creds is not None
+             else server.add_insecure_port(f"{args.host}:{port}"))
     if bound == 0:
         raise SystemExit(f"{name}: cannot bind {args.host}:{port}")
     if metrics_port:
@@ -181,8 +196,10 @@ def serve(name: str, args: argparse.Namespace, cfg: config_mod.Config,
     except BaseException as e:  # noqa: BLE001 - whatever it was, this process must not stay up half-made
         log.exception("warm-up failed")
         raise SystemExit(f"{name}: warm-up failed ({type(e).__name__}: {e}); exiting so that it is restarted") from None
+    health_server = _health_only_server(health_servicer, args.host, getattr(args, "health_port", 0))
     server.start()
-    log.info("listening on %s:%d, metrics on %s", args.host, bound, metrics_port or "off")
+    log.info("listening on %s:%d (%s), metrics on %s", args.host, bound, "TLS" if creds else "plaintext",
+             metrics_port or "off")
     for svc in ("", service_full_name):
         health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
     log.info("SERVING")
@@ -198,7 +215,23 @@ def serve(name: str, args: argparse.Namespace, cfg: config_mod.Config,
     stop.wait()
     health_servicer.enter_graceful_shutdown()
     server.stop(cfg.limits.grace_s).wait()
+    if health_server is not None:
+        health_server.stop(0)
     log.info("stopped")
+
+
+def _health_only_server(servicer: health.HealthServicer, host: str, port: int) -> grpc.Server | None:
+    """A plaintext server with the service's HealthServicer alone (the same statuses: SERVING once warm,
+    NOT_SERVING while draining), for probes that cannot speak TLS; its own two threads, so a busy service still
+    answers it. Health says nothing a caller could misuse, so it needs neither TLS nor identity."""
+    if not port:
+        return None
+    s = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"))
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, s)
+    if s.add_insecure_port(f"{host}:{port}") == 0:
+        raise SystemExit(f"cannot bind the health port {host}:{port}")
+    s.start()
+    return s
 
 
 def warm_request(cfg: config_mod.Config) -> pb.Request:

@@ -296,19 +296,63 @@ async def _read_part(value: UploadFile | str | None, name: str) -> bytes | None:
 
 # ---- app ---------------------------------------------------------------------------------------------------------
 
+class BodyLimit:
+    """ASGI middleware: a request body over `max_bytes` is refused 413 before it is read. A declared
+    Content-Length over the limit is refused by the `count` middleware without reading anything; a body without
+    one (chunked) is counted as it arrives and cut off as soon as it passes the limit, so the gateway never holds
+    more than `max_bytes` of it (Starlette itself would read a JSON body whole, whatever its size).
+
+    Cut off means: the app is told the client went away (its body read ends there, nothing more is read), its
+    answer to that is dropped, and the 413 goes out instead."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        received, refused, started = 0, False, False
+
+        async def counted():
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    refused = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message):
+            nonlocal started
+            if refused:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, counted, guarded)
+        if refused and not started:
+            response = _error(413, "RESOURCE_EXHAUSTED", f"the body is more than {self.max_bytes} bytes")
+            await response(scope, receive, send)
+
+
 class _Transmitter:
     """The gRPC client to the transmitter, opened on first use and closed when the app's lifespan ends; a lifespan
-    that starts again (a server or test client entering the app anew) opens a fresh one."""
+    that starts again (a server or test client entering the app anew) opens a fresh one. `tls`, `token`: how the
+    gateway reaches a transmitter that wants TLS and bearer tokens (unitocom.client.Client)."""
 
-    def __init__(self, target: str):
-        self.target, self._client, self._lock = target, None, threading.Lock()
+    def __init__(self, target: str, tls: client.Tls | None = None, token: str | None = None):
+        self.target, self.tls, self.token = target, tls, token
+        self._client, self._lock = None, threading.Lock()
 
-    def send(self, request, timeout_s: float):
+    def send(self, request, timeout_s: float, token: str | None = None):
         with self._lock:
             if self._client is None:
-                self._client = client.Client(self.target)
+                self._client = client.Client(self.target, tls=self.tls, token=self.token)
             c = self._client
-        return c.send(request, timeout_s=timeout_s)
+        return c.send(request, timeout_s=timeout_s, token=token)
 
     def close(self) -> None:
         with self._lock:
@@ -317,8 +361,20 @@ class _Transmitter:
             c.close()
 
 
-def create_app(transmitter: str = "127.0.0.1:50051", prometheus_url: str = "") -> FastAPI:
-    tx = _Transmitter(transmitter)
+def _bearer(request: Request) -> str | None:
+    """The HTTP caller's own bearer token (`Authorization: Bearer <token>`), passed on to the transmitter."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def create_app(transmitter: str = "127.0.0.1:50051", prometheus_url: str = "", tls: client.Tls | None = None,
+               token: str | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The gateway app. `tls`: reach the transmitter over TLS; `token`: the bearer token the gateway sends for
+    callers that bring none of their own (an HTTP `Authorization: Bearer` header is passed on as it is);
+    `max_body_bytes`: the largest request body read."""
+    tx = _Transmitter(transmitter, tls, token)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -332,13 +388,16 @@ def create_app(transmitter: str = "127.0.0.1:50051", prometheus_url: str = "") -
                               '`{"error": {"status", "message"}}` with a gRPC status name.')
     app.state.transmitter, app.state.prometheus_url = transmitter, prometheus_url.rstrip("/")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.state.max_body_bytes = max_body_bytes
+    # Added before `count`, so inside it: count sees (and counts) the 413; nothing between them reads the body.
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     @app.middleware("http")
     async def count(request: Request, call_next):
         t0 = time.perf_counter()
         size = request.headers.get("content-length", "")
-        if size.isdigit() and int(size) > MAX_BODY_BYTES:
-            response = _error(413, "RESOURCE_EXHAUSTED", f"the body is {size} bytes, more than {MAX_BODY_BYTES}")
+        if size.isdigit() and int(size) > max_body_bytes:
+            response = _error(413, "RESOURCE_EXHAUSTED", f"the body is {size} bytes, more than {max_body_bytes}")
         else:
             response = await call_next(request)
         route = request.scope.get("route")
@@ -365,7 +424,7 @@ def create_app(transmitter: str = "127.0.0.1:50051", prometheus_url: str = "") -
             name = "UNKNOWN"
         return _error(e.status_code, name, str(e.detail))
 
-    def send(body: BaseModel, image: bytes | None, audio: bytes | None) -> dict:
+    def send(body: BaseModel, image: bytes | None, audio: bytes | None, token: str | None = None) -> dict:
         if not (body.text or image or audio):
             raise ApiError(400, "INVALID_ARGUMENT", "give at least one of text, image, audio")
         values = {o.name: getattr(body, o.name) for o in options.REQUEST_OPTIONS if o.type is not bytes}
@@ -375,7 +434,7 @@ def create_app(transmitter: str = "127.0.0.1:50051", prometheus_url: str = "") -
         except ValueError as e:
             raise ApiError(400, "INVALID_ARGUMENT", str(e)) from None
         try:
-            result = tx.send(req, timeout_s=body.timeout_s)
+            result = tx.send(req, timeout_s=body.timeout_s, token=token)
         except client.RpcError as e:
             status, message = client.error_status(e)
             raise ApiError(HTTP_STATUS.get(status, 502), status, message) from None
@@ -386,17 +445,19 @@ def create_app(transmitter: str = "127.0.0.1:50051", prometheus_url: str = "") -
               description="The JSON twin of `unitocom send --json`: the same options in (files base64-coded as "
                           "`image_b64` / `audio_b64`), the same object out, plus `image_png_b64` / `audio_wav_b64` "
                           "per output. Give at least one of text, image, audio.")
-    def send_json(body: SendBody) -> JSONResponse:
-        return JSONResponse(send(body, _b64("image_b64", body.image_b64), _b64("audio_b64", body.audio_b64)))
+    def send_json(body: SendBody, request: Request) -> JSONResponse:
+        return JSONResponse(send(body, _b64("image_b64", body.image_b64), _b64("audio_b64", body.audio_b64),
+                                 _bearer(request)))
 
     @app.post("/v1/send/form", summary="Send payloads (multipart form)", tags=["send"], response_model=None,
               responses={200: {"model": SendResult, "description": "the result"}, **SEND_ERRORS},
               description="The same as /v1/send with the files as multipart/form-data parts (what the web page "
                           "posts).")
-    async def send_form(body: Annotated[SendForm, Form(media_type="multipart/form-data")]) -> JSONResponse:
+    async def send_form(body: Annotated[SendForm, Form(media_type="multipart/form-data")],
+                        request: Request) -> JSONResponse:
         img, aud = await _read_part(body.image, "image"), await _read_part(body.audio, "audio")
         # The gRPC call blocks: keep the event loop free.
-        return JSONResponse(await run_in_threadpool(send, body, img, aud))
+        return JSONResponse(await run_in_threadpool(send, body, img, aud, _bearer(request)))
 
     @app.get("/v1/quality", summary="Task quality versus SNR by scheme (from Prometheus)", tags=["observe"],
              responses=error_responses(400, 422, 503))
@@ -434,7 +495,7 @@ def create_app(transmitter: str = "127.0.0.1:50051", prometheus_url: str = "") -
              response_model=Readiness,
              responses={503: {"model": Readiness, "description": "the transmitter is not SERVING"}})
     def readyz() -> JSONResponse:
-        status = client.health(transmitter, "unitocom.v1.Transmitter")
+        status = client.health(transmitter, "unitocom.v1.Transmitter", tls=tls)
         return JSONResponse({"transmitter": transmitter, "status": status},
                             status_code=200 if status == "SERVING" else 503)
 

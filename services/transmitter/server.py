@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import grpc
 
+from services.common import security
 from services.common import server as common
 from unitocom import config, wire
 from unitocom.stages import transmitter
@@ -18,9 +19,11 @@ SERVICE = "transmitter"
 
 
 class Transmitter(pb_grpc.TransmitterServicer):
-    def __init__(self, cfg: config.Config, channel_target: str):
+    def __init__(self, cfg: config.Config, channel_target: str, tls: security.TlsIdentity | None = None):
         self.cfg, self.target = cfg, channel_target
-        self.stub = pb_grpc.ChannelStub(grpc.insecure_channel(channel_target, options=common.channel_options(cfg)))
+        # wait-for-ready, retry on UNAVAILABLE, fast reconnect; mutual TLS as "transmitter" to "channel"
+        self.stub = pb_grpc.ChannelStub(security.next_hop_channel(channel_target, cfg, tls, peer_name="channel",
+                                                                  services=["unitocom.v1.Channel"]))
 
     def Send(self, request: pb.Request, context: grpc.ServicerContext) -> pb.Result:
         with common.rpc(SERVICE, "Send", context) as call:
@@ -47,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     target = args.channel or cfg.address("channel").grpc
 
     def register(server: grpc.Server) -> None:
-        pb_grpc.add_TransmitterServicer_to_server(Transmitter(cfg, target), server)
+        tls = security.next_hop_tls(SERVICE, args.tls_dir)
+        pb_grpc.add_TransmitterServicer_to_server(Transmitter(cfg, target, tls), server)
 
     def warmup() -> None:
         import torch
