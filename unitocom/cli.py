@@ -15,6 +15,8 @@ EPILOG = """examples:
   unitocom send --text "three red cubes" --snr-db 20
   unitocom send --image photo.png --scheme traditional --snr-db 5 --channel rayleigh --out out/
   unitocom up --extra-args channel="--log-level DEBUG"   flags appended to one service's command line
+  unitocom certs --out tls && unitocom up --tls-dir tls    mutual TLS on every hop, tokens at the transmitter
+  unitocom send --tls-dir tls --text "hello"    ... a client then calls with the CA and tls/tokens
   unitocom status --json
   unitocom restart basestation                  stop one service (it drains) and start it again
   unitocom down
@@ -43,11 +45,13 @@ def cmd_up(args) -> int:
     try:
         extra = _extra_args(args.extra_args)
         policy = _policy(args)
+        _check_tls_dir(args.tls_dir, args.auth_tokens)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        launcher.up(cfg, args.preset, d, timeout_s=args.timeout, extra_args=extra, policy=policy)
+        launcher.up(cfg, args.preset, d, timeout_s=args.timeout, extra_args=extra, policy=policy,
+                    tls_dir=args.tls_dir, auth_tokens=args.auth_tokens)
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -55,6 +59,39 @@ def cmd_up(args) -> int:
     print(f"all services SERVING, supervised by pid {sup.get('pid')} (it restarts a service that exits; log "
           f"{sup.get('log')}); send with `unitocom send ...`, stop with `unitocom down`")
     return _up_sidecars(args, cfg, d)
+
+
+def _check_tls_dir(tls_dir: str | None, auth_tokens: str | None) -> None:
+    """Fail before anything starts when --tls-dir lacks what the services will ask for."""
+    if auth_tokens and not tls_dir:
+        raise ValueError("--auth-tokens needs --tls-dir (tokens are only sent over TLS)")
+    if not tls_dir:
+        print("note: plaintext, no authentication: fine on loopback for experiments; for more, make "
+              "certificates with `unitocom certs --out DIR` and start with `unitocom up --tls-dir DIR`")
+        return
+    d = pathlib.Path(tls_dir)
+    names = ["ca.pem"] + [f"{n}{s}" for n in ("transmitter", "channel", "basestation", "client")
+                          for s in (".pem", "-key.pem")]
+    missing = [n for n in names if not (d / n).is_file()]
+    tokens = pathlib.Path(auth_tokens) if auth_tokens else d / "tokens"
+    if not tokens.is_file():
+        missing.append(str(tokens))
+    if missing:
+        raise ValueError(f"--tls-dir {d}: missing {', '.join(missing)} (make them with `unitocom certs --out {d}`)")
+
+
+def _client_security(args):
+    """(Tls | None, token | None) of `send`: --tls-dir (or $UNITOCOM_TLS_DIR) and --token-file (default
+    <tls-dir>/tokens; the token is read from a file, never given on the command line where `ps` shows it)."""
+    import os
+    from unitocom import client
+    tls_dir = args.tls_dir or os.environ.get("UNITOCOM_TLS_DIR")
+    if not tls_dir:
+        if args.token_file:
+            raise UserError("--token-file needs --tls-dir (tokens are only sent over TLS)")
+        return None, None
+    token_file = args.token_file or str(pathlib.Path(tls_dir) / "tokens")
+    return client.Tls.from_dir(tls_dir, name=None), client.read_token(token_file)
 
 
 def _extra_args(items: list[str] | None) -> dict[str, list[str]]:
@@ -85,12 +122,15 @@ def _up_sidecars(args, cfg, d) -> int:
         gateway = f"{args.host}:{args.gateway_port}" if args.with_gateway else None
         if args.with_prometheus:
             sc = prometheus.start(cfg, d, port=args.prometheus_port, host=args.host,
-                                  interval_s=args.scrape_interval, gateway=gateway)
+                                  interval_s=args.scrape_interval, gateway=gateway,
+                                  gateway_ca=str(pathlib.Path(args.tls_dir) / "ca.pem") if args.tls_dir else None)
             prom_url = sc.url
             print(f"  {'prometheus':12s} READY    {sc.url}  (rules from deploy/prometheus/rules)")
         if gateway:
+            token_file = (args.auth_tokens or str(pathlib.Path(args.tls_dir) / "tokens")) if args.tls_dir else None
             sc = sidecars.start_gateway(d, cfg.address("transmitter").grpc, host=args.host,
-                                        port=args.gateway_port, prometheus_url=prom_url)
+                                        port=args.gateway_port, prometheus_url=prom_url, tls_dir=args.tls_dir,
+                                        token_file=token_file)
             print(f"  {'gateway':12s} READY    {sc.url}  (web page /, API docs /docs)")
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -162,7 +202,8 @@ def cmd_send(args) -> int:
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    with client.Client(args.target) as c:
+    tls, token = _client_security(args)
+    with client.Client(args.target, tls=tls, token=token) as c:
         try:
             result = c.send(req, timeout_s=args.timeout_s)
         except client.RpcError as e:
@@ -191,10 +232,12 @@ def cmd_replay(args) -> int:
         metas = [src if src.suffix == ".sigmf-meta" else src.with_suffix(".sigmf-meta")]
         if not metas[0].exists():
             raise UserError(f"{metas[0]}: no such recording")
+    # a mutual-TLS base station admits only the channel's identity: the replay speaks as the channel
+    tls = client.Tls.from_dir(args.tls_dir, "channel") if args.tls_dir else None
     failed = 0
     for m in metas:
         try:
-            result = client.replay(args.target, m, timeout_s=args.timeout_s)
+            result = client.replay(args.target, m, timeout_s=args.timeout_s, tls=tls)
         except client.RpcError as e:
             code, details = client.error_status(e)
             print(f"{m.stem}: error: {code}: {details}", file=sys.stderr)
@@ -267,6 +310,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--extra-args", action="append", metavar="SERVICE=FLAGS",
                    help="flags appended to a service's command line (shell-quoted; SERVICE: transmitter, channel, "
                         "basestation or all; repeatable), e.g. --extra-args basestation='--log-level DEBUG'")
+    p.add_argument("--tls-dir", default=None, metavar="DIR",
+                   help="mutual TLS on every hop and bearer tokens at the transmitter, with the certificates of "
+                        "DIR (make them with `unitocom certs --out DIR`); default: plaintext on loopback")
+    p.add_argument("--auth-tokens", default=None, metavar="FILE",
+                   help="the transmitter's token file (one per line; default <tls-dir>/tokens)")
     g = p.add_argument_group("supervision", "a supervisor restarts a service that exits, waiting 0.5 s, 1 s, 2 s, "
                              "... before each restart; `unitocom status` shows restarts and the last exit")
     g.add_argument("--max-failures", type=int, default=5,
@@ -305,6 +353,11 @@ def parser() -> argparse.ArgumentParser:
                                    "and the result comes back. Exits non-zero with the gRPC status on failure.")
     _add_send_options(p)
     p.add_argument("--target", default="127.0.0.1:50051", help="transmitter address")
+    p.add_argument("--tls-dir", default=None, metavar="DIR",
+                   help="call over TLS with the CA of this `unitocom certs` directory (default $UNITOCOM_TLS_DIR)")
+    p.add_argument("--token-file", default=None, metavar="FILE",
+                   help="bearer token for a transmitter started with tokens: the first token of FILE (default "
+                        "<tls-dir>/tokens)")
     p.add_argument("--out", help="directory to write reconstructed images / audio / text")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_send)
@@ -319,7 +372,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", dest="timeout_s", type=float, default=120.0, help="deadline per recording, s")
     p.add_argument("--out", help="directory for reconstructed images / audio / text (one folder per recording)")
     p.add_argument("--json", action="store_true", help="one JSON object per line and recording")
+    p.add_argument("--tls-dir", default=None, metavar="DIR",
+                   help="the stack's `unitocom certs` directory, for a base station with mutual TLS (the replay "
+                        "presents the channel's certificate, the only identity it admits)")
     p.set_defaults(func=cmd_replay)
+
+    # `unitocom certs ...` is handed whole to unitocom.certs.main (see main()); listed here for --help
+    sub.add_parser("certs", help="make a local CA, certificates for every service and a client, and a token "
+                                 "(`unitocom certs --help`)")
 
     from unitocom import demo
     demo.add_subparser(sub)
@@ -340,6 +400,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["certs"]:  # its own parser, options and --help (unitocom/certs.py)
+        from unitocom import certs
+        return int(certs.main(argv[1:]) or 0)
     ap = parser()
     args = ap.parse_args(argv)
     if not getattr(args, "func", None):

@@ -99,14 +99,35 @@ def _tail(path: str | pathlib.Path, n_chars: int = 2000) -> str:
         return f"(cannot read {path}: {e})"
 
 
+def tls_flags(name: str, tls_dir: str | None, auth_tokens: str | None) -> list[str]:
+    """A service's security flags: every hop mutual TLS with `tls_dir` (from `unitocom certs`), and the
+    transmitter (the public entry) bearer tokens from `auth_tokens` (default: the certs directory's `tokens`)."""
+    if not tls_dir:
+        return []
+    flags = ["--tls-dir", str(tls_dir)]
+    if name == "transmitter":
+        tokens = auth_tokens or str(pathlib.Path(tls_dir) / "tokens")
+        flags += ["--auth-tokens", tokens]
+    return flags
+
+
+def health_tls(d: pathlib.Path):
+    """The client TLS a health check of the stack started from run directory `d` needs (its "client"
+    certificate: the channel and the base station want one from the CA at the handshake); None for plaintext or
+    when nothing was started."""
+    tls_dir = (read_state(d) or {}).get("tls_dir")
+    return client.Tls.from_dir(tls_dir, "client") if tls_dir else None
+
+
 def up(cfg: Config, preset: str, d: pathlib.Path, timeout_s: float = 120.0, echo=print,
        extra_args: Mapping[str, Sequence[str]] | None = None, policy: Policy | None = None,
-       services: Sequence[str] = ORDER) -> list[Proc]:
+       services: Sequence[str] = ORDER, tls_dir: str | None = None, auth_tokens: str | None = None) -> list[Proc]:
     """Start the supervisor, which starts the services; wait until every one reports SERVING, return them.
 
     `services`: a subset of ORDER to run alone (tests start the channel, which starts in about a second).
 
     `extra_args`: flags appended to a service's command line, by service name ("all": to every service).
+    `tls_dir`: run every hop with mutual TLS and the transmitter with bearer tokens (`tls_flags`).
     Raises RuntimeError (with the tail of the failing service's log) when a service is marked failed (it kept
     exiting during start-up), the supervisor dies, or `timeout_s` passes; what was started is then stopped."""
     if supervisor_pid(d) or any(p.pid and alive(p.pid) for p in load_state(d)):
@@ -124,14 +145,15 @@ def up(cfg: Config, preset: str, d: pathlib.Path, timeout_s: float = 120.0, echo
     plan = []
     for name in (n for n in ORDER if n in services):
         a = cfg.address(name)
-        extra = [*extra_args.get("all", ()), *extra_args.get(name, ())]
+        extra = [*tls_flags(name, tls_dir, auth_tokens), *extra_args.get("all", ()), *extra_args.get(name, ())]
         log = logs / f"{name}.log"
         log.write_bytes(b"")  # a fresh log per `up`; the supervisor appends one per restart
         plan.append({"name": name, "argv": command(name, cfg, preset, extra), "grpc": a.grpc,
                      "metrics": a.metrics_url, "log": str(log), "health_name": GRPC_NAMES[name],
                      "extra_args": extra})
     write_state(d, {"supervisor": {"pid": None, "state": "starting"}, "policy": asdict(policy),
-                    "preset": preset, "services": plan})
+                    "preset": preset, "services": plan,
+                    "tls_dir": str(pathlib.Path(tls_dir).resolve()) if tls_dir else None})
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     with open(logs / "supervisor.log", "wb") as fh:
@@ -153,6 +175,7 @@ def up(cfg: Config, preset: str, d: pathlib.Path, timeout_s: float = 120.0, echo
 
 def _wait_serving(d: pathlib.Path, sup: subprocess.Popen, timeout_s: float, echo) -> list[Proc]:
     deadline = time.monotonic() + timeout_s
+    tls = health_tls(d)
     shown: set[str] = set()
     seen_exits: dict[str, int] = {}
     while True:
@@ -168,7 +191,7 @@ def _wait_serving(d: pathlib.Path, sup: subprocess.Popen, timeout_s: float, echo
                 seen_exits[p.name] = p.restarts
                 echo(f"  {p.name:12s} exited {exit_text(p.last_exit)} during start-up; the supervisor retries it")
             if p.name not in shown and p.state == "serving" and \
-                    client.health(p.grpc, GRPC_NAMES[p.name]) == "SERVING":
+                    client.health(p.grpc, GRPC_NAMES[p.name], tls=tls) == "SERVING":
                 shown.add(p.name)
                 echo(f"  {p.name:12s} SERVING  pid {p.pid}  grpc {p.grpc}  metrics {p.metrics}")
         if procs and len(shown) == len(procs):
@@ -232,10 +255,11 @@ def status(d: pathlib.Path) -> list[dict]:
     """One row per service: health now (STOPPED when its process is gone) and what the supervisor recorded.
     Without a running supervisor the recorded state is stale: it reads `unsupervised` or `stopped`."""
     supervised = supervisor_pid(d) is not None
+    tls = health_tls(d)
     out = []
     for p in load_state(d):
         running = bool(p.pid) and alive(p.pid)
-        health = client.health(p.grpc, GRPC_NAMES[p.name]) if running else "STOPPED"
+        health = client.health(p.grpc, GRPC_NAMES[p.name], tls=tls) if running else "STOPPED"
         state = p.state if supervised else ("unsupervised" if running else "stopped")
         out.append({"name": p.name, "grpc": p.grpc, "metrics": p.metrics, "status": health,
                     "pid": p.pid if running else None, "state": state, "restarts": p.restarts,

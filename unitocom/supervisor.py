@@ -204,7 +204,10 @@ class Supervisor:
 
     def _health(self, s: Service) -> str:
         from unitocom import client  # grpc: imported once the plan is read, so a bad plan fails fast
-        return client.health(s.grpc, s.health_name, timeout_s=0.5)
+        if not hasattr(self, "_tls"):  # a TLS stack's health wants a client certificate of its CA
+            tls_dir = (read_state(self.d) or {}).get("tls_dir")
+            self._tls = client.Tls.from_dir(tls_dir, "client") if tls_dir else None
+        return client.health(s.grpc, s.health_name, timeout_s=0.5, tls=self._tls)
 
     def take_restart_requests(self) -> None:
         """`unitocom restart NAME`: SIGTERM that service now; `tick` starts it again without a backoff."""
