@@ -55,6 +55,10 @@ def rpc(service: str, method: str, context: grpc.ServicerContext):
         context.abort(code, str(e))
     except Abort as e:
         code = e.code
+        if code == grpc.StatusCode.UNAVAILABLE:
+            # a next hop lost mid-call, after this service's own retries to it: a negative pushback tells the
+            # caller's retry policy not to try again, or the hops' retries would multiply (5 x 5 attempts)
+            context.set_trailing_metadata((("grpc-retry-pushback-ms", "-1"),))
         context.abort(e.code, e.details)
     except Exception:
         code = grpc.StatusCode.INTERNAL
