@@ -16,7 +16,9 @@ and `--stop SERVICE@T` add one. Recovery, for a fault: "back SERVING" is the tim
 restarted service's health reporting SERVING again (polled every 50 ms); "first OK after" is the time from then
 to the first request that completes OK. When the service is not back and OK by the end of --duration, the load
 goes on (at most --recovery-timeout seconds more) so that recovery is measured, not cut off.
-Latency percentiles are over the calls that ended OK; throughput is OK calls per second of load.
+Latency percentiles are over the calls that ended OK; throughput is OK calls per second of load. Health: every
+service is probed every 0.2 s during the load; the table gives the answered probes' p50/p99/max latency, how many
+took over 100 ms (issue 13's target while saturated) and how many were not SERVING (a faulted service's downtime).
 """
 from __future__ import annotations
 
@@ -83,6 +85,7 @@ class Summary:
     first_ok_after_s: float | None = None  # SERVING again -> first OK completion
     errors_after_serving: int = 0  # calls that started after SERVING again and failed
     kinds: dict[str, int] = field(default_factory=dict)
+    health: dict[str, dict] = field(default_factory=dict)  # per service: probes, p50/p99/max ms, over 100 ms, not SERVING
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -93,8 +96,20 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     return sorted_values[k]
 
 
+HEALTH_PROBE_S = 0.2  # one health probe per service this often, while the load runs
+HEALTH_TARGET_MS = 100.0  # issue 13: health answers within 100 ms while the service is saturated
+
+
+def health_summary(probes: list[tuple[float, str]]) -> dict:
+    """(latency ms, status) of one service's probes -> counts and percentiles of the answered (SERVING) ones."""
+    ms = sorted(m for m, st in probes if st == "SERVING")
+    return {"probes": len(probes), "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99),
+            "max_ms": ms[-1] if ms else None, "over_target": sum(1 for m in ms if m > HEALTH_TARGET_MS),
+            "not_serving": len(probes) - len(ms)}
+
+
 def summarize(name: str, calls: list[Call], sent: int, clients: int, load_s: float,
-              fault: Fault | None = None) -> Summary:
+              fault: Fault | None = None, health: dict[str, list[tuple[float, str]]] | None = None) -> Summary:
     """The histogram, percentiles, throughput, accounting and recovery of one scenario's calls."""
     codes = Counter(c.code for c in calls)
     ok_lat = sorted((c.end_s - c.start_s) * 1e3 for c in calls if c.code == "OK")
@@ -104,7 +119,8 @@ def summarize(name: str, calls: list[Call], sent: int, clients: int, load_s: flo
                 codes=dict(sorted(codes.items(), key=lambda kv: (kv[0] != "OK", -kv[1], kv[0]))),
                 p50_ms=percentile(ok_lat, 50), p90_ms=percentile(ok_lat, 90), p99_ms=percentile(ok_lat, 99),
                 ok_per_s=ok / load_s if load_s > 0 else 0.0, accounted=(sent == ok + errors == len(calls)),
-                kinds=dict(Counter(c.kind for c in calls)))
+                kinds=dict(Counter(c.kind for c in calls)),
+                health={k: health_summary(v) for k, v in (health or {}).items()})
     if fault is not None:
         s.fault = asdict(fault)
         if fault.done_s is not None and fault.serving_again_s is not None:
@@ -233,6 +249,19 @@ def run_scenario(name: str, fault: Fault | None, target: str, d: pathlib.Path | 
                 with lock:
                     calls.append(Call(kind, start, time.monotonic() - t0, code))
 
+    probes: dict[str, list[tuple[float, str]]] = {}
+
+    def prober() -> None:
+        """Health of every service every HEALTH_PROBE_S while the load runs: does it answer, and how fast."""
+        targets = {p.name: p.grpc for p in launcher.load_state(d)} if d is not None else {"transmitter": target}
+        tls = launcher.health_tls(d) if d is not None else None
+        while not stop_load.wait(HEALTH_PROBE_S):
+            for svc, addr in targets.items():
+                t = time.perf_counter()
+                st = client.health(addr, launcher.GRPC_NAMES[svc], timeout_s=1.0, tls=tls)
+                with lock:
+                    probes.setdefault(svc, []).append(((time.perf_counter() - t) * 1e3, st))
+
     watcher = None
     if fault is not None:
         if d is None:
@@ -240,6 +269,8 @@ def run_scenario(name: str, fault: Fault | None, target: str, d: pathlib.Path | 
         watcher = threading.Thread(target=_watch_fault, args=(fault, d, t0, stop_watch), daemon=True)
         watcher.start()
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
+    health_thread = threading.Thread(target=prober, daemon=True)
+    health_thread.start()
     for t in threads:
         t.start()
     next_report = 5.0
@@ -267,8 +298,9 @@ def run_scenario(name: str, fault: Fault | None, target: str, d: pathlib.Path | 
     stop_watch.set()
     if watcher is not None:
         watcher.join(2.0)
+    health_thread.join(5.0)
     with lock:
-        return summarize(name, list(calls), sent[0], clients, load_s, fault)
+        return summarize(name, list(calls), sent[0], clients, load_s, fault, {k: list(v) for k, v in probes.items()})
 
 
 # -- the table --------------------------------------------------------------------------------------------------
@@ -299,6 +331,12 @@ def table(rows: list[Summary]) -> str:
         ("first OK after SERVING (s)", [_s(r.first_ok_after_s, "never") if r.fault else "-" for r in rows]),
         ("failed calls sent after SERVING", [str(r.errors_after_serving) if r.fault else "-" for r in rows]),
     ]
+    for svc in SERVICES:  # health under this load: answered how fast, and how often not SERVING
+        if any(svc in r.health for r in rows):
+            def cell(h):
+                return "-" if not h else (f"{_ms(h['p50_ms'])} / {_ms(h['p99_ms'])} / {_ms(h['max_ms'])}; "
+                                          f"{h['over_target']}>{HEALTH_TARGET_MS:.0f}ms, {h['not_serving']} down")
+            lines.append((f"health {svc} p50/p99/max ms", [cell(r.health.get(svc)) for r in rows]))
     width = max(len(k) for k, _ in lines)
     cols = [max(len(r.name), *(len(v[i]) for _, v in lines)) for i, r in enumerate(rows)]
     out = [f"{'scenario':{width}s}  " + "  ".join(f"{r.name:>{w}s}" for r, w in zip(rows, cols))]

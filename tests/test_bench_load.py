@@ -98,3 +98,9 @@ def test_killed_base_station_under_load_serves_again(tmp_path):
     assert s["fault"]["pid"] and s["fault"]["done_s"] is not None and s["fault"]["error"] is None
     assert s["back_serving_s"] is not None and s["first_ok_after_s"] is not None  # served again after the restart
     assert "every request accounted for" in r.stdout
+
+
+def test_health_summary_counts_slow_and_missing_answers():
+    from bench.bench_load import health_summary
+    h = health_summary([(5.0, "SERVING"), (150.0, "SERVING"), (1.0, "UNREACHABLE"), (7.0, "SERVING")])
+    assert h == {"probes": 4, "p50_ms": 7.0, "p99_ms": 150.0, "max_ms": 150.0, "over_target": 1, "not_serving": 1}
