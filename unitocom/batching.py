@@ -31,6 +31,22 @@ R = TypeVar("R")
 log = logging.getLogger("unitocom.batching")
 
 
+_observer: Callable[[str, int], None] | None = None
+
+
+def set_observer(fn: Callable[[str, int], None] | None) -> None:
+    """Where batch sizes go: fn(stage, size) for every batch run (a service points it at its Prometheus
+    histogram; the library itself knows nothing of metrics)."""
+    global _observer
+    _observer = fn
+
+
+def observe(stage: str, size: int) -> None:
+    """Report one batch of `size` items run for `stage` to the observer, if any."""
+    if _observer is not None:
+        _observer(stage, size)
+
+
 class BatcherClosed(RuntimeError):
     """Submitted to a batcher that was closed (the service is shutting down)."""
 
@@ -176,3 +192,32 @@ class MicroBatcher(Generic[T, R]):
         for j in jobs:
             if j.future.set_running_or_notify_cancel():
                 j.future.set_exception(err)
+
+
+# -- the process's shared batchers ------------------------------------------------------------------------------
+
+_registry: dict[tuple, MicroBatcher] = {}
+_registry_lock = threading.Lock()
+
+
+def shared(stage: str, key: object, fn: Callable[[list], Sequence], max_batch: int,
+           max_delay_ms: float) -> MicroBatcher:
+    """The process's batcher for (stage, key) under these settings, made on first use: every request thread that
+    asks for the same one shares its batches. stage names it in the batch-size metric ("mllm", "receiver");
+    key tells apart what cannot share a forward (e.g. two MLLMs)."""
+    k = (stage, key, max_batch, max_delay_ms)
+    with _registry_lock:
+        b = _registry.get(k)
+        if b is None or b.closed:
+            b = _registry[k] = MicroBatcher(fn, max_batch, max_delay_ms, name=stage,
+                                            on_batch=lambda n: observe(stage, n))
+        return b
+
+
+def close_all() -> None:
+    """Close every shared batcher, running what is queued (a service calls this after its server drained)."""
+    with _registry_lock:
+        batchers = list(_registry.values())
+        _registry.clear()
+    for b in batchers:
+        b.close()

@@ -1,13 +1,15 @@
 """Base-station service: Receive(stream Uplink) -> Result. Equalise, demodulate, decode, run the task."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import grpc
 
+from services.common import metrics
 from services.common import server as common
 from services.common import uplink
-from unitocom import config, options, pipeline, wire
+from unitocom import batching, config, options, pipeline, wire
 from unitocom.stages import mllm
 from unitocom.stages.basestation import BaseStationCore
 from unitocom.stages.request import RequestError, from_wire
@@ -40,11 +42,41 @@ class BaseStation(pb_grpc.BaseStationServicer):
             return result
 
 
+DEFAULT_BATCH_MAX = 16
+DEFAULT_BATCH_DELAY_MS = 5.0
+
+
+def batch_limits(cfg: config.Config, args) -> config.Config:
+    """cfg with the batching flags applied: batch_max / batch_delay_ms, and enough worker threads to fill a batch.
+    Each request holds a worker thread while it waits for its batch, so with fewer workers than batch_max the
+    batches could never fill; twice batch_max lets the next batch gather while one runs (capped by the
+    concurrency limit: more workers than admitted calls would never be used)."""
+    batch_max = 1 if args.no_batching else args.batch_max
+    workers = args.workers
+    if workers is None:
+        workers = min(max(cfg.limits.max_workers, 2 * batch_max), cfg.limits.max_concurrent_rpcs)
+    limits = dataclasses.replace(cfg.limits, batch_max=batch_max, batch_delay_ms=args.batch_delay_ms,
+                                 max_workers=workers)
+    return cfg.replace(limits=limits)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = common.base_parser(SERVICE)
     ap.add_argument("--device", default="cpu", help="where the MLLM runs: cpu | cuda | cuda:N (bf16 on CUDA)")
+    ap.add_argument("--batch-max", type=common._positive_int, default=DEFAULT_BATCH_MAX, metavar="N",
+                    help=f"dynamic batching: most concurrent requests whose MLLM work runs as one forward "
+                         f"(default {DEFAULT_BATCH_MAX}; 1: no batching)")
+    ap.add_argument("--batch-delay-ms", type=float, default=DEFAULT_BATCH_DELAY_MS, metavar="MS",
+                    help=f"dynamic batching: longest wait of a batch's first request for others to join "
+                         f"(default {DEFAULT_BATCH_DELAY_MS:g} ms)")
+    ap.add_argument("--no-batching", action="store_true", help="every request alone (same as --batch-max 1)")
+    ap.add_argument("--workers", type=common._positive_int, default=None, metavar="N",
+                    help="worker threads (default: the config's, raised to 2 x --batch-max so that batches can "
+                         "fill, at most the concurrency limit)")
     args = ap.parse_args(argv)
-    cfg = common.config_from_args(args)
+    if args.batch_delay_ms < 0:
+        ap.error(f"--batch-delay-ms must be >= 0, got {args.batch_delay_ms:g}")
+    cfg = batch_limits(common.config_from_args(args), args)
     if args.device.startswith("cuda"):
         import torch
         if not torch.cuda.is_available():
@@ -64,7 +96,14 @@ def main(argv: list[str] | None = None) -> None:
             except RequestError as e:
                 logging.getLogger("unitocom.service").warning("%s", e)
 
-    common.serve(SERVICE, args, cfg, register, "unitocom.v1.BaseStation", warmup)
+    batching.set_observer(metrics.batch_observer(SERVICE))
+    logging.getLogger("unitocom.service").info("batching: at most %d requests per forward, %g ms delay, %d workers",
+                                               cfg.limits.batch_max, cfg.limits.batch_delay_ms,
+                                               cfg.limits.max_workers)
+    try:
+        common.serve(SERVICE, args, cfg, register, "unitocom.v1.BaseStation", warmup)
+    finally:
+        batching.close_all()  # after the server has drained: the requests it waited for were answered
 
 
 if __name__ == "__main__":

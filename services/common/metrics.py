@@ -66,6 +66,11 @@ QUALITY_RATIO = Summary("unitocom_quality_ratio", "Task quality as a ratio 0..1 
                         "mean = _sum / _count", ["scheme", "task", "channel", "metric", "snr_bucket"])
 QUALITY_DECIBELS = Summary("unitocom_quality_decibels", "Task quality in dB (psnr_db, audio_snr_db, mel_distance_db, ...); "
                            "mean = _sum / _count", ["scheme", "task", "channel", "metric", "snr_bucket"])
+# Rows per batch of the base station's dynamic batching (unitocom.batching): 1 .. the largest --batch-max.
+BATCH_BUCKETS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 64.0)
+BATCH_SIZE = Histogram("unitocom_batch_size", "Requests served by one batched forward (dynamic batching), by the "
+                       "stage batched (mllm: the MLLM's VQA generation)", ["service", "stage"],
+                       buckets=BATCH_BUCKETS)
 INFO = Gauge("unitocom_service_info", "Always 1; labels say what runs", ["service", "preset", "version"])
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -220,6 +225,13 @@ def watch_executor(service: str, executor, workers: int) -> None:
     queue = getattr(executor, "_work_queue", None)  # CPython's ThreadPoolExecutor; absent elsewhere
     if queue is not None:
         QUEUE_DEPTH.labels(service).set_function(queue.qsize)
+
+
+def batch_observer(service: str):
+    """fn(stage, size) for unitocom.batching.set_observer: batch sizes into unitocom_batch_size."""
+    def observe(stage: str, size: int) -> None:
+        BATCH_SIZE.labels(service, stage).observe(size)
+    return observe
 
 
 def service_info(service: str, preset: str) -> None:

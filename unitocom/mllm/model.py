@@ -89,10 +89,12 @@ class MLLM(nn.Module):
 
     # -- backbone -----------------------------------------------------------------------------------------------
     def hidden(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
-               cache: DynamicCache | None = None) -> tuple[torch.Tensor, DynamicCache | None]:
-        """[B, L, hidden] -> normalised last hidden states [B, L, hidden] (the h_i of eq. 15/17) and the cache."""
+               cache: DynamicCache | None = None, position_ids: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, DynamicCache | None]:
+        """[B, L, hidden] -> normalised last hidden states [B, L, hidden] (the h_i of eq. 15/17) and the cache.
+        attention_mask [B, cached + L] (1: a real position); position_ids [B, L] (default: 0.. after the cache)."""
         out = self.backbone(inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache,
-                            use_cache=cache is not None)
+                            position_ids=position_ids, use_cache=cache is not None)
         return out.last_hidden_state, cache
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
@@ -102,16 +104,32 @@ class MLLM(nn.Module):
     @torch.no_grad()
     def generate_text(self, prefix: torch.Tensor, max_new: int, eos_id: int, use_cache: bool = True,
                       top_p: float | None = None, generator: torch.Generator | None = None,
-                      on_prefill: Callable[[], None] | None = None) -> list[list[int]]:
+                      on_prefill: Callable[[], None] | None = None, mask: torch.Tensor | None = None
+                      ) -> list[list[int]]:
         """Autoregressive text from a prefix of embeddings [B, L, hidden]: greedy, or top-p sampling (eq. 15).
-        on_prefill is called once the forward pass over the prefix is done (a timing hook)."""
+        on_prefill is called once the forward pass over the prefix is done (a timing hook).
+
+        mask [B, L] (1: real, 0: padding) lets prompts of different lengths share one batch. Padding must be on
+        the left, so that every row's last position is its own last prompt token and the new tokens of all rows
+        are appended in the same column. Each row's positions count its real tokens only (0 at its first real
+        token), so a padded row sees exactly the positions and keys it would see alone: greedy answers equal the
+        unbatched ones."""
         b = prefix.shape[0]
         cache = DynamicCache() if use_cache else None
+        pos = step_pos = None
+        if mask is not None:
+            if mask.shape != prefix.shape[:2]:
+                raise ValueError(f"mask {tuple(mask.shape)} does not match the prefix {tuple(prefix.shape[:2])}")
+            mask = mask.to(prefix.device, torch.long)
+            if bool((mask[:, -1] == 0).any()):
+                raise ValueError("padding must be on the left: every row's last prompt position must be real")
+            pos = step_pos = (mask.cumsum(1) - 1).clamp(min=0)
         seq, step_in = prefix, prefix
         out = torch.full((b, 0), eos_id, dtype=torch.long, device=prefix.device)
         done = torch.zeros(b, dtype=torch.bool, device=prefix.device)
         for step in range(max_new):
-            h, cache = self.hidden(step_in if use_cache else seq, cache=cache)
+            h, cache = self.hidden(step_in if use_cache else seq, attention_mask=mask, cache=cache,
+                                   position_ids=step_pos if use_cache else pos)
             if step == 0 and on_prefill is not None:
                 on_prefill()
             nxt = self._pick(self.logits(h[:, -1]), top_p, generator)
@@ -122,6 +140,10 @@ class MLLM(nn.Module):
                 break
             step_in = self.embed_text(nxt[:, None])
             seq = torch.cat([seq, step_in], dim=1)
+            if mask is not None:
+                mask = torch.cat([mask, mask.new_ones(b, 1)], dim=1)
+                step_pos = pos[:, -1:] + 1
+                pos = torch.cat([pos, step_pos], dim=1)
         return [self._until(row.tolist(), eos_id) for row in out.cpu()]
 
     @staticmethod

@@ -37,11 +37,25 @@ def _generate(model: MLLM, vocab: seq.Vocab, prompts: list[list[seq.Segment]], m
     return out
 
 
+@torch.no_grad()
+def _generate_batch(model: MLLM, vocab: seq.Vocab, prompts: list[list[seq.Segment]], max_new: int,
+                    clock: Clock) -> list[str]:
+    """All prompts in one forward per step: left-padded, masked, each row with its own positions (greedy answers
+    equal `_generate`'s; tests/test_batching.py checks it on the committed checkpoints)."""
+    with clock.split("mllm_prefill", "mllm_generate") as prefilled:
+        embeds, mask = seq.left_padded(model, prompts)
+        ids = model.generate_text(embeds, max_new, vocab["<eos>"], on_prefill=_synced(model, prefilled), mask=mask)
+    return [vocab.decode(row) for row in ids]
+
+
 def answer(model: MLLM, vocab: seq.Vocab, image_tokens: list[torch.Tensor], questions: list[str],
-           max_new: int = 8, clock: Clock = NOT_TIMED) -> list[str]:
-    """VQA: received image tokens [S_v, d] and a question each -> answer text."""
-    return _generate(model, vocab, [seq.vqa(vocab, t, q, None) for t, q in zip(image_tokens, questions)], max_new,
-                     clock)
+           max_new: int = 8, clock: Clock = NOT_TIMED, batched: bool = False) -> list[str]:
+    """VQA: received image tokens [S_v, d] and a question each -> answer text. batched: one forward for all
+    (the base station's dynamic batching); otherwise one prompt at a time. Both give the same answers."""
+    prompts = [seq.vqa(vocab, t, q, None) for t, q in zip(image_tokens, questions)]
+    if batched and len(prompts) > 1:
+        return _generate_batch(model, vocab, prompts, max_new, clock)
+    return _generate(model, vocab, prompts, max_new, clock)
 
 
 def transcribe(model: MLLM, vocab: seq.Vocab, audio_tokens: list[torch.Tensor], max_new: int = 48,

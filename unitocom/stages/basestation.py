@@ -4,11 +4,12 @@ Stages timed (`unitocom.timing`): each scheme's receiver (equalise, then decode 
 for the MLLM tasks the MLLM's own (`stages/mllm.py`), or with scheme semcom the task receivers' (`stages/semcom.py`)."""
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from unitocom import wire
+from unitocom import batching, wire
 from unitocom.config import Config
 from unitocom import schemes
 from unitocom.messages import Modality, ModalityOutput, RequestHeader, Result, StreamHeader, SymbolFrame
@@ -80,23 +81,49 @@ class BaseStationCore:
         s.next_seq += 1
         s.done = frame.last
 
+    def _submit_batched(self, arrays: dict[int, tuple[np.ndarray, np.ndarray]]) -> dict[int, Future]:
+        """With dynamic batching on (cfg.limits.batch_max > 1): the learned image and text streams handed to the
+        shared receiver batcher, all of this request's at once (so they share a batch), -> stream id: Future of
+        (ModalityOutput, received tokens). Other streams (traditional, audio) decode here, one by one."""
+        limits = self.cfg.limits
+        if limits.batch_max <= 1:
+            return {}
+        from unitocom.schemes import learned
+        out = {}
+        for sid, s in self.streams.items():
+            if s.header.scheme in (Scheme.UNITOCOM, Scheme.VAE) and s.header.modality in learned.BATCHED_MODALITIES:
+                y, h = arrays[sid]
+                job = learned.StreamJob(s.header, y, h, s.noise_var, s.erased, s.est_error_var, self.clock)
+                out[sid] = batching.shared("receiver", "learned", learned.decode_batch, limits.batch_max,
+                                           limits.batch_delay_ms).submit(job)
+        return out
+
     def finish(self) -> Result:
         link = self.header.link
         result = Result(request_id=self.header.request_id, task=self.header.task, scheme=link.scheme,
                         snr_db=link.snr_db, channel=link.channel or Channel.AWGN)
         received: list[mllm.Received] = []
         outputs: list[ModalityOutput] = []
+        arrays = {}
         for sid, s in self.streams.items():
             if not s.done:
                 raise RequestError("frames", f"stream {sid} ended after {s.next_seq} frames without its last frame")
             y, h = np.concatenate(s.y), np.concatenate(s.h_est)
             if len(y) != s.header.num_symbols:
                 raise RequestError("frames", f"stream {sid}: {len(y)} symbols received, header says {s.header.num_symbols}")
-            out = schemes.for_scheme(s.header.scheme).decode(s.header, y, h, s.noise_var, s.erased, self.cfg,
-                                                             est_error_var=s.est_error_var, clock=self.clock)
+            arrays[sid] = y, h
+        pending = self._submit_batched(arrays)
+        for sid, s in self.streams.items():
+            y, h = arrays[sid]
+            tokens = None
+            if sid in pending:  # decoded with other requests' streams; this thread waits for its row
+                out, tokens = pending[sid].result()
+            else:
+                out = schemes.for_scheme(s.header.scheme).decode(s.header, y, h, s.noise_var, s.erased, self.cfg,
+                                                                 est_error_var=s.est_error_var, clock=self.clock)
             outputs.append(out)
             result.channel_uses += len(y)
-            received.append(mllm.Received(s.header, out, y, h, s.noise_var, s.erased, s.est_error_var))
+            received.append(mllm.Received(s.header, out, y, h, s.noise_var, s.erased, s.est_error_var, tokens))
         texts = [o.text for o in outputs if o.modality == Modality.TEXT]
         result.output_text = texts[0] if texts else ""
         if self.header.task != Task.RECONSTRUCT:

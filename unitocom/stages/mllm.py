@@ -21,6 +21,8 @@ import soundfile as sf
 import torch
 from PIL import Image
 
+from unitocom import batching
+from unitocom.batching import MicroBatcher
 from unitocom.config import Config
 from unitocom.messages import Label, Modality, ModalityOutput, StreamHeader
 from unitocom.models.objectives import SCHEME_OBJECTIVE
@@ -103,6 +105,9 @@ class Received:
     noise_var: float
     erased: bool
     est_error_var: float
+    # The received tokens R gave when the stream was decoded (learned schemes, batched receiver): [S, d]; None
+    # when they were not kept, and image_tokens runs R again.
+    tokens: torch.Tensor | None = None
 
 
 @torch.no_grad()
@@ -110,6 +115,8 @@ def image_tokens(a: Assistant, r: Received, clock: Clock = NOT_TIMED) -> torch.T
     """[S_v, d] tokens the MLLM reads for an image stream."""
     from unitocom.schemes import learned
     if r.header.scheme in (Scheme.UNITOCOM, Scheme.VAE):
+        if r.tokens is not None:  # R already ran on this stream (its time is in the stream's equalise)
+            return r.tokens
         with clock.stage("equalise"):
             m = learned.model(r.header.tokenizer)
             z, sinr = learned.equalize(r.y, r.h_est, r.noise_var, r.erased, r.est_error_var)
@@ -166,7 +173,11 @@ def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme
     if task == Task.VQA:
         if len(by[Modality.IMAGE]) != 1 or len(texts) != 1:
             raise RequestError("payloads", "vqa takes exactly one image and one question")
-        answer = tasks.answer(a.model, a.vocab, [image_tokens(a, by[Modality.IMAGE][0], clock)], texts, clock=clock)[0]
+        if cfg.limits.batch_max > 1:  # dynamic batching: this thread waits while the batcher runs its row
+            answer = _vqa_batcher(a, cfg)(_VqaJob(by[Modality.IMAGE][0], texts[0], clock))
+        else:
+            answer = tasks.answer(a.model, a.vocab, [image_tokens(a, by[Modality.IMAGE][0], clock)], texts,
+                                  clock=clock)[0]
         if label.answer:
             with clock.stage("score"):
                 quality["exact_match"] = float(normalize(answer) == normalize(label.answer))
@@ -207,6 +218,50 @@ def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme
                     quality["t2i_pair_recall"] = len(wanted & seen) / len(wanted)
         return texts[0], [out], quality, notes
     raise RequestError("task", f"{task.value if task else 'task_unspecified'} is not an MLLM task")
+
+
+# -- dynamic batching (issue 13) -------------------------------------------------------------------------------
+
+@dataclass
+class _VqaJob:
+    """One request's VQA work for the batcher: its image stream, its question, and its clock (written by the
+    batcher's thread while the request's thread waits for the answer)."""
+
+    image: Received
+    question: str
+    clock: Clock
+
+
+def _vqa_batcher(a: Assistant, cfg: Config) -> MicroBatcher:
+    """The batcher of VQA answers for assistant `a` under cfg's batch settings: one per assistant, since one
+    forward runs one MLLM."""
+    return batching.shared("mllm", ("vqa", id(a)), lambda jobs: _answer_batch(a, jobs), cfg.limits.batch_max,
+                           cfg.limits.batch_delay_ms)
+
+
+def _answer_batch(a: Assistant, jobs: list[_VqaJob]) -> list[str | BaseException]:
+    """Batch function: each job's image tokens (its own, timed on its own clock), then one left-padded greedy
+    generation for all (tasks.answer(batched=True), equal to the unbatched answers). A job whose image tokens
+    fail gets its error; the others go on. Every job's clock gets the batch's mllm_prefill and mllm_generate:
+    the time its request spent in the shared forward."""
+    from unitocom.mllm import tasks
+    results: list[str | BaseException | None] = [None] * len(jobs)
+    tokens, rows = [], []
+    for i, j in enumerate(jobs):
+        try:
+            tokens.append(image_tokens(a, j.image, j.clock))
+            rows.append(i)
+        except Exception as e:  # noqa: BLE001 - this request's failure, not the batch's
+            results[i] = e
+    if rows:
+        shared = Clock(jobs[0].clock.service)
+        answers = tasks.answer(a.model, a.vocab, tokens, [jobs[i].question for i in rows], clock=shared,
+                               batched=True)
+        for i, text in zip(rows, answers):
+            results[i] = text
+            for stage, seconds in shared.seconds.items():
+                jobs[i].clock.add(stage, seconds)
+    return results
 
 
 def scene_checker():
