@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -48,8 +47,9 @@ def vqa_requests(count: int, data_dir: Path | None = None) -> list:
     if not (d / "CLEVR_v1.0/questions/CLEVR_test_questions.json").exists():
         from unitocom.data.make import make_dataset
         d = Path(tempfile.mkdtemp(prefix="bench-batching-"))
-        make_dataset(d, "tiny", seed=123, scenes=max(40, count), clips=1, progress=False, workers=1,
-                     log=lambda *_: None)
+        # about 5 questions per test scene, and the test split is about 1/13 of the scenes
+        make_dataset(d, "tiny", seed=123, scenes=max(80, 3 * count), clips=3, speech=False, progress=False,
+                     workers=1, log=lambda *_: None)
     clevr = d / "CLEVR_v1.0"
     qs = json.loads((clevr / "questions/CLEVR_test_questions.json").read_text())["questions"][:count]
     return [client.build_request(image=(clevr / "images/test" / q["image_filename"]).read_bytes(),
@@ -119,13 +119,17 @@ def stop(svc: Service) -> None:
             svc.proc.wait()
 
 
-def batch_counts(metrics_url: str) -> tuple[float, float]:
-    """(sum, count) of unitocom_batch_size{stage="mllm"} on the service now (0, 0 when never observed)."""
+def batch_counts(metrics_url: str, stage: str = "mllm") -> tuple[float, float]:
+    """(sum, count) of unitocom_batch_size{stage} on the service now (0, 0 when never observed)."""
+    from prometheus_client.parser import text_string_to_metric_families
     text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
-    got = {}
-    for kind in ("sum", "count"):
-        m = re.search(rf'^unitocom_batch_size_{kind}{{[^}}]*stage="mllm"[^}}]*}} (\S+)$', text, re.M)
-        got[kind] = float(m.group(1)) if m else 0.0
+    got = {"sum": 0.0, "count": 0.0}
+    for f in text_string_to_metric_families(text):
+        if f.name == "unitocom_batch_size":
+            for x in f.samples:
+                kind = x.name.rpartition("_")[2]
+                if x.labels.get("stage") == stage and kind in got:
+                    got[kind] = x.value
     return got["sum"], got["count"]
 
 

@@ -170,3 +170,143 @@ def test_bad_settings_are_refused():
         MicroBatcher(lambda xs: xs, max_batch=0)
     with pytest.raises(ValueError):
         MicroBatcher(lambda xs: xs, max_delay_ms=-1)
+
+
+# -- batched generation: left padding, masks and positions --------------------------------------------------------
+
+def test_left_padded_greedy_generation_equals_one_prompt_at_a_time():
+    """A random tiny MLLM, prompts of very different lengths: the batched (masked, per-row positions) greedy
+    tokens equal the unbatched ones, and the last-position logits agree to float precision."""
+    import torch
+
+    from unitocom.mllm.model import MLLM, MLLMConfig
+    torch.manual_seed(0)
+    model = MLLM(MLLMConfig(vocab=64, hidden=32, layers=2, heads=4, intermediate=64, max_positions=128,
+                            token_dim=8, head_width=16, head_depth=1)).eval()
+    prompts = [torch.randn(1, n, 32) for n in (3, 17, 9, 30, 1)]
+    eos = 10 ** 6  # never produced: every row generates all its tokens
+    alone = [model.generate_text(p, 6, eos)[0] for p in prompts]
+    length = max(p.shape[1] for p in prompts)
+    embeds = torch.zeros(len(prompts), length, 32)
+    mask = torch.zeros(len(prompts), length, dtype=torch.long)
+    for b, p in enumerate(prompts):
+        embeds[b, length - p.shape[1]:] = p[0]
+        mask[b, length - p.shape[1]:] = 1
+    assert model.generate_text(embeds, 6, eos, mask=mask) == alone
+    assert model.generate_text(embeds, 6, eos, mask=mask, use_cache=False) == alone
+    with torch.no_grad():
+        h, _ = model.hidden(embeds, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0))
+        for b, p in enumerate(prompts):
+            h1, _ = model.hidden(p)
+            torch.testing.assert_close(model.logits(h[b, -1]), model.logits(h1[0, -1]), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="left"):
+        model.generate_text(embeds, 2, eos, mask=mask.flip(1))
+
+
+# -- on the committed checkpoints ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def vqa_work(tmp_path_factory):
+    """12 VQA requests on fresh scenes (learned scheme, Rayleigh, SNR 0..11 dB: several images and questions of
+    different lengths), and their uplinks as the channel would forward them to the base station."""
+    from bench.bench_batching import recorded_uplinks, vqa_requests
+    from unitocom import config
+    from unitocom.data.make import make_dataset
+    d = tmp_path_factory.mktemp("batching-data")
+    make_dataset(d, "tiny", seed=321, scenes=80, clips=3, speech=False, progress=False, workers=1,
+                 log=lambda *_: None)
+    reqs = vqa_requests(12, d)
+    return reqs, recorded_uplinks(reqs, config.load("tiny"))
+
+
+def _serve_in_process(uplink, cfg):
+    """What the base station's Receive does with one recorded uplink, in this process."""
+    from unitocom import wire
+    from unitocom.stages.basestation import BaseStationCore
+    from unitocom.stages.request import from_wire
+    core = BaseStationCore(from_wire(uplink[0].header, "header"), cfg)
+    for m in uplink[1:]:
+        core.add(wire.frame_from_pb(m.frame, csi=True))
+    return core.finish()
+
+
+def _pixels(png: bytes):
+    import io
+
+    import numpy as np
+    from PIL import Image
+    return np.asarray(Image.open(io.BytesIO(png))).astype(int)
+
+
+@pytest.fixture(scope="module")
+def unbatched_results(vqa_work):
+    from unitocom import config
+    _, uplinks = vqa_work
+    return [_serve_in_process(u, config.load("tiny")) for u in uplinks]
+
+
+def test_batched_vqa_equals_unbatched_on_the_committed_checkpoints(vqa_work, unbatched_results):
+    """Concurrent requests through the batched receiver and MLLM (in this process): the same answers, the same
+    decoded questions and scores as one request at a time, and batches of more than one did run."""
+    import dataclasses
+
+    from unitocom import batching, config
+    _, uplinks = vqa_work
+    cfg = config.load("tiny")
+    cfg = cfg.replace(limits=dataclasses.replace(cfg.limits, batch_max=8, batch_delay_ms=100.0))
+    sizes: list[tuple[str, int]] = []
+    batching.set_observer(lambda stage, n: sizes.append((stage, n)))
+    try:
+        with ThreadPoolExecutor(len(uplinks)) as pool:
+            batched = list(pool.map(lambda u: _serve_in_process(u, cfg), uplinks))
+    finally:
+        batching.set_observer(None)
+        batching.close_all()
+    assert max(n for s, n in sizes if s == "mllm") > 1 and max(n for s, n in sizes if s == "receiver") > 2
+    assert len({r.output_text for r in unbatched_results}) > 1  # not one answer for everything
+    for one, many in zip(unbatched_results, batched):
+        assert many.output_text == one.output_text
+        assert many.quality == one.quality
+        assert [o.text for o in many.outputs] == [o.text for o in one.outputs]  # the decoded question
+        assert [o.note for o in many.outputs] == [o.note for o in one.outputs]
+        assert {t.stage for t in many.timings} == {t.stage for t in one.timings}
+        for a, b in zip(one.outputs, many.outputs):
+            if a.image_png:  # the received image: a batched convolution may round a pixel the other way
+                assert abs(_pixels(a.image_png) - _pixels(b.image_png)).max() <= 1
+
+
+# -- through the service ------------------------------------------------------------------------------------------
+
+def test_the_batching_base_station_answers_concurrent_requests_as_unbatched(vqa_work, unbatched_results,
+                                                                           tmp_path):
+    """A base station with --batch-max 8: 12 concurrent uplinks all answered OK, each answer equal to the
+    unbatched one, and unitocom_batch_size shows batches of more than one."""
+    import urllib.request
+
+    import grpc
+
+    from bench.bench_batching import start, stop, wait_serving
+    from tests.conftest import free_ports
+    from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
+    _, uplinks = vqa_work
+    port, metrics_port = free_ports(2)
+    log = tmp_path / "basestation.log"
+    svc = start("basestation", port, metrics_port, ["--batch-max", "8", "--batch-delay-ms", "100"], log)
+    try:
+        wait_serving(svc, "unitocom.v1.BaseStation", log)
+        with grpc.insecure_channel(svc.target) as chan:
+            stub = pb_grpc.BaseStationStub(chan)
+            with ThreadPoolExecutor(len(uplinks)) as pool:
+                results = list(pool.map(lambda u: stub.Receive(iter(u), timeout=120), uplinks))
+        text = urllib.request.urlopen(svc.metrics_url, timeout=5).read().decode()
+    finally:
+        stop(svc)
+    assert [r.output_text for r in results] == [r.output_text for r in unbatched_results]
+    assert [[o.text for o in r.outputs] for r in results] == [[o.text for o in r.outputs] for r in unbatched_results]
+    from prometheus_client.parser import text_string_to_metric_families
+    samples = [x for f in text_string_to_metric_families(text) if f.name == "unitocom_batch_size"
+               for x in f.samples if x.labels.get("stage") == "mllm"]
+    count = next(x.value for x in samples if x.name.endswith("_count"))
+    ones = next(x.value for x in samples if x.name.endswith("_bucket") and float(x.labels["le"]) == 1.0)
+    assert count >= 1
+    assert ones < count  # some batch held more than one request
