@@ -174,7 +174,7 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     answers: dict[int, set] = field(default_factory=dict)
-    stages: dict[str, float] = field(default_factory=dict)  # base-station stage seconds, summed over requests
+    stages: dict[str, float] = field(default_factory=dict)  # "service stage" -> seconds, summed over requests
     seconds: float = 0.0
 
 
@@ -203,8 +203,8 @@ def drive(mode: Mode, stack: str, work: list, clients: int, seconds: float, tall
                         tally.latencies.append(time.perf_counter() - t0)
                         tally.answers.setdefault(i % len(work), set()).add(r.output_text)
                         for st in r.timings:
-                            if st.service == "basestation":
-                                tally.stages[st.stage] = tally.stages.get(st.stage, 0.0) + st.seconds
+                            k = f"{st.service} {st.stage}"
+                            tally.stages[k] = tally.stages.get(k, 0.0) + st.seconds
                 except grpc.RpcError as e:
                     with lock:
                         tally.errors.append(f"{e.code().name}: {e.details()}")
@@ -259,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                     drive(m, args.stack, work, args.clients, args.seconds, tallies[m.label])
                     print(f"  round {r + 1} {m.label}: {len(tallies[m.label].latencies)} ok so far",
                           file=sys.stderr)
-            batches = {m.label: batch_counts(m.basestation_metrics) for m in modes}
+            batches = {m.label: (batch_counts(m.basestation_metrics, "mllm"),
+                                 batch_counts(m.basestation_metrics, "receiver")) for m in modes}
         finally:
             for m in modes:
                 for s in reversed(m.services):
@@ -268,11 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for m in modes:
         t = tallies[m.label]
-        s, c = batches[m.label]
+        (s, c), (rs, rc) = batches[m.label]
         rows.append({"mode": m.label, "ok": len(t.latencies), "errors": len(t.errors),
                      "throughput_rps": len(t.latencies) / t.seconds if t.seconds else 0.0,
                      "p50_ms": pct(t.latencies, 0.50) * 1e3, "p99_ms": pct(t.latencies, 0.99) * 1e3,
-                     "mean_batch": s / c if c else 1.0})
+                     "mean_batch": s / c if c else 1.0, "mean_receiver_batch": rs / rc if rc else 1.0})
     un, ba = rows
     a_un, a_ba = tallies["unbatched"].answers, tallies["batched"].answers
     both = set(a_un) & set(a_ba)
@@ -283,19 +284,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"rows": rows, "summary": summary, "args": vars(args)}, indent=2))
     else:
-        print(f"{'mode':10s} {'ok':>6s} {'errors':>6s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'batch':>6s}")
+        print(f"{'mode':10s} {'ok':>6s} {'errors':>6s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'mllm batch':>11s} "
+              f"{'rx batch':>9s}")
         for row in rows:
             print(f"{row['mode']:10s} {row['ok']:6d} {row['errors']:6d} {row['throughput_rps']:8.1f} "
-                  f"{row['p50_ms']:8.1f} {row['p99_ms']:8.1f} {row['mean_batch']:6.2f}")
+                  f"{row['p50_ms']:8.1f} {row['p99_ms']:8.1f} {row['mean_batch']:11.2f} "
+                  f"{row['mean_receiver_batch']:9.2f}")
+        print("(mllm batch: requests per MLLM forward; rx batch: streams, image and text, per receiver forward)")
         print(f"batched / unbatched: throughput {summary['throughput_ratio']:.2f}x, "
               f"p50 {summary['p50_ratio']:.2f}x, p99 {summary['p99_ratio']:.2f}x")
         print(f"answers: {len(both)} requests answered by both, {len(mismatched)} differ")
-        print("base-station stages, mean ms per request (a batched stage counts its whole batch's time):")
-        names = sorted({k for t in tallies.values() for k in t.stages}, key=lambda k: -tallies["unbatched"].stages.get(k, 0))
-        print(f"  {'stage':14s} " + " ".join(f"{m.label:>10s}" for m in modes))
+        print("stage wall time, mean ms per request (a batched stage counts its whole batch's time; under load "
+              "a stage's time includes waiting for a core):")
+        names = sorted({k for t in tallies.values() for k in t.stages})
+        print(f"  {'service stage':28s} " + " ".join(f"{m.label:>10s}" for m in modes))
         for k in names:
-            print(f"  {k:14s} " + " ".join(f"{1e3 * tallies[m.label].stages.get(k, 0.0) / max(1, len(tallies[m.label].latencies)):10.1f}"
-                                           for m in modes))
+            per = [1e3 * tallies[m.label].stages.get(k, 0.0) / max(1, len(tallies[m.label].latencies)) for m in modes]
+            print(f"  {k:28s} " + " ".join(f"{v:10.1f}" for v in per))
     for t in tallies.values():
         for e in sorted(set(t.errors))[:5]:
             print(f"error: {e}", file=sys.stderr)

@@ -1,4 +1,9 @@
-"""Base-station service: Receive(stream Uplink) -> Result. Equalise, demodulate, decode, run the task."""
+"""Base-station service: Receive(stream Uplink) -> Result. Equalise, demodulate, decode, run the task.
+
+Dynamic batching is on by default (--batch-max 16, --batch-delay-ms 5; --no-batching for one request at a time):
+concurrent VQA requests share the learned receiver's and the MLLM's forwards (unitocom.batching), batch sizes go
+to unitocom_batch_size{stage}. A request waiting for its batch holds a worker thread, so the pool is raised to
+2 x --batch-max unless --workers says otherwise."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,7 +1,13 @@
 """The base station's core: gather each stream's received frames, equalise, demodulate, decode, run the task.
 
 Stages timed (`unitocom.timing`): each scheme's receiver (equalise, then decode or detokenize) per stream, then
-for the MLLM tasks the MLLM's own (`stages/mllm.py`), or with scheme semcom the task receivers' (`stages/semcom.py`)."""
+for the MLLM tasks the MLLM's own (`stages/mllm.py`), or with scheme semcom the task receivers' (`stages/semcom.py`).
+
+Dynamic batching (cfg.limits.batch_max > 1, the base-station service's default): the learned image and text
+streams of concurrent requests are decoded together (`learned.decode_batch` behind the shared "receiver"
+batcher), their received tokens go on to the MLLM without a second R, and VQA answers are generated together
+(the "mllm" batcher in `stages/mllm.py`). Each request's thread waits for its own row; its answers equal the
+unbatched ones (tests/test_batching.py)."""
 from __future__ import annotations
 
 from concurrent.futures import Future
