@@ -10,7 +10,6 @@ batcher), their received tokens go on to the MLLM without a second R, and VQA an
 unbatched ones (tests/test_batching.py)."""
 from __future__ import annotations
 
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,22 +86,36 @@ class BaseStationCore:
         s.next_seq += 1
         s.done = frame.last
 
-    def _submit_batched(self, arrays: dict[int, tuple[np.ndarray, np.ndarray]]) -> dict[int, Future]:
-        """With dynamic batching on (cfg.limits.batch_max > 1): the learned image and text streams handed to the
-        shared receiver batcher, all of this request's at once (so they share a batch), -> stream id: Future of
-        (ModalityOutput, received tokens). Other streams (traditional, audio) decode here, one by one."""
+    def _decode_batched(self, arrays: dict[int, tuple[np.ndarray, np.ndarray]]
+                        ) -> tuple[dict[int, tuple[ModalityOutput, object]], str | None]:
+        """With dynamic batching on (cfg.limits.batch_max > 1), the streams decoded with other requests' streams:
+        stream id -> (ModalityOutput, received tokens), and the VQA answer when it came with them. A learned VQA
+        request (one image and one question stream) goes whole to the VQA batcher (decode and answer in one
+        batch); otherwise the learned image and text streams, all of this request's at once, to the receiver
+        batcher. Other streams (traditional, audio) are left to decode here, one by one. This thread waits."""
         limits = self.cfg.limits
         if limits.batch_max <= 1:
-            return {}
+            return {}, None
         from unitocom.schemes import learned
-        out = {}
+        jobs = {}
         for sid, s in self.streams.items():
             if s.header.scheme in (Scheme.UNITOCOM, Scheme.VAE) and s.header.modality in learned.BATCHED_MODALITIES:
                 y, h = arrays[sid]
-                job = learned.StreamJob(s.header, y, h, s.noise_var, s.erased, s.est_error_var, self.clock)
-                out[sid] = batching.shared("receiver", "learned", learned.decode_batch, limits.batch_max,
-                                           limits.batch_delay_ms).submit(job)
-        return out
+                jobs[sid] = learned.StreamJob(s.header, y, h, s.noise_var, s.erased, s.est_error_var, self.clock)
+        modality = {sid: self.streams[sid].header.modality for sid in jobs}
+        scheme = self.header.link.scheme
+        if (self.header.task == Task.VQA and len(jobs) == len(self.streams) == 2
+                and sorted(modality.values()) == sorted([Modality.IMAGE, Modality.TEXT])
+                and all(self.streams[sid].header.scheme == scheme for sid in jobs)):
+            image = next(sid for sid in jobs if modality[sid] == Modality.IMAGE)
+            question = next(sid for sid in jobs if modality[sid] == Modality.TEXT)
+            req = mllm.VqaRequest(jobs[image], jobs[question], self.clock)
+            decoded_image, decoded_question, answer = mllm.vqa_batcher(scheme, self.cfg)(req)
+            return {image: decoded_image, question: decoded_question}, answer
+        receiver = batching.shared("receiver", "learned", learned.decode_batch, limits.batch_max,
+                                   limits.batch_delay_ms)
+        futures = {sid: receiver.submit(job) for sid, job in jobs.items()}
+        return {sid: f.result() for sid, f in futures.items()}, None
 
     def finish(self) -> Result:
         link = self.header.link
@@ -118,12 +131,12 @@ class BaseStationCore:
             if len(y) != s.header.num_symbols:
                 raise RequestError("frames", f"stream {sid}: {len(y)} symbols received, header says {s.header.num_symbols}")
             arrays[sid] = y, h
-        pending = self._submit_batched(arrays)
+        decoded, answer = self._decode_batched(arrays)
         for sid, s in self.streams.items():
             y, h = arrays[sid]
             tokens = None
-            if sid in pending:  # decoded with other requests' streams; this thread waits for its row
-                out, tokens = pending[sid].result()
+            if sid in decoded:  # decoded with other requests' streams
+                out, tokens = decoded[sid]
             else:
                 out = schemes.for_scheme(s.header.scheme).decode(s.header, y, h, s.noise_var, s.erased, self.cfg,
                                                                  est_error_var=s.est_error_var, clock=self.clock)
@@ -140,7 +153,7 @@ class BaseStationCore:
             else:
                 text, generated, quality, notes = mllm.run(self.header.task, self.header.label, received,
                                                            link.scheme, self.cfg, seed=int(link.seed),
-                                                           clock=self.clock)
+                                                           clock=self.clock, answer=answer)
             result.output_text = text
             outputs.extend(generated)
             result.quality.update(quality)

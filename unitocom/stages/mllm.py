@@ -159,9 +159,10 @@ def audio_tokens(a: Assistant, r: Received, clock: Clock = NOT_TIMED) -> torch.T
 
 
 def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme, cfg: Config,
-        guidance: float | None = None, seed: int = 0, clock: Clock = NOT_TIMED
+        guidance: float | None = None, seed: int = 0, clock: Clock = NOT_TIMED, answer: str | None = None
         ) -> tuple[str, list[ModalityOutput], dict[str, float], list[str]]:
-    """-> (output text, generated outputs, quality against the label, notes)."""
+    """-> (output text, generated outputs, quality against the label, notes). answer: the VQA answer when the
+    base station's batch already generated it with the streams' decoding (`vqa_batcher`)."""
     from unitocom.mllm import tasks
     from unitocom.mllm.sequences import normalize
     a = assistant(scheme, cfg)
@@ -173,7 +174,9 @@ def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme
     if task == Task.VQA:
         if len(by[Modality.IMAGE]) != 1 or len(texts) != 1:
             raise RequestError("payloads", "vqa takes exactly one image and one question")
-        if cfg.limits.batch_max > 1:  # dynamic batching: this thread waits while the batcher runs its row
+        if answer is not None:
+            pass
+        elif cfg.limits.batch_max > 1:  # dynamic batching: this thread waits while the batcher runs its row
             answer = _vqa_batcher(a, cfg)(_VqaJob(by[Modality.IMAGE][0], texts[0], clock))
         else:
             answer = tasks.answer(a.model, a.vocab, [image_tokens(a, by[Modality.IMAGE][0], clock)], texts,
@@ -237,6 +240,49 @@ def _vqa_batcher(a: Assistant, cfg: Config) -> MicroBatcher:
     forward runs one MLLM."""
     return batching.shared("mllm", ("vqa", id(a)), lambda jobs: _answer_batch(a, jobs), cfg.limits.batch_max,
                            cfg.limits.batch_delay_ms)
+
+
+@dataclass
+class VqaRequest:
+    """A learned-scheme VQA request's whole base-station work for `vqa_batcher`: its image and question streams
+    (schemes.learned.StreamJob) and its clock."""
+
+    image: object
+    question: object
+    clock: Clock
+
+
+def vqa_batcher(scheme: Scheme, cfg: Config) -> MicroBatcher:
+    """Batcher of whole learned-scheme VQA requests: one pass decodes every request's image and question
+    (learned.decode_batch) and goes straight on to one generation of all the answers, so that all concurrent
+    requests gather at one point (in two batchers, receiver then MLLM, they split between the two and each
+    batch holds about half of them). -> per request ((image output, tokens), (question output, tokens), answer).
+    Batch sizes: "mllm" (requests) and "receiver" (streams), as with the two batchers."""
+    a = assistant(scheme, cfg)
+    return batching.shared("mllm", ("vqa-request", id(a)), lambda reqs: _vqa_requests_batch(a, reqs),
+                           cfg.limits.batch_max, cfg.limits.batch_delay_ms)
+
+
+def _vqa_requests_batch(a: Assistant, reqs: list[VqaRequest]) -> list[tuple | BaseException]:
+    from unitocom.schemes import learned
+    n = len(reqs)
+    batching.observe("receiver", 2 * n)
+    decoded = learned.decode_batch([r.image for r in reqs] + [r.question for r in reqs])
+    results: list[tuple | BaseException | None] = [None] * n
+    rows, jobs = [], []
+    for i, r in enumerate(reqs):
+        image, question = decoded[i], decoded[n + i]
+        bad = next((d for d in (image, question) if isinstance(d, BaseException)), None)
+        if bad is not None:  # the error decode() would have raised for this request's stream
+            results[i] = bad
+            continue
+        j = r.image
+        rows.append(i)
+        jobs.append(_VqaJob(Received(j.header, image[0], j.y, j.h_est, j.noise_var, j.erased, j.est_error_var,
+                                     image[1]), question[0].text, r.clock))
+    for i, ans in zip(rows, _answer_batch(a, jobs)):
+        results[i] = ans if isinstance(ans, BaseException) else (decoded[i], decoded[n + i], ans)
+    return results
 
 
 def _answer_batch(a: Assistant, jobs: list[_VqaJob]) -> list[str | BaseException]:
