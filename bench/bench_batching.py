@@ -175,7 +175,14 @@ class Tally:
     errors: list[str] = field(default_factory=list)
     answers: dict[int, set] = field(default_factory=dict)
     stages: dict[str, float] = field(default_factory=dict)  # "service stage" -> seconds, summed over requests
+    cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds while loaded
     seconds: float = 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (Linux /proc), seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def drive(mode: Mode, stack: str, work: list, clients: int, seconds: float, tally: Tally) -> None:
@@ -215,9 +222,14 @@ def drive(mode: Mode, stack: str, work: list, clients: int, seconds: float, tall
         t.start()
     start_gate.wait()
     t0 = time.perf_counter()
+    cpu0 = {s.name: cpu_seconds(s.proc.pid) for s in mode.services}
+    me0 = time.process_time()
     for t in threads:
         t.join()
     tally.seconds += time.perf_counter() - t0
+    for s in mode.services:
+        tally.cpu[s.name] = tally.cpu.get(s.name, 0.0) + cpu_seconds(s.proc.pid) - cpu0[s.name]
+    tally.cpu["clients"] = tally.cpu.get("clients", 0.0) + time.process_time() - me0
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -273,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"mode": m.label, "ok": len(t.latencies), "errors": len(t.errors),
                      "throughput_rps": len(t.latencies) / t.seconds if t.seconds else 0.0,
                      "p50_ms": pct(t.latencies, 0.50) * 1e3, "p99_ms": pct(t.latencies, 0.99) * 1e3,
-                     "mean_batch": s / c if c else 1.0, "mean_receiver_batch": rs / rc if rc else 1.0})
+                     "mean_batch": s / c if c else 1.0, "mean_receiver_batch": rs / rc if rc else 1.0,
+                     "cpu_ms_per_request": {k: 1e3 * v / max(1, len(t.latencies)) for k, v in t.cpu.items()}})
     un, ba = rows
     a_un, a_ba = tallies["unbatched"].answers, tallies["batched"].answers
     both = set(a_un) & set(a_ba)
@@ -294,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"batched / unbatched: throughput {summary['throughput_ratio']:.2f}x, "
               f"p50 {summary['p50_ratio']:.2f}x, p99 {summary['p99_ratio']:.2f}x")
         print(f"answers: {len(both)} requests answered by both, {len(mismatched)} differ")
+        print("CPU ms per request (user + system, while loaded; the clients run in this process):")
+        procs = list(rows[0]["cpu_ms_per_request"])
+        print(f"  {'process':28s} " + " ".join(f"{m.label:>10s}" for m in modes) + f" {'ratio':>7s}")
+        for p in procs:
+            a, b = (row["cpu_ms_per_request"].get(p, 0.0) for row in rows)
+            print(f"  {p:28s} {a:10.2f} {b:10.2f} {a / b if b else 0.0:7.2f}")
         print("stage wall time, mean ms per request (a batched stage counts its whole batch's time; under load "
               "a stage's time includes waiting for a core):")
         names = sorted({k for t in tallies.values() for k in t.stages})
