@@ -41,8 +41,9 @@ from unitocom.v1 import unitocom_pb2_grpc as pb_grpc  # noqa: E402
 
 # -- the workload ------------------------------------------------------------------------------------------------
 
-def vqa_requests(count: int, data_dir: Path | None = None) -> list:
-    """`count` VQA requests (pb.Request) on held-out CLEVR-style scenes: learned scheme, Rayleigh, SNR 0..19 dB."""
+def vqa_requests(count: int, data_dir: Path | None = None, scheme: str = "unitocom", task: str = "vqa") -> list:
+    """`count` VQA requests (pb.Request) on held-out CLEVR-style scenes: learned scheme, Rayleigh, SNR 0..19 dB
+    (another scheme or task, e.g. reconstruct, on the same images and questions when asked)."""
     d = data_dir or ROOT / "data" / "tiny"
     if not (d / "CLEVR_v1.0/questions/CLEVR_test_questions.json").exists():
         from unitocom.data.make import make_dataset
@@ -53,8 +54,8 @@ def vqa_requests(count: int, data_dir: Path | None = None) -> list:
     clevr = d / "CLEVR_v1.0"
     qs = json.loads((clevr / "questions/CLEVR_test_questions.json").read_text())["questions"][:count]
     return [client.build_request(image=(clevr / "images/test" / q["image_filename"]).read_bytes(),
-                                 question=q["question"], task="vqa", scheme="unitocom", snr_db=float(i % 20),
-                                 channel="rayleigh", answer=q["answer"], seed=i)
+                                 question=q["question"], task=task, scheme=scheme, snr_db=float(i % 20),
+                                 channel="rayleigh", answer=q["answer"] if task == "vqa" else "", seed=i)
             for i, q in enumerate(qs)]
 
 

@@ -206,16 +206,21 @@ def test_left_padded_greedy_generation_equals_one_prompt_at_a_time():
 # -- on the committed checkpoints ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def vqa_work(tmp_path_factory):
-    """12 VQA requests on fresh scenes (learned scheme, Rayleigh, SNR 0..11 dB: several images and questions of
-    different lengths), and their uplinks as the channel would forward them to the base station."""
-    from bench.bench_batching import recorded_uplinks, vqa_requests
-    from unitocom import config
+def scenes(tmp_path_factory):
     from unitocom.data.make import make_dataset
     d = tmp_path_factory.mktemp("batching-data")
     make_dataset(d, "tiny", seed=321, scenes=80, clips=3, speech=False, progress=False, workers=1,
                  log=lambda *_: None)
-    reqs = vqa_requests(12, d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def vqa_work(scenes):
+    """12 VQA requests on fresh scenes (learned scheme, Rayleigh, SNR 0..11 dB: several images and questions of
+    different lengths), and their uplinks as the channel would forward them to the base station."""
+    from bench.bench_batching import recorded_uplinks, vqa_requests
+    from unitocom import config
+    reqs = vqa_requests(12, scenes)
     return reqs, recorded_uplinks(reqs, config.load("tiny"))
 
 
@@ -248,20 +253,8 @@ def unbatched_results(vqa_work):
 def test_batched_vqa_equals_unbatched_on_the_committed_checkpoints(vqa_work, unbatched_results):
     """Concurrent requests through the batched receiver and MLLM (in this process): the same answers, the same
     decoded questions and scores as one request at a time, and batches of more than one did run."""
-    import dataclasses
-
-    from unitocom import batching, config
     _, uplinks = vqa_work
-    cfg = config.load("tiny")
-    cfg = cfg.replace(limits=dataclasses.replace(cfg.limits, batch_max=8, batch_delay_ms=100.0))
-    sizes: list[tuple[str, int]] = []
-    batching.set_observer(lambda stage, n: sizes.append((stage, n)))
-    try:
-        with ThreadPoolExecutor(len(uplinks)) as pool:
-            batched = list(pool.map(lambda u: _serve_in_process(u, cfg), uplinks))
-    finally:
-        batching.set_observer(None)
-        batching.close_all()
+    batched, sizes = _batched_concurrently(uplinks)
     assert max(n for s, n in sizes if s == "mllm") > 1 and max(n for s, n in sizes if s == "receiver") > 2
     assert len({r.output_text for r in unbatched_results}) > 1  # not one answer for everything
     for one, many in zip(unbatched_results, batched):
@@ -272,6 +265,45 @@ def test_batched_vqa_equals_unbatched_on_the_committed_checkpoints(vqa_work, unb
         assert {t.stage for t in many.timings} == {t.stage for t in one.timings}
         for a, b in zip(one.outputs, many.outputs):
             if a.image_png:  # the received image: a batched convolution may round a pixel the other way
+                assert abs(_pixels(a.image_png) - _pixels(b.image_png)).max() <= 1
+
+
+def _batched_concurrently(uplinks, batch_max=8, delay_ms=100.0):
+    """Each uplink served in this process on its own thread, with dynamic batching on; also the batch sizes."""
+    import dataclasses
+
+    from unitocom import batching, config
+    cfg = config.load("tiny")
+    cfg = cfg.replace(limits=dataclasses.replace(cfg.limits, batch_max=batch_max, batch_delay_ms=delay_ms))
+    sizes: list[tuple[str, int]] = []
+    batching.set_observer(lambda stage, n: sizes.append((stage, n)))
+    try:
+        with ThreadPoolExecutor(len(uplinks)) as pool:
+            return list(pool.map(lambda u: _serve_in_process(u, cfg), uplinks)), sizes
+    finally:
+        batching.set_observer(None)
+        batching.close_all()
+
+
+@pytest.mark.parametrize("scheme, task, batched_stages", [
+    ("traditional", "vqa", {"mllm"}),  # JPEG decoded alone, the answers batched (the MLLM batcher)
+    ("unitocom", "reconstruct", {"receiver"}),  # the learned receiver batcher alone
+    ("vae", "vqa", {"mllm", "receiver"}),  # the other MLLM and tokenizers, batched whole
+])
+def test_the_other_batched_paths_equal_unbatched(scenes, scheme, task, batched_stages):
+    from bench.bench_batching import recorded_uplinks, vqa_requests
+    from unitocom import config
+    cfg = config.load("tiny")
+    uplinks = recorded_uplinks(vqa_requests(6, scenes, scheme=scheme, task=task), cfg)
+    alone = [_serve_in_process(u, cfg) for u in uplinks]
+    together, sizes = _batched_concurrently(uplinks)
+    assert {s for s, n in sizes if n > 1} == batched_stages
+    for one, many in zip(alone, together):
+        assert many.output_text == one.output_text
+        assert many.quality == one.quality
+        assert [o.text for o in many.outputs] == [o.text for o in one.outputs]
+        for a, b in zip(one.outputs, many.outputs):
+            if a.image_png:
                 assert abs(_pixels(a.image_png) - _pixels(b.image_png)).max() <= 1
 
 
