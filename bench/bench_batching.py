@@ -12,7 +12,7 @@ ratios side by side, and checks that every answer of the batched service equals 
 uplink.
 
     PYTHONPATH=. .venv/bin/python bench/bench_batching.py [--clients 16] [--seconds 10] [--rounds 2]
-        [--batch-max 16] [--batch-delay-ms 5] [--stack basestation|full] [--json]
+        [--batch-max 16] [--batch-delay-ms 10] [--stack basestation|full] [--json]
 """
 from __future__ import annotations
 
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds (unbatched, batched, ...)")
     ap.add_argument("--requests", type=int, default=64, help="distinct VQA requests cycled through")
     ap.add_argument("--batch-max", type=int, default=16)
-    ap.add_argument("--batch-delay-ms", type=float, default=5.0)
+    ap.add_argument("--batch-delay-ms", type=float, default=10.0)
     ap.add_argument("--stack", choices=("basestation", "full"), default="basestation",
                     help="basestation: recorded uplinks straight to the base station; full: requests to the "
                          "transmitter of a whole stack per mode")
