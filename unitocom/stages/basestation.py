@@ -110,12 +110,14 @@ class BaseStationCore:
             image = next(sid for sid in jobs if modality[sid] == Modality.IMAGE)
             question = next(sid for sid in jobs if modality[sid] == Modality.TEXT)
             req = mllm.VqaRequest(jobs[image], jobs[question], self.clock)
-            decoded_image, decoded_question, answer = mllm.vqa_batcher(scheme, self.cfg)(req)
+            # a bound on the wait, so that a stuck batch cannot hold worker threads for ever
+            decoded_image, decoded_question, answer = mllm.vqa_batcher(scheme, self.cfg)(
+                req, timeout=limits.default_deadline_s)
             return {image: decoded_image, question: decoded_question}, answer
         receiver = batching.shared("receiver", "learned", learned.decode_batch, limits.batch_max,
                                    limits.batch_delay_ms)
         futures = {sid: receiver.submit(job) for sid, job in jobs.items()}
-        return {sid: f.result() for sid, f in futures.items()}, None
+        return {sid: f.result(timeout=limits.default_deadline_s) for sid, f in futures.items()}, None
 
     def finish(self) -> Result:
         link = self.header.link

@@ -177,7 +177,8 @@ def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme
         if answer is not None:
             pass
         elif cfg.limits.batch_max > 1:  # dynamic batching: this thread waits while the batcher runs its row
-            answer = _vqa_batcher(a, cfg)(_VqaJob(by[Modality.IMAGE][0], texts[0], clock))
+            answer = _vqa_batcher(a, cfg)(_VqaJob(by[Modality.IMAGE][0], texts[0], clock),
+                                          timeout=cfg.limits.default_deadline_s)
         else:
             answer = tasks.answer(a.model, a.vocab, [image_tokens(a, by[Modality.IMAGE][0], clock)], texts,
                                   clock=clock)[0]
