@@ -174,12 +174,10 @@ def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme
     if task == Task.VQA:
         if len(by[Modality.IMAGE]) != 1 or len(texts) != 1:
             raise RequestError("payloads", "vqa takes exactly one image and one question")
-        if answer is not None:
-            pass
-        elif cfg.limits.batch_max > 1:  # dynamic batching: this thread waits while the batcher runs its row
+        if answer is None and cfg.limits.batch_max > 1:  # dynamic batching: this thread waits for its row
             answer = _vqa_batcher(a, cfg)(_VqaJob(by[Modality.IMAGE][0], texts[0], clock),
                                           timeout=cfg.limits.default_deadline_s)
-        else:
+        elif answer is None:
             answer = tasks.answer(a.model, a.vocab, [image_tokens(a, by[Modality.IMAGE][0], clock)], texts,
                                   clock=clock)[0]
         if label.answer:
@@ -265,6 +263,8 @@ def vqa_batcher(scheme: Scheme, cfg: Config) -> MicroBatcher:
 
 
 def _vqa_requests_batch(a: Assistant, reqs: list[VqaRequest]) -> list[tuple | BaseException]:
+    """Batch function of `vqa_batcher`: all images and questions through learned.decode_batch, then the requests
+    whose streams decoded through _answer_batch; a request whose stream failed gets that stream's error."""
     from unitocom.schemes import learned
     n = len(reqs)
     batching.observe("receiver", 2 * n)
