@@ -203,6 +203,32 @@ def test_left_padded_greedy_generation_equals_one_prompt_at_a_time():
         model.generate_text(embeds, 2, eos, mask=mask.flip(1))
 
 
+def test_batched_next_token_diffusion_draws_each_rows_own_noise():
+    """generate_tokens with left-padded prefixes and one generator per row: each row is what it gives alone with
+    its own generator (to float rounding of the batched products), with classifier-free guidance on."""
+    import torch
+
+    from unitocom.mllm.model import MLLM, MLLMConfig
+    torch.manual_seed(0)
+    model = MLLM(MLLMConfig(vocab=64, hidden=32, layers=2, heads=4, intermediate=64, max_positions=128,
+                            token_dim=8, head_width=16, head_depth=1, diffusion_sample_steps=5,
+                            image_positions=8)).eval()
+    prompts = [torch.randn(1, n, 32) for n in (2, 11, 6)]
+    uncond = torch.randn(1, 3, 32)
+    alone = [model.generate_tokens(p, 4, "image", generator=torch.Generator().manual_seed(s), prefix_uncond=uncond,
+                                   guidance=3.0)[0] for s, p in enumerate(prompts)]
+    length = max(p.shape[1] for p in prompts)
+    embeds = torch.zeros(len(prompts), length, 32)
+    mask = torch.zeros(len(prompts), length, dtype=torch.long)
+    for b, p in enumerate(prompts):
+        embeds[b, length - p.shape[1]:] = p[0]
+        mask[b, length - p.shape[1]:] = 1
+    together = model.generate_tokens(embeds, 4, "image", mask=mask, prefix_uncond=uncond.expand(3, -1, -1),
+                                     generator=[torch.Generator().manual_seed(s) for s in range(3)], guidance=3.0)
+    for a, b in zip(alone, together):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+
+
 # -- on the committed checkpoints ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -305,6 +331,23 @@ def test_the_other_batched_paths_equal_unbatched(scenes, scheme, task, batched_s
         for a, b in zip(one.outputs, many.outputs):
             if a.image_png:
                 assert abs(_pixels(a.image_png) - _pixels(b.image_png)).max() <= 1
+
+
+def test_batched_text_to_image_equals_unbatched():
+    """Three captions with their own seeds generated together: the same images (to one grey level) and scores."""
+    from bench.bench_batching import recorded_uplinks
+    from unitocom import client, config
+    cfg = config.load("tiny")
+    captions = ["There is a large red square.", "A small blue circle is left of a green triangle.", "Two squares."]
+    uplinks = recorded_uplinks([client.build_request(text=c, task="t2i", scheme="unitocom", snr_db=20.0, seed=i)
+                                for i, c in enumerate(captions)], cfg)
+    alone = [_serve_in_process(u, cfg) for u in uplinks]
+    together, sizes = _batched_concurrently(uplinks)
+    assert max(n for s, n in sizes if s == "mllm") > 1
+    for one, many in zip(alone, together):
+        assert many.output_text == one.output_text and many.quality == one.quality
+        gen = [[o for o in r.outputs if "generated" in o.note][0] for r in (one, many)]
+        assert abs(_pixels(gen[0].image_png) - _pixels(gen[1].image_png)).max() <= 1
 
 
 # -- through the service ------------------------------------------------------------------------------------------

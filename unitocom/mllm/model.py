@@ -163,23 +163,36 @@ class MLLM(nn.Module):
 
     @torch.no_grad()
     def generate_tokens(self, prefix: torch.Tensor, count: int, modality: str, steps: int | None = None,
-                        use_cache: bool = True, generator: torch.Generator | None = None,
+                        use_cache: bool = True, generator: torch.Generator | list[torch.Generator] | None = None,
                         prefix_uncond: torch.Tensor | None = None, guidance: float = 1.0,
-                        on_prefill: Callable[[], None] | None = None) -> torch.Tensor:
+                        on_prefill: Callable[[], None] | None = None, mask: torch.Tensor | None = None,
+                        mask_uncond: torch.Tensor | None = None) -> torch.Tensor:
         """Next-token diffusion: `count` continuous tokens [B, count, d] after a prefix [B, L, hidden]. Each token
         is sampled from the head conditioned on the last hidden state, then fed back through in_proj.
         With prefix_uncond (the same request without its condition, e.g. an empty caption) and guidance > 1,
         classifier-free guidance runs the unconditional sequence alongside.
-        on_prefill is called once the forward passes over the prefixes are done (a timing hook)."""
+        on_prefill is called once the forward passes over the prefixes are done (a timing hook).
+        mask / mask_uncond [B, L] (1: real): left-padded prefixes of several requests, as in generate_text;
+        generator may then be a list, one per row (see DiffusionHead.sample)."""
         steps = steps or self.cfg.diffusion_sample_steps
         runs = [prefix] + ([prefix_uncond] if prefix_uncond is not None else [])
+        masks = [mask] + ([mask_uncond] if prefix_uncond is not None else [])
+        pos: list[torch.Tensor | None] = []
+        for r, m in enumerate(masks):
+            if m is not None:
+                if m.shape != runs[r].shape[:2] or bool((m[:, -1] == 0).any()):
+                    raise ValueError("a mask must match its prefix and pad on the left")
+                masks[r] = m = m.to(runs[r].device, torch.long)
+            pos.append(None if m is None else (m.cumsum(1) - 1).clamp(min=0))
+        step_pos = list(pos)
         caches = [DynamicCache() if use_cache else None for _ in runs]
         seqs, ins = list(runs), list(runs)
         tokens = []
         for i in range(count):
             hs = []
             for r in range(len(runs)):
-                h, caches[r] = self.hidden(ins[r] if use_cache else seqs[r], cache=caches[r])
+                h, caches[r] = self.hidden(ins[r] if use_cache else seqs[r], attention_mask=masks[r],
+                                           cache=caches[r], position_ids=step_pos[r] if use_cache else pos[r])
                 hs.append(h[:, -1])
             if not tokens and on_prefill is not None:
                 on_prefill()
@@ -188,6 +201,11 @@ class MLLM(nn.Module):
             e = self.embed_tokens(c[:, None], modality, offset=i)
             ins = [e] * len(runs)
             seqs = [torch.cat([s, e], dim=1) for s in seqs]
+            for r, m in enumerate(masks):
+                if m is not None:
+                    masks[r] = torch.cat([m, m.new_ones(m.shape[0], 1)], dim=1)
+                    step_pos[r] = pos[r][:, -1:] + 1
+                    pos[r] = torch.cat([pos[r], step_pos[r]], dim=1)
         return torch.stack(tokens, dim=1)
 
 

@@ -76,3 +76,17 @@ def imagine(model: MLLM, vocab: seq.Vocab, caption: str, count: int, guidance: f
         tokens = model.generate_tokens(cond, count, "image", steps, generator=generator, prefix_uncond=uncond,
                                        guidance=guidance, on_prefill=_synced(model, prefilled))
     return tokens[0]
+
+
+@torch.no_grad()
+def imagine_batch(model: MLLM, vocab: seq.Vocab, captions: list[str], count: int, guidance: float = 3.0,
+                  steps: int | None = None, generators: list[torch.Generator] | None = None,
+                  clock: Clock = NOT_TIMED) -> torch.Tensor:
+    """imagine() for several captions in one generation: -> [B, count, d]. The captions' prompts are left-padded
+    (masks, per-row positions) and each row draws its noise from its own generator, so row b is what
+    imagine(captions[b], generator=generators[b]) gives, up to float rounding of the batched products."""
+    with clock.split("mllm_prefill", "mllm_generate") as prefilled:
+        cond, mask = seq.left_padded(model, [seq.t2i(vocab, c, None) for c in captions])
+        uncond = seq.prefix(model, seq.t2i(vocab, "", None)).expand(len(captions), -1, -1)
+        return model.generate_tokens(cond, count, "image", steps, generator=generators, prefix_uncond=uncond,
+                                     guidance=guidance, on_prefill=_synced(model, prefilled), mask=mask)

@@ -197,9 +197,13 @@ def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme
         if len(texts) != 1:
             raise RequestError("payloads", "t2i takes exactly one caption")
         from unitocom.schemes import learned
-        gen = torch.Generator().manual_seed(seed)
-        tokens = tasks.imagine(a.model, a.vocab, texts[0], a.image_link.spec.tokens,
-                               guidance=T2I_GUIDANCE if guidance is None else guidance, generator=gen, clock=clock)
+        g = T2I_GUIDANCE if guidance is None else guidance
+        if cfg.limits.batch_max > 1:  # dynamic batching: one generation for the captions that arrive together
+            tokens = _t2i_batcher(a, cfg)(_T2iJob(texts[0], seed, g, clock), timeout=cfg.limits.default_deadline_s)
+        else:
+            gen = torch.Generator().manual_seed(seed)
+            tokens = tasks.imagine(a.model, a.vocab, texts[0], a.image_link.spec.tokens, guidance=g, generator=gen,
+                                   clock=clock)
         with clock.stage("detokenize"):
             # The MLLM generates F_alpha-space tokens (its targets are the tokenizer's means): one token space with
             # a consistency-trained link, a pass through R(T(.)) for the older ones (learned.clean_tokens).
@@ -284,6 +288,41 @@ def _vqa_requests_batch(a: Assistant, reqs: list[VqaRequest]) -> list[tuple | Ba
     for i, ans in zip(rows, _answer_batch(a, jobs)):
         results[i] = ans if isinstance(ans, BaseException) else (decoded[i], decoded[n + i], ans)
     return results
+
+
+@dataclass
+class _T2iJob:
+    """One text-to-image request for the batcher: its caption, seed (of its own noise generator), guidance scale
+    and clock."""
+
+    caption: str
+    seed: int
+    guidance: float
+    clock: Clock
+
+
+def _t2i_batcher(a: Assistant, cfg: Config) -> MicroBatcher:
+    return batching.shared("mllm", ("t2i", id(a)), lambda jobs: _imagine_batch(a, jobs), cfg.limits.batch_max,
+                           cfg.limits.batch_delay_ms)
+
+
+def _imagine_batch(a: Assistant, jobs: list[_T2iJob]) -> list[torch.Tensor]:
+    """Batch function: one next-token diffusion run per guidance scale for its captions, each row with its own
+    seeded generator (tasks.imagine_batch: the tokens imagine() gives alone, up to float rounding); every job's
+    clock gets its run's mllm_prefill and mllm_generate."""
+    from unitocom.mllm import tasks
+    out: list[torch.Tensor | None] = [None] * len(jobs)
+    for g in sorted({j.guidance for j in jobs}):
+        rows = [i for i, j in enumerate(jobs) if j.guidance == g]
+        shared = Clock(jobs[rows[0]].clock.service)
+        tokens = tasks.imagine_batch(a.model, a.vocab, [jobs[i].caption for i in rows], a.image_link.spec.tokens,
+                                     guidance=g, generators=[torch.Generator().manual_seed(jobs[i].seed) for i in rows],
+                                     clock=shared)
+        for i, t in zip(rows, tokens):
+            out[i] = t
+            for stage, seconds in shared.seconds.items():
+                jobs[i].clock.add(stage, seconds)
+    return out
 
 
 def _answer_batch(a: Assistant, jobs: list[_VqaJob]) -> list[str | BaseException]:
