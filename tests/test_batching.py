@@ -333,6 +333,23 @@ def test_the_other_batched_paths_equal_unbatched(scenes, scheme, task, batched_s
                 assert abs(_pixels(a.image_png) - _pixels(b.image_png)).max() <= 1
 
 
+def test_batched_transcripts_equal_one_clip_at_a_time():
+    """The committed MLLM on audio token sequences of 1 to 4 chunks (prompts of very different lengths): the
+    batched greedy transcripts equal the unbatched ones."""
+    import torch
+
+    from unitocom import config
+    from unitocom.mllm import tasks
+    from unitocom.options import Scheme
+    from unitocom.stages import mllm
+    a = mllm.assistant(Scheme.UNITOCOM, config.load("tiny"))
+    s = a.audio_link.spec
+    g = torch.Generator().manual_seed(5)
+    clips = [torch.randn(c * s.tokens, s.token_dim, generator=g) for c in (1, 4, 2, 3, 1)]
+    assert tasks.transcribe(a.model, a.vocab, clips, max_new=12, batched=True) == \
+        tasks.transcribe(a.model, a.vocab, clips, max_new=12)
+
+
 def test_batched_text_to_image_equals_unbatched():
     """Three captions with their own seeds generated together: the same images (to one grey level) and scores."""
     from bench.bench_batching import recorded_uplinks

@@ -59,9 +59,13 @@ def answer(model: MLLM, vocab: seq.Vocab, image_tokens: list[torch.Tensor], ques
 
 
 def transcribe(model: MLLM, vocab: seq.Vocab, audio_tokens: list[torch.Tensor], max_new: int = 48,
-               clock: Clock = NOT_TIMED) -> list[str]:
-    """ASR: received audio tokens [chunks * S_a, d] -> transcript text."""
-    return _generate(model, vocab, [seq.asr(vocab, t, None) for t in audio_tokens], max_new, clock)
+               clock: Clock = NOT_TIMED, batched: bool = False) -> list[str]:
+    """ASR: received audio tokens [chunks * S_a, d] -> transcript text. batched: one forward for all (clips of
+    different lengths left-padded); otherwise one prompt at a time. Both give the same transcripts."""
+    prompts = [seq.asr(vocab, t, None) for t in audio_tokens]
+    if batched and len(prompts) > 1:
+        return _generate_batch(model, vocab, prompts, max_new, clock)
+    return _generate(model, vocab, prompts, max_new, clock)
 
 
 @torch.no_grad()

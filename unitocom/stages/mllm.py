@@ -187,7 +187,12 @@ def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme
     if task == Task.ASR:
         if len(by[Modality.AUDIO]) != 1:
             raise RequestError("payloads", "asr takes exactly one audio clip")
-        transcript = tasks.transcribe(a.model, a.vocab, [audio_tokens(a, by[Modality.AUDIO][0], clock)], clock=clock)[0]
+        if cfg.limits.batch_max > 1:  # dynamic batching: the transcripts of clips that arrive together at once
+            transcript = _asr_batcher(a, cfg)(_AsrJob(by[Modality.AUDIO][0], clock),
+                                              timeout=cfg.limits.default_deadline_s)
+        else:
+            transcript = tasks.transcribe(a.model, a.vocab, [audio_tokens(a, by[Modality.AUDIO][0], clock)],
+                                          clock=clock)[0]
         if label.transcript:
             from unitocom.metrics.scores import wer
             with clock.stage("score"):
@@ -287,6 +292,40 @@ def _vqa_requests_batch(a: Assistant, reqs: list[VqaRequest]) -> list[tuple | Ba
                                      image[1]), question[0].text, r.clock))
     for i, ans in zip(rows, _answer_batch(a, jobs)):
         results[i] = ans if isinstance(ans, BaseException) else (decoded[i], decoded[n + i], ans)
+    return results
+
+
+@dataclass
+class _AsrJob:
+    """One ASR request for the batcher: its audio stream and its clock."""
+
+    audio: Received
+    clock: Clock
+
+
+def _asr_batcher(a: Assistant, cfg: Config) -> MicroBatcher:
+    return batching.shared("mllm", ("asr", id(a)), lambda jobs: _transcribe_batch(a, jobs), cfg.limits.batch_max,
+                           cfg.limits.batch_delay_ms)
+
+
+def _transcribe_batch(a: Assistant, jobs: list[_AsrJob]) -> list[str | BaseException]:
+    """Batch function: each clip's audio tokens (on its own clock; a failure is that request's), then one
+    left-padded greedy generation of all transcripts (equal to one at a time)."""
+    from unitocom.mllm import tasks
+    results: list[str | BaseException | None] = [None] * len(jobs)
+    tokens, rows = [], []
+    for i, j in enumerate(jobs):
+        try:
+            tokens.append(audio_tokens(a, j.audio, j.clock))
+            rows.append(i)
+        except Exception as e:  # noqa: BLE001 - this request's failure, not the batch's
+            results[i] = e
+    if rows:
+        shared = Clock(jobs[rows[0]].clock.service)
+        for i, text in zip(rows, tasks.transcribe(a.model, a.vocab, tokens, clock=shared, batched=True)):
+            results[i] = text
+            for stage, seconds in shared.seconds.items():
+                jobs[i].clock.add(stage, seconds)
     return results
 
 
