@@ -1,8 +1,8 @@
 """Base-station service: Receive(stream Uplink) -> Result. Equalise, demodulate, decode, run the task.
 
 Dynamic batching is on by default (--batch-max 16, --batch-delay-ms 10; --no-batching for one request at a time):
-concurrent VQA requests share the learned receiver's and the MLLM's forwards (unitocom.batching), batch sizes go
-to unitocom_batch_size{stage}. A request waiting for its batch holds a worker thread, so the pool is raised to
+concurrent requests share the learned receiver's and the MLLM's forwards (unitocom.batching: VQA answers, ASR
+transcripts, T2I images, learned image and text streams), batch sizes go to unitocom_batch_size{stage}. A request waiting for its batch holds a worker thread, so the pool is raised to
 2 x --batch-max unless --workers says otherwise."""
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = common.base_parser(SERVICE)
     ap.add_argument("--device", default="cpu", help="where the MLLM runs: cpu | cuda | cuda:N (bf16 on CUDA)")
     ap.add_argument("--batch-max", type=common._positive_int, default=DEFAULT_BATCH_MAX, metavar="N",
-                    help=f"dynamic batching: most concurrent requests whose MLLM work runs as one forward "
+                    help=f"dynamic batching: most concurrent requests whose MLLM (and learned receiver) work runs as one forward "
                          f"(default {DEFAULT_BATCH_MAX}; 1: no batching)")
     ap.add_argument("--batch-delay-ms", type=float, default=DEFAULT_BATCH_DELAY_MS, metavar="MS",
                     help=f"dynamic batching: longest wait of a batch's first request for others to join "

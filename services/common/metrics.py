@@ -70,8 +70,8 @@ QUALITY_DECIBELS = Summary("unitocom_quality_decibels", "Task quality in dB (psn
 # Rows per batch of the base station's dynamic batching (unitocom.batching): 1 .. the largest --batch-max.
 BATCH_BUCKETS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 64.0)
 BATCH_SIZE = Histogram("unitocom_batch_size", "Items run by one batched forward of the base station's dynamic "
-                       "batching, by stage: mllm (requests per VQA generation), receiver (learned image and text "
-                       "streams per R + de-tokenizer pass)", ["service", "stage"], buckets=BATCH_BUCKETS)
+                       "batching, by stage: mllm (requests per MLLM generation: VQA answers, ASR transcripts, T2I "
+                       "images), receiver (learned image and text streams per R + de-tokenizer pass)", ["service", "stage"], buckets=BATCH_BUCKETS)
 INFO = Gauge("unitocom_service_info", "Always 1; labels say what runs", ["service", "preset", "version"])
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")

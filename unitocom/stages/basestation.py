@@ -5,9 +5,10 @@ for the MLLM tasks the MLLM's own (`stages/mllm.py`), or with scheme semcom the 
 
 Dynamic batching (cfg.limits.batch_max > 1, the base-station service's default): the learned image and text
 streams of concurrent requests are decoded together (`learned.decode_batch` behind the shared "receiver"
-batcher), their received tokens go on to the MLLM without a second R, and VQA answers are generated together
-(the "mllm" batcher in `stages/mllm.py`). Each request's thread waits for its own row; its answers equal the
-unbatched ones (tests/test_batching.py)."""
+batcher), their received tokens go on to the MLLM without a second R; a learned VQA request goes whole to one
+batcher (decode and answer); VQA answers, ASR transcripts and T2I images are generated together (the "mllm"
+batchers in `stages/mllm.py`). Each request's thread waits for its own row; its answers equal the unbatched ones
+(tests/test_batching.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
