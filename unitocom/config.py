@@ -165,6 +165,12 @@ class ServiceLimits:
     # torch intra-op threads per service process: the tiny models' small ops spin with more threads on a
     # shared 2-core machine (two orders of magnitude slower seen); raise it for the paper preset on a big host.
     torch_threads: int = 1
+    # Dynamic batching of the base station's MLLM work (unitocom.batching): concurrent requests' work runs as
+    # one forward of at most batch_max rows; the first waits at most batch_delay_ms for others to join it.
+    # 1: every request alone (the library's default, and `basestation --no-batching`); the service's own
+    # default is its --batch-max flag.
+    batch_max: int = 1
+    batch_delay_ms: float = 5.0
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,20 @@
-"""Base-station service: Receive(stream Uplink) -> Result. Equalise, demodulate, decode, run the task."""
+"""Base-station service: Receive(stream Uplink) -> Result. Equalise, demodulate, decode, run the task.
+
+Dynamic batching is on by default (--batch-max 16, --batch-delay-ms 10; --no-batching for one request at a time):
+concurrent requests share the learned receiver's and the MLLM's forwards (unitocom.batching: VQA answers, ASR
+transcripts, T2I images, learned image and text streams), batch sizes go to unitocom_batch_size{stage}. A request waiting for its batch holds a worker thread, so the pool is raised to
+2 x --batch-max unless --workers says otherwise."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import grpc
 
+from services.common import metrics
 from services.common import server as common
 from services.common import uplink
-from unitocom import config, options, pipeline, wire
+from unitocom import batching, config, options, pipeline, wire
 from unitocom.stages import mllm
 from unitocom.stages.basestation import BaseStationCore
 from unitocom.stages.request import RequestError, from_wire
@@ -42,11 +49,52 @@ class BaseStation(pb_grpc.BaseStationServicer):
             return result
 
 
+DEFAULT_BATCH_MAX = 16
+# 10 ms: measured with bench/bench_batching.py (16 clients, 2 shared cores): 5 ms -> 8.8 requests per batch,
+# 7.0 ms of base-station CPU per request; 10 ms -> 11.9, 6.6 ms; 15 ms -> 14.1, 6.0 ms, p99 no better. A lone
+# request waits this long for company.
+DEFAULT_BATCH_DELAY_MS = 10.0
+
+
+def batch_limits(cfg: config.Config, args) -> config.Config:
+    """cfg with the batching flags applied: batch_max / batch_delay_ms, and enough worker threads to fill a batch.
+    Each request holds a worker thread while it waits for its batch, so with fewer workers than batch_max the
+    batches could never fill; twice batch_max lets the next batch gather while one runs (capped by the
+    concurrency limit: more workers than admitted calls would never be used)."""
+    batch_max = 1 if args.no_batching else args.batch_max
+    workers = args.workers
+    if workers is None:
+        workers = min(max(cfg.limits.max_workers, 2 * batch_max), cfg.limits.max_concurrent_rpcs)
+    limits = dataclasses.replace(cfg.limits, batch_max=batch_max, batch_delay_ms=args.batch_delay_ms,
+                                 max_workers=workers)
+    return cfg.replace(limits=limits)
+
+
+def warm_vqa_request() -> pb.Request:
+    """A small learned-scheme VQA request (a 32 px picture and a question) for the warm-up."""
+    from unitocom.demo import photograph
+    return pb.Request(task=pb.VQA, payloads=[pb.Payload(modality=pb.IMAGE, image=photograph(32)),
+                                             pb.Payload(modality=pb.TEXT, text="What color is the large thing?")],
+                      link=pb.LinkSettings(scheme=pb.UNITOCOM, snr_db=20.0))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = common.base_parser(SERVICE)
     ap.add_argument("--device", default="cpu", help="where the MLLM runs: cpu | cuda | cuda:N (bf16 on CUDA)")
+    ap.add_argument("--batch-max", type=common._positive_int, default=DEFAULT_BATCH_MAX, metavar="N",
+                    help=f"dynamic batching: most concurrent requests whose MLLM (and learned receiver) work runs as one forward "
+                         f"(default {DEFAULT_BATCH_MAX}; 1: no batching)")
+    ap.add_argument("--batch-delay-ms", type=float, default=DEFAULT_BATCH_DELAY_MS, metavar="MS",
+                    help=f"dynamic batching: longest wait of a batch's first request for others to join "
+                         f"(default {DEFAULT_BATCH_DELAY_MS:g} ms)")
+    ap.add_argument("--no-batching", action="store_true", help="every request alone (same as --batch-max 1)")
+    ap.add_argument("--workers", type=common._positive_int, default=None, metavar="N",
+                    help="worker threads (default: the config's, raised to 2 x --batch-max so that batches can "
+                         "fill, at most the concurrency limit)")
     args = ap.parse_args(argv)
-    cfg = common.config_from_args(args)
+    if args.batch_delay_ms < 0:
+        ap.error(f"--batch-delay-ms must be >= 0, got {args.batch_delay_ms:g}")
+    cfg = batch_limits(common.config_from_args(args), args)
     if args.device.startswith("cuda"):
         import torch
         if not torch.cuda.is_available():
@@ -65,8 +113,20 @@ def main(argv: list[str] | None = None) -> None:
                 mllm.assistant(scheme, cfg)
             except RequestError as e:
                 logging.getLogger("unitocom.service").warning("%s", e)
+        if cfg.limits.batch_max > 1:  # the batched VQA path once (its lazy imports, its batcher's thread)
+            try:
+                pipeline.run(from_wire(warm_vqa_request()), cfg)
+            except RequestError as e:
+                logging.getLogger("unitocom.service").warning("batched VQA warm-up skipped: %s", e)
+        batching.set_observer(metrics.batch_observer(SERVICE))  # from here on: the warm-up's batch not counted
 
-    common.serve(SERVICE, args, cfg, register, "unitocom.v1.BaseStation", warmup)
+    logging.getLogger("unitocom.service").info("batching: at most %d requests per forward, %g ms delay, %d workers",
+                                               cfg.limits.batch_max, cfg.limits.batch_delay_ms,
+                                               cfg.limits.max_workers)
+    try:
+        common.serve(SERVICE, args, cfg, register, "unitocom.v1.BaseStation", warmup)
+    finally:
+        batching.close_all()  # after the server has drained: the requests it waited for were answered
 
 
 if __name__ == "__main__":

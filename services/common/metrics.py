@@ -14,6 +14,7 @@ without a change here, and every label has a bounded set of values:
     code        the gRPC status name                                     (17 values)
     stage       validate | source_encode | channel_encode | channel | equalise | decode | mllm_prefill |
                 mllm_generate | detokenize | score       (unitocom.timing.STAGES, fixed; anything else "other")
+                (unitocom_batch_size: mllm | receiver, the batched stages of unitocom.batching)
     metric      keys of Result.quality (exact_match, psnr_db, ...)        (capped at MAX_NAMES, then dropped)
     snr_bucket  SNR floored to 5 dB steps, clamped to [-10, 40] dB       (11 values)
 """
@@ -66,6 +67,11 @@ QUALITY_RATIO = Summary("unitocom_quality_ratio", "Task quality as a ratio 0..1 
                         "mean = _sum / _count", ["scheme", "task", "channel", "metric", "snr_bucket"])
 QUALITY_DECIBELS = Summary("unitocom_quality_decibels", "Task quality in dB (psnr_db, audio_snr_db, mel_distance_db, ...); "
                            "mean = _sum / _count", ["scheme", "task", "channel", "metric", "snr_bucket"])
+# Rows per batch of the base station's dynamic batching (unitocom.batching): 1 .. the largest --batch-max.
+BATCH_BUCKETS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 64.0)
+BATCH_SIZE = Histogram("unitocom_batch_size", "Items run by one batched forward of the base station's dynamic "
+                       "batching, by stage: mllm (requests per MLLM generation: VQA answers, ASR transcripts, T2I "
+                       "images), receiver (learned image and text streams per R + de-tokenizer pass)", ["service", "stage"], buckets=BATCH_BUCKETS)
 INFO = Gauge("unitocom_service_info", "Always 1; labels say what runs", ["service", "preset", "version"])
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -218,6 +224,13 @@ def watch_admission(service: str, gate) -> None:
     time. Health and reflection are never queued, so they are not counted."""
     WORKERS.labels(service).set(gate.workers)
     QUEUE_DEPTH.labels(service).set_function(lambda: gate.waiting)
+
+
+def batch_observer(service: str):
+    """fn(stage, size) for unitocom.batching.set_observer: batch sizes into unitocom_batch_size."""
+    def observe(stage: str, size: int) -> None:
+        BATCH_SIZE.labels(service, stage).observe(size)
+    return observe
 
 
 def service_info(service: str, preset: str) -> None:

@@ -69,14 +69,19 @@ class DiffusionHead(nn.Module):
         return torch.mean((eps - self(noisy, t, h)) ** 2)
 
     @torch.no_grad()
-    def sample(self, h: torch.Tensor, steps: int, generator: torch.Generator | None = None,
+    def sample(self, h: torch.Tensor, steps: int, generator: torch.Generator | list[torch.Generator] | None = None,
                h_uncond: torch.Tensor | None = None, guidance: float = 1.0) -> torch.Tensor:
         """Reverse process from pure noise, conditioned on h [B, H] -> tokens [B, d]. With h_uncond and
-        guidance > 1, classifier-free guidance: eps = eps_u + g (eps_c - eps_u)."""
+        guidance > 1, classifier-free guidance: eps = eps_u + g (eps_c - eps_u).
+        generator: one for the whole batch, or one per row (a batch of requests, each with its own seed: row b
+        draws exactly the noise it would draw alone with generator[b])."""
         sched = DDPMScheduler.from_config(self.scheduler.config)
         sched.set_timesteps(steps, device=h.device)
         # Drawn on the CPU and moved: the same seed gives the same tokens on any device.
-        x = torch.randn((h.shape[0], self.token_dim), generator=generator).to(h.device, h.dtype)
+        if isinstance(generator, list):
+            x = torch.cat([torch.randn((1, self.token_dim), generator=g) for g in generator]).to(h.device, h.dtype)
+        else:
+            x = torch.randn((h.shape[0], self.token_dim), generator=generator).to(h.device, h.dtype)
         for t in sched.timesteps:
             tt = torch.full((h.shape[0],), int(t), device=h.device, dtype=torch.long)
             eps = self(x, tt, h)

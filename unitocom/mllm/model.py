@@ -89,10 +89,12 @@ class MLLM(nn.Module):
 
     # -- backbone -----------------------------------------------------------------------------------------------
     def hidden(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
-               cache: DynamicCache | None = None) -> tuple[torch.Tensor, DynamicCache | None]:
-        """[B, L, hidden] -> normalised last hidden states [B, L, hidden] (the h_i of eq. 15/17) and the cache."""
+               cache: DynamicCache | None = None, position_ids: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, DynamicCache | None]:
+        """[B, L, hidden] -> normalised last hidden states [B, L, hidden] (the h_i of eq. 15/17) and the cache.
+        attention_mask [B, cached + L] (1: a real position); position_ids [B, L] (default: 0.. after the cache)."""
         out = self.backbone(inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache,
-                            use_cache=cache is not None)
+                            position_ids=position_ids, use_cache=cache is not None)
         return out.last_hidden_state, cache
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
@@ -102,16 +104,32 @@ class MLLM(nn.Module):
     @torch.no_grad()
     def generate_text(self, prefix: torch.Tensor, max_new: int, eos_id: int, use_cache: bool = True,
                       top_p: float | None = None, generator: torch.Generator | None = None,
-                      on_prefill: Callable[[], None] | None = None) -> list[list[int]]:
+                      on_prefill: Callable[[], None] | None = None, mask: torch.Tensor | None = None
+                      ) -> list[list[int]]:
         """Autoregressive text from a prefix of embeddings [B, L, hidden]: greedy, or top-p sampling (eq. 15).
-        on_prefill is called once the forward pass over the prefix is done (a timing hook)."""
+        on_prefill is called once the forward pass over the prefix is done (a timing hook).
+
+        mask [B, L] (1: real, 0: padding) lets prompts of different lengths share one batch. Padding must be on
+        the left, so that every row's last position is its own last prompt token and the new tokens of all rows
+        are appended in the same column. Each row's positions count its real tokens only (0 at its first real
+        token), so a padded row sees exactly the positions and keys it would see alone: greedy answers equal the
+        unbatched ones."""
         b = prefix.shape[0]
         cache = DynamicCache() if use_cache else None
+        pos = step_pos = None
+        if mask is not None:
+            if mask.shape != prefix.shape[:2]:
+                raise ValueError(f"mask {tuple(mask.shape)} does not match the prefix {tuple(prefix.shape[:2])}")
+            mask = mask.to(prefix.device, torch.long)
+            if bool((mask[:, -1] == 0).any()):
+                raise ValueError("padding must be on the left: every row's last prompt position must be real")
+            pos = step_pos = (mask.cumsum(1) - 1).clamp(min=0)
         seq, step_in = prefix, prefix
         out = torch.full((b, 0), eos_id, dtype=torch.long, device=prefix.device)
         done = torch.zeros(b, dtype=torch.bool, device=prefix.device)
         for step in range(max_new):
-            h, cache = self.hidden(step_in if use_cache else seq, cache=cache)
+            h, cache = self.hidden(step_in if use_cache else seq, attention_mask=mask, cache=cache,
+                                   position_ids=step_pos if use_cache else pos)
             if step == 0 and on_prefill is not None:
                 on_prefill()
             nxt = self._pick(self.logits(h[:, -1]), top_p, generator)
@@ -122,6 +140,10 @@ class MLLM(nn.Module):
                 break
             step_in = self.embed_text(nxt[:, None])
             seq = torch.cat([seq, step_in], dim=1)
+            if mask is not None:
+                mask = torch.cat([mask, mask.new_ones(b, 1)], dim=1)
+                step_pos = pos[:, -1:] + 1
+                pos = torch.cat([pos, step_pos], dim=1)
         return [self._until(row.tolist(), eos_id) for row in out.cpu()]
 
     @staticmethod
@@ -141,23 +163,36 @@ class MLLM(nn.Module):
 
     @torch.no_grad()
     def generate_tokens(self, prefix: torch.Tensor, count: int, modality: str, steps: int | None = None,
-                        use_cache: bool = True, generator: torch.Generator | None = None,
+                        use_cache: bool = True, generator: torch.Generator | list[torch.Generator] | None = None,
                         prefix_uncond: torch.Tensor | None = None, guidance: float = 1.0,
-                        on_prefill: Callable[[], None] | None = None) -> torch.Tensor:
+                        on_prefill: Callable[[], None] | None = None, mask: torch.Tensor | None = None,
+                        mask_uncond: torch.Tensor | None = None) -> torch.Tensor:
         """Next-token diffusion: `count` continuous tokens [B, count, d] after a prefix [B, L, hidden]. Each token
         is sampled from the head conditioned on the last hidden state, then fed back through in_proj.
         With prefix_uncond (the same request without its condition, e.g. an empty caption) and guidance > 1,
         classifier-free guidance runs the unconditional sequence alongside.
-        on_prefill is called once the forward passes over the prefixes are done (a timing hook)."""
+        on_prefill is called once the forward passes over the prefixes are done (a timing hook).
+        mask / mask_uncond [B, L] (1: real): left-padded prefixes of several requests, as in generate_text;
+        generator may then be a list, one per row (see DiffusionHead.sample)."""
         steps = steps or self.cfg.diffusion_sample_steps
         runs = [prefix] + ([prefix_uncond] if prefix_uncond is not None else [])
+        masks = [mask] + ([mask_uncond] if prefix_uncond is not None else [])
+        pos: list[torch.Tensor | None] = []
+        for r, m in enumerate(masks):
+            if m is not None:
+                if m.shape != runs[r].shape[:2] or bool((m[:, -1] == 0).any()):
+                    raise ValueError("a mask must match its prefix and pad on the left")
+                masks[r] = m = m.to(runs[r].device, torch.long)
+            pos.append(None if m is None else (m.cumsum(1) - 1).clamp(min=0))
+        step_pos = list(pos)
         caches = [DynamicCache() if use_cache else None for _ in runs]
         seqs, ins = list(runs), list(runs)
         tokens = []
         for i in range(count):
             hs = []
             for r in range(len(runs)):
-                h, caches[r] = self.hidden(ins[r] if use_cache else seqs[r], cache=caches[r])
+                h, caches[r] = self.hidden(ins[r] if use_cache else seqs[r], attention_mask=masks[r],
+                                           cache=caches[r], position_ids=step_pos[r] if use_cache else pos[r])
                 hs.append(h[:, -1])
             if not tokens and on_prefill is not None:
                 on_prefill()
@@ -166,6 +201,11 @@ class MLLM(nn.Module):
             e = self.embed_tokens(c[:, None], modality, offset=i)
             ins = [e] * len(runs)
             seqs = [torch.cat([s, e], dim=1) for s in seqs]
+            for r, m in enumerate(masks):
+                if m is not None:
+                    masks[r] = torch.cat([m, m.new_ones(m.shape[0], 1)], dim=1)
+                    step_pos[r] = pos[r][:, -1:] + 1
+                    pos[r] = torch.cat([pos[r], step_pos[r]], dim=1)
         return torch.stack(tokens, dim=1)
 
 

@@ -134,3 +134,17 @@ def pack(model, examples: list[list[Segment]]) -> Packed:
 def prefix(model, segs: list[Segment]) -> torch.Tensor:
     """Embeddings [1, L, hidden] of an inference prompt (no targets)."""
     return pack(model, [segs]).embeds
+
+
+def left_padded(model, prompts: list[list[Segment]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inference prompts of different lengths as one batch: embeddings [B, L, hidden] padded on the left with
+    zeros, and mask [B, L] (1: real). Left, so that every row ends at the last column and generation appends
+    the new tokens of all rows together (`MLLM.generate_text(mask=...)`)."""
+    rows = [prefix(model, p)[0] for p in prompts]
+    length = max(r.shape[0] for r in rows)
+    embeds = rows[0].new_zeros(len(rows), length, rows[0].shape[1])
+    mask = torch.zeros(len(rows), length, dtype=torch.long, device=rows[0].device)
+    for b, r in enumerate(rows):
+        embeds[b, length - len(r):] = r
+        mask[b, length - len(r):] = 1
+    return embeds, mask

@@ -37,17 +37,35 @@ def _generate(model: MLLM, vocab: seq.Vocab, prompts: list[list[seq.Segment]], m
     return out
 
 
+@torch.no_grad()
+def _generate_batch(model: MLLM, vocab: seq.Vocab, prompts: list[list[seq.Segment]], max_new: int,
+                    clock: Clock) -> list[str]:
+    """All prompts in one forward per step: left-padded, masked, each row with its own positions (greedy answers
+    equal `_generate`'s; tests/test_batching.py checks it on the committed checkpoints)."""
+    with clock.split("mllm_prefill", "mllm_generate") as prefilled:
+        embeds, mask = seq.left_padded(model, prompts)
+        ids = model.generate_text(embeds, max_new, vocab["<eos>"], on_prefill=_synced(model, prefilled), mask=mask)
+    return [vocab.decode(row) for row in ids]
+
+
 def answer(model: MLLM, vocab: seq.Vocab, image_tokens: list[torch.Tensor], questions: list[str],
-           max_new: int = 8, clock: Clock = NOT_TIMED) -> list[str]:
-    """VQA: received image tokens [S_v, d] and a question each -> answer text."""
-    return _generate(model, vocab, [seq.vqa(vocab, t, q, None) for t, q in zip(image_tokens, questions)], max_new,
-                     clock)
+           max_new: int = 8, clock: Clock = NOT_TIMED, batched: bool = False) -> list[str]:
+    """VQA: received image tokens [S_v, d] and a question each -> answer text. batched: one forward for all
+    (the base station's dynamic batching); otherwise one prompt at a time. Both give the same answers."""
+    prompts = [seq.vqa(vocab, t, q, None) for t, q in zip(image_tokens, questions)]
+    if batched and len(prompts) > 1:
+        return _generate_batch(model, vocab, prompts, max_new, clock)
+    return _generate(model, vocab, prompts, max_new, clock)
 
 
 def transcribe(model: MLLM, vocab: seq.Vocab, audio_tokens: list[torch.Tensor], max_new: int = 48,
-               clock: Clock = NOT_TIMED) -> list[str]:
-    """ASR: received audio tokens [chunks * S_a, d] -> transcript text."""
-    return _generate(model, vocab, [seq.asr(vocab, t, None) for t in audio_tokens], max_new, clock)
+               clock: Clock = NOT_TIMED, batched: bool = False) -> list[str]:
+    """ASR: received audio tokens [chunks * S_a, d] -> transcript text. batched: one forward for all (clips of
+    different lengths left-padded); otherwise one prompt at a time. Both give the same transcripts."""
+    prompts = [seq.asr(vocab, t, None) for t in audio_tokens]
+    if batched and len(prompts) > 1:
+        return _generate_batch(model, vocab, prompts, max_new, clock)
+    return _generate(model, vocab, prompts, max_new, clock)
 
 
 @torch.no_grad()
@@ -62,3 +80,17 @@ def imagine(model: MLLM, vocab: seq.Vocab, caption: str, count: int, guidance: f
         tokens = model.generate_tokens(cond, count, "image", steps, generator=generator, prefix_uncond=uncond,
                                        guidance=guidance, on_prefill=_synced(model, prefilled))
     return tokens[0]
+
+
+@torch.no_grad()
+def imagine_batch(model: MLLM, vocab: seq.Vocab, captions: list[str], count: int, guidance: float = 3.0,
+                  steps: int | None = None, generators: list[torch.Generator] | None = None,
+                  clock: Clock = NOT_TIMED) -> torch.Tensor:
+    """imagine() for several captions in one generation: -> [B, count, d]. The captions' prompts are left-padded
+    (masks, per-row positions) and each row draws its noise from its own generator, so row b is what
+    imagine(captions[b], generator=generators[b]) gives, up to float rounding of the batched products."""
+    with clock.split("mllm_prefill", "mllm_generate") as prefilled:
+        cond, mask = seq.left_padded(model, [seq.t2i(vocab, c, None) for c in captions])
+        uncond = seq.prefix(model, seq.t2i(vocab, "", None)).expand(len(captions), -1, -1)
+        return model.generate_tokens(cond, count, "image", steps, generator=generators, prefix_uncond=uncond,
+                                     guidance=guidance, on_prefill=_synced(model, prefilled), mask=mask)

@@ -20,6 +20,7 @@ import io
 import os
 import re
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -292,16 +293,9 @@ def _expected_symbols(header: StreamHeader, m: TokenLink) -> int:
 @torch.no_grad()
 def decode(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: float, erased: bool,
            cfg: Config, est_error_var: float = 0.0, clock: Clock = NOT_TIMED) -> ModalityOutput:
-    m = model(header.tokenizer)
+    m = _checked(header, y)
     s = m.spec
-    if header.modality != Modality(s.modality):
-        raise RequestError("header.modality", f"checkpoint {header.tokenizer} is for {s.modality}")
-    n = _expected_symbols(header, m)
-    if len(y) != n:
-        raise RequestError("header.token_shape", f"{list(header.token_shape)} needs {n} symbols, got {len(y)}")
     out = ModalityOutput(modality=header.modality, channel_uses=len(y), erased=erased, decoded=True)
-    obj = {"sigma-genib": "sigma-GenIB", "genib": "GenIB", "vae": "VAE"}[s.objective]
-    shape = "x".join(str(v) for v in header.token_shape)
     with clock.stage("equalise"):  # LMMSE, then R: equalised symbols and SINR -> received tokens
         z_hat, sinr = equalize(y, h_est, noise_var, erased, est_error_var)
         if s.modality == "audio":
@@ -323,9 +317,112 @@ def decode(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: fl
             padded[batch["mask"]] = tokens[0]  # R works token by token: [L, d]
             ids = m.detokenize(padded, batch["mask"]).argmax(-1)[batch["mask"]]
             out.text = decode_ids(bpe(m), ids.tolist())
-    notes = [f"{obj} tokens {shape} ({header.tokenizer}), {len(y)} channel uses",
+    out.note = _note(header, m, len(y), erased)
+    return out
+
+
+def _checked(header: StreamHeader, y: np.ndarray) -> TokenLink:
+    """The stream's checkpoint, after checking that it is for the stream's modality and that `y` has the
+    number of symbols the header's token shape needs (RequestError naming the field otherwise)."""
+    m = model(header.tokenizer)
+    if header.modality != Modality(m.spec.modality):
+        raise RequestError("header.modality", f"checkpoint {header.tokenizer} is for {m.spec.modality}")
+    n = _expected_symbols(header, m)
+    if len(y) != n:
+        raise RequestError("header.token_shape", f"{list(header.token_shape)} needs {n} symbols, got {len(y)}")
+    return m
+
+
+def _note(header: StreamHeader, m: TokenLink, symbols: int, erased: bool) -> str:
+    obj = {"sigma-genib": "sigma-GenIB", "genib": "GenIB", "vae": "VAE"}[m.spec.objective]
+    shape = "x".join(str(v) for v in header.token_shape)
+    notes = [f"{obj} tokens {shape} ({header.tokenizer}), {symbols} channel uses",
              f"preprocessing: {header.preprocessing}"]
     if erased:
         notes.append("frames erased by the channel: decoded from nothing")
-    out.note = "; ".join(notes)
-    return out
+    return "; ".join(notes)
+
+
+# --- many streams at once (the base station's dynamic batching, issue 13) --------------------------------------
+
+BATCHED_MODALITIES = (Modality.IMAGE, Modality.TEXT)  # audio streams have a clip-dependent chunk count: decode()
+
+
+@dataclass
+class StreamJob:
+    """One received stream for decode_batch: decode()'s arguments, and the request's clock."""
+
+    header: StreamHeader
+    y: np.ndarray  # complex64 [N] received symbols
+    h_est: np.ndarray  # complex [N] the channel estimate
+    noise_var: float
+    erased: bool
+    est_error_var: float = 0.0
+    clock: Clock = NOT_TIMED
+
+
+@torch.no_grad()
+def decode_batch(jobs: list[StreamJob]) -> list[tuple[ModalityOutput, torch.Tensor] | BaseException]:
+    """decode() of many image and text streams, with R and F_beta^-1 run once per checkpoint for all of them.
+
+    -> per job (its ModalityOutput, exactly decode()'s, and its received tokens: image [S, d], text [L, d]),
+    or the RequestError that decode() would raise for it (the other jobs go on). Every job's clock gets its
+    group's whole equalise and detokenize time: what its request waited for."""
+    results: list = [None] * len(jobs)
+    groups: dict[str, list[int]] = {}
+    for i, j in enumerate(jobs):
+        try:
+            if j.header.modality not in BATCHED_MODALITIES:
+                raise ValueError(f"decode_batch takes image and text streams, not {j.header.modality.value}")
+            _checked(j.header, j.y)
+            groups.setdefault(j.header.tokenizer, []).append(i)
+        except Exception as e:  # noqa: BLE001 - this stream's error, raised to its request only
+            results[i] = e
+    for name, idx in groups.items():
+        for i, r in zip(idx, _decode_group(model(name), [jobs[i] for i in idx])):
+            results[i] = r
+    return results
+
+
+def _decode_group(m: TokenLink, jobs: list[StreamJob]) -> list[tuple[ModalityOutput, torch.Tensor]]:
+    """Streams of one checkpoint: LMMSE per stream, one R for all, one F_beta^-1 for all."""
+    import time
+    s = m.spec
+    t0 = time.perf_counter()
+    eq = [equalize(j.y, j.h_est, j.noise_var, j.erased, j.est_error_var) for j in jobs]
+    if s.modality == "image":  # every stream has the checkpoint's S_v tokens: one [B, N] batch
+        tokens = symbols_to_tokens(m, np.stack([z for z, _ in eq]), np.stack([q for _, q in eq]))
+        per_job = list(tokens)
+    else:  # R works token by token: the streams' symbols side by side in one row, split after
+        lengths = [int(j.header.token_shape[0]) for j in jobs]
+        flat = symbols_to_tokens(m, np.concatenate([z for z, _ in eq])[None], np.concatenate([q for _, q in eq])[None])
+        per_job = list(torch.split(flat[0], lengths))
+    t1 = time.perf_counter()
+    outs = [ModalityOutput(modality=j.header.modality, channel_uses=len(j.y), erased=j.erased, decoded=True,
+                           note=_note(j.header, m, len(j.y), j.erased)) for j in jobs]
+    if s.modality == "image":
+        for o, img in zip(outs, tokens_to_images(m, tokens)):
+            o.image_png = _png_bytes(img)
+    else:
+        from unitocom.models.text_tokenizer import decode_ids
+        # Each stream's segments (rows of at most s.tokens tokens, as decode() makes them), all rows stacked and
+        # padded to the longest; the detokenizer masks the padding, so each row reads only its own tokens.
+        segs = [_segments([0] * len(t), s.tokens)["mask"] for t in per_job]
+        width = max(g.shape[1] for g in segs)
+        mask = torch.zeros(sum(g.shape[0] for g in segs), width, dtype=torch.bool)
+        padded = torch.zeros(mask.shape + (s.token_dim,))
+        r = 0
+        for g, t in zip(segs, per_job):
+            mask[r: r + g.shape[0], : g.shape[1]] = g
+            padded[r: r + g.shape[0], : g.shape[1]][g] = t
+            r += g.shape[0]
+        ids = m.detokenize(padded, mask).argmax(-1)
+        r = 0
+        for o, g in zip(outs, segs):
+            o.text = decode_ids(bpe(m), ids[r: r + g.shape[0], : g.shape[1]][g].tolist())
+            r += g.shape[0]
+    t2 = time.perf_counter()
+    for j in jobs:
+        j.clock.add("equalise", t1 - t0)
+        j.clock.add("detokenize", t2 - t1)
+    return list(zip(outs, per_job))

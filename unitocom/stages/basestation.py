@@ -1,14 +1,21 @@
 """The base station's core: gather each stream's received frames, equalise, demodulate, decode, run the task.
 
 Stages timed (`unitocom.timing`): each scheme's receiver (equalise, then decode or detokenize) per stream, then
-for the MLLM tasks the MLLM's own (`stages/mllm.py`), or with scheme semcom the task receivers' (`stages/semcom.py`)."""
+for the MLLM tasks the MLLM's own (`stages/mllm.py`), or with scheme semcom the task receivers' (`stages/semcom.py`).
+
+Dynamic batching (cfg.limits.batch_max > 1, the base-station service's default): the learned image and text
+streams of concurrent requests are decoded together (`learned.decode_batch` behind the shared "receiver"
+batcher), their received tokens go on to the MLLM without a second R; a learned VQA request goes whole to one
+batcher (decode and answer); VQA answers, ASR transcripts and T2I images are generated together (the "mllm"
+batchers in `stages/mllm.py`). Each request's thread waits for its own row; its answers equal the unbatched ones
+(tests/test_batching.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from unitocom import wire
+from unitocom import batching, wire
 from unitocom.config import Config
 from unitocom import schemes
 from unitocom.messages import Modality, ModalityOutput, RequestHeader, Result, StreamHeader, SymbolFrame
@@ -80,23 +87,65 @@ class BaseStationCore:
         s.next_seq += 1
         s.done = frame.last
 
+    def _decode_batched(self, arrays: dict[int, tuple[np.ndarray, np.ndarray]]
+                        ) -> tuple[dict[int, tuple[ModalityOutput, object]], str | None]:
+        """With dynamic batching on (cfg.limits.batch_max > 1), the streams decoded with other requests' streams:
+        stream id -> (ModalityOutput, received tokens), and the VQA answer when it came with them. A learned VQA
+        request (one image and one question stream) goes whole to the VQA batcher (decode and answer in one
+        batch); otherwise the learned image and text streams, all of this request's at once, to the receiver
+        batcher. Other streams (traditional, audio) are left to decode here, one by one. This thread waits."""
+        limits = self.cfg.limits
+        if limits.batch_max <= 1:
+            return {}, None
+        from unitocom.schemes import learned
+        jobs = {}
+        for sid, s in self.streams.items():
+            if s.header.scheme in (Scheme.UNITOCOM, Scheme.VAE) and s.header.modality in learned.BATCHED_MODALITIES:
+                y, h = arrays[sid]
+                jobs[sid] = learned.StreamJob(s.header, y, h, s.noise_var, s.erased, s.est_error_var, self.clock)
+        modality = {sid: self.streams[sid].header.modality for sid in jobs}
+        scheme = self.header.link.scheme
+        if (self.header.task == Task.VQA and len(jobs) == len(self.streams) == 2
+                and sorted(modality.values()) == sorted([Modality.IMAGE, Modality.TEXT])
+                and all(self.streams[sid].header.scheme == scheme for sid in jobs)):
+            image = next(sid for sid in jobs if modality[sid] == Modality.IMAGE)
+            question = next(sid for sid in jobs if modality[sid] == Modality.TEXT)
+            req = mllm.VqaRequest(jobs[image], jobs[question], self.clock)
+            # a bound on the wait, so that a stuck batch cannot hold worker threads for ever
+            decoded_image, decoded_question, answer = mllm.vqa_batcher(scheme, self.cfg)(
+                req, timeout=limits.default_deadline_s)
+            return {image: decoded_image, question: decoded_question}, answer
+        receiver = batching.shared("receiver", "learned", learned.decode_batch, limits.batch_max,
+                                   limits.batch_delay_ms)
+        futures = {sid: receiver.submit(job) for sid, job in jobs.items()}
+        return {sid: f.result(timeout=limits.default_deadline_s) for sid, f in futures.items()}, None
+
     def finish(self) -> Result:
         link = self.header.link
         result = Result(request_id=self.header.request_id, task=self.header.task, scheme=link.scheme,
                         snr_db=link.snr_db, channel=link.channel or Channel.AWGN)
         received: list[mllm.Received] = []
         outputs: list[ModalityOutput] = []
+        arrays = {}
         for sid, s in self.streams.items():
             if not s.done:
                 raise RequestError("frames", f"stream {sid} ended after {s.next_seq} frames without its last frame")
             y, h = np.concatenate(s.y), np.concatenate(s.h_est)
             if len(y) != s.header.num_symbols:
                 raise RequestError("frames", f"stream {sid}: {len(y)} symbols received, header says {s.header.num_symbols}")
-            out = schemes.for_scheme(s.header.scheme).decode(s.header, y, h, s.noise_var, s.erased, self.cfg,
-                                                             est_error_var=s.est_error_var, clock=self.clock)
+            arrays[sid] = y, h
+        decoded, answer = self._decode_batched(arrays)
+        for sid, s in self.streams.items():
+            y, h = arrays[sid]
+            tokens = None
+            if sid in decoded:  # decoded with other requests' streams
+                out, tokens = decoded[sid]
+            else:
+                out = schemes.for_scheme(s.header.scheme).decode(s.header, y, h, s.noise_var, s.erased, self.cfg,
+                                                                 est_error_var=s.est_error_var, clock=self.clock)
             outputs.append(out)
             result.channel_uses += len(y)
-            received.append(mllm.Received(s.header, out, y, h, s.noise_var, s.erased, s.est_error_var))
+            received.append(mllm.Received(s.header, out, y, h, s.noise_var, s.erased, s.est_error_var, tokens))
         texts = [o.text for o in outputs if o.modality == Modality.TEXT]
         result.output_text = texts[0] if texts else ""
         if self.header.task != Task.RECONSTRUCT:
@@ -107,7 +156,7 @@ class BaseStationCore:
             else:
                 text, generated, quality, notes = mllm.run(self.header.task, self.header.label, received,
                                                            link.scheme, self.cfg, seed=int(link.seed),
-                                                           clock=self.clock)
+                                                           clock=self.clock, answer=answer)
             result.output_text = text
             outputs.extend(generated)
             result.quality.update(quality)

@@ -21,6 +21,8 @@ import soundfile as sf
 import torch
 from PIL import Image
 
+from unitocom import batching
+from unitocom.batching import MicroBatcher
 from unitocom.config import Config
 from unitocom.messages import Label, Modality, ModalityOutput, StreamHeader
 from unitocom.models.objectives import SCHEME_OBJECTIVE
@@ -103,6 +105,9 @@ class Received:
     noise_var: float
     erased: bool
     est_error_var: float
+    # The received tokens R gave when the stream was decoded (learned schemes, batched receiver): [S, d]; None
+    # when they were not kept, and image_tokens runs R again.
+    tokens: torch.Tensor | None = None
 
 
 @torch.no_grad()
@@ -110,6 +115,8 @@ def image_tokens(a: Assistant, r: Received, clock: Clock = NOT_TIMED) -> torch.T
     """[S_v, d] tokens the MLLM reads for an image stream."""
     from unitocom.schemes import learned
     if r.header.scheme in (Scheme.UNITOCOM, Scheme.VAE):
+        if r.tokens is not None:  # R already ran on this stream (its time is in the stream's equalise)
+            return r.tokens
         with clock.stage("equalise"):
             m = learned.model(r.header.tokenizer)
             z, sinr = learned.equalize(r.y, r.h_est, r.noise_var, r.erased, r.est_error_var)
@@ -152,9 +159,10 @@ def audio_tokens(a: Assistant, r: Received, clock: Clock = NOT_TIMED) -> torch.T
 
 
 def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme, cfg: Config,
-        guidance: float | None = None, seed: int = 0, clock: Clock = NOT_TIMED
+        guidance: float | None = None, seed: int = 0, clock: Clock = NOT_TIMED, answer: str | None = None
         ) -> tuple[str, list[ModalityOutput], dict[str, float], list[str]]:
-    """-> (output text, generated outputs, quality against the label, notes)."""
+    """-> (output text, generated outputs, quality against the label, notes). answer: the VQA answer when the
+    base station's batch already generated it with the streams' decoding (`vqa_batcher`)."""
     from unitocom.mllm import tasks
     from unitocom.mllm.sequences import normalize
     a = assistant(scheme, cfg)
@@ -166,7 +174,12 @@ def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme
     if task == Task.VQA:
         if len(by[Modality.IMAGE]) != 1 or len(texts) != 1:
             raise RequestError("payloads", "vqa takes exactly one image and one question")
-        answer = tasks.answer(a.model, a.vocab, [image_tokens(a, by[Modality.IMAGE][0], clock)], texts, clock=clock)[0]
+        if answer is None and cfg.limits.batch_max > 1:  # dynamic batching: this thread waits for its row
+            answer = _vqa_batcher(a, cfg)(_VqaJob(by[Modality.IMAGE][0], texts[0], clock),
+                                          timeout=cfg.limits.default_deadline_s)
+        elif answer is None:
+            answer = tasks.answer(a.model, a.vocab, [image_tokens(a, by[Modality.IMAGE][0], clock)], texts,
+                                  clock=clock)[0]
         if label.answer:
             with clock.stage("score"):
                 quality["exact_match"] = float(normalize(answer) == normalize(label.answer))
@@ -174,7 +187,12 @@ def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme
     if task == Task.ASR:
         if len(by[Modality.AUDIO]) != 1:
             raise RequestError("payloads", "asr takes exactly one audio clip")
-        transcript = tasks.transcribe(a.model, a.vocab, [audio_tokens(a, by[Modality.AUDIO][0], clock)], clock=clock)[0]
+        if cfg.limits.batch_max > 1:  # dynamic batching: the transcripts of clips that arrive together at once
+            transcript = _asr_batcher(a, cfg)(_AsrJob(by[Modality.AUDIO][0], clock),
+                                              timeout=cfg.limits.default_deadline_s)
+        else:
+            transcript = tasks.transcribe(a.model, a.vocab, [audio_tokens(a, by[Modality.AUDIO][0], clock)],
+                                          clock=clock)[0]
         if label.transcript:
             from unitocom.metrics.scores import wer
             with clock.stage("score"):
@@ -184,9 +202,13 @@ def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme
         if len(texts) != 1:
             raise RequestError("payloads", "t2i takes exactly one caption")
         from unitocom.schemes import learned
-        gen = torch.Generator().manual_seed(seed)
-        tokens = tasks.imagine(a.model, a.vocab, texts[0], a.image_link.spec.tokens,
-                               guidance=T2I_GUIDANCE if guidance is None else guidance, generator=gen, clock=clock)
+        g = T2I_GUIDANCE if guidance is None else guidance
+        if cfg.limits.batch_max > 1:  # dynamic batching: one generation for the captions that arrive together
+            tokens = _t2i_batcher(a, cfg)(_T2iJob(texts[0], seed, g, clock), timeout=cfg.limits.default_deadline_s)
+        else:
+            gen = torch.Generator().manual_seed(seed)
+            tokens = tasks.imagine(a.model, a.vocab, texts[0], a.image_link.spec.tokens, guidance=g, generator=gen,
+                                   clock=clock)
         with clock.stage("detokenize"):
             # The MLLM generates F_alpha-space tokens (its targets are the tokenizer's means): one token space with
             # a consistency-trained link, a pass through R(T(.)) for the older ones (learned.clean_tokens).
@@ -207,6 +229,164 @@ def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme
                     quality["t2i_pair_recall"] = len(wanted & seen) / len(wanted)
         return texts[0], [out], quality, notes
     raise RequestError("task", f"{task.value if task else 'task_unspecified'} is not an MLLM task")
+
+
+# -- dynamic batching (issue 13) -------------------------------------------------------------------------------
+
+@dataclass
+class _VqaJob:
+    """One request's VQA work for the batcher: its image stream, its question, and its clock (written by the
+    batcher's thread while the request's thread waits for the answer)."""
+
+    image: Received
+    question: str
+    clock: Clock
+
+
+def _vqa_batcher(a: Assistant, cfg: Config) -> MicroBatcher:
+    """The batcher of VQA answers for assistant `a` under cfg's batch settings: one per assistant, since one
+    forward runs one MLLM."""
+    return batching.shared("mllm", ("vqa", id(a)), lambda jobs: _answer_batch(a, jobs), cfg.limits.batch_max,
+                           cfg.limits.batch_delay_ms)
+
+
+@dataclass
+class VqaRequest:
+    """A learned-scheme VQA request's whole base-station work for `vqa_batcher`: its image and question streams
+    (schemes.learned.StreamJob) and its clock."""
+
+    image: object
+    question: object
+    clock: Clock
+
+
+def vqa_batcher(scheme: Scheme, cfg: Config) -> MicroBatcher:
+    """Batcher of whole learned-scheme VQA requests: one pass decodes every request's image and question
+    (learned.decode_batch) and goes straight on to one generation of all the answers, so that all concurrent
+    requests gather at one point (in two batchers, receiver then MLLM, they split between the two and each
+    batch holds about half of them). -> per request ((image output, tokens), (question output, tokens), answer).
+    Batch sizes: "mllm" (requests) and "receiver" (streams), as with the two batchers."""
+    a = assistant(scheme, cfg)
+    return batching.shared("mllm", ("vqa-request", id(a)), lambda reqs: _vqa_requests_batch(a, reqs),
+                           cfg.limits.batch_max, cfg.limits.batch_delay_ms)
+
+
+def _vqa_requests_batch(a: Assistant, reqs: list[VqaRequest]) -> list[tuple | BaseException]:
+    """Batch function of `vqa_batcher`: all images and questions through learned.decode_batch, then the requests
+    whose streams decoded through _answer_batch; a request whose stream failed gets that stream's error."""
+    from unitocom.schemes import learned
+    n = len(reqs)
+    batching.observe("receiver", 2 * n)
+    decoded = learned.decode_batch([r.image for r in reqs] + [r.question for r in reqs])
+    results: list[tuple | BaseException | None] = [None] * n
+    rows, jobs = [], []
+    for i, r in enumerate(reqs):
+        image, question = decoded[i], decoded[n + i]
+        bad = next((d for d in (image, question) if isinstance(d, BaseException)), None)
+        if bad is not None:  # the error decode() would have raised for this request's stream
+            results[i] = bad
+            continue
+        j = r.image
+        rows.append(i)
+        jobs.append(_VqaJob(Received(j.header, image[0], j.y, j.h_est, j.noise_var, j.erased, j.est_error_var,
+                                     image[1]), question[0].text, r.clock))
+    for i, ans in zip(rows, _answer_batch(a, jobs)):
+        results[i] = ans if isinstance(ans, BaseException) else (decoded[i], decoded[n + i], ans)
+    return results
+
+
+@dataclass
+class _AsrJob:
+    """One ASR request for the batcher: its audio stream and its clock."""
+
+    audio: Received
+    clock: Clock
+
+
+def _asr_batcher(a: Assistant, cfg: Config) -> MicroBatcher:
+    return batching.shared("mllm", ("asr", id(a)), lambda jobs: _transcribe_batch(a, jobs), cfg.limits.batch_max,
+                           cfg.limits.batch_delay_ms)
+
+
+def _transcribe_batch(a: Assistant, jobs: list[_AsrJob]) -> list[str | BaseException]:
+    """Batch function: each clip's audio tokens (on its own clock; a failure is that request's), then one
+    left-padded greedy generation of all transcripts (equal to one at a time)."""
+    from unitocom.mllm import tasks
+    results: list[str | BaseException | None] = [None] * len(jobs)
+    tokens, rows = [], []
+    for i, j in enumerate(jobs):
+        try:
+            tokens.append(audio_tokens(a, j.audio, j.clock))
+            rows.append(i)
+        except Exception as e:  # noqa: BLE001 - this request's failure, not the batch's
+            results[i] = e
+    if rows:
+        shared = Clock(jobs[rows[0]].clock.service)
+        for i, text in zip(rows, tasks.transcribe(a.model, a.vocab, tokens, clock=shared, batched=True)):
+            results[i] = text
+            for stage, seconds in shared.seconds.items():
+                jobs[i].clock.add(stage, seconds)
+    return results
+
+
+@dataclass
+class _T2iJob:
+    """One text-to-image request for the batcher: its caption, seed (of its own noise generator), guidance scale
+    and clock."""
+
+    caption: str
+    seed: int
+    guidance: float
+    clock: Clock
+
+
+def _t2i_batcher(a: Assistant, cfg: Config) -> MicroBatcher:
+    return batching.shared("mllm", ("t2i", id(a)), lambda jobs: _imagine_batch(a, jobs), cfg.limits.batch_max,
+                           cfg.limits.batch_delay_ms)
+
+
+def _imagine_batch(a: Assistant, jobs: list[_T2iJob]) -> list[torch.Tensor]:
+    """Batch function: one next-token diffusion run per guidance scale for its captions, each row with its own
+    seeded generator (tasks.imagine_batch: the tokens imagine() gives alone, up to float rounding); every job's
+    clock gets its run's mllm_prefill and mllm_generate."""
+    from unitocom.mllm import tasks
+    out: list[torch.Tensor | None] = [None] * len(jobs)
+    for g in sorted({j.guidance for j in jobs}):
+        rows = [i for i, j in enumerate(jobs) if j.guidance == g]
+        shared = Clock(jobs[rows[0]].clock.service)
+        tokens = tasks.imagine_batch(a.model, a.vocab, [jobs[i].caption for i in rows], a.image_link.spec.tokens,
+                                     guidance=g, generators=[torch.Generator().manual_seed(jobs[i].seed) for i in rows],
+                                     clock=shared)
+        for i, t in zip(rows, tokens):
+            out[i] = t
+            for stage, seconds in shared.seconds.items():
+                jobs[i].clock.add(stage, seconds)
+    return out
+
+
+def _answer_batch(a: Assistant, jobs: list[_VqaJob]) -> list[str | BaseException]:
+    """Batch function: each job's image tokens (its own, timed on its own clock), then one left-padded greedy
+    generation for all (tasks.answer(batched=True), equal to the unbatched answers). A job whose image tokens
+    fail gets its error; the others go on. Every job's clock gets the batch's mllm_prefill and mllm_generate:
+    the time its request spent in the shared forward."""
+    from unitocom.mllm import tasks
+    results: list[str | BaseException | None] = [None] * len(jobs)
+    tokens, rows = [], []
+    for i, j in enumerate(jobs):
+        try:
+            tokens.append(image_tokens(a, j.image, j.clock))
+            rows.append(i)
+        except Exception as e:  # noqa: BLE001 - this request's failure, not the batch's
+            results[i] = e
+    if rows:
+        shared = Clock(jobs[0].clock.service)
+        answers = tasks.answer(a.model, a.vocab, tokens, [jobs[i].question for i in rows], clock=shared,
+                               batched=True)
+        for i, text in zip(rows, answers):
+            results[i] = text
+            for stage, seconds in shared.seconds.items():
+                jobs[i].clock.add(stage, seconds)
+    return results
 
 
 def scene_checker():
