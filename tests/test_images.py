@@ -111,8 +111,8 @@ class Container:
 
     def run(self, *argv: str, **kw) -> subprocess.CompletedProcess:
         """A command inside the container (the image's cwd and environment), as `docker exec` would."""
-        return subprocess.run([sys.executable if a == "python" else a for a in argv], cwd=self.workdir,
-                              env=self.env, capture_output=True, text=True, **kw)
+        argv = [sys.executable, *argv[1:]] if argv[0] == "python" else list(argv)
+        return subprocess.run(argv, cwd=self.workdir, env=self.env, capture_output=True, text=True, **kw)
 
 
 def host_ports(compose: dict) -> dict[tuple[str, int], int]:
