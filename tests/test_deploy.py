@@ -219,3 +219,50 @@ def test_compose_tls_files_are_the_ones_unitocom_certs_writes(tmp_path):
     import json
     for name, spec in json.loads(r.stdout)["secrets"].items():
         assert pathlib.Path(spec["file"]).is_file(), (name, spec["file"])
+
+
+# --- checkpoints (issue 15) ---------------------------------------------------------------------------------------
+
+LOADS_CHECKPOINTS = ("transmitter", "basestation", "basestation-gpu")
+
+
+def _rendered_env(env: dict[str, str]) -> dict:
+    import json
+    r = subprocess.run([compose_bin(), "-f", str(COMPOSE), "--profile", "gpu", "--profile", "gateway", "config",
+                        "--format", "json"], capture_output=True, text=True, cwd=COMPOSE.parent, timeout=60,
+                       env={"PATH": "/usr/bin:/bin", **env})
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["services"]
+
+
+def _mounts(spec: dict) -> dict[str, dict]:
+    return {v["target"]: v for v in spec.get("volumes", [])}
+
+
+def test_compose_keeps_the_baked_in_checkpoints_unless_a_directory_is_given():
+    """Default: UNITOCOM_CHECKPOINTS=/app/checkpoints (the images' own tiny checkpoints) and nothing mounted there;
+    the placeholder bind the interpolation needs is read-only, of the repo's checkpoints/, at an unused path."""
+    svcs = _rendered_env({})
+    for name in LOADS_CHECKPOINTS:
+        assert svcs[name]["environment"]["UNITOCOM_CHECKPOINTS"] == "/app/checkpoints", name
+        mounts = _mounts(svcs[name])
+        assert "/app/checkpoints" not in mounts, name
+        assert all(m["read_only"] and pathlib.Path(m["source"]) == ROOT / "checkpoints" for m in mounts.values())
+        assert not any(t.startswith("/app") for t in mounts), name
+    for name in ("channel", "gateway"):
+        assert not svcs[name].get("volumes") and "UNITOCOM_CHECKPOINTS" not in svcs[name]["environment"]
+
+
+def test_compose_mounts_a_checkpoints_directory_read_only_when_asked(tmp_path):
+    svcs = _rendered_env({"UNITOCOM_CHECKPOINTS_DIR": str(tmp_path)})
+    for name in LOADS_CHECKPOINTS:
+        m = _mounts(svcs[name])["/app/checkpoints"]
+        assert (m["type"], pathlib.Path(m["source"]), m["read_only"]) == ("bind", tmp_path, True), name
+        assert len(svcs[name]["volumes"]) == 1
+        assert svcs[name]["environment"]["UNITOCOM_CHECKPOINTS"] == "/app/checkpoints"
+    for name in ("channel", "gateway"):
+        assert not svcs[name].get("volumes")
+    # a relative directory is taken from deploy/, as compose resolves every bind source
+    m = _mounts(_rendered_env({"UNITOCOM_CHECKPOINTS_DIR": "../checkpoints"})["transmitter"])["/app/checkpoints"]
+    assert pathlib.Path(m["source"]) == ROOT / "checkpoints"
+    assert "UNITOCOM_CHECKPOINTS_DIR" in COMPOSE.read_text().split("\nname:")[0]  # documented in the header

@@ -206,3 +206,29 @@ def test_network_policies_let_only_the_previous_hop_in():
         assert allowed[metrics_port] == {"prometheus"}
         assert allowed[HEALTH[name]] == {"*"}  # the probes come from the node
         assert set(allowed) == {port, metrics_port, HEALTH[name]}
+
+
+# --- checkpoints (issue 15) ---------------------------------------------------------------------------------------
+
+def test_transmitter_and_base_station_say_where_their_checkpoints_are():
+    """UNITOCOM_CHECKPOINTS is set explicitly: to the directory the image bakes the tiny checkpoints into (its
+    Dockerfile's `COPY checkpoints` destination) or to the read-only `checkpoints` volume that holds a larger
+    preset's. The channel and the gateway load none."""
+    import dockerfile
+    for name, image_dockerfile in (("transmitter", "services/transmitter/Dockerfile"),
+                                   ("basestation", "services/basestation/Dockerfile.cuda")):
+        pod = find("Deployment", name)["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        baked = {c2.value[1] for c2 in dockerfile.parse_file(str(ROOT / image_dockerfile))
+                 if c2.cmd == "ENV" and c2.value[0] == "UNITOCOM_CHECKPOINTS"}
+        assert baked == {"/app/checkpoints"}, image_dockerfile
+        (m,) = [m for m in c["volumeMounts"] if m["name"] == "checkpoints"]
+        assert m["readOnly"] is True and m["mountPath"] != "/app/checkpoints"  # never hides the baked-in ones
+        assert env["UNITOCOM_CHECKPOINTS"] in ("/app/checkpoints", m["mountPath"]), name
+        (v,) = [v for v in pod["volumes"] if v["name"] == "checkpoints"]
+        assert v["hostPath"]["type"] == "DirectoryOrCreate"  # a node without them still runs the tiny default
+    for name in ("channel", "gateway"):
+        (c,) = find("Deployment", name)["spec"]["template"]["spec"]["containers"]
+        assert "UNITOCOM_CHECKPOINTS" not in {e["name"] for e in c.get("env", [])}
+        assert "checkpoints" not in {m["name"] for m in c.get("volumeMounts", [])}
