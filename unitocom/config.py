@@ -162,6 +162,9 @@ class ServiceLimits:
     max_concurrent_rpcs: int = 32
     default_deadline_s: float = 120.0
     grace_s: float = 5.0
+    # a warm-up (loading models, one request through every path) still running after this exits the process
+    # non-zero so that it is restarted; generous: a cold paper-preset base station loads GBs
+    warmup_timeout_s: float = 600.0
     # torch intra-op threads per service process: the tiny models' small ops spin with more threads on a
     # shared 2-core machine (two orders of magnitude slower seen); raise it for the paper preset on a big host.
     torch_threads: int = 1

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -117,6 +119,10 @@ def base_parser(name: str) -> argparse.ArgumentParser:
     ap.add_argument("--max-message-bytes", type=int, default=None,
                     help="cap on one gRPC message (larger ones get RESOURCE_EXHAUSTED)")
     ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--warmup-timeout", type=float, default=None, metavar="S",
+                    help="exit non-zero when the warm-up (model loading, one request through every path) has not "
+                         "finished after S seconds, so that a supervisor restarts the process (default from the "
+                         "config: 600)")
     ap.add_argument("--image-tokens", type=_positive_int, default=None, metavar="N",
                     help="image tokens S_v (default: the preset's): the transmitter sends with image-<objective>-sN "
                          "and the base station reads them with mllm-<objective>-sN.safetensors (give the same N to "
@@ -159,7 +165,38 @@ def config_from_args(args: argparse.Namespace) -> config_mod.Config:
                           mllm_path=getattr(args, "mllm_path", None))
     if args.max_message_bytes:
         cfg = cfg.replace(limits=dataclasses.replace(cfg.limits, max_message_bytes=args.max_message_bytes))
+    if getattr(args, "warmup_timeout", None) is not None:
+        if not args.warmup_timeout > 0:
+            raise SystemExit(f"--warmup-timeout must be positive, got {args.warmup_timeout}")
+        cfg = cfg.replace(limits=dataclasses.replace(cfg.limits, warmup_timeout_s=args.warmup_timeout))
     return cfg
+
+
+def _warm_up_or_exit(name: str, warmup: Callable[[], None], timeout_s: float) -> None:
+    """Run `warmup`; exit the process non-zero when it raises or is still running after `timeout_s` (a stuck
+    warm-up, e.g. a lock or a hung device, would otherwise leave a process that never serves and never exits,
+    so no supervisor would restart it). A thread cannot be stopped, hence os._exit for the stuck case."""
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            warmup()
+        except BaseException as e:  # noqa: BLE001 - whatever it was, this process must not stay up half-made
+            log.exception("warm-up failed")
+            error.append(e)
+
+    t = threading.Thread(target=run, name="warm-up", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if t.is_alive():
+        msg = f"{name}: warm-up still running after {timeout_s:g} s (--warmup-timeout); exiting so that it is restarted"
+        log.error(msg)
+        print(msg, file=sys.stderr, flush=True)
+        logging.shutdown()
+        os._exit(3)
+    if error:
+        e = error[0]
+        raise SystemExit(f"{name}: warm-up failed ({type(e).__name__}: {e}); exiting so that it is restarted")
 
 
 def serve(name: str, args: argparse.Namespace, cfg: config_mod.Config,
@@ -195,11 +232,7 @@ def serve(name: str, args: argparse.Namespace, cfg: config_mod.Config,
         raise SystemExit(f"{name}: cannot bind {args.host}:{port}")
     if metrics_port:
         start_http_server(metrics_port, addr=args.host)
-    try:
-        warmup()
-    except BaseException as e:  # noqa: BLE001 - whatever it was, this process must not stay up half-made
-        log.exception("warm-up failed")
-        raise SystemExit(f"{name}: warm-up failed ({type(e).__name__}: {e}); exiting so that it is restarted") from None
+    _warm_up_or_exit(name, warmup, cfg.limits.warmup_timeout_s)
     health_server = _health_only_server(health_servicer, args.host, getattr(args, "health_port", 0))
     server.start()
     log.info("listening on %s:%d (%s), metrics on %s", args.host, bound, "TLS" if creds else "plaintext",
