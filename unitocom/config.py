@@ -211,6 +211,18 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+def preset_checkpoint(name: str, preset: str) -> str:
+    """The file name (no suffix) of checkpoint `name` for `preset`: the preset's name in front, except for the
+    tiny preset, whose checkpoints kept the names they were first committed with (`image-sigma-genib-s32`,
+    `paper-image-sigma-genib-s32`). A service of one preset so never loads another preset's weights."""
+    return name if preset == "tiny" else f"{preset}-{name}"
+
+
+def checkpoint_preset(name: str) -> str:
+    """The preset a checkpoint name belongs to (the inverse of preset_checkpoint)."""
+    return next((p for p in PRESETS if p != "tiny" and name.startswith(f"{p}-")), "tiny")
+
+
 def load(preset: str = "tiny", image_tokens: int | None = None, **overrides) -> Config:
     """The preset's Config with `overrides` of its fields. `image_tokens` (S_v) replaces the preset's image
     token count: the learned schemes then send with `image-<objective>-s<S_v>` and the base station reads them

@@ -256,12 +256,13 @@ def status(d: pathlib.Path) -> list[dict]:
     Without a running supervisor the recorded state is stale: it reads `unsupervised` or `stopped`."""
     supervised = supervisor_pid(d) is not None
     tls = health_tls(d)
+    preset = (read_state(d) or {}).get("preset")
     out = []
     for p in load_state(d):
         running = bool(p.pid) and alive(p.pid)
         health = client.health(p.grpc, GRPC_NAMES[p.name], tls=tls) if running else "STOPPED"
         state = p.state if supervised else ("unsupervised" if running else "stopped")
-        out.append({"name": p.name, "grpc": p.grpc, "metrics": p.metrics, "status": health,
+        out.append({"name": p.name, "preset": preset, "grpc": p.grpc, "metrics": p.metrics, "status": health,
                     "pid": p.pid if running else None, "state": state, "restarts": p.restarts,
                     "last_exit": p.last_exit, "extra_args": list(p.extra_args), "log": p.log})
     return out

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 
-from unitocom.config import Config
+from unitocom.config import Config, preset_checkpoint
 from unitocom.mllm import sequences as seq
 from unitocom.mllm.data import Standardizer
 from unitocom.mllm.model import MLLM, MLLMConfig
@@ -20,19 +20,19 @@ def default_links(preset: str, objective: str = "sigma-genib", image_tokens: int
     from unitocom.schemes.learned import checkpoint_dir
     p = load(preset, image_tokens=image_tokens).preset
     d = checkpoint_dir()
-    return {"image": str(d / f"image-{objective}-s{p.image_tokens}.safetensors"),
-            "audio": str(d / f"audio-{objective}-s{p.tokenizer.audio_tokens}.safetensors"),
-            "bpe": str(d / "text-bpe.json")}
+    return {"image": str(d / f"{preset_checkpoint(f'image-{objective}-s{p.image_tokens}', preset)}.safetensors"),
+            "audio": str(d / f"{preset_checkpoint(f'audio-{objective}-s{p.tokenizer.audio_tokens}', preset)}"
+                             ".safetensors"),
+            "bpe": str(d / f"{preset_checkpoint('text-bpe', preset)}.json")}
 
 
-def mllm_path(objective: str = "sigma-genib", image_tokens: int | None = None) -> Path:
+def mllm_path(objective: str = "sigma-genib", image_tokens: int | None = None, preset: str = "tiny") -> Path:
     """`mllm-<objective>.safetensors`: one MLLM per tokenizer family (the VAE baseline reads VAE tokens), on
     the preset's image token count; `mllm-<objective>-s<N>.safetensors` for one trained on `image_tokens` = N
     other than the preset's (Fig. 3: pass None for the preset's own)."""
     from unitocom.schemes.learned import checkpoint_dir
-    if image_tokens is None:
-        return checkpoint_dir() / f"mllm-{objective}.safetensors"
-    return checkpoint_dir() / f"mllm-{objective}-s{image_tokens}.safetensors"
+    name = f"mllm-{objective}" if image_tokens is None else f"mllm-{objective}-s{image_tokens}"
+    return checkpoint_dir() / f"{preset_checkpoint(name, preset)}.safetensors"  # `preset`'s own
 
 
 def mllm_path_for(cfg: Config, objective: str = "sigma-genib") -> Path:
@@ -42,7 +42,7 @@ def mllm_path_for(cfg: Config, objective: str = "sigma-genib") -> Path:
     if cfg.mllm_path:
         return Path(cfg.mllm_path)
     n = cfg.preset.image_tokens
-    return mllm_path(objective, None if n == PRESETS[cfg.preset.name].image_tokens else n)
+    return mllm_path(objective, None if n == PRESETS[cfg.preset.name].image_tokens else n, cfg.preset.name)
 
 
 def load_links(cfg: Config, links: dict[str, str] | None = None, objective: str = "sigma-genib"):

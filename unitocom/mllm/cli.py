@@ -59,7 +59,7 @@ def _cmd_mllm(args) -> int:
     meta = train(args.data, str(run), args.preset, objective=args.objective, tc=tc, command=recorded_command(),
                  image_tokens=own)
     if not args.no_install:
-        dst = mllm_path(args.objective, own)
+        dst = mllm_path(args.objective, own, args.preset)
         shutil.copyfile(run / "mllm.safetensors", dst)
         manifest_entry(dst, meta)
         print(f"installed {dst}")

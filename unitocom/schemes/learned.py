@@ -28,7 +28,7 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from unitocom.config import POWER_P, Config
+from unitocom.config import POWER_P, Config, preset_checkpoint
 from unitocom.link.equalize import mmse_biased
 from unitocom.messages import LinkSettings, Modality, ModalityOutput, StreamHeader
 from unitocom.models.channel_torch import SNR_DB_CLAMP
@@ -54,9 +54,9 @@ def checkpoint_name(scheme: Scheme, modality: Modality, cfg: Config, tokens: int
     """The checkpoint a scheme uses for a modality at the preset's token count (image S_v, audio S_a)."""
     obj, m = OBJECTIVE[scheme], modality.value
     if m == "text":
-        return f"text-{obj}"
+        return preset_checkpoint(f"text-{obj}", cfg.preset.name)
     s = tokens or (cfg.preset.image_tokens if m == "image" else cfg.preset.tokenizer.audio_tokens)
-    return f"{m}-{obj}-s{s}"
+    return preset_checkpoint(f"{m}-{obj}-s{s}", cfg.preset.name)
 
 
 def model(name: str) -> TokenLink:

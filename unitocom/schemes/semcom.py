@@ -22,7 +22,7 @@ import threading
 import numpy as np
 import torch
 
-from unitocom.config import Config
+from unitocom.config import Config, preset_checkpoint
 from unitocom.messages import LinkSettings, Modality, ModalityOutput, StreamHeader
 from unitocom.models import semcom as sc
 from unitocom.options import Task
@@ -34,7 +34,7 @@ from unitocom.timing import NOT_TIMED, Clock
 CHECKPOINT = {Task.VQA: "semcom-vqa", Task.T2I: "semcom-t2i", Task.ASR: "semcom-asr"}
 STREAMS = {"semcom-vqa": {Modality.IMAGE, Modality.TEXT}, "semcom-t2i": {Modality.TEXT},
            "semcom-asr": {Modality.AUDIO}}
-_NAME = re.compile(r"^semcom-(vqa|t2i|asr)$")
+_NAME = re.compile(r"^(?:[a-z0-9]+-)?semcom-(vqa|t2i|asr)$")  # the preset in front, but for tiny
 _lock = threading.Lock()
 _cache: dict[str, tuple] = {}
 
@@ -50,7 +50,7 @@ def model(name: str):
     with _lock:
         if str(path) not in _cache:
             if not path.exists():
-                task = name.split("-", 1)[1]
+                task = _NAME.match(name).group(1)
                 raise RequestError("link.scheme", f"checkpoint {name} is not installed ({path} is missing; train it "
                                    f"with `unitocom train semcom --task {task}`)", code="failed_precondition")
             _cache[str(path)] = sc.load(path)
@@ -78,7 +78,12 @@ def frontend(cfg: Config):
         return _cache[key]
 
 
-def checkpoint_for(modality: Modality, task: Task | None) -> str:
+def checkpoint(task: Task, cfg: Config) -> str:
+    """The task's SemCom checkpoint for the config's preset (`config.preset_checkpoint`)."""
+    return preset_checkpoint(CHECKPOINT[task], cfg.preset.name)
+
+
+def checkpoint_for(modality: Modality, task: Task | None, cfg: Config) -> str:
     if task in CHECKPOINT:
         name = CHECKPOINT[task]
     elif task is None and modality == Modality.IMAGE:
@@ -91,7 +96,7 @@ def checkpoint_for(modality: Modality, task: Task | None) -> str:
                            code="unimplemented" if task is not None else "invalid_argument")
     if modality not in STREAMS[name]:
         raise RequestError("payloads", f"{name} takes {sorted(m.value for m in STREAMS[name])}, not {modality.value}")
-    return name
+    return preset_checkpoint(name, cfg.preset.name)
 
 
 # --- the scheme interface ----------------------------------------------------------------------------------------
@@ -101,7 +106,7 @@ def encode(stream_id: int, payload: SourcePayload, link: LinkSettings, cfg: Conf
            task: Task | None = None) -> Encoded:
     """One payload -> its symbol stream (complex64 [N], mean power P). `task`: the request's task."""
     from unitocom.schemes.learned import fit_audio, fit_image
-    name = checkpoint_for(payload.modality, task)
+    name = checkpoint_for(payload.modality, task, cfg)
     _, m, _ = model(name)
     header = StreamHeader(stream_id=stream_id, modality=payload.modality, scheme=link.scheme, tokenizer=name)
     if payload.modality == Modality.IMAGE:
@@ -165,7 +170,9 @@ def expected_symbols(header: StreamHeader) -> int:
 def decode(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: float, erased: bool, cfg: Config,
            est_error_var: float = 0.0, clock: Clock = NOT_TIMED) -> ModalityOutput:
     """Check one received stream against its checkpoint; the task runs in `stages.semcom.run`."""
-    if header.tokenizer not in STREAMS or header.modality not in STREAMS[header.tokenizer]:
+    m = _NAME.match(header.tokenizer or "")
+    base = f"semcom-{m.group(1)}" if m else None
+    if base not in STREAMS or header.modality not in STREAMS[base]:
         raise RequestError("header.tokenizer", f"{header.tokenizer!r} does not carry a {header.modality} stream")
     n = expected_symbols(header)
     if len(y) != n:

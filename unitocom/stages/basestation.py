@@ -16,13 +16,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from unitocom import batching, wire
-from unitocom.config import Config
+from unitocom.config import Config, checkpoint_preset
 from unitocom import schemes
 from unitocom.messages import Modality, ModalityOutput, RequestHeader, Result, StreamHeader, SymbolFrame
 from unitocom.options import Channel, Scheme, Task
 from unitocom.stages import mllm
 from unitocom.stages.request import MISSING, RequestError
 from unitocom.timing import Clock
+
+# schemes whose streams name the checkpoint they were made with (header.tokenizer)
+LEARNED_SCHEMES = (Scheme.UNITOCOM, Scheme.VAE, Scheme.SEMCOM)
 
 SERVICE = "basestation"
 
@@ -56,6 +59,12 @@ class BaseStationCore:
                 schemes.for_scheme(s.scheme)
             except ValueError as e:
                 raise RequestError(f"header.streams[{i}].scheme", str(e)) from None
+            if s.scheme in LEARNED_SCHEMES and checkpoint_preset(s.tokenizer) != cfg.preset.name:
+                # never decode with another preset's weights: a tiny tokenizer's stream is not a paper stream
+                raise RequestError(f"header.streams[{i}].tokenizer",
+                                   f"{s.tokenizer!r} is a checkpoint of the {checkpoint_preset(s.tokenizer)} preset; "
+                                   f"this base station serves the {cfg.preset.name} preset (start the transmitter "
+                                   f"with --preset {cfg.preset.name})", code="failed_precondition")
         if header.task == Task.RECONSTRUCT and header.link.scheme == Scheme.SEMCOM:
             raise RequestError("header.task", MISSING[Scheme.SEMCOM], code="unimplemented")
         self.clock = Clock(SERVICE)

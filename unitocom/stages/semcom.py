@@ -55,7 +55,7 @@ def run(task: Task | None, label: Label, streams: list, cfg: Config, seed: int =
              for r in streams if r.erased]
     quality: dict[str, float] = {}
     if task == Task.VQA:
-        name = scheme.CHECKPOINT[task]
+        name = scheme.checkpoint(task, cfg)
         img, q = _one(streams, Modality.IMAGE, name, task), _one(streams, Modality.TEXT, name, task)
         _, m, _ = scheme.model(name)
         with clock.stage("equalise"):
@@ -71,7 +71,7 @@ def run(task: Task | None, label: Label, streams: list, cfg: Config, seed: int =
                 quality["exact_match"] = exact_match(answer, label.answer)
         return answer, [], quality, notes
     if task == Task.ASR:
-        name = scheme.CHECKPOINT[task]
+        name = scheme.checkpoint(task, cfg)
         r = _one(streams, Modality.AUDIO, name, task)
         _, m, _ = scheme.model(name)
         with clock.stage("equalise"):
@@ -85,7 +85,7 @@ def run(task: Task | None, label: Label, streams: list, cfg: Config, seed: int =
                 quality["wer"] = wer([label.transcript], [transcript])
         return transcript, [], quality, notes
     if task == Task.T2I:
-        name = scheme.CHECKPOINT[task]
+        name = scheme.checkpoint(task, cfg)
         r = _one(streams, Modality.TEXT, name, task)
         _, m, _ = scheme.model(name)
         with clock.stage("equalise"):
