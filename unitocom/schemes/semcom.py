@@ -22,7 +22,7 @@ import threading
 import numpy as np
 import torch
 
-from unitocom.config import Config, preset_checkpoint
+from unitocom.config import Config, checkpoint_preset, preset_checkpoint
 from unitocom.messages import LinkSettings, Modality, ModalityOutput, StreamHeader
 from unitocom.models import semcom as sc
 from unitocom.options import Task
@@ -51,8 +51,10 @@ def model(name: str):
         if str(path) not in _cache:
             if not path.exists():
                 task = _NAME.match(name).group(1)
-                raise RequestError("link.scheme", f"checkpoint {name} is not installed ({path} is missing; train it "
-                                   f"with `unitocom train semcom --task {task}`)", code="failed_precondition")
+                how = (f"train it with `unitocom train semcom --task {task}`" if checkpoint_preset(name) == "tiny"
+                       else "vanilla SemCom is trained for the tiny preset only so far")
+                raise RequestError("link.scheme", f"checkpoint {name} is not installed ({path} is missing; {how})",
+                                   code="failed_precondition")
             _cache[str(path)] = sc.load(path)
         return _cache[str(path)]
 

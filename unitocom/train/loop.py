@@ -63,9 +63,11 @@ class TrainOptions:
 
     @property
     def name(self) -> str:
+        """The checkpoint's name, which carries the preset but for tiny (`config.preset_checkpoint`)."""
+        from unitocom.config import preset_checkpoint
         if self.modality == "text":
-            return f"text-{self.objective}"
-        return f"{self.modality}-{self.objective}-s{self.tokens}"
+            return preset_checkpoint(f"text-{self.objective}", self.preset)
+        return preset_checkpoint(f"{self.modality}-{self.objective}-s{self.tokens}", self.preset)
 
     def command(self) -> str:
         """The one command that reproduces this run."""
