@@ -249,11 +249,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stack", choices=("basestation", "full"), default="basestation",
                     help="basestation: recorded uplinks straight to the base station; full: requests to the "
                          "transmitter of a whole stack per mode")
+    ap.add_argument("--scheme", default="unitocom", choices=("unitocom", "vae", "traditional"),
+                    help="scheme of the VQA requests (traditional: JPEG + LDPC, whose code blocks are batched)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
     cfg = config.load("tiny")
-    reqs = vqa_requests(args.requests)
+    reqs = vqa_requests(args.requests, scheme=args.scheme)
     work = reqs if args.stack == "full" else recorded_uplinks(reqs, cfg)
     modes = [Mode("unbatched", ["--no-batching"]),
              Mode("batched", ["--batch-max", str(args.batch_max), "--batch-delay-ms", str(args.batch_delay_ms)])]

@@ -312,7 +312,8 @@ def _batched_concurrently(uplinks, batch_max=8, delay_ms=100.0):
 
 
 @pytest.mark.parametrize("scheme, task, batched_stages", [
-    ("traditional", "vqa", {"mllm"}),  # JPEG decoded alone, the answers batched (the MLLM batcher)
+    # the LDPC blocks of concurrent requests in one decoder call, the answers batched (the MLLM batcher)
+    ("traditional", "vqa", {"mllm", "channel_decode"}),
     ("unitocom", "reconstruct", {"receiver"}),  # the learned receiver batcher alone
     ("vae", "vqa", {"mllm", "receiver"}),  # the other MLLM and tokenizers, batched whole
 ])

@@ -150,3 +150,23 @@ def test_ldpc_20kB_is_fast():
     # ~0.9 s of CPU on one core; the bound catches unbatched decoding (~10x) with room for slower machines.
     assert dt < 3.0, f"20 kB LDPC encode+decode took {dt:.2f} s of CPU"
     assert isinstance(LDPCCode, type)
+
+
+@pytest.mark.parametrize("code", ["ldpc", "turbo"])
+def test_decoding_many_streams_in_one_call_equals_one_at_a_time(code):
+    """The base station batches the code blocks of concurrent requests (decode_llrs_many): every stream's
+    payload, block count and CRC failures are exactly what it gets alone, noisy blocks (some failing) included."""
+    link = DigitalLink(code=code, rate=0.5, modulation="qam16", k=256)
+    rng = np.random.default_rng(3)
+    llrs, sizes = [], []
+    for nbytes, snr_db in [(5, 12.0), (70, 3.0), (0, 10.0), (33, 6.0)]:
+        payload = rng.integers(0, 256, nbytes, dtype=np.uint8).tobytes()
+        z = link.encode(payload)
+        nv = 10 ** (-snr_db / 10)
+        y = (z + np.sqrt(nv / 2) * (rng.standard_normal(z.shape) + 1j * rng.standard_normal(z.shape))).astype(np.complex64)
+        llrs.append(link.demodulate(y, np.ones_like(y), nv, nbytes))
+        sizes.append(nbytes)
+    many = link.decode_llrs_many(llrs, sizes)
+    alone = [link.decode_llrs(x, n) for x, n in zip(llrs, sizes)]
+    assert many == alone
+    assert any(r.block_errors for r in alone) and any(r.ok for r in alone if r.blocks)  # both kinds in the batch

@@ -14,7 +14,7 @@ without a change here, and every label has a bounded set of values:
     code        the gRPC status name                                     (17 values)
     stage       validate | source_encode | channel_encode | channel | equalise | decode | mllm_prefill |
                 mllm_generate | detokenize | score       (unitocom.timing.STAGES, fixed; anything else "other")
-                (unitocom_batch_size: mllm | receiver, the batched stages of unitocom.batching)
+                (unitocom_batch_size: mllm | receiver | channel_decode, the batched stages of unitocom.batching)
     metric      keys of Result.quality (exact_match, psnr_db, ...)        (capped at MAX_NAMES, then dropped)
     snr_bucket  SNR floored to 5 dB steps, clamped to [-10, 40] dB       (11 values)
 """
@@ -71,7 +71,8 @@ QUALITY_DECIBELS = Summary("unitocom_quality_decibels", "Task quality in dB (psn
 BATCH_BUCKETS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 64.0)
 BATCH_SIZE = Histogram("unitocom_batch_size", "Items run by one batched forward of the base station's dynamic "
                        "batching, by stage: mllm (requests per MLLM generation: VQA answers, ASR transcripts, T2I "
-                       "images), receiver (learned image and text streams per R + de-tokenizer pass)", ["service", "stage"], buckets=BATCH_BUCKETS)
+                       "images), receiver (learned image and text streams per R + de-tokenizer pass), channel_decode "
+                       "(traditional streams whose LDPC/Turbo code blocks go through one decoder call)", ["service", "stage"], buckets=BATCH_BUCKETS)
 INFO = Gauge("unitocom_service_info", "Always 1; labels say what runs", ["service", "preset", "version"])
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")

@@ -100,6 +100,24 @@ class DigitalLink:
         z, nv = equalize(y, h, noise_var, equalizer, est_error_var)
         return self.modulator.demap(z, nv, demapper)[: blocks * self.n].reshape(blocks, self.n)
 
+    def decode_llrs_many(self, llrs: list[np.ndarray], num_bytes: list[int]) -> list[DecodeResult]:
+        """decode_llrs of several streams (LLRs [blocks_i, n] each) with one decoder call over all their blocks:
+        the code blocks of concurrent requests decoded as one batch. Each result is what decode_llrs gives."""
+        sizes = [int(x.shape[0]) for x in llrs]
+        if sum(sizes) == 0:
+            return [self.decode_llrs(x, b) for x, b in zip(llrs, num_bytes)]
+        info, ok = self.crc.check(self.code.decode(np.concatenate([x for x in llrs if x.shape[0]])))
+        out, start = [], 0
+        for n, nbytes in zip(sizes, num_bytes):
+            if n == 0:
+                out.append(DecodeResult(payload=b"", blocks=0, block_errors=0))
+                continue
+            bits = info[start:start + n, : self.info_bits].reshape(-1)[: 8 * nbytes]
+            out.append(DecodeResult(payload=np.packbits(bits).tobytes(), blocks=n,
+                                    block_errors=int((~ok[start:start + n]).sum())))
+            start += n
+        return out
+
     def decode_llrs(self, llr: np.ndarray, num_bytes: int) -> DecodeResult:
         """Channel-decode LLRs [blocks, n] from `demodulate` and check each block's CRC -> DecodeResult."""
         blocks = llr.shape[0]

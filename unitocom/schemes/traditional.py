@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import functools
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import soundfile as sf
 from PIL import Image
@@ -75,8 +78,38 @@ def encode(stream_id: int, payload: SourcePayload, link: LinkSettings, cfg: Conf
 SOURCE_CODECS = {Modality.TEXT: "utf8", Modality.IMAGE: "jpeg", Modality.AUDIO: "amrwb"}
 
 
+@dataclass
+class BlockJob:
+    """One stream's LLRs for decode_blocks: the code blocks of concurrent requests' streams that share a code
+    configuration (the same cached DigitalLink) are decoded in one call."""
+
+    link: DigitalLink
+    llr: np.ndarray  # float [blocks, n]
+    num_bytes: int
+
+
+def decode_blocks(jobs: list[BlockJob]) -> list:
+    """-> per job its DecodeResult (or the exception of its group): one decoder call per code configuration."""
+    results: list = [None] * len(jobs)
+    groups: dict[int, list[int]] = {}
+    for i, j in enumerate(jobs):
+        groups.setdefault(id(j.link), []).append(i)
+    for idx in groups.values():
+        link_ = jobs[idx[0]].link
+        try:
+            for i, r in zip(idx, link_.decode_llrs_many([jobs[i].llr for i in idx], [jobs[i].num_bytes for i in idx])):
+                results[i] = r
+        except Exception as e:  # noqa: BLE001 - this group's error, raised to its requests only
+            for i in idx:
+                results[i] = e
+    return results
+
+
 def decode(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: float, erased: bool,
-           cfg: Config, est_error_var: float = 0.0, clock: Clock = NOT_TIMED) -> ModalityOutput:
+           cfg: Config, est_error_var: float = 0.0, clock: Clock = NOT_TIMED,
+           block_decoder: Callable[[BlockJob], object] | None = None) -> ModalityOutput:
+    """`block_decoder`: where the code blocks are decoded (the base station's batcher, `decode_blocks`); by
+    default here, alone."""
     out = ModalityOutput(modality=header.modality, channel_uses=len(y), erased=erased)
     codec = SOURCE_CODECS.get(header.modality)
     if header.source_codec != codec:  # a hand-made header: decoding it as another codec would answer nonsense
@@ -90,7 +123,8 @@ def decode(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: fl
     with clock.stage("equalise"):
         llr = link_.demodulate(y, h_est, noise_var, num_bytes, est_error_var=est_error_var)
     with clock.stage("decode"):
-        res = link_.decode_llrs(llr, num_bytes)
+        res = (link_.decode_llrs(llr, num_bytes) if block_decoder is None
+               else block_decoder(BlockJob(link_, llr, num_bytes)))
         out.blocks, out.block_errors = res.blocks, res.block_errors
         if header.source_codec == "utf8":
             r = codecs.utf8_decode(res.payload)

@@ -18,6 +18,7 @@ import numpy as np
 from unitocom import batching, wire
 from unitocom.config import Config, checkpoint_preset
 from unitocom import schemes
+from unitocom.schemes import traditional
 from unitocom.messages import Modality, ModalityOutput, RequestHeader, Result, StreamHeader, SymbolFrame
 from unitocom.options import Channel, Scheme, Task
 from unitocom.stages import mllm
@@ -129,6 +130,14 @@ class BaseStationCore:
         futures = {sid: receiver.submit(job) for sid, job in jobs.items()}
         return {sid: f.result(timeout=limits.default_deadline_s) for sid, f in futures.items()}, None
 
+    def _block_decoder(self):
+        """The code blocks of this stream decoded with other requests' blocks of the same code (one LDPC/Turbo
+        decoder call per batch, `traditional.decode_blocks`); this thread waits for its own."""
+        limits = self.cfg.limits
+        blocks = batching.shared("channel_decode", "traditional", traditional.decode_blocks, limits.batch_max,
+                                 limits.batch_delay_ms)
+        return lambda job: blocks.submit(job).result(timeout=limits.default_deadline_s)
+
     def finish(self) -> Result:
         link = self.header.link
         result = Result(request_id=self.header.request_id, task=self.header.task, scheme=link.scheme,
@@ -149,6 +158,10 @@ class BaseStationCore:
             tokens = None
             if sid in decoded:  # decoded with other requests' streams
                 out, tokens = decoded[sid]
+            elif s.header.scheme == Scheme.TRADITIONAL and self.cfg.limits.batch_max > 1:
+                out = traditional.decode(s.header, y, h, s.noise_var, s.erased, self.cfg,
+                                         est_error_var=s.est_error_var, clock=self.clock,
+                                         block_decoder=self._block_decoder())
             else:
                 out = schemes.for_scheme(s.header.scheme).decode(s.header, y, h, s.noise_var, s.erased, self.cfg,
                                                                  est_error_var=s.est_error_var, clock=self.clock)
