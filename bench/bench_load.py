@@ -29,6 +29,7 @@ import os
 import pathlib
 import random
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -96,6 +97,19 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     return sorted_values[k]
 
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The health prober: one JSON line [service, ms, status] per probe until its stdin closes.
+PROBER = """
+import json, select, sys, time
+from unitocom import client, launcher
+targets, tls_dir, every = json.loads(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+tls = client.Tls.from_dir(tls_dir, "client") if tls_dir else None
+while not select.select([sys.stdin], [], [], every)[0]:
+    for svc, addr in targets.items():
+        t = time.perf_counter()
+        st = client.health(addr, launcher.GRPC_NAMES[svc], timeout_s=1.0, tls=tls)
+        print(json.dumps([svc, (time.perf_counter() - t) * 1e3, st]), flush=True)
+"""
 HEALTH_PROBE_S = 0.2  # one health probe per service this often, while the load runs
 HEALTH_TARGET_MS = 100.0  # issue 13: health answers within 100 ms while the service is saturated
 
@@ -249,18 +263,13 @@ def run_scenario(name: str, fault: Fault | None, target: str, d: pathlib.Path | 
                 with lock:
                     calls.append(Call(kind, start, time.monotonic() - t0, code))
 
-    probes: dict[str, list[tuple[float, str]]] = {}
-
-    def prober() -> None:
-        """Health of every service every HEALTH_PROBE_S while the load runs: does it answer, and how fast."""
-        targets = {p.name: p.grpc for p in launcher.load_state(d)} if d is not None else {"transmitter": target}
-        tls = launcher.health_tls(d) if d is not None else None
-        while not stop_load.wait(HEALTH_PROBE_S):
-            for svc, addr in targets.items():
-                t = time.perf_counter()
-                st = client.health(addr, launcher.GRPC_NAMES[svc], timeout_s=1.0, tls=tls)
-                with lock:
-                    probes.setdefault(svc, []).append(((time.perf_counter() - t) * 1e3, st))
+    # Health is probed from a process of its own: in this one, 16 client threads holding the GIL would add their
+    # waits to the probe's latency, which is the service's to answer for.
+    targets = {p.name: p.grpc for p in launcher.load_state(d)} if d is not None else {"transmitter": target}
+    tls_dir = (launcher.read_state(d) or {}).get("tls_dir") if d is not None else None
+    prober = subprocess.Popen([sys.executable, "-c", PROBER, json.dumps(targets), tls_dir or "",
+                               str(HEALTH_PROBE_S)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
     watcher = None
     if fault is not None:
@@ -269,8 +278,6 @@ def run_scenario(name: str, fault: Fault | None, target: str, d: pathlib.Path | 
         watcher = threading.Thread(target=_watch_fault, args=(fault, d, t0, stop_watch), daemon=True)
         watcher.start()
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
-    health_thread = threading.Thread(target=prober, daemon=True)
-    health_thread.start()
     for t in threads:
         t.start()
     next_report = 5.0
@@ -298,9 +305,13 @@ def run_scenario(name: str, fault: Fault | None, target: str, d: pathlib.Path | 
     stop_watch.set()
     if watcher is not None:
         watcher.join(2.0)
-    health_thread.join(5.0)
+    out, _ = prober.communicate("", timeout=30)  # closing its stdin stops it
+    probes: dict[str, list[tuple[float, str]]] = {}
+    for line in out.splitlines():
+        svc, ms, st = json.loads(line)
+        probes.setdefault(svc, []).append((ms, st))
     with lock:
-        return summarize(name, list(calls), sent[0], clients, load_s, fault, {k: list(v) for k, v in probes.items()})
+        return summarize(name, list(calls), sent[0], clients, load_s, fault, probes)
 
 
 # -- the table --------------------------------------------------------------------------------------------------
