@@ -70,7 +70,10 @@ def links(draw) -> pb.LinkSettings:
         rician_k_db=draw(mostly(st.floats(-10, 20), doubles)), csi=draw(enum_of(0, 2)),
         pilots=draw(mostly(st.integers(0, 8), u32)), erasure_prob=draw(mostly(st.floats(0, 0.5), doubles)),
         jpeg_quality=draw(mostly(st.integers(0, 95), u32)), code_rate=draw(mostly(st.just(0.0), doubles)),
-        modulation=draw(mostly(st.sampled_from(["", "bpsk", "qpsk", "qam16", "qam64"]), names)))
+        modulation=draw(mostly(st.sampled_from(["", "bpsk", "qpsk", "qam16", "qam64"]), names)),
+        packet_loss=draw(mostly(st.sampled_from([0.0, 0.0, 0.3, 1.0]), doubles)),
+        packet_burst=draw(mostly(st.sampled_from([0.0, 4.0]), doubles)),
+        tokens_per_packet=draw(mostly(st.integers(0, 16), u32)))
 
 
 @st.composite
@@ -101,7 +104,8 @@ REQUEST_KINDS = {
     "semcom": dict(image=scene_png(32), text="how many things?", task="vqa", scheme="semcom", snr_db=5.0)}
 WILD_LINK = {"scheme": enum, "snr_db": doubles, "channel": enum, "fading": enum, "seed": u64, "block_length": u32,
              "rician_k_db": doubles, "csi": enum, "pilots": u32, "erasure_prob": doubles, "jpeg_quality": u32,
-             "code_rate": doubles, "modulation": names}
+             "code_rate": doubles, "modulation": names, "packet_loss": doubles, "packet_burst": doubles,
+             "tokens_per_packet": u32}
 
 
 @st.composite
@@ -182,7 +186,7 @@ def _base(name: str, through_channel: bool) -> list[pb.Uplink]:
     return [pb.Uplink.FromString(m.SerializeToString()) for m in _BASES[key]]
 
 
-HEADER_FIELDS = {"num_symbols": u64, "payload_bytes": u64, "code_rate": doubles, "info_block_bits": u32,
+HEADER_FIELDS = {"packet_symbols": u32, "num_symbols": u64, "payload_bytes": u64, "code_rate": doubles, "info_block_bits": u32,
                  "audio_rate_hz": u32, "num_samples": u64, "stream_id": u32, "modality": enum, "scheme": enum,
                  "source_codec": names, "channel_code": names, "modulation": names,
                  "tokenizer": st.text(max_size=12), "preprocessing": st.text(max_size=8)}

@@ -39,6 +39,7 @@ class ChannelDefaults:
     csi: str = "perfect"  # perfect | estimated
     pilots: int = 8
     erasure_prob: float = 0.0
+    tokens_per_packet: int = 4  # learned schemes' token packets (issue 16)
 
 
 @dataclass(frozen=True)

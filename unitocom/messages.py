@@ -42,6 +42,9 @@ class LinkSettings:
     jpeg_quality: int = 0  # 1..95
     code_rate: float = 0.0
     modulation: str = ""  # bpsk | qpsk | qam16 | qam64
+    packet_loss: float = 0.0  # token packets: long-run fraction lost, 0..1
+    packet_burst: float = 0.0  # mean run of consecutive lost packets (Gilbert); 0: i.i.d.
+    tokens_per_packet: int = 0  # learned schemes (0: the default, 4)
 
 
 @dataclass
@@ -100,6 +103,7 @@ class StreamHeader:
     preprocessing: str = ""
     audio_rate_hz: int = 0
     num_samples: int = 0  # audio: samples at audio_rate_hz before chunking (the last chunk's padding is cut)
+    packet_symbols: int = 0  # channel uses per packet: the channel loses whole packets (0: not packetised)
 
 
 @dataclass

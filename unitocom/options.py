@@ -196,6 +196,12 @@ OPTIONS: tuple[Option, ...] = (
            advanced=True),
     Option("erasure_prob", float, 0.0, "probability that a symbol frame is lost", finite=True, ge=0.0, le=1.0,
            advanced=True),
+    Option("packet_loss", float, 0.0, "token packets: fraction of packets lost (i.i.d., or bursty with "
+           "packet_burst)", finite=True, ge=0.0, le=1.0, advanced=True),
+    Option("packet_burst", float, 0.0, "mean run of consecutive lost packets (Gilbert channel; 0: i.i.d. losses)",
+           finite=True, ge=0.0, le=1000.0, advanced=True),
+    Option("tokens_per_packet", int, 0, "tokens per packet (learned schemes; 0: the default, 4; traditional: one "
+           "code block per packet)", ge=0, le=4096, advanced=True),
     Option("jpeg_quality", int, 0, "JPEG quality 1..95 (traditional; 0: the service default, 75)", ge=0, le=95,
            advanced=True),
     Option("modulation", Modulation, None, "constellation (traditional; not given: the service default, qam16)",

@@ -20,7 +20,8 @@ def run(req: Request, cfg: Config) -> Result:
                         "(convert a protobuf one with unitocom.stages.request.from_wire)")
     prep = transmitter.prepare(req, cfg)
     header = prep.header
-    ch = ChannelCore(header.link, [s.stream_id for s in header.streams], cfg)
+    ch = ChannelCore(header.link, [s.stream_id for s in header.streams], cfg,
+                     {s.stream_id: s.packet_symbols for s in header.streams})
     bs = BaseStationCore(header, cfg)
     for frame in prep.frames(cfg.limits.frame_symbols):
         bs.add(ch.apply(frame))

@@ -21,7 +21,8 @@ SERVICE = "channel"
 
 def _core(header: pb.RequestHeader, cfg: config.Config) -> ChannelCore:
     """The request's ChannelCore, from its header's link settings and stream ids."""
-    return ChannelCore(from_wire(header.link, "link"), [s.stream_id for s in header.streams], cfg)
+    return ChannelCore(from_wire(header.link, "link"), [s.stream_id for s in header.streams], cfg,
+                       {s.stream_id: s.packet_symbols for s in header.streams})
 
 
 def _apply(core: ChannelCore, message: pb.Uplink, out: pb.SymbolFrame, rec: capture.Recording | None) -> None:
@@ -82,6 +83,7 @@ class Channel(pb_grpc.ChannelServicer):
             if rec is not None:
                 rec.close()  # what crossed the channel, whatever the base station made of it
             core.clock.report(result.timings)  # stage `channel`: eq. (2) on every frame
+            call.packets(*core.packet_counts())
             call.observe(result)
             return result
 

@@ -54,6 +54,8 @@ RPC_SECONDS = Histogram("unitocom_rpc_seconds", "RPC wall time inside the servic
 STAGE_SECONDS = Histogram("unitocom_stage_seconds", "Time per pipeline stage, summed per request and service: "
                           + ", ".join(STAGES), ["service", "stage", "scheme"], buckets=LATENCY_BUCKETS)
 CHANNEL_USES = Counter("unitocom_channel_uses_total", "Complex symbols handled", ["service", "scheme", "modality"])
+PACKETS = Counter("unitocom_packets_total", "Token packets (or code blocks) the channel carried, by outcome: sent, "
+                  "lost (link.packet_loss)", ["service", "scheme", "outcome"])
 REQUEST_CHANNEL_USES = Histogram("unitocom_request_channel_uses", "Complex symbols sent per request, all streams",
                                  ["service", "scheme", "task"], buckets=SYMBOL_BUCKETS)
 STREAM_TOKENS = Histogram("unitocom_stream_tokens", "Tokens carried by one modality stream (learned schemes)",
@@ -192,6 +194,12 @@ class Call:
                 continue
             family = QUALITY_DECIBELS if name.endswith("_db") else QUALITY_RATIO
             family.labels(self.scheme, self.task, channel, name, bucket).observe(value)
+
+    def packets(self, sent: int, lost: int) -> None:
+        """Packets the channel carried for this request and how many of them it lost."""
+        if sent:
+            PACKETS.labels(self.service, self.scheme, "sent").inc(sent)
+            PACKETS.labels(self.service, self.scheme, "lost").inc(lost)
 
     def channel_uses(self, n: int) -> None:
         """Symbols handled where no Result is seen (the channel's Apply)."""

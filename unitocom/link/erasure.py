@@ -65,6 +65,28 @@ class PacketLoss:
         return lost
 
 
+class PacketLossStream:
+    """The losses of one stream's packets, drawn as its frames arrive: the chain goes on from packet to packet
+    across calls (the same losses however the stream is cut into frames, for the same seed)."""
+
+    def __init__(self, process: PacketLoss, rng: np.random.Generator):
+        self.process, self.rng = process, rng
+        self.lost = np.zeros(0, bool)
+
+    def upto(self, n_packets: int) -> np.ndarray:
+        """bool [>= n_packets]: the losses of packets 0..n_packets-1 (more drawn when needed)."""
+        if n_packets > len(self.lost):
+            a, b = self.process.transitions()
+            u = self.rng.random(n_packets - len(self.lost))
+            new = np.empty(len(u), bool)
+            bad = bool(self.lost[-1]) if len(self.lost) else None
+            for i, x in enumerate(u):
+                bad = x < self.process.loss_rate if bad is None else x < ((1.0 - b) if bad else a)
+                new[i] = bad
+            self.lost = np.concatenate([self.lost, new])
+        return self.lost
+
+
 def burst_lengths(lost: np.ndarray) -> np.ndarray:
     """int [runs]: the lengths of the runs of consecutive True in a bool array (the measured bursts)."""
     x = np.concatenate([[False], np.asarray(lost, bool), [False]]).astype(np.int8)

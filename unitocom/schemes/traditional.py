@@ -35,6 +35,11 @@ def _link(header: StreamHeader, cfg: Config) -> DigitalLink:
     return _cached_link(header.channel_code, header.code_rate, header.modulation, header.info_block_bits, iterations)
 
 
+def code_blocks(header: StreamHeader, cfg: Config) -> int:
+    """How many LDPC/Turbo code blocks a traditional stream's payload takes (its packets, issue 16)."""
+    return _link(header, cfg).num_blocks(int(header.payload_bytes))
+
+
 @functools.lru_cache(maxsize=64)
 def _cached_link(code: str, rate: float, modulation: str, k: int, iterations: int) -> DigitalLink:
     """Building the 5G LDPC parity-check structures costs tens of ms: build each configuration once per

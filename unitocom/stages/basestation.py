@@ -43,6 +43,20 @@ class _Stream:
     done: bool = False
 
 
+def _packet_note(header: StreamHeader, h_est: np.ndarray) -> str:
+    """How many of a stream's packets the channel lost: those whose every symbol came with h_est = 0 (the
+    receiver's knowledge of a missing packet, `stages.channel`)."""
+    ps = min(int(header.packet_symbols), len(h_est))  # a header's word is not a size to allocate
+    if not ps or np.all(h_est != 0):
+        return ""
+    packets = -(-len(h_est) // ps)
+    zero = np.ones(packets * ps, bool)
+    zero[:len(h_est)] = h_est == 0
+    lost = int(zero.reshape(packets, ps).all(axis=1).sum())
+    what = "tokens" if header.scheme != Scheme.TRADITIONAL else "code blocks"
+    return f"{lost} of {packets} packets lost by the channel (their {what} read as erasures)" if lost else ""
+
+
 class BaseStationCore:
     """One per request. `header` is the library's RequestHeader: its enums were checked where it was converted
     (`wire.from_pb` at the service edge names an unknown number's field); here, that it has streams with unique ids
@@ -165,6 +179,9 @@ class BaseStationCore:
             else:
                 out = schemes.for_scheme(s.header.scheme).decode(s.header, y, h, s.noise_var, s.erased, self.cfg,
                                                                  est_error_var=s.est_error_var, clock=self.clock)
+            note = _packet_note(s.header, h)
+            if note:
+                out.note = f"{out.note}; {note}" if out.note else note
             outputs.append(out)
             result.channel_uses += len(y)
             received.append(mllm.Received(s.header, out, y, h, s.noise_var, s.erased, s.est_error_var, tokens))

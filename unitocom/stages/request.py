@@ -95,6 +95,19 @@ def validate_link(link: LinkSettings, cfg: Config) -> ChannelSpec:
         raise RequestError("link.rician_k_db", f"must be a finite number in [-50, 50] dB, got {link.rician_k_db}")
     if not 0 <= link.pilots <= 64:
         raise RequestError("link.pilots", f"must be in 0..64 (0: the service default), got {link.pilots}")
+    if not (math.isfinite(link.packet_loss) and 0.0 <= link.packet_loss <= 1.0):
+        raise RequestError("link.packet_loss", f"must be in [0, 1], got {link.packet_loss}")
+    if not (math.isfinite(link.packet_burst) and 0.0 <= link.packet_burst <= 1000.0):
+        raise RequestError("link.packet_burst", f"must be 0 (i.i.d.) or a mean burst in [1, 1000] packets, "
+                                                f"got {link.packet_burst}")
+    if link.packet_burst:
+        from unitocom.link.erasure import PacketLoss
+        try:
+            PacketLoss(link.packet_loss, link.packet_burst)
+        except ValueError as e:
+            raise RequestError("link.packet_burst", str(e)) from None
+    if not 0 <= link.tokens_per_packet <= 4096:
+        raise RequestError("link.tokens_per_packet", f"must be in 0..4096 (0: the default), got {link.tokens_per_packet}")
     if link.jpeg_quality and not 1 <= link.jpeg_quality <= 95:
         raise RequestError("link.jpeg_quality", f"must be in 1..95, got {link.jpeg_quality}")
     if link.code_rate and not (math.isfinite(link.code_rate) and 0.0 < link.code_rate < 1.0):

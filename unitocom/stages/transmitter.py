@@ -20,7 +20,7 @@ from unitocom import codecs, wire
 from unitocom.config import Config
 from unitocom import schemes
 from unitocom.messages import Modality, ModalityOutput, Request, RequestHeader, SymbolFrame
-from unitocom.options import Task
+from unitocom.options import Scheme, Task
 from unitocom.stages.request import SourcePayload, request_id, validate
 from unitocom.timing import Clock
 
@@ -53,6 +53,8 @@ def prepare(request: Request, cfg: Config) -> Prepared:
     scheme = schemes.for_scheme(link.scheme)
     # Each scheme times its own steps: source_encode (codec or tokenizer F) and channel_encode (code + QAM, or T).
     streams = [scheme.encode(i, p, link, cfg, clock=clock, task=request.task) for i, p in enumerate(payloads)]
+    for s in streams:
+        s.header.packet_symbols = packet_symbols(s.header, link, cfg)
     label = request.label
     if request.task == Task.T2I and not label.caption:
         # The device knows the caption it asked for: the base station scores the picture against it, not against
@@ -61,6 +63,23 @@ def prepare(request: Request, cfg: Config) -> Prepared:
     header = RequestHeader(request_id=request_id(request), task=request.task, link=request.link, label=label,
                            streams=[s.header for s in streams], transmitter_s=time.perf_counter() - t0)
     return Prepared(header, streams, payloads, cfg, clock)
+
+
+def packet_symbols(header, link, cfg: Config) -> int:
+    """Channel uses per packet of a stream: `tokens_per_packet` tokens of a learned stream (token_shape
+    [..., d]: the last axis is one token's), or one LDPC/Turbo code block of a traditional one (its CRC tells the
+    receiver whether it arrived). 0 when the stream cannot be cut so (a stream of no symbols)."""
+    n = int(header.num_symbols)
+    if n == 0:
+        return 0
+    if header.scheme == Scheme.TRADITIONAL:
+        from unitocom.schemes.traditional import code_blocks
+        blocks = code_blocks(header, cfg)
+        return n // blocks if blocks else n
+    tokens = int(np.prod(header.token_shape[:-1])) if len(header.token_shape) > 1 else 0
+    if tokens <= 0 or n % tokens:
+        return n
+    return (n // tokens) * (link.tokens_per_packet or cfg.channel.tokens_per_packet)
 
 
 def finish(outputs: list[ModalityOutput], prep: Prepared) -> dict[str, float]:
