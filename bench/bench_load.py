@@ -108,18 +108,22 @@ while not select.select([sys.stdin], [], [], every)[0]:
     for svc, addr in targets.items():
         t = time.perf_counter()
         st = client.health(addr, launcher.GRPC_NAMES[svc], timeout_s=1.0, tls=tls)
-        print(json.dumps([svc, (time.perf_counter() - t) * 1e3, st]), flush=True)
+        print(json.dumps([svc, (time.perf_counter() - t) * 1e3, st, time.time()]), flush=True)
 """
 HEALTH_PROBE_S = 0.2  # one health probe per service this often, while the load runs
 HEALTH_TARGET_MS = 100.0  # issue 13: health answers within 100 ms while the service is saturated
 
 
-def health_summary(probes: list[tuple[float, str]]) -> dict:
-    """(latency ms, status) of one service's probes -> counts and percentiles of the answered (SERVING) ones."""
-    ms = sorted(m for m, st in probes if st == "SERVING")
+def health_summary(probes: list[tuple]) -> dict:
+    """(latency ms, status[, seconds into the scenario]) of one service's probes -> counts and percentiles of the
+    answered (SERVING) ones, and when the slowest came (None when the probes carry no time)."""
+    answered = sorted((p for p in probes if p[1] == "SERVING"), key=lambda p: p[0])
+    ms = [p[0] for p in answered]
+    slowest = answered[-1] if answered else None
     return {"probes": len(probes), "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99),
             "max_ms": ms[-1] if ms else None, "over_target": sum(1 for m in ms if m > HEALTH_TARGET_MS),
-            "not_serving": len(probes) - len(ms)}
+            "not_serving": len(probes) - len(ms),
+            "max_at_s": slowest[2] if slowest is not None and len(slowest) > 2 else None}
 
 
 def summarize(name: str, calls: list[Call], sent: int, clients: int, load_s: float,
@@ -243,7 +247,7 @@ def run_scenario(name: str, fault: Fault | None, target: str, d: pathlib.Path | 
     stop_load, stop_watch = threading.Event(), threading.Event()
     kinds, weights = [m[0] for m in mix], [m[1] for m in mix]
     reqs = {m[0]: m[2] for m in mix}
-    t0 = time.monotonic()
+    t0, wall0 = time.monotonic(), time.time()
 
     def worker(i: int) -> None:
         rng = random.Random(seed * 1000 + i)
@@ -308,8 +312,8 @@ def run_scenario(name: str, fault: Fault | None, target: str, d: pathlib.Path | 
     out, _ = prober.communicate("", timeout=30)  # closing its stdin stops it
     probes: dict[str, list[tuple[float, str]]] = {}
     for line in out.splitlines():
-        svc, ms, st = json.loads(line)
-        probes.setdefault(svc, []).append((ms, st))
+        svc, ms, st, at = json.loads(line)
+        probes.setdefault(svc, []).append((ms, st, at - wall0))
     with lock:
         return summarize(name, list(calls), sent[0], clients, load_s, fault, probes)
 
@@ -345,7 +349,8 @@ def table(rows: list[Summary]) -> str:
     for svc in SERVICES:  # health under this load: answered how fast, and how often not SERVING
         if any(svc in r.health for r in rows):
             def cell(h):
-                return "-" if not h else (f"{_ms(h['p50_ms'])} / {_ms(h['p99_ms'])} / {_ms(h['max_ms'])}; "
+                at = "" if h is None or h.get("max_at_s") is None else f" at {h['max_at_s']:.1f}s"
+                return "-" if not h else (f"{_ms(h['p50_ms'])} / {_ms(h['p99_ms'])} / {_ms(h['max_ms'])}{at}; "
                                           f"{h['over_target']}>{HEALTH_TARGET_MS:.0f}ms, {h['not_serving']} down")
             lines.append((f"health {svc} p50/p99/max ms", [cell(r.health.get(svc)) for r in rows]))
     width = max(len(k) for k, _ in lines)

@@ -102,5 +102,6 @@ def test_killed_base_station_under_load_serves_again(tmp_path):
 
 def test_health_summary_counts_slow_and_missing_answers():
     from bench.bench_load import health_summary
-    h = health_summary([(5.0, "SERVING"), (150.0, "SERVING"), (1.0, "UNREACHABLE"), (7.0, "SERVING")])
-    assert h == {"probes": 4, "p50_ms": 7.0, "p99_ms": 150.0, "max_ms": 150.0, "over_target": 1, "not_serving": 1}
+    h = health_summary([(5.0, "SERVING", 1.0), (150.0, "SERVING", 2.5), (1.0, "UNREACHABLE", 3.0), (7.0, "SERVING", 4.0)])
+    assert h == {"probes": 4, "p50_ms": 7.0, "p99_ms": 150.0, "max_ms": 150.0, "over_target": 1, "not_serving": 1,
+                 "max_at_s": 2.5}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 import os
 import signal
@@ -233,6 +234,10 @@ def serve(name: str, args: argparse.Namespace, cfg: config_mod.Config,
     if metrics_port:
         start_http_server(metrics_port, addr=args.host)
     _warm_up_or_exit(name, warmup, cfg.limits.warmup_timeout_s)
+    # What warm-up loaded (models, codecs, stubs) lives as long as the process: out of the collector's sight, a
+    # full collection no longer walks it, which paused every thread (health answers too) for 100 ms and more.
+    gc.collect()
+    gc.freeze()
     health_server = _health_only_server(health_servicer, args.host, getattr(args, "health_port", 0))
     server.start()
     log.info("listening on %s:%d (%s), metrics on %s", args.host, bound, "TLS" if creds else "plaintext",
