@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 help:
 	@echo "make demo      start the services, send a real text, image and speech clip at two SNRs, stop"
 	@echo "make test      run the test suite (slow and GPU tests skipped; make test-all runs the slow ones)"
-	@echo "make bench     the benchmarks (service path vs in-process, channel throughput, LDPC, MLLM KV cache, load and faults, TLS vs plaintext)"
+	@echo "make bench     the benchmarks (service path vs in-process, channel throughput, LDPC, MLLM KV cache, load and faults, TLS vs plaintext, batched vs unbatched)"
 	@echo "make stubs     regenerate the gRPC stubs from protos/"
 
 $(STAMP): pyproject.toml
@@ -46,6 +46,7 @@ bench: venv system
 	$(PY) bench/bench_mllm.py
 	$(PY) bench/bench_load.py --spawn --scenarios baseline,kill-basestation,stop-channel
 	$(PY) bench/bench_tls.py
+	$(PY) bench/bench_batching.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
