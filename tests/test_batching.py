@@ -174,6 +174,19 @@ def test_bad_settings_are_refused():
 
 # -- batched generation: left padding, masks and positions --------------------------------------------------------
 
+def _left_padded(prompts):
+    """Prompts [1, n_b, D] -> (embeds [B, max n, D] with each prompt at the right end, mask [B, max n]), built
+    here by hand so that the model's own padding code is checked against it."""
+    import torch
+    length = max(p.shape[1] for p in prompts)
+    embeds = torch.zeros(len(prompts), length, prompts[0].shape[2])
+    mask = torch.zeros(len(prompts), length, dtype=torch.long)
+    for b, p in enumerate(prompts):
+        embeds[b, length - p.shape[1]:] = p[0]
+        mask[b, length - p.shape[1]:] = 1
+    return embeds, mask
+
+
 def test_left_padded_greedy_generation_equals_one_prompt_at_a_time():
     """A random tiny MLLM, prompts of very different lengths: the batched (masked, per-row positions) greedy
     tokens equal the unbatched ones, and the last-position logits agree to float precision."""
@@ -186,12 +199,7 @@ def test_left_padded_greedy_generation_equals_one_prompt_at_a_time():
     prompts = [torch.randn(1, n, 32) for n in (3, 17, 9, 30, 1)]
     eos = 10 ** 6  # never produced: every row generates all its tokens
     alone = [model.generate_text(p, 6, eos)[0] for p in prompts]
-    length = max(p.shape[1] for p in prompts)
-    embeds = torch.zeros(len(prompts), length, 32)
-    mask = torch.zeros(len(prompts), length, dtype=torch.long)
-    for b, p in enumerate(prompts):
-        embeds[b, length - p.shape[1]:] = p[0]
-        mask[b, length - p.shape[1]:] = 1
+    embeds, mask = _left_padded(prompts)
     assert model.generate_text(embeds, 6, eos, mask=mask) == alone
     assert model.generate_text(embeds, 6, eos, mask=mask, use_cache=False) == alone
     with torch.no_grad():
@@ -217,12 +225,7 @@ def test_batched_next_token_diffusion_draws_each_rows_own_noise():
     uncond = torch.randn(1, 3, 32)
     alone = [model.generate_tokens(p, 4, "image", generator=torch.Generator().manual_seed(s), prefix_uncond=uncond,
                                    guidance=3.0)[0] for s, p in enumerate(prompts)]
-    length = max(p.shape[1] for p in prompts)
-    embeds = torch.zeros(len(prompts), length, 32)
-    mask = torch.zeros(len(prompts), length, dtype=torch.long)
-    for b, p in enumerate(prompts):
-        embeds[b, length - p.shape[1]:] = p[0]
-        mask[b, length - p.shape[1]:] = 1
+    embeds, mask = _left_padded(prompts)
     together = model.generate_tokens(embeds, 4, "image", mask=mask, prefix_uncond=uncond.expand(3, -1, -1),
                                      generator=[torch.Generator().manual_seed(s) for s in range(3)], guidance=3.0)
     for a, b in zip(alone, together):

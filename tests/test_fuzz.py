@@ -272,49 +272,28 @@ def channels(services):
         c.close()
 
 
-def test_fuzz_transmitter_send(channels):
-    stub = pb_grpc.TransmitterStub(channels["transmitter"])
+# (service, strategy, the call of one example with a stub of that service): every RPC of every service
+RPCS = {
+    "Transmitter.Send": ("transmitter", requests, lambda stub, request: stub.Send(request, timeout=DEADLINE_S)),
+    "Channel.Forward": ("channel", uplinks, lambda stub, msgs: stub.Forward(iter(msgs), timeout=DEADLINE_S)),
+    "Channel.Apply": ("channel", uplinks, lambda stub, msgs: list(stub.Apply(iter(msgs), timeout=DEADLINE_S))),
+    "BaseStation.Receive": ("basestation", received_uplinks,
+                            lambda stub, msgs: stub.Receive(iter(msgs), timeout=DEADLINE_S)),
+}
+STUBS = {"transmitter": pb_grpc.TransmitterStub, "channel": pb_grpc.ChannelStub,
+         "basestation": pb_grpc.BaseStationStub}
+
+
+@pytest.mark.parametrize("rpc", sorted(RPCS))
+def test_fuzz(channels, rpc):
+    service, strategy, call = RPCS[rpc]
+    stub = STUBS[service](channels[service])
 
     @FUZZ
-    @given(requests)
-    def run(request):
-        _assert_precise(*_status(lambda: stub.Send(request, timeout=DEADLINE_S)), request)
+    @given(strategy)
+    def run(message):
+        what = message[:1] if isinstance(message, list) else message  # an uplink: its header says enough
+        _assert_precise(*_status(lambda: call(stub, message)), what)
 
     run()
-    _serving(channels["transmitter"])
-
-
-def test_fuzz_channel_forward(channels):
-    stub = pb_grpc.ChannelStub(channels["channel"])
-
-    @FUZZ
-    @given(uplinks)
-    def run(msgs):
-        _assert_precise(*_status(lambda: stub.Forward(iter(msgs), timeout=DEADLINE_S)), msgs[:1])
-
-    run()
-    _serving(channels["channel"])
-
-
-def test_fuzz_channel_apply(channels):
-    stub = pb_grpc.ChannelStub(channels["channel"])
-
-    @FUZZ
-    @given(uplinks)
-    def run(msgs):
-        _assert_precise(*_status(lambda: list(stub.Apply(iter(msgs), timeout=DEADLINE_S))), msgs[:1])
-
-    run()
-    _serving(channels["channel"])
-
-
-def test_fuzz_basestation_receive(channels):
-    stub = pb_grpc.BaseStationStub(channels["basestation"])
-
-    @FUZZ
-    @given(received_uplinks)
-    def run(msgs):
-        _assert_precise(*_status(lambda: stub.Receive(iter(msgs), timeout=DEADLINE_S)), msgs[:1])
-
-    run()
-    _serving(channels["basestation"])
+    _serving(channels[service])

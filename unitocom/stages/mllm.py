@@ -303,6 +303,27 @@ class _AsrJob:
     clock: Clock
 
 
+def _tokens_per_job(jobs: list, tokens_of) -> tuple[list, list, list[int]]:
+    """Each job's input tokens, made on its own clock: (results holding each failing job's exception, the other
+    jobs' tokens, their indices). A failure is that request's, not the batch's."""
+    results: list = [None] * len(jobs)
+    tokens, rows = [], []
+    for i, j in enumerate(jobs):
+        try:
+            tokens.append(tokens_of(j))
+            rows.append(i)
+        except Exception as e:  # noqa: BLE001 - this request's failure, not the batch's
+            results[i] = e
+    return results, tokens, rows
+
+
+def _charge(shared: Clock, clocks: list[Clock]) -> None:
+    """Every request of a batch gets the shared forward's stage times: what it spent waiting in it."""
+    for clock in clocks:
+        for stage, seconds in shared.seconds.items():
+            clock.add(stage, seconds)
+
+
 def _asr_batcher(a: Assistant, cfg: Config) -> MicroBatcher:
     return batching.shared("mllm", ("asr", id(a)), lambda jobs: _transcribe_batch(a, jobs), cfg.limits.batch_max,
                            cfg.limits.batch_delay_ms)
@@ -312,20 +333,12 @@ def _transcribe_batch(a: Assistant, jobs: list[_AsrJob]) -> list[str | BaseExcep
     """Batch function: each clip's audio tokens (on its own clock; a failure is that request's), then one
     left-padded greedy generation of all transcripts (equal to one at a time)."""
     from unitocom.mllm import tasks
-    results: list[str | BaseException | None] = [None] * len(jobs)
-    tokens, rows = [], []
-    for i, j in enumerate(jobs):
-        try:
-            tokens.append(audio_tokens(a, j.audio, j.clock))
-            rows.append(i)
-        except Exception as e:  # noqa: BLE001 - this request's failure, not the batch's
-            results[i] = e
+    results, tokens, rows = _tokens_per_job(jobs, lambda j: audio_tokens(a, j.audio, j.clock))
     if rows:
         shared = Clock(jobs[rows[0]].clock.service)
         for i, text in zip(rows, tasks.transcribe(a.model, a.vocab, tokens, clock=shared, batched=True)):
             results[i] = text
-            for stage, seconds in shared.seconds.items():
-                jobs[i].clock.add(stage, seconds)
+        _charge(shared, [jobs[i].clock for i in rows])
     return results
 
 
@@ -359,8 +372,7 @@ def _imagine_batch(a: Assistant, jobs: list[_T2iJob]) -> list[torch.Tensor]:
                                      clock=shared)
         for i, t in zip(rows, tokens):
             out[i] = t
-            for stage, seconds in shared.seconds.items():
-                jobs[i].clock.add(stage, seconds)
+        _charge(shared, [jobs[i].clock for i in rows])
     return out
 
 
@@ -370,22 +382,14 @@ def _answer_batch(a: Assistant, jobs: list[_VqaJob]) -> list[str | BaseException
     fail gets its error; the others go on. Every job's clock gets the batch's mllm_prefill and mllm_generate:
     the time its request spent in the shared forward."""
     from unitocom.mllm import tasks
-    results: list[str | BaseException | None] = [None] * len(jobs)
-    tokens, rows = [], []
-    for i, j in enumerate(jobs):
-        try:
-            tokens.append(image_tokens(a, j.image, j.clock))
-            rows.append(i)
-        except Exception as e:  # noqa: BLE001 - this request's failure, not the batch's
-            results[i] = e
+    results, tokens, rows = _tokens_per_job(jobs, lambda j: image_tokens(a, j.image, j.clock))
     if rows:
         shared = Clock(jobs[0].clock.service)
         answers = tasks.answer(a.model, a.vocab, tokens, [jobs[i].question for i in rows], clock=shared,
                                batched=True)
         for i, text in zip(rows, answers):
             results[i] = text
-            for stage, seconds in shared.seconds.items():
-                jobs[i].clock.add(stage, seconds)
+        _charge(shared, [jobs[i].clock for i in rows])
     return results
 
 
