@@ -53,16 +53,7 @@ class PacketLoss:
         """bool [n_packets]: True where the packet is lost."""
         if n_packets < 0:
             raise ValueError(f"n_packets must be >= 0, got {n_packets}")
-        u = rng.random(n_packets)
-        a, b = self.transitions()
-        if self.mean_burst is None or a + b == 1.0:  # memoryless: the chain's next state ignores the last
-            return u < self.loss_rate
-        lost = np.empty(n_packets, bool)
-        bad = False
-        for i in range(n_packets):  # packets per request are few (tens to thousands): a loop is clear and fast enough
-            bad = u[i] < (1.0 - b if bad else a) if i else u[i] < self.loss_rate
-            lost[i] = bad
-        return lost
+        return PacketLossStream(self, rng).upto(n_packets)
 
 
 class PacketLossStream:
@@ -74,15 +65,19 @@ class PacketLossStream:
         self.lost = np.zeros(0, bool)
 
     def upto(self, n_packets: int) -> np.ndarray:
-        """bool [>= n_packets]: the losses of packets 0..n_packets-1 (more drawn when needed)."""
+        """bool [>= n_packets]: the losses of packets 0..n_packets-1 (more drawn when needed; exactly n_packets
+        the first time)."""
         if n_packets > len(self.lost):
-            a, b = self.process.transitions()
             u = self.rng.random(n_packets - len(self.lost))
-            new = np.empty(len(u), bool)
-            bad = bool(self.lost[-1]) if len(self.lost) else None
-            for i, x in enumerate(u):
-                bad = x < self.process.loss_rate if bad is None else x < ((1.0 - b) if bad else a)
-                new[i] = bad
+            a, b = self.process.transitions()
+            if self.process.mean_burst is None or a + b == 1.0:  # memoryless: the next state ignores the last
+                new = u < self.process.loss_rate
+            else:
+                new = np.empty(len(u), bool)
+                bad = bool(self.lost[-1]) if len(self.lost) else None  # None: the chain starts stationary
+                for i, x in enumerate(u):  # packets per request are few (tens to thousands): a loop is clear
+                    bad = x < self.process.loss_rate if bad is None else x < ((1.0 - b) if bad else a)
+                    new[i] = bad
             self.lost = np.concatenate([self.lost, new])
         return self.lost
 
