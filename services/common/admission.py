@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
-EXEMPT_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+from services.common.interceptors import EXEMPT_PREFIXES, wrap_handler
+
 RESERVED_THREADS = 4  # for exempt calls: a health probe needs one thread, never a turn
 
 
@@ -109,12 +110,5 @@ class Admission(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith(EXEMPT_PREFIXES):
             return handler
-        kinds = {
-            (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler, self._unary_response),
-            (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler, self._unary_response),
-            (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler, self._stream_response),
-            (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler, self._stream_response),
-        }
-        attr, make, wrap = kinds[(handler.request_streaming, handler.response_streaming)]
-        return make(wrap(getattr(handler, attr)), request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer)
+        return wrap_handler(handler, lambda behaviour, streaming:
+                            self._stream_response(behaviour) if streaming else self._unary_response(behaviour))

@@ -22,15 +22,12 @@ from dataclasses import dataclass, field
 import grpc
 from prometheus_client import Counter
 
+from services.common.interceptors import EXEMPT_PREFIXES, wrap_handler
 from unitocom import certs
 from unitocom import config as config_mod
 
 log = logging.getLogger("unitocom.service")
 
-# Methods every caller may reach whatever its identity or token: health (probes, `unitocom status`) and
-# reflection (grpcurl). Prefixes of the full method name /package.Service/Method.
-EXEMPT_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
-                   "/grpc.reflection.v1.ServerReflection/")
 
 # Reconnect backoff (milliseconds). gRPC's defaults (1 s initial, x1.6, up to 120 s, with jitter) left callers
 # failing for ~4.5 s after a restarted peer was SERVING; with 100 ms .. 1 s a peer is tried again within ~1 s.
@@ -209,16 +206,7 @@ class Guard(grpc.ServerInterceptor):
                 return behavior(request_or_iterator, context)
             return run
 
-        kinds = (("unary_unary", grpc.unary_unary_rpc_method_handler),
-                 ("unary_stream", grpc.unary_stream_rpc_method_handler),
-                 ("stream_unary", grpc.stream_unary_rpc_method_handler),
-                 ("stream_stream", grpc.stream_stream_rpc_method_handler))
-        for attr, make in kinds:
-            behavior = getattr(handler, attr)
-            if behavior is not None:
-                return make(guarded(behavior), request_deserializer=handler.request_deserializer,
-                            response_serializer=handler.response_serializer)
-        return handler
+        return wrap_handler(handler, lambda behavior, _streaming: guarded(behavior))
 
 
 # Who may call each service: the previous hop's identity. The transmitter is the public entry: clients prove
