@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, fields
 from unitocom import client
 from unitocom.config import Config
 from unitocom.procs import alive, terminate
-from unitocom.supervisor import RESTART_DIR, Policy, exit_text, read_state, write_state
+from unitocom.supervisor import RESTART_DIR, Policy, exit_text, health_tls, read_state, write_state
 
 ORDER = ("basestation", "channel", "transmitter")  # next hops first, so each finds its peer
 GRPC_NAMES = {"transmitter": "unitocom.v1.Transmitter", "channel": "unitocom.v1.Channel",
@@ -109,14 +109,6 @@ def tls_flags(name: str, tls_dir: str | None, auth_tokens: str | None) -> list[s
         tokens = auth_tokens or str(pathlib.Path(tls_dir) / "tokens")
         flags += ["--auth-tokens", tokens]
     return flags
-
-
-def health_tls(d: pathlib.Path):
-    """The client TLS a health check of the stack started from run directory `d` needs (its "client"
-    certificate: the channel and the base station want one from the CA at the handshake); None for plaintext or
-    when nothing was started."""
-    tls_dir = (read_state(d) or {}).get("tls_dir")
-    return client.Tls.from_dir(tls_dir, "client") if tls_dir else None
 
 
 def up(cfg: Config, preset: str, d: pathlib.Path, timeout_s: float = 120.0, echo=print,

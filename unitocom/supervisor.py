@@ -77,6 +77,17 @@ def exit_text(code: int | None) -> str:
     return str(code)
 
 
+def health_tls(d: pathlib.Path):
+    """The client TLS a health check of the stack started from run directory `d` needs (its "client"
+    certificate: the channel and the base station want one from the CA at the handshake); None for plaintext or
+    when nothing was started."""
+    tls_dir = (read_state(d) or {}).get("tls_dir")
+    if not tls_dir:
+        return None
+    from unitocom import client
+    return client.Tls.from_dir(tls_dir, "client")
+
+
 def read_state(d: pathlib.Path) -> dict | None:
     f = pathlib.Path(d) / STATE_FILE
     try:
@@ -204,9 +215,8 @@ class Supervisor:
 
     def _health(self, s: Service) -> str:
         from unitocom import client  # grpc: imported once the plan is read, so a bad plan fails fast
-        if not hasattr(self, "_tls"):  # a TLS stack's health wants a client certificate of its CA
-            tls_dir = (read_state(self.d) or {}).get("tls_dir")
-            self._tls = client.Tls.from_dir(tls_dir, "client") if tls_dir else None
+        if not hasattr(self, "_tls"):
+            self._tls = health_tls(self.d)
         return client.health(s.grpc, s.health_name, timeout_s=0.5, tls=self._tls)
 
     def take_restart_requests(self) -> None:
