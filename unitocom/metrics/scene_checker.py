@@ -3,8 +3,8 @@ pairs an image contains and how many objects it has. Its pooled features are the
 (Inception weights cannot be downloaded here); its pair predictions score text-to-image against the caption.
 
 It is trained on real scenes only (never on generated ones), so it judges the generator from outside, with the
-optimizer, progress bar and (optionally) JSON-lines log of `train.scaffold`, and its own learning-rate schedule
-(`checker_lr`, see there).
+optimizer, schedule (`scaffold.ramp_times_cosine`), progress bar and (optionally) JSON-lines log of
+`train.scaffold`.
 """
 from __future__ import annotations
 
@@ -76,13 +76,14 @@ def caption_pairs(caption: str) -> set[tuple[str, str]]:
     return {(c, s) for c, s in _PAIR_RE.findall(caption.lower())}
 
 
+CHECKER_WARMUP = 100
+
+
 def checker_lr(step: int, steps: int, lr: float) -> float:
-    """The schedule the committed checker was trained with, kept bit for bit so that its recorded command
-    reproduces it: a 100-step linear ramp multiplying a cosine that runs over all the steps from step 0, the
-    cosine taken in float32 of 3.14159 * step / steps (it ends just above 0). Not `scaffold.warmup_cosine`, whose
-    cosine starts after the warm-up and reaches its floor exactly: that would change the checker by up to 2 % of
-    its learning rate at the tail."""
-    return lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + torch.cos(torch.tensor(step / steps * 3.14159)).item())
+    """The checker's schedule: `scaffold.ramp_times_cosine` with a 100-step ramp (see there for why it is not
+    `warmup_cosine`)."""
+    from unitocom.train import scaffold
+    return scaffold.ramp_times_cosine(step, steps, lr, CHECKER_WARMUP)
 
 
 def train_checker(data_dir: str | Path, out: str | Path, steps: int = 1500, batch: int = 128, lr: float = 2e-3,
