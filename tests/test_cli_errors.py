@@ -26,6 +26,10 @@ CASES = [  # (arguments, what the one line must say)
     (["eval-sweep", "--task", "vqa", "--data", "{root}/tests/fixtures/clevr", "--snr-db", "10", "--n", "1",
       "--target", "127.0.0.1:1"], "carry no answers"),  # real CLEVR's test split: nothing to score against
     (["evaluate-link", "--tokens", "7", "--data", "{tmp}"], "checkpoints image-sigma-genib-s7, image-vae-s7 are not installed"),
+    (["loss-sweep", "--sweep", "budget", "--data", "/nonexistent", "--out", "{tmp}"], MAKE_DATA),
+    (["train", "resilient", "--data", "/nonexistent", "--run-dir", "{tmp}/run"], MAKE_DATA),
+    (["train", "mllm", "--resilient", "--init", "{tmp}/none.safetensors", "--data", "{root}/tests/fixtures/clevr"],
+     "no such MLLM checkpoint"),
 ]
 
 

@@ -54,9 +54,12 @@ def test_enum_values_are_the_proto_enum_names():
     for name, enum in PROTO_ENUMS.items():
         wire = [n.lower() for n in enum.keys() if not n.endswith("UNSPECIFIED")]
         assert options.BY_NAME[name].choices == wire, name
-    # modulation is a string on the wire: its values are the link's constellations.
+    # modulation and variant are strings on the wire: the link's constellations, the learned models' variants
+    # (stages.request checks both by these names).
     assert options.BY_NAME["modulation"].choices == list(MODULATIONS)
-    assert set(options.ENUMS) == set(PROTO_ENUMS) | {"modulation"}
+    assert options.BY_NAME["variant"].choices == ["standard", "resilient"]
+    assert options.BY_NAME["packing"].choices == ["sequential", "aggregated"]
+    assert set(options.ENUMS) == set(PROTO_ENUMS) | {"modulation", "variant", "packing"}
     assert client.choices() == {**{o.name: o.choices for o in options.OPTIONS if o.enum},
                                 "modality": ["text", "image", "audio"]}
 
@@ -173,14 +176,16 @@ def test_build_request_puts_every_option_on_the_wire():
               "snr_db": 7.5, "channel": "rician", "fading": "fast", "block_length": 64, "rician_k_db": 6.0,
               "csi": "estimated", "pilots": 16, "erasure_prob": 0.25, "jpeg_quality": 60, "modulation": "qpsk",
               "code_rate": 0.4, "seed": 9, "answer": "yes", "transcript": "one two", "packet_loss": 0.2,
-              "packet_burst": 3.0, "tokens_per_packet": 8}
+              "packet_burst": 3.0, "tokens_per_packet": 8, "variant": "resilient", "token_budget": 12,
+              "packing": "aggregated"}
     assert set(values) == set(NAMES) - {"timeout_s"}  # a new option must be added here too
     req = client.build_request(request_id="r1", **values)
     link = req.link
     assert (req.request_id, req.task, link.scheme, link.channel, link.fading, link.csi) == \
            ("r1", pb.VQA, pb.VAE, pb.RICIAN, pb.FAST, pb.ESTIMATED)
     for name in ("snr_db", "block_length", "rician_k_db", "pilots", "erasure_prob", "jpeg_quality", "modulation",
-                 "code_rate", "seed", "packet_loss", "packet_burst", "tokens_per_packet"):
+                 "code_rate", "seed", "packet_loss", "packet_burst", "tokens_per_packet", "variant", "token_budget",
+                 "packing"):
         assert getattr(link, name) == pytest.approx(values[name]), name
     assert [p.WhichOneof("content") for p in req.payloads] == ["image", "audio", "text", "text"]
     assert [p.text for p in req.payloads[2:]] == ["t", "q?"]

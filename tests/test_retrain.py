@@ -39,7 +39,8 @@ def test_smoke_run_trains_a_chain_into_one_folder_and_installs(tmp_path):
     data = tmp_path / "data"
     make_dataset(data, "tiny", seed=5, scenes=24, clips=6, speech=True, workers=1, progress=False, log=lambda s: None)
     out = tmp_path / "out"
-    chain = ["image-sigma-genib-s32", "image-sigma-genib-s16", "audio-sigma-genib-s32", "mllm-sigma-genib"]
+    chain = ["image-sigma-genib-s32", "image-sigma-genib-s16", "audio-sigma-genib-s32", "mllm-sigma-genib",
+             "image-sigma-genib-s32-resilient", "mllm-sigma-genib-resilient"]
     lines: list[str] = []
     done = retrain.run_all(out, "smoke", str(data), only=chain, log=lines.append)
     assert done == chain
@@ -52,6 +53,9 @@ def test_smoke_run_trains_a_chain_into_one_folder_and_installs(tmp_path):
     tasks = json.loads((out / "manifest-tasks.json").read_text())
     # the MLLM read the tokenizers trained in this folder, not the committed ones
     assert tasks["mllm-sigma-genib"]["links"]["image"] == "image-sigma-genib-s32.safetensors"
+    # the resilient companions started from this folder's link and MLLM
+    assert tok["image-sigma-genib-s32-resilient"]["base_sha256"] == tok["image-sigma-genib-s32"]["sha256"]
+    assert tasks["mllm-sigma-genib-resilient"]["train_config"]["init"] == str(out.resolve() / "mllm-sigma-genib.safetensors")
     again: list[str] = []
     assert retrain.run_all(out, "smoke", str(data), only=chain, log=again.append) == []
     assert all("skipped" in ln for ln in again)

@@ -45,6 +45,9 @@ class LinkSettings:
     packet_loss: float = 0.0  # token packets: long-run fraction lost, 0..1
     packet_burst: float = 0.0  # mean run of consecutive lost packets (Gilbert); 0: i.i.d.
     tokens_per_packet: int = 0  # learned schemes (0: the default, 4)
+    variant: str = ""  # learned schemes: standard | resilient ("": standard)
+    token_budget: int = 0  # image tokens sent per picture, most important first (resilient; 0: all)
+    packing: str = ""  # sequential | aggregated: which image tokens share a packet (resilient; "": sequential)
 
 
 @dataclass
@@ -104,6 +107,8 @@ class StreamHeader:
     audio_rate_hz: int = 0
     num_samples: int = 0  # audio: samples at audio_rate_hz before chunking (the last chunk's padding is cut)
     packet_symbols: int = 0  # channel uses per packet: the channel loses whole packets (0: not packetised)
+    # image tokens sent (budget, aggregated packing): grid positions in the order sent (empty: all, in grid order)
+    sent_tokens: list[int] = field(default_factory=list)
 
 
 @dataclass

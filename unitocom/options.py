@@ -64,8 +64,23 @@ class Modulation(StrEnum):
     QAM64 = "qam64"
 
 
+class Variant(StrEnum):
+    """Which learned models read the tokens (issue 16; unitocom scheme)."""
+
+    STANDARD = "standard"    # the letter's: the image link and the MLLM as trained by Algorithm 1
+    RESILIENT = "resilient"  # the same tokens on the air; a de-tokenizer and MLLM trained with token dropout, a
+    #                          learned mask token for lost tokens, an importance head for token budgets
+
+
+class Packing(StrEnum):
+    """Which image tokens share a packet (issue 16; variant resilient)."""
+
+    SEQUENTIAL = "sequential"  # the token grid's raster order, tokens_per_packet at a time
+    AGGREGATED = "aggregated"  # important tokens and neighbours spread over packets (models.resilience.aggregate)
+
+
 ENUMS: dict[str, type[StrEnum]] = {"task": Task, "scheme": Scheme, "channel": Channel, "fading": Fading,
-                                   "csi": Csi, "modulation": Modulation}
+                                   "csi": Csi, "modulation": Modulation, "variant": Variant, "packing": Packing}
 
 UINT32_MAX = 2**32 - 1
 # The largest seed: the wire takes 64 bits, but JSON clients (JavaScript) hold integers exactly only up to 2**53 - 1.
@@ -202,6 +217,14 @@ OPTIONS: tuple[Option, ...] = (
            finite=True, ge=0.0, le=1000.0, advanced=True),
     Option("tokens_per_packet", int, 0, "tokens per packet (learned schemes; 0: the default, 4; traditional: one "
            "code block per packet)", ge=0, le=4096, advanced=True),
+    Option("variant", Variant, None, "learned models that read the tokens (unitocom): standard, or resilient "
+           "(mask token for lost tokens, dropout-trained de-tokenizer and MLLM; not given: standard)",
+           advanced=True),
+    Option("token_budget", int, 0, "image tokens sent per picture, the most important first (variant resilient; "
+           "0: all)", ge=0, le=4096, advanced=True),
+    Option("packing", Packing, None, "which image tokens share a packet (variant resilient): sequential (grid "
+           "order), or aggregated (important tokens and neighbours spread over packets); not given: sequential",
+           advanced=True),
     Option("jpeg_quality", int, 0, "JPEG quality 1..95 (traditional; 0: the service default, 75)", ge=0, le=95,
            advanced=True),
     Option("modulation", Modulation, None, "constellation (traditional; not given: the service default, qam16)",

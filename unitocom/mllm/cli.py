@@ -35,6 +35,10 @@ def add_train_command(sub) -> None:
                                                    "--image-tokens N other than the preset's)")
     m.add_argument("--no-install", action="store_true", help="leave the result in the run dir only")
     m.add_argument("--device", default="cpu", help="cpu, or cuda (bf16 autocast) to train on a GPU")
+    m.add_argument("--resilient", action="store_true",
+                   help="issue 16: train with token and packet dropout and a learned lost-token embedding, warm "
+                        "started from the installed mllm-<objective> (or --init); installs mllm-<objective>-resilient")
+    m.add_argument("--init", default=None, metavar="PATH", help="warm start from this MLLM checkpoint")
     m.set_defaults(func=_cmd_mllm)
 
 
@@ -53,13 +57,17 @@ def _cmd_mllm(args) -> int:
         raise UserError(f"--image-tokens must be at least 1, got {args.image_tokens}")
     own = None if args.image_tokens in (None, preset_tokens) else args.image_tokens  # None: the preset's S_v
     tc = TrainConfig(steps=args.steps, batch=args.batch_size, lr=args.lr, snr_db=args.snr_db, channel=args.channel,
-                     val_every=args.val_every, seed=args.seed, device=args.device)
-    run = Path(args.run_dir or (f"runs/mllm-{args.objective}" if own is None else
-                                f"runs/mllm-{args.objective}-s{own}"))
+                     val_every=args.val_every, seed=args.seed, device=args.device, token_dropout=args.resilient,
+                     init=args.init or (str(mllm_path(args.objective, own, args.preset)) if args.resilient else None))
+    if tc.init and not Path(tc.init).exists():
+        raise UserError(f"--init {tc.init}: no such MLLM checkpoint (train it first with `unitocom train mllm`)")
+    suffix = "-resilient" if args.resilient else ""
+    run = Path(args.run_dir or (f"runs/mllm-{args.objective}{suffix}" if own is None else
+                                f"runs/mllm-{args.objective}-s{own}{suffix}"))
     meta = train(args.data, str(run), args.preset, objective=args.objective, tc=tc, command=recorded_command(),
                  image_tokens=own)
     if not args.no_install:
-        dst = mllm_path(args.objective, own, args.preset)
+        dst = mllm_path(args.objective, own, args.preset, resilient=args.resilient)
         shutil.copyfile(run / "mllm.safetensors", dst)
         manifest_entry(dst, meta)
         print(f"installed {dst}")

@@ -15,6 +15,7 @@ import torch
 from unitocom.data.layouts import clevr_root, coco_annotation_file, read_json
 from unitocom.data.presets import SPEECH_SUBSETS
 from unitocom.mllm import sequences as seq
+from unitocom.models import resilience as rz
 from unitocom.models.channel_torch import TorchChannelSpec
 from unitocom.train.data import load_images, read_wave
 
@@ -67,7 +68,10 @@ class Standardizer:
 
 
 class TaskData:
-    """One split's examples of VQA, T2I and ASR, with token means computed once."""
+    """One split's examples of VQA, T2I and ASR, with token means computed once. token_dropout: received image
+    and audio tokens lose some tokens, as NaN rows (`models.resilience`)."""
+
+    token_dropout = False
 
     def __init__(self, data_dir: str | Path, split: str, image_link, audio_link, frontend, vocab: seq.Vocab,
                  size_px: int, limit: int | None = None, max_audio_chunks: int = 4):
@@ -127,6 +131,8 @@ class TaskData:
             items = [self.questions[i] for i in idx]
             mu = self.clevr_mu[[i for i, _, _ in items]]
             rx = received(self.image_link, mu, snr_db, channel, gen)
+            if self.token_dropout:
+                rx = rz.with_nan_rows(rx, rz.training_mask(rx.shape[0], rx.shape[1], gen))
             return [seq.vqa(v, rx[b], q, a) for b, (_, q, a) in enumerate(items)]
         if task == "asr":
             out = []
@@ -134,7 +140,10 @@ class TaskData:
                 mu, text = self.speech[i]
                 rx = received(self.audio_link, mu.reshape(-1, self.audio_link.spec.tokens, mu.shape[-1]),
                               snr_db[b].repeat(mu.shape[0] // self.audio_link.spec.tokens), channel, gen)
-                out.append(seq.asr(v, rx.reshape(-1, mu.shape[-1]), text))
+                rx = rx.reshape(-1, mu.shape[-1])
+                if self.token_dropout:
+                    rx = rz.with_nan_rows(rx, rz.training_mask(1, rx.shape[0], gen)[0])
+                out.append(seq.asr(v, rx, text))
             return out
         if task == "t2i":
             out = []

@@ -36,6 +36,9 @@ class MLLMConfig:
     # Learned positions added to image tokens (0: none, as the first tiny MLLMs). Image tokens lie on a grid in
     # raster order; an absolute code per cell says where a token is without the model having to count.
     image_positions: int = 0
+    # A learned embedding per modality read in place of a lost token (issue 16; a lost token arrives as a NaN
+    # row, `models.resilience`). False: the first MLLMs, which read whatever R made of the zeros that arrived.
+    lost_token: bool = False
 
     @classmethod
     def from_preset(cls, p: ModelPreset, vocab: int | None = None) -> "MLLMConfig":
@@ -61,6 +64,8 @@ class MLLM(nn.Module):
         self.in_proj = nn.ModuleDict({m: nn.Linear(cfg.token_dim, cfg.hidden) for m in MODALITIES})
         if cfg.image_positions:
             self.image_pos = nn.Parameter(torch.randn(cfg.image_positions, cfg.hidden) * 0.02)
+        if cfg.lost_token:
+            self.lost = nn.ParameterDict({m: nn.Parameter(torch.randn(cfg.hidden) * 0.02) for m in MODALITIES})
         self.diffusion = DiffusionHead(cfg.token_dim, cfg.hidden, cfg.head_width, cfg.head_depth,
                                        cfg.diffusion_train_steps)
 
@@ -78,8 +83,12 @@ class MLLM(nn.Module):
         return self.backbone.embed_tokens(ids)
 
     def embed_tokens(self, tokens: torch.Tensor, modality: str, offset: int = 0) -> torch.Tensor:
-        """Received continuous tokens [B, S, d], the first being the image's token number `offset` -> [B, S, hidden]."""
-        e = self.in_proj[modality](tokens)
+        """Received continuous tokens [B, S, d], the first being the image's token number `offset` -> [B, S, hidden].
+        A NaN row is a lost token: the learned `lost` embedding (an MLLM without one reads it as zeros)."""
+        lost = torch.isnan(tokens).any(-1, keepdim=True)
+        e = self.in_proj[modality](tokens.masked_fill(lost, 0.0))
+        if self.cfg.lost_token:
+            e = torch.where(lost, self.lost[modality].to(e.dtype), e)
         if modality == "image" and self.cfg.image_positions:
             s = tokens.shape[1]
             if offset + s > self.cfg.image_positions:

@@ -43,6 +43,10 @@ class TrainConfig:
     val_n: int = 256
     seed: int = 0
     threads: int = 1  # tiny models: more threads spin on a shared 2-core machine (100x slower seen)
+    # Issue 16: each VQA / ASR example's received tokens lose some tokens (models.resilience.training_mask) that
+    # the MLLM reads through its learned lost-token embedding; off (False) for the letter's MLLMs.
+    token_dropout: bool = False
+    init: str | None = None  # warm start from this MLLM checkpoint (a path); new parameters start fresh
     device: str = "cpu"  # cuda: the MLLM on the GPU under bf16 autocast (fp32 master weights); links stay on the CPU
 
 
@@ -53,6 +57,18 @@ LEGACY_STATE_FILE = "train_state.pt"  # torch.save of {"model", "opt", "step"}, 
 def lr_at(step: int, tc: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to 0."""
     return scaffold.warmup_cosine(step, tc.steps, tc.lr, tc.warmup, floor=0.0)
+
+
+def warm_start_state(path: str, model: MLLM) -> dict:
+    """`model`'s state dict with every tensor the MLLM at `path` has (same shapes) copied in."""
+    from unitocom.mllm.checkpoint import load_mllm
+    src, _, _ = load_mllm(path)
+    state = model.state_dict()
+    theirs = src.state_dict()
+    for k, v in theirs.items():
+        if k in state and state[k].shape == v.shape:
+            state[k] = v
+    return state
 
 
 def loss_of(model: MLLM, packed: seq.Packed, repeats: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -85,9 +101,15 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
     val_data.image_std = train_data.image_std
     print(f"tokens ready in {time.time() - t0:.0f} s: train {train_data.counts()}, val {val_data.counts()}")
     mcfg = MLLMConfig.from_preset(cfg.preset, vocab=len(vocab))
+    if tc.token_dropout:
+        mcfg = dataclasses.replace(mcfg, lost_token=True)
+    train_data.token_dropout = tc.token_dropout  # validation reads whole sequences: the zero-loss quality
     torch.manual_seed(tc.seed)
     device = torch.device(tc.device)
-    model = MLLM(mcfg).to(device)
+    model = MLLM(mcfg)
+    if tc.init:
+        model.load_state_dict(warm_start_state(tc.init, model), strict=True)
+    model = model.to(device)
     opt = scaffold.adamw(model, tc.lr, tc.weight_decay)
     channel = TorchChannelSpec(model=tc.channel)
     ckpt, log_path = out / "mllm.safetensors", out / "log.jsonl"
@@ -165,13 +187,17 @@ def validate(model: MLLM, data: TaskData, tc: TrainConfig, channel: TorchChannel
     gen = torch.Generator().manual_seed(1234)
     out = {}
     n = min(tc.val_n, data.counts()["vqa"])
-    for snr_db in ((20.0, 0.0) if n else ()):
+    # a model trained with token dropout is also watched with a quarter of the image tokens lost (i.i.d.)
+    for snr_db, loss in (((20.0, 0.0), (0.0, 0.0)) + (((20.0, 0.25),) if model.cfg.lost_token else ()) if n else ()):
         idx = list(range(n))
         items = [data.questions[i] for i in idx]
-        rx = data.examples("vqa", idx, torch.full((n,), snr_db), channel, gen)
-        answers = tasks.answer(model, data.vocab, [ex[1].value for ex in rx], [q for _, q, _ in items])
-        out[f"val_vqa_acc_{snr_db:g}db"] = sum(seq.normalize(a) == seq.normalize(t)
-                                              for a, (_, _, t) in zip(answers, items)) / n
+        rx = [ex[1].value for ex in data.examples("vqa", idx, torch.full((n,), snr_db), channel, gen)]
+        if loss:
+            from unitocom.models import resilience as rz
+            rx = [rz.with_nan_rows(t, rz.lost_iid(1, t.shape[0], torch.tensor([loss]), gen)[0]) for t in rx]
+        answers = tasks.answer(model, data.vocab, rx, [q for _, q, _ in items])
+        key = f"val_vqa_acc_{snr_db:g}db" + (f"_loss{loss:g}" if loss else "")
+        out[key] = sum(seq.normalize(a) == seq.normalize(t) for a, (_, _, t) in zip(answers, items)) / n
     if n:
         out["val_vqa_n"] = n
     n = min(tc.val_n // 4, data.counts()["asr"])

@@ -58,6 +58,9 @@ class LinkSpec:
     # Token consistency (one token space, eq. 3): weight of ||R(T(t)) - t||^2 / ||t||^2, summed over the
     # example's tokens and dimensions as a Gaussian of this inverse variance (0: off, as before).
     consistency: float = 0.0
+    # A learned mask token read in place of lost tokens, and an importance head for token budgets (issue 16,
+    # `models.resilience`; trained by `unitocom train resilient` on top of a frozen link).
+    resilient: bool = False
     preset: str = "tiny"
     image_size_px: int = 0
     patch_px: int = 0
@@ -147,12 +150,32 @@ class TokenLink(nn.Module):
         self.posterior = obj.Posterior(s.width, s.token_dim, s.objective_spec.learned_variance)
         self.modulator = AdaptiveModulator(s.token_dim, s.uses_per_token, s.cm_hidden)
         self.demodulator = AdaptiveDemodulator(s.token_dim, s.uses_per_token, s.cm_hidden)
+        if s.resilient:
+            from unitocom.models.resilience import ImportanceHead
+            self.mask_token = nn.Parameter(torch.zeros(s.token_dim))
+            self.importance_head = ImportanceHead(s.width)
 
     # --- the pieces, as the services call them ------------------------------------------------------------
+    def features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """F_alpha before the posterior: x -> [B, S, width]."""
+        return self.tokenizer(x, mask) if self.spec.modality == "text" else self.tokenizer(x)
+
     def tokenize(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """F_alpha: x -> (mu [B, S, d], log sigma^2 [B, S, d] or None)."""
-        feats = self.tokenizer(x, mask) if self.spec.modality == "text" else self.tokenizer(x)
-        return self.posterior(feats)
+        return self.posterior(self.features(x, mask))
+
+    def importance(self, x: torch.Tensor) -> torch.Tensor:
+        """x -> importance scores [B, S] of its tokens (resilient links only): the budget sends the highest."""
+        if not self.spec.resilient:
+            raise ValueError("this link has no importance head (not a resilient link)")
+        return self.importance_head(self.features(x))
+
+    def fill_lost(self, tokens: torch.Tensor, lost: torch.Tensor) -> torch.Tensor:
+        """Received tokens [B, S, d] with lost [B, S] -> the lost ones replaced by the learned mask token (a
+        resilient link), or left as R made them from the zeros that arrived (any other link)."""
+        if not self.spec.resilient:
+            return tokens
+        return torch.where(lost[..., None], self.mask_token.to(tokens.dtype), tokens)
 
     def modulate(self, tokens: torch.Tensor, snr_db: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """T: tokens [B, S, d], nominal SNR [B] -> complex64 [B, S * uses] at power P."""

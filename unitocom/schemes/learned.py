@@ -50,13 +50,16 @@ def checkpoint_dir() -> Path:
     return Path(os.environ.get("UNITOCOM_CHECKPOINTS", Path(__file__).resolve().parents[2] / "checkpoints"))
 
 
-def checkpoint_name(scheme: Scheme, modality: Modality, cfg: Config, tokens: int | None = None) -> str:
-    """The checkpoint a scheme uses for a modality at the preset's token count (image S_v, audio S_a)."""
+def checkpoint_name(scheme: Scheme, modality: Modality, cfg: Config, tokens: int | None = None,
+                    resilient: bool = False) -> str:
+    """The checkpoint a scheme uses for a modality at the preset's token count (image S_v, audio S_a);
+    `resilient`: the image link's resilient companion (`unitocom train resilient`; other modalities have none)."""
     obj, m = OBJECTIVE[scheme], modality.value
     if m == "text":
         return preset_checkpoint(f"text-{obj}", cfg.preset.name)
     s = tokens or (cfg.preset.image_tokens if m == "image" else cfg.preset.tokenizer.audio_tokens)
-    return preset_checkpoint(f"{m}-{obj}-s{s}", cfg.preset.name)
+    name = preset_checkpoint(f"{m}-{obj}-s{s}", cfg.preset.name)
+    return f"{name}-resilient" if resilient and m == "image" else name
 
 
 def model(name: str) -> TokenLink:
@@ -68,9 +71,15 @@ def model(name: str) -> TokenLink:
         if str(path) not in _cache:
             if not path.exists():
                 raise RequestError("link.scheme", f"checkpoint {name} is not installed ({path} is missing; "
-                                   f"train it with `unitocom train tokenizer`)", code="failed_precondition")
+                                   f"{_install_hint(name)})", code="failed_precondition")
             _cache[str(path)] = load(path)
         return _cache[str(path)]
+
+
+def _install_hint(name: str) -> str:
+    if name.endswith("-resilient"):
+        return f"train it with `unitocom train resilient --base {name[:-len('-resilient')]}`"
+    return "train it with `unitocom train tokenizer`"
 
 
 def bpe(m: TokenLink):
@@ -234,7 +243,8 @@ def _png_bytes(image: np.ndarray) -> bytes:
 def encode(stream_id: int, payload: SourcePayload, link: LinkSettings, cfg: Config,
            clock: Clock = NOT_TIMED, task=None) -> Encoded:
     """`task` is unused: this link carries any task's payload alike (SemCom's does not, `schemes.semcom`)."""
-    name = checkpoint_name(link.scheme, payload.modality, cfg)
+    resilient = link.variant == "resilient"
+    name = checkpoint_name(link.scheme, payload.modality, cfg, resilient=resilient)
     m = model(name)
     s = m.spec
     snr = float(link.snr_db)
@@ -247,7 +257,15 @@ def encode(stream_id: int, payload: SourcePayload, link: LinkSettings, cfg: Conf
         if s.preset == "tiny":  # a smeared photo is the domain gap, not the scheme's quality: say so
             note += ("; the tiny image tokenizer is trained on 32x32 CLEVR-style scenes only: other pictures "
                      "(photos) are outside its training domain")
-        with clock.stage("channel_encode"):
+            budget = link.token_budget and link.token_budget < s.tokens
+            if budget or link.packing == "aggregated":
+                sent, how = plan_tokens(m, ref, int(link.token_budget) if budget else s.tokens,
+                                        link.packing == "aggregated",
+                                        link.tokens_per_packet or cfg.channel.tokens_per_packet)
+                mu = mu[:, sent]
+                header.sent_tokens.extend(sent.tolist())
+                note += how
+        with clock.stage("channel_encode"):  # T per token, power P over the tokens sent
             symbols = m.modulate(mu, torch.full((1,), snr)).numpy().astype(np.complex64)[0]
         header.token_shape.extend([s.tokens, s.token_dim])
     elif payload.modality == Modality.AUDIO:
@@ -282,12 +300,72 @@ def encode(stream_id: int, payload: SourcePayload, link: LinkSettings, cfg: Conf
     return Encoded(header, symbols, reference=ref, source=source)
 
 
+@torch.no_grad()
+def plan_tokens(m: TokenLink, image: np.ndarray, k: int, aggregated: bool, per_packet: int) -> tuple[torch.Tensor, str]:
+    """Which image tokens to send and in what order: the k most important (the link's importance head), in grid
+    order or, aggregated, in packets planned by `resilience.aggregate`. uint8 [S, S, 3] -> (positions [k], note)."""
+    from unitocom.models.conv_tokenizer import token_grid
+    from unitocom.models.resilience import aggregate, grid_adjacency
+    x = torch.from_numpy(image[None]).permute(0, 3, 1, 2).float() / 255.0
+    imp = m.importance(x)[0]
+    s = m.spec.tokens
+    sent = torch.sort(imp.topk(k).indices).values
+    note = f"; token budget: the {k} most important of {s} tokens sent" if k < s else ""
+    if aggregated:
+        adj = grid_adjacency(*token_grid(s))[sent][:, sent]
+        sent = sent[aggregate(imp[sent], adj, per_packet)]
+        note += f"; packets aggregated: {per_packet} tokens each, important tokens and neighbours spread over them"
+    return sent, note
+
+
 def _expected_symbols(header: StreamHeader, m: TokenLink) -> int:
     shape = list(header.token_shape)
     if len(shape) < 2 or shape[-1] != m.spec.token_dim or any(v <= 0 for v in shape):
         raise RequestError("header.token_shape", f"{shape} does not fit checkpoint {header.tokenizer} "
                            f"(tokens of dimension {m.spec.token_dim})")
+    sent = list(header.sent_tokens)
+    if sent:
+        if m.spec.modality != "image" or shape != [m.spec.tokens, m.spec.token_dim]:
+            raise RequestError("header.sent_tokens", "a token budget applies to image streams of the checkpoint's "
+                               "token shape only")
+        if len(set(sent)) != len(sent) or max(sent) >= m.spec.tokens:
+            raise RequestError("header.sent_tokens", f"must be distinct positions below {m.spec.tokens}")
+        return len(sent) * m.spec.uses_per_token
     return int(np.prod(shape[:-1])) * m.spec.uses_per_token
+
+
+def received_image_tokens(m: TokenLink, jobs: list["StreamJob"]) -> tuple[torch.Tensor, torch.Tensor]:
+    """LMMSE and R for image streams of one checkpoint -> (R's tokens [B, S, d], lost bool [B, S]).
+
+    A token is lost when the transmitter's budget left it out (header.sent_tokens) or when every one of its
+    symbols arrived with h_est = 0 (a lost packet, `stages.channel`) or its frames were erased; R reads a lost
+    token's symbols as zeros at the bottom of the SINR range, as it always has. Streams without losses give
+    exactly what R gives them alone."""
+    s = m.spec
+    u, clamp = s.uses_per_token, SNR_DB_CLAMP[0]
+    zs, qs, lost = [], [], []
+    for j in jobs:
+        z, q = equalize(j.y, j.h_est, j.noise_var, j.erased, j.est_error_var)
+        sent = np.asarray(list(j.header.sent_tokens) or range(s.tokens), np.int64)
+        idx = (sent[:, None] * u + np.arange(u)).ravel()
+        full_z = np.zeros(s.tokens * u, np.complex64)
+        full_q = np.full(s.tokens * u, clamp, np.float32)
+        full_z[idx], full_q[idx] = z, q
+        gone = np.ones(s.tokens, bool)
+        gone[sent] = j.erased or (np.asarray(j.h_est).reshape(len(sent), u) == 0).all(1)
+        zs.append(full_z)
+        qs.append(full_q)
+        lost.append(gone)
+    return symbols_to_tokens(m, np.stack(zs), np.stack(qs)), torch.from_numpy(np.stack(lost))
+
+
+def mllm_tokens(m: TokenLink, tokens: torch.Tensor, lost: torch.Tensor) -> torch.Tensor:
+    """What the MLLM reads of received image tokens [.., S, d]: a resilient link marks its lost tokens as NaN
+    rows (the MLLM's learned lost embedding reads them, `models.resilience`); other links give R's output."""
+    if not m.spec.resilient:
+        return tokens
+    from unitocom.models.resilience import with_nan_rows
+    return with_nan_rows(tokens, lost)
 
 
 @torch.no_grad()
@@ -295,6 +373,8 @@ def decode(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: fl
            cfg: Config, est_error_var: float = 0.0, clock: Clock = NOT_TIMED) -> ModalityOutput:
     m = _checked(header, y)
     s = m.spec
+    if s.modality == "image":  # the batched path, with one stream
+        return _decode_group(m, [StreamJob(header, y, h_est, noise_var, erased, est_error_var, clock)])[0][0]
     out = ModalityOutput(modality=header.modality, channel_uses=len(y), erased=erased, decoded=True)
     with clock.stage("equalise"):  # LMMSE, then R: equalised symbols and SINR -> received tokens
         z_hat, sinr = equalize(y, h_est, noise_var, erased, est_error_var)
@@ -304,9 +384,7 @@ def decode(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: fl
         else:
             tokens = symbols_to_tokens(m, z_hat[None], sinr[None])
     with clock.stage("detokenize"):  # F_beta^-1
-        if s.modality == "image":
-            out.image_png = _png_bytes(tokens_to_images(m, tokens)[0])
-        elif s.modality == "audio":
+        if s.modality == "audio":
             samples = int(header.num_samples) or c * s.chunk_frames * s.hop
             out.audio_wav = _wav_bytes(chunks_to_wave(m, m.detokenize(tokens), samples), s.audio_rate_hz)
         else:
@@ -389,11 +467,11 @@ def _decode_group(m: TokenLink, jobs: list[StreamJob]) -> list[tuple[ModalityOut
     import time
     s = m.spec
     t0 = time.perf_counter()
-    eq = [equalize(j.y, j.h_est, j.noise_var, j.erased, j.est_error_var) for j in jobs]
     if s.modality == "image":  # every stream has the checkpoint's S_v tokens: one [B, N] batch
-        tokens = symbols_to_tokens(m, np.stack([z for z, _ in eq]), np.stack([q for _, q in eq]))
-        per_job = list(tokens)
+        tokens, lost = received_image_tokens(m, jobs)
+        per_job = list(mllm_tokens(m, tokens, lost))
     else:  # R works token by token: the streams' symbols side by side in one row, split after
+        eq = [equalize(j.y, j.h_est, j.noise_var, j.erased, j.est_error_var) for j in jobs]
         lengths = [int(j.header.token_shape[0]) for j in jobs]
         flat = symbols_to_tokens(m, np.concatenate([z for z, _ in eq])[None], np.concatenate([q for _, q in eq])[None])
         per_job = list(torch.split(flat[0], lengths))
@@ -401,8 +479,10 @@ def _decode_group(m: TokenLink, jobs: list[StreamJob]) -> list[tuple[ModalityOut
     outs = [ModalityOutput(modality=j.header.modality, channel_uses=len(j.y), erased=j.erased, decoded=True,
                            note=_note(j.header, m, len(j.y), j.erased)) for j in jobs]
     if s.modality == "image":
-        for o, img in zip(outs, tokens_to_images(m, tokens)):
+        for o, img, gone in zip(outs, tokens_to_images(m, m.fill_lost(tokens, lost)), lost):
             o.image_png = _png_bytes(img)
+            if m.spec.resilient and bool(gone.any()):
+                o.note += f"; {int(gone.sum())} of {s.tokens} tokens missing, read as the learned mask token"
     else:
         from unitocom.models.text_tokenizer import decode_ids
         # Each stream's segments (rows of at most s.tokens tokens, as decode() makes them), all rows stacked and

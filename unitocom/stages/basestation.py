@@ -84,6 +84,11 @@ class BaseStationCore:
             raise RequestError("header.task", MISSING[Scheme.SEMCOM], code="unimplemented")
         self.clock = Clock(SERVICE)
 
+    @property
+    def resilient(self) -> bool:
+        """The request asked for the models trained with token dropout (issue 16)."""
+        return self.header.link.variant == "resilient"
+
     def check(self, stream_id: int, seq: int) -> None:
         """RequestError unless frame `seq` of stream `stream_id` is the one expected next (a service checks this
         before it reads the frame's arrays)."""
@@ -136,7 +141,7 @@ class BaseStationCore:
             question = next(sid for sid in jobs if modality[sid] == Modality.TEXT)
             req = mllm.VqaRequest(jobs[image], jobs[question], self.clock)
             # a bound on the wait, so that a stuck batch cannot hold worker threads for ever
-            decoded_image, decoded_question, answer = mllm.vqa_batcher(scheme, self.cfg)(
+            decoded_image, decoded_question, answer = mllm.vqa_batcher(scheme, self.cfg, self.resilient)(
                 req, timeout=limits.default_deadline_s)
             return {image: decoded_image, question: decoded_question}, answer
         receiver = batching.shared("receiver", "learned", learned.decode_batch, limits.batch_max,
@@ -195,7 +200,8 @@ class BaseStationCore:
             else:
                 text, generated, quality, notes = mllm.run(self.header.task, self.header.label, received,
                                                            link.scheme, self.cfg, seed=int(link.seed),
-                                                           clock=self.clock, answer=answer)
+                                                           clock=self.clock, answer=answer,
+                                                           resilient=self.resilient)
             result.output_text = text
             outputs.extend(generated)
             result.quality.update(quality)

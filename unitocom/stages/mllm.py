@@ -56,15 +56,16 @@ class Assistant:
     meta: dict = field(default_factory=dict)
 
 
-def assistant(scheme: Scheme, cfg: Config) -> Assistant:
+def assistant(scheme: Scheme, cfg: Config, resilient: bool = False) -> Assistant:
     """The MLLM (with its links) that reads `scheme`'s tokens under `cfg`: the installed
     mllm-<objective>.safetensors, the one for the config's image token count (mllm-<objective>-s<N>), or
-    `cfg.mllm_path`; loaded once per (file, objective, image token count) and kept for the life of the process."""
+    `cfg.mllm_path`; `resilient`: mllm-<objective>-resilient, trained with token dropout (issue 16). Loaded once
+    per (file, objective, image token count) and kept for the life of the process."""
     from pathlib import Path
 
     from unitocom.mllm.checkpoint import load_links, load_mllm, mllm_path_for
     objective = OBJECTIVE[scheme]
-    path = mllm_path_for(cfg, objective)
+    path = mllm_path_for(cfg, objective, resilient)
     tokens = cfg.preset.image_tokens
     key = (str(path), objective, tokens)
     with _lock:
@@ -73,6 +74,8 @@ def assistant(scheme: Scheme, cfg: Config) -> Assistant:
                 if cfg.mllm_path:
                     how = "train one with `unitocom train mllm --no-install --run-dir DIR` and point mllm_path at " \
                           "DIR/mllm.safetensors"
+                elif resilient:
+                    how = f"train it with `unitocom train mllm --objective {objective} --resilient`"
                 elif path.name != f"mllm-{objective}.safetensors":
                     how = f"train it with `unitocom train mllm --objective {objective} --image-tokens {tokens}`"
                 else:
@@ -119,8 +122,8 @@ def image_tokens(a: Assistant, r: Received, clock: Clock = NOT_TIMED) -> torch.T
             return r.tokens
         with clock.stage("equalise"):
             m = learned.model(r.header.tokenizer)
-            z, sinr = learned.equalize(r.y, r.h_est, r.noise_var, r.erased, r.est_error_var)
-            return learned.symbols_to_tokens(m, z[None], sinr[None])[0]
+            job = learned.StreamJob(r.header, r.y, r.h_est, r.noise_var, r.erased, r.est_error_var)
+            return learned.mllm_tokens(m, *learned.received_image_tokens(m, [job]))[0]
     with clock.stage("source_encode"):
         size = a.image_link.spec.image_size_px
         if r.output.decoded and r.output.image_png:
@@ -159,13 +162,14 @@ def audio_tokens(a: Assistant, r: Received, clock: Clock = NOT_TIMED) -> torch.T
 
 
 def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme, cfg: Config,
-        guidance: float | None = None, seed: int = 0, clock: Clock = NOT_TIMED, answer: str | None = None
-        ) -> tuple[str, list[ModalityOutput], dict[str, float], list[str]]:
+        guidance: float | None = None, seed: int = 0, clock: Clock = NOT_TIMED, answer: str | None = None,
+        resilient: bool = False) -> tuple[str, list[ModalityOutput], dict[str, float], list[str]]:
     """-> (output text, generated outputs, quality against the label, notes). answer: the VQA answer when the
-    base station's batch already generated it with the streams' decoding (`vqa_batcher`)."""
+    base station's batch already generated it with the streams' decoding (`vqa_batcher`). resilient: the MLLM
+    trained with token dropout reads the tokens (the request's variant)."""
     from unitocom.mllm import tasks
     from unitocom.mllm.sequences import normalize
-    a = assistant(scheme, cfg)
+    a = assistant(scheme, cfg, resilient)
     by = {m: [r for r in streams if r.header.modality == m] for m in Modality}
     texts = [r.output.text for r in by[Modality.TEXT]]
     notes = [f"{r.header.modality.value} stream not decoded: the MLLM read a blank input"
@@ -260,13 +264,13 @@ class VqaRequest:
     clock: Clock
 
 
-def vqa_batcher(scheme: Scheme, cfg: Config) -> MicroBatcher:
+def vqa_batcher(scheme: Scheme, cfg: Config, resilient: bool = False) -> MicroBatcher:
     """Batcher of whole learned-scheme VQA requests: one pass decodes every request's image and question
     (learned.decode_batch) and goes straight on to one generation of all the answers, so that all concurrent
     requests gather at one point (in two batchers, receiver then MLLM, they split between the two and each
     batch holds about half of them). -> per request ((image output, tokens), (question output, tokens), answer).
     Batch sizes: "mllm" (requests) and "receiver" (streams), as with the two batchers."""
-    a = assistant(scheme, cfg)
+    a = assistant(scheme, cfg, resilient)
     return batching.shared("mllm", ("vqa-request", id(a)), lambda reqs: _vqa_requests_batch(a, reqs),
                            cfg.limits.batch_max, cfg.limits.batch_delay_ms)
 

@@ -108,6 +108,20 @@ def validate_link(link: LinkSettings, cfg: Config) -> ChannelSpec:
             raise RequestError("link.packet_burst", str(e)) from None
     if not 0 <= link.tokens_per_packet <= 4096:
         raise RequestError("link.tokens_per_packet", f"must be in 0..4096 (0: the default), got {link.tokens_per_packet}")
+    if link.variant not in ("", "standard", "resilient"):
+        raise RequestError("link.variant", f"unknown variant {link.variant!r}; expected standard|resilient")
+    if link.variant == "resilient" and link.scheme not in (Scheme.UNITOCOM, Scheme.VAE):
+        raise RequestError("link.variant", "resilient models exist for the learned schemes unitocom and vae only")
+    if not 0 <= link.token_budget <= 4096:
+        raise RequestError("link.token_budget", f"must be in 0..4096 (0: every token), got {link.token_budget}")
+    if link.token_budget and link.variant != "resilient":
+        raise RequestError("link.token_budget", "a token budget needs variant resilient: its importance head picks "
+                                                "the tokens and its mask token stands in for the others")
+    if link.packing not in ("", "sequential", "aggregated"):
+        raise RequestError("link.packing", f"unknown packing {link.packing!r}; expected sequential|aggregated")
+    if link.packing == "aggregated" and link.variant != "resilient":
+        raise RequestError("link.packing", "aggregated packing needs variant resilient: it is planned with the "
+                                           "resilient link's importance head")
     if link.jpeg_quality and not 1 <= link.jpeg_quality <= 95:
         raise RequestError("link.jpeg_quality", f"must be in 1..95, got {link.jpeg_quality}")
     if link.code_rate and not (math.isfinite(link.code_rate) and 0.0 < link.code_rate < 1.0):

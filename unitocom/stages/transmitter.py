@@ -76,7 +76,7 @@ def packet_symbols(header, link, cfg: Config) -> int:
         from unitocom.schemes.traditional import code_blocks
         blocks = code_blocks(header, cfg)
         return n // blocks if blocks else n
-    tokens = int(np.prod(header.token_shape[:-1])) if len(header.token_shape) > 1 else 0
+    tokens = (len(header.sent_tokens) or int(np.prod(header.token_shape[:-1]))) if len(header.token_shape) > 1 else 0
     if tokens <= 0 or n % tokens:
         return n
     return (n // tokens) * (link.tokens_per_packet or cfg.channel.tokens_per_packet)

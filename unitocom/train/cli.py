@@ -33,7 +33,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     from unitocom.config import PRESETS
     p = subparsers.add_parser("train", help="train the learned parts: tokenizers with their coding-modulation, the MLLM, the "
                                                 "scene checker, or all of them in order")
-    sub = p.add_subparsers(dest="train_command", metavar="{tokenizer,mllm,checker,semcom,semcom-eval,all}")
+    sub = p.add_subparsers(dest="train_command", metavar="{tokenizer,mllm,checker,semcom,semcom-eval,resilient,all}")
     sub.required = True
     t = sub.add_parser(
         "tokenizer", help="Algorithm 1: tokenizer + adaptive coding-modulation + de-tokenizer, channel in the loop",
@@ -88,6 +88,8 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     add_checker(sub)
     from unitocom.train.semcom import add_train_command as add_semcom
     add_semcom(sub)  # vanilla SemCom, the letter's baseline 2 (and its in-process evaluation, semcom-eval)
+    from unitocom.train.resilient import add_train_command as add_resilient
+    add_resilient(sub)  # issue 16: mask token, dropout-trained de-tokenizer, importance head
     a = sub.add_parser(
         "all", help="retrain every committed checkpoint in order into one folder (resumable)",
         description="Retrain every committed checkpoint (tokenizers, scene checker, MLLMs) in dependency order "

@@ -72,6 +72,15 @@ def plan(scale: str = "cpu") -> list[Step]:
                                           "--batch-size", str(n["mb"]), "--val-every", str(max(2, n["mllm"] // 4)),
                                           "--snr-db=-5:25"],
                           needs=(f"image-{obj}-s32", f"audio-{obj}-s32")))
+    # Issue 16: the image link's resilient companion (its F_alpha, T, R frozen) and the MLLM fine-tuned with
+    # token dropout from mllm-sigma-genib.
+    rz = {"cpu": dict(link=3000, mllm=3000), "gpu": dict(link=2000, mllm=1500), "smoke": dict(link=2, mllm=2)}[scale]
+    steps.append(Step("image-sigma-genib-s32-resilient", ["train", "resilient", "--base", "image-sigma-genib-s32",
+                                                          "--steps", str(rz["link"])],
+                      needs=("image-sigma-genib-s32",)))
+    steps.append(Step("mllm-sigma-genib-resilient", ["train", "mllm", "--resilient", "--steps", str(rz["mllm"]),
+                                                     "--lr", "1e-3", "--val-every", str(max(2, rz["mllm"] // 3))],
+                      needs=("mllm-sigma-genib",)))
     # Vanilla SemCom (baseline 2): task-specific, from pixels / BPE / log-mel, no tokenizer of ours. The committed
     # semcom-vqa was 5000 steps at lr 2e-3 then 4000 warm-started at 1e-3 (its manifest's history); the plan gives
     # it the same 9000 steps in one schedule.
@@ -91,7 +100,7 @@ def _where(step: Step, out: Path) -> list[str]:
         return ["--out", str(out / f"{step.name}.safetensors"), "--run-dir", str(runs), "--quiet"]
     if step.args[:2] == ["train", "checker"]:
         return ["--out", str(out / f"{step.name}.safetensors")]
-    if step.args[:2] == ["train", "semcom"]:
+    if step.args[:2] in (["train", "semcom"], ["train", "resilient"]):
         return ["--out", str(out / f"{step.name}.safetensors"), "--run-dir", str(runs), "--quiet"]
     return ["--run-dir", str(runs)]
 

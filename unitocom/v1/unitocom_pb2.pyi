@@ -115,7 +115,7 @@ class Payload(_message.Message):
     def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., text: _Optional[str] = ..., image: _Optional[bytes] = ..., audio: _Optional[bytes] = ...) -> None: ...
 
 class LinkSettings(_message.Message):
-    __slots__ = ("scheme", "snr_db", "channel", "fading", "seed", "block_length", "rician_k_db", "csi", "pilots", "erasure_prob", "jpeg_quality", "code_rate", "modulation", "packet_loss", "packet_burst", "tokens_per_packet")
+    __slots__ = ("scheme", "snr_db", "channel", "fading", "seed", "block_length", "rician_k_db", "csi", "pilots", "erasure_prob", "jpeg_quality", "code_rate", "modulation", "packet_loss", "packet_burst", "tokens_per_packet", "variant", "token_budget", "packing")
     SCHEME_FIELD_NUMBER: _ClassVar[int]
     SNR_DB_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +132,9 @@ class LinkSettings(_message.Message):
     PACKET_LOSS_FIELD_NUMBER: _ClassVar[int]
     PACKET_BURST_FIELD_NUMBER: _ClassVar[int]
     TOKENS_PER_PACKET_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    PACKING_FIELD_NUMBER: _ClassVar[int]
     scheme: Scheme
     snr_db: float
     channel: ChannelModel
@@ -148,7 +151,10 @@ class LinkSettings(_message.Message):
     packet_loss: float
     packet_burst: float
     tokens_per_packet: int
-    def __init__(self, scheme: _Optional[_Union[Scheme, str]] = ..., snr_db: _Optional[float] = ..., channel: _Optional[_Union[ChannelModel, str]] = ..., fading: _Optional[_Union[Fading, str]] = ..., seed: _Optional[int] = ..., block_length: _Optional[int] = ..., rician_k_db: _Optional[float] = ..., csi: _Optional[_Union[CsiMode, str]] = ..., pilots: _Optional[int] = ..., erasure_prob: _Optional[float] = ..., jpeg_quality: _Optional[int] = ..., code_rate: _Optional[float] = ..., modulation: _Optional[str] = ..., packet_loss: _Optional[float] = ..., packet_burst: _Optional[float] = ..., tokens_per_packet: _Optional[int] = ...) -> None: ...
+    variant: str
+    token_budget: int
+    packing: str
+    def __init__(self, scheme: _Optional[_Union[Scheme, str]] = ..., snr_db: _Optional[float] = ..., channel: _Optional[_Union[ChannelModel, str]] = ..., fading: _Optional[_Union[Fading, str]] = ..., seed: _Optional[int] = ..., block_length: _Optional[int] = ..., rician_k_db: _Optional[float] = ..., csi: _Optional[_Union[CsiMode, str]] = ..., pilots: _Optional[int] = ..., erasure_prob: _Optional[float] = ..., jpeg_quality: _Optional[int] = ..., code_rate: _Optional[float] = ..., modulation: _Optional[str] = ..., packet_loss: _Optional[float] = ..., packet_burst: _Optional[float] = ..., tokens_per_packet: _Optional[int] = ..., variant: _Optional[str] = ..., token_budget: _Optional[int] = ..., packing: _Optional[str] = ...) -> None: ...
 
 class Label(_message.Message):
     __slots__ = ("answer", "transcript", "caption")
@@ -175,7 +181,7 @@ class Request(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., payloads: _Optional[_Iterable[_Union[Payload, _Mapping]]] = ..., link: _Optional[_Union[LinkSettings, _Mapping]] = ..., label: _Optional[_Union[Label, _Mapping]] = ...) -> None: ...
 
 class StreamHeader(_message.Message):
-    __slots__ = ("stream_id", "modality", "scheme", "num_symbols", "source_codec", "channel_code", "code_rate", "modulation", "info_block_bits", "payload_bytes", "token_shape", "tokenizer", "preprocessing", "audio_rate_hz", "num_samples", "packet_symbols")
+    __slots__ = ("stream_id", "modality", "scheme", "num_symbols", "source_codec", "channel_code", "code_rate", "modulation", "info_block_bits", "payload_bytes", "token_shape", "tokenizer", "preprocessing", "audio_rate_hz", "num_samples", "packet_symbols", "sent_tokens")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
     SCHEME_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +198,7 @@ class StreamHeader(_message.Message):
     AUDIO_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
     NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     PACKET_SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    SENT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     stream_id: int
     modality: Modality
     scheme: Scheme
@@ -208,7 +215,8 @@ class StreamHeader(_message.Message):
     audio_rate_hz: int
     num_samples: int
     packet_symbols: int
-    def __init__(self, stream_id: _Optional[int] = ..., modality: _Optional[_Union[Modality, str]] = ..., scheme: _Optional[_Union[Scheme, str]] = ..., num_symbols: _Optional[int] = ..., source_codec: _Optional[str] = ..., channel_code: _Optional[str] = ..., code_rate: _Optional[float] = ..., modulation: _Optional[str] = ..., info_block_bits: _Optional[int] = ..., payload_bytes: _Optional[int] = ..., token_shape: _Optional[_Iterable[int]] = ..., tokenizer: _Optional[str] = ..., preprocessing: _Optional[str] = ..., audio_rate_hz: _Optional[int] = ..., num_samples: _Optional[int] = ..., packet_symbols: _Optional[int] = ...) -> None: ...
+    sent_tokens: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, stream_id: _Optional[int] = ..., modality: _Optional[_Union[Modality, str]] = ..., scheme: _Optional[_Union[Scheme, str]] = ..., num_symbols: _Optional[int] = ..., source_codec: _Optional[str] = ..., channel_code: _Optional[str] = ..., code_rate: _Optional[float] = ..., modulation: _Optional[str] = ..., info_block_bits: _Optional[int] = ..., payload_bytes: _Optional[int] = ..., token_shape: _Optional[_Iterable[int]] = ..., tokenizer: _Optional[str] = ..., preprocessing: _Optional[str] = ..., audio_rate_hz: _Optional[int] = ..., num_samples: _Optional[int] = ..., packet_symbols: _Optional[int] = ..., sent_tokens: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Csi(_message.Message):
     __slots__ = ("h", "h_runs", "h_est", "h_est_runs", "noise_var", "snr_db", "erased", "h_est_error_var")
