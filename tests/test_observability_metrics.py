@@ -61,10 +61,25 @@ def test_quality_goes_to_the_family_of_its_unit():
     call = metrics.Call("transmitter", "Send").describe(req)
     res = pb.Result(quality={"wer": 0.25, "audio_snr_db": 7.0, "nan_metric": math.nan}, channel_uses=100)
     call.observe(res, quality=True)
-    labels = {"scheme": "semcom", "task": "asr", "channel": "rician", "snr_bucket": "10"}
+    labels = {"scheme": "semcom", "task": "asr", "channel": "rician", "snr_bucket": "10", "loss_bucket": "0"}
     assert REGISTRY.get_sample_value("unitocom_quality_ratio_sum", {**labels, "metric": "wer"}) == 0.25
     assert REGISTRY.get_sample_value("unitocom_quality_decibels_count", {**labels, "metric": "audio_snr_db"}) == 1
     assert REGISTRY.get_sample_value("unitocom_quality_ratio_count", {**labels, "metric": "nan_metric"}) is None
+
+
+@pytest.mark.parametrize("loss, bucket", [(0.0, "0"), (0.05, "0"), (0.1, "10"), (0.25, "20"), (0.3, "30"),
+                                          (0.999, "90"), (1.0, "100"), (1.5, "nan"), (math.nan, "nan")])
+def test_loss_bucket_floors_to_10_percent(loss, bucket):
+    assert metrics.loss_bucket(loss) == bucket
+
+
+def test_quality_is_labelled_with_the_packet_loss_bucket():
+    req = client.build_request(text="x", scheme="unitocom", task="vqa", snr_db=20.0, packet_loss=0.25)
+    call = metrics.Call("transmitter", "Send").describe(req)
+    call.observe(pb.Result(quality={"exact_match": 1.0}), quality=True)
+    assert REGISTRY.get_sample_value("unitocom_quality_ratio_count", {
+        "scheme": "unitocom", "task": "vqa", "channel": "awgn", "metric": "exact_match", "snr_bucket": "20",
+        "loss_bucket": "20"}) >= 1
 
 
 def test_tokens_per_stream_come_from_the_header():

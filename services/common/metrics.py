@@ -17,6 +17,7 @@ without a change here, and every label has a bounded set of values:
                 (unitocom_batch_size: mllm | receiver | channel_decode, the batched stages of unitocom.batching)
     metric      keys of Result.quality (exact_match, psnr_db, ...)        (capped at MAX_NAMES, then dropped)
     snr_bucket  SNR floored to 5 dB steps, clamped to [-10, 40] dB       (11 values)
+    loss_bucket link.packet_loss in percent, floored to 10 % steps          (11 values: 0, 10, ..., 100)
 """
 from __future__ import annotations
 
@@ -65,10 +66,11 @@ STREAM_PAYLOAD_BYTES = Histogram("unitocom_stream_payload_bytes", "Source-coded 
 IN_FLIGHT = Gauge("unitocom_requests_in_flight", "RPCs being served now", ["service"])
 QUEUE_DEPTH = Gauge("unitocom_queue_depth", "RPCs admitted and waiting for a turn to compute (health and reflection never wait)", ["service"])
 WORKERS = Gauge("unitocom_worker_threads", "RPCs that may compute at once (admission control; health and reflection are not counted)", ["service"])
+QUALITY_LABELS = ["scheme", "task", "channel", "metric", "snr_bucket", "loss_bucket"]
 QUALITY_RATIO = Summary("unitocom_quality_ratio", "Task quality as a ratio 0..1 (exact_match, decoded, wer, ...); "
-                        "mean = _sum / _count", ["scheme", "task", "channel", "metric", "snr_bucket"])
+                        "mean = _sum / _count", QUALITY_LABELS)
 QUALITY_DECIBELS = Summary("unitocom_quality_decibels", "Task quality in dB (psnr_db, audio_snr_db, mel_distance_db, ...); "
-                           "mean = _sum / _count", ["scheme", "task", "channel", "metric", "snr_bucket"])
+                           "mean = _sum / _count", QUALITY_LABELS)
 # Rows per batch of the base station's dynamic batching (unitocom.batching): 1 .. the largest --batch-max.
 BATCH_BUCKETS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 64.0)
 BATCH_SIZE = Histogram("unitocom_batch_size", "Items run by one batched forward of the base station's dynamic "
@@ -136,6 +138,13 @@ def snr_bucket(snr_db: float) -> str:
     return str(min(max(b, SNR_BUCKET_MIN_DB), SNR_BUCKET_MAX_DB))
 
 
+def loss_bucket(packet_loss: float) -> str:
+    """link.packet_loss in percent floored to 10 % steps: 0.25 -> "20", 1 -> "100"; out of [0, 1] or NaN -> "nan"."""
+    if not (math.isfinite(packet_loss) and 0.0 <= packet_loss <= 1.0):
+        return "nan"
+    return str(int(math.floor(round(packet_loss * 100, 9) / 10) * 10))
+
+
 @dataclass
 class Call:
     """One RPC's labels, filled in as the handler learns them (`describe`), and its observations."""
@@ -147,6 +156,7 @@ class Call:
     modality: str = "none"
     channel: str = "awgn"
     snr_db: float = math.nan
+    packet_loss: float = 0.0
     streams: list = field(default_factory=list)
 
     def describe(self, msg) -> "Call":
@@ -154,6 +164,7 @@ class Call:
         link = msg.link
         self.scheme, self.task = scheme_label(link.scheme), task_label(msg.task)
         self.channel, self.snr_db = channel_label(link.channel), link.snr_db
+        self.packet_loss = link.packet_loss
         if isinstance(msg, pb.Request):
             self.modality = modality_label(p.modality or _payload_modality(p) for p in msg.payloads)
         else:
@@ -193,7 +204,7 @@ class Call:
             if name is None or not math.isfinite(value):
                 continue
             family = QUALITY_DECIBELS if name.endswith("_db") else QUALITY_RATIO
-            family.labels(self.scheme, self.task, channel, name, bucket).observe(value)
+            family.labels(self.scheme, self.task, channel, name, bucket, loss_bucket(self.packet_loss)).observe(value)
 
     def packets(self, sent: int, lost: int) -> None:
         """Packets the channel carried for this request and how many of them it lost."""
