@@ -4,6 +4,7 @@
 #   scripts/reproduce_results.sh fig2     Fig. 2 at full n into results/ and the README's tables from it (hours on
 #                                         2 cores; not part of `all`; rerun it to continue an interrupted sweep;
 #                                         N_T2I=100 for the committed figure's 100 captions a point, ~1.5 h)
+#   scripts/reproduce_results.sh packets  issue 16's packet-loss and token-budget sweeps into results/ (~1 h)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -57,5 +58,19 @@ if [ "$what" = fig2 ]; then
   trap '$U down --run-dir runs/fig2run' EXIT
   $U fig2 --tasks vqa,t2i,asr --schemes unitocom,vae,semcom,traditional --snr-db 0:20:5 --channel rayleigh \
      --n-vqa 500 --n-asr 150 --n-t2i "${N_T2I:-500}" --workers 2 --out results --target $T --resume
+  .venv/bin/python scripts/results_tables.py
+fi
+
+if [ "$what" = packets ]; then
+  # Issue 16: quality versus packet loss (i.i.d. and bursty) and versus a token budget, through services of its own
+  # on ports 50091.., into results/{packet-loss,budget}.{json,csv,png}, then the README's tables (about an hour on
+  # 2 cores; rerun it to continue: --resume keeps the points already measured).
+  T=127.0.0.1:50091
+  $U up --base-port 50091 --metrics-base-port 9191 --run-dir runs/packetsrun
+  trap '$U down --run-dir runs/packetsrun' EXIT
+  for sweep in packet-loss budget; do
+    $U loss-sweep --sweep $sweep --snr-db 20 --n-vqa "${N_VQA:-300}" --n-images "${N_IMAGES:-200}" --workers 4 \
+       --out results --target $T --resume --quiet
+  done
   .venv/bin/python scripts/results_tables.py
 fi

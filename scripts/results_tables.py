@@ -8,7 +8,8 @@ A block is the text between `<!-- results:fig2:vqa -->` and `<!-- /results:fig2:
 a markdown table per task score with one row per scheme, one column per SNR, cells "value [ci_low, ci_high]"
 (95 %), the upper bound (the same MLLM on noiseless tokens) as a last row, and a line under the table stating n,
 the interval and the file's commit. A README without a block's markers is left alone with a message naming them;
-a task with no points leaves its block alone too.
+a task with no points leaves its block alone too. `unitocom loss-sweep` files (results/packet-loss.json,
+results/budget.json) fill `<!-- results:packet-loss:vqa -->`, `...:reconstruct` and the same for budget.
 """
 from __future__ import annotations
 
@@ -111,25 +112,79 @@ def block(task: str, fig: dict, source: str = "results/fig2.json") -> str | None
     return "\n".join(out).rstrip() + "\n"
 
 
+LOSS_SCORES = {"vqa": [("value", "ci_", "VQA accuracy (exact match; Wilson 95 % interval)", 2)],
+               "reconstruct": [("value", "ci_", "image PSNR in dB (bootstrap 95 % interval over scenes)", 1),
+                               ("pair_f1", "pair_f1_ci_", "scene-checker pair F1 (bootstrap 95 % interval)", 2)]}
+LOSS_UNIT = {"vqa": "questions", "reconstruct": "scenes"}
+
+
+def loss_block(task: str, fig: dict, source: str) -> str | None:
+    """One task's tables of a `unitocom loss-sweep` file: packet-loss (rows scheme x loss pattern, columns the
+    loss rates) or budget (one row per point, with its channel uses)."""
+    points = [p for p in fig.get("points", []) if p.get("task") == task]
+    if not points:
+        return None
+    h = fig.get("header", {})
+    sweep = h.get("sweep")
+    out = []
+    for key, prefix, caption, digits in LOSS_SCORES[task]:
+        out += [f"*{caption}, Rayleigh {h.get('snr_db', 0):g} dB*", ""]
+        if sweep == "packet-loss":
+            rates = sorted({p["packet_loss"] for p in points})
+            out += ["| scheme | losses | " + " | ".join(f"{100 * r:g} %" for r in rates) + " |",
+                    "|---|---|" + "---|" * len(rates)]
+            for scheme in dict.fromkeys(p["scheme"] for p in points):
+                for bursty in (False, True):
+                    at = {p["packet_loss"]: p for p in points if p["scheme"] == scheme
+                          and (p["packet_loss"] == 0 or bool(p["packet_burst"]) == bursty)}
+                    label = f"bursty (mean {h.get('burst', 0):g} packets)" if bursty else "i.i.d."
+                    out.append(f"| {scheme} | {label} | " + " | ".join(cell(at.get(r), key, prefix, digits)
+                                                                        for r in rates) + " |")
+        else:
+            out += ["| scheme | sent | channel uses per request | score |", "|---|---|---|---|"]
+            for p in points:
+                sent = (f"{p['token_budget']} of 32 image tokens" if p.get("token_budget") else p.get("settings") or "")
+                out.append(f"| {p['scheme']} | {sent} | {p['channel_uses']:.0f} | {cell(p, key, prefix, digits)} |")
+        out.append("")
+    commit = (h.get("git_commit") or "unknown")[:10] + (" (dirty tree)" if h.get("git_dirty") else "")
+    ns = sorted({p["n"] for p in points})
+    out.append(f"n = {', '.join(map(str, ns))} {LOSS_UNIT[task]} per point; 95 % intervals. From `{source}` "
+               f"(commit {commit}, {h.get('date', 'date unknown')}): `{h.get('command', '?')}`.")
+    for s in fig.get("skipped", []):
+        if s.get("task") == task:
+            out.append(f"Refused: {s['scheme']} {s.get('link')}: {s['status']}: {' '.join(str(s.get('message', '')).split())}")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _write(readme: str, name: str, text: str, notes: list[str], what: str) -> str:
+    start, end = markers(name)
+    m = re.search(re.escape(start) + r"\n?(.*?)" + re.escape(end), readme, flags=re.S)
+    if m is None:
+        notes.append(f"the README has no {start} ... {end} markers: the {what} is not written (put the two "
+                     "comments where the table belongs)")
+        return readme
+    return readme[:m.start()] + f"{start}\n{text}{end}" + readme[m.end():]
+
+
 def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
     """(the README with every block whose markers it has rewritten, messages about the blocks left alone)."""
     notes = []
     for fig_name, fig in sorted(figures.items()):
-        if fig_name != "fig2" and not str(fig.get("header", {}).get("format", "")).startswith("unitocom-results/fig2/"):
-            notes.append(f"results/{fig_name}.json: no table writer for it here (only Fig. 2's); left alone")
+        fmt = str(fig.get("header", {}).get("format", ""))
+        if fmt.startswith("unitocom-results/loss-sweep/"):
+            for task in LOSS_SCORES:
+                text = loss_block(task, fig, f"results/{fig_name}.json")
+                if text is not None:
+                    readme = _write(readme, f"{fig_name}:{task}", text, notes,
+                                    f"{task} table of results/{fig_name}.json")
+            continue
+        if fig_name != "fig2" and not fmt.startswith("unitocom-results/fig2/"):
+            notes.append(f"results/{fig_name}.json: no table writer for it here; left alone")
             continue
         for task in TASKS:
-            name = f"{fig_name}:{task}"
             text = block(task, fig, f"results/{fig_name}.json")
-            if text is None:
-                continue
-            start, end = markers(name)
-            m = re.search(re.escape(start) + r"\n?(.*?)" + re.escape(end), readme, flags=re.S)
-            if m is None:
-                notes.append(f"the README has no {start} ... {end} markers: the {task} table of results/"
-                             f"{fig_name}.json is not written (put the two comments where the table belongs)")
-                continue
-            readme = readme[:m.start()] + f"{start}\n{text}{end}" + readme[m.end():]
+            if text is not None:
+                readme = _write(readme, f"{fig_name}:{task}", text, notes, f"{task} table of results/{fig_name}.json")
     return readme, notes
 
 

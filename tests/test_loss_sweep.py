@@ -1,0 +1,88 @@
+"""`unitocom loss-sweep` (issue 16): the plan of points, the files, refusals recorded, --resume."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import grpc
+import pytest
+
+from unitocom import loss_sweep
+
+
+class _Refused(Exception):
+    """Stands in for a grpc.RpcError (client.error_status reads code() and details())."""
+
+    def __init__(self, code):
+        self._code = code
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return f"refused: {self._code.name}"
+
+
+def test_the_packet_loss_plan_crosses_schemes_rates_and_burstiness():
+    pts = loss_sweep.plan("packet-loss", 3.0, ["vqa"])
+    assert {p["scheme"] for p in pts} == set(loss_sweep.SCHEMES)
+    per_scheme = [(p["packet_loss"], p["packet_burst"]) for p in pts if p["scheme"] == "traditional"]
+    assert per_scheme == [(0.0, 0.0), (0.1, 0.0), (0.1, 3.0), (0.25, 0.0), (0.25, 3.0), (0.5, 0.0), (0.5, 3.0)]
+    resilient = [p for p in pts if p["scheme"] == "unitocom-resilient"]
+    assert all(p["link"]["variant"] == "resilient" and p["link"]["scheme"] == "unitocom" for p in resilient)
+
+
+def test_the_budget_plan_sends_every_token_at_full_budget():
+    pts = loss_sweep.plan("budget", 3.0, ["reconstruct"])
+    budgets = [p["link"].get("token_budget") for p in pts if p["scheme"] == "unitocom-resilient"]
+    assert budgets == [8, 16, 24, 0]  # 32 of 32: no budget on the wire
+    assert sum(p["scheme"] == "traditional" for p in pts) == len(loss_sweep.TRADITIONAL_LOW)
+    with pytest.raises(Exception, match="unknown sweep"):
+        loss_sweep.plan("snr", 3.0, ["vqa"])
+
+
+def _args(tmp_path, *extra):
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers()
+    loss_sweep.add_subparser(sub)
+    return p.parse_args(["loss-sweep", "--sweep", "budget", "--tasks", "vqa,reconstruct", "--n-vqa", "3",
+                         "--n-images", "2", "--out", str(tmp_path), "--quiet", *extra])
+
+
+def test_a_sweep_writes_its_files_records_refusals_and_resumes(tmp_path, monkeypatch):
+    from unitocom import client
+    monkeypatch.setattr(client, "RpcError", _Refused)
+    monkeypatch.setattr(loss_sweep, "Scorer", lambda *a, **k: None)
+    calls = []
+
+    def fake(point, scorer, target, snr_db, seed, workers, progress=True):
+        calls.append(point["scheme"])
+        if point["scheme"] == "unitocom":
+            raise _Refused(grpc.StatusCode.FAILED_PRECONDITION)
+        n = 3 if point["task"] == "vqa" else 2
+        uses = 8 * (point.get("token_budget") or 140)
+        return {"task": point["task"], "scheme": point["scheme"], "link": point["link"], "snr_db": snr_db,
+                "token_budget": point.get("token_budget"), "packet_loss": None, "packet_burst": None,
+                "settings": point.get("settings"), "n": n, "metric": "m", "value": 0.5, "ci_low": 0.4,
+                "ci_high": 0.6, "pair_f1": 0.7, "pair_f1_ci_low": 0.6, "pair_f1_ci_high": 0.8, "channel_uses": uses}
+    monkeypatch.setattr(loss_sweep, "measure", fake)
+    res = loss_sweep.run(_args(tmp_path), ["loss-sweep"])
+    assert [s["status"] for s in res["skipped"]] == ["FAILED_PRECONDITION"] * 2  # one per task, and it went on
+    saved = json.loads((tmp_path / "budget.json").read_text())
+    assert saved["points"] == res["points"] and saved["header"]["sweep"] == "budget"
+    assert saved["header"]["format"] == loss_sweep.FORMAT  # the README table writer reads it by this
+    assert "checkpoints_sha256" in saved["header"] and (tmp_path / "budget.png").stat().st_size > 0
+    assert (tmp_path / "budget.csv").read_text().count("\n") == len(res["points"]) + 1
+
+    calls.clear()
+    loss_sweep.run(_args(tmp_path, "--resume"), ["loss-sweep", "--resume"])
+    assert calls == ["unitocom", "unitocom"]  # only the refused points are sent again
+
+    calls.clear()
+    monkeypatch.setattr(client, "RpcError", _Refused)
+
+    def gone(*a, **k):
+        raise _Refused(grpc.StatusCode.UNAVAILABLE)
+    monkeypatch.setattr(loss_sweep, "measure", gone)
+    with pytest.raises(_Refused):  # the services are down: the sweep stops (and --resume continues it)
+        loss_sweep.run(_args(tmp_path), ["loss-sweep"])
