@@ -86,3 +86,37 @@ def test_a_sweep_writes_its_files_records_refusals_and_resumes(tmp_path, monkeyp
     monkeypatch.setattr(loss_sweep, "measure", gone)
     with pytest.raises(_Refused):  # the services are down: the sweep stops (and --resume continues it)
         loss_sweep.run(_args(tmp_path), ["loss-sweep"])
+
+
+def test_eval_passes_the_link_options_on_to_every_request(monkeypatch, tmp_path):
+    """`unitocom eval --packet-loss 0.2 --variant resilient --token-budget 8 ...` reaches the wire."""
+    from unitocom import cli, client, task_eval
+    args = cli.parser().parse_args(["eval", "--task", "vqa", "--packet-loss", "0.2", "--variant", "resilient",
+                                    "--token-budget", "8", "--packing", "aggregated"])
+    link = {k: getattr(args, k) for k in task_eval.LINK_OPTIONS}
+    sent = []
+
+    class FakeClient:
+        def __init__(self, target):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+        def send(self, req, timeout_s):
+            sent.append(req)
+            raise RuntimeError("stop here")
+    monkeypatch.setattr(client, "Client", FakeClient)
+    monkeypatch.setattr(task_eval, "require_data", lambda d: d)
+    monkeypatch.setattr(task_eval, "vqa_items", lambda d, s, n: ([{"image_filename": "x.png", "question": "q",
+                                                                    "answer": "a", "question_family_index": 0}], ["a"]))
+    (tmp_path / "images" / "test").mkdir(parents=True)
+    (tmp_path / "images" / "test" / "x.png").write_bytes(b"png")
+    monkeypatch.setattr(task_eval, "clevr_root", lambda d: tmp_path)
+    with pytest.raises(RuntimeError, match="stop here"):
+        task_eval.evaluate("vqa", "unitocom", 20.0, "rayleigh", 1, "data/tiny", "t", link=link, progress=False)
+    lk = sent[0].link
+    assert (lk.packet_loss, lk.variant, lk.token_budget, lk.packing) == (pytest.approx(0.2), "resilient", 8, "aggregated")

@@ -157,3 +157,20 @@ def test_a_request_leaves_labelled_series_in_every_service(services, tx):
     assert _value(b, "unitocom_stream_payload_bytes_count", service="basestation", modality="image") >= 1
     assert _value(b, "unitocom_requests_total", service="basestation", method="Receive", modality="text",
                   code="OK") >= 1
+
+
+def test_the_base_station_counts_lost_packets_and_those_a_resilient_reader_concealed(services, tx):
+    from unitocom.schemes import learned
+    from tests.conftest import need
+    need((learned.checkpoint_dir() / "image-sigma-genib-s32-resilient.safetensors").exists(),
+         "the resilient image link is not installed")
+    cfg, _ = services
+    url = cfg.address("basestation").metrics_url
+    before = _scrape(url)
+    for variant in ("resilient", "standard"):
+        tx.send(client.build_request(image=scene_png(32), scheme="unitocom", variant=variant, snr_db=20.0,
+                                     packet_loss=1.0, tokens_per_packet=4))
+    after = _scrape(url)
+    delta = {o: _value(after, "unitocom_packets_total", service="basestation", outcome=o)
+             - _value(before, "unitocom_packets_total", service="basestation", outcome=o) for o in ("lost", "concealed")}
+    assert delta == {"lost": 16, "concealed": 8}  # 8 packets of 4 tokens each request; only the resilient one masked

@@ -254,26 +254,6 @@ def cmd_replay(args) -> int:
     return 1 if failed else 0
 
 
-def _add_send_options(p: argparse.ArgumentParser) -> None:
-    """`send`'s request flags, made from unitocom.options (the gateway and the SDK take the same options).
-    Types and choices are checked here; ranges are the services' (they answer INVALID_ARGUMENT naming the field)."""
-    from unitocom import options
-    for o in options.OPTIONS:
-        flags = [o.flag] + (["--timeout"] if o.name == "timeout_s" else [])  # --timeout: the older spelling
-        bounds = f"; {o.bounds_text}" if o.bounds_text else ""
-        if o.type is bytes:
-            p.add_argument(*flags, dest=o.name, metavar="PATH", help=f"{o.help}: a file path")
-        elif o.enum is not None:
-            default = f"default {o.default}" if o.default is not None else "default: the service's"
-            p.add_argument(*flags, dest=o.name, choices=o.choices, default=o.default,
-                           help=f"{o.help} ({default})")
-        elif o.type is str:
-            p.add_argument(*flags, dest=o.name, default=o.default, help=o.help)
-        else:
-            p.add_argument(*flags, dest=o.name, type=o.type, default=o.default,
-                           help=f"{o.help} (default {o.default:g}{bounds})")
-
-
 class _Parser(argparse.ArgumentParser):
     """Usage mistakes as one line (`error: ...`, exit 2) like the CLI's other user errors; the subcommands'
     parsers are made of this class too."""
@@ -351,7 +331,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("send", help="send text / an image / audio through the running services",
                        description="Post payloads to the transmitter; they cross the channel to the base station "
                                    "and the result comes back. Exits non-zero with the gRPC status on failure.")
-    _add_send_options(p)
+    from unitocom.options import add_flags
+    add_flags(p)  # send's request flags, made from unitocom.options (the gateway and the SDK take the same)
     p.add_argument("--target", default="127.0.0.1:50051", help="transmitter address")
     p.add_argument("--tls-dir", default=None, metavar="DIR",
                    help="call over TLS with the CA of this `unitocom certs` directory (default $UNITOCOM_TLS_DIR)")

@@ -265,6 +265,26 @@ def resolve(values: dict[str, Any], options: tuple[Option, ...] = OPTIONS, check
     return out
 
 
+def add_flags(parser, names: tuple[str, ...] | None = None) -> None:
+    """Command-line flags for the options (all, or `names`) on an argparse parser: `unitocom send`'s, and the link
+    options of `unitocom eval`. Types and choices are checked there; ranges are the services' (they answer
+    INVALID_ARGUMENT naming the field)."""
+    for o in OPTIONS if names is None else tuple(BY_NAME[n] for n in names):
+        flags = [o.flag] + (["--timeout"] if o.name == "timeout_s" else [])  # --timeout: the older spelling
+        bounds = f"; {o.bounds_text}" if o.bounds_text else ""
+        if o.type is bytes:
+            parser.add_argument(*flags, dest=o.name, metavar="PATH", help=f"{o.help}: a file path")
+        elif o.enum is not None:
+            default = f"default {o.default}" if o.default is not None else "default: the service's"
+            parser.add_argument(*flags, dest=o.name, choices=o.choices, default=o.default,
+                                help=f"{o.help} ({default})")
+        elif o.type is str:
+            parser.add_argument(*flags, dest=o.name, default=o.default, help=o.help)
+        else:
+            parser.add_argument(*flags, dest=o.name, type=o.type, default=o.default,
+                                help=f"{o.help} (default {o.default:g}{bounds})")
+
+
 def describe() -> list[dict]:
     """Every option as JSON-able dicts, in order."""
     return [o.describe() for o in OPTIONS]

@@ -24,6 +24,8 @@ from unitocom.errors import CheckpointMissing, DataMissing, UserError
 from unitocom.link.snr import snr_points_arg
 
 METRIC = {"vqa": "accuracy", "asr": "wer", "t2i": "fid"}
+# Link options of `unitocom send` that `eval` passes on to every request (issue 16's packets, budget, variant).
+LINK_OPTIONS = ("packet_loss", "packet_burst", "tokens_per_packet", "variant", "token_budget", "packing")
 
 
 def vqa_items(data_dir: Path, split: str, n: int) -> tuple[list[dict], list[str]]:
@@ -136,21 +138,23 @@ def gather(fn, count: int, workers: int = 1, desc: str = "", progress: bool = Tr
 def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_dir: str, target: str,
              split: str = "test", seed: int = 0, progress: bool = True, timeout_s: float = 120.0,
              inception_weights: str | None = None, workers: int = 1, n_resamples: int = 1000,
-             fid_resamples: int = 200) -> dict:
+             fid_resamples: int = 200, link: dict | None = None) -> dict:
     """One point of Fig. 2: `n` labelled requests through the services -> the task's score and its 95 % interval
     (`ci_low`, `ci_high`: Wilson for VQA accuracy, bootstrap over examples for WER, FID and the pair recall;
     see `unitocom.results`). `workers` requests are in flight at a time; request i always carries seed + i,
-    so the score does not depend on the order in which they complete."""
+    so the score does not depend on the order in which they complete. `link`: more request options (LINK_OPTIONS),
+    recorded in the row."""
     from unitocom import client
     from unitocom import results as ci
     data_dir = require_data(data_dir)
+    link = {k: v for k, v in (link or {}).items() if v not in (None, 0, 0.0)}
     row = {"task": task, "scheme": scheme, "snr_db": snr_db, "channel": channel, "n": 0,
-           "metric": METRIC[task], "value": None, "ci_low": None, "ci_high": None}
+           "metric": METRIC[task], "value": None, "ci_low": None, "ci_high": None, **({"link": link} if link else {})}
     desc = f"{task} {scheme} {channel} {snr_db:g} dB"
     with client.Client(target) as c:
         def send(i: int, **kw):
             return c.send(client.build_request(task=task, scheme=scheme, snr_db=snr_db, channel=channel,
-                                               seed=seed + i, **kw), timeout_s=timeout_s)
+                                               seed=seed + i, **link, **kw), timeout_s=timeout_s)
 
         if task == "vqa":
             items, guess = vqa_items(data_dir, split, n)
@@ -271,6 +275,8 @@ def add_subparser(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="requests in flight at a time (the services serve in "
                    "parallel); the score does not depend on it")
     p.add_argument("--json", action="store_true")
+    from unitocom.options import add_flags
+    add_flags(p, LINK_OPTIONS)  # as on `unitocom send`: token packets, budget, the resilient models
     p.set_defaults(func=_cmd_eval)
     s = sub.add_parser("eval-sweep", help="Fig. 2: a task's score versus SNR for several schemes, CSV and PNG")
     s.add_argument("--task", required=True, choices=["vqa", "asr", "t2i"])
@@ -301,7 +307,7 @@ def _through_services(fn, *a, **kw):
 def _cmd_eval(args) -> int:
     row = _through_services(evaluate, args.task, args.scheme, args.snr_db, args.channel, args.n, args.data,
                             args.target, args.split, inception_weights=args.inception_weights,
-                            workers=max(1, args.workers))
+                            workers=max(1, args.workers), link={k: getattr(args, k) for k in LINK_OPTIONS})
     if row is None:
         return 1
     if args.json:

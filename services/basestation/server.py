@@ -44,6 +44,7 @@ class BaseStation(pb_grpc.BaseStationServicer):
                 core.add(received)
             common.check_alive(context, "decoding and the task")  # the MLLM's seconds are not spent for nobody
             result = wire.to_pb(core.finish())
+            call.packets_received(core.packets_lost, core.packets_concealed)
             common.check_alive(context, "returning the result")  # counted CANCELLED, not OK, when nobody took it
             call.observe(result)
             return result

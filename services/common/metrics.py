@@ -55,8 +55,9 @@ RPC_SECONDS = Histogram("unitocom_rpc_seconds", "RPC wall time inside the servic
 STAGE_SECONDS = Histogram("unitocom_stage_seconds", "Time per pipeline stage, summed per request and service: "
                           + ", ".join(STAGES), ["service", "stage", "scheme"], buckets=LATENCY_BUCKETS)
 CHANNEL_USES = Counter("unitocom_channel_uses_total", "Complex symbols handled", ["service", "scheme", "modality"])
-PACKETS = Counter("unitocom_packets_total", "Token packets (or code blocks) the channel carried, by outcome: sent, "
-                  "lost (link.packet_loss)", ["service", "scheme", "outcome"])
+PACKETS = Counter("unitocom_packets_total", "Token packets (or code blocks), by outcome: sent and lost (at the "
+                  "channel, link.packet_loss); lost and concealed (at the base station: lost packets whose tokens "
+                  "a resilient reader's learned mask token stood in for)", ["service", "scheme", "outcome"])
 REQUEST_CHANNEL_USES = Histogram("unitocom_request_channel_uses", "Complex symbols sent per request, all streams",
                                  ["service", "scheme", "task"], buckets=SYMBOL_BUCKETS)
 STREAM_TOKENS = Histogram("unitocom_stream_tokens", "Tokens carried by one modality stream (learned schemes)",
@@ -211,6 +212,13 @@ class Call:
         if sent:
             PACKETS.labels(self.service, self.scheme, "sent").inc(sent)
             PACKETS.labels(self.service, self.scheme, "lost").inc(lost)
+
+    def packets_received(self, lost: int, concealed: int) -> None:
+        """At the receiver: the lost packets it saw, and those a resilient reader concealed (a learned mask token
+        stood in for their tokens; nothing is resent, so this is the only recovery there is)."""
+        if lost:
+            PACKETS.labels(self.service, self.scheme, "lost").inc(lost)
+            PACKETS.labels(self.service, self.scheme, "concealed").inc(concealed)
 
     def channel_uses(self, n: int) -> None:
         """Symbols handled where no Result is seen (the channel's Apply)."""

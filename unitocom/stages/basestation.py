@@ -43,18 +43,31 @@ class _Stream:
     done: bool = False
 
 
-def _packet_note(header: StreamHeader, h_est: np.ndarray) -> str:
-    """How many of a stream's packets the channel lost: those whose every symbol came with h_est = 0 (the
-    receiver's knowledge of a missing packet, `stages.channel`)."""
+def lost_packets(header: StreamHeader, h_est: np.ndarray) -> tuple[int, int]:
+    """(packets lost, packets) of a stream: lost are those whose every symbol came with h_est = 0 (the receiver's
+    knowledge of a missing packet, `stages.channel`)."""
     ps = min(int(header.packet_symbols), len(h_est))  # a header's word is not a size to allocate
-    if not ps or np.all(h_est != 0):
-        return ""
+    if not ps:
+        return 0, 0
     packets = -(-len(h_est) // ps)
+    if np.all(h_est != 0):
+        return 0, packets
     zero = np.ones(packets * ps, bool)
     zero[:len(h_est)] = h_est == 0
-    lost = int(zero.reshape(packets, ps).all(axis=1).sum())
+    return int(zero.reshape(packets, ps).all(axis=1).sum()), packets
+
+
+def _packet_note(header: StreamHeader, lost: int, packets: int) -> str:
     what = "tokens" if header.scheme != Scheme.TRADITIONAL else "code blocks"
     return f"{lost} of {packets} packets lost by the channel (their {what} read as erasures)" if lost else ""
+
+
+def _resilient(header: StreamHeader) -> bool:
+    """A learned image stream read with a mask token for its lost tokens (`schemes.learned.fill_lost`)."""
+    if header.scheme not in (Scheme.UNITOCOM, Scheme.VAE) or header.modality != Modality.IMAGE:
+        return False
+    from unitocom.schemes import learned
+    return learned.model(header.tokenizer).spec.resilient
 
 
 class BaseStationCore:
@@ -83,6 +96,9 @@ class BaseStationCore:
         if header.task == Task.RECONSTRUCT and header.link.scheme == Scheme.SEMCOM:
             raise RequestError("header.task", MISSING[Scheme.SEMCOM], code="unimplemented")
         self.clock = Clock(SERVICE)
+        # lost packets of this request's streams, and those of them a resilient reader concealed (its mask token
+        # stood in for their tokens): the service counts them (`unitocom_packets_total`)
+        self.packets_lost = self.packets_concealed = 0
 
     @property
     def resilient(self) -> bool:
@@ -184,7 +200,11 @@ class BaseStationCore:
             else:
                 out = schemes.for_scheme(s.header.scheme).decode(s.header, y, h, s.noise_var, s.erased, self.cfg,
                                                                  est_error_var=s.est_error_var, clock=self.clock)
-            note = _packet_note(s.header, h)
+            lost, packets = lost_packets(s.header, h)
+            self.packets_lost += lost
+            if lost and _resilient(s.header):
+                self.packets_concealed += lost
+            note = _packet_note(s.header, lost, packets)
             if note:
                 out.note = f"{out.note}; {note}" if out.note else note
             outputs.append(out)
