@@ -242,3 +242,28 @@ def test_a_header_with_bad_sent_tokens_is_refused():
         with pytest.raises(RequestError, match="sent_tokens"):
             learned.decode(header, np.zeros(len(sent) * m.spec.uses_per_token, np.complex64),
                            np.ones(len(sent) * m.spec.uses_per_token, np.complex64), 0.1, False, config.load("tiny"))
+
+
+def test_the_resilient_mllm_reads_lost_speech_tokens_as_lost():
+    """ASR with variant resilient: the audio link has no mask token, but the MLLM was trained with audio token
+    dropout, so the tokens of lost packets reach it as its lost embedding (NaN rows), not as R's reading of zeros;
+    the letter's MLLM gets R's reading, as before."""
+    from unitocom.messages import LinkSettings, Modality, ModalityOutput
+    from unitocom.mllm.checkpoint import mllm_path
+    from unitocom.options import Scheme
+    from unitocom.stages import mllm as stage
+    from unitocom.stages.request import SourcePayload
+    need(mllm_path(resilient=True).exists(), "mllm-sigma-genib-resilient is not installed")
+    cfg = config.load("tiny")
+    t = np.arange(16000) / 16000
+    wave = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    enc = learned.encode(0, SourcePayload(Modality.AUDIO, wave, 16000), LinkSettings(scheme=Scheme.UNITOCOM,
+                                                                                       snr_db=20.0), cfg)
+    uses = learned.model(enc.header.tokenizer).spec.uses_per_token
+    h = np.ones(len(enc.symbols), np.complex64)
+    h[: 8 * uses] = 0  # the first 8 tokens' packets lost: zeros with h_est 0, as the channel delivers them
+    y = np.where(h == 0, 0, enc.symbols).astype(np.complex64)
+    r = stage.Received(enc.header, ModalityOutput(modality=Modality.AUDIO, decoded=True), y, h, 0.01, False, 0.0)
+    lost = rz.nan_rows(stage.audio_tokens(stage.assistant(Scheme.UNITOCOM, cfg, resilient=True), r))
+    assert lost[:8].all() and not lost[8:].any()
+    assert not rz.nan_rows(stage.audio_tokens(stage.assistant(Scheme.UNITOCOM, cfg), r)).any()

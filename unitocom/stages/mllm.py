@@ -137,7 +137,8 @@ def image_tokens(a: Assistant, r: Received, clock: Clock = NOT_TIMED) -> torch.T
 
 @torch.no_grad()
 def audio_tokens(a: Assistant, r: Received, clock: Clock = NOT_TIMED) -> torch.Tensor:
-    """[chunks * S_a, d] tokens the MLLM reads for a speech stream."""
+    """[chunks * S_a, d] tokens the MLLM reads for a speech stream. An MLLM with a lost-token embedding (the
+    resilient one) gets the tokens of lost packets as NaN rows (`models.resilience`): it was trained to read them."""
     from unitocom.mllm.data import audio_means
     from unitocom.schemes import learned
     if a.audio_link is None:
@@ -148,7 +149,12 @@ def audio_tokens(a: Assistant, r: Received, clock: Clock = NOT_TIMED) -> torch.T
             m = learned.model(r.header.tokenizer)
             c = int(r.header.token_shape[0])
             z, sinr = learned.equalize(r.y, r.h_est, r.noise_var, r.erased, r.est_error_var)
-            return learned.symbols_to_tokens(m, z.reshape(c, -1), sinr.reshape(c, -1)).reshape(-1, m.spec.token_dim)
+            tokens = learned.symbols_to_tokens(m, z.reshape(c, -1), sinr.reshape(c, -1)).reshape(-1, m.spec.token_dim)
+            if getattr(a.model.cfg, "lost_token", False):
+                from unitocom.models.resilience import with_nan_rows
+                lost = r.erased or (np.asarray(r.h_est).reshape(len(tokens), -1) == 0).all(1)
+                tokens = with_nan_rows(tokens, torch.as_tensor(np.broadcast_to(lost, (len(tokens),)).copy()))
+            return tokens
     with clock.stage("source_encode"):
         rate = a.audio_link.spec.audio_rate_hz
         if r.output.decoded and r.output.audio_wav:
