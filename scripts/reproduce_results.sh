@@ -69,7 +69,7 @@ if [ "$what" = packets ]; then
   $U up --base-port 50091 --metrics-base-port 9191 --run-dir runs/packetsrun
   trap '$U down --run-dir runs/packetsrun' EXIT
   for sweep in packet-loss budget; do
-    $U loss-sweep --sweep $sweep --snr-db 20 --n-vqa "${N_VQA:-300}" --n-images "${N_IMAGES:-200}" --workers 4 \
+    $U loss-sweep --sweep $sweep --snr-db 20 --n-vqa "${N_VQA:-500}" --n-images "${N_IMAGES:-300}" --workers 4 \
        --out results --target $T --resume --quiet
   done
   .venv/bin/python scripts/results_tables.py

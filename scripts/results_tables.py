@@ -156,6 +156,27 @@ def loss_block(task: str, fig: dict, source: str) -> str | None:
     return "\n".join(out).rstrip() + "\n"
 
 
+def paired_block(fig: dict, source: str) -> str | None:
+    """The paired differences of a packet-loss file (`comparisons`): one row per task, loss and pair."""
+    rows = fig.get("comparisons") or []
+    if not rows:
+        return None
+    h = fig.get("header", {})
+    out = [f"*Paired differences (scheme minus reference, same examples and lost packets; bootstrap 95 % "
+           f"interval; ** where it excludes 0), Rayleigh {h.get('snr_db', 0):g} dB*", "",
+           "| task | loss | scheme - reference | accuracy or PSNR (dB) | pair F1 |", "|---|---|---|---|---|"]
+    for r in rows:
+        loss = f"{100 * r['packet_loss']:g} %" + (f", bursts of {r['packet_burst']:g}" if r["packet_burst"] else "")
+        cells = []
+        for field, digits in (("value", 3 if r["task"] == "vqa" else 2), ("pair_f1", 3)):
+            c = r.get(field)
+            cells.append("–" if c is None else f"{c['difference']:+.{digits}f} [{c['ci_low']:+.{digits}f}, "
+                         f"{c['ci_high']:+.{digits}f}]" + (" **" if c["separates"] else ""))
+        out.append(f"| {r['task']} | {loss} | {r['scheme']} - {r['against']} | {cells[0]} | {cells[1]} |")
+    out += ["", f"From `{source}` (`comparisons`)."]
+    return "\n".join(out) + "\n"
+
+
 def _write(readme: str, name: str, text: str, notes: list[str], what: str) -> str:
     start, end = markers(name)
     m = re.search(re.escape(start) + r"\n?(.*?)" + re.escape(end), readme, flags=re.S)
@@ -177,6 +198,9 @@ def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
                 if text is not None:
                     readme = _write(readme, f"{fig_name}:{task}", text, notes,
                                     f"{task} table of results/{fig_name}.json")
+            text = paired_block(fig, f"results/{fig_name}.json")
+            if text is not None:
+                readme = _write(readme, f"{fig_name}:paired", text, notes, f"paired table of results/{fig_name}.json")
             continue
         if fig_name != "fig2" and not fmt.startswith("unitocom-results/fig2/"):
             notes.append(f"results/{fig_name}.json: no table writer for it here; left alone")

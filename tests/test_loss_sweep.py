@@ -120,3 +120,20 @@ def test_eval_passes_the_link_options_on_to_every_request(monkeypatch, tmp_path)
         task_eval.evaluate("vqa", "unitocom", 20.0, "rayleigh", 1, "data/tiny", "t", link=link, progress=False)
     lk = sent[0].link
     assert (lk.packet_loss, lk.variant, lk.token_budget, lk.packing) == (pytest.approx(0.2), "resilient", 8, "aggregated")
+
+
+def test_paired_comparisons_take_differences_over_the_same_examples():
+    def pt(scheme, values, loss=0.25):
+        return {"task": "vqa", "scheme": scheme, "packet_loss": loss, "packet_burst": 0.0, "n": len(values),
+                "per_example": {"value": values}}
+    base = [0.0, 1.0] * 50
+    better = [1.0] * 100  # wins every question the standard reader lost, keeps the rest
+    same = list(base)
+    out = loss_sweep.comparisons([pt("unitocom", base), pt("unitocom-resilient", better),
+                                  pt("unitocom-aggregated", same), pt("unitocom", base, 0.5)])
+    by = {(c["scheme"], c["against"]): c["value"] for c in out}
+    assert by[("unitocom-resilient", "unitocom")]["difference"] == pytest.approx(0.5)
+    assert by[("unitocom-resilient", "unitocom")]["separates"]
+    assert by[("unitocom-aggregated", "unitocom")] == {"difference": 0.0, "ci_low": 0.0, "ci_high": 0.0,
+                                                       "separates": False}
+    assert all(c["packet_loss"] == 0.25 for c in out)  # the 50 % point has no partner

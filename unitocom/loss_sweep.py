@@ -17,7 +17,9 @@ budget: the same scores versus the channel uses per image: unitocom-resilient se
 64-QAM, a higher code rate), which cannot go below about 1,100 channel uses for a 32x32 scene.
 
 Writes results/<sweep>.json (header: the command, commit, checkpoint hashes; points with n, value and 95 %
-intervals: Wilson for accuracy, bootstrap over examples for PSNR and pair F1), <sweep>.csv and <sweep>.png.
+intervals: Wilson for accuracy, bootstrap over examples for PSNR and pair F1, and every example's score;
+packet-loss also `comparisons`: paired differences between the learned variants at each loss, with bootstrap
+intervals over the same examples), <sweep>.csv and <sweep>.png.
 `--resume` keeps the points already measured with the same settings.
 """
 from __future__ import annotations
@@ -138,7 +140,7 @@ def measure(point: dict, scorer: Scorer, target: str, snr_db: float, seed: int, 
             correct = [g[0] for g in got]
             lo, hi = ci.wilson(int(round(sum(correct))), len(correct))
             row.update(n=len(correct), metric="accuracy", value=float(np.mean(correct)), ci_low=lo, ci_high=hi,
-                       channel_uses=float(np.mean([g[1] for g in got])))
+                       channel_uses=float(np.mean([g[1] for g in got])), per_example={"value": correct})
         else:
             scenes = scorer.scenes
 
@@ -153,8 +155,38 @@ def measure(point: dict, scorer: Scorer, target: str, snr_db: float, seed: int, 
             flo, fhi = ci.mean_interval(f1, 1000, seed)
             row.update(n=len(got), metric="psnr_db", value=float(np.mean(psnr)), ci_low=lo, ci_high=hi,
                        pair_f1=float(np.mean(f1)), pair_f1_ci_low=flo, pair_f1_ci_high=fhi,
-                       channel_uses=float(np.mean([g[2] for g in got])))
+                       channel_uses=float(np.mean([g[2] for g in got])),
+                       per_example={"value": [round(v, 4) for v in psnr], "pair_f1": [round(v, 4) for v in f1]})
     return row
+
+
+# Paired comparisons (same questions or scenes, same seeds: the same channel draws and the same lost packets):
+# (scheme, against). The difference of their means with a bootstrap interval over examples separates far
+# sooner than two unpaired intervals do.
+PAIRS = (("unitocom-resilient", "unitocom"), ("unitocom-aggregated", "unitocom-resilient"),
+         ("unitocom-aggregated", "unitocom"))
+
+
+def comparisons(points: list[dict], seed: int = 0) -> list[dict]:
+    """For every loss condition (task, loss rate, burst) and every pair of PAIRS measured there: the mean
+    difference (scheme - against) of each score, and its 95 % bootstrap interval over the paired examples."""
+    from unitocom import results as ci
+    at = {(p["task"], p.get("packet_loss"), p.get("packet_burst"), p["scheme"]): p for p in points
+          if "per_example" in p}
+    out = []
+    for (task, loss, burst, scheme), p in sorted(at.items(), key=lambda kv: str(kv[0])):
+        for a, b in PAIRS:
+            q = at.get((task, loss, burst, b))
+            if scheme != a or q is None or q["n"] != p["n"]:
+                continue
+            row = {"task": task, "packet_loss": loss, "packet_burst": burst, "scheme": a, "against": b, "n": p["n"]}
+            for field in p["per_example"]:
+                d = np.asarray(p["per_example"][field], float) - np.asarray(q["per_example"][field], float)
+                lo, hi = ci.mean_interval(d, 1000, seed)
+                row[field] = {"difference": float(d.mean()), "ci_low": lo, "ci_high": hi,
+                              "separates": bool(lo > 0 or hi < 0)}
+            out.append(row)
+    return out
 
 
 def plot(path: Path, sweep: str, points: list[dict]) -> None:
@@ -243,12 +275,15 @@ def run(args, argv: list[str]) -> dict:
                                               "channel_uses")}), flush=True)
     write_atomic(stem.with_suffix(".json"), json.dumps({"header": header, "points": points, "skipped": skipped},
                                                        indent=2) + "\n")
+    if args.sweep == "packet-loss":
+        res = {"header": header, "points": points, "skipped": skipped, "comparisons": comparisons(points, args.seed)}
+        write_atomic(stem.with_suffix(".json"), json.dumps(res, indent=2) + "\n")
     with open(stem.with_suffix(".csv"), "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
         w.writeheader()
         w.writerows({**p, "sweep": args.sweep} for p in points)
     plot(stem.with_suffix(".png"), args.sweep, points)
-    return {"header": header, "points": points, "skipped": skipped}
+    return json.loads(stem.with_suffix(".json").read_text())
 
 
 def add_subparser(sub) -> None:
