@@ -160,8 +160,13 @@ def test_committed_checkpoints_are_intact_small_and_reproducible():
         assert f.exists(), name
         assert hashlib.sha256(f.read_bytes()).hexdigest() == e["sha256"], f"{name} differs from its manifest"
         total += f.stat().st_size
-        assert e["command"].startswith("unitocom train tokenizer ") and f"--seed {e['seed']}" in e["command"]
-        assert len(e["dataset"]["checksum"]) == 64 and e["validation"]["figures"]
+        assert f"--seed {e['seed']}" in e["command"] and len(e["dataset"]["checksum"]) == 64
+        if e.get("resilient_of"):  # a resilient companion (issue 16): its base link's hash and its loss curves
+            assert e["command"].startswith(f"unitocom train resilient --base {e['resilient_of']} ")
+            assert e["base_sha256"] == entries[e["resilient_of"]]["sha256"], f"{name} was trained on another base"
+            assert e["validation"]["psnr_vs_token_loss"] and e["validation"]["psnr_vs_budget"]
+        else:
+            assert e["command"].startswith("unitocom train tokenizer ") and e["validation"]["figures"]
         assert token_link.LinkSpec.from_dict(e["config"]) == token_link.LinkSpec.from_json(
             token_link.read_metadata(f)["spec"])
     assert total < 40e6
