@@ -278,7 +278,8 @@ def add_subparser(sub) -> None:
     from unitocom.options import add_flags
     add_flags(p, LINK_OPTIONS)  # as on `unitocom send`: token packets, budget, the resilient models
     p.set_defaults(func=_cmd_eval)
-    s = sub.add_parser("eval-sweep", help="Fig. 2: a task's score versus SNR for several schemes, CSV and PNG")
+    s = sub.add_parser("eval-sweep", help="Fig. 2: a task's score versus SNR for several schemes, CSV and PNG "
+                       "(versus packet loss or a token budget: `unitocom loss-sweep`)")
     s.add_argument("--task", required=True, choices=["vqa", "asr", "t2i"])
     s.add_argument("--schemes", default="unitocom,vae,traditional")
     s.add_argument("--snr-db", type=snr_points_arg, default="0:20:5", help="A:B:STEP or a comma list (dB)")
