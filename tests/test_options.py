@@ -177,7 +177,7 @@ def test_build_request_puts_every_option_on_the_wire():
               "csi": "estimated", "pilots": 16, "erasure_prob": 0.25, "jpeg_quality": 60, "modulation": "qpsk",
               "code_rate": 0.4, "seed": 9, "answer": "yes", "transcript": "one two", "packet_loss": 0.2,
               "packet_burst": 3.0, "tokens_per_packet": 8, "variant": "resilient", "token_budget": 12,
-              "packing": "aggregated"}
+              "packing": "aggregated", "lossy_modalities": "image"}
     assert set(values) == set(NAMES) - {"timeout_s"}  # a new option must be added here too
     req = client.build_request(request_id="r1", **values)
     link = req.link
@@ -185,7 +185,7 @@ def test_build_request_puts_every_option_on_the_wire():
            ("r1", pb.VQA, pb.VAE, pb.RICIAN, pb.FAST, pb.ESTIMATED)
     for name in ("snr_db", "block_length", "rician_k_db", "pilots", "erasure_prob", "jpeg_quality", "modulation",
                  "code_rate", "seed", "packet_loss", "packet_burst", "tokens_per_packet", "variant", "token_budget",
-                 "packing"):
+                 "packing", "lossy_modalities"):
         assert getattr(link, name) == pytest.approx(values[name]), name
     assert [p.WhichOneof("content") for p in req.payloads] == ["image", "audio", "text", "text"]
     assert [p.text for p in req.payloads[2:]] == ["t", "q?"]

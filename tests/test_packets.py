@@ -13,6 +13,7 @@ from unitocom.link.erasure import burst_lengths
 from unitocom.messages import LinkSettings, SymbolFrame
 from unitocom.options import Channel
 from unitocom.stages.channel import ChannelCore
+from unitocom.v1 import unitocom_pb2 as pb
 
 PACKET = 8  # symbols per packet
 
@@ -70,3 +71,23 @@ def test_impossible_packet_settings_are_refused(tx):
             tx.send(client.build_request(text="x", **kw))
         text = e.value.details() if isinstance(e.value, grpc.RpcError) else str(e.value)
         assert field in text, text
+
+
+@pytest.mark.parametrize("scheme", ["unitocom", "traditional"])
+def test_every_image_packet_lost_and_the_question_arrives(tx, scheme):
+    """100 % loss of one modality (lossy_modalities): the picture's packets are all lost, the question's all
+    arrive; the answer comes, and the notes say which stream lost what."""
+    req = client.build_request(image=scene_png(32), text="what color is the cube?", task="vqa", scheme=scheme,
+                               snr_db=30.0, packet_loss=1.0, lossy_modalities="image")
+    r = tx.send(req)
+    assert r.output_text
+    image, text = (next(o for o in r.outputs if o.modality == m) for m in (pb.IMAGE, pb.TEXT))
+    assert "packets lost by the channel" in image.note and "packets lost" not in text.note
+    assert text.text == "what color is the cube?"
+
+
+def test_an_unknown_lossy_modality_is_refused(tx):
+    import grpc
+    with pytest.raises(grpc.RpcError) as e:
+        tx.send(client.build_request(text="x", packet_loss=0.5, lossy_modalities="image,video"))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "link.lossy_modalities" in e.value.details()

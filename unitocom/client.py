@@ -42,6 +42,7 @@ def build_request(*, request_id: str = "", **options) -> pb.Request:
         jpeg_quality=v["jpeg_quality"], code_rate=v["code_rate"], modulation=v["modulation"] or "",
         packet_loss=v["packet_loss"], packet_burst=v["packet_burst"], tokens_per_packet=v["tokens_per_packet"],
         variant=v["variant"] or "", token_budget=v["token_budget"], packing=v["packing"] or "",
+        lossy_modalities=v["lossy_modalities"],
     )
     return pb.Request(request_id=request_id, task=wire.enum_value(pb.Task, v["task"]), payloads=payloads, link=link,
                       label=pb.Label(answer=v["answer"], transcript=v["transcript"]))

@@ -48,6 +48,7 @@ class LinkSettings:
     variant: str = ""  # learned schemes: standard | resilient ("": standard)
     token_budget: int = 0  # image tokens sent per picture, most important first (resilient; 0: all)
     packing: str = ""  # sequential | aggregated: which image tokens share a packet (resilient; "": sequential)
+    lossy_modalities: str = ""  # comma list (image,text,audio) whose packets packet_loss hits ("": all)
 
 
 @dataclass

@@ -215,6 +215,9 @@ OPTIONS: tuple[Option, ...] = (
            "packet_burst)", finite=True, ge=0.0, le=1.0, advanced=True),
     Option("packet_burst", float, 0.0, "mean run of consecutive lost packets (Gilbert channel; 0: i.i.d. losses)",
            finite=True, ge=0.0, le=1000.0, advanced=True),
+    Option("lossy_modalities", str, "", "the modalities whose packets packet_loss hits, a comma list of image, "
+           "text, audio (empty: all), e.g. image: the picture's packets are lost and the question arrives",
+           advanced=True),
     Option("tokens_per_packet", int, 0, "tokens per packet (learned schemes; 0: the default, 4; traditional: one "
            "code block per packet)", ge=0, le=4096, advanced=True),
     Option("variant", Variant, None, "learned models that read the tokens (unitocom): standard, or resilient "

@@ -8,7 +8,7 @@ from unitocom.config import Config
 from unitocom.messages import Request, Result
 from unitocom.stages import transmitter
 from unitocom.stages.basestation import BaseStationCore
-from unitocom.stages.channel import ChannelCore
+from unitocom.stages.channel import ChannelCore, lossy_packets
 
 
 def run(req: Request, cfg: Config) -> Result:
@@ -20,8 +20,7 @@ def run(req: Request, cfg: Config) -> Result:
                         "(convert a protobuf one with unitocom.stages.request.from_wire)")
     prep = transmitter.prepare(req, cfg)
     header = prep.header
-    ch = ChannelCore(header.link, [s.stream_id for s in header.streams], cfg,
-                     {s.stream_id: s.packet_symbols for s in header.streams})
+    ch = ChannelCore(header.link, [s.stream_id for s in header.streams], cfg, lossy_packets(header.link, header.streams))
     bs = BaseStationCore(header, cfg)
     for frame in prep.frames(cfg.limits.frame_symbols):
         bs.add(ch.apply(frame))

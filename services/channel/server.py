@@ -11,7 +11,7 @@ from services.common import security
 from services.common import server as common
 from services.common import uplink
 from unitocom import capture, config, wire
-from unitocom.stages.channel import ChannelCore
+from unitocom.stages.channel import ChannelCore, lossy_packets
 from unitocom.stages.request import RequestError, from_wire
 from unitocom.v1 import unitocom_pb2 as pb
 from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
@@ -21,8 +21,9 @@ SERVICE = "channel"
 
 def _core(header: pb.RequestHeader, cfg: config.Config) -> ChannelCore:
     """The request's ChannelCore, from its header's link settings and stream ids."""
-    return ChannelCore(from_wire(header.link, "link"), [s.stream_id for s in header.streams], cfg,
-                       {s.stream_id: s.packet_symbols for s in header.streams})
+    link = from_wire(header.link, "link")
+    streams = [from_wire(s, f"header.streams[{i}]") for i, s in enumerate(header.streams)]
+    return ChannelCore(link, [s.stream_id for s in streams], cfg, lossy_packets(link, streams))
 
 
 def _apply(core: ChannelCore, message: pb.Uplink, out: pb.SymbolFrame, rec: capture.Recording | None) -> None:

@@ -18,6 +18,15 @@ from unitocom.timing import Clock
 SERVICE = "channel"
 
 
+def lossy_packets(link: LinkSettings, streams) -> dict[int, int]:
+    """{stream id: channel uses per packet} of the streams (the header's StreamHeaders) whose packets
+    link.packet_loss may hit: those of link.lossy_modalities (every packetised stream when it is empty)."""
+    from unitocom.stages.request import lossy_modalities
+    lossy = set(lossy_modalities(link))
+    return {s.stream_id: s.packet_symbols for s in streams
+            if s.packet_symbols and s.modality is not None and s.modality.value in lossy}
+
+
 class ChannelCore:
     """One per request: holds a FadingChannel per stream so block fading persists across that stream's frames.
     `link` and `stream_ids` are the request header's (no stream ids: any stream is accepted).

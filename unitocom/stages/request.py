@@ -83,6 +83,12 @@ def channel_spec(link: LinkSettings, cfg: Config) -> ChannelSpec:
     return spec
 
 
+def lossy_modalities(link: LinkSettings) -> list[str]:
+    """The modalities whose packets link.packet_loss hits (all three when the list is empty)."""
+    names = [m.strip() for m in link.lossy_modalities.split(",") if m.strip()]
+    return names or ["image", "text", "audio"]
+
+
 def validate_link(link: LinkSettings, cfg: Config) -> ChannelSpec:
     if not math.isfinite(link.snr_db):
         raise RequestError("link.snr_db", f"must be a finite number of dB, got {link.snr_db}")
@@ -117,6 +123,10 @@ def validate_link(link: LinkSettings, cfg: Config) -> ChannelSpec:
     if link.token_budget and link.variant != "resilient":
         raise RequestError("link.token_budget", "a token budget needs variant resilient: its importance head picks "
                                                 "the tokens and its mask token stands in for the others")
+    unknown = set(lossy_modalities(link)) - {"image", "text", "audio"}
+    if unknown:
+        raise RequestError("link.lossy_modalities", f"unknown modality {sorted(unknown)[0]!r}; expected a comma list "
+                                                    "of image, text, audio")
     if link.packing not in ("", "sequential", "aggregated"):
         raise RequestError("link.packing", f"unknown packing {link.packing!r}; expected sequential|aggregated")
     if link.packing == "aggregated" and link.variant != "resilient":

@@ -115,7 +115,7 @@ class Payload(_message.Message):
     def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., text: _Optional[str] = ..., image: _Optional[bytes] = ..., audio: _Optional[bytes] = ...) -> None: ...
 
 class LinkSettings(_message.Message):
-    __slots__ = ("scheme", "snr_db", "channel", "fading", "seed", "block_length", "rician_k_db", "csi", "pilots", "erasure_prob", "jpeg_quality", "code_rate", "modulation", "packet_loss", "packet_burst", "tokens_per_packet", "variant", "token_budget", "packing")
+    __slots__ = ("scheme", "snr_db", "channel", "fading", "seed", "block_length", "rician_k_db", "csi", "pilots", "erasure_prob", "jpeg_quality", "code_rate", "modulation", "packet_loss", "packet_burst", "tokens_per_packet", "variant", "token_budget", "packing", "lossy_modalities")
     SCHEME_FIELD_NUMBER: _ClassVar[int]
     SNR_DB_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +135,7 @@ class LinkSettings(_message.Message):
     VARIANT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
     PACKING_FIELD_NUMBER: _ClassVar[int]
+    LOSSY_MODALITIES_FIELD_NUMBER: _ClassVar[int]
     scheme: Scheme
     snr_db: float
     channel: ChannelModel
@@ -154,7 +155,8 @@ class LinkSettings(_message.Message):
     variant: str
     token_budget: int
     packing: str
-    def __init__(self, scheme: _Optional[_Union[Scheme, str]] = ..., snr_db: _Optional[float] = ..., channel: _Optional[_Union[ChannelModel, str]] = ..., fading: _Optional[_Union[Fading, str]] = ..., seed: _Optional[int] = ..., block_length: _Optional[int] = ..., rician_k_db: _Optional[float] = ..., csi: _Optional[_Union[CsiMode, str]] = ..., pilots: _Optional[int] = ..., erasure_prob: _Optional[float] = ..., jpeg_quality: _Optional[int] = ..., code_rate: _Optional[float] = ..., modulation: _Optional[str] = ..., packet_loss: _Optional[float] = ..., packet_burst: _Optional[float] = ..., tokens_per_packet: _Optional[int] = ..., variant: _Optional[str] = ..., token_budget: _Optional[int] = ..., packing: _Optional[str] = ...) -> None: ...
+    lossy_modalities: str
+    def __init__(self, scheme: _Optional[_Union[Scheme, str]] = ..., snr_db: _Optional[float] = ..., channel: _Optional[_Union[ChannelModel, str]] = ..., fading: _Optional[_Union[Fading, str]] = ..., seed: _Optional[int] = ..., block_length: _Optional[int] = ..., rician_k_db: _Optional[float] = ..., csi: _Optional[_Union[CsiMode, str]] = ..., pilots: _Optional[int] = ..., erasure_prob: _Optional[float] = ..., jpeg_quality: _Optional[int] = ..., code_rate: _Optional[float] = ..., modulation: _Optional[str] = ..., packet_loss: _Optional[float] = ..., packet_burst: _Optional[float] = ..., tokens_per_packet: _Optional[int] = ..., variant: _Optional[str] = ..., token_budget: _Optional[int] = ..., packing: _Optional[str] = ..., lossy_modalities: _Optional[str] = ...) -> None: ...
 
 class Label(_message.Message):
     __slots__ = ("answer", "transcript", "caption")
