@@ -96,12 +96,14 @@ def test_a_resilient_companion_sends_the_base_links_tokens_and_freezes_them():
     assert r.mask_token.requires_grad and all(p.requires_grad for p in r.detokenizer.parameters())
 
 
-def test_the_installed_resilient_link_is_the_base_link_with_a_new_reader():
+@pytest.mark.parametrize("base_name", ["image-sigma-genib-s32", "audio-sigma-genib-s32"])
+def test_the_installed_resilient_link_is_the_base_link_with_a_new_reader(base_name):
     """What makes the variant safe to offer: the same tokens on the air (F_alpha, T, R as the base link's), so the
     letter's MLLM and the resilient one read the same thing."""
     from unitocom.models.token_link import load
-    _resilient_installed()
-    base, r = load(BASE), load(RESILIENT)
+    path = learned.checkpoint_dir() / f"{base_name}-resilient.safetensors"
+    need(path.exists(), f"{path.name} is not installed (unitocom train resilient --base {base_name})")
+    base, r = load(learned.checkpoint_dir() / f"{base_name}.safetensors"), load(path)
     assert r.spec.resilient and dataclasses.replace(r.spec, resilient=False) == base.spec
     b = base.state_dict()
     for k, v in r.state_dict().items():
@@ -267,3 +269,22 @@ def test_the_resilient_mllm_reads_lost_speech_tokens_as_lost():
     lost = rz.nan_rows(stage.audio_tokens(stage.assistant(Scheme.UNITOCOM, cfg, resilient=True), r))
     assert lost[:8].all() and not lost[8:].any()
     assert not rz.nan_rows(stage.audio_tokens(stage.assistant(Scheme.UNITOCOM, cfg), r)).any()
+
+
+def test_resilient_speech_reads_lost_packets_through_the_mask_and_degrades_less(heldout_data):
+    """Speech through the services' path (in process): with the resilient variant a lost packet's tokens are the
+    mask token, and the log-mel distance to the input grows less than when R reads the zeros."""
+    from unitocom.train.data import speech_files
+    path = learned.checkpoint_dir() / "audio-sigma-genib-s32-resilient.safetensors"
+    need(path.exists(), f"{path.name} is not installed")
+    wav = speech_files(heldout_data, "val")[0].read_bytes()
+    got = {}
+    for variant in ("standard", "resilient"):
+        dist = []
+        for seed in range(6):
+            r = _run(audio=wav, scheme="unitocom", variant=variant, snr_db=20.0, packet_loss=0.3, seed=seed)
+            dist.append(r.quality["mel_distance_db"])
+            if variant == "resilient" and "packets lost" in r.outputs[0].note:
+                assert "read as the learned mask token" in r.outputs[0].note
+        got[variant] = float(np.mean(dist))
+    assert got["resilient"] < got["standard"]

@@ -53,13 +53,13 @@ def checkpoint_dir() -> Path:
 def checkpoint_name(scheme: Scheme, modality: Modality, cfg: Config, tokens: int | None = None,
                     resilient: bool = False) -> str:
     """The checkpoint a scheme uses for a modality at the preset's token count (image S_v, audio S_a);
-    `resilient`: the image link's resilient companion (`unitocom train resilient`; other modalities have none)."""
+    `resilient`: the image or audio link's resilient companion (`unitocom train resilient`; text has none)."""
     obj, m = OBJECTIVE[scheme], modality.value
     if m == "text":
         return preset_checkpoint(f"text-{obj}", cfg.preset.name)
     s = tokens or (cfg.preset.image_tokens if m == "image" else cfg.preset.tokenizer.audio_tokens)
     name = preset_checkpoint(f"{m}-{obj}-s{s}", cfg.preset.name)
-    return f"{name}-resilient" if resilient and m == "image" else name
+    return f"{name}-resilient" if resilient else name
 
 
 def model(name: str) -> TokenLink:
@@ -381,6 +381,10 @@ def decode(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: fl
         if s.modality == "audio":
             c = int(header.token_shape[0])
             tokens = symbols_to_tokens(m, z_hat.reshape(c, -1), sinr.reshape(c, -1))
+            # the tokens of lost packets (h_est 0 on all their symbols): the mask token on a resilient link
+            lost = torch.from_numpy(np.asarray(erased or (np.asarray(h_est).reshape(c, s.tokens, -1) == 0).all(-1))
+                                    * np.ones((c, s.tokens), bool))
+            tokens = m.fill_lost(tokens, lost)
         else:
             tokens = symbols_to_tokens(m, z_hat[None], sinr[None])
     with clock.stage("detokenize"):  # F_beta^-1
@@ -396,6 +400,8 @@ def decode(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: fl
             ids = m.detokenize(padded, batch["mask"]).argmax(-1)[batch["mask"]]
             out.text = decode_ids(bpe(m), ids.tolist())
     out.note = _note(header, m, len(y), erased)
+    if s.modality == "audio" and s.resilient and bool(lost.any()):
+        out.note += f"; {int(lost.sum())} of {lost.numel()} tokens missing, read as the learned mask token"
     return out
 
 

@@ -7,10 +7,12 @@ F_alpha, the posterior, T and R are copied and frozen, so the tokens on the air 
 - the importance head, on the leave-one-out distortion: for a few images per step, how much worse the picture
   gets when each token alone is masked (its rank is what the budget uses).
 
-At the end: PSNR on the validation split over Rayleigh at `eval_snr_db` versus the fraction of tokens lost
-(i.i.d.) and versus a budget, for the base link (lost tokens read as R makes them from the zeros that arrive),
-the resilient one, and the budget's selection by importance against a random selection; in the manifest entry
-and `<run_dir>/summary.json`.
+Image and audio links (an audio link's x is a standardised log-mel chunk; the budget is offered for images only,
+but the head trains alike). At the end: the quality on the validation split over Rayleigh at `eval_snr_db`
+(images: PSNR; audio: log-mel SNR, the chunk's variance over the error's, in dB) versus the fraction of tokens
+lost (i.i.d.) and versus a budget, for the base link (lost tokens read as R makes them from the zeros that
+arrive), the resilient one, and the budget's selection by importance against a random selection; in the
+manifest entry and `<run_dir>/summary.json`.
 """
 from __future__ import annotations
 
@@ -90,10 +92,10 @@ def leave_one_out(m: TokenLink, x: torch.Tensor, t_hat: torch.Tensor) -> torch.T
     """How much the MSE of F_beta^-1's picture grows when each token alone is replaced by the mask token:
     x [B, 3, H, W], received tokens [B, S, d] -> [B, S]."""
     b, s, _ = t_hat.shape
-    full = F.mse_loss(m.detokenize(t_hat), x, reduction="none").mean((1, 2, 3))
+    full = F.mse_loss(m.detokenize(t_hat), x, reduction="none").flatten(1).mean(1)
     eye = torch.eye(s, dtype=torch.bool)
     masked = m.fill_lost(t_hat[:, None].expand(b, s, s, -1).reshape(b * s, s, -1), eye.repeat(b, 1))
-    per = F.mse_loss(m.detokenize(masked), x.repeat_interleave(s, 0), reduction="none").mean((1, 2, 3))
+    per = F.mse_loss(m.detokenize(masked), x.repeat_interleave(s, 0), reduction="none").flatten(1).mean(1)
     return per.view(b, s) - full[:, None]
 
 
@@ -103,10 +105,32 @@ def psnr_db(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     return -10.0 * torch.log10(mse)
 
 
+def mel_snr_db(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """Per standardised log-mel chunk [B, frames, mels]: its variance over the error's, in dB."""
+    err = ((x_hat - x) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+    return 10.0 * torch.log10(x.flatten(1).var(1).clamp_min(1e-10) / err)
+
+
+def quality_db(m: TokenLink, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    return psnr_db(x, x_hat) if m.spec.modality == "image" else mel_snr_db(x, x_hat)
+
+
+def batches(spec, data_dir: str, count: int):
+    """(training batches, a fixed validation batch x) for the link's modality, as it was trained."""
+    from unitocom.train.data import AudioBatches, ImageBatches
+    if spec.modality == "image":
+        train = ImageBatches(data_dir, "train", spec.image_size_px)
+        return train, ImageBatches(data_dir, "val", spec.image_size_px, limit=count).fixed(count)["x"]
+    from unitocom.models.audio_tokenizer import MelFrontend
+    fe = MelFrontend(spec.audio_rate_hz, spec.n_fft, spec.hop, spec.mels)
+    stats = dict(db_mean=spec.db_mean, db_std=spec.db_std)  # the base link's standardisation
+    train = AudioBatches(data_dir, "train", fe, spec.chunk_frames, **stats)
+    return train, AudioBatches(data_dir, "val", fe, spec.chunk_frames, limit=count, **stats).fixed(count)["x"]
+
+
 def train(opts: ResilientOptions, log=print) -> dict:
     from unitocom.data.make import dataset_checksum
     from unitocom.schemes.learned import checkpoint_dir
-    from unitocom.train.data import ImageBatches
     from unitocom.train.loop import update_manifest
     from unitocom.train.provenance import file_sha256
 
@@ -115,17 +139,16 @@ def train(opts: ResilientOptions, log=print) -> dict:
     if not base_path.exists():
         raise FileNotFoundError(f"base link {base_path} is missing (train it with `unitocom train tokenizer`)")
     base = token_link.load(base_path)
-    if base.spec.modality != "image":
-        raise ValueError(f"{opts.base} is a {base.spec.modality} link; resilient training is for image links")
+    if base.spec.modality not in ("image", "audio"):
+        raise ValueError(f"{opts.base} is a {base.spec.modality} link; resilient training is for image and audio "
+                         "links")
     name = resilient_name(opts.base)
     out = Path(opts.out or checkpoint_dir() / f"{name}.safetensors")
     run_dir = Path(opts.run_dir or f"runs/{name}")
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(opts.seed)
     gen = torch.Generator().manual_seed(opts.seed)
-    size = base.spec.image_size_px
-    train_data = ImageBatches(opts.data_dir, "train", size)
-    val = ImageBatches(opts.data_dir, "val", size, limit=opts.eval_count).fixed(opts.eval_count)["x"]
+    train_data, val = batches(base.spec, opts.data_dir, opts.eval_count)
     model = from_base(base)
     model.eval()  # frozen parts keep their inference behaviour; the trained ones have no dropout or batch norm
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -180,7 +203,7 @@ def train(opts: ResilientOptions, log=print) -> dict:
     wall = time.perf_counter() - t0
     figures = evaluate(base, model, val, opts.eval_snr_db, seed=1234)
     token_link.save(model, out, half=True)
-    entry = {"name": name, "file": out.name, "modality": "image", "objective": model.spec.objective,
+    entry = {"name": name, "file": out.name, "modality": model.spec.modality, "objective": model.spec.objective,
              "tokens": s, "channel_uses": model.spec.channel_uses, "resilient_of": opts.base,
              "base_sha256": file_sha256(base_path), "command": opts.command(), "seed": opts.seed,
              "preset": model.spec.preset,
@@ -202,8 +225,9 @@ def train(opts: ResilientOptions, log=print) -> dict:
 @torch.no_grad()
 def evaluate(base: TokenLink, model: TokenLink, x: torch.Tensor, snr_db: float, seed: int = 1234,
              rates=(0.0, 0.125, 0.25, 0.375, 0.5), budgets=(0.25, 0.5, 0.75, 1.0)) -> dict:
-    """Mean PSNR (dB) over x through Rayleigh at snr_db: versus the i.i.d. token loss rate, base link and
-    resilient link; versus the budget (fraction of tokens sent), importance-selected and random."""
+    """Mean quality (`quality_db`: PSNR or log-mel SNR) over x through Rayleigh at snr_db: versus the i.i.d.
+    token loss rate, base link and resilient link; versus the budget (fraction of tokens sent),
+    importance-selected, random and the first tokens."""
     channel = TorchChannelSpec(model="rayleigh")
     n, s = x.shape[0], model.spec.tokens
     snr = torch.full((n,), float(snr_db))
@@ -211,9 +235,11 @@ def evaluate(base: TokenLink, model: TokenLink, x: torch.Tensor, snr_db: float, 
 
     def psnr(m, lost, draw):
         t = receive(m, mu, snr, channel, lost, torch.Generator().manual_seed(draw))
-        return round(float(psnr_db(x, m.detokenize(t)).mean()), 3)
+        return round(float(quality_db(m, x, m.detokenize(t)).mean()), 3)
 
-    out = {"eval_snr_db": snr_db, "channel": "rayleigh", "psnr_vs_token_loss": {}, "psnr_vs_budget": {}}
+    what = "psnr" if model.spec.modality == "image" else "mel_snr"
+    out = {"eval_snr_db": snr_db, "channel": "rayleigh", "psnr_vs_token_loss": {}, "psnr_vs_budget": {},
+           "quality": f"{what}_db"}
     for r in rates:
         lost = rz.lost_iid(n, s, torch.full((n,), r), torch.Generator().manual_seed(seed + int(r * 1000)))
         out["psnr_vs_token_loss"][f"{r:g}"] = {"base": psnr(base, lost, seed), "resilient": psnr(model, lost, seed)}
@@ -240,7 +266,7 @@ def add_train_command(sub) -> None:
                     "learns which tokens matter (the budget sends those). Writes checkpoints/<base>-resilient."
                     "safetensors and its manifest entry; resumes from <run-dir>/state.safetensors.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--base", default=d.base, help="the frozen image link (a checkpoint name)")
+    p.add_argument("--base", default=d.base, help="the frozen image or audio link (a checkpoint name)")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
