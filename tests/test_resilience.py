@@ -288,3 +288,26 @@ def test_resilient_speech_reads_lost_packets_through_the_mask_and_degrades_less(
                 assert "read as the learned mask token" in r.outputs[0].note
         got[variant] = float(np.mean(dist))
     assert got["resilient"] < got["standard"]
+
+
+@pytest.mark.parametrize("budget", [8, 20])
+def test_a_budget_keeps_the_power_constraint_and_t_s_own_scale(budget):
+    """The sent tokens' symbols are T's (modulated with all the tokens, as T was trained), scaled to mean power
+    P; the header carries the scale, and the receiver that divides it out reads what R was trained on."""
+    from unitocom.config import POWER_P
+    from unitocom.messages import LinkSettings, Modality
+    from unitocom.options import Scheme
+    from unitocom.stages.request import SourcePayload
+    from PIL import Image
+    import io
+    _resilient_installed()
+    img = np.asarray(Image.open(io.BytesIO(scene_png(32))).convert("RGB"))
+    link = LinkSettings(scheme=Scheme.UNITOCOM, snr_db=20.0, variant="resilient", token_budget=budget)
+    enc = learned.encode(0, SourcePayload(Modality.IMAGE, img), link, config.load("tiny"))
+    assert np.mean(np.abs(enc.symbols) ** 2) == pytest.approx(POWER_P, rel=1e-4)
+    m = learned.model(enc.header.tokenizer)
+    with torch.no_grad():
+        full = m.modulate(learned.images_to_tokens(m, img[None]), torch.full((1,), 20.0)).numpy()[0]
+    sent = np.asarray(enc.header.sent_tokens)
+    cut = full.reshape(32, -1)[sent].ravel()
+    np.testing.assert_allclose(enc.symbols, cut * 10 ** (enc.header.symbol_gain_db / 20), rtol=1e-4, atol=1e-5)

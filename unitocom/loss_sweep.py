@@ -250,9 +250,12 @@ def run(args, argv: list[str]) -> dict:
     old = {}
     if args.resume and stem.with_suffix(".json").exists():
         prev = json.loads(stem.with_suffix(".json").read_text())
-        if prev["header"]["checkpoints_sha256"] == header["checkpoints_sha256"]:
+        oh = prev["header"]
+        # checkpoints added since leave the earlier points valid; one changed or removed does not
+        if all(header["checkpoints_sha256"].get(f) == h for f, h in oh["checkpoints_sha256"].items()):
             old = {key(p): p for p in prev["points"]
                    if p["n"] == (args.n_vqa if p["task"] == "vqa" else args.n_images) and p["snr_db"] == args.snr_db}
+            header["resumed_from"] = [*oh.pop("resumed_from", []), oh]
     from unitocom import client
     scorer = Scorer(Path(args.data), args.split, args.n_vqa, args.n_images)
     points, skipped = [], []

@@ -110,6 +110,7 @@ class StreamHeader:
     packet_symbols: int = 0  # channel uses per packet: the channel loses whole packets (0: not packetised)
     # image tokens sent (budget, aggregated packing): grid positions in the order sent (empty: all, in grid order)
     sent_tokens: list[int] = field(default_factory=list)
+    symbol_gain_db: float = 0.0  # scale that brought the sent tokens' symbols to power P (the receiver undoes it)
 
 
 @dataclass

@@ -258,15 +258,20 @@ def encode(stream_id: int, payload: SourcePayload, link: LinkSettings, cfg: Conf
             note += ("; the tiny image tokenizer is trained on 32x32 CLEVR-style scenes only: other pictures "
                      "(photos) are outside its training domain")
             budget = link.token_budget and link.token_budget < s.tokens
+            sent = None
             if budget or link.packing == "aggregated":
                 sent, how = plan_tokens(m, ref, int(link.token_budget) if budget else s.tokens,
                                         link.packing == "aggregated",
                                         link.tokens_per_packet or cfg.channel.tokens_per_packet)
-                mu = mu[:, sent]
                 header.sent_tokens.extend(sent.tolist())
                 note += how
-        with clock.stage("channel_encode"):  # T per token, power P over the tokens sent
+        with clock.stage("channel_encode"):  # T over all the tokens (as trained), power P
             symbols = m.modulate(mu, torch.full((1,), snr)).numpy().astype(np.complex64)[0]
+            if sent is not None:  # the sent tokens' symbols, in their order, brought back to mean power P
+                symbols = symbols.reshape(s.tokens, s.uses_per_token)[sent.numpy()].ravel()
+                gain = np.sqrt(POWER_P / max(float(np.mean(np.abs(symbols) ** 2)), 1e-12))
+                symbols = (symbols * gain).astype(np.complex64)
+                header.symbol_gain_db = float(20.0 * np.log10(gain))
         header.token_shape.extend([s.tokens, s.token_dim])
     elif payload.modality == Modality.AUDIO:
         with clock.stage("source_encode"):
@@ -330,6 +335,10 @@ def _expected_symbols(header: StreamHeader, m: TokenLink) -> int:
                                "token shape only")
         if len(set(sent)) != len(sent) or max(sent) >= m.spec.tokens:
             raise RequestError("header.sent_tokens", f"must be distinct positions below {m.spec.tokens}")
+    if not (np.isfinite(header.symbol_gain_db) and abs(header.symbol_gain_db) <= 60.0):
+        raise RequestError("header.symbol_gain_db", f"must be a finite number of dB in [-60, 60], got "
+                           f"{header.symbol_gain_db}")
+    if sent:
         return len(sent) * m.spec.uses_per_token
     return int(np.prod(shape[:-1])) * m.spec.uses_per_token
 
@@ -346,6 +355,10 @@ def received_image_tokens(m: TokenLink, jobs: list["StreamJob"]) -> tuple[torch.
     zs, qs, lost = [], [], []
     for j in jobs:
         z, q = equalize(j.y, j.h_est, j.noise_var, j.erased, j.est_error_var)
+        g_db = float(j.header.symbol_gain_db)
+        if g_db and np.isfinite(g_db):  # back to T's own scale: the signal, and its SINR, were scaled by the gain
+            z = (z / 10.0 ** (g_db / 20.0)).astype(np.complex64)
+            q = np.clip(q + g_db, *SNR_DB_CLAMP).astype(np.float32)
         sent = np.asarray(list(j.header.sent_tokens) or range(s.tokens), np.int64)
         idx = (sent[:, None] * u + np.arange(u)).ravel()
         full_z = np.zeros(s.tokens * u, np.complex64)
