@@ -193,6 +193,7 @@ def plot(path: Path, sweep: str, points: list[dict]) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     panels = [("vqa", "value", "VQA accuracy"), ("reconstruct", "value", "image PSNR (dB)"),
               ("reconstruct", "pair_f1", "scene-checker pair F1")]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -224,6 +225,7 @@ def plot(path: Path, sweep: str, points: list[dict]) -> None:
                 ax.errorbar([p["channel_uses"] for p in s], y, yerr=err, color=colours[scheme], marker="o",
                             capsize=3, ls="-" if len(s) > 1 else "none", label=scheme)
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # decades only: minor labels collide
             ax.set_xlabel("channel uses per request (log)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
