@@ -343,6 +343,17 @@ def _expected_symbols(header: StreamHeader, m: TokenLink) -> int:
     return int(np.prod(shape[:-1])) * m.spec.uses_per_token
 
 
+def lost_tokens(h_est: np.ndarray, uses_per_token: int, erased: bool = False) -> np.ndarray:
+    """Which received tokens are lost: those whose every symbol came with h_est = 0 (a lost packet,
+    `stages.channel`), or all of them when the stream's frames were erased. h_est [n * uses] -> bool [n]."""
+    h = np.asarray(h_est).reshape(-1, uses_per_token)
+    return np.ones(len(h), bool) if erased else (h == 0).all(1)
+
+
+def _mask_note(lost: torch.Tensor) -> str:
+    return f"; {int(lost.sum())} of {lost.numel()} tokens missing, read as the learned mask token"
+
+
 def received_image_tokens(m: TokenLink, jobs: list["StreamJob"]) -> tuple[torch.Tensor, torch.Tensor]:
     """LMMSE and R for image streams of one checkpoint -> (R's tokens [B, S, d], lost bool [B, S]).
 
@@ -365,7 +376,7 @@ def received_image_tokens(m: TokenLink, jobs: list["StreamJob"]) -> tuple[torch.
         full_q = np.full(s.tokens * u, clamp, np.float32)
         full_z[idx], full_q[idx] = z, q
         gone = np.ones(s.tokens, bool)
-        gone[sent] = j.erased or (np.asarray(j.h_est).reshape(len(sent), u) == 0).all(1)
+        gone[sent] = lost_tokens(j.h_est, u, j.erased)
         zs.append(full_z)
         qs.append(full_q)
         lost.append(gone)
@@ -395,8 +406,7 @@ def decode(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: fl
             c = int(header.token_shape[0])
             tokens = symbols_to_tokens(m, z_hat.reshape(c, -1), sinr.reshape(c, -1))
             # the tokens of lost packets (h_est 0 on all their symbols): the mask token on a resilient link
-            lost = torch.from_numpy(np.asarray(erased or (np.asarray(h_est).reshape(c, s.tokens, -1) == 0).all(-1))
-                                    * np.ones((c, s.tokens), bool))
+            lost = torch.from_numpy(lost_tokens(h_est, s.uses_per_token, erased).reshape(c, s.tokens))
             tokens = m.fill_lost(tokens, lost)
         else:
             tokens = symbols_to_tokens(m, z_hat[None], sinr[None])
@@ -414,7 +424,7 @@ def decode(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: fl
             out.text = decode_ids(bpe(m), ids.tolist())
     out.note = _note(header, m, len(y), erased)
     if s.modality == "audio" and s.resilient and bool(lost.any()):
-        out.note += f"; {int(lost.sum())} of {lost.numel()} tokens missing, read as the learned mask token"
+        out.note += _mask_note(lost)
     return out
 
 
@@ -501,7 +511,7 @@ def _decode_group(m: TokenLink, jobs: list[StreamJob]) -> list[tuple[ModalityOut
         for o, img, gone in zip(outs, tokens_to_images(m, m.fill_lost(tokens, lost)), lost):
             o.image_png = _png_bytes(img)
             if m.spec.resilient and bool(gone.any()):
-                o.note += f"; {int(gone.sum())} of {s.tokens} tokens missing, read as the learned mask token"
+                o.note += _mask_note(gone)
     else:
         from unitocom.models.text_tokenizer import decode_ids
         # Each stream's segments (rows of at most s.tokens tokens, as decode() makes them), all rows stacked and

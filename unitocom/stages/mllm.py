@@ -152,8 +152,8 @@ def audio_tokens(a: Assistant, r: Received, clock: Clock = NOT_TIMED) -> torch.T
             tokens = learned.symbols_to_tokens(m, z.reshape(c, -1), sinr.reshape(c, -1)).reshape(-1, m.spec.token_dim)
             if getattr(a.model.cfg, "lost_token", False):
                 from unitocom.models.resilience import with_nan_rows
-                lost = r.erased or (np.asarray(r.h_est).reshape(len(tokens), -1) == 0).all(1)
-                tokens = with_nan_rows(tokens, torch.as_tensor(np.broadcast_to(lost, (len(tokens),)).copy()))
+                lost = learned.lost_tokens(r.h_est, m.spec.uses_per_token, r.erased)
+                tokens = with_nan_rows(tokens, torch.from_numpy(lost))
             return tokens
     with clock.stage("source_encode"):
         rate = a.audio_link.spec.audio_rate_hz
