@@ -63,8 +63,9 @@ def _packet_note(header: StreamHeader, lost: int, packets: int) -> str:
 
 
 def _resilient(header: StreamHeader) -> bool:
-    """A learned image stream read with a mask token for its lost tokens (`schemes.learned.fill_lost`)."""
-    if header.scheme not in (Scheme.UNITOCOM, Scheme.VAE) or header.modality != Modality.IMAGE:
+    """A learned stream read with a mask token for its lost tokens (`TokenLink.fill_lost`: the image and audio
+    links' resilient companions)."""
+    if header.scheme not in (Scheme.UNITOCOM, Scheme.VAE):
         return False
     from unitocom.schemes import learned
     return learned.model(header.tokenizer).spec.resilient
