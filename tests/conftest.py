@@ -40,6 +40,19 @@ def pytest_runtest_setup(item):
         need(mark.args[0], mark.kwargs["reason"])
 
 
+class Refused(Exception):
+    """Stands in for a grpc.RpcError the services answer (client.error_status reads code() and details())."""
+
+    def __init__(self, code):
+        self._code = code
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return f"refused: {self._code.name}"
+
+
 def free_ports(n: int) -> list[int]:
     socks = []
     for _ in range(n):

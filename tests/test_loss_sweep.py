@@ -7,20 +7,8 @@ import json
 import grpc
 import pytest
 
+from tests.conftest import Refused
 from unitocom import loss_sweep
-
-
-class _Refused(Exception):
-    """Stands in for a grpc.RpcError (client.error_status reads code() and details())."""
-
-    def __init__(self, code):
-        self._code = code
-
-    def code(self):
-        return self._code
-
-    def details(self):
-        return f"refused: {self._code.name}"
 
 
 def test_the_packet_loss_plan_crosses_schemes_rates_and_burstiness():
@@ -51,14 +39,14 @@ def _args(tmp_path, *extra):
 
 def test_a_sweep_writes_its_files_records_refusals_and_resumes(tmp_path, monkeypatch):
     from unitocom import client
-    monkeypatch.setattr(client, "RpcError", _Refused)
+    monkeypatch.setattr(client, "RpcError", Refused)
     monkeypatch.setattr(loss_sweep, "Scorer", lambda *a, **k: None)
     calls = []
 
     def fake(point, scorer, target, snr_db, seed, workers, progress=True):
         calls.append(point["scheme"])
         if point["scheme"] == "unitocom":
-            raise _Refused(grpc.StatusCode.FAILED_PRECONDITION)
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION)
         n = 3 if point["task"] == "vqa" else 2
         uses = 8 * (point.get("token_budget") or 140)
         return {"task": point["task"], "scheme": point["scheme"], "link": point["link"], "snr_db": snr_db,
@@ -79,12 +67,12 @@ def test_a_sweep_writes_its_files_records_refusals_and_resumes(tmp_path, monkeyp
     assert calls == ["unitocom", "unitocom"]  # only the refused points are sent again
 
     calls.clear()
-    monkeypatch.setattr(client, "RpcError", _Refused)
+    monkeypatch.setattr(client, "RpcError", Refused)
 
     def gone(*a, **k):
-        raise _Refused(grpc.StatusCode.UNAVAILABLE)
+        raise Refused(grpc.StatusCode.UNAVAILABLE)
     monkeypatch.setattr(loss_sweep, "measure", gone)
-    with pytest.raises(_Refused):  # the services are down: the sweep stops (and --resume continues it)
+    with pytest.raises(Refused):  # the services are down: the sweep stops (and --resume continues it)
         loss_sweep.run(_args(tmp_path), ["loss-sweep"])
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import Refused
 from unitocom import results as ci
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,19 +214,6 @@ def test_the_plan_and_the_resume_key():
     assert fig2.point_key(_point("vqa", "vae", 10, 0.5, 0.4, 0.6)) == ("vqa", "vae", 10.0, "rayleigh", 6)
 
 
-class _Refused(Exception):
-    """Stands in for a grpc.RpcError the services answer (client.error_status reads code() and details())."""
-
-    def __init__(self, code):
-        self._code = code
-
-    def code(self):
-        return self._code
-
-    def details(self):
-        return f"refused: {self._code.name}"
-
-
 def _args(tmp_path, *more):
     from unitocom import cli
     return cli.parser().parse_args(["fig2", "--tasks", "vqa", "--schemes", "unitocom,semcom", "--snr-db", "0,10",
@@ -236,7 +224,7 @@ def test_the_sweep_records_refusals_goes_on_and_resumes(tmp_path, monkeypatch):
     import grpc
 
     from unitocom import client, fig2
-    monkeypatch.setattr(client, "RpcError", _Refused)
+    monkeypatch.setattr(client, "RpcError", Refused)
     monkeypatch.setattr(fig2, "_noiseless_available", lambda: True)
     calls, lock = [], threading.Lock()
 
@@ -244,7 +232,7 @@ def test_the_sweep_records_refusals_goes_on_and_resumes(tmp_path, monkeypatch):
         with lock:
             calls.append((spec["scheme"], spec["snr_db"]))
         if spec["scheme"] == "semcom":
-            raise _Refused(grpc.StatusCode.UNIMPLEMENTED)
+            raise Refused(grpc.StatusCode.UNIMPLEMENTED)
         snr = spec["snr_db"]
         v = 0.9 if snr is None else 0.4 + snr / 100
         row = _point("vqa", spec["scheme"], snr, v, v - 0.1, v + 0.05, channel=spec["channel"], chance=0.3)
