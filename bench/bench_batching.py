@@ -36,6 +36,7 @@ import grpc  # noqa: E402
 
 from tests.conftest import free_ports  # noqa: E402
 from unitocom import client, config, wire  # noqa: E402
+from unitocom.procs import stop as stop_process  # noqa: E402
 from unitocom.v1 import unitocom_pb2_grpc as pb_grpc  # noqa: E402
 
 
@@ -111,13 +112,7 @@ def wait_serving(svc: Service, grpc_name: str, log: Path, timeout_s: float = 180
 
 
 def stop(svc: Service) -> None:
-    if svc.proc.poll() is None:
-        svc.proc.terminate()
-        try:
-            svc.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            svc.proc.kill()
-            svc.proc.wait()
+    stop_process(svc.proc, 15)
 
 
 def batch_counts(metrics_url: str, stage: str = "mllm") -> tuple[float, float]:

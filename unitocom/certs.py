@@ -66,16 +66,23 @@ def _pem_cert(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+def _builder(subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, days: int
+             ) -> x509.CertificateBuilder:
+    """A certificate for `key`'s public half with a random serial, valid from 5 minutes ago (a little clock skew
+    between hosts is tolerated) for `days` days; the caller adds the extensions and signs."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=days)))
+
+
 def make_ca(common_name: str = "UniToCom local CA", days: int = DEFAULT_DAYS
             ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A self-signed CA certificate (path length 0: it signs leaf certificates only) and its key."""
     key = _key()
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))  # tolerate a little clock skew
-            .not_valid_after(now + datetime.timedelta(days=days))
+    cert = (_builder(subject, subject, key, days)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
                                          content_commitment=False, key_encipherment=False, data_encipherment=False,
@@ -99,14 +106,9 @@ def make_leaf(name: str, ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePriv
         except ValueError:
             dns.append(h)
     sans = [x509.DNSName(d) for d in dict.fromkeys(dns)] + [x509.IPAddress(i) for i in dict.fromkeys(ips)]
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
-                                     x509.NameAttribute(NameOID.ORGANIZATION_NAME, "UniToCom testbed")]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=days))
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
+                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "UniToCom testbed")])
+    cert = (_builder(subject, ca_cert.subject, key, days)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),

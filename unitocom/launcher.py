@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, fields
 
 from unitocom import client
 from unitocom.config import Config
-from unitocom.procs import alive, terminate
+from unitocom.procs import alive, stop as stop_process, terminate
 from unitocom.supervisor import RESTART_DIR, Policy, exit_text, health_tls, read_state, write_state
 
 ORDER = ("basestation", "channel", "transmitter")  # next hops first, so each finds its peer
@@ -155,12 +155,7 @@ def up(cfg: Config, preset: str, d: pathlib.Path, timeout_s: float = 120.0, echo
     try:
         return _wait_serving(d, sup, timeout_s, echo)
     except BaseException:  # failed, timed out or interrupted: leave nothing running
-        if sup.poll() is None:  # by its Popen: it may not have recorded its pid yet
-            sup.terminate()
-            try:
-                sup.wait(policy.stop_timeout_s + 5.0)
-            except subprocess.TimeoutExpired:
-                sup.kill()
+        stop_process(sup, policy.stop_timeout_s + 5.0)  # by its Popen: it may not have recorded its pid yet
         down(d)  # whatever the supervisor left (it recorded the services' pids)
         raise
 

@@ -21,6 +21,19 @@ def alive(pid: int) -> bool:
         return True
 
 
+def stop(proc, timeout_s: float) -> None:
+    """Stop a subprocess.Popen this process started: SIGTERM (it drains), SIGKILL after `timeout_s`, reaped."""
+    import subprocess
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def terminate(pids: Iterable[int], timeout_s: float) -> None:
     """SIGTERM all (they drain), then SIGKILL whatever is still running after `timeout_s`."""
     pids = list(pids)

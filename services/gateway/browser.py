@@ -20,6 +20,8 @@ import tempfile
 import time
 import urllib.request
 
+from unitocom.procs import stop as stop_process
+
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio", "--remote-debugging-port=0"]
@@ -145,13 +147,7 @@ class Chromium:
                 ws.close()
             except OSError:
                 pass
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, 10)
         shutil.rmtree(self.profile, ignore_errors=True)
 
     def __enter__(self):
