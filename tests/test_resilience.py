@@ -311,3 +311,21 @@ def test_a_budget_keeps_the_power_constraint_and_t_s_own_scale(budget):
     sent = np.asarray(enc.header.sent_tokens)
     cut = full.reshape(32, -1)[sent].ravel()
     np.testing.assert_allclose(enc.symbols, cut * 10 ** (enc.header.symbol_gain_db / 20), rtol=1e-4, atol=1e-5)
+
+
+def test_the_budget_is_planned_for_every_preset_not_only_tiny(monkeypatch):
+    """The budget and the packing are the transmitter's, whatever the preset (the tiny preset only adds a note)."""
+    import copy
+    from PIL import Image
+    import io
+    from unitocom.messages import LinkSettings, Modality
+    from unitocom.options import Scheme
+    from unitocom.stages.request import SourcePayload
+    _resilient_installed()
+    m = copy.deepcopy(learned.model("image-sigma-genib-s32-resilient"))
+    m.spec = dataclasses.replace(m.spec, preset="other")
+    monkeypatch.setattr(learned, "model", lambda name: m)
+    img = np.asarray(Image.open(io.BytesIO(scene_png(32))).convert("RGB"))
+    link = LinkSettings(scheme=Scheme.UNITOCOM, snr_db=20.0, variant="resilient", token_budget=8)
+    enc = learned.encode(0, SourcePayload(Modality.IMAGE, img), link, config.load("tiny"))
+    assert len(enc.header.sent_tokens) == 8 and len(enc.symbols) == 8 * m.spec.uses_per_token

@@ -251,20 +251,23 @@ def encode(stream_id: int, payload: SourcePayload, link: LinkSettings, cfg: Conf
     header = StreamHeader(stream_id=stream_id, modality=payload.modality, scheme=link.scheme, tokenizer=name)
     source = None
     if payload.modality == Modality.IMAGE:
+        budget = link.token_budget and link.token_budget < s.tokens
+        sent = None
         with clock.stage("source_encode"):
             ref, note = fit_image(payload.value, s.image_size_px)
-            mu = images_to_tokens(m, ref[None])
-        if s.preset == "tiny":  # a smeared photo is the domain gap, not the scheme's quality: say so
-            note += ("; the tiny image tokenizer is trained on 32x32 CLEVR-style scenes only: other pictures "
-                     "(photos) are outside its training domain")
-            budget = link.token_budget and link.token_budget < s.tokens
-            sent = None
-            if budget or link.packing == "aggregated":
-                sent, how = plan_tokens(m, ref, int(link.token_budget) if budget else s.tokens,
+            if budget or link.packing == "aggregated":  # F_alpha's features once, for the tokens and their ranks
+                feats = m.features(torch.from_numpy(ref[None]).permute(0, 3, 1, 2).float() / 255.0)
+                mu, _ = m.posterior(feats)
+                sent, how = plan_tokens(m, m.importance_head(feats)[0], int(link.token_budget) if budget else s.tokens,
                                         link.packing == "aggregated",
                                         link.tokens_per_packet or cfg.channel.tokens_per_packet)
                 header.sent_tokens.extend(sent.tolist())
                 note += how
+            else:
+                mu = images_to_tokens(m, ref[None])
+        if s.preset == "tiny":  # a smeared photo is the domain gap, not the scheme's quality: say so
+            note += ("; the tiny image tokenizer is trained on 32x32 CLEVR-style scenes only: other pictures "
+                     "(photos) are outside its training domain")
         with clock.stage("channel_encode"):  # T over all the tokens (as trained), power P
             symbols = m.modulate(mu, torch.full((1,), snr)).numpy().astype(np.complex64)[0]
             if sent is not None:  # the sent tokens' symbols, in their order, brought back to mean power P
@@ -306,13 +309,11 @@ def encode(stream_id: int, payload: SourcePayload, link: LinkSettings, cfg: Conf
 
 
 @torch.no_grad()
-def plan_tokens(m: TokenLink, image: np.ndarray, k: int, aggregated: bool, per_packet: int) -> tuple[torch.Tensor, str]:
-    """Which image tokens to send and in what order: the k most important (the link's importance head), in grid
-    order or, aggregated, in packets planned by `resilience.aggregate`. uint8 [S, S, 3] -> (positions [k], note)."""
+def plan_tokens(m: TokenLink, imp: torch.Tensor, k: int, aggregated: bool, per_packet: int) -> tuple[torch.Tensor, str]:
+    """Which image tokens to send and in what order: the k most important by the link's importance scores
+    imp [S], in grid order or, aggregated, in packets planned by `resilience.aggregate` -> (positions [k], note)."""
     from unitocom.models.conv_tokenizer import token_grid
     from unitocom.models.resilience import aggregate, grid_adjacency
-    x = torch.from_numpy(image[None]).permute(0, 3, 1, 2).float() / 255.0
-    imp = m.importance(x)[0]
     s = m.spec.tokens
     sent = torch.sort(imp.topk(k).indices).values
     note = f"; token budget: the {k} most important of {s} tokens sent" if k < s else ""
