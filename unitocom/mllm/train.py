@@ -187,8 +187,10 @@ def validate(model: MLLM, data: TaskData, tc: TrainConfig, channel: TorchChannel
     gen = torch.Generator().manual_seed(1234)
     out = {}
     n = min(tc.val_n, data.counts()["vqa"])
-    # a model trained with token dropout is also watched with a quarter of the image tokens lost (i.i.d.)
-    for snr_db, loss in (((20.0, 0.0), (0.0, 0.0)) + (((20.0, 0.25),) if model.cfg.lost_token else ()) if n else ()):
+    # (SNR dB, fraction of image tokens lost i.i.d.): a model trained with token dropout is also watched with a
+    # quarter of its image tokens lost
+    points = [(20.0, 0.0), (0.0, 0.0)] + ([(20.0, 0.25)] if model.cfg.lost_token else [])
+    for snr_db, loss in (points if n else []):
         idx = list(range(n))
         items = [data.questions[i] for i in idx]
         rx = [ex[1].value for ex in data.examples("vqa", idx, torch.full((n,), snr_db), channel, gen)]

@@ -150,7 +150,7 @@ def audio_tokens(a: Assistant, r: Received, clock: Clock = NOT_TIMED) -> torch.T
             c = int(r.header.token_shape[0])
             z, sinr = learned.equalize(r.y, r.h_est, r.noise_var, r.erased, r.est_error_var)
             tokens = learned.symbols_to_tokens(m, z.reshape(c, -1), sinr.reshape(c, -1)).reshape(-1, m.spec.token_dim)
-            if getattr(a.model.cfg, "lost_token", False):
+            if a.model.cfg.lost_token:
                 from unitocom.models.resilience import with_nan_rows
                 lost = learned.lost_tokens(r.h_est, m.spec.uses_per_token, r.erased)
                 tokens = with_nan_rows(tokens, torch.from_numpy(lost))
