@@ -115,6 +115,12 @@ def test_send_help_shows_every_flag_with_its_values():
     assert (args.timeout_s, args.modulation, args.pilots) == (5.0, "qpsk", 16)
     with pytest.raises(SystemExit):
         _send_parser().parse_args(["--scheme", "morse"])
+    # a session from the command line: --session (or --session-id), the parts, a switch for a partial answer
+    args = _send_parser().parse_args(["--text", "q", "--session", "s1", "--session-parts", "image,text",
+                                      "--session-partial", "--session-wait-s", "5"])
+    assert (args.session_id, args.session_parts, args.session_partial, args.session_wait_s) == \
+           ("s1", "image,text", True, 5.0)
+    assert _send_parser().parse_args(["--text", "q"]).session_partial is False
 
 
 def test_schema_enums_are_enums_with_the_proto_names(spec):
@@ -177,7 +183,8 @@ def test_build_request_puts_every_option_on_the_wire():
               "csi": "estimated", "pilots": 16, "erasure_prob": 0.25, "jpeg_quality": 60, "modulation": "qpsk",
               "code_rate": 0.4, "seed": 9, "answer": "yes", "transcript": "one two", "packet_loss": 0.2,
               "packet_burst": 3.0, "tokens_per_packet": 8, "variant": "resilient", "token_budget": 12,
-              "packing": "aggregated", "lossy_modalities": "image"}
+              "packing": "aggregated", "lossy_modalities": "image", "session_id": "kitchen-1",
+              "session_parts": "image,text", "session_partial": True, "session_wait_s": 12.5}
     assert set(values) == set(NAMES) - {"timeout_s"}  # a new option must be added here too
     req = client.build_request(request_id="r1", **values)
     link = req.link
@@ -190,6 +197,14 @@ def test_build_request_puts_every_option_on_the_wire():
     assert [p.WhichOneof("content") for p in req.payloads] == ["image", "audio", "text", "text"]
     assert [p.text for p in req.payloads[2:]] == ["t", "q?"]
     assert (req.label.answer, req.label.transcript) == ("yes", "one two")
+    assert (req.session.id, list(req.session.parts), req.session.partial, req.session.wait_s) == \
+           ("kitchen-1", [pb.IMAGE, pb.TEXT], True, 12.5)
+    assert not client.build_request(text="x").HasField("session")  # no id given: no session
+    assert client.build_request(text="x", session_id="").HasField("session")  # given empty: the services refuse it
+    with pytest.raises(ValueError, match="give session_id too"):
+        client.build_request(text="x", session_partial=True)
+    with pytest.raises(ValueError, match="unknown value 'smell'"):
+        client.build_request(text="x", session_id="s", session_parts="image,smell")
     # Defaults: the CLI's; "" modulation (older callers) and None both mean the service's.
     d = client.build_request(text="x", modulation="")
     assert (d.task, d.link.scheme, d.link.snr_db, d.link.modulation) == (pb.RECONSTRUCT, pb.TRADITIONAL, 20.0, "")

@@ -44,8 +44,22 @@ def build_request(*, request_id: str = "", **options) -> pb.Request:
         variant=v["variant"] or "", token_budget=v["token_budget"], packing=v["packing"] or "",
         lossy_modalities=v["lossy_modalities"],
     )
-    return pb.Request(request_id=request_id, task=wire.enum_value(pb.Task, v["task"]), payloads=payloads, link=link,
-                      label=pb.Label(answer=v["answer"], transcript=v["transcript"]))
+    req = pb.Request(request_id=request_id, task=wire.enum_value(pb.Task, v["task"]), payloads=payloads, link=link,
+                     label=pb.Label(answer=v["answer"], transcript=v["transcript"]))
+    if v["session_id"] is not None:  # given, even empty: the services then say what is wrong with it
+        req.session.CopyFrom(session(v["session_id"], v["session_parts"], v["session_partial"], v["session_wait_s"]))
+    elif v["session_parts"] or v["session_partial"] or v["session_wait_s"]:
+        # the services would never see these without an id: say so here rather than drop them
+        raise ValueError("session_parts, session_partial and session_wait_s belong to a session: give session_id too")
+    return req
+
+
+def session(session_id: str, parts: str = "", partial: bool = False, wait_s: float = 0.0) -> pb.Session:
+    """A Session: `parts` a comma list of modality names ("image,text"; empty: the task's inputs). ValueError for a
+    name that is no modality; the rest (the id's form, the parts against the task) is the services' to check."""
+    names = [p.strip() for p in parts.split(",") if p.strip()]
+    return pb.Session(id=session_id, parts=[wire.enum_value(pb.Modality, n) for n in names], partial=partial,
+                      wait_s=wait_s)
 
 
 def _signature() -> inspect.Signature:
@@ -81,7 +95,7 @@ def result_to_dict(result: pb.Result) -> dict:
             "blocks": o.blocks, "block_errors": o.block_errors, "erased": o.erased,
             "image_png_bytes": len(o.image_png), "audio_wav_bytes": len(o.audio_wav),
         })
-    return {
+    d = {
         "request_id": result.request_id,
         "task": wire.enum_name(pb.Task, result.task),
         "scheme": wire.enum_name(pb.Scheme, result.scheme),
@@ -92,6 +106,23 @@ def result_to_dict(result: pb.Result) -> dict:
         "channel_uses": result.channel_uses,
         "timings_s": timings,
         "quality": dict(result.quality),
+    }
+    if result.HasField("session"):
+        d["session"] = session_to_dict(result.session)
+    return d
+
+
+def session_to_dict(report: pb.SessionReport) -> dict:
+    """The JSON view of a Result's session: which parts arrived (each device's link and what became of its stream),
+    which are missing, and which call ran the task."""
+    return {
+        "id": report.id, "complete": report.complete, "answered_by": report.answered_by,
+        "waited_s": report.waited_s, "note": report.note,
+        "missing": [wire.enum_name(pb.Modality, m) for m in report.missing],
+        "arrived": [{"request_id": p.request_id, "modality": wire.enum_name(pb.Modality, p.modality),
+                     "scheme": wire.enum_name(pb.Scheme, p.scheme), "snr_db": p.snr_db,
+                     "channel": wire.enum_name(pb.ChannelModel, p.channel), "channel_uses": p.channel_uses,
+                     "decoded": p.decoded, "note": p.note} for p in report.arrived],
     }
 
 

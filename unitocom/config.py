@@ -178,11 +178,35 @@ class ServiceLimits:
 
 
 @dataclass(frozen=True)
+class SessionLimits:
+    """The base station's table of sessions (requests assembled from several devices' parts, issue 17;
+    `unitocom.stages.session`). Every bound is here so that nothing waits for ever and no state outlives its use."""
+
+    # Sessions open at once; one more is RESOURCE_EXHAUSTED. Each open session holds up to (parts - 1) <= 2 worker
+    # threads of the base station while its parts wait; 8 of them keep at least half of the default 32 workers for
+    # everything else.
+    max_open: int = 8
+    # How long the base station waits for a session's other parts after the first one arrived, when the request
+    # does not say (Session.wait_s), and the most a request may ask for: the longest call deadline of
+    # `unitocom.options` (timeout_s <= 600 s), since a part's call cannot wait longer than its own deadline anyway.
+    default_wait_s: float = 30.0
+    max_wait_s: float = 600.0
+    max_id_chars: int = 128
+    # Ids of sessions already answered (or expired) are remembered this long, at most `closed_remembered` of them,
+    # so that a late or repeated part is refused naming what happened, instead of opening a session that waits in vain.
+    closed_memory_s: float = 300.0
+    closed_remembered: int = 1024
+    # The sweeper removes sessions whose deadline passed with nobody left waiting at most this late.
+    sweep_interval_s: float = 0.5
+
+
+@dataclass(frozen=True)
 class Config:
     preset: ModelPreset
     digital: DigitalLinkConfig = field(default_factory=DigitalLinkConfig)
     channel: ChannelDefaults = field(default_factory=ChannelDefaults)
     limits: ServiceLimits = field(default_factory=ServiceLimits)
+    sessions: SessionLimits = field(default_factory=SessionLimits)
     host: str = "127.0.0.1"
     # Where the base station runs its MLLM: "cpu", or "cuda" (bf16) when a GPU is there. The tokenizers and
     # the link stay on the CPU (they are small, and their inputs and outputs are numpy arrays).

@@ -76,6 +76,16 @@ class Payload:
 
 
 @dataclass
+class Session:
+    """A request assembled from parts sent by several devices under one id (issue 17; `stages.session`)."""
+
+    id: str = ""
+    parts: list[Modality] = field(default_factory=list)  # the modalities awaited, all parts together; []: the task's
+    partial: bool = False  # parts missing at the deadline: answer with what arrived and a note (else DEADLINE_EXCEEDED)
+    wait_s: float = 0.0  # the wait for the other parts after the first arrived (the opener's); 0: the service default
+
+
+@dataclass
 class Request:
     """What a client asks for."""
 
@@ -84,6 +94,7 @@ class Request:
     payloads: list[Payload] = field(default_factory=list)
     link: LinkSettings = field(default_factory=LinkSettings)
     label: Label = field(default_factory=Label)
+    session: Session | None = None  # None: answered on its own
 
 
 @dataclass
@@ -123,6 +134,7 @@ class RequestHeader:
     label: Label = field(default_factory=Label)
     streams: list[StreamHeader] = field(default_factory=list)
     transmitter_s: float = 0.0  # time the transmitter spent before the first frame
+    session: Session | None = None  # the request's session, as the client asked for it
 
 
 @dataclass
@@ -151,6 +163,33 @@ class StageTiming:
 
 
 @dataclass
+class SessionPart:
+    """One part of a session as the base station received it."""
+
+    request_id: str = ""
+    modality: Modality | None = None
+    scheme: Scheme | None = None
+    snr_db: float = 0.0
+    channel: Channel | None = None
+    channel_uses: int = 0
+    decoded: bool = False
+    note: str = ""
+
+
+@dataclass
+class SessionReport:
+    """What became of a request's session: the same on every part's call except `waited_s`."""
+
+    id: str = ""
+    arrived: list[SessionPart] = field(default_factory=list)  # the parts that arrived, in order of arrival
+    missing: list[Modality] = field(default_factory=list)  # expected parts not there at the deadline
+    complete: bool = False
+    answered_by: str = ""  # request id of the call that ran the task (once per session)
+    waited_s: float = 0.0  # this call's wait at the base station for the other parts
+    note: str = ""  # what a partial answer lacks: the missing parts and what the task read instead
+
+
+@dataclass
 class Result:
     """What comes back for a request: the base station's outputs, with the timings and quality every hop adds."""
 
@@ -164,6 +203,9 @@ class Result:
     quality: dict[str, float] = field(default_factory=dict)  # psnr_db, jpeg_psnr_db, exact_match, wer, ...
     snr_db: float = 0.0
     channel: Channel | None = None
+    # A session's answer (output_text, quality, generated outputs) is the same on every part's call; outputs and
+    # channel_uses are this call's own streams (session.arrived lists every part).
+    session: SessionReport | None = None
 
 
 @dataclass

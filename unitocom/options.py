@@ -91,10 +91,12 @@ MAX_SEED = 2**53 - 1
 class Option:
     """One send option.
 
-    type: str, int, float, bytes (a file's content: a path on the command line, base64 in JSON, a file part in a
-    form) or one of the StrEnums above. default None means "not given" (payloads; `modulation`: the service's
-    default). kind says where the value goes: "payload" (a Request payload), "label" (ground truth the services
-    score against), "task", "link" (LinkSettings) or "call" (how the call is made, not part of the Request).
+    type: str, int, float, bool (a switch: a flag without a value on the command line), bytes (a file's content: a
+    path on the command line, base64 in JSON, a file part in a form) or one of the StrEnums above. default None means
+    "not given" (payloads; `modulation`: the service's default; `session_id`: no session). kind says where the value
+    goes: "payload" (a Request payload), "label" (ground truth the services score against), "task", "link"
+    (LinkSettings), "session" (the Request's Session: parts of one request sent by several devices) or "call" (how
+    the call is made, not part of the Request).
     ge/gt/le/lt bound numbers; finite refuses NaN and infinities. advanced: the web page groups it under
     "Advanced".
     """
@@ -158,6 +160,10 @@ class Option:
             if not isinstance(value, str):
                 raise ValueError(f"{self.name}: must be a string, got {type(value).__name__}")
             return value
+        if self.type is bool:
+            if not isinstance(value, bool):  # 0/1 or "yes" would be a guess at what the caller meant
+                raise ValueError(f"{self.name}: must be true or false, got {type(value).__name__}")
+            return value
         if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy scalars are Real too
             raise ValueError(f"{self.name}: must be a number, got {type(value).__name__}")
         if self.type is int and not isinstance(value, numbers.Integral):
@@ -173,7 +179,8 @@ class Option:
 
     def describe(self) -> dict:
         """A JSON-able view (what the gateway's /v1/options answers for the web page)."""
-        t = "enum" if self.enum else {str: "string", int: "integer", float: "number", bytes: "file"}[self.type]
+        t = "enum" if self.enum else {str: "string", int: "integer", float: "number", bool: "boolean",
+                                      bytes: "file"}[self.type]
         d = {"name": self.name, "type": t, "default": self.default, "help": self.help, "kind": self.kind,
              "advanced": self.advanced}
         if self.enum:
@@ -238,6 +245,19 @@ OPTIONS: tuple[Option, ...] = (
     # Ground truth the services score against.
     Option("answer", str, "", "ground-truth answer (vqa; scored by the services)", kind="label"),
     Option("transcript", str, "", "ground-truth transcript (asr; scored by the services)", kind="label"),
+    # Sessions (issue 17): parts of one request sent by several devices, each with its own link settings.
+    Option("session_id", str, None, "assemble this request with the parts other devices send under the same id "
+           "(1..128 of letters, digits and . _ : -): the base station waits for the session's parts, runs the task "
+           "once and answers every part's call with the same answer (not given: no session)", kind="session",
+           advanced=True),
+    Option("session_parts", str, "", "the modalities the session waits for, all devices together, a comma list of "
+           "image, text, audio (empty: the task's inputs; vqa: image,text)", kind="session", advanced=True),
+    Option("session_partial", bool, False, "when the session's deadline passes with parts missing, answer with "
+           "what arrived and a note saying what is missing (default: DEADLINE_EXCEEDED naming the missing parts)",
+           kind="session", advanced=True),
+    Option("session_wait_s", float, 0.0, "seconds the base station waits for the session's other parts after the "
+           "first one arrived; the part that opens the session sets it (0: the service default, 30 s); a part's "
+           "call never waits past its own timeout_s", kind="session", finite=True, ge=0.0, le=600.0, advanced=True),
     # The call.
     Option("timeout_s", float, 120.0, "deadline in seconds, propagated along the chain", kind="call",
            finite=True, gt=0.0, le=600.0),
@@ -268,14 +288,20 @@ def resolve(values: dict[str, Any], options: tuple[Option, ...] = OPTIONS, check
     return out
 
 
+# Other spellings of a flag: --timeout (older) for --timeout-s; --session for --session-id (what one types).
+ALIASES: dict[str, list[str]] = {"timeout_s": ["--timeout"], "session_id": ["--session"]}
+
+
 def add_flags(parser, names: tuple[str, ...] | None = None) -> None:
     """Command-line flags for the options (all, or `names`) on an argparse parser: `unitocom send`'s, and the link
     options of `unitocom eval`. Types and choices are checked there; ranges are the services' (they answer
     INVALID_ARGUMENT naming the field)."""
     for o in OPTIONS if names is None else tuple(BY_NAME[n] for n in names):
-        flags = [o.flag] + (["--timeout"] if o.name == "timeout_s" else [])  # --timeout: the older spelling
+        flags = [o.flag] + ALIASES.get(o.name, [])
         bounds = f"; {o.bounds_text}" if o.bounds_text else ""
-        if o.type is bytes:
+        if o.type is bool:
+            parser.add_argument(*flags, dest=o.name, action="store_true", help=o.help)
+        elif o.type is bytes:
             parser.add_argument(*flags, dest=o.name, metavar="PATH", help=f"{o.help}: a file path")
         elif o.enum is not None:
             default = f"default {o.default}" if o.default is not None else "default: the service's"

@@ -21,6 +21,17 @@ def format_result(d: dict) -> str:
         lines.append(f"  output: {d['output']}")
     if d["quality"]:
         lines.append("  quality: " + ", ".join(f"{k}={v:.3g}" for k, v in sorted(d["quality"].items())))
+    s = d.get("session")
+    if s:
+        state = "complete" if s["complete"] else f"PARTIAL, missing {', '.join(s['missing'])}"
+        lines.append(f"  session {s['id']}: {state}; answered once, by {s['answered_by'] or '-'}; "
+                     f"this call waited {s['waited_s']:.1f} s for the other parts")
+        if s["note"]:
+            lines.append(f"    note: {s['note']}")
+        for p in s["arrived"]:
+            lines.append(f"    part {p['modality']:5s} from {p['request_id']}: {p['scheme']} at {p['snr_db']:g} dB "
+                         f"over {p['channel']}, {p['channel_uses']} channel uses, "
+                         f"{'decoded' if p['decoded'] else 'NOT decoded'}" + (f" ({p['note']})" if p["note"] else ""))
     total = sum(d["timings_s"].values())
     lines.append(f"  time: {total * 1e3:.0f} ms in stages (" +
                  ", ".join(f"{k} {v * 1e3:.0f}" for k, v in d["timings_s"].items()) + ")")

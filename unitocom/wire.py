@@ -126,11 +126,14 @@ _PB_ENUM = {Scheme: pb.Scheme, Channel: pb.ChannelModel, Fading: pb.Fading, Csi:
             Task: pb.Task}
 _PB_MESSAGE = {msg.Request: pb.Request, msg.Payload: pb.Payload, msg.LinkSettings: pb.LinkSettings,
                msg.Label: pb.Label, msg.StreamHeader: pb.StreamHeader, msg.ModalityOutput: pb.ModalityOutput,
-               msg.RequestHeader: pb.RequestHeader, msg.StageTiming: pb.StageTiming, msg.Result: pb.Result}
+               msg.RequestHeader: pb.RequestHeader, msg.StageTiming: pb.StageTiming, msg.Result: pb.Result,
+               msg.Session: pb.Session, msg.SessionPart: pb.SessionPart, msg.SessionReport: pb.SessionReport}
 _FROM_PB_MESSAGE = {v: k for k, v in _PB_MESSAGE.items()}
 # The dataclasses' enum fields, by name (each name has one enum type in every message).
 _ENUM_FIELDS = {"task": Task, "scheme": Scheme, "channel": Channel, "fading": Fading, "csi": Csi,
                 "modality": msg.Modality}
+# Repeated enum fields, by name (Session.parts, SessionReport.missing).
+_ENUM_LISTS = {"parts": msg.Modality, "missing": msg.Modality}
 
 
 def enum_to_pb(member: StrEnum | None) -> int:
@@ -155,6 +158,8 @@ def to_pb(message):
         v = getattr(message, f.name)
         if f.name in _ENUM_FIELDS:
             v = enum_to_pb(v)
+        elif f.name in _ENUM_LISTS:
+            v = [enum_to_pb(m) for m in v]
         elif v is None:
             continue
         elif dataclasses.is_dataclass(v):
@@ -177,10 +182,14 @@ def from_pb(message, field: str = ""):
         name, fd, v = f"{field}.{f.name}" if field else f.name, descriptors[f.name], getattr(message, f.name)
         if f.name in _ENUM_FIELDS:
             v = enum_from_pb(_ENUM_FIELDS[f.name], v, name)
+        elif f.name in _ENUM_LISTS and fd.enum_type is not None:
+            v = [enum_from_pb(_ENUM_LISTS[f.name], x, f"{name}[{i}]") for i, x in enumerate(v)]
         elif fd.containing_oneof is not None:
             v = v if message.HasField(f.name) else None
         elif fd.message_type is not None and fd.message_type.GetOptions().map_entry:
             v = dict(v)  # Result.quality: scalar values only
+        elif fd.message_type is not None and not fd.is_repeated and f.default is None and not message.HasField(f.name):
+            v = None  # an optional message (Request.session): unset stays None
         elif fd.message_type is not None:
             v = [from_pb(x, f"{name}[{i}]") for i, x in enumerate(v)] if fd.is_repeated else from_pb(v, name)
         elif fd.is_repeated:

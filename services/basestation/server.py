@@ -3,7 +3,13 @@
 Dynamic batching is on by default (--batch-max 16, --batch-delay-ms 10; --no-batching for one request at a time):
 concurrent requests share the learned receiver's and the MLLM's forwards (unitocom.batching: VQA answers, ASR
 transcripts, T2I images, learned image and text streams), batch sizes go to unitocom_batch_size{stage}. A request waiting for its batch holds a worker thread, so the pool is raised to
-2 x --batch-max unless --workers says otherwise."""
+2 x --batch-max unless --workers says otherwise.
+
+Sessions (issue 17): a request whose header names a session is one part of a request that several devices send;
+the base station keeps the table of open sessions (unitocom.stages.session; --max-sessions, --session-wait), decodes
+each part as it arrives, runs the task once when the last part is there and answers every part's call with it.
+Parts are matched here, in this process: with several base-station replicas, every part of a session must reach
+the same one."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,12 +17,13 @@ import logging
 
 import grpc
 
-from services.common import metrics
+from services.common import metrics, security
 from services.common import server as common
 from services.common import uplink
 from unitocom import batching, config, options, pipeline, wire
 from unitocom.stages import mllm
 from unitocom.stages.basestation import BaseStationCore
+from unitocom.stages.session import SessionTable
 from unitocom.stages.request import RequestError, from_wire
 from unitocom.v1 import unitocom_pb2 as pb
 from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
@@ -25,15 +32,16 @@ SERVICE = "basestation"
 
 
 class BaseStation(pb_grpc.BaseStationServicer):
-    def __init__(self, cfg: config.Config):
-        self.cfg = cfg
+    def __init__(self, cfg: config.Config, sessions: SessionTable):
+        self.cfg, self.sessions = cfg, sessions
 
     def Receive(self, request_iterator, context: grpc.ServicerContext) -> pb.Result:
         with common.rpc(SERVICE, "Receive", context) as call:
             first = uplink.header(request_iterator)
             call.describe(first.header)
-            # every enum of the header checked as it arrives: an unknown number names its field
-            core = BaseStationCore(from_wire(first.header, "header"), self.cfg)
+            # every enum of the header checked as it arrives: an unknown number names its field; a session part
+            # the table would refuse is refused before its frames are read
+            core = BaseStationCore(from_wire(first.header, "header"), self.cfg, self.sessions)
             for msg in request_iterator:
                 frame = uplink.frame_of(msg)
                 core.check(frame.stream_id, frame.seq)  # an unexpected frame is named before its arrays are read
@@ -43,7 +51,11 @@ class BaseStation(pb_grpc.BaseStationServicer):
                     raise RequestError(*wire.error_field(e)) from None
                 core.add(received)
             common.check_alive(context, "decoding and the task")  # the MLLM's seconds are not spent for nobody
-            result = wire.to_pb(core.finish())
+            if core.header.session is None:
+                result = wire.to_pb(core.finish())
+            else:  # one part of a session: wait for the others within this call's deadline (less a margin to answer)
+                wait_s = security.next_hop_timeout(context, self.cfg.sessions.max_wait_s)
+                result = wire.to_pb(core.finish_session(wait_s, context.is_active))
             call.packets_received(core.packets_lost, core.packets_concealed)
             common.check_alive(context, "returning the result")  # counted CANCELLED, not OK, when nobody took it
             call.observe(result)
@@ -92,18 +104,33 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=common._positive_int, default=None, metavar="N",
                     help="worker threads (default: the config's, raised to 2 x --batch-max so that batches can "
                          "fill, at most the concurrency limit)")
+    limits = config.SessionLimits()
+    ap.add_argument("--max-sessions", type=common._positive_int, default=limits.max_open, metavar="N",
+                    help="sessions (requests assembled from several devices' parts) open at once; a part that would "
+                         f"open one more is refused with RESOURCE_EXHAUSTED (default {limits.max_open}: each open "
+                         "session holds up to two worker threads while its parts wait)")
+    ap.add_argument("--session-wait", type=float, default=limits.default_wait_s, metavar="S",
+                    help="seconds a session waits for its other parts after the first arrived, when the request does "
+                         f"not say (its session_wait_s); at most {limits.max_wait_s:g} (default {limits.default_wait_s:g})")
     args = ap.parse_args(argv)
     if args.batch_delay_ms < 0:
         ap.error(f"--batch-delay-ms must be >= 0, got {args.batch_delay_ms:g}")
+    if not 0 < args.session_wait <= limits.max_wait_s:
+        ap.error(f"--session-wait must be in (0, {limits.max_wait_s:g}] s, got {args.session_wait:g}")
     cfg = batch_limits(common.config_from_args(args), args)
+    cfg = cfg.replace(sessions=dataclasses.replace(cfg.sessions, max_open=args.max_sessions,
+                                                   default_wait_s=args.session_wait))
     if args.device.startswith("cuda"):
         import torch
         if not torch.cuda.is_available():
             raise SystemExit(f"basestation: --device {args.device} but torch sees no CUDA device")
     cfg = cfg.replace(device=args.device)
 
+    sessions = SessionTable(cfg.sessions)
+    sessions.observer = metrics.session_observer(SERVICE, sessions)
+
     def register(server: grpc.Server) -> None:
-        pb_grpc.add_BaseStationServicer_to_server(BaseStation(cfg), server)
+        pb_grpc.add_BaseStationServicer_to_server(BaseStation(cfg, sessions), server)
 
     def warmup() -> None:
         import torch
@@ -124,9 +151,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("unitocom.service").info("batching: at most %d requests per forward, %g ms delay, %d workers",
                                                cfg.limits.batch_max, cfg.limits.batch_delay_ms,
                                                cfg.limits.max_workers)
+    sessions.start_sweeper()  # an abandoned session leaves the table at its deadline, traffic or not
     try:
         common.serve(SERVICE, args, cfg, register, "unitocom.v1.BaseStation", warmup)
     finally:
+        sessions.close()
         batching.close_all()  # after the server has drained: the requests it waited for were answered
 
 

@@ -18,6 +18,7 @@ without a change here, and every label has a bounded set of values:
     metric      keys of Result.quality (exact_match, psnr_db, ...)        (capped at MAX_NAMES, then dropped)
     snr_bucket  SNR floored to 5 dB steps, clamped to [-10, 40] dB       (11 values)
     loss_bucket link.packet_loss in percent, floored to 10 % steps          (11 values: 0, 10, ..., 100)
+    event       opened | completed | partial | expired | failed | rejected (unitocom_sessions_total; fixed)
 """
 from __future__ import annotations
 
@@ -78,6 +79,14 @@ BATCH_SIZE = Histogram("unitocom_batch_size", "Items run by one batched forward 
                        "batching, by stage: mllm (requests per MLLM generation: VQA answers, ASR transcripts, T2I "
                        "images), receiver (learned image and text streams per R + de-tokenizer pass), channel_decode "
                        "(traditional streams whose LDPC/Turbo code blocks go through one decoder call)", ["service", "stage"], buckets=BATCH_BUCKETS)
+# Sessions of the base station (unitocom.stages.session.EVENTS): requests assembled from several devices' parts.
+SESSIONS = Counter("unitocom_sessions_total", "Sessions (one request assembled from several devices' parts) by "
+                   "event: opened (its first part arrived), completed (answered with every part), partial (answered "
+                   "at its deadline with parts missing), expired (its deadline passed: DEADLINE_EXCEEDED), failed "
+                   "(its task failed), rejected (a part refused because the session table was full)",
+                   ["service", "event"])
+SESSIONS_OPEN = Gauge("unitocom_sessions_open", "Sessions waiting for their parts now (at most the base station's "
+                      "--max-sessions)", ["service"])
 INFO = Gauge("unitocom_service_info", "Always 1; labels say what runs", ["service", "preset", "version"])
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -258,6 +267,20 @@ def batch_observer(service: str):
     """fn(stage, size) for unitocom.batching.set_observer: batch sizes into unitocom_batch_size."""
     def observe(stage: str, size: int) -> None:
         BATCH_SIZE.labels(service, stage).observe(size)
+    return observe
+
+
+def session_observer(service: str, table):
+    """fn(event) for a unitocom.stages.session.SessionTable: its events into unitocom_sessions_total (every event
+    at 0 from the start, so that rates and alerts see a series before the first session); the open count read at
+    scrape time."""
+    from unitocom.stages.session import EVENTS
+    for e in EVENTS:
+        SESSIONS.labels(service, e)
+    SESSIONS_OPEN.labels(service).set_function(lambda: table.open_count)
+
+    def observe(event: str) -> None:
+        SESSIONS.labels(service, event).inc()
     return observe
 
 

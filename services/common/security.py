@@ -60,7 +60,8 @@ def service_config(services: Sequence[str]) -> str:
 
     retryPolicy, UNAVAILABLE only: that status means the connection failed or could not be made (a peer killed or
     restarting, a refused connection), so the request was not processed; and where a peer died mid-call, every
-    handler here is a pure function of its request (no state but metrics), so running it again is safe. No other
+    handler here is a pure function of its request (no state but metrics), so running it again is safe. The one
+    state, the base station's session table, takes a part sent again under the same request id in its own place. No other
     status is retried: INVALID_ARGUMENT & co. would fail again, and DEADLINE_EXCEEDED leaves no time."""
     policy = {"maxAttempts": RETRY_MAX_ATTEMPTS, "initialBackoff": "0.05s", "maxBackoff": "0.5s",
               "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}

@@ -32,6 +32,12 @@ _GRPC_CODES = {
     "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
     "unimplemented": grpc.StatusCode.UNIMPLEMENTED,
     "failed_precondition": grpc.StatusCode.FAILED_PRECONDITION,
+    # a session's (unitocom.stages.session): its table full, its or the part's deadline passed, its caller gone,
+    # or its task failed in the call that ran it for every part
+    "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "deadline_exceeded": grpc.StatusCode.DEADLINE_EXCEEDED,
+    "cancelled": grpc.StatusCode.CANCELLED,
+    "internal": grpc.StatusCode.INTERNAL,
 }
 
 
@@ -78,7 +84,9 @@ def next_hop_error(name: str, target: str, err: grpc.RpcError) -> Abort:
     details = err.details() if hasattr(err, "details") else str(err)
     if code == grpc.StatusCode.UNAVAILABLE:
         return Abort(code, f"{name} at {target} is unavailable: {details}")
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED and details in ("", "Deadline Exceeded"):
+        # gRPC's own timer fired: name the hop. A hop's own DEADLINE_EXCEEDED (a session whose part never came)
+        # says more than that, and passes through below.
         return Abort(code, f"deadline exceeded waiting for {name} at {target}")
     return Abort(code, details)
 

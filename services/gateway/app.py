@@ -207,6 +207,10 @@ class SendResult(BaseModel):
     timings_s: dict[str, float] = Field(description="seconds per service.stage")
     quality: dict[str, float | None] = Field(description="scores (psnr_db, exact_match, wer, ...); null where "
                                                           "not finite (the PSNR of an exact copy is infinite)")
+    session: dict | None = Field(None, description="with session_id: the session's parts that arrived (each "
+                                 "device's request id, modality, link, whether it decoded), those missing, the "
+                                 "request id that ran the task (answered_by), this call's wait and a partial "
+                                 "answer's note")
 
 
 class Readiness(BaseModel):

@@ -38,7 +38,11 @@ class Transmitter(pb_grpc.TransmitterServicer):
                 raise common.next_hop_error("channel", self.target, e) from None
             result.quality.update(transmitter.finish([wire.from_pb(o) for o in result.outputs], prep))
             prep.clock.report(result.timings)
-            call.observe(result, quality=True)  # the device holds the originals: quality is scored here
+            # the device holds the originals: quality is scored here; a session's one answer is counted once, by
+            # the part whose call ran the task (every part's call gets the same answer)
+            once = (not result.HasField("session") or result.task == pb.RECONSTRUCT  # each device's own score
+                    or result.session.answered_by == prep.header.request_id)
+            call.observe(result, quality=once)
             return result
 
 

@@ -11,6 +11,8 @@ batchers in `stages/mllm.py`). Each request's thread waits for its own row; its 
 (tests/test_batching.py)."""
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,10 +21,12 @@ from unitocom import batching, wire
 from unitocom.config import Config, checkpoint_preset
 from unitocom import schemes
 from unitocom.schemes import traditional
-from unitocom.messages import Modality, ModalityOutput, RequestHeader, Result, StreamHeader, SymbolFrame
+from unitocom.messages import (Label, Modality, ModalityOutput, RequestHeader, Result, SessionPart,
+                               SessionReport, StreamHeader, SymbolFrame)
 from unitocom.options import Channel, Scheme, Task
 from unitocom.stages import mllm
-from unitocom.stages.request import MISSING, RequestError
+from unitocom.stages import session as sessions
+from unitocom.stages.request import MISSING, RequestError, validate_session
 from unitocom.timing import Clock
 
 # schemes whose streams name the checkpoint they were made with (header.tokenizer)
@@ -71,12 +75,58 @@ def _resilient(header: StreamHeader) -> bool:
     return learned.model(header.tokenizer).spec.resilient
 
 
+@dataclass
+class Decoded:
+    """A request's streams as the base station decoded them, before the task: each stream's output and what the
+    MLLM reads of it; `answer`: the VQA answer when the batched receiver already generated it with the decoding."""
+
+    outputs: list[ModalityOutput]
+    received: list[mllm.Received]
+    channel_uses: int
+    answer: str | None = None
+
+
+@dataclass
+class Answer:
+    """The task's answer: output text, generated outputs (t2i's image), quality against the label, and notes for
+    the inputs the task read blank."""
+
+    text: str
+    generated: list[ModalityOutput]
+    quality: dict[str, float]
+    notes: list[str]
+
+
+@dataclass
+class SessionAnswer:
+    """A session's answer, made once by the call that ran the task and shared with every part's call."""
+
+    answer: Answer
+    report: SessionReport
+
+
+def run_task(header: RequestHeader, received: list[mllm.Received], cfg: Config, clock: Clock,
+             answer: str | None = None) -> Answer:
+    """Eq. (3) on received streams: the MLLM (or, with scheme semcom, the task receivers) answers header.task.
+    reconstruct has nothing to run: its answer is the first received text."""
+    link = header.link
+    texts = [r.output.text for r in received if r.header.modality == Modality.TEXT]
+    if header.task == Task.RECONSTRUCT:
+        return Answer(texts[0] if texts else "", [], {}, [])
+    if link.scheme == Scheme.SEMCOM:  # task-specific receivers, no MLLM
+        from unitocom.stages import semcom
+        return Answer(*semcom.run(header.task, header.label, received, cfg, seed=int(link.seed), clock=clock))
+    return Answer(*mllm.run(header.task, header.label, received, link.scheme, cfg, seed=int(link.seed), clock=clock,
+                            answer=answer, resilient=link.variant == "resilient"))
+
+
 class BaseStationCore:
     """One per request. `header` is the library's RequestHeader: its enums were checked where it was converted
     (`wire.from_pb` at the service edge names an unknown number's field); here, that it has streams with unique ids
-    and a scheme this build implements for each."""
+    and a scheme this build implements for each. A header with a session is checked against the session table
+    (`table`, the service's) before any frame is read: `finish_session` then answers it."""
 
-    def __init__(self, header: RequestHeader, cfg: Config):
+    def __init__(self, header: RequestHeader, cfg: Config, table: sessions.SessionTable | None = None):
         if not header.streams:
             raise RequestError("header.streams", "a request header must describe at least one stream")
         self.header, self.cfg = header, cfg
@@ -96,10 +146,23 @@ class BaseStationCore:
                                    f"with --preset {cfg.preset.name})", code="failed_precondition")
         if header.task == Task.RECONSTRUCT and header.link.scheme == Scheme.SEMCOM:
             raise RequestError("header.task", MISSING[Scheme.SEMCOM], code="unimplemented")
+        self.table, self.expected = table, ()
+        if header.session is not None:
+            if table is None:  # the in-process pipeline: one request, nobody to assemble it with
+                raise RequestError("header.session", "sessions are assembled by the base-station service; this "
+                                   "base station keeps no session table", code="unimplemented")
+            self.expected = validate_session(header.session, header.task, header.link.scheme,
+                                             [s.modality for s in header.streams], cfg.sessions, "header.session",
+                                             "header.streams")
+            table.check(header, self.expected, self.modalities)
         self.clock = Clock(SERVICE)
         # lost packets of this request's streams, and those of them a resilient reader concealed (its mask token
         # stood in for their tokens): the service counts them (`unitocom_packets_total`)
         self.packets_lost = self.packets_concealed = 0
+
+    @property
+    def modalities(self) -> tuple[Modality, ...]:
+        return tuple(s.modality for s in self.header.streams)
 
     @property
     def resilient(self) -> bool:
@@ -174,12 +237,12 @@ class BaseStationCore:
                                  limits.batch_delay_ms)
         return lambda job: blocks.submit(job).result(timeout=limits.default_deadline_s)
 
-    def finish(self) -> Result:
-        link = self.header.link
-        result = Result(request_id=self.header.request_id, task=self.header.task, scheme=link.scheme,
-                        snr_db=link.snr_db, channel=link.channel or Channel.AWGN)
+    def decode(self) -> Decoded:
+        """Every stream of this request equalised and decoded (with other requests' streams under dynamic
+        batching): what the task reads. RequestError for a stream that did not arrive whole."""
         received: list[mllm.Received] = []
         outputs: list[ModalityOutput] = []
+        channel_uses = 0
         arrays = {}
         for sid, s in self.streams.items():
             if not s.done:
@@ -209,27 +272,106 @@ class BaseStationCore:
             if note:
                 out.note = f"{out.note}; {note}" if out.note else note
             outputs.append(out)
-            result.channel_uses += len(y)
+            channel_uses += len(y)
             received.append(mllm.Received(s.header, out, y, h, s.noise_var, s.erased, s.est_error_var, tokens))
-        texts = [o.text for o in outputs if o.modality == Modality.TEXT]
-        result.output_text = texts[0] if texts else ""
-        if self.header.task != Task.RECONSTRUCT:
-            if link.scheme == Scheme.SEMCOM:  # task-specific receivers, no MLLM
-                from unitocom.stages import semcom
-                text, generated, quality, notes = semcom.run(self.header.task, self.header.label, received,
-                                                             self.cfg, seed=int(link.seed), clock=self.clock)
-            else:
-                text, generated, quality, notes = mllm.run(self.header.task, self.header.label, received,
-                                                           link.scheme, self.cfg, seed=int(link.seed),
-                                                           clock=self.clock, answer=answer,
-                                                           resilient=self.resilient)
-            result.output_text = text
-            outputs.extend(generated)
-            result.quality.update(quality)
-            for note in notes:
-                for o in outputs:
-                    if o.modality != Modality.TEXT and not o.decoded:
-                        o.note = f"{o.note}; {note}" if o.note else note
-        result.outputs = outputs
+        return Decoded(outputs, received, channel_uses, answer)
+
+    def finish(self) -> Result:
+        """The request's Result: its streams decoded and its task run (a request without a session)."""
+        decoded = self.decode()
+        return self._result(decoded, run_task(self.header, decoded.received, self.cfg, self.clock, decoded.answer))
+
+    def _result(self, decoded: Decoded, answer: Answer, session: SessionReport | None = None) -> Result:
+        """This call's Result: its own streams' outputs, then the answer (the same for every part of a session)."""
+        link = self.header.link
+        outputs = decoded.outputs + answer.generated
+        for note in answer.notes:
+            for o in outputs:
+                if o.modality != Modality.TEXT and not o.decoded:
+                    o.note = f"{o.note}; {note}" if o.note else note
+        result = Result(request_id=self.header.request_id, task=self.header.task, scheme=link.scheme,
+                        snr_db=link.snr_db, channel=link.channel or Channel.AWGN, output_text=answer.text,
+                        outputs=outputs, channel_uses=decoded.channel_uses, quality=dict(answer.quality),
+                        session=session)
         self.clock.report(result.timings)
         return result
+
+    # -- sessions (issue 17): this request is one part of a request several devices send ----------------------------
+
+    def finish_session(self, timeout_s: float | None, alive: Callable[[], bool] = lambda: True) -> Result:
+        """Decode this part, add it to its session, and return the session's answer: run the task here when this
+        part completes the session (or when the deadline passed and a partial answer was asked for), otherwise wait
+        for the call that runs it. `timeout_s`: this call's own deadline for the wait; `alive`: False once its caller
+        has gone. RequestError: the session's or this call's deadline passed (deadline_exceeded), the session
+        refused the part, or its task failed."""
+        decoded = self.decode()
+        part = sessions.Part(self.header.request_id, self.header, self.modalities, decoded)
+        turn = self.table.join(self.header, self.expected, part)
+        waited = 0.0
+        if turn.run:
+            outcome = self._run_session(turn)
+        else:
+            outcome, waited = self.table.await_outcome(turn, timeout_s, alive)
+            if outcome is None:  # the deadline passed with parts missing and a partial answer asked for: ours to run
+                outcome = self._run_session(turn)
+        shared: SessionAnswer = self.table.take(turn, outcome)
+        # the answer's objects are shared with the other parts' calls: this call's Result gets its own copies
+        answer = dataclasses.replace(shared.answer, generated=[dataclasses.replace(o) for o in shared.answer.generated])
+        return self._result(decoded, answer, dataclasses.replace(shared.report, waited_s=waited))
+
+    def _run_session(self, turn: sessions.Turn) -> sessions.Outcome:
+        """Run the session's task once, on every part that arrived, timed on this call's clock; publish the outcome
+        to the waiting calls whatever happens (a failure is theirs too: nobody waits for an answer that never comes)."""
+        parts, missing = self.table.parts(turn)
+        try:
+            value = self._answer_session(parts, missing, turn.session.wait_s)
+        except RequestError as e:
+            self.table.publish(turn, sessions.Outcome(error=e, missing=missing))
+            raise
+        except BaseException:
+            why = RequestError("session", f"the task of session {self.header.session.id!r} failed at the base station "
+                               "(see its log)", code="internal")
+            self.table.publish(turn, sessions.Outcome(error=why, missing=missing))
+            raise
+        outcome = sessions.Outcome(value=value, missing=missing, answered_by=self.header.request_id)
+        self.table.publish(turn, outcome)
+        return outcome
+
+    def _answer_session(self, parts: list[sessions.Part], missing: tuple[Modality, ...],
+                        wait_s: float) -> SessionAnswer:
+        """The task on the parts' received streams, in order of arrival; a missing part (a partial answer) read as
+        a blank input, said in the report's note. The MLLM is the one that reads the image (or audio) part's
+        scheme: its tokens are that scheme's; a question is read as the text it decoded to, whatever its scheme."""
+        received = [r for p in parts for r in p.decoded.received]
+        main = next((p for p in parts if {Modality.IMAGE, Modality.AUDIO} & set(p.modalities)), parts[0]).header
+        label = Label(**{k: next((getattr(p.header.label, k) for p in parts if getattr(p.header.label, k)), "")
+                         for k in ("answer", "transcript", "caption")})
+        header = dataclasses.replace(main, label=label)
+        note = ""
+        if missing:
+            what = (f"the task read {'; '.join(_STAND_IN[m] for m in missing)}" if header.task != Task.RECONSTRUCT
+                    else "the parts that arrived are answered")
+            note = f"no {', '.join(m.value for m in missing)} part arrived within {wait_s:g} s: {what}"
+            if header.task != Task.RECONSTRUCT:
+                received += [_stand_in(m) for m in missing]
+        answer = parts[0].decoded.answer if len(parts) == 1 and not missing else None
+        result = run_task(header, received, self.cfg, self.clock, answer)
+        arrived = [SessionPart(request_id=p.request_id, modality=r.header.modality, scheme=r.header.scheme,
+                               snr_db=p.header.link.snr_db, channel=p.header.link.channel or Channel.AWGN,
+                               channel_uses=len(r.y), decoded=r.output.decoded, note=r.output.note)
+                   for p in parts for r in p.decoded.received]
+        report = SessionReport(id=self.header.session.id, arrived=arrived, missing=list(missing), complete=not missing,
+                               answered_by=self.header.request_id, note=note)
+        return SessionAnswer(result, report)
+
+
+# What the task reads in place of a part that never arrived (a partial answer): a blank input, as for a payload the
+# channel destroyed (mllm.run reads an undecoded image or clip as mid-grey or silence).
+_STAND_IN = {Modality.IMAGE: "a blank (mid-grey) picture", Modality.TEXT: "an empty question",
+             Modality.AUDIO: "silence"}
+
+
+def _stand_in(m: Modality) -> mllm.Received:
+    empty = np.zeros(0, np.complex64)
+    out = ModalityOutput(modality=m, decoded=False, text="", note="not received: the session's deadline passed")
+    return mllm.Received(StreamHeader(modality=m, scheme=Scheme.TRADITIONAL), out, empty, empty, 0.0, True, 0.0)

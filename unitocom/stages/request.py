@@ -17,9 +17,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from unitocom import codecs, wire
-from unitocom.config import Config
+from unitocom.config import Config, SessionLimits
 from unitocom.link.channel import ChannelSpec
-from unitocom.messages import LinkSettings, Modality, Request
+from unitocom.messages import LinkSettings, Modality, Request, Session
 from unitocom.options import Scheme, Task
 
 
@@ -45,6 +45,71 @@ TASK_INPUTS = {  # which payload modalities each task takes
     Task.T2I: {Modality.TEXT},
     Task.ASR: {Modality.AUDIO},
 }
+
+
+# What a session of each task waits for when its parts do not say (Session.parts empty): the inputs the task
+# needs. reconstruct takes any modality, so its sessions must name theirs.
+SESSION_PARTS = {Task.VQA: (Modality.IMAGE, Modality.TEXT), Task.T2I: (Modality.TEXT,), Task.ASR: (Modality.AUDIO,)}
+_SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]+$")
+
+
+def validate_session(session: Session, task: Task | None, scheme: Scheme | None, modalities: list[Modality],
+                     limits: SessionLimits, field: str = "session", where: str = "payloads") -> tuple[Modality, ...]:
+    """The modalities `session` waits for, all parts together, in Modality order; RequestError naming the field for
+    an id that is empty, too long or not plain, parts that are no modality, named twice, not the task's inputs or
+    not what the task needs, a wait out of bounds, and a part (`modalities`: its payloads' or streams') that carries
+    what the session does not wait for or one modality twice (parts are matched by modality). Checked by the
+    transmitter on the Request and again by the base station on the header."""
+    sid = session.id
+    if not sid:
+        raise RequestError(f"{field}.id", "is empty; give every part of the session the same id")
+    if len(sid) > limits.max_id_chars:
+        raise RequestError(f"{field}.id", f"{len(sid)} characters exceeds the limit of {limits.max_id_chars}")
+    if not _SESSION_ID.match(sid):
+        shown = sid if len(sid) <= 40 else sid[:40] + "..."
+        raise RequestError(f"{field}.id", f"{shown!r}: an id may hold only letters, digits and . _ : -")
+    if not (math.isfinite(session.wait_s) and 0.0 <= session.wait_s <= limits.max_wait_s):
+        raise RequestError(f"{field}.wait_s", f"must be in [0, {limits.max_wait_s:g}] s (0: the service default), "
+                                              f"got {session.wait_s}")
+    if scheme == Scheme.SEMCOM:
+        raise RequestError(field, "vanilla SemCom is one deep JSCC system over all of a task's inputs at one device, "
+                                  "so its parts cannot come from several devices; use unitocom, vae or traditional",
+                           code="unimplemented")
+    for i, m in enumerate(session.parts):
+        if m is None:
+            raise RequestError(f"{field}.parts[{i}]", "is unspecified; expected text, image or audio")
+    if len(set(session.parts)) != len(session.parts):
+        twice = next(m for m in session.parts if session.parts.count(m) > 1)
+        raise RequestError(f"{field}.parts", f"names {twice.value} twice; each modality is one part")
+    task_name = task.value if task else "task_unspecified"
+    if session.parts:
+        expected = set(session.parts)
+        extra = expected - TASK_INPUTS.get(task, set())
+        if extra:
+            raise RequestError(f"{field}.parts", f"task {task_name} does not take {_names(extra)} input")
+        needs = set(SESSION_PARTS.get(task, ()))
+        if needs and expected != needs:
+            raise RequestError(f"{field}.parts", f"task {task_name} needs {_names(needs)}, not {_names(expected)}")
+    elif task in SESSION_PARTS:
+        expected = set(SESSION_PARTS[task])
+    else:
+        raise RequestError(f"{field}.parts", f"is empty, and {task_name} takes any modality: name the parts the "
+                                             "session waits for (e.g. image,text)")
+    seen: set[Modality] = set()
+    for i, m in enumerate(modalities):
+        if m not in expected:
+            raise RequestError(f"{where}[{i}]", f"is {m.value if m else 'unspecified'}, but session {sid!r} waits "
+                                                f"for {_names(expected)}")
+        if m in seen:
+            raise RequestError(f"{where}[{i}]", f"a second {m.value}: a session part carries each modality once "
+                                                "(parts are matched by modality)")
+        seen.add(m)
+    return tuple(m for m in Modality if m in expected)
+
+
+def _names(modalities) -> str:
+    """"image, text": modalities in Modality order."""
+    return ", ".join(m.value for m in Modality if m in modalities)
 
 
 @dataclass
@@ -227,6 +292,8 @@ def validate(req: Request, cfg: Config) -> tuple[ChannelSpec, list[SourcePayload
         if p.modality not in allowed:
             raise RequestError(f"payloads[{i}]", f"task {req.task.value} does not take "
                                f"{p.modality.value} input")
+    if req.session is not None:
+        validate_session(req.session, req.task, req.link.scheme, [p.modality for p in payloads], cfg.sessions)
     if (req.task, req.link.scheme) not in SUPPORTED:
         why = MISSING.get(req.link.scheme, "the base-station MLLM is not built yet (issue 6)")
         raise RequestError("task", f"{req.task.value} with scheme "

@@ -61,7 +61,8 @@ def prepare(request: Request, cfg: Config) -> Prepared:
         # the caption it received (which the channel may have changed; a broken one named no pairs and went unscored).
         label = dataclasses.replace(label, caption=next(p.value for p in payloads if p.modality == Modality.TEXT))
     header = RequestHeader(request_id=request_id(request), task=request.task, link=request.link, label=label,
-                           streams=[s.header for s in streams], transmitter_s=time.perf_counter() - t0)
+                           streams=[s.header for s in streams], transmitter_s=time.perf_counter() - t0,
+                           session=request.session)
     return Prepared(header, streams, payloads, cfg, clock)
 
 

@@ -168,19 +168,33 @@ class Label(_message.Message):
     caption: str
     def __init__(self, answer: _Optional[str] = ..., transcript: _Optional[str] = ..., caption: _Optional[str] = ...) -> None: ...
 
+class Session(_message.Message):
+    __slots__ = ("id", "parts", "partial", "wait_s")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    WAIT_S_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    parts: _containers.RepeatedScalarFieldContainer[Modality]
+    partial: bool
+    wait_s: float
+    def __init__(self, id: _Optional[str] = ..., parts: _Optional[_Iterable[_Union[Modality, str]]] = ..., partial: _Optional[bool] = ..., wait_s: _Optional[float] = ...) -> None: ...
+
 class Request(_message.Message):
-    __slots__ = ("request_id", "task", "payloads", "link", "label")
+    __slots__ = ("request_id", "task", "payloads", "link", "label", "session")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
     LINK_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     task: Task
     payloads: _containers.RepeatedCompositeFieldContainer[Payload]
     link: LinkSettings
     label: Label
-    def __init__(self, request_id: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., payloads: _Optional[_Iterable[_Union[Payload, _Mapping]]] = ..., link: _Optional[_Union[LinkSettings, _Mapping]] = ..., label: _Optional[_Union[Label, _Mapping]] = ...) -> None: ...
+    session: Session
+    def __init__(self, request_id: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., payloads: _Optional[_Iterable[_Union[Payload, _Mapping]]] = ..., link: _Optional[_Union[LinkSettings, _Mapping]] = ..., label: _Optional[_Union[Label, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
 
 class StreamHeader(_message.Message):
     __slots__ = ("stream_id", "modality", "scheme", "num_symbols", "source_codec", "channel_code", "code_rate", "modulation", "info_block_bits", "payload_bytes", "token_shape", "tokenizer", "preprocessing", "audio_rate_hz", "num_samples", "packet_symbols", "sent_tokens", "symbol_gain_db")
@@ -257,20 +271,22 @@ class SymbolFrame(_message.Message):
     def __init__(self, stream_id: _Optional[int] = ..., seq: _Optional[int] = ..., last: _Optional[bool] = ..., symbols: _Optional[_Union[Tensor, _Mapping]] = ..., csi: _Optional[_Union[Csi, _Mapping]] = ...) -> None: ...
 
 class RequestHeader(_message.Message):
-    __slots__ = ("request_id", "task", "link", "label", "streams", "transmitter_s")
+    __slots__ = ("request_id", "task", "link", "label", "streams", "transmitter_s", "session")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     LINK_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     STREAMS_FIELD_NUMBER: _ClassVar[int]
     TRANSMITTER_S_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     task: Task
     link: LinkSettings
     label: Label
     streams: _containers.RepeatedCompositeFieldContainer[StreamHeader]
     transmitter_s: float
-    def __init__(self, request_id: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., link: _Optional[_Union[LinkSettings, _Mapping]] = ..., label: _Optional[_Union[Label, _Mapping]] = ..., streams: _Optional[_Iterable[_Union[StreamHeader, _Mapping]]] = ..., transmitter_s: _Optional[float] = ...) -> None: ...
+    session: Session
+    def __init__(self, request_id: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., link: _Optional[_Union[LinkSettings, _Mapping]] = ..., label: _Optional[_Union[Label, _Mapping]] = ..., streams: _Optional[_Iterable[_Union[StreamHeader, _Mapping]]] = ..., transmitter_s: _Optional[float] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
 
 class Uplink(_message.Message):
     __slots__ = ("header", "frame")
@@ -314,8 +330,46 @@ class ModalityOutput(_message.Message):
     erased: bool
     def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., decoded: _Optional[bool] = ..., note: _Optional[str] = ..., text: _Optional[str] = ..., image_png: _Optional[bytes] = ..., audio_wav: _Optional[bytes] = ..., channel_uses: _Optional[int] = ..., blocks: _Optional[int] = ..., block_errors: _Optional[int] = ..., erased: _Optional[bool] = ...) -> None: ...
 
+class SessionPart(_message.Message):
+    __slots__ = ("request_id", "modality", "scheme", "snr_db", "channel", "channel_uses", "decoded", "note")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODALITY_FIELD_NUMBER: _ClassVar[int]
+    SCHEME_FIELD_NUMBER: _ClassVar[int]
+    SNR_DB_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_USES_FIELD_NUMBER: _ClassVar[int]
+    DECODED_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    modality: Modality
+    scheme: Scheme
+    snr_db: float
+    channel: ChannelModel
+    channel_uses: int
+    decoded: bool
+    note: str
+    def __init__(self, request_id: _Optional[str] = ..., modality: _Optional[_Union[Modality, str]] = ..., scheme: _Optional[_Union[Scheme, str]] = ..., snr_db: _Optional[float] = ..., channel: _Optional[_Union[ChannelModel, str]] = ..., channel_uses: _Optional[int] = ..., decoded: _Optional[bool] = ..., note: _Optional[str] = ...) -> None: ...
+
+class SessionReport(_message.Message):
+    __slots__ = ("id", "arrived", "missing", "complete", "answered_by", "waited_s", "note")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ARRIVED_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_BY_FIELD_NUMBER: _ClassVar[int]
+    WAITED_S_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    arrived: _containers.RepeatedCompositeFieldContainer[SessionPart]
+    missing: _containers.RepeatedScalarFieldContainer[Modality]
+    complete: bool
+    answered_by: str
+    waited_s: float
+    note: str
+    def __init__(self, id: _Optional[str] = ..., arrived: _Optional[_Iterable[_Union[SessionPart, _Mapping]]] = ..., missing: _Optional[_Iterable[_Union[Modality, str]]] = ..., complete: _Optional[bool] = ..., answered_by: _Optional[str] = ..., waited_s: _Optional[float] = ..., note: _Optional[str] = ...) -> None: ...
+
 class Result(_message.Message):
-    __slots__ = ("request_id", "task", "scheme", "output_text", "outputs", "timings", "channel_uses", "quality", "snr_db", "channel")
+    __slots__ = ("request_id", "task", "scheme", "output_text", "outputs", "timings", "channel_uses", "quality", "snr_db", "channel", "session")
     class QualityEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -333,6 +387,7 @@ class Result(_message.Message):
     QUALITY_FIELD_NUMBER: _ClassVar[int]
     SNR_DB_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     task: Task
     scheme: Scheme
@@ -343,4 +398,5 @@ class Result(_message.Message):
     quality: _containers.ScalarMap[str, float]
     snr_db: float
     channel: ChannelModel
-    def __init__(self, request_id: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., scheme: _Optional[_Union[Scheme, str]] = ..., output_text: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[ModalityOutput, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., channel_uses: _Optional[int] = ..., quality: _Optional[_Mapping[str, float]] = ..., snr_db: _Optional[float] = ..., channel: _Optional[_Union[ChannelModel, str]] = ...) -> None: ...
+    session: SessionReport
+    def __init__(self, request_id: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., scheme: _Optional[_Union[Scheme, str]] = ..., output_text: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[ModalityOutput, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., channel_uses: _Optional[int] = ..., quality: _Optional[_Mapping[str, float]] = ..., snr_db: _Optional[float] = ..., channel: _Optional[_Union[ChannelModel, str]] = ..., session: _Optional[_Union[SessionReport, _Mapping]] = ...) -> None: ...

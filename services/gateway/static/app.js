@@ -11,8 +11,8 @@ const COLORS = ["#2b6cb0", "#dd6b20", "#2f855a", "#9f3ab8", "#c53030", "#718096"
 let chosenFile = null;
 let advancedOptions = [];
 
-// One input per advanced option: a select for enums (empty: the service's default), a number input with the
-// option's bounds otherwise.
+// One input per advanced option: a select for enums (empty: the service's default), a checkbox for a switch, a text
+// input for a string, a number input with the option's bounds otherwise.
 function addAdvancedFields(options, params) {
   advancedOptions = options.filter((o) => o.advanced);
   const box = $("advanced-fields");
@@ -25,6 +25,11 @@ function addAdvancedFields(options, params) {
       input = document.createElement("select");
       fillSelect(input, o.default === null ? ["", ...o.choices] : o.choices, o.default);
       if (o.default === null) input.options[0].textContent = "(service default)";
+    } else if (o.type === "boolean" || o.type === "string") {
+      input = document.createElement("input");
+      input.type = o.type === "boolean" ? "checkbox" : "text";
+      if (o.type === "boolean") input.checked = o.default === true;
+      else input.value = o.default === null ? "" : o.default;
     } else {
       input = document.createElement("input");
       input.type = "number";
@@ -36,7 +41,8 @@ function addAdvancedFields(options, params) {
     input.id = `opt-${o.name}`;
     input.name = o.name;
     if (params.has(o.name)) {
-      input.value = params.get(o.name);
+      if (input.type === "checkbox") input.checked = ["1", "true", "on"].includes(params.get(o.name));
+      else input.value = params.get(o.name);
       $("advanced").open = true;
     }
     label.appendChild(input);
@@ -140,7 +146,8 @@ async function send(ev) {
     if (v !== "") form.append(id, v);
   }
   for (const o of advancedOptions) {
-    const v = $(`opt-${o.name}`).value;
+    const input = $(`opt-${o.name}`);
+    const v = input.type === "checkbox" ? (input.checked ? "true" : "") : input.value;
     if (v !== "") form.append(o.name, v);
   }
   form.append("snr_db", $("snr").value);
