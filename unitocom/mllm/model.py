@@ -56,10 +56,10 @@ class MLLMConfig:
                    image_positions=p.mllm_image_positions)
 
     def llama(self) -> LlamaConfig:
-        return LlamaConfig(vocab_size=self.vocab, hidden_size=self.hidden, intermediate_size=self.intermediate,
-                           num_hidden_layers=self.layers, num_attention_heads=self.heads,
-                           num_key_value_heads=self.heads, max_position_embeddings=self.max_positions,
-                           tie_word_embeddings=False, **json.loads(self.backbone or "{}"))
+        kw = dict(vocab_size=self.vocab, hidden_size=self.hidden, intermediate_size=self.intermediate,
+                  num_hidden_layers=self.layers, num_attention_heads=self.heads, num_key_value_heads=self.heads,
+                  max_position_embeddings=self.max_positions, tie_word_embeddings=False)
+        return LlamaConfig(**{**kw, **json.loads(self.backbone or "{}")})
 
 
 # LlamaConfig fields a Hugging Face backbone brings besides the sizes MLLMConfig holds (`config_from_hf`).
@@ -113,7 +113,13 @@ class MLLM(nn.Module):
         copied, the new rows start at the mean of the old ones; the LM head's text rows are the checkpoint's
         (its `lm_head`, or the embedding where it ties them), the new rows again the mean. The projections of
         the continuous tokens, the image positions and the diffusion head start fresh."""
-        backbone = LlamaModel.from_pretrained(str(path), local_files_only=True, dtype=torch.float32)
+        from transformers.utils import logging as hf_logging
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # a causal LM's lm_head is "unexpected" for the bare model: read below
+        try:
+            backbone = LlamaModel.from_pretrained(str(path), local_files_only=True, dtype=torch.float32)
+        finally:
+            hf_logging.set_verbosity(level)
         emb = backbone.embed_tokens.weight.detach()
         rows = emb.shape[0]
         if backbone.config.hidden_size != cfg.hidden or backbone.config.num_hidden_layers != cfg.layers:
