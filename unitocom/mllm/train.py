@@ -239,7 +239,12 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
             f"{link_paths['bpe']} + {len(seq.SPECIALS)} specials")
     model = model.to(device)
     if activation_checkpointing(compute, cfg.preset):
-        model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        bb = model.backbone  # transformers 5 names it activation_checkpointing_enable (the old name is deprecated)
+        enable = getattr(bb, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            bb.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     channel = TorchChannelSpec(model=tc.channel)
     ckpt, log_path = out / "mllm.safetensors", out / "log.jsonl"
     start = 0
