@@ -173,6 +173,17 @@ def activation_checkpointing(compute: config.TrainCompute, preset: config.ModelP
     return compute.cuda and preset.mllm_activation_checkpointing
 
 
+def enable_activation_checkpointing(model: MLLM) -> None:
+    """Each decoder layer's activations recomputed in the backward pass (non-reentrant torch.utils.checkpoint,
+    which composes with DDP and FSDP2). transformers 5 calls it activation_checkpointing_enable."""
+    bb = model.backbone
+    enable = getattr(bb, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        bb.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def build_model(mcfg: MLLMConfig, tc: TrainConfig) -> MLLM:
     """The MLLM to train: from the HF backbone (--init-backbone), warm started (--init), or fresh."""
     if tc.init_backbone:
@@ -239,12 +250,7 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
             f"{link_paths['bpe']} + {len(seq.SPECIALS)} specials")
     model = model.to(device)
     if activation_checkpointing(compute, cfg.preset):
-        bb = model.backbone  # transformers 5 names it activation_checkpointing_enable (the old name is deprecated)
-        enable = getattr(bb, "activation_checkpointing_enable", None)
-        if enable is not None:
-            enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            bb.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
     channel = TorchChannelSpec(model=tc.channel)
     ckpt, log_path = out / "mllm.safetensors", out / "log.jsonl"
     start = 0
