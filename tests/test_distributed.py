@@ -28,16 +28,17 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
 
 
-def _run(args: list[str], procs: int = 1, timeout: int = 240) -> subprocess.CompletedProcess:
-    """`unitocom <args>` as one plain process, or under torchrun with `procs` processes."""
+def _run(args: list[str], procs: int = 1, timeout: int = 240) -> None:
+    """`unitocom <args>`: one plain process (this one: the same code path, without a second interpreter's start),
+    or under torchrun with `procs` processes."""
     if procs == 1:
-        cmd = [sys.executable, "-m", "unitocom.cli", *args]
-    else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs),
-               "-m", "unitocom.cli", *args]
+        from unitocom.cli import main
+        assert main(args) == 0, args
+        return
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs),
+           "-m", "unitocom.cli", *args]
     r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
-    return r
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +131,9 @@ def test_tokenizer_trains_under_torchrun_and_its_state_resumes_in_one_process(da
     assert steps == sorted(steps) and steps[-1] == 2
     saved = load_file(str(run / "state.safetensors"))
     assert "rng" in saved and "rng_model" not in saved  # the ranks' own noise generators are not the state
-    r = _run([*args, "--steps", "3", "--batch-size", "8"])
-    assert "resumed" in r.stdout + r.stderr and "step 2" in r.stdout + r.stderr
+    _run([*args, "--steps", "3", "--batch-size", "8"])  # one process, the same global batch
+    resumed = json.loads((ck.parent / "manifest.json").read_text())["checkpoints"][entry["name"]]["train"]
+    assert resumed["steps_this_run"] == 1 and "processes" not in resumed
     assert json.loads((run / "log.jsonl").read_text().splitlines()[-1])["step"] == 3
 
 

@@ -131,7 +131,8 @@ class MLLM(nn.Module):
         state = {k: v for k, v in backbone.state_dict().items() if k != "embed_tokens.weight"}
         missing, unexpected = model.backbone.load_state_dict(state, strict=False)
         if unexpected or [k for k in missing if k != "embed_tokens.weight"]:
-            raise ValueError(f"{path}: the backbone's tensors do not match (missing {missing}, unexpected {unexpected})")
+            raise ValueError(f"{path}: the backbone's tensors do not match (missing {missing}, "
+                             f"unexpected {unexpected})")
         head = _hf_lm_head(Path(path))
         if head is None and getattr(backbone.config, "tie_word_embeddings", False):
             head = emb

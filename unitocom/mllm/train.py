@@ -134,14 +134,9 @@ def draw_batch(data: TaskData, task: str, step_batch: int, tc: TrainConfig, gen:
     return data.examples(task, idx, snr, channel, gen, tc.drop_caption)
 
 
-def step_seed(seed: int, step: int) -> int:
-    """The seed of step `step`'s batch when DataLoader workers draw batches (`TrainCompute.workers`)."""
-    return (seed * 1_000_003 + step) % (2 ** 63)
-
-
 class _Batches(torch.utils.data.IterableDataset):
     """Steps start..steps-1 as (step, task, this rank's part of the global batch), batch k drawn from its own
-    generator seeded by step_seed(seed, k): worker w of W makes steps start + w, start + w + W, ..., and the
+    generator seeded by dist.step_seed(seed, k): worker w of W makes steps start + w, start + w + W, ..., and the
     DataLoader hands them back in step order."""
 
     def __init__(self, data, tasks, start, tc, global_batch, channel, d):
@@ -153,7 +148,7 @@ class _Batches(torch.utils.data.IterableDataset):
         w, n = (0, 1) if info is None else (info.id, info.num_workers)
         for step in range(self.start + w, self.tc.steps, n):
             task = self.tasks[step % len(self.tasks)]
-            gen = torch.Generator().manual_seed(step_seed(self.tc.seed, step))
+            gen = torch.Generator().manual_seed(dist.step_seed(self.tc.seed, step))
             rows = draw_batch(self.data, task, self.global_batch, self.tc, gen, self.channel)
             yield step, task, dist.part(rows, self.d)
 

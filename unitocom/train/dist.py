@@ -101,6 +101,12 @@ def part(items, d: Dist):
     return items[d.rank * per:(d.rank + 1) * per]
 
 
+def step_seed(seed: int, step: int) -> int:
+    """The seed of step `step`'s batch when DataLoader workers draw the batches (`TrainCompute.workers`): any
+    worker can make any step's batch, so the stream is the same for any number of workers and processes."""
+    return (seed * 1_000_003 + step) % (2 ** 63)
+
+
 def gather_counts(local: list[int], d: Dist, device: torch.device) -> torch.Tensor:
     """Every rank's `local` counts: int64 [world, len(local)] (the same on every rank)."""
     mine = torch.tensor(local, dtype=torch.long, device=device)

@@ -196,17 +196,17 @@ def warm_start(model: TokenLink, src: TokenLink) -> str:
 
 class _Batches(torch.utils.data.IterableDataset):
     """DataLoader workers' batches (`TrainCompute.workers`): step k's global batch drawn from a generator seeded by
-    step_seed(seed, k), this rank's part kept; worker w of W makes steps start + w, start + w + W, ..."""
+    dist.step_seed(seed, k), this rank's part kept; worker w of W makes steps start + w, start + w + W, ..."""
 
     def __init__(self, data, start: int, steps: int, seed: int, global_batch: int, d: dist.Dist):
-        self.data, self.start, self.steps, self.seed, self.global_batch, self.d = data, start, steps, seed, global_batch, d
+        self.data, self.start, self.steps, self.seed = data, start, steps, seed
+        self.global_batch, self.d = global_batch, d
 
     def __iter__(self):
-        from unitocom.mllm.train import step_seed
         info = torch.utils.data.get_worker_info()
         w, n = (0, 1) if info is None else (info.id, info.num_workers)
         for step in range(self.start + w, self.steps, n):
-            batch = self.data.sample(self.global_batch, torch.Generator().manual_seed(step_seed(self.seed, step)))
+            batch = self.data.sample(self.global_batch, torch.Generator().manual_seed(dist.step_seed(self.seed, step)))
             yield step, {k: dist.part(v, self.d) for k, v in batch.items()}
 
 
