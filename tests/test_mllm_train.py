@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from unitocom import config
+from unitocom.config import TrainCompute
 from unitocom.mllm import sequences as seq
 from unitocom.mllm.model import MLLM, MLLMConfig
 
@@ -160,5 +161,5 @@ def test_mllm_trains_on_cuda_in_bf16_autocast(small_world, tmp_path):
     from unitocom.mllm.train import TrainConfig, train
     d, links = small_world
     meta = train(str(d / "data"), str(tmp_path / "run"), links=links, limit=64,
-                 tc=TrainConfig(steps=3, batch=8, val_every=3, val_n=8, device="cuda"))
-    assert meta["train_config"]["device"] == "cuda" and "val_vqa_acc_20db" in meta["validation"]
+                 tc=TrainConfig(steps=3, batch=8, val_every=3, val_n=8, compute=TrainCompute(device="cuda")))
+    assert meta["train_config"]["compute"]["device"].startswith("cuda") and "val_vqa_acc_20db" in meta["validation"]

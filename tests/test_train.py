@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import need
+from unitocom.config import TrainCompute
 from unitocom.models.channel_torch import TorchChannelSpec
 from unitocom.models.token_link import TokenLink, load
 from unitocom.train.loop import TrainOptions, lr_at, train
@@ -158,11 +159,12 @@ def test_warm_started_run_records_its_init(tmp_path, data_dir):
 def test_training_on_cuda_writes_the_same_checkpoint_format_and_resumes(tmp_path, data_dir, modality):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    entry = train(_opts(tmp_path, data_dir, modality, "sigma-genib", 4, device="cuda"), log=lambda s: None)
+    entry = train(_opts(tmp_path, data_dir, modality, "sigma-genib", 4, compute=TrainCompute(device="cuda")),
+                  log=lambda s: None)
     assert "--device cuda" in entry["command"]
     m = load(tmp_path / "ck" / f"{modality}.safetensors")  # loads on the CPU like any other
     assert next(m.parameters()).device.type == "cpu"
-    opts = _opts(tmp_path, data_dir, modality, "sigma-genib", 6, device="cuda")
+    opts = _opts(tmp_path, data_dir, modality, "sigma-genib", 6, compute=TrainCompute(device="cuda"))
     notes = []
     train(opts, log=notes.append)
     assert any("resumed" in n and "step 4" in n for n in notes)

@@ -110,6 +110,9 @@ class ModelPreset:
     diffusion_train_steps: int  # R of eq. (18)
     diffusion_sample_steps: int  # fewer steps at sampling time (DDPM with a strided schedule)
     mllm_image_positions: int = 0  # learned positions of image tokens in the MLLM (0: none)
+    # Activation checkpointing of the MLLM's decoder layers when it trains on CUDA and --activation-checkpointing
+    # is not given (`TrainCompute`): the 1.4B model's activations do not fit at the letter's batch without it.
+    mllm_activation_checkpointing: bool = False
     # Keep last: it has a default. Tokenizer / coding-modulation / GenIB hyperparameters (issue 5).
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
@@ -127,11 +130,65 @@ PRESETS: dict[str, ModelPreset] = {
         # Llama-style 1.4B as in the letter: 24 x 2048 with a 5632-wide SwiGLU and a 32k vocabulary.
         mllm_intermediate=5632, mllm_vocab=32000, mllm_max_positions=4096, diffusion_head_width=1024,
         diffusion_head_depth=6, diffusion_train_steps=1000, diffusion_sample_steps=100,
+        mllm_activation_checkpointing=True,
         # The letter's section V: batch 256, AdamW 2e-4, weight decay 0.01; 256 px in 16 px patches, 24 kHz audio.
         tokenizer=TokenizerConfig(heads=8, image_patch_px=16, image_arch="vit", audio_n_fft=1024, audio_hop=384, audio_mels=80,
                                   text_vocab=4096, batch_size=256, lr=2e-4, warmup_steps=1000),
     ),
 }
+
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+@dataclass(frozen=True)
+class TrainCompute:
+    """Where and how a training run computes (issue 15), shared by `unitocom train tokenizer` and `train mllm`
+    (their --device, --workers, --activation-checkpointing, --no-fused-adamw, --fsdp). The defaults are the CPU
+    runs that made the committed checkpoints, unchanged: fp32, batches drawn in the training loop itself.
+    Under `torchrun` the same options hold on every rank (`train.dist`)."""
+
+    device: str = "cpu"  # cpu | cuda | auto (cuda when torch sees a GPU, else cpu); a rank takes cuda:<LOCAL_RANK>
+    bf16: bool = True  # bf16 autocast of the MLLM's forward on CUDA (fp32 master weights); the CPU always runs fp32
+    # Recompute each decoder layer's activations in the backward pass instead of keeping them (MLLM): memory for
+    # compute, needed for the 1.4B model at useful batches. None: on for a preset that asks for it
+    # (`ModelPreset.mllm_activation_checkpointing`) when on CUDA, off otherwise.
+    activation_checkpointing: bool | None = None
+    fused_adamw: bool = True  # AdamW's fused CUDA kernel (one launch for all parameters); ignored on the CPU
+    # Worker processes of a torch DataLoader that prepare batches ahead (data sampling, and for the MLLM the frozen
+    # link and channel). 0: in the loop, from the run's generator, as the committed checkpoints were trained. >0:
+    # batch k is drawn from a generator seeded by (seed, k): reproducible for any worker count and any number of
+    # processes, but a different random stream from 0's.
+    workers: int = 0
+    # Under torchrun, the MLLM sharded with FSDP2 (`fully_shard`: each decoder layer, then the rest) instead of
+    # replicated with DDP: parameters, gradients and AdamW moments split over the ranks (the 1.4B model).
+    fsdp: bool = False
+
+    def __post_init__(self):
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be one of {list(DEVICES)} (or cuda:N), got {self.device!r}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be 0 or more, got {self.workers}")
+
+    def resolved(self, local_rank: int | None = None) -> "TrainCompute":
+        """`auto` decided (cuda when available) and, for a torchrun rank on CUDA, its own GPU (cuda:<local_rank>)."""
+        import torch
+        dev = self.device
+        if dev == "auto":
+            dev = "cuda" if torch.cuda.is_available() else "cpu"
+        if dev.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"--device {self.device}: torch sees no CUDA device (torch {torch.__version__})")
+        if dev == "cuda" and local_rank is not None:
+            dev = f"cuda:{local_rank}"
+        return dataclasses.replace(self, device=dev)
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    @property
+    def autocast_bf16(self) -> bool:
+        return self.cuda and self.bf16
 
 
 @dataclass(frozen=True)

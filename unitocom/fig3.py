@@ -275,10 +275,11 @@ def plot(path: Path, points: list[dict], curves: list[dict]) -> None:
 # ---- training -----------------------------------------------------------------------------------------------
 
 def train_config(args):
+    from unitocom.config import TrainCompute
     from unitocom.mllm.train import TrainConfig
     return TrainConfig(steps=args.steps, batch=args.batch_size, lr=args.lr, snr_db=tuple(args.train_snr_db),
                        channel=args.train_channel, val_every=args.val_every, val_n=args.val_n, seed=args.seed,
-                       device=args.device)
+                       compute=TrainCompute(device=args.device))
 
 
 def _jsonable(x):
@@ -286,8 +287,12 @@ def _jsonable(x):
 
 
 def _budget(train_config: dict | None) -> dict:
-    """A run's training configuration less where it ran (the device does not change the budget)."""
-    return _jsonable({k: v for k, v in (train_config or {}).items() if k != "device"})
+    """A run's training configuration less where and how it ran (the device, the compute options and the step
+    log change no budget); fields added later at their defaults left out, so earlier runs still compare equal."""
+    later_defaults = {"init_backbone": None}
+    return _jsonable({k: v for k, v in (train_config or {}).items()
+                      if k not in ("device", "compute", "log_every")
+                      and not (k in later_defaults and later_defaults[k] == v)})
 
 
 def _plan(mllm: Path) -> dict:

@@ -25,7 +25,9 @@ def add_train_command(sub) -> None:
                         "preset's, 32); Fig. 3 compares 16, 32, 64 and 128 (`unitocom fig3`)")
     m.add_argument("--data", default="data/tiny")
     m.add_argument("--steps", type=int, default=3000)
-    m.add_argument("--batch-size", type=int, default=64)
+    m.add_argument("--batch-size", type=int, default=64,
+                   help="examples per step per process: under torchrun the global batch is this times the number "
+                        "of processes, each drawing the whole and training on its own part")
     m.add_argument("--lr", type=float, default=2e-3)
     m.add_argument("--snr-db", type=snr_interval_arg, default="-5:25", help="training SNR range A:B in dB (write --snr-db=-5:25)")
     m.add_argument("--channel", default="rayleigh", choices=["awgn", "rayleigh"])
@@ -34,7 +36,14 @@ def add_train_command(sub) -> None:
     m.add_argument("--run-dir", default=None, help="default runs/mllm-<objective> (runs/mllm-<objective>-s<N> with "
                                                    "--image-tokens N other than the preset's)")
     m.add_argument("--no-install", action="store_true", help="leave the result in the run dir only")
-    m.add_argument("--device", default="cpu", help="cpu, or cuda (bf16 autocast) to train on a GPU")
+    from unitocom.train.dist import add_compute_flags
+    add_compute_flags(m, mllm=True)
+    m.add_argument("--init-backbone", default=None, metavar="DIR",
+                   help="start the backbone from a local Hugging Face Llama directory (config.json, "
+                        "model.safetensors, tokenizer.json; nothing is downloaded): the MLLM takes its sizes and its "
+                        "tokenizer and vocabulary, with the MLLM's special tokens appended to the embedding")
+    m.add_argument("--log-every", type=int, default=0, metavar="N",
+                   help="also log the step's losses every N steps in <run-dir>/log.jsonl (0: validations only)")
     m.add_argument("--resilient", action="store_true",
                    help="issue 16: train with token and packet dropout and a learned lost-token embedding, warm "
                         "started from the installed mllm-<objective> (or --init); installs mllm-<objective>-resilient")
@@ -50,6 +59,7 @@ def _cmd_mllm(args) -> int:
     from unitocom.errors import UserError
     from unitocom.mllm.checkpoint import mllm_path
     from unitocom.mllm.train import TrainConfig, train
+    from unitocom.train.dist import compute_from_args, from_env
     from unitocom.train.provenance import manifest_entry, recorded_command
     require_data(args.data)
     preset_tokens = PRESETS[args.preset].image_tokens
@@ -57,18 +67,30 @@ def _cmd_mllm(args) -> int:
         raise UserError(f"--image-tokens must be at least 1, got {args.image_tokens}")
     own = None if args.image_tokens in (None, preset_tokens) else args.image_tokens  # None: the preset's S_v
     tc = TrainConfig(steps=args.steps, batch=args.batch_size, lr=args.lr, snr_db=args.snr_db, channel=args.channel,
-                     val_every=args.val_every, seed=args.seed, device=args.device, token_dropout=args.resilient,
-                     init=args.init or (str(mllm_path(args.objective, own, args.preset)) if args.resilient else None))
+                     val_every=args.val_every, seed=args.seed, token_dropout=args.resilient,
+                     init=args.init or (str(mllm_path(args.objective, own, args.preset)) if args.resilient else None),
+                     init_backbone=args.init_backbone, compute=compute_from_args(args), log_every=args.log_every)
     if tc.init and not Path(tc.init).exists():
         raise UserError(f"--init {tc.init}: no such MLLM checkpoint (train it first with `unitocom train mllm`)")
+    if tc.init_backbone and not (Path(tc.init_backbone) / "config.json").is_file():
+        raise UserError(f"--init-backbone {tc.init_backbone}: no config.json there (a local Hugging Face directory "
+                        "with config.json, model.safetensors and tokenizer.json)")
     suffix = "-resilient" if args.resilient else ""
     run = Path(args.run_dir or (f"runs/mllm-{args.objective}{suffix}" if own is None else
                                 f"runs/mllm-{args.objective}-s{own}{suffix}"))
-    meta = train(args.data, str(run), args.preset, objective=args.objective, tc=tc, command=recorded_command(),
-                 image_tokens=own)
+    try:
+        meta = train(args.data, str(run), args.preset, objective=args.objective, tc=tc, command=recorded_command(),
+                     image_tokens=own)
+    except ValueError as e:  # an option the run refuses (no CUDA for --device cuda, a state of another format)
+        raise UserError(str(e)) from e
+    if not from_env().main:  # under torchrun rank 0 alone installs and reports
+        return 0
     if not args.no_install:
         dst = mllm_path(args.objective, own, args.preset, resilient=args.resilient)
         shutil.copyfile(run / "mllm.safetensors", dst)
+        if meta.get("text_tokenizer"):  # a backbone's vocabulary: its tokenizer travels with the MLLM
+            tok = dst.with_suffix(".tokenizer.json")
+            shutil.copyfile(run / meta["text_tokenizer"]["file"], tok)
         manifest_entry(dst, meta)
         print(f"installed {dst}")
     print(json.dumps(meta["validation"]))

@@ -60,13 +60,28 @@ class DiffusionHead(nn.Module):
             x = block(x, cond)
         return self.out(self.out_norm(x))
 
-    def loss(self, c0: torch.Tensor, h: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Eq. (19): E ||eps - eps_psi(sqrt(w_r) c0 + sqrt(1 - w_r) eps, r, h)||^2 over r and eps. c0 [B, d], h [B, H]."""
+    def loss(self, c0: torch.Tensor, h: torch.Tensor, generator: torch.Generator | None = None,
+             part: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+        """Eq. (19): E ||eps - eps_psi(sqrt(w_r) c0 + sqrt(1 - w_r) eps, r, h)||^2 over r and eps. c0 [B, d], h [B, H].
+
+        part (offset, rows, total, repeats): c0 is one rank's part of a batch spread over processes (`train.dist`):
+        `repeats` copies of its rows [offset, offset + rows) of a whole of `total` rows. r and eps are drawn for
+        the whole (the same draws as one process's), this part's kept, and the squared error summed over the
+        part and divided by the whole's count: the ranks' values add up to the whole batch's mean."""
         steps = self.scheduler.config.num_train_timesteps
-        t = torch.randint(0, steps, (c0.shape[0],), device=c0.device, generator=generator)
-        eps = torch.randn(c0.shape, device=c0.device, generator=generator, dtype=c0.dtype)
+        if part is None:
+            t = torch.randint(0, steps, (c0.shape[0],), device=c0.device, generator=generator)
+            eps = torch.randn(c0.shape, device=c0.device, generator=generator, dtype=c0.dtype)
+            noisy = self.scheduler.add_noise(c0, eps, t)
+            return torch.mean((eps - self(noisy, t, h)) ** 2)
+        offset, rows, total, repeats = part
+        t = torch.randint(0, steps, (repeats * total,), device=c0.device, generator=generator)
+        eps = torch.randn((repeats * total, self.token_dim), device=c0.device, generator=generator, dtype=c0.dtype)
+        keep = (torch.arange(repeats, device=c0.device)[:, None] * total + offset
+                + torch.arange(rows, device=c0.device)[None]).flatten()
+        t, eps = t[keep], eps[keep]
         noisy = self.scheduler.add_noise(c0, eps, t)
-        return torch.mean((eps - self(noisy, t, h)) ** 2)
+        return torch.sum((eps - self(noisy, t, h)) ** 2) / (repeats * total * self.token_dim)
 
     @torch.no_grad()
     def sample(self, h: torch.Tensor, steps: int, generator: torch.Generator | list[torch.Generator] | None = None,

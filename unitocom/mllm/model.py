@@ -7,8 +7,11 @@ from the hidden state one position earlier (eq. 17), and fed back as the next in
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -39,6 +42,10 @@ class MLLMConfig:
     # A learned embedding per modality read in place of a lost token (issue 16; a lost token arrives as a NaN
     # row, `models.resilience`). False: the first MLLMs, which read whatever R made of the zeros that arrived.
     lost_token: bool = False
+    # The backbone's Llama settings beyond the sizes above (a JSON object of LlamaConfig fields: key/value heads,
+    # head_dim, RoPE, RMSNorm epsilon, ...), kept when the backbone came from a Hugging Face checkpoint
+    # (`config_from_hf`); "": LlamaConfig's defaults, as every MLLM trained from scratch here.
+    backbone: str = ""
 
     @classmethod
     def from_preset(cls, p: ModelPreset, vocab: int | None = None) -> "MLLMConfig":
@@ -49,10 +56,38 @@ class MLLMConfig:
                    image_positions=p.mllm_image_positions)
 
     def llama(self) -> LlamaConfig:
-        return LlamaConfig(vocab_size=self.vocab, hidden_size=self.hidden, intermediate_size=self.intermediate,
-                           num_hidden_layers=self.layers, num_attention_heads=self.heads,
-                           num_key_value_heads=self.heads, max_position_embeddings=self.max_positions,
-                           tie_word_embeddings=False)
+        kw = dict(vocab_size=self.vocab, hidden_size=self.hidden, intermediate_size=self.intermediate,
+                  num_hidden_layers=self.layers, num_attention_heads=self.heads, num_key_value_heads=self.heads,
+                  max_position_embeddings=self.max_positions, tie_word_embeddings=False)
+        return LlamaConfig(**{**kw, **json.loads(self.backbone or "{}")})
+
+
+# LlamaConfig fields a Hugging Face backbone brings besides the sizes MLLMConfig holds (`config_from_hf`).
+BACKBONE_FIELDS = ("num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps", "rope_parameters", "rope_theta",
+                   "rope_scaling", "attention_bias", "mlp_bias")
+
+
+def hf_config(path: str | Path) -> LlamaConfig:
+    """The config.json of a local Hugging Face directory, which must be a Llama-architecture decoder."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}/config.json is missing: --init-backbone takes a local Hugging Face "
+                                "directory (config.json, model.safetensors, tokenizer.json)")
+    hf = LlamaConfig.from_pretrained(str(path), local_files_only=True)
+    if hf.model_type != "llama":
+        raise ValueError(f"{path}: model_type {hf.model_type!r}, the MLLM's backbone is a Llama decoder")
+    return hf
+
+
+def config_from_hf(path: str | Path, base: MLLMConfig, vocab: int) -> MLLMConfig:
+    """`base` (the preset's diffusion head, token size, image positions) with the backbone's sizes and settings
+    taken from the Hugging Face config at `path`, and `vocab` ids (the backbone's rows and the MLLM's specials)."""
+    hf = hf_config(path)
+    d = hf.to_dict()
+    extra = {k: d[k] for k in BACKBONE_FIELDS if d.get(k) is not None}
+    return dataclasses.replace(base, vocab=vocab, hidden=hf.hidden_size, layers=hf.num_hidden_layers,
+                               heads=hf.num_attention_heads, intermediate=hf.intermediate_size,
+                               max_positions=hf.max_position_embeddings, backbone=json.dumps(extra, sort_keys=True))
 
 
 class MLLM(nn.Module):
@@ -70,12 +105,44 @@ class MLLM(nn.Module):
                                        cfg.diffusion_train_steps)
 
     @classmethod
-    def with_local_backbone(cls, cfg: MLLMConfig, path: str) -> "MLLM":
-        """A backbone from a local Hugging Face directory (config.json + safetensors); nothing is downloaded."""
-        backbone = LlamaModel.from_pretrained(path, local_files_only=True)
-        if backbone.config.hidden_size != cfg.hidden:
-            raise ValueError(f"{path}: hidden size {backbone.config.hidden_size} != config's {cfg.hidden}")
-        return cls(cfg, backbone)
+    def with_local_backbone(cls, cfg: MLLMConfig, path: str | Path) -> "MLLM":
+        """The MLLM with its backbone started from a local Hugging Face Llama directory (config.json +
+        safetensors; nothing is downloaded), as the letter starts from a pretrained LLM. `cfg` is
+        `config_from_hf(path, ...)`: the backbone's sizes, and `cfg.vocab` >= its embedding rows. The embedding
+        is extended for the MLLM's own tokens (its specials after the backbone's ids): the backbone's rows are
+        copied, the new rows start at the mean of the old ones; the LM head's text rows are the checkpoint's
+        (its `lm_head`, or the embedding where it ties them), the new rows again the mean. The projections of
+        the continuous tokens, the image positions and the diffusion head start fresh."""
+        from transformers.utils import logging as hf_logging
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # a causal LM's lm_head is "unexpected" for the bare model: read below
+        try:
+            backbone = LlamaModel.from_pretrained(str(path), local_files_only=True, dtype=torch.float32)
+        finally:
+            hf_logging.set_verbosity(level)
+        emb = backbone.embed_tokens.weight.detach()
+        rows = emb.shape[0]
+        if backbone.config.hidden_size != cfg.hidden or backbone.config.num_hidden_layers != cfg.layers:
+            raise ValueError(f"{path}: hidden size {backbone.config.hidden_size} x {backbone.config.num_hidden_layers} "
+                             f"layers, the MLLM config says {cfg.hidden} x {cfg.layers} (build it with config_from_hf)")
+        if cfg.vocab < rows:
+            raise ValueError(f"{path}: {rows} embedding rows, more than the MLLM's vocabulary of {cfg.vocab}")
+        model = cls(cfg)
+        state = {k: v for k, v in backbone.state_dict().items() if k != "embed_tokens.weight"}
+        missing, unexpected = model.backbone.load_state_dict(state, strict=False)
+        if unexpected or [k for k in missing if k != "embed_tokens.weight"]:
+            raise ValueError(f"{path}: the backbone's tensors do not match (missing {missing}, "
+                             f"unexpected {unexpected})")
+        head = _hf_lm_head(Path(path))
+        if head is None and getattr(backbone.config, "tie_word_embeddings", False):
+            head = emb
+        with torch.no_grad():
+            model.backbone.embed_tokens.weight[:rows] = emb
+            model.backbone.embed_tokens.weight[rows:] = emb.mean(0)
+            if head is not None:  # a bare LlamaModel directory has no LM head: the MLLM's starts fresh
+                model.lm_head.weight[:rows] = head
+                model.lm_head.weight[rows:] = head.mean(0)
+        return model
 
     # -- inputs -------------------------------------------------------------------------------------------------
     def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
@@ -216,6 +283,16 @@ class MLLM(nn.Module):
                     step_pos[r] = pos[r][:, -1:] + 1
                     pos[r] = torch.cat([pos[r], step_pos[r]], dim=1)
         return torch.stack(tokens, dim=1)
+
+
+def _hf_lm_head(path: Path) -> torch.Tensor | None:
+    """`lm_head.weight` of a Hugging Face causal-LM directory's safetensors (one file or shards), if it has one."""
+    from safetensors import safe_open
+    for f in sorted(path.glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as st:
+            if "lm_head.weight" in st.keys():
+                return st.get_tensor("lm_head.weight").float()
+    return None
 
 
 def count_parameters(model: nn.Module) -> int:

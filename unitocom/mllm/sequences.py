@@ -20,10 +20,18 @@ IGNORE = -100
 class Vocab:
     """The text tokenizer's byte-level BPE ids, then the MLLM's own special tokens appended after them."""
 
-    def __init__(self, bpe, pad_id: int = 0):
-        self.bpe, self.pad_id = bpe, pad_id
-        self.base = bpe.get_vocab_size()
+    def __init__(self, bpe, pad_id: int = 0, base: int | None = None, bare: bool = False):
+        """base: the first special's id (default: the tokenizer's size; a backbone whose embedding has more rows
+        than its tokenizer has ids puts them after its rows). bare: encode without the tokenizer's own added
+        tokens (a Hugging Face backbone's tokenizer.json prepends its <s>; the MLLM writes its own <bos>)."""
+        self.bpe, self.pad_id, self.bare = bpe, pad_id, bare
+        self.base = bpe.get_vocab_size() if base is None else base
+        if self.base < bpe.get_vocab_size():
+            raise ValueError(f"base {self.base} is below the tokenizer's {bpe.get_vocab_size()} ids")
         self.special = {s: self.base + i for i, s in enumerate(SPECIALS)}
+
+    def _ids(self, text: str) -> list[int]:
+        return (self.bpe.encode(text, add_special_tokens=False) if self.bare else self.bpe.encode(text)).ids
 
     def __len__(self) -> int:
         return self.base + len(SPECIALS)
@@ -33,11 +41,11 @@ class Vocab:
 
     def encode(self, text: str) -> list[int]:
         """Prompts (questions, captions) keep their case, as the BPE learned them; see `target`."""
-        return self.bpe.encode(" ".join(text.split())).ids
+        return self._ids(" ".join(text.split()))
 
     def target(self, text: str) -> list[int]:
         """What the model writes (answers, transcripts) is normalised: lower case, single spaces."""
-        return self.bpe.encode(normalize(text)).ids
+        return self._ids(normalize(text))
 
     def decode(self, ids) -> str:
         return self.bpe.decode([int(i) for i in ids if int(i) < self.base and int(i) != self.pad_id]).strip()

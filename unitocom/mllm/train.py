@@ -23,7 +23,7 @@ from unitocom.mllm.checkpoint import load_links, save_mllm
 from unitocom.mllm.data import TaskData
 from unitocom.mllm.model import MLLM, MLLMConfig
 from unitocom.models.channel_torch import TorchChannelSpec
-from unitocom.train import scaffold
+from unitocom.train import dist, scaffold
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -47,7 +47,14 @@ class TrainConfig:
     # the MLLM reads through its learned lost-token embedding; off (False) for the letter's MLLMs.
     token_dropout: bool = False
     init: str | None = None  # warm start from this MLLM checkpoint (a path); new parameters start fresh
-    device: str = "cpu"  # cuda: the MLLM on the GPU under bf16 autocast (fp32 master weights); links stay on the CPU
+    # Issue 15: the backbone (and the text tokenizer) from a local Hugging Face Llama directory (config.json,
+    # model.safetensors, tokenizer.json): the MLLM takes the backbone's sizes and vocabulary, its own special
+    # tokens appended (`MLLM.with_local_backbone`). None: a backbone of the preset's sizes, from scratch.
+    init_backbone: str | None = None
+    # Where and how it computes: device (cuda: the MLLM on the GPU under bf16 autocast, fp32 master weights; the
+    # frozen links stay on the CPU), activation checkpointing, fused AdamW, DataLoader workers, FSDP (torchrun).
+    compute: config.TrainCompute = config.TrainCompute()
+    log_every: int = 0  # >0: a {"step", "task", "loss", ...} record in log.jsonl every so many steps (rank 0)
 
 
 STATE_FILE = "train_state.safetensors"
@@ -71,111 +78,311 @@ def warm_start_state(path: str, model: MLLM) -> dict:
     return state
 
 
-def loss_of(model: MLLM, packed: seq.Packed, repeats: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+def loss_of(model: MLLM, packed: seq.Packed, repeats: int, gen: torch.Generator,
+            d: dist.Dist = dist.SINGLE) -> dict[str, torch.Tensor]:
+    """The step's losses on a packed batch. Under torchrun (`d.on`) the batch is this rank's part of the global
+    one: each term is this part's sum over the global count, times the world size, so that DDP's mean of the
+    ranks' gradients is the gradient of the global batch's mean, and the diffusion noise is drawn for the global
+    batch (`DiffusionHead.loss`'s part): the same loss as one process with the global batch, to rounding."""
     h, _ = model.hidden(packed.embeds, attention_mask=packed.mask)
     out = {}
     where = packed.lm_targets != seq.IGNORE
-    if where.any():  # the LM head only where there is something to predict: most positions are prompt
-        out["lm"] = F.cross_entropy(model.logits(h[where]), packed.lm_targets[where])
-    if len(packed.diff_targets):
+    if not d.on:
+        if where.any():  # the LM head only where there is something to predict: most positions are prompt
+            out["lm"] = F.cross_entropy(model.logits(h[where]), packed.lm_targets[where])
+        if len(packed.diff_targets):
+            cond = h[packed.diff_index[:, 0], packed.diff_index[:, 1]]
+            out["diffusion"] = model.diffusion.loss(packed.diff_targets.repeat(repeats, 1), cond.repeat(repeats, 1),
+                                                    gen)
+        out["loss"] = sum(out.values())
+        return out
+    counts = dist.gather_counts([int(where.sum()), len(packed.diff_targets)], d, h.device)
+    lm_total, diff_total = (int(v) for v in counts.sum(0))
+    if lm_total:
+        lm = F.cross_entropy(model.logits(h[where]), packed.lm_targets[where], reduction="sum")
+        out["lm"] = lm * (d.world / lm_total)
+    if diff_total:
+        offset = int(counts[:d.rank, 1].sum())
         cond = h[packed.diff_index[:, 0], packed.diff_index[:, 1]]
-        out["diffusion"] = model.diffusion.loss(packed.diff_targets.repeat(repeats, 1), cond.repeat(repeats, 1), gen)
+        part = (offset, len(packed.diff_targets), diff_total, repeats)
+        out["diffusion"] = model.diffusion.loss(packed.diff_targets.repeat(repeats, 1), cond.repeat(repeats, 1),
+                                                gen, part=part) * d.world
     out["loss"] = sum(out.values())
     return out
+
+
+class Objective(torch.nn.Module):
+    """A training step's forward, packing included, as one module: what DDP and FSDP wrap (they act on forward())."""
+
+    def __init__(self, model: MLLM, repeats: int, d: dist.Dist):
+        super().__init__()
+        self.model, self.repeats, self.d = model, repeats, d
+
+    def forward(self, rows: list[list[seq.Segment]], gen: torch.Generator) -> dict[str, torch.Tensor]:
+        return loss_of(self.model, seq.pack(self.model, rows), self.repeats, gen, self.d)
+
+
+def draw_batch(data: TaskData, task: str, step_batch: int, tc: TrainConfig, gen: torch.Generator,
+               channel: TorchChannelSpec) -> list[list[seq.Segment]]:
+    """One step's global batch of `task`, every draw from `gen` (indices, SNRs, channel noise, caption drops)."""
+    n = data.counts()[task]
+    if task == "vqa" and tc.balance_families:
+        idx = data.family_balanced(step_batch, gen)
+    else:
+        idx = torch.randint(n, (step_batch,), generator=gen).tolist()
+    snr = torch.empty(step_batch).uniform_(*tc.snr_db, generator=gen)
+    return data.examples(task, idx, snr, channel, gen, tc.drop_caption)
+
+
+class _Batches(torch.utils.data.IterableDataset):
+    """Steps start..steps-1 as (step, task, this rank's part of the global batch), batch k drawn from its own
+    generator seeded by dist.step_seed(seed, k): worker w of W makes steps start + w, start + w + W, ..., and the
+    DataLoader hands them back in step order."""
+
+    def __init__(self, data, tasks, start, tc, global_batch, channel, d):
+        self.data, self.tasks, self.start, self.tc = data, tasks, start, tc
+        self.global_batch, self.channel, self.d = global_batch, channel, d
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        w, n = (0, 1) if info is None else (info.id, info.num_workers)
+        for step in range(self.start + w, self.tc.steps, n):
+            task = self.tasks[step % len(self.tasks)]
+            gen = torch.Generator().manual_seed(dist.step_seed(self.tc.seed, step))
+            rows = draw_batch(self.data, task, self.global_batch, self.tc, gen, self.channel)
+            yield step, task, dist.part(rows, self.d)
+
+
+def _as_is(item):
+    return item
+
+
+def _worker_init(_):
+    torch.set_num_threads(1)
+
+
+def activation_checkpointing(compute: config.TrainCompute, preset: config.ModelPreset) -> bool:
+    """On when asked, or (not asked) when the preset wants it and the run is on CUDA."""
+    if compute.activation_checkpointing is not None:
+        return compute.activation_checkpointing
+    return compute.cuda and preset.mllm_activation_checkpointing
+
+
+def enable_activation_checkpointing(model: MLLM) -> None:
+    """Each decoder layer's activations recomputed in the backward pass (non-reentrant torch.utils.checkpoint,
+    which composes with DDP and FSDP2). transformers 5 calls it activation_checkpointing_enable."""
+    bb = model.backbone
+    enable = getattr(bb, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        bb.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def build_model(mcfg: MLLMConfig, tc: TrainConfig) -> MLLM:
+    """The MLLM to train: from the HF backbone (--init-backbone), warm started (--init), or fresh."""
+    if tc.init_backbone:
+        model = MLLM.with_local_backbone(mcfg, tc.init_backbone)
+    else:
+        model = MLLM(mcfg)
+    if tc.init:
+        model.load_state_dict(warm_start_state(tc.init, model), strict=True)
+    return model
+
+
+def backbone_vocab(path: str | Path, links: dict[str, str] | None) -> dict[str, str]:
+    """The links with the text tokenizer replaced by the backbone directory's tokenizer.json."""
+    tok = Path(path) / "tokenizer.json"
+    if not tok.is_file():
+        raise FileNotFoundError(f"{tok} is missing: --init-backbone needs the backbone's tokenizer.json (the MLLM "
+                                "keeps the backbone's vocabulary)")
+    return {**(links or {}), "bpe": str(tok)}
 
 
 def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, str] | None = None,
           tc: TrainConfig = TrainConfig(), limit: int | None = None, resume: bool = True,
           command: str = "", objective: str = "sigma-genib", image_tokens: int | None = None) -> dict:
     """Train (or resume) into `out_dir`; -> the meta saved with `<out_dir>/mllm.safetensors`. `image_tokens`: the
-    S_v of the `image-<objective>-s<S_v>` link it reads (default: the preset's; `links["image"]` overrides)."""
+    S_v of the `image-<objective>-s<S_v>` link it reads (default: the preset's; `links["image"]` overrides).
+
+    Under torchrun (`train.dist`): `tc.batch` per rank, every rank draws the global batch and trains on its part,
+    DDP (or FSDP with `tc.compute.fsdp`) averages the gradients; rank 0 alone validates, logs and writes; the
+    other ranks return {}."""
+    d = dist.from_env()
+    compute = tc.compute.resolved(d.local_rank if d.on else None)
+    tc = dataclasses.replace(tc, compute=compute)
+    device = torch.device(compute.device)
+    dist.init(d, device)
+    say = print if d.main else (lambda *a, **k: None)
     torch.set_num_threads(tc.threads)
     cfg = config.load(preset, image_tokens=image_tokens)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+    if tc.init_backbone:
+        links = backbone_vocab(tc.init_backbone, links)
     image_link, audio_link, frontend, vocab, link_paths = load_links(cfg, links, objective)
+    if tc.init_backbone:
+        from unitocom.mllm.model import hf_config
+        vocab = seq.Vocab(vocab.bpe, base=max(vocab.base, hf_config(tc.init_backbone).vocab_size), bare=True)
     t0 = time.time()
     train_data = TaskData(data_dir, "train", image_link, audio_link, frontend, vocab, cfg.preset.image_size_px, limit)
     val_data = TaskData(data_dir, "val", image_link, audio_link, frontend, vocab, cfg.preset.image_size_px,
                         None if limit is None else max(64, limit // 8))
     val_data.image_std = train_data.image_std
-    print(f"tokens ready in {time.time() - t0:.0f} s: train {train_data.counts()}, val {val_data.counts()}")
+    say(f"tokens ready in {time.time() - t0:.0f} s: train {train_data.counts()}, val {val_data.counts()}")
     mcfg = MLLMConfig.from_preset(cfg.preset, vocab=len(vocab))
+    if tc.init_backbone:
+        from unitocom.mllm.model import config_from_hf
+        mcfg = config_from_hf(tc.init_backbone, mcfg, len(vocab))
     if tc.token_dropout:
         mcfg = dataclasses.replace(mcfg, lost_token=True)
     train_data.token_dropout = tc.token_dropout  # validation reads whole sequences: the zero-loss quality
     torch.manual_seed(tc.seed)
-    device = torch.device(tc.device)
-    model = MLLM(mcfg)
-    if tc.init:
-        model.load_state_dict(warm_start_state(tc.init, model), strict=True)
+    model = build_model(mcfg, tc)
+    if tc.init_backbone:
+        say(f"backbone from {tc.init_backbone}: {mcfg.layers} x {mcfg.hidden}, vocabulary {vocab.base} ids of "
+            f"{link_paths['bpe']} + {len(seq.SPECIALS)} specials")
     model = model.to(device)
-    opt = scaffold.adamw(model, tc.lr, tc.weight_decay)
+    if activation_checkpointing(compute, cfg.preset):
+        enable_activation_checkpointing(model)
     channel = TorchChannelSpec(model=tc.channel)
     ckpt, log_path = out / "mllm.safetensors", out / "log.jsonl"
     start = 0
     state_path = out / STATE_FILE
     found = scaffold.latest_state(state_path, out / LEGACY_STATE_FILE) if resume else None
+    fused = compute.fused_adamw and compute.cuda
+    sharded = compute.fsdp and d.on
+    if compute.fsdp and not d.on:
+        say("--fsdp: a single process, nothing to shard (the model trains unsharded)")
+    objective_fn = Objective(model, tc.diffusion_repeats, d)
+    replica = None
+    if sharded:
+        opt_state = None
+        if found is not None:
+            if found.suffix == ".pt":
+                raise ValueError(f"{found}: an earlier state format; resume it without --fsdp first")
+            start, model_state, opt_state, _ = scaffold.read_state(found)
+            model.load_state_dict(model_state)
+        step_module = shard(objective_fn, model, compute)
+        opt = scaffold.adamw(model, tc.lr, tc.weight_decay, fused=fused)
+        if opt_state is not None:
+            dist.load_sharded_opt_state(opt, list(model.parameters()), opt_state)
+        if d.main:  # rank 0 validates and exports an unsharded copy (gathered at each validation)
+            replica = MLLM(mcfg).to(device)
+    else:
+        opt = scaffold.adamw(model, tc.lr, tc.weight_decay, fused=fused)
+        if found is not None:
+            start = scaffold.load_state(found, model, opt, device=device)
+        step_module = dist.wrap_ddp(objective_fn, d, device)
     if found is not None:
-        start = scaffold.load_state(found, model, opt, device=device)
-        print(f"resumed {found} at step {start}")
-    log = scaffold.JsonlLog(log_path, resume_step=start)
+        say(f"resumed {found} at step {start}" + (f" on {d.world} processes" if d.on else ""))
+    log = scaffold.JsonlLog(log_path, resume_step=start) if d.main else None
     # the generators start afresh from seed + step on resume (they are not part of the state)
     gen = torch.Generator().manual_seed(tc.seed + start)
-    # the diffusion loss draws on the model's device (the same generator on the CPU)
-    dgen = gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(tc.seed + start)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    # the diffusion loss draws on the model's device (the same generator on the CPU, unless workers draw batches)
+    dgen = gen if device.type == "cpu" and not compute.workers else \
+        torch.Generator(device=device).manual_seed(tc.seed + start)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=compute.autocast_bf16)
     tasks = [t for t, w in tc.task_weights for _ in range(w) if train_data.counts()[t] > 0]
+    global_batch = dist.global_batch(tc.batch, d)
+    if compute.workers:
+        loader = iter(torch.utils.data.DataLoader(
+            _Batches(train_data, tasks, start, tc, global_batch, channel, d), batch_size=None,
+            num_workers=compute.workers, worker_init_fn=_worker_init, collate_fn=_as_is,
+            persistent_workers=False, prefetch_factor=2))
     model.train()
-    bar = scaffold.progress(tc.steps, initial=start, desc="mllm")
+    bar = scaffold.progress(tc.steps, initial=start, desc="mllm", enabled=d.main)
     running: dict[str, float] = {}
     metrics, wall_s = None, None
     seg_t0, seg_start = time.time(), start  # training throughput between validations (validation not counted)
     for step in range(start, tc.steps):
-        task = tasks[step % len(tasks)]
-        n = train_data.counts()[task]
-        if task == "vqa" and tc.balance_families:
-            idx = train_data.family_balanced(tc.batch, gen)
+        if compute.workers:
+            at, task, rows = next(loader)
+            assert at == step, (at, step)
         else:
-            idx = torch.randint(n, (tc.batch,), generator=gen).tolist()
-        snr = torch.empty(tc.batch).uniform_(*tc.snr_db, generator=gen)
-        packed = seq.pack(model, train_data.examples(task, idx, snr, channel, gen, tc.drop_caption))
+            task = tasks[step % len(tasks)]
+            rows = dist.part(draw_batch(train_data, task, global_batch, tc, gen, channel), d)
         with autocast:
-            losses = loss_of(model, packed, tc.diffusion_repeats, dgen)
+            losses = step_module(rows, dgen)
         scaffold.set_lr(opt, lr_at(step, tc))
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        for k, v in losses.items():
+        values = dist.mean_over_ranks(losses, d) if d.on else {k: v.item() for k, v in losses.items()}
+        for k, v in values.items():
             key = f"{task}_{k}"
-            v = v.item()
             running[key] = 0.9 * running.get(key, v) + 0.1 * v
         bar.update(1)
         bar.set_postfix({k: f"{v:.3f}" for k, v in running.items() if k.endswith("_loss")})
+        if d.main and tc.log_every and (step + 1) % tc.log_every == 0:
+            log.write({"step": step + 1, "task": task, **{k: round(v, 7) for k, v in values.items()}})
         if (step + 1) % tc.val_every == 0 or step + 1 == tc.steps:
             steps_per_s = (step + 1 - seg_start) / max(time.time() - seg_t0, 1e-9)
-            metrics = validate(model, val_data, tc, channel)
-            row = {"step": step + 1, "time_s": time.time() - t0, **{k: round(v, 4) for k, v in running.items()},
-                   "steps_per_s": round(steps_per_s, 4), **metrics}
-            log.write(row)
-            bar.write(json.dumps(row))
-            scaffold.save_state(state_path, model, opt, step + 1)
+            if sharded:  # every rank takes part in gathering the shards; rank 0 validates the whole copy
+                model_state, opt_state = dist.gather_full(model, opt)
+            if d.main:
+                if sharded:
+                    replica.load_state_dict(model_state)
+                    metrics = validate(replica, val_data, tc, channel)
+                    scaffold.save_state_dicts(state_path, model_state, opt_state, step + 1)
+                else:
+                    metrics = validate(model, val_data, tc, channel)
+                    scaffold.save_state(state_path, model, opt, step + 1)
+                row = {"step": step + 1, "time_s": time.time() - t0,
+                       **{k: round(v, 4) for k, v in running.items()}, "steps_per_s": round(steps_per_s, 4),
+                       **({"processes": d.world} if d.on else {}), **metrics}
+                log.write(row)
+                bar.write(json.dumps(row))
+            dist.barrier(d)
             model.train()
             seg_t0, seg_start = time.time(), step + 1
     bar.close()
+    if not d.main:
+        dist.finish(d)
+        return {}
     log.close()
     if metrics is None:  # resumed a run that had already finished: its last validation is in the log
         last = json.loads(log_path.read_text().splitlines()[-1])
         metrics, wall_s = {k: v for k, v in last.items() if k.startswith("val_")}, last["time_s"]
     from unitocom.data.make import dataset_checksum
-    meta = {"command": command, "train_config": dataclasses.asdict(tc), "preset": preset, "objective": objective,
+    final = replica if sharded else model
+    if sharded and replica is not None and start >= tc.steps:  # nothing trained here: the state is the result
+        replica.load_state_dict(scaffold.read_state(found)[1])
+    train_config = dataclasses.asdict(tc)
+    meta = {"command": command, "train_config": train_config, "preset": preset, "objective": objective,
             "image_tokens": int(image_link.spec.tokens),
             "links": {k: Path(v).name for k, v in link_paths.items()}, "seed": tc.seed,
-            "data_checksum": dataset_checksum(data_dir), "parameters": sum(p.numel() for p in model.parameters()),
+            "data_checksum": dataset_checksum(data_dir), "parameters": sum(p.numel() for p in final.parameters()),
             "wall_s": round(wall_s if wall_s is not None else time.time() - t0, 1), "validation": metrics}
-    save_mllm(model.cpu(), train_data.image_std, ckpt, meta)
+    if d.on:
+        meta["processes"] = d.world
+    if tc.init_backbone:
+        import shutil
+        shutil.copyfile(link_paths["bpe"], out / TOKENIZER_FILE)
+        meta["text_tokenizer"] = {"file": TOKENIZER_FILE, "base": vocab.base, "bare": True}
+        meta["backbone"] = str(Path(tc.init_backbone).resolve())
+    save_mllm(final.cpu(), train_data.image_std, ckpt, meta)
+    dist.finish(d)
     return meta
+
+
+TOKENIZER_FILE = "mllm.tokenizer.json"  # an MLLM on a backbone's vocabulary: its tokenizer, beside it
+
+
+def shard(step_module: Objective, model: MLLM, compute: config.TrainCompute) -> torch.nn.Module:
+    """FSDP2 (`fully_shard`) over the ranks: each decoder layer its own unit (gathered for its forward and
+    backward, then freed), the rest (embedding, LM head, projections, diffusion head) the root's. On CUDA with
+    bf16 the gathered parameters are bf16, gradients reduced in fp32. Runs on the CPU with gloo too (tested in
+    miniature; torch 2.13)."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    kw = {}
+    if compute.autocast_bf16:
+        kw["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    for layer in model.backbone.layers:
+        fully_shard(layer, **kw)
+    return fully_shard(step_module, **kw)
 
 
 @torch.no_grad()

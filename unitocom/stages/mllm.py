@@ -92,7 +92,14 @@ def assistant(scheme: Scheme, cfg: Config, resilient: bool = False) -> Assistant
                 raise RequestError("task", f"the base-station MLLM {path} was trained on {', '.join(wrong)}",
                                    code="failed_precondition")
             model = model.to(cfg.device, torch.bfloat16 if cfg.device.startswith("cuda") else torch.float32)
-            image, audio, frontend, vocab, _ = load_links(cfg, None, objective)
+            # an MLLM trained on a backbone's vocabulary (--init-backbone) reads text with that tokenizer, kept
+            # beside it as <checkpoint>.tokenizer.json
+            own = meta.get("text_tokenizer")
+            links = {"bpe": str(Path(path).with_suffix(".tokenizer.json"))} if own else None
+            image, audio, frontend, vocab, _ = load_links(cfg, links, objective)
+            if own:
+                from unitocom.mllm.sequences import Vocab
+                vocab = Vocab(vocab.bpe, base=own["base"], bare=own.get("bare", True))
             _cache[key] = Assistant(model, std, vocab, image, audio, frontend, meta)
         return _cache[key]
 

@@ -10,6 +10,7 @@ from unitocom.link.snr import snr_interval_arg
 
 def _tokenizer(args) -> int:
     from unitocom.data.layouts import require_data
+    from unitocom.train.dist import compute_from_args
     from unitocom.train.loop import TrainOptions, train
     require_data(args.data or f"data/{args.preset}")
     overrides = {k: getattr(args, k) for k in ("xi", "lam", "k_samples", "c_sigma", "obs_var", "uses_per_token",
@@ -20,7 +21,8 @@ def _tokenizer(args) -> int:
         channel=args.channel, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         preset=args.preset, data_dir=args.data, run_dir=args.run_dir, out=args.out, val_every=args.val_every,
         save_every=args.save_every, resume=not args.restart, threads=args.threads, snr_sampling=args.snr_sampling,
-        overrides=overrides, progress=not args.quiet, init=args.init, warmup=args.warmup, device=args.device)
+        overrides=overrides, progress=not args.quiet, init=args.init, warmup=args.warmup,
+        compute=compute_from_args(args))
     try:
         train(opts)
     except ValueError as e:  # an option the loop refuses; a missing file goes to the CLI's handler (exit 2)
@@ -53,7 +55,9 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--channel", choices=["awgn", "rayleigh", "mixed"], default="awgn",
                    help="training channel; mixed: each example over AWGN or Rayleigh block fading, half and half")
     t.add_argument("--steps", type=int, default=2000)
-    t.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
+    t.add_argument("--batch-size", type=int, default=None,
+                   help="examples per step per process (under torchrun the global batch is this times the number "
+                        "of processes); default: the preset's")
     t.add_argument("--lr", type=float, default=None, help="peak AdamW learning rate (default: the preset's)")
     t.add_argument("--warmup", type=int, default=None, help="linear warm-up steps (default: the preset's)")
     t.add_argument("--seed", type=int, default=0)
@@ -80,7 +84,8 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--restart", action="store_true", help="ignore a saved state in the run directory")
     t.add_argument("--threads", type=int, default=2, help="most torch CPU threads (drops to 1 while the machine is busy)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU (the checkpoint is the same format)")
+    from unitocom.train.dist import add_compute_flags
+    add_compute_flags(t, mllm=False)
     t.set_defaults(func=_tokenizer)
     from unitocom.metrics.cli import add_train_command as add_checker
     from unitocom.mllm.cli import add_train_command as add_mllm

@@ -25,7 +25,7 @@ from unitocom import config
 from unitocom.models import token_link
 from unitocom.models.channel_torch import TorchChannelSpec
 from unitocom.models.token_link import LinkSpec, TokenLink
-from unitocom.train import scaffold, validate
+from unitocom.train import dist, scaffold, validate
 from unitocom.train.provenance import file_sha256
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
@@ -59,7 +59,10 @@ class TrainOptions:
     init: str | None = None  # warm start from this checkpoint (name in checkpoints/ or a path)
     warmup: int | None = None  # warm-up steps (default: the preset's)
     progress: bool = True
-    device: str = "cpu"  # cuda: the model and its batches on the GPU (fp32, TF32 matmuls); data stays on the CPU
+    # where and how it computes (`config.TrainCompute`): device (cuda: the model and its batches on the GPU, fp32
+    # with TF32 matmuls; data stays on the CPU) and DataLoader workers; the MLLM-only fields are not used here
+    compute: config.TrainCompute = config.TrainCompute()
+    processes: int = 1  # torchrun's world size (set by `train`): the global batch is batch_size x processes
 
     @property
     def name(self) -> str:
@@ -85,12 +88,16 @@ class TrainOptions:
             parts.append(f"--init {self.init}")
         if self.warmup is not None:
             parts.append(f"--warmup {self.warmup}")
-        if self.device != "cpu":
-            parts.append(f"--device {self.device}")
+        if self.compute.device != "cpu":
+            parts.append(f"--device {'cuda' if self.compute.cuda else self.compute.device}")
+        if self.compute.workers:
+            parts.append(f"--workers {self.compute.workers}")
         if self.snr_sampling != "example":
             parts.append(f"--snr-sampling {self.snr_sampling}")
         for k, v in sorted(self.overrides.items()):
             parts.append(f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}")
+        if self.processes > 1:  # --batch-size is per process: the same global batch needs as many
+            parts[0] = f"torchrun --nproc_per_node {self.processes} -m unitocom.cli train tokenizer"
         return " ".join(parts)
 
 
@@ -187,10 +194,56 @@ def warm_start(model: TokenLink, src: TokenLink) -> str:
 
 # --- the run ----------------------------------------------------------------------------------------------------
 
+class _Batches(torch.utils.data.IterableDataset):
+    """DataLoader workers' batches (`TrainCompute.workers`): step k's global batch drawn from a generator seeded by
+    dist.step_seed(seed, k), this rank's part kept; worker w of W makes steps start + w, start + w + W, ..."""
+
+    def __init__(self, data, start: int, steps: int, seed: int, global_batch: int, d: dist.Dist):
+        self.data, self.start, self.steps, self.seed = data, start, steps, seed
+        self.global_batch, self.d = global_batch, d
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        w, n = (0, 1) if info is None else (info.id, info.num_workers)
+        for step in range(self.start + w, self.steps, n):
+            batch = self.data.sample(self.global_batch, torch.Generator().manual_seed(dist.step_seed(self.seed, step)))
+            yield step, {k: dist.part(v, self.d) for k, v in batch.items()}
+
+
+class _Loss(torch.nn.Module):
+    """TokenLink.loss as a forward(): what DDP wraps."""
+
+    def __init__(self, model: TokenLink):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args):
+        return self.model.loss(*args)
+
+
+def _as_is(item):
+    return item
+
+
+def _one_thread(_):
+    torch.set_num_threads(1)
+
+
 def train(opts: TrainOptions, log=print) -> dict:
-    """Run Algorithm 1 for `opts.steps` steps (resuming if a state exists); export; return the manifest entry."""
+    """Run Algorithm 1 for `opts.steps` steps (resuming if a state exists); export; return the manifest entry.
+
+    Under torchrun (`train.dist`, DDP): `--batch-size` per process; every rank draws the global batch's examples
+    and SNRs from the same generator and trains on its part; the latent and channel noise of a rank's part come
+    from the rank's own generator (seeded by seed, rank and start step), so a run on W processes follows one
+    process's with the global batch in distribution, not draw for draw (the MLLM's does, `mllm.train`). Rank 0
+    alone logs, validates and writes; the other ranks return {}."""
     from unitocom.data.make import dataset_checksum
 
+    d = dist.from_env()
+    opts.compute = opts.compute.resolved(d.local_rank if d.on else None)
+    opts.processes = d.world
+    if not d.main:
+        log = (lambda *a, **k: None)
     torch.set_num_threads(opts.threads)
     cfg = config.load(opts.preset)
     tcfg = cfg.preset.tokenizer
@@ -208,14 +261,17 @@ def train(opts: TrainOptions, log=print) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(opts.seed)
     gen = torch.Generator().manual_seed(opts.seed)
-    device = torch.device(opts.device)
+    device = torch.device(opts.compute.device)
+    dist.init(d, device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    # channel noise and latent draws come from a generator on the model's device (the same one on the CPU)
-    model_gen = gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(opts.seed)
+    # channel noise and latent draws come from a generator on the model's device (the same one on the CPU); under
+    # torchrun each rank's own, so that the ranks' parts see independent noise (`gen` stays the same on all)
+    model_gen = gen if device.type == "cpu" and not d.on else torch.Generator(device=device).manual_seed(opts.seed)
 
     t_data = time.perf_counter()
-    train_data, val_batch, data_fields = build_data(opts, cfg, data_dir, out.parent)
+    with dist.main_first(d):  # rank 0 learns and writes a text BPE the others then read
+        train_data, val_batch, data_fields = build_data(opts, cfg, data_dir, out.parent)
     log(f"data: {len(train_data)} training items from {data_dir} in {time.perf_counter() - t_data:.1f} s")
     spec = LinkSpec.from_config(cfg, opts.modality, opts.objective, opts.tokens, **{**data_fields, **opts.overrides})
     model = TokenLink(spec).to(device)
@@ -227,28 +283,45 @@ def train(opts: TrainOptions, log=print) -> dict:
         src = Path(opts.init) if opts.init.endswith(".safetensors") else out.parent / f"{opts.init}.safetensors"
         log(f"warm start from {src}: " + warm_start(model, token_link.load(src).to(device)))
     if opts.resume and state_path.exists():
-        step = load_state(state_path, model, opt, gen, model_gen)
-        log(f"resumed {state_path} at step {step}")
+        step = load_state(state_path, model, opt, gen, None if d.on else model_gen)
+        log(f"resumed {state_path} at step {step}" + (f" on {d.world} processes" if d.on else ""))
+    if d.on:
+        model_gen.manual_seed(opts.seed + 7919 * (d.rank + 1) + step)
+    step_module = dist.wrap_ddp(_Loss(model), d, device)
+    global_batch = dist.global_batch(batch_size, d)
+    if opts.compute.workers:
+        loader = iter(torch.utils.data.DataLoader(
+            _Batches(train_data, step, opts.steps, opts.seed, global_batch, d), batch_size=None,
+            num_workers=opts.compute.workers, worker_init_fn=_one_thread, collate_fn=_as_is))
     channel = TorchChannelSpec(model=opts.channel)
     log(f"{opts.name}: {params / 1e6:.3f} M parameters, {spec.channel_uses} channel uses per "
         f"{'token' if spec.modality == 'text' else ('image' if spec.modality == 'image' else 'audio chunk')}, "
         f"{opts.steps} steps of {batch_size}, SNR {opts.snr_db[0]:g}..{opts.snr_db[1]:g} dB over {opts.channel}")
     # a fresh run starts a fresh log; a resumed one drops what the interrupted run logged after its saved state
-    logf = scaffold.JsonlLog(run_dir / "log.jsonl", resume_step=step)
+    logf = scaffold.JsonlLog(run_dir / "log.jsonl", resume_step=step) if d.main else None
     a, b = opts.snr_db
     t0 = time.perf_counter()
     start_step = step
     model.train()
     threads = opts.threads
-    bar = scaffold.progress(opts.steps, initial=step, desc=opts.name, enabled=opts.progress)
+    bar = scaffold.progress(opts.steps, initial=step, desc=opts.name, enabled=opts.progress and d.main)
     while step < opts.steps:
         scaffold.set_lr(opt, lr_at(step, opts.steps, lr, tcfg.warmup_steps if opts.warmup is None else opts.warmup))
-        batch = train_data.sample(batch_size, gen)
-        n = batch["x"].shape[0]
+        if opts.compute.workers:
+            at, batch = next(loader)
+            assert at == step, (at, step)
+            n = global_batch
+        else:
+            batch = train_data.sample(global_batch, gen)
+            n = batch["x"].shape[0]
         u = torch.rand(n if opts.snr_sampling == "example" else 1, generator=gen).expand(n)
         snr = (a + (b - a) * u).to(device)
+        if d.on:
+            snr = dist.part(snr, d)
+            if not opts.compute.workers:
+                batch = {k: dist.part(v, d) for k, v in batch.items()}
         mask = batch.get("mask")
-        out_d = model.loss(batch["x"].to(device), snr, channel, model_gen, None if mask is None else mask.to(device))
+        out_d = step_module(batch["x"].to(device), snr, channel, model_gen, None if mask is None else mask.to(device))
         opt.zero_grad(set_to_none=True)
         out_d["loss"].backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -258,18 +331,25 @@ def train(opts: TrainOptions, log=print) -> dict:
         if step % 20 == 0:
             threads = adapt_threads(opts.threads, threads)
         if step % opts.log_every == 0 or step == opts.steps:
-            rec = {"step": step, "lr": opt.param_groups[0]["lr"], "grad_norm": float(gnorm), "threads": threads,
-                   "wall_s": round(time.perf_counter() - t0, 2), **{k: round(float(v.detach()), 5) for k, v in out_d.items()}}
-            logf.write(rec)
-            bar.set_postfix(loss=f"{rec['loss']:.4g}", kl=f"{rec['kl']:.3g}")
-        if step % opts.val_every == 0 or step == opts.steps:
+            values = dist.mean_over_ranks(out_d, d) if d.on else {k: float(v.detach()) for k, v in out_d.items()}
+            if d.main:
+                rec = {"step": step, "lr": opt.param_groups[0]["lr"], "grad_norm": float(gnorm), "threads": threads,
+                       "wall_s": round(time.perf_counter() - t0, 2), **{k: round(v, 5) for k, v in values.items()}}
+                logf.write(rec)
+                bar.set_postfix(loss=f"{rec['loss']:.4g}", kl=f"{rec['kl']:.3g}")
+        if d.main and (step % opts.val_every == 0 or step == opts.steps):
             val = {f"awgn@{s:g}dB": validate.figures(model, val_batch, s, TorchChannelSpec()) for s in (0, 10, 20)}
             logf.write({"step": step, "val": val})
-            bar.write(f"step {step}: " + "  ".join(f"{k} " + " ".join(f"{m}={v:.4g}" for m, v in d.items())
-                                                   for k, d in val.items()))
+            bar.write(f"step {step}: " + "  ".join(f"{k} " + " ".join(f"{m}={v:.4g}" for m, v in fig.items())
+                                                   for k, fig in val.items()))
         if step % opts.save_every == 0 or step == opts.steps:
-            save_state(state_path, model, opt, step, gen, model_gen)
+            if d.main:  # the whole model and optimizer (DDP keeps them equal on every rank) and the data generator
+                save_state(state_path, model, opt, step, gen, None if d.on else model_gen)
+            dist.barrier(d)
     bar.close()
+    if not d.main:
+        dist.finish(d)
+        return {}
     logf.close()
     wall = time.perf_counter() - t0
     model = model.cpu()
@@ -284,6 +364,7 @@ def train(opts: TrainOptions, log=print) -> dict:
                   "warmup": tcfg.warmup_steps if opts.warmup is None else opts.warmup, "snr_db": list(opts.snr_db),
                   "snr_sampling": opts.snr_sampling, "channel": opts.channel,
                   "wall_s_this_run": round(wall, 1), "steps_this_run": step - start_step,
+                  **({"processes": d.world, "global_batch": global_batch} if d.on else {}),
                   "machine": f"{platform.machine()}, torch {torch.__version__}, at most {opts.threads} threads"},
         "config": dataclasses.asdict(spec),
         "validation": {"split": "val", "count": int(val_batch["x"].shape[0]), "figures": final},
@@ -292,8 +373,9 @@ def train(opts: TrainOptions, log=print) -> dict:
     (run_dir / "summary.json").write_text(json.dumps(entry, indent=2) + "\n")
     update_manifest(Path(opts.manifest) if opts.manifest else out.parent / "manifest.json", entry)
     log(f"wrote {out} ({entry['bytes'] / 1e6:.2f} MB) after {wall / 60:.1f} min; validation:")
-    for k, d in final.items():
-        log(f"  {k:14s} " + "  ".join(f"{m}={v:.4g}" for m, v in d.items()))
+    for k, fig in final.items():
+        log(f"  {k:14s} " + "  ".join(f"{m}={v:.4g}" for m, v in fig.items()))
+    dist.finish(d)
     return entry
 
 

@@ -23,15 +23,17 @@ import torch
 
 
 def adamw(model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
-          split_decay: bool = False) -> torch.optim.AdamW:
+          split_decay: bool = False, fused: bool = False) -> torch.optim.AdamW:
     """AdamW over the model's parameters. split_decay: two groups, weight decay on tensors of 2 or more dimensions
-    only (biases, norm gains and other vectors are not shrunk)."""
+    only (biases, norm gains and other vectors are not shrunk). fused: the fused CUDA kernel (parameters on a GPU);
+    False leaves torch's default (the CPU runs' optimizer, unchanged)."""
+    extra = {"fused": True} if fused else {}
     if not split_decay:
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=betas)
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=betas, **extra)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=betas)
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=betas, **extra)
 
 
 def warmup_cosine(step: int, steps: int, lr: float, warmup: int, floor: float = 0.0) -> float:
@@ -63,10 +65,18 @@ def save_state(path: str | Path, model: torch.nn.Module, opt: torch.optim.Optimi
                generators: dict[str, torch.Generator] | None = None, meta: dict[str, str] | None = None) -> None:
     """Write the state atomically (a temporary file renamed over `path`: an interrupted save leaves the previous
     state whole). meta: extra header fields, strings."""
+    save_state_dicts(path, model.state_dict(), opt.state_dict()["state"], step, generators, meta)
+
+
+def save_state_dicts(path: str | Path, model_state: dict[str, torch.Tensor], opt_state: dict[int, dict], step: int,
+                     generators: dict[str, torch.Generator] | None = None, meta: dict[str, str] | None = None) -> None:
+    """`save_state` from the dicts themselves: a model's full state dict and the optimizer's per-parameter state
+    keyed by the parameter's index in `model.parameters()` (what a sharded run gathers on its rank 0, `train.dist`).
+    The file does not say how many processes wrote it: any number resumes it."""
     from safetensors.torch import save_file
     path = Path(path)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    for i, st in opt.state_dict()["state"].items():
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model_state.items()}
+    for i, st in opt_state.items():
         for k, v in st.items():
             tensors[f"opt.{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
     for name, g in (generators or {}).items():
@@ -93,22 +103,29 @@ def load_state(path: str | Path, model: torch.nn.Module, opt: torch.optim.Optimi
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         return int(state["step"])
-    from safetensors.torch import load_file
-    step = int(state_meta(path)["step"])
-    t = load_file(str(path))
-    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+    step, model_state, state, t = read_state(path)
+    model.load_state_dict(model_state)
     sd = opt.state_dict()
-    state: dict[int, dict] = {}
-    for key, v in t.items():
-        if key.startswith("opt."):
-            _, i, k = key.split(".", 2)
-            state.setdefault(int(i), {})[k] = v
     sd["state"] = state
     opt.load_state_dict(sd)
     for name, g in (generators or {}).items():
         if name in t:
             g.set_state(t[name])
     return step
+
+
+def read_state(path: str | Path) -> tuple[int, dict[str, torch.Tensor], dict[int, dict], dict[str, torch.Tensor]]:
+    """(step, the model's state dict, the optimizer's per-parameter state by index, every tensor of the file) of a
+    state `save_state` wrote: what `load_state` applies, for a loop that applies it itself (a sharded model)."""
+    from safetensors.torch import load_file
+    step = int(state_meta(path)["step"])
+    t = load_file(str(path))
+    state: dict[int, dict] = {}
+    for key, v in t.items():
+        if key.startswith("opt."):
+            _, i, k = key.split(".", 2)
+            state.setdefault(int(i), {})[k] = v
+    return step, {k[6:]: v for k, v in t.items() if k.startswith("model.")}, state, t
 
 
 def latest_state(*paths: str | Path) -> Path | None:
