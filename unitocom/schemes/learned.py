@@ -53,12 +53,13 @@ def checkpoint_dir() -> Path:
 def checkpoint_name(scheme: Scheme, modality: Modality, cfg: Config, tokens: int | None = None,
                     resilient: bool = False) -> str:
     """The checkpoint a scheme uses for a modality at the preset's token count (image S_v, audio S_a);
-    `resilient`: the image or audio link's resilient companion (`unitocom train resilient`; text has none)."""
+    `resilient`: the link's resilient companion (`unitocom train resilient`)."""
     obj, m = OBJECTIVE[scheme], modality.value
     if m == "text":
-        return preset_checkpoint(f"text-{obj}", cfg.preset.name)
-    s = tokens or (cfg.preset.image_tokens if m == "image" else cfg.preset.tokenizer.audio_tokens)
-    name = preset_checkpoint(f"{m}-{obj}-s{s}", cfg.preset.name)
+        name = preset_checkpoint(f"text-{obj}", cfg.preset.name)
+    else:
+        s = tokens or (cfg.preset.image_tokens if m == "image" else cfg.preset.tokenizer.audio_tokens)
+        name = preset_checkpoint(f"{m}-{obj}-s{s}", cfg.preset.name)
     return f"{name}-resilient" if resilient else name
 
 
@@ -409,8 +410,9 @@ def decode(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: fl
             # the tokens of lost packets (h_est 0 on all their symbols): the mask token on a resilient link
             lost = torch.from_numpy(lost_tokens(h_est, s.uses_per_token, erased).reshape(c, s.tokens))
             tokens = m.fill_lost(tokens, lost)
-        else:
-            tokens = symbols_to_tokens(m, z_hat[None], sinr[None])
+        else:  # text: the tokens of lost packets are the mask token on a resilient link, as for audio
+            lost = torch.from_numpy(lost_tokens(h_est, s.uses_per_token, erased))[None]
+            tokens = m.fill_lost(symbols_to_tokens(m, z_hat[None], sinr[None]), lost)
     with clock.stage("detokenize"):  # F_beta^-1
         if s.modality == "audio":
             samples = int(header.num_samples) or c * s.chunk_frames * s.hop
@@ -424,7 +426,7 @@ def decode(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: fl
             ids = m.detokenize(padded, batch["mask"]).argmax(-1)[batch["mask"]]
             out.text = decode_ids(bpe(m), ids.tolist())
     out.note = _note(header, m, len(y), erased)
-    if s.modality == "audio" and s.resilient and bool(lost.any()):
+    if s.resilient and bool(lost.any()):
         out.note += _mask_note(lost)
     return out
 
@@ -504,7 +506,8 @@ def _decode_group(m: TokenLink, jobs: list[StreamJob]) -> list[tuple[ModalityOut
         eq = [equalize(j.y, j.h_est, j.noise_var, j.erased, j.est_error_var) for j in jobs]
         lengths = [int(j.header.token_shape[0]) for j in jobs]
         flat = symbols_to_tokens(m, np.concatenate([z for z, _ in eq])[None], np.concatenate([q for _, q in eq])[None])
-        per_job = list(torch.split(flat[0], lengths))
+        lost = [torch.from_numpy(lost_tokens(j.h_est, s.uses_per_token, j.erased)) for j in jobs]
+        per_job = list(torch.split(m.fill_lost(flat, torch.cat(lost)[None])[0], lengths))
     t1 = time.perf_counter()
     outs = [ModalityOutput(modality=j.header.modality, channel_uses=len(j.y), erased=j.erased, decoded=True,
                            note=_note(j.header, m, len(j.y), j.erased)) for j in jobs]
@@ -528,9 +531,11 @@ def _decode_group(m: TokenLink, jobs: list[StreamJob]) -> list[tuple[ModalityOut
             r += g.shape[0]
         ids = m.detokenize(padded, mask).argmax(-1)
         r = 0
-        for o, g in zip(outs, segs):
+        for o, g, gone in zip(outs, segs, lost):
             o.text = decode_ids(bpe(m), ids[r: r + g.shape[0], : g.shape[1]][g].tolist())
             r += g.shape[0]
+            if s.resilient and bool(gone.any()):
+                o.note += _mask_note(gone)
     t2 = time.perf_counter()
     for j in jobs:
         j.clock.add("equalise", t1 - t0)

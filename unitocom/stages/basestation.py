@@ -67,8 +67,8 @@ def _packet_note(header: StreamHeader, lost: int, packets: int) -> str:
 
 
 def _resilient(header: StreamHeader) -> bool:
-    """A learned stream read with a mask token for its lost tokens (`TokenLink.fill_lost`: the image and audio
-    links' resilient companions)."""
+    """A learned stream read with a mask token for its lost tokens (`TokenLink.fill_lost`: the links' resilient
+    companions)."""
     if header.scheme not in (Scheme.UNITOCOM, Scheme.VAE):
         return False
     from unitocom.schemes import learned

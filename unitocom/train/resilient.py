@@ -7,12 +7,14 @@ F_alpha, the posterior, T and R are copied and frozen, so the tokens on the air 
 - the importance head, on the leave-one-out distortion: for a few images per step, how much worse the picture
   gets when each token alone is masked (its rank is what the budget uses).
 
-Image and audio links (an audio link's x is a standardised log-mel chunk; the budget is offered for images only,
-but the head trains alike). At the end: the quality on the validation split over Rayleigh at `eval_snr_db`
-(images: PSNR; audio: log-mel SNR, the chunk's variance over the error's, in dB) versus the fraction of tokens
-lost (i.i.d.) and versus a budget, for the base link (lost tokens read as R makes them from the zeros that
-arrive), the resilient one, and the budget's selection by importance against a random selection; in the
-manifest entry and `<run_dir>/summary.json`.
+Image, audio and text links (an audio link's x is a standardised log-mel chunk, a text link's x the BPE ids of a
+question, caption or transcript with its padding mask; the budget is offered for images only, but the head trains
+alike). A text de-tokenizer trained this way reads a question with lost words as a masked language model would:
+from the words around them. At the end: the quality on the validation split over Rayleigh at `eval_snr_db`
+(images: PSNR; audio: log-mel SNR, the chunk's variance over the error's, in dB; text: the fraction of ids decoded
+right, in %) versus the fraction of tokens lost (i.i.d.) and versus a budget, for the base link (lost tokens
+read as R makes them from the zeros that arrive), the resilient one, and the budget's selection by importance
+against a random selection; in the manifest entry and `<run_dir>/summary.json`.
 """
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ class ResilientOptions:
     out: str | None = None  # default: <checkpoints>/<base>-resilient.safetensors
     eval_snr_db: float = 10.0
     eval_count: int = 512
+    text_random_frac: float = 0.25  # text links: share of random id strings in a batch (`TextBatches`)
     threads: int = 1
     progress: bool = True
 
@@ -76,11 +79,11 @@ def from_base(base: TokenLink) -> TokenLink:
 
 
 def receive(m: TokenLink, mu: torch.Tensor, snr_db: torch.Tensor, channel: TorchChannelSpec,
-            lost: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+            lost: torch.Tensor, gen: torch.Generator, mask: torch.Tensor | None = None) -> torch.Tensor:
     """T, the channel, and R as the base station runs them when tokens are lost: their symbols arrive as zeros
     at the bottom of the SINR range (what the service's receiver sees for a lost packet), then `fill_lost`.
-    mu [B, S, d], lost [B, S] -> tokens [B, S, d]."""
-    z = m.modulate(mu, snr_db)
+    mu [B, S, d], lost [B, S] (text: mask [B, S], True on real tokens, power P over those) -> tokens [B, S, d]."""
+    z = m.modulate(mu, snr_db, mask)
     z_hat, sinr = transmit(z, snr_db, channel, gen)
     gone = lost.repeat_interleave(m.spec.uses_per_token, 1)
     z_hat = torch.where(gone, torch.zeros_like(z_hat), z_hat)
@@ -88,15 +91,28 @@ def receive(m: TokenLink, mu: torch.Tensor, snr_db: torch.Tensor, channel: Torch
     return m.fill_lost(m.demodulate(z_hat, sinr), lost)
 
 
-def leave_one_out(m: TokenLink, x: torch.Tensor, t_hat: torch.Tensor) -> torch.Tensor:
-    """How much the MSE of F_beta^-1's picture grows when each token alone is replaced by the mask token:
-    x [B, 3, H, W], received tokens [B, S, d] -> [B, S]."""
+def distortion(m: TokenLink, x: torch.Tensor, t_hat: torch.Tensor, mask: torch.Tensor | None = None
+               ) -> torch.Tensor:
+    """What the de-tokenizer is trained to lower, per example [B]: the MSE of the picture or log-mel chunk, or
+    for text the mean cross-entropy (nats) over the real ids."""
+    out = m.detokenize(t_hat, mask)
+    if mask is None:
+        return F.mse_loss(out, x, reduction="none").flatten(1).mean(1)
+    ce = F.cross_entropy(out.transpose(1, 2), x, reduction="none")
+    return (ce * mask).sum(1) / mask.sum(1).clamp_min(1)
+
+
+def leave_one_out(m: TokenLink, x: torch.Tensor, t_hat: torch.Tensor, mask: torch.Tensor | None = None
+                  ) -> torch.Tensor:
+    """How much `distortion` grows when each token alone is replaced by the mask token: x [B, ...], received
+    tokens [B, S, d] -> [B, S] (text padding: 0)."""
     b, s, _ = t_hat.shape
-    full = F.mse_loss(m.detokenize(t_hat), x, reduction="none").flatten(1).mean(1)
+    full = distortion(m, x, t_hat, mask)
     eye = torch.eye(s, dtype=torch.bool)
     masked = m.fill_lost(t_hat[:, None].expand(b, s, s, -1).reshape(b * s, s, -1), eye.repeat(b, 1))
-    per = F.mse_loss(m.detokenize(masked), x.repeat_interleave(s, 0), reduction="none").flatten(1).mean(1)
-    return per.view(b, s) - full[:, None]
+    rep = None if mask is None else mask.repeat_interleave(s, 0)
+    per = distortion(m, x.repeat_interleave(s, 0), masked, rep).view(b, s) - full[:, None]
+    return per if mask is None else per * mask
 
 
 def psnr_db(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
@@ -111,21 +127,41 @@ def mel_snr_db(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(x.flatten(1).var(1).clamp_min(1e-10) / err)
 
 
-def quality_db(m: TokenLink, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+def id_accuracy_pct(ids: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per text [B]: the share of its real ids that the de-tokenizer's logits [B, L, V] decode right, in %."""
+    right = (logits.argmax(-1) == ids) & mask
+    return 100.0 * right.sum(1) / mask.sum(1).clamp_min(1)
+
+
+def quality(m: TokenLink, x: torch.Tensor, x_hat: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per example [B], higher is better: PSNR (dB), log-mel SNR (dB) or ids right (%)."""
+    if m.spec.modality == "text":
+        return id_accuracy_pct(x, x_hat, mask)
     return psnr_db(x, x_hat) if m.spec.modality == "image" else mel_snr_db(x, x_hat)
 
 
-def batches(spec, data_dir: str, count: int):
-    """(training batches, a fixed validation batch x) for the link's modality, as it was trained."""
+QUALITY = {"image": "psnr_db", "audio": "mel_snr_db", "text": "id_accuracy_pct"}
+
+
+def batches(spec, data_dir: str, count: int, text_random_frac: float = 0.25):
+    """(training batches, a fixed validation batch {"x"[, "mask"]}) for the link's modality, as it was trained."""
     from unitocom.train.data import AudioBatches, ImageBatches
     if spec.modality == "image":
         train = ImageBatches(data_dir, "train", spec.image_size_px)
-        return train, ImageBatches(data_dir, "val", spec.image_size_px, limit=count).fixed(count)["x"]
+        return train, ImageBatches(data_dir, "val", spec.image_size_px, limit=count).fixed(count)
+    if spec.modality == "text":
+        from unitocom.models.text_tokenizer import load_bpe
+        from unitocom.schemes.learned import checkpoint_dir
+        from unitocom.train.data import TextBatches, text_corpus
+        bpe = load_bpe(checkpoint_dir() / spec.bpe)
+        train = TextBatches(text_corpus(data_dir, "train"), bpe, spec.tokens, random_frac=text_random_frac)
+        return train, TextBatches(text_corpus(data_dir, "val"), bpe, spec.tokens,
+                                  random_frac=text_random_frac).fixed(count)
     from unitocom.models.audio_tokenizer import MelFrontend
     fe = MelFrontend(spec.audio_rate_hz, spec.n_fft, spec.hop, spec.mels)
     stats = dict(db_mean=spec.db_mean, db_std=spec.db_std)  # the base link's standardisation
     train = AudioBatches(data_dir, "train", fe, spec.chunk_frames, **stats)
-    return train, AudioBatches(data_dir, "val", fe, spec.chunk_frames, limit=count, **stats).fixed(count)["x"]
+    return train, AudioBatches(data_dir, "val", fe, spec.chunk_frames, limit=count, **stats).fixed(count)
 
 
 def train(opts: ResilientOptions, log=print) -> dict:
@@ -139,16 +175,13 @@ def train(opts: ResilientOptions, log=print) -> dict:
     if not base_path.exists():
         raise FileNotFoundError(f"base link {base_path} is missing (train it with `unitocom train tokenizer`)")
     base = token_link.load(base_path)
-    if base.spec.modality not in ("image", "audio"):
-        raise ValueError(f"{opts.base} is a {base.spec.modality} link; resilient training is for image and audio "
-                         "links")
     name = resilient_name(opts.base)
     out = Path(opts.out or checkpoint_dir() / f"{name}.safetensors")
     run_dir = Path(opts.run_dir or f"runs/{name}")
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(opts.seed)
     gen = torch.Generator().manual_seed(opts.seed)
-    train_data, val = batches(base.spec, opts.data_dir, opts.eval_count)
+    train_data, val = batches(base.spec, opts.data_dir, opts.eval_count, opts.text_random_frac)
     model = from_base(base)
     model.eval()  # frozen parts keep their inference behaviour; the trained ones have no dropout or batch norm
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -168,20 +201,24 @@ def train(opts: ResilientOptions, log=print) -> dict:
     start = step
     while step < opts.steps:
         scaffold.set_lr(opt, scaffold.warmup_cosine(step, opts.steps, opts.lr, opts.warmup, floor=0.1))
-        x = train_data.sample(opts.batch_size, gen)["x"]
-        n = x.shape[0]
+        batch = train_data.sample(opts.batch_size, gen)
+        x, mask = batch["x"], batch.get("mask")  # mask: text only, True on real ids
+        n, s = x.shape[0], x.shape[1] if mask is not None else model.spec.tokens
         snr = a + (b - a) * torch.rand(n, generator=gen)
         with torch.no_grad():
-            mu, _ = model.tokenize(x)
-            feats = model.features(x)
+            feats = model.features(x, mask)
+            mu, _ = model.posterior(feats)
         scores = model.importance_head(feats)
         lost = rz.training_mask(n, s, gen, scores)
-        t_hat = receive(model, mu, snr, channel, lost, gen)
-        rec = F.mse_loss(model.detokenize(t_hat), x)
+        if mask is not None:
+            lost &= mask
+        t_hat = receive(model, mu, snr, channel, lost, gen, mask)
+        rec = distortion(model, x, t_hat, mask).mean()
         k = opts.loo_images
+        mk = None if mask is None else mask[:k]
         with torch.no_grad():
-            clean = receive(model, mu[:k], snr[:k], channel, torch.zeros(k, s, dtype=torch.bool), gen)
-            target = rz.standardize_rows(torch.log(leave_one_out(model, x[:k], clean).clamp_min(0) + 1e-5))
+            clean = receive(model, mu[:k], snr[:k], channel, torch.zeros(k, s, dtype=torch.bool), gen, mk)
+            target = rz.standardize_rows(torch.log(leave_one_out(model, x[:k], clean, mk).clamp_min(0) + 1e-5))
         imp = F.mse_loss(rz.standardize_rows(scores[:k]), target)
         loss = rec + 0.01 * imp  # the head's loss is on another scale; it shares no weights with the de-tokenizer
         opt.zero_grad(set_to_none=True)
@@ -191,11 +228,11 @@ def train(opts: ResilientOptions, log=print) -> dict:
         step += 1
         bar.update(1)
         if step % 10 == 0 or step == opts.steps:
-            rec_d = {"step": step, "lr": opt.param_groups[0]["lr"], "mse": round(rec.item(), 6),
+            rec_d = {"step": step, "lr": opt.param_groups[0]["lr"], "distortion": round(rec.item(), 6),
                      "importance_loss": round(imp.item(), 4), "lost_fraction": round(float(lost.float().mean()), 3),
                      "wall_s": round(time.perf_counter() - t0, 1)}
             logf.write(rec_d)
-            bar.set_postfix(mse=f"{rec_d['mse']:.4g}", imp=f"{rec_d['importance_loss']:.3f}")
+            bar.set_postfix(dist=f"{rec_d['distortion']:.4g}", imp=f"{rec_d['importance_loss']:.3f}")
         if step % 250 == 0 or step == opts.steps:
             scaffold.save_state(state_path, model, opt, step, {"rng": gen})
     bar.close()
@@ -210,10 +247,11 @@ def train(opts: ResilientOptions, log=print) -> dict:
              "dataset": {"dir": opts.data_dir, "checksum": dataset_checksum(opts.data_dir, use_manifest=True)},
              "train": {**{k: v for k, v in dataclasses.asdict(opts).items() if k in (
                  "steps", "batch_size", "lr", "warmup", "loo_images", "snr_db", "channel")},
+                 **({"text_random_frac": opts.text_random_frac} if model.spec.modality == "text" else {}),
                  "patterns": dict(rz.PATTERNS), "max_loss": rz.MAX_LOSS, "packet_sizes": list(rz.PACKET_SIZES),
                  "frozen": list(FROZEN), "wall_s_this_run": round(wall, 1), "steps_this_run": step - start},
              "config": dataclasses.asdict(model.spec),
-             "validation": {"split": "val", "count": int(val.shape[0]), **figures},
+             "validation": {"split": "val", "count": int(val["x"].shape[0]), **figures},
              "sha256": file_sha256(out), "bytes": out.stat().st_size}
     (run_dir / "summary.json").write_text(json.dumps(entry, indent=2) + "\n")
     update_manifest(out.parent / "manifest.json", entry)
@@ -223,34 +261,39 @@ def train(opts: ResilientOptions, log=print) -> dict:
 
 
 @torch.no_grad()
-def evaluate(base: TokenLink, model: TokenLink, x: torch.Tensor, snr_db: float, seed: int = 1234,
+def evaluate(base: TokenLink, model: TokenLink, val: dict, snr_db: float, seed: int = 1234,
              rates=(0.0, 0.125, 0.25, 0.375, 0.5), budgets=(0.25, 0.5, 0.75, 1.0)) -> dict:
-    """Mean quality (`quality_db`: PSNR or log-mel SNR) over x through Rayleigh at snr_db: versus the i.i.d.
-    token loss rate, base link and resilient link; versus the budget (fraction of tokens sent),
-    importance-selected, random and the first tokens."""
+    """Mean `quality` (PSNR, log-mel SNR or ids right) over val {"x"[, "mask"]} through Rayleigh at snr_db:
+    versus the i.i.d. token loss rate, base link and resilient link; versus the budget (fraction of tokens
+    sent), importance-selected, random and the first tokens."""
     channel = TorchChannelSpec(model="rayleigh")
-    n, s = x.shape[0], model.spec.tokens
+    x, mask = val["x"], val.get("mask")
+    n = x.shape[0]
+    s = x.shape[1] if mask is not None else model.spec.tokens
+    real = torch.ones(n, s, dtype=torch.bool) if mask is None else mask
     snr = torch.full((n,), float(snr_db))
-    mu, _ = model.tokenize(x)
+    mu, _ = model.tokenize(x, mask)
 
-    def psnr(m, lost, draw):
-        t = receive(m, mu, snr, channel, lost, torch.Generator().manual_seed(draw))
-        return round(float(quality_db(m, x, m.detokenize(t)).mean()), 3)
+    def score(m, lost, draw):
+        t = receive(m, mu, snr, channel, lost & real, torch.Generator().manual_seed(draw), mask)
+        return round(float(quality(m, x, m.detokenize(t, mask), mask).mean()), 3)
 
-    what = "psnr" if model.spec.modality == "image" else "mel_snr"
     out = {"eval_snr_db": snr_db, "channel": "rayleigh", "psnr_vs_token_loss": {}, "psnr_vs_budget": {},
-           "quality": f"{what}_db"}
+           "quality": QUALITY[model.spec.modality]}
     for r in rates:
         lost = rz.lost_iid(n, s, torch.full((n,), r), torch.Generator().manual_seed(seed + int(r * 1000)))
-        out["psnr_vs_token_loss"][f"{r:g}"] = {"base": psnr(base, lost, seed), "resilient": psnr(model, lost, seed)}
-    scores = model.importance(x)
+        out["psnr_vs_token_loss"][f"{r:g}"] = {"base": score(base, lost, seed), "resilient": score(model, lost, seed)}
+    scores = model.importance_head(model.features(x, mask)).masked_fill(~real, -torch.inf)
+    length = real.sum(1)
     for f in budgets:
-        k = torch.full((n,), max(1, math.ceil(f * s)))
+        k = torch.clamp(torch.ceil(f * length), min=1).long()
         by_imp = rz.keep_top(scores, k)
-        by_rand = rz.keep_top(torch.rand(n, s, generator=torch.Generator().manual_seed(seed)), k)
-        out["psnr_vs_budget"][f"{f:g}"] = {"importance": psnr(model, by_imp, seed),
-                                           "random": psnr(model, by_rand, seed),
-                                           "prefix": psnr(model, rz.keep_top(-torch.arange(s).float().expand(n, s), k), seed)}
+        by_rand = rz.keep_top(torch.rand(n, s, generator=torch.Generator().manual_seed(seed)).masked_fill(
+            ~real, -torch.inf), k)
+        first = rz.keep_top(-torch.arange(s).float().expand(n, s), k)
+        out["psnr_vs_budget"][f"{f:g}"] = {"importance": score(model, by_imp, seed),
+                                           "random": score(model, by_rand, seed),
+                                           "prefix": score(model, first, seed)}
     return out
 
 
@@ -260,13 +303,13 @@ def add_train_command(sub) -> None:
     d = ResilientOptions()
     p = sub.add_parser(
         "resilient", help="a link's resilient companion: mask token, dropout-trained de-tokenizer, importance head",
-        description="Train the resilient companion of an image link (issue 16): the link's F_alpha, T and R are "
+        description="Train the resilient companion of an image, audio or text link (issue 16): the link's F_alpha, T and R are "
                     "copied and frozen (the same tokens on the air), its de-tokenizer and a learned mask token are "
                     "trained on received tokens with random token/packet loss and budgets, and an importance head "
                     "learns which tokens matter (the budget sends those). Writes checkpoints/<base>-resilient."
                     "safetensors and its manifest entry; resumes from <run-dir>/state.safetensors.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--base", default=d.base, help="the frozen image or audio link (a checkpoint name)")
+    p.add_argument("--base", default=d.base, help="the frozen image, audio or text link (a checkpoint name)")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)

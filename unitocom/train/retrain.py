@@ -72,14 +72,14 @@ def plan(scale: str = "cpu") -> list[Step]:
                                           "--batch-size", str(n["mb"]), "--val-every", str(max(2, n["mllm"] // 4)),
                                           "--snr-db=-5:25"],
                           needs=(f"image-{obj}-s32", f"audio-{obj}-s32")))
-    # Issue 16: the image and audio links' resilient companions (their F_alpha, T, R frozen) and the MLLM fine-tuned with
-    # token dropout from mllm-sigma-genib.
-    rz = {"cpu": dict(link=3000, audio=1500, mllm=3000), "gpu": dict(link=2000, audio=1000, mllm=1500),
-          "smoke": dict(link=2, audio=2, mllm=2)}[scale]
-    for m in ("image", "audio"):
-        steps.append(Step(f"{m}-sigma-genib-s32-resilient", ["train", "resilient", "--base", f"{m}-sigma-genib-s32",
-                                                            "--steps", str(rz["link" if m == "image" else m])],
-                          needs=(f"{m}-sigma-genib-s32",)))
+    # Issue 16: the image, audio and text links' resilient companions (their F_alpha, T, R frozen) and the MLLM
+    # fine-tuned with token dropout from mllm-sigma-genib.
+    rz = {"cpu": dict(image=3000, audio=1500, text=3000, mllm=3000),
+          "gpu": dict(image=2000, audio=1000, text=2000, mllm=1500),
+          "smoke": dict(image=2, audio=2, text=2, mllm=2)}[scale]
+    for m, base in (("image", "image-sigma-genib-s32"), ("audio", "audio-sigma-genib-s32"), ("text", "text-sigma-genib")):
+        steps.append(Step(f"{base}-resilient", ["train", "resilient", "--base", base, "--steps", str(rz[m])],
+                          needs=(base,)))
     steps.append(Step("mllm-sigma-genib-resilient", ["train", "mllm", "--resilient", "--steps", str(rz["mllm"]),
                                                      "--lr", "1e-3", "--val-every", str(max(2, rz["mllm"] // 3))],
                       needs=("mllm-sigma-genib",)))
