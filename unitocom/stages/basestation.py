@@ -176,6 +176,9 @@ class BaseStationCore:
 
     def finish(self) -> Result:
         link = self.header.link
+        from unitocom.stages import multiuser
+        if multiuser.active(link):  # users sharing the channel (issue 17): per-user decoding and tasks
+            return multiuser.finish(self)
         result = Result(request_id=self.header.request_id, task=self.header.task, scheme=link.scheme,
                         snr_db=link.snr_db, channel=link.channel or Channel.AWGN)
         received: list[mllm.Received] = []

@@ -132,6 +132,8 @@ def validate_link(link: LinkSettings, cfg: Config) -> ChannelSpec:
     if link.packing == "aggregated" and link.variant != "resilient":
         raise RequestError("link.packing", "aggregated packing needs variant resilient: it is planned with the "
                                            "resilient link's importance head")
+    from unitocom.stages import multiuser  # users sharing the channel (issue 17)
+    multiuser.validate_link(link)
     if link.jpeg_quality and not 1 <= link.jpeg_quality <= 95:
         raise RequestError("link.jpeg_quality", f"must be in 1..95, got {link.jpeg_quality}")
     if link.code_rate and not (math.isfinite(link.code_rate) and 0.0 < link.code_rate < 1.0):
@@ -222,6 +224,8 @@ def validate(req: Request, cfg: Config) -> tuple[ChannelSpec, list[SourcePayload
     if req.link.scheme is None:
         raise RequestError("link.scheme", "is not set; expected one of traditional, unitocom, vae, semcom")
     payloads = decode_payloads(req, cfg)
+    from unitocom.stages import multiuser
+    multiuser.validate(req)
     allowed = TASK_INPUTS[req.task]
     for i, p in enumerate(payloads):
         if p.modality not in allowed:
