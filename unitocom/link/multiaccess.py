@@ -113,7 +113,7 @@ def _power(g: np.ndarray, n: int) -> np.ndarray:
     """|g|^2 over the first n channel uses of a frame (0 where the user is silent), float64 [n]."""
     out = np.zeros(n)
     m = min(n, len(g))
-    out[:m] = np.abs(np.asarray(g)[:m]) ** 2
+    out[:m] = np.abs(np.asarray(g, dtype=np.complex128)[:m]) ** 2  # as `sic` computes it: differences cancel
     return out
 
 
@@ -155,7 +155,6 @@ def sic(y: np.ndarray, gains: Sequence[np.ndarray], noise_var: float, decode: De
     order = cancellation_order(gains)
     sinrs = sinr_db(gains, noise_var, order)
     left = sum((_power(g, n) for g in gains), np.zeros(n))  # power of the users still in y, per channel use
-    cancelled = np.zeros(n)  # power of the users already cancelled (what an exact cancellation removed)
     steps: list[SicStep | None] = [None] * k_users
     for pos, k in enumerate(order):
         g = np.asarray(gains[k], dtype=np.complex128)
@@ -169,7 +168,6 @@ def sic(y: np.ndarray, gains: Sequence[np.ndarray], noise_var: float, decode: De
             raise ValueError(f"user {k}: the decoder re-modulated {x_hat.shape} symbols, expected ({n_k},)")
         y[:n_k] -= g * x_hat
         left[:n_k] -= g2
-        cancelled[:n_k] += g2
         # What y holds beyond the users still in it and the noise: the residual of every cancellation so far.
         residual = float(np.mean(np.abs(y[:n_k]) ** 2) - np.mean(left[:n_k]) - noise_var) if n_k else 0.0
         own = float(np.mean(g2)) if n_k else 1.0
