@@ -141,17 +141,18 @@ def table(fig: dict, source: str) -> str:
     out = [f"*Users sharing the channel: unitocom, reconstruct, Rayleigh {h.get('snr_db', 0):g} dB; 95 % bootstrap "
            "intervals over groups*", "",
            "| K | served | channel uses | each user's PSNR (dB), strongest share first | mean PSNR (dB) | "
-           f"tokens per use, offered | delivered (PSNR >= {h.get('psnr_target_db', 0):g} dB) | latency (s) |",
+           f"tokens per use, offered | delivered (PSNR >= {h.get('psnr_target_db', 0):g} dB) | latency (ms) |",
            "|---|---|---|---|---|---|---|---|"]
 
-    def c(d, digits):
-        return f"{d['value']:.{digits}f} [{d['ci_low']:.{digits}f}, {d['ci_high']:.{digits}f}]"
+    def c(d, digits, scale=1.0):
+        v, lo, hi = (scale * d[k] for k in ("value", "ci_low", "ci_high"))
+        return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
     for p in sorted(pts, key=lambda p: (p["users"], MODES.index(p["mode"]))):
         users = " / ".join(f"{u['psnr_db']:.1f}" + (f" (p={u['power']:.2f})" if p["mode"] == "superposed" else "")
                            for u in p["per_user"])
         out.append(f"| {p['users']} | {p['mode']} | {p['channel_uses']:.0f} | {users} | {c(p['psnr_db'], 1)} | "
                    f"{p['offered_tokens_per_use']:.3f} | {c(p['delivered_tokens_per_use'], 3)} | "
-                   f"{c(p['latency_s'], 2)} |")
+                   f"{c(p['latency_s'], 0, 1000.0)} |")
     commit = (h.get("git_commit") or "unknown")[:10] + (" (dirty tree)" if h.get("git_dirty") else "")
     ns = sorted({p["n_groups"] for p in pts})
     out += ["", f"n = {', '.join(map(str, ns))} groups of K users per point. From `{source}` (commit {commit}, "
