@@ -197,6 +197,11 @@ def finish(core) -> Result:
         y, h = np.concatenate(s.y), np.concatenate(s.h_est)
         if len(y) != s.header.num_symbols:
             raise RequestError("frames", f"stream {sid}: {len(y)} symbols received, header says {s.header.num_symbols}")
+        # what the channel reported must be numbers: SIC whitens by it, and a decoder would fail on it mid-request
+        if not (math.isfinite(s.noise_var) and s.noise_var >= 0):
+            raise RequestError("frame.csi.noise_var", f"stream {sid}: must be a finite number >= 0, got {s.noise_var}")
+        if not (np.isfinite(y).all() and np.isfinite(h).all()):
+            raise RequestError("frames", f"stream {sid}: received symbols and channel estimates must be finite")
         arrays[sid], noise[sid] = (y, h), s.noise_var
     by_user = user_signals([s.header for s in core.streams.values()])
     for i, s in enumerate(header.streams):
