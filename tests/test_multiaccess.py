@@ -235,3 +235,22 @@ def test_learned_audio_cannot_be_superposed_yet(tx):
     with pytest.raises(grpc.RpcError) as e:
         tx.send(req)
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED and "payloads[0]" in e.value.details()
+
+
+# --- the sweep's arithmetic --------------------------------------------------------------------------------------
+
+def test_the_sweep_summary_counts_delivered_tokens_per_channel_use_and_renders_its_table():
+    from unitocom import access_sweep
+    groups = [{"psnr_db": [30.0, 20.0], "power": [0.8, 0.2], "sinr_db": [6.0, 13.0], "residual_db": [-40.0, -20.0],
+               "channel_uses": 256, "latency_s": 0.03},
+              {"psnr_db": [28.0, 26.0], "power": [0.8, 0.2], "sinr_db": [5.0, 12.0], "residual_db": [-40.0, -20.0],
+               "channel_uses": 256, "latency_s": 0.05}]
+    row = access_sweep.summarise(2, "superposed", groups, psnr_target=25.0, seed=0)
+    assert row["offered_tokens_per_use"] == 64 / 256
+    assert row["delivered_tokens_per_use"]["value"] == pytest.approx((32 / 256 + 64 / 256) / 2)
+    assert row["psnr_db"]["value"] == pytest.approx(26.0)
+    assert row["per_user"][1]["psnr_db"] == pytest.approx(23.0) and row["per_user"][0]["power"] == 0.8
+    for key in ("psnr_db", "delivered_tokens_per_use", "latency_s"):
+        assert row[key]["ci_low"] <= row[key]["value"] <= row[key]["ci_high"]
+    text = access_sweep.table({"header": {"snr_db": 20.0, "psnr_target_db": 25.0}, "points": [row]}, "x.json")
+    assert "| 2 | superposed | 256 | 29.0 (p=0.80) / 23.0 (p=0.20) | 26.0 [" in text
