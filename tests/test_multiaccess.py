@@ -254,3 +254,23 @@ def test_the_sweep_summary_counts_delivered_tokens_per_channel_use_and_renders_i
         assert row[key]["ci_low"] <= row[key]["value"] <= row[key]["ci_high"]
     text = access_sweep.table({"header": {"snr_db": 20.0, "psnr_target_db": 25.0}, "points": [row]}, "x.json")
     assert "| 2 | superposed | 256 | 29.0 (p=0.80) / 23.0 (p=0.20) | 26.0 [" in text
+
+
+def test_the_channel_bounds_what_it_holds_for_superposition(services):
+    """The channel keeps a superposed request's streams until all have arrived: a header announcing more symbols
+    than its limit is refused before any is held."""
+    from unitocom import config, wire
+    from unitocom.stages import transmitter
+    from unitocom.stages.request import from_wire
+    from unitocom.v1 import unitocom_pb2 as pb
+    from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
+    cfg, _ = services
+    req = client.build_users_request([{"text": "a"}, {"text": "b"}], access="superposed", snr_db=20.0)
+    prep = transmitter.prepare(from_wire(req), config.load("tiny"))
+    header = wire.to_pb(prep.header)
+    header.streams[1].num_symbols = 2**40
+    with grpc.insecure_channel(cfg.address("channel").grpc) as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            pb_grpc.ChannelStub(ch).Forward(iter([pb.Uplink(header=header)]), timeout=30)
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e.value.details()
+    assert e.value.details().startswith("header.streams:") and "limit" in e.value.details()

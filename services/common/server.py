@@ -32,6 +32,7 @@ _GRPC_CODES = {
     "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
     "unimplemented": grpc.StatusCode.UNIMPLEMENTED,
     "failed_precondition": grpc.StatusCode.FAILED_PRECONDITION,
+    "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 

@@ -31,8 +31,9 @@ from unitocom.link.channel import FadingChannel
 from unitocom.messages import (Csi, LinkSettings, Modality, ModalityOutput, Request, RequestHeader, Result,
                                StreamHeader, SymbolFrame, UserResult)
 from unitocom.options import Channel, Scheme, Task
-from unitocom.stages.access import ORTHOGONAL, SUPERPOSED, active, powers, superposed, user_count
-from unitocom.stages.request import RequestError
+# `active` and `superposed` are also what the hops ask (`multiuser.superposed(link)`)
+from unitocom.stages.access import ORTHOGONAL, SUPERPOSED, active, powers, superposed, user_count  # noqa: F401
+from unitocom.stages.request import RequestError, validate_link
 from unitocom.timing import Clock
 
 # --- transmitter -----------------------------------------------------------------------------------------------
@@ -68,8 +69,7 @@ class SuperposedChannel:
     each with the received signal over that stream's channel uses and its own gains as CSI."""
 
     def __init__(self, link: LinkSettings, streams: list[StreamHeader], cfg: Config):
-        from unitocom.stages.request import validate_link as validate_request_link
-        self.spec = validate_request_link(link, cfg)
+        self.spec = validate_link(link, cfg)
         if not streams:
             raise RequestError("header.streams", "a superposed request needs its streams described in the header")
         k = user_count(link)
@@ -81,6 +81,10 @@ class SuperposedChannel:
         self.headers = {s.stream_id: s for s in streams}
         if len(self.headers) != len(streams):
             raise RequestError("header.streams", "stream ids must be unique")
+        total = sum(int(s.num_symbols) for s in streams)
+        if total > cfg.limits.max_superposed_symbols:  # held until every stream has arrived: bounded
+            raise RequestError("header.streams", f"{total} symbols to hold for superposition exceed the channel's "
+                               f"limit of {cfg.limits.max_superposed_symbols}", code="resource_exhausted")
         self.parts: dict[int, list[np.ndarray]] = {sid: [] for sid in self.headers}
         self.counts = {sid: 0 for sid in self.headers}
         self.noise_var = noise_variance(link.snr_db)
@@ -128,7 +132,7 @@ class SuperposedChannel:
             self.symbols = sum(len(x) for x in signals)
         for s, start, h in places:
             ys = y[start:start + int(s.num_symbols)]
-            for seq, last, (chunk, hc) in _frames2(ys, h, frame_symbols):
+            for seq, last, (chunk, hc) in _frames_with_gains(ys, h, frame_symbols):
                 hv, runs = wire.runs_encode(hc)
                 csi = Csi(h=hv, h_runs=runs, h_est=hv, h_est_runs=runs, noise_var=self.noise_var,
                           snr_db=self.link.snr_db)
@@ -140,7 +144,8 @@ class SuperposedChannel:
         return 0, 0  # superposed access refuses packet losses
 
 
-def _frames2(y: np.ndarray, h: np.ndarray, frame_symbols: int):
+def _frames_with_gains(y: np.ndarray, h: np.ndarray, frame_symbols: int):
+    """wire.frames of the received symbols and of their gains, side by side."""
     for (seq, last, chunk), (_, _, hc) in zip(wire.frames(y, frame_symbols), wire.frames(h, frame_symbols)):
         yield seq, last, (chunk, hc)
 
