@@ -202,6 +202,13 @@ def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
             if text is not None:
                 readme = _write(readme, f"{fig_name}:paired", text, notes, f"paired table of results/{fig_name}.json")
             continue
+        if fmt.startswith("unitocom-results/multiaccess/"):  # `unitocom access-sweep` (issue 17)
+            if str(ROOT) not in sys.path:  # run as a script: this checkout's library, not another installed one
+                sys.path.insert(0, str(ROOT))
+            from unitocom.access_sweep import table
+            readme = _write(readme, fig_name, table(fig, f"results/{fig_name}.json"), notes,
+                            f"table of results/{fig_name}.json")
+            continue
         if fig_name != "fig2" and not fmt.startswith("unitocom-results/fig2/"):
             notes.append(f"results/{fig_name}.json: no table writer for it here; left alone")
             continue

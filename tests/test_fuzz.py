@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import scene_png
 from unitocom import client, config, wire
-from unitocom.stages import transmitter
+from unitocom.stages import multiuser, transmitter
 from unitocom.stages.channel import ChannelCore
 from unitocom.stages.request import from_wire
 from unitocom.v1 import unitocom_pb2 as pb
@@ -62,6 +62,9 @@ def _png() -> bytes:
 blobs = st.one_of(st.binary(max_size=256), st.just(b""), st.builds(_png))
 
 
+ACCESS = ["", "", "orthogonal", "superposed"]  # users sharing the channel: mostly one user
+
+
 @st.composite
 def links(draw) -> pb.LinkSettings:
     return pb.LinkSettings(
@@ -73,14 +76,16 @@ def links(draw) -> pb.LinkSettings:
         modulation=draw(mostly(st.sampled_from(["", "bpsk", "qpsk", "qam16", "qam64"]), names)),
         packet_loss=draw(mostly(st.sampled_from([0.0, 0.0, 0.3, 1.0]), doubles)),
         packet_burst=draw(mostly(st.sampled_from([0.0, 4.0]), doubles)),
-        tokens_per_packet=draw(mostly(st.integers(0, 16), u32)))
+        tokens_per_packet=draw(mostly(st.integers(0, 16), u32)),
+        users=draw(mostly(st.integers(0, 4), u32)), access=draw(mostly(st.sampled_from(ACCESS), names)),
+        user_powers=draw(mostly(st.sampled_from([[], [0.8, 0.2], [0.5, 0.3, 0.2]]), st.lists(doubles, max_size=5))))
 
 
 @st.composite
 def payloads(draw) -> pb.Payload:
     kind = draw(st.sampled_from(["text", "image", "audio", "none"]))
     valid = {"text": pb.TEXT, "image": pb.IMAGE, "audio": pb.AUDIO, "none": pb.MODALITY_UNSPECIFIED}[kind]
-    p = pb.Payload(modality=draw(mostly(st.just(valid), enum)))
+    p = pb.Payload(modality=draw(mostly(st.just(valid), enum)), user=draw(mostly(st.just(0), u32)))
     if kind == "text":
         p.text = draw(st.text(max_size=64))
     elif kind != "none":
@@ -101,21 +106,36 @@ REQUEST_KINDS = {
     "vqa": dict(image=scene_png(32), text="what color is the cube?", task="vqa", scheme="unitocom", snr_db=10.0),
     "vqa_traditional": dict(image=scene_png(32), text="how many things?", task="vqa", scheme="traditional",
                             snr_db=5.0, channel="rayleigh", csi="estimated", pilots=2),
-    "semcom": dict(image=scene_png(32), text="how many things?", task="vqa", scheme="semcom", snr_db=5.0)}
+    "semcom": dict(image=scene_png(32), text="how many things?", task="vqa", scheme="semcom", snr_db=5.0),
+    # users sharing the channel (issue 17)
+    "users_superposed": dict(image=scene_png(32), task="reconstruct", scheme="unitocom", snr_db=20.0, users=2,
+                             access="superposed", channel="rayleigh"),
+    "users_superposed_traditional": dict(text="fuzz us", scheme="traditional", snr_db=30.0, users=2,
+                                         access="superposed", user_powers="0.9,0.1"),
+    "users_orthogonal": dict(image=scene_png(32), text="what color is the cube?", task="vqa", scheme="unitocom",
+                             snr_db=10.0, users=2, access="orthogonal")}
 WILD_LINK = {"scheme": enum, "snr_db": doubles, "channel": enum, "fading": enum, "seed": u64, "block_length": u32,
              "rician_k_db": doubles, "csi": enum, "pilots": u32, "erasure_prob": doubles, "jpeg_quality": u32,
              "code_rate": doubles, "modulation": names, "packet_loss": doubles, "packet_burst": doubles,
-             "tokens_per_packet": u32}
+             "tokens_per_packet": u32, "users": u32, "access": names,
+             "user_powers": st.lists(doubles, max_size=5)}
 
 
 @st.composite
 def mutated_requests(draw) -> pb.Request:
     """A real request with one thing wrong (or nothing: the baseline must be OK)."""
     r = client.build_request(**REQUEST_KINDS[draw(st.sampled_from(sorted(REQUEST_KINDS)))])
-    how = draw(st.sampled_from(["none", "link", "link", "link", "task", "modality", "content", "add", "drop"]))
+    how = draw(st.sampled_from(["none", "link", "link", "link", "task", "modality", "content", "add", "drop",
+                                "user"]))
     if how == "link":
         f = draw(st.sampled_from(sorted(WILD_LINK)))
-        setattr(r.link, f, draw(WILD_LINK[f]))
+        if f == "user_powers":  # a repeated field is not assigned
+            del r.link.user_powers[:]
+            r.link.user_powers.extend(draw(WILD_LINK[f]))
+        else:
+            setattr(r.link, f, draw(WILD_LINK[f]))
+    elif how == "user":
+        r.payloads[draw(st.integers(0, len(r.payloads) - 1))].user = draw(u32)
     elif how == "task":
         r.task = draw(enum)
     elif how == "modality":
@@ -148,7 +168,8 @@ def stream_headers(draw) -> pb.StreamHeader:
         source_codec=draw(names), channel_code=draw(names), code_rate=draw(doubles), modulation=draw(names),
         info_block_bits=draw(u32), payload_bytes=draw(u64), token_shape=draw(st.lists(i64, max_size=3)),
         tokenizer=draw(st.text(max_size=12)), preprocessing=draw(st.text(max_size=8)),
-        audio_rate_hz=draw(u32), num_samples=draw(u64))
+        audio_rate_hz=draw(u32), num_samples=draw(u64), user=draw(mostly(st.integers(0, 2), u32)),
+        power=draw(mostly(st.sampled_from([0.0, 1.0, 0.5]), doubles)))
 
 
 @st.composite
@@ -178,7 +199,16 @@ def _base(name: str, through_channel: bool) -> list[pb.Uplink]:
         request = from_wire(client.build_request(**REQUEST_KINDS[name]))
         prep = transmitter.prepare(request, cfg)
         msgs = [pb.Uplink.FromString(m.SerializeToString()) for m in wire.uplink(prep.header, prep.frames(256))]
-        if through_channel:
+        if through_channel and multiuser.superposed(request.link):  # the users added once all have arrived
+            core = multiuser.SuperposedChannel(request.link, [s.header for s in prep.streams], cfg)
+            for m in msgs[1:]:
+                core.collect(wire.frame_from_pb(m.frame))
+            msgs = msgs[:1]
+            for _, received in core.received(256):
+                up = pb.Uplink()
+                wire.fill_frame(up.frame, received)
+                msgs.append(up)
+        elif through_channel:
             core = ChannelCore(request.link, [s.header.stream_id for s in prep.streams], cfg)
             for m in msgs[1:]:
                 wire.fill_frame(m.frame, core.apply(wire.frame_from_pb(m.frame)))
@@ -189,7 +219,8 @@ def _base(name: str, through_channel: bool) -> list[pb.Uplink]:
 HEADER_FIELDS = {"packet_symbols": u32, "num_symbols": u64, "payload_bytes": u64, "code_rate": doubles, "info_block_bits": u32,
                  "audio_rate_hz": u32, "num_samples": u64, "stream_id": u32, "modality": enum, "scheme": enum,
                  "source_codec": names, "channel_code": names, "modulation": names,
-                 "tokenizer": st.text(max_size=12), "preprocessing": st.text(max_size=8)}
+                 "tokenizer": st.text(max_size=12), "preprocessing": st.text(max_size=8), "user": u32,
+                 "power": doubles}
 
 
 @st.composite

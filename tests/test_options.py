@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from services.gateway.app import HTTP_STATUS, create_app
 from unitocom import cli, client, options
 from unitocom.link.modulation import MODULATIONS
+from unitocom.link import multiaccess
 from unitocom.v1 import unitocom_pb2 as pb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +60,8 @@ def test_enum_values_are_the_proto_enum_names():
     assert options.BY_NAME["modulation"].choices == list(MODULATIONS)
     assert options.BY_NAME["variant"].choices == ["standard", "resilient"]
     assert options.BY_NAME["packing"].choices == ["sequential", "aggregated"]
-    assert set(options.ENUMS) == set(PROTO_ENUMS) | {"modulation", "variant", "packing"}
+    assert options.BY_NAME["access"].choices == list(multiaccess.ACCESS)  # a string on the wire, as these
+    assert set(options.ENUMS) == set(PROTO_ENUMS) | {"modulation", "variant", "packing", "access"}
     assert client.choices() == {**{o.name: o.choices for o in options.OPTIONS if o.enum},
                                 "modality": ["text", "image", "audio"]}
 
@@ -184,7 +186,8 @@ def test_build_request_puts_every_option_on_the_wire():
               "code_rate": 0.4, "seed": 9, "answer": "yes", "transcript": "one two", "packet_loss": 0.2,
               "packet_burst": 3.0, "tokens_per_packet": 8, "variant": "resilient", "token_budget": 12,
               "packing": "aggregated", "lossy_modalities": "image", "session_id": "kitchen-1",
-              "session_parts": "image,text", "session_partial": True, "session_wait_s": 12.5}
+              "session_parts": "image,text", "session_partial": True, "session_wait_s": 12.5,
+              "users": 2, "access": "superposed", "user_powers": "0.6, 0.4"}
     assert set(values) == set(NAMES) - {"timeout_s"}  # a new option must be added here too
     req = client.build_request(request_id="r1", **values)
     link = req.link
@@ -194,8 +197,11 @@ def test_build_request_puts_every_option_on_the_wire():
                  "code_rate", "seed", "packet_loss", "packet_burst", "tokens_per_packet", "variant", "token_budget",
                  "packing", "lossy_modalities"):
         assert getattr(link, name) == pytest.approx(values[name]), name
-    assert [p.WhichOneof("content") for p in req.payloads] == ["image", "audio", "text", "text"]
-    assert [p.text for p in req.payloads[2:]] == ["t", "q?"]
+    assert (link.users, link.access, list(link.user_powers)) == (2, "superposed", [0.6, 0.4])
+    # users=2: each device sends every payload given
+    assert [p.WhichOneof("content") for p in req.payloads] == ["image", "audio", "text", "text"] * 2
+    assert [p.user for p in req.payloads] == [0] * 4 + [1] * 4
+    assert [p.text for p in req.payloads[2:4]] == ["t", "q?"]
     assert (req.label.answer, req.label.transcript) == ("yes", "one two")
     assert (req.session.id, list(req.session.parts), req.session.partial, req.session.wait_s) == \
            ("kitchen-1", [pb.IMAGE, pb.TEXT], True, 12.5)

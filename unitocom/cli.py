@@ -379,6 +379,8 @@ def parser() -> argparse.ArgumentParser:
     fig3.add_subparser(sub)  # Fig. 3 at the task level: results/fig3.{json,csv,png}
     from unitocom import loss_sweep
     loss_sweep.add_subparser(sub)  # issue 16: packet loss and token budgets, results/{packet-loss,budget}.*
+    from unitocom import access_sweep
+    access_sweep.add_subparser(sub)  # issue 17: users sharing the channel, results/multiaccess.*
     return ap
 
 

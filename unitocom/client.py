@@ -26,14 +26,9 @@ def build_request(*, request_id: str = "", **options) -> pb.Request:
     if options.get("modulation") == "":  # the wire's "service default", as older callers spell it
         options["modulation"] = None
     v = opts.resolve(options, opts.REQUEST_OPTIONS, check_bounds=False)
-    payloads = []
-    if v["image"] is not None:
-        payloads.append(pb.Payload(modality=pb.IMAGE, image=v["image"]))
-    if v["audio"] is not None:
-        payloads.append(pb.Payload(modality=pb.AUDIO, audio=v["audio"]))
-    for t in (v["text"], v["question"]):
-        if t is not None:
-            payloads.append(pb.Payload(modality=pb.TEXT, text=t))
+    payloads = _payloads(v)
+    if v["users"] > 1:  # users sharing the channel: every device sends the payloads given
+        payloads = [_for_user(p, k) for k in range(v["users"]) for p in payloads]
     link = pb.LinkSettings(
         scheme=wire.enum_value(pb.Scheme, v["scheme"]), snr_db=v["snr_db"],
         channel=wire.enum_value(pb.ChannelModel, v["channel"]), fading=wire.enum_value(pb.Fading, v["fading"]),
@@ -43,6 +38,7 @@ def build_request(*, request_id: str = "", **options) -> pb.Request:
         packet_loss=v["packet_loss"], packet_burst=v["packet_burst"], tokens_per_packet=v["tokens_per_packet"],
         variant=v["variant"] or "", token_budget=v["token_budget"], packing=v["packing"] or "",
         lossy_modalities=v["lossy_modalities"],
+        users=v["users"], access=v["access"] or "", user_powers=parse_powers(v["user_powers"]),
     )
     req = pb.Request(request_id=request_id, task=wire.enum_value(pb.Task, v["task"]), payloads=payloads, link=link,
                      label=pb.Label(answer=v["answer"], transcript=v["transcript"]))
@@ -60,6 +56,63 @@ def session(session_id: str, parts: str = "", partial: bool = False, wait_s: flo
     names = [p.strip() for p in parts.split(",") if p.strip()]
     return pb.Session(id=session_id, parts=[wire.enum_value(pb.Modality, n) for n in names], partial=partial,
                       wait_s=wait_s)
+
+
+def _payloads(v: dict) -> list[pb.Payload]:
+    payloads = []
+    if v["image"] is not None:
+        payloads.append(pb.Payload(modality=pb.IMAGE, image=v["image"]))
+    if v["audio"] is not None:
+        payloads.append(pb.Payload(modality=pb.AUDIO, audio=v["audio"]))
+    for t in (v["text"], v["question"]):
+        if t is not None:
+            payloads.append(pb.Payload(modality=pb.TEXT, text=t))
+    return payloads
+
+
+def _for_user(payload: pb.Payload, user: int) -> pb.Payload:
+    p = pb.Payload()
+    p.CopyFrom(payload)
+    p.user = user
+    return p
+
+
+def parse_powers(text: str | list | tuple) -> list[float]:
+    """`user_powers` as the wire's list: "0.8,0.2" (the command line's and the gateway's) or a list of numbers.
+    ValueError for an entry that is no number; NaN, signs and sums are the services' to judge (they name the
+    entry)."""
+    if isinstance(text, (list, tuple)):
+        return [float(x) for x in text]
+    text = str(text).strip()
+    if not text:
+        return []
+    out = []
+    for i, part in enumerate(p.strip() for p in text.split(",")):
+        try:
+            out.append(float(part))
+        except ValueError:
+            raise ValueError(f"user_powers[{i}]: {part!r} is not a number; give a comma list such as 0.8,0.2") from None
+    return out
+
+
+def build_users_request(users: list[dict], *, request_id: str = "", **options) -> pb.Request:
+    """A request of K users sharing the channel, each with its own payloads: `users[k]` holds user k's payload
+    options (text, question, image, audio). The other options are build_request's (`users` is len(users);
+    `access`, `user_powers`, the link). A user given no payload is sent so; the services refuse it, naming it."""
+    if "users" in options:
+        raise TypeError("build_users_request: the number of users is len(users)")
+    req = build_request(request_id=request_id, users=len(users), **options)
+    del req.payloads[:]
+    names = set(opts.PAYLOADS)
+    for k, given in enumerate(users):
+        unknown = sorted(set(given) - names)
+        if unknown:
+            raise TypeError(f"users[{k}]: {unknown} are not payload options {sorted(names)}")
+        values = {n: given.get(n) for n in opts.PAYLOADS}
+        for p in _payloads({n: opts.BY_NAME[n].check(x) for n, x in values.items()}):
+            p.user = k
+            req.payloads.append(p)
+    return req
 
 
 def _signature() -> inspect.Signature:
@@ -93,7 +146,7 @@ def result_to_dict(result: pb.Result) -> dict:
             "modality": wire.enum_name(pb.Modality, o.modality), "decoded": o.decoded, "note": o.note,
             "text": o.text if o.modality == pb.TEXT else None, "channel_uses": o.channel_uses,
             "blocks": o.blocks, "block_errors": o.block_errors, "erased": o.erased,
-            "image_png_bytes": len(o.image_png), "audio_wav_bytes": len(o.audio_wav),
+            "image_png_bytes": len(o.image_png), "audio_wav_bytes": len(o.audio_wav), "user": o.user,
         })
     d = {
         "request_id": result.request_id,
@@ -106,6 +159,9 @@ def result_to_dict(result: pb.Result) -> dict:
         "channel_uses": result.channel_uses,
         "timings_s": timings,
         "quality": dict(result.quality),
+        "users": [{"user": u.user, "output": u.output_text, "quality": dict(u.quality),
+                   "channel_uses": u.channel_uses, "power": u.power, "sinr_db": u.sinr_db,
+                   "sic_order": u.sic_order, "residual_db": u.residual_db} for u in result.users],
     }
     if result.HasField("session"):
         d["session"] = session_to_dict(result.session)

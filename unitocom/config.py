@@ -232,6 +232,9 @@ class ServiceLimits:
     # default is its --batch-max flag.
     batch_max: int = 1
     batch_delay_ms: float = 5.0
+    # Users sharing the channel (issue 17): the channel holds every stream of a superposed request until all have
+    # arrived (it adds them in the same channel uses); this bounds what it holds, 2**24 symbols = 128 MiB.
+    max_superposed_symbols: int = 1 << 24
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,10 @@ class LinkSettings:
     token_budget: int = 0  # image tokens sent per picture, most important first (resilient; 0: all)
     packing: str = ""  # sequential | aggregated: which image tokens share a packet (resilient; "": sequential)
     lossy_modalities: str = ""  # comma list (image,text,audio) whose packets packet_loss hits ("": all)
+    # users sharing the channel (issue 17; `unitocom.link.multiaccess`)
+    users: int = 0  # K devices in one access group (0 or 1: one device)
+    access: str = ""  # orthogonal | superposed ("": orthogonal)
+    user_powers: list[float] = field(default_factory=list)  # superposed: shares of P, sum <= 1 (empty: default)
 
 
 @dataclass
@@ -68,6 +72,7 @@ class Payload:
     text: str | None = None
     image: bytes | None = None  # any format Pillow decodes (PNG, JPEG, ...)
     audio: bytes | None = None  # WAV or FLAC
+    user: int = 0  # users sharing the channel: the device that sends it
 
     @property
     def content(self) -> str | None:
@@ -122,6 +127,8 @@ class StreamHeader:
     # image tokens sent (budget, aggregated packing): grid positions in the order sent (empty: all, in grid order)
     sent_tokens: list[int] = field(default_factory=list)
     symbol_gain_db: float = 0.0  # scale that brought the sent tokens' symbols to power P (the receiver undoes it)
+    user: int = 0  # users sharing the channel: the device that sent it
+    power: float = 0.0  # its transmit power, share of P (symbols scaled by sqrt(power)); 0: P
 
 
 @dataclass
@@ -151,6 +158,21 @@ class ModalityOutput:
     blocks: int = 0  # channel-code blocks (traditional)
     block_errors: int = 0  # blocks whose CRC failed
     erased: bool = False
+    user: int = 0  # users sharing the channel: the device whose payload this is
+
+
+@dataclass
+class UserResult:
+    """One user of a request whose users share the channel (issue 17)."""
+
+    user: int = 0
+    output_text: str = ""
+    quality: dict[str, float] = field(default_factory=dict)
+    channel_uses: int = 0  # channel uses this user's signal occupied
+    power: float = 0.0  # transmit power, share of P
+    sinr_db: float = 0.0  # mean SINR its decoder was given
+    sic_order: int = 0  # superposed: place in the cancellation order (0: first)
+    residual_db: float = 0.0  # superposed: estimated power left after cancelling it, dB against its own
 
 
 @dataclass
@@ -206,6 +228,7 @@ class Result:
     # A session's answer (output_text, quality, generated outputs) is the same on every part's call; outputs and
     # channel_uses are this call's own streams (session.arrived lists every part).
     session: SessionReport | None = None
+    users: list[UserResult] = field(default_factory=list)  # users sharing the channel, in user order
 
 
 @dataclass

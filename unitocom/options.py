@@ -79,8 +79,16 @@ class Packing(StrEnum):
     AGGREGATED = "aggregated"  # important tokens and neighbours spread over packets (models.resilience.aggregate)
 
 
+class Access(StrEnum):
+    """How users sharing the channel use it (issue 17; `unitocom.link.multiaccess`)."""
+
+    ORTHOGONAL = "orthogonal"  # each user in its own resource block of one frame, at power P: no interference
+    SUPERPOSED = "superposed"  # every user in the same channel uses at its power share; SIC at the base station
+
+
 ENUMS: dict[str, type[StrEnum]] = {"task": Task, "scheme": Scheme, "channel": Channel, "fading": Fading,
-                                   "csi": Csi, "modulation": Modulation, "variant": Variant, "packing": Packing}
+                                   "csi": Csi, "modulation": Modulation, "variant": Variant, "packing": Packing,
+                                   "access": Access}
 
 UINT32_MAX = 2**32 - 1
 # The largest seed: the wire takes 64 bits, but JSON clients (JavaScript) hold integers exactly only up to 2**53 - 1.
@@ -242,6 +250,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("code_rate", float, 0.0, "LDPC / Turbo code rate (traditional; 0: the service default, 1/2)",
            finite=True, ge=0.0, lt=1.0, advanced=True),
     Option("seed", int, 0, "seed of the channel draws (reproducible runs)", ge=0, le=MAX_SEED),
+    # Users sharing the channel (issue 17). The front ends send the payloads given from each of the K devices
+    # (`client.build_request`); the SDK's `client.build_users_request` gives each user its own.
+    Option("users", int, 0, "K user devices transmitting in one access group, each sending the payloads given "
+           "with its own channel draw h_k (0 or 1: one device)", ge=0, le=8, advanced=True),
+    Option("access", Access, None, "how the users share the channel: orthogonal (each user alone in its own "
+           "resource block of one frame, at power P: sum_k N_k channel uses) or superposed (all users in the same "
+           "N channel uses at power shares p_k, y = sum_k h_k sqrt(p_k) z_k + n, successive interference "
+           "cancellation at the base station, strongest first); not given: orthogonal", advanced=True),
+    Option("user_powers", str, "", "superposed access: each user's transmit power as a share of the budget P, a "
+           "comma list of K numbers > 0 summing to at most 1, e.g. 0.8,0.2 (empty: 4^-k shares, 6 dB apart)",
+           advanced=True),
     # Ground truth the services score against.
     Option("answer", str, "", "ground-truth answer (vqa; scored by the services)", kind="label"),
     Option("transcript", str, "", "ground-truth transcript (asr; scored by the services)", kind="label"),

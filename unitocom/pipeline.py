@@ -8,6 +8,7 @@ from unitocom.config import Config
 from unitocom.messages import Request, Result
 from unitocom.stages import transmitter
 from unitocom.stages.basestation import BaseStationCore
+from unitocom.stages import multiuser
 from unitocom.stages.channel import ChannelCore, lossy_packets
 
 
@@ -20,12 +21,22 @@ def run(req: Request, cfg: Config) -> Result:
                         "(convert a protobuf one with unitocom.stages.request.from_wire)")
     prep = transmitter.prepare(req, cfg)
     header = prep.header
-    ch = ChannelCore(header.link, [s.stream_id for s in header.streams], cfg, lossy_packets(header.link, header.streams))
     bs = BaseStationCore(header, cfg)
-    for frame in prep.frames(cfg.limits.frame_symbols):
-        bs.add(ch.apply(frame))
+    if multiuser.superposed(header.link):  # users in the same channel uses: added once all have arrived
+        ch = multiuser.SuperposedChannel(header.link, header.streams, cfg)
+        for frame in prep.frames(cfg.limits.frame_symbols):
+            ch.collect(frame)
+        for _, received in ch.received(cfg.limits.frame_symbols):
+            bs.add(received)
+    else:
+        ch = ChannelCore(header.link, [s.stream_id for s in header.streams], cfg,
+                         lossy_packets(header.link, header.streams))
+        for frame in prep.frames(cfg.limits.frame_symbols):
+            bs.add(ch.apply(frame))
     result = bs.finish()
     ch.clock.report(result.timings)  # the channel's own time on eq. (2), as the channel service reports it
     result.quality.update(transmitter.finish(result.outputs, prep))
+    for u in result.users:
+        u.quality.update(prep.user_quality.get(u.user, {}))
     prep.clock.report(result.timings)
     return result

@@ -127,7 +127,8 @@ _PB_ENUM = {Scheme: pb.Scheme, Channel: pb.ChannelModel, Fading: pb.Fading, Csi:
 _PB_MESSAGE = {msg.Request: pb.Request, msg.Payload: pb.Payload, msg.LinkSettings: pb.LinkSettings,
                msg.Label: pb.Label, msg.StreamHeader: pb.StreamHeader, msg.ModalityOutput: pb.ModalityOutput,
                msg.RequestHeader: pb.RequestHeader, msg.StageTiming: pb.StageTiming, msg.Result: pb.Result,
-               msg.Session: pb.Session, msg.SessionPart: pb.SessionPart, msg.SessionReport: pb.SessionReport}
+               msg.Session: pb.Session, msg.SessionPart: pb.SessionPart, msg.SessionReport: pb.SessionReport,
+               msg.UserResult: pb.UserResult}
 _FROM_PB_MESSAGE = {v: k for k, v in _PB_MESSAGE.items()}
 # The dataclasses' enum fields, by name (each name has one enum type in every message).
 _ENUM_FIELDS = {"task": Task, "scheme": Scheme, "channel": Channel, "fading": Fading, "csi": Csi,

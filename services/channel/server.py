@@ -11,6 +11,7 @@ from services.common import security
 from services.common import server as common
 from services.common import uplink
 from unitocom import capture, config, wire
+from unitocom.stages import multiuser
 from unitocom.stages.channel import ChannelCore, lossy_packets
 from unitocom.stages.request import RequestError, from_wire
 from unitocom.v1 import unitocom_pb2 as pb
@@ -19,11 +20,31 @@ from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
 SERVICE = "channel"
 
 
-def _core(header: pb.RequestHeader, cfg: config.Config) -> ChannelCore:
-    """The request's ChannelCore, from its header's link settings and stream ids."""
+def _core(header: pb.RequestHeader, cfg: config.Config) -> ChannelCore | multiuser.SuperposedChannel:
+    """The request's ChannelCore, from its header's link settings and stream ids (users in the same channel uses:
+    a SuperposedChannel, which adds them once all have arrived)."""
     link = from_wire(header.link, "link")
     streams = [from_wire(s, f"header.streams[{i}]") for i, s in enumerate(header.streams)]
+    if multiuser.superposed(link):
+        return multiuser.SuperposedChannel(link, streams, cfg)
     return ChannelCore(link, [s.stream_id for s in streams], cfg, lossy_packets(link, streams))
+
+
+def _superposed(core: multiuser.SuperposedChannel, request_iterator, frame_symbols: int, rec):
+    """Superposed users: every transmitted frame gathered, then the received frames of every stream (Uplinks)."""
+    for msg in request_iterator:
+        frame = uplink.frame_of(msg)
+        core.check_stream(frame.stream_id)
+        try:
+            core.collect(wire.frame_from_pb(frame))
+        except wire.WireError as e:
+            raise RequestError("frame.symbols", str(e)) from None
+    for sent, received in core.received(frame_symbols):
+        if rec is not None:
+            rec.add(sent, received)
+        up = pb.Uplink()
+        wire.fill_frame(up.frame, received)
+        yield up
 
 
 def _apply(core: ChannelCore, message: pb.Uplink, out: pb.SymbolFrame, rec: capture.Recording | None) -> None:
@@ -55,6 +76,12 @@ class Channel(pb_grpc.ChannelServicer):
     def _frames(self, first: pb.Uplink, request_iterator, core: ChannelCore, state: dict, rec):
         """Corrupt frames as they stream by; a bad frame ends the stream and is reported by the caller."""
         yield first
+        if isinstance(core, multiuser.SuperposedChannel):
+            try:
+                yield from _superposed(core, request_iterator, self.cfg.limits.frame_symbols, rec)
+            except RequestError as e:
+                state["error"] = e
+            return
         for msg in request_iterator:
             up = pb.Uplink()
             try:
@@ -95,7 +122,9 @@ class Channel(pb_grpc.ChannelServicer):
             core = _core(first.header, self.cfg)
             rec = self._recording(first.header)
             yield first
-            for msg in request_iterator:
+            if isinstance(core, multiuser.SuperposedChannel):
+                yield from _superposed(core, request_iterator, self.cfg.limits.frame_symbols, rec)
+            for msg in request_iterator:  # (none left after the superposed users)
                 up = pb.Uplink()
                 _apply(core, msg, up.frame, rec)
                 yield up

@@ -33,7 +33,7 @@ _GRPC_CODES = {
     "unimplemented": grpc.StatusCode.UNIMPLEMENTED,
     "failed_precondition": grpc.StatusCode.FAILED_PRECONDITION,
     # a session's (unitocom.stages.session): its table full, its or the part's deadline passed, its caller gone,
-    # or its task failed in the call that ran it for every part
+    # or its task failed in the call that ran it for every part; a superposed group over the channel's memory cap
     "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "deadline_exceeded": grpc.StatusCode.DEADLINE_EXCEEDED,
     "cancelled": grpc.StatusCode.CANCELLED,

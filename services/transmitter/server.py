@@ -37,6 +37,8 @@ class Transmitter(pb_grpc.TransmitterServicer):
             except grpc.RpcError as e:
                 raise common.next_hop_error("channel", self.target, e) from None
             result.quality.update(transmitter.finish([wire.from_pb(o) for o in result.outputs], prep))
+            for u in result.users:  # users sharing the channel: each user's scores
+                u.quality.update(prep.user_quality.get(u.user, {}))
             prep.clock.report(result.timings)
             # the device holds the originals: quality is scored here; a session's one answer is counted once, by
             # the part whose call ran the task (every part's call gets the same answer)

@@ -200,6 +200,13 @@ class FadingChannel:
         h = np.repeat(hb.astype(np.complex64), counts)
         return h, (h if eb is hb or spec.csi == "perfect" else np.repeat(eb.astype(np.complex64), counts))
 
+    def gains(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The true and estimated gains, complex64 [n], of the stream's next n symbols, without noise: for a
+        channel that adds several streams' h z and draws one noise for them (`link.multiaccess.superpose`)."""
+        h, h_est = self._gains(int(n))
+        self._pos += int(n)
+        return h, h_est
+
     def __call__(self, z: np.ndarray, prefetch_next: bool = False) -> ChannelOutput:
         """z complex64 [N] (one frame of the stream) -> ChannelOutput with arrays of length N.
         prefetch_next: another frame of about this size follows; start drawing its noise now."""

@@ -310,6 +310,31 @@ def encode(stream_id: int, payload: SourcePayload, link: LinkSettings, cfg: Conf
 
 
 @torch.no_grad()
+def remodulate(header: StreamHeader, tokens: torch.Tensor, snr_db: float) -> np.ndarray:
+    """T applied again at the base station to the tokens R received (image [S, d], text [L, d]), at the nominal
+    SNR the transmitter gave T (the request's): the stream's symbols as its device would have sent those tokens,
+    what successive interference cancellation subtracts (`link.multiaccess.sic`). With one token space (the
+    consistency term) R's output is the sent token, so this is the sent signal up to R's token error: the
+    residual the cancellation leaves. Streams under a token budget or of audio are not re-modulated here
+    (superposed access refuses them, `stages.multiuser`)."""
+    m = model(header.tokenizer)
+    s = m.spec
+    t = tokens.detach().float()
+    if torch.isnan(t).any():  # a resilient reader's lost rows; superposed access has no lost tokens
+        t = torch.nan_to_num(t)
+    snr = torch.full((1,), float(snr_db))
+    if s.modality == "image":
+        return m.modulate(t[None], snr).numpy().astype(np.complex64)[0]
+    if s.modality == "text":
+        batch = _segments([0] * t.shape[0], s.tokens)
+        padded = torch.zeros(batch["mask"].shape + (s.token_dim,))
+        padded[batch["mask"]] = t
+        z = m.modulate(padded, snr.expand(padded.shape[0]), batch["mask"])
+        return z[batch["mask"].repeat_interleave(s.uses_per_token, 1)].numpy().astype(np.complex64)
+    raise ValueError(f"re-modulation of {s.modality} tokens is not built (superposed access takes image and text)")
+
+
+@torch.no_grad()
 def plan_tokens(m: TokenLink, imp: torch.Tensor, k: int, aggregated: bool, per_packet: int) -> tuple[torch.Tensor, str]:
     """Which image tokens to send and in what order: the k most important by the link's importance scores
     imp [S], in grid order or, aggregated, in packets planned by `resilience.aggregate` -> (positions [k], note)."""

@@ -19,7 +19,7 @@ from PIL import Image
 
 from unitocom import codecs
 from unitocom.config import Config
-from unitocom.link.digital import DigitalLink
+from unitocom.link.digital import DecodeResult, DigitalLink
 from unitocom.messages import LinkSettings, Modality, ModalityOutput, StreamHeader
 from unitocom.options import Scheme
 from unitocom.schemes.encoded import Encoded
@@ -115,6 +115,25 @@ def decode(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: fl
            block_decoder: Callable[[BlockJob], object] | None = None) -> ModalityOutput:
     """`block_decoder`: where the code blocks are decoded (the base station's batcher, `decode_blocks`); by
     default here, alone."""
+    return decode_bits(header, y, h_est, noise_var, erased, cfg, est_error_var, clock, block_decoder)[0]
+
+
+def remodulate(header: StreamHeader, decoded: DecodeResult, cfg: Config) -> np.ndarray:
+    """The stream's symbols as the transmitter made them from the decoded payload (`decode_bits`): what successive
+    interference cancellation subtracts (`link.multiaccess.sic`); exact when every block passed its CRC."""
+    return _link(header, cfg).encode(decoded.payload)
+
+
+def hard_bits(header: StreamHeader, symbols: np.ndarray, cfg: Config) -> np.ndarray:
+    """Hard decisions (nearest constellation point, Gray labels) of equalised symbols: the channel-level bits
+    before channel decoding, to count the raw BER against `remodulate`'s symbols."""
+    return _link(header, cfg).modulator.hard(symbols)
+
+
+def decode_bits(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: float, erased: bool,
+                cfg: Config, est_error_var: float = 0.0, clock: Clock = NOT_TIMED,
+                block_decoder: Callable[[BlockJob], object] | None = None) -> tuple[ModalityOutput, DecodeResult]:
+    """`decode`, with the channel decoder's result (the payload's bytes, best effort where blocks failed)."""
     out = ModalityOutput(modality=header.modality, channel_uses=len(y), erased=erased)
     codec = SOURCE_CODECS.get(header.modality)
     if header.source_codec != codec:  # a hand-made header: decoding it as another codec would answer nonsense
@@ -156,4 +175,4 @@ def decode(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: fl
     if not r.ok:
         notes.append(f"{header.source_codec} decoding failed: {r.error}")
     out.note = "; ".join(notes)
-    return out
+    return out, res

@@ -148,6 +148,10 @@ class BaseStationCore:
             raise RequestError("header.task", MISSING[Scheme.SEMCOM], code="unimplemented")
         self.table, self.expected = table, ()
         if header.session is not None:
+            from unitocom.stages import access
+            if access.active(header.link):
+                raise RequestError("header.session", "a session is assembled from single devices' parts; a request "
+                                   "of users sharing the channel cannot be one")
             if table is None:  # the in-process pipeline: one request, nobody to assemble it with
                 raise RequestError("header.session", "sessions are assembled by the base-station service; this "
                                    "base station keeps no session table", code="unimplemented")
@@ -278,6 +282,9 @@ class BaseStationCore:
 
     def finish(self) -> Result:
         """The request's Result: its streams decoded and its task run (a request without a session)."""
+        from unitocom.stages import multiuser
+        if multiuser.active(self.header.link):  # users sharing the channel (issue 17): per-user decoding and tasks
+            return multiuser.finish(self)
         decoded = self.decode()
         return self._result(decoded, run_task(self.header, decoded.received, self.cfg, self.clock, decoded.answer))
 

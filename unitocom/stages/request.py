@@ -21,6 +21,7 @@ from unitocom.config import Config, SessionLimits
 from unitocom.link.channel import ChannelSpec
 from unitocom.messages import LinkSettings, Modality, Request, Session
 from unitocom.options import Scheme, Task
+from unitocom.stages import access
 
 
 class RequestError(ValueError):
@@ -197,6 +198,7 @@ def validate_link(link: LinkSettings, cfg: Config) -> ChannelSpec:
     if link.packing == "aggregated" and link.variant != "resilient":
         raise RequestError("link.packing", "aggregated packing needs variant resilient: it is planned with the "
                                            "resilient link's importance head")
+    _access(access.validate_link, link)  # users sharing the channel (issue 17)
     if link.jpeg_quality and not 1 <= link.jpeg_quality <= 95:
         raise RequestError("link.jpeg_quality", f"must be in 1..95, got {link.jpeg_quality}")
     if link.code_rate and not (math.isfinite(link.code_rate) and 0.0 < link.code_rate < 1.0):
@@ -204,6 +206,13 @@ def validate_link(link: LinkSettings, cfg: Config) -> ChannelSpec:
     if link.modulation and link.modulation not in ("bpsk", "qpsk", "qam16", "qam64"):
         raise RequestError("link.modulation", f"unknown modulation {link.modulation!r}; expected bpsk|qpsk|qam16|qam64")
     return channel_spec(link, cfg)
+
+
+def _access(check, value) -> None:
+    try:
+        check(value)
+    except access.AccessError as e:
+        raise RequestError(e.field, e.reason, e.code) from None
 
 
 def _plain(message: str) -> str:
@@ -287,12 +296,16 @@ def validate(req: Request, cfg: Config) -> tuple[ChannelSpec, list[SourcePayload
     if req.link.scheme is None:
         raise RequestError("link.scheme", "is not set; expected one of traditional, unitocom, vae, semcom")
     payloads = decode_payloads(req, cfg)
+    _access(access.validate, req)
     allowed = TASK_INPUTS[req.task]
     for i, p in enumerate(payloads):
         if p.modality not in allowed:
             raise RequestError(f"payloads[{i}]", f"task {req.task.value} does not take "
                                f"{p.modality.value} input")
     if req.session is not None:
+        if access.active(req.link):  # one device per part, one group per request: the two do not compose (yet)
+            raise RequestError("session", "a session is assembled from single devices' parts; a request of users "
+                               "sharing the channel (users, access) cannot be one")
         validate_session(req.session, req.task, req.link.scheme, [p.modality for p in payloads], cfg.sessions)
     if (req.task, req.link.scheme) not in SUPPORTED:
         why = MISSING.get(req.link.scheme, "the base-station MLLM is not built yet (issue 6)")

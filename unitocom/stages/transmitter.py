@@ -34,6 +34,8 @@ class Prepared:
     payloads: list[SourcePayload]
     cfg: Config
     clock: Clock = field(default_factory=lambda: Clock(SERVICE))
+    users: list[int] = field(default_factory=list)  # users sharing the channel: payload i's user
+    user_quality: dict[int, dict[str, float]] = field(default_factory=dict)  # set by finish, per user
 
     def frames(self, frame_symbols: int) -> Iterator[SymbolFrame]:
         """Every stream's symbols in frames of at most `frame_symbols` (views, not copies); the uplink sends
@@ -55,6 +57,8 @@ def prepare(request: Request, cfg: Config) -> Prepared:
     streams = [scheme.encode(i, p, link, cfg, clock=clock, task=request.task) for i, p in enumerate(payloads)]
     for s in streams:
         s.header.packet_symbols = packet_symbols(s.header, link, cfg)
+    from unitocom.stages import multiuser
+    multiuser.assign(streams, request)  # users sharing the channel: each stream's user and power
     label = request.label
     if request.task == Task.T2I and not label.caption:
         # The device knows the caption it asked for: the base station scores the picture against it, not against
@@ -63,7 +67,8 @@ def prepare(request: Request, cfg: Config) -> Prepared:
     header = RequestHeader(request_id=request_id(request), task=request.task, link=request.link, label=label,
                            streams=[s.header for s in streams], transmitter_s=time.perf_counter() - t0,
                            session=request.session)
-    return Prepared(header, streams, payloads, cfg, clock)
+    return Prepared(header, streams, payloads, cfg, clock,
+                    users=[p.user for p in request.payloads] if multiuser.active(link) else [])
 
 
 def packet_symbols(header, link, cfg: Config) -> int:
@@ -91,7 +96,17 @@ def finish(outputs: list[ModalityOutput], prep: Prepared) -> dict[str, float]:
     if prep.header.task != Task.RECONSTRUCT:
         return {}
     with prep.clock.stage("score"):
-        return score(outputs, prep)
+        if not prep.users:
+            return score(outputs, prep)
+        # Users sharing the channel: each user's outputs against its own payloads (prep.user_quality), and the
+        # users' mean of each score as the request's.
+        for k in sorted(set(prep.users)):
+            mine = [i for i, u in enumerate(prep.users) if u == k]
+            sub = dataclasses.replace(prep, payloads=[prep.payloads[i] for i in mine],
+                                      streams=[prep.streams[i] for i in mine], users=[])
+            prep.user_quality[k] = score([o for o in outputs if o.user == k], sub)
+        keys = {key for q in prep.user_quality.values() for key in q}
+        return {key: float(np.mean([q[key] for q in prep.user_quality.values() if key in q])) for key in keys}
 
 
 def score(result_outputs: list[ModalityOutput], prep: Prepared) -> dict[str, float]:

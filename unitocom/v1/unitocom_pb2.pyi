@@ -103,19 +103,21 @@ class Tensor(_message.Message):
     def __init__(self, dtype: _Optional[_Union[DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., raw: _Optional[bytes] = ...) -> None: ...
 
 class Payload(_message.Message):
-    __slots__ = ("modality", "text", "image", "audio")
+    __slots__ = ("modality", "text", "image", "audio", "user")
     MODALITY_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
     modality: Modality
     text: str
     image: bytes
     audio: bytes
-    def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., text: _Optional[str] = ..., image: _Optional[bytes] = ..., audio: _Optional[bytes] = ...) -> None: ...
+    user: int
+    def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., text: _Optional[str] = ..., image: _Optional[bytes] = ..., audio: _Optional[bytes] = ..., user: _Optional[int] = ...) -> None: ...
 
 class LinkSettings(_message.Message):
-    __slots__ = ("scheme", "snr_db", "channel", "fading", "seed", "block_length", "rician_k_db", "csi", "pilots", "erasure_prob", "jpeg_quality", "code_rate", "modulation", "packet_loss", "packet_burst", "tokens_per_packet", "variant", "token_budget", "packing", "lossy_modalities")
+    __slots__ = ("scheme", "snr_db", "channel", "fading", "seed", "block_length", "rician_k_db", "csi", "pilots", "erasure_prob", "jpeg_quality", "code_rate", "modulation", "packet_loss", "packet_burst", "tokens_per_packet", "variant", "token_budget", "packing", "lossy_modalities", "users", "access", "user_powers")
     SCHEME_FIELD_NUMBER: _ClassVar[int]
     SNR_DB_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -136,6 +138,9 @@ class LinkSettings(_message.Message):
     TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
     PACKING_FIELD_NUMBER: _ClassVar[int]
     LOSSY_MODALITIES_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_FIELD_NUMBER: _ClassVar[int]
+    USER_POWERS_FIELD_NUMBER: _ClassVar[int]
     scheme: Scheme
     snr_db: float
     channel: ChannelModel
@@ -156,7 +161,10 @@ class LinkSettings(_message.Message):
     token_budget: int
     packing: str
     lossy_modalities: str
-    def __init__(self, scheme: _Optional[_Union[Scheme, str]] = ..., snr_db: _Optional[float] = ..., channel: _Optional[_Union[ChannelModel, str]] = ..., fading: _Optional[_Union[Fading, str]] = ..., seed: _Optional[int] = ..., block_length: _Optional[int] = ..., rician_k_db: _Optional[float] = ..., csi: _Optional[_Union[CsiMode, str]] = ..., pilots: _Optional[int] = ..., erasure_prob: _Optional[float] = ..., jpeg_quality: _Optional[int] = ..., code_rate: _Optional[float] = ..., modulation: _Optional[str] = ..., packet_loss: _Optional[float] = ..., packet_burst: _Optional[float] = ..., tokens_per_packet: _Optional[int] = ..., variant: _Optional[str] = ..., token_budget: _Optional[int] = ..., packing: _Optional[str] = ..., lossy_modalities: _Optional[str] = ...) -> None: ...
+    users: int
+    access: str
+    user_powers: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, scheme: _Optional[_Union[Scheme, str]] = ..., snr_db: _Optional[float] = ..., channel: _Optional[_Union[ChannelModel, str]] = ..., fading: _Optional[_Union[Fading, str]] = ..., seed: _Optional[int] = ..., block_length: _Optional[int] = ..., rician_k_db: _Optional[float] = ..., csi: _Optional[_Union[CsiMode, str]] = ..., pilots: _Optional[int] = ..., erasure_prob: _Optional[float] = ..., jpeg_quality: _Optional[int] = ..., code_rate: _Optional[float] = ..., modulation: _Optional[str] = ..., packet_loss: _Optional[float] = ..., packet_burst: _Optional[float] = ..., tokens_per_packet: _Optional[int] = ..., variant: _Optional[str] = ..., token_budget: _Optional[int] = ..., packing: _Optional[str] = ..., lossy_modalities: _Optional[str] = ..., users: _Optional[int] = ..., access: _Optional[str] = ..., user_powers: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Label(_message.Message):
     __slots__ = ("answer", "transcript", "caption")
@@ -197,7 +205,7 @@ class Request(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., payloads: _Optional[_Iterable[_Union[Payload, _Mapping]]] = ..., link: _Optional[_Union[LinkSettings, _Mapping]] = ..., label: _Optional[_Union[Label, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
 
 class StreamHeader(_message.Message):
-    __slots__ = ("stream_id", "modality", "scheme", "num_symbols", "source_codec", "channel_code", "code_rate", "modulation", "info_block_bits", "payload_bytes", "token_shape", "tokenizer", "preprocessing", "audio_rate_hz", "num_samples", "packet_symbols", "sent_tokens", "symbol_gain_db")
+    __slots__ = ("stream_id", "modality", "scheme", "num_symbols", "source_codec", "channel_code", "code_rate", "modulation", "info_block_bits", "payload_bytes", "token_shape", "tokenizer", "preprocessing", "audio_rate_hz", "num_samples", "packet_symbols", "sent_tokens", "symbol_gain_db", "user", "power")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
     SCHEME_FIELD_NUMBER: _ClassVar[int]
@@ -216,6 +224,8 @@ class StreamHeader(_message.Message):
     PACKET_SYMBOLS_FIELD_NUMBER: _ClassVar[int]
     SENT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_GAIN_DB_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    POWER_FIELD_NUMBER: _ClassVar[int]
     stream_id: int
     modality: Modality
     scheme: Scheme
@@ -234,7 +244,9 @@ class StreamHeader(_message.Message):
     packet_symbols: int
     sent_tokens: _containers.RepeatedScalarFieldContainer[int]
     symbol_gain_db: float
-    def __init__(self, stream_id: _Optional[int] = ..., modality: _Optional[_Union[Modality, str]] = ..., scheme: _Optional[_Union[Scheme, str]] = ..., num_symbols: _Optional[int] = ..., source_codec: _Optional[str] = ..., channel_code: _Optional[str] = ..., code_rate: _Optional[float] = ..., modulation: _Optional[str] = ..., info_block_bits: _Optional[int] = ..., payload_bytes: _Optional[int] = ..., token_shape: _Optional[_Iterable[int]] = ..., tokenizer: _Optional[str] = ..., preprocessing: _Optional[str] = ..., audio_rate_hz: _Optional[int] = ..., num_samples: _Optional[int] = ..., packet_symbols: _Optional[int] = ..., sent_tokens: _Optional[_Iterable[int]] = ..., symbol_gain_db: _Optional[float] = ...) -> None: ...
+    user: int
+    power: float
+    def __init__(self, stream_id: _Optional[int] = ..., modality: _Optional[_Union[Modality, str]] = ..., scheme: _Optional[_Union[Scheme, str]] = ..., num_symbols: _Optional[int] = ..., source_codec: _Optional[str] = ..., channel_code: _Optional[str] = ..., code_rate: _Optional[float] = ..., modulation: _Optional[str] = ..., info_block_bits: _Optional[int] = ..., payload_bytes: _Optional[int] = ..., token_shape: _Optional[_Iterable[int]] = ..., tokenizer: _Optional[str] = ..., preprocessing: _Optional[str] = ..., audio_rate_hz: _Optional[int] = ..., num_samples: _Optional[int] = ..., packet_symbols: _Optional[int] = ..., sent_tokens: _Optional[_Iterable[int]] = ..., symbol_gain_db: _Optional[float] = ..., user: _Optional[int] = ..., power: _Optional[float] = ...) -> None: ...
 
 class Csi(_message.Message):
     __slots__ = ("h", "h_runs", "h_est", "h_est_runs", "noise_var", "snr_db", "erased", "h_est_error_var")
@@ -307,7 +319,7 @@ class StageTiming(_message.Message):
     def __init__(self, service: _Optional[str] = ..., stage: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class ModalityOutput(_message.Message):
-    __slots__ = ("modality", "decoded", "note", "text", "image_png", "audio_wav", "channel_uses", "blocks", "block_errors", "erased")
+    __slots__ = ("modality", "decoded", "note", "text", "image_png", "audio_wav", "channel_uses", "blocks", "block_errors", "erased", "user")
     MODALITY_FIELD_NUMBER: _ClassVar[int]
     DECODED_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
@@ -318,6 +330,7 @@ class ModalityOutput(_message.Message):
     BLOCKS_FIELD_NUMBER: _ClassVar[int]
     BLOCK_ERRORS_FIELD_NUMBER: _ClassVar[int]
     ERASED_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
     modality: Modality
     decoded: bool
     note: str
@@ -328,7 +341,8 @@ class ModalityOutput(_message.Message):
     blocks: int
     block_errors: int
     erased: bool
-    def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., decoded: _Optional[bool] = ..., note: _Optional[str] = ..., text: _Optional[str] = ..., image_png: _Optional[bytes] = ..., audio_wav: _Optional[bytes] = ..., channel_uses: _Optional[int] = ..., blocks: _Optional[int] = ..., block_errors: _Optional[int] = ..., erased: _Optional[bool] = ...) -> None: ...
+    user: int
+    def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., decoded: _Optional[bool] = ..., note: _Optional[str] = ..., text: _Optional[str] = ..., image_png: _Optional[bytes] = ..., audio_wav: _Optional[bytes] = ..., channel_uses: _Optional[int] = ..., blocks: _Optional[int] = ..., block_errors: _Optional[int] = ..., erased: _Optional[bool] = ..., user: _Optional[int] = ...) -> None: ...
 
 class SessionPart(_message.Message):
     __slots__ = ("request_id", "modality", "scheme", "snr_db", "channel", "channel_uses", "decoded", "note")
@@ -369,7 +383,7 @@ class SessionReport(_message.Message):
     def __init__(self, id: _Optional[str] = ..., arrived: _Optional[_Iterable[_Union[SessionPart, _Mapping]]] = ..., missing: _Optional[_Iterable[_Union[Modality, str]]] = ..., complete: _Optional[bool] = ..., answered_by: _Optional[str] = ..., waited_s: _Optional[float] = ..., note: _Optional[str] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("request_id", "task", "scheme", "output_text", "outputs", "timings", "channel_uses", "quality", "snr_db", "channel", "session")
+    __slots__ = ("request_id", "task", "scheme", "output_text", "outputs", "timings", "channel_uses", "quality", "snr_db", "channel", "session", "users")
     class QualityEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -388,6 +402,7 @@ class Result(_message.Message):
     SNR_DB_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     task: Task
     scheme: Scheme
@@ -399,4 +414,32 @@ class Result(_message.Message):
     snr_db: float
     channel: ChannelModel
     session: SessionReport
-    def __init__(self, request_id: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., scheme: _Optional[_Union[Scheme, str]] = ..., output_text: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[ModalityOutput, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., channel_uses: _Optional[int] = ..., quality: _Optional[_Mapping[str, float]] = ..., snr_db: _Optional[float] = ..., channel: _Optional[_Union[ChannelModel, str]] = ..., session: _Optional[_Union[SessionReport, _Mapping]] = ...) -> None: ...
+    users: _containers.RepeatedCompositeFieldContainer[UserResult]
+    def __init__(self, request_id: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., scheme: _Optional[_Union[Scheme, str]] = ..., output_text: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[ModalityOutput, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., channel_uses: _Optional[int] = ..., quality: _Optional[_Mapping[str, float]] = ..., snr_db: _Optional[float] = ..., channel: _Optional[_Union[ChannelModel, str]] = ..., session: _Optional[_Union[SessionReport, _Mapping]] = ..., users: _Optional[_Iterable[_Union[UserResult, _Mapping]]] = ...) -> None: ...
+
+class UserResult(_message.Message):
+    __slots__ = ("user", "output_text", "quality", "channel_uses", "power", "sinr_db", "sic_order", "residual_db")
+    class QualityEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    USER_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TEXT_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_USES_FIELD_NUMBER: _ClassVar[int]
+    POWER_FIELD_NUMBER: _ClassVar[int]
+    SINR_DB_FIELD_NUMBER: _ClassVar[int]
+    SIC_ORDER_FIELD_NUMBER: _ClassVar[int]
+    RESIDUAL_DB_FIELD_NUMBER: _ClassVar[int]
+    user: int
+    output_text: str
+    quality: _containers.ScalarMap[str, float]
+    channel_uses: int
+    power: float
+    sinr_db: float
+    sic_order: int
+    residual_db: float
+    def __init__(self, user: _Optional[int] = ..., output_text: _Optional[str] = ..., quality: _Optional[_Mapping[str, float]] = ..., channel_uses: _Optional[int] = ..., power: _Optional[float] = ..., sinr_db: _Optional[float] = ..., sic_order: _Optional[int] = ..., residual_db: _Optional[float] = ...) -> None: ...

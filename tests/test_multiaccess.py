@@ -1,0 +1,278 @@
+"""Users sharing the channel (issue 17): the maths of `link.multiaccess` against closed forms, and K users in one
+request through the three services (superposed with SIC, orthogonal in disjoint blocks), and the refusals."""
+from __future__ import annotations
+
+import io
+import math
+
+import grpc
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import scene_png
+from unitocom import client
+from unitocom.link import multiaccess as ma
+from unitocom.link.modulation import Modulator
+from unitocom.link.theory import ber_awgn, ber_rayleigh
+
+
+# --- the maths, in process ---------------------------------------------------------------------------------------
+
+def test_default_powers_are_6_db_apart_and_fill_the_budget():
+    for k in (1, 2, 4, 8):
+        p = ma.default_powers(k)
+        assert p.sum() == pytest.approx(1.0) and np.allclose(p[:-1] / p[1:], 4.0)
+        assert all(p[j] > p[j + 1:].sum() for j in range(k))  # each above all the weaker ones together
+
+
+@pytest.mark.parametrize("powers, k, says", [
+    ([0.5, 0.6], 2, "sum to 1.1, over the power budget"),
+    ([0.5, float("nan")], 2, "[1] is nan"),
+    ([0.5, 0.0], 2, "[1] is 0: a power share must be > 0"),
+    ([-0.1, 0.5], 2, "[0] is -0.1"),
+    ([0.5], 2, "1 powers given for 2 users"),
+    ([0.5, float("inf")], 2, "[1] is inf"),
+])
+def test_bad_power_shares_are_named(powers, k, says):
+    with pytest.raises(ValueError) as e:
+        ma.check_powers(powers, k)
+    assert says in str(e.value)
+
+
+def test_shares_that_sum_to_one_up_to_rounding_are_within_the_budget():
+    assert ma.check_powers([0.1, 0.2, 0.7], 3).sum() == pytest.approx(1.0)
+
+
+def test_resource_blocks_and_frame_uses():
+    assert ma.resource_blocks([3, 5, 2]).tolist() == [0, 3, 8]
+    assert ma.frame_uses([3, 5, 2], "orthogonal") == 10 and ma.frame_uses([3, 5, 2], "superposed") == 5
+
+
+def test_superpose_adds_every_user_and_one_noise():
+    x = [np.ones(4), 1j * np.ones(2)]
+    g = [np.full(4, 2.0), np.full(2, 3.0)]
+    noise = np.array([0.1, 0.2, 0.3, 0.4])
+    assert np.allclose(ma.superpose(x, g, noise), [2.1 + 3j, 2.2 + 3j, 2.3, 2.4])
+
+
+@pytest.mark.parametrize("modulation", ["qpsk", "qam16"])
+def test_sic_with_exact_cancellation_gives_each_user_the_closed_form_ber_at_its_sinr(modulation):
+    """Uncoded K = 3 over AWGN: a genie cancels each user exactly (as a passed CRC does), so the weakest user sees
+    only noise and its BER is the AWGN closed form at p_K/N0 exactly. The others see the weaker users' discrete
+    constellations, which is not Gaussian: their BER is the closed form's at the SINR only when the interference
+    is Gaussian, here measured against the exact average over the interferers' points instead."""
+    rng = np.random.default_rng(1)
+    mod = Modulator(modulation)
+    m, n = mod.bits_per_symbol, 200_000
+    p = np.array([0.75, 0.2, 0.05])
+    n0 = 0.005
+    bits = [rng.integers(0, 2, n * m, dtype=np.uint8) for _ in p]
+    z = [mod.map(b) for b in bits]
+    noise = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) * math.sqrt(n0 / 2)
+    gains = [np.full(n, math.sqrt(pk), np.complex64) for pk in p]
+    y = ma.superpose([math.sqrt(pk) * zk for pk, zk in zip(p, z)], [np.ones(n)] * 3, noise)
+    errors = {}
+
+    def decode(k, yw, gw, nv):
+        errors[k] = float(np.mean(mod.hard(yw / gw) != bits[k]))
+        return z[k]  # exact cancellation
+    steps = ma.sic(y, gains, n0, decode)
+    assert [s.order for s in steps] == [0, 1, 2]
+    sinr = [10 * math.log10(p[k] / (p[k + 1:].sum() + n0)) for k in range(3)]
+    assert [s.sinr_db for s in steps] == pytest.approx(sinr, abs=1e-6)
+    assert all(s.residual_db < -25 for s in steps)  # nothing is left after an exact cancellation
+    sd = math.sqrt(ber_awgn(modulation, sinr[2]) / (n * m) * m)  # bits of a symbol share its noise: n symbols
+    assert abs(errors[2] - ber_awgn(modulation, sinr[2])) < 4 * sd
+
+
+def test_sic_whitening_gives_the_decoder_each_channel_use_its_own_sinr():
+    """With per-use gains, the whitened y/g is the equalised symbol and |g_w|^2/N0 the SINR of that use."""
+    rng = np.random.default_rng(2)
+    n, n0 = 1000, 0.01
+    g = [(rng.standard_normal(n) + 1j * rng.standard_normal(n)).astype(np.complex64) * s for s in (1.0, 0.3)]
+    y = ma.superpose([np.ones(n), np.ones(n)], g, np.zeros(n))
+    seen = {}
+
+    def decode(k, yw, gw, nv):
+        seen[k] = (yw, gw, nv)
+        return np.ones(n)
+    ma.sic(y, g, n0, decode)
+    first = ma.cancellation_order(g)[0]
+    other = 1 - first
+    yw, gw, nv = seen[first]
+    assert np.allclose(yw / gw, y / g[first], rtol=1e-4)
+    assert np.allclose(np.abs(gw) ** 2 / nv, np.abs(g[first]) ** 2 / (np.abs(g[other]) ** 2 + n0), rtol=1e-4)
+    assert np.allclose(np.abs(seen[other][1]) ** 2, np.abs(g[other]) ** 2, rtol=1e-4)  # alone: no whitening
+
+
+# --- through the services ------------------------------------------------------------------------------------------
+
+SNR_DB, N0 = 20.0, 1e-2
+
+
+@pytest.mark.parametrize("powers", [[0.8, 0.2], [0.7, 0.2, 0.07, 0.03]], ids=["K=2", "K=4"])
+def test_digital_users_in_one_block_decoded_with_sic_have_the_closed_form_ber_of_their_sinr(tx, powers):
+    """K users' JPEGs (LDPC rate 1/4, QPSK) superposed in the same channel uses over fast Rayleigh fading. Each
+    user's channel-level BER (hard decisions before decoding, after cancelling the stronger users, counted against
+    the re-encoded decoded codewords when every CRC passed) is the Rayleigh closed form at its mean SINR
+    p_k / (sum of the weaker users' p_j + N0): with unit-modulus QPSK the interference h_j sqrt(p_j) z_j of a
+    CN(0, 1) gain is exactly CN(0, p_j), so the closed form is exact, not an approximation."""
+    k = len(powers)
+    req = client.build_users_request([{"image": scene_png(128, seed=u)} for u in range(k)], scheme="traditional",
+                                     modulation="qpsk", code_rate=0.25, snr_db=SNR_DB, channel="rayleigh",
+                                     fading="fast", access="superposed", user_powers=",".join(map(str, powers)),
+                                     seed=3)
+    r = tx.send(req)
+    assert [u.user for u in r.users] == list(range(k))
+    assert r.channel_uses == max(u.channel_uses for u in r.users)  # one block: the longest user's uses
+    for u in r.users:
+        sinr = 10 * math.log10(powers[u.user] / (sum(powers[u.user + 1:]) + N0))
+        assert u.sic_order == u.user and u.sinr_db == pytest.approx(sinr, abs=0.3)  # sample mean of |h|^2
+        q = dict(u.quality)
+        assert q["decoded"] == 1.0 and q["psnr_db"] > 30, (u.user, q)
+        theory = ber_rayleigh("qpsk", sinr)
+        symbols = q["raw_bits"] / 2  # the two bits of a symbol share its fade: count symbols, not bits
+        sd = math.sqrt(theory * (1 - theory) / symbols)
+        print(f"K={k} user {u.user}: SINR {sinr:.2f} dB, BER {q['raw_ber']:.4f} (closed form {theory:.4f}, "
+              f"+-{1.96 * sd:.4f}, {int(q['raw_bits'])} bits)")
+        assert 1.96 * sd < 0.15 * theory  # the interval is tight
+        assert abs(q["raw_ber"] - theory) < 4 * sd, (u.user, q["raw_ber"], theory)
+
+
+def _png(o) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(o.image_png)).convert("RGB"))
+
+
+def test_learned_users_in_one_block_are_each_answered(tx):
+    """Two unitocom users' VQA requests superposed; SIC on learned tokens (R, T again, subtract): each user gets
+    its own answer and outputs, and the result says the cancellation order and what it left."""
+    req = client.build_users_request(
+        [{"image": scene_png(32, seed=0), "question": "What color is the cube?"},
+         {"image": scene_png(32, seed=1), "question": "How many things are there?"}],
+        task="vqa", scheme="unitocom", snr_db=25.0, channel="rayleigh", access="superposed", seed=4)
+    r = tx.send(req)
+    assert len(r.users) == 2 and all(u.output_text for u in r.users)
+    assert sorted(u.sic_order for u in r.users) == [0, 1]
+    assert {o.user for o in r.outputs} == {0, 1}
+    assert r.channel_uses == max(u.channel_uses for u in r.users)
+    first = next(u for u in r.users if u.sic_order == 0)
+    assert first.residual_db < 0  # the cancellation removed most of the first user's power
+
+
+def test_learned_reconstruction_superposed_and_orthogonal(tx):
+    """The same two pictures: orthogonal users in disjoint blocks (no interference, 2N uses) against superposed
+    (N uses). Orthogonal user 0 is decoded exactly as the same payload alone (same seed, same stream draws)."""
+    users = [{"image": scene_png(32, seed=u)} for u in range(2)]
+    common = dict(scheme="unitocom", snr_db=20.0, channel="rayleigh", seed=7)
+    orth = tx.send(client.build_users_request(users, access="orthogonal", **common))
+    sup = tx.send(client.build_users_request(users, access="superposed", **common))
+    alone = tx.send(client.build_request(image=users[0]["image"], **common))
+    assert orth.channel_uses == 2 * alone.channel_uses and sup.channel_uses == alone.channel_uses
+    o0 = next(o for o in orth.outputs if o.user == 0)
+    assert np.array_equal(_png(o0), _png(alone.outputs[0]))
+    assert orth.users[0].quality["psnr_db"] == pytest.approx(alone.quality["psnr_db"])
+    for r in (orth, sup):
+        assert all("psnr_db" in u.quality for u in r.users)
+    assert all(u.power == 1.0 for u in orth.users)
+    assert [u.power for u in sup.users] == pytest.approx(list(ma.default_powers(2)))
+
+
+def test_the_same_payload_from_k_devices(tx):
+    """build_request with users=K (the command line's --users): every device sends the payload given."""
+    r = tx.send(client.build_request(text="three red cubes", scheme="traditional", users=3, access="orthogonal",
+                                     snr_db=20.0))
+    assert [u.output_text for u in r.users] == ["three red cubes"] * 3
+
+
+@pytest.mark.parametrize("kw, users, field, code", [
+    (dict(users=9, access="superposed"), None, "link.users", grpc.StatusCode.INVALID_ARGUMENT),
+    (dict(access="superposed", user_powers="0.7,0.6"), 2, "link.user_powers", grpc.StatusCode.INVALID_ARGUMENT),
+    (dict(access="superposed", user_powers="0.5,nan"), 2, "link.user_powers[1]", grpc.StatusCode.INVALID_ARGUMENT),
+    (dict(access="superposed", user_powers="0.5,-0.2"), 2, "link.user_powers[1]", grpc.StatusCode.INVALID_ARGUMENT),
+    (dict(access="superposed", user_powers="0.5"), 2, "link.user_powers", grpc.StatusCode.INVALID_ARGUMENT),
+    (dict(access="orthogonal", user_powers="0.5,0.5"), 2, "link.user_powers", grpc.StatusCode.INVALID_ARGUMENT),
+    (dict(access="superposed", packet_loss=0.1), 2, "link.packet_loss", grpc.StatusCode.INVALID_ARGUMENT),
+    (dict(access="superposed", channel="noiseless"), 2, "link.channel", grpc.StatusCode.INVALID_ARGUMENT),
+    (dict(access="superposed", csi="estimated"), 2, "link.csi", grpc.StatusCode.INVALID_ARGUMENT),
+    # a session is assembled from single devices' parts (issue 17's other half): the two do not compose
+    (dict(access="orthogonal", session_id="s1", session_parts="text"), 2, "session", grpc.StatusCode.INVALID_ARGUMENT),
+])
+def test_bad_multiple_access_settings_are_refused_naming_the_field(tx, kw, users, field, code):
+    if users is None:
+        req = client.build_request(text="hello", **kw)
+    else:
+        req = client.build_users_request([{"text": "hello"}] * users, **kw)
+    with pytest.raises(grpc.RpcError) as e:
+        tx.send(req)
+    assert e.value.code() == code
+    assert e.value.details().startswith(field + ":"), e.value.details()
+
+
+def test_a_user_with_no_payload_and_a_payload_of_no_user_are_refused(tx):
+    req = client.build_users_request([{"text": "hello"}, {}, {"text": "there"}], access="orthogonal")
+    with pytest.raises(grpc.RpcError) as e:
+        tx.send(req)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details().startswith("payloads: user 1 has no payload"), e.value.details()
+    req = client.build_users_request([{"text": "hello"}, {"text": "there"}], access="orthogonal")
+    req.payloads[1].user = 5
+    with pytest.raises(grpc.RpcError) as e:
+        tx.send(req)
+    assert e.value.details().startswith("payloads[1].user: 5 is not a user"), e.value.details()
+    req = client.build_request(text="hello")
+    req.payloads[0].user = 1  # one device, but the payload says another
+    with pytest.raises(grpc.RpcError) as e:
+        tx.send(req)
+    assert e.value.details().startswith("payloads[0].user"), e.value.details()
+
+
+def test_learned_audio_cannot_be_superposed_yet(tx):
+    import soundfile as sf
+    buf = io.BytesIO()
+    sf.write(buf, 0.3 * np.sin(np.arange(8000) * 0.05).astype(np.float32), 16000, format="WAV")
+    wav = buf.getvalue()
+    req = client.build_users_request([{"audio": wav}, {"audio": wav}], scheme="unitocom", task="reconstruct",
+                                     access="superposed")
+    with pytest.raises(grpc.RpcError) as e:
+        tx.send(req)
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED and "payloads[0]" in e.value.details()
+
+
+# --- the sweep's arithmetic --------------------------------------------------------------------------------------
+
+def test_the_sweep_summary_counts_delivered_tokens_per_channel_use_and_renders_its_table():
+    from unitocom import access_sweep
+    groups = [{"psnr_db": [30.0, 20.0], "power": [0.8, 0.2], "sinr_db": [6.0, 13.0], "residual_db": [-40.0, -20.0],
+               "channel_uses": 256, "latency_s": 0.03},
+              {"psnr_db": [28.0, 26.0], "power": [0.8, 0.2], "sinr_db": [5.0, 12.0], "residual_db": [-40.0, -20.0],
+               "channel_uses": 256, "latency_s": 0.05}]
+    row = access_sweep.summarise(2, "superposed", groups, psnr_target=25.0, seed=0)
+    assert row["offered_tokens_per_use"] == 64 / 256
+    assert row["delivered_tokens_per_use"]["value"] == pytest.approx((32 / 256 + 64 / 256) / 2)
+    assert row["psnr_db"]["value"] == pytest.approx(26.0)
+    assert row["per_user"][1]["psnr_db"] == pytest.approx(23.0) and row["per_user"][0]["power"] == 0.8
+    for key in ("psnr_db", "delivered_tokens_per_use", "latency_s"):
+        assert row[key]["ci_low"] <= row[key]["value"] <= row[key]["ci_high"]
+    text = access_sweep.table({"header": {"snr_db": 20.0, "psnr_target_db": 25.0}, "points": [row]}, "x.json")
+    assert "| 2 | superposed | 256 | 29.0 (p=0.80) / 23.0 (p=0.20) | 26.0 [" in text
+
+
+def test_the_channel_bounds_what_it_holds_for_superposition(services):
+    """The channel keeps a superposed request's streams until all have arrived: a header announcing more symbols
+    than its limit is refused before any is held."""
+    from unitocom import config, wire
+    from unitocom.stages import transmitter
+    from unitocom.stages.request import from_wire
+    from unitocom.v1 import unitocom_pb2 as pb
+    from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
+    cfg, _ = services
+    req = client.build_users_request([{"text": "a"}, {"text": "b"}], access="superposed", snr_db=20.0)
+    prep = transmitter.prepare(from_wire(req), config.load("tiny"))
+    header = wire.to_pb(prep.header)
+    header.streams[1].num_symbols = 2**40
+    with grpc.insecure_channel(cfg.address("channel").grpc) as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            pb_grpc.ChannelStub(ch).Forward(iter([pb.Uplink(header=header)]), timeout=30)
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e.value.details()
+    assert e.value.details().startswith("header.streams:") and "limit" in e.value.details()

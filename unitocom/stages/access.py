@@ -1,0 +1,110 @@
+"""Users sharing the channel (issue 17): what a request of K users must be, checked before anything is coded.
+
+The hop-by-hop path (what each device sends, what the channel adds, how the base station separates the users) is
+`stages.multiuser`; this module imports no scheme, so that request validation (`stages.request`) can use it.
+`AccessError` carries the field, the reason and the status; `stages.request` answers it as a RequestError.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from unitocom.link import multiaccess as ma
+from unitocom.messages import LinkSettings, Request
+from unitocom.options import Channel, Scheme
+
+
+class AccessError(ValueError):
+    """A multiple-access setting the services cannot serve: `field`, `reason`, `code` (a lower-case gRPC status)."""
+
+    def __init__(self, field: str, reason: str, code: str = "invalid_argument"):
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason, self.code = field, reason, code
+
+
+SUPERPOSED, ORTHOGONAL = "superposed", "orthogonal"
+
+
+def active(link: LinkSettings) -> bool:
+    """The request is one of users sharing the channel (K >= 2, or an access mode asked for one user)."""
+    return link.users > 1 or bool(link.access)
+
+
+def superposed(link: LinkSettings) -> bool:
+    return link.access == SUPERPOSED
+
+
+def user_count(link: LinkSettings) -> int:
+    return max(1, int(link.users))
+
+
+def powers(link: LinkSettings) -> np.ndarray:
+    """Each user's transmit power as a share of P: the request's shares (superposed; the default split when it
+    gives none), P for every orthogonal user (alone in its block)."""
+    k = user_count(link)
+    if link.access != SUPERPOSED:
+        return np.ones(k)
+    return ma.check_powers(link.user_powers, k) if link.user_powers else ma.default_powers(k)
+
+
+def validate_link(link: LinkSettings) -> None:
+    """RequestError naming the field for multiple-access settings the services cannot serve."""
+    if not 0 <= link.users <= ma.MAX_USERS:
+        raise AccessError("link.users", f"must be in 0..{ma.MAX_USERS} (0 or 1: one device), got {link.users}")
+    if link.access not in ("", *ma.ACCESS):
+        raise AccessError("link.access", f"unknown access {link.access!r}; expected orthogonal|superposed")
+    k = user_count(link)
+    if link.user_powers:
+        if link.access != SUPERPOSED:
+            raise AccessError("link.user_powers", "power shares are for superposed access; orthogonal users each "
+                                                   "transmit alone in their block at the full power P")
+        try:
+            ma.check_powers(link.user_powers, k)
+        except ValueError as e:
+            text = str(e)
+            if text.startswith("["):  # "[i] is ...": name the entry
+                index, _, reason = text.partition("] ")
+                raise AccessError(f"link.user_powers{index}]", reason) from None
+            raise AccessError("link.user_powers", text) from None
+    if link.access != SUPERPOSED:
+        return
+    # What superposed access does not model (yet): each would change what SIC subtracts or what it knows.
+    why = {
+        "channel": (link.channel == Channel.NOISELESS, "noiseless is the single-user upper bound; superposed "
+                    "users interfere, and SIC whitens by the noise"),
+        "csi": (link.csi is not None and link.csi.value == "estimated", "superposed access assumes perfect CSI at "
+                "the base station (SIC with estimated gains leaves a residual this receiver does not model)"),
+        "erasure_prob": (link.erasure_prob > 0, "frame erasures are not modelled with superposed access"),
+        "packet_loss": (link.packet_loss > 0, "packet losses are not modelled with superposed access"),
+        "token_budget": (link.token_budget > 0, "token budgets are not modelled with superposed access"),
+        "packing": (link.packing == "aggregated", "aggregated packing is not modelled with superposed access"),
+        "variant": (link.variant == "resilient", "the resilient variant is not modelled with superposed access"),
+    }
+    for name, (bad, reason) in why.items():
+        if bad:
+            raise AccessError(f"link.{name}", reason)
+    if link.scheme == Scheme.SEMCOM:
+        raise AccessError("link.access", "superposed access is built for the traditional and the learned token "
+                                          "schemes (SIC re-modulates what was decoded); semcom has no re-modulation",
+                           code="unimplemented")
+
+
+def validate(req: Request) -> None:
+    """The payloads' users: each a user of the request, and every user with at least one payload."""
+    link = req.link
+    k = user_count(link)
+    for i, p in enumerate(req.payloads):
+        if p.user >= k:
+            raise AccessError(f"payloads[{i}].user", f"{p.user} is not a user of this request (link.users = "
+                                                      f"{link.users}: users 0..{k - 1})")
+    if not active(link):
+        return
+    have = {p.user for p in req.payloads}
+    missing = [u for u in range(k) if u not in have]
+    if missing:
+        raise AccessError("payloads", f"user {missing[0]} has no payload: each of the {k} users sends at least one")
+    if link.access == SUPERPOSED and link.scheme in (Scheme.UNITOCOM, Scheme.VAE):
+        for i, p in enumerate(req.payloads):
+            if p.content == "audio":
+                raise AccessError(f"payloads[{i}]", "superposed access with learned audio streams is not built "
+                                   "(SIC re-modulates image and text tokens); use orthogonal access or the "
+                                   "traditional scheme", code="unimplemented")
