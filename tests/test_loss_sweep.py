@@ -66,6 +66,14 @@ def test_a_sweep_writes_its_files_records_refusals_and_resumes(tmp_path, monkeyp
     loss_sweep.run(_args(tmp_path, "--resume"), ["loss-sweep", "--resume"])
     assert calls == ["unitocom", "unitocom"]  # only the refused points are sent again
 
+    # a checkpoint that was not there before may change what a point reads (a resilient companion): all again
+    saved = json.loads((tmp_path / "budget.json").read_text())
+    saved["header"]["checkpoints_sha256"].popitem()
+    (tmp_path / "budget.json").write_text(json.dumps(saved))
+    calls.clear()
+    loss_sweep.run(_args(tmp_path, "--resume"), ["loss-sweep", "--resume"])
+    assert len(calls) == len(res["points"]) + 2
+
     calls.clear()
     monkeypatch.setattr(client, "RpcError", Refused)
 

@@ -20,7 +20,7 @@ Writes results/<sweep>.json (header: the command, commit, checkpoint hashes; poi
 intervals: Wilson for accuracy, bootstrap over examples for PSNR and pair F1, and every example's score;
 packet-loss also `comparisons`: paired differences between the learned variants at each loss, with bootstrap
 intervals over the same examples), <sweep>.csv and <sweep>.png.
-`--resume` keeps the points already measured with the same settings.
+`--resume` keeps the points already measured with the same settings and the very same checkpoints.
 """
 from __future__ import annotations
 
@@ -253,8 +253,15 @@ def run(args, argv: list[str]) -> dict:
     if args.resume and stem.with_suffix(".json").exists():
         prev = json.loads(stem.with_suffix(".json").read_text())
         oh = prev["header"]
-        # checkpoints added since leave the earlier points valid; one changed or removed does not
-        if all(header["checkpoints_sha256"].get(f) == h for f, h in oh["checkpoints_sha256"].items()):
+        # Only the very same checkpoints keep the earlier points: one changed or removed changes what was measured,
+        # and so can one added (a resilient companion added for one modality changes what the resilient variant
+        # reads: text-sigma-genib-resilient changed every resilient VQA point).
+        now, then = header["checkpoints_sha256"], oh["checkpoints_sha256"]
+        differ = sorted(f for f in set(now) | set(then) if now.get(f) != then.get(f))
+        if differ:
+            print(f"--resume: checkpoints differ from those of {stem.with_suffix('.json')} ({', '.join(differ)}): "
+                  "every point is measured again", file=sys.stderr)
+        else:
             old = {key(p): p for p in prev["points"]
                    if p["n"] == (args.n_vqa if p["task"] == "vqa" else args.n_images) and p["snr_db"] == args.snr_db}
             header["resumed_from"] = [*oh.pop("resumed_from", []), oh]
