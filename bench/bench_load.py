@@ -167,7 +167,8 @@ def request_mix(tasks: dict[str, float], schemes: list[str], log=print) -> list[
     from unitocom.demo import SPEECH, TEXT, scene_with_question, speech_clip
     scene, question, answer = scene_with_question(seed=7)
     payload = {"vqa": dict(image=scene, question=question, answer=answer),
-               "reconstruct": dict(text=TEXT), "reconstruct-image": dict(image=scene)}
+               "reconstruct": dict(text=TEXT), "reconstruct-image": dict(image=scene),
+               "t2i": dict(text="There is a large red cube and a small blue sphere.")}
     if "asr" in tasks:
         clip = speech_clip(SPEECH)
         if clip is None:
@@ -396,8 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=4, help="client threads, each sending one call at a time (4)")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds of load per scenario (20)")
     ap.add_argument("--mix", default="vqa=2,reconstruct=1,asr=1",
-                    help="task weights: vqa, reconstruct (text), reconstruct-image, asr (default vqa=2,reconstruct=1,"
-                         "asr=1)")
+                    help="task weights: vqa, reconstruct (text), reconstruct-image, t2i, asr (default vqa=2,"
+                         "reconstruct=1,asr=1)")
     ap.add_argument("--schemes", default="unitocom,traditional", help="schemes, chosen evenly (unitocom,traditional)")
     ap.add_argument("--scenarios", default=None, help="comma-separated: baseline, kill-SERVICE[@T], stop-SERVICE[@T] "
                                                       "(default: baseline, or the --kill/--stop ones)")

@@ -13,7 +13,9 @@
 # generation against the CPU, two GPUs against one process); 3. a few steps of the paper preset's 1.4B MLLM in
 # bf16 autocast with activation checkpointing and fused AdamW, on synthetic tokens (bench/bench_train.py: step
 # time, tokens/s, peak memory, model FLOP utilisation); 4. with two GPUs or more, the same under torchrun on 2
-# processes, FSDP2 and DDP.
+# processes, FSDP2 and DDP; 5. the preset's MLLM forward in bf16 (prefill and generation tokens/s, FLOP
+# utilisation); 6. the three services serving the preset with the base station on the GPU (placeholder weights),
+# VQA, T2I and ASR requests: requests/s and latency (bench/bench_load.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=gpu
@@ -86,4 +88,26 @@ else
   "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node 2 bench/bench_train.py --preset tiny \
     --device cpu --fsdp --steps 3 --batch-size 2 --json "$OUT/train-tiny-2cpu-fsdp.json"
 fi
+
+# 5-6: serving. The preset's MLLM forward in bf16 with the KV cache, then the three services with the base station on
+# the device, answering VQA, T2I and ASR. The paper preset has no trained weights yet: PLACEHOLDER random ones
+# (scripts/random_checkpoints.py) in $OUT, never in checkpoints/; what is measured is time, not answers.
+if [ "$MODE" = gpu ]; then SPRESET=paper; SDEV=cuda; SECS=${SERVE_SECONDS:-30}; BATCH=8; else SPRESET=tiny; SDEV=cpu; SECS=4; BATCH=1; fi
+step "5. $SPRESET-preset MLLM forward on $SDEV: prefill and generation tokens/s (KV cache), FLOP utilisation"
+"$PYTHON" bench/bench_mllm.py --preset "$SPRESET" --device "$SDEV" --batch "$BATCH" --repeats 3 \
+  --json "$OUT/mllm-$SPRESET-$SDEV.json"
+step "6. the three services, $SPRESET preset (placeholder weights), base station on $SDEV: VQA, T2I, ASR"
+CK="$OUT/placeholder-checkpoints-$SPRESET"
+"$PYTHON" scripts/random_checkpoints.py --preset "$SPRESET" --out "$CK"
+RUN="$OUT/run-$SPRESET"
+PORT=${SERVE_BASE_PORT:-50651}
+export UNITOCOM_CHECKPOINTS="$CK"
+"$PYTHON" -m unitocom.cli up --preset "$SPRESET" --run-dir "$RUN" --base-port "$PORT" \
+  --metrics-base-port $((PORT + 100)) --timeout 900 --extra-args basestation="--device $SDEV"
+trap '"$PYTHON" -m unitocom.cli down --run-dir "$RUN" >/dev/null 2>&1 || true' EXIT
+"$PYTHON" bench/bench_load.py --target "127.0.0.1:$PORT" --schemes unitocom --mix vqa=1,t2i=1,asr=1 --clients 4 \
+  --duration "$SECS" --timeout 120 --json "$OUT/serve-$SPRESET-$SDEV.json"
+"$PYTHON" -m unitocom.cli down --run-dir "$RUN"
+trap - EXIT
+unset UNITOCOM_CHECKPOINTS
 step "done: $OUT"
