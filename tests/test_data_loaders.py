@@ -87,3 +87,34 @@ def test_preloaded_images_equal_images_read_on_demand():
                          CocoCaptions(FIXTURES / "coco", "val", image_size_px=32, preload=True))):
         for k in range(len(lazy)):
             assert torch.equal(lazy[k][0], eager[k][0])
+
+
+def test_eval_sends_a_clevr_render_as_the_loaders_read_it():
+    """Real CLEVR renders are 480x320: the loaders (training) squash them to a square, a transmitter crops the
+    centre of a picture that is not square. `unitocom eval` squashes them itself, so that the transmitter only
+    resizes and the model sees what it was trained on; a square picture goes as stored."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from unitocom.data.loaders import read_pixels
+    from unitocom.schemes.learned import fit_image
+    from unitocom.task_eval import clevr_png
+    path = FIXTURES / "clevr" / "CLEVR_v1.0" / "images" / "val" / "CLEVR_val_000000.png"
+    sent = np.asarray(Image.open(io.BytesIO(clevr_png(path))).convert("RGB"))
+    assert sent.shape == (480, 480, 3)
+    seen, note = fit_image(sent, 32)
+    assert "cropped" not in note
+    trained = read_pixels(path, 32).astype(int)
+    assert np.abs(seen.astype(int) - trained).mean() < 3.0  # bicubic twice against once: within a few levels
+    cropped, _ = fit_image(np.asarray(Image.open(path).convert("RGB")), 32)
+    assert np.abs(cropped.astype(int) - trained).mean() > 3 * np.abs(seen.astype(int) - trained).mean()
+
+def test_eval_sends_a_square_picture_byte_for_byte(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from unitocom.task_eval import clevr_png
+    Image.fromarray(np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)).save(tmp_path / "s.png")
+    assert clevr_png(tmp_path / "s.png") == (tmp_path / "s.png").read_bytes()

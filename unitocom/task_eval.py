@@ -135,6 +135,25 @@ def gather(fn, count: int, workers: int = 1, desc: str = "", progress: bool = Tr
     return out
 
 
+def clevr_png(path) -> bytes:
+    """A CLEVR picture as the models were trained to see it. The loaders squash CLEVR's 480x320 renders to a square
+    (`data.loaders.read_pixels`: a question may be about an object at the edge, which a crop would cut off), while
+    a transmitter centre-crops any picture that is not square (the photo convention, `schemes.learned.fit_image`).
+    So a non-square render is squashed here, to a square of its longer side, and the transmitter only resizes it;
+    a square one (the tiny data set's) is sent as stored, byte for byte."""
+    from PIL import Image
+
+    from unitocom.data.loaders import read_pixels
+    raw = path.read_bytes()
+    with Image.open(io.BytesIO(raw)) as im:
+        w, h = im.size
+    if w == h:
+        return raw
+    buf = io.BytesIO()
+    Image.fromarray(read_pixels(path, max(w, h))).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_dir: str, target: str,
              split: str = "test", seed: int = 0, progress: bool = True, timeout_s: float = 120.0,
              inception_weights: str | None = None, workers: int = 1, n_resamples: int = 1000,
@@ -162,7 +181,7 @@ def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_d
 
             def one(i: int) -> float:
                 q = items[i]
-                png = (clevr_root(data_dir) / "images" / split / q["image_filename"]).read_bytes()
+                png = clevr_png(clevr_root(data_dir) / "images" / split / q["image_filename"])
                 return send(i, image=png, question=q["question"], answer=q["answer"]).quality["exact_match"]
             correct = gather(one, len(items), workers, desc, progress)
             lo, hi = ci.wilson(int(round(sum(correct))), len(items))
