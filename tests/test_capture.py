@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -124,3 +125,126 @@ def test_the_channel_service_captures_and_a_capture_replays_to_the_same_answer(s
     empty.mkdir()
     assert cli.main(["replay", str(empty)]) == 2
     assert "no .sigmf-meta recordings" in capsys.readouterr().err
+
+
+# ---- capture as a request option (link.capture) -------------------------------------------------------------------
+
+@pytest.fixture
+def channel_in_process(services):
+    """start(recorder, mode) -> (address, servicer): a channel servicer in this process, in front of the session's
+    base station (quicker than a process; the same class the service runs). Every server started is stopped."""
+    from concurrent import futures
+
+    import grpc
+
+    from services.channel.server import Channel
+    from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
+
+    cfg, _ = services
+    servers = []
+
+    def start(recorder, mode="requested"):
+        server = grpc.server(futures.ThreadPoolExecutor(4))
+        servicer = Channel(cfg, cfg.address("basestation").grpc, None, recorder, mode)
+        pb_grpc.add_ChannelServicer_to_server(servicer, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        servers.append(server)
+        return f"127.0.0.1:{port}", servicer
+
+    yield start
+    for s in servers:
+        s.stop(None)
+
+
+def _forward(address: str, request_id: str, **opts):
+    """A real request (an image the base station reconstructs: its PNG changes with any received symbol) prepared
+    by the transmitter's library and sent through the channel at `address`; its Result."""
+    import grpc
+
+    from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
+    opts = {"image": scene_png(32), "task": "reconstruct", "scheme": "unitocom", "snr_db": 4.0,
+            "channel": "rayleigh", **opts}
+    prep = transmitter.prepare(from_wire(client.build_request(request_id=request_id, **opts)), config.load("tiny"))
+    with grpc.insecure_channel(address) as ch:
+        return pb_grpc.ChannelStub(ch).Forward(wire.uplink(prep.header, prep.frames(64)), timeout=60)
+
+
+def test_a_request_that_asks_is_recorded_where_its_result_says_and_replays(services, channel_in_process, tmp_path):
+    """--capture-mode requested: the request sent with capture is recorded (the sigmf package validates it) at the
+    path its result names, and that recording replays to the same PNG; the request sent without is not recorded."""
+    from sigmf import sigmffile
+    cfg, _ = services
+    address, _ = channel_in_process(capture.Recorder(tmp_path), "requested")
+    asked = _forward(address, "asks", capture=True)
+    quiet = _forward(address, "quiet")
+    assert not quiet.HasField("capture") and quiet.outputs[0].image_png  # served, not recorded
+    assert [p.stem for p in capture.Recorder(tmp_path).recordings()] == ["asks"]
+    c = asked.capture
+    assert c.path == str((tmp_path / "asks.sigmf-meta").resolve()) and c.note == ""
+    assert c.bytes == sum(p.stat().st_size for p in (tmp_path / "asks.sigmf-meta", tmp_path / "asks.sigmf-data"))
+    f = sigmffile.fromfile(c.path)  # schema and checksum
+    assert f.sample_count == asked.channel_uses > 0
+    assert capture.read(c.path).header.link.capture is True  # the header says the caller asked
+    again = client.replay(cfg.address("basestation").grpc, c.path)
+    assert again.outputs[0].image_png == asked.outputs[0].image_png != b""
+    # what `unitocom send` shows and --json prints
+    d = client.result_to_dict(asked)
+    assert d["capture"] == {"path": c.path, "bytes": c.bytes, "note": ""}
+    from unitocom.report import format_result
+    assert f"unitocom replay {c.path}" in format_result(d)
+    assert "capture" not in client.result_to_dict(quiet)
+
+
+def test_mode_all_records_every_request_and_says_it_was_unasked(channel_in_process, tmp_path):
+    """--capture DIR alone (mode all) records as it always did, and the result says why it was recorded."""
+    address, _ = channel_in_process(capture.Recorder(tmp_path), "all")
+    r = _forward(address, "unasked", text="x" * 20, task="reconstruct", scheme="traditional", snr_db=20.0)
+    assert r.capture.path.endswith("unasked.sigmf-meta") and "records every request" in r.capture.note
+    assert [p.stem for p in capture.Recorder(tmp_path).recordings()] == ["unasked"]
+
+
+def test_the_disk_cap_holds_for_requested_captures(channel_in_process, tmp_path):
+    """The cap still bounds the directory (oldest first), and a request whose recording is larger than the cap is
+    answered, with a note instead of a path."""
+    probe_addr, _ = channel_in_process(capture.Recorder(tmp_path / "probe"), "requested")
+    one = _forward(probe_addr, "probe", capture=True).capture.bytes
+    address, servicer = channel_in_process(capture.Recorder(tmp_path / "cap", max_bytes=int(2.5 * one)))
+    for i in range(4):
+        assert _forward(address, f"r{i}", capture=True).capture.path
+    assert [p.stem for p in servicer.recorder.recordings()] == ["r2", "r3"]
+    servicer.recorder = capture.Recorder(tmp_path / "small", max_bytes=64)
+    r = _forward(address, "big", capture=True)
+    assert r.outputs[0].image_png and r.capture.path == "" and "--capture-max-mb" in r.capture.note
+    assert not servicer.recorder.recordings()
+
+
+def test_capture_without_a_capture_directory_is_failed_precondition(tx):
+    """The session's channel has no --capture: a request asking for capture gets FAILED_PRECONDITION naming the
+    field and the flag that enables it (through the transmitter, as a client sees it); the next request is served."""
+    import grpc
+    with pytest.raises(grpc.RpcError) as e:
+        tx.send(client.build_request(text="record me", snr_db=20.0, capture=True), timeout_s=60)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "link.capture" in e.value.details() and "--capture DIR" in e.value.details()
+    ok = tx.send(client.build_request(text="record me", snr_db=20.0), timeout_s=60)
+    assert ok.output_text == "record me" and not ok.HasField("capture")
+
+
+def test_up_passes_capture_to_the_channel(tmp_path):
+    """`unitocom up --capture DIR --capture-mode requested` reaches the channel's command line (absolute DIR), and
+    the channel's parser takes those flags."""
+    from unitocom import cli
+    args = cli.parser().parse_args(["up", "--capture", "iq", "--capture-mode", "requested"])
+    extra = {"channel": ["--log-level", "DEBUG"]}
+    cli._capture_args(args, extra)
+    assert extra["channel"] == ["--log-level", "DEBUG", "--capture", str((pathlib.Path("iq")).resolve()),
+                                "--capture-mode", "requested"]
+    none = {}
+    cli._capture_args(cli.parser().parse_args(["up"]), none)
+    assert none == {}
+    with pytest.raises(ValueError, match="--capture-mode needs --capture"):
+        cli._capture_args(cli.parser().parse_args(["up", "--capture-mode", "requested"]), {})
+    from services.channel import server as channel_server
+    with pytest.raises(SystemExit):  # a mode the channel does not know is refused by its parser, before serving
+        channel_server.main(["--capture", str(tmp_path), "--capture-mode", "some"])

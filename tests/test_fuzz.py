@@ -118,7 +118,8 @@ WILD_LINK = {"scheme": enum, "snr_db": doubles, "channel": enum, "fading": enum,
              "rician_k_db": doubles, "csi": enum, "pilots": u32, "erasure_prob": doubles, "jpeg_quality": u32,
              "code_rate": doubles, "modulation": names, "packet_loss": doubles, "packet_burst": doubles,
              "tokens_per_packet": u32, "users": u32, "access": names,
-             "user_powers": st.lists(doubles, max_size=5)}
+             "user_powers": st.lists(doubles, max_size=5),
+             "capture": st.booleans()}  # the fuzzed channel has no capture directory: FAILED_PRECONDITION
 
 
 @st.composite

@@ -83,7 +83,8 @@ def test_every_panel_uses_the_provisioned_datasource():
 def test_the_promised_panels_are_there():
     titles = " | ".join(p["title"].lower() for p in dashboard()["panels"])
     for words in ("latency per stage", "throughput", "error", "accuracy vs snr by scheme", "psnr vs snr",
-                  "queue depth", "channel uses per request", "tokens per stream", "accuracy vs packet loss"):
+                  "queue depth", "channel uses per request", "tokens per stream", "accuracy vs packet loss",
+                  "open sessions", "session outcomes"):
         assert words in titles, words
     acc = next(p for p in dashboard()["panels"] if p["title"].startswith("Accuracy vs SNR"))
     (t,) = acc["targets"]

@@ -85,6 +85,11 @@ def test_promtool_check_config_fails_on_a_broken_rule(tmp_path):
     ("rules/recording.yml", "histogram_quantile(0.99, sum by (service, stage", "histogram_quantile(0.9, sum by "
                                                                               "(service, stage"),
     ("rules/alerts.yml", "up{job=\"unitocom\"} == 0", "up{job=\"unitocom\"} == 2"),
+    # sessions (issue 17): the missing-parts alert, the table-full alert, the ratio's zero when all complete
+    ("rules/alerts.yml", "missing_parts:ratio_rate15m > 0.25", "missing_parts:ratio_rate15m > 0.6"),
+    ("rules/alerts.yml", "{event=\"rejected\"} > 0", "{event=\"rejected\"} > 1"),
+    ("rules/recording.yml", "or sum by (service) (rate(unitocom_sessions_total{event=~\"completed|failed\"}[15m])) * 0",
+     ""),
 ])
 def test_promtool_test_rules_fails_on_a_broken_copy(tmp_path, path, old, new):
     d = _copy(tmp_path)

@@ -187,7 +187,7 @@ def test_build_request_puts_every_option_on_the_wire():
               "packet_burst": 3.0, "tokens_per_packet": 8, "variant": "resilient", "token_budget": 12,
               "packing": "aggregated", "lossy_modalities": "image", "session_id": "kitchen-1",
               "session_parts": "image,text", "session_partial": True, "session_wait_s": 12.5,
-              "users": 2, "access": "superposed", "user_powers": "0.6, 0.4"}
+              "users": 2, "access": "superposed", "user_powers": "0.6, 0.4", "capture": True}
     assert set(values) == set(NAMES) - {"timeout_s"}  # a new option must be added here too
     req = client.build_request(request_id="r1", **values)
     link = req.link
@@ -198,6 +198,7 @@ def test_build_request_puts_every_option_on_the_wire():
                  "packing", "lossy_modalities"):
         assert getattr(link, name) == pytest.approx(values[name]), name
     assert (link.users, link.access, list(link.user_powers)) == (2, "superposed", [0.6, 0.4])
+    assert link.capture is True and client.build_request(text="x").link.capture is False  # asked / not asked
     # users=2: each device sends every payload given
     assert [p.WhichOneof("content") for p in req.payloads] == ["image", "audio", "text", "text"] * 2
     assert [p.user for p in req.payloads] == [0] * 4 + [1] * 4

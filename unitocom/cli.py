@@ -15,6 +15,7 @@ EPILOG = """examples:
   unitocom send --text "three red cubes" --snr-db 20
   unitocom send --image photo.png --scheme traditional --snr-db 5 --channel rayleigh --out out/
   unitocom up --extra-args channel="--log-level DEBUG"   flags appended to one service's command line
+  unitocom up --capture iq/ --capture-mode requested   the channel records the requests sent with --capture
   unitocom certs --out tls && unitocom up --tls-dir tls    mutual TLS on every hop, tokens at the transmitter
   unitocom send --tls-dir tls --text "hello"    ... a client then calls with the CA and tls/tokens
   unitocom status --json
@@ -44,6 +45,7 @@ def cmd_up(args) -> int:
             return 1
     try:
         extra = _extra_args(args.extra_args)
+        _capture_args(args, extra)
         policy = _policy(args)
         _check_tls_dir(args.tls_dir, args.auth_tokens)
     except ValueError as e:
@@ -106,6 +108,16 @@ def _extra_args(items: list[str] | None) -> dict[str, list[str]]:
                              f"{', '.join(launcher.ORDER)}, all")
         out.setdefault(name, []).extend(shlex.split(flags))
     return out
+
+
+def _capture_args(args, extra: dict[str, list[str]]) -> None:
+    """`up --capture DIR [--capture-mode M]` as the channel's flags, added to `extra` (absolute: the service's
+    working directory is not ours)."""
+    if args.capture:
+        extra.setdefault("channel", []).extend(["--capture", str(pathlib.Path(args.capture).resolve()),
+                                                "--capture-mode", args.capture_mode])
+    elif args.capture_mode != "all":
+        raise ValueError("--capture-mode needs --capture DIR")
 
 
 def _policy(args):
@@ -290,6 +302,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--extra-args", action="append", metavar="SERVICE=FLAGS",
                    help="flags appended to a service's command line (shell-quoted; SERVICE: transmitter, channel, "
                         "basestation or all; repeatable), e.g. --extra-args basestation='--log-level DEBUG'")
+    p.add_argument("--capture", default=None, metavar="DIR",
+                   help="the channel records IQ (SigMF, one recording per request) in DIR, kept under 1 GiB "
+                        "(channel flag --capture-max-mb via --extra-args); replay with `unitocom replay DIR`. "
+                        "Without it a request asking for capture (send --capture) is refused")
+    p.add_argument("--capture-mode", choices=("all", "requested"), default="all",
+                   help="with --capture: record every request (all, default) or only those sent with --capture "
+                        "(requested)")
     p.add_argument("--tls-dir", default=None, metavar="DIR",
                    help="mutual TLS on every hop and bearer tokens at the transmitter, with the certificates of "
                         "DIR (make them with `unitocom certs --out DIR`); default: plaintext on loopback")

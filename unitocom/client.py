@@ -39,6 +39,7 @@ def build_request(*, request_id: str = "", **options) -> pb.Request:
         variant=v["variant"] or "", token_budget=v["token_budget"], packing=v["packing"] or "",
         lossy_modalities=v["lossy_modalities"],
         users=v["users"], access=v["access"] or "", user_powers=parse_powers(v["user_powers"]),
+        capture=v["capture"],
     )
     req = pb.Request(request_id=request_id, task=wire.enum_value(pb.Task, v["task"]), payloads=payloads, link=link,
                      label=pb.Label(answer=v["answer"], transcript=v["transcript"]))
@@ -165,6 +166,8 @@ def result_to_dict(result: pb.Result) -> dict:
     }
     if result.HasField("session"):
         d["session"] = session_to_dict(result.session)
+    if result.HasField("capture"):  # the channel recorded the request's IQ: where, for `unitocom replay`
+        d["capture"] = {"path": result.capture.path, "bytes": result.capture.bytes, "note": result.capture.note}
     return d
 
 

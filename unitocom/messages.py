@@ -53,6 +53,7 @@ class LinkSettings:
     users: int = 0  # K devices in one access group (0 or 1: one device)
     access: str = ""  # orthogonal | superposed ("": orthogonal)
     user_powers: list[float] = field(default_factory=list)  # superposed: shares of P, sum <= 1 (empty: default)
+    capture: bool = False  # record this request's IQ at the channel (issue 17; a service without --capture refuses)
 
 
 @dataclass
@@ -212,6 +213,15 @@ class SessionReport:
 
 
 @dataclass
+class CaptureReport:
+    """Where the channel put a request's IQ recording (`unitocom.capture`), for `unitocom replay`."""
+
+    path: str = ""  # the .sigmf-meta on the channel's host; empty: not kept (note says why)
+    bytes: int = 0  # size on disk, data and metadata
+    note: str = ""  # why it was not kept, or why it was recorded unasked
+
+
+@dataclass
 class Result:
     """What comes back for a request: the base station's outputs, with the timings and quality every hop adds."""
 
@@ -229,6 +239,7 @@ class Result:
     # channel_uses are this call's own streams (session.arrived lists every part).
     session: SessionReport | None = None
     users: list[UserResult] = field(default_factory=list)  # users sharing the channel, in user order
+    capture: CaptureReport | None = None  # set by a channel that recorded the request's IQ
 
 
 @dataclass

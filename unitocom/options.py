@@ -261,6 +261,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("user_powers", str, "", "superposed access: each user's transmit power as a share of the budget P, a "
            "comma list of K numbers > 0 summing to at most 1, e.g. 0.8,0.2 (empty: 4^-k shares, 6 dB apart)",
            advanced=True),
+    # IQ capture (issue 17): a link option because the channel, which reads only the header's link, does the recording.
+    Option("capture", bool, False, "record this request's IQ at the channel (z, h, h_est, z_hat per channel use) as "
+           "a SigMF recording; the result says where (replay it with `unitocom replay PATH`). The channel service "
+           "must have a capture directory (`unitocom up --capture DIR`): without one the request is refused with "
+           "FAILED_PRECONDITION", advanced=True),
     # Ground truth the services score against.
     Option("answer", str, "", "ground-truth answer (vqa; scored by the services)", kind="label"),
     Option("transcript", str, "", "ground-truth transcript (asr; scored by the services)", kind="label"),

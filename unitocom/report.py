@@ -41,6 +41,11 @@ def format_result(d: dict) -> str:
                      f"{u['channel_uses']} channel uses" + (f", output {u['output']!r}" if u["output"] else "")
                      + (": " + ", ".join(f"{k}={v:.3g}" for k, v in sorted(u["quality"].items()))
                         if u["quality"] else ""))
+    c = d.get("capture")
+    if c:  # the channel's IQ recording of this request
+        where = (f"recorded at the channel in {c['path']} ({c['bytes']} B; `unitocom replay {c['path']}`)"
+                 if c["path"] else "NOT recorded")
+        lines.append(f"  IQ capture: {where}" + (f" ({c['note']})" if c["note"] else ""))
     total = sum(d["timings_s"].values())
     lines.append(f"  time: {total * 1e3:.0f} ms in stages (" +
                  ", ".join(f"{k} {v * 1e3:.0f}" for k, v in d["timings_s"].items()) + ")")

@@ -128,7 +128,7 @@ _PB_MESSAGE = {msg.Request: pb.Request, msg.Payload: pb.Payload, msg.LinkSetting
                msg.Label: pb.Label, msg.StreamHeader: pb.StreamHeader, msg.ModalityOutput: pb.ModalityOutput,
                msg.RequestHeader: pb.RequestHeader, msg.StageTiming: pb.StageTiming, msg.Result: pb.Result,
                msg.Session: pb.Session, msg.SessionPart: pb.SessionPart, msg.SessionReport: pb.SessionReport,
-               msg.UserResult: pb.UserResult}
+               msg.UserResult: pb.UserResult, msg.CaptureReport: pb.CaptureReport}
 _FROM_PB_MESSAGE = {v: k for k, v in _PB_MESSAGE.items()}
 # The dataclasses' enum fields, by name (each name has one enum type in every message).
 _ENUM_FIELDS = {"task": Task, "scheme": Scheme, "channel": Channel, "fading": Fading, "csi": Csi,

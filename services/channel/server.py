@@ -62,16 +62,50 @@ def _apply(core: ChannelCore, message: pb.Uplink, out: pb.SymbolFrame, rec: capt
     wire.fill_frame(out, received)
 
 
+# --capture-mode: which requests a channel with a capture directory records. "all" is what --capture DIR alone
+# has always meant (recordings of every request); "requested" records only the requests whose link.capture asks.
+CAPTURE_MODES = ("all", "requested")
+
+
 class Channel(pb_grpc.ChannelServicer):
     def __init__(self, cfg: config.Config, basestation_target: str, tls: security.TlsIdentity | None = None,
-                 recorder: capture.Recorder | None = None):
-        self.cfg, self.target, self.recorder = cfg, basestation_target, recorder
+                 recorder: capture.Recorder | None = None, capture_mode: str = "all"):
+        if capture_mode not in CAPTURE_MODES:
+            raise ValueError(f"capture_mode: {capture_mode!r}; expected one of {CAPTURE_MODES}")
+        self.cfg, self.target, self.recorder, self.capture_mode = cfg, basestation_target, recorder, capture_mode
         # wait-for-ready, retry on UNAVAILABLE, fast reconnect; mutual TLS as "channel" to "basestation"
         self.stub = pb_grpc.BaseStationStub(security.next_hop_channel(
             basestation_target, cfg, tls, peer_name="basestation", services=["unitocom.v1.BaseStation"]))
 
     def _recording(self, header: pb.RequestHeader) -> capture.Recording | None:
-        return None if self.recorder is None else self.recorder.start(from_wire(header, "header"))
+        """The request's recording, or None when it is not recorded. A request that asks for capture (link.capture)
+        where the service has no capture directory is refused before anything is forwarded: answering without the
+        recording it asked for would look like success."""
+        asked = header.link.capture
+        if self.recorder is None:
+            if asked:
+                raise RequestError("link.capture", "this channel service has no capture directory, so it cannot "
+                                   "record the request's IQ; start it with --capture DIR (`unitocom up --capture "
+                                   "DIR`), or send without capture", code="failed_precondition")
+            return None
+        if asked or self.capture_mode == "all":
+            return self.recorder.start(from_wire(header, "header"))
+        return None
+
+    def _report(self, rec: capture.Recording, asked: bool) -> pb.CaptureReport:
+        """Write the recording and say where it went (Result.capture), so the caller can replay it."""
+        path = rec.close()
+        notes = []
+        if path is None:
+            notes.append(f"not kept: its {rec.nbytes / 2**20:.3g} MiB of samples exceed the channel's disk cap "
+                         f"(--capture-max-mb {self.recorder.max_bytes / 2**20:g})")
+        if not asked:
+            notes.append("recorded unasked: this channel service records every request (--capture-mode all)")
+        if path is None:
+            return pb.CaptureReport(note="; ".join(notes))
+        path = path.resolve()
+        size = sum(p.stat().st_size for p in (path, path.with_suffix(".sigmf-data")) if p.exists())
+        return pb.CaptureReport(path=str(path), bytes=size, note="; ".join(notes))
 
     def _frames(self, first: pb.Uplink, request_iterator, core: ChannelCore, state: dict, rec):
         """Corrupt frames as they stream by; a bad frame ends the stream and is reported by the caller."""
@@ -108,8 +142,8 @@ class Channel(pb_grpc.ChannelServicer):
                 raise common.next_hop_error("basestation", self.target, e) from None
             if state["error"] is not None:
                 raise state["error"]
-            if rec is not None:
-                rec.close()  # what crossed the channel, whatever the base station made of it
+            if rec is not None:  # what crossed the channel, whatever the base station made of it
+                result.capture.CopyFrom(self._report(rec, first.header.link.capture))
             core.clock.report(result.timings)  # stage `channel`: eq. (2) on every frame
             call.packets(*core.packet_counts())
             call.observe(result)
@@ -128,7 +162,7 @@ class Channel(pb_grpc.ChannelServicer):
                 up = pb.Uplink()
                 _apply(core, msg, up.frame, rec)
                 yield up
-            if rec is not None:
+            if rec is not None:  # Apply returns no Result: the recording is <request_id>.sigmf-meta in the directory
                 rec.close()
             call.channel_uses(core.symbols)
 
@@ -139,7 +173,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--capture", default=None, metavar="DIR",
                     help="record what crosses the channel (z, h, h_est, z_hat per channel use) as one SigMF "
                          "recording per request in DIR, readable by GNU Radio and other SDR tools; replay one "
-                         "with `unitocom replay`")
+                         "with `unitocom replay`. Which requests: --capture-mode. Without DIR a request that asks "
+                         "for capture (request option `capture`) is refused with FAILED_PRECONDITION")
+    ap.add_argument("--capture-mode", choices=CAPTURE_MODES, default="all",
+                    help="with --capture DIR: all (default, as before the request option): every request is "
+                         "recorded; requested: only requests that ask (request option `capture`). Either way the "
+                         "result's capture field says where the recording went")
     ap.add_argument("--capture-max-mb", type=float, default=1024.0,
                     help="disk cap of --capture DIR in MiB: the oldest recordings are deleted first (default 1024)")
     ap.add_argument("--capture-sample-rate", type=float, default=capture.DEFAULT_SAMPLE_RATE_HZ, metavar="HZ",
@@ -155,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def register(server: grpc.Server) -> None:
         tls = security.next_hop_tls(SERVICE, args.tls_dir)
-        pb_grpc.add_ChannelServicer_to_server(Channel(cfg, target, tls, recorder), server)
+        pb_grpc.add_ChannelServicer_to_server(Channel(cfg, target, tls, recorder, args.capture_mode), server)
 
     def warmup() -> None:
         import numpy as np

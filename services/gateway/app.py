@@ -211,6 +211,9 @@ class SendResult(BaseModel):
                                  "device's request id, modality, link, whether it decoded), those missing, the "
                                  "request id that ran the task (answered_by), this call's wait and a partial "
                                  "answer's note")
+    capture: dict | None = Field(None, description="when the channel recorded the request's IQ (option capture): "
+                                 "path (the .sigmf-meta on the channel's host, for `unitocom replay`; empty: not "
+                                 "kept), bytes, and a note saying why it was not kept or was recorded unasked")
 
 
 class Readiness(BaseModel):

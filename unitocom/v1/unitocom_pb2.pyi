@@ -117,7 +117,7 @@ class Payload(_message.Message):
     def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., text: _Optional[str] = ..., image: _Optional[bytes] = ..., audio: _Optional[bytes] = ..., user: _Optional[int] = ...) -> None: ...
 
 class LinkSettings(_message.Message):
-    __slots__ = ("scheme", "snr_db", "channel", "fading", "seed", "block_length", "rician_k_db", "csi", "pilots", "erasure_prob", "jpeg_quality", "code_rate", "modulation", "packet_loss", "packet_burst", "tokens_per_packet", "variant", "token_budget", "packing", "lossy_modalities", "users", "access", "user_powers")
+    __slots__ = ("scheme", "snr_db", "channel", "fading", "seed", "block_length", "rician_k_db", "csi", "pilots", "erasure_prob", "jpeg_quality", "code_rate", "modulation", "packet_loss", "packet_burst", "tokens_per_packet", "variant", "token_budget", "packing", "lossy_modalities", "users", "access", "user_powers", "capture")
     SCHEME_FIELD_NUMBER: _ClassVar[int]
     SNR_DB_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +141,7 @@ class LinkSettings(_message.Message):
     USERS_FIELD_NUMBER: _ClassVar[int]
     ACCESS_FIELD_NUMBER: _ClassVar[int]
     USER_POWERS_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_FIELD_NUMBER: _ClassVar[int]
     scheme: Scheme
     snr_db: float
     channel: ChannelModel
@@ -164,7 +165,8 @@ class LinkSettings(_message.Message):
     users: int
     access: str
     user_powers: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, scheme: _Optional[_Union[Scheme, str]] = ..., snr_db: _Optional[float] = ..., channel: _Optional[_Union[ChannelModel, str]] = ..., fading: _Optional[_Union[Fading, str]] = ..., seed: _Optional[int] = ..., block_length: _Optional[int] = ..., rician_k_db: _Optional[float] = ..., csi: _Optional[_Union[CsiMode, str]] = ..., pilots: _Optional[int] = ..., erasure_prob: _Optional[float] = ..., jpeg_quality: _Optional[int] = ..., code_rate: _Optional[float] = ..., modulation: _Optional[str] = ..., packet_loss: _Optional[float] = ..., packet_burst: _Optional[float] = ..., tokens_per_packet: _Optional[int] = ..., variant: _Optional[str] = ..., token_budget: _Optional[int] = ..., packing: _Optional[str] = ..., lossy_modalities: _Optional[str] = ..., users: _Optional[int] = ..., access: _Optional[str] = ..., user_powers: _Optional[_Iterable[float]] = ...) -> None: ...
+    capture: bool
+    def __init__(self, scheme: _Optional[_Union[Scheme, str]] = ..., snr_db: _Optional[float] = ..., channel: _Optional[_Union[ChannelModel, str]] = ..., fading: _Optional[_Union[Fading, str]] = ..., seed: _Optional[int] = ..., block_length: _Optional[int] = ..., rician_k_db: _Optional[float] = ..., csi: _Optional[_Union[CsiMode, str]] = ..., pilots: _Optional[int] = ..., erasure_prob: _Optional[float] = ..., jpeg_quality: _Optional[int] = ..., code_rate: _Optional[float] = ..., modulation: _Optional[str] = ..., packet_loss: _Optional[float] = ..., packet_burst: _Optional[float] = ..., tokens_per_packet: _Optional[int] = ..., variant: _Optional[str] = ..., token_budget: _Optional[int] = ..., packing: _Optional[str] = ..., lossy_modalities: _Optional[str] = ..., users: _Optional[int] = ..., access: _Optional[str] = ..., user_powers: _Optional[_Iterable[float]] = ..., capture: _Optional[bool] = ...) -> None: ...
 
 class Label(_message.Message):
     __slots__ = ("answer", "transcript", "caption")
@@ -383,7 +385,7 @@ class SessionReport(_message.Message):
     def __init__(self, id: _Optional[str] = ..., arrived: _Optional[_Iterable[_Union[SessionPart, _Mapping]]] = ..., missing: _Optional[_Iterable[_Union[Modality, str]]] = ..., complete: _Optional[bool] = ..., answered_by: _Optional[str] = ..., waited_s: _Optional[float] = ..., note: _Optional[str] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("request_id", "task", "scheme", "output_text", "outputs", "timings", "channel_uses", "quality", "snr_db", "channel", "session", "users")
+    __slots__ = ("request_id", "task", "scheme", "output_text", "outputs", "timings", "channel_uses", "quality", "snr_db", "channel", "session", "users", "capture")
     class QualityEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -403,6 +405,7 @@ class Result(_message.Message):
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     USERS_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     task: Task
     scheme: Scheme
@@ -415,7 +418,18 @@ class Result(_message.Message):
     channel: ChannelModel
     session: SessionReport
     users: _containers.RepeatedCompositeFieldContainer[UserResult]
-    def __init__(self, request_id: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., scheme: _Optional[_Union[Scheme, str]] = ..., output_text: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[ModalityOutput, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., channel_uses: _Optional[int] = ..., quality: _Optional[_Mapping[str, float]] = ..., snr_db: _Optional[float] = ..., channel: _Optional[_Union[ChannelModel, str]] = ..., session: _Optional[_Union[SessionReport, _Mapping]] = ..., users: _Optional[_Iterable[_Union[UserResult, _Mapping]]] = ...) -> None: ...
+    capture: CaptureReport
+    def __init__(self, request_id: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., scheme: _Optional[_Union[Scheme, str]] = ..., output_text: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[ModalityOutput, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., channel_uses: _Optional[int] = ..., quality: _Optional[_Mapping[str, float]] = ..., snr_db: _Optional[float] = ..., channel: _Optional[_Union[ChannelModel, str]] = ..., session: _Optional[_Union[SessionReport, _Mapping]] = ..., users: _Optional[_Iterable[_Union[UserResult, _Mapping]]] = ..., capture: _Optional[_Union[CaptureReport, _Mapping]] = ...) -> None: ...
+
+class CaptureReport(_message.Message):
+    __slots__ = ("path", "bytes", "note")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    bytes: int
+    note: str
+    def __init__(self, path: _Optional[str] = ..., bytes: _Optional[int] = ..., note: _Optional[str] = ...) -> None: ...
 
 class UserResult(_message.Message):
     __slots__ = ("user", "output_text", "quality", "channel_uses", "power", "sinr_db", "sic_order", "residual_db")
