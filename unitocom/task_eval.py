@@ -146,8 +146,11 @@ def clevr_png(path) -> bytes:
 
     from unitocom.data.loaders import read_pixels
     raw = path.read_bytes()
-    with Image.open(io.BytesIO(raw)) as im:
-        w, h = im.size
+    try:
+        with Image.open(io.BytesIO(raw)) as im:
+            w, h = im.size
+    except (OSError, ValueError):  # not a picture Pillow reads: sent as stored, the transmitter's status says why
+        return raw
     if w == h:
         return raw
     buf = io.BytesIO()
