@@ -33,6 +33,7 @@ from unitocom.data.speech import (Speaker, make_speakers, speech_sentence, synth
                                   tools_missing, transcript)
 
 FORMAT = "unitocom-data/1"
+SPOKEN_FOLDER = "spoken_questions"  # unitocom.data.spoken.FOLDER (not imported: spoken imports this module)
 GENERATED = ("CLEVR_v1.0", "coco", "LibriSpeech", "photos", "manifest.json")  # all that `make` removes first
 _SPLIT_NO = {s: i for i, s in enumerate(SPLITS)}
 _COCO_ID_BASE = {"train": 0, "val": 1_000_000, "test": 2_000_000}  # COCO ids are unique across splits
@@ -50,7 +51,12 @@ def _dump_json(obj, path: Path) -> None:
 def _file_hashes(root: Path) -> list[tuple[str, str]]:
     out = []
     for p in sorted(root.rglob("*")):
-        if p.is_file() and p.relative_to(root).as_posix() != "manifest.json":
+        rel = p.relative_to(root)
+        # spoken_questions/ (`data spoken-questions`) is an addition with its own manifest and checksum: adding
+        # it leaves the set's checksum, which the committed checkpoints record, as it was
+        if rel.parts and rel.parts[0] == SPOKEN_FOLDER:
+            continue
+        if p.is_file() and rel.as_posix() != "manifest.json":
             out.append((p.relative_to(root).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest()))
     return out
 
