@@ -170,7 +170,7 @@ def test_send_and_eval_take_a_spoken_question(services, spoken):
                                                                                      r["file"]), "--json"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["output_text"] in {a.lower() for a in ANSWERS}
+    assert json.loads(out.stdout)["output"] in {a.lower() for a in ANSWERS}
     ev = subprocess.run([sys.executable, "-m", "unitocom.cli", "eval", "--task", "vqa", "--spoken", "--n", "6",
                          "--data", str(spoken), "--target", target, "--json"], capture_output=True, text=True,
                         timeout=300)

@@ -158,13 +158,15 @@ def gather(fn, count: int, workers: int = 1, desc: str = "", progress: bool = Tr
 def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_dir: str, target: str,
              split: str = "test", seed: int = 0, progress: bool = True, timeout_s: float = 120.0,
              inception_weights: str | None = None, workers: int = 1, n_resamples: int = 1000,
-             fid_resamples: int = 200, link: dict | None = None, spoken: str | Path | None = None) -> dict:
+             fid_resamples: int = 200, link: dict | None = None, spoken: str | Path | None = None,
+             typed: bool = False) -> dict:
     """One point of Fig. 2: `n` labelled requests through the services -> the task's score and its 95 % interval
     (`ci_low`, `ci_high`: Wilson for VQA accuracy, bootstrap over examples for WER, FID and the pair recall;
     see `unitocom.results`). `workers` requests are in flight at a time; request i always carries seed + i,
     so the score does not depend on the order in which they complete. `link`: more request options (LINK_OPTIONS),
     recorded in the row. `spoken` (vqa): the spoken-questions folder; each question is sent as its audio clip
-    (issue 17) instead of its text, and the row says `"question": "spoken"`."""
+    (issue 17) instead of its text, and the row says `"question": "spoken"`; with `typed` too, the same questions
+    are sent as text (`"question": "typed"`, `"questions": "spoken set"`): the like-for-like typed baseline."""
     from unitocom import client
     from unitocom import results as ci
     data_dir = require_data(data_dir)
@@ -174,8 +176,10 @@ def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_d
     row = {"task": task, "scheme": scheme, "snr_db": snr_db, "channel": channel, "n": 0,
            "metric": METRIC[task], "value": None, "ci_low": None, "ci_high": None, **({"link": link} if link else {})}
     if task == "vqa":
-        row["question"] = "spoken" if spoken is not None else "typed"
-    desc = f"{task}{' spoken' if spoken is not None else ''} {scheme} {channel} {snr_db:g} dB"
+        row["question"] = "spoken" if spoken is not None and not typed else "typed"
+        if spoken is not None and typed:
+            row["questions"] = "spoken set"
+    desc = f"{task} {row.get('question', '')} {scheme} {channel} {snr_db:g} dB"
     with client.Client(target) as c:
         def send(i: int, **kw):
             return c.send(client.build_request(task=task, scheme=scheme, snr_db=snr_db, channel=channel,
@@ -191,7 +195,7 @@ def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_d
             def one(i: int) -> float:
                 q = items[i]
                 png = (clevr_root(data_dir) / "images" / split / q["image_filename"]).read_bytes()
-                if spoken is not None:
+                if spoken is not None and not typed:
                     ask = {"audio": (Path(spoken) / q["file"]).read_bytes()}
                 else:
                     ask = {"question": q["question"]}
@@ -311,6 +315,9 @@ def add_subparser(sub) -> None:
                         "instead of text; the base station reads it with mllm-<objective>-spoken (issue 17)")
     p.add_argument("--spoken-questions", default=None, metavar="DIR",
                    help="with --spoken: the spoken questions (default <data>/spoken_questions)")
+    p.add_argument("--typed", action="store_true",
+                   help="with --spoken: send the same questions as text (the typed baseline on exactly the spoken "
+                        "set's questions)")
     p.add_argument("--json", action="store_true")
     from unitocom.options import add_flags
     add_flags(p, LINK_OPTIONS)  # as on `unitocom send`: token packets, budget, the resilient models
@@ -343,8 +350,8 @@ def _through_services(fn, *a, **kw):
 
 
 def _cmd_eval(args) -> int:
-    if args.spoken_questions and not args.spoken:
-        raise UserError("--spoken-questions is read with --spoken only")
+    if (args.spoken_questions or args.typed) and not args.spoken:
+        raise UserError("--spoken-questions and --typed are read with --spoken only")
     spoken = None
     if args.spoken:
         from unitocom.data.spoken import default_dir
@@ -352,7 +359,7 @@ def _cmd_eval(args) -> int:
     row = _through_services(evaluate, args.task, args.scheme, args.snr_db, args.channel, args.n, args.data,
                             args.target, args.split, inception_weights=args.inception_weights,
                             workers=max(1, args.workers), link={k: getattr(args, k) for k in LINK_OPTIONS},
-                            spoken=spoken)
+                            spoken=spoken, typed=args.typed)
     if row is None:
         return 1
     if args.json:
@@ -361,7 +368,9 @@ def _cmd_eval(args) -> int:
         extra = f" (majority-class chance {row['chance']:.3f})" if "chance" in row else ""
         if row.get("pair_recall") is not None:
             extra += f", pair recall {row['pair_recall']:.3f}{_interval(row, 'pair_recall_')}"
-        print(f"{row['task']}{' (spoken questions)' if row.get('question') == 'spoken' else ''} via {row['scheme']} at {row['snr_db']:g} dB over {row['channel']}, n={row['n']}: "
+        what = {"spoken": " (spoken questions)"}.get(row.get("question"), "")
+        what += " (the spoken set's questions, typed)" if row.get("questions") == "spoken set" else ""
+        print(f"{row['task']}{what} via {row['scheme']} at {row['snr_db']:g} dB over {row['channel']}, n={row['n']}: "
               f"{row['metric']} = {row['value']:.4g}{_interval(row)}{extra}")
         for name, f in sorted(row.get("by_family", {}).items()):
             print(f"  {name:18s} n={f['n']:3d}  accuracy {f['accuracy']:.3f}  chance {f['chance']:.3f}")
