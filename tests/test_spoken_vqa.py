@@ -179,3 +179,28 @@ def test_send_and_eval_take_a_spoken_question(services, spoken):
     assert row["question"] == "spoken" and row["n"] == 6 and 0 <= row["value"] <= 1
     assert row["ci_low"] <= row["value"] <= row["ci_high"]
     assert sum(f["n"] for f in row["by_family"].values()) == 6
+
+
+def test_a_camera_and_a_phone_send_the_picture_and_the_spoken_question_in_one_session(tx, spoken):
+    """Issue 17's example: the picture from one device (unitocom), the spoken question from another (traditional,
+    AMR-WB), one session waiting for image and audio: answered once, alike for both calls, both parts reported."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from unitocom.data.spoken import load
+    from unitocom.v1 import unitocom_pb2 as pb
+    need((CHECKPOINTS / "mllm-sigma-genib-spoken.safetensors").exists(), "mllm-sigma-genib-spoken not installed")
+    r = load(spoken / "spoken_questions", "test")[1]
+    png = (spoken / "CLEVR_v1.0/images/test" / f"CLEVR_test_{r['image_index']:06d}.png").read_bytes()
+    wav = (spoken / "spoken_questions" / r["file"]).read_bytes()
+    common = dict(task="vqa", session_id="spoken-1", session_parts="image,audio")
+    with ThreadPoolExecutor(2) as pool:
+        cam = pool.submit(tx.send, client.build_request(image=png, scheme="unitocom", snr_db=20.0, request_id="cam",
+                                                        **common), 60)
+        phone = pool.submit(tx.send, client.build_request(audio=wav, scheme="traditional", snr_db=15.0,
+                                                          channel="rayleigh", answer=r["answer"], request_id="phone",
+                                                          **common), 60)
+        r1, r2 = cam.result(), phone.result()
+    assert r1.output_text == r2.output_text and r1.output_text in {a.lower() for a in ANSWERS}
+    assert "exact_match" in r1.quality and dict(r1.quality) == dict(r2.quality)
+    assert r1.session.complete and sorted(p.modality for p in r1.session.arrived) == sorted([pb.IMAGE, pb.AUDIO])
+    assert r1.session.answered_by == r2.session.answered_by
