@@ -204,3 +204,16 @@ def test_a_camera_and_a_phone_send_the_picture_and_the_spoken_question_in_one_se
     assert "exact_match" in r1.quality and dict(r1.quality) == dict(r2.quality)
     assert r1.session.complete and sorted(p.modality for p in r1.session.arrived) == sorted([pb.IMAGE, pb.AUDIO])
     assert r1.session.answered_by == r2.session.answered_by
+
+
+def test_data_make_makes_the_spoken_questions_with_the_set(tmp_path):
+    """`data make` (the CLI makes them unless --no-spoken-questions): a fresh clone gets them with the data set;
+    they record the set's final checksum, which they leave unchanged."""
+    need(not tools_missing(), "espeak-ng/sox missing: spoken questions are synthesised")
+    from unitocom.data.make import GENERATED, dataset_checksum, make_dataset
+    m = make_dataset(tmp_path, "tiny", seed=7, scenes=24, clips=3, progress=False, workers=2, log=lambda *_: None,
+                     spoken_questions=True)
+    sq = json.loads((tmp_path / "spoken_questions" / "manifest.json").read_text())
+    assert sq["complete"] and sq["base"]["checksum"] == m["checksum"] == dataset_checksum(tmp_path)
+    assert m["spoken_questions"] == sq["counts"] and m["spoken_questions"]["test"]["questions"] > 0
+    assert "spoken_questions" in GENERATED and "spoken_questions" in m["sha256"]

@@ -15,7 +15,7 @@ def _make(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     manifest = make_dataset(out, args.preset, seed=args.seed, scenes=args.scenes, clips=args.speech,
                             speech=not args.no_speech, image_size_px=args.image_px, workers=args.workers,
-                            progress=not args.quiet)
+                            progress=not args.quiet, spoken_questions=not args.no_spoken_questions)
     wall = time.perf_counter() - t0
     print(f"wrote {out} (preset {manifest['preset']}, seed {manifest['seed']}) in {wall:.1f} s")
     keys = ["scenes", "questions", "captions", "clips", "seconds"]
@@ -76,6 +76,9 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     make.add_argument("--speech", type=int, default=None, metavar="N",
                       help="total speech clips over train/val/test instead of the preset's")
     make.add_argument("--no-speech", action="store_true", help="skip speech (no espeak-ng / sox needed)")
+    make.add_argument("--no-spoken-questions", action="store_true",
+                      help="skip the spoken VQA questions (spoken_questions/, about 1.5 min on 2 workers; made "
+                           "otherwise, with speech: see `data spoken-questions`)")
     make.add_argument("--image-px", type=int, default=None, metavar="PX", help="image side instead of the preset's")
     make.add_argument("--workers", type=int, default=2, help="parallel workers (default: 2)")
     make.add_argument("--quiet", action="store_true", help="no progress bars")
