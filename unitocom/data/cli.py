@@ -44,11 +44,14 @@ def _checksum(args: argparse.Namespace) -> int:
 
 
 def _spoken(args: argparse.Namespace) -> int:
+    from unitocom.data.layouts import require_data
+    from unitocom.data.make import dataset_checksum
     from unitocom.data.spoken import default_dir, make_spoken_questions
 
     out = Path(args.out) if args.out else default_dir(args.data)
     m = make_spoken_questions(args.data, out, {"train": args.train, "val": args.val, "test": args.test},
-                              seed=args.seed, workers=args.workers, progress=not args.quiet)
+                              seed=args.seed, workers=args.workers, progress=not args.quiet,
+                              base_checksum=dataset_checksum(require_data(args.data), use_manifest=True))
     print(f"wrote {out} in {m['wall_s']} s; checksum {m['checksum']}")
     for split, c in m["counts"].items():
         print(f"{split:<6} {c['questions']:>6} questions {c['speakers']:>3} speakers {c['seconds']:>9.1f} s "

@@ -308,7 +308,8 @@ def make_dataset(out_dir: str | Path, preset: str | DataPreset = "tiny", *, seed
         from unitocom.data.spoken import make_spoken_questions  # last: it records the checksum of all above
         t1 = time.perf_counter()
         spoken_counts = make_spoken_questions(out, out / SPOKEN_FOLDER, seed=seed, workers=workers,
-                                              rate_hz=p.audio_rate_hz, progress=progress)["counts"]
+                                              rate_hz=p.audio_rate_hz, progress=progress,
+                                              base_checksum=dataset_checksum(out))["counts"]
         log(f"spoken questions: {time.perf_counter() - t1:.1f} s")
     checksums = {name: dataset_checksum(out / name) for name in GENERATED if (out / name).is_dir()}
     manifest = {

@@ -85,12 +85,12 @@ def folder_checksum(folder: str | Path, splits: tuple[str, ...] | None = None) -
 
 def make_spoken_questions(data_dir: str | Path, out_dir: str | Path | None = None,
                           counts: dict[str, int] | None = None, seed: int = 0, workers: int = 2,
-                          rate_hz: int | None = None, progress: bool = True) -> dict:
+                          rate_hz: int | None = None, progress: bool = True, base_checksum: str | None = None) -> dict:
     """Synthesise the spoken questions of `data_dir` into `out_dir` (default `<data_dir>/spoken_questions`);
     -> the manifest (also written there). In an earlier folder of ours only the splits asked for (count > 0) are
     replaced, the others kept (a test split can be added after a model was trained on train and val); a folder
-    that is not ours refuses."""
-    from unitocom.data.make import dataset_checksum
+    that is not ours refuses. base_checksum: the base set's (`make.dataset_checksum`), recorded in the manifest;
+    None: the one its manifest.json records (this module does not import `make`, which imports it)."""
 
     missing = tools_missing()
     if missing:
@@ -143,7 +143,7 @@ def make_spoken_questions(data_dir: str | Path, out_dir: str | Path | None = Non
                         "seconds": round(sum(r["seconds"] for r in recs), 3),
                         "max_seconds": max((r["seconds"] for r in recs), default=0.0)}
     manifest = {"format": FORMAT, "complete": True, "seed": seed, "audio_rate_hz": rate_hz,
-                "base": {"dir": str(data_dir), "checksum": dataset_checksum(data_dir, use_manifest=True)},
+                "base": {"dir": str(data_dir), "checksum": base_checksum or base.get("checksum")},
                 "counts": dict(sorted(stats.items(), key=lambda kv: _SPLIT_NO[kv[0]])), "tools": tool_versions(),
                 "wall_s": round(time.perf_counter() - t0, 1), "checksum": folder_checksum(out),
                 "sha256": {split: folder_checksum(out, (split,)) for split in stats}}

@@ -87,7 +87,8 @@ def _cmd_mllm(args) -> int:
                 raise UserError(f"--spoken-questions {spoken_dir}: no questions_train.json there (make it with "
                                 f"`unitocom data spoken-questions --data {args.data} --out {spoken_dir}`)")
             print(f"making the spoken questions in {spoken_dir} (unitocom data spoken-questions, defaults)")
-            make_spoken_questions(args.data, spoken_dir)
+            from unitocom.data.make import dataset_checksum
+            make_spoken_questions(args.data, spoken_dir, base_checksum=dataset_checksum(args.data, use_manifest=True))
     init = args.init or (str(mllm_path(args.objective, own, args.preset)) if args.resilient or args.spoken else None)
     tc = TrainConfig(steps=args.steps, batch=args.batch_size, lr=args.lr, snr_db=args.snr_db, channel=args.channel,
                      val_every=args.val_every, seed=args.seed, token_dropout=args.resilient,
