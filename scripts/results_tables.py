@@ -177,6 +177,20 @@ def paired_block(fig: dict, source: str) -> str | None:
     return "\n".join(out) + "\n"
 
 
+def spoken_block(fig: dict, source: str) -> str:
+    """VQA with a spoken question against typed (issue 17): one row per scheme and question form."""
+    lines = ["| scheme | question | questions | n | accuracy (Wilson 95 %) | majority-class chance |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for p in fig["points"]:
+        which = "the spoken set's, typed" if p.get("questions") == "spoken set" else \
+            ("the spoken set" if p.get("question") == "spoken" else "all test questions")
+        lines.append(f"| {p['scheme']} | {p.get('question', 'typed')} | {which} | {p['n']} | {cell(p, 'value', 'ci_')} | "
+                     f"{p.get('chance', 0):.2f} |")
+    snr = {(p["snr_db"], p["channel"]) for p in fig["points"]}
+    where = ", ".join(f"{s:g} dB {c}" for s, c in sorted(snr))
+    return "\n".join(lines) + f"\n\n{where}; from `{source}` (each row's command is in the file).\n"
+
+
 def _write(readme: str, name: str, text: str, notes: list[str], what: str) -> str:
     start, end = markers(name)
     m = re.search(re.escape(start) + r"\n?(.*?)" + re.escape(end), readme, flags=re.S)
@@ -207,6 +221,10 @@ def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
                 sys.path.insert(0, str(ROOT))
             from unitocom.access_sweep import table
             readme = _write(readme, fig_name, table(fig, f"results/{fig_name}.json"), notes,
+                            f"table of results/{fig_name}.json")
+            continue
+        if fmt.startswith("unitocom-results/spoken-vqa/"):  # `unitocom eval --task vqa --spoken` (issue 17)
+            readme = _write(readme, fig_name, spoken_block(fig, f"results/{fig_name}.json"), notes,
                             f"table of results/{fig_name}.json")
             continue
         if fig_name != "fig2" and not fmt.startswith("unitocom-results/fig2/"):

@@ -40,7 +40,7 @@ def test_smoke_run_trains_a_chain_into_one_folder_and_installs(tmp_path):
     make_dataset(data, "tiny", seed=5, scenes=24, clips=6, speech=True, workers=1, progress=False, log=lambda s: None)
     out = tmp_path / "out"
     chain = ["image-sigma-genib-s32", "image-sigma-genib-s16", "audio-sigma-genib-s32", "mllm-sigma-genib",
-             "image-sigma-genib-s32-resilient", "mllm-sigma-genib-resilient"]
+             "image-sigma-genib-s32-resilient", "mllm-sigma-genib-resilient", "mllm-sigma-genib-spoken"]
     lines: list[str] = []
     done = retrain.run_all(out, "smoke", str(data), only=chain, log=lines.append)
     assert done == chain
@@ -56,6 +56,10 @@ def test_smoke_run_trains_a_chain_into_one_folder_and_installs(tmp_path):
     # the resilient companions started from this folder's link and MLLM
     assert tok["image-sigma-genib-s32-resilient"]["base_sha256"] == tok["image-sigma-genib-s32"]["sha256"]
     assert tasks["mllm-sigma-genib-resilient"]["train_config"]["init"] == str(out.resolve() / "mllm-sigma-genib.safetensors")
+    # the spoken-VQA MLLM: warm started from this folder's MLLM, on spoken questions made in the data folder
+    assert tasks["mllm-sigma-genib-spoken"]["train_config"]["init"] == str(out.resolve() / "mllm-sigma-genib.safetensors")
+    assert ["svqa", 2] in tasks["mllm-sigma-genib-spoken"]["train_config"]["task_weights"]
+    assert (data / "spoken_questions" / "manifest.json").is_file()
     again: list[str] = []
     assert retrain.run_all(out, "smoke", str(data), only=chain, log=again.append) == []
     assert all("skipped" in ln for ln in again)

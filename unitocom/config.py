@@ -279,6 +279,9 @@ class Config:
     # token count is not the preset's, mllm-<objective>-s<S_v>.safetensors): e.g. a run dir's mllm.safetensors.
     # It serves the schemes whose tokens it was trained on (its meta's objective); None: the installed ones.
     mllm_path: str | None = None
+    # The MLLM that reads a VQA request's spoken question (issue 17), overriding
+    # checkpoints/mllm-<objective>-spoken.safetensors (e.g. a run dir's mllm.safetensors). None: the installed one.
+    spoken_mllm_path: str | None = None
 
     def address(self, name: str) -> ServiceAddress:
         order = ["transmitter", "channel", "basestation"]

@@ -22,7 +22,7 @@ class Task(StrEnum):
     """What the base station does with the received tokens."""
 
     RECONSTRUCT = "reconstruct"  # send a payload and get it back as the base station recovered it
-    VQA = "vqa"                  # image + question -> answer text
+    VQA = "vqa"                  # image + question (typed, or spoken: audio) -> answer text
     T2I = "t2i"                  # caption -> generated image
     ASR = "asr"                  # speech -> transcript
 
@@ -206,9 +206,10 @@ def _num(x: float) -> str:
 OPTIONS: tuple[Option, ...] = (
     # What is sent.
     Option("text", str, None, "text payload (or the caption of t2i)", kind="payload"),
-    Option("question", str, None, "question text (vqa)", kind="payload"),
+    Option("question", str, None, "question text (vqa; a spoken question goes as audio instead)", kind="payload"),
     Option("image", bytes, None, "image file (any format Pillow reads)", kind="payload"),
-    Option("audio", bytes, None, "audio file (WAV or FLAC)", kind="payload"),
+    Option("audio", bytes, None, "audio file (WAV or FLAC): speech for asr, or the spoken question of vqa",
+           kind="payload"),
     Option("task", Task, Task.RECONSTRUCT, "what the base station does with the tokens", kind="task"),
     # The link.
     Option("scheme", Scheme, Scheme.TRADITIONAL, "transmission scheme"),

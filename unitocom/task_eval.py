@@ -3,6 +3,8 @@
     unitocom eval --task vqa --scheme unitocom --snr-db 10 --channel rayleigh --n 200 --json
     unitocom eval sweep --task vqa --schemes unitocom,vae,traditional --snr-db 0:20:5 --csv fig2a.csv --plot fig2a.png
 
+    unitocom eval --task vqa --spoken --n 300    # the question as speech (issue 17; data spoken-questions)
+
 VQA: exact-match accuracy, with the majority-class chance (per question family, from the training split) as
 the floor. ASR: word error rate (jiwer). T2I: FID between generated and real held-out scenes in the scene
 checker's feature space, and the share of the caption's (colour, shape) pairs the checker finds.
@@ -38,12 +40,30 @@ def vqa_items(data_dir: Path, split: str, n: int) -> tuple[list[dict], list[str]
                         "score another split (--split val)")
     step = max(1, len(qs) // max(1, n))
     items = qs[::step][:n]
+    return items, majority_guess(data_dir, items)
+
+
+def spoken_vqa_items(data_dir: Path, spoken_dir: Path, split: str, n: int) -> tuple[list[dict], list[str]]:
+    """vqa_items for spoken questions (`data spoken-questions`): n of the split's spoken questions, spread over
+    them, each with its image_filename, and the majority-class guess of its family."""
+    from unitocom.data.spoken import load
+    try:
+        qs = load(spoken_dir, split)
+    except FileNotFoundError as e:
+        raise DataMissing(str(e)) from None
+    step = max(1, len(qs) // max(1, n))
+    items = [dict(q, image_filename=f"CLEVR_{split}_{q['image_index']:06d}.png") for q in qs[::step][:n]]
+    return items, majority_guess(data_dir, items)
+
+
+def majority_guess(data_dir: Path, items: list[dict]) -> list[str]:
+    """Each question's family's most common training answer: the chance floor on exactly these questions."""
     train = read_json(clevr_root(data_dir) / "questions" / "CLEVR_train_questions.json")["questions"]
     by_family: dict[int, Counter] = {}
     for q in train:
         by_family.setdefault(q["question_family_index"], Counter())[q["answer"]] += 1
     overall = Counter(q["answer"] for q in train).most_common(1)[0][0]
-    return items, [by_family.get(q["question_family_index"], Counter({overall: 1})).most_common(1)[0][0] for q in items]
+    return [by_family.get(q["question_family_index"], Counter({overall: 1})).most_common(1)[0][0] for q in items]
 
 
 def vqa_by_family(items: list[dict], correct: list[float], guess: list[str]) -> dict[str, dict]:
@@ -161,32 +181,48 @@ def clevr_png(path) -> bytes:
 def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_dir: str, target: str,
              split: str = "test", seed: int = 0, progress: bool = True, timeout_s: float = 120.0,
              inception_weights: str | None = None, workers: int = 1, n_resamples: int = 1000,
-             fid_resamples: int = 200, link: dict | None = None) -> dict:
+             fid_resamples: int = 200, link: dict | None = None, spoken: str | Path | None = None,
+             typed: bool = False) -> dict:
     """One point of Fig. 2: `n` labelled requests through the services -> the task's score and its 95 % interval
     (`ci_low`, `ci_high`: Wilson for VQA accuracy, bootstrap over examples for WER, FID and the pair recall;
     see `unitocom.results`). `workers` requests are in flight at a time; request i always carries seed + i,
     so the score does not depend on the order in which they complete. `link`: more request options (LINK_OPTIONS),
-    recorded in the row."""
+    recorded in the row. `spoken` (vqa): the spoken-questions folder; each question is sent as its audio clip
+    (issue 17) instead of its text, and the row says `"question": "spoken"`; with `typed` too, the same questions
+    are sent as text (`"question": "typed"`, `"questions": "spoken set"`): the like-for-like typed baseline."""
     from unitocom import client
     from unitocom import results as ci
     data_dir = require_data(data_dir)
     link = {k: v for k, v in (link or {}).items() if v not in (None, 0, 0.0)}
+    if spoken is not None and task != "vqa":
+        raise UserError(f"--spoken is a vqa option (the question as speech); task {task} has no question")
     row = {"task": task, "scheme": scheme, "snr_db": snr_db, "channel": channel, "n": 0,
            "metric": METRIC[task], "value": None, "ci_low": None, "ci_high": None, **({"link": link} if link else {})}
-    desc = f"{task} {scheme} {channel} {snr_db:g} dB"
+    if task == "vqa":
+        row["question"] = "spoken" if spoken is not None and not typed else "typed"
+        if spoken is not None and typed:
+            row["questions"] = "spoken set"
+    desc = f"{task} {row.get('question', '')} {scheme} {channel} {snr_db:g} dB"
     with client.Client(target) as c:
         def send(i: int, **kw):
             return c.send(client.build_request(task=task, scheme=scheme, snr_db=snr_db, channel=channel,
                                                seed=seed + i, **link, **kw), timeout_s=timeout_s)
 
         if task == "vqa":
-            items, guess = vqa_items(data_dir, split, n)
+            if spoken is not None:
+                items, guess = spoken_vqa_items(data_dir, Path(spoken), split, n)
+            else:
+                items, guess = vqa_items(data_dir, split, n)
             _nonempty(items, "questions", data_dir, split)
 
             def one(i: int) -> float:
                 q = items[i]
                 png = clevr_png(clevr_root(data_dir) / "images" / split / q["image_filename"])
-                return send(i, image=png, question=q["question"], answer=q["answer"]).quality["exact_match"]
+                if spoken is not None and not typed:
+                    ask = {"audio": (Path(spoken) / q["file"]).read_bytes()}
+                else:
+                    ask = {"question": q["question"]}
+                return send(i, image=png, answer=q["answer"], **ask).quality["exact_match"]
             correct = gather(one, len(items), workers, desc, progress)
             lo, hi = ci.wilson(int(round(sum(correct))), len(items))
             row.update(n=len(items), value=float(np.mean(correct)), ci_low=lo, ci_high=hi,
@@ -297,6 +333,14 @@ def add_subparser(sub) -> None:
                    help="t2i: also FID in Inception-v3 features from this local weights file (needs torch-fidelity)")
     p.add_argument("--workers", type=int, default=1, help="requests in flight at a time (the services serve in "
                    "parallel); the score does not depend on it")
+    p.add_argument("--spoken", action="store_true",
+                   help="vqa: send each question as speech (the audio clip of `unitocom data spoken-questions`) "
+                        "instead of text; the base station reads it with mllm-<objective>-spoken (issue 17)")
+    p.add_argument("--spoken-questions", default=None, metavar="DIR",
+                   help="with --spoken: the spoken questions (default <data>/spoken_questions)")
+    p.add_argument("--typed", action="store_true",
+                   help="with --spoken: send the same questions as text (the typed baseline on exactly the spoken "
+                        "set's questions)")
     p.add_argument("--json", action="store_true")
     from unitocom.options import add_flags
     add_flags(p, LINK_OPTIONS)  # as on `unitocom send`: token packets, budget, the resilient models
@@ -329,9 +373,16 @@ def _through_services(fn, *a, **kw):
 
 
 def _cmd_eval(args) -> int:
+    if (args.spoken_questions or args.typed) and not args.spoken:
+        raise UserError("--spoken-questions and --typed are read with --spoken only")
+    spoken = None
+    if args.spoken:
+        from unitocom.data.spoken import default_dir
+        spoken = args.spoken_questions or str(default_dir(args.data))
     row = _through_services(evaluate, args.task, args.scheme, args.snr_db, args.channel, args.n, args.data,
                             args.target, args.split, inception_weights=args.inception_weights,
-                            workers=max(1, args.workers), link={k: getattr(args, k) for k in LINK_OPTIONS})
+                            workers=max(1, args.workers), link={k: getattr(args, k) for k in LINK_OPTIONS},
+                            spoken=spoken, typed=args.typed)
     if row is None:
         return 1
     if args.json:
@@ -340,7 +391,9 @@ def _cmd_eval(args) -> int:
         extra = f" (majority-class chance {row['chance']:.3f})" if "chance" in row else ""
         if row.get("pair_recall") is not None:
             extra += f", pair recall {row['pair_recall']:.3f}{_interval(row, 'pair_recall_')}"
-        print(f"{row['task']} via {row['scheme']} at {row['snr_db']:g} dB over {row['channel']}, n={row['n']}: "
+        what = {"spoken": " (spoken questions)"}.get(row.get("question"), "")
+        what += " (the spoken set's questions, typed)" if row.get("questions") == "spoken set" else ""
+        print(f"{row['task']}{what} via {row['scheme']} at {row['snr_db']:g} dB over {row['channel']}, n={row['n']}: "
               f"{row['metric']} = {row['value']:.4g}{_interval(row)}{extra}")
         for name, f in sorted(row.get("by_family", {}).items()):
             print(f"  {name:18s} n={f['n']:3d}  accuracy {f['accuracy']:.3f}  chance {f['chance']:.3f}")

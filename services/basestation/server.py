@@ -141,6 +141,10 @@ def main(argv: list[str] | None = None) -> None:
                 mllm.assistant(scheme, cfg)
             except RequestError as e:
                 logging.getLogger("unitocom.service").warning("%s", e)
+        try:  # the spoken-question MLLM (issue 17), when installed; a spoken VQA request without it is refused
+            mllm.assistant(options.Scheme.UNITOCOM, cfg, spoken=True)
+        except RequestError as e:
+            logging.getLogger("unitocom.service").warning("%s", e)
         if cfg.limits.batch_max > 1:  # the batched VQA path once (its lazy imports, its batcher's thread)
             try:
                 pipeline.run(from_wire(warm_vqa_request()), cfg)

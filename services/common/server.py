@@ -139,6 +139,9 @@ def base_parser(name: str) -> argparse.ArgumentParser:
     ap.add_argument("--mllm-path", default=None,
                     help="base station: the MLLM file to run instead of the installed one (e.g. runs/fig3/s16/"
                          "mllm.safetensors)")
+    ap.add_argument("--spoken-mllm-path", default=None,
+                    help="base station: the MLLM file that reads VQA requests whose question is spoken (audio), "
+                         "instead of the installed mllm-<objective>-spoken.safetensors")
     add_security_args(ap)
     return ap
 
@@ -171,7 +174,8 @@ def _positive_int(text: str) -> int:
 
 def config_from_args(args: argparse.Namespace) -> config_mod.Config:
     cfg = config_mod.load(args.preset, image_tokens=getattr(args, "image_tokens", None),
-                          mllm_path=getattr(args, "mllm_path", None))
+                          mllm_path=getattr(args, "mllm_path", None),
+                          spoken_mllm_path=getattr(args, "spoken_mllm_path", None))
     if args.max_message_bytes:
         cfg = cfg.replace(limits=dataclasses.replace(cfg.limits, max_message_bytes=args.max_message_bytes))
     if getattr(args, "warmup_timeout", None) is not None:

@@ -33,7 +33,8 @@ from unitocom.data.speech import (Speaker, make_speakers, speech_sentence, synth
                                   tools_missing, transcript)
 
 FORMAT = "unitocom-data/1"
-GENERATED = ("CLEVR_v1.0", "coco", "LibriSpeech", "photos", "manifest.json")  # all that `make` removes first
+SPOKEN_FOLDER = "spoken_questions"  # unitocom.data.spoken.FOLDER (not imported: spoken imports this module)
+GENERATED = ("CLEVR_v1.0", "coco", "LibriSpeech", "photos", SPOKEN_FOLDER, "manifest.json")  # all `make` removes first
 _SPLIT_NO = {s: i for i, s in enumerate(SPLITS)}
 _COCO_ID_BASE = {"train": 0, "val": 1_000_000, "test": 2_000_000}  # COCO ids are unique across splits
 _SPEAKER_ID_BASE = {"train": 1000, "val": 2000, "test": 3000}  # LibriSpeech's speakers are disjoint per subset
@@ -50,7 +51,12 @@ def _dump_json(obj, path: Path) -> None:
 def _file_hashes(root: Path) -> list[tuple[str, str]]:
     out = []
     for p in sorted(root.rglob("*")):
-        if p.is_file() and p.relative_to(root).as_posix() != "manifest.json":
+        rel = p.relative_to(root)
+        # spoken_questions/ (`data spoken-questions`) is an addition with its own manifest and checksum: adding
+        # it leaves the set's checksum, which the committed checkpoints record, as it was
+        if rel.parts and rel.parts[0] == SPOKEN_FOLDER:
+            continue
+        if p.is_file() and rel.as_posix() != "manifest.json":
             out.append((p.relative_to(root).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest()))
     return out
 
@@ -256,12 +262,14 @@ def _clear_previous(out: Path) -> None:
 def make_dataset(out_dir: str | Path, preset: str | DataPreset = "tiny", *, seed: int = 0,
                  scenes: int | None = None, clips: int | None = None, speech: bool = True,
                  image_size_px: int | None = None, workers: int = 2, progress: bool = True,
-                 log: Callable[[str], None] = print) -> dict:
+                 log: Callable[[str], None] = print, spoken_questions: bool = False) -> dict:
     """Write the synthetic data sets under `out_dir` and return the manifest (also written as manifest.json).
 
     `scenes` / `clips` override the preset's totals (split train/val/test in the preset's proportions).
     Only the entries an earlier make wrote (GENERATED) are replaced; anything else in `out_dir` is left alone,
     and same-named entries without our manifest.json stop the make (FileExistsError) rather than being deleted.
+    `spoken_questions` (with speech): also the spoken questions of VQA with a spoken question in
+    spoken_questions/ (`unitocom.data.spoken`, its default counts; the set's checksum skips them).
     """
     base = data_preset(preset) if isinstance(preset, str) else preset
     p = base.with_totals(scenes=scenes, clips=clips if speech else 0, image_size_px=image_size_px)
@@ -295,6 +303,14 @@ def make_dataset(out_dir: str | Path, preset: str | DataPreset = "tiny", *, seed
     photo_dir.mkdir()
     for name in PHOTO_NAMES:
         Image.fromarray(load_photo(name, p.image_size_px)).save(photo_dir / f"{name}.png", format="PNG")
+    spoken_counts = None
+    if speech and spoken_questions:
+        from unitocom.data.spoken import make_spoken_questions  # last: it records the checksum of all above
+        t1 = time.perf_counter()
+        spoken_counts = make_spoken_questions(out, out / SPOKEN_FOLDER, seed=seed, workers=workers,
+                                              rate_hz=p.audio_rate_hz, progress=progress,
+                                              base_checksum=dataset_checksum(out))["counts"]
+        log(f"spoken questions: {time.perf_counter() - t1:.1f} s")
     checksums = {name: dataset_checksum(out / name) for name in GENERATED if (out / name).is_dir()}
     manifest = {
         "format": FORMAT,
@@ -306,6 +322,7 @@ def make_dataset(out_dir: str | Path, preset: str | DataPreset = "tiny", *, seed
         "photos": list(PHOTO_NAMES),
         "train_answers_by_family": answers,
         "tools": tool_versions() if speech else {},
+        **({"spoken_questions": spoken_counts} if spoken_counts else {}),
         "sha256": checksums,
         "checksum": dataset_checksum(out),
     }

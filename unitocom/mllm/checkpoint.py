@@ -27,26 +27,29 @@ def default_links(preset: str, objective: str = "sigma-genib", image_tokens: int
 
 
 def mllm_path(objective: str = "sigma-genib", image_tokens: int | None = None, preset: str = "tiny",
-              resilient: bool = False) -> Path:
+              resilient: bool = False, spoken: bool = False) -> Path:
     """`mllm-<objective>.safetensors`: one MLLM per tokenizer family (the VAE baseline reads VAE tokens), on
     the preset's image token count; `mllm-<objective>-s<N>.safetensors` for one trained on `image_tokens` = N
     other than the preset's (Fig. 3: pass None for the preset's own); `-resilient` appended for the one trained
-    with token dropout (issue 16)."""
+    with token dropout (issue 16), `-spoken` for the one trained with spoken questions in its mix (issue 17)."""
     from unitocom.schemes.learned import checkpoint_dir
     name = f"mllm-{objective}" if image_tokens is None else f"mllm-{objective}-s{image_tokens}"
     name += "-resilient" if resilient else ""
+    name += "-spoken" if spoken else ""
     return checkpoint_dir() / f"{preset_checkpoint(name, preset)}.safetensors"  # `preset`'s own
 
 
-def mllm_path_for(cfg: Config, objective: str = "sigma-genib", resilient: bool = False) -> Path:
+def mllm_path_for(cfg: Config, objective: str = "sigma-genib", resilient: bool = False, spoken: bool = False) -> Path:
     """The MLLM a base station with `cfg` runs for `objective`'s tokens: `cfg.mllm_path` when set (and not
     `resilient`), otherwise the installed one for the config's image token count (`mllm_path`)."""
     from unitocom.config import PRESETS
-    if cfg.mllm_path and not resilient:
+    if spoken and cfg.spoken_mllm_path:
+        return Path(cfg.spoken_mllm_path)
+    if cfg.mllm_path and not resilient and not spoken:
         return Path(cfg.mllm_path)
     n = cfg.preset.image_tokens
     return mllm_path(objective, None if n == PRESETS[cfg.preset.name].image_tokens else n, cfg.preset.name,
-                     resilient)
+                     resilient, spoken)
 
 
 def load_links(cfg: Config, links: dict[str, str] | None = None, objective: str = "sigma-genib"):

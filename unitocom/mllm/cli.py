@@ -47,6 +47,14 @@ def add_train_command(sub) -> None:
     m.add_argument("--resilient", action="store_true",
                    help="issue 16: train with token and packet dropout and a learned lost-token embedding, warm "
                         "started from the installed mllm-<objective> (or --init); installs mllm-<objective>-resilient")
+    m.add_argument("--spoken", action="store_true",
+                   help="issue 17: add VQA with a spoken question (image + the question's speech tokens -> answer) "
+                        "to the mix (steps per cycle: VQA 2, spoken VQA 2, T2I 1, ASR 1), warm started from the "
+                        "installed mllm-<objective> (or --init); installs mllm-<objective>-spoken, which the base "
+                        "station serves for a VQA request whose question is audio")
+    m.add_argument("--spoken-questions", default=None, metavar="DIR",
+                   help="with --spoken: the spoken questions (`unitocom data spoken-questions`); default "
+                        "<data>/spoken_questions, made there first (about 2 min) when missing")
     m.add_argument("--init", default=None, metavar="PATH", help="warm start from this MLLM checkpoint")
     m.set_defaults(func=_cmd_mllm)
 
@@ -66,16 +74,33 @@ def _cmd_mllm(args) -> int:
     if args.image_tokens is not None and args.image_tokens < 1:
         raise UserError(f"--image-tokens must be at least 1, got {args.image_tokens}")
     own = None if args.image_tokens in (None, preset_tokens) else args.image_tokens  # None: the preset's S_v
+    if args.spoken and args.resilient:
+        raise UserError("--spoken and --resilient: one variant per run (train the spoken MLLM from the letter's)")
+    if args.spoken_questions and not args.spoken:
+        raise UserError("--spoken-questions is read with --spoken only")
+    spoken_dir = None
+    if args.spoken:
+        from unitocom.data.spoken import default_dir, make_spoken_questions
+        spoken_dir = Path(args.spoken_questions) if args.spoken_questions else default_dir(args.data)
+        if not (spoken_dir / "questions_train.json").is_file():
+            if args.spoken_questions:
+                raise UserError(f"--spoken-questions {spoken_dir}: no questions_train.json there (make it with "
+                                f"`unitocom data spoken-questions --data {args.data} --out {spoken_dir}`)")
+            print(f"making the spoken questions in {spoken_dir} (unitocom data spoken-questions, defaults)")
+            from unitocom.data.make import dataset_checksum
+            make_spoken_questions(args.data, spoken_dir, base_checksum=dataset_checksum(args.data, use_manifest=True))
+    init = args.init or (str(mllm_path(args.objective, own, args.preset)) if args.resilient or args.spoken else None)
     tc = TrainConfig(steps=args.steps, batch=args.batch_size, lr=args.lr, snr_db=args.snr_db, channel=args.channel,
                      val_every=args.val_every, seed=args.seed, token_dropout=args.resilient,
-                     init=args.init or (str(mllm_path(args.objective, own, args.preset)) if args.resilient else None),
+                     init=init, spoken_questions=str(spoken_dir) if spoken_dir else None,
+                     **({"task_weights": (("vqa", 2), ("svqa", 2), ("t2i", 1), ("asr", 1))} if args.spoken else {}),
                      init_backbone=args.init_backbone, compute=compute_from_args(args), log_every=args.log_every)
     if tc.init and not Path(tc.init).exists():
         raise UserError(f"--init {tc.init}: no such MLLM checkpoint (train it first with `unitocom train mllm`)")
     if tc.init_backbone and not (Path(tc.init_backbone) / "config.json").is_file():
         raise UserError(f"--init-backbone {tc.init_backbone}: no config.json there (a local Hugging Face directory "
                         "with config.json, model.safetensors and tokenizer.json)")
-    suffix = "-resilient" if args.resilient else ""
+    suffix = "-resilient" if args.resilient else "-spoken" if args.spoken else ""
     run = Path(args.run_dir or (f"runs/mllm-{args.objective}{suffix}" if own is None else
                                 f"runs/mllm-{args.objective}-s{own}{suffix}"))
     try:
@@ -86,7 +111,7 @@ def _cmd_mllm(args) -> int:
     if not from_env().main:  # under torchrun rank 0 alone installs and reports
         return 0
     if not args.no_install:
-        dst = mllm_path(args.objective, own, args.preset, resilient=args.resilient)
+        dst = mllm_path(args.objective, own, args.preset, resilient=args.resilient, spoken=args.spoken)
         shutil.copyfile(run / "mllm.safetensors", dst)
         if meta.get("text_tokenizer"):  # a backbone's vocabulary: its tokenizer travels with the MLLM
             tok = dst.with_suffix(".tokenizer.json")

@@ -74,7 +74,11 @@ class TaskData:
     token_dropout = False
 
     def __init__(self, data_dir: str | Path, split: str, image_link, audio_link, frontend, vocab: seq.Vocab,
-                 size_px: int, limit: int | None = None, max_audio_chunks: int = 4):
+                 size_px: int, limit: int | None = None, max_audio_chunks: int = 4,
+                 spoken_dir: str | Path | None = None, max_question_chunks: int = 6):
+        """spoken_dir: spoken questions (`data spoken-questions`) for VQA with a spoken question ("svqa"); None:
+        none (the task has no examples). Spoken questions longer than max_question_chunks audio chunks are left
+        out, as long clips are for ASR."""
         data_dir = Path(data_dir)
         self.vocab = vocab
         self.image_link, self.audio_link = image_link, audio_link
@@ -110,19 +114,37 @@ class TaskData:
                     if mu.shape[0] <= max_audio_chunks * audio_link.spec.tokens:
                         self.speech.append((mu, text))
         self.image_std = Standardizer.fit(self.coco_mu)
+        # VQA with a spoken question: (image index, question audio mu [chunks * S_a, d], question text, answer)
+        self.spoken: list[tuple[int, torch.Tensor, str, str]] = []
+        self.spoken_families: list[int] = []
+        if spoken_dir is not None and audio_link is not None:
+            from unitocom.data.spoken import load as load_spoken
+            for r in load_spoken(spoken_dir, split):
+                if r["image_index"] >= n:
+                    continue
+                mu = audio_means(audio_link, frontend, read_wave(Path(spoken_dir) / r["file"], frontend.rate_hz))
+                if mu.shape[0] <= max_question_chunks * audio_link.spec.tokens:
+                    self.spoken.append((r["image_index"], mu, r["question"], r["answer"]))
+                    self.spoken_families.append(int(r.get("question_family_index", -1)))
 
-    def family_balanced(self, batch: int, gen: torch.Generator) -> list[int]:
-        """`batch` VQA indices: a family drawn uniformly, then a question of that family uniformly."""
-        if not hasattr(self, "_by_family"):
+    def family_balanced(self, batch: int, gen: torch.Generator, task: str = "vqa") -> list[int]:
+        """`batch` indices of `task` (vqa, svqa): a family drawn uniformly, then a question of that family
+        uniformly."""
+        cache = getattr(self, "_by_family", None)
+        if not isinstance(cache, dict):
+            cache = self._by_family = {}
+        if task not in cache:
             by: dict[int, list[int]] = {}
-            for i, f in enumerate(self.families):
+            for i, f in enumerate(self.families if task == "vqa" else self.spoken_families):
                 by.setdefault(f, []).append(i)
-            self._by_family = [torch.tensor(v) for _, v in sorted(by.items())]
-        fams = torch.randint(len(self._by_family), (batch,), generator=gen).tolist()
-        return [int(self._by_family[f][torch.randint(len(self._by_family[f]), (1,), generator=gen)]) for f in fams]
+            cache[task] = [torch.tensor(v) for _, v in sorted(by.items())]
+        groups = cache[task]
+        fams = torch.randint(len(groups), (batch,), generator=gen).tolist()
+        return [int(groups[f][torch.randint(len(groups[f]), (1,), generator=gen)]) for f in fams]
 
     def counts(self) -> dict[str, int]:
-        return {"vqa": len(self.questions), "t2i": len(self.captions), "asr": len(self.speech)}
+        return {"vqa": len(self.questions), "t2i": len(self.captions), "asr": len(self.speech),
+                "svqa": len(self.spoken)}
 
     def examples(self, task: str, idx: list[int], snr_db: torch.Tensor, channel: TorchChannelSpec,
                  gen: torch.Generator, drop_caption: float = 0.0) -> list[list[seq.Segment]]:
@@ -144,6 +166,16 @@ class TaskData:
                 if self.token_dropout:
                     rx = rz.with_nan_rows(rx, rz.training_mask(1, rx.shape[0], gen)[0])
                 out.append(seq.asr(v, rx, text))
+            return out
+        if task == "svqa":
+            items = [self.spoken[i] for i in idx]
+            rx_img = received(self.image_link, self.clevr_mu[[im for im, _, _, _ in items]], snr_db, channel, gen)
+            out = []
+            for b, (_, mu, _, ans) in enumerate(items):
+                # the question is its own stream: its own fading draw, at the example's SNR
+                rx = received(self.audio_link, mu.reshape(-1, self.audio_link.spec.tokens, mu.shape[-1]),
+                              snr_db[b].repeat(mu.shape[0] // self.audio_link.spec.tokens), channel, gen)
+                out.append(seq.spoken_vqa(v, rx_img[b], rx.reshape(-1, mu.shape[-1]), ans))
             return out
         if task == "t2i":
             out = []

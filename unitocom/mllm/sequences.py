@@ -1,8 +1,14 @@
 """Token sequences of the three tasks, packed into T^0 = [discrete; continuous] embeddings with their targets.
 
     VQA: <bos> <vqa> <boi> image x S_v <eoi> question <sep> | answer <eos>          (LM loss on the answer)
+    VQA, spoken question (issue 17):
+         <bos> <vqa> <boi> image x S_v <eoi> <boa> audio x S_q <eoa> <sep> | answer <eos>
     ASR: <bos> <asr> <boa> audio x S_a <eoa>                | transcript <eos>      (LM loss on the transcript)
     T2I: <bos> <t2i> caption <boi>                          | image x S_v <eoi>     (diffusion loss, eq. 19)
+
+The spoken form reuses the specials (no new ids): `<boa>` where typed VQA has the question's first word tells the
+model the question is speech, and the vocabulary (so every tensor of a committed MLLM) keeps its shape, which
+lets the spoken-VQA MLLM be fine-tuned from one.
 
 Everything after `|` is predicted: a text token from the LM head at the position before it (eq. 15-16), a
 continuous token from the diffusion head conditioned on the hidden state before it (eq. 17).
@@ -66,6 +72,17 @@ class Segment:
 def vqa(v: Vocab, image_tokens: torch.Tensor, question: str, answer: str | None) -> list[Segment]:
     segs = [Segment("text", [v["<bos>"], v["<vqa>"], v["<boi>"]]), Segment("image", image_tokens),
             Segment("text", [v["<eoi>"]] + v.encode(question) + [v["<sep>"]])]
+    if answer is not None:
+        segs.append(Segment("text", v.target(answer) + [v["<eos>"]], target=True))
+    return segs
+
+
+def spoken_vqa(v: Vocab, image_tokens: torch.Tensor, question_audio_tokens: torch.Tensor,
+               answer: str | None) -> list[Segment]:
+    """VQA whose question arrives as speech: the question's audio tokens [chunks * S_a, d] in place of its text."""
+    segs = [Segment("text", [v["<bos>"], v["<vqa>"], v["<boi>"]]), Segment("image", image_tokens),
+            Segment("text", [v["<eoi>"], v["<boa>"]]), Segment("audio", question_audio_tokens),
+            Segment("text", [v["<eoa>"], v["<sep>"]])]
     if answer is not None:
         segs.append(Segment("text", v.target(answer) + [v["<eos>"]], target=True))
     return segs

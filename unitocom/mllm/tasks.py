@@ -58,6 +58,17 @@ def answer(model: MLLM, vocab: seq.Vocab, image_tokens: list[torch.Tensor], ques
     return _generate(model, vocab, prompts, max_new, clock)
 
 
+def answer_spoken(model: MLLM, vocab: seq.Vocab, image_tokens: list[torch.Tensor],
+                  question_audio_tokens: list[torch.Tensor], max_new: int = 8, clock: Clock = NOT_TIMED,
+                  batched: bool = False) -> list[str]:
+    """VQA with a spoken question: received image tokens [S_v, d] and the question's received audio tokens
+    [chunks * S_a, d] each -> answer text (`sequences.spoken_vqa`)."""
+    prompts = [seq.spoken_vqa(vocab, t, a, None) for t, a in zip(image_tokens, question_audio_tokens)]
+    if batched and len(prompts) > 1:
+        return _generate_batch(model, vocab, prompts, max_new, clock)
+    return _generate(model, vocab, prompts, max_new, clock)
+
+
 def transcribe(model: MLLM, vocab: seq.Vocab, audio_tokens: list[torch.Tensor], max_new: int = 48,
                clock: Clock = NOT_TIMED, batched: bool = False) -> list[str]:
     """ASR: received audio tokens [chunks * S_a, d] -> transcript text. batched: one forward for all (clips of

@@ -54,6 +54,9 @@ class TrainConfig:
     # Where and how it computes: device (cuda: the MLLM on the GPU under bf16 autocast, fp32 master weights; the
     # frozen links stay on the CPU), activation checkpointing, fused AdamW, DataLoader workers, FSDP (torchrun).
     compute: config.TrainCompute = config.TrainCompute()
+    # Issue 17: VQA with a spoken question ("svqa" in task_weights) reads the spoken questions of this folder
+    # (`unitocom data spoken-questions`); None: no spoken questions (the task is left out of the mix).
+    spoken_questions: str | None = None
     log_every: int = 0  # >0: a {"step", "task", "loss", ...} record in log.jsonl every so many steps (rank 0)
 
 
@@ -126,8 +129,8 @@ def draw_batch(data: TaskData, task: str, step_batch: int, tc: TrainConfig, gen:
                channel: TorchChannelSpec) -> list[list[seq.Segment]]:
     """One step's global batch of `task`, every draw from `gen` (indices, SNRs, channel noise, caption drops)."""
     n = data.counts()[task]
-    if task == "vqa" and tc.balance_families:
-        idx = data.family_balanced(step_batch, gen)
+    if task in ("vqa", "svqa") and tc.balance_families:
+        idx = data.family_balanced(step_batch, gen, task)
     else:
         idx = torch.randint(n, (step_batch,), generator=gen).tolist()
     snr = torch.empty(step_batch).uniform_(*tc.snr_db, generator=gen)
@@ -226,9 +229,11 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
         from unitocom.mllm.model import hf_config
         vocab = seq.Vocab(vocab.bpe, base=max(vocab.base, hf_config(tc.init_backbone).vocab_size), bare=True)
     t0 = time.time()
-    train_data = TaskData(data_dir, "train", image_link, audio_link, frontend, vocab, cfg.preset.image_size_px, limit)
+    sq = tc.spoken_questions
+    train_data = TaskData(data_dir, "train", image_link, audio_link, frontend, vocab, cfg.preset.image_size_px, limit,
+                          spoken_dir=sq)
     val_data = TaskData(data_dir, "val", image_link, audio_link, frontend, vocab, cfg.preset.image_size_px,
-                        None if limit is None else max(64, limit // 8))
+                        None if limit is None else max(64, limit // 8), spoken_dir=sq)
     val_data.image_std = train_data.image_std
     say(f"tokens ready in {time.time() - t0:.0f} s: train {train_data.counts()}, val {val_data.counts()}")
     mcfg = MLLMConfig.from_preset(cfg.preset, vocab=len(vocab))
@@ -356,6 +361,10 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
             "links": {k: Path(v).name for k, v in link_paths.items()}, "seed": tc.seed,
             "data_checksum": dataset_checksum(data_dir), "parameters": sum(p.numel() for p in final.parameters()),
             "wall_s": round(wall_s if wall_s is not None else time.time() - t0, 1), "validation": metrics}
+    if tc.spoken_questions:
+        from unitocom.data.spoken import folder_checksum
+        # of the splits it read (a test split added later leaves this as it was)
+        meta["spoken_questions_checksum"] = folder_checksum(tc.spoken_questions, ("train", "val"))
     if d.on:
         meta["processes"] = d.world
     if tc.init_backbone:
@@ -423,4 +432,14 @@ def validate(model: MLLM, data: TaskData, tc: TrainConfig, channel: TorchChannel
         dev = next(model.parameters()).device
         dgen = gen if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(1234)
         out["val_t2i_diffusion"] = float(loss_of(model, packed, 4, dgen)["diffusion"])
+    # spoken questions last: the draws from `gen` above stay those of the MLLMs validated before issue 17
+    n = min(tc.val_n, data.counts().get("svqa", 0))
+    for snr_db in ((20.0, 0.0) if n else ()):
+        idx = list(range(n))
+        exs = data.examples("svqa", idx, torch.full((n,), snr_db), channel, gen)
+        answers = tasks.answer_spoken(model, data.vocab, [ex[1].value for ex in exs], [ex[3].value for ex in exs])
+        out[f"val_svqa_acc_{snr_db:g}db"] = sum(seq.normalize(a) == seq.normalize(data.spoken[i][3])
+                                                for a, i in zip(answers, idx)) / n
+    if n:
+        out["val_svqa_n"] = n
     return out

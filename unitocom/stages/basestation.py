@@ -26,7 +26,7 @@ from unitocom.messages import (Label, Modality, ModalityOutput, RequestHeader, R
 from unitocom.options import Channel, Scheme, Task
 from unitocom.stages import mllm
 from unitocom.stages import session as sessions
-from unitocom.stages.request import MISSING, RequestError, validate_session
+from unitocom.stages.request import MISSING, RequestError, check_vqa_question, validate_session
 from unitocom.timing import Clock
 
 # schemes whose streams name the checkpoint they were made with (header.tokenizer)
@@ -146,6 +146,9 @@ class BaseStationCore:
                                    f"with --preset {cfg.preset.name})", code="failed_precondition")
         if header.task == Task.RECONSTRUCT and header.link.scheme == Scheme.SEMCOM:
             raise RequestError("header.task", MISSING[Scheme.SEMCOM], code="unimplemented")
+        if header.task == Task.VQA:  # one question, typed or spoken: refused before any frame is read
+            check_vqa_question([s.modality for s in header.streams], header.link.scheme, header.link.variant,
+                               "header.streams")
         self.table, self.expected = table, ()
         if header.session is not None:
             from unitocom.stages import access

@@ -56,16 +56,18 @@ class Assistant:
     meta: dict = field(default_factory=dict)
 
 
-def assistant(scheme: Scheme, cfg: Config, resilient: bool = False) -> Assistant:
+def assistant(scheme: Scheme, cfg: Config, resilient: bool = False, spoken: bool = False) -> Assistant:
     """The MLLM (with its links) that reads `scheme`'s tokens under `cfg`: the installed
     mllm-<objective>.safetensors, the one for the config's image token count (mllm-<objective>-s<N>), or
-    `cfg.mllm_path`; `resilient`: mllm-<objective>-resilient, trained with token dropout (issue 16). Loaded once
-    per (file, objective, image token count) and kept for the life of the process."""
+    `cfg.mllm_path`; `resilient`: mllm-<objective>-resilient, trained with token dropout (issue 16); `spoken`:
+    mllm-<objective>-spoken, trained with spoken questions in its mix (issue 17), for a VQA request whose
+    question is audio (`cfg.spoken_mllm_path` when set). Loaded once per (file, objective, image token count)
+    and kept for the life of the process."""
     from pathlib import Path
 
     from unitocom.mllm.checkpoint import load_links, load_mllm, mllm_path_for
     objective = OBJECTIVE[scheme]
-    path = mllm_path_for(cfg, objective, resilient)
+    path = mllm_path_for(cfg, objective, resilient, spoken)
     tokens = cfg.preset.image_tokens
     key = (str(path), objective, tokens)
     with _lock:
@@ -76,6 +78,9 @@ def assistant(scheme: Scheme, cfg: Config, resilient: bool = False) -> Assistant
                           "DIR/mllm.safetensors"
                 elif resilient:
                     how = f"train it with `unitocom train mllm --objective {objective} --resilient`"
+                elif spoken:
+                    how = f"train it with `unitocom train mllm --objective {objective} --spoken`; it reads spoken " \
+                          "questions"
                 elif path.name != f"mllm-{objective}.safetensors":
                     how = f"train it with `unitocom train mllm --objective {objective} --image-tokens {tokens}`"
                 else:
@@ -188,6 +193,8 @@ def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme
     notes = [f"{r.header.modality.value} stream not decoded: the MLLM read a blank input"
              for r in streams if r.header.modality != Modality.TEXT and not r.output.decoded]
     quality: dict[str, float] = {}
+    if task == Task.VQA and by[Modality.AUDIO]:  # the question is spoken (issue 17)
+        return _spoken_vqa(by, label, scheme, cfg, clock, notes, resilient)
     if task == Task.VQA:
         if len(by[Modality.IMAGE]) != 1 or len(texts) != 1:
             raise RequestError("payloads", "vqa takes exactly one image and one question")
@@ -246,6 +253,31 @@ def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme
                     quality["t2i_pair_recall"] = len(wanted & seen) / len(wanted)
         return texts[0], [out], quality, notes
     raise RequestError("task", f"{task.value if task else 'task_unspecified'} is not an MLLM task")
+
+
+def _spoken_vqa(by: dict, label: Label, scheme: Scheme, cfg: Config, clock: Clock, notes: list[str],
+                resilient: bool) -> tuple[str, list[ModalityOutput], dict[str, float], list[str]]:
+    """VQA whose question arrived as speech: the image's and the question's received tokens, read by the MLLM
+    trained with spoken questions (mllm-<objective>-spoken; `sequences.spoken_vqa`). One request at a time, not
+    through the VQA batcher: the typed batcher's rows are one MLLM's, and spoken VQA is a different one."""
+    from unitocom.mllm import tasks
+    from unitocom.mllm.sequences import normalize
+    if by[Modality.TEXT]:
+        raise RequestError("payloads", "vqa takes one question, typed (text) or spoken (audio), not both")
+    if resilient:
+        raise RequestError("link.variant", "a spoken question with variant resilient: no resilient MLLM reads "
+                           "spoken questions; use variant standard", code="unimplemented")
+    if len(by[Modality.IMAGE]) != 1 or len(by[Modality.AUDIO]) != 1:
+        raise RequestError("payloads", "vqa takes exactly one image and one question (a spoken one: one audio clip)")
+    a = assistant(scheme, cfg, spoken=True)
+    img = image_tokens(a, by[Modality.IMAGE][0], clock)
+    question = audio_tokens(a, by[Modality.AUDIO][0], clock)
+    answer = tasks.answer_spoken(a.model, a.vocab, [img], [question], clock=clock)[0]
+    quality: dict[str, float] = {}
+    if label.answer:
+        with clock.stage("score"):
+            quality["exact_match"] = float(normalize(answer) == normalize(label.answer))
+    return answer, [], quality, notes
 
 
 # -- dynamic batching (issue 13) -------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ MISSING = {
 }
 TASK_INPUTS = {  # which payload modalities each task takes
     Task.RECONSTRUCT: {Modality.TEXT, Modality.IMAGE, Modality.AUDIO},
-    Task.VQA: {Modality.IMAGE, Modality.TEXT},
+    Task.VQA: {Modality.IMAGE, Modality.TEXT, Modality.AUDIO},  # the question typed (text) or spoken (audio)
     Task.T2I: {Modality.TEXT},
     Task.ASR: {Modality.AUDIO},
 }
@@ -51,6 +51,37 @@ TASK_INPUTS = {  # which payload modalities each task takes
 # What a session of each task waits for when its parts do not say (Session.parts empty): the inputs the task
 # needs. reconstruct takes any modality, so its sessions must name theirs.
 SESSION_PARTS = {Task.VQA: (Modality.IMAGE, Modality.TEXT), Task.T2I: (Modality.TEXT,), Task.ASR: (Modality.AUDIO,)}
+# Other part sets a task may name, with what each is: VQA whose question is spoken (issue 17), e.g. a camera and a
+# phone. The default set's own description is SESSION_PARTS_WHAT.
+SESSION_PARTS_ALSO = {Task.VQA: (((Modality.IMAGE, Modality.AUDIO), "a spoken question"),)}
+SESSION_PARTS_WHAT = {Task.VQA: "a typed question"}
+
+
+def check_vqa_question(modalities: list[Modality | None], scheme: Scheme | None, variant: str = "",
+                       where: str = "payloads") -> None:
+    """A VQA request's question is typed (a text payload) or spoken (an audio payload, issue 17), not both: the
+    second question is INVALID_ARGUMENT naming its field (`where[i]`). A spoken question with a scheme or variant
+    that has no model to read it is UNIMPLEMENTED, saying why. Checked by the transmitter on the payloads and by
+    the base station on the header's streams."""
+    text = [i for i, m in enumerate(modalities) if m == Modality.TEXT]
+    audio = [i for i, m in enumerate(modalities) if m == Modality.AUDIO]
+    for kind, idx in (("typed (text)", text), ("spoken (audio)", audio)):
+        if len(idx) > 1:
+            raise RequestError(f"{where}[{idx[1]}]", f"a second {kind} question: vqa takes one question")
+    if text and audio:
+        i, j = sorted((text[0], audio[0]))
+        raise RequestError(f"{where}[{j}]", f"vqa takes one question, typed (text) or spoken (audio), not both: "
+                                            f"{where}[{i}] is already the {modalities[i].value} question")
+    if not audio:
+        return
+    if scheme == Scheme.SEMCOM:
+        raise RequestError(f"{where}[{audio[0]}]", "a spoken question with scheme semcom: vanilla SemCom's VQA "
+                           "system (semcom-vqa) is one deep JSCC trained on an image and a typed question, so it has "
+                           "no receiver for speech; use unitocom, vae or traditional", code="unimplemented")
+    if variant == "resilient":
+        raise RequestError("link.variant", "a spoken question with variant resilient: the MLLM that reads spoken "
+                           "questions (mllm-<objective>-spoken) was trained without token dropout, and no resilient "
+                           "one exists; use variant standard", code="unimplemented")
 _SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]+$")
 
 
@@ -89,8 +120,13 @@ def validate_session(session: Session, task: Task | None, scheme: Scheme | None,
         if extra:
             raise RequestError(f"{field}.parts", f"task {task_name} does not take {_names(extra)} input")
         needs = set(SESSION_PARTS.get(task, ()))
-        if needs and expected != needs:
-            raise RequestError(f"{field}.parts", f"task {task_name} needs {_names(needs)}, not {_names(expected)}")
+        also = SESSION_PARTS_ALSO.get(task, ())
+        if needs and expected != needs and expected not in [set(p) for p, _ in also]:
+            options = _names(needs)
+            if also:
+                options = " or ".join([f"{options} ({SESSION_PARTS_WHAT[task]})"] +
+                                      [f"{_names(p)} ({what})" for p, what in also])
+            raise RequestError(f"{field}.parts", f"task {task_name} needs {options}, not {_names(expected)}")
     elif task in SESSION_PARTS:
         expected = set(SESSION_PARTS[task])
     else:
@@ -307,6 +343,8 @@ def validate(req: Request, cfg: Config) -> tuple[ChannelSpec, list[SourcePayload
             raise RequestError("session", "a session is assembled from single devices' parts; a request of users "
                                "sharing the channel (users, access) cannot be one")
         validate_session(req.session, req.task, req.link.scheme, [p.modality for p in payloads], cfg.sessions)
+    if req.task == Task.VQA:  # after the session's checks, which name a part's repeated modality in their terms
+        check_vqa_question([p.modality for p in payloads], req.link.scheme, req.link.variant)
     if (req.task, req.link.scheme) not in SUPPORTED:
         why = MISSING.get(req.link.scheme, "the base-station MLLM is not built yet (issue 6)")
         raise RequestError("task", f"{req.task.value} with scheme "
