@@ -276,3 +276,16 @@ def test_the_channel_bounds_what_it_holds_for_superposition(services):
             pb_grpc.ChannelStub(ch).Forward(iter([pb.Uplink(header=header)]), timeout=30)
     assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e.value.details()
     assert e.value.details().startswith("header.streams:") and "limit" in e.value.details()
+
+
+def test_every_user_asks_its_own_question_and_only_one():
+    """VQA's one-question rule (typed or spoken) holds per user: K users' questions are K questions, not K - 1
+    second ones; a user with two is refused naming its second."""
+    from unitocom.messages import Modality
+    from unitocom.options import Scheme
+    from unitocom.stages.request import RequestError, check_vqa_question
+    im, tx = Modality.IMAGE, Modality.TEXT
+    check_vqa_question([im, tx, im, tx], Scheme.UNITOCOM, users=[0, 0, 1, 1])
+    with pytest.raises(RequestError) as e:
+        check_vqa_question([im, tx, tx, im, tx], Scheme.UNITOCOM, users=[0, 0, 0, 1, 1])
+    assert e.value.field == "payloads[2]"

@@ -148,7 +148,7 @@ class BaseStationCore:
             raise RequestError("header.task", MISSING[Scheme.SEMCOM], code="unimplemented")
         if header.task == Task.VQA:  # one question, typed or spoken: refused before any frame is read
             check_vqa_question([s.modality for s in header.streams], header.link.scheme, header.link.variant,
-                               "header.streams")
+                               "header.streams", users=[s.user for s in header.streams])
         self.table, self.expected = table, ()
         if header.session is not None:
             from unitocom.stages import access

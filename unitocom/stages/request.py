@@ -58,11 +58,17 @@ SESSION_PARTS_WHAT = {Task.VQA: "a typed question"}
 
 
 def check_vqa_question(modalities: list[Modality | None], scheme: Scheme | None, variant: str = "",
-                       where: str = "payloads") -> None:
+                       where: str = "payloads", users: list[int] | None = None) -> None:
     """A VQA request's question is typed (a text payload) or spoken (an audio payload, issue 17), not both: the
     second question is INVALID_ARGUMENT naming its field (`where[i]`). A spoken question with a scheme or variant
     that has no model to read it is UNIMPLEMENTED, saying why. Checked by the transmitter on the payloads and by
-    the base station on the header's streams."""
+    the base station on the header's streams. `users` (users sharing the channel): each payload's device; every
+    user asks its own question, so the rule holds per user."""
+    if users and len(set(users)) > 1:
+        for u in sorted(set(users)):
+            mine = [m if users[i] == u else None for i, m in enumerate(modalities)]
+            check_vqa_question(mine, scheme, variant, where)
+        return
     text = [i for i, m in enumerate(modalities) if m == Modality.TEXT]
     audio = [i for i, m in enumerate(modalities) if m == Modality.AUDIO]
     for kind, idx in (("typed (text)", text), ("spoken (audio)", audio)):
@@ -344,7 +350,8 @@ def validate(req: Request, cfg: Config) -> tuple[ChannelSpec, list[SourcePayload
                                "sharing the channel (users, access) cannot be one")
         validate_session(req.session, req.task, req.link.scheme, [p.modality for p in payloads], cfg.sessions)
     if req.task == Task.VQA:  # after the session's checks, which name a part's repeated modality in their terms
-        check_vqa_question([p.modality for p in payloads], req.link.scheme, req.link.variant)
+        check_vqa_question([p.modality for p in payloads], req.link.scheme, req.link.variant,
+                           users=[p.user for p in req.payloads])
     if (req.task, req.link.scheme) not in SUPPORTED:
         why = MISSING.get(req.link.scheme, "the base-station MLLM is not built yet (issue 6)")
         raise RequestError("task", f"{req.task.value} with scheme "
