@@ -61,10 +61,10 @@ def write(preset: str, out: pathlib.Path, seed: int = 0, log=print) -> dict[str,
         base = f"text-{OBJECTIVE}" if modality == "text" else f"{modality}-{OBJECTIVE}-s{spec.tokens}"
         name = f"{preset_checkpoint(base, preset)}.safetensors"
         t0 = time.perf_counter()
-        token_link.save(TokenLink(spec).eval(), out / name, extra=extra)
+        link = TokenLink(spec).eval()
+        token_link.save(link, out / name, extra=extra)
         files[modality] = name
-        log(f"{name}: {sum(v.numel() for v in TokenLink(spec).state_dict().values()) / 1e6:.1f} M parameters "
-            f"({time.perf_counter() - t0:.1f} s)")
+        log(f"{name}: {count_parameters(link) / 1e6:.1f} M parameters ({time.perf_counter() - t0:.1f} s)")
     vocab = Vocab(bpe)
     mcfg = MLLMConfig.from_preset(p, vocab=len(vocab))
     t0 = time.perf_counter()

@@ -6,23 +6,13 @@ import json
 import pytest
 import torch
 
+from tests.conftest import CharBpe
 from unitocom import config
 from unitocom.config import TrainCompute
 from unitocom.mllm import sequences as seq
 from unitocom.mllm.model import MLLM, MLLMConfig
 
 torch.set_num_threads(1)
-
-
-class _Bpe:  # enough of a tokenizers.Tokenizer for packing tests: one id per character
-    def get_vocab_size(self):
-        return 128
-
-    def encode(self, text):
-        return type("E", (), {"ids": [ord(c) % 128 for c in text]})()
-
-    def decode(self, ids):
-        return "".join(chr(i) for i in ids)
 
 
 def _model(vocab: int) -> MLLM:
@@ -32,7 +22,7 @@ def _model(vocab: int) -> MLLM:
 
 
 def test_targets_sit_one_position_before_what_they_predict():
-    v = seq.Vocab(_Bpe())
+    v = seq.Vocab(CharBpe())
     m = _model(len(v))
     img = torch.randn(5, 4)
     vqa = seq.vqa(v, img, "q?", "ab")
@@ -53,7 +43,7 @@ def test_targets_sit_one_position_before_what_they_predict():
 
 
 def test_vocab_specials_follow_the_bpe_ids_and_decode_drops_them():
-    v = seq.Vocab(_Bpe())
+    v = seq.Vocab(CharBpe())
     assert len(v) == 128 + len(seq.SPECIALS) and v["<bos>"] == 128
     assert v.decode([ord("h"), ord("i"), v["<eos>"], 0]) == "hi"
     assert seq.normalize("  Two  RED\tcubes ") == "two red cubes"
@@ -125,7 +115,7 @@ def _prompted(m, v):
 
 def test_generation_runs_in_bf16_as_the_base_station_does_on_a_gpu():
     """--device cuda runs the MLLM in bf16: the packing, cache and diffusion paths must follow the model's dtype."""
-    v = seq.Vocab(_Bpe())
+    v = seq.Vocab(CharBpe())
     m = _model(len(v)).eval()
     answers32, tokens32 = _prompted(m, v)
     answers16, tokens16 = _prompted(m.to(torch.bfloat16), v)
@@ -138,7 +128,7 @@ def test_generation_runs_in_bf16_as_the_base_station_does_on_a_gpu():
 def test_cuda_generation_matches_cpu():
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    v = seq.Vocab(_Bpe())
+    v = seq.Vocab(CharBpe())
     m = _model(len(v)).eval()
     a_cpu, t_cpu = _prompted(m, v)
     a_gpu, t_gpu = _prompted(m.to("cuda"), v)

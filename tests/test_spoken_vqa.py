@@ -12,7 +12,7 @@ import grpc
 import pytest
 import torch
 
-from tests.conftest import need
+from tests.conftest import CharBpe, need
 from unitocom import client
 from unitocom.data.speech import tools_missing
 from unitocom.data.vocab import ANSWERS
@@ -22,20 +22,9 @@ CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 NUMBERS = {str(i) for i in range(11)}
 
 
-class _Bpe:  # one id per character: enough of a tokenizers.Tokenizer for packing
-    def get_vocab_size(self):
-        return 128
-
-    def encode(self, text):
-        return type("E", (), {"ids": [ord(c) % 128 for c in text]})()
-
-    def decode(self, ids):
-        return "".join(chr(i) for i in ids)
-
-
 def test_spoken_vqa_sequence_puts_the_question_audio_between_boa_and_eoa():
     from unitocom.mllm.model import MLLM, MLLMConfig
-    v = seq.Vocab(_Bpe())
+    v = seq.Vocab(CharBpe())
     torch.manual_seed(0)
     m = MLLM(MLLMConfig(vocab=len(v), hidden=32, layers=1, heads=2, intermediate=64, max_positions=256,
                         token_dim=4, head_width=32, head_depth=1))
