@@ -10,6 +10,8 @@ a markdown table per task score with one row per scheme, one column per SNR, cel
 the interval and the file's commit. A README without a block's markers is left alone with a message naming them;
 a task with no points leaves its block alone too. `unitocom loss-sweep` files (results/packet-loss.json,
 results/budget.json) fill `<!-- results:packet-loss:vqa -->`, `...:reconstruct` and the same for budget.
+`unitocom fig3` (results/fig3.json) fills `<!-- results:fig3 -->`: VQA accuracy per image token length and SNR,
+the validation curve at a few steps, and the file's verdict.
 """
 from __future__ import annotations
 
@@ -191,6 +193,63 @@ def spoken_block(fig: dict, source: str) -> str:
     return "\n".join(lines) + f"\n\n{where}; from `{source}` (each row's command is in the file).\n"
 
 
+FIG3_KEYS = {"tokens", "task", "snr_db", "channel", "n", "value", "ci_low", "ci_high"}
+
+
+def fig3_block(fig: dict, source: str, columns: int = 5) -> str | None:
+    """Fig. 3 at the task level (`unitocom fig3`): VQA accuracy vs SNR, one row per image token length; the
+    validation accuracy at 20 dB at `columns` steps spread over training (the convergence panel's numbers); the
+    file's verdict. None when the points are not fig3's."""
+    points = [p for p in fig.get("points", []) if FIG3_KEYS <= set(p) and p["task"] == "vqa"]
+    if not points:
+        return None
+    h = fig.get("header", {})
+    lengths = sorted({p["tokens"] for p in points})
+    cols = sorted({(p["channel"], float(p["snr_db"])) for p in points})
+    at = {(p["tokens"], p["channel"], float(p["snr_db"])): p for p in points}
+    chans = sorted({c for c, _ in cols})
+    out = [f"*VQA accuracy (exact match; Wilson 95 % interval) per image token length, {', '.join(chans)} "
+           f"channel*", "", "| image tokens | " + " | ".join(f"{s:g} dB" for _, s in cols) + " |",
+           "|---|" + "---|" * len(cols)]
+    for n in lengths:
+        out.append(f"| {n} | " + " | ".join(cell(at.get((n, c, s)), "value", "ci_") for c, s in cols) + " |")
+    curves = [c for c in fig.get("curves", []) if c.get("metric") == "val_vqa_acc_20db"]
+    if curves:
+        steps = sorted({c["step"] for c in curves})
+        pick = sorted({steps[round(i * (len(steps) - 1) / max(1, columns - 1))] for i in range(columns)})
+        conv = (fig.get("verdict") or {}).get("convergence", {})
+        runs = h.get("runs", {})
+        key = next((k for v in conv.values() for k in v if k.startswith("step_to_")), None)
+        at_c = {(c["tokens"], c["step"]): c for c in curves}
+        vn = sorted({c["n"] for c in curves if c.get("n")})
+        out += ["", f"*Validation VQA accuracy at 20 dB against training step (convergence; "
+                    f"{', '.join(map(str, vn)) or '?'} validation questions, Wilson 95 % interval)*", "",
+                "| image tokens | " + " | ".join(f"step {s}" for s in pick)
+                + (" | first step at 90 % of its best" if key else "") + " | training steps/s |",
+                "|---|" + "---|" * (len(pick) + (1 if key else 0) + 1)]
+        for n in lengths:
+            row = [cell(at_c.get((n, s)), "value", "ci_") for s in pick]
+            if key:
+                reach = conv.get(str(n), {}).get(key)
+                row.append("–" if reach is None else str(reach))
+            sps = runs.get(str(n), {}).get("steps_per_s")
+            row.append("–" if sps is None else f"{sps:.2f}")
+            out.append(f"| {n} | " + " | ".join(row) + " |")
+    budgets = {json.dumps(r.get("train_config"), sort_keys=True) for r in h.get("runs", {}).values()}
+    tc = next(iter(h.get("runs", {}).values()), {}).get("train_config") or {}
+    commit = (h.get("git_commit") or "unknown")[:10] + (" (dirty tree)" if h.get("git_dirty") else "")
+    ns = sorted({p["n"] for p in points})
+    out += ["", f"n = {', '.join(map(str, ns))} questions per point; 95 % intervals. "
+                + (f"Equal budgets: {tc.get('steps')} steps of batch {tc.get('batch')} for every length. "
+                   if h.get("equal_budget") and len(budgets) == 1 else
+                   "**The runs were not trained with equal budgets** (see the file's header.runs). ")
+                + f"From `{source}` (commit {commit}, {h.get('date', 'date unknown')}): `{h.get('command', '?')}`."]
+    statement = (fig.get("verdict") or {}).get("statement")
+    if statement:
+        out += ["", f"Verdict written by `unitocom fig3`: {statement}"]
+    return "\n".join(out) + "\n"
+
+
 def _write(readme: str, name: str, text: str, notes: list[str], what: str) -> str:
     start, end = markers(name)
     m = re.search(re.escape(start) + r"\n?(.*?)" + re.escape(end), readme, flags=re.S)
@@ -226,6 +285,13 @@ def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
         if fmt.startswith("unitocom-results/spoken-vqa/"):  # `unitocom eval --task vqa --spoken` (issue 17)
             readme = _write(readme, fig_name, spoken_block(fig, f"results/{fig_name}.json"), notes,
                             f"table of results/{fig_name}.json")
+            continue
+        if fmt.startswith("unitocom-results/fig3/"):  # `unitocom fig3` (issue 14)
+            text = fig3_block(fig, f"results/{fig_name}.json")
+            if text is None:
+                notes.append(f"results/{fig_name}.json: no VQA points of fig3's shape in it; left alone")
+            else:
+                readme = _write(readme, fig_name, text, notes, f"table of results/{fig_name}.json")
             continue
         if fig_name != "fig2" and not fmt.startswith("unitocom-results/fig2/"):
             notes.append(f"results/{fig_name}.json: no table writer for it here; left alone")

@@ -251,3 +251,42 @@ def test_services_take_the_image_token_count_and_an_mllm_file():
     assert cfg.preset is config.PRESETS["tiny"] and cfg.mllm_path is None
     with pytest.raises(SystemExit):
         ap.parse_args(["--image-tokens", "0"])
+
+
+def _tables():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "scripts" / "results_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_readme_block_is_written_from_a_fig3_file(tmp_path):
+    points, curves = _synthetic({16: [0.30, 0.40, 0.45], 32: [0.40, 0.60, 0.70]})
+    conv = fig3.convergence(curves)
+    tc = {"steps": 400, "batch": 64}
+    header = {"format": fig3.FORMAT, "command": "unitocom fig3 --tokens 16,32", "git_commit": "abcdef0123456",
+              "git_dirty": False, "date": "2026-12-03T01:00:00+00:00", "equal_budget": True,
+              "runs": {"16": {"train_config": tc, "steps_per_s": 1.9}, "32": {"train_config": tc, "steps_per_s": 1.5}}}
+    doc = {"header": header, "points": points, "curves": curves,
+           "verdict": {**fig3.verdict(points, conv), "convergence": conv}}
+    res = tmp_path / "results"
+    res.mkdir()
+    (res / "fig3.json").write_text(json.dumps(doc))
+    readme = tmp_path / "README.md"
+    readme.write_text("x\n<!-- results:fig3 -->\nstale\n<!-- /results:fig3 -->\ny\n")
+    rt = _tables()
+    assert rt.main(["--results", str(res), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "stale" not in text
+    assert "| image tokens | 0 dB | 10 dB | 20 dB |" in text
+    assert "| 32 | 0.40 [0.33, 0.47] | 0.60 [0.53, 0.67] | 0.70 [0.63, 0.76] |" in text
+    # the curve at steps spread over training, the step each run first reached 90 % of its best, its speed
+    assert "| image tokens | step 100 | step 200 | step 300 | step 400 | first step at 90 % of its best |" in text
+    assert "| 32 | 0.35 [0.25, 0.45] | 0.52 [0.42, 0.62] | 0.70 [0.60, 0.80] | 0.70 [0.60, 0.80] | 300 | 1.50 |" in text
+    assert "Equal budgets: 400 steps of batch 64 for every length." in text
+    assert "Verdict written by `unitocom fig3`: 32 image tokens come out best" in text
+    doc["header"]["equal_budget"] = False
+    (res / "fig3.json").write_text(json.dumps(doc))
+    assert rt.main(["--results", str(res), "--readme", str(readme), "--check"]) == 1
+    assert "not trained with equal budgets" in rt.fig3_block(doc, "results/fig3.json")
