@@ -93,6 +93,30 @@ def test_diffusion_loss_falls_and_sampling_reproduces_a_conditional_gaussian():
         assert torch.allclose(s.std(0), std, atol=0.12), (s.std(0), std)
 
 
+def test_guided_sampling_is_eps_u_plus_g_times_the_difference_with_both_rows_in_one_forward():
+    """sample() runs the conditional and unconditional rows of classifier-free guidance as one forward; the
+    tokens are those of the textbook loop that calls the head twice a step."""
+    from diffusers import DDPMScheduler
+    torch.manual_seed(3)
+    head = DiffusionHead(token_dim=4, cond_dim=16, width=32, depth=2).eval()
+    for prm in head.parameters():  # the zero-initialised output and gates would make eps 0 whatever the rows
+        torch.nn.init.normal_(prm, std=0.3)
+    h, hu = torch.randn(3, 16), torch.randn(3, 16)
+    got = head.sample(h, 10, torch.Generator().manual_seed(5), h_uncond=hu, guidance=3.0)
+    sched = DDPMScheduler.from_config(head.scheduler.config)
+    sched.set_timesteps(10)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn((3, 4), generator=g)
+    with torch.no_grad():
+        for t in sched.timesteps:
+            tt = torch.full((3,), int(t), dtype=torch.long)
+            eps_c, eps_u = head(x, tt, h), head(x, tt, hu)
+            x = sched.step(eps_u + 3.0 * (eps_c - eps_u), t, x, generator=g).prev_sample
+    assert torch.allclose(got, x, atol=1e-5), (got - x).abs().max()
+    plain = head.sample(h, 10, torch.Generator().manual_seed(5), h_uncond=hu, guidance=1.0)
+    assert not torch.allclose(plain, got, atol=1e-3)  # guidance changes the tokens: the test could fail
+
+
 def test_paper_preset_is_about_1_4b_parameters():
     cfg = MLLMConfig.from_preset(config.load("paper").preset)
     with torch.device("meta"):
