@@ -53,11 +53,13 @@ if [ "$what" = fig2 ]; then
   # Fig. 2 as files (results/fig2.{json,csv,png}, 95 % intervals, the noiseless upper bound) through services of
   # its own on ports 50081.., then the README's tables regenerated from results/*.json. --resume keeps the points
   # an interrupted run already wrote; the sweep goes on past a scheme the services refuse (recorded as skipped).
+  # 16 requests in flight (WORKERS) fill the base station's dynamic batches (--batch-max 16): text-to-image, the
+  # slow task on a CPU, then generates its captions together instead of one or two at a time.
   T=127.0.0.1:50081
   $U up --base-port 50081 --metrics-base-port 9181 --run-dir runs/fig2run
   trap '$U down --run-dir runs/fig2run' EXIT
   $U fig2 --tasks vqa,t2i,asr --schemes unitocom,vae,semcom,traditional --snr-db 0:20:5 --channel rayleigh \
-     --n-vqa 500 --n-asr 150 --n-t2i "${N_T2I:-500}" --workers 2 --out results --target $T --resume
+     --n-vqa 500 --n-asr 150 --n-t2i "${N_T2I:-500}" --workers "${WORKERS:-16}" --out results --target $T --resume
   .venv/bin/python scripts/results_tables.py
 fi
 
