@@ -3,7 +3,10 @@
 #   scripts/reproduce_results.sh [link|tokenizers|tasks|all]     (default: all)
 #   scripts/reproduce_results.sh fig2     Fig. 2 at full n into results/ and the README's tables from it (hours on
 #                                         2 cores; not part of `all`; rerun it to continue an interrupted sweep;
-#                                         N_T2I=100 for the committed figure's 100 captions a point, ~1.5 h)
+#                                         about 1.5 h on 2 cores, most of it the 500 T2I captions a point)
+#   scripts/reproduce_results.sh fig3     Fig. 3 at the task level into results/: one MLLM per image token length
+#                                         (16, 32, 64, 128) with equal budgets, FIG3_STEPS steps each (default
+#                                         4000, the committed figure's; ~1.5 h on 2 cores, two lengths per core)
 #   scripts/reproduce_results.sh packets  issue 16's packet-loss and token-budget sweeps into results/ (~1 h)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
@@ -60,6 +63,19 @@ if [ "$what" = fig2 ]; then
   trap '$U down --run-dir runs/fig2run' EXIT
   $U fig2 --tasks vqa,t2i,asr --schemes unitocom,vae,semcom,traditional --snr-db 0:20:5 --channel rayleigh \
      --n-vqa 500 --n-asr 150 --n-t2i "${N_T2I:-500}" --workers "${WORKERS:-16}" --out results --target $T --resume
+  .venv/bin/python scripts/results_tables.py
+fi
+
+if [ "$what" = fig3 ]; then
+  # The four lengths train two at a time, one process per core, into runs/fig3/s<N>/ (resumable; a finished run
+  # is reused); then one process evaluates them all in process (VQA vs SNR, convergence from the run logs).
+  steps="${FIG3_STEPS:-4000}"
+  for pair in "16 128" "32 64"; do
+    (for n in $pair; do $U fig3 --tokens "$n" --steps "$steps" --runs runs/fig3 --train-only; done) &
+  done
+  wait
+  $U fig3 --tokens 16,32,64,128 --steps "$steps" --runs runs/fig3 --skip-train --snr-db 0:20:5 --channel rayleigh \
+     --n-vqa 500 --out results --resume
   .venv/bin/python scripts/results_tables.py
 fi
 
