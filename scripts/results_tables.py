@@ -104,8 +104,12 @@ def block(task: str, fig: dict, source: str = "results/fig2.json") -> str | None
     ns = sorted({p["n"] for p in points})
     h = fig.get("header", {})
     commit = (h.get("git_commit") or "unknown")[:10] + (" (dirty tree)" if h.get("git_dirty") else "")
+    runs = len(h.get("resumed_from") or []) + 1  # a resumed sweep: the header is its last run's
+    where = f"commit {commit}" if runs == 1 else f"the last of {runs} resumed runs: commit {commit}"
     out.append(f"n = {', '.join(map(str, ns)) or '–'} {UNIT[task]} per point; 95 % intervals. From "
-               f"`{source}` (commit {commit}, {h.get('date', 'date unknown')}): `{h.get('command', '?')}`.")
+               f"`{source}` ({where}, {h.get('date', 'date unknown')}): `{h.get('command', '?')}`."
+               + (" Each earlier run's command, commit and checkpoint hashes are in the header's `resumed_from`."
+                  if runs > 1 else ""))
     if upper is None:
         out.append("No upper bound in the file (the noiseless channel was not measured).")
     for s in skipped:

@@ -343,6 +343,14 @@ def test_the_t2i_block_has_fid_and_pair_recall_tables():
     assert "No upper bound in the file" in text
 
 
+def test_a_resumed_files_footer_says_its_command_is_the_last_runs():
+    fig = _figure()
+    assert "resumed" not in _tables().block("vqa", fig)
+    fig["header"]["resumed_from"] = [{"command": "unitocom fig2 --tasks vqa", "git_commit": "0" * 40}]
+    text = _tables().block("vqa", fig)
+    assert "(the last of 2 resumed runs: commit" in text and "header's `resumed_from`" in text
+
+
 def test_a_readme_without_markers_or_results_is_left_alone(tmp_path, capsys):
     rt = _tables()
     readme = tmp_path / "README.md"
