@@ -33,6 +33,9 @@ SCORES = {"vqa": [("value", "ci_", "VQA accuracy (exact match; Wilson 95 % inter
           "asr": [("value", "ci_", "ASR word error rate (lower is better; bootstrap 95 % interval over "
                                    "utterances)")]}
 UNIT = {"vqa": "questions", "t2i": "captions", "asr": "utterances"}
+# The pair-recall scale on real scenes (task_eval.pair_recall_references): a right picture, and chance.
+REFERENCE_ROWS = (("own", "real scene of the caption (checker's ceiling)"),
+                  ("other", "real scene of another caption (chance)"))
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -100,6 +103,9 @@ def block(task: str, fig: dict, source: str = "results/fig2.json") -> str | None
             out.append(f"| {s} | " + " | ".join(cells) + " |")
         if upper is not None:
             out.append(f"| {UPPER_ROW} | " + " | ".join(cell(upper, key, prefix, digits) for _ in cols) + " |")
+        ref = fig.get("header", {}).get("t2i_pair_recall_reference") if key == "pair_recall" else None
+        for name, row in REFERENCE_ROWS if ref else ():
+            out.append(f"| {row} | " + " | ".join(cell(ref[name], "value", "ci_", digits) for _ in cols) + " |")
         out.append("")
     ns = sorted({p["n"] for p in points})
     h = fig.get("header", {})

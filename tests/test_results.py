@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import Refused
+from tests.conftest import Refused, needs
 from unitocom import results as ci
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -341,6 +341,28 @@ def test_the_t2i_block_has_fid_and_pair_recall_tables():
     assert "| unitocom | 20.0 [18.0, 25.0] | 10.0 [8.0, 15.0] |" in text
     assert "| unitocom | 0.50 [0.40, 0.60] | 0.50 [0.40, 0.60] |" in text
     assert "No upper bound in the file" in text
+
+
+def test_the_pair_recall_table_shows_the_real_scene_ceiling_and_chance():
+    fig = _figure()
+    fig["header"]["t2i_pair_recall_reference"] = {"n": 6, "split": "test",
+                                                  "own": {"value": 0.99, "ci_low": 0.97, "ci_high": 1.0},
+                                                  "other": {"value": 0.08, "ci_low": 0.06, "ci_high": 0.1}}
+    text = _tables().block("t2i", fig)
+    recall = text[text.index("T2I pair recall"):]
+    assert "| real scene of the caption (checker's ceiling) | 0.99 [0.97, 1.00] | 0.99 [0.97, 1.00] |" in recall
+    assert "| real scene of another caption (chance) | 0.08 [0.06, 0.10] |" in recall
+    assert "real scene" not in text[:text.index("T2I pair recall")]  # FID's table has no such rows
+
+
+@needs((ROOT / "checkpoints" / "scene-checker.safetensors").exists(), "needs the shipped scene checker")
+def test_the_checker_finds_a_captions_pairs_in_its_own_scene_and_rarely_in_another(heldout_data):
+    from unitocom.task_eval import pair_recall_references
+    ref = pair_recall_references(heldout_data, "test", 80, n_resamples=200)
+    assert ref["n"] == 80 and ref["split"] == "test"
+    for r in (ref["own"], ref["other"]):
+        assert 0.0 <= r["ci_low"] <= r["value"] <= r["ci_high"] <= 1.0
+    assert ref["own"]["value"] > 0.9 and ref["other"]["value"] < 0.3  # a right picture against chance
 
 
 def test_a_resumed_files_footer_says_its_command_is_the_last_runs():

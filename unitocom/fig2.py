@@ -8,7 +8,9 @@ writes
                      every checkpoint in the directory the services read) and `points`: one per (task, scheme,
                      SNR) with n, the metric, its value and 95 % interval (`unitocom.results`), and the task's
                      extras (VQA: majority-class chance; T2I: pair recall with its interval, the real-vs-real FID
-                     floor); `skipped`: the points the services refused (status and message);
+                     floor); `skipped`: the points the services refused (status and message); with t2i, the
+                     header's t2i_pair_recall_reference: the checker's pair recall on real scenes of the
+                     same captions (the ceiling) and of other captions (chance);
   results/fig2.csv   the same points, one row each (skipped ones with their status);
   results/fig2.png   one panel per task score (VQA accuracy, T2I FID, T2I pair recall, ASR WER) against SNR, one
                      line per scheme with the intervals as error bars, and the upper bound dashed.
@@ -107,7 +109,8 @@ def _yerr(points: list[dict], key: str, prefix: str) -> list[list[float]]:
     return [lo, hi]
 
 
-def plot(path: Path, points: list[dict]) -> None:
+def plot(path: Path, points: list[dict], recall_reference: dict | None = None) -> None:
+    """`recall_reference` (task_eval.pair_recall_references) draws the pair-recall panel's chance level."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -136,6 +139,9 @@ def plot(path: Path, points: list[dict]) -> None:
                 ax.axhspan(p[f"{prefix}low"], p[f"{prefix}high"], color="black", alpha=0.08, lw=0)
         if task == "vqa" and key == "value" and curves and curves[0].get("chance") is not None:
             ax.axhline(curves[0]["chance"], color="grey", ls=":", label="majority-class chance")
+        if key == "pair_recall" and recall_reference:
+            ax.axhline(recall_reference["other"]["value"], color="grey", ls=":",
+                       label="chance (real scene of another caption)")
         ax.set_xlabel(f"SNR (dB), {', '.join(channels)}" if channels else "SNR (dB)")
         ax.set_ylabel(label)
         ns = sorted({p["n"] for p in pts})
@@ -198,6 +204,10 @@ def run(args, argv: list[str]) -> dict:
     settings = {"target": args.target, "data": str(args.data), "split": args.split, "seed": args.seed,
                 "resamples": args.resamples, "fid_resamples": args.fid_resamples, "workers": args.workers}
     header = make_header(argv, settings, checkpoint_dir())
+    if "t2i" in tasks:  # the scale a pair recall sits on, from real scenes: no services needed
+        from unitocom.task_eval import pair_recall_references
+        header["t2i_pair_recall_reference"] = pair_recall_references(Path(args.data), args.split, args.n_t2i,
+                                                                     args.resamples, args.seed)
 
     kept: dict[tuple, dict] = {}
     if args.resume and paths["json"].exists():
@@ -264,7 +274,7 @@ def run(args, argv: list[str]) -> dict:
             fresh += 1
         save()
     save()
-    plot(paths["png"], points)
+    plot(paths["png"], points, header.get("t2i_pair_recall_reference"))
     return {"header": header, "points": points, "skipped": skipped, "fresh": fresh, "paths": paths}
 
 

@@ -108,6 +108,34 @@ def caption_items(data_dir: Path, split: str, n: int) -> list[tuple[str, Path]]:
     return out[:n]
 
 
+def pair_recall_references(data_dir: Path, split: str, n: int, n_resamples: int = 1000, seed: int = 0) -> dict | None:
+    """What the scene checker's pair recall reads on real scenes, the scale a generated picture's recall sits on:
+    `own` scores each caption against its own scene (a picture that is right: the checker's ceiling), `other`
+    against the next caption's scene (a plausible picture that ignores the caption: chance). Each {value, ci_low,
+    ci_high} over the same first n captions the T2I points use; None without the checker."""
+    import torch
+    from PIL import Image
+
+    from unitocom import results as ci
+    from unitocom.metrics.scene_checker import caption_pairs
+    from unitocom.stages.mllm import scene_checker
+    checker = scene_checker()
+    items = caption_items(data_dir, split, n)
+    if checker is None or len(items) < 2:
+        return None
+    x = torch.from_numpy(np.stack([np.asarray(Image.open(f).convert("RGB")) for _, f in items]))
+    with torch.no_grad():
+        seen = [s for k in range(0, len(items), 256)
+                for s in checker.recognise(x[k:k + 256].permute(0, 3, 1, 2).float() / 255.0)]
+    out: dict = {"n": len(items), "split": split}
+    for name, shift in (("own", 0), ("other", 1)):
+        recall = [len(w & seen[(i + shift) % len(items)]) / len(w)
+                  for i, (cap, _) in enumerate(items) if (w := caption_pairs(cap))]
+        lo, hi = ci.mean_interval(recall, n_resamples, seed)
+        out[name] = {"value": float(np.mean(recall)), "ci_low": lo, "ci_high": hi}
+    return out
+
+
 def _nonempty(items: list, what: str, data_dir: Path, split: str) -> None:
     if not items:
         raise UserError(f"no {what} in the {split} split of {data_dir}")
