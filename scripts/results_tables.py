@@ -223,6 +223,19 @@ def fig3_block(fig: dict, source: str, columns: int = 5) -> str | None:
            "|---|" + "---|" * len(cols)]
     for n in lengths:
         out.append(f"| {n} | " + " | ".join(cell(at.get((n, c, s)), "value", "ci_") for c, s in cols) + " |")
+    t2i = [p for p in fig.get("points", []) if FIG3_KEYS <= set(p) and p["task"] == "t2i"]
+    if t2i:
+        t_cols = sorted({(p["channel"], float(p["snr_db"])) for p in t2i})
+        t_at = {(p["tokens"], p["channel"], float(p["snr_db"])): p for p in t2i}
+        out += ["", f"*T2I pair recall (bootstrap 95 % interval) per image token length, "
+                    f"{', '.join(sorted({c for c, _ in t_cols}))} channel, n = "
+                    f"{', '.join(map(str, sorted({p['n'] for p in t2i})))} captions*", "",
+                "| image tokens | " + " | ".join(f"{s:g} dB" for _, s in t_cols) + " |", "|---|" + "---|" * len(t_cols)]
+        for n in sorted({p["tokens"] for p in t2i}):
+            out.append(f"| {n} | " + " | ".join(cell(t_at.get((n, c, s)), "value", "ci_") for c, s in t_cols) + " |")
+        ref = h.get("t2i_pair_recall_reference")
+        for name, row in REFERENCE_ROWS if ref else ():
+            out.append(f"| {row} | " + " | ".join(cell(ref[name], "value", "ci_") for _ in t_cols) + " |")
     curves = [c for c in fig.get("curves", []) if c.get("metric") == "val_vqa_acc_20db"]
     if curves:
         steps = sorted({c["step"] for c in curves})

@@ -309,3 +309,17 @@ def test_the_readme_block_is_written_from_a_fig3_file(tmp_path):
     (res / "fig3.json").write_text(json.dumps(doc))
     assert rt.main(["--results", str(res), "--readme", str(readme), "--check"]) == 1
     assert "not trained with equal budgets" in rt.fig3_block(doc, "results/fig3.json")
+
+
+def test_the_readme_block_has_the_t2i_recall_per_length_with_its_chance_row(tmp_path):
+    points, curves = _synthetic({16: [0.30, 0.40], 32: [0.40, 0.60]})
+    points += [fig3.recall_point(n, snr, "rayleigh", [0.1, 0.2, 0.0, 0.1]) for n in (16, 32) for snr in (0.0, 20.0)]
+    header = {"runs": {}, "t2i_pair_recall_reference": {"n": 4, "split": "test",
+                                                        "own": {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0},
+                                                        "other": {"value": 0.1, "ci_low": 0.0, "ci_high": 0.2}}}
+    text = _tables().fig3_block({"header": header, "points": points, "curves": []}, "results/fig3.json")
+    t2i = text[text.index("*T2I pair recall"):]
+    assert "n = 4 captions" in t2i and "| image tokens | 0 dB | 20 dB |" in t2i
+    assert "| 16 | 0.10 [" in t2i and "| real scene of another caption (chance) | 0.10 [0.00, 0.20] |" in t2i
+    fig3.plot(tmp_path / "fig3.png", points, curves, header["t2i_pair_recall_reference"])
+    assert (tmp_path / "fig3.png").stat().st_size > 1000

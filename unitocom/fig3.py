@@ -228,7 +228,8 @@ def _yerr(rows: list[dict]) -> list[list[float]]:
     return [lo, hi]
 
 
-def plot(path: Path, points: list[dict], curves: list[dict]) -> None:
+def plot(path: Path, points: list[dict], curves: list[dict], recall_reference: dict | None = None) -> None:
+    """`recall_reference` (task_eval.pair_recall_references) draws the T2I panel's chance level."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -245,6 +246,9 @@ def plot(path: Path, points: list[dict], curves: list[dict]) -> None:
             if line:
                 ax.errorbar([p["snr_db"] for p in line], [p["value"] for p in line], yerr=_yerr(line), marker="o",
                             capsize=3, color=colours[n], label=f"{n} tokens")
+        if task == "t2i" and recall_reference:
+            ax.axhline(recall_reference["other"]["value"], color="grey", ls=":",
+                       label="chance (real scene of another caption)")
         chans = sorted({p["channel"] for p in pts})
         ns = sorted({p["n"] for p in pts})
         ax.set_xlabel(f"SNR (dB), {', '.join(chans)}" if chans else "SNR (dB)")
@@ -496,6 +500,9 @@ def run(args, argv: list[str]) -> dict:
         if not captions:
             raise UserError(f"--t2i-n: no caption in the {args.split} split of {data_dir} names a (colour, shape) "
                             "pair the scene checker scores")
+        from unitocom.task_eval import pair_recall_references  # the recall's scale: a right picture, chance
+        header["t2i_pair_recall_reference"] = pair_recall_references(data_dir, args.split, len(captions),
+                                                                     seed=args.seed)
     for n in args.tokens:
         cfg = eval_config(args, n, runs[n]["mllm"])
         for task, what, count in (("vqa", items, args.n_vqa), ("t2i", captions, args.t2i_n)):
@@ -524,7 +531,7 @@ def run(args, argv: list[str]) -> dict:
     v["convergence"] = conv
     write_json(paths["json"], header, points, curves, v)
     write_csv(paths["csv"], points, curves)
-    plot(paths["png"], points, curves)
+    plot(paths["png"], points, curves, header.get("t2i_pair_recall_reference"))
     return {"header": header, "points": points, "curves": curves, "verdict": v, "paths": paths}
 
 
