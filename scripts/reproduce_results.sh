@@ -6,7 +6,9 @@
 #                                         about 1.5 h on 2 cores, most of it the 500 T2I captions a point)
 #   scripts/reproduce_results.sh fig3     Fig. 3 at the task level into results/: one MLLM per image token length
 #                                         (16, 32, 64, 128) with equal budgets, FIG3_STEPS steps each (default
-#                                         4000, the committed figure's; ~1.5 h on 2 cores, two lengths per core)
+#                                         4000, the committed figure's; two lengths per core, about 3 h of
+#                                         training and 1.5 h of VQA (500 questions) and T2I (FIG3_T2I_N=100
+#                                         captions) per length and SNR on 2 cores)
 #   scripts/reproduce_results.sh packets  issue 16's packet-loss and token-budget sweeps into results/ (~1 h)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
@@ -75,7 +77,7 @@ if [ "$what" = fig3 ]; then
   done
   wait
   $U fig3 --tokens 16,32,64,128 --steps "$steps" --runs runs/fig3 --skip-train --snr-db 0:20:5 --channel rayleigh \
-     --n-vqa 500 --out results --resume
+     --n-vqa 500 --t2i-n "${FIG3_T2I_N:-100}" --workers "${WORKERS:-16}" --out results --resume
   .venv/bin/python scripts/results_tables.py
 fi
 
