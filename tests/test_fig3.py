@@ -164,6 +164,10 @@ def test_verdict_says_plainly_when_32_is_not_best():
     v = fig3.verdict(points, fig3.convergence(curves))
     assert v["reference_best"] is False and v["best_tokens"] == 64
     assert v["statement"].startswith("32 image tokens do NOT come out best: 64 tokens do")
+    assert v["best_clear_of_reference_at_snr_db"] == [20.0]  # 0.70 vs 0.55 separates at n=200, 0.60 vs 0.50 not
+    close = fig3.verdict(_synthetic({16: [0.50, 0.52, 0.53], 32: [0.50, 0.51, 0.52], 64: [0.52, 0.53, 0.55]})[0], {})
+    assert close["best_tokens"] == 64 and close["best_clear_of_reference_at_snr_db"] == []
+    assert "within noise" in close["statement"] and "NOT" not in close["statement"]
     tie = fig3.verdict(_synthetic({16: [0.5, 0.6, 0.7], 32: [0.5, 0.6, 0.7]})[0], {})
     assert tie["reference_best"] is False and tie["best_tokens"] is None and "tie" in tie["statement"]
     only = fig3.verdict([p for p in points if p["tokens"] == 32], {})

@@ -181,6 +181,9 @@ def verdict(points: list[dict], conv: dict[str, dict], reference: int = 32) -> d
         clear += top == reference and separated
         per_snr.append({"snr_db": s, "best_tokens": top, "reference_separated": separated})
     words = ", ".join(f"{n}: {mean[n]:.3f}" for n in lengths)
+    # SNRs at which the best length's 95 % interval is clear of (above) the reference's: a lead the noise allows
+    beats = [s for s in common if best not in (None, reference)
+             and at[(best, s)]["ci_low"] > at[(reference, s)]["ci_high"]]
     if not common:
         statement = "no SNR measured at every length: no verdict."
     elif best is None:
@@ -190,9 +193,15 @@ def verdict(points: list[dict], conv: dict[str, dict], reference: int = 32) -> d
         statement = (f"{reference} image tokens come out best: mean VQA accuracy over {len(common)} SNR(s) "
                      f"({words}); best at {wins} of {len(common)} SNR(s), with 95 % intervals clear of every "
                      f"other length at {clear}.")
+    elif not beats:
+        statement = (f"{reference} image tokens are not best on mean VQA accuracy over {len(common)} SNR(s) "
+                     f"({words}; {reference} is best at {wins} of {len(common)}), but {best} tokens' 95 % interval "
+                     f"is clear of {reference}'s at none of them: within noise, these runs do not say that "
+                     f"{best} beats {reference}.")
     else:
         statement = (f"{reference} image tokens do NOT come out best: {best} tokens do (mean VQA accuracy over "
-                     f"{len(common)} SNR(s): {words}); {reference} is best at {wins} of {len(common)} SNR(s).")
+                     f"{len(common)} SNR(s): {words}), with 95 % intervals clear of {reference}'s at "
+                     f"{len(beats)} of {len(common)} SNR(s); {reference} is best at {wins} of {len(common)}.")
     key = next((k for v in conv.values() for k in v if k.startswith("step_to_")), None)
     if key:
         reached = {int(n): v[key] for n, v in conv.items() if v[key] is not None}
@@ -202,6 +211,7 @@ def verdict(points: list[dict], conv: dict[str, dict], reference: int = 32) -> d
                           + ", ".join(f"{n}: {reached[n]}" for n in sorted(reached))
                           + f"; fastest: {', '.join(str(n) for n in sorted(reached) if reached[n] == fastest)}.")
     return {"reference_tokens": reference, "best_tokens": best, "reference_best": bool(common) and best == reference,
+            "best_clear_of_reference_at_snr_db": beats,
             "mean_accuracy": {str(n): v for n, v in mean.items()}, "per_snr": per_snr, "statement": statement}
 
 
