@@ -77,7 +77,10 @@ def test_training_lowers_the_losses_and_saves_a_loadable_checkpoint(small_world)
     rows = [json.loads(line) for line in (d / "out/log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [45, 90]
     assert rows[-1]["vqa_lm"] < 0.7 * 6.9  # well below log(vocab): it learned the answer format and priors
-    assert {"val_vqa_acc_20db", "val_asr_wer_20db", "val_t2i_diffusion"} <= set(meta["validation"])
+    assert {"val_vqa_acc_20db", "val_asr_wer_20db", "val_t2i_diffusion", "val_t2i_caption_gain"} <= set(meta["validation"])
+    v = meta["validation"]
+    assert v["val_t2i_caption_gain"] == pytest.approx(v["val_t2i_diffusion_other_caption"]
+                                                      - v["val_t2i_diffusion_own_caption"])
     model, std, saved = load_mllm(d / "out/mllm.safetensors")
     assert saved["links"]["image"] == "img.safetensors" and std.mean.shape == (16,)
     assert saved["data_checksum"] and saved["parameters"] == sum(p.numel() for p in model.parameters())
@@ -86,6 +89,15 @@ def test_training_lowers_the_losses_and_saves_a_loadable_checkpoint(small_world)
     assert isinstance(answers[0], str)
     tokens = tasks.imagine(model, vocab, "a red square", count=4, steps=5, generator=torch.Generator().manual_seed(0))
     assert tokens.shape == (4, 16) and torch.isfinite(tokens).all()
+    # the caption gain is a paired difference: with one caption for every image it is exactly 0
+    from types import SimpleNamespace
+
+    from unitocom.mllm.train import caption_gain
+    same = SimpleNamespace(captions=[(i, "a red square") for i in range(6)], vocab=vocab, image_std=std,
+                           coco_mu=torch.randn(6, 32, 16))
+    assert caption_gain(model, same, 6)["val_t2i_caption_gain"] == 0.0
+    differ = SimpleNamespace(**{**vars(same), "captions": [(i, f"a red square and {i} blue circles") for i in range(6)]})
+    assert caption_gain(model, differ, 6)["val_t2i_caption_gain"] != 0.0
 
 
 def test_resume_continues_from_the_saved_step(small_world):

@@ -442,4 +442,29 @@ def validate(model: MLLM, data: TaskData, tc: TrainConfig, channel: TorchChannel
                                                 for a, i in zip(answers, idx)) / n
     if n:
         out["val_svqa_n"] = n
+    out.update(caption_gain(model, data, min(tc.val_n, data.counts()["t2i"])))
     return out
+
+
+def caption_gain(model: MLLM, data: TaskData, n: int) -> dict[str, float]:
+    """How much the caption tells the diffusion head: the T2I diffusion loss on n val images with each image's
+    own (first) caption and with the next image's, under the same noise draws (a paired difference). A gain near
+    0 means the model draws from the token context alone and ignores what was asked for."""
+    first: dict[int, str] = {}
+    for image, caption in data.captions:  # one caption per image: the other caption is another image's
+        if len(first) < n:
+            first.setdefault(image, caption)
+    images = list(first)
+    if len(images) < 2:
+        return {}
+    dev = next(model.parameters()).device
+    losses = {}
+    for name, shift in (("own", 0), ("other", 1)):
+        packed = seq.pack(model, [seq.t2i(data.vocab, first[images[(k + shift) % len(images)]],
+                                          data.image_std.forward(data.coco_mu[image]))
+                                  for k, image in enumerate(images)])
+        gen = torch.Generator(device=dev if dev.type != "cpu" else "cpu").manual_seed(4321)
+        with torch.no_grad():
+            losses[name] = float(loss_of(model, packed, 4, gen)["diffusion"])
+    return {"val_t2i_diffusion_own_caption": losses["own"], "val_t2i_diffusion_other_caption": losses["other"],
+            "val_t2i_caption_gain": losses["other"] - losses["own"]}
