@@ -450,3 +450,19 @@ def test_the_fid_interval_is_centred_on_the_fid_even_where_the_bootstrap_is_bias
     assert lo < value < hi and (hi - lo) == pytest.approx(2 * (value - lo))
     with pytest.raises(ValueError):
         ci.bootstrap(np.mean, [np.arange(3)], method="bca")
+
+
+@needs((ROOT / "checkpoints" / "mllm-sigma-genib.safetensors").exists(), "needs the shipped MLLM")
+def test_the_t2i_diagnosis_reads_a_checkpoint_and_its_ceiling_is_the_true_tokens(heldout_data, capsys):
+    spec = importlib.util.spec_from_file_location("t2i_diagnose", ROOT / "scripts" / "t2i_diagnose.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main([str(ROOT / "checkpoints" / "mllm-sigma-genib.safetensors"), "--data", str(heldout_data),
+                     "--n", "8"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["val_t2i_caption_gain"] == pytest.approx(out["val_t2i_diffusion_other_caption"]
+                                                        - out["val_t2i_diffusion_own_caption"])
+    for k in ("recall_true_tokens", "recall_other_captions_true_tokens", "recall_teacher_forced", "recall_generated"):
+        assert 0.0 <= out[k] <= 1.0
+    assert out["recall_true_tokens"] > 0.8 > out["recall_other_captions_true_tokens"]  # the path, and chance
+    assert out["mse_head_mean"] < out["mse_teacher_forced_sample"]  # a draw adds the head's spread to its mean

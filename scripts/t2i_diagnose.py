@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Where an MLLM's text-to-image loses the caption, in three numbers on held-out scenes:
+
+  caption gain      the T2I diffusion loss with another image's caption minus with the image's own, under the
+                    same noise (`unitocom.mllm.train.caption_gain`, logged at every validation): does the model
+                    read the caption at all?
+  teacher-forced    every image token sampled from the diffusion head given the caption and the TRUE previous
+                    tokens (no drift from earlier samples), decoded by the serving path (R(T(.)), the
+                    de-tokenizer) and scored by the scene checker's pair recall against the caption; beside it
+                    the true tokens' recall (the path's ceiling), the recall of the next caption's true tokens
+                    (chance) and the mean squared error of the samples and of
+                    the head's mean (eta 0, no noise) to the true tokens (standardised: 1.0 is a token's variance)
+  generated         the pictures the base station draws (tasks.imagine_batch, guidance 3), same captions
+
+If teacher-forced recall is far below the true tokens', the head cannot draw a token from its context: sampling
+tricks (guidance, steps, temperature) will not help, capacity and training will (issue 12).
+
+    .venv/bin/python scripts/t2i_diagnose.py checkpoints/mllm-sigma-genib.safetensors [--n 64]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mllm", help="an MLLM checkpoint (mllm-*.safetensors)")
+    ap.add_argument("--data", default="data/tiny")
+    ap.add_argument("--split", default="test", help="scenes and captions for the recall (the gain reads val)")
+    ap.add_argument("--n", type=int, default=64, help="captions (one per image)")
+    ap.add_argument("--objective", default="sigma-genib", help="the tokenizers it was trained on")
+    args = ap.parse_args(argv)
+    from PIL import Image
+
+    from unitocom import config
+    from unitocom.metrics.scene_checker import caption_pairs
+    from unitocom.mllm import sequences as seq
+    from unitocom.mllm import tasks
+    from unitocom.mllm.checkpoint import load_links, load_mllm
+    from unitocom.mllm.data import TaskData
+    from unitocom.mllm.train import caption_gain
+    from unitocom.schemes import learned
+    from unitocom.stages.mllm import scene_checker
+    from unitocom.task_eval import caption_items
+    torch.set_num_threads(1)
+    model, std, meta = load_mllm(args.mllm)
+    model.eval()
+    cfg = config.load(meta.get("preset", "tiny"), image_tokens=int(meta.get("image_tokens") or 0) or None)
+    link, _, frontend, vocab, _ = load_links(cfg, None, args.objective)
+    checker = scene_checker()
+    if checker is None:
+        raise SystemExit("error: needs checkpoints/scene-checker.safetensors (`unitocom train checker`)")
+    val = TaskData(args.data, "val", link, None, frontend, vocab, cfg.preset.image_size_px, args.n)
+    val.image_std = std
+    out: dict = {"mllm": args.mllm, "n": args.n, **caption_gain(model, val, args.n)}
+
+    items = caption_items(args.data, args.split, args.n)
+    caps = [c for c, _ in items]
+    size = cfg.preset.image_size_px
+    x = torch.from_numpy(np.stack([np.asarray(Image.open(f).convert("RGB").resize((size, size))) for _, f in items]))
+    x = x.permute(0, 3, 1, 2).float() / 255.0
+
+    def recall(tokens: torch.Tensor) -> float:  # standardised tokens [N, S, d] -> mean pair recall
+        images = learned.tokens_to_images(link, learned.clean_tokens(link, std.inverse(tokens)))
+        seen = checker.recognise(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0)
+        return float(np.mean([len(caption_pairs(c) & s) / max(1, len(caption_pairs(c))) for c, s in zip(caps, seen)]))
+
+    with torch.no_grad():
+        true = std.forward(link.tokenize(x)[0])
+        packed = seq.pack(model, [seq.t2i(vocab, c, true[i]) for i, c in enumerate(caps)])
+        h, _ = model.hidden(packed.embeds, attention_mask=packed.mask)
+        cond = h[packed.diff_index[:, 0], packed.diff_index[:, 1]]
+        flat = true.reshape(-1, true.shape[-1])
+        drawn = model.diffusion.sample(cond, cfg.preset.diffusion_sample_steps, torch.Generator().manual_seed(0))
+        mean = _head_mean(model.diffusion, cond, cfg.preset.diffusion_sample_steps)
+        gens = [torch.Generator().manual_seed(i) for i in range(len(caps))]
+        made = tasks.imagine_batch(model, vocab, caps, link.spec.tokens, generators=gens)
+    out.update({"recall_true_tokens": recall(true), "recall_other_captions_true_tokens": recall(true.roll(1, 0)),
+                "recall_teacher_forced": recall(drawn.reshape(true.shape)),
+                "recall_generated": recall(made.float()),
+                "mse_teacher_forced_sample": float(((drawn - flat) ** 2).mean()),
+                "mse_head_mean": float(((mean - flat) ** 2).mean())})
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+def _head_mean(head, h: torch.Tensor, steps: int) -> torch.Tensor:
+    """The head's deterministic draw from zero noise (DDIM, eta 0): about its conditional mean."""
+    from diffusers import DDIMScheduler
+    sched = DDIMScheduler.from_config(head.scheduler.config)
+    sched.set_timesteps(steps)
+    x = torch.zeros((h.shape[0], head.token_dim))
+    for t in sched.timesteps:
+        x = sched.step(head(x, torch.full((h.shape[0],), int(t), dtype=torch.long), h), t, x, eta=0.0).prev_sample
+    return x
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
