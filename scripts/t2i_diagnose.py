@@ -10,7 +10,9 @@
                     the true tokens' recall (the path's ceiling), the recall of the next caption's true tokens
                     (chance) and the mean squared error of the samples and of
                     the head's mean (eta 0, no noise) to the true tokens (standardised: 1.0 is a token's variance)
-  generated         the pictures the base station draws (tasks.imagine_batch, guidance 3), same captions
+  generated         the pictures the base station draws (tasks.imagine_batch), same captions, at each
+                    --guidance; and the teacher-forced recall with other samplers (--samplers: the head's DDPM
+                    at the preset's steps and at 200, DDIM with eta 0 from noise at temperature 1 and 0.7)
 
 If teacher-forced recall is far below the true tokens', the head cannot draw a token from its context: sampling
 tricks (guidance, steps, temperature) will not help, capacity and training will (issue 12).
@@ -33,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="test", help="scenes and captions for the recall (the gain reads val)")
     ap.add_argument("--n", type=int, default=64, help="captions (one per image)")
     ap.add_argument("--objective", default="sigma-genib", help="the tokenizers it was trained on")
+    ap.add_argument("--guidance", default="3", help="comma list of classifier-free guidance scales to generate at")
+    ap.add_argument("--samplers", action="store_true", help="also the teacher-forced recall with other samplers")
     args = ap.parse_args(argv)
+    guidance = [float(g) for g in args.guidance.split(",")]
     from PIL import Image
 
     from unitocom import config
@@ -77,11 +82,18 @@ def main(argv: list[str] | None = None) -> int:
         flat = true.reshape(-1, true.shape[-1])
         drawn = model.diffusion.sample(cond, cfg.preset.diffusion_sample_steps, torch.Generator().manual_seed(0))
         mean = _head_mean(model.diffusion, cond, cfg.preset.diffusion_sample_steps)
-        gens = [torch.Generator().manual_seed(i) for i in range(len(caps))]
-        made = tasks.imagine_batch(model, vocab, caps, link.spec.tokens, generators=gens)
+        made = {g: tasks.imagine_batch(model, vocab, caps, link.spec.tokens, guidance=g,
+                                       generators=[torch.Generator().manual_seed(i) for i in range(len(caps))])
+                for g in guidance}
+        variants = {}
+        if args.samplers:
+            ddpm200 = model.diffusion.sample(cond, 200, torch.Generator().manual_seed(0))
+            variants = {"ddpm_200_steps": ddpm200,
+                        **{f"ddim_eta0_temperature_{tau:g}": _ddim(model.diffusion, cond, 50, tau) for tau in (1.0, 0.7)}}
     out.update({"recall_true_tokens": recall(true), "recall_other_captions_true_tokens": recall(true.roll(1, 0)),
                 "recall_teacher_forced": recall(drawn.reshape(true.shape)),
-                "recall_generated": recall(made.float()),
+                **{f"recall_generated_guidance_{g:g}": recall(m.float()) for g, m in made.items()},
+                **{f"recall_teacher_forced_{k}": recall(v.reshape(true.shape)) for k, v in variants.items()},
                 "mse_teacher_forced_sample": float(((drawn - flat) ** 2).mean()),
                 "mse_head_mean": float(((mean - flat) ** 2).mean())})
     print(json.dumps(out, indent=1))
@@ -90,10 +102,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _head_mean(head, h: torch.Tensor, steps: int) -> torch.Tensor:
     """The head's deterministic draw from zero noise (DDIM, eta 0): about its conditional mean."""
+    return _ddim(head, h, steps, 0.0)
+
+
+def _ddim(head, h: torch.Tensor, steps: int, temperature: float) -> torch.Tensor:
+    """Deterministic DDIM (eta 0) from noise scaled by `temperature` (0: from zeros)."""
     from diffusers import DDIMScheduler
     sched = DDIMScheduler.from_config(head.scheduler.config)
     sched.set_timesteps(steps)
-    x = torch.zeros((h.shape[0], head.token_dim))
+    x = temperature * torch.randn((h.shape[0], head.token_dim), generator=torch.Generator().manual_seed(0))
     for t in sched.timesteps:
         x = sched.step(head(x, torch.full((h.shape[0],), int(t), dtype=torch.long), h), t, x, eta=0.0).prev_sample
     return x
