@@ -64,6 +64,13 @@ def cell(p: dict | None, key: str, prefix: str, digits: int = 2) -> str:
                                      else "")
 
 
+def reference_rows(header: dict, columns: int, digits: int = 2) -> list[str]:
+    """The pair-recall table's real-scene rows (the same at every SNR), when the file's header has them."""
+    ref = header.get("t2i_pair_recall_reference")
+    return [f"| {row} | " + " | ".join(cell(ref[name], "value", "ci_", digits) for _ in range(columns)) + " |"
+            for name, row in REFERENCE_ROWS] if ref else []
+
+
 def _snr_key(p: dict) -> tuple:
     return (p["channel"], float(p["snr_db"]))
 
@@ -103,9 +110,8 @@ def block(task: str, fig: dict, source: str = "results/fig2.json") -> str | None
             out.append(f"| {s} | " + " | ".join(cells) + " |")
         if upper is not None:
             out.append(f"| {UPPER_ROW} | " + " | ".join(cell(upper, key, prefix, digits) for _ in cols) + " |")
-        ref = fig.get("header", {}).get("t2i_pair_recall_reference") if key == "pair_recall" else None
-        for name, row in REFERENCE_ROWS if ref else ():
-            out.append(f"| {row} | " + " | ".join(cell(ref[name], "value", "ci_", digits) for _ in cols) + " |")
+        if key == "pair_recall":
+            out += reference_rows(fig.get("header", {}), len(cols), digits)
         out.append("")
     ns = sorted({p["n"] for p in points})
     h = fig.get("header", {})
@@ -233,9 +239,7 @@ def fig3_block(fig: dict, source: str, columns: int = 5) -> str | None:
                 "| image tokens | " + " | ".join(f"{s:g} dB" for _, s in t_cols) + " |", "|---|" + "---|" * len(t_cols)]
         for n in sorted({p["tokens"] for p in t2i}):
             out.append(f"| {n} | " + " | ".join(cell(t_at.get((n, c, s)), "value", "ci_") for c, s in t_cols) + " |")
-        ref = h.get("t2i_pair_recall_reference")
-        for name, row in REFERENCE_ROWS if ref else ():
-            out.append(f"| {row} | " + " | ".join(cell(ref[name], "value", "ci_") for _ in t_cols) + " |")
+        out += reference_rows(h, len(t_cols))
     curves = [c for c in fig.get("curves", []) if c.get("metric") == "val_vqa_acc_20db"]
     if curves:
         steps = sorted({c["step"] for c in curves})
