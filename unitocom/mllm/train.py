@@ -463,7 +463,7 @@ def caption_gain(model: MLLM, data: TaskData, n: int) -> dict[str, float]:
         packed = seq.pack(model, [seq.t2i(data.vocab, first[images[(k + shift) % len(images)]],
                                           data.image_std.forward(data.coco_mu[image]))
                                   for k, image in enumerate(images)])
-        gen = torch.Generator(device=dev if dev.type != "cpu" else "cpu").manual_seed(4321)
+        gen = torch.Generator(device=dev).manual_seed(4321)
         with torch.no_grad():
             losses[name] = float(loss_of(model, packed, 4, gen)["diffusion"])
     return {"val_t2i_diffusion_own_caption": losses["own"], "val_t2i_diffusion_other_caption": losses["other"],
