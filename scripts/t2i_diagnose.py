@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     from unitocom import config
-    from unitocom.metrics.scene_checker import caption_pairs
+    from unitocom.metrics.scene_checker import pair_recall
     from unitocom.mllm import sequences as seq
     from unitocom.mllm import tasks
     from unitocom.mllm.checkpoint import load_links, load_mllm
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     def recall(tokens: torch.Tensor) -> float:  # standardised tokens [N, S, d] -> mean pair recall
         images = learned.tokens_to_images(link, learned.clean_tokens(link, std.inverse(tokens)))
         seen = checker.recognise(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0)
-        return float(np.mean([len(caption_pairs(c) & s) / max(1, len(caption_pairs(c))) for c, s in zip(caps, seen)]))
+        return float(np.mean([pair_recall(c, s) or 0.0 for c, s in zip(caps, seen)]))
 
     with torch.no_grad():
         true = std.forward(link.tokenize(x)[0])

@@ -27,7 +27,7 @@ def main() -> int:
     torch.set_num_threads(1)
     from unitocom import config
     from unitocom.data.layouts import coco_annotation_file, read_json
-    from unitocom.metrics.scene_checker import caption_pairs, load_checker
+    from unitocom.metrics.scene_checker import caption_pairs, load_checker, pair_recall
     from unitocom.mllm import tasks
     from unitocom.mllm.checkpoint import load_links, load_mllm, mllm_path
     from unitocom.schemes import learned
@@ -53,7 +53,7 @@ def main() -> int:
                 img = learned.tokens_to_images(image_link, learned.clean_tokens(image_link, std.inverse(tok)[None]))
                 seen = checker.recognise(torch.from_numpy(img).permute(0, 3, 1, 2).float() / 255.0)[0]
                 want = caption_pairs(cap)
-                recall += len(want & seen) / len(want)
+                recall += pair_recall(cap, seen)
                 full += want <= seen
             row = {"guidance": g, "steps": steps, "n": len(caps), "pair_recall": round(recall / len(caps), 3),
                    "all_pairs_found": round(full / len(caps), 3), "seconds": round(time.perf_counter() - t0, 1)}

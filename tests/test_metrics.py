@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from unitocom.metrics import scores
-from unitocom.metrics.scene_checker import PAIRS, caption_pairs, evaluate_checker, load_checker, scene_labels
+from unitocom.metrics.scene_checker import (PAIRS, caption_pairs, evaluate_checker, load_checker, pair_recall,
+                                            scene_labels)
 
 CHECKER = Path(__file__).resolve().parents[1] / "checkpoints/scene-checker.safetensors"
 
@@ -29,6 +30,14 @@ def test_caption_pairs_finds_colour_shape_pairs():
     cap = "There is a small red square with a large cyan circle left of it and a brown triangle behind it."
     assert caption_pairs(cap) == {("red", "square"), ("cyan", "circle"), ("brown", "triangle")}
     assert caption_pairs("Two gray squares.") == {("gray", "square")}
+
+
+def test_pair_recall_is_the_share_of_named_pairs_seen_and_none_without_pairs():
+    cap = "A red square and a cyan circle."
+    assert pair_recall(cap, {("red", "square"), ("cyan", "circle"), ("gray", "triangle")}) == 1.0
+    assert pair_recall(cap, {("red", "square"), ("red", "circle")}) == 0.5  # the colour alone is not the pair
+    assert pair_recall(cap, set()) == 0.0
+    assert pair_recall("A picture.", {("red", "square")}) is None  # nothing named: not scored, not a zero
 
 
 @pytest.fixture(scope="module")

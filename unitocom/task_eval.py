@@ -117,7 +117,7 @@ def pair_recall_references(data_dir: Path, split: str, n: int, n_resamples: int 
     from PIL import Image
 
     from unitocom import results as ci
-    from unitocom.metrics.scene_checker import caption_pairs
+    from unitocom.metrics.scene_checker import pair_recall
     from unitocom.stages.mllm import scene_checker
     checker = scene_checker()
     items = caption_items(data_dir, split, n)
@@ -129,8 +129,8 @@ def pair_recall_references(data_dir: Path, split: str, n: int, n_resamples: int 
                 for s in checker.recognise(x[k:k + 256].permute(0, 3, 1, 2).float() / 255.0)]
     out: dict = {"n": len(items), "split": split}
     for name, shift in (("own", 0), ("other", 1)):
-        recall = [len(w & seen[(i + shift) % len(items)]) / len(w)
-                  for i, (cap, _) in enumerate(items) if (w := caption_pairs(cap))]
+        recall = [r for i, (cap, _) in enumerate(items)
+                  if (r := pair_recall(cap, seen[(i + shift) % len(items)])) is not None]
         lo, hi = ci.mean_interval(recall, n_resamples, seed)
         out[name] = {"value": float(np.mean(recall)), "ci_low": lo, "ci_high": hi}
     return out

@@ -76,6 +76,13 @@ def caption_pairs(caption: str) -> set[tuple[str, str]]:
     return {(c, s) for c, s in _PAIR_RE.findall(caption.lower())}
 
 
+def pair_recall(caption: str, seen: set[tuple[str, str]]) -> float | None:
+    """Text-to-image's score: the share of the caption's (colour, shape) pairs among those the checker `seen`
+    in the picture; None where the caption names no pair (nothing to score, not a zero)."""
+    wanted = caption_pairs(caption)
+    return len(wanted & seen) / len(wanted) if wanted else None
+
+
 CHECKER_WARMUP = 100
 
 

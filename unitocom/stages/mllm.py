@@ -245,12 +245,11 @@ def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme
         caption = label.caption or texts[0]  # the transmitter labels a t2i request with the caption it sent
         checker = scene_checker()
         if checker is not None:
-            from unitocom.metrics.scene_checker import caption_pairs
-            wanted = caption_pairs(caption)
-            if wanted:
+            from unitocom.metrics.scene_checker import caption_pairs, pair_recall
+            if caption_pairs(caption):
                 with clock.stage("score"):
                     seen = checker.recognise(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0)[0]
-                    quality["t2i_pair_recall"] = len(wanted & seen) / len(wanted)
+                    quality["t2i_pair_recall"] = pair_recall(caption, seen)
         return texts[0], [out], quality, notes
     raise RequestError("task", f"{task.value if task else 'task_unspecified'} is not an MLLM task")
 

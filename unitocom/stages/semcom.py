@@ -100,14 +100,13 @@ def run(task: Task | None, label: Label, streams: list, cfg: Config, seed: int =
                              note="drawn by the semcom-t2i receiver (a conditional VAE) from the received caption "
                                   f"features and a layout latent drawn with seed {int(seed)}")
         if label.caption:
-            from unitocom.metrics.scene_checker import caption_pairs
+            from unitocom.metrics.scene_checker import caption_pairs, pair_recall
             from unitocom.stages.mllm import scene_checker
             checker = scene_checker()
-            wanted = caption_pairs(label.caption)
-            if checker is not None and wanted:
+            if checker is not None and caption_pairs(label.caption):
                 with clock.stage("score"):
                     seen = checker.recognise(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0)[0]
-                    quality["t2i_pair_recall"] = len(wanted & seen) / len(wanted)
+                    quality["t2i_pair_recall"] = pair_recall(label.caption, seen)
         else:
             notes.append("no label caption: the receiver has only the caption's features, so pair recall is not "
                          "scored")

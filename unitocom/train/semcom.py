@@ -321,13 +321,10 @@ def evaluate(task: str, model, data, snr_db: float, n: int = 300, channel: str =
             refs += b["transcripts"]
             hyps += model.transcribe(res["out"], b["chunks"])
         else:
-            from unitocom.metrics.scene_checker import caption_pairs
+            from unitocom.metrics.scene_checker import pair_recall
             img = torch.round(res["out"].clamp(0, 1) * 255.0) / 255.0  # what the PNG would hold
             seen = checker.recognise(img)
-            for cap, s in zip(b["captions"], seen):
-                wanted = caption_pairs(cap)
-                if wanted:
-                    recalls.append(len(wanted & s) / len(wanted))
+            recalls += [r for cap, s in zip(b["captions"], seen) if (r := pair_recall(cap, s)) is not None]
             mse = ((img - b["images"]) ** 2).flatten(1).mean(1).clamp_min(1e-10)
             psnrs += (10 * torch.log10(1.0 / mse)).tolist()
     if task == "vqa":
