@@ -165,3 +165,44 @@ def test_mllm_trains_on_cuda_in_bf16_autocast(small_world, tmp_path):
     meta = train(str(d / "data"), str(tmp_path / "run"), links=links, limit=64,
                  tc=TrainConfig(steps=3, batch=8, val_every=3, val_n=8, compute=TrainCompute(device="cuda")))
     assert meta["train_config"]["compute"]["device"].startswith("cuda") and "val_vqa_acc_20db" in meta["validation"]
+
+
+def test_the_head_phase_lowers_the_t2i_loss_and_leaves_everything_else_as_it_was(small_world):
+    """`train mllm-head` in miniature: only the diffusion head moves (VQA and ASR answers cannot change), its
+    held-out loss falls, the checkpoint records the phase, and a longer rerun resumes from the saved step."""
+    from unitocom.mllm.checkpoint import load_mllm
+    from unitocom.mllm.cli import head_phase
+    from unitocom.mllm.head_train import HeadConfig
+    from unitocom.mllm.train import TrainConfig, train
+    d, links = small_world
+    out = d / "head-run"
+    train(str(d / "data"), str(out), links=links, tc=TrainConfig(steps=4, batch=4, val_every=4, val_n=2), resume=False)
+    path = out / "mllm.safetensors"
+    before, _, _ = load_mllm(path)
+    hc = HeadConfig(steps=60, batch=256, lr=3e-3, warmup=5, val_every=30, val_images=8)
+    meta = head_phase(path, "sigma-genib", str(d / "data"), out / "head", hc, head_command="unitocom train mllm-head",
+                      links=links)
+    after, _, saved = load_mllm(path)
+    b, a = before.state_dict(), after.state_dict()
+    moved = {k for k in b if not torch.equal(b[k], a[k])}
+    assert moved and all(k.startswith("diffusion.") for k in moved), moved
+    h = saved["head"]
+    assert h["head_val_t2i_diffusion_after"] < h["head_val_t2i_diffusion_before"]
+    assert saved["validation"]["val_t2i_diffusion_head"] == h["head_val_t2i_diffusion_after"]
+    assert saved["head_command"] == "unitocom train mllm-head" and saved["command"] == meta["command"]
+    log = [json.loads(line)["step"] for line in (out / "head" / "head_log.jsonl").read_text().splitlines()]
+    assert log == [0, 30, 60]
+    head_phase(path, "sigma-genib", str(d / "data"), out / "head", HeadConfig(**{**vars(hc), "steps": 90}), None,
+               links=links)
+    log = [json.loads(line)["step"] for line in (out / "head" / "head_log.jsonl").read_text().splitlines()]
+    assert log == [0, 30, 60, 90]
+
+
+def test_head_rows_are_every_caption_then_each_picture_once_unconditioned():
+    from types import SimpleNamespace
+
+    from unitocom.mllm.head_train import rows_of
+    data = SimpleNamespace(captions=[(0, "a"), (0, "b"), (1, "c"), (2, "d")])
+    assert rows_of(data) == [(0, "a"), (0, "b"), (1, "c"), (2, "d"), (0, ""), (1, ""), (2, "")]
+    assert rows_of(data, first_only=True) == [(0, "a"), (1, "c"), (2, "d"), (0, ""), (1, ""), (2, "")]
+    assert rows_of(data, limit=1) == [(0, "a"), (0, "b"), (0, "")]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 from unitocom.link.snr import snr_interval_arg
@@ -56,7 +57,32 @@ def add_train_command(sub) -> None:
                    help="with --spoken: the spoken questions (`unitocom data spoken-questions`); default "
                         "<data>/spoken_questions, made there first (about 2 min) when missing")
     m.add_argument("--init", default=None, metavar="PATH", help="warm start from this MLLM checkpoint")
+    m.add_argument("--head-steps", type=int, default=0, metavar="N",
+                   help="then train the diffusion head alone for N more steps on the frozen model's cached hidden "
+                        "states (`train mllm-head`; VQA and ASR unchanged); 0: none")
     m.set_defaults(func=_cmd_mllm)
+
+    h = sub.add_parser("mllm-head", help="train an MLLM's diffusion head further on its frozen backbone (T2I only)",
+                       description="Text-to-image's second phase: the backbone's hidden states for every training "
+                                   "picture and caption (and each picture with an empty caption, for guidance) "
+                                   "are computed once, and the diffusion head alone is trained on them. The "
+                                   "backbone, embeddings and LM head are untouched: VQA and ASR answers stay those "
+                                   "of the MLLM it starts from. Resumes from <run-dir>; installs over the MLLM "
+                                   "and records the step in its manifest entry (`head_command`).",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    h.add_argument("--objective", default="sigma-genib", choices=["sigma-genib", "vae", "genib"],
+                   help="which installed MLLM (mllm-<objective>) and tokenizers")
+    h.add_argument("--mllm", default=None, metavar="PATH", help="another MLLM checkpoint (default: the installed one)")
+    h.add_argument("--data", default="data/tiny", help="the data set the MLLM was trained on")
+    h.add_argument("--steps", type=int, default=8000, help="head steps (the run's cosine schedule)")
+    h.add_argument("--batch-size", type=int, default=2048, help="(hidden state, token) rows per step")
+    h.add_argument("--lr", type=float, default=5e-4, help="peak learning rate, warm-up then cosine to 0")
+    h.add_argument("--val-every", type=int, default=1000, help="held-out diffusion loss and a resumable state every N steps")
+    h.add_argument("--images", type=int, default=None, metavar="N", help="the first N training pictures only")
+    h.add_argument("--seed", type=int, default=0, help="draws of rows and noise")
+    h.add_argument("--run-dir", default=None, help="default runs/mllm-<objective>-head")
+    h.add_argument("--no-install", action="store_true", help="leave the result in the run dir only")
+    h.set_defaults(func=_cmd_mllm_head)
 
 
 def _cmd_mllm(args) -> int:
@@ -110,6 +136,11 @@ def _cmd_mllm(args) -> int:
         raise UserError(str(e)) from e
     if not from_env().main:  # under torchrun rank 0 alone installs and reports
         return 0
+    if args.head_steps:
+        from unitocom.mllm.head_train import HeadConfig
+        meta = head_phase(run / "mllm.safetensors", args.objective, args.data, run / "head",
+                          HeadConfig(steps=args.head_steps, seed=args.seed,
+                                     device=compute_from_args(args).resolved().device), head_command=None)
     if not args.no_install:
         dst = mllm_path(args.objective, own, args.preset, resilient=args.resilient, spoken=args.spoken)
         shutil.copyfile(run / "mllm.safetensors", dst)
@@ -119,4 +150,63 @@ def _cmd_mllm(args) -> int:
         manifest_entry(dst, meta)
         print(f"installed {dst}")
     print(json.dumps(meta["validation"]))
+    return 0
+
+
+def head_phase(path: Path, objective: str, data: str, run_dir: Path, hc, head_command: str | None,
+               images: int | None = None, links: dict[str, str] | None = None) -> dict:
+    """Train the diffusion head of the MLLM at `path` (`head_train`) and write it back there; -> its new meta:
+    the validation's val_t2i_diffusion is the new head's, and `head` records the phase (and `head_command` when
+    the phase ran as its own command)."""
+    from unitocom import config
+    from unitocom.mllm import head_train
+    from unitocom.mllm.checkpoint import load_links, load_mllm, save_mllm
+    from unitocom.mllm.data import TaskData
+    model, std, meta = load_mllm(path)
+    cfg = config.load(meta.get("preset", "tiny"), image_tokens=int(meta.get("image_tokens") or 0) or None)
+    link, _, frontend, vocab, _ = load_links(cfg, links, objective)  # default: the installed ones it was trained on
+    size = cfg.preset.image_size_px
+    train_data = TaskData(data, "train", link, None, frontend, vocab, size, images)
+    val_data = TaskData(data, "val", link, None, frontend, vocab, size, hc.val_images)
+    t0 = time.time()
+    rows = head_train.features(model, train_data, std, head_train.rows_of(train_data))
+    val_rows = head_train.features(model, val_data, std, head_train.rows_of(val_data, first_only=True))
+    print(f"hidden states of {len(rows[0])} training and {len(val_rows[0])} val image tokens in "
+          f"{time.time() - t0:.0f} s")
+    result = head_train.train_head(model, rows, val_rows, hc, run_dir)
+    meta = {**meta, "head": result, "validation": {**meta.get("validation", {}),
+                                                   "val_t2i_diffusion_head": result["head_val_t2i_diffusion_after"]}}
+    if head_command:
+        meta["head_command"] = head_command
+    save_mllm(model, std, path, meta)
+    return meta
+
+
+def _cmd_mllm_head(args) -> int:
+    import shutil
+
+    from unitocom.data.layouts import require_data
+    from unitocom.errors import UserError
+    from unitocom.mllm.checkpoint import mllm_path
+    from unitocom.mllm.head_train import HeadConfig
+    from unitocom.train.provenance import manifest_entry, recorded_command
+    require_data(args.data)
+    src = Path(args.mllm) if args.mllm else mllm_path(args.objective)
+    if not src.is_file():
+        raise UserError(f"{src}: no such MLLM checkpoint (train it first with `unitocom train mllm`)")
+    if args.steps < 1 or args.batch_size < 1:
+        raise UserError("--steps and --batch-size must be at least 1")
+    run = Path(args.run_dir or f"runs/mllm-{args.objective}-head")
+    run.mkdir(parents=True, exist_ok=True)
+    work = run / "mllm.safetensors"
+    if not (run / "head_state.safetensors").exists():  # a fresh phase starts from the MLLM given
+        shutil.copyfile(src, work)
+    hc = HeadConfig(steps=args.steps, batch=args.batch_size, lr=args.lr, val_every=args.val_every, seed=args.seed)
+    meta = head_phase(work, args.objective, args.data, run, hc, head_command=recorded_command(), images=args.images)
+    if not args.no_install:
+        dst = mllm_path(args.objective) if not args.mllm else src
+        shutil.copyfile(work, dst)
+        manifest_entry(dst, meta)
+        print(f"installed {dst}")
+    print(json.dumps({k: v for k, v in meta["head"].items() if k != "head_config"}))
     return 0

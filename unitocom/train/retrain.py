@@ -46,11 +46,12 @@ def plan(scale: str = "cpu") -> list[Step]:
     """Every committed checkpoint, in the order they depend on each other."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
-    # (image steps, token-length fine-tune steps, audio steps, text steps, checker steps, MLLM steps, batches)
-    n = {"cpu": dict(image=3500, length=800, audio=1500, text=600, checker=3000, mllm=8000, tb=64, mb=64),
+    # (image steps, token-length fine-tune steps, audio steps, text steps, checker steps, MLLM steps, its head
+    # phase's steps, batches)
+    n = {"cpu": dict(image=3500, length=800, audio=1500, text=600, checker=3000, mllm=8000, head=8000, tb=64, mb=64),
          # untested on a GPU so far (no device lent yet): sized from CPU step times to fit about 10 minutes
-         "gpu": dict(image=2000, length=500, audio=800, text=400, checker=1000, mllm=2500, tb=256, mb=256),
-         "smoke": dict(image=2, length=2, audio=2, text=2, checker=2, mllm=2, tb=8, mb=8)}[scale]
+         "gpu": dict(image=2000, length=500, audio=800, text=400, checker=1000, mllm=2500, head=8000, tb=256, mb=256),
+         "smoke": dict(image=2, length=2, audio=2, text=2, checker=2, mllm=2, head=2, tb=8, mb=8)}[scale]
     lr_img = {"cpu": 2e-3, "gpu": 3e-3, "smoke": 2e-3}[scale]
     val = ["--val-every", str(max(2, n["image"] // 7))] if scale != "smoke" else ["--val-every", "1000"]
     steps: list[Step] = []
@@ -68,9 +69,11 @@ def plan(scale: str = "cpu") -> list[Step]:
         steps.append(Step(f"text-{obj}", _tok("text", obj, n["text"], channel="awgn", batch_size=n["tb"])))
     steps.append(Step("scene-checker", ["train", "checker", "--steps", str(n["checker"])]))
     for obj in ("sigma-genib", "vae"):
+        # then the diffusion head alone on the frozen model's hidden states (`train mllm-head`): the same 8000
+        # steps at every scale but smoke, since it trains a small MLP on cached rows (seconds on a GPU)
         steps.append(Step(f"mllm-{obj}", ["train", "mllm", "--objective", obj, "--steps", str(n["mllm"]),
                                           "--batch-size", str(n["mb"]), "--val-every", str(max(2, n["mllm"] // 4)),
-                                          "--snr-db=-5:25"],
+                                          "--snr-db=-5:25", "--head-steps", str(n["head"])],
                           needs=(f"image-{obj}-s32", f"audio-{obj}-s32")))
     # Issue 16: the image, audio and text links' resilient companions (their F_alpha, T, R frozen) and the MLLM
     # fine-tuned with token dropout from mllm-sigma-genib.
