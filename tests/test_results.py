@@ -279,6 +279,50 @@ def test_resume_refuses_results_made_with_other_checkpoints(tmp_path, monkeypatc
     assert res["header"]["checkpoints_sha256"] == now and res["header"]["resumed_from"]
 
 
+def test_a_retrained_diffusion_head_invalidates_only_the_t2i_points(tmp_path, monkeypatch):
+    """`train mllm-head` changes an MLLM's file but not what VQA and ASR read: --resume keeps those points and
+    measures every T2I point again; a change anywhere else in the MLLM still refuses."""
+    from unitocom import fig2
+    from unitocom.errors import UserError
+    from unitocom.schemes.learned import checkpoint_dir
+    now = fig2.checkpoint_hashes(checkpoint_dir())
+    heads = fig2.without_head_hashes(checkpoint_dir())
+    mllm = "mllm-sigma-genib.safetensors"
+    if mllm not in heads:
+        pytest.skip("needs the shipped MLLM")
+    fig = _figure()
+    fig["header"].update(data="data/tiny", split="test", seed=0, checkpoints_sha256={**now, mllm: "0" * 64},
+                         mllm_sha256_without_diffusion_head=heads)
+    fig2.write_json(tmp_path / "fig2.json", fig["header"], fig["points"], fig["skipped"])
+    asked = []
+    monkeypatch.setattr(fig2, "measure", lambda spec, args, s: asked.append(spec["task"]) or {
+        **_point("vqa", spec["scheme"], spec["snr_db"], 0.5, 0.4, 0.6), "n_requested": 6})
+    monkeypatch.setattr(fig2, "_noiseless_available", lambda: False)
+    res = fig2.run(_args(tmp_path, "--resume", "--schemes", "unitocom", "--no-upper-bound"), ["fig2"])
+    assert not [p for p in res["points"] if p["task"] == "t2i"]  # out of date: dropped (none in this grid)
+    old_other = [p for p in fig["points"] if p["task"] in ("vqa", "asr")]
+    assert all(p in res["points"] for p in old_other) and asked == []
+    assert res["header"]["t2i_remeasured_after_head_change"] == [mllm]
+    # the backbone changed too: refused as before
+    fig["header"]["mllm_sha256_without_diffusion_head"] = {**heads, mllm: "1" * 64}
+    fig2.write_json(tmp_path / "fig2.json", fig["header"], fig["points"], fig["skipped"])
+    with pytest.raises(UserError, match="other checkpoints"):
+        fig2.run(_args(tmp_path, "--resume"), ["fig2"])
+
+
+def test_the_weights_hash_without_the_head_ignores_the_head_and_nothing_else(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from unitocom.train.provenance import tensors_sha256
+    a = {"backbone.w": torch.ones(2, 3), "diffusion.w": torch.zeros(4)}
+    save_file(a, str(tmp_path / "a.safetensors"))
+    save_file({**a, "diffusion.w": torch.ones(4)}, str(tmp_path / "b.safetensors"))
+    save_file({**a, "backbone.w": torch.ones(3, 2)}, str(tmp_path / "c.safetensors"))
+    h = [tensors_sha256(tmp_path / f"{n}.safetensors", "diffusion.") for n in "abc"]
+    assert h[0] == h[1] != h[2]  # same bytes, another shape: another hash
+
+
 def test_the_upper_bound_is_skipped_where_there_is_no_noiseless_channel(tmp_path, monkeypatch):
     from unitocom import fig2
     monkeypatch.setattr(fig2, "_noiseless_available", lambda: False)

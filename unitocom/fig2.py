@@ -34,7 +34,7 @@ from pathlib import Path
 
 from unitocom.errors import UserError
 from unitocom.link.snr import snr_points_arg
-from unitocom.train.provenance import command_argv, file_sha256, git_state, write_atomic
+from unitocom.train.provenance import command_argv, file_sha256, git_state, tensors_sha256, write_atomic
 
 TASKS = ("vqa", "t2i", "asr")
 UPPER = "upper-bound"
@@ -59,13 +59,29 @@ def checkpoint_hashes(directory: Path) -> dict[str, str]:
             if p.is_file() and p.suffix in (".safetensors", ".json", ".pt", ".bin") and not p.name.startswith("manifest")}
 
 
+HEAD_PREFIX = "diffusion."  # an MLLM's diffusion head: the only weights text-to-image reads and VQA / ASR do not
+
+
+def without_head_hashes(directory: Path) -> dict[str, str]:
+    """For each MLLM in `directory`, the sha256 of its weights other than the diffusion head's: unchanged by
+    `train mllm-head`, so the VQA and ASR points measured with it stay valid when only the head is retrained."""
+    return {p.name: tensors_sha256(p, HEAD_PREFIX) for p in sorted(Path(directory).glob("mllm-*.safetensors"))}
+
+
 def make_header(argv: list[str], settings: dict, checkpoints_dir: Path) -> dict:
     commit, dirty = git_state(ROOT)
     return {"format": FORMAT, "command": "unitocom " + " ".join(shlex.quote(a) for a in argv),
             "git_commit": commit, "git_dirty": dirty,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "checkpoints_dir": str(checkpoints_dir), "checkpoints_sha256": checkpoint_hashes(checkpoints_dir),
-            **settings}
+            "mllm_sha256_without_diffusion_head": without_head_hashes(checkpoints_dir), **settings}
+
+
+def head_only_change(old_header: dict, header: dict, changed: list[str]) -> bool:
+    """True when every changed checkpoint is an MLLM whose weights other than the diffusion head are those the
+    old results were measured with (both headers record them): only text-to-image points are out of date."""
+    old, now = old_header.get("mllm_sha256_without_diffusion_head", {}), header["mllm_sha256_without_diffusion_head"]
+    return bool(changed) and all(f in old and now.get(f) == old[f] for f in changed)
 
 
 # ---- the files ----------------------------------------------------------------------------------------------
@@ -216,7 +232,8 @@ def run(args, argv: list[str]) -> dict:
         # Checkpoints added since (a new scheme's) leave the earlier points valid; one changed or removed does not.
         now = header["checkpoints_sha256"]
         changed = sorted(f for f, h in oh.get("checkpoints_sha256", {}).items() if now.get(f) != h)
-        if changed:
+        head_only = head_only_change(oh, header, changed)
+        if changed and not head_only:
             raise UserError(f"--resume: {paths['json']} was measured with other checkpoints than those in "
                             f"{header['checkpoints_dir']} now ({', '.join(changed)} changed or gone); move it away "
                             "or run without --resume")
@@ -225,6 +242,11 @@ def run(args, argv: list[str]) -> dict:
                 raise UserError(f"--resume: {paths['json']} was measured with {k}={oh.get(k)!r}, this run asks for "
                                 f"{header.get(k)!r}; move it away or run without --resume")
         kept = {point_key(p): p for p in old.get("points", [])}
+        if head_only:  # VQA and ASR read the same weights as before; every picture is drawn again
+            kept = {k: p for k, p in kept.items() if p["task"] != "t2i"}
+            header["t2i_remeasured_after_head_change"] = changed
+            print(f"resuming: only the diffusion head of {', '.join(changed)} changed: the text-to-image points "
+                  "are measured again, the VQA and ASR points kept", file=sys.stderr)
         header["resumed_from"] = [*oh.pop("resumed_from", []), oh]
         print(f"resuming: {len(kept)} point(s) kept from {paths['json']}", file=sys.stderr)
 

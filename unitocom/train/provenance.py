@@ -67,6 +67,22 @@ def write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def tensors_sha256(path: Path, exclude_prefix: str) -> str:
+    """sha256 over a safetensors file's tensors whose names do not start with `exclude_prefix` (each tensor's
+    name, dtype, shape and bytes, in name order): what stays the same when only those tensors are retrained."""
+    import torch
+    from safetensors import safe_open
+    h = hashlib.sha256()
+    with safe_open(str(path), framework="pt") as f:
+        for name in sorted(f.keys()):
+            if name.startswith(exclude_prefix):
+                continue
+            t = f.get_tensor(name).contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def file_sha256(path: Path) -> str:
     """The sha256 every manifest and results file records for a checkpoint, read in 1 MiB pieces."""
     h = hashlib.sha256()
