@@ -14,6 +14,11 @@
                     --guidance; and the teacher-forced recall with other samplers (--samplers: the head's DDPM
                     at the preset's steps and at 200, DDIM with eta 0 from noise at temperature 1 and 0.7)
 
+  probe             (--probe-steps N) how much the backbone's hidden state h says about the next token: a
+                    two-layer MLP trained N steps to regress the token from h on --probe-images training
+                    pictures, its mean squared error on the --n held-out pictures beside the head's mean's. A
+                    probe well below the head means h holds more than the head takes from it (`train mllm-head`).
+
 If teacher-forced recall is far below the true tokens', the head cannot draw a token from its context: sampling
 tricks (guidance, steps, temperature) will not help, capacity and training will (issue 12).
 
@@ -37,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--objective", default="sigma-genib", help="the tokenizers it was trained on")
     ap.add_argument("--guidance", default="3", help="comma list of classifier-free guidance scales to generate at")
     ap.add_argument("--samplers", action="store_true", help="also the teacher-forced recall with other samplers")
+    ap.add_argument("--probe-steps", type=int, default=0, help="train the MLP probe of h for N steps (0: no probe)")
+    ap.add_argument("--probe-images", type=int, default=4000, help="training pictures for the probe")
     args = ap.parse_args(argv)
     guidance = [float(g) for g in args.guidance.split(",")]
     from PIL import Image
@@ -96,8 +103,32 @@ def main(argv: list[str] | None = None) -> int:
                 **{f"recall_teacher_forced_{k}": recall(v.reshape(true.shape)) for k, v in variants.items()},
                 "mse_teacher_forced_sample": float(((drawn - flat) ** 2).mean()),
                 "mse_head_mean": float(((mean - flat) ** 2).mean())})
+    if args.probe_steps:
+        out["mse_probe_mlp"] = _probe(model, std, link, frontend, vocab, args, size, cond, flat)
     print(json.dumps(out, indent=1))
     return 0
+
+
+def _probe(model, std, link, frontend, vocab, args, size: int, h_test: torch.Tensor, test: torch.Tensor) -> float:
+    """Held-out MSE of an MLP (h -> token) trained on the first caption of each of --probe-images pictures."""
+    from unitocom.mllm.data import TaskData
+    from unitocom.mllm.head_train import features, rows_of
+    data = TaskData(args.data, "train", link, None, frontend, vocab, size, args.probe_images)
+    h, c = features(model, data, std, [r for r in rows_of(data, first_only=True) if r[1]])
+    h, c = h.float(), c.float()
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(h.shape[1], 512), torch.nn.SiLU(), torch.nn.Linear(512, 512),
+                              torch.nn.SiLU(), torch.nn.Linear(512, c.shape[1]))
+    opt = torch.optim.AdamW(mlp.parameters(), 1e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(args.probe_steps):
+        i = torch.randint(len(h), (1024,), generator=gen)
+        loss = ((mlp(h[i]) - c[i]) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return float(((mlp(h_test) - test) ** 2).mean())
 
 
 def _head_mean(head, h: torch.Tensor, steps: int) -> torch.Tensor:

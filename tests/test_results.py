@@ -502,7 +502,7 @@ def test_the_t2i_diagnosis_reads_a_checkpoint_and_its_ceiling_is_the_true_tokens
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert mod.main([str(ROOT / "checkpoints" / "mllm-sigma-genib.safetensors"), "--data", str(heldout_data),
-                     "--n", "8", "--guidance", "1,3"]) == 0
+                     "--n", "8", "--guidance", "1,3", "--probe-steps", "30", "--probe-images", "40"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["val_t2i_caption_gain"] == pytest.approx(out["val_t2i_diffusion_other_caption"]
                                                         - out["val_t2i_diffusion_own_caption"])
@@ -511,3 +511,4 @@ def test_the_t2i_diagnosis_reads_a_checkpoint_and_its_ceiling_is_the_true_tokens
         assert 0.0 <= out[k] <= 1.0
     assert out["recall_true_tokens"] > 0.8 > out["recall_other_captions_true_tokens"]  # the path, and chance
     assert out["mse_head_mean"] < out["mse_teacher_forced_sample"]  # a draw adds the head's spread to its mean
+    assert 0.0 < out["mse_probe_mlp"] < 10.0
