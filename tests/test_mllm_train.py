@@ -206,3 +206,11 @@ def test_head_rows_are_every_caption_then_each_picture_once_unconditioned():
     assert rows_of(data) == [(0, "a"), (0, "b"), (1, "c"), (2, "d"), (0, ""), (1, ""), (2, "")]
     assert rows_of(data, first_only=True) == [(0, "a"), (1, "c"), (2, "d"), (0, ""), (1, ""), (2, "")]
     assert rows_of(data, limit=1) == [(0, "a"), (0, "b"), (0, "")]
+
+
+def test_the_head_phase_keeps_the_manifests_history_of_the_mllm(tmp_path):
+    from unitocom.mllm.cli import _manifest_only
+    (tmp_path / "manifest-tasks.json").write_text(json.dumps(
+        {"mllm-x": {"history": "ran twice", "command": "old", "sha256": "0"}}))
+    assert _manifest_only(tmp_path / "mllm-x.safetensors") == {"history": "ran twice"}
+    assert _manifest_only(tmp_path / "mllm-y.safetensors") == {}

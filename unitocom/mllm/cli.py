@@ -206,7 +206,16 @@ def _cmd_mllm_head(args) -> int:
     if not args.no_install:
         dst = mllm_path(args.objective) if not args.mllm else src
         shutil.copyfile(work, dst)
-        manifest_entry(dst, meta)
+        manifest_entry(dst, {**_manifest_only(dst), **meta})
         print(f"installed {dst}")
     print(json.dumps({k: v for k, v in meta["head"].items() if k != "head_config"}))
     return 0
+
+
+def _manifest_only(path: Path) -> dict:
+    """What the manifest says of `path` beyond its file's own meta (a `history` written there): kept when the
+    head phase rewrites the entry."""
+    from unitocom.train.provenance import MANIFEST
+    manifest = path.parent / MANIFEST
+    entry = json.loads(manifest.read_text()).get(path.stem, {}) if manifest.exists() else {}
+    return {k: v for k, v in entry.items() if k == "history"}
