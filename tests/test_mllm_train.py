@@ -209,8 +209,8 @@ def test_head_rows_are_every_caption_then_each_picture_once_unconditioned():
 
 
 def test_the_head_phase_keeps_the_manifests_history_of_the_mllm(tmp_path):
-    from unitocom.mllm.cli import _manifest_only
+    from unitocom.mllm.cli import _manifest_entry_of
     (tmp_path / "manifest-tasks.json").write_text(json.dumps(
-        {"mllm-x": {"history": "ran twice", "command": "old", "sha256": "0"}}))
-    assert _manifest_only(tmp_path / "mllm-x.safetensors") == {"history": "ran twice"}
-    assert _manifest_only(tmp_path / "mllm-y.safetensors") == {}
+        {"mllm-x": {"history": "ran twice", "command": "old", "sha256": "0", "bytes": 1, "file": "mllm-x.safetensors"}}))
+    assert _manifest_entry_of(tmp_path / "mllm-x.safetensors") == {"history": "ran twice", "command": "old"}
+    assert _manifest_entry_of(tmp_path / "mllm-y.safetensors") == {}

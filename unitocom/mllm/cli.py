@@ -206,16 +206,19 @@ def _cmd_mllm_head(args) -> int:
     if not args.no_install:
         dst = mllm_path(args.objective) if not args.mllm else src
         shutil.copyfile(work, dst)
-        manifest_entry(dst, {**_manifest_only(dst), **meta})
+        before = _manifest_entry_of(dst)  # what the manifest said of the MLLM (its history, corrected figures)
+        manifest_entry(dst, {**meta, **before, "head": meta["head"], "head_command": meta["head_command"],
+                             "validation": {**before.get("validation", meta["validation"]),
+                                            "val_t2i_diffusion_head": meta["head"]["head_val_t2i_diffusion_after"]}})
         print(f"installed {dst}")
     print(json.dumps({k: v for k, v in meta["head"].items() if k != "head_config"}))
     return 0
 
 
-def _manifest_only(path: Path) -> dict:
-    """What the manifest says of `path` beyond its file's own meta (a `history` written there): kept when the
-    head phase rewrites the entry."""
+def _manifest_entry_of(path: Path) -> dict:
+    """The manifest's entry for `path` without the file's size and hash: the head phase rewrites the entry and
+    keeps what the manifest says beyond the file's own meta (a `history`, a corrected wall time)."""
     from unitocom.train.provenance import MANIFEST
     manifest = path.parent / MANIFEST
     entry = json.loads(manifest.read_text()).get(path.stem, {}) if manifest.exists() else {}
-    return {k: v for k, v in entry.items() if k == "history"}
+    return {k: v for k, v in entry.items() if k not in ("file", "sha256", "bytes")}
