@@ -72,7 +72,9 @@ def add_train_command(sub) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     h.add_argument("--objective", default="sigma-genib", choices=["sigma-genib", "vae", "genib"],
                    help="which installed MLLM (mllm-<objective>) and tokenizers")
-    h.add_argument("--mllm", default=None, metavar="PATH", help="another MLLM checkpoint (default: the installed one)")
+    h.add_argument("--mllm", default=None, metavar="PATH",
+                   help="another MLLM checkpoint, trained over again in place (its own objective's tokenizers); "
+                        "default: the installed mllm-<objective>")
     h.add_argument("--data", default="data/tiny", help="the data set the MLLM was trained on")
     h.add_argument("--steps", type=int, default=8000, help="head steps (the run's cosine schedule)")
     h.add_argument("--batch-size", type=int, default=2048, help="(hidden state, token) rows per step")
@@ -156,13 +158,15 @@ def _cmd_mllm(args) -> int:
 def head_phase(path: Path, objective: str, data: str, run_dir: Path, hc, head_command: str | None,
                images: int | None = None, links: dict[str, str] | None = None) -> dict:
     """Train the diffusion head of the MLLM at `path` (`head_train`) and write it back there; -> its new meta:
-    the validation's val_t2i_diffusion is the new head's, and `head` records the phase (and `head_command` when
-    the phase ran as its own command)."""
+    `validation` gains val_t2i_diffusion_head (the new head's held-out loss), `head` records the phase (and
+    `head_command` the command, when the phase ran as its own). The tokenizers are those of the objective the
+    checkpoint says it was trained on (`objective` where it does not say)."""
     from unitocom import config
     from unitocom.mllm import head_train
     from unitocom.mllm.checkpoint import load_links, load_mllm, save_mllm
     from unitocom.mllm.data import TaskData
     model, std, meta = load_mllm(path)
+    objective = meta.get("objective") or objective
     cfg = config.load(meta.get("preset", "tiny"), image_tokens=int(meta.get("image_tokens") or 0) or None)
     link, _, frontend, vocab, _ = load_links(cfg, links, objective)  # default: the installed ones it was trained on
     size = cfg.preset.image_size_px
