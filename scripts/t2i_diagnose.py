@@ -50,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from unitocom import config
     from unitocom.metrics.scene_checker import pair_recall
-    from unitocom.mllm import sequences as seq
     from unitocom.mllm import tasks
     from unitocom.mllm.checkpoint import load_links, load_mllm
     from unitocom.mllm.data import TaskData
+    from unitocom.mllm.head_train import hidden_rows
     from unitocom.mllm.train import caption_gain
     from unitocom.schemes import learned
     from unitocom.stages.mllm import scene_checker
@@ -83,10 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with torch.no_grad():
         true = std.forward(link.tokenize(x)[0])
-        packed = seq.pack(model, [seq.t2i(vocab, c, true[i]) for i, c in enumerate(caps)])
-        h, _ = model.hidden(packed.embeds, attention_mask=packed.mask)
-        cond = h[packed.diff_index[:, 0], packed.diff_index[:, 1]]
-        flat = true.reshape(-1, true.shape[-1])
+        cond, flat = hidden_rows(model, vocab, caps, true)
         drawn = model.diffusion.sample(cond, cfg.preset.diffusion_sample_steps, torch.Generator().manual_seed(0))
         mean = _head_mean(model.diffusion, cond, cfg.preset.diffusion_sample_steps)
         made = {g: tasks.imagine_batch(model, vocab, caps, link.spec.tokens, guidance=g,

@@ -214,3 +214,29 @@ def test_the_head_phase_keeps_the_manifests_history_of_the_mllm(tmp_path):
         {"mllm-x": {"history": "ran twice", "command": "old", "sha256": "0", "bytes": 1, "file": "mllm-x.safetensors"}}))
     assert _manifest_entry_of(tmp_path / "mllm-x.safetensors") == {"history": "ran twice", "command": "old"}
     assert _manifest_entry_of(tmp_path / "mllm-y.safetensors") == {}
+
+
+def test_hidden_rows_gather_the_state_before_each_image_token_in_order_whatever_the_batch():
+    """The rows the head trains on (and t2i_diagnose reads): one per image token, targets the tokens row-major,
+    and a caption's rows do not depend on which other captions share its batch."""
+    from unitocom.mllm.head_train import hidden_rows
+    vocab = seq.Vocab(CharBpe())
+    model = _model(len(vocab))
+    tokens = torch.randn(3, 5, 4)
+    caps = ["a red cube", "", "two blue balls"]
+    h, c = hidden_rows(model, vocab, caps, tokens)
+    assert h.shape == (15, 32) and torch.equal(c, tokens.reshape(-1, 4))
+    h1, _ = hidden_rows(model, vocab, caps, tokens, batch=1)
+    torch.testing.assert_close(h1, h, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(h[:5], h[5:10])  # the caption conditions the state
+
+
+def test_task_weights_are_parsed_and_bad_ones_refused():
+    import argparse
+
+    from unitocom.mllm.cli import task_weights_arg
+    assert task_weights_arg("vqa=2,t2i=1, asr=1") == (("vqa", 2), ("t2i", 1), ("asr", 1))
+    assert task_weights_arg("vqa=1,t2i=0") == (("vqa", 1),)
+    for bad in ("vqa", "vqa=x", "ocr=1", "vqa=1,vqa=2", "vqa=0", "vqa=-1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            task_weights_arg(bad)

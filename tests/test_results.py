@@ -291,6 +291,8 @@ def test_a_retrained_diffusion_head_invalidates_only_the_t2i_points(tmp_path, mo
     if mllm not in heads:
         pytest.skip("needs the shipped MLLM")
     fig = _figure()
+    semcom_t2i = _point("t2i", "semcom", 10, 30.0, 28.0, 33.0, pair_recall=0.1)
+    fig["points"].append(semcom_t2i)
     fig["header"].update(data="data/tiny", split="test", seed=0, checkpoints_sha256={**now, mllm: "0" * 64},
                          mllm_sha256_without_diffusion_head=heads)
     fig2.write_json(tmp_path / "fig2.json", fig["header"], fig["points"], fig["skipped"])
@@ -299,7 +301,8 @@ def test_a_retrained_diffusion_head_invalidates_only_the_t2i_points(tmp_path, mo
         **_point("vqa", spec["scheme"], spec["snr_db"], 0.5, 0.4, 0.6), "n_requested": 6})
     monkeypatch.setattr(fig2, "_noiseless_available", lambda: False)
     res = fig2.run(_args(tmp_path, "--resume", "--schemes", "unitocom", "--no-upper-bound"), ["fig2"])
-    assert not [p for p in res["points"] if p["task"] == "t2i"]  # out of date: dropped (none in this grid)
+    # the MLLM's pictures are out of date: dropped (none in this grid); semcom's receiver reads no MLLM: kept
+    assert [p for p in res["points"] if p["task"] == "t2i"] == [semcom_t2i]
     old_other = [p for p in fig["points"] if p["task"] in ("vqa", "asr")]
     assert all(p in res["points"] for p in old_other) and asked == []
     assert res["header"]["t2i_remeasured_after_head_change"] == [mllm]

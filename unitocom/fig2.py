@@ -59,6 +59,9 @@ def checkpoint_hashes(directory: Path) -> dict[str, str]:
             if p.is_file() and p.suffix in (".safetensors", ".json", ".pt", ".bin") and not p.name.startswith("manifest")}
 
 
+# Schemes whose text-to-image reads no MLLM (semcom draws with its own receiver, schemes.semcom.CHECKPOINT): their
+# T2I points survive a change of an MLLM's diffusion head.
+MLLM_FREE_SCHEMES = frozenset({"semcom"})
 HEAD_PREFIX = "diffusion."  # an MLLM's diffusion head: the only weights text-to-image reads and VQA / ASR do not
 
 
@@ -242,8 +245,8 @@ def run(args, argv: list[str]) -> dict:
                 raise UserError(f"--resume: {paths['json']} was measured with {k}={oh.get(k)!r}, this run asks for "
                                 f"{header.get(k)!r}; move it away or run without --resume")
         kept = {point_key(p): p for p in old.get("points", [])}
-        if head_only:  # VQA and ASR read the same weights as before; every picture is drawn again
-            kept = {k: p for k, p in kept.items() if p["task"] != "t2i"}
+        if head_only:  # VQA and ASR read the same weights as before; every MLLM-drawn picture is drawn again
+            kept = {k: p for k, p in kept.items() if p["task"] != "t2i" or p["scheme"] in MLLM_FREE_SCHEMES}
             header["t2i_remeasured_after_head_change"] = changed
             print(f"resuming: only the diffusion head of {', '.join(changed)} changed: the text-to-image points "
                   "are measured again, the VQA and ASR points kept", file=sys.stderr)
@@ -339,7 +342,9 @@ def add_subparser(sub) -> None:
     p.add_argument("--no-upper-bound", action="store_true",
                    help="leave out the upper bound (unitocom over the noiseless channel)")
     p.add_argument("--resume", action="store_true",
-                   help="keep the points already in OUT/fig2.json with the same task, scheme, SNR, channel and n")
+                   help="keep the points already in OUT/fig2.json with the same task, scheme, SNR, channel and n; "
+                        "refused when a checkpoint they read has changed, except an MLLM's diffusion head alone "
+                        "(`train mllm-head`): then the MLLM-drawn T2I points are measured again, the rest kept")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_fig2)
 

@@ -9,6 +9,26 @@ from pathlib import Path
 from unitocom.link.snr import snr_interval_arg
 
 
+TASKS = ("vqa", "svqa", "t2i", "asr")
+
+
+def task_weights_arg(text: str) -> tuple[tuple[str, int], ...]:
+    """"vqa=2,t2i=1" -> (("vqa", 2), ("t2i", 1)): whole steps per task in each training cycle."""
+    out: list[tuple[str, int]] = []
+    for part in text.split(","):
+        name, eq, weight = part.strip().partition("=")
+        if not eq or name not in TASKS or not weight.strip().isdigit():
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()!r}: expected TASK=STEPS with TASK one of {', '.join(TASKS)} and STEPS a whole number")
+        if name in dict(out):
+            raise argparse.ArgumentTypeError(f"{name} named twice")
+        if int(weight) > 0:
+            out.append((name, int(weight)))
+    if not out:
+        raise argparse.ArgumentTypeError("every task has weight 0: nothing to train")
+    return tuple(out)
+
+
 def add_train_command(sub) -> None:
     from unitocom.config import PRESETS
     m = sub.add_parser("mllm", help="the base-station MLLM: VQA, text-to-image and ASR on received tokens",
@@ -57,6 +77,10 @@ def add_train_command(sub) -> None:
                    help="with --spoken: the spoken questions (`unitocom data spoken-questions`); default "
                         "<data>/spoken_questions, made there first (about 2 min) when missing")
     m.add_argument("--init", default=None, metavar="PATH", help="warm start from this MLLM checkpoint")
+    m.add_argument("--task-weights", type=task_weights_arg, default=None, metavar="T=W,...",
+                   help="steps per task in each cycle, e.g. vqa=1 for a VQA-only ablation (tasks: vqa, t2i, asr, "
+                        "svqa with --spoken; a task left out is not trained, still validated); default vqa=2,t2i=1,"
+                        "asr=1 (with --spoken vqa=2,svqa=2,t2i=1,asr=1)")
     m.add_argument("--head-steps", type=int, default=0, metavar="N",
                    help="then train the diffusion head alone for N more steps on the frozen model's cached hidden "
                         "states (`train mllm-head`; VQA and ASR unchanged); 0: none")
@@ -104,6 +128,8 @@ def _cmd_mllm(args) -> int:
     own = None if args.image_tokens in (None, preset_tokens) else args.image_tokens  # None: the preset's S_v
     if args.spoken and args.resilient:
         raise UserError("--spoken and --resilient: one variant per run (train the spoken MLLM from the letter's)")
+    if args.task_weights and "svqa" in dict(args.task_weights) and not args.spoken:
+        raise UserError("--task-weights svqa=...: spoken VQA is trained with --spoken only")
     if args.spoken_questions and not args.spoken:
         raise UserError("--spoken-questions is read with --spoken only")
     spoken_dir = None
@@ -121,7 +147,8 @@ def _cmd_mllm(args) -> int:
     tc = TrainConfig(steps=args.steps, batch=args.batch_size, lr=args.lr, snr_db=args.snr_db, channel=args.channel,
                      val_every=args.val_every, seed=args.seed, token_dropout=args.resilient,
                      init=init, spoken_questions=str(spoken_dir) if spoken_dir else None,
-                     **({"task_weights": (("vqa", 2), ("svqa", 2), ("t2i", 1), ("asr", 1))} if args.spoken else {}),
+                     **({"task_weights": args.task_weights} if args.task_weights else
+                        {"task_weights": (("vqa", 2), ("svqa", 2), ("t2i", 1), ("asr", 1))} if args.spoken else {}),
                      init_backbone=args.init_backbone, compute=compute_from_args(args), log_every=args.log_every)
     if tc.init and not Path(tc.init).exists():
         raise UserError(f"--init {tc.init}: no such MLLM checkpoint (train it first with `unitocom train mllm`)")
@@ -164,14 +191,15 @@ def head_phase(path: Path, objective: str, data: str, run_dir: Path, hc, head_co
     from unitocom import config
     from unitocom.mllm import head_train
     from unitocom.mllm.checkpoint import load_links, load_mllm, save_mllm
-    from unitocom.mllm.data import TaskData
+    from unitocom.mllm.data import CaptionData
     model, std, meta = load_mllm(path)
     objective = meta.get("objective") or objective
     cfg = config.load(meta.get("preset", "tiny"), image_tokens=int(meta.get("image_tokens") or 0) or None)
     link, _, frontend, vocab, _ = load_links(cfg, links, objective)  # default: the installed ones it was trained on
     size = cfg.preset.image_size_px
-    train_data = TaskData(data, "train", link, None, frontend, vocab, size, images)
-    val_data = TaskData(data, "val", link, None, frontend, vocab, size, hc.val_images)
+    # the captioned pictures alone: the head reads nothing of VQA or ASR
+    train_data = CaptionData.load(data, "train", link, vocab, size, images)
+    val_data = CaptionData.load(data, "val", link, vocab, size, hc.val_images)
     t0 = time.time()
     rows = head_train.features(model, train_data, std, head_train.rows_of(train_data))
     val_rows = head_train.features(model, val_data, std, head_train.rows_of(val_data, first_only=True))

@@ -67,6 +67,32 @@ class Standardizer:
         return t * self.std + self.mean
 
 
+def captioned_images(data_dir: str | Path, split: str, image_link, size_px: int,
+                     limit: int | None = None) -> tuple[torch.Tensor, list[tuple[int, str]]]:
+    """T2I's pictures and captions (COCO layout; the synthetic set's images are the CLEVR ones, linked; real COCO
+    works the same) -> (token means [N, S_v, d], [(image index, caption)])."""
+    data_dir = Path(data_dir)
+    ann = read_json(coco_annotation_file(data_dir / "coco", split))
+    files = {im["id"]: im["file_name"] for im in ann["images"]}
+    order = sorted(files)[:limit]
+    index = {image_id: i for i, image_id in enumerate(order)}
+    mu = image_means(image_link, _load_files(data_dir / "coco" / f"{split}2017", [files[i] for i in order], size_px))
+    return mu, [(index[a["image_id"]], a["caption"]) for a in ann["annotations"] if a["image_id"] in index]
+
+
+@dataclass
+class CaptionData:
+    """T2I's part of a split alone (what the diffusion head's phase reads): the fields of TaskData it shares."""
+    vocab: seq.Vocab
+    coco_mu: torch.Tensor
+    captions: list[tuple[int, str]]
+
+    @classmethod
+    def load(cls, data_dir: str | Path, split: str, image_link, vocab: seq.Vocab, size_px: int,
+             limit: int | None = None) -> CaptionData:
+        return cls(vocab, *captioned_images(data_dir, split, image_link, size_px, limit))
+
+
 class TaskData:
     """One split's examples of VQA, T2I and ASR, with token means computed once. token_dropout: received image
     and audio tokens lose some tokens, as NaN rows (`models.resilience`)."""
@@ -91,14 +117,7 @@ class TaskData:
         # question family (CLEVR's question_family_index, -1 where a set has none): training draws families
         # evenly, so a family that is rare in a real set is not drowned by the common ones
         self.families = [int(q.get("question_family_index", -1)) for q in kept]
-        # T2I: COCO layout (the synthetic set's images are the CLEVR ones, linked; real COCO works the same).
-        ann = read_json(coco_annotation_file(data_dir / "coco", split))
-        files = {im["id"]: im["file_name"] for im in ann["images"]}
-        order = sorted(files)[:limit]
-        index = {image_id: i for i, image_id in enumerate(order)}
-        self.coco_mu = image_means(image_link, _load_files(data_dir / "coco" / f"{split}2017",
-                                                             [files[i] for i in order], size_px))
-        self.captions = [(index[a["image_id"]], a["caption"]) for a in ann["annotations"] if a["image_id"] in index]
+        self.coco_mu, self.captions = captioned_images(data_dir, split, image_link, size_px, limit)
         # ASR: LibriSpeech layout; clips longer than max_audio_chunks chunks are left out (sequence budget).
         self.speech: list[tuple[torch.Tensor, str]] = []
         if audio_link is not None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from unitocom.mllm import sequences as seq
-from unitocom.mllm.data import Standardizer, TaskData
+from unitocom.mllm.data import CaptionData, Standardizer, TaskData
 from unitocom.mllm.model import MLLM
 from unitocom.train import scaffold
 
@@ -49,25 +49,38 @@ class HeadConfig:
 
 
 @torch.no_grad()
-def features(model: MLLM, data: TaskData, std: Standardizer, captions: list[tuple[int, str]],
-             batch: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """(h [N * S_v, hidden], token [N * S_v, d]) for (image index, caption) pairs, teacher forced on the picture's
-    clean standardised tokens as in training; fp16 to halve the cache (the head computes in fp32)."""
+def hidden_rows(model: MLLM, vocab, captions: list[str], tokens: torch.Tensor,
+                batch: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """(h [N * S_v, hidden], token [N * S_v, d]): the backbone's state before each image token of caption i's
+    picture, teacher forced on its standardised tokens [N, S_v, d] as in training, and that token (fp32)."""
     hs, cs = [], []
     was = model.training
     model.eval()
     for k in range(0, len(captions), batch):
-        part = captions[k:k + batch]
-        tokens = std.forward(data.coco_mu[[i for i, _ in part]])
-        packed = seq.pack(model, [seq.t2i(data.vocab, c, tokens[j]) for j, (_, c) in enumerate(part)])
+        packed = seq.pack(model, [seq.t2i(vocab, c, t) for c, t in zip(captions[k:k + batch], tokens[k:k + batch])])
         h, _ = model.hidden(packed.embeds, attention_mask=packed.mask)
-        hs.append(h[packed.diff_index[:, 0], packed.diff_index[:, 1]].half())
-        cs.append(packed.diff_targets.half())
+        hs.append(h[packed.diff_index[:, 0], packed.diff_index[:, 1]])
+        cs.append(packed.diff_targets)
     model.train(was)
     return torch.cat(hs), torch.cat(cs)
 
 
-def rows_of(data: TaskData, first_only: bool = False, limit: int | None = None) -> list[tuple[int, str]]:
+@torch.no_grad()
+def features(model: MLLM, data: CaptionData | TaskData, std: Standardizer, captions: list[tuple[int, str]],
+             batch: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """`hidden_rows` for (image index, caption) pairs of `data`'s pictures, in fp16 to halve the cache (the head
+    computes in fp32)."""
+    hs, cs = [], []
+    for k in range(0, len(captions), batch):
+        part = captions[k:k + batch]
+        h, c = hidden_rows(model, data.vocab, [c for _, c in part], std.forward(data.coco_mu[[i for i, _ in part]]),
+                           batch)
+        hs.append(h.half())
+        cs.append(c.half())
+    return torch.cat(hs), torch.cat(cs)
+
+
+def rows_of(data: CaptionData | TaskData, first_only: bool = False, limit: int | None = None) -> list[tuple[int, str]]:
     """Every (image, caption) pair of `data` (or each image's first), then each image once with the empty
     caption (the unconditional rows: the run's drop_caption of 0.1 made a tenth of its T2I rows unconditional,
     one row per picture here is a sixth with five captions a picture)."""
