@@ -240,3 +240,26 @@ def test_task_weights_are_parsed_and_bad_ones_refused():
     for bad in ("vqa", "vqa=x", "ocr=1", "vqa=1,vqa=2", "vqa=0", "vqa=-1"):
         with pytest.raises(argparse.ArgumentTypeError):
             task_weights_arg(bad)
+
+
+def test_sizes_other_than_the_presets_are_trained_recorded_and_loaded(small_world):
+    """--mllm-size: the capacity ablation trains the asked sizes, and the checkpoint rebuilds them."""
+    from unitocom.mllm.checkpoint import load_mllm
+    from unitocom.mllm.train import TrainConfig, train
+    d, links = small_world
+    tc = TrainConfig(steps=2, batch=4, val_every=2, val_n=2, task_weights=(("vqa", 1),),
+                     sizes=(("hidden", 48), ("heads", 3), ("layers", 1)))
+    train(str(d / "data"), str(d / "sized"), links=links, tc=tc, resume=False)
+    model, _, saved = load_mllm(d / "sized/mllm.safetensors")
+    assert (model.cfg.hidden, model.cfg.heads, model.cfg.layers) == (48, 3, 1)
+    assert saved["train_config"]["sizes"] == [["hidden", 48], ["heads", 3], ["layers", 1]]
+
+
+def test_mllm_size_is_parsed_and_bad_sizes_refused():
+    import argparse
+
+    from unitocom.mllm.cli import sizes_arg
+    assert sizes_arg("hidden=256, heads=8") == (("hidden", 256), ("heads", 8))
+    for bad in ("hidden", "width=3", "hidden=0", "hidden=2,hidden=3", "layers=x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            sizes_arg(bad)

@@ -58,6 +58,9 @@ class TrainConfig:
     # (`unitocom data spoken-questions`); None: no spoken questions (the task is left out of the mix).
     spoken_questions: str | None = None
     log_every: int = 0  # >0: a {"step", "task", "loss", ...} record in log.jsonl every so many steps (rank 0)
+    # Sizes of the MLLM other than the preset's ((field of MLLMConfig, value), ...: hidden, layers, heads,
+    # intermediate, head_width, head_depth), for capacity ablations; (): the preset's. The checkpoint records them.
+    sizes: tuple[tuple[str, int], ...] = ()
 
 
 STATE_FILE = "train_state.safetensors"
@@ -240,6 +243,8 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
     if tc.init_backbone:
         from unitocom.mllm.model import config_from_hf
         mcfg = config_from_hf(tc.init_backbone, mcfg, len(vocab))
+    if tc.sizes:
+        mcfg = dataclasses.replace(mcfg, **dict(tc.sizes))
     if tc.token_dropout:
         mcfg = dataclasses.replace(mcfg, lost_token=True)
     train_data.token_dropout = tc.token_dropout  # validation reads whole sequences: the zero-loss quality
