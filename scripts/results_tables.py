@@ -11,7 +11,8 @@ the interval and the file's commit. A README without a block's markers is left a
 a task with no points leaves its block alone too. `unitocom loss-sweep` files (results/packet-loss.json,
 results/budget.json) fill `<!-- results:packet-loss:vqa -->`, `...:reconstruct` and the same for budget.
 `unitocom fig3` (results/fig3.json) fills `<!-- results:fig3 -->`: VQA accuracy per image token length and SNR,
-the validation curve at a few steps, and the file's verdict.
+the validation curve at a few steps, and the file's verdict. `unitocom ablate` (results/ablation.json) fills
+`<!-- results:ablation -->`: VQA per differently trained MLLM, per question family, and paired differences.
 """
 from __future__ import annotations
 
@@ -307,6 +308,13 @@ def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
                 sys.path.insert(0, str(ROOT))
             from unitocom.access_sweep import table
             readme = _write(readme, fig_name, table(fig, f"results/{fig_name}.json"), notes,
+                            f"table of results/{fig_name}.json")
+            continue
+        if fmt.startswith("unitocom-results/ablation/"):  # `unitocom ablate` (issue 12)
+            if str(ROOT) not in sys.path:
+                sys.path.insert(0, str(ROOT))
+            from unitocom.ablation import table as ablation_table
+            readme = _write(readme, fig_name, ablation_table(fig, f"results/{fig_name}.json"), notes,
                             f"table of results/{fig_name}.json")
             continue
         if fmt.startswith("unitocom-results/spoken-vqa/"):  # `unitocom eval --task vqa --spoken` (issue 17)

@@ -396,6 +396,8 @@ def parser() -> argparse.ArgumentParser:
     fig2.add_subparser(sub)  # Fig. 2 as files: results/fig2.{json,csv,png}
     from unitocom import fig3
     fig3.add_subparser(sub)  # Fig. 3 at the task level: results/fig3.{json,csv,png}
+    from unitocom import ablation
+    ablation.add_subparser(sub)  # issue 12: differently trained MLLMs on the same questions -> results/ablation.*
     from unitocom import loss_sweep
     loss_sweep.add_subparser(sub)  # issue 16: packet loss and token budgets, results/{packet-loss,budget}.*
     from unitocom import access_sweep

@@ -1,0 +1,328 @@
+"""`unitocom ablate`: MLLMs trained differently, scored on the same VQA questions through the same pipeline.
+
+    unitocom ablate --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \\
+        --mllm vqa-only=runs/probe-vqa-only --mllm vqa-only-wide=runs/probe-vqa-only-wide \\
+        --snr-db 0,20 --channel rayleigh --n-vqa 1000 --out results
+
+Issue 12 asks where a target is missed by how much and what would reach it (model size, steps). This answers it
+with measurements: each named MLLM (a checkpoint, or a run dir holding mllm.safetensors; train the variants
+with `unitocom train mllm --task-weights ... --mllm-size ... --no-install --run-dir ...`) answers the same test
+questions IN PROCESS through `unitocom.pipeline.run` (the cores the services call, without gRPC; fig3's path):
+the transmitter's sigma-GenIB link, the channel at each SNR with request i's seed = seed + i, and the base
+station reading the received tokens with that MLLM. Every MLLM therefore sees the very same questions and
+channel draws, so the differences are paired.
+
+It writes
+  OUT/ablation.json  a header (command, commit, date, data, split, seed; per MLLM its file's sha256, sizes,
+                     parameters, task mix, steps, batch, training wall time and validation figures), `points`
+                     (one per MLLM and SNR: accuracy with its Wilson 95 % interval, the majority-class chance on
+                     the same questions, accuracy per question family, and the 0/1 outcome per question) and
+                     `paired` (each MLLM minus the reference on the same questions: bootstrap 95 % interval);
+  OUT/ablation.csv   the points, one row each;
+  OUT/ablation.png   accuracy per MLLM and SNR with its interval, and per question family at the highest SNR.
+`scripts/results_tables.py` writes the README's `<!-- results:ablation -->` block from the JSON (`table`).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import io
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from unitocom.errors import UserError
+from unitocom.link.snr import snr_points_arg
+from unitocom.train.provenance import command_argv, file_sha256, git_state, write_atomic
+
+FORMAT = "unitocom-results/ablation/1"
+ROOT = Path(__file__).resolve().parents[1]
+OBJECTIVE = "sigma-genib"  # the letter's link (fig3.SCHEME "unitocom" sends with it)
+SIZE_FIELDS = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth")
+CSV_FIELDS = ["mllm", "task", "snr_db", "channel", "n", "metric", "value", "ci_low", "ci_high", "chance"]
+
+
+def named_mllm(text: str) -> tuple[str, Path]:
+    """"NAME=PATH" -> (NAME, the checkpoint): PATH is an MLLM checkpoint or a run dir with mllm.safetensors."""
+    name, eq, path = text.partition("=")
+    if not eq or not name.strip() or not path.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=PATH (an MLLM checkpoint or a run dir)")
+    p = Path(path.strip())
+    return name.strip(), p / "mllm.safetensors" if p.is_dir() else p
+
+
+def describe(path: Path) -> dict:
+    """What an MLLM checkpoint says of itself (without building it): sizes, parameters, training recipe."""
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+    cfg, info = json.loads(meta.get("config", "{}")), json.loads(meta.get("meta", "{}"))
+    tc = info.get("train_config") or {}
+    return {"path": str(path), "sha256": file_sha256(path), "parameters": info.get("parameters"),
+            "sizes": {k: cfg.get(k) for k in SIZE_FIELDS}, "objective": info.get("objective"),
+            "image_tokens": info.get("image_tokens"),
+            "task_weights": tc.get("task_weights"), "steps": tc.get("steps"), "batch": tc.get("batch"),
+            "train_wall_s": info.get("wall_s"), "validation": info.get("validation"),
+            "links": info.get("links") or {},
+            "command": info.get("command"), "head_command": info.get("head_command")}
+
+
+def point(name: str, snr_db: float, channel: str, correct: list[float], items: list[dict],
+          guess: list[str]) -> dict:
+    """One (MLLM, SNR) point: accuracy and Wilson interval, chance and per-family accuracy on these questions."""
+    from unitocom.results import wilson
+    from unitocom.task_eval import vqa_by_family
+    n, k = len(correct), int(round(sum(correct)))
+    lo, hi = wilson(k, n)
+    return {"mllm": name, "task": "vqa", "snr_db": float(snr_db), "channel": channel, "n": n, "metric": "accuracy",
+            "value": k / n, "ci_low": lo, "ci_high": hi,
+            "chance": sum(g == q["answer"] for g, q in zip(guess, items)) / n,
+            "by_family": vqa_by_family(items, correct, guess),
+            "correct": "".join("1" if c else "0" for c in correct)}
+
+
+def paired(points: list[dict], reference: str, n_resamples: int = 2000, seed: int = 0) -> list[dict]:
+    """Each MLLM minus `reference` at each SNR, on the same questions: mean difference and bootstrap interval."""
+    import numpy as np
+
+    from unitocom.results import mean_interval
+    ref = {(p["snr_db"], p["channel"]): p for p in points if p["mllm"] == reference}
+    out = []
+    for p in points:
+        r = ref.get((p["snr_db"], p["channel"]))
+        if p["mllm"] == reference or r is None or len(r["correct"]) != len(p["correct"]):
+            continue
+        d = np.array([int(a) - int(b) for a, b in zip(p["correct"], r["correct"])], dtype=float)
+        lo, hi = mean_interval(d, n_resamples, seed)
+        out.append({"mllm": p["mllm"], "reference": reference, "snr_db": p["snr_db"], "channel": p["channel"],
+                    "n": len(d), "difference": float(d.mean()), "ci_low": lo, "ci_high": hi,
+                    "separates": bool(lo > 0 or hi < 0)})
+    return out
+
+
+def write_csv(path: Path, points: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(points)
+    write_atomic(path, buf.getvalue())
+
+
+def plot(path: Path, points: list[dict]) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    names = list(dict.fromkeys(p["mllm"] for p in points))
+    snrs = sorted({p["snr_db"] for p in points})
+    at = {(p["mllm"], p["snr_db"]): p for p in points}
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 2.2]})
+    width = 0.8 / max(1, len(names))
+    for i, name in enumerate(names):
+        ps = [at.get((name, s)) for s in snrs]
+        x = np.arange(len(snrs)) + i * width
+        v = [p["value"] if p else np.nan for p in ps]
+        err = [[p["value"] - p["ci_low"] if p else 0 for p in ps], [p["ci_high"] - p["value"] if p else 0 for p in ps]]
+        a.bar(x, v, width, yerr=err, capsize=3, label=name)
+    chance = np.mean([p["chance"] for p in points])
+    a.axhline(chance, color="grey", ls=":", label="majority-class chance")
+    a.set_xticks(np.arange(len(snrs)) + 0.4 - width / 2, [f"{s:g} dB" for s in snrs])
+    a.set_ylabel("VQA accuracy (Wilson 95 %)")
+    a.set_ylim(0, 1)
+    a.legend(fontsize=8)
+    a.set_title(f"(a) VQA, {points[0]['channel']}")
+    top = snrs[-1]
+    families = sorted({f for p in points for f in p["by_family"]})
+    for i, name in enumerate(names):
+        p = at.get((name, top))
+        if p:
+            b.bar(np.arange(len(families)) + i * width, [p["by_family"].get(f, {}).get("accuracy", np.nan)
+                                                         for f in families], width, label=name)
+    p0 = at.get((names[0], top))
+    if p0:
+        b.scatter(np.arange(len(families)) + 0.4 - width / 2,
+                  [p0["by_family"].get(f, {}).get("chance", np.nan) for f in families], color="k", marker="_",
+                  s=200, label="chance", zorder=3)
+    b.set_xticks(np.arange(len(families)) + 0.4 - width / 2, families, rotation=35, ha="right", fontsize=8)
+    b.set_ylim(0, 1)
+    b.set_title(f"(b) per question family at {top:g} dB")
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _recipe(r: dict) -> str:
+    mix = ", ".join(f"{t} {w}" for t, w in (r.get("task_weights") or [])) or "?"
+    s = r.get("sizes") or {}
+    return (f"{s.get('layers')} x {s.get('hidden')}, {(r.get('parameters') or 0) / 1e6:.1f} M | {mix} | "
+            f"{r.get('steps')} x {r.get('batch')}")
+
+
+def table(fig: dict, source: str) -> str:
+    """The README block: accuracy per MLLM and SNR, its recipe, and the paired differences to the reference."""
+    h, points = fig["header"], fig["points"]
+    snrs = sorted({p["snr_db"] for p in points})
+    at = {(p["mllm"], p["snr_db"]): p for p in points}
+    lines = ["| MLLM | layers x width, parameters | steps per cycle | steps x batch | "
+             + " | ".join(f"{s:g} dB" for s in snrs) + " |", "|---|---|---|---|" + "---|" * len(snrs)]
+    for name, r in h["mllms"].items():
+        cells = []
+        for s in snrs:
+            p = at.get((name, s))
+            cells.append("–" if p is None else f"{p['value']:.2f} [{p['ci_low']:.2f}, {p['ci_high']:.2f}]")
+        lines.append(f"| {name} | {_recipe(r)} | " + " | ".join(cells) + " |")
+    chance = {s: p["chance"] for (_, s), p in at.items()}
+    lines.append("| majority-class chance | | | | " + " | ".join(f"{chance[s]:.2f}" for s in snrs) + " |")
+    top = snrs[-1]
+    families = sorted({f for p in points for f in p["by_family"]})
+    lines += ["", f"*per question family at {top:g} dB (accuracy; chance in the last row)*", "",
+              "| MLLM | " + " | ".join(f.replace("_", " ") for f in families) + " |",
+              "|---|" + "---|" * len(families)]
+    for name in h["mllms"]:
+        p = at.get((name, top))
+        if p:
+            lines.append(f"| {name} | " + " | ".join(f"{p['by_family'].get(f, {}).get('accuracy', float('nan')):.2f}"
+                                                    for f in families) + " |")
+    p = next((at[(n, top)] for n in h["mllms"] if (n, top) in at), None)
+    if p:
+        lines.append("| chance | " + " | ".join(f"{p['by_family'].get(f, {}).get('chance', float('nan')):.2f}"
+                                                for f in families) + " |")
+    if fig.get("paired"):
+        lines += ["", f"*paired differences (MLLM minus {h['reference']}, same questions and channel draws; "
+                      "bootstrap 95 % interval; ** where it excludes 0)*", "",
+                  "| MLLM | " + " | ".join(f"{s:g} dB" for s in snrs) + " |", "|---|" + "---|" * len(snrs)]
+        by = {(d["mllm"], d["snr_db"]): d for d in fig["paired"]}
+        for name in h["mllms"]:
+            if name == h["reference"]:
+                continue
+            cells = [(lambda d: "–" if d is None else f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, "
+                      f"{d['ci_high']:+.3f}]{' **' if d['separates'] else ''}")(by.get((name, s))) for s in snrs]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    n = max(p["n"] for p in points)
+    lines += ["", f"n = {n} {h['split']} questions per point, {points[0]['channel']}; 95 % intervals. From `{source}` "
+                  f"(commit {h['git_commit'][:10]}{' (dirty tree)' if h.get('git_dirty') else ''}, {h['date']}): "
+                  f"`{h['command']}`."]
+    return "\n".join(lines) + "\n"
+
+
+def run(args, argv: list[str]) -> dict:
+    import torch
+
+    from unitocom.data.layouts import require_data
+    from unitocom.fig3 import eval_config, measure_vqa
+    from unitocom.schemes.learned import checkpoint_dir
+    from unitocom.task_eval import majority_guess, vqa_items
+    torch.set_num_threads(max(1, args.threads))
+    data_dir = require_data(args.data)
+    names = [n for n, _ in args.mllm]
+    if len(set(names)) != len(names):
+        raise UserError(f"--mllm: a name given twice ({', '.join(names)})")
+    missing = [f"{n}={p}" for n, p in args.mllm if not p.is_file()]
+    if missing:
+        raise UserError(f"--mllm: no MLLM checkpoint at {', '.join(missing)}")
+    reference = args.reference or names[0]
+    if reference not in names:
+        raise UserError(f"--reference {reference}: not one of the --mllm names ({', '.join(names)})")
+    log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {k: out / f"{args.name}.{k}" for k in ("json", "csv", "png")}
+    mllms = {n: describe(p) for n, p in args.mllm}
+    other = [f"{n} ({r['objective']})" for n, r in mllms.items() if r["objective"] not in (None, OBJECTIVE)]
+    if other:
+        raise UserError(f"--mllm: {', '.join(other)} read another tokenizer set's tokens; this compares MLLMs on "
+                        f"the letter's {OBJECTIVE} link")
+    commit, dirty = git_state(ROOT)
+    ck = checkpoint_dir()
+    # the links the MLLMs were trained on (the base station reads them), and the transmitter's text link
+    links = sorted({ck / f for r in mllms.values() for f in r["links"].values()} | {ck / "text-sigma-genib.safetensors"})
+    header = {"format": FORMAT, "command": "unitocom " + " ".join(shlex.quote(a) for a in argv),
+              "git_commit": commit, "git_dirty": dirty,
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "data": str(args.data), "split": args.split, "seed": args.seed, "channel": args.channel,
+              "reference": reference, "mllms": mllms,
+              "links_sha256": {p.name: file_sha256(p) for p in links if p.exists()}}
+    items, _ = vqa_items(data_dir, args.split, args.n_vqa)
+    if not items:
+        raise UserError(f"no questions in the {args.split} split of {data_dir}")
+    guess = majority_guess(data_dir, items)
+    kept = {}
+    if args.resume and paths["json"].exists():
+        old = json.loads(paths["json"].read_text())
+        oh = old.get("header", {})
+        same = all(oh.get(k) == header[k] for k in ("data", "split", "seed"))
+        for p in old.get("points", []) if same else []:
+            r = oh.get("mllms", {}).get(p["mllm"], {})
+            if p["mllm"] in mllms and r.get("sha256") == mllms[p["mllm"]]["sha256"] and p["n"] == len(items):
+                kept[(p["mllm"], p["snr_db"], p["channel"])] = p
+        log(f"resuming: {len(kept)} point(s) of {paths['json']} measured with the same MLLM files and questions")
+    points: list[dict] = []
+
+    def save():
+        write_atomic(paths["json"], json.dumps({"header": header, "points": points,
+                                                "paired": paired(points, reference)}, indent=2) + "\n")
+        write_csv(paths["csv"], points)
+
+    for name, path in args.mllm:
+        tokens = mllms[name]["image_tokens"] or 32
+        cfg = eval_config(args, tokens, path)
+        for snr in args.snr_db:
+            key = (name, float(snr), args.channel)
+            if key in kept:
+                points.append(kept[key])
+                continue
+            desc = f"vqa {name} {snr:g} dB {args.channel}"
+            correct = measure_vqa(cfg, items, data_dir, args.split, snr, args.channel, args.seed, desc, args.quiet,
+                                  args.workers)
+            points.append(point(name, snr, args.channel, correct, items, guess))
+            p = points[-1]
+            log(f"  {desc}: accuracy {p['value']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}] n={p['n']}")
+            save()
+    save()
+    plot(paths["png"], points)
+    return {"header": header, "points": points, "paired": paired(points, reference), "paths": paths}
+
+
+def add_subparser(sub) -> None:
+    p = sub.add_parser("ablate", help="VQA of differently trained MLLMs on the same questions and channel draws "
+                       "(capacity, task mix, steps) -> results/ablation.{json,csv,png}",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mllm", type=named_mllm, action="append", required=True, metavar="NAME=PATH",
+                   help="an MLLM to score (a checkpoint, or a run dir with mllm.safetensors); repeat for each; all "
+                        "must read the sigma-GenIB link of their image token count")
+    p.add_argument("--reference", default=None, help="the NAME the paired differences subtract (default: the first)")
+    p.add_argument("--snr-db", type=snr_points_arg, default="0,20", help="A:B:STEP or a comma list (dB)")
+    p.add_argument("--channel", default="rayleigh", help="awgn | rayleigh | rician | noiseless")
+    p.add_argument("--n-vqa", type=int, default=1000, help="test questions per (MLLM, SNR) point")
+    p.add_argument("--data", default="data/tiny")
+    p.add_argument("--split", default="test")
+    p.add_argument("--seed", type=int, default=0, help="request i carries seed + i (its channel draw)")
+    p.add_argument("--preset", default="tiny", choices=["tiny", "paper"])
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (the base station's MLLM)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--workers", type=int, default=8,
+                   help="requests in flight (the base station's dynamic batching answers them together)")
+    p.add_argument("--out", default="results")
+    p.add_argument("--name", default="ablation", help="file stem under OUT")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the points of OUT/<name>.json measured with the same MLLM files and questions")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or lines")
+    p.set_defaults(func=_cmd_ablate)
+
+
+def _cmd_ablate(args) -> int:
+    from unitocom import client
+    channels = client.choices().get("channel", [])
+    if args.channel not in channels:
+        raise UserError(f"--channel: unknown channel model {args.channel!r}; choose from {', '.join(channels)}")
+    for k in ("n_vqa", "threads", "workers"):
+        if getattr(args, k) < 1:
+            raise UserError(f"--{k.replace('_', '-')} must be at least 1")
+    res = run(args, command_argv("ablate", args))
+    print(table({"header": res["header"], "points": res["points"], "paired": res["paired"]},
+                str(res["paths"]["json"])))
+    print("\n".join(f"wrote {p}" for p in res["paths"].values() if p.exists()))
+    return 0
