@@ -58,8 +58,9 @@ if [ "$what" = fig2 ]; then
   # Fig. 2 as files (results/fig2.{json,csv,png}, 95 % intervals, the noiseless upper bound) through services of
   # its own on ports 50081.., then the README's tables regenerated from results/*.json. --resume keeps the points
   # an interrupted run already wrote; the sweep goes on past a scheme the services refuse (recorded as skipped).
-  # After `unitocom train mllm-head` (an MLLM's diffusion head alone retrained) --resume measures every T2I point
-  # again and keeps the VQA and ASR ones, which read none of the head's weights; any other checkpoint change
+  # After `unitocom train mllm-head` (an MLLM's diffusion head alone retrained) --resume measures every MLLM-drawn
+  # T2I point again and keeps the VQA and ASR ones, which read none of the head's weights, and semcom's T2I ones,
+  # which read no MLLM; any other checkpoint change
   # refuses: move results/fig2.json away and run again.
   # 16 requests in flight (WORKERS) fill the base station's dynamic batches (--batch-max 16): text-to-image, the
   # slow task on a CPU, then generates its captions together instead of one or two at a time.

@@ -154,11 +154,19 @@ def plot(path: Path, points: list[dict]) -> None:
     plt.close(fig)
 
 
+def vqa_steps(r: dict) -> int | None:
+    """The steps of a run that were VQA steps (each cycle runs its tasks' weights in turn)."""
+    weights = dict(r.get("task_weights") or [])
+    if not weights or r.get("steps") is None:
+        return None
+    return round(r["steps"] * weights.get("vqa", 0) / sum(weights.values()))
+
+
 def _recipe(r: dict) -> str:
     mix = ", ".join(f"{t} {w}" for t, w in (r.get("task_weights") or [])) or "?"
     s = r.get("sizes") or {}
     return (f"{s.get('layers')} x {s.get('hidden')}, {(r.get('parameters') or 0) / 1e6:.1f} M | {mix} | "
-            f"{r.get('steps')} x {r.get('batch')}")
+            f"{r.get('steps')} x {r.get('batch')} ({vqa_steps(r)} VQA)")
 
 
 def table(fig: dict, source: str) -> str:
@@ -166,7 +174,7 @@ def table(fig: dict, source: str) -> str:
     h, points = fig["header"], fig["points"]
     snrs = sorted({p["snr_db"] for p in points})
     at = {(p["mllm"], p["snr_db"]): p for p in points}
-    lines = ["| MLLM | layers x width, parameters | steps per cycle | steps x batch | "
+    lines = ["| MLLM | layers x width, parameters | steps per cycle | steps x batch (of them VQA) | "
              + " | ".join(f"{s:g} dB" for s in snrs) + " |", "|---|---|---|---|" + "---|" * len(snrs)]
     for name, r in h["mllms"].items():
         cells = []
