@@ -166,3 +166,25 @@ def test_an_mllm_config_saved_before_image_positions_loads_without_them():
     m = MLLM(MLLMConfig(**old))
     assert m.cfg.image_positions == 0 and not hasattr(m, "image_pos")
     assert MLLMConfig.from_preset(config.load("tiny").preset).image_positions == 128
+
+
+def test_an_mlp_projector_is_built_saved_and_loaded_and_old_configs_stay_linear(tmp_path):
+    """projector_depth 2 (LLaVA-1.5's MLP) for the ablation; a config written before the field reads as linear."""
+    import dataclasses
+    import json
+
+    from unitocom.mllm.checkpoint import load_mllm, save_mllm
+    from unitocom.mllm.data import Standardizer
+    cfg = MLLMConfig(vocab=40, hidden=32, layers=1, heads=2, intermediate=64, max_positions=64, token_dim=4,
+                     head_width=16, head_depth=1)
+    old = {k: v for k, v in cfg.__dict__.items() if k != "projector_depth"}
+    assert MLLMConfig(**json.loads(json.dumps(old))).projector_depth == 1
+    assert isinstance(MLLM(cfg).in_proj["image"], torch.nn.Linear)
+    m = MLLM(dataclasses.replace(cfg, projector_depth=2)).eval()
+    assert isinstance(m.in_proj["image"], torch.nn.Sequential) and len(m.in_proj["image"]) == 3
+    t = torch.randn(2, 5, 4)
+    save_mllm(m, Standardizer(torch.zeros(4), torch.ones(4)), tmp_path / "m.safetensors", {})
+    back, _, _ = load_mllm(tmp_path / "m.safetensors")
+    torch.testing.assert_close(back.embed_tokens(t, "image"), m.embed_tokens(t, "image"))
+    with pytest.raises(ValueError, match="at least 1"):
+        MLLM(dataclasses.replace(cfg, projector_depth=0))

@@ -40,7 +40,7 @@ from unitocom.train.provenance import command_argv, file_sha256, git_state, writ
 FORMAT = "unitocom-results/ablation/1"
 ROOT = Path(__file__).resolve().parents[1]
 OBJECTIVE = "sigma-genib"  # the letter's link (fig3.SCHEME "unitocom" sends with it)
-SIZE_FIELDS = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth")
+SIZE_FIELDS = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth", "projector_depth")
 CSV_FIELDS = ["mllm", "task", "snr_db", "channel", "n", "metric", "value", "ci_low", "ci_high", "chance"]
 
 
@@ -165,7 +165,8 @@ def vqa_steps(r: dict) -> int | None:
 def _recipe(r: dict) -> str:
     mix = ", ".join(f"{t} {w}" for t, w in (r.get("task_weights") or [])) or "?"
     s = r.get("sizes") or {}
-    return (f"{s.get('layers')} x {s.get('hidden')}, {(r.get('parameters') or 0) / 1e6:.1f} M | {mix} | "
+    proj = f", MLP projector ({s['projector_depth']} layers)" if (s.get("projector_depth") or 1) > 1 else ""
+    return (f"{s.get('layers')} x {s.get('hidden')}{proj}, {(r.get('parameters') or 0) / 1e6:.1f} M | {mix} | "
             f"{r.get('steps')} x {r.get('batch')} ({vqa_steps(r)} VQA)")
 
 

@@ -29,7 +29,7 @@ def task_weights_arg(text: str) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
-SIZES = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth")
+SIZES = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth", "projector_depth")
 
 
 def sizes_arg(text: str) -> tuple[tuple[str, int], ...]:

@@ -42,6 +42,10 @@ class MLLMConfig:
     # A learned embedding per modality read in place of a lost token (issue 16; a lost token arrives as a NaN
     # row, `models.resilience`). False: the first MLLMs, which read whatever R made of the zeros that arrived.
     lost_token: bool = False
+    # Layers of the projection of a received token into the backbone: 1, a linear map (every MLLM before issue
+    # 12's ablation); 2, LLaVA-1.5's two-layer MLP (Linear, GELU, Linear), which decodes each compressed token
+    # (16 reals) into features before attention mixes them.
+    projector_depth: int = 1
     # The backbone's Llama settings beyond the sizes above (a JSON object of LlamaConfig fields: key/value heads,
     # head_dim, RoPE, RMSNorm epsilon, ...), kept when the backbone came from a Hugging Face checkpoint
     # (`config_from_hf`); "": LlamaConfig's defaults, as every MLLM trained from scratch here.
@@ -90,13 +94,26 @@ def config_from_hf(path: str | Path, base: MLLMConfig, vocab: int) -> MLLMConfig
                                max_positions=hf.max_position_embeddings, backbone=json.dumps(extra, sort_keys=True))
 
 
+def projector(d: int, hidden: int, depth: int) -> nn.Module:
+    """A received token [.., d] -> [.., hidden]: linear (depth 1) or an MLP of `depth` layers with GELU between."""
+    if depth < 1:
+        raise ValueError(f"projector depth must be at least 1, got {depth}")
+    if depth == 1:
+        return nn.Linear(d, hidden)
+    layers: list[nn.Module] = [nn.Linear(d, hidden)]
+    for _ in range(depth - 1):
+        layers += [nn.GELU(), nn.Linear(hidden, hidden)]
+    return nn.Sequential(*layers)
+
+
 class MLLM(nn.Module):
     def __init__(self, cfg: MLLMConfig, backbone: LlamaModel | None = None):
         super().__init__()
         self.cfg = cfg
         self.backbone = backbone if backbone is not None else LlamaModel(cfg.llama())
         self.lm_head = nn.Linear(cfg.hidden, cfg.vocab, bias=False)
-        self.in_proj = nn.ModuleDict({m: nn.Linear(cfg.token_dim, cfg.hidden) for m in MODALITIES})
+        self.in_proj = nn.ModuleDict({m: projector(cfg.token_dim, cfg.hidden, cfg.projector_depth)
+                                      for m in MODALITIES})
         if cfg.image_positions:
             self.image_pos = nn.Parameter(torch.randn(cfg.image_positions, cfg.hidden) * 0.02)
         if cfg.lost_token:

@@ -59,7 +59,8 @@ class TrainConfig:
     spoken_questions: str | None = None
     log_every: int = 0  # >0: a {"step", "task", "loss", ...} record in log.jsonl every so many steps (rank 0)
     # Sizes of the MLLM other than the preset's ((field of MLLMConfig, value), ...: hidden, layers, heads,
-    # intermediate, head_width, head_depth), for capacity ablations; (): the preset's. The checkpoint records them.
+    # intermediate, head_width, head_depth, projector_depth), for ablations; (): the preset's. The checkpoint
+    # records them.
     sizes: tuple[tuple[str, int], ...] = ()
 
 
