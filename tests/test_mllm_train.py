@@ -42,6 +42,18 @@ def test_targets_sit_one_position_before_what_they_predict():
     assert torch.allclose(p.embeds[0, 3:8], m.embed_tokens(img[None], "image")[0])
 
 
+def test_question_first_puts_the_question_before_the_image_and_the_answer_after_sep():
+    v = seq.Vocab(CharBpe())
+    img = torch.randn(5, 4)
+    segs = seq.vqa(v, img, "q?", "ab", question_first=True)
+    assert [s.kind for s in segs] == ["text", "image", "text", "text"]
+    assert segs[0].value == [v["<bos>"], v["<vqa>"], ord("q"), ord("?"), v["<boi>"]]
+    assert segs[2].value == [v["<eoi>"], v["<sep>"]] and segs[3].target
+    p = seq.pack(_model(len(v)), [segs])
+    sep = 5 + 5 + 1  # <bos><vqa>q?<boi> img*5 <eoi> | <sep> predicts the answer's first token
+    assert p.lm_targets[0, sep].item() == ord("a") and (p.lm_targets[0, :sep] == seq.IGNORE).all()
+
+
 def test_vocab_specials_follow_the_bpe_ids_and_decode_drops_them():
     v = seq.Vocab(CharBpe())
     assert len(v) == 128 + len(seq.SPECIALS) and v["<bos>"] == 128
@@ -242,24 +254,24 @@ def test_task_weights_are_parsed_and_bad_ones_refused():
             task_weights_arg(bad)
 
 
-def test_sizes_other_than_the_presets_are_trained_recorded_and_loaded(small_world):
-    """--mllm-size: the capacity ablation trains the asked sizes, and the checkpoint rebuilds them."""
+def test_an_architecture_other_than_the_presets_is_trained_recorded_and_loaded(small_world):
+    """--mllm-arch: the ablation trains the asked sizes and layout, and the checkpoint rebuilds them."""
     from unitocom.mllm.checkpoint import load_mllm
     from unitocom.mllm.train import TrainConfig, train
     d, links = small_world
     tc = TrainConfig(steps=2, batch=4, val_every=2, val_n=2, task_weights=(("vqa", 1),),
-                     sizes=(("hidden", 48), ("heads", 3), ("layers", 1)))
+                     arch=(("hidden", 48), ("heads", 3), ("layers", 1), ("question_first", 1)))
     train(str(d / "data"), str(d / "sized"), links=links, tc=tc, resume=False)
     model, _, saved = load_mllm(d / "sized/mllm.safetensors")
-    assert (model.cfg.hidden, model.cfg.heads, model.cfg.layers) == (48, 3, 1)
-    assert saved["train_config"]["sizes"] == [["hidden", 48], ["heads", 3], ["layers", 1]]
+    assert (model.cfg.hidden, model.cfg.heads, model.cfg.layers, model.cfg.question_first) == (48, 3, 1, True)
+    assert saved["train_config"]["arch"] == [["hidden", 48], ["heads", 3], ["layers", 1], ["question_first", 1]]
 
 
-def test_mllm_size_is_parsed_and_bad_sizes_refused():
+def test_mllm_arch_is_parsed_and_bad_values_refused():
     import argparse
 
-    from unitocom.mllm.cli import sizes_arg
-    assert sizes_arg("hidden=256, heads=8") == (("hidden", 256), ("heads", 8))
-    for bad in ("hidden", "width=3", "hidden=0", "hidden=2,hidden=3", "layers=x"):
+    from unitocom.mllm.cli import arch_arg
+    assert arch_arg("hidden=256, heads=8,question_first=0") == (("hidden", 256), ("heads", 8), ("question_first", 0))
+    for bad in ("hidden", "width=3", "hidden=0", "hidden=2,hidden=3", "layers=x", "question_first=2"):
         with pytest.raises(argparse.ArgumentTypeError):
-            sizes_arg(bad)
+            arch_arg(bad)

@@ -6,7 +6,7 @@
 
 Issue 12 asks where a target is missed by how much and what would reach it (model size, steps). This answers it
 with measurements: each named MLLM (a checkpoint, or a run dir holding mllm.safetensors; train the variants
-with `unitocom train mllm --task-weights ... --mllm-size ... --no-install --run-dir ...`) answers the same test
+with `unitocom train mllm --task-weights ... --mllm-arch ... --no-install --run-dir ...`) answers the same test
 questions IN PROCESS through `unitocom.pipeline.run` (the cores the services call, without gRPC; fig3's path):
 the transmitter's sigma-GenIB link, the channel at each SNR with request i's seed = seed + i, and the base
 station reading the received tokens with that MLLM. Every MLLM therefore sees the very same questions and
@@ -40,7 +40,8 @@ from unitocom.train.provenance import command_argv, file_sha256, git_state, writ
 FORMAT = "unitocom-results/ablation/1"
 ROOT = Path(__file__).resolve().parents[1]
 OBJECTIVE = "sigma-genib"  # the letter's link (fig3.SCHEME "unitocom" sends with it)
-SIZE_FIELDS = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth", "projector_depth")
+SIZE_FIELDS = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth", "projector_depth",
+               "question_first")
 CSV_FIELDS = ["mllm", "task", "snr_db", "channel", "n", "metric", "value", "ci_low", "ci_high", "chance"]
 
 
@@ -166,6 +167,7 @@ def _recipe(r: dict) -> str:
     mix = ", ".join(f"{t} {w}" for t, w in (r.get("task_weights") or [])) or "?"
     s = r.get("sizes") or {}
     proj = f", MLP projector ({s['projector_depth']} layers)" if (s.get("projector_depth") or 1) > 1 else ""
+    proj += ", question before image" if s.get("question_first") else ""
     return (f"{s.get('layers')} x {s.get('hidden')}{proj}, {(r.get('parameters') or 0) / 1e6:.1f} M | {mix} | "
             f"{r.get('steps')} x {r.get('batch')} ({vqa_steps(r)} VQA)")
 

@@ -29,17 +29,21 @@ def task_weights_arg(text: str) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
-SIZES = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth", "projector_depth")
+ARCH = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth", "projector_depth", "question_first")
+FLAGS = ("question_first",)  # 0 or 1
 
 
-def sizes_arg(text: str) -> tuple[tuple[str, int], ...]:
-    """"hidden=256,heads=8" -> (("hidden", 256), ("heads", 8)): MLLM sizes other than the preset's."""
+def arch_arg(text: str) -> tuple[tuple[str, int], ...]:
+    """"hidden=256,heads=8" -> (("hidden", 256), ("heads", 8)): MLLM architecture other than the preset's."""
     out: dict[str, int] = {}
     for part in text.split(","):
         name, eq, value = part.strip().partition("=")
-        if not eq or name not in SIZES or not value.strip().isdigit() or int(value) < 1:
+        value = value.strip()
+        ok = value.isdigit() and (int(value) in (0, 1) if name in FLAGS else int(value) >= 1)
+        if not eq or name not in ARCH or not ok:
             raise argparse.ArgumentTypeError(
-                f"{part.strip()!r}: expected NAME=N with NAME one of {', '.join(SIZES)} and N at least 1")
+                f"{part.strip()!r}: expected NAME=N with NAME one of {', '.join(ARCH)}, N at least 1 "
+                f"({', '.join(FLAGS)}: 0 or 1)")
         if name in out:
             raise argparse.ArgumentTypeError(f"{name} named twice")
         out[name] = int(value)
@@ -98,10 +102,12 @@ def add_train_command(sub) -> None:
                    help="steps per task in each cycle, e.g. vqa=1 for a VQA-only ablation (tasks: vqa, t2i, asr, "
                         "svqa with --spoken; a task left out is not trained, still validated); default vqa=2,t2i=1,"
                         "asr=1 (with --spoken vqa=2,svqa=2,t2i=1,asr=1)")
-    m.add_argument("--mllm-size", type=sizes_arg, default=None, metavar="NAME=N,...",
-                   help="MLLM sizes other than the preset's, for capacity ablations, e.g. hidden=256,heads=8,"
-                        "intermediate=688 (names: " + ", ".join(SIZES) + "; hidden must divide by heads); the "
-                        "checkpoint records them and the base station builds what it records")
+    m.add_argument("--mllm-arch", type=arch_arg, default=None, metavar="NAME=N,...",
+                   help="MLLM architecture other than the preset's, for ablations (`unitocom ablate`), e.g. "
+                        "hidden=256,heads=8,intermediate=688 or projector_depth=2 (LLaVA-1.5's MLP projection) or "
+                        "question_first=1 (VQA reads the question before the image); names: " + ", ".join(ARCH) +
+                        "; hidden must divide by heads. The checkpoint records it and the base station builds what "
+                        "it records")
     m.add_argument("--head-steps", type=int, default=0, metavar="N",
                    help="then train the diffusion head alone for N more steps on the frozen model's cached hidden "
                         "states (`train mllm-head`; VQA and ASR unchanged); 0: none")
@@ -151,14 +157,14 @@ def _cmd_mllm(args) -> int:
         raise UserError("--spoken and --resilient: one variant per run (train the spoken MLLM from the letter's)")
     if args.task_weights and "svqa" in dict(args.task_weights) and not args.spoken:
         raise UserError("--task-weights svqa=...: spoken VQA is trained with --spoken only")
-    if args.mllm_size:
+    if args.mllm_arch:
         if args.init_backbone or args.resilient or args.spoken or args.init:
-            raise UserError("--mllm-size: a model trained from scratch only (--init-backbone, --init, --resilient "
-                            "and --spoken take the sizes of the model they start from)")
+            raise UserError("--mllm-arch: a model trained from scratch only (--init-backbone, --init, --resilient "
+                            "and --spoken take the architecture of the model they start from)")
         sizes = {**{"hidden": PRESETS[args.preset].mllm_hidden, "heads": PRESETS[args.preset].mllm_heads},
-                 **dict(args.mllm_size)}
+                 **dict(args.mllm_arch)}
         if sizes["hidden"] % sizes["heads"]:
-            raise UserError(f"--mllm-size: hidden {sizes['hidden']} does not divide by heads {sizes['heads']}")
+            raise UserError(f"--mllm-arch: hidden {sizes['hidden']} does not divide by heads {sizes['heads']}")
     if args.spoken_questions and not args.spoken:
         raise UserError("--spoken-questions is read with --spoken only")
     spoken_dir = None
@@ -179,7 +185,7 @@ def _cmd_mllm(args) -> int:
                      **({"task_weights": args.task_weights} if args.task_weights else
                         {"task_weights": (("vqa", 2), ("svqa", 2), ("t2i", 1), ("asr", 1))} if args.spoken else {}),
                      init_backbone=args.init_backbone, compute=compute_from_args(args), log_every=args.log_every,
-                     sizes=args.mllm_size or ())
+                     arch=args.mllm_arch or ())
     if tc.init and not Path(tc.init).exists():
         raise UserError(f"--init {tc.init}: no such MLLM checkpoint (train it first with `unitocom train mllm`)")
     if tc.init_backbone and not (Path(tc.init_backbone) / "config.json").is_file():

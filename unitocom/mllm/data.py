@@ -98,6 +98,7 @@ class TaskData:
     and audio tokens lose some tokens, as NaN rows (`models.resilience`)."""
 
     token_dropout = False
+    question_first = False  # VQA sequences put the question before the image (the MLLM's config says which)
 
     def __init__(self, data_dir: str | Path, split: str, image_link, audio_link, frontend, vocab: seq.Vocab,
                  size_px: int, limit: int | None = None, max_audio_chunks: int = 4,
@@ -174,7 +175,7 @@ class TaskData:
             rx = received(self.image_link, mu, snr_db, channel, gen)
             if self.token_dropout:
                 rx = rz.with_nan_rows(rx, rz.training_mask(rx.shape[0], rx.shape[1], gen))
-            return [seq.vqa(v, rx[b], q, a) for b, (_, q, a) in enumerate(items)]
+            return [seq.vqa(v, rx[b], q, a, self.question_first) for b, (_, q, a) in enumerate(items)]
         if task == "asr":
             out = []
             for b, i in enumerate(idx):

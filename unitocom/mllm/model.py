@@ -46,6 +46,9 @@ class MLLMConfig:
     # 12's ablation); 2, LLaVA-1.5's two-layer MLP (Linear, GELU, Linear), which decodes each compressed token
     # (16 reals) into features before attention mixes them.
     projector_depth: int = 1
+    # VQA's sequence order: False, image then question (every MLLM before issue 12's ablation); True, question
+    # then image, so that the causal backbone reads the image tokens knowing what is asked (`sequences.vqa`).
+    question_first: bool = False
     # The backbone's Llama settings beyond the sizes above (a JSON object of LlamaConfig fields: key/value heads,
     # head_dim, RoPE, RMSNorm epsilon, ...), kept when the backbone came from a Hugging Face checkpoint
     # (`config_from_hf`); "": LlamaConfig's defaults, as every MLLM trained from scratch here.

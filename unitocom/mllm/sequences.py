@@ -69,9 +69,16 @@ class Segment:
     target: bool = False
 
 
-def vqa(v: Vocab, image_tokens: torch.Tensor, question: str, answer: str | None) -> list[Segment]:
-    segs = [Segment("text", [v["<bos>"], v["<vqa>"], v["<boi>"]]), Segment("image", image_tokens),
-            Segment("text", [v["<eoi>"]] + v.encode(question) + [v["<sep>"]])]
+def vqa(v: Vocab, image_tokens: torch.Tensor, question: str, answer: str | None,
+        question_first: bool = False) -> list[Segment]:
+    """<bos><vqa><boi> image <eoi> question <sep> | answer <eos>; question_first (an MLLM whose config says so):
+    <bos><vqa> question <boi> image <eoi><sep> | ..., so that a causal model reads the image knowing the question."""
+    if question_first:
+        segs = [Segment("text", [v["<bos>"], v["<vqa>"]] + v.encode(question) + [v["<boi>"]]),
+                Segment("image", image_tokens), Segment("text", [v["<eoi>"], v["<sep>"]])]
+    else:
+        segs = [Segment("text", [v["<bos>"], v["<vqa>"], v["<boi>"]]), Segment("image", image_tokens),
+                Segment("text", [v["<eoi>"]] + v.encode(question) + [v["<sep>"]])]
     if answer is not None:
         segs.append(Segment("text", v.target(answer) + [v["<eos>"]], target=True))
     return segs

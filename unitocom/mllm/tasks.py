@@ -52,7 +52,7 @@ def answer(model: MLLM, vocab: seq.Vocab, image_tokens: list[torch.Tensor], ques
            max_new: int = 8, clock: Clock = NOT_TIMED, batched: bool = False) -> list[str]:
     """VQA: received image tokens [S_v, d] and a question each -> answer text. batched: one forward for all
     (the base station's dynamic batching); otherwise one prompt at a time. Both give the same answers."""
-    prompts = [seq.vqa(vocab, t, q, None) for t, q in zip(image_tokens, questions)]
+    prompts = [seq.vqa(vocab, t, q, None, model.cfg.question_first) for t, q in zip(image_tokens, questions)]
     if batched and len(prompts) > 1:
         return _generate_batch(model, vocab, prompts, max_new, clock)
     return _generate(model, vocab, prompts, max_new, clock)

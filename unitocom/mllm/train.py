@@ -58,10 +58,10 @@ class TrainConfig:
     # (`unitocom data spoken-questions`); None: no spoken questions (the task is left out of the mix).
     spoken_questions: str | None = None
     log_every: int = 0  # >0: a {"step", "task", "loss", ...} record in log.jsonl every so many steps (rank 0)
-    # Sizes of the MLLM other than the preset's ((field of MLLMConfig, value), ...: hidden, layers, heads,
-    # intermediate, head_width, head_depth, projector_depth), for ablations; (): the preset's. The checkpoint
-    # records them.
-    sizes: tuple[tuple[str, int], ...] = ()
+    # MLLM architecture other than the preset's ((field of MLLMConfig, value), ...: hidden, layers, heads,
+    # intermediate, head_width, head_depth, projector_depth, question_first), for ablations; (): the preset's.
+    # The checkpoint's config records it.
+    arch: tuple[tuple[str, int], ...] = ()
 
 
 STATE_FILE = "train_state.safetensors"
@@ -244,10 +244,11 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
     if tc.init_backbone:
         from unitocom.mllm.model import config_from_hf
         mcfg = config_from_hf(tc.init_backbone, mcfg, len(vocab))
-    if tc.sizes:
-        mcfg = dataclasses.replace(mcfg, **dict(tc.sizes))
+    if tc.arch:
+        mcfg = dataclasses.replace(mcfg, **{k: bool(v) if k == "question_first" else v for k, v in tc.arch})
     if tc.token_dropout:
         mcfg = dataclasses.replace(mcfg, lost_token=True)
+    train_data.question_first = val_data.question_first = mcfg.question_first
     train_data.token_dropout = tc.token_dropout  # validation reads whole sequences: the zero-loss quality
     torch.manual_seed(tc.seed)
     model = build_model(mcfg, tc)
@@ -415,7 +416,8 @@ def validate(model: MLLM, data: TaskData, tc: TrainConfig, channel: TorchChannel
     for snr_db, loss in (points if n else []):
         idx = list(range(n))
         items = [data.questions[i] for i in idx]
-        rx = [ex[1].value for ex in data.examples("vqa", idx, torch.full((n,), snr_db), channel, gen)]
+        rx = [next(s.value for s in ex if s.kind == "image")
+              for ex in data.examples("vqa", idx, torch.full((n,), snr_db), channel, gen)]
         if loss:
             from unitocom.models import resilience as rz
             rx = [rz.with_nan_rows(t, rz.lost_iid(1, t.shape[0], torch.tensor([loss]), gen)[0]) for t in rx]
