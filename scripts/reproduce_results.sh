@@ -10,6 +10,8 @@
 #                                         training and 1.5 h of VQA (500 questions) and T2I (FIG3_T2I_N=100
 #                                         captions) per length and SNR on 2 cores)
 #   scripts/reproduce_results.sh packets  issue 16's packet-loss and token-budget sweeps into results/ (~1 h)
+#   scripts/reproduce_results.sh ablation issue 12's MLLM ablation into results/: four VQA-only MLLMs, one change
+#                                         each, against the shipped one (about 1.5 h of training on 2 cores)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -96,5 +98,28 @@ if [ "$what" = packets ]; then
     $U loss-sweep --sweep $sweep --snr-db 20 --n-vqa "${N_VQA:-500}" --n-images "${N_IMAGES:-300}" --workers 4 \
        --out results --target $T --resume --quiet
   done
+  .venv/bin/python scripts/results_tables.py
+fi
+
+if [ "$what" = ablation ]; then
+  # Issue 12: what would lift VQA. Four single-task (VQA-only) MLLMs, each with as many VQA steps as the shipped
+  # multitask MLLM had (4000 of its 8000), one change each from the preset: none; twice the width; LLaVA-1.5's
+  # MLP projection of the received tokens; the question before the image. Two train at a time, one per core, into
+  # runs/ablation/<name> (resumable); then `unitocom ablate` scores them and the shipped MLLM in process on the
+  # same 1000 test questions and channel draws at 0 and 20 dB Rayleigh (paired differences).
+  vqa_only() {  # NAME [--mllm-arch ...]: a finished run (its mllm.safetensors) is kept as it is
+    local dir="runs/ablation/$1"; shift
+    [ -f "$dir/mllm.safetensors" ] || $U train mllm --objective sigma-genib --task-weights vqa=1 --steps 4000 \
+      --batch-size 64 --val-every 1000 --snr-db=-5:25 --no-install --run-dir "$dir" "$@"
+  }
+  (vqa_only vqa-only
+   vqa_only vqa-only-mlp-projector --mllm-arch projector_depth=2
+   vqa_only vqa-only-question-first --mllm-arch question_first=1) &
+  vqa_only vqa-only-wide --mllm-arch hidden=256,heads=8,intermediate=688
+  wait
+  $U ablate --mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm vqa-only=runs/ablation/vqa-only \
+     --mllm vqa-only-wide=runs/ablation/vqa-only-wide --mllm vqa-only-mlp-projector=runs/ablation/vqa-only-mlp-projector \
+     --mllm vqa-only-question-first=runs/ablation/vqa-only-question-first --snr-db 0,20 --channel rayleigh \
+     --n-vqa 1000 --workers 8 --out results --resume
   .venv/bin/python scripts/results_tables.py
 fi
