@@ -119,7 +119,8 @@ if [ "$what" = ablation ]; then
   wait
   $U ablate --mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm vqa-only=runs/ablation/vqa-only \
      --mllm vqa-only-wide=runs/ablation/vqa-only-wide --mllm vqa-only-mlp-projector=runs/ablation/vqa-only-mlp-projector \
-     --mllm vqa-only-question-first=runs/ablation/vqa-only-question-first --snr-db 0,20 --channel rayleigh \
+     --mllm vqa-only-question-first=runs/ablation/vqa-only-question-first --reference shipped,vqa-only \
+     --snr-db 0,20 --channel rayleigh \
      --n-vqa 1000 --workers 8 --out results --resume
   .venv/bin/python scripts/results_tables.py
 fi

@@ -40,8 +40,10 @@ def test_paired_differences_are_per_question_and_say_when_they_separate():
     def p(name, bits):
         return {"mllm": name, "snr_db": 20.0, "channel": "rayleigh", "correct": bits}
     ref, same, better = p("ref", "0101010101" * 10), p("same", "0101010101" * 10), p("better", "1111111101" * 10)
-    out = {d["mllm"]: d for d in ablation.paired([ref, same, better], "ref")}
+    out = {d["mllm"]: d for d in ablation.paired([ref, same, better], ["ref"])}
     assert set(out) == {"same", "better"}
+    both = {(d["mllm"], d["reference"]) for d in ablation.paired([ref, same, better], ["ref", "same"])}
+    assert both == {("same", "ref"), ("better", "ref"), ("ref", "same"), ("better", "same")}
     assert out["same"]["difference"] == 0 and not out["same"]["separates"]
     assert out["better"]["difference"] == pytest.approx(0.4) and out["better"]["separates"]
     assert out["better"]["ci_low"] > 0
@@ -62,7 +64,7 @@ def test_ablate_scores_each_mllm_on_the_same_questions_and_writes_the_files(tmp_
     assert doc["header"]["mllms"]["a"]["sizes"]["hidden"] == 128 and doc["header"]["links_sha256"]
     assert (tmp_path / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = ablation.table(doc, "results/ablation.json")
-    assert "| a | 4 x 128" in text and "| b |" in text and "+0.000" in text
+    assert "| a | 4 x 128" in text and "| b |" in text and "| b - a | +0.000" in text
     again = ablation.run(_args(tmp_path, heldout_data, f"a={SHIPPED}", resume=True), ["ablate"])
     assert again["points"] == [a]  # kept, not measured again (same file, same questions)
 

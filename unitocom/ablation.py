@@ -17,7 +17,7 @@ It writes
                      parameters, task mix, steps, batch, training wall time and validation figures), `points`
                      (one per MLLM and SNR: accuracy with its Wilson 95 % interval, the majority-class chance on
                      the same questions, accuracy per question family, and the 0/1 outcome per question) and
-                     `paired` (each MLLM minus the reference on the same questions: bootstrap 95 % interval);
+                     `paired` (each MLLM minus each reference on the same questions: bootstrap 95 % interval);
   OUT/ablation.csv   the points, one row each;
   OUT/ablation.png   accuracy per MLLM and SNR with its interval, and per question family at the highest SNR.
 `scripts/results_tables.py` writes the README's `<!-- results:ablation -->` block from the JSON (`table`).
@@ -84,22 +84,24 @@ def point(name: str, snr_db: float, channel: str, correct: list[float], items: l
             "correct": "".join("1" if c else "0" for c in correct)}
 
 
-def paired(points: list[dict], reference: str, n_resamples: int = 2000, seed: int = 0) -> list[dict]:
-    """Each MLLM minus `reference` at each SNR, on the same questions: mean difference and bootstrap interval."""
+def paired(points: list[dict], references: list[str], n_resamples: int = 2000, seed: int = 0) -> list[dict]:
+    """Each MLLM minus each of `references` (not itself) at each SNR, on the same questions: mean difference and
+    bootstrap interval."""
     import numpy as np
 
     from unitocom.results import mean_interval
-    ref = {(p["snr_db"], p["channel"]): p for p in points if p["mllm"] == reference}
     out = []
-    for p in points:
-        r = ref.get((p["snr_db"], p["channel"]))
-        if p["mllm"] == reference or r is None or len(r["correct"]) != len(p["correct"]):
-            continue
-        d = np.array([int(a) - int(b) for a, b in zip(p["correct"], r["correct"])], dtype=float)
-        lo, hi = mean_interval(d, n_resamples, seed)
-        out.append({"mllm": p["mllm"], "reference": reference, "snr_db": p["snr_db"], "channel": p["channel"],
-                    "n": len(d), "difference": float(d.mean()), "ci_low": lo, "ci_high": hi,
-                    "separates": bool(lo > 0 or hi < 0)})
+    for reference in references:
+        ref = {(p["snr_db"], p["channel"]): p for p in points if p["mllm"] == reference}
+        for p in points:
+            r = ref.get((p["snr_db"], p["channel"]))
+            if p["mllm"] == reference or r is None or len(r["correct"]) != len(p["correct"]):
+                continue
+            d = np.array([int(a) - int(b) for a, b in zip(p["correct"], r["correct"])], dtype=float)
+            lo, hi = mean_interval(d, n_resamples, seed)
+            out.append({"mllm": p["mllm"], "reference": reference, "snr_db": p["snr_db"], "channel": p["channel"],
+                        "n": len(d), "difference": float(d.mean()), "ci_low": lo, "ci_high": hi,
+                        "separates": bool(lo > 0 or hi < 0)})
     return out
 
 
@@ -173,7 +175,7 @@ def _recipe(r: dict) -> str:
 
 
 def table(fig: dict, source: str) -> str:
-    """The README block: accuracy per MLLM and SNR, its recipe, and the paired differences to the reference."""
+    """The README block: accuracy per MLLM and SNR, its recipe, and the paired differences to the references."""
     h, points = fig["header"], fig["points"]
     snrs = sorted({p["snr_db"] for p in points})
     at = {(p["mllm"], p["snr_db"]): p for p in points}
@@ -202,16 +204,20 @@ def table(fig: dict, source: str) -> str:
         lines.append("| chance | " + " | ".join(f"{p['by_family'].get(f, {}).get('chance', float('nan')):.2f}"
                                                 for f in families) + " |")
     if fig.get("paired"):
-        lines += ["", f"*paired differences (MLLM minus {h['reference']}, same questions and channel draws; "
-                      "bootstrap 95 % interval; ** where it excludes 0)*", "",
-                  "| MLLM | " + " | ".join(f"{s:g} dB" for s in snrs) + " |", "|---|" + "---|" * len(snrs)]
-        by = {(d["mllm"], d["snr_db"]): d for d in fig["paired"]}
-        for name in h["mllms"]:
-            if name == h["reference"]:
-                continue
-            cells = [(lambda d: "–" if d is None else f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, "
-                      f"{d['ci_high']:+.3f}]{' **' if d['separates'] else ''}")(by.get((name, s))) for s in snrs]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += ["", "*paired differences (same questions and channel draws; bootstrap 95 % interval; ** where it "
+                      "excludes 0)*", "",
+                  "| difference | " + " | ".join(f"{s:g} dB" for s in snrs) + " |", "|---|" + "---|" * len(snrs)]
+        by = {(d["mllm"], d["reference"], d["snr_db"]): d for d in fig["paired"]}
+        shown: set[frozenset] = set()
+        for reference in h["references"]:
+            for name in h["mllms"]:
+                if not any((name, reference, s) in by for s in snrs) or {name, reference} in shown:
+                    continue  # no such pair, or its mirror image is already a row
+                shown.add(frozenset((name, reference)))
+                cells = [(lambda d: "–" if d is None else f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, "
+                          f"{d['ci_high']:+.3f}]{' **' if d['separates'] else ''}")(by.get((name, reference, s)))
+                         for s in snrs]
+                lines.append(f"| {name} - {reference} | " + " | ".join(cells) + " |")
     n = max(p["n"] for p in points)
     lines += ["", f"n = {n} {h['split']} questions per point, {points[0]['channel']}; 95 % intervals. From `{source}` "
                   f"(commit {h['git_commit'][:10]}{' (dirty tree)' if h.get('git_dirty') else ''}, {h['date']}): "
@@ -234,9 +240,11 @@ def run(args, argv: list[str]) -> dict:
     missing = [f"{n}={p}" for n, p in args.mllm if not p.is_file()]
     if missing:
         raise UserError(f"--mllm: no MLLM checkpoint at {', '.join(missing)}")
-    reference = args.reference or names[0]
-    if reference not in names:
-        raise UserError(f"--reference {reference}: not one of the --mllm names ({', '.join(names)})")
+    references = [r.strip() for r in (args.reference or names[0]).split(",") if r.strip()]
+    unknown = [r for r in references if r not in names]
+    if unknown or not references:
+        raise UserError(f"--reference {args.reference}: {', '.join(unknown) or 'no name'} is not one of the --mllm "
+                        f"names ({', '.join(names)})")
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -254,7 +262,7 @@ def run(args, argv: list[str]) -> dict:
               "git_commit": commit, "git_dirty": dirty,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "data": str(args.data), "split": args.split, "seed": args.seed, "channel": args.channel,
-              "reference": reference, "mllms": mllms,
+              "references": references, "mllms": mllms,
               "links_sha256": {p.name: file_sha256(p) for p in links if p.exists()}}
     items, _ = vqa_items(data_dir, args.split, args.n_vqa)
     if not items:
@@ -274,7 +282,7 @@ def run(args, argv: list[str]) -> dict:
 
     def save():
         write_atomic(paths["json"], json.dumps({"header": header, "points": points,
-                                                "paired": paired(points, reference)}, indent=2) + "\n")
+                                                "paired": paired(points, references)}, indent=2) + "\n")
         write_csv(paths["csv"], points)
 
     for name, path in args.mllm:
@@ -294,7 +302,7 @@ def run(args, argv: list[str]) -> dict:
             save()
     save()
     plot(paths["png"], points)
-    return {"header": header, "points": points, "paired": paired(points, reference), "paths": paths}
+    return {"header": header, "points": points, "paired": paired(points, references), "paths": paths}
 
 
 def add_subparser(sub) -> None:
@@ -304,7 +312,8 @@ def add_subparser(sub) -> None:
     p.add_argument("--mllm", type=named_mllm, action="append", required=True, metavar="NAME=PATH",
                    help="an MLLM to score (a checkpoint, or a run dir with mllm.safetensors); repeat for each; all "
                         "must read the sigma-GenIB link of their image token count")
-    p.add_argument("--reference", default=None, help="the NAME the paired differences subtract (default: the first)")
+    p.add_argument("--reference", default=None, metavar="NAME[,NAME...]",
+                   help="the MLLM(s) the paired differences subtract, each from every other (default: the first)")
     p.add_argument("--snr-db", type=snr_points_arg, default="0,20", help="A:B:STEP or a comma list (dB)")
     p.add_argument("--channel", default="rayleigh", help="awgn | rayleigh | rician | noiseless")
     p.add_argument("--n-vqa", type=int, default=1000, help="test questions per (MLLM, SNR) point")
