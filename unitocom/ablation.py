@@ -1,8 +1,8 @@
 """`unitocom ablate`: MLLMs trained differently, scored on the same VQA questions through the same pipeline.
 
     unitocom ablate --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \\
-        --mllm vqa-only=runs/probe-vqa-only --mllm vqa-only-wide=runs/probe-vqa-only-wide \\
-        --snr-db 0,20 --channel rayleigh --n-vqa 1000 --out results
+        --mllm vqa-only=runs/ablation/vqa-only --mllm vqa-only-wide=runs/ablation/vqa-only-wide \\
+        --reference shipped,vqa-only --snr-db 0,20 --channel rayleigh --n-vqa 1000 --out results
 
 Issue 12 asks where a target is missed by how much and what would reach it (model size, steps). This answers it
 with measurements: each named MLLM (a checkpoint, or a run dir holding mllm.safetensors; train the variants
