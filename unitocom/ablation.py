@@ -257,7 +257,8 @@ def run(args, argv: list[str]) -> dict:
     commit, dirty = git_state(ROOT)
     ck = checkpoint_dir()
     # the links the MLLMs were trained on (the base station reads them), and the transmitter's text link
-    links = sorted({ck / f for r in mllms.values() for f in r["links"].values()} | {ck / "text-sigma-genib.safetensors"})
+    links = sorted({ck / f for r in mllms.values() for f in r["links"].values()}
+                   | {ck / "text-sigma-genib.safetensors"})
     header = {"format": FORMAT, "command": "unitocom " + " ".join(shlex.quote(a) for a in argv),
               "git_commit": commit, "git_dirty": dirty,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
