@@ -20,3 +20,10 @@ class DataMissing(UserError, FileNotFoundError):
 
 class CheckpointMissing(UserError, FileNotFoundError):
     """A checkpoint a command needs is not installed."""
+
+
+def require_at_least_one(args, names: tuple[str, ...]) -> None:
+    """A UserError naming the first of the options `names` (argparse dests) that is below 1."""
+    for k in names:
+        if getattr(args, k) < 1:
+            raise UserError(f"--{k.replace('_', '-')} must be at least 1")

@@ -32,7 +32,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from unitocom.errors import UserError
+from unitocom.errors import UserError, require_at_least_one
 from unitocom.link.snr import snr_points_arg
 from unitocom.train.provenance import command_argv, file_sha256, git_state, tensors_sha256, write_atomic
 
@@ -351,9 +351,7 @@ def add_subparser(sub) -> None:
 
 def _cmd_fig2(args) -> int:
     from unitocom import client
-    for k in ("n_vqa", "n_asr", "n_t2i", "resamples", "fid_resamples", "workers"):
-        if getattr(args, k) < 1:
-            raise UserError(f"--{k.replace('_', '-')} must be at least 1")
+    require_at_least_one(args, ("n_vqa", "n_asr", "n_t2i", "resamples", "fid_resamples", "workers"))
     try:
         res = run(args, command_argv("fig2", args))
     except client.RpcError as e:

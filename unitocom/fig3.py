@@ -54,7 +54,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from unitocom.errors import CheckpointMissing, UserError
+from unitocom.errors import CheckpointMissing, UserError, require_at_least_one
 from unitocom.link.snr import snr_interval_arg, snr_points_arg
 from unitocom.train.provenance import command_argv, file_sha256, git_state, write_atomic
 
@@ -606,14 +606,17 @@ def add_subparser(sub) -> None:
     p.set_defaults(func=_cmd_fig3)
 
 
-def _cmd_fig3(args) -> int:
+def require_channel(channel: str) -> None:
+    """A UserError unless `channel` is a channel model the pipeline knows (noiseless included)."""
     from unitocom import client
     channels = client.choices().get("channel", [])
-    if args.channel not in channels:
-        raise UserError(f"--channel: unknown channel model {args.channel!r}; choose from {', '.join(channels)}")
-    for k in ("steps", "val_every", "val_n", "batch_size", "threads", "workers"):
-        if getattr(args, k) < 1:
-            raise UserError(f"--{k.replace('_', '-')} must be at least 1")
+    if channel not in channels:
+        raise UserError(f"--channel: unknown channel model {channel!r}; choose from {', '.join(channels)}")
+
+
+def _cmd_fig3(args) -> int:
+    require_channel(args.channel)
+    require_at_least_one(args, ("steps", "val_every", "val_n", "batch_size", "threads", "workers"))
     for k in ("n_vqa", "t2i_n"):
         if getattr(args, k) < 0:
             raise UserError(f"--{k.replace('_', '-')} must be 0 or more")
