@@ -260,18 +260,20 @@ def test_an_architecture_other_than_the_presets_is_trained_recorded_and_loaded(s
     from unitocom.mllm.train import TrainConfig, train
     d, links = small_world
     tc = TrainConfig(steps=2, batch=4, val_every=2, val_n=2, task_weights=(("vqa", 1),),
-                     arch=(("hidden", 48), ("heads", 3), ("layers", 1), ("question_first", 1)))
+                     arch=(("hidden", 48), ("heads", 3), ("layers", 1), ("question_first", True)))
     train(str(d / "data"), str(d / "sized"), links=links, tc=tc, resume=False)
     model, _, saved = load_mllm(d / "sized/mllm.safetensors")
     assert (model.cfg.hidden, model.cfg.heads, model.cfg.layers, model.cfg.question_first) == (48, 3, 1, True)
-    assert saved["train_config"]["arch"] == [["hidden", 48], ["heads", 3], ["layers", 1], ["question_first", 1]]
+    assert saved["train_config"]["arch"] == [["hidden", 48], ["heads", 3], ["layers", 1], ["question_first", True]]
 
 
 def test_mllm_arch_is_parsed_and_bad_values_refused():
     import argparse
 
     from unitocom.mllm.cli import arch_arg
-    assert arch_arg("hidden=256, heads=8,question_first=0") == (("hidden", 256), ("heads", 8), ("question_first", 0))
+    parsed = arch_arg("hidden=256, heads=8,question_first=0")
+    assert parsed == (("hidden", 256), ("heads", 8), ("question_first", False))
+    assert all(type(v) is (bool if k == "question_first" else int) for k, v in parsed)
     for bad in ("hidden", "width=3", "hidden=0", "hidden=2,hidden=3", "layers=x", "question_first=2"):
         with pytest.raises(argparse.ArgumentTypeError):
             arch_arg(bad)

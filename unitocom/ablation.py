@@ -33,7 +33,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from unitocom.errors import UserError
+from unitocom.errors import UserError, require_at_least_one
 from unitocom.link.snr import snr_points_arg
 from unitocom.train.provenance import command_argv, file_sha256, git_state, write_atomic
 
@@ -56,9 +56,8 @@ def named_mllm(text: str) -> tuple[str, Path]:
 
 def describe(path: Path) -> dict:
     """What an MLLM checkpoint says of itself (without building it): sizes, parameters, training recipe."""
-    from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f:
-        meta = dict(f.metadata() or {})
+    from unitocom.train.scaffold import state_meta
+    meta = state_meta(path)  # the safetensors header alone
     cfg, info = json.loads(meta.get("config", "{}")), json.loads(meta.get("meta", "{}"))
     tc = info.get("train_config") or {}
     return {"path": str(path), "sha256": file_sha256(path), "parameters": info.get("parameters"),
@@ -70,18 +69,15 @@ def describe(path: Path) -> dict:
             "command": info.get("command"), "head_command": info.get("head_command")}
 
 
-def point(name: str, snr_db: float, channel: str, correct: list[float], items: list[dict],
+def point(name: str, tokens: int, snr_db: float, channel: str, correct: list[float], items: list[dict],
           guess: list[str]) -> dict:
-    """One (MLLM, SNR) point: accuracy and Wilson interval, chance and per-family accuracy on these questions."""
-    from unitocom.results import wilson
+    """One (MLLM, SNR) point: fig3's accuracy point (Wilson interval, 0/1 per question), with the chance and the
+    per-family accuracy on these questions."""
+    from unitocom.fig3 import accuracy_point
     from unitocom.task_eval import vqa_by_family
-    n, k = len(correct), int(round(sum(correct)))
-    lo, hi = wilson(k, n)
-    return {"mllm": name, "task": "vqa", "snr_db": float(snr_db), "channel": channel, "n": n, "metric": "accuracy",
-            "value": k / n, "ci_low": lo, "ci_high": hi,
-            "chance": sum(g == q["answer"] for g, q in zip(guess, items)) / n,
-            "by_family": vqa_by_family(items, correct, guess),
-            "correct": "".join("1" if c else "0" for c in correct)}
+    return {"mllm": name, **accuracy_point(tokens, snr_db, channel, correct),
+            "chance": sum(g == q["answer"] for g, q in zip(guess, items)) / len(items),
+            "by_family": vqa_by_family(items, correct, guess)}
 
 
 def paired(points: list[dict], references: list[str], n_resamples: int = 2000, seed: int = 0) -> list[dict]:
@@ -231,7 +227,7 @@ def run(args, argv: list[str]) -> dict:
     from unitocom.data.layouts import require_data
     from unitocom.fig3 import eval_config, measure_vqa
     from unitocom.schemes.learned import checkpoint_dir
-    from unitocom.task_eval import majority_guess, vqa_items
+    from unitocom.task_eval import vqa_items
     torch.set_num_threads(max(1, args.threads))
     data_dir = require_data(args.data)
     names = [n for n, _ in args.mllm]
@@ -265,10 +261,9 @@ def run(args, argv: list[str]) -> dict:
               "data": str(args.data), "split": args.split, "seed": args.seed, "channel": args.channel,
               "references": references, "mllms": mllms,
               "links_sha256": {p.name: file_sha256(p) for p in links if p.exists()}}
-    items, _ = vqa_items(data_dir, args.split, args.n_vqa)
+    items, guess = vqa_items(data_dir, args.split, args.n_vqa)  # guess: each family's majority answer
     if not items:
         raise UserError(f"no questions in the {args.split} split of {data_dir}")
-    guess = majority_guess(data_dir, items)
     kept = {}
     if args.resume and paths["json"].exists():
         old = json.loads(paths["json"].read_text())
@@ -297,7 +292,7 @@ def run(args, argv: list[str]) -> dict:
             desc = f"vqa {name} {snr:g} dB {args.channel}"
             correct = measure_vqa(cfg, items, data_dir, args.split, snr, args.channel, args.seed, desc, args.quiet,
                                   args.workers)
-            points.append(point(name, snr, args.channel, correct, items, guess))
+            points.append(point(name, tokens, snr, args.channel, correct, items, guess))
             p = points[-1]
             log(f"  {desc}: accuracy {p['value']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}] n={p['n']}")
             save()
@@ -335,13 +330,9 @@ def add_subparser(sub) -> None:
 
 
 def _cmd_ablate(args) -> int:
-    from unitocom import client
-    channels = client.choices().get("channel", [])
-    if args.channel not in channels:
-        raise UserError(f"--channel: unknown channel model {args.channel!r}; choose from {', '.join(channels)}")
-    for k in ("n_vqa", "threads", "workers"):
-        if getattr(args, k) < 1:
-            raise UserError(f"--{k.replace('_', '-')} must be at least 1")
+    from unitocom.fig3 import require_channel
+    require_channel(args.channel)
+    require_at_least_one(args, ("n_vqa", "threads", "workers"))
     res = run(args, command_argv("ablate", args))
     print(table({"header": res["header"], "points": res["points"], "paired": res["paired"]},
                 str(res["paths"]["json"])))

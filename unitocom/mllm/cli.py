@@ -33,9 +33,10 @@ ARCH = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth",
 FLAGS = ("question_first",)  # 0 or 1
 
 
-def arch_arg(text: str) -> tuple[tuple[str, int], ...]:
-    """"hidden=256,heads=8" -> (("hidden", 256), ("heads", 8)): MLLM architecture other than the preset's."""
-    out: dict[str, int] = {}
+def arch_arg(text: str) -> tuple[tuple[str, int | bool], ...]:
+    """"hidden=256,heads=8" -> (("hidden", 256), ("heads", 8)): MLLM architecture other than the preset's, each
+    value typed as MLLMConfig's field (FLAGS as bools)."""
+    out: dict[str, int | bool] = {}
     for part in text.split(","):
         name, eq, value = part.strip().partition("=")
         value = value.strip()
@@ -46,7 +47,7 @@ def arch_arg(text: str) -> tuple[tuple[str, int], ...]:
                 f"({', '.join(FLAGS)}: 0 or 1)")
         if name in out:
             raise argparse.ArgumentTypeError(f"{name} named twice")
-        out[name] = int(value)
+        out[name] = bool(int(value)) if name in FLAGS else int(value)
     return tuple(out.items())
 
 

@@ -61,7 +61,7 @@ class TrainConfig:
     # MLLM architecture other than the preset's ((field of MLLMConfig, value), ...: hidden, layers, heads,
     # intermediate, head_width, head_depth, projector_depth, question_first), for ablations; (): the preset's.
     # The checkpoint's config records it.
-    arch: tuple[tuple[str, int], ...] = ()
+    arch: tuple[tuple[str, int | bool], ...] = ()
 
 
 STATE_FILE = "train_state.safetensors"
@@ -245,7 +245,7 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
         from unitocom.mllm.model import config_from_hf
         mcfg = config_from_hf(tc.init_backbone, mcfg, len(vocab))
     if tc.arch:
-        mcfg = dataclasses.replace(mcfg, **{k: bool(v) if k == "question_first" else v for k, v in tc.arch})
+        mcfg = dataclasses.replace(mcfg, **dict(tc.arch))
     if tc.token_dropout:
         mcfg = dataclasses.replace(mcfg, lost_token=True)
     train_data.question_first = val_data.question_first = mcfg.question_first
