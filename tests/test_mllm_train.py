@@ -1,6 +1,7 @@
 """Sequence packing and a short real training run of the multitask MLLM on a small generated data set."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -273,7 +274,47 @@ def test_mllm_arch_is_parsed_and_bad_values_refused():
     from unitocom.mllm.cli import arch_arg
     parsed = arch_arg("hidden=256, heads=8,question_first=0")
     assert parsed == (("hidden", 256), ("heads", 8), ("question_first", False))
+    assert arch_arg("standardized_inputs=1") == (("standardized_inputs", True),)
     assert all(type(v) is (bool if k == "question_first" else int) for k, v in parsed)
     for bad in ("hidden", "width=3", "hidden=0", "hidden=2,hidden=3", "layers=x", "question_first=2"):
         with pytest.raises(argparse.ArgumentTypeError):
             arch_arg(bad)
+
+
+def test_standardized_inputs_read_vqa_and_t2i_image_tokens_in_one_token_space():
+    """standardized_inputs: a received image token t (VQA) and T2I's standardised (t - mean) / std are embedded
+    alike, NaN rows stay lost tokens, and an MLLM without the flag reads the raw token as before."""
+    v = seq.Vocab(CharBpe())
+    cfg = MLLMConfig(vocab=len(v), hidden=32, layers=1, heads=2, intermediate=64, max_positions=256, token_dim=4,
+                     head_width=32, head_depth=1, standardized_inputs=True, lost_token=True)
+    torch.manual_seed(0)
+    m = MLLM(cfg)
+    mean, std = torch.tensor([1.0, 2.0, -3.0, 4.0]), torch.tensor([0.5, 0.2, 1.0, 2.0])
+    m.set_input_stats("image", mean, std)
+    t = torch.randn(5, 4) * std + mean
+    p = seq.pack(m, [seq.vqa(v, t, "q?", "a"), seq.t2i(v, "c", (t - mean) / std)])
+    assert torch.allclose(p.embeds[0, 3:8], p.embeds[1, 4:9], atol=1e-6)
+    assert not torch.allclose(p.embeds[0, 3:8], m.embed_tokens(t[None], "image")[0], atol=1e-3)
+    lost = t.clone()
+    lost[2] = float("nan")
+    e = m.embed_tokens(lost[None], "image", received=True)[0]
+    assert torch.isfinite(e).all() and torch.allclose(e[2], m.lost["image"])
+    plain = MLLM(dataclasses.replace(cfg, standardized_inputs=False))
+    assert torch.equal(plain.embed_tokens(t[None], "image", received=True), plain.embed_tokens(t[None], "image"))
+    with pytest.raises(ValueError, match="raw tokens"):
+        plain.set_input_stats("image", mean, std)
+
+
+def test_standardized_inputs_take_the_training_datas_statistics_into_the_checkpoint(small_world):
+    """The statistics are those of T2I's targets (image) and of the training clips (audio), saved as buffers
+    that the base station's load rebuilds."""
+    from unitocom.mllm.checkpoint import load_mllm
+    from unitocom.mllm.train import TrainConfig, train
+    d, links = small_world
+    tc = TrainConfig(steps=2, batch=4, val_every=2, val_n=2, arch=(("standardized_inputs", True),))
+    train(str(d / "data"), str(d / "standardized"), links=links, tc=tc, resume=False)
+    model, std, saved = load_mllm(d / "standardized/mllm.safetensors")
+    assert model.cfg.standardized_inputs and saved["train_config"]["arch"] == [["standardized_inputs", True]]
+    assert torch.equal(model.in_mean_image, std.mean) and torch.equal(model.in_std_image, std.std)
+    assert not torch.equal(model.in_mean_audio, torch.zeros_like(model.in_mean_audio))
+    assert (model.in_std_audio > 0).all()

@@ -41,7 +41,7 @@ FORMAT = "unitocom-results/ablation/1"
 ROOT = Path(__file__).resolve().parents[1]
 OBJECTIVE = "sigma-genib"  # the letter's link (fig3.SCHEME "unitocom" sends with it)
 SIZE_FIELDS = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth", "projector_depth",
-               "question_first")
+               "question_first", "standardized_inputs")
 CSV_FIELDS = ["mllm", "task", "snr_db", "channel", "n", "metric", "value", "ci_low", "ci_high", "chance"]
 
 
@@ -166,6 +166,7 @@ def _recipe(r: dict) -> str:
     s = r.get("sizes") or {}
     proj = f", MLP projector ({s['projector_depth']} layers)" if (s.get("projector_depth") or 1) > 1 else ""
     proj += ", question before image" if s.get("question_first") else ""
+    proj += ", standardised inputs" if s.get("standardized_inputs") else ""
     return (f"{s.get('layers')} x {s.get('hidden')}{proj}, {(r.get('parameters') or 0) / 1e6:.1f} M | {mix} | "
             f"{r.get('steps')} x {r.get('batch')} ({vqa_steps(r)} VQA)")
 

@@ -29,8 +29,9 @@ def task_weights_arg(text: str) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
-ARCH = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth", "projector_depth", "question_first")
-FLAGS = ("question_first",)  # 0 or 1
+ARCH = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth", "projector_depth", "question_first",
+        "standardized_inputs")
+FLAGS = ("question_first", "standardized_inputs")  # 0 or 1
 
 
 def arch_arg(text: str) -> tuple[tuple[str, int | bool], ...]:
@@ -106,7 +107,8 @@ def add_train_command(sub) -> None:
     m.add_argument("--mllm-arch", type=arch_arg, default=None, metavar="NAME=N,...",
                    help="MLLM architecture other than the preset's, for ablations (`unitocom ablate`), e.g. "
                         "hidden=256,heads=8,intermediate=688 or projector_depth=2 (LLaVA-1.5's MLP projection) or "
-                        "question_first=1 (VQA reads the question before the image); names: " + ", ".join(ARCH) +
+                        "question_first=1 (VQA reads the question before the image) or standardized_inputs=1 "
+                        "(received tokens standardised per dimension, as T2I's); names: " + ", ".join(ARCH) +
                         "; hidden must divide by heads. The checkpoint records it and the base station builds what "
                         "it records")
     m.add_argument("--head-steps", type=int, default=0, metavar="N",

@@ -49,6 +49,12 @@ class MLLMConfig:
     # VQA's sequence order: False, image then question (every MLLM before issue 12's ablation); True, question
     # then image, so that the causal backbone reads the image tokens knowing what is asked (`sequences.vqa`).
     question_first: bool = False
+    # Received tokens standardised per dimension before the projection (issue 12): True, the image tokens a VQA
+    # prompt carries are read as (t - mean) / std with the statistics the diffusion head's targets use, so VQA
+    # and text-to-image feed `in_proj["image"]` the same token space (T2I's inputs are its own standardised
+    # tokens), and audio tokens likewise with their own statistics. False (every MLLM before the ablation that
+    # introduced it): raw received tokens, whose per-dimension means reach 3.9 with spreads of 0.16-0.6.
+    standardized_inputs: bool = False
     # The backbone's Llama settings beyond the sizes above (a JSON object of LlamaConfig fields: key/value heads,
     # head_dim, RoPE, RMSNorm epsilon, ...), kept when the backbone came from a Hugging Face checkpoint
     # (`config_from_hf`); "": LlamaConfig's defaults, as every MLLM trained from scratch here.
@@ -119,6 +125,10 @@ class MLLM(nn.Module):
                                       for m in MODALITIES})
         if cfg.image_positions:
             self.image_pos = nn.Parameter(torch.randn(cfg.image_positions, cfg.hidden) * 0.02)
+        if cfg.standardized_inputs:  # set from the training data (`set_input_stats`), saved with the weights
+            for m in MODALITIES:
+                self.register_buffer(f"in_mean_{m}", torch.zeros(cfg.token_dim))
+                self.register_buffer(f"in_std_{m}", torch.ones(cfg.token_dim))
         if cfg.lost_token:
             self.lost = nn.ParameterDict({m: nn.Parameter(torch.randn(cfg.hidden) * 0.02) for m in MODALITIES})
         self.diffusion = DiffusionHead(cfg.token_dim, cfg.hidden, cfg.head_width, cfg.head_depth,
@@ -169,10 +179,23 @@ class MLLM(nn.Module):
         """ids int64 [B, L] -> [B, L, hidden]."""
         return self.backbone.embed_tokens(ids)
 
-    def embed_tokens(self, tokens: torch.Tensor, modality: str, offset: int = 0) -> torch.Tensor:
-        """Received continuous tokens [B, S, d], the first being the image's token number `offset` -> [B, S, hidden].
+    def set_input_stats(self, modality: str, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-dimension mean and std [d] of the `modality` tokens this MLLM reads (cfg.standardized_inputs)."""
+        if not self.cfg.standardized_inputs:
+            raise ValueError("this MLLM reads raw tokens (standardized_inputs is off)")
+        getattr(self, f"in_mean_{modality}").copy_(mean)
+        getattr(self, f"in_std_{modality}").copy_(std)
+
+    def embed_tokens(self, tokens: torch.Tensor, modality: str, offset: int = 0,
+                     received: bool = False) -> torch.Tensor:
+        """Continuous tokens [B, S, d], the first being the image's token number `offset` -> [B, S, hidden].
+        received: tokens that crossed the link (a prompt's image or audio), as opposed to the standardised image
+        tokens of text-to-image; an MLLM with cfg.standardized_inputs standardises them first.
         A NaN row is a lost token: the learned `lost` embedding (an MLLM without one reads it as zeros)."""
         lost = torch.isnan(tokens).any(-1, keepdim=True)
+        if received and self.cfg.standardized_inputs:
+            mean, std = getattr(self, f"in_mean_{modality}"), getattr(self, f"in_std_{modality}")
+            tokens = (tokens - mean.to(tokens.dtype)) / std.to(tokens.dtype)
         e = self.in_proj[modality](tokens.masked_fill(lost, 0.0))
         if self.cfg.lost_token:
             e = torch.where(lost, self.lost[modality].to(e.dtype), e)

@@ -133,7 +133,8 @@ def pack(model, examples: list[list[Segment]]) -> Packed:
                 n = len(ids)
             else:
                 tok = torch.as_tensor(s.value).to(dev, dtype)
-                embeds.append(model.embed_tokens(tok[None], s.kind)[0])
+                # a target is T2I's own standardised picture; every other continuous segment crossed the link
+                embeds.append(model.embed_tokens(tok[None], s.kind, received=not s.target)[0])
                 n = tok.shape[0]
                 if s.target:
                     d_index += [(b, pos - 1 + i) for i in range(n)]

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from unitocom import config
 from unitocom.mllm import sequences as seq
 from unitocom.mllm.checkpoint import load_links, save_mllm
-from unitocom.mllm.data import TaskData
+from unitocom.mllm.data import Standardizer, TaskData
 from unitocom.mllm.model import MLLM, MLLMConfig
 from unitocom.models.channel_torch import TorchChannelSpec
 from unitocom.train import dist, scaffold
@@ -197,6 +197,15 @@ def build_model(mcfg: MLLMConfig, tc: TrainConfig) -> MLLM:
     return model
 
 
+def set_input_stats(model: MLLM, data: TaskData) -> None:
+    """The statistics an MLLM with standardized_inputs reads received tokens with: the image's are those of
+    the text-to-image targets (one token space for both directions), the audio's those of the training clips."""
+    model.set_input_stats("image", data.image_std.mean, data.image_std.std)
+    if data.speech:
+        audio = Standardizer.fit(torch.cat([mu for mu, _ in data.speech]))
+        model.set_input_stats("audio", audio.mean, audio.std)
+
+
 def backbone_vocab(path: str | Path, links: dict[str, str] | None) -> dict[str, str]:
     """The links with the text tokenizer replaced by the backbone directory's tokenizer.json."""
     tok = Path(path) / "tokenizer.json"
@@ -252,6 +261,8 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
     train_data.token_dropout = tc.token_dropout  # validation reads whole sequences: the zero-loss quality
     torch.manual_seed(tc.seed)
     model = build_model(mcfg, tc)
+    if mcfg.standardized_inputs and not tc.init:  # a warm start keeps the statistics it was trained with
+        set_input_stats(model, train_data)
     if tc.init_backbone:
         say(f"backbone from {tc.init_backbone}: {mcfg.layers} x {mcfg.hidden}, vocabulary {vocab.base} ids of "
             f"{link_paths['bpe']} + {len(seq.SPECIALS)} specials")

@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Is VQA's bottleneck the received tokens or the model that reads them? One plain classifier, three inputs.
+
+The same small bidirectional Transformer (4 layers x 128, answer classification over the training answers,
+family-balanced batches, AdamW with warm-up and cosine, the MLLM's SNR range over Rayleigh) is trained for the
+same steps on three views of a CLEVR-style scene, each beside the question's BPE ids:
+
+  tokens   the 32 received image tokens R(channel(T(t))) the MLLM reads, standardised per dimension, one
+           linear projection each (the MLLM's reading, without its causal LM)
+  decoded  the picture the base station's de-tokenizer draws from those same received tokens, F^-1(t_hat),
+           through a 4-layer convolutional stem to 8 x 8 cells
+  pixels   the clean picture (no channel) through the same stem: what a classifier of this size and budget
+           reaches when nothing is lost
+
+tokens well below decoded: the information is in the tokens and a linear reading of them is what loses it
+(the MLLM needs a deeper reader of its tokens); decoded well below pixels: the link loses it. A diagnostic for
+issue 12, not a model the services use; it writes results/vqa-probe.json (command, commit, checkpoint hashes,
+accuracy curves with Wilson intervals at 0 and 20 dB).
+
+    .venv/bin/python scripts/vqa_probe.py --modes tokens,decoded,pixels --steps 1500
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from unitocom import config  # noqa: E402
+from unitocom.mllm.checkpoint import load_links  # noqa: E402
+from unitocom.mllm.data import TaskData  # noqa: E402
+from unitocom.models.channel_torch import TorchChannelSpec  # noqa: E402
+from unitocom.results import wilson  # noqa: E402
+from unitocom.train.data import load_images  # noqa: E402
+from unitocom.train.provenance import file_sha256, git_state, write_atomic  # noqa: E402
+
+MODES = ("tokens", "decoded", "pixels")
+MAX_QUESTION = 40  # BPE ids; CLEVR-style questions here are shorter
+
+
+class Probe(nn.Module):
+    """[visual cells; question ids] -> a bidirectional Transformer -> the answer class, read at the question's
+    last id."""
+
+    def __init__(self, mode: str, vocab: int, answers: int, token_dim: int, hidden: int = 128):
+        super().__init__()
+        self.mode = mode
+        if mode == "tokens":
+            self.visual = nn.Linear(token_dim, hidden)
+        else:  # 32 x 32 px -> 8 x 8 cells
+            self.visual = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.GELU(),
+                                        nn.Conv2d(64, 64, 4, stride=2, padding=1), nn.GELU(),
+                                        nn.Conv2d(64, hidden, 3, padding=1), nn.GELU(),
+                                        nn.Conv2d(hidden, hidden, 4, stride=2, padding=1))
+        self.pos = nn.Parameter(torch.randn(64 + MAX_QUESTION, hidden) * 0.02)
+        self.words = nn.Embedding(vocab, hidden)
+        layer = nn.TransformerEncoderLayer(hidden, 4, 344, 0.0, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 4, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(hidden)
+        self.out = nn.Linear(hidden, answers)
+
+    def forward(self, view: torch.Tensor, ids: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """view [B, S, d] tokens or [B, 3, H, W] pictures in [0, 1]; ids, real [B, L] -> logits [B, answers]."""
+        v = self.visual(view) if self.mode == "tokens" else self.visual(view * 2 - 1).flatten(2).transpose(1, 2)
+        x = torch.cat([v, self.words(ids)], 1)
+        x = x + self.pos[: x.shape[1]]
+        pad = torch.cat([torch.zeros(len(x), v.shape[1], dtype=torch.bool), ~real], 1)
+        h = self.norm(self.encoder(x, src_key_padding_mask=pad))
+        return self.out(h[torch.arange(len(x)), real.sum(1) + v.shape[1] - 1])
+
+
+def batch(mode: str, data: TaskData, pixels: torch.Tensor, idx: list[int], snr_db: torch.Tensor,
+          channel: TorchChannelSpec, gen: torch.Generator, answer_id: dict[str, int]):
+    """The view of each question's scene, its question ids and mask, its answer class (-1: unseen answer)."""
+    items = [data.questions[i] for i in idx]
+    scenes = [i for i, _, _ in items]
+    if mode == "pixels":
+        view = pixels[scenes].float() / 255.0
+    else:
+        rx = data.image_link.through_channel(data.clevr_mu[scenes], snr_db, channel, gen)
+        view = data.image_std.forward(rx) if mode == "tokens" else data.image_link.detokenize(rx).clamp(0, 1)
+    q = [data.vocab.encode(text)[:MAX_QUESTION] for _, text, _ in items]
+    ids = torch.zeros(len(q), max(map(len, q)), dtype=torch.long)
+    real = torch.zeros(ids.shape, dtype=torch.bool)
+    for b, row in enumerate(q):
+        ids[b, : len(row)], real[b, : len(row)] = torch.tensor(row), True
+    return view, ids, real, torch.tensor([answer_id.get(a, -1) for _, _, a in items])
+
+
+@torch.no_grad()
+def evaluate(model, mode, data, pixels, snr_db, channel, answer_id, n) -> dict:
+    model.eval()
+    gen = torch.Generator().manual_seed(5)  # the same channel draws for every mode and evaluation
+    correct = 0
+    for s in range(0, n, 250):
+        idx = list(range(s, min(n, s + 250)))
+        view, ids, real, y = batch(mode, data, pixels, idx, torch.full((len(idx),), snr_db), channel, gen, answer_id)
+        correct += int((model(view, ids, real).argmax(1) == y).sum())
+    model.train()
+    lo, hi = wilson(correct, n)
+    return {"accuracy": correct / n, "ci_low": lo, "ci_high": hi}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    ap.add_argument("--modes", default="tokens,decoded,pixels", help="comma list of " + ", ".join(MODES))
+    ap.add_argument("--steps", type=int, default=1500, help="training steps per mode")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (warm-up 100 steps, cosine to 0)")
+    ap.add_argument("--eval-every", type=int, default=500, help="steps between held-out evaluations")
+    ap.add_argument("--n-val", type=int, default=1000, help="held-out (val) questions per evaluation")
+    ap.add_argument("--snr-db", default="-5:25", help="training SNR range in dB, drawn per example (the MLLM's)")
+    ap.add_argument("--data", default="data/tiny")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="results/vqa-probe.json")
+    args = ap.parse_args(argv)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or any(m not in MODES for m in modes):
+        ap.error(f"--modes {args.modes!r}: a comma list of {', '.join(MODES)}")
+    if min(args.steps, args.batch_size, args.eval_every, args.n_val) < 1:
+        ap.error("--steps, --batch-size, --eval-every and --n-val must be at least 1")
+    lo_db, _, hi_db = args.snr_db.partition(":")
+    snr_range = (float(lo_db), float(hi_db or lo_db))
+    torch.set_num_threads(1)
+    from tqdm import tqdm
+
+    cfg = config.load("tiny")
+    image_link, _, _, vocab, paths = load_links(cfg, None, "sigma-genib")
+    size = cfg.preset.image_size_px
+    train = TaskData(args.data, "train", image_link, None, None, vocab, size)
+    val = TaskData(args.data, "val", image_link, None, None, vocab, size)
+    val.image_std = train.image_std
+    pixels = {"train": load_images(args.data, "train", size), "val": load_images(args.data, "val", size)}
+    answers = sorted({a for _, _, a in train.questions})
+    answer_id = {a: i for i, a in enumerate(answers)}
+    n_val = min(args.n_val, len(val.questions))
+    channel = TorchChannelSpec(model="rayleigh")
+    commit, dirty = git_state(ROOT)
+    out = {"format": "unitocom-results/vqa-probe/1",
+           "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", "scripts/vqa_probe.py",
+                                                        *(sys.argv[1:] if argv is None else argv)]),
+           "git_commit": commit, "git_dirty": dirty,
+           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "data": args.data, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+           "train_snr_db": list(snr_range), "channel": "rayleigh", "n_val": n_val, "answers": len(answers),
+           "links_sha256": {Path(p).name: file_sha256(Path(p)) for k, p in paths.items() if k in ("image", "bpe")},
+           "modes": {}}
+    for mode in modes:
+        torch.manual_seed(args.seed)
+        model = Probe(mode, len(vocab), len(answers), image_link.spec.token_dim)
+        opt = torch.optim.AdamW(model.parameters(), args.lr, weight_decay=0.01)
+        gen = torch.Generator().manual_seed(args.seed)
+        curve, t0 = [], time.time()
+        bar = tqdm(range(1, args.steps + 1), desc=f"probe {mode}", unit="step", file=sys.stderr)
+        for step in bar:
+            scale = min(1.0, step / 100) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+            for g in opt.param_groups:
+                g["lr"] = args.lr * scale
+            idx = train.family_balanced(args.batch_size, gen)
+            snr = torch.empty(args.batch_size).uniform_(*snr_range, generator=gen)
+            view, ids, real, y = batch(mode, train, pixels["train"], idx, snr, channel, gen, answer_id)
+            loss = F.cross_entropy(model(view, ids, real), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if step % args.eval_every == 0 or step == args.steps:
+                point = {"step": step, "train_loss": round(loss.item(), 4), "time_s": round(time.time() - t0, 1)}
+                for snr_db in (0.0, 20.0):
+                    point[f"{snr_db:g}dB"] = evaluate(model, mode, val, pixels["val"], snr_db, channel, answer_id,
+                                                      n_val)
+                curve.append(point)
+                bar.write(f"{mode} step {step}: accuracy {point['0dB']['accuracy']:.3f} at 0 dB, "
+                          f"{point['20dB']['accuracy']:.3f} at 20 dB")
+        out["modes"][mode] = {"parameters": sum(p.numel() for p in model.parameters()), "curve": curve}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(Path(args.out), json.dumps(out, indent=1) + "\n")  # after each mode: a kill keeps the rest
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
