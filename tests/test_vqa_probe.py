@@ -1,0 +1,43 @@
+"""scripts/vqa_probe.py: the diagnostic classifier trains on each view and writes its curves with intervals."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _probe():
+    spec = importlib.util.spec_from_file_location("vqa_probe", ROOT / "scripts" / "vqa_probe.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_each_view_trains_and_is_scored_with_a_wilson_interval(heldout_data, tmp_path):
+    out = tmp_path / "probe.json"
+    assert _probe().main(["--modes", "tokens,decoded,pixels", "--steps", "2", "--eval-every", "1", "--n-val", "12",
+                          "--batch-size", "4", "--data", str(heldout_data), "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert list(r["modes"]) == ["tokens", "decoded", "pixels"] and r["n_val"] == 12
+    assert r["links_sha256"]["image-sigma-genib-s32.safetensors"] and "--steps 2" in r["command"]
+    # the decoded and the clean picture go through the same stem: the same parameter count; tokens a projection
+    assert r["modes"]["decoded"]["parameters"] == r["modes"]["pixels"]["parameters"]
+    assert r["modes"]["tokens"]["parameters"] < r["modes"]["pixels"]["parameters"]
+    for m in r["modes"].values():
+        assert [p["step"] for p in m["curve"]] == [1, 2]
+        for p in m["curve"]:
+            for snr in ("0dB", "20dB"):
+                a = p[snr]
+                assert 0 <= a["ci_low"] <= a["accuracy"] <= a["ci_high"] <= 1
+                assert round(a["accuracy"] * 12) == pytest.approx(a["accuracy"] * 12)
+
+
+@pytest.mark.parametrize("argv", [["--modes", "tokens,ocr"], ["--modes", ""], ["--steps", "0"]])
+def test_bad_options_are_refused(argv, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        _probe().main([*argv, "--out", str(tmp_path / "x.json")])
+    assert e.value.code == 2
