@@ -102,10 +102,12 @@ if [ "$what" = packets ]; then
 fi
 
 if [ "$what" = ablation ]; then
-  # Issue 12: what would lift VQA. Five single-task (VQA-only) MLLMs, each with as many VQA steps as the shipped
-  # multitask MLLM had (4000 of its 8000), one change each from the preset: none; twice the width; LLaVA-1.5's
-  # MLP projection of the received tokens; the question before the image; received tokens standardised per
-  # dimension (T2I's token space). Two train at a time, one per core, into
+  # Issue 12: what would lift VQA. Single-task (VQA-only) MLLMs, each with as many VQA steps as the shipped
+  # multitask MLLM had (4000 of its 8000), one change each from the preset: none; twice the width (at the preset's
+  # learning rate and at half of it); LLaVA-1.5's MLP projection of the received tokens; the question before the
+  # image; received tokens standardised per dimension (T2I's token space). And the plain one resumed to 8000 VQA
+  # steps the way the shipped run was (its 4000-step state, the cosine restarted over 8000). Two train at a
+  # time, one per core, into
   # runs/ablation/<name> (resumable); then `unitocom ablate` scores them and the shipped MLLM in process on the
   # same 1000 test questions and channel draws at 0 and 20 dB Rayleigh (paired differences).
   vqa_only() {  # NAME [--mllm-arch ...]: a finished run (its mllm.safetensors) is kept as it is
@@ -117,12 +119,22 @@ if [ "$what" = ablation ]; then
    vqa_only vqa-only-mlp-projector --mllm-arch projector_depth=2
    vqa_only vqa-only-question-first --mllm-arch question_first=1) &
   (vqa_only vqa-only-wide --mllm-arch hidden=256,heads=8,intermediate=688
-   vqa_only vqa-only-standardized --mllm-arch standardized_inputs=1)
+   vqa_only vqa-only-standardized --mllm-arch standardized_inputs=1
+   vqa_only vqa-only-wide-lr1e-3 --mllm-arch hidden=256,heads=8,intermediate=688 --lr 1e-3)
   wait
+  if [ ! -f runs/ablation/vqa-only-8000/mllm.safetensors ]; then
+    mkdir -p runs/ablation/vqa-only-8000
+    [ -f runs/ablation/vqa-only-8000/train_state.safetensors ] ||
+      cp runs/ablation/vqa-only/{train_state.safetensors,log.jsonl} runs/ablation/vqa-only-8000/
+    $U train mllm --objective sigma-genib --task-weights vqa=1 --steps 8000 --batch-size 64 --val-every 1000 \
+      --snr-db=-5:25 --no-install --run-dir runs/ablation/vqa-only-8000
+  fi
   $U ablate --mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm vqa-only=runs/ablation/vqa-only \
      --mllm vqa-only-wide=runs/ablation/vqa-only-wide --mllm vqa-only-mlp-projector=runs/ablation/vqa-only-mlp-projector \
      --mllm vqa-only-question-first=runs/ablation/vqa-only-question-first \
-     --mllm vqa-only-standardized=runs/ablation/vqa-only-standardized --reference shipped,vqa-only \
+     --mllm vqa-only-standardized=runs/ablation/vqa-only-standardized \
+     --mllm vqa-only-wide-lr1e-3=runs/ablation/vqa-only-wide-lr1e-3 --mllm vqa-only-8000=runs/ablation/vqa-only-8000 \
+     --reference shipped,vqa-only \
      --snr-db 0,20 --channel rayleigh \
      --n-vqa 1000 --workers 8 --out results --resume
   .venv/bin/python scripts/results_tables.py

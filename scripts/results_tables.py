@@ -13,6 +13,8 @@ results/budget.json) fill `<!-- results:packet-loss:vqa -->`, `...:reconstruct` 
 `unitocom fig3` (results/fig3.json) fills `<!-- results:fig3 -->`: VQA accuracy per image token length and SNR,
 the validation curve at a few steps, and the file's verdict. `unitocom ablate` (results/ablation.json) fills
 `<!-- results:ablation -->`: VQA per differently trained MLLM, per question family, and paired differences.
+`scripts/vqa_probe.py` (results/vqa-probe.json) fills `<!-- results:vqa-probe -->`: one classifier's VQA accuracy
+on received tokens, on their de-tokenized picture and on the clean picture.
 """
 from __future__ import annotations
 
@@ -39,6 +41,12 @@ REFERENCE_ROWS = (("own", "real scene of the caption (checker's ceiling)"),
                   ("other", "real scene of another caption (chance)"))
 
 
+PROBE_FORMAT = "unitocom-results/vqa-probe/"  # scripts/vqa_probe.py: curves per view, no "points"
+PROBE_VIEWS = {"tokens": "the 32 received tokens, one linear projection each",
+               "decoded": "the de-tokenizer's picture of those tokens, F^-1(t_hat), conv stem",
+               "pixels": "the clean picture (no channel), the same conv stem"}
+
+
 def markers(name: str) -> tuple[str, str]:
     return f"<!-- results:{name} -->", f"<!-- /results:{name} -->"
 
@@ -51,7 +59,8 @@ def load(results_dir: Path) -> dict[str, dict]:
             d = json.loads(p.read_text())
         except json.JSONDecodeError as e:
             raise SystemExit(f"error: {p} is not JSON ({e})") from None
-        if isinstance(d, dict) and isinstance(d.get("points"), list):
+        if isinstance(d, dict) and (isinstance(d.get("points"), list) or
+                                    str(d.get("format", "")).startswith(PROBE_FORMAT)):
             out[p.stem] = d
     return out
 
@@ -210,6 +219,28 @@ def spoken_block(fig: dict, source: str) -> str:
     return "\n".join(lines) + f"\n\n{where}; from `{source}` (each row's command is in the file).\n"
 
 
+def probe_block(fig: dict, source: str) -> str:
+    """scripts/vqa_probe.py: one classifier, three views of the scene; accuracy at each evaluation step."""
+    steps = sorted({p["step"] for m in fig["modes"].values() for p in m["curve"]})
+    head = "| view | what the classifier reads | parameters | " + \
+        " | ".join(f"step {s}: 0 / 20 dB" for s in steps) + " |"
+    lines = [head, "|" + "---|" * (3 + len(steps))]
+    for mode, m in fig["modes"].items():
+        by = {p["step"]: p for p in m["curve"]}
+        cells = [f"{by[s]['0dB']['accuracy']:.2f} / {by[s]['20dB']['accuracy']:.2f}" if s in by else ""
+                 for s in steps]
+        lines.append(f"| {mode} | {PROBE_VIEWS.get(mode, '')} | {m['parameters'] / 1e6:.2f} M | " +
+                     " | ".join(cells) + " |")
+    last = {mode: m["curve"][-1] for mode, m in fig["modes"].items() if m["curve"]}
+    final = "; ".join(f"{mode} {cell(p['20dB'], 'accuracy', 'ci_')}" for mode, p in last.items())
+    dirty = " (dirty tree)" if fig.get("git_dirty") else ""
+    return "\n".join(lines) + (
+        f"\n\nn = {fig['n_val']} val questions per cell, rayleigh, the same channel draws for tokens and decoded; "
+        f"at the last step, 20 dB with Wilson 95 % intervals: {final}. {fig['batch_size']} questions a step "
+        f"(family-balanced), SNR drawn from {fig['train_snr_db'][0]:g} to {fig['train_snr_db'][1]:g} dB. From "
+        f"`{source}` (commit {str(fig.get('git_commit'))[:10]}{dirty}, {fig.get('date')}): `{fig['command']}`.\n")
+
+
 FIG3_KEYS = {"tokens", "task", "snr_db", "channel", "n", "value", "ci_low", "ci_high"}
 
 
@@ -292,6 +323,10 @@ def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
     """(the README with every block whose markers it has rewritten, messages about the blocks left alone)."""
     notes = []
     for fig_name, fig in sorted(figures.items()):
+        if str(fig.get("format", "")).startswith(PROBE_FORMAT):
+            readme = _write(readme, fig_name, probe_block(fig, f"results/{fig_name}.json"), notes,
+                            f"table of results/{fig_name}.json")
+            continue
         fmt = str(fig.get("header", {}).get("format", ""))
         if fmt.startswith("unitocom-results/loss-sweep/"):
             for task in LOSS_SCORES:

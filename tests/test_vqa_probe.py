@@ -34,6 +34,18 @@ def test_each_view_trains_and_is_scored_with_a_wilson_interval(heldout_data, tmp
                 a = p[snr]
                 assert 0 <= a["ci_low"] <= a["accuracy"] <= a["ci_high"] <= 1
                 assert round(a["accuracy"] * 12) == pytest.approx(a["accuracy"] * 12)
+    # the README block results_tables writes from it: a row per view, a column per evaluation step
+    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "scripts" / "results_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    readme, notes = tables.render("x\n<!-- results:probe -->\nold\n<!-- /results:probe -->\n",
+                                  tables.load(tmp_path))
+    block = readme.split("<!-- results:probe -->")[1].split("<!-- /results:probe -->")[0]
+    assert not notes and "old" not in block and "step 1: 0 / 20 dB | step 2: 0 / 20 dB |" in block
+    rows = [line for line in block.splitlines() if line.startswith(("| tokens", "| decoded", "| pixels"))]
+    assert len(rows) == 3 and all(line.count("|") == 6 for line in rows)
+    acc = r["modes"]["pixels"]["curve"][-1]["20dB"]["accuracy"]
+    assert f"pixels {acc:.2f} [" in block and "n = 12 val questions" in block
 
 
 @pytest.mark.parametrize("argv", [["--modes", "tokens,ocr"], ["--modes", ""], ["--steps", "0"]])
