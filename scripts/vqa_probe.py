@@ -80,7 +80,7 @@ class Probe(nn.Module):
         return self.out(h[torch.arange(len(x)), real.sum(1) + v.shape[1] - 1])
 
 
-def batch(mode: str, data: TaskData, pixels: torch.Tensor, idx: list[int], snr_db: torch.Tensor,
+def batch(mode: str, data: TaskData, pixels: torch.Tensor | None, idx: list[int], snr_db: torch.Tensor,
           channel: TorchChannelSpec, gen: torch.Generator, answer_id: dict[str, int]):
     """The view of each question's scene, its question ids and mask, its answer class (-1: unseen answer)."""
     items = [data.questions[i] for i in idx]
@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     train = TaskData(args.data, "train", image_link, None, None, vocab, size)
     val = TaskData(args.data, "val", image_link, None, None, vocab, size)
     val.image_std = train.image_std
-    pixels = {"train": load_images(args.data, "train", size), "val": load_images(args.data, "val", size)}
+    # the clean pictures are read for the pixels view only (the token views start from TaskData's token means)
+    pixels = {split: load_images(args.data, split, size) if "pixels" in modes else None for split in ("train", "val")}
     answers = sorted({a for _, _, a in train.questions})
     answer_id = {a: i for i, a in enumerate(answers)}
     n_val = min(args.n_val, len(val.questions))
