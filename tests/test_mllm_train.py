@@ -318,3 +318,52 @@ def test_standardized_inputs_take_the_training_datas_statistics_into_the_checkpo
     assert torch.equal(model.in_mean_image, std.mean) and torch.equal(model.in_std_image, std.std)
     assert not torch.equal(model.in_mean_audio, torch.zeros_like(model.in_mean_audio))
     assert (model.in_std_audio > 0).all()
+
+
+def test_captioning_is_vqa_without_a_question_and_learns_the_caption_after_sep():
+    """The "cap" task: <bos><vqa><boi> image <eoi><sep> | caption <eos>, the same in both VQA orders, with the
+    LM target the normalised caption."""
+    v = seq.Vocab(CharBpe())
+    img = torch.randn(5, 4)
+    segs = seq.caption(v, img, "A Red X.")
+    assert segs == seq.caption(v, img, "A Red X.") and [s.kind for s in segs] == ["text", "image", "text", "text"]
+    assert segs[0].value == [v["<bos>"], v["<vqa>"], v["<boi>"]] and segs[2].value == [v["<eoi>"], v["<sep>"]]
+    first = seq.vqa(v, img, "", "A Red X.", question_first=True)
+    assert [s.value for s in first if s.kind == "text"] == [s.value for s in segs if s.kind == "text"]
+    p = seq.pack(_model(len(v)), [segs])
+    sep = 3 + 5 + 1
+    assert p.lm_targets[0, sep: sep + 9].tolist() == [ord(c) for c in "a red x."] + [v["<eos>"]]
+    assert (p.lm_targets[0, :sep] == seq.IGNORE).all() and len(p.diff_targets) == 0
+
+
+def test_captioning_trains_beside_vqa_and_its_loss_is_validated(small_world):
+    """--task-weights vqa=1,cap=1: the caption steps read received scenes (T2I's pairs the other way round), their
+    loss falls, validation reports it, and the trained model writes captions."""
+    from unitocom.mllm import tasks
+    from unitocom.mllm.checkpoint import load_links, load_mllm
+    from unitocom.mllm.cli import task_weights_arg
+    from unitocom.mllm.data import TaskData
+    from unitocom.mllm.train import TrainConfig, train
+    from unitocom.models.channel_torch import TorchChannelSpec
+    d, links = small_world
+    assert task_weights_arg("vqa=2,cap=1") == (("vqa", 2), ("cap", 1))
+    cfg = config.load("tiny")
+    image_link, audio_link, frontend, vocab, _ = load_links(cfg, links)
+    data = TaskData(d / "data", "val", image_link, None, frontend, vocab, cfg.preset.image_size_px)
+    assert data.counts()["cap"] == len(data.captions) > 0
+    gen = torch.Generator().manual_seed(0)
+    rows = data.examples("cap", [0, 1], torch.tensor([20.0, 0.0]), TorchChannelSpec(model="rayleigh"), gen)
+    image, text = data.captions[0]
+    assert rows[0][3].value == vocab.target(text) + [vocab["<eos>"]]
+    assert not torch.allclose(rows[0][1].value, data.coco_mu[image])  # the received scene, not the clean means
+    tc = TrainConfig(steps=60, batch=16, lr=3e-3, warmup=10, val_every=30, val_n=8, log_every=1,
+                     task_weights=(("vqa", 1), ("cap", 1)))
+    meta = train(str(d / "data"), str(d / "captioned"), links=links, tc=tc, resume=False)
+    logged = [json.loads(line) for line in (d / "captioned/log.jsonl").read_text().splitlines()]
+    cap = [r["loss"] for r in logged if r.get("task") == "cap"]
+    assert len(cap) == 30 and sum(cap[-5:]) / 5 < 0.6 * sum(cap[:5]) / 5
+    vals = [r["val_cap_lm_20db"] for r in logged if "val_cap_lm_20db" in r]
+    assert len(vals) == 2 and vals[1] < vals[0] and meta["validation"]["val_cap_lm_20db"] == vals[1]
+    model, _, _ = load_mllm(d / "captioned/mllm.safetensors")
+    said = tasks.describe(model, vocab, [rows[0][1].value], max_new=12)
+    assert isinstance(said[0], str) and said[0]

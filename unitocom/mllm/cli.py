@@ -9,7 +9,7 @@ from pathlib import Path
 from unitocom.link.snr import snr_interval_arg
 
 
-TASKS = ("vqa", "svqa", "t2i", "asr")
+TASKS = ("vqa", "svqa", "t2i", "asr", "cap")  # cap: captioning, an auxiliary task (issue 12)
 
 
 def task_weights_arg(text: str) -> tuple[tuple[str, int], ...]:
@@ -102,7 +102,8 @@ def add_train_command(sub) -> None:
     m.add_argument("--init", default=None, metavar="PATH", help="warm start from this MLLM checkpoint")
     m.add_argument("--task-weights", type=task_weights_arg, default=None, metavar="T=W,...",
                    help="steps per task in each cycle, e.g. vqa=1 for a VQA-only ablation (tasks: vqa, t2i, asr, "
-                        "svqa with --spoken; a task left out is not trained, still validated); default vqa=2,t2i=1,"
+                        "svqa with --spoken, cap: captioning the received scene, an auxiliary task; a task left out "
+                        "is not trained, still validated); default vqa=2,t2i=1,"
                         "asr=1 (with --spoken vqa=2,svqa=2,t2i=1,asr=1)")
     m.add_argument("--mllm-arch", type=arch_arg, default=None, metavar="NAME=N,...",
                    help="MLLM architecture other than the preset's, for ablations (`unitocom ablate`), e.g. "

@@ -94,7 +94,7 @@ class CaptionData:
 
 
 class TaskData:
-    """One split's examples of VQA, T2I and ASR, with token means computed once. token_dropout: received image
+    """One split's examples of VQA, T2I, ASR and captioning (T2I's pairs read the other way), with token means computed once. token_dropout: received image
     and audio tokens lose some tokens, as NaN rows (`models.resilience`)."""
 
     token_dropout = False
@@ -164,7 +164,7 @@ class TaskData:
 
     def counts(self) -> dict[str, int]:
         return {"vqa": len(self.questions), "t2i": len(self.captions), "asr": len(self.speech),
-                "svqa": len(self.spoken)}
+                "svqa": len(self.spoken), "cap": len(self.captions)}
 
     def examples(self, task: str, idx: list[int], snr_db: torch.Tensor, channel: TorchChannelSpec,
                  gen: torch.Generator, drop_caption: float = 0.0) -> list[list[seq.Segment]]:
@@ -197,6 +197,12 @@ class TaskData:
                               snr_db[b].repeat(mu.shape[0] // self.audio_link.spec.tokens), channel, gen)
                 out.append(seq.spoken_vqa(v, rx_img[b], rx.reshape(-1, mu.shape[-1]), ans))
             return out
+        if task == "cap":  # captioning: T2I's pairs the other way round, from the received scene
+            items = [self.captions[i] for i in idx]
+            rx = received(self.image_link, self.coco_mu[[image for image, _ in items]], snr_db, channel, gen)
+            if self.token_dropout:
+                rx = rz.with_nan_rows(rx, rz.training_mask(rx.shape[0], rx.shape[1], gen))
+            return [seq.caption(v, rx[b], text) for b, (_, text) in enumerate(items)]
         if task == "t2i":
             out = []
             for i in idx:

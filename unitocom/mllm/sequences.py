@@ -5,8 +5,11 @@
          <bos> <vqa> <boi> image x S_v <eoi> <boa> audio x S_q <eoa> <sep> | answer <eos>
     ASR: <bos> <asr> <boa> audio x S_a <eoa>                | transcript <eos>      (LM loss on the transcript)
     T2I: <bos> <t2i> caption <boi>                          | image x S_v <eoi>     (diffusion loss, eq. 19)
+    captioning (issue 12, an auxiliary task that makes the model read every object of the received scene):
+         <bos> <vqa> <boi> image x S_v <eoi> <sep>          | caption <eos>         (LM loss on the caption)
 
-The spoken form reuses the specials (no new ids): `<boa>` where typed VQA has the question's first word tells the
+Captioning is VQA with no question: `<sep>` right after `<eoi>` asks for the whole scene. The spoken form and
+captioning reuse the specials (no new ids): `<boa>` where typed VQA has the question's first word tells the
 model the question is speech, and the vocabulary (so every tensor of a committed MLLM) keeps its shape, which
 lets the spoken-VQA MLLM be fine-tuned from one.
 
@@ -82,6 +85,12 @@ def vqa(v: Vocab, image_tokens: torch.Tensor, question: str, answer: str | None,
     if answer is not None:
         segs.append(Segment("text", v.target(answer) + [v["<eos>"]], target=True))
     return segs
+
+
+def caption(v: Vocab, image_tokens: torch.Tensor, text: str | None) -> list[Segment]:
+    """Captioning: the received scene with an empty question; the caption (normalised, as answers are) is the
+    target. Both VQA orders give the same sequence when the question is empty."""
+    return vqa(v, image_tokens, "", text)
 
 
 def spoken_vqa(v: Vocab, image_tokens: torch.Tensor, question_audio_tokens: torch.Tensor,

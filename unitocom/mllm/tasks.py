@@ -58,6 +58,12 @@ def answer(model: MLLM, vocab: seq.Vocab, image_tokens: list[torch.Tensor], ques
     return _generate(model, vocab, prompts, max_new, clock)
 
 
+def describe(model: MLLM, vocab: seq.Vocab, image_tokens: list[torch.Tensor], max_new: int = 64,
+             clock: Clock = NOT_TIMED) -> list[str]:
+    """Captioning (an MLLM trained with the "cap" task): received image tokens [S_v, d] each -> a caption."""
+    return _generate(model, vocab, [seq.caption(vocab, t, None) for t in image_tokens], max_new, clock)
+
+
 def answer_spoken(model: MLLM, vocab: seq.Vocab, image_tokens: list[torch.Tensor],
                   question_audio_tokens: list[torch.Tensor], max_new: int = 8, clock: Clock = NOT_TIMED,
                   batched: bool = False) -> list[str]:

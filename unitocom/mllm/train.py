@@ -414,8 +414,8 @@ def shard(step_module: Objective, model: MLLM, compute: config.TrainCompute) -> 
 
 @torch.no_grad()
 def validate(model: MLLM, data: TaskData, tc: TrainConfig, channel: TorchChannelSpec) -> dict[str, float]:
-    """VQA exact match at 20 and 0 dB (on val_vqa_n questions), ASR WER at 20 dB, T2I diffusion loss: quick
-    numbers to watch training by."""
+    """VQA exact match at 20 and 0 dB (on val_vqa_n questions), ASR WER at 20 dB, T2I diffusion loss, and the
+    captioning loss where captioning is trained: quick numbers to watch training by."""
     from unitocom.mllm import tasks
     model.eval()
     gen = torch.Generator().manual_seed(1234)
@@ -462,7 +462,20 @@ def validate(model: MLLM, data: TaskData, tc: TrainConfig, channel: TorchChannel
     if n:
         out["val_svqa_n"] = n
     out.update(caption_gain(model, data, min(tc.val_n, data.counts()["t2i"])))
+    if "cap" in dict(tc.task_weights):
+        out.update(caption_loss(model, data, min(tc.val_n, data.counts()["cap"]), channel))
     return out
+
+
+def caption_loss(model: MLLM, data: TaskData, n: int, channel: TorchChannelSpec) -> dict[str, float]:
+    """Captioning's LM loss (nats per caption token) on n val captions of scenes received at 20 dB, with its own
+    draws: what the auxiliary task is learning (the templates' word order is random, so it does not reach 0)."""
+    if not n:
+        return {}
+    gen = torch.Generator().manual_seed(2468)
+    packed = seq.pack(model, data.examples("cap", list(range(n)), torch.full((n,), 20.0), channel, gen))
+    with torch.no_grad():
+        return {"val_cap_lm_20db": float(loss_of(model, packed, 1, gen)["lm"])}
 
 
 def caption_gain(model: MLLM, data: TaskData, n: int) -> dict[str, float]:
