@@ -41,7 +41,7 @@ REFERENCE_ROWS = (("own", "real scene of the caption (checker's ceiling)"),
                   ("other", "real scene of another caption (chance)"))
 
 
-PROBE_FORMAT = "unitocom-results/vqa-probe/"  # scripts/vqa_probe.py: curves per view, no "points"
+PROBE_FORMAT = "unitocom-results/vqa-probe/"  # scripts/vqa_probe.py: a point per view, step and SNR
 PROBE_VIEWS = {"tokens": "the 32 received tokens, one linear projection each",
                "decoded": "the de-tokenizer's picture of those tokens, F^-1(t_hat), conv stem",
                "pixels": "the clean picture (no channel), the same conv stem"}
@@ -59,8 +59,7 @@ def load(results_dir: Path) -> dict[str, dict]:
             d = json.loads(p.read_text())
         except json.JSONDecodeError as e:
             raise SystemExit(f"error: {p} is not JSON ({e})") from None
-        if isinstance(d, dict) and (isinstance(d.get("points"), list) or
-                                    str(d.get("format", "")).startswith(PROBE_FORMAT)):
+        if isinstance(d, dict) and isinstance(d.get("points"), list):
             out[p.stem] = d
     return out
 
@@ -221,24 +220,26 @@ def spoken_block(fig: dict, source: str) -> str:
 
 def probe_block(fig: dict, source: str) -> str:
     """scripts/vqa_probe.py: one classifier, three views of the scene; accuracy at each evaluation step."""
-    steps = sorted({p["step"] for m in fig["modes"].values() for p in m["curve"]})
+    h, points = fig["header"], fig["points"]
+    steps = sorted({p["step"] for p in points})
+    at = {(p["view"], p["step"], float(p["snr_db"])): p for p in points}
     head = "| view | what the classifier reads | parameters | " + \
         " | ".join(f"step {s}: 0 / 20 dB" for s in steps) + " |"
     lines = [head, "|" + "---|" * (3 + len(steps))]
-    for mode, m in fig["modes"].items():
-        by = {p["step"]: p for p in m["curve"]}
-        cells = [f"{by[s]['0dB']['accuracy']:.2f} / {by[s]['20dB']['accuracy']:.2f}" if s in by else ""
-                 for s in steps]
-        lines.append(f"| {mode} | {PROBE_VIEWS.get(mode, '')} | {m['parameters'] / 1e6:.2f} M | " +
+    for view, v in h["views"].items():
+        cells = [f"{at[(view, s, 0.0)]['value']:.2f} / {at[(view, s, 20.0)]['value']:.2f}"
+                 if (view, s, 0.0) in at and (view, s, 20.0) in at else "" for s in steps]
+        lines.append(f"| {view} | {PROBE_VIEWS.get(view, '')} | {v['parameters'] / 1e6:.2f} M | " +
                      " | ".join(cells) + " |")
-    last = {mode: m["curve"][-1] for mode, m in fig["modes"].items() if m["curve"]}
-    final = "; ".join(f"{mode} {cell(p['20dB'], 'accuracy', 'ci_')}" for mode, p in last.items())
-    dirty = " (dirty tree)" if fig.get("git_dirty") else ""
+    last = {view: at[(view, s, 20.0)] for view in h["views"]
+            for s in [max((p["step"] for p in points if p["view"] == view), default=None)] if (view, s, 20.0) in at}
+    final = "; ".join(f"{view} {cell(p, 'value', 'ci_')}" for view, p in last.items())
+    dirty = " (dirty tree)" if h.get("git_dirty") else ""
     return "\n".join(lines) + (
-        f"\n\nn = {fig['n_val']} val questions per cell, rayleigh, the same channel draws for tokens and decoded; "
-        f"at the last step, 20 dB with Wilson 95 % intervals: {final}. {fig['batch_size']} questions a step "
-        f"(family-balanced), SNR drawn from {fig['train_snr_db'][0]:g} to {fig['train_snr_db'][1]:g} dB. From "
-        f"`{source}` (commit {str(fig.get('git_commit'))[:10]}{dirty}, {fig.get('date')}): `{fig['command']}`.\n")
+        f"\n\nn = {h['n_val']} {h.get('split', 'val')} questions per cell, {h['channel']}, the same channel draws for "
+        f"tokens and decoded; at the last step, 20 dB with Wilson 95 % intervals: {final}. {h['batch_size']} "
+        f"questions a step (family-balanced), SNR drawn from {h['train_snr_db'][0]:g} to {h['train_snr_db'][1]:g} dB. "
+        f"From `{source}` (commit {str(h.get('git_commit'))[:10]}{dirty}, {h.get('date')}): `{h['command']}`.\n")
 
 
 FIG3_KEYS = {"tokens", "task", "snr_db", "channel", "n", "value", "ci_low", "ci_high"}
@@ -323,11 +324,11 @@ def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
     """(the README with every block whose markers it has rewritten, messages about the blocks left alone)."""
     notes = []
     for fig_name, fig in sorted(figures.items()):
-        if str(fig.get("format", "")).startswith(PROBE_FORMAT):
+        fmt = str(fig.get("header", {}).get("format", ""))
+        if fmt.startswith(PROBE_FORMAT):  # scripts/vqa_probe.py (issue 12)
             readme = _write(readme, fig_name, probe_block(fig, f"results/{fig_name}.json"), notes,
                             f"table of results/{fig_name}.json")
             continue
-        fmt = str(fig.get("header", {}).get("format", ""))
         if fmt.startswith("unitocom-results/loss-sweep/"):
             for task in LOSS_SCORES:
                 text = loss_block(task, fig, f"results/{fig_name}.json")

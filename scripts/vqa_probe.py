@@ -14,8 +14,9 @@ same steps on three views of a CLEVR-style scene, each beside the question's BPE
 
 tokens well below decoded: the information is in the tokens and a linear reading of them is what loses it
 (the MLLM needs a deeper reader of its tokens); decoded well below pixels: the link loses it. A diagnostic for
-issue 12, not a model the services use; it writes results/vqa-probe.json (command, commit, checkpoint hashes,
-accuracy curves with Wilson intervals at 0 and 20 dB).
+issue 12, not a model the services use; it writes results/vqa-probe.json: a header (command, commit, checkpoint
+hashes, the recipe, each view's parameters) and a point per view, evaluation step and SNR (0 and 20 dB) with its
+accuracy and Wilson interval, the layout of the other results files.
 
     .venv/bin/python scripts/vqa_probe.py --modes tokens,decoded,pixels --steps 1500
 """
@@ -46,6 +47,8 @@ from unitocom.train.data import load_images  # noqa: E402
 from unitocom.train.provenance import file_sha256, git_state, write_atomic  # noqa: E402
 
 MODES = ("tokens", "decoded", "pixels")
+# the results files' shared layout: a header, then one point per (view, evaluation step, SNR)
+FORMAT = "unitocom-results/vqa-probe/2"
 MAX_QUESTION = 40  # BPE ids; CLEVR-style questions here are shorter
 
 
@@ -109,7 +112,7 @@ def evaluate(model, mode, data, pixels, snr_db, channel, answer_id, n) -> dict:
         correct += int((model(view, ids, real).argmax(1) == y).sum())
     model.train()
     lo, hi = wilson(correct, n)
-    return {"accuracy": correct / n, "ci_low": lo, "ci_high": hi}
+    return {"value": correct / n, "ci_low": lo, "ci_high": hi}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,21 +153,23 @@ def main(argv: list[str] | None = None) -> int:
     n_val = min(args.n_val, len(val.questions))
     channel = TorchChannelSpec(model="rayleigh")
     commit, dirty = git_state(ROOT)
-    out = {"format": "unitocom-results/vqa-probe/1",
-           "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", "scripts/vqa_probe.py",
-                                                        *(sys.argv[1:] if argv is None else argv)]),
-           "git_commit": commit, "git_dirty": dirty,
-           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "data": args.data, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-           "train_snr_db": list(snr_range), "channel": "rayleigh", "n_val": n_val, "answers": len(answers),
-           "links_sha256": {Path(p).name: file_sha256(Path(p)) for k, p in paths.items() if k in ("image", "bpe")},
-           "modes": {}}
+    header = {"format": FORMAT,
+              "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", "scripts/vqa_probe.py",
+                                                           *(sys.argv[1:] if argv is None else argv)]),
+              "git_commit": commit, "git_dirty": dirty,
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "data": args.data, "split": "val", "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+              "train_snr_db": list(snr_range), "channel": "rayleigh", "n_val": n_val, "answers": len(answers),
+              "links_sha256": {Path(p).name: file_sha256(Path(p)) for k, p in paths.items() if k in ("image", "bpe")},
+              "views": {}}
+    points: list[dict] = []
     for mode in modes:
         torch.manual_seed(args.seed)
         model = Probe(mode, len(vocab), len(answers), image_link.spec.token_dim)
         opt = torch.optim.AdamW(model.parameters(), args.lr, weight_decay=0.01)
         gen = torch.Generator().manual_seed(args.seed)
-        curve, t0 = [], time.time()
+        t0 = time.time()
+        header["views"][mode] = {"parameters": sum(p.numel() for p in model.parameters())}
         bar = tqdm(range(1, args.steps + 1), desc=f"probe {mode}", unit="step", file=sys.stderr)
         for step in bar:
             scale = min(1.0, step / 100) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
@@ -179,16 +184,16 @@ def main(argv: list[str] | None = None) -> int:
             opt.step()
             bar.set_postfix(loss=f"{loss.item():.3f}")
             if step % args.eval_every == 0 or step == args.steps:
-                point = {"step": step, "train_loss": round(loss.item(), 4), "time_s": round(time.time() - t0, 1)}
+                at = {"view": mode, "step": step, "train_loss": round(loss.item(), 4),
+                      "time_s": round(time.time() - t0, 1)}
                 for snr_db in (0.0, 20.0):
-                    point[f"{snr_db:g}dB"] = evaluate(model, mode, val, pixels["val"], snr_db, channel, answer_id,
-                                                      n_val)
-                curve.append(point)
-                bar.write(f"{mode} step {step}: accuracy {point['0dB']['accuracy']:.3f} at 0 dB, "
-                          f"{point['20dB']['accuracy']:.3f} at 20 dB")
-        out["modes"][mode] = {"parameters": sum(p.numel() for p in model.parameters()), "curve": curve}
+                    points.append({**at, "snr_db": snr_db, "channel": "rayleigh", "n": n_val, "metric": "accuracy",
+                                   **evaluate(model, mode, val, pixels["val"], snr_db, channel, answer_id, n_val)})
+                bar.write(f"{mode} step {step}: accuracy {points[-2]['value']:.3f} at 0 dB, "
+                          f"{points[-1]['value']:.3f} at 20 dB")
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(Path(args.out), json.dumps(out, indent=1) + "\n")  # after each mode: a kill keeps the rest
+        # after each view: a kill keeps the views before it
+        write_atomic(Path(args.out), json.dumps({"header": header, "points": points}, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0
 

@@ -22,18 +22,19 @@ def test_each_view_trains_and_is_scored_with_a_wilson_interval(heldout_data, tmp
     assert _probe().main(["--modes", "tokens,decoded,pixels", "--steps", "2", "--eval-every", "1", "--n-val", "12",
                           "--batch-size", "4", "--data", str(heldout_data), "--out", str(out)]) == 0
     r = json.loads(out.read_text())
-    assert list(r["modes"]) == ["tokens", "decoded", "pixels"] and r["n_val"] == 12
-    assert r["links_sha256"]["image-sigma-genib-s32.safetensors"] and "--steps 2" in r["command"]
+    h, points = r["header"], r["points"]
+    assert h["format"] == "unitocom-results/vqa-probe/2" and list(h["views"]) == ["tokens", "decoded", "pixels"]
+    assert h["n_val"] == 12 and h["links_sha256"]["image-sigma-genib-s32.safetensors"] and "--steps 2" in h["command"]
     # the decoded and the clean picture go through the same stem: the same parameter count; tokens a projection
-    assert r["modes"]["decoded"]["parameters"] == r["modes"]["pixels"]["parameters"]
-    assert r["modes"]["tokens"]["parameters"] < r["modes"]["pixels"]["parameters"]
-    for m in r["modes"].values():
-        assert [p["step"] for p in m["curve"]] == [1, 2]
-        for p in m["curve"]:
-            for snr in ("0dB", "20dB"):
-                a = p[snr]
-                assert 0 <= a["ci_low"] <= a["accuracy"] <= a["ci_high"] <= 1
-                assert round(a["accuracy"] * 12) == pytest.approx(a["accuracy"] * 12)
+    assert h["views"]["decoded"]["parameters"] == h["views"]["pixels"]["parameters"]
+    assert h["views"]["tokens"]["parameters"] < h["views"]["pixels"]["parameters"]
+    # a point per view, evaluation step and SNR, in the shared layout (value and its interval)
+    assert [(p["view"], p["step"], p["snr_db"]) for p in points] == [
+        (v, s, snr) for v in ("tokens", "decoded", "pixels") for s in (1, 2) for snr in (0.0, 20.0)]
+    for p in points:
+        assert p["n"] == 12 and p["metric"] == "accuracy" and p["channel"] == "rayleigh"
+        assert 0 <= p["ci_low"] <= p["value"] <= p["ci_high"] <= 1
+        assert round(p["value"] * 12) == pytest.approx(p["value"] * 12)
     # the README block results_tables writes from it: a row per view, a column per evaluation step
     spec = importlib.util.spec_from_file_location("results_tables", ROOT / "scripts" / "results_tables.py")
     tables = importlib.util.module_from_spec(spec)
@@ -44,7 +45,7 @@ def test_each_view_trains_and_is_scored_with_a_wilson_interval(heldout_data, tmp
     assert not notes and "old" not in block and "step 1: 0 / 20 dB | step 2: 0 / 20 dB |" in block
     rows = [line for line in block.splitlines() if line.startswith(("| tokens", "| decoded", "| pixels"))]
     assert len(rows) == 3 and all(line.count("|") == 6 for line in rows)
-    acc = r["modes"]["pixels"]["curve"][-1]["20dB"]["accuracy"]
+    acc = points[-1]["value"]  # pixels, step 2, 20 dB
     assert f"pixels {acc:.2f} [" in block and "n = 12 val questions" in block
 
 
