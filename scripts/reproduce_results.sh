@@ -10,8 +10,9 @@
 #                                         training and 1.5 h of VQA (500 questions) and T2I (FIG3_T2I_N=100
 #                                         captions) per length and SNR on 2 cores)
 #   scripts/reproduce_results.sh packets  issue 16's packet-loss and token-budget sweeps into results/ (~1 h)
-#   scripts/reproduce_results.sh ablation issue 12's MLLM ablation into results/: four VQA-only MLLMs, one change
-#                                         each, against the shipped one (about 1.5 h of training on 2 cores)
+#   scripts/reproduce_results.sh ablation issue 12's MLLM ablation into results/: VQA-only MLLMs, one change
+#                                         each, against the shipped one, then VQA beside captioning or T2I
+#                                         (about 4 h of training on 2 cores)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -137,5 +138,19 @@ if [ "$what" = ablation ]; then
      --reference shipped,vqa-only \
      --snr-db 0,20 --channel rayleigh \
      --n-vqa 1000 --workers 8 --out results --resume
+  # What the shipped mix's extra tasks give VQA: the plain VQA-only MLLM against two with 2000 steps of another
+  # task beside the same 4000 VQA steps, captioning the received scene (cap) or text-to-image (t2i); scored on
+  # the same questions and draws into results/ablation-caption.json.
+  mixed() {  # NAME TASK: vqa=2,TASK=1 for 6000 steps (4000 of them VQA)
+    local dir="runs/ablation/$1"
+    [ -f "$dir/mllm.safetensors" ] || $U train mllm --objective sigma-genib --task-weights "vqa=2,$2=1" \
+      --steps 6000 --batch-size 64 --val-every 1000 --snr-db=-5:25 --no-install --run-dir "$dir"
+  }
+  mixed vqa-caption cap & mixed vqa-t2i t2i
+  wait
+  $U ablate --name ablation-caption --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
+     --mllm vqa-only=runs/ablation/vqa-only --mllm vqa-caption=runs/ablation/vqa-caption \
+     --mllm vqa-t2i=runs/ablation/vqa-t2i --reference shipped,vqa-only \
+     --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 --out results --resume
   .venv/bin/python scripts/results_tables.py
 fi
