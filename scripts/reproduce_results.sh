@@ -138,19 +138,19 @@ if [ "$what" = ablation ]; then
      --reference shipped,vqa-only \
      --snr-db 0,20 --channel rayleigh \
      --n-vqa 1000 --workers 8 --out results --resume
-  # What the shipped mix's extra tasks give VQA: the plain VQA-only MLLM against two with 2000 steps of another
-  # task beside the same 4000 VQA steps, captioning the received scene (cap) or text-to-image (t2i); scored on
+  # What the shipped mix's extra tasks give VQA: the plain VQA-only MLLM against ones with other tasks' steps
+  # beside the same 4000 VQA steps: captioning the received scene (cap), text-to-image (t2i), or both; scored on
   # the same questions and draws into results/ablation-caption.json.
-  mixed() {  # NAME TASK: vqa=2,TASK=1 for 6000 steps (4000 of them VQA)
+  mixed() {  # NAME WEIGHTS STEPS: a finished run is kept as it is
     local dir="runs/ablation/$1"
-    [ -f "$dir/mllm.safetensors" ] || $U train mllm --objective sigma-genib --task-weights "vqa=2,$2=1" \
-      --steps 6000 --batch-size 64 --val-every 1000 --snr-db=-5:25 --no-install --run-dir "$dir"
+    [ -f "$dir/mllm.safetensors" ] || $U train mllm --objective sigma-genib --task-weights "$2" --steps "$3" \
+      --batch-size 64 --val-every 1000 --snr-db=-5:25 --no-install --run-dir "$dir"
   }
-  mixed vqa-caption cap & mixed vqa-t2i t2i
+  (mixed vqa-caption vqa=2,cap=1 6000; mixed vqa-caption-t2i vqa=2,cap=1,t2i=1 8000) & mixed vqa-t2i vqa=2,t2i=1 6000
   wait
   $U ablate --name ablation-caption --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
      --mllm vqa-only=runs/ablation/vqa-only --mllm vqa-caption=runs/ablation/vqa-caption \
-     --mllm vqa-t2i=runs/ablation/vqa-t2i --reference shipped,vqa-only \
-     --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 --out results --resume
+     --mllm vqa-t2i=runs/ablation/vqa-t2i --mllm vqa-caption-t2i=runs/ablation/vqa-caption-t2i \
+     --reference shipped,vqa-only --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 --out results --resume
   .venv/bin/python scripts/results_tables.py
 fi
