@@ -367,3 +367,18 @@ def test_captioning_trains_beside_vqa_and_its_loss_is_validated(small_world):
     model, _, _ = load_mllm(d / "captioned/mllm.safetensors")
     said = tasks.describe(model, vocab, [rows[0][1].value], max_new=12)
     assert isinstance(said[0], str) and said[0]
+
+
+def test_a_finished_run_reports_the_validation_of_its_last_step_never_an_earlier_one(tmp_path):
+    """The meta of a resumed, finished run takes the log's validation at the final step (per-step records passed
+    over); a log whose last validation is older than the state is refused rather than recorded as the model's."""
+    from unitocom.mllm.train import final_validation
+    log = tmp_path / "log.jsonl"
+    rows = [{"step": 2, "time_s": 1.0, "val_vqa_acc_20db": 0.3}, {"step": 3, "task": "vqa", "loss": 0.5},
+            {"step": 4, "time_s": 2.0, "vqa_loss": 0.4, "val_vqa_acc_20db": 0.5},
+            {"step": 4, "task": "vqa", "loss": 0.4}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert final_validation(log, 4) == ({"val_vqa_acc_20db": 0.5}, 2.0)
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
+    with pytest.raises(RuntimeError, match="last validation is at 2"):
+        final_validation(log, 4)

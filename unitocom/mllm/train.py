@@ -348,15 +348,17 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
             if d.main:
                 if sharded:
                     replica.load_state_dict(model_state)
-                    metrics = validate(replica, val_data, tc, channel)
-                    scaffold.save_state_dicts(state_path, model_state, opt_state, step + 1)
-                else:
-                    metrics = validate(model, val_data, tc, channel)
-                    scaffold.save_state(state_path, model, opt, step + 1)
+                metrics = validate(replica if sharded else model, val_data, tc, channel)
                 row = {"step": step + 1, "time_s": time.time() - t0,
                        **{k: round(v, 4) for k, v in running.items()}, "steps_per_s": round(steps_per_s, 4),
                        **({"processes": d.world} if d.on else {}), **metrics}
+                # the row before the state: a kill between the two leaves a row that the resume (from the state
+                # before) drops, never a state whose validation is missing from the log
                 log.write(row)
+                if sharded:
+                    scaffold.save_state_dicts(state_path, model_state, opt_state, step + 1)
+                else:
+                    scaffold.save_state(state_path, model, opt, step + 1)
                 bar.write(json.dumps(row))
             dist.barrier(d)
             model.train()
@@ -367,8 +369,7 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
         return {}
     log.close()
     if metrics is None:  # resumed a run that had already finished: its last validation is in the log
-        last = json.loads(log_path.read_text().splitlines()[-1])
-        metrics, wall_s = {k: v for k, v in last.items() if k.startswith("val_")}, last["time_s"]
+        metrics, wall_s = final_validation(log_path, tc.steps)
     from unitocom.data.make import dataset_checksum
     final = replica if sharded else model
     if sharded and replica is not None and start >= tc.steps:  # nothing trained here: the state is the result
@@ -393,6 +394,18 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
     save_mllm(final.cpu(), train_data.image_std, ckpt, meta)
     dist.finish(d)
     return meta
+
+
+def final_validation(log_path: Path, steps: int) -> tuple[dict, float]:
+    """(the validation figures, the wall time) that a finished run's log records at its last step; the per-step
+    records of --log-every carry no validation and are passed over."""
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    last = next((r for r in reversed(rows) if any(k.startswith("val_") for k in r)), None)
+    if last is None or last["step"] != steps:
+        raise RuntimeError(f"{log_path}: the run's state is at step {steps} but its log's last validation is at "
+                           f"{None if last is None else last['step']}; delete the run's train_state and log to "
+                           "retrain it")
+    return {k: v for k, v in last.items() if k.startswith("val_")}, last["time_s"]
 
 
 TOKENIZER_FILE = "mllm.tokenizer.json"  # an MLLM on a backbone's vocabulary: its tokenizer, beside it
