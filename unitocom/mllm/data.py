@@ -94,8 +94,9 @@ class CaptionData:
 
 
 class TaskData:
-    """One split's examples of VQA, T2I, ASR and captioning (T2I's pairs read the other way), with token means computed once. token_dropout: received image
-    and audio tokens lose some tokens, as NaN rows (`models.resilience`)."""
+    """One split's examples of VQA, T2I, ASR and captioning (T2I's pairs read the other way), with token means
+    computed once. token_dropout: received image and audio tokens lose some tokens, as NaN rows
+    (`models.resilience`)."""
 
     token_dropout = False
     question_first = False  # VQA sequences put the question before the image (the MLLM's config says which)

@@ -369,7 +369,7 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
         return {}
     log.close()
     if metrics is None:  # resumed a run that had already finished: its last validation is in the log
-        metrics, wall_s = final_validation(log_path, tc.steps)
+        metrics, wall_s = final_validation(log_path, start)  # the state's step (tc.steps, or past it)
     from unitocom.data.make import dataset_checksum
     final = replica if sharded else model
     if sharded and replica is not None and start >= tc.steps:  # nothing trained here: the state is the result
