@@ -231,9 +231,9 @@ def probe_block(fig: dict, source: str) -> str:
                  if (view, s, 0.0) in at and (view, s, 20.0) in at else "" for s in steps]
         lines.append(f"| {view} | {PROBE_VIEWS.get(view, '')} | {v['parameters'] / 1e6:.2f} M | " +
                      " | ".join(cells) + " |")
-    last = {view: at[(view, s, 20.0)] for view in h["views"]
-            for s in [max((p["step"] for p in points if p["view"] == view), default=None)] if (view, s, 20.0) in at}
-    final = "; ".join(f"{view} {cell(p, 'value', 'ci_')}" for view, p in last.items())
+    last_step = {view: max(p["step"] for p in points if p["view"] == view) for view in {p["view"] for p in points}}
+    final = "; ".join(f"{view} {cell(at.get((view, last_step[view], 20.0)), 'value', 'ci_')}"
+                      for view in h["views"] if view in last_step)
     dirty = " (dirty tree)" if h.get("git_dirty") else ""
     return "\n".join(lines) + (
         f"\n\nn = {h['n_val']} {h.get('split', 'val')} questions per cell, {h['channel']}, the same channel draws for "

@@ -167,15 +167,20 @@ class TaskData:
         return {"vqa": len(self.questions), "t2i": len(self.captions), "asr": len(self.speech),
                 "svqa": len(self.spoken), "cap": len(self.captions)}
 
+    def _received_scenes(self, mu: torch.Tensor, snr_db: torch.Tensor, channel: TorchChannelSpec,
+                         gen: torch.Generator) -> torch.Tensor:
+        """Image token means [B, S_v, d] as the base station receives them, with lost tokens under token_dropout."""
+        rx = received(self.image_link, mu, snr_db, channel, gen)
+        if self.token_dropout:
+            rx = rz.with_nan_rows(rx, rz.training_mask(rx.shape[0], rx.shape[1], gen))
+        return rx
+
     def examples(self, task: str, idx: list[int], snr_db: torch.Tensor, channel: TorchChannelSpec,
                  gen: torch.Generator, drop_caption: float = 0.0) -> list[list[seq.Segment]]:
         v = self.vocab
         if task == "vqa":
             items = [self.questions[i] for i in idx]
-            mu = self.clevr_mu[[i for i, _, _ in items]]
-            rx = received(self.image_link, mu, snr_db, channel, gen)
-            if self.token_dropout:
-                rx = rz.with_nan_rows(rx, rz.training_mask(rx.shape[0], rx.shape[1], gen))
+            rx = self._received_scenes(self.clevr_mu[[i for i, _, _ in items]], snr_db, channel, gen)
             return [seq.vqa(v, rx[b], q, a, self.question_first) for b, (_, q, a) in enumerate(items)]
         if task == "asr":
             out = []
@@ -200,9 +205,7 @@ class TaskData:
             return out
         if task == "cap":  # captioning: T2I's pairs the other way round, from the received scene
             items = [self.captions[i] for i in idx]
-            rx = received(self.image_link, self.coco_mu[[image for image, _ in items]], snr_db, channel, gen)
-            if self.token_dropout:
-                rx = rz.with_nan_rows(rx, rz.training_mask(rx.shape[0], rx.shape[1], gen))
+            rx = self._received_scenes(self.coco_mu[[image for image, _ in items]], snr_db, channel, gen)
             return [seq.caption(v, rx[b], text) for b, (_, text) in enumerate(items)]
         if task == "t2i":
             out = []
