@@ -16,7 +16,7 @@ SHIPPED = checkpoint_dir() / "mllm-sigma-genib.safetensors"
 
 def _args(tmp_path, data, *mllms, **kw):
     ns = dict(mllm=[ablation.named_mllm(m) for m in mllms], reference=None, snr_db=[20.0], channel="rayleigh",
-              n_vqa=12, data=str(data), split="test", seed=0, preset="tiny", device="cpu", threads=1, workers=4,
+              task="vqa", n_vqa=12, n_asr=6, data=str(data), split="test", seed=0, preset="tiny", device="cpu", threads=1, workers=4,
               out=str(tmp_path), name="ablation", resume=False, quiet=True)
     ns.update(kw)
     return argparse.Namespace(**ns)
@@ -47,6 +47,49 @@ def test_paired_differences_are_per_question_and_say_when_they_separate():
     assert out["same"]["difference"] == 0 and not out["same"]["separates"]
     assert out["better"]["difference"] == pytest.approx(0.4) and out["better"]["separates"]
     assert out["better"]["ci_low"] > 0
+
+
+def test_an_asr_point_counts_word_errors_per_sentence_kind():
+    refs = ["ONE TWO THREE", "THE RED CIRCLE", "WAIT FOR THE NEXT FRAME"]
+    hyps = ["one two two", "the red circle", "wait for the frame"]
+    p = ablation.asr_point("m", 32, 20.0, "rayleigh", refs, hyps)
+    assert p["edits"] == [1, 0, 1] and p["words"] == [3, 3, 5] and p["value"] == pytest.approx(2 / 11)
+    assert p["ci_low"] <= p["value"] <= p["ci_high"] and p["transcripts"] == hyps
+    assert {k: (v["n"], v["wer"]) for k, v in p["by_kind"].items()} == {
+        "digits": (1, pytest.approx(1 / 3)), "object": (1, 0.0), "free": (1, pytest.approx(1 / 5))}
+
+
+def test_paired_wer_differences_resample_utterances():
+    def p(name, edits):
+        return {"mllm": name, "task": "asr", "snr_db": 20.0, "channel": "rayleigh", "n": len(edits),
+                "edits": edits, "words": [4] * len(edits)}
+    ref, fewer = p("ref", [2, 1, 2, 0, 3] * 20), p("fewer", [0, 0, 1, 0, 0] * 20)
+    out = ablation.paired([ref, fewer, p("same", ref["edits"])], ["ref"])
+    d = {x["mllm"]: x for x in out}
+    assert d["fewer"]["difference"] == pytest.approx((1 - 8) / 20) and d["fewer"]["separates"]
+    assert d["fewer"]["ci_high"] < 0
+    assert d["same"]["difference"] == 0 and not d["same"]["separates"]
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="needs the shipped MLLM")
+def test_ablate_asr_scores_each_mllm_on_the_same_utterances(tmp_path, heldout_data):
+    """--task asr: the same MLLM under two names transcribes the same clips over the same channel draws alike;
+    its file keeps the transcripts, the README block is the ASR one, and --resume keeps ASR points only."""
+    args = _args(tmp_path, heldout_data, f"a={SHIPPED}", f"b={SHIPPED}", task="asr", name="asr")
+    res = ablation.run(args, ["ablate"])
+    a, b = res["points"]
+    assert a["task"] == "asr" and a["n"] == b["n"] == 6 and a["transcripts"] == b["transcripts"]
+    assert sum(k["n"] for k in a["by_kind"].values()) == 6 and 0 <= a["value"]
+    assert res["paired"][0]["difference"] == 0.0 and not res["paired"][0]["separates"]
+    doc = json.loads((tmp_path / "asr.json").read_text())
+    assert doc["header"]["task"] == "asr"
+    text = ablation.table(doc, "results/asr.json")
+    assert "word error rate per sentence kind" in text and "| b - a | +0.000" in text and "`data/tiny`" in text
+    again = ablation.run(_args(tmp_path, heldout_data, f"a={SHIPPED}", task="asr", name="asr", resume=True),
+                         ["ablate"])
+    assert again["points"] == [a]
+    vqa = ablation.run(_args(tmp_path, heldout_data, f"a={SHIPPED}", name="asr", resume=True), ["ablate"])
+    assert vqa["points"][0]["task"] == "vqa"  # a VQA run does not take the ASR file's points as its own
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="needs the shipped MLLM")

@@ -55,6 +55,30 @@ def test_another_seed_gives_other_scenes(small, tmp_path):
     assert other["sha256"]["photos"] == small[1]["sha256"]["photos"]  # the photos do not depend on the seed
 
 
+@needs_speech_tools
+def test_more_training_speech_leaves_val_and_test_speech_as_they_were(small, tmp_path):
+    """The ASR data-size study trains on more clips and speakers and must score on the very same test clips."""
+    out, manifest = small
+    more = make_dataset(tmp_path / "more", PRESET, seed=3, scenes=SCENES, clips=CLIPS, workers=2, progress=False,
+                        log=lambda _: None, train_clips=10, train_speakers=5)
+    assert more["counts"]["train"]["clips"] == 10 and more["counts"]["train"]["speakers"] == 5
+    assert more["settings"]["speakers_per_split"][1:] == manifest["settings"]["speakers_per_split"][1:]
+    a, b = _files(out / "LibriSpeech"), _files(tmp_path / "more" / "LibriSpeech")
+    for subset in ("dev-clean/", "test-clean/"):
+        mine = {k: v for k, v in a.items() if k.startswith(subset)}
+        assert mine and mine == {k: v for k, v in b.items() if k.startswith(subset)}
+    assert {k for k in a if k.startswith("train-clean-100/")} != {k for k in b if k.startswith("train-clean-100/")}
+    assert more["sha256"]["CLEVR_v1.0"] == manifest["sha256"]["CLEVR_v1.0"]
+
+
+def test_training_speech_overrides_are_checked():
+    with pytest.raises(ValueError, match="training speakers"):
+        data_preset("tiny").with_train_speech(speakers=0)
+    with pytest.raises(ValueError, match="at most 999"):
+        data_preset("tiny").with_train_speech(speakers=1000)
+    assert data_preset("tiny").with_train_speech(clips=5).speakers_per_split == (12, 4, 4)
+
+
 def test_remaking_replaces_only_generated_entries(tmp_path):
     keep = tmp_path / "notes.txt"
     keep.write_text("mine")
@@ -168,7 +192,8 @@ def test_cli_help_names_every_option():
     add_subparser(parser.add_subparsers())
     make = parser._subparsers._group_actions[0].choices["data"]._subparsers._group_actions[0].choices["make"]
     text = make.format_help()
-    for option in ("--preset", "--out", "--seed", "--scenes", "--speech", "--no-speech"):
+    for option in ("--preset", "--out", "--seed", "--scenes", "--speech", "--train-clips", "--train-speakers",
+                   "--no-speech"):
         assert option in text
 
 
@@ -182,3 +207,14 @@ def test_full_tiny_make_fits_in_five_minutes(tmp_path):
     for split in SPLITS:
         assert manifest["counts"][split]["scenes"] == preset.scene_counts()[split]
         assert manifest["counts"][split]["clips"] == preset.clip_counts()[split]
+
+
+def test_sentence_kind_reads_back_the_kind_the_generator_drew():
+    import numpy as np
+
+    from unitocom.data.speech import SENTENCE_KINDS, sentence_kind, speech_sentence
+    for i in range(2000):  # speech_sentence's first draw picks the kind
+        kind = SENTENCE_KINDS[int(np.random.default_rng(i).integers(len(SENTENCE_KINDS)))]
+        assert sentence_kind(speech_sentence(np.random.default_rng(i))) == kind
+    assert sentence_kind("IS THE RED CIRCLE LEFT OF THE BLUE SQUARE") == "question"
+

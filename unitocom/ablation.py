@@ -1,4 +1,5 @@
-"""`unitocom ablate`: MLLMs trained differently, scored on the same VQA questions through the same pipeline.
+"""`unitocom ablate`: MLLMs trained differently, scored on the same VQA questions (or ASR utterances, `--task asr`)
+through the same pipeline.
 
     unitocom ablate --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \\
         --mllm vqa-only=runs/ablation/vqa-only --mllm vqa-only-wide=runs/ablation/vqa-only-wide \\
@@ -21,6 +22,11 @@ It writes
   OUT/ablation.csv   the points, one row each;
   OUT/ablation.png   accuracy per MLLM and SNR with its interval, and per question family at the highest SNR.
 `scripts/results_tables.py` writes the README's `<!-- results:ablation -->` block from the JSON (`table`).
+
+With --task asr the points are word error rates over the same test utterances (bootstrap 95 % interval over
+utterances, per sentence kind, each point's transcripts kept) and the paired differences are WER differences
+with a paired bootstrap over utterances; e.g. MLLMs trained with more training speech (`data make --train-clips
+--train-speakers`, whose test speech is byte for byte the same) against one trained on the preset's.
 """
 from __future__ import annotations
 
@@ -80,23 +86,49 @@ def point(name: str, tokens: int, snr_db: float, channel: str, correct: list[flo
             "by_family": vqa_by_family(items, correct, guess)}
 
 
+def asr_point(name: str, tokens: int, snr_db: float, channel: str, references: list[str], transcripts: list[str],
+              n_resamples: int = 1000, seed: int = 0) -> dict:
+    """One (MLLM, SNR) ASR point: corpus WER with its bootstrap interval over utterances, the WER per sentence
+    kind, and per utterance its edits, reference words and transcript (request i = seed + i: pairs)."""
+    from unitocom.data.speech import sentence_kind
+    from unitocom.results import ratio_of_sums, wer_interval
+    from unitocom.task_eval import wer_counts
+    edits, words = wer_counts(references, transcripts)
+    lo, hi = wer_interval(edits, words, n_resamples, seed)
+    by_kind: dict[str, dict] = {}
+    for ref, e, w in zip(references, edits, words):
+        k = by_kind.setdefault(sentence_kind(ref), {"n": 0, "edits": 0, "words": 0})
+        k["n"], k["edits"], k["words"] = k["n"] + 1, k["edits"] + e, k["words"] + w
+    for k in by_kind.values():
+        k["wer"] = k["edits"] / k["words"]
+    return {"mllm": name, "tokens": int(tokens), "task": "asr", "snr_db": float(snr_db), "channel": channel,
+            "n": len(edits), "metric": "wer", "value": ratio_of_sums(edits, words), "ci_low": lo, "ci_high": hi,
+            "by_kind": dict(sorted(by_kind.items())), "edits": edits, "words": words, "transcripts": transcripts}
+
+
 def paired(points: list[dict], references: list[str], n_resamples: int = 2000, seed: int = 0) -> list[dict]:
-    """Each MLLM minus each of `references` (not itself) at each SNR, on the same questions: mean difference and
-    bootstrap interval."""
+    """Each MLLM minus each of `references` (not itself) at each SNR, on the same questions (utterances): the
+    difference of accuracy (WER) with a paired bootstrap interval, resampling questions (utterances)."""
     import numpy as np
 
-    from unitocom.results import mean_interval
+    from unitocom.results import bootstrap, mean_interval
     out = []
     for reference in references:
         ref = {(p["snr_db"], p["channel"]): p for p in points if p["mllm"] == reference}
         for p in points:
             r = ref.get((p["snr_db"], p["channel"]))
-            if p["mllm"] == reference or r is None or len(r["correct"]) != len(p["correct"]):
+            per_item = "edits" if p.get("task") == "asr" else "correct"  # one entry per question (utterance)
+            if p["mllm"] == reference or r is None or len(r.get(per_item, ())) != len(p[per_item]):
                 continue
-            d = np.array([int(a) - int(b) for a, b in zip(p["correct"], r["correct"])], dtype=float)
-            lo, hi = mean_interval(d, n_resamples, seed)
+            if p.get("task") == "asr":
+                e, e_ref, w = (np.asarray(x, dtype=float) for x in (p["edits"], r["edits"], p["words"]))
+                diff = lambda a, b, n: float((a.sum() - b.sum()) / n.sum())  # noqa: E731  WER - WER of the reference
+                d, (lo, hi) = diff(e, e_ref, w), bootstrap(diff, [e, e_ref, w], n_resamples, seed)
+            else:
+                dv = np.array([int(a) - int(b) for a, b in zip(p["correct"], r["correct"])], dtype=float)
+                d, (lo, hi) = float(dv.mean()), mean_interval(dv, n_resamples, seed)
             out.append({"mllm": p["mllm"], "reference": reference, "snr_db": p["snr_db"], "channel": p["channel"],
-                        "n": len(d), "difference": float(d.mean()), "ci_low": lo, "ci_high": hi,
+                        "n": len(p[per_item]), "difference": d, "ci_low": lo, "ci_high": hi,
                         "separates": bool(lo > 0 or hi < 0)})
     return out
 
@@ -117,6 +149,8 @@ def plot(path: Path, points: list[dict]) -> None:
     names = list(dict.fromkeys(p["mllm"] for p in points))
     snrs = sorted({p["snr_db"] for p in points})
     at = {(p["mllm"], p["snr_db"]): p for p in points}
+    asr = points[0].get("task") == "asr"
+    groups, score = ("by_kind", "wer") if asr else ("by_family", "accuracy")
     fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 2.2]})
     width = 0.8 / max(1, len(names))
     for i, name in enumerate(names):
@@ -125,28 +159,28 @@ def plot(path: Path, points: list[dict]) -> None:
         v = [p["value"] if p else np.nan for p in ps]
         err = [[p["value"] - p["ci_low"] if p else 0 for p in ps], [p["ci_high"] - p["value"] if p else 0 for p in ps]]
         a.bar(x, v, width, yerr=err, capsize=3, label=name)
-    chance = np.mean([p["chance"] for p in points])
-    a.axhline(chance, color="grey", ls=":", label="majority-class chance")
+    if not asr:
+        a.axhline(np.mean([p["chance"] for p in points]), color="grey", ls=":", label="majority-class chance")
     a.set_xticks(np.arange(len(snrs)) + 0.4 - width / 2, [f"{s:g} dB" for s in snrs])
-    a.set_ylabel("VQA accuracy (Wilson 95 %)")
-    a.set_ylim(0, 1)
+    a.set_ylabel("ASR word error rate (bootstrap 95 %; lower is better)" if asr else "VQA accuracy (Wilson 95 %)")
+    a.set_ylim(0, max(1.0, max(p["ci_high"] for p in points)) if asr else 1)
     a.legend(fontsize=8)
-    a.set_title(f"(a) VQA, {points[0]['channel']}")
+    a.set_title(f"(a) {'ASR' if asr else 'VQA'}, {points[0]['channel']}")
     top = snrs[-1]
-    families = sorted({f for p in points for f in p["by_family"]})
+    families = sorted({f for p in points for f in p[groups]})
     for i, name in enumerate(names):
         p = at.get((name, top))
         if p:
-            b.bar(np.arange(len(families)) + i * width, [p["by_family"].get(f, {}).get("accuracy", np.nan)
+            b.bar(np.arange(len(families)) + i * width, [p[groups].get(f, {}).get(score, np.nan)
                                                          for f in families], width, label=name)
     p0 = at.get((names[0], top))
-    if p0:
+    if p0 and not asr:
         b.scatter(np.arange(len(families)) + 0.4 - width / 2,
                   [p0["by_family"].get(f, {}).get("chance", np.nan) for f in families], color="k", marker="_",
                   s=200, label="chance", zorder=3)
     b.set_xticks(np.arange(len(families)) + 0.4 - width / 2, families, rotation=35, ha="right", fontsize=8)
     b.set_ylim(0, 1)
-    b.set_title(f"(b) per question family at {top:g} dB")
+    b.set_title(f"(b) {'WER per sentence kind' if asr else 'per question family'} at {top:g} dB")
     b.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -171,8 +205,83 @@ def _recipe(r: dict) -> str:
             f"{r.get('steps')} x {r.get('batch')} ({vqa_steps(r)} VQA)")
 
 
+def _training_data(r: dict) -> str:
+    """The --data a run was trained on, read off its recorded command (the preset's data/tiny when not given)."""
+    argv = shlex.split(r.get("command") or "")
+    for i, a in enumerate(argv):
+        if a == "--data" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--data="):
+            return a.split("=", 1)[1]
+    return "data/tiny"
+
+
+def _paired_rows(fig: dict, snrs: list[float]) -> list[str]:
+    h = fig["header"]
+    by = {(d["mllm"], d["reference"], d["snr_db"]): d for d in fig["paired"]}
+    rows: list[str] = []
+    shown: set[frozenset] = set()
+    for reference in h["references"]:
+        for name in h["mllms"]:
+            if not any((name, reference, s) in by for s in snrs) or {name, reference} in shown:
+                continue  # no such pair, or its mirror image is already a row
+            shown.add(frozenset((name, reference)))
+            cells = [(lambda d: "–" if d is None else f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, "
+                      f"{d['ci_high']:+.3f}]{' **' if d['separates'] else ''}")(by.get((name, reference, s)))
+                     for s in snrs]
+            rows.append(f"| {name} - {reference} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def _source_line(fig: dict, source: str, what: str) -> str:
+    h, points = fig["header"], fig["points"]
+    n = max(p["n"] for p in points)
+    return (f"n = {n} {h['split']} {what} per point, {points[0]['channel']}; 95 % intervals. From `{source}` "
+            f"(commit {h['git_commit'][:10]}{' (dirty tree)' if h.get('git_dirty') else ''}, {h['date']}): "
+            f"`{h['command']}`.")
+
+
+def asr_table(fig: dict, source: str) -> str:
+    """The README block of an ASR ablation: WER per MLLM and SNR with its recipe and training data, WER per
+    sentence kind at the highest SNR, and the paired differences (negative: fewer errors than the reference)."""
+    h, points = fig["header"], fig["points"]
+    snrs = sorted({p["snr_db"] for p in points})
+    at = {(p["mllm"], p["snr_db"]): p for p in points}
+    lines = ["| MLLM | layers x width, parameters | steps per cycle | steps x batch | trained on | "
+             + " | ".join(f"{s:g} dB" for s in snrs) + " |", "|---|---|---|---|---|" + "---|" * len(snrs)]
+    for name, r in h["mllms"].items():
+        cells = []
+        for s in snrs:
+            p = at.get((name, s))
+            cells.append("–" if p is None else f"{p['value']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}]")
+        recipe = _recipe(r).rsplit(" (", 1)[0]  # the VQA-step count means nothing here
+        lines.append(f"| {name} | {recipe} | `{_training_data(r)}` | " + " | ".join(cells) + " |")
+    top = snrs[-1]
+    kinds = sorted({k for p in points for k in p["by_kind"]})
+    p0 = next((at[(n, top)] for n in h["mllms"] if (n, top) in at), None)
+    lines += ["", f"*word error rate per sentence kind at {top:g} dB (utterances of each kind in the last row)*", "",
+              "| MLLM | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+    for name in h["mllms"]:
+        p = at.get((name, top))
+        if p:
+            lines.append(f"| {name} | " + " | ".join(f"{p['by_kind'].get(k, {}).get('wer', float('nan')):.3f}"
+                                                    for k in kinds) + " |")
+    if p0:
+        lines.append("| utterances | " + " | ".join(str(p0["by_kind"].get(k, {}).get("n", 0)) for k in kinds) + " |")
+    if fig.get("paired"):
+        lines += ["", "*paired differences of WER (same utterances and channel draws; bootstrap 95 % interval over "
+                      "utterances; ** where it excludes 0; negative: fewer errors)*", "",
+                  "| difference | " + " | ".join(f"{s:g} dB" for s in snrs) + " |", "|---|" + "---|" * len(snrs)]
+        lines += _paired_rows(fig, snrs)
+    lines += ["", _source_line(fig, source, "utterances")]
+    return "\n".join(lines) + "\n"
+
+
 def table(fig: dict, source: str) -> str:
-    """The README block: accuracy per MLLM and SNR, its recipe, and the paired differences to the references."""
+    """The README block: accuracy per MLLM and SNR, its recipe, and the paired differences to the references
+    (an ASR ablation's block: `asr_table`)."""
+    if fig["header"].get("task") == "asr":
+        return asr_table(fig, source)
     h, points = fig["header"], fig["points"]
     snrs = sorted({p["snr_db"] for p in points})
     at = {(p["mllm"], p["snr_db"]): p for p in points}
@@ -204,21 +313,8 @@ def table(fig: dict, source: str) -> str:
         lines += ["", "*paired differences (same questions and channel draws; bootstrap 95 % interval; ** where it "
                       "excludes 0)*", "",
                   "| difference | " + " | ".join(f"{s:g} dB" for s in snrs) + " |", "|---|" + "---|" * len(snrs)]
-        by = {(d["mllm"], d["reference"], d["snr_db"]): d for d in fig["paired"]}
-        shown: set[frozenset] = set()
-        for reference in h["references"]:
-            for name in h["mllms"]:
-                if not any((name, reference, s) in by for s in snrs) or {name, reference} in shown:
-                    continue  # no such pair, or its mirror image is already a row
-                shown.add(frozenset((name, reference)))
-                cells = [(lambda d: "–" if d is None else f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, "
-                          f"{d['ci_high']:+.3f}]{' **' if d['separates'] else ''}")(by.get((name, reference, s)))
-                         for s in snrs]
-                lines.append(f"| {name} - {reference} | " + " | ".join(cells) + " |")
-    n = max(p["n"] for p in points)
-    lines += ["", f"n = {n} {h['split']} questions per point, {points[0]['channel']}; 95 % intervals. From `{source}` "
-                  f"(commit {h['git_commit'][:10]}{' (dirty tree)' if h.get('git_dirty') else ''}, {h['date']}): "
-                  f"`{h['command']}`."]
+        lines += _paired_rows(fig, snrs)
+    lines += ["", _source_line(fig, source, "questions")]
     return "\n".join(lines) + "\n"
 
 
@@ -226,9 +322,9 @@ def run(args, argv: list[str]) -> dict:
     import torch
 
     from unitocom.data.layouts import require_data
-    from unitocom.fig3 import eval_config, measure_vqa
+    from unitocom.fig3 import eval_config, measure_asr, measure_vqa
     from unitocom.schemes.learned import checkpoint_dir
-    from unitocom.task_eval import vqa_items
+    from unitocom.task_eval import speech_items, vqa_items
     torch.set_num_threads(max(1, args.threads))
     data_dir = require_data(args.data)
     names = [n for n, _ in args.mllm]
@@ -259,20 +355,26 @@ def run(args, argv: list[str]) -> dict:
     header = {"format": FORMAT, "command": "unitocom " + " ".join(shlex.quote(a) for a in argv),
               "git_commit": commit, "git_dirty": dirty,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "data": str(args.data), "split": args.split, "seed": args.seed, "channel": args.channel,
+              "task": args.task, "data": str(args.data), "split": args.split, "seed": args.seed,
+              "channel": args.channel,
               "references": references, "mllms": mllms,
               "links_sha256": {p.name: file_sha256(p) for p in links if p.exists()}}
-    items, guess = vqa_items(data_dir, args.split, args.n_vqa)  # guess: each family's majority answer
-    if not items:
-        raise UserError(f"no questions in the {args.split} split of {data_dir}")
+    if args.task == "asr":
+        speech = speech_items(data_dir, args.split, args.n_asr)
+        n_items, what = len(speech), "utterances"
+    else:
+        items, guess = vqa_items(data_dir, args.split, args.n_vqa)  # guess: each family's majority answer
+        n_items, what = len(items), "questions"
+    if not n_items:
+        raise UserError(f"no {what} in the {args.split} split of {data_dir}")
     kept = {}
     if args.resume and paths["json"].exists():
         old = json.loads(paths["json"].read_text())
         oh = old.get("header", {})
-        same = all(oh.get(k) == header[k] for k in ("data", "split", "seed"))
+        same = all(oh.get(k, "vqa" if k == "task" else None) == header[k] for k in ("task", "data", "split", "seed"))
         for p in old.get("points", []) if same else []:
             r = oh.get("mllms", {}).get(p["mllm"], {})
-            if p["mllm"] in mllms and r.get("sha256") == mllms[p["mllm"]]["sha256"] and p["n"] == len(items):
+            if p["mllm"] in mllms and r.get("sha256") == mllms[p["mllm"]]["sha256"] and p["n"] == n_items:
                 kept[(p["mllm"], p["snr_db"], p["channel"])] = p
         log(f"resuming: {len(kept)} point(s) of {paths['json']} measured with the same MLLM files and questions")
     points: list[dict] = []
@@ -290,7 +392,14 @@ def run(args, argv: list[str]) -> dict:
             if key in kept:
                 points.append(kept[key])
                 continue
-            desc = f"vqa {name} {snr:g} dB {args.channel}"
+            desc = f"{args.task} {name} {snr:g} dB {args.channel}"
+            if args.task == "asr":
+                transcripts = measure_asr(cfg, speech, snr, args.channel, args.seed, desc, args.quiet, args.workers)
+                points.append(asr_point(name, tokens, snr, args.channel, [t for _, t in speech], transcripts))
+                p = points[-1]
+                log(f"  {desc}: WER {p['value']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}] n={p['n']}")
+                save()
+                continue
             correct = measure_vqa(cfg, items, data_dir, args.split, snr, args.channel, args.seed, desc, args.quiet,
                                   args.workers)
             points.append(point(name, tokens, snr, args.channel, correct, items, guess))
@@ -303,8 +412,8 @@ def run(args, argv: list[str]) -> dict:
 
 
 def add_subparser(sub) -> None:
-    p = sub.add_parser("ablate", help="VQA of differently trained MLLMs on the same questions and channel draws "
-                       "(capacity, task mix, steps) -> results/ablation.{json,csv,png}",
+    p = sub.add_parser("ablate", help="VQA (or ASR) of differently trained MLLMs on the same questions and "
+                       "channel draws (capacity, task mix, steps, data) -> results/ablation.{json,csv,png}",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mllm", type=named_mllm, action="append", required=True, metavar="NAME=PATH",
                    help="an MLLM to score (a checkpoint, or a run dir with mllm.safetensors); repeat for each; all "
@@ -313,7 +422,10 @@ def add_subparser(sub) -> None:
                    help="the MLLM(s) the paired differences subtract, each from every other (default: the first)")
     p.add_argument("--snr-db", type=snr_points_arg, default="0,20", help="A:B:STEP or a comma list (dB)")
     p.add_argument("--channel", default="rayleigh", help="awgn | rayleigh | rician | noiseless")
-    p.add_argument("--n-vqa", type=int, default=1000, help="test questions per (MLLM, SNR) point")
+    p.add_argument("--task", choices=["vqa", "asr"], default="vqa",
+                   help="vqa: exact-match accuracy on questions; asr: word error rate on utterances")
+    p.add_argument("--n-vqa", type=int, default=1000, help="test questions per (MLLM, SNR) point (--task vqa)")
+    p.add_argument("--n-asr", type=int, default=150, help="test utterances per (MLLM, SNR) point (--task asr)")
     p.add_argument("--data", default="data/tiny")
     p.add_argument("--split", default="test")
     p.add_argument("--seed", type=int, default=0, help="request i carries seed + i (its channel draw)")
@@ -333,7 +445,7 @@ def add_subparser(sub) -> None:
 def _cmd_ablate(args) -> int:
     from unitocom.fig3 import require_channel
     require_channel(args.channel)
-    require_at_least_one(args, ("n_vqa", "threads", "workers"))
+    require_at_least_one(args, ("n_vqa", "n_asr", "threads", "workers"))
     res = run(args, command_argv("ablate", args))
     print(table({"header": res["header"], "points": res["points"], "paired": res["paired"]},
                 str(res["paths"]["json"])))

@@ -397,6 +397,24 @@ def measure_vqa(cfg, items: list[dict], data_dir: Path, split: str, snr_db: floa
     return gather(one, len(items), workers, desc, not quiet)
 
 
+def measure_asr(cfg, items: list[tuple[Path, str]], snr_db: float, channel: str, seed: int, desc: str,
+                quiet: bool, workers: int = 1) -> list[str]:
+    """The transcript per (clip, reference) of `items`, in order; `workers` requests in flight at a time."""
+    from unitocom import client
+    from unitocom.stages.request import RequestError
+    from unitocom.task_eval import gather
+
+    def one(i: int) -> str:
+        path, text = items[i]
+        req = client.build_request(task="asr", scheme=SCHEME, snr_db=snr_db, channel=channel, seed=seed + i,
+                                   audio=path.read_bytes(), transcript=text)
+        try:
+            return send(req, cfg).output_text
+        except RequestError as e:
+            raise _request_failed(e) from None
+    return gather(one, len(items), workers, desc, not quiet)
+
+
 def measure_t2i(cfg, captions: list[str], snr_db: float, channel: str, seed: int, desc: str, quiet: bool,
                 workers: int = 1) -> list[float]:
     """Pair recall per caption that names (colour, shape) pairs, in caption order; `workers` in flight."""

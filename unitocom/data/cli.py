@@ -15,7 +15,8 @@ def _make(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     manifest = make_dataset(out, args.preset, seed=args.seed, scenes=args.scenes, clips=args.speech,
                             speech=not args.no_speech, image_size_px=args.image_px, workers=args.workers,
-                            progress=not args.quiet, spoken_questions=not args.no_spoken_questions)
+                            progress=not args.quiet, spoken_questions=not args.no_spoken_questions,
+                            train_clips=args.train_clips, train_speakers=args.train_speakers)
     wall = time.perf_counter() - t0
     print(f"wrote {out} (preset {manifest['preset']}, seed {manifest['seed']}) in {wall:.1f} s")
     keys = ["scenes", "questions", "captions", "clips", "seconds"]
@@ -78,6 +79,11 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                       help="total scenes over train/val/test instead of the preset's")
     make.add_argument("--speech", type=int, default=None, metavar="N",
                       help="total speech clips over train/val/test instead of the preset's")
+    make.add_argument("--train-clips", type=int, default=None, metavar="N",
+                      help="training speech clips instead of the preset's (val and test speech stay byte for byte "
+                           "as the preset makes them: each split has its own generator)")
+    make.add_argument("--train-speakers", type=int, default=None, metavar="N",
+                      help="training speakers instead of the preset's (tiny: 12); see --train-clips")
     make.add_argument("--no-speech", action="store_true", help="skip speech (no espeak-ng / sox needed)")
     make.add_argument("--no-spoken-questions", action="store_true",
                       help="skip the spoken VQA questions (spoken_questions/, about 1.5 min on 2 workers; made "

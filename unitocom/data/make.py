@@ -262,10 +262,13 @@ def _clear_previous(out: Path) -> None:
 def make_dataset(out_dir: str | Path, preset: str | DataPreset = "tiny", *, seed: int = 0,
                  scenes: int | None = None, clips: int | None = None, speech: bool = True,
                  image_size_px: int | None = None, workers: int = 2, progress: bool = True,
-                 log: Callable[[str], None] = print, spoken_questions: bool = False) -> dict:
+                 log: Callable[[str], None] = print, spoken_questions: bool = False,
+                 train_clips: int | None = None, train_speakers: int | None = None) -> dict:
     """Write the synthetic data sets under `out_dir` and return the manifest (also written as manifest.json).
 
     `scenes` / `clips` override the preset's totals (split train/val/test in the preset's proportions).
+    `train_clips` / `train_speakers` change the training speech alone: each split's speech is drawn from its own
+    generator, so val and test come out byte for byte as without them (the ASR data-size study of issue 12).
     Only the entries an earlier make wrote (GENERATED) are replaced; anything else in `out_dir` is left alone,
     and same-named entries without our manifest.json stop the make (FileExistsError) rather than being deleted.
     `spoken_questions` (with speech): also the spoken questions of VQA with a spoken question in
@@ -273,6 +276,8 @@ def make_dataset(out_dir: str | Path, preset: str | DataPreset = "tiny", *, seed
     """
     base = data_preset(preset) if isinstance(preset, str) else preset
     p = base.with_totals(scenes=scenes, clips=clips if speech else 0, image_size_px=image_size_px)
+    if train_clips is not None or train_speakers is not None:
+        p = p.with_train_speech(clips=train_clips, speakers=train_speakers)
     out = Path(out_dir)
     _clear_previous(out)
     info = {"version": "1.0", "generator": "unitocom.data", "preset": p.name, "seed": seed,

@@ -83,6 +83,18 @@ class DataPreset:
             changes["image_size_px"] = image_size_px
         return dataclasses.replace(self, **changes)
 
+    def with_train_speech(self, clips: int | None = None, speakers: int | None = None) -> "DataPreset":
+        """The same preset with `clips` training clips from `speakers` training speakers; val and test unchanged."""
+        for name, n in (("training clips", clips), ("training speakers", speakers)):
+            if n is not None and n < 1:
+                raise ValueError(f"{name} must be >= 1, got {n}")
+        if speakers is not None and speakers > 999:  # speaker ids 1000..1999 are the train subset's
+            raise ValueError(f"at most 999 training speakers (LibriSpeech-style ids 1000..1999), got {speakers}")
+        _, val, test = self.speakers_per_split
+        return dataclasses.replace(self, train_clips=self.train_clips if clips is None else clips,
+                                   speakers_per_split=(self.speakers_per_split[0] if speakers is None else speakers,
+                                                       val, test))
+
 
 def _split_total(total: int, weights: list[int]) -> list[int]:
     if total < 0:

@@ -105,3 +105,21 @@ def synthesize(text: str, voice: str, speed_wpm: int, pitch: int, rate_hz: int, 
 
 def transcript(text: str) -> str:
     return text.upper()
+
+
+def sentence_kind(text: str) -> str:
+    """Which of SENTENCE_KINDS `speech_sentence` drew `text` from (any case), read off its words: ASR errors
+    differ by kind (digit strings cannot be memorised; free sentences recur verbatim)."""
+    t = " ".join(text.lower().split())
+    words = t.split()
+    if t in FREE_SENTENCES:
+        return "free"
+    if words and all(w in DIGIT_WORDS for w in words):
+        return "digits"
+    if words and words[0] in ("how", "what", "are", "is"):
+        return "question"
+    if t.startswith(("there is ", "there are ")):
+        return "count"
+    if any(f" {phrase} " in f" {t} " for phrase in RELATION_PHRASE.values()):
+        return "relation"
+    return "object"
