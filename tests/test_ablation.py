@@ -52,11 +52,13 @@ def test_paired_differences_are_per_question_and_say_when_they_separate():
 def test_an_asr_point_counts_word_errors_per_sentence_kind():
     refs = ["ONE TWO THREE", "THE RED CIRCLE", "WAIT FOR THE NEXT FRAME"]
     hyps = ["one two two", "the red circle", "wait for the frame"]
-    p = ablation.asr_point("m", 32, 20.0, "rayleigh", refs, hyps)
+    p = ablation.asr_point("m", 32, 20.0, "rayleigh", refs, hyps, ["7", "7", "8"])
     assert p["edits"] == [1, 0, 1] and p["words"] == [3, 3, 5] and p["value"] == pytest.approx(2 / 11)
     assert p["ci_low"] <= p["value"] <= p["ci_high"] and p["transcripts"] == hyps
     assert {k: (v["n"], v["wer"]) for k, v in p["by_kind"].items()} == {
         "digits": (1, pytest.approx(1 / 3)), "object": (1, 0.0), "free": (1, pytest.approx(1 / 5))}
+    assert {k: (v["n"], v["wer"]) for k, v in p["by_speaker"].items()} == {"7": (2, pytest.approx(1 / 6)),
+                                                                           "8": (1, pytest.approx(1 / 5))}
 
 
 def test_paired_wer_differences_resample_utterances():
@@ -85,6 +87,7 @@ def test_ablate_asr_scores_each_mllm_on_the_same_utterances(tmp_path, heldout_da
     assert doc["header"]["task"] == "asr"
     text = ablation.table(doc, "results/asr.json")
     assert "word error rate per sentence kind" in text and "| b - a | +0.000" in text and "`data/tiny`" in text
+    assert "per test speaker" in text and sum(s["n"] for s in a["by_speaker"].values()) == 6
     again = ablation.run(_args(tmp_path, heldout_data, f"a={SHIPPED}", task="asr", name="asr", resume=True),
                          ["ablate"])
     assert again["points"] == [a]

@@ -87,23 +87,29 @@ def point(name: str, tokens: int, snr_db: float, channel: str, correct: list[flo
 
 
 def asr_point(name: str, tokens: int, snr_db: float, channel: str, references: list[str], transcripts: list[str],
-              n_resamples: int = 1000, seed: int = 0) -> dict:
+              speakers: list[str] | None = None, n_resamples: int = 1000, seed: int = 0) -> dict:
     """One (MLLM, SNR) ASR point: corpus WER with its bootstrap interval over utterances, the WER per sentence
-    kind, and per utterance its edits, reference words and transcript (request i = seed + i: pairs)."""
+    kind (and per speaker, given each utterance's), and per utterance its edits, reference words and transcript
+    (request i = seed + i: pairs)."""
     from unitocom.data.speech import sentence_kind
     from unitocom.results import ratio_of_sums, wer_interval
     from unitocom.task_eval import wer_counts
     edits, words = wer_counts(references, transcripts)
     lo, hi = wer_interval(edits, words, n_resamples, seed)
-    by_kind: dict[str, dict] = {}
-    for ref, e, w in zip(references, edits, words):
-        k = by_kind.setdefault(sentence_kind(ref), {"n": 0, "edits": 0, "words": 0})
-        k["n"], k["edits"], k["words"] = k["n"] + 1, k["edits"] + e, k["words"] + w
-    for k in by_kind.values():
-        k["wer"] = k["edits"] / k["words"]
+
+    def grouped(keys: list[str]) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        for key, e, w in zip(keys, edits, words):
+            g = out.setdefault(key, {"n": 0, "edits": 0, "words": 0})
+            g["n"], g["edits"], g["words"] = g["n"] + 1, g["edits"] + e, g["words"] + w
+        for g in out.values():
+            g["wer"] = g["edits"] / g["words"]
+        return dict(sorted(out.items()))
     return {"mllm": name, "tokens": int(tokens), "task": "asr", "snr_db": float(snr_db), "channel": channel,
             "n": len(edits), "metric": "wer", "value": ratio_of_sums(edits, words), "ci_low": lo, "ci_high": hi,
-            "by_kind": dict(sorted(by_kind.items())), "edits": edits, "words": words, "transcripts": transcripts}
+            "by_kind": grouped([sentence_kind(r) for r in references]),
+            **({"by_speaker": grouped(speakers)} if speakers is not None else {}),
+            "edits": edits, "words": words, "transcripts": transcripts}
 
 
 def paired(points: list[dict], references: list[str], n_resamples: int = 2000, seed: int = 0) -> list[dict]:
@@ -268,6 +274,19 @@ def asr_table(fig: dict, source: str) -> str:
                                                     for k in kinds) + " |")
     if p0:
         lines.append("| utterances | " + " | ".join(str(p0["by_kind"].get(k, {}).get("n", 0)) for k in kinds) + " |")
+    speakers = sorted({k for p in points for k in p.get("by_speaker", {})})
+    if speakers:
+        lines += ["", f"*word error rate per test speaker at {top:g} dB (utterances in the last row; voices in the "
+                      "data set's LibriSpeech/SPEAKERS.TXT)*", "",
+                  "| MLLM | " + " | ".join(speakers) + " |", "|---|" + "---|" * len(speakers)]
+        for name in h["mllms"]:
+            p = at.get((name, top))
+            if p and p.get("by_speaker"):
+                lines.append(f"| {name} | " + " | ".join(
+                    f"{p['by_speaker'].get(k, {}).get('wer', float('nan')):.3f}" for k in speakers) + " |")
+        if p0 and p0.get("by_speaker"):
+            lines.append("| utterances | " + " | ".join(str(p0["by_speaker"].get(k, {}).get("n", 0))
+                                                       for k in speakers) + " |")
     if fig.get("paired"):
         lines += ["", "*paired differences of WER (same utterances and channel draws; bootstrap 95 % interval over "
                       "utterances; ** where it excludes 0; negative: fewer errors)*", "",
@@ -395,7 +414,9 @@ def run(args, argv: list[str]) -> dict:
             desc = f"{args.task} {name} {snr:g} dB {args.channel}"
             if args.task == "asr":
                 transcripts = measure_asr(cfg, speech, snr, args.channel, args.seed, desc, args.quiet, args.workers)
-                points.append(asr_point(name, tokens, snr, args.channel, [t for _, t in speech], transcripts))
+                # LibriSpeech names a clip SPEAKER-CHAPTER-UTTERANCE
+                points.append(asr_point(name, tokens, snr, args.channel, [t for _, t in speech], transcripts,
+                                        [f.name.split("-", 1)[0] for f, _ in speech]))
                 p = points[-1]
                 log(f"  {desc}: WER {p['value']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}] n={p['n']}")
                 save()
