@@ -122,3 +122,13 @@ def test_ablate_refuses_unknown_names_and_missing_files(tmp_path, heldout_data):
         ablation.run(_args(tmp_path, heldout_data, f"a={SHIPPED}", f"a={SHIPPED}"), ["ablate"])
     with pytest.raises(UserError, match="--reference"):
         ablation.run(_args(tmp_path, heldout_data, f"a={SHIPPED}", reference="z"), ["ablate"])
+
+
+def test_a_warm_started_run_says_what_it_started_from():
+    r = {"sizes": {"layers": 4, "hidden": 128}, "parameters": 2.1e6, "task_weights": [["vqa", 2], ["asr", 1]],
+         "steps": 2000, "batch": 64,
+         "command": "unitocom train mllm --init checkpoints/mllm-sigma-genib.safetensors --data=data/x --steps 2000"}
+    assert "2000 x 64 after mllm-sigma-genib.safetensors (1333 VQA)" in ablation._recipe(r)
+    assert ablation._training_data(r) == "data/x"
+    assert ablation._training_data({"command": "unitocom train mllm"}) == "data/tiny"
+    assert " after " not in ablation._recipe(dict(r, command="unitocom train mllm --steps 2000"))

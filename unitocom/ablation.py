@@ -207,19 +207,26 @@ def _recipe(r: dict) -> str:
     proj = f", MLP projector ({s['projector_depth']} layers)" if (s.get("projector_depth") or 1) > 1 else ""
     proj += ", question before image" if s.get("question_first") else ""
     proj += ", standardised inputs" if s.get("standardized_inputs") else ""
+    init = _command_option(r, "--init")  # a warm start: its steps come on top of the checkpoint's
+    after = f" after {Path(init).name}" if init else ""
     return (f"{s.get('layers')} x {s.get('hidden')}{proj}, {(r.get('parameters') or 0) / 1e6:.1f} M | {mix} | "
-            f"{r.get('steps')} x {r.get('batch')} ({vqa_steps(r)} VQA)")
+            f"{r.get('steps')} x {r.get('batch')}{after} ({vqa_steps(r)} VQA)")
+
+
+def _command_option(r: dict, option: str) -> str | None:
+    """The value of `option` in a run's recorded command (None when it was not given)."""
+    argv = shlex.split(r.get("command") or "")
+    for i, a in enumerate(argv):
+        if a == option and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(option + "="):
+            return a.split("=", 1)[1]
+    return None
 
 
 def _training_data(r: dict) -> str:
-    """The --data a run was trained on, read off its recorded command (the preset's data/tiny when not given)."""
-    argv = shlex.split(r.get("command") or "")
-    for i, a in enumerate(argv):
-        if a == "--data" and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith("--data="):
-            return a.split("=", 1)[1]
-    return "data/tiny"
+    """The --data a run was trained on (the preset's data/tiny when its command does not say)."""
+    return _command_option(r, "--data") or "data/tiny"
 
 
 def _paired_rows(fig: dict, snrs: list[float]) -> list[str]:
