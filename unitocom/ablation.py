@@ -422,17 +422,14 @@ def run(args, argv: list[str]) -> dict:
             if args.task == "asr":
                 transcripts = measure_asr(cfg, speech, snr, args.channel, args.seed, desc, args.quiet, args.workers)
                 # LibriSpeech names a clip SPEAKER-CHAPTER-UTTERANCE
-                points.append(asr_point(name, tokens, snr, args.channel, [t for _, t in speech], transcripts,
-                                        [f.name.split("-", 1)[0] for f, _ in speech]))
-                p = points[-1]
-                log(f"  {desc}: WER {p['value']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}] n={p['n']}")
-                save()
-                continue
-            correct = measure_vqa(cfg, items, data_dir, args.split, snr, args.channel, args.seed, desc, args.quiet,
-                                  args.workers)
-            points.append(point(name, tokens, snr, args.channel, correct, items, guess))
-            p = points[-1]
-            log(f"  {desc}: accuracy {p['value']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}] n={p['n']}")
+                p = asr_point(name, tokens, snr, args.channel, [t for _, t in speech], transcripts,
+                              [f.name.split("-", 1)[0] for f, _ in speech])
+            else:
+                correct = measure_vqa(cfg, items, data_dir, args.split, snr, args.channel, args.seed, desc,
+                                      args.quiet, args.workers)
+                p = point(name, tokens, snr, args.channel, correct, items, guess)
+            points.append(p)
+            log(f"  {desc}: {p['metric']} {p['value']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}] n={p['n']}")
             save()
     save()
     plot(paths["png"], points)
