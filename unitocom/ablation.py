@@ -229,6 +229,13 @@ def _training_data(r: dict) -> str:
     return _command_option(r, "--data") or "data/tiny"
 
 
+def _value_cells(at: dict, name: str, snrs: list[float], digits: int) -> list[str]:
+    """One table row's cells: each SNR's value with its interval, "–" where the point is missing."""
+    f = lambda x: f"{x:.{digits}f}"  # noqa: E731
+    return ["–" if (p := at.get((name, s))) is None else f"{f(p['value'])} [{f(p['ci_low'])}, {f(p['ci_high'])}]"
+            for s in snrs]
+
+
 def _paired_rows(fig: dict, snrs: list[float]) -> list[str]:
     h = fig["header"]
     by = {(d["mllm"], d["reference"], d["snr_db"]): d for d in fig["paired"]}
@@ -263,10 +270,7 @@ def asr_table(fig: dict, source: str) -> str:
     lines = ["| MLLM | layers x width, parameters | steps per cycle | steps x batch | trained on | "
              + " | ".join(f"{s:g} dB" for s in snrs) + " |", "|---|---|---|---|---|" + "---|" * len(snrs)]
     for name, r in h["mllms"].items():
-        cells = []
-        for s in snrs:
-            p = at.get((name, s))
-            cells.append("–" if p is None else f"{p['value']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}]")
+        cells = _value_cells(at, name, snrs, 3)
         recipe = _recipe(r).rsplit(" (", 1)[0]  # the VQA-step count means nothing here
         lines.append(f"| {name} | {recipe} | `{_training_data(r)}` | " + " | ".join(cells) + " |")
     top = snrs[-1]
@@ -314,10 +318,7 @@ def table(fig: dict, source: str) -> str:
     lines = ["| MLLM | layers x width, parameters | steps per cycle | steps x batch (of them VQA) | "
              + " | ".join(f"{s:g} dB" for s in snrs) + " |", "|---|---|---|---|" + "---|" * len(snrs)]
     for name, r in h["mllms"].items():
-        cells = []
-        for s in snrs:
-            p = at.get((name, s))
-            cells.append("–" if p is None else f"{p['value']:.2f} [{p['ci_low']:.2f}, {p['ci_high']:.2f}]")
+        cells = _value_cells(at, name, snrs, 2)
         lines.append(f"| {name} | {_recipe(r)} | " + " | ".join(cells) + " |")
     chance = {s: p["chance"] for (_, s), p in at.items()}
     lines.append("| majority-class chance | | | | " + " | ".join(f"{chance[s]:.2f}" for s in snrs) + " |")
