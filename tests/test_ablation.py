@@ -16,7 +16,7 @@ SHIPPED = checkpoint_dir() / "mllm-sigma-genib.safetensors"
 
 def _args(tmp_path, data, *mllms, **kw):
     ns = dict(mllm=[ablation.named_mllm(m) for m in mllms], reference=None, snr_db=[20.0], channel="rayleigh",
-              task="vqa", n_vqa=12, n_asr=6, data=str(data), split="test", seed=0, preset="tiny", device="cpu", threads=1, workers=4,
+              task="vqa", n_vqa=12, n_asr=6, n_t2i=4, data=str(data), split="test", seed=0, preset="tiny", device="cpu", threads=1, workers=4,
               out=str(tmp_path), name="ablation", resume=False, quiet=True)
     ns.update(kw)
     return argparse.Namespace(**ns)
@@ -132,3 +132,33 @@ def test_a_warm_started_run_says_what_it_started_from():
     assert ablation._training_data(r) == "data/x"
     assert ablation._training_data({"command": "unitocom train mllm"}) == "data/tiny"
     assert " after " not in ablation._recipe(dict(r, command="unitocom train mllm --steps 2000"))
+
+
+def test_a_t2i_point_keeps_each_captions_recall_and_groups_by_pairs_named():
+    caps = ["There is a large red square.", "There is a small blue circle and a large green square.",
+            "There is a red circle and a blue circle."]
+    p = ablation.t2i_point("a", 32, 20.0, "rayleigh", caps, [1.0, 0.5, 0.0])
+    assert p["task"] == "t2i" and p["n"] == 3 and p["value"] == 0.5 and p["recalls"] == [1.0, 0.5, 0.0]
+    assert p["by_pairs"] == {"1": {"n": 1, "recall": 1.0}, "2": {"n": 2, "recall": 0.25}}
+    q = ablation.t2i_point("b", 32, 20.0, "rayleigh", caps, [0.0, 0.0, 0.0])
+    (d,) = ablation.paired([p, q], ["a"])
+    assert d["mllm"] == "b" and d["difference"] == -0.5 and d["n"] == 3  # per caption: b - a
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="needs the shipped MLLM")
+def test_ablate_t2i_draws_each_mllms_pictures_for_the_same_captions(tmp_path, heldout_data):
+    """--task t2i: the same MLLM under two names draws the same pictures for the same captions and channel draws
+    (paired difference exactly 0); the header carries the recall's scale and the README block is the T2I one."""
+    res = ablation.run(_args(tmp_path, heldout_data, f"a={SHIPPED}", f"b={SHIPPED}", task="t2i", name="t2i"),
+                       ["ablate"])
+    a, b = res["points"]
+    assert a["task"] == "t2i" and a["n"] == b["n"] == 4 and a["recalls"] == b["recalls"]
+    assert all(0 <= r <= 1 for r in a["recalls"]) and sum(g["n"] for g in a["by_pairs"].values()) == 4
+    assert res["paired"][0]["difference"] == 0.0 and not res["paired"][0]["separates"]
+    doc = json.loads((tmp_path / "t2i.json").read_text())
+    ref = doc["header"]["t2i_pair_recall_reference"]
+    assert ref["own"]["value"] > ref["other"]["value"]  # the checker tells a caption's scene from another's
+    text = ablation.table(doc, "results/t2i.json")
+    assert "(of them T2I)" in text and "8000 steps" in text and "the caption's own scene" in text
+    assert "| b - a | +0.000" in text and "captions naming" in text
+    assert (tmp_path / "t2i.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -27,6 +27,12 @@ With --task asr the points are word error rates over the same test utterances (b
 utterances, per sentence kind, each point's transcripts kept) and the paired differences are WER differences
 with a paired bootstrap over utterances; e.g. MLLMs trained with more training speech (`data make --train-clips
 --train-speakers`, whose test speech is byte for byte the same) against one trained on the preset's.
+
+With --task t2i each MLLM draws a picture for the same test captions (those naming a (colour, shape) pair) and
+the scene checker scores it: the points are mean pair recall (bootstrap 95 % interval over captions, per number
+of pairs the caption names, each caption's recall kept), the paired differences are per caption, and the header
+carries the recall's scale (`t2i_pair_recall_reference`: the caption's own scene, and another caption's scene,
+i.e. chance). T2I reads the diffusion head: give a multitask run its head phase (`train mllm --head-steps`).
 """
 from __future__ import annotations
 
@@ -72,7 +78,8 @@ def describe(path: Path) -> dict:
             "task_weights": tc.get("task_weights"), "steps": tc.get("steps"), "batch": tc.get("batch"),
             "train_wall_s": info.get("wall_s"), "validation": info.get("validation"),
             "links": info.get("links") or {},
-            "command": info.get("command"), "head_command": info.get("head_command")}
+            "command": info.get("command"), "head_command": info.get("head_command"),
+            "head_steps": (info.get("head") or {}).get("head_steps")}
 
 
 def point(name: str, tokens: int, snr_db: float, channel: str, correct: list[float], items: list[dict],
@@ -112,6 +119,21 @@ def asr_point(name: str, tokens: int, snr_db: float, channel: str, references: l
             "edits": edits, "words": words, "transcripts": transcripts}
 
 
+def t2i_point(name: str, tokens: int, snr_db: float, channel: str, captions: list[str], recalls: list[float],
+              seed: int = 0) -> dict:
+    """One (MLLM, SNR) T2I point: fig3's recall point (bootstrap interval over captions), the mean recall per
+    number of (colour, shape) pairs the caption names, and each caption's recall (request i = seed + i: pairs)."""
+    from unitocom.fig3 import recall_point
+    from unitocom.metrics.scene_checker import caption_pairs
+    by: dict[str, dict] = {}
+    for c, r in zip(captions, recalls):
+        g = by.setdefault(str(len(caption_pairs(c))), {"n": 0, "sum": 0.0})
+        g["n"], g["sum"] = g["n"] + 1, g["sum"] + r
+    by_pairs = {k: {"n": g["n"], "recall": g["sum"] / g["n"]} for k, g in sorted(by.items(), key=lambda kv: int(kv[0]))}
+    return {"mllm": name, **recall_point(tokens, snr_db, channel, recalls, seed), "by_pairs": by_pairs,
+            "recalls": [float(r) for r in recalls]}
+
+
 def paired(points: list[dict], references: list[str], n_resamples: int = 2000, seed: int = 0) -> list[dict]:
     """Each MLLM minus each of `references` (not itself) at each SNR, on the same questions (utterances): the
     difference of accuracy (WER) with a paired bootstrap interval, resampling questions (utterances)."""
@@ -123,13 +145,17 @@ def paired(points: list[dict], references: list[str], n_resamples: int = 2000, s
         ref = {(p["snr_db"], p["channel"]): p for p in points if p["mllm"] == reference}
         for p in points:
             r = ref.get((p["snr_db"], p["channel"]))
-            per_item = "edits" if p.get("task") == "asr" else "correct"  # one entry per question (utterance)
+            # one entry per question (utterance, caption)
+            per_item = {"asr": "edits", "t2i": "recalls"}.get(p.get("task"), "correct")
             if p["mllm"] == reference or r is None or len(r.get(per_item, ())) != len(p[per_item]):
                 continue
             if p.get("task") == "asr":
                 e, e_ref, w = (np.asarray(x, dtype=float) for x in (p["edits"], r["edits"], p["words"]))
                 diff = lambda a, b, n: float((a.sum() - b.sum()) / n.sum())  # noqa: E731  WER - WER of the reference
                 d, (lo, hi) = diff(e, e_ref, w), bootstrap(diff, [e, e_ref, w], n_resamples, seed)
+            elif p.get("task") == "t2i":
+                dv = np.asarray(p["recalls"], dtype=float) - np.asarray(r["recalls"], dtype=float)
+                d, (lo, hi) = float(dv.mean()), mean_interval(dv, n_resamples, seed)
             else:
                 dv = np.array([int(a) - int(b) for a, b in zip(p["correct"], r["correct"])], dtype=float)
                 d, (lo, hi) = float(dv.mean()), mean_interval(dv, n_resamples, seed)
@@ -147,7 +173,9 @@ def write_csv(path: Path, points: list[dict]) -> None:
     write_atomic(path, buf.getvalue())
 
 
-def plot(path: Path, points: list[dict]) -> None:
+def plot(path: Path, points: list[dict], recall_reference: dict | None = None) -> None:
+    """(a) each MLLM's score per SNR with its interval, (b) per question family (sentence kind, named pairs) at the
+    highest SNR. recall_reference: a T2I run's scale (header's `t2i_pair_recall_reference`), drawn as lines."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -155,8 +183,14 @@ def plot(path: Path, points: list[dict]) -> None:
     names = list(dict.fromkeys(p["mllm"] for p in points))
     snrs = sorted({p["snr_db"] for p in points})
     at = {(p["mllm"], p["snr_db"]): p for p in points}
-    asr = points[0].get("task") == "asr"
-    groups, score = ("by_kind", "wer") if asr else ("by_family", "accuracy")
+    task = points[0].get("task", "vqa")
+    asr = task == "asr"
+    groups, score, ylabel, what, part = {
+        "asr": ("by_kind", "wer", "ASR word error rate (bootstrap 95 %; lower is better)", "ASR",
+                "WER per sentence kind"),
+        "t2i": ("by_pairs", "recall", "T2I pair recall (bootstrap 95 %)", "T2I",
+                "pair recall by (colour, shape) pairs named"),
+    }.get(task, ("by_family", "accuracy", "VQA accuracy (Wilson 95 %)", "VQA", "per question family"))
     fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 2.2]})
     width = 0.8 / max(1, len(names))
     for i, name in enumerate(names):
@@ -165,40 +199,43 @@ def plot(path: Path, points: list[dict]) -> None:
         v = [p["value"] if p else np.nan for p in ps]
         err = [[p["value"] - p["ci_low"] if p else 0 for p in ps], [p["ci_high"] - p["value"] if p else 0 for p in ps]]
         a.bar(x, v, width, yerr=err, capsize=3, label=name)
-    if not asr:
+    if task == "vqa":
         a.axhline(np.mean([p["chance"] for p in points]), color="grey", ls=":", label="majority-class chance")
+    for key, label, ls in (("own", "caption's own scene", "--"), ("other", "another caption's scene (chance)", ":")):
+        if recall_reference and recall_reference.get(key):
+            a.axhline(recall_reference[key]["value"], color="grey", ls=ls, label=label)
     a.set_xticks(np.arange(len(snrs)) + 0.4 - width / 2, [f"{s:g} dB" for s in snrs])
-    a.set_ylabel("ASR word error rate (bootstrap 95 %; lower is better)" if asr else "VQA accuracy (Wilson 95 %)")
+    a.set_ylabel(ylabel)
     a.set_ylim(0, max(1.0, max(p["ci_high"] for p in points)) if asr else 1)
     a.legend(fontsize=8)
-    a.set_title(f"(a) {'ASR' if asr else 'VQA'}, {points[0]['channel']}")
+    a.set_title(f"(a) {what}, {points[0]['channel']}")
     top = snrs[-1]
-    families = sorted({f for p in points for f in p[groups]})
+    families = sorted({f for p in points for f in p[groups]}, key=lambda f: (len(f), f) if task == "t2i" else f)
     for i, name in enumerate(names):
         p = at.get((name, top))
         if p:
             b.bar(np.arange(len(families)) + i * width, [p[groups].get(f, {}).get(score, np.nan)
                                                          for f in families], width, label=name)
     p0 = at.get((names[0], top))
-    if p0 and not asr:
+    if p0 and task == "vqa":
         b.scatter(np.arange(len(families)) + 0.4 - width / 2,
                   [p0["by_family"].get(f, {}).get("chance", np.nan) for f in families], color="k", marker="_",
                   s=200, label="chance", zorder=3)
     b.set_xticks(np.arange(len(families)) + 0.4 - width / 2, families, rotation=35, ha="right", fontsize=8)
     b.set_ylim(0, 1)
-    b.set_title(f"(b) {'WER per sentence kind' if asr else 'per question family'} at {top:g} dB")
+    b.set_title(f"(b) {part} at {top:g} dB")
     b.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def vqa_steps(r: dict) -> int | None:
-    """The steps of a run that were VQA steps (each cycle runs its tasks' weights in turn)."""
+def vqa_steps(r: dict, task: str = "vqa") -> int | None:
+    """The steps of a run that were VQA (`task`) steps (each cycle runs its tasks' weights in turn)."""
     weights = dict(r.get("task_weights") or [])
     if not weights or r.get("steps") is None:
         return None
-    return round(r["steps"] * weights.get("vqa", 0) / sum(weights.values()))
+    return round(r["steps"] * weights.get(task, 0) / sum(weights.values()))
 
 
 def _recipe(r: dict) -> str:
@@ -307,11 +344,55 @@ def asr_table(fig: dict, source: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def t2i_table(fig: dict, source: str) -> str:
+    """The README block of a T2I ablation: pair recall per MLLM and SNR with its recipe (T2I steps, head phase),
+    the recall's scale (the caption's own scene; another caption's scene), recall by the number of pairs a caption
+    names at the highest SNR, and the paired differences."""
+    h, points = fig["header"], fig["points"]
+    snrs = sorted({p["snr_db"] for p in points})
+    at = {(p["mllm"], p["snr_db"]): p for p in points}
+    lines = ["| MLLM | layers x width, parameters | steps per cycle | steps x batch (of them T2I) | head phase | "
+             + " | ".join(f"{s:g} dB" for s in snrs) + " |", "|---|---|---|---|---|" + "---|" * len(snrs)]
+    for name, r in h["mllms"].items():
+        recipe = _recipe(r).rsplit(" (", 1)[0] + f" ({vqa_steps(r, 't2i')} T2I)"
+        head = f"{r['head_steps']} steps" if r.get("head_steps") else "none"
+        lines.append(f"| {name} | {recipe} | {head} | " + " | ".join(_value_cells(at, name, snrs, 2)) + " |")
+    ref = h.get("t2i_pair_recall_reference") or {}
+    for key, label in (("own", "the caption's own scene"), ("other", "another caption's scene (chance)")):
+        if ref.get(key):
+            v = ref[key]
+            lines.append(f"| {label} | | | | | " + " | ".join(
+                f"{v['value']:.2f} [{v['ci_low']:.2f}, {v['ci_high']:.2f}]" for _ in snrs) + " |")
+    top = snrs[-1]
+    counts = sorted({k for p in points for k in p["by_pairs"]}, key=int)
+    p0 = next((at[(n, top)] for n in h["mllms"] if (n, top) in at), None)
+    lines += ["", f"*pair recall by the number of (colour, shape) pairs the caption names, at {top:g} dB (captions "
+                  "in the last row)*", "",
+              "| MLLM | " + " | ".join(f"{k} pair{'s' if k != '1' else ''}" for k in counts) + " |",
+              "|---|" + "---|" * len(counts)]
+    for name in h["mllms"]:
+        p = at.get((name, top))
+        if p:
+            lines.append(f"| {name} | " + " | ".join(f"{p['by_pairs'].get(k, {}).get('recall', float('nan')):.2f}"
+                                                    for k in counts) + " |")
+    if p0:
+        lines.append("| captions | " + " | ".join(str(p0["by_pairs"].get(k, {}).get("n", 0)) for k in counts) + " |")
+    if fig.get("paired"):
+        lines += ["", "*paired differences of pair recall (same captions and channel draws; bootstrap 95 % interval "
+                      "over captions; ** where it excludes 0)*", "",
+                  "| difference | " + " | ".join(f"{s:g} dB" for s in snrs) + " |", "|---|" + "---|" * len(snrs)]
+        lines += _paired_rows(fig, snrs)
+    lines += ["", _source_line(fig, source, "captions naming a (colour, shape) pair")]
+    return "\n".join(lines) + "\n"
+
+
 def table(fig: dict, source: str) -> str:
     """The README block: accuracy per MLLM and SNR, its recipe, and the paired differences to the references
-    (an ASR ablation's block: `asr_table`)."""
+    (an ASR or T2I ablation's block: `asr_table`, `t2i_table`)."""
     if fig["header"].get("task") == "asr":
         return asr_table(fig, source)
+    if fig["header"].get("task") == "t2i":
+        return t2i_table(fig, source)
     h, points = fig["header"], fig["points"]
     snrs = sorted({p["snr_db"] for p in points})
     at = {(p["mllm"], p["snr_db"]): p for p in points}
@@ -349,7 +430,7 @@ def run(args, argv: list[str]) -> dict:
     import torch
 
     from unitocom.data.layouts import require_data
-    from unitocom.fig3 import eval_config, measure_asr, measure_vqa
+    from unitocom.fig3 import eval_config, measure_asr, measure_t2i, measure_vqa
     from unitocom.schemes.learned import checkpoint_dir
     from unitocom.task_eval import speech_items, vqa_items
     torch.set_num_threads(max(1, args.threads))
@@ -389,6 +470,12 @@ def run(args, argv: list[str]) -> dict:
     if args.task == "asr":
         speech = speech_items(data_dir, args.split, args.n_asr)
         n_items, what = len(speech), "utterances"
+    elif args.task == "t2i":
+        captions = t2i_captions(data_dir, args.split, args.n_t2i)
+        n_items, what = len(captions), "captions naming a (colour, shape) pair"
+        from unitocom.task_eval import pair_recall_references  # the recall's scale: a right picture, chance
+        header["t2i_pair_recall_reference"] = pair_recall_references(data_dir, args.split, len(captions),
+                                                                     seed=args.seed)
     else:
         items, guess = vqa_items(data_dir, args.split, args.n_vqa)  # guess: each family's majority answer
         n_items, what = len(items), "questions"
@@ -425,6 +512,12 @@ def run(args, argv: list[str]) -> dict:
                 # LibriSpeech names a clip SPEAKER-CHAPTER-UTTERANCE
                 p = asr_point(name, tokens, snr, args.channel, [t for _, t in speech], transcripts,
                               [f.name.split("-", 1)[0] for f, _ in speech])
+            elif args.task == "t2i":
+                recalls = measure_t2i(cfg, captions, snr, args.channel, args.seed, desc, args.quiet, args.workers)
+                if len(recalls) != len(captions):  # every caption names a pair: a missing recall is a fault
+                    raise UserError(f"{desc}: {len(captions) - len(recalls)} of {len(captions)} pictures came back "
+                                    "without a pair recall (is checkpoints/scene-checker.safetensors there?)")
+                p = t2i_point(name, tokens, snr, args.channel, captions, recalls, args.seed)
             else:
                 correct = measure_vqa(cfg, items, data_dir, args.split, snr, args.channel, args.seed, desc,
                                       args.quiet, args.workers)
@@ -433,12 +526,25 @@ def run(args, argv: list[str]) -> dict:
             log(f"  {desc}: {p['metric']} {p['value']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}] n={p['n']}")
             save()
     save()
-    plot(paths["png"], points)
+    plot(paths["png"], points, header.get("t2i_pair_recall_reference"))
     return {"header": header, "points": points, "paired": paired(points, references), "paths": paths}
 
 
+def t2i_captions(data_dir: Path, split: str, n: int) -> list[str]:
+    """The first n captions of `split` that name a (colour, shape) pair (fig3's choice); refuses without the
+    scene checker, which scores them."""
+    from unitocom.errors import CheckpointMissing
+    from unitocom.metrics.scene_checker import caption_pairs
+    from unitocom.stages.mllm import scene_checker
+    from unitocom.task_eval import caption_items
+    if scene_checker() is None:
+        raise CheckpointMissing("--task t2i: the pair recall needs checkpoints/scene-checker.safetensors (train it "
+                                "with `unitocom train checker`)")
+    return [c for c, _ in caption_items(data_dir, split, 4 * n) if caption_pairs(c)][:n]
+
+
 def add_subparser(sub) -> None:
-    p = sub.add_parser("ablate", help="VQA (or ASR) of differently trained MLLMs on the same questions and "
+    p = sub.add_parser("ablate", help="VQA (ASR, T2I) of differently trained MLLMs on the same questions and "
                        "channel draws (capacity, task mix, steps, data) -> results/ablation.{json,csv,png}",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mllm", type=named_mllm, action="append", required=True, metavar="NAME=PATH",
@@ -448,10 +554,13 @@ def add_subparser(sub) -> None:
                    help="the MLLM(s) the paired differences subtract, each from every other (default: the first)")
     p.add_argument("--snr-db", type=snr_points_arg, default="0,20", help="A:B:STEP or a comma list (dB)")
     p.add_argument("--channel", default="rayleigh", help="awgn | rayleigh | rician | noiseless")
-    p.add_argument("--task", choices=["vqa", "asr"], default="vqa",
-                   help="vqa: exact-match accuracy on questions; asr: word error rate on utterances")
+    p.add_argument("--task", choices=["vqa", "asr", "t2i"], default="vqa",
+                   help="vqa: exact-match accuracy on questions; asr: word error rate on utterances; t2i: the scene "
+                        "checker's pair recall on pictures drawn for captions")
     p.add_argument("--n-vqa", type=int, default=1000, help="test questions per (MLLM, SNR) point (--task vqa)")
     p.add_argument("--n-asr", type=int, default=150, help="test utterances per (MLLM, SNR) point (--task asr)")
+    p.add_argument("--n-t2i", type=int, default=300,
+                   help="test captions per (MLLM, SNR) point (--task t2i; about 0.4 s each with 16 workers on a CPU)")
     p.add_argument("--data", default="data/tiny")
     p.add_argument("--split", default="test")
     p.add_argument("--seed", type=int, default=0, help="request i carries seed + i (its channel draw)")
@@ -471,7 +580,7 @@ def add_subparser(sub) -> None:
 def _cmd_ablate(args) -> int:
     from unitocom.fig3 import require_channel
     require_channel(args.channel)
-    require_at_least_one(args, ("n_vqa", "n_asr", "threads", "workers"))
+    require_at_least_one(args, ("n_vqa", "n_asr", "n_t2i", "threads", "workers"))
     res = run(args, command_argv("ablate", args))
     print(table({"header": res["header"], "points": res["points"], "paired": res["paired"]},
                 str(res["paths"]["json"])))
