@@ -16,7 +16,8 @@ SHIPPED = checkpoint_dir() / "mllm-sigma-genib.safetensors"
 
 def _args(tmp_path, data, *mllms, **kw):
     ns = dict(mllm=[ablation.named_mllm(m) for m in mllms], reference=None, snr_db=[20.0], channel="rayleigh",
-              task="vqa", n_vqa=12, n_asr=6, n_t2i=4, data=str(data), split="test", seed=0, preset="tiny", device="cpu", threads=1, workers=4,
+              task="vqa", n_vqa=12, n_asr=6, n_t2i=4, data=str(data), split="test", seed=0, preset="tiny",
+              device="cpu", threads=1, workers=4,
               out=str(tmp_path), name="ablation", resume=False, quiet=True)
     ns.update(kw)
     return argparse.Namespace(**ns)

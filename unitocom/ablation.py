@@ -298,6 +298,24 @@ def _source_line(fig: dict, source: str, what: str) -> str:
             f"`{h['command']}`.")
 
 
+def _breakdown(fig: dict, at: dict, top: float, field: str, score: str, digits: int, counted: str, caption: str,
+               key=None, label=str) -> list[str]:
+    """A per-group table at the highest SNR (sentence kind, speaker, pairs named): one row per MLLM of each
+    group's `score` in its point's `field`, then the group sizes of the first MLLM's point; [] without groups."""
+    groups = sorted({g for p in fig["points"] for g in p.get(field, {})}, key=key)
+    if not groups:
+        return []
+    lines = ["", caption, "", "| MLLM | " + " | ".join(label(g) for g in groups) + " |", "|---|" + "---|" * len(groups)]
+    firsts = [p for n in fig["header"]["mllms"] if (p := at.get((n, top))) and p.get(field)]
+    for p in firsts:
+        lines.append(f"| {p['mllm']} | " + " | ".join(f"{p[field].get(g, {}).get(score, float('nan')):.{digits}f}"
+                                                     for g in groups) + " |")
+    if firsts:
+        lines.append(f"| {counted} | " + " | ".join(str(firsts[0][field].get(g, {}).get("n", 0)) for g in groups)
+                     + " |")
+    return lines
+
+
 def asr_table(fig: dict, source: str) -> str:
     """The README block of an ASR ablation: WER per MLLM and SNR with its recipe and training data, WER per
     sentence kind at the highest SNR, and the paired differences (negative: fewer errors than the reference)."""
@@ -311,30 +329,11 @@ def asr_table(fig: dict, source: str) -> str:
         recipe = _recipe(r).rsplit(" (", 1)[0]  # the VQA-step count means nothing here
         lines.append(f"| {name} | {recipe} | `{_training_data(r)}` | " + " | ".join(cells) + " |")
     top = snrs[-1]
-    kinds = sorted({k for p in points for k in p["by_kind"]})
-    p0 = next((at[(n, top)] for n in h["mllms"] if (n, top) in at), None)
-    lines += ["", f"*word error rate per sentence kind at {top:g} dB (utterances of each kind in the last row)*", "",
-              "| MLLM | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
-    for name in h["mllms"]:
-        p = at.get((name, top))
-        if p:
-            lines.append(f"| {name} | " + " | ".join(f"{p['by_kind'].get(k, {}).get('wer', float('nan')):.3f}"
-                                                    for k in kinds) + " |")
-    if p0:
-        lines.append("| utterances | " + " | ".join(str(p0["by_kind"].get(k, {}).get("n", 0)) for k in kinds) + " |")
-    speakers = sorted({k for p in points for k in p.get("by_speaker", {})})
-    if speakers:
-        lines += ["", f"*word error rate per test speaker at {top:g} dB (utterances in the last row; voices in the "
-                      "data set's LibriSpeech/SPEAKERS.TXT)*", "",
-                  "| MLLM | " + " | ".join(speakers) + " |", "|---|" + "---|" * len(speakers)]
-        for name in h["mllms"]:
-            p = at.get((name, top))
-            if p and p.get("by_speaker"):
-                lines.append(f"| {name} | " + " | ".join(
-                    f"{p['by_speaker'].get(k, {}).get('wer', float('nan')):.3f}" for k in speakers) + " |")
-        if p0 and p0.get("by_speaker"):
-            lines.append("| utterances | " + " | ".join(str(p0["by_speaker"].get(k, {}).get("n", 0))
-                                                       for k in speakers) + " |")
+    lines += _breakdown(fig, at, top, "by_kind", "wer", 3, "utterances",
+                        f"*word error rate per sentence kind at {top:g} dB (utterances of each kind in the last row)*")
+    lines += _breakdown(fig, at, top, "by_speaker", "wer", 3, "utterances",
+                        f"*word error rate per test speaker at {top:g} dB (utterances in the last row; voices in the "
+                        "data set's LibriSpeech/SPEAKERS.TXT)*")
     if fig.get("paired"):
         lines += ["", "*paired differences of WER (same utterances and channel draws; bootstrap 95 % interval over "
                       "utterances; ** where it excludes 0; negative: fewer errors)*", "",
@@ -364,19 +363,9 @@ def t2i_table(fig: dict, source: str) -> str:
             lines.append(f"| {label} | | | | | " + " | ".join(
                 f"{v['value']:.2f} [{v['ci_low']:.2f}, {v['ci_high']:.2f}]" for _ in snrs) + " |")
     top = snrs[-1]
-    counts = sorted({k for p in points for k in p["by_pairs"]}, key=int)
-    p0 = next((at[(n, top)] for n in h["mllms"] if (n, top) in at), None)
-    lines += ["", f"*pair recall by the number of (colour, shape) pairs the caption names, at {top:g} dB (captions "
-                  "in the last row)*", "",
-              "| MLLM | " + " | ".join(f"{k} pair{'s' if k != '1' else ''}" for k in counts) + " |",
-              "|---|" + "---|" * len(counts)]
-    for name in h["mllms"]:
-        p = at.get((name, top))
-        if p:
-            lines.append(f"| {name} | " + " | ".join(f"{p['by_pairs'].get(k, {}).get('recall', float('nan')):.2f}"
-                                                    for k in counts) + " |")
-    if p0:
-        lines.append("| captions | " + " | ".join(str(p0["by_pairs"].get(k, {}).get("n", 0)) for k in counts) + " |")
+    lines += _breakdown(fig, at, top, "by_pairs", "recall", 2, "captions",
+                        f"*pair recall by the number of (colour, shape) pairs the caption names, at {top:g} dB "
+                        "(captions in the last row)*", key=int, label=lambda k: f"{k} pair{'' if k == '1' else 's'}")
     if fig.get("paired"):
         lines += ["", "*paired differences of pair recall (same captions and channel draws; bootstrap 95 % interval "
                       "over captions; ** where it excludes 0)*", "",
