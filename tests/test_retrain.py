@@ -89,3 +89,17 @@ def test_only_runs_in_the_given_order_and_refuses_unknown_names(tmp_path):
     assert "mllm-vae" in lines[-2] and "image-vae-s32" in lines[-1]
     with pytest.raises(ValueError, match="unknown checkpoint"):
         retrain.run_all(tmp_path, "smoke", str(tmp_path), only=["image-foo"], dry_run=True, log=lambda s: None)
+
+
+def test_the_gpu_plan_is_the_next_recipe_and_makes_its_own_data(tmp_path, monkeypatch):
+    """--scale gpu trains the set to ship next: the MLLMs caption too, on a data set with 10x the training speech
+    (made first when missing); the CPU plan stays the committed checkpoints' recipe."""
+    cpu = {s.name: s for s in retrain.plan("cpu")}
+    gpu = {s.name: s for s in retrain.plan("gpu")}
+    for name in ("mllm-sigma-genib", "mllm-vae"):  # both schemes: the comparison stays fair
+        assert "cap=1" in " ".join(gpu[name].args) and "--task-weights" not in cpu[name].args
+    monkeypatch.chdir(tmp_path)  # the default data folder is relative: none there yet
+    lines: list[str] = []
+    retrain.run_all(tmp_path / "out", "gpu", None, only=["mllm-vae"], dry_run=True, log=lines.append)
+    assert "--train-clips 12000 --train-speakers 96" in lines[0] and "data/tiny-speech96" in lines[0]
+    assert "--data data/tiny-speech96" in lines[-1] and "--device cuda" in lines[-1]
