@@ -382,3 +382,33 @@ def test_a_finished_run_reports_the_validation_of_its_last_step_never_an_earlier
     log.write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
     with pytest.raises(RuntimeError, match="last validation is at 2"):
         final_validation(log, 4)
+
+
+def test_a_loss_scale_changes_the_scaled_tasks_updates_and_nothing_else(small_world):
+    """--loss-scale multiplies T2I's loss on its steps: after a VQA step has set AdamW's second moments, the T2I
+    steps' updates differ from the unscaled run's; a scale on a task that is not in the mix changes nothing. (An
+    untrained model's gradients exceed the clipping norm of 1, which would hide an upward scale: 0.01 here; and
+    the diffusion head starts at zero, so T2I reaches the backbone only after its first steps: 12 steps.)"""
+    from unitocom.mllm.cli import loss_scale_arg
+    from unitocom.mllm.checkpoint import load_mllm
+    from unitocom.mllm.train import TrainConfig, train
+    assert loss_scale_arg("t2i=8,asr=0.5") == (("t2i", 8.0), ("asr", 0.5))
+    for bad in ("t2i=0", "t2i=-1", "t2i=nan", "t2i=inf", "foo=2", "t2i", "t2i=1,t2i=2"):
+        with pytest.raises(Exception, match="TASK=SCALE|twice"):
+            loss_scale_arg(bad)
+    d, links = small_world
+
+    def run(name, scale):
+        tc = TrainConfig(steps=12, batch=4, val_every=12, val_n=2, task_weights=(("vqa", 1), ("t2i", 2)),
+                         loss_scale=scale, warmup=0)
+        train(str(d / "data"), str(d / name), links=links, tc=tc, resume=False)
+        model, _, meta = load_mllm(d / name / "mllm.safetensors")
+        return {k: v.clone() for k, v in model.state_dict().items()}, meta
+
+    plain, meta = run("ls-plain", ())
+    other, _ = run("ls-other", (("asr", 8.0),))
+    scaled, meta8 = run("ls-t2i", (("t2i", 0.01),))
+    assert all(torch.equal(plain[k], other[k]) for k in plain)
+    moved = [k for k in plain if "layers" in k and not torch.equal(plain[k], scaled[k])]
+    assert moved, "the scaled T2I step should move the shared backbone differently"
+    assert meta8["train_config"]["loss_scale"] == [["t2i", 0.01]] and meta["train_config"]["loss_scale"] == []

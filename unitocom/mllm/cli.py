@@ -29,6 +29,24 @@ def task_weights_arg(text: str) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
+def loss_scale_arg(text: str) -> tuple[tuple[str, float], ...]:
+    """"t2i=8" -> (("t2i", 8.0),): a positive multiplier of each named task's loss on its steps."""
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, eq, value = part.strip().partition("=")
+        try:
+            v = float(value)
+        except ValueError:
+            v = float("nan")
+        if not eq or name not in TASKS or not (v > 0 and v < float("inf")):
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()!r}: expected TASK=SCALE with TASK one of {', '.join(TASKS)} and SCALE a positive number")
+        if name in out:
+            raise argparse.ArgumentTypeError(f"{name} named twice")
+        out[name] = v
+    return tuple(out.items())
+
+
 ARCH = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth", "projector_depth", "question_first",
         "standardized_inputs")
 FLAGS = ("question_first", "standardized_inputs")  # 0 or 1
@@ -105,6 +123,10 @@ def add_train_command(sub) -> None:
                         "svqa with --spoken, cap: captioning the received scene, an auxiliary task; a task left out "
                         "is not trained, still validated); default vqa=2,t2i=1,"
                         "asr=1 (with --spoken vqa=2,svqa=2,t2i=1,asr=1)")
+    m.add_argument("--loss-scale", type=loss_scale_arg, default=None, metavar="T=S,...",
+                   help="multiply a task's loss on its steps, e.g. t2i=8: AdamW's step sizes are shared by the tasks "
+                        "and the LM tasks' backbone gradients are about 8 times text-to-image's, so T2I otherwise "
+                        "trains the backbone at a fraction of the learning rate (default: 1 for every task)")
     m.add_argument("--mllm-arch", type=arch_arg, default=None, metavar="NAME=N,...",
                    help="MLLM architecture other than the preset's, for ablations (`unitocom ablate`), e.g. "
                         "hidden=256,heads=8,intermediate=688 or projector_depth=2 (LLaVA-1.5's MLP projection) or "
@@ -189,7 +211,7 @@ def _cmd_mllm(args) -> int:
                      **({"task_weights": args.task_weights} if args.task_weights else
                         {"task_weights": (("vqa", 2), ("svqa", 2), ("t2i", 1), ("asr", 1))} if args.spoken else {}),
                      init_backbone=args.init_backbone, compute=compute_from_args(args), log_every=args.log_every,
-                     arch=args.mllm_arch or ())
+                     arch=args.mllm_arch or (), loss_scale=args.loss_scale or ())
     if tc.init and not Path(tc.init).exists():
         raise UserError(f"--init {tc.init}: no such MLLM checkpoint (train it first with `unitocom train mllm`)")
     if tc.init_backbone and not (Path(tc.init_backbone) / "config.json").is_file():

@@ -62,6 +62,12 @@ class TrainConfig:
     # intermediate, head_width, head_depth, projector_depth, question_first), for ablations; (): the preset's.
     # The checkpoint's config records it.
     arch: tuple[tuple[str, int | bool], ...] = ()
+    # Issue 12: a task's loss times this on its steps ((task, scale), ...; others 1). Each step is one task's and
+    # AdamW's second moments are shared: the LM tasks' backbone gradients (norm ~0.3) set the step size that
+    # text-to-image's (~0.04) gets, so T2I trains the backbone at a fraction of the learning rate. Scaling its loss
+    # evens the gradients; the parameters T2I alone uses (the diffusion head) are unaffected (AdamW is
+    # scale-invariant).
+    loss_scale: tuple[tuple[str, float], ...] = ()
 
 
 STATE_FILE = "train_state.safetensors"
@@ -308,6 +314,7 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
         torch.Generator(device=device).manual_seed(tc.seed + start)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=compute.autocast_bf16)
     tasks = [t for t, w in tc.task_weights for _ in range(w) if train_data.counts()[t] > 0]
+    scale = dict(tc.loss_scale)
     global_batch = dist.global_batch(tc.batch, d)
     if compute.workers:
         loader = iter(torch.utils.data.DataLoader(
@@ -330,7 +337,7 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
             losses = step_module(rows, dgen)
         scaffold.set_lr(opt, lr_at(step, tc))
         opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
+        (losses["loss"] * scale.get(task, 1.0)).backward()  # the logged losses stay unscaled
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         values = dist.mean_over_ranks(losses, d) if d.on else {k: v.item() for k, v in losses.items()}
