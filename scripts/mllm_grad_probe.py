@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             losses["loss"].backward()
             norm = lambda ps: float(torch.sqrt(sum((p.grad.float() ** 2).sum() for p in ps  # noqa: E731
                                                    if p.grad is not None)))
-            rows["loss"] += float(losses["loss"]) / args.batches
+            rows["loss"] += float(losses["loss"].detach()) / args.batches
             rows["backbone_grad_norm"] += norm(shared) / args.batches
             rows["total_grad_norm"] += norm(list(model.parameters())) / args.batches
         out[task] = rows
