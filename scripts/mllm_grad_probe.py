@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mllm", help="an MLLM checkpoint (or a run dir with mllm.safetensors)")
     ap.add_argument("--data", default="data/tiny")
-    ap.add_argument("--tasks", default="vqa,t2i,asr,cap", help="comma list of tasks to probe")
+    ap.add_argument("--tasks", default=None,
+                    help="comma list of tasks to probe (default: the tasks of the MLLM's own training mix)")
     ap.add_argument("--batch", type=int, default=64, help="examples per batch (the training batch)")
     ap.add_argument("--batches", type=int, default=4, help="batches per task (their norms are averaged)")
     ap.add_argument("--examples", type=int, default=512, help="training examples loaded per task")
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     data = TaskData(str(require_data(args.data)), "train", image, audio, frontend, vocab, cfg.preset.image_size_px,
                     args.examples)
     data.image_std = std  # the standardisation the model was trained with
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    own = [t for t, _ in (meta.get("train_config") or {}).get("task_weights") or [("vqa", 2), ("t2i", 1), ("asr", 1)]]
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else own
     tc = TrainConfig(task_weights=tuple((t, 1) for t in tasks))
     channel = TorchChannelSpec(model=tc.channel)
     model.train()
