@@ -125,6 +125,12 @@ def test_ablate_refuses_unknown_names_and_missing_files(tmp_path, heldout_data):
         ablation.run(_args(tmp_path, heldout_data, f"a={SHIPPED}", reference="z"), ["ablate"])
 
 
+def test_a_scaled_loss_shows_in_the_recipe():
+    r = {"sizes": {"layers": 4, "hidden": 128}, "parameters": 2.1e6, "task_weights": [["vqa", 2], ["t2i", 1]],
+         "loss_scale": [["t2i", 8.0]], "steps": 2000, "batch": 64}
+    assert "| vqa 2, t2i 1, t2i loss x8 |" in ablation._recipe(r)
+
+
 def test_a_warm_started_run_says_what_it_started_from():
     r = {"sizes": {"layers": 4, "hidden": 128}, "parameters": 2.1e6, "task_weights": [["vqa", 2], ["asr", 1]],
          "steps": 2000, "batch": 64,

@@ -75,7 +75,8 @@ def describe(path: Path) -> dict:
     return {"path": str(path), "sha256": file_sha256(path), "parameters": info.get("parameters"),
             "sizes": {k: cfg.get(k) for k in SIZE_FIELDS}, "objective": info.get("objective"),
             "image_tokens": info.get("image_tokens"),
-            "task_weights": tc.get("task_weights"), "steps": tc.get("steps"), "batch": tc.get("batch"),
+            "task_weights": tc.get("task_weights"), "loss_scale": tc.get("loss_scale") or [],
+            "steps": tc.get("steps"), "batch": tc.get("batch"),
             "train_wall_s": info.get("wall_s"), "validation": info.get("validation"),
             "links": info.get("links") or {},
             "command": info.get("command"), "head_command": info.get("head_command"),
@@ -240,6 +241,7 @@ def vqa_steps(r: dict, task: str = "vqa") -> int | None:
 
 def _recipe(r: dict) -> str:
     mix = ", ".join(f"{t} {w}" for t, w in (r.get("task_weights") or [])) or "?"
+    mix += "".join(f", {t} loss x{v:g}" for t, v in r.get("loss_scale") or [])  # `train mllm --loss-scale`
     s = r.get("sizes") or {}
     proj = f", MLP projector ({s['projector_depth']} layers)" if (s.get("projector_depth") or 1) > 1 else ""
     proj += ", question before image" if s.get("question_first") else ""
