@@ -205,33 +205,58 @@ fi
 if [ "$what" = next ]; then
   # Issue 12: the MLLM `train all --scale gpu` will ship, trained on the CPU: the shipped recipe with captioning
   # in the mix (results/ablation-caption) on ten times the training speech (results/ablation-asr), 10000 steps,
-  # then the diffusion head alone (8000 steps, as the shipped one). Beside it, for text-to-image, an MLLM trained
-  # on T2I alone with twice the shipped MLLM's T2I steps (4000 against 2000), head phase included: is T2I short
-  # of T2I steps, or of what a 4 x 128 backbone can hold?
+  # then the diffusion head alone (8000 steps, as the shipped one). Then text-to-image: an MLLM trained on T2I
+  # alone (4000 steps, twice the shipped MLLM's T2I steps; scored before and after its head phase, and continued
+  # to 8000 steps), and the shipped MLLM fine-tuned with T2I's loss scaled by 8 (`--loss-scale`, against the same
+  # fine-tune unscaled: results/ablation-asr's `finetuned`): is T2I short of steps, of capacity, or of its share
+  # of the optimiser?
   [ -f data/tiny-speech96/manifest.json ] || $U data make --preset tiny --out data/tiny-speech96 \
     --train-clips 12000 --train-speakers 96 --no-spoken-questions
+  T1="OMP_NUM_THREADS=1"
   next() {
-    [ -f runs/next/mllm-sigma-genib/mllm.safetensors ] || OMP_NUM_THREADS=1 $U train mllm --objective sigma-genib \
+    [ -f runs/next/mllm-sigma-genib/mllm.safetensors ] || env $T1 $U train mllm --objective sigma-genib \
       --task-weights vqa=2,t2i=1,asr=1,cap=1 --steps 10000 --batch-size 64 --val-every 2000 --snr-db=-5:25 \
       --data data/tiny-speech96 --no-install --run-dir runs/next/mllm-sigma-genib
     # the head phase on a copy in its run dir (resumable; the multitask run's file stays as it was)
-    grep -qa head_steps runs/next/head/mllm.safetensors 2>/dev/null || OMP_NUM_THREADS=1 $U train mllm-head \
+    grep -qa head_steps runs/next/head/mllm.safetensors 2>/dev/null || env $T1 $U train mllm-head \
       --mllm runs/next/mllm-sigma-genib/mllm.safetensors --data data/tiny-speech96 --steps 8000 \
       --run-dir runs/next/head --no-install
   }
-  t2i_only() {
-    grep -qa head_steps runs/ablation/t2i-only/mllm.safetensors 2>/dev/null || OMP_NUM_THREADS=1 $U train mllm \
-      --objective sigma-genib --task-weights t2i=1 --steps 4000 --batch-size 64 --val-every 1000 --snr-db=-5:25 \
-      --data data/tiny --no-install --run-dir runs/ablation/t2i-only --head-steps 8000
+  finetune() {  # NAME EXTRA...: the shipped MLLM, 2000 more steps of its own mix (results/ablation-asr's recipe)
+    local dir="runs/$1"; shift
+    [ -f "$dir/mllm.safetensors" ] || env $T1 $U train mllm --objective sigma-genib \
+      --init checkpoints/mllm-sigma-genib.safetensors --steps 2000 --lr 5e-4 --batch-size 64 --val-every 1000 \
+      --snr-db=-5:25 --data data/tiny --no-install --run-dir "$dir" "$@"
   }
-  next & t2i_only
+  t2i_only() {
+    local t2i=(train mllm --objective sigma-genib --task-weights t2i=1 --batch-size 64 --val-every 1000 \
+               --snr-db=-5:25 --data data/tiny --no-install)
+    [ -f runs/ablation/t2i-only/mllm.safetensors ] || env $T1 $U "${t2i[@]}" --steps 4000 \
+      --run-dir runs/ablation/t2i-only
+    mkdir -p runs/ablation/t2i-only-before-head runs/ablation/t2i-only-8000
+    grep -qa head_steps runs/ablation/t2i-only/mllm.safetensors || \
+      cp runs/ablation/t2i-only/mllm.safetensors runs/ablation/t2i-only-before-head/
+    # continued from step 4000 on an 8000-step cosine (the schedule restarts at half the peak rate)
+    [ -f runs/ablation/t2i-only-8000/train_state.safetensors ] || \
+      cp runs/ablation/t2i-only/train_state.safetensors runs/ablation/t2i-only/log.jsonl runs/ablation/t2i-only-8000/
+    [ -f runs/ablation/t2i-only-8000/mllm.safetensors ] || \
+      env $T1 $U "${t2i[@]}" --steps 8000 --run-dir runs/ablation/t2i-only-8000
+    # the head phase in place (a finished run resumes to nothing, then trains its head)
+    grep -qa head_steps runs/ablation/t2i-only/mllm.safetensors || env $T1 $U "${t2i[@]}" --steps 4000 \
+      --run-dir runs/ablation/t2i-only --head-steps 8000
+  }
+  (next; finetune asr/ft-base) & (t2i_only; finetune t2i/ft-t2i-x8 --loss-scale t2i=8)
   wait
   $U ablate --name ablation-next --mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm next=runs/next/head \
      --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 --out results --resume
   $U ablate --task asr --name ablation-next-asr --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
      --mllm next=runs/next/head --snr-db 0,5,20 --channel rayleigh --n-asr 150 --workers 8 --out results --resume
   $U ablate --task t2i --name ablation-t2i --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
-     --mllm next=runs/next/head --mllm t2i-only=runs/ablation/t2i-only \
-     --snr-db 0,20 --channel rayleigh --n-t2i 500 --workers 16 --out results --resume
+     --mllm next=runs/next/head --mllm finetuned=runs/asr/ft-base --mllm finetuned-t2i-x8=runs/t2i/ft-t2i-x8 \
+     --mllm t2i-only-before-head=runs/ablation/t2i-only-before-head --mllm t2i-only=runs/ablation/t2i-only \
+     --mllm t2i-only-8000=runs/ablation/t2i-only-8000 --reference shipped,finetuned \
+     --snr-db 20 --channel rayleigh --n-t2i 500 --workers 16 --out results --resume
+  $U ablate --name ablation-t2i-vqa --mllm finetuned=runs/asr/ft-base --mllm finetuned-t2i-x8=runs/t2i/ft-t2i-x8 \
+     --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 --out results --resume
   .venv/bin/python scripts/results_tables.py
 fi
