@@ -31,10 +31,11 @@ def test_named_mllm_reads_a_checkpoint_or_a_run_dir(tmp_path):
             ablation.named_mllm(bad)
 
 
-def test_vqa_steps_are_the_vqa_share_of_the_cycle():
-    assert ablation.vqa_steps({"steps": 8000, "task_weights": [["vqa", 2], ["t2i", 1], ["asr", 1]]}) == 4000
-    assert ablation.vqa_steps({"steps": 4000, "task_weights": [["vqa", 1]]}) == 4000
-    assert ablation.vqa_steps({"steps": 4000}) is None
+def test_task_steps_are_the_tasks_share_of_the_cycle():
+    assert ablation.task_steps({"steps": 8000, "task_weights": [["vqa", 2], ["t2i", 1], ["asr", 1]]}) == 4000
+    assert ablation.task_steps({"steps": 4000, "task_weights": [["vqa", 1]]}) == 4000
+    assert ablation.task_steps({"steps": 4000}) is None
+    assert ablation.task_steps({"steps": 8000, "task_weights": [["vqa", 2], ["t2i", 1], ["asr", 1]]}, "t2i") == 2000
 
 
 def test_paired_differences_are_per_question_and_say_when_they_separate():

@@ -231,8 +231,8 @@ def plot(path: Path, points: list[dict], recall_reference: dict | None = None) -
     plt.close(fig)
 
 
-def vqa_steps(r: dict, task: str = "vqa") -> int | None:
-    """The steps of a run that were VQA (`task`) steps (each cycle runs its tasks' weights in turn)."""
+def task_steps(r: dict, task: str = "vqa") -> int | None:
+    """The steps of a run that were `task`'s (each cycle runs its tasks' weights in turn)."""
     weights = dict(r.get("task_weights") or [])
     if not weights or r.get("steps") is None:
         return None
@@ -249,7 +249,7 @@ def _recipe(r: dict) -> str:
     init = _command_option(r, "--init")  # a warm start: its steps come on top of the checkpoint's
     after = f" after {Path(init).name}" if init else ""
     return (f"{s.get('layers')} x {s.get('hidden')}{proj}, {(r.get('parameters') or 0) / 1e6:.1f} M | {mix} | "
-            f"{r.get('steps')} x {r.get('batch')}{after} ({vqa_steps(r)} VQA)")
+            f"{r.get('steps')} x {r.get('batch')}{after} ({task_steps(r)} VQA)")
 
 
 def _command_option(r: dict, option: str) -> str | None:
@@ -355,7 +355,7 @@ def t2i_table(fig: dict, source: str) -> str:
     lines = ["| MLLM | layers x width, parameters | steps per cycle | steps x batch (of them T2I) | head phase | "
              + " | ".join(f"{s:g} dB" for s in snrs) + " |", "|---|---|---|---|---|" + "---|" * len(snrs)]
     for name, r in h["mllms"].items():
-        recipe = _recipe(r).rsplit(" (", 1)[0] + f" ({vqa_steps(r, 't2i')} T2I)"
+        recipe = _recipe(r).rsplit(" (", 1)[0] + f" ({task_steps(r, 't2i')} T2I)"
         head = f"{r['head_steps']} steps" if r.get("head_steps") else "none"
         lines.append(f"| {name} | {recipe} | {head} | " + " | ".join(_value_cells(at, name, snrs, 2)) + " |")
     ref = h.get("t2i_pair_recall_reference") or {}

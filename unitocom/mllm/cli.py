@@ -40,7 +40,8 @@ def loss_scale_arg(text: str) -> tuple[tuple[str, float], ...]:
             v = float("nan")
         if not eq or name not in TASKS or not (v > 0 and v < float("inf")):
             raise argparse.ArgumentTypeError(
-                f"{part.strip()!r}: expected TASK=SCALE with TASK one of {', '.join(TASKS)} and SCALE a positive number")
+                f"{part.strip()!r}: expected TASK=SCALE with TASK one of {', '.join(TASKS)} and SCALE a positive "
+                "number")
         if name in out:
             raise argparse.ArgumentTypeError(f"{name} named twice")
         out[name] = v
