@@ -275,7 +275,11 @@ def _value_cells(at: dict, name: str, snrs: list[float], digits: int) -> list[st
             for s in snrs]
 
 
-def _paired_rows(fig: dict, snrs: list[float]) -> list[str]:
+def _paired_block(fig: dict, snrs: list[float], caption: str) -> list[str]:
+    """The paired-differences table under `caption` (each MLLM minus each reference, one row per pair; a pair's
+    mirror image is left out); [] when the file has none."""
+    if not fig.get("paired"):
+        return []
     h = fig["header"]
     by = {(d["mllm"], d["reference"], d["snr_db"]): d for d in fig["paired"]}
     rows: list[str] = []
@@ -289,7 +293,8 @@ def _paired_rows(fig: dict, snrs: list[float]) -> list[str]:
                       f"{d['ci_high']:+.3f}]{' **' if d['separates'] else ''}")(by.get((name, reference, s)))
                      for s in snrs]
             rows.append(f"| {name} - {reference} | " + " | ".join(cells) + " |")
-    return rows
+    return ["", caption, "", "| difference | " + " | ".join(f"{s:g} dB" for s in snrs) + " |",
+            "|---|" + "---|" * len(snrs)] + rows
 
 
 def _source_line(fig: dict, source: str, what: str) -> str:
@@ -336,11 +341,9 @@ def asr_table(fig: dict, source: str) -> str:
     lines += _breakdown(fig, at, top, "by_speaker", "wer", 3, "utterances",
                         f"*word error rate per test speaker at {top:g} dB (utterances in the last row; voices in the "
                         "data set's LibriSpeech/SPEAKERS.TXT)*")
-    if fig.get("paired"):
-        lines += ["", "*paired differences of WER (same utterances and channel draws; bootstrap 95 % interval over "
-                      "utterances; ** where it excludes 0; negative: fewer errors)*", "",
-                  "| difference | " + " | ".join(f"{s:g} dB" for s in snrs) + " |", "|---|" + "---|" * len(snrs)]
-        lines += _paired_rows(fig, snrs)
+    lines += _paired_block(fig, snrs, "*paired differences of WER (same utterances and channel draws; bootstrap "
+                                      "95 % interval over utterances; ** where it excludes 0; negative: fewer "
+                                      "errors)*")
     lines += ["", _source_line(fig, source, "utterances")]
     return "\n".join(lines) + "\n"
 
@@ -368,11 +371,8 @@ def t2i_table(fig: dict, source: str) -> str:
     lines += _breakdown(fig, at, top, "by_pairs", "recall", 2, "captions",
                         f"*pair recall by the number of (colour, shape) pairs the caption names, at {top:g} dB "
                         "(captions in the last row)*", key=int, label=lambda k: f"{k} pair{'' if k == '1' else 's'}")
-    if fig.get("paired"):
-        lines += ["", "*paired differences of pair recall (same captions and channel draws; bootstrap 95 % interval "
-                      "over captions; ** where it excludes 0)*", "",
-                  "| difference | " + " | ".join(f"{s:g} dB" for s in snrs) + " |", "|---|" + "---|" * len(snrs)]
-        lines += _paired_rows(fig, snrs)
+    lines += _paired_block(fig, snrs, "*paired differences of pair recall (same captions and channel draws; "
+                                      "bootstrap 95 % interval over captions; ** where it excludes 0)*")
     lines += ["", _source_line(fig, source, "captions naming a (colour, shape) pair")]
     return "\n".join(lines) + "\n"
 
@@ -408,11 +408,8 @@ def table(fig: dict, source: str) -> str:
     if p:
         lines.append("| chance | " + " | ".join(f"{p['by_family'].get(f, {}).get('chance', float('nan')):.2f}"
                                                 for f in families) + " |")
-    if fig.get("paired"):
-        lines += ["", "*paired differences (same questions and channel draws; bootstrap 95 % interval; ** where it "
-                      "excludes 0)*", "",
-                  "| difference | " + " | ".join(f"{s:g} dB" for s in snrs) + " |", "|---|" + "---|" * len(snrs)]
-        lines += _paired_rows(fig, snrs)
+    lines += _paired_block(fig, snrs, "*paired differences (same questions and channel draws; bootstrap 95 % "
+                                      "interval; ** where it excludes 0)*")
     lines += ["", _source_line(fig, source, "questions")]
     return "\n".join(lines) + "\n"
 
