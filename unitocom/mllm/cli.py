@@ -12,18 +12,26 @@ from unitocom.link.snr import snr_interval_arg
 TASKS = ("vqa", "svqa", "t2i", "asr", "cap")  # cap: captioning, an auxiliary task (issue 12)
 
 
-def task_weights_arg(text: str) -> tuple[tuple[str, int], ...]:
-    """"vqa=2,t2i=1" -> (("vqa", 2), ("t2i", 1)): whole steps per task in each training cycle."""
-    out: list[tuple[str, int]] = []
+def _per_task(text: str, value_of, expected: str) -> list[tuple[str, object]]:
+    """"vqa=2,t2i=1" -> [("vqa", value_of("2")), ...]: each TASK named once and one of TASKS, each value what
+    value_of makes of it (None: refused, with `expected` in the message)."""
+    out: list[tuple[str, object]] = []
     for part in text.split(","):
-        name, eq, weight = part.strip().partition("=")
-        if not eq or name not in TASKS or not weight.strip().isdigit():
-            raise argparse.ArgumentTypeError(
-                f"{part.strip()!r}: expected TASK=STEPS with TASK one of {', '.join(TASKS)} and STEPS a whole number")
+        name, eq, value = part.strip().partition("=")
+        v = value_of(value.strip()) if eq else None
+        if name not in TASKS or v is None:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r}: expected {expected}")
         if name in dict(out):
             raise argparse.ArgumentTypeError(f"{name} named twice")
-        if int(weight) > 0:
-            out.append((name, int(weight)))
+        out.append((name, v))
+    return out
+
+
+def task_weights_arg(text: str) -> tuple[tuple[str, int], ...]:
+    """"vqa=2,t2i=1" -> (("vqa", 2), ("t2i", 1)): whole steps per task in each training cycle."""
+    out = [(n, w) for n, w in _per_task(text, lambda v: int(v) if v.isdigit() else None,
+                                        f"TASK=STEPS with TASK one of {', '.join(TASKS)} and STEPS a whole number")
+           if w > 0]
     if not out:
         raise argparse.ArgumentTypeError("every task has weight 0: nothing to train")
     return tuple(out)
@@ -31,21 +39,14 @@ def task_weights_arg(text: str) -> tuple[tuple[str, int], ...]:
 
 def loss_scale_arg(text: str) -> tuple[tuple[str, float], ...]:
     """"t2i=8" -> (("t2i", 8.0),): a positive multiplier of each named task's loss on its steps."""
-    out: dict[str, float] = {}
-    for part in text.split(","):
-        name, eq, value = part.strip().partition("=")
+    def positive(v: str) -> float | None:
         try:
-            v = float(value)
+            x = float(v)
         except ValueError:
-            v = float("nan")
-        if not eq or name not in TASKS or not (v > 0 and v < float("inf")):
-            raise argparse.ArgumentTypeError(
-                f"{part.strip()!r}: expected TASK=SCALE with TASK one of {', '.join(TASKS)} and SCALE a positive "
-                "number")
-        if name in out:
-            raise argparse.ArgumentTypeError(f"{name} named twice")
-        out[name] = v
-    return tuple(out.items())
+            return None
+        return x if 0 < x < float("inf") else None
+    return tuple(_per_task(text, positive, f"TASK=SCALE with TASK one of {', '.join(TASKS)} and SCALE a positive "
+                                           "number"))
 
 
 ARCH = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth", "projector_depth", "question_first",
