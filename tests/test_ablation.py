@@ -117,6 +117,29 @@ def test_ablate_scores_each_mllm_on_the_same_questions_and_writes_the_files(tmp_
     assert again["points"] == [a]  # kept, not measured again (same file, same questions)
 
 
+@pytest.mark.skipif(not SHIPPED.exists(), reason="needs the shipped MLLM")
+def test_resume_carries_an_mllm_whose_run_dir_is_gone(tmp_path, heldout_data):
+    """Run dirs do not outlive a checkout: --resume keeps a gone MLLM's points (and its recorded sha256) from the
+    results file, and refuses when a point it would have to measure again is not there."""
+    import shutil
+    run_dir = tmp_path / "runs" / "gone"
+    run_dir.mkdir(parents=True)
+    shutil.copy(SHIPPED, run_dir / "mllm.safetensors")
+    first = ablation.run(_args(tmp_path, heldout_data, f"a={SHIPPED}", f"g={run_dir}"), ["ablate"])
+    shutil.rmtree(run_dir)
+    with pytest.raises(UserError, match="no MLLM checkpoint"):
+        ablation.run(_args(tmp_path, heldout_data, f"a={SHIPPED}", f"g={run_dir}"), ["ablate"])
+    again = ablation.run(_args(tmp_path, heldout_data, f"a={SHIPPED}", f"g={run_dir}", resume=True), ["ablate"])
+    assert again["points"] == first["points"] and list(again["header"]["carried"]) == ["g"]
+    assert again["header"]["carried"]["g"]["date"] == first["header"]["date"]
+    doc = json.loads((tmp_path / "ablation.json").read_text())
+    assert f"g: kept by `--resume` from the run of commit {first['header']['git_commit'][:10]}" in \
+        ablation.table(doc, "results/ablation.json")
+    assert again["header"]["mllms"]["g"]["sha256"] == first["header"]["mllms"]["g"]["sha256"]
+    with pytest.raises(UserError, match="holds no point of g at 0 dB"):
+        ablation.run(_args(tmp_path, heldout_data, f"g={run_dir}", snr_db=[0.0, 20.0], resume=True), ["ablate"])
+
+
 def test_ablate_refuses_unknown_names_and_missing_files(tmp_path, heldout_data):
     with pytest.raises(UserError, match="no MLLM checkpoint"):
         ablation.run(_args(tmp_path, heldout_data, f"a={tmp_path}/none.safetensors"), ["ablate"])

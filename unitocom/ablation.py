@@ -33,6 +33,10 @@ the scene checker scores it: the points are mean pair recall (bootstrap 95 % int
 of pairs the caption names, each caption's recall kept), the paired differences are per caption, and the header
 carries the recall's scale (`t2i_pair_recall_reference`: the caption's own scene, and another caption's scene,
 i.e. chance). T2I reads the diffusion head: give a multitask run its head phase (`train mllm --head-steps`).
+
+Run dirs do not outlive a checkout: with --resume, an MLLM whose file is gone is carried from OUT/<name>.json
+(its recorded description and sha256, and where its points were measured) when the file names it under the same
+path and holds each of its points, so new MLLMs join a table without retraining the old ones.
 """
 from __future__ import annotations
 
@@ -63,7 +67,8 @@ def named_mllm(text: str) -> tuple[str, Path]:
     if not eq or not name.strip() or not path.strip():
         raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=PATH (an MLLM checkpoint or a run dir)")
     p = Path(path.strip())
-    return name.strip(), p / "mllm.safetensors" if p.is_dir() else p
+    # a run dir, even one that is gone (--resume may carry its points)
+    return name.strip(), p / "mllm.safetensors" if p.is_dir() or p.suffix != ".safetensors" else p
 
 
 def describe(path: Path) -> dict:
@@ -297,12 +302,23 @@ def _paired_block(fig: dict, snrs: list[float], caption: str) -> list[str]:
             "|---|" + "---|" * len(snrs)] + rows
 
 
+def recorded_run(header: dict, name: str) -> dict:
+    """The run that measured `name`'s points in a results header: the one it carried them from, or its own."""
+    return (header.get("carried") or {}).get(name) or {k: header.get(k) for k in ("git_commit", "git_dirty",
+                                                                                  "date", "command")}
+
+
 def _source_line(fig: dict, source: str, what: str) -> str:
     h, points = fig["header"], fig["points"]
     n = max(p["n"] for p in points)
-    return (f"n = {n} {h['split']} {what} per point, {points[0]['channel']}; 95 % intervals. From `{source}` "
+    line = (f"n = {n} {h['split']} {what} per point, {points[0]['channel']}; 95 % intervals. From `{source}` "
             f"(commit {h['git_commit'][:10]}{' (dirty tree)' if h.get('git_dirty') else ''}, {h['date']}): "
             f"`{h['command']}`.")
+    runs: dict[str, list[str]] = {}
+    for name, r in (h.get("carried") or {}).items():
+        runs.setdefault(f"commit {(r.get('git_commit') or '?')[:10]}, {r.get('date')}", []).append(name)
+    return line + "".join(f" {', '.join(names)}: kept by `--resume` from the run of {when} (checkpoint not here)."
+                          for when, names in runs.items())
 
 
 def _breakdown(fig: dict, at: dict, top: float, field: str, score: str, digits: int, counted: str, caption: str,
@@ -426,19 +442,25 @@ def run(args, argv: list[str]) -> dict:
     names = [n for n, _ in args.mllm]
     if len(set(names)) != len(names):
         raise UserError(f"--mllm: a name given twice ({', '.join(names)})")
-    missing = [f"{n}={p}" for n, p in args.mllm if not p.is_file()]
+    out = Path(args.out)
+    paths = {k: out / f"{args.name}.{k}" for k in ("json", "csv", "png")}
+    old = json.loads(paths["json"].read_text()) if args.resume and paths["json"].exists() else {}
+    # --resume needs no checkpoint for points it keeps: an MLLM whose file is gone (run dirs do not outlive a
+    # checkout) is carried from the results file under the same path, with the sha256 recorded when measured
+    recorded = old.get("header", {}).get("mllms", {})
+    carried = {n: recorded[n] for n, p in args.mllm if not p.is_file() and recorded.get(n, {}).get("path") == str(p)}
+    missing = [f"{n}={p}" for n, p in args.mllm if not p.is_file() and n not in carried]
     if missing:
-        raise UserError(f"--mllm: no MLLM checkpoint at {', '.join(missing)}")
+        raise UserError(f"--mllm: no MLLM checkpoint at {', '.join(missing)}"
+                        + ("" if args.resume else " (with --resume, one measured before is kept from the results file)"))
     references = [r.strip() for r in (args.reference or names[0]).split(",") if r.strip()]
     unknown = [r for r in references if r not in names]
     if unknown or not references:
         raise UserError(f"--reference {args.reference}: {', '.join(unknown) or 'no name'} is not one of the --mllm "
                         f"names ({', '.join(names)})")
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {k: out / f"{args.name}.{k}" for k in ("json", "csv", "png")}
-    mllms = {n: describe(p) for n, p in args.mllm}
+    mllms = {n: carried[n] if n in carried else describe(p) for n, p in args.mllm}
     other = [f"{n} ({r['objective']})" for n, r in mllms.items() if r["objective"] not in (None, OBJECTIVE)]
     if other:
         raise UserError(f"--mllm: {', '.join(other)} read another tokenizer set's tokens; this compares MLLMs on "
@@ -454,6 +476,8 @@ def run(args, argv: list[str]) -> dict:
               "task": args.task, "data": str(args.data), "split": args.split, "seed": args.seed,
               "channel": args.channel,
               "references": references, "mllms": mllms,
+              # where a carried MLLM's points were measured (the run that measured them, or the one it carried)
+              "carried": {n: recorded_run(old.get("header", {}), n) for n in sorted(carried)},
               "links_sha256": {p.name: file_sha256(p) for p in links if p.exists()}}
     if args.task == "asr":
         speech = speech_items(data_dir, args.split, args.n_asr)
@@ -470,8 +494,7 @@ def run(args, argv: list[str]) -> dict:
     if not n_items:
         raise UserError(f"no {what} in the {args.split} split of {data_dir}")
     kept = {}
-    if args.resume and paths["json"].exists():
-        old = json.loads(paths["json"].read_text())
+    if old:
         oh = old.get("header", {})
         same = all(oh.get(k, "vqa" if k == "task" else None) == header[k] for k in ("task", "data", "split", "seed"))
         for p in old.get("points", []) if same else []:
@@ -479,6 +502,12 @@ def run(args, argv: list[str]) -> dict:
             if p["mllm"] in mllms and r.get("sha256") == mllms[p["mllm"]]["sha256"] and p["n"] == n_items:
                 kept[(p["mllm"], p["snr_db"], p["channel"])] = p
         log(f"resuming: {len(kept)} point(s) of {paths['json']} measured with the same MLLM files and questions")
+    short = [f"{n} at {snr:g} dB" for n in carried for snr in args.snr_db if (n, float(snr), args.channel) not in kept]
+    if short:
+        raise UserError(f"--mllm: no checkpoint here for {', '.join(sorted(carried))}, and {paths['json']} holds no "
+                        f"point of {', '.join(short)} on these {n_items} {what}")
+    if carried:
+        log(f"carried from {paths['json']} (checkpoint not here): {', '.join(sorted(carried))}")
     points: list[dict] = []
 
     def save():
@@ -560,7 +589,8 @@ def add_subparser(sub) -> None:
     p.add_argument("--out", default="results")
     p.add_argument("--name", default="ablation", help="file stem under OUT")
     p.add_argument("--resume", action="store_true",
-                   help="keep the points of OUT/<name>.json measured with the same MLLM files and questions")
+                   help="keep the points of OUT/<name>.json measured with the same MLLM files and questions; an "
+                        "MLLM whose file is gone is carried from there when its path and every point are")
     p.add_argument("--quiet", action="store_true", help="no progress bars or lines")
     p.set_defaults(func=_cmd_ablate)
 
