@@ -46,6 +46,8 @@ def test_paired_differences_are_per_question_and_say_when_they_separate():
     assert set(out) == {"same", "better"}
     both = {(d["mllm"], d["reference"]) for d in ablation.paired([ref, same, better], ["ref", "same"])}
     assert both == {("same", "ref"), ("better", "ref"), ("ref", "same"), ("better", "same")}
+    only = ablation.paired([ref, same, better], ["ref", "same"], compared={"same": ["better"]})
+    assert {(d["mllm"], d["reference"]) for d in only} == {("same", "ref"), ("better", "ref"), ("better", "same")}
     assert out["same"]["difference"] == 0 and not out["same"]["separates"]
     assert out["better"]["difference"] == pytest.approx(0.4) and out["better"]["separates"]
     assert out["better"]["ci_low"] > 0
@@ -145,8 +147,9 @@ def test_ablate_refuses_unknown_names_and_missing_files(tmp_path, heldout_data):
         ablation.run(_args(tmp_path, heldout_data, f"a={tmp_path}/none.safetensors"), ["ablate"])
     with pytest.raises(UserError, match="given twice"):
         ablation.run(_args(tmp_path, heldout_data, f"a={SHIPPED}", f"a={SHIPPED}"), ["ablate"])
-    with pytest.raises(UserError, match="--reference"):
-        ablation.run(_args(tmp_path, heldout_data, f"a={SHIPPED}", reference="z"), ["ablate"])
+    for bad in ("z", "a:z"):
+        with pytest.raises(UserError, match="--reference"):
+            ablation.run(_args(tmp_path, heldout_data, f"a={SHIPPED}", reference=bad), ["ablate"])
 
 
 def test_a_scaled_loss_shows_in_the_recipe():

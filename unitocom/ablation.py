@@ -140,9 +140,11 @@ def t2i_point(name: str, tokens: int, snr_db: float, channel: str, captions: lis
             "recalls": [float(r) for r in recalls]}
 
 
-def paired(points: list[dict], references: list[str], n_resamples: int = 2000, seed: int = 0) -> list[dict]:
-    """Each MLLM minus each of `references` (not itself) at each SNR, on the same questions (utterances): the
-    difference of accuracy (WER) with a paired bootstrap interval, resampling questions (utterances)."""
+def paired(points: list[dict], references: list[str], n_resamples: int = 2000, seed: int = 0,
+           compared: dict[str, list[str]] | None = None) -> list[dict]:
+    """Each MLLM minus each of `references` (not itself; only the names in compared[reference] where it has an
+    entry) at each SNR, on the same questions (utterances): the difference of accuracy (WER) with a paired
+    bootstrap interval, resampling questions (utterances)."""
     import numpy as np
 
     from unitocom.results import bootstrap, mean_interval
@@ -150,6 +152,8 @@ def paired(points: list[dict], references: list[str], n_resamples: int = 2000, s
     for reference in references:
         ref = {(p["snr_db"], p["channel"]): p for p in points if p["mllm"] == reference}
         for p in points:
+            if reference in (compared or {}) and p["mllm"] not in compared[reference]:
+                continue
             r = ref.get((p["snr_db"], p["channel"]))
             # one entry per question (utterance, caption)
             per_item = {"asr": "edits", "t2i": "recalls"}.get(p.get("task"), "correct")
@@ -453,8 +457,11 @@ def run(args, argv: list[str]) -> dict:
     if missing:
         raise UserError(f"--mllm: no MLLM checkpoint at {', '.join(missing)}"
                         + ("" if args.resume else " (with --resume, one measured before is kept from the results file)"))
-    references = [r.strip() for r in (args.reference or names[0]).split(",") if r.strip()]
-    unknown = [r for r in references if r not in names]
+    # "REF" subtracts REF from every other MLLM; "REF:A+B" from A and B only
+    entries = [e.strip().partition(":") for e in (args.reference or names[0]).split(",") if e.strip()]
+    references = [r.strip() for r, _, _ in entries]
+    compared = {r.strip(): [a.strip() for a in only.split("+")] for r, colon, only in entries if colon}
+    unknown = [r for r in references + [a for v in compared.values() for a in v] if r not in names]
     if unknown or not references:
         raise UserError(f"--reference {args.reference}: {', '.join(unknown) or 'no name'} is not one of the --mllm "
                         f"names ({', '.join(names)})")
@@ -475,7 +482,7 @@ def run(args, argv: list[str]) -> dict:
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "task": args.task, "data": str(args.data), "split": args.split, "seed": args.seed,
               "channel": args.channel,
-              "references": references, "mllms": mllms,
+              "references": references, "compared": compared, "mllms": mllms,
               # where a carried MLLM's points were measured (the run that measured them, or the one it carried)
               "carried": {n: recorded_run(old.get("header", {}), n) for n in sorted(carried)},
               "links_sha256": {p.name: file_sha256(p) for p in links if p.exists()}}
@@ -512,7 +519,7 @@ def run(args, argv: list[str]) -> dict:
 
     def save():
         write_atomic(paths["json"], json.dumps({"header": header, "points": points,
-                                                "paired": paired(points, references)}, indent=2) + "\n")
+                                                "paired": paired(points, references, compared=compared)}, indent=2) + "\n")
         write_csv(paths["csv"], points)
 
     for name, path in args.mllm:
@@ -544,7 +551,7 @@ def run(args, argv: list[str]) -> dict:
             save()
     save()
     plot(paths["png"], points, header.get("t2i_pair_recall_reference"))
-    return {"header": header, "points": points, "paired": paired(points, references), "paths": paths}
+    return {"header": header, "points": points, "paired": paired(points, references, compared=compared), "paths": paths}
 
 
 def t2i_captions(data_dir: Path, split: str, n: int) -> list[str]:
@@ -567,8 +574,9 @@ def add_subparser(sub) -> None:
     p.add_argument("--mllm", type=named_mllm, action="append", required=True, metavar="NAME=PATH",
                    help="an MLLM to score (a checkpoint, or a run dir with mllm.safetensors); repeat for each; all "
                         "must read the sigma-GenIB link of their image token count")
-    p.add_argument("--reference", default=None, metavar="NAME[,NAME...]",
-                   help="the MLLM(s) the paired differences subtract, each from every other (default: the first)")
+    p.add_argument("--reference", default=None, metavar="NAME[:A+B][,...]",
+                   help="the MLLM(s) the paired differences subtract, each from every other (default: the first); "
+                        "NAME:A+B subtracts NAME from A and B only")
     p.add_argument("--snr-db", type=snr_points_arg, default="0,20", help="A:B:STEP or a comma list (dB)")
     p.add_argument("--channel", default="rayleigh", help="awgn | rayleigh | rician | noiseless")
     p.add_argument("--task", choices=["vqa", "asr", "t2i"], default="vqa",
