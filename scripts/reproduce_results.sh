@@ -20,8 +20,9 @@
 #                                         (about 2 h on 2 cores)
 #   scripts/reproduce_results.sh next     issue 12's next MLLM, the two levers together (captioning in the mix, 10x
 #                                         the training speech; 10000 steps, then its head phase) against the
-#                                         shipped one on VQA, ASR and T2I, and a T2I-only MLLM, into
-#                                         results/ablation-next*.* and ablation-t2i.* (about 2.5 h on 2 cores)
+#                                         shipped one on VQA, ASR and T2I, a T2I-only MLLM, and the next recipe
+#                                         with T2I's loss scaled by 8 or its steps doubled, into
+#                                         results/ablation-next*.* and ablation-t2i.* (about 4.5 h on 2 cores)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -213,14 +214,15 @@ if [ "$what" = next ]; then
   [ -f data/tiny-speech96/manifest.json ] || $U data make --preset tiny --out data/tiny-speech96 \
     --train-clips 12000 --train-speakers 96 --no-spoken-questions
   T1="OMP_NUM_THREADS=1"
-  next() {
-    [ -f runs/next/mllm-sigma-genib/mllm.safetensors ] || env $T1 $U train mllm --objective sigma-genib \
+  next() {  # NAME [OPTION...]: the next recipe (options given after it win) in runs/NAME, then its head phase
+    local dir="runs/$1"; shift
+    [ -f "$dir/mllm-sigma-genib/mllm.safetensors" ] || env $T1 $U train mllm --objective sigma-genib \
       --task-weights vqa=2,t2i=1,asr=1,cap=1 --steps 10000 --batch-size 64 --val-every 2000 --snr-db=-5:25 \
-      --data data/tiny-speech96 --no-install --run-dir runs/next/mllm-sigma-genib
+      --data data/tiny-speech96 --no-install --run-dir "$dir/mllm-sigma-genib" "$@"
     # the head phase on a copy in its run dir (resumable; the multitask run's file stays as it was)
-    grep -qa head_steps runs/next/head/mllm.safetensors 2>/dev/null || env $T1 $U train mllm-head \
-      --mllm runs/next/mllm-sigma-genib/mllm.safetensors --data data/tiny-speech96 --steps 8000 \
-      --run-dir runs/next/head --no-install
+    grep -qa head_steps "$dir/head/mllm.safetensors" 2>/dev/null || env $T1 $U train mllm-head \
+      --mllm "$dir/mllm-sigma-genib/mllm.safetensors" --data data/tiny-speech96 --steps 8000 \
+      --run-dir "$dir/head" --no-install
   }
   finetune() {  # NAME EXTRA...: the shipped MLLM, 2000 more steps of its own mix (results/ablation-asr's recipe)
     local dir="runs/$1"; shift
@@ -245,16 +247,23 @@ if [ "$what" = next ]; then
     grep -qa head_steps runs/ablation/t2i-only/mllm.safetensors || env $T1 $U "${t2i[@]}" --steps 4000 \
       --run-dir runs/ablation/t2i-only --head-steps 8000
   }
-  (next; finetune asr/ft-base) & (t2i_only; finetune t2i/ft-t2i-x8 --loss-scale t2i=8)
+  # then the two T2I levers from scratch on the next recipe: T2I's loss scaled by 8, and twice its steps (12000
+  # steps with t2i=2 in the cycle: 4000 T2I steps and the same 4000 VQA steps)
+  (next next; finetune asr/ft-base; next next-t2i-x8 --loss-scale t2i=8) &
+  (t2i_only; finetune t2i/ft-t2i-x8 --loss-scale t2i=8
+   next next-t2i-4000 --task-weights vqa=2,t2i=2,asr=1,cap=1 --steps 12000)
   wait
-  $U ablate --name ablation-next --mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm next=runs/next/head \
+  NEXT=(--mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm next=runs/next/head
+        --mllm next-t2i-x8=runs/next-t2i-x8/head --mllm next-t2i-4000=runs/next-t2i-4000/head)
+  $U ablate --name ablation-next "${NEXT[@]}" --reference shipped,next:next-t2i-x8+next-t2i-4000 \
      --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 --out results --resume
-  $U ablate --task asr --name ablation-next-asr --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
-     --mllm next=runs/next/head --snr-db 0,5,20 --channel rayleigh --n-asr 150 --workers 8 --out results --resume
-  $U ablate --task t2i --name ablation-t2i --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
-     --mllm next=runs/next/head --mllm finetuned=runs/asr/ft-base --mllm finetuned-t2i-x8=runs/t2i/ft-t2i-x8 \
+  $U ablate --task asr --name ablation-next-asr "${NEXT[@]}" --reference shipped,next:next-t2i-x8+next-t2i-4000 \
+     --snr-db 0,5,20 --channel rayleigh --n-asr 150 --workers 8 --out results --resume
+  $U ablate --task t2i --name ablation-t2i "${NEXT[@]}" \
+     --mllm finetuned=runs/asr/ft-base --mllm finetuned-t2i-x8=runs/t2i/ft-t2i-x8 \
      --mllm t2i-only-before-head=runs/ablation/t2i-only-before-head --mllm t2i-only=runs/ablation/t2i-only \
-     --mllm t2i-only-8000=runs/ablation/t2i-only-8000 --reference shipped,finetuned \
+     --mllm t2i-only-8000=runs/ablation/t2i-only-8000 \
+     --reference shipped,finetuned:next+finetuned-t2i-x8+t2i-only-before-head+t2i-only+t2i-only-8000,next:next-t2i-x8+next-t2i-4000 \
      --snr-db 20 --channel rayleigh --n-t2i 500 --workers 16 --out results --resume
   $U ablate --name ablation-t2i-vqa --mllm finetuned=runs/asr/ft-base --mllm finetuned-t2i-x8=runs/t2i/ft-t2i-x8 \
      --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 --out results --resume
