@@ -259,11 +259,12 @@ if [ "$what" = next ]; then
      --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 --out results --resume
   $U ablate --task asr --name ablation-next-asr "${NEXT[@]}" --reference shipped,next:next-t2i-x8+next-t2i-4000 \
      --snr-db 0,5,20 --channel rayleigh --n-asr 150 --workers 8 --out results --resume
+  T2I_REF="t2i-only-before-head:t2i-only+t2i-only-8000,next:next-t2i-x8+next-t2i-4000"  # each against its own base
   $U ablate --task t2i --name ablation-t2i "${NEXT[@]}" \
      --mllm finetuned=runs/asr/ft-base --mllm finetuned-t2i-x8=runs/t2i/ft-t2i-x8 \
      --mllm t2i-only-before-head=runs/ablation/t2i-only-before-head --mllm t2i-only=runs/ablation/t2i-only \
      --mllm t2i-only-8000=runs/ablation/t2i-only-8000 \
-     --reference shipped,finetuned:next+finetuned-t2i-x8+t2i-only-before-head+t2i-only+t2i-only-8000,next:next-t2i-x8+next-t2i-4000 \
+     --reference "shipped,finetuned:next+finetuned-t2i-x8+t2i-only-before-head+t2i-only+t2i-only-8000,$T2I_REF" \
      --snr-db 20 --channel rayleigh --n-t2i 500 --workers 16 --out results --resume
   $U ablate --name ablation-t2i-vqa --mllm finetuned=runs/asr/ft-base --mllm finetuned-t2i-x8=runs/t2i/ft-t2i-x8 \
      --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 --out results --resume
