@@ -92,12 +92,13 @@ def test_only_runs_in_the_given_order_and_refuses_unknown_names(tmp_path):
 
 
 def test_the_gpu_plan_is_the_next_recipe_and_makes_its_own_data(tmp_path, monkeypatch):
-    """--scale gpu trains the set to ship next: the MLLMs caption too, on a data set with 10x the training speech
-    (made first when missing); the CPU plan stays the committed checkpoints' recipe."""
+    """--scale gpu trains the set to ship next: the MLLMs caption too and scale T2I's loss by 8, on a data set
+    with 10x the training speech (made first when missing); the CPU plan stays the committed checkpoints' recipe."""
     cpu = {s.name: s for s in retrain.plan("cpu")}
     gpu = {s.name: s for s in retrain.plan("gpu")}
     for name in ("mllm-sigma-genib", "mllm-vae"):  # both schemes: the comparison stays fair
         assert "cap=1" in " ".join(gpu[name].args) and "--task-weights" not in cpu[name].args
+        assert "--loss-scale t2i=8" in " ".join(gpu[name].args) and "--loss-scale" not in cpu[name].args
     monkeypatch.chdir(tmp_path)  # the default data folder is relative: none there yet
     lines: list[str] = []
     retrain.run_all(tmp_path / "out", "gpu", None, only=["mllm-vae"], dry_run=True, log=lines.append)

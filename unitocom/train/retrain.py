@@ -11,8 +11,9 @@ Scales: `cpu` is the committed checkpoints' recipe (hours on two cores); `gpu` t
 batches and fewer steps for one CUDA GPU (bf16 MLLM), on the recipe issue 12's CPU studies found better, so that a
 GPU run makes the next set to ship: ten times the training speech (`data make --train-clips 12000
 --train-speakers 96`: ASR-only WER 0.197 -> 0.037 at 20 dB, results/ablation-asr.json) and captioning in the
-MLLMs' mix (`cap`: +0.087 VQA at 20 dB over VQA-only, results/ablation-caption.json); `smoke` a few steps of
-each, to test the plumbing.
+MLLMs' mix (`cap`: +0.087 VQA at 20 dB over VQA-only, results/ablation-caption.json), with T2I's loss scaled by 8
+(`--loss-scale t2i=8`: T2I pair recall +0.062 over the same recipe unscaled, VQA and ASR within noise,
+results/ablation-t2i.json and ablation-next*.json); `smoke` a few steps of each, to test the plumbing.
 """
 from __future__ import annotations
 
@@ -76,7 +77,8 @@ def plan(scale: str = "cpu") -> list[Step]:
     for obj in ("sigma-genib", "genib", "vae"):
         steps.append(Step(f"text-{obj}", _tok("text", obj, n["text"], channel="awgn", batch_size=n["tb"])))
     steps.append(Step("scene-checker", ["train", "checker", "--steps", str(n["checker"])]))
-    mix = ["--task-weights", "vqa=2,t2i=1,asr=1,cap=1"] if scale == "gpu" else []  # see the module's docstring
+    # the next recipe on a GPU (see the module's docstring); the CPU plan stays the committed checkpoints' recipe
+    mix = ["--task-weights", "vqa=2,t2i=1,asr=1,cap=1", "--loss-scale", "t2i=8"] if scale == "gpu" else []
     for obj in ("sigma-genib", "vae"):
         # then the diffusion head alone on the frozen model's hidden states (`train mllm-head`): the same 8000
         # steps at every scale but smoke, since it trains a small MLP on cached rows (seconds on a GPU)
