@@ -38,17 +38,34 @@ def _run(args: list[str], procs: int = 1, timeout: int = 240) -> None:
         return
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs),
            "-m", "unitocom.cli", *args]
-    # its own process group: on a timeout the ranks go with torchrun (killing torchrun alone left a rank behind,
-    # waiting on its peer for ever)
     p = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          start_new_session=True)
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
+        # torchrun starts each rank in a session of its own: killing its group left a rank behind, holding the
+        # pipes, and communicate() below waited on it for ever
+        for pid in [*_descendants(p.pid), p.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         out, err = p.communicate()
         raise AssertionError(f"{' '.join(cmd)}: no end after {timeout} s\n{out[-3000:]}\n{err[-5000:]}") from None
     assert p.returncode == 0, f"{' '.join(cmd)}\n{out[-3000:]}\n{err[-5000:]}"
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux /proc), children first found first."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids = [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for k in kids:
+            found += [k, *_descendants(k)]
+    return found
 
 
 @pytest.fixture(scope="module")

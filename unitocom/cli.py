@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 
@@ -435,4 +436,8 @@ def _message(e: BaseException) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    rc = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: out without destroying the process group
+        from unitocom.train.dist import leave
+        leave(rc)
+    sys.exit(rc)

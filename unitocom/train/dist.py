@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -65,10 +66,21 @@ def init(d: Dist, device: torch.device) -> None:
 
 
 def finish(d: Dist) -> None:
-    """Leave the process group (after every rank got here)."""
+    """Wait for every rank. The process group is left for the process's end (`leave`), not destroyed here:
+    ~ProcessGroupGloo joins its worker threads while the caller holds the GIL, and a worker may need the GIL to free
+    the tensors of a barrier that has just returned (pytorch/pytorch#56297). When the group's last reference went
+    with the DDP reducer at train()'s return, a rank under load waited there for ever."""
     if d.on and tdist.is_initialized():
         tdist.barrier()
-        tdist.destroy_process_group()
+
+
+def leave(rc: int) -> None:
+    """End a torchrun process with `rc` without running the process group's destructor (see `finish`): the
+    group stays registered until now, so no reference drop can destroy it on the way out. Files are closed by
+    then; only the standard streams need flushing."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
 
 
 def barrier(d: Dist) -> None:
