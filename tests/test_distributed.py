@@ -56,7 +56,7 @@ def _run(args: list[str], procs: int = 1, timeout: int = 240) -> None:
 
 
 def _descendants(pid: int) -> list[int]:
-    """Every process below `pid` (Linux /proc), children first found first."""
+    """Every process below `pid` (Linux /proc), depth first."""
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:

@@ -419,7 +419,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (UserError, FileNotFoundError) as e:  # the user's to fix: one line, no traceback
-        import os
         if os.environ.get("UNITOCOM_DEBUG"):
             raise
         print(f"error: {_message(e)}", file=sys.stderr)
@@ -437,7 +436,7 @@ def _message(e: BaseException) -> str:
 
 if __name__ == "__main__":
     rc = main()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: out without destroying the process group
+    if "WORLD_SIZE" in os.environ:  # started by torchrun (checked first: the other commands need not import torch)
         from unitocom.train.dist import leave
         leave(rc)
     sys.exit(rc)

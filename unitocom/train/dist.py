@@ -75,9 +75,11 @@ def finish(d: Dist) -> None:
 
 
 def leave(rc: int) -> None:
-    """End a torchrun process with `rc` without running the process group's destructor (see `finish`): the
-    group stays registered until now, so no reference drop can destroy it on the way out. Files are closed by
-    then; only the standard streams need flushing."""
+    """End a process of several under torchrun with `rc` without running the process group's destructor (see
+    `finish`): the group stays registered until now, so no reference drop can destroy it on the way out. Files are
+    closed by then; only the standard streams need flushing. A single process returns and exits as usual."""
+    if not from_env().on:
+        return
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(rc)
