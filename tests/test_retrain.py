@@ -91,16 +91,34 @@ def test_only_runs_in_the_given_order_and_refuses_unknown_names(tmp_path):
         retrain.run_all(tmp_path, "smoke", str(tmp_path), only=["image-foo"], dry_run=True, log=lambda s: None)
 
 
-def test_the_gpu_plan_is_the_next_recipe_and_makes_its_own_data(tmp_path, monkeypatch):
-    """--scale gpu trains the set to ship next: the MLLMs caption too and scale T2I's loss by 8, on a data set
-    with 10x the training speech (made first when missing); the CPU plan stays the committed checkpoints' recipe."""
-    cpu = {s.name: s for s in retrain.plan("cpu")}
-    gpu = {s.name: s for s in retrain.plan("gpu")}
-    for name in ("mllm-sigma-genib", "mllm-vae"):  # both schemes: the comparison stays fair
-        assert "cap=1" in " ".join(gpu[name].args) and "--task-weights" not in cpu[name].args
-        assert "--loss-scale t2i=8" in " ".join(gpu[name].args) and "--loss-scale" not in cpu[name].args
-    monkeypatch.chdir(tmp_path)  # the default data folder is relative: none there yet
+def test_the_plan_is_the_next_recipe_at_every_scale_on_its_own_speech(tmp_path, monkeypatch):
+    """The MLLMs caption too and scale T2I's loss by 8 (issue 12's studies), at every scale, and the steps that
+    read speech (the MLLMs, SemCom's ASR, so the baseline hears what the MLLM hears) train on a data set with 10x
+    the training speech, made first when missing; the tokenizers keep the preset's data."""
+    for scale in retrain.SCALES:
+        steps = {s.name: s for s in retrain.plan(scale)}
+        for name in ("mllm-sigma-genib", "mllm-vae", "mllm-sigma-genib-resilient"):  # both schemes: a fair pair
+            assert "vqa=2,t2i=1,asr=1,cap=1" in " ".join(steps[name].args), (scale, name)
+            assert "--loss-scale t2i=8" in " ".join(steps[name].args), (scale, name)
+        assert "vqa=2,svqa=2,t2i=1,asr=1,cap=1" in " ".join(steps["mllm-sigma-genib-spoken"].args)
+        speech = {n for n, s in steps.items() if s.speech}
+        assert speech == {"mllm-sigma-genib", "mllm-vae", "mllm-sigma-genib-resilient", "mllm-sigma-genib-spoken",
+                          "semcom-asr"}, scale
+    monkeypatch.chdir(tmp_path)  # the default data folders are relative: none there yet
     lines: list[str] = []
     retrain.run_all(tmp_path / "out", "gpu", None, only=["mllm-vae"], dry_run=True, log=lines.append)
+    assert len(lines) == 2  # the speech set alone is made: no step here reads data/tiny
     assert "--train-clips 12000 --train-speakers 96" in lines[0] and "data/tiny-speech96" in lines[0]
     assert "--data data/tiny-speech96" in lines[-1] and "--device cuda" in lines[-1]
+    lines = []
+    retrain.run_all(tmp_path / "out", "cpu", None, only=["image-vae-s32", "semcom-asr"], dry_run=True,
+                    log=lines.append)
+    made = [ln for ln in lines if "data make" in ln]
+    assert len(made) == 2 and any("--out data/tiny --quiet" in ln and "--train-clips" not in ln for ln in made)
+    assert "--data data/tiny " in lines[-2] and "--data data/tiny-speech96 " in lines[-1]
+    assert "--device" not in lines[-1]
+    lines = []  # one folder given: every step reads it, made once as the preset
+    retrain.run_all(tmp_path / "out", "cpu", "d", only=["image-vae-s32", "mllm-vae"], dry_run=True,
+                    log=lines.append)
+    assert sum("data make" in ln for ln in lines) == 1 and "--train-clips" not in lines[0]
+    assert all("--data d " in ln for ln in lines[1:])

@@ -104,12 +104,16 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a.add_argument("--out", default="runs/retrain", help="folder for the weights, manifests, run states and logs")
     a.add_argument("--scale", choices=["cpu", "gpu", "smoke"], default="cpu",
-                   help="cpu: the committed recipe (hours on 2 cores); gpu: larger batches, fewer steps, one CUDA "
-                        "GPU, on the recipe issue 12's studies found better (10x the training speech, captioning in "
-                        "the MLLMs' mix): the next set to ship; smoke: two steps of each, to test the plumbing")
+                   help="cpu: the committed recipe (hours on 2 cores); gpu: the same models with larger batches and "
+                        "fewer steps on one CUDA GPU (bf16 MLLM, about 10 minutes on an H200-class GPU); smoke: two "
+                        "steps of each, to test the plumbing")
     a.add_argument("--data", default=None,
-                   help="data set, made first when missing (default: data/tiny; with --scale gpu data/tiny-speech96, "
-                        "made with --train-clips 12000 --train-speakers 96)")
+                   help="data set of every step, made first when missing (default: data/tiny, and data/tiny-speech96 "
+                        "for the MLLMs and SemCom's ASR)")
+    a.add_argument("--speech-data", default=None,
+                   help="data set of the MLLMs and SemCom's ASR, the steps that read the training speech (default: "
+                        "--data when given, else data/tiny-speech96, made with --train-clips 12000 "
+                        "--train-speakers 96: ten times the preset's training speech)")
     a.add_argument("--only", nargs="+", default=None, metavar="NAME", help="just these checkpoints, in this order")
     a.add_argument("--device", default=None, help="cuda to train on a GPU (default: the CPU)")
     a.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
@@ -122,7 +126,8 @@ def _all(args) -> int:
     from unitocom.train.retrain import install, run_all
     from unitocom.schemes.learned import checkpoint_dir
     try:
-        run_all(args.out, args.scale, args.data, args.only, args.device, args.dry_run)
+        run_all(args.out, args.scale, args.data, args.only, args.device, args.dry_run,
+                speech_data=args.speech_data)
     except (RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

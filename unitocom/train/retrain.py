@@ -8,12 +8,15 @@ Resumable twice over: a step whose checkpoint is already in <out> is skipped, an
 from its run directory (<out>/runs/<name>). Logs: <out>/logs/<name>.log.
 
 Scales: `cpu` is the committed checkpoints' recipe (hours on two cores); `gpu` the same models with larger
-batches and fewer steps for one CUDA GPU (bf16 MLLM), on the recipe issue 12's CPU studies found better, so that a
-GPU run makes the next set to ship: ten times the training speech (`data make --train-clips 12000
---train-speakers 96`: ASR-only WER 0.197 -> 0.037 at 20 dB, results/ablation-asr.json) and captioning in the
-MLLMs' mix (`cap`: +0.087 VQA at 20 dB over VQA-only, results/ablation-caption.json), with T2I's loss scaled by 8
-(`--loss-scale t2i=8`: T2I pair recall +0.062 over the same recipe unscaled, VQA and ASR within noise,
-results/ablation-t2i.json and ablation-next*.json); `smoke` a few steps of each, to test the plumbing.
+batches and fewer steps for one CUDA GPU (bf16 MLLM); `smoke` a few steps of each, to test the plumbing.
+
+The recipe is the one issue 12's CPU studies found better: the MLLMs (and vanilla SemCom's ASR, so that the
+baseline hears the same speech) train on ten times the training speech (`data make --train-clips 12000
+--train-speakers 96`, `SPEECH_DATA`: ASR-only WER 0.197 -> 0.037 at 20 dB, results/ablation-asr.json), with
+captioning in the MLLMs' mix (`cap`: +0.087 VQA at 20 dB over VQA-only, results/ablation-caption.json) and T2I's
+loss scaled by 8 (`--loss-scale t2i=8`: T2I pair recall +0.062 over the same recipe unscaled, VQA and ASR within
+noise, results/ablation-t2i.json and ablation-next*.json). The tokenizers, the scene checker and SemCom's VQA and
+T2I read scenes and captions only, the same in both data sets: they train on data/tiny.
 """
 from __future__ import annotations
 
@@ -27,10 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SCALES = ("cpu", "gpu", "smoke")
-# per scale: the data set's default folder and what `data make --preset tiny` is given to make it (val and test
-# are the preset's, byte for byte; only the training speech grows)
-DATA = {"cpu": ("data/tiny", []), "smoke": ("data/tiny", []),
-        "gpu": ("data/tiny-speech96", ["--train-clips", "12000", "--train-speakers", "96"])}
+# the data sets (folder, what `data make --preset tiny` is given to make it): scenes for the tokenizers, the
+# checker and SemCom's VQA and T2I; speech for the steps marked `speech`, which read the training speech (val and
+# test are the preset's, byte for byte; only the training speech grows)
+SCENE_DATA = ("data/tiny", [])
+SPEECH_DATA = ("data/tiny-speech96", ["--train-clips", "12000", "--train-speakers", "96"])
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class Step:
     args: list[str]  # after `unitocom`
     needs: tuple[str, ...] = ()  # checkpoints that must exist first
     extra: dict = field(default_factory=dict)  # scale-dependent flags, filled by plan()
+    speech: bool = False  # trains on SPEECH_DATA (the MLLMs and SemCom's ASR)
 
 
 def _tok(modality: str, objective: str, steps: int, tokens: int | None = None, **flags) -> list[str]:
@@ -57,7 +62,7 @@ def plan(scale: str = "cpu") -> list[Step]:
         raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
     # (image steps, token-length fine-tune steps, audio steps, text steps, checker steps, MLLM steps, its head
     # phase's steps, batches)
-    n = {"cpu": dict(image=3500, length=800, audio=1500, text=600, checker=3000, mllm=8000, head=8000, tb=64, mb=64),
+    n = {"cpu": dict(image=3500, length=800, audio=1500, text=600, checker=3000, mllm=10000, head=8000, tb=64, mb=64),
          # untested on a GPU so far (no device lent yet): sized from CPU step times to fit about 10 minutes
          "gpu": dict(image=2000, length=500, audio=800, text=400, checker=1000, mllm=2500, head=8000, tb=256, mb=256),
          "smoke": dict(image=2, length=2, audio=2, text=2, checker=2, mllm=2, head=2, tb=8, mb=8)}[scale]
@@ -77,15 +82,14 @@ def plan(scale: str = "cpu") -> list[Step]:
     for obj in ("sigma-genib", "genib", "vae"):
         steps.append(Step(f"text-{obj}", _tok("text", obj, n["text"], channel="awgn", batch_size=n["tb"])))
     steps.append(Step("scene-checker", ["train", "checker", "--steps", str(n["checker"])]))
-    # the next recipe on a GPU (see the module's docstring); the CPU plan stays the committed checkpoints' recipe
-    mix = ["--task-weights", "vqa=2,t2i=1,asr=1,cap=1", "--loss-scale", "t2i=8"] if scale == "gpu" else []
+    mix = ["--task-weights", "vqa=2,t2i=1,asr=1,cap=1", "--loss-scale", "t2i=8"]
     for obj in ("sigma-genib", "vae"):
         # then the diffusion head alone on the frozen model's hidden states (`train mllm-head`): the same 8000
         # steps at every scale but smoke, since it trains a small MLP on cached rows (seconds on a GPU)
         steps.append(Step(f"mllm-{obj}", ["train", "mllm", "--objective", obj, "--steps", str(n["mllm"]),
-                                          "--batch-size", str(n["mb"]), "--val-every", str(max(2, n["mllm"] // 4)),
+                                          "--batch-size", str(n["mb"]), "--val-every", str(max(2, n["mllm"] // 5)),
                                           "--snr-db=-5:25", "--head-steps", str(n["head"])] + mix,
-                          needs=(f"image-{obj}-s32", f"audio-{obj}-s32")))
+                          needs=(f"image-{obj}-s32", f"audio-{obj}-s32"), speech=True))
     # Issue 16: the image, audio and text links' resilient companions (their F_alpha, T, R frozen) and the MLLM
     # fine-tuned with token dropout from mllm-sigma-genib.
     rz = {"cpu": dict(image=3000, audio=1500, text=3000, mllm=3000),
@@ -94,16 +98,18 @@ def plan(scale: str = "cpu") -> list[Step]:
     for m, base in (("image", "image-sigma-genib-s32"), ("audio", "audio-sigma-genib-s32"), ("text", "text-sigma-genib")):
         steps.append(Step(f"{base}-resilient", ["train", "resilient", "--base", base, "--steps", str(rz[m])],
                           needs=(base,)))
+    # the fine-tunes keep their base's mix (spoken VQA joins it), so they do not drift from what it learnt
     steps.append(Step("mllm-sigma-genib-resilient", ["train", "mllm", "--resilient", "--steps", str(rz["mllm"]),
-                                                     "--lr", "1e-3", "--val-every", str(max(2, rz["mllm"] // 3))],
-                      needs=("mllm-sigma-genib",)))
+                                                     "--lr", "1e-3", "--val-every", str(max(2, rz["mllm"] // 3))]
+                      + mix, needs=("mllm-sigma-genib",), speech=True))
     # Issue 17: VQA with a spoken question in the mix, fine-tuned from mllm-sigma-genib; it serves the VQA requests
     # whose question is audio. Its spoken questions are made in <data>/spoken_questions when missing (`unitocom data
     # spoken-questions`, about 2 min); the committed one ran 1500 steps on 2 shared cores (about 40 min).
     sp = {"cpu": 1500, "gpu": 800, "smoke": 2}[scale]
     steps.append(Step("mllm-sigma-genib-spoken", ["train", "mllm", "--spoken", "--steps", str(sp), "--lr", "1e-3",
-                                                  "--val-every", str(max(2, sp // 3))],
-                      needs=("mllm-sigma-genib", "audio-sigma-genib-s32")))
+                                                  "--val-every", str(max(2, sp // 3)), "--task-weights",
+                                                  "vqa=2,svqa=2,t2i=1,asr=1,cap=1", "--loss-scale", "t2i=8"],
+                      needs=("mllm-sigma-genib", "audio-sigma-genib-s32"), speech=True))
     # Vanilla SemCom (baseline 2): task-specific, from pixels / BPE / log-mel, no tokenizer of ours. The committed
     # semcom-vqa was 5000 steps at lr 2e-3 then 4000 warm-started at 1e-3 (its manifest's history); the plan gives
     # it the same 9000 steps in one schedule.
@@ -112,7 +118,7 @@ def plan(scale: str = "cpu") -> list[Step]:
     for task in ("vqa", "t2i", "asr"):
         steps.append(Step(f"semcom-{task}", ["train", "semcom", "--task", task, "--steps", str(sem[task]),
                                              "--val-every", str(max(2, sem[task] // 4))],
-                          needs=("scene-checker",) if task == "t2i" else ()))
+                          needs=("scene-checker",) if task == "t2i" else (), speech=task == "asr"))
     return steps
 
 
@@ -129,11 +135,17 @@ def _where(step: Step, out: Path) -> list[str]:
 
 
 def run_all(out: str | Path, scale: str = "cpu", data: str | None = None, only: list[str] | None = None,
-            device: str | None = None, dry_run: bool = False, log=print) -> list[str]:
+            device: str | None = None, dry_run: bool = False, log=print,
+            speech_data: str | None = None) -> list[str]:
     """Run the plan into `out`; returns the names trained this time. Raises RuntimeError on a failed step.
-    data: the data set (default: the scale's, `DATA`), made first when missing."""
+    data: the data set of every step (default: SCENE_DATA, and SPEECH_DATA for the steps that read speech);
+    speech_data: that of the speech steps (default: `data` when given, else SPEECH_DATA). Each is made first when
+    missing (the defaults with their recipe, another folder as the preset's)."""
     out = Path(out)
-    data = data or DATA[scale][0]
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
+    speech_data = speech_data or data or SPEECH_DATA[0]
+    data = data or SCENE_DATA[0]
     if scale == "gpu" and device is None:
         device = "cuda"
     (out / "logs").mkdir(parents=True, exist_ok=True)
@@ -141,20 +153,25 @@ def run_all(out: str | Path, scale: str = "cpu", data: str | None = None, only: 
     shipped = Path(__file__).resolve().parents[2] / "checkpoints" / "text-bpe.json"
     if not bpe.exists() and shipped.exists():  # the BPE is data, not weights: every text model shares it
         shutil.copyfile(shipped, bpe)
-    if not (Path(data) / "manifest.json").exists():
-        cmd = [sys.executable, "-m", "unitocom.cli", "data", "make", "--preset", "tiny", "--out", data, "--quiet",
-               *DATA[scale][1]]
-        log("$ " + shlex.join(cmd))
-        if not dry_run:
-            subprocess.run(cmd, check=True)
-    env = {**os.environ, "UNITOCOM_CHECKPOINTS": str(out.resolve())}
-    done = []
     by_name = {s.name: s for s in plan(scale)}
     unknown = [n for n in only or [] if n not in by_name]
     if unknown:
         raise ValueError(f"unknown checkpoint(s) {', '.join(unknown)}; the plan has {', '.join(by_name)}")
     # --only runs in the order given (a long step can go first while its inputs are ready); else the plan's order
     steps = [by_name[n] for n in only] if only else list(by_name.values())
+    todo = [s for s in steps if not (out / f"{s.name}.safetensors").exists()]
+    for folder, recipe in dict(((speech_data, SPEECH_DATA), (data, SCENE_DATA))).items():
+        if not any((speech_data if s.speech else data) == folder for s in todo):
+            continue
+        if not (Path(folder) / "manifest.json").exists():
+            extra = recipe[1] if folder == recipe[0] else []
+            cmd = [sys.executable, "-m", "unitocom.cli", "data", "make", "--preset", "tiny", "--out", folder,
+                   "--quiet", *extra]
+            log("$ " + shlex.join(cmd))
+            if not dry_run:
+                subprocess.run(cmd, check=True)
+    env = {**os.environ, "UNITOCOM_CHECKPOINTS": str(out.resolve())}
+    done = []
     for i, step in enumerate(steps, 1):
         target = out / f"{step.name}.safetensors"
         if target.exists():
@@ -163,7 +180,7 @@ def run_all(out: str | Path, scale: str = "cpu", data: str | None = None, only: 
         missing = [n for n in step.needs if not (out / f"{n}.safetensors").exists()]
         if missing and not dry_run:
             raise RuntimeError(f"{step.name} needs {', '.join(missing)} in {out} first")
-        args = step.args + ["--data", data] + _where(step, out)
+        args = step.args + ["--data", speech_data if step.speech else data] + _where(step, out)
         if device and step.args[:2] in (["train", "tokenizer"], ["train", "mllm"]):
             args += ["--device", device]
         cmd = [sys.executable, "-m", "unitocom.cli"] + args
