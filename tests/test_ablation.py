@@ -196,3 +196,40 @@ def test_ablate_t2i_draws_each_mllms_pictures_for_the_same_captions(tmp_path, he
     assert "(of them T2I)" in text and "8000 steps" in text and "the caption's own scene" in text
     assert "| b - a | +0.000" in text and "captions naming" in text
     assert (tmp_path / "t2i.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="needs the shipped MLLM")
+def test_a_replaced_mllm_keeps_its_points_under_a_new_name_by_its_hash(tmp_path, heldout_data):
+    """When the shipped MLLM is replaced, `previous=sha256:PREFIX` carries the old one's points (and its recorded
+    description) out of the results file under a new name, while `shipped=` scores the file now at that path."""
+    import shutil
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    shutil.copy(SHIPPED, ck / "mllm.safetensors")
+    first = ablation.run(_args(tmp_path, heldout_data, f"shipped={ck}"), ["ablate"])
+    old_sha = first["header"]["mllms"]["shipped"]["sha256"]
+    with pytest.raises(argparse.ArgumentTypeError, match="8 hex digits"):
+        ablation.named_mllm("p=sha256:12ab")
+    with pytest.raises(UserError, match="no MLLM of that hash"):
+        ablation.run(_args(tmp_path, heldout_data, f"shipped={ck}", "previous=sha256:00000000", resume=True),
+                     ["ablate"])
+    # the successor: the same weights with one more metadata byte, so another file (and hash) at the same path
+    from safetensors.torch import load_file, save_file
+    from unitocom.train.scaffold import state_meta
+    save_file(load_file(ck / "mllm.safetensors"), ck / "mllm.safetensors",
+              metadata=dict(state_meta(SHIPPED), successor="1"))
+    again = ablation.run(_args(tmp_path, heldout_data, f"shipped={ck}", f"previous=sha256:{old_sha[:12]}",
+                               reference="previous", resume=True), ["ablate"])
+    prev, new = again["points"][1], again["points"][0]
+    assert prev["mllm"] == "previous" and dict(prev, mllm="shipped") == first["points"][0]
+    assert new["mllm"] == "shipped" and new["correct"] == prev["correct"]  # measured again: the same weights
+    h = again["header"]
+    assert h["mllms"]["previous"]["sha256"] == old_sha != h["mllms"]["shipped"]["sha256"]
+    assert h["carried"]["previous"]["measured_as"] == "shipped"
+    assert h["carried"]["previous"]["date"] == first["header"]["date"]
+    doc = json.loads((tmp_path / "ablation.json").read_text())
+    assert "previous (measured as shipped): kept by `--resume`" in ablation.table(doc, "results/ablation.json")
+    # and the next rerun finds it under its own name
+    third = ablation.run(_args(tmp_path, heldout_data, f"shipped={ck}", f"previous=sha256:{old_sha[:12]}",
+                               reference="previous", resume=True), ["ablate"])
+    assert third["points"] == again["points"] and third["header"]["carried"]["previous"]["measured_as"] == "shipped"

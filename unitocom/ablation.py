@@ -36,7 +36,9 @@ i.e. chance). T2I reads the diffusion head: give a multitask run its head phase 
 
 Run dirs do not outlive a checkout: with --resume, an MLLM whose file is gone is carried from OUT/<name>.json
 (its recorded description and sha256, and where its points were measured) when the file names it under the same
-path and holds each of its points, so new MLLMs join a table without retraining the old ones.
+path and holds each of its points, so new MLLMs join a table without retraining the old ones. NAME=sha256:PREFIX
+carries the MLLM of that hash under NAME, whatever name measured it: when a shipped MLLM is replaced, its points
+stay in the table under a new name while `shipped=checkpoints/...` scores its successor.
 """
 from __future__ import annotations
 
@@ -61,11 +63,20 @@ SIZE_FIELDS = ("hidden", "layers", "heads", "intermediate", "head_width", "head_
 CSV_FIELDS = ["mllm", "task", "snr_db", "channel", "n", "metric", "value", "ci_low", "ci_high", "chance"]
 
 
+SHA = "sha256:"  # NAME=sha256:PREFIX names a measured MLLM by its file's hash instead of a path
+
+
 def named_mllm(text: str) -> tuple[str, Path]:
-    """"NAME=PATH" -> (NAME, the checkpoint): PATH is an MLLM checkpoint or a run dir with mllm.safetensors."""
+    """"NAME=PATH" -> (NAME, the checkpoint): PATH is an MLLM checkpoint or a run dir with mllm.safetensors, or
+    sha256:PREFIX (at least 8 hex digits), an MLLM the results file holds points of (--resume)."""
     name, eq, path = text.partition("=")
     if not eq or not name.strip() or not path.strip():
         raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=PATH (an MLLM checkpoint or a run dir)")
+    if path.strip().startswith(SHA):
+        digits = path.strip()[len(SHA):].lower()
+        if len(digits) < 8 or any(c not in "0123456789abcdef" for c in digits):
+            raise argparse.ArgumentTypeError(f"{text!r}: sha256: takes at least 8 hex digits of the file's hash")
+        return name.strip(), Path(SHA + digits)
     p = Path(path.strip())
     # a run dir, even one that is gone (--resume may carry its points)
     return name.strip(), p / "mllm.safetensors" if p.is_dir() or p.suffix != ".safetensors" else p
@@ -320,7 +331,8 @@ def _source_line(fig: dict, source: str, what: str) -> str:
             f"`{h['command']}`.")
     runs: dict[str, list[str]] = {}
     for name, r in (h.get("carried") or {}).items():
-        runs.setdefault(f"commit {(r.get('git_commit') or '?')[:10]}, {r.get('date')}", []).append(name)
+        runs.setdefault(f"commit {(r.get('git_commit') or '?')[:10]}, {r.get('date')}", []).append(
+            name + (f" (measured as {r['measured_as']})" if r.get("measured_as") else ""))
     return line + "".join(f" {', '.join(names)}: kept by `--resume` from the run of {when} (checkpoint not here)."
                           for when, names in runs.items())
 
@@ -452,7 +464,20 @@ def run(args, argv: list[str]) -> dict:
     # --resume needs no checkpoint for points it keeps: an MLLM whose file is gone (run dirs do not outlive a
     # checkout) is carried from the results file under the same path, with the sha256 recorded when measured
     recorded = old.get("header", {}).get("mllms", {})
-    carried = {n: recorded[n] for n, p in args.mllm if not p.is_file() and recorded.get(n, {}).get("path") == str(p)}
+    # NAME=sha256:PREFIX: the MLLM of that hash, whatever name measured it (a shipped MLLM that was replaced keeps
+    # its points under a new name while the old name scores its successor)
+    measured_as: dict[str, str] = {}
+    for n, p in args.mllm:
+        if str(p).startswith(SHA):
+            hits = sorted({m for m, r in recorded.items() if str(r.get("sha256", "")).startswith(str(p)[len(SHA):])})
+            if len(hits) != 1:
+                raise UserError(f"--mllm {n}={p}: " + (f"{', '.join(hits)} in {paths['json']} all match; give more "
+                                                        "digits" if hits else
+                                                        f"no MLLM of that hash in {paths['json']}"
+                                                        + ("" if args.resume else " (it is read with --resume)")))
+            measured_as[n] = hits[0]
+    carried = {n: recorded[measured_as.get(n, n)] for n, p in args.mllm if not p.is_file() and
+               (n in measured_as or recorded.get(n, {}).get("path") == str(p))}
     missing = [f"{n}={p}" for n, p in args.mllm if not p.is_file() and n not in carried]
     if missing:
         raise UserError(f"--mllm: no MLLM checkpoint at {', '.join(missing)}"
@@ -484,7 +509,9 @@ def run(args, argv: list[str]) -> dict:
               "channel": args.channel,
               "references": references, "compared": compared, "mllms": mllms,
               # where a carried MLLM's points were measured (the run that measured them, or the one it carried)
-              "carried": {n: recorded_run(old.get("header", {}), n) for n in sorted(carried)},
+              "carried": {n: dict(recorded_run(old.get("header", {}), measured_as.get(n, n)),
+                                  **({"measured_as": measured_as[n]} if measured_as.get(n, n) != n else {}))
+                          for n in sorted(carried)},
               "links_sha256": {p.name: file_sha256(p) for p in links if p.exists()}}
     if args.task == "asr":
         speech = speech_items(data_dir, args.split, args.n_asr)
@@ -506,8 +533,11 @@ def run(args, argv: list[str]) -> dict:
         same = all(oh.get(k, "vqa" if k == "task" else None) == header[k] for k in ("task", "data", "split", "seed"))
         for p in old.get("points", []) if same else []:
             r = oh.get("mllms", {}).get(p["mllm"], {})
-            if p["mllm"] in mllms and r.get("sha256") == mllms[p["mllm"]]["sha256"] and p["n"] == n_items:
-                kept[(p["mllm"], p["snr_db"], p["channel"])] = p
+            names = [p["mllm"]] * (p["mllm"] not in measured_as) + [m for m, a in measured_as.items()
+                                                                    if a == p["mllm"]]
+            for n in names:
+                if n in mllms and r.get("sha256") == mllms[n]["sha256"] and p["n"] == n_items:
+                    kept[(n, p["snr_db"], p["channel"])] = dict(p, mllm=n)
         log(f"resuming: {len(kept)} point(s) of {paths['json']} measured with the same MLLM files and questions")
     short = [f"{n} at {snr:g} dB" for n in carried for snr in args.snr_db if (n, float(snr), args.channel) not in kept]
     if short:
@@ -573,7 +603,8 @@ def add_subparser(sub) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mllm", type=named_mllm, action="append", required=True, metavar="NAME=PATH",
                    help="an MLLM to score (a checkpoint, or a run dir with mllm.safetensors); repeat for each; all "
-                        "must read the sigma-GenIB link of their image token count")
+                        "must read the sigma-GenIB link of their image token count. PATH sha256:PREFIX (with "
+                        "--resume): the MLLM of that hash in the results file, its points kept under NAME")
     p.add_argument("--reference", default=None, metavar="NAME[:A+B][,...]",
                    help="the MLLM(s) the paired differences subtract, each from every other (default: the first); "
                         "NAME:A+B subtracts NAME from A and B only")
