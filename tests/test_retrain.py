@@ -72,6 +72,14 @@ def test_smoke_run_trains_a_chain_into_one_folder_and_installs(tmp_path):
     merged = json.loads((dest / "manifest.json").read_text())["checkpoints"]
     assert "keep-me" in merged and "image-sigma-genib-s32" in merged
     assert "mllm-sigma-genib" in json.loads((dest / "manifest-tasks.json").read_text())
+    # a staging folder whose unchanged checkpoints are links to the installed ones (checkpoints/next): only
+    # what is new is copied, and a link is not copied onto its own target
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    (staged / "image-sigma-genib-s32.safetensors").symlink_to(dest / "image-sigma-genib-s32.safetensors")
+    (staged / "mllm-sigma-genib.safetensors").write_bytes(b"new")
+    assert retrain.install(staged, dest, log=lambda s: None) == ["mllm-sigma-genib"]
+    assert (dest / "mllm-sigma-genib.safetensors").read_bytes() == b"new"
 
 
 def test_a_step_whose_inputs_are_missing_says_so(tmp_path):

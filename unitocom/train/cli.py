@@ -104,7 +104,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a.add_argument("--out", default="runs/retrain", help="folder for the weights, manifests, run states and logs")
     a.add_argument("--scale", choices=["cpu", "gpu", "smoke"], default="cpu",
-                   help="cpu: the committed recipe (hours on 2 cores); gpu: the same models with larger batches and "
+                   help="cpu: the committed recipe (hours on 2 cores; checkpoints/README.md); gpu: the same models with larger batches and "
                         "fewer steps on one CUDA GPU (bf16 MLLM, about 10 minutes on an H200-class GPU); smoke: two "
                         "steps of each, to test the plumbing")
     a.add_argument("--data", default=None,
