@@ -143,8 +143,6 @@ def run_all(out: str | Path, scale: str = "cpu", data: str | None = None, only: 
     speech_data: that of the speech steps (default: `data` when given, else SPEECH_DATA). Each is made first when
     missing (the defaults with their recipe, another folder as the preset's)."""
     out = Path(out)
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
     speech_data = speech_data or data or SPEECH_DATA[0]
     data = data or SCENE_DATA[0]
     if scale == "gpu" and device is None:
