@@ -10,6 +10,8 @@
 #                                         training and 1.5 h of VQA (500 questions) and T2I (FIG3_T2I_N=100
 #                                         captions) per length and SNR on 2 cores)
 #   scripts/reproduce_results.sh packets  issue 16's packet-loss and token-budget sweeps into results/ (~1 h)
+#   scripts/reproduce_results.sh spoken   issue 17's spoken against typed VQA (300 questions, 20 dB Rayleigh) into
+#                                         results/spoken-vqa.json (about 10 min on 2 cores)
 #   scripts/reproduce_results.sh ablation issue 12's MLLM ablation into results/: VQA-only MLLMs, one change
 #                                         each, against the shipped one, then VQA beside captioning or T2I
 #                                         (about 4 h of training on 2 cores)
@@ -109,6 +111,18 @@ if [ "$what" = packets ]; then
     $U loss-sweep --sweep $sweep --snr-db 20 --n-vqa "${N_VQA:-500}" --n-images "${N_IMAGES:-300}" --workers 4 \
        --out results --target $T --resume --quiet
   done
+  .venv/bin/python scripts/results_tables.py
+fi
+
+if [ "$what" = spoken ]; then
+  # Issue 17: the question as speech against the same questions typed, through services of its own on ports
+  # 50101.. (data/tiny's spoken questions: `data make` makes them, `unitocom data spoken-questions` in an older set)
+  T=127.0.0.1:50101
+  [ -f data/tiny/spoken_questions/manifest.json ] || $U data spoken-questions --data data/tiny
+  $U up --base-port 50101 --metrics-base-port 9201 --run-dir runs/spokenrun
+  trap '$U down --run-dir runs/spokenrun' EXIT
+  .venv/bin/python scripts/spoken_vqa.py --target $T --data data/tiny --n 300 --snr-db 20 --channel rayleigh \
+     --workers "${WORKERS:-4}" --out results/spoken-vqa.json
   .venv/bin/python scripts/results_tables.py
 fi
 

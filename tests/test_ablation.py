@@ -208,6 +208,7 @@ def test_a_replaced_mllm_keeps_its_points_under_a_new_name_by_its_hash(tmp_path,
     shutil.copy(SHIPPED, ck / "mllm.safetensors")
     first = ablation.run(_args(tmp_path, heldout_data, f"shipped={ck}"), ["ablate"])
     old_sha = first["header"]["mllms"]["shipped"]["sha256"]
+    first_json = (tmp_path / "ablation.json").read_bytes()
     with pytest.raises(argparse.ArgumentTypeError, match="8 hex digits"):
         ablation.named_mllm("p=sha256:12ab")
     with pytest.raises(UserError, match="no MLLM of that hash"):
@@ -233,3 +234,17 @@ def test_a_replaced_mllm_keeps_its_points_under_a_new_name_by_its_hash(tmp_path,
     third = ablation.run(_args(tmp_path, heldout_data, f"shipped={ck}", f"previous=sha256:{old_sha[:12]}",
                                reference="previous", resume=True), ["ablate"])
     assert third["points"] == again["points"] and third["header"]["carried"]["previous"]["measured_as"] == "shipped"
+    # the replaced file itself under the new name (taken back out of git, say) keeps the same points, and says so
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "ablation.json").write_bytes(first_json)
+    shutil.copy(SHIPPED, tmp_path / "old.safetensors")
+    fourth = ablation.run(_args(fresh, heldout_data, f"shipped={ck}", f"previous={tmp_path / 'old.safetensors'}",
+                                reference="previous", resume=True), ["ablate"])
+    assert fourth["points"][1] == prev and fourth["header"]["renamed"]["previous"]["measured_as"] == "shipped"
+    assert fourth["header"]["renamed"]["previous"]["date"] == first["header"]["date"]
+    doc = json.loads((fresh / "ablation.json").read_text())
+    assert "previous: the file measured as shipped by the run of commit" in ablation.table(doc, "r.json")
+    fifth = ablation.run(_args(fresh, heldout_data, f"shipped={ck}", f"previous={tmp_path / 'old.safetensors'}",
+                               reference="previous", resume=True), ["ablate"])
+    assert fifth["header"]["renamed"] == fourth["header"]["renamed"] and fifth["points"] == fourth["points"]

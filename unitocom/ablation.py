@@ -38,7 +38,9 @@ Run dirs do not outlive a checkout: with --resume, an MLLM whose file is gone is
 (its recorded description and sha256, and where its points were measured) when the file names it under the same
 path and holds each of its points, so new MLLMs join a table without retraining the old ones. NAME=sha256:PREFIX
 carries the MLLM of that hash under NAME, whatever name measured it: when a shipped MLLM is replaced, its points
-stay in the table under a new name while `shipped=checkpoints/...` scores its successor.
+stay in the table under a new name while `shipped=checkpoints/...` scores its successor. A file given under a new
+name whose sha256 an earlier run measured under another (the replaced MLLM taken back out of git as
+`previous=...`) keeps those points the same way (the header's `renamed`).
 """
 from __future__ import annotations
 
@@ -333,8 +335,11 @@ def _source_line(fig: dict, source: str, what: str) -> str:
     for name, r in (h.get("carried") or {}).items():
         runs.setdefault(f"commit {(r.get('git_commit') or '?')[:10]}, {r.get('date')}", []).append(
             name + (f" (measured as {r['measured_as']})" if r.get("measured_as") else ""))
-    return line + "".join(f" {', '.join(names)}: kept by `--resume` from the run of {when} (checkpoint not here)."
-                          for when, names in runs.items())
+    line += "".join(f" {', '.join(names)}: kept by `--resume` from the run of {when} (checkpoint not here)."
+                    for when, names in runs.items())
+    return line + "".join(f" {name}: the file measured as {r['measured_as']} by the run of commit "
+                          f"{(r.get('git_commit') or '?')[:10]}, {r.get('date')}; its points kept by `--resume`."
+                          for name, r in (h.get("renamed") or {}).items())
 
 
 def _breakdown(fig: dict, at: dict, top: float, field: str, score: str, digits: int, counted: str, caption: str,
@@ -476,6 +481,12 @@ def run(args, argv: list[str]) -> dict:
                                                         f"no MLLM of that hash in {paths['json']}"
                                                         + ("" if args.resume else " (it is read with --resume)")))
             measured_as[n] = hits[0]
+        elif args.resume and p.is_file() and recorded and recorded.get(n, {}).get("sha256") != (h := file_sha256(p)):
+            # the same file measured before under another name: a replaced shipped MLLM, extracted from git and
+            # given as previous=FILE, keeps the points it has as `shipped`
+            hits = sorted(m for m, r in recorded.items() if r.get("sha256") == h)
+            if hits:
+                measured_as[n] = hits[0]
     carried = {n: recorded[measured_as.get(n, n)] for n, p in args.mllm if not p.is_file() and
                (n in measured_as or recorded.get(n, {}).get("path") == str(p))}
     missing = [f"{n}={p}" for n, p in args.mllm if not p.is_file() and n not in carried]
@@ -512,6 +523,12 @@ def run(args, argv: list[str]) -> dict:
               "carried": {n: dict(recorded_run(old.get("header", {}), measured_as.get(n, n)),
                                   **({"measured_as": measured_as[n]} if measured_as.get(n, n) != n else {}))
                           for n in sorted(carried)},
+              # a present file whose points were measured under another name (kept with --resume)
+              "renamed": {**{n: r for n, r in (old.get("header", {}).get("renamed") or {}).items()
+                             if n in mllms and n not in carried
+                             and recorded.get(n, {}).get("sha256") == mllms[n]["sha256"]},
+                          **{n: dict(recorded_run(old.get("header", {}), a), measured_as=a)
+                             for n, a in sorted(measured_as.items()) if n not in carried}},
               "links_sha256": {p.name: file_sha256(p) for p in links if p.exists()}}
     if args.task == "asr":
         speech = speech_items(data_dir, args.split, args.n_asr)
