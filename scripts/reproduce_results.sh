@@ -13,16 +13,16 @@
 #   scripts/reproduce_results.sh spoken   issue 17's spoken against typed VQA (300 questions, 20 dB Rayleigh) into
 #                                         results/spoken-vqa.json (about 10 min on 2 cores)
 #   scripts/reproduce_results.sh ablation issue 12's MLLM ablation into results/: VQA-only MLLMs, one change
-#                                         each, against the shipped one, then VQA beside captioning or T2I
-#                                         (about 4 h of training on 2 cores)
+#                                         each, against the previous (then shipped) MLLM and the shipped one, then
+#                                         VQA beside captioning or T2I (about 4 h of training on 2 cores)
 #   scripts/reproduce_results.sh asr      issue 12's ASR data-size study into results/ablation-asr.* and
 #                                         ablation-speech-vqa.*: ASR-only MLLMs trained on the preset's 1200 clips
-#                                         of 12 speakers and on 12000 clips of 12 or 96 speakers, and the shipped
+#                                         of 12 speakers and on 12000 clips of 12 or 96 speakers, and the previous
 #                                         MLLM fine-tuned on either speech, all scored on the same test speech
 #                                         (about 2 h on 2 cores)
 #   scripts/reproduce_results.sh next     issue 12's next MLLM, the two levers together (captioning in the mix, 10x
 #                                         the training speech; 10000 steps, then its head phase) against the
-#                                         shipped one on VQA, ASR and T2I, a T2I-only MLLM, and the next recipe
+#                                         previous one on VQA, ASR and T2I, a T2I-only MLLM, and the next recipe
 #                                         with T2I's loss scaled by 8 or its steps doubled, into
 #                                         results/ablation-next*.* and ablation-t2i.* (about 4.5 h on 2 cores)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
@@ -33,6 +33,18 @@ U=".venv/bin/python -m unitocom.cli"
 what="${1:-all}"
 mkdir -p out
 [ -d data/tiny ] || $U data make --preset tiny
+# The MLLM issue 12's studies (ablation, asr, next) measured as `shipped` until `train all`'s next recipe replaced
+# it: results/ablation*.json name it `previous` (sha256 9c1b8e74...). The studies take it back out of git history
+# (a full clone has it), and `ablate --resume` keeps the points it has under its old name.
+PREVIOUS=runs/previous/mllm-sigma-genib.safetensors
+previous_mllm() {
+  [ -f "$PREVIOUS" ] && return
+  mkdir -p "$(dirname "$PREVIOUS")"
+  git show e214536:checkpoints/mllm-sigma-genib.safetensors > "$PREVIOUS.tmp" ||
+    { echo "error: commit e214536 is not in this clone (git fetch --unshallow): it holds the previous MLLM" >&2
+      exit 1; }
+  mv "$PREVIOUS.tmp" "$PREVIOUS"
+}
 
 if [ "$what" = link ] || [ "$what" = all ]; then
   $U link ber --modulation qam16 --channel rayleigh --snr-db 0:25:5 --bits 400000
@@ -127,14 +139,16 @@ if [ "$what" = spoken ]; then
 fi
 
 if [ "$what" = ablation ]; then
-  # Issue 12: what would lift VQA. Single-task (VQA-only) MLLMs, each with as many VQA steps as the shipped
+  # Issue 12: what would lift VQA. Single-task (VQA-only) MLLMs, each with as many VQA steps as the previous
   # multitask MLLM had (4000 of its 8000), one change each from the preset: none; twice the width (at the preset's
   # learning rate and at half of it); LLaVA-1.5's MLP projection of the received tokens; the question before the
   # image; received tokens standardised per dimension (T2I's token space). And the plain one resumed to 8000 VQA
-  # steps the way the shipped run was (its 4000-step state, the cosine restarted over 8000). Two train at a
+  # steps the way the previous run was (its 4000-step state, the cosine restarted over 8000). Two train at a
   # time, one per core, into
-  # runs/ablation/<name> (resumable); then `unitocom ablate` scores them and the shipped MLLM in process on the
-  # same 1000 test questions and channel draws at 0 and 20 dB Rayleigh (paired differences).
+  # runs/ablation/<name> (resumable); then `unitocom ablate` scores them, the MLLM shipped then (`previous`) and the
+  # one shipped now in process on the same 1000 test questions and channel draws at 0 and 20 dB Rayleigh (paired
+  # differences).
+  previous_mllm
   vqa_only() {  # NAME [--mllm-arch ...]: a finished run (its mllm.safetensors) is kept as it is
     local dir="runs/ablation/$1"; shift
     [ -f "$dir/mllm.safetensors" ] || $U train mllm --objective sigma-genib --task-weights vqa=1 --steps 4000 \
@@ -154,15 +168,16 @@ if [ "$what" = ablation ]; then
     $U train mllm --objective sigma-genib --task-weights vqa=1 --steps 8000 --batch-size 64 --val-every 1000 \
       --snr-db=-5:25 --no-install --run-dir runs/ablation/vqa-only-8000
   fi
-  $U ablate --mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm vqa-only=runs/ablation/vqa-only \
+  $U ablate --mllm previous="$PREVIOUS" --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
+     --mllm vqa-only=runs/ablation/vqa-only \
      --mllm vqa-only-wide=runs/ablation/vqa-only-wide --mllm vqa-only-mlp-projector=runs/ablation/vqa-only-mlp-projector \
      --mllm vqa-only-question-first=runs/ablation/vqa-only-question-first \
      --mllm vqa-only-standardized=runs/ablation/vqa-only-standardized \
      --mllm vqa-only-wide-lr1e-3=runs/ablation/vqa-only-wide-lr1e-3 --mllm vqa-only-8000=runs/ablation/vqa-only-8000 \
-     --reference shipped,vqa-only \
+     --reference previous,vqa-only \
      --snr-db 0,20 --channel rayleigh \
      --n-vqa 1000 --workers 8 --out results --resume
-  # What the shipped mix's extra tasks give VQA: the plain VQA-only MLLM against ones with other tasks' steps
+  # What the previous mix's extra tasks give VQA: the plain VQA-only MLLM against ones with other tasks' steps
   # beside the same 4000 VQA steps: captioning the received scene (cap), text-to-image (t2i), or both; scored on
   # the same questions and draws into results/ablation-caption.json.
   mixed() {  # NAME WEIGHTS STEPS: a finished run is kept as it is
@@ -172,19 +187,20 @@ if [ "$what" = ablation ]; then
   }
   (mixed vqa-caption vqa=2,cap=1 6000; mixed vqa-caption-t2i vqa=2,cap=1,t2i=1 8000) & mixed vqa-t2i vqa=2,t2i=1 6000
   wait
-  $U ablate --name ablation-caption --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
+  $U ablate --name ablation-caption --mllm previous="$PREVIOUS" \
      --mllm vqa-only=runs/ablation/vqa-only --mllm vqa-caption=runs/ablation/vqa-caption \
      --mllm vqa-t2i=runs/ablation/vqa-t2i --mllm vqa-caption-t2i=runs/ablation/vqa-caption-t2i \
-     --reference shipped,vqa-only --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 --out results --resume
+     --reference previous,vqa-only --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 --out results --resume
   .venv/bin/python scripts/results_tables.py
 fi
 
 if [ "$what" = asr ]; then
-  # Issue 12: the shipped MLLM transcribes its own training clips almost perfectly and the unseen test speakers
-  # far worse, so ASR is short of data, not of steps. ASR-only MLLMs with the shipped MLLM's ASR steps (2000 of
+  # Issue 12: the previous MLLM transcribes its own training clips almost perfectly and the unseen test speakers
+  # far worse, so ASR is short of data, not of steps. ASR-only MLLMs with the previous MLLM's ASR steps (2000 of
   # its 8000, batch 64) on more training speech; `data make --train-clips/--train-speakers` redraws the training
   # speech alone (val and test speech come out byte for byte as data/tiny's), so all are scored on one test set.
   mkdir -p runs/asr
+  previous_mllm
   [ -f data/tiny-speech12/manifest.json ] || $U data make --preset tiny --out data/tiny-speech12 \
     --train-clips 12000 --no-spoken-questions
   [ -f data/tiny-speech96/manifest.json ] || $U data make --preset tiny --out data/tiny-speech96 \
@@ -194,40 +210,41 @@ if [ "$what" = asr ]; then
     [ -f "$dir/mllm.safetensors" ] || OMP_NUM_THREADS=1 $U train mllm --task-weights asr=1 --steps 2000 \
       --data "$2" --run-dir "$dir" --no-install
   }
-  # Does it carry into the multitask MLLM? The shipped one trained 2000 more steps of its own mix (lr 5e-4) on
+  # Does it carry into the multitask MLLM? The previous MLLM trained 2000 more steps of its own mix (lr 5e-4) on
   # the preset's speech and on the 96 speakers' (the same steps, so the data is the only difference); its VQA
   # is scored too, on the same 1000 questions, into results/ablation-speech-vqa.json.
   finetune() {  # NAME DATA
     local dir="runs/asr/ft-$1"
     [ -f "$dir/mllm.safetensors" ] || OMP_NUM_THREADS=1 $U train mllm --objective sigma-genib \
-      --init checkpoints/mllm-sigma-genib.safetensors --steps 2000 --lr 5e-4 --batch-size 64 --val-every 1000 \
+      --init "$PREVIOUS" --steps 2000 --lr 5e-4 --batch-size 64 --val-every 1000 \
       --snr-db=-5:25 --data "$2" --no-install --run-dir "$dir"
   }
   (asr_only base data/tiny; asr_only speech96 data/tiny-speech96; finetune base data/tiny) &
   (asr_only speech12 data/tiny-speech12; finetune speech96 data/tiny-speech96)
   wait
-  $U ablate --task asr --name ablation-asr --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
+  $U ablate --task asr --name ablation-asr --mllm previous="$PREVIOUS" \
      --mllm asr-only=runs/asr/asr-only-base --mllm asr-only-12000-clips=runs/asr/asr-only-speech12 \
      --mllm asr-only-12000-clips-96-speakers=runs/asr/asr-only-speech96 \
      --mllm finetuned=runs/asr/ft-base --mllm finetuned-12000-clips-96-speakers=runs/asr/ft-speech96 \
      --reference asr-only,finetuned --snr-db 0,5,20 --channel rayleigh --n-asr 150 --workers 8 --out results --resume
-  $U ablate --name ablation-speech-vqa --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
+  $U ablate --name ablation-speech-vqa --mllm previous="$PREVIOUS" \
      --mllm finetuned=runs/asr/ft-base --mllm finetuned-12000-clips-96-speakers=runs/asr/ft-speech96 \
      --reference finetuned --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 --out results --resume
   .venv/bin/python scripts/results_tables.py
 fi
 
 if [ "$what" = next ]; then
-  # Issue 12: the MLLM `train all --scale gpu` will ship, trained on the CPU: the shipped recipe with captioning
+  # Issue 12: the recipe `train all` ships (next-t2i-x8's), found on the CPU: the previous recipe with captioning
   # in the mix (results/ablation-caption) on ten times the training speech (results/ablation-asr), 10000 steps,
-  # then the diffusion head alone (8000 steps, as the shipped one). Then text-to-image: an MLLM trained on T2I
-  # alone (4000 steps, twice the shipped MLLM's T2I steps; scored before and after its head phase, and continued
-  # to 8000 steps), and the shipped MLLM fine-tuned with T2I's loss scaled by 8 (`--loss-scale`, against the same
+  # then the diffusion head alone (8000 steps, as the previous one). Then text-to-image: an MLLM trained on T2I
+  # alone (4000 steps, twice the previous MLLM's T2I steps; scored before and after its head phase, and continued
+  # to 8000 steps), and the previous MLLM fine-tuned with T2I's loss scaled by 8 (`--loss-scale`, against the same
   # fine-tune unscaled: results/ablation-asr's `finetuned`): is T2I short of steps, of capacity, or of its share
   # of the optimiser?
   [ -f data/tiny-speech96/manifest.json ] || $U data make --preset tiny --out data/tiny-speech96 \
     --train-clips 12000 --train-speakers 96 --no-spoken-questions
   T1="OMP_NUM_THREADS=1"
+  previous_mllm
   next() {  # NAME [OPTION...]: the next recipe (options given after it win) in runs/NAME, then its head phase
     local dir="runs/$1"; shift
     [ -f "$dir/mllm-sigma-genib/mllm.safetensors" ] || env $T1 $U train mllm --objective sigma-genib \
@@ -238,10 +255,10 @@ if [ "$what" = next ]; then
       --mllm "$dir/mllm-sigma-genib/mllm.safetensors" --data data/tiny-speech96 --steps 8000 \
       --run-dir "$dir/head" --no-install
   }
-  finetune() {  # NAME EXTRA...: the shipped MLLM, 2000 more steps of its own mix (results/ablation-asr's recipe)
+  finetune() {  # NAME EXTRA...: the previous MLLM, 2000 more steps of its own mix (results/ablation-asr's recipe)
     local dir="runs/$1"; shift
     [ -f "$dir/mllm.safetensors" ] || env $T1 $U train mllm --objective sigma-genib \
-      --init checkpoints/mllm-sigma-genib.safetensors --steps 2000 --lr 5e-4 --batch-size 64 --val-every 1000 \
+      --init "$PREVIOUS" --steps 2000 --lr 5e-4 --batch-size 64 --val-every 1000 \
       --snr-db=-5:25 --data data/tiny --no-install --run-dir "$dir" "$@"
   }
   t2i_only() {
@@ -267,18 +284,21 @@ if [ "$what" = next ]; then
   (t2i_only; finetune t2i/ft-t2i-x8 --loss-scale t2i=8
    next next-t2i-4000 --task-weights vqa=2,t2i=2,asr=1,cap=1 --steps 12000)
   wait
-  NEXT=(--mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm next=runs/next/head
+  # `shipped` is next-t2i-x8's recipe as `train all` trained and shipped it: the same recipe, another run
+  NEXT=(--mllm previous="$PREVIOUS" --mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm next=runs/next/head
         --mllm next-t2i-x8=runs/next-t2i-x8/head --mllm next-t2i-4000=runs/next-t2i-4000/head)
-  $U ablate --name ablation-next "${NEXT[@]}" --reference shipped,next:next-t2i-x8+next-t2i-4000 \
+  NEXT_REF="previous,next:next-t2i-x8+next-t2i-4000,next-t2i-x8:shipped"  # the shipped run against its twin
+  $U ablate --name ablation-next "${NEXT[@]}" --reference "$NEXT_REF" \
      --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 --out results --resume
-  $U ablate --task asr --name ablation-next-asr "${NEXT[@]}" --reference shipped,next:next-t2i-x8+next-t2i-4000 \
+  $U ablate --task asr --name ablation-next-asr "${NEXT[@]}" --reference "$NEXT_REF" \
      --snr-db 0,5,20 --channel rayleigh --n-asr 150 --workers 8 --out results --resume
+  FT_REF="finetuned:next+finetuned-t2i-x8+t2i-only-before-head+t2i-only+t2i-only-8000"
   T2I_REF="t2i-only-before-head:t2i-only+t2i-only-8000,next:next-t2i-x8+next-t2i-4000"  # each against its own base
   $U ablate --task t2i --name ablation-t2i "${NEXT[@]}" \
      --mllm finetuned=runs/asr/ft-base --mllm finetuned-t2i-x8=runs/t2i/ft-t2i-x8 \
      --mllm t2i-only-before-head=runs/ablation/t2i-only-before-head --mllm t2i-only=runs/ablation/t2i-only \
      --mllm t2i-only-8000=runs/ablation/t2i-only-8000 \
-     --reference "shipped,finetuned:next+finetuned-t2i-x8+t2i-only-before-head+t2i-only+t2i-only-8000,$T2I_REF" \
+     --reference "previous,next-t2i-x8:shipped,$FT_REF,$T2I_REF" \
      --snr-db 20 --channel rayleigh --n-t2i 500 --workers 16 --out results --resume
   $U ablate --name ablation-t2i-vqa --mllm finetuned=runs/asr/ft-base --mllm finetuned-t2i-x8=runs/t2i/ft-t2i-x8 \
      --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 --out results --resume
