@@ -515,3 +515,23 @@ def test_the_t2i_diagnosis_reads_a_checkpoint_and_its_ceiling_is_the_true_tokens
     assert out["recall_true_tokens"] > 0.8 > out["recall_other_captions_true_tokens"]  # the path, and chance
     assert out["mse_head_mean"] < out["mse_teacher_forced_sample"]  # a draw adds the head's spread to its mean
     assert 0.0 < out["mse_probe_mlp"] < 10.0
+
+
+def test_git_state_calls_a_tree_clean_when_only_results_differ(tmp_path):
+    """A sweep rewrites results/ (its own file, or the one before it): that is not a change to the code and
+    checkpoints that measured it. Anything else tracked that differs from HEAD is."""
+    from unitocom.train.provenance import git_state
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run(git + ["init", "-q"], check=True)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "fig.json").write_text("{}\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "c"], check=True)
+    head, dirty = git_state(tmp_path)
+    assert len(head) == 40 and dirty is False
+    (tmp_path / "results" / "fig.json").write_text('{"points": []}\n')
+    (tmp_path / "results" / "new.json").write_text("{}\n")  # untracked: never counted
+    assert git_state(tmp_path) == (head, False)
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_state(tmp_path) == (head, True)

@@ -48,12 +48,15 @@ def command_argv(name: str, args) -> list[str]:
 
 
 def git_state(root: Path = ROOT) -> tuple[str | None, bool | None]:
-    """(HEAD's commit, whether tracked files differ from it), or (None, None) outside a git checkout."""
+    """(HEAD's commit, whether tracked files other than results/ differ from it), or (None, None) outside a git
+    checkout. results/ is what these commands write: a sweep rewriting its own file, or the one before it, is not
+    a change to what measured it."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=30)
         if head.returncode != 0:
             return None, None
-        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
+                            cwd=root,
                             capture_output=True, text=True, timeout=60)
         return head.stdout.strip(), (bool(st.stdout.strip()) if st.returncode == 0 else None)
     except (OSError, subprocess.SubprocessError):
