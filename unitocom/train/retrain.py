@@ -7,9 +7,9 @@ with `UNITOCOM_CHECKPOINTS=<out>` so that the MLLMs read the tokenizers just tra
 Resumable twice over: a step whose checkpoint is already in <out> is skipped, and an interrupted step resumes
 from its run directory (<out>/runs/<name>). Logs: <out>/logs/<name>.log.
 
-Scales: `cpu` is the committed checkpoints' recipe (hours on two cores; for the five that read speech, those in
-checkpoints/next/ until they are installed: checkpoints/README.md); `gpu` the same models with larger
-batches and fewer steps for one CUDA GPU (bf16 MLLM); `smoke` a few steps of each, to test the plumbing.
+Scales: `cpu` is the committed checkpoints' recipe (hours on two cores: checkpoints/README.md); `gpu` the same
+models with larger batches and fewer steps for one CUDA GPU (bf16 MLLM); `smoke` a few steps of each, to test the
+plumbing.
 
 The recipe is the one issue 12's CPU studies found better: the MLLMs (and vanilla SemCom's ASR, so that the
 baseline hears the same speech) train on ten times the training speech (`data make --train-clips 12000
@@ -206,7 +206,7 @@ def install(src: str | Path, dest: str | Path, names: list[str] | None = None, l
         if names and f.stem not in names:
             continue
         if (dest / f.name).exists() and os.path.samefile(f, dest / f.name):
-            continue  # a link to the installed file (checkpoints/next links what its plan leaves as it is)
+            continue  # a link to the installed file (a staging folder may link what its plan leaves as it is)
         shutil.copyfile(f, dest / f.name)
         copied.append(f.stem)
         log(f"installed {dest / f.name}")
