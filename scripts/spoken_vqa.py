@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         if row.get("value") is None:
             raise SystemExit(f"error: {cmd}: no score came back ({row})")
         points.append(dict(row, command=cmd))
-        print(f"{scheme:12s} {row.get('question')} {row.get('questions', 'all test questions'):18s} "
+        print(f"{scheme:12s} {row.get('question')} {'spoken set' if on_spoken_set else 'all test questions':18s} "
               f"n={row['n']} accuracy {row['value']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
