@@ -43,6 +43,8 @@ previous_mllm() {
   git show e214536:checkpoints/mllm-sigma-genib.safetensors > "$PREVIOUS.tmp" ||
     { echo "error: commit e214536 is not in this clone (git fetch --unshallow): it holds the previous MLLM" >&2
       exit 1; }
+  sha256sum "$PREVIOUS.tmp" | grep -q '^9c1b8e74adad898c' ||
+    { echo "error: $PREVIOUS.tmp is not the previous MLLM (sha256 9c1b8e74adad898c...)" >&2; exit 1; }
   mv "$PREVIOUS.tmp" "$PREVIOUS"
 }
 
