@@ -129,6 +129,29 @@ def test_resume_continues_from_the_saved_step(small_world):
     assert meta["validation"] == {k: v for k, v in last.items() if k.startswith("val_")} and meta["validation"]
 
 
+def test_stop_at_trains_the_full_schedules_first_steps_and_leaves_a_run_to_resume(small_world):
+    """--stop-at is a learning-rate probe: its first steps must be the full run's (the same learning rates, so the
+    same weights and validation at that step), and the run must go on from there when asked."""
+    from unitocom.mllm.train import TrainConfig, train
+    d, links = small_world
+    tc = TrainConfig(steps=6, batch=4, lr=3e-3, warmup=1, val_every=3, val_n=2)
+    whole = d / "whole"
+    train(str(d / "data"), str(whole), links=links, tc=tc, resume=False)
+    probe = d / "probe"
+    assert train(str(d / "data"), str(probe), links=links, tc=tc, resume=False, stop_at=3) == {}
+    assert not (probe / "mllm.safetensors").exists() and (probe / "train_state.safetensors").is_file()
+    row = lambda run, i: json.loads((run / "log.jsonl").read_text().splitlines()[i])  # noqa: E731
+    first = {k: v for k, v in row(whole, 0).items() if k not in ("time_s", "steps_per_s")}
+    assert {k: v for k, v in row(probe, 0).items() if k not in ("time_s", "steps_per_s")} == first
+    # a 3-step schedule would have decayed the rate to 0 by step 3: other weights, another validation
+    short = d / "short"
+    train(str(d / "data"), str(short), links=links, tc=dataclasses.replace(tc, steps=3), resume=False)
+    assert row(short, 0)["val_t2i_diffusion"] != first["val_t2i_diffusion"]
+    meta = train(str(d / "data"), str(probe), links=links, tc=tc, resume=True)
+    assert (probe / "mllm.safetensors").is_file() and meta["validation"]
+    assert [json.loads(line)["step"] for line in (probe / "log.jsonl").read_text().splitlines()] == [3, 6]
+
+
 def _prompted(m, v):
     from unitocom.mllm import tasks
     torch.manual_seed(1)

@@ -108,6 +108,10 @@ def add_train_command(sub) -> None:
                         "tokenizer and vocabulary, with the MLLM's special tokens appended to the embedding")
     m.add_argument("--log-every", type=int, default=0, metavar="N",
                    help="also log the step's losses every N steps in <run-dir>/log.jsonl (0: validations only)")
+    m.add_argument("--stop-at", type=int, default=None, metavar="N",
+                   help="train only to step N of the --steps schedule (its learning rates are the full run's), "
+                        "validate, save the run state in <run-dir> and exit without a checkpoint; the same command "
+                        "without it resumes there. For learning-rate probes and runs split across sessions")
     m.add_argument("--resilient", action="store_true",
                    help="issue 16: train with token and packet dropout and a learned lost-token embedding, warm "
                         "started from the installed mllm-<objective> (or --init); installs mllm-<objective>-resilient")
@@ -193,6 +197,8 @@ def _cmd_mllm(args) -> int:
                  **dict(args.mllm_arch)}
         if sizes["hidden"] % sizes["heads"]:
             raise UserError(f"--mllm-arch: hidden {sizes['hidden']} does not divide by heads {sizes['heads']}")
+    if args.stop_at is not None and args.stop_at < 1:
+        raise UserError(f"--stop-at {args.stop_at}: a step of the schedule, 1 to --steps")
     if args.spoken_questions and not args.spoken:
         raise UserError("--spoken-questions is read with --spoken only")
     spoken_dir = None
@@ -224,10 +230,10 @@ def _cmd_mllm(args) -> int:
                                 f"runs/mllm-{args.objective}-s{own}{suffix}"))
     try:
         meta = train(args.data, str(run), args.preset, objective=args.objective, tc=tc, command=recorded_command(),
-                     image_tokens=own)
+                     image_tokens=own, stop_at=args.stop_at)
     except ValueError as e:  # an option the run refuses (no CUDA for --device cuda, a state of another format)
         raise UserError(str(e)) from e
-    if not from_env().main:  # under torchrun rank 0 alone installs and reports
+    if not from_env().main or not meta:  # rank 0 alone installs and reports; --stop-at leaves no checkpoint
         return 0
     if args.head_steps:
         from unitocom.mllm.head_train import HeadConfig

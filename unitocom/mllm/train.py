@@ -223,9 +223,14 @@ def backbone_vocab(path: str | Path, links: dict[str, str] | None) -> dict[str, 
 
 def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, str] | None = None,
           tc: TrainConfig = TrainConfig(), limit: int | None = None, resume: bool = True,
-          command: str = "", objective: str = "sigma-genib", image_tokens: int | None = None) -> dict:
+          command: str = "", objective: str = "sigma-genib", image_tokens: int | None = None,
+          stop_at: int | None = None) -> dict:
     """Train (or resume) into `out_dir`; -> the meta saved with `<out_dir>/mllm.safetensors`. `image_tokens`: the
     S_v of the `image-<objective>-s<S_v>` link it reads (default: the preset's; `links["image"]` overrides).
+
+    `stop_at`: train only up to that step of the `tc.steps` schedule (the learning rate is the full schedule's),
+    validate there, save the run state and return {} without writing a checkpoint; a later call resumes from it.
+    For learning-rate probes (the early steps of the real run) and runs split across sessions.
 
     Under torchrun (`train.dist`): `tc.batch` per rank, every rank draws the global batch and trains on its part,
     DDP (or FSDP with `tc.compute.fsdp`) averages the gradients; rank 0 alone validates, logs and writes; the
@@ -326,7 +331,8 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
     running: dict[str, float] = {}
     metrics, wall_s = None, None
     seg_t0, seg_start = time.time(), start  # training throughput between validations (validation not counted)
-    for step in range(start, tc.steps):
+    end = tc.steps if stop_at is None else min(stop_at, tc.steps)
+    for step in range(start, end):
         if compute.workers:
             at, task, rows = next(loader)
             assert at == step, (at, step)
@@ -348,7 +354,7 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
         bar.set_postfix({k: f"{v:.3f}" for k, v in running.items() if k.endswith("_loss")})
         if d.main and tc.log_every and (step + 1) % tc.log_every == 0:
             log.write({"step": step + 1, "task": task, **{k: round(v, 7) for k, v in values.items()}})
-        if (step + 1) % tc.val_every == 0 or step + 1 == tc.steps:
+        if (step + 1) % tc.val_every == 0 or step + 1 == end:
             steps_per_s = (step + 1 - seg_start) / max(time.time() - seg_t0, 1e-9)
             if sharded:  # every rank takes part in gathering the shards; rank 0 validates the whole copy
                 model_state, opt_state = dist.gather_full(model, opt)
@@ -375,6 +381,11 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
         dist.finish(d)
         return {}
     log.close()
+    if end < tc.steps:  # stopped early on purpose: the run state is the result, not a checkpoint
+        say(f"stopped at step {max(start, end)} of {tc.steps}: the run state is in {state_path}; run again "
+            "without --stop-at to go on")
+        dist.finish(d)
+        return {}
     if metrics is None:  # resumed a run that had already finished: its last validation is in the log
         metrics, wall_s = final_validation(log_path, start)  # the state's step (tc.steps, or past it)
     from unitocom.data.make import dataset_checksum
