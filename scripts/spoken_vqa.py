@@ -32,6 +32,11 @@ ROWS = (("unitocom", True, False), ("unitocom", True, True), ("traditional", Tru
         ("traditional", True, True), ("unitocom", False, False))  # (scheme, spoken set, typed)
 
 
+def spoken_checksum(manifest: dict) -> str | None:
+    """The spoken questions' checksum: the test split's where the manifest keeps one per split, else the folder's."""
+    return manifest.get("sha256", {}).get("test") or manifest.get("checksum")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--target", required=True, help="the transmitter of running services (`unitocom up`)")
@@ -70,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "split": "test", "data": str(args.data), "data_checksum": read_json(data / "manifest.json")["checksum"],
               "spoken_questions": str(spoken),
-              "spoken_questions_checksum": read_json(manifest).get("sha256", {}).get("test")
-              or read_json(manifest).get("checksum"),
+              "spoken_questions_checksum": spoken_checksum(read_json(manifest)),
               "git_commit": commit, "git_dirty": dirty, "checkpoints_dir": str(ck),
               "checkpoints": {c: file_sha256(ck / f"{c}.safetensors") for c in CHECKPOINTS},
               "note": f"the spoken questions are the test questions of `unitocom data spoken-questions` (seed 0); "

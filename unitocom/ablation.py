@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import functools
 import io
 import json
 import shlex
@@ -84,13 +85,14 @@ def named_mllm(text: str) -> tuple[str, Path]:
     return name.strip(), p / "mllm.safetensors" if p.is_dir() or p.suffix != ".safetensors" else p
 
 
-def describe(path: Path) -> dict:
-    """What an MLLM checkpoint says of itself (without building it): sizes, parameters, training recipe."""
+def describe(path: Path, sha256: str | None = None) -> dict:
+    """What an MLLM checkpoint says of itself (without building it): sizes, parameters, training recipe. sha256:
+    the file's, when the caller has it already (it reads the whole file)."""
     from unitocom.train.scaffold import state_meta
     meta = state_meta(path)  # the safetensors header alone
     cfg, info = json.loads(meta.get("config", "{}")), json.loads(meta.get("meta", "{}"))
     tc = info.get("train_config") or {}
-    return {"path": str(path), "sha256": file_sha256(path), "parameters": info.get("parameters"),
+    return {"path": str(path), "sha256": sha256 or file_sha256(path), "parameters": info.get("parameters"),
             "sizes": {k: cfg.get(k) for k in SIZE_FIELDS}, "objective": info.get("objective"),
             "image_tokens": info.get("image_tokens"),
             "task_weights": tc.get("task_weights"), "loss_scale": tc.get("loss_scale") or [],
@@ -472,6 +474,7 @@ def run(args, argv: list[str]) -> dict:
     # NAME=sha256:PREFIX: the MLLM of that hash, whatever name measured it (a shipped MLLM that was replaced keeps
     # its points under a new name while the old name scores its successor)
     measured_as: dict[str, str] = {}
+    sha = functools.cache(file_sha256)  # each file read once (a checkpoint is megabytes; paper ones gigabytes)
     for n, p in args.mllm:
         if str(p).startswith(SHA):
             hits = sorted({m for m, r in recorded.items() if str(r.get("sha256", "")).startswith(str(p)[len(SHA):])})
@@ -481,7 +484,7 @@ def run(args, argv: list[str]) -> dict:
                                                         f"no MLLM of that hash in {paths['json']}"
                                                         + ("" if args.resume else " (it is read with --resume)")))
             measured_as[n] = hits[0]
-        elif args.resume and p.is_file() and recorded and recorded.get(n, {}).get("sha256") != (h := file_sha256(p)):
+        elif args.resume and p.is_file() and recorded and recorded.get(n, {}).get("sha256") != (h := sha(p)):
             # the same file measured before under another name: a replaced shipped MLLM, extracted from git and
             # given as previous=FILE, keeps the points it has as `shipped`
             hits = sorted(m for m, r in recorded.items() if r.get("sha256") == h)
@@ -503,7 +506,7 @@ def run(args, argv: list[str]) -> dict:
                         f"names ({', '.join(names)})")
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     out.mkdir(parents=True, exist_ok=True)
-    mllms = {n: carried[n] if n in carried else describe(p) for n, p in args.mllm}
+    mllms = {n: carried[n] if n in carried else describe(p, sha(p)) for n, p in args.mllm}
     other = [f"{n} ({r['objective']})" for n, r in mllms.items() if r["objective"] not in (None, OBJECTIVE)]
     if other:
         raise UserError(f"--mllm: {', '.join(other)} read another tokenizer set's tokens; this compares MLLMs on "
