@@ -25,6 +25,12 @@
 #                                         previous one on VQA, ASR and T2I, a T2I-only MLLM, and the next recipe
 #                                         with T2I's loss scaled by 8 or its steps doubled, into
 #                                         results/ablation-next*.* and ablation-t2i.* (about 4.5 h on 2 cores)
+#   scripts/reproduce_results.sh fresh    issue 12's targets on a freshly drawn scene set (seed 77, no checkpoint saw
+#                                         it): Fig. 2's VQA and T2I at 0 and 20 dB through the services, into
+#                                         results/fig2-seed77.* (about 45 min on 2 cores)
+#   scripts/reproduce_results.sh lr-probe issue 12's learning-rate probe for the twice-wide MLLM: the first 2000
+#                                         of the recipe's 10000 steps at width 128 (2e-3) and 256 (1e-3, 5e-4),
+#                                         into results/lr-probe.* (about 1.2 h on 2 cores)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -304,5 +310,26 @@ if [ "$what" = next ]; then
      --snr-db 20 --channel rayleigh --n-t2i 500 --workers 16 --out results --resume
   $U ablate --name ablation-t2i-vqa --mllm finetuned=runs/asr/ft-base --mllm finetuned-t2i-x8=runs/t2i/ft-t2i-x8 \
      --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 --out results --resume
+  .venv/bin/python scripts/results_tables.py
+fi
+
+if [ "$what" = fresh ]; then
+  # The figures Fig. 2 takes off data/tiny's test split, off another draw of the generator (its own scenes,
+  # questions and captions), through services of their own on ports 50091..
+  [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
+  T=127.0.0.1:50091
+  $U up --base-port 50091 --metrics-base-port 9191 --run-dir runs/freshrun
+  trap '$U down --run-dir runs/freshrun' EXIT
+  $U fig2 --name fig2-seed77 --data data/tiny-seed77 --tasks vqa,t2i --schemes unitocom,vae,traditional \
+     --snr-db 0,20 --channel rayleigh --n-vqa 500 --n-t2i 300 --workers 16 --out results --target $T --resume
+  .venv/bin/python scripts/results_tables.py
+fi
+
+if [ "$what" = lr-probe ]; then
+  # Twice the width at its own learning rate, on the real recipe's first steps (`train mllm --stop-at`): the run
+  # dirs (runs/lr-probe/NAME) continue to the full 10000 steps by the same command without --stop-at.
+  [ -f data/tiny-speech96/manifest.json ] || $U data make --preset tiny --out data/tiny-speech96 \
+    --train-clips 12000 --train-speakers 96 --no-spoken-questions
+  .venv/bin/python scripts/lr_probe.py --out results
   .venv/bin/python scripts/results_tables.py
 fi

@@ -14,7 +14,8 @@ results/budget.json) fill `<!-- results:packet-loss:vqa -->`, `...:reconstruct` 
 the validation curve at a few steps, and the file's verdict. `unitocom ablate` (results/ablation.json) fills
 `<!-- results:ablation -->`: VQA per differently trained MLLM, per question family, and paired differences.
 `scripts/vqa_probe.py` (results/vqa-probe.json) fills `<!-- results:vqa-probe -->`: one classifier's VQA accuracy
-on received tokens, on their de-tokenized picture and on the clean picture.
+on received tokens, on their de-tokenized picture and on the clean picture. `scripts/lr_probe.py`
+(results/lr-probe.json) fills `<!-- results:lr-probe -->`: each probe run's validation at each step.
 """
 from __future__ import annotations
 
@@ -242,6 +243,28 @@ def probe_block(fig: dict, source: str) -> str:
         f"From `{source}` (commit {str(h.get('git_commit'))[:10]}{dirty}, {h.get('date')}): `{h['command']}`.\n")
 
 
+def lr_probe_block(fig: dict, source: str) -> str:
+    """scripts/lr_probe.py: the first steps of the MLLM recipe per (width, peak learning rate), validated."""
+    h = fig["header"]
+    lines = ["| run | layers x width, parameters | peak lr | step | VQA 0 dB | VQA 20 dB | T2I diffusion (held out) | "
+             "caption gain | ASR WER 20 dB | captioning loss | steps/s |", "|" + "---|" * 11]
+    for p in sorted(fig["points"], key=lambda p: (list(h["runs"]).index(p["run"]) if p["run"] in h["runs"] else 99,
+                                                 p["step"])):
+        r = h["runs"].get(p["run"], {})
+        num = lambda k, d=4: "" if p.get(k) is None else f"{p[k]:.{d}f}"  # noqa: E731
+        lines.append(f"| {p['run']} | {r.get('layers')} x {r.get('hidden')}, {(r.get('parameters') or 0) / 1e6:.1f} M "
+                     f"| {p['lr']:g} | {p['step']} | {cell(p.get('vqa_0db'), 'value', 'ci_')} | "
+                     f"{cell(p.get('vqa_20db'), 'value', 'ci_')} | {num('t2i_diffusion')} | {num('t2i_caption_gain')} | "
+                     f"{num('asr_wer_20db', 3)} | {num('cap_lm_20db', 3)} | {num('steps_per_s', 2)} |")
+    dirty = " (dirty tree)" if h.get("git_dirty") else ""
+    n = max((p.get("val_vqa_n") or 0 for p in fig["points"]), default=0)
+    return "\n".join(lines) + (
+        f"\n\nEach run is the first {h['stop_at']} of the recipe's {h['steps']} steps (`train mllm --stop-at`); VQA "
+        f"on {n} val questions over Rayleigh (Wilson 95 %), the rest one number each on fixed val items; one training "
+        f"seed per run. From `{source}` (commit {str(h.get('git_commit'))[:10]}{dirty}, {h.get('date')}): "
+        f"`{h['command']}`.\n")
+
+
 FIG3_KEYS = {"tokens", "task", "snr_db", "channel", "n", "value", "ci_low", "ci_high"}
 
 
@@ -327,6 +350,10 @@ def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
         fmt = str(fig.get("header", {}).get("format", ""))
         if fmt.startswith(PROBE_FORMAT):  # scripts/vqa_probe.py (issue 12)
             readme = _write(readme, fig_name, probe_block(fig, f"results/{fig_name}.json"), notes,
+                            f"table of results/{fig_name}.json")
+            continue
+        if fmt.startswith("unitocom-results/lr-probe/"):  # scripts/lr_probe.py (issue 12)
+            readme = _write(readme, fig_name, lr_probe_block(fig, f"results/{fig_name}.json"), notes,
                             f"table of results/{fig_name}.json")
             continue
         if fmt.startswith("unitocom-results/loss-sweep/"):

@@ -258,6 +258,15 @@ def test_the_sweep_records_refusals_goes_on_and_resumes(tmp_path, monkeypatch):
     res3 = fig2.run(_args(tmp_path, "--no-upper-bound", "--snr-db", "10"), ["fig2"])  # not resumed: fresh
     assert calls == [("unitocom", 10.0), ("semcom", 10.0)] and len(res3["points"]) == 1
 
+    # --name: the same figure off another data set, beside this one (fig2-seed77.*), not over it
+    before = (tmp_path / "fig2.json").read_text()
+    fig2.run(_args(tmp_path, "--name", "fig2-seed77", "--no-upper-bound", "--snr-db", "10"), ["fig2"])
+    assert json.loads((tmp_path / "fig2-seed77.json").read_text())["points"][0]["snr_db"] == 10.0
+    assert (tmp_path / "fig2-seed77.png").exists() and (tmp_path / "fig2.json").read_text() == before
+    from unitocom.errors import UserError
+    with pytest.raises(UserError, match="--name"):
+        fig2.run(_args(tmp_path, "--name", "../elsewhere"), ["fig2"])
+
 
 def test_resume_refuses_results_made_with_other_checkpoints(tmp_path, monkeypatch):
     from unitocom import fig2

@@ -20,7 +20,9 @@ The upper bound is the letter's "same MLLM on clean, noiseless tokens": scheme u
 `--no-upper-bound` leaves it out. The JSON is rewritten after every point, so `--resume` continues an interrupted
 sweep: points already in results/fig2.json with the same (task, scheme, SNR, channel, n) are kept, not re-sent
 (refused ones are tried again), as long as no checkpoint they were measured with has changed (new ones, say a
-newly trained scheme's, may have been added). `scripts/results_tables.py` turns the JSON into the README's tables.
+newly trained scheme's, may have been added). `--name NAME` writes NAME.json/.csv/.png instead (the same figure
+off another data set, say a freshly drawn one: `--data data/tiny-seed77 --name fig2-seed77`).
+`scripts/results_tables.py` turns the JSON into the README's tables (`<!-- results:NAME:vqa -->` and so on).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import argparse
 import csv
 import datetime
 import json
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -219,7 +222,10 @@ def run(args, argv: list[str]) -> dict:
     ns = {"vqa": args.n_vqa, "t2i": args.n_t2i, "asr": args.n_asr}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {k: out / f"fig2.{k}" for k in ("json", "csv", "png")}
+    name = getattr(args, "name", None) or "fig2"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise UserError(f"--name {name!r}: a file stem (letters, digits, '.', '_', '-')")
+    paths = {k: out / f"{name}.{k}" for k in ("json", "csv", "png")}
     settings = {"target": args.target, "data": str(args.data), "split": args.split, "seed": args.seed,
                 "resamples": args.resamples, "fid_resamples": args.fid_resamples, "workers": args.workers}
     header = make_header(argv, settings, checkpoint_dir())
@@ -331,6 +337,8 @@ def add_subparser(sub) -> None:
     p.add_argument("--n-asr", type=int, default=150, help="utterances per ASR point")
     p.add_argument("--n-t2i", type=int, default=500, help="captions per T2I point")
     p.add_argument("--out", default="results", help="folder for fig2.json, fig2.csv, fig2.png")
+    p.add_argument("--name", default="fig2", help="the files' stem: NAME.json, NAME.csv, NAME.png (e.g. fig2-seed77 "
+                                                  "for the same figure on a freshly drawn data set)")
     p.add_argument("--data", default="data/tiny", help="data set root (unitocom data make --preset tiny)")
     p.add_argument("--split", default="test")
     p.add_argument("--seed", type=int, default=0, help="request i carries seed + i; also the bootstrap's seed")
