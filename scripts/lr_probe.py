@@ -21,8 +21,8 @@ that of the installed MLLM's run at the same step), and the wide model at 1e-3 a
 Writes results/lr-probe.json (a header with the command, commit, data checksum, the tokenizers' sha256 and each
 run's command; a point per run and validation step: VQA at 0 and 20 dB on the 256 val questions with Wilson 95 %
 intervals, the held-out T2I diffusion loss and caption gain, ASR WER at 20 dB, the captioning loss, the running
-training losses, steps per second) and results/lr-probe.png (each task's training loss against step, one line per
-run). A run already at the stop step is not trained again.
+training losses, steps per second) and results/lr-probe.png (the validation figures against step and the
+logged steps' training loss, one line per run). A run already at the stop step is not trained again.
 """
 from __future__ import annotations
 
@@ -153,27 +153,47 @@ def points(name: str, arch: str, lr: str, run_dir: Path) -> list[dict]:
 
 
 def plot(runs: list[tuple[str, str, str]], args, path: Path) -> None:
+    """Validation against step (VQA at 20 dB with its interval, the held-out T2I diffusion loss, ASR WER), and the
+    training loss of the logged steps (with --log-every 50 in the 5-step cycle, the captioning steps)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(TASKS), figsize=(4 * len(TASKS), 3.4))
-    for name, _, lr in runs:
-        recs = log_rows(Path(args.run_root) / name)[1]
-        for ax, task in zip(axes, TASKS):
-            xs, ys, ema = [], [], None
-            for r in recs:
-                if r["task"] == task:
-                    ema = r["loss"] if ema is None else 0.8 * ema + 0.2 * r["loss"]
-                    xs.append(r["step"])
-                    ys.append(ema)
-            ax.plot(xs, ys, label=f"{name} (lr {lr})")
-    for ax, task in zip(axes, TASKS):
-        ax.set_title(f"{task} training loss")
+    panels = (("vqa_20db", "VQA val accuracy, 20 dB"), ("t2i_diffusion", "T2I held-out diffusion loss"),
+              ("asr_wer_20db", "ASR val WER, 20 dB"), (None, "training loss of the logged steps"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
+    for i, (name, arch, lr) in enumerate(runs):
+        run_dir = Path(args.run_root) / name
+        colour = f"C{i}"
+        pts = [p for p in points(name, arch, lr, run_dir) if p["step"] <= args.stop_at]
+        for ax, (key, _) in zip(axes, panels):
+            if key is None:
+                continue
+            xs = [p["step"] for p in pts if key in p]
+            if key == "vqa_20db":
+                ys = [p[key]["value"] for p in pts if key in p]
+                err = [[y - p[key]["ci_low"] for y, p in zip(ys, pts)], [p[key]["ci_high"] - y for y, p in zip(ys, pts)]]
+                ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, color=colour, label=f"{name} (lr {lr})")
+            else:
+                ax.plot(xs, [p[key] for p in pts if key in p], marker="o", color=colour)
+        by_task: dict[str, list[tuple[int, float]]] = {}
+        for r in log_rows(run_dir)[1]:
+            if r["step"] <= args.stop_at:
+                by_task.setdefault(r["task"], []).append((r["step"], r["loss"]))
+        for j, (task, rec) in enumerate(sorted(by_task.items())):
+            ema, ys = None, []
+            for _, loss in rec:
+                ema = loss if ema is None else 0.8 * ema + 0.2 * loss
+                ys.append(ema)
+            axes[-1].plot([x for x, _ in rec], ys, color=colour, linestyle=("-", "--", ":", "-.")[j % 4],
+                          label=f"{name}: {task}")
+    for ax, (_, title) in zip(axes, panels):
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
-        ax.set_yscale("log")
         ax.grid(alpha=0.3)
+    axes[-1].set_yscale("log")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"first {args.stop_at} steps of the 10000-step recipe (EMA 0.8 of the logged steps)")
+    axes[-1].legend(fontsize=7)
+    fig.suptitle(f"the first {args.stop_at} steps of the 10000-step MLLM recipe, per width and peak learning rate")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -184,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", default=DEFAULT_RUNS, help="NAME=ARCH@LR;... (ARCH: --mllm-arch's value, or empty)")
     ap.add_argument("--stop-at", type=int, default=2000, help="the step every run stops at")
     ap.add_argument("--val-every", type=int, default=1000)
-    ap.add_argument("--log-every", type=int, default=50, help="training-loss records for the plot")
+    ap.add_argument("--log-every", type=int, default=50,
+                    help="a training-loss record every N steps, for the plot (50: always the captioning step of the "
+                         "5-step cycle, the task that reads all of a scene's tokens)")
     ap.add_argument("--data", default="data/tiny-speech96")
     ap.add_argument("--run-root", default="runs/lr-probe")
     ap.add_argument("--jobs", type=int, default=2, help="runs trained at a time (one core each)")
