@@ -11,6 +11,8 @@ and compares their validations there and on the way:
     scripts/lr_probe.py                      # the default runs, two at a time (one core each), then the files
     scripts/lr_probe.py --dry-run            # the commands
     scripts/lr_probe.py --runs wide-2e-3=hidden=256,heads=8,intermediate=688@2e-3 --stop-at 2000
+    scripts/lr_probe.py --runs "shipped=@2e-3;wide-5e-4=hidden=256,heads=8,intermediate=688@5e-4" \
+        --stop-at 4000 --name lr-probe-4000     # two of them on to step 4000, beside the first files
 
 A RUN is NAME=ARCH@LR, ARCH being `train mllm --mllm-arch`'s NAME=N,... (empty: the preset's 4 x 128). The
 defaults: `shipped` (the installed MLLM's recipe as it is, the reference: its validation at the stop step is
@@ -133,9 +135,10 @@ def train(runs: list[tuple[str, str, str]], args) -> None:
                 print(f"{name}: at step {args.stop_at}", flush=True)
 
 
-def points(name: str, arch: str, lr: str, run_dir: Path) -> list[dict]:
+def points(name: str, arch: str, lr: str, run_dir: Path, stop_at: int) -> list[dict]:
+    """A point per validation up to the stop step (a run continued past it, by a later probe, keeps its rows)."""
     out = []
-    for r in log_rows(run_dir)[0]:
+    for r in (r for r in log_rows(run_dir)[0] if r["step"] <= stop_at):
         n = int(r.get("val_vqa_n", 0))
         p = {"run": name, "arch": arch or "preset", "lr": float(lr), "step": r["step"], "time_s": r.get("time_s"),
              "steps_per_s": r.get("steps_per_s"), "val_vqa_n": n,
@@ -164,7 +167,7 @@ def plot(runs: list[tuple[str, str, str]], args, path: Path) -> None:
     for i, (name, arch, lr) in enumerate(runs):
         run_dir = Path(args.run_root) / name
         colour = f"C{i}"
-        pts = [p for p in points(name, arch, lr, run_dir) if p["step"] <= args.stop_at]
+        pts = points(name, arch, lr, run_dir, args.stop_at)
         for ax, (key, _) in zip(axes, panels):
             if key is None:
                 continue
@@ -211,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-root", default="runs/lr-probe")
     ap.add_argument("--jobs", type=int, default=2, help="runs trained at a time (one core each)")
     ap.add_argument("--out", default="results")
+    ap.add_argument("--name", default="lr-probe", help="the files' stem in --out: NAME.json, NAME.png")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, train nothing")
     args = ap.parse_args(argv)
     runs = parse_runs(args.runs)
@@ -221,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (Path(args.data) / "manifest.json").is_file():
         raise SystemExit(f"error: no data set at {args.data} (make it: unitocom data make --preset tiny --out "
                          f"{args.data} --train-clips 12000 --train-speakers 96 --no-spoken-questions)")
+    commit, dirty = git_state(ROOT)  # what trained: the tree as the runs start (hours before the files)
     train(runs, args)
-    commit, dirty = git_state(ROOT)
     ck = Path(os.environ.get("UNITOCOM_CHECKPOINTS", ROOT / "checkpoints"))
     header = {"format": FORMAT,
               "command": shlex.join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
@@ -238,10 +242,10 @@ def main(argv: list[str] | None = None) -> int:
                       "held-out captions, ASR on the val speech; one training seed per run"}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pts = [p for name, arch, lr in runs for p in points(name, arch, lr, Path(args.run_root) / name)]
-    write_atomic(out / "lr-probe.json", json.dumps({"header": header, "points": pts}, indent=1) + "\n")
-    plot(runs, args, out / "lr-probe.png")
-    print(f"wrote {out / 'lr-probe.json'} and {out / 'lr-probe.png'}")
+    pts = [p for name, arch, lr in runs for p in points(name, arch, lr, Path(args.run_root) / name, args.stop_at)]
+    write_atomic(out / f"{args.name}.json", json.dumps({"header": header, "points": pts}, indent=1) + "\n")
+    plot(runs, args, out / f"{args.name}.png")
+    print(f"wrote {out / (args.name + '.json')} and {out / (args.name + '.png')}")
     return 0
 
 

@@ -30,7 +30,8 @@
 #                                         results/fig2-seed77.* (about 45 min on 2 cores)
 #   scripts/reproduce_results.sh lr-probe issue 12's learning-rate probe for the twice-wide MLLM: the first 2000
 #                                         of the recipe's 10000 steps at width 128 (2e-3) and 256 (1e-3, 5e-4),
-#                                         into results/lr-probe.* (about 1.2 h on 2 cores)
+#                                         into results/lr-probe.*, then two of them to step 4000 into
+#                                         results/lr-probe-4000.* (about 2 h on 2 cores)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -331,5 +332,8 @@ if [ "$what" = lr-probe ]; then
   [ -f data/tiny-speech96/manifest.json ] || $U data make --preset tiny --out data/tiny-speech96 \
     --train-clips 12000 --train-speakers 96 --no-spoken-questions
   .venv/bin/python scripts/lr_probe.py --out results
+  # the width-128 recipe and the better wide rate on to step 4000 (where the first wide attempt, at 2e-3, trailed)
+  .venv/bin/python scripts/lr_probe.py --runs "shipped=@2e-3;wide-5e-4=hidden=256,heads=8,intermediate=688@5e-4" \
+    --stop-at 4000 --name lr-probe-4000 --out results
   .venv/bin/python scripts/results_tables.py
 fi
