@@ -108,7 +108,7 @@ def parameters(run_dir: Path) -> int:
 
 
 def launch(cmd: list[str], log: Path, env: dict) -> subprocess.Popen:
-    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    return subprocess.Popen(cmd, stdout=log.open("a"), stderr=subprocess.STDOUT, env=env)  # a resumed run adds on
 
 
 def train(runs: list[tuple[str, str, str]], args) -> None:
