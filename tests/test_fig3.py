@@ -80,11 +80,11 @@ def test_train_mllm_image_tokens_names_the_run_and_the_installed_file(tmp_path, 
     from unitocom import cli
     calls = []
 
-    def fake_train(data, out, preset, objective, tc, command, image_tokens):
-        calls.append({"out": out, "image_tokens": image_tokens, "steps": tc.steps})
+    def fake_train(data, out, preset, objective, tc, command, image_tokens, stop_at=None):
+        calls.append({"out": out, "image_tokens": image_tokens, "steps": tc.steps, "stop_at": stop_at})
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "mllm.safetensors").write_bytes(b"weights")
-        return {"validation": {}, "image_tokens": image_tokens or 32}
+        return {} if stop_at else {"validation": {}, "image_tokens": image_tokens or 32}  # --stop-at: no checkpoint
 
     monkeypatch.setattr(mt, "train", fake_train)
     monkeypatch.chdir(tmp_path)
@@ -94,8 +94,11 @@ def test_train_mllm_image_tokens_names_the_run_and_the_installed_file(tmp_path, 
     (data / "CLEVR_v1.0").mkdir(parents=True)
     monkeypatch.setattr("unitocom.data.layouts.require_data", lambda d: Path(d))
     assert cli.main(["train", "mllm", "--data", str(data), "--steps", "3", "--image-tokens", "16", "--no-install"]) == 0
-    assert calls[-1] == {"out": "runs/mllm-sigma-genib-s16", "image_tokens": 16, "steps": 3}
+    assert calls[-1] == {"out": "runs/mllm-sigma-genib-s16", "image_tokens": 16, "steps": 3, "stop_at": None}
     assert not list((tmp_path / "ck").iterdir())
+    # a run stopped early installs nothing, even without --no-install
+    assert cli.main(["train", "mllm", "--data", str(data), "--steps", "3", "--stop-at", "2", "--image-tokens", "64"]) == 0
+    assert calls[-1]["stop_at"] == 2 and not list((tmp_path / "ck").iterdir())
     assert cli.main(["train", "mllm", "--data", str(data), "--steps", "3", "--image-tokens", "64"]) == 0
     assert (tmp_path / "ck" / "mllm-sigma-genib-s64.safetensors").read_bytes() == b"weights"
     assert cli.main(["train", "mllm", "--data", str(data), "--steps", "3", "--image-tokens", "32",
