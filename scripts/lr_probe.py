@@ -41,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from unitocom.data.make import dataset_checksum  # noqa: E402
 from unitocom.results import wilson  # noqa: E402
 from unitocom.train.provenance import file_sha256, git_state, write_atomic  # noqa: E402
 
@@ -232,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
               "command": shlex.join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
               "git_commit": commit, "git_dirty": dirty,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "data": args.data, "data_checksum": json.loads((Path(args.data) / "manifest.json").read_text())
-              .get("checksum"), "stop_at": args.stop_at, "steps": 10000,
+              "data": args.data, "data_checksum": dataset_checksum(args.data, use_manifest=True),
+              "stop_at": args.stop_at, "steps": 10000,
               "links_sha256": {f: file_sha256(ck / f) for f in LINKS if (ck / f).exists()},
               "runs": {name: {"arch": arch or "preset", "lr": float(lr), **sizes(arch),
                               "parameters": parameters(Path(args.run_root) / name),
