@@ -78,9 +78,10 @@ def test_train_mllm_image_tokens_names_the_run_and_the_installed_file(tmp_path, 
     """`unitocom train mllm --image-tokens N`: the train() call, the default run dir, the installed name."""
     import unitocom.mllm.train as mt
     from unitocom import cli
-    calls = []
+    calls, threads = [], []
 
     def fake_train(data, out, preset, objective, tc, command, image_tokens, stop_at=None):
+        threads.append(tc.threads)
         calls.append({"out": out, "image_tokens": image_tokens, "steps": tc.steps, "stop_at": stop_at})
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "mllm.safetensors").write_bytes(b"weights")
@@ -105,6 +106,13 @@ def test_train_mllm_image_tokens_names_the_run_and_the_installed_file(tmp_path, 
                      "--run-dir", "r32"]) == 0
     assert calls[-1]["image_tokens"] is None and calls[-1]["out"] == "r32"  # the preset's own: today's names
     assert (tmp_path / "ck" / "mllm-sigma-genib.safetensors").exists()
+    # --threads reaches the run's config (1 unless asked: the tiny width spins with more)
+    assert threads[-1] == 1
+    assert cli.main(["train", "mllm", "--data", str(data), "--steps", "3", "--threads", "2", "--no-install"]) == 0
+    assert threads[-1] == 2
+    n = len(calls)
+    assert cli.main(["train", "mllm", "--data", str(data), "--steps", "3", "--threads", "0"]) == 2
+    assert len(calls) == n  # refused before training
 
 
 # ---- the files, on synthetic numbers ------------------------------------------------------------------------

@@ -106,6 +106,10 @@ def add_train_command(sub) -> None:
                    help="start the backbone from a local Hugging Face Llama directory (config.json, "
                         "model.safetensors, tokenizer.json; nothing is downloaded): the MLLM takes its sizes and its "
                         "tokenizer and vocabulary, with the MLLM's special tokens appended to the embedding")
+    m.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="torch intra-op threads of the training loop on the CPU: 1 for the tiny width (more spin on a "
+                        "shared 2-core machine); a wider MLLM (--mllm-arch hidden=256) on otherwise idle cores gains "
+                        "from 2")
     m.add_argument("--log-every", type=int, default=0, metavar="N",
                    help="also log the step's losses every N steps in <run-dir>/log.jsonl (0: validations only)")
     m.add_argument("--stop-at", type=int, default=None, metavar="N",
@@ -197,6 +201,8 @@ def _cmd_mllm(args) -> int:
                  **dict(args.mllm_arch)}
         if sizes["hidden"] % sizes["heads"]:
             raise UserError(f"--mllm-arch: hidden {sizes['hidden']} does not divide by heads {sizes['heads']}")
+    if args.threads < 1:
+        raise UserError(f"--threads {args.threads}: at least 1")
     if args.stop_at is not None and args.stop_at < 1:
         raise UserError(f"--stop-at {args.stop_at}: a step of the schedule, 1 to --steps")
     if args.spoken_questions and not args.spoken:
@@ -219,7 +225,7 @@ def _cmd_mllm(args) -> int:
                      **({"task_weights": args.task_weights} if args.task_weights else
                         {"task_weights": (("vqa", 2), ("svqa", 2), ("t2i", 1), ("asr", 1))} if args.spoken else {}),
                      init_backbone=args.init_backbone, compute=compute_from_args(args), log_every=args.log_every,
-                     arch=args.mllm_arch or (), loss_scale=args.loss_scale or ())
+                     threads=args.threads, arch=args.mllm_arch or (), loss_scale=args.loss_scale or ())
     if tc.init and not Path(tc.init).exists():
         raise UserError(f"--init {tc.init}: no such MLLM checkpoint (train it first with `unitocom train mllm`)")
     if tc.init_backbone and not (Path(tc.init_backbone) / "config.json").is_file():
