@@ -32,6 +32,11 @@
 #                                         of the recipe's 10000 steps at width 128 (2e-3) and 256 (1e-3, 5e-4),
 #                                         into results/lr-probe.*, then two of them to step 4000 into
 #                                         results/lr-probe-4000.* (about 2 h on 2 cores)
+#   scripts/reproduce_results.sh wide     issue 12's twice-wide MLLM at its probed rate: lr-probe's wide-5e-4 run
+#                                         continued to the recipe's 10000 steps (both cores), then its head phase,
+#                                         against the shipped MLLM on the same test questions, utterances and
+#                                         captions: results/lr-probe-10000.* and results/ablation-wide*.* (about
+#                                         2.5 h on 2 cores after lr-probe; 4 h without it)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -335,5 +340,31 @@ if [ "$what" = lr-probe ]; then
   # the width-128 recipe and the better wide rate on to step 4000 (where the first wide attempt, at 2e-3, trailed)
   .venv/bin/python scripts/lr_probe.py --runs "shipped=@2e-3;wide-5e-4=hidden=256,heads=8,intermediate=688@5e-4" \
     --stop-at 4000 --name lr-probe-4000 --out results
+  .venv/bin/python scripts/results_tables.py
+fi
+
+if [ "$what" = wide ]; then
+  # The wide model of the lr-probe section to the recipe's end: its run dir resumes where the probe stopped (or
+  # starts afresh; a run resumed at other steps draws other batches after them), on both cores (--threads 2:
+  # 1.7 times one core's steps/s), then its head phase (8000 steps, as train all's).
+  [ -f data/tiny-speech96/manifest.json ] || $U data make --preset tiny --out data/tiny-speech96 \
+    --train-clips 12000 --train-speakers 96 --no-spoken-questions
+  WIDE_RUN=runs/lr-probe/wide-5e-4
+  .venv/bin/python scripts/lr_probe.py --runs "wide-5e-4=hidden=256,heads=8,intermediate=688@5e-4" \
+    --stop-at 10000 --jobs 1 --threads 2 --name lr-probe-10000 --out results
+  # the head phase beside the VQA and ASR scoring: neither reads the diffusion head, which is all the phase changes
+  (grep -qa head_steps $WIDE_RUN-head/mllm.safetensors 2>/dev/null || OMP_NUM_THREADS=1 $U train mllm-head \
+     --mllm $WIDE_RUN/mllm.safetensors --data data/tiny-speech96 --steps 8000 --run-dir $WIDE_RUN-head \
+     --no-install) &
+  head_pid=$!
+  W=(--mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm wide=$WIDE_RUN --reference shipped)
+  $U ablate --name ablation-wide "${W[@]}" --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 \
+     --out results --resume
+  $U ablate --task asr --name ablation-wide-asr "${W[@]}" --snr-db 0,5,20 --channel rayleigh --n-asr 150 \
+     --workers 8 --out results --resume
+  wait $head_pid
+  $U ablate --task t2i --name ablation-wide-t2i --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
+     --mllm wide=$WIDE_RUN-head --reference shipped --snr-db 20 --channel rayleigh --n-t2i 500 --workers 16 \
+     --out results --resume
   .venv/bin/python scripts/results_tables.py
 fi

@@ -32,7 +32,7 @@ def test_the_probe_runs_train_alls_recipe_with_the_stop_and_its_own_width_and_ra
     runs = probe.parse_runs(probe.DEFAULT_RUNS)
     assert [r[0] for r in runs] == ["shipped", "wide-1e-3", "wide-5e-4"]
     args = probe.argparse.Namespace(data=SPEECH_DATA[0], val_every=1000, stop_at=2000, log_every=50,
-                                    run_root="runs/lr-probe")
+                                    run_root="runs/lr-probe", threads=1)
     cmd = probe.command(*runs[0], args)
     # every option of the shipped recipe's training (not its head phase, which the probe does not reach)
     for opt in ("--objective", "--task-weights", "--steps", "--batch-size", "--loss-scale"):
@@ -41,7 +41,11 @@ def test_the_probe_runs_train_alls_recipe_with_the_stop_and_its_own_width_and_ra
     assert cmd[cmd.index("--lr") + 1] == "2e-3" and "--mllm-arch" not in cmd  # the preset's rate and sizes
     wide = probe.command(*runs[1], args)
     assert wide[wide.index("--mllm-arch") + 1] == probe.WIDE and wide[wide.index("--lr") + 1] == "1e-3"
-    assert wide[wide.index("--stop-at") + 1] == "2000"
+    assert wide[wide.index("--stop-at") + 1] == "2000" and "--threads" not in wide  # train mllm's default, 1
+    args.threads = 2
+    two = probe.command(*runs[1], args)
+    at = two.index("--threads")
+    assert two[at + 1] == "2" and two[:at] + two[at + 2:] == wide
     assert probe.sizes(probe.WIDE) == {"layers": 4, "hidden": 256} and probe.sizes("") == {"layers": 4, "hidden": 128}
     with pytest.raises(SystemExit):
         probe.parse_runs("wide=hidden=256")  # no @LR
