@@ -352,17 +352,16 @@ if [ "$what" = wide ]; then
   WIDE_RUN=runs/lr-probe/wide-5e-4
   .venv/bin/python scripts/lr_probe.py --runs "wide-5e-4=hidden=256,heads=8,intermediate=688@5e-4" \
     --stop-at 10000 --jobs 1 --threads 2 --name lr-probe-10000 --out results
-  # the head phase beside the VQA and ASR scoring: neither reads the diffusion head, which is all the phase changes
-  (grep -qa head_steps $WIDE_RUN-head/mllm.safetensors 2>/dev/null || OMP_NUM_THREADS=1 $U train mllm-head \
-     --mllm $WIDE_RUN/mllm.safetensors --data data/tiny-speech96 --steps 8000 --run-dir $WIDE_RUN-head \
-     --no-install) &
-  head_pid=$!
+  # VQA and ASR on the multitask run (neither reads the diffusion head, all that the head phase changes), then
+  # the head phase on both cores, then T2I
   W=(--mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm wide=$WIDE_RUN --reference shipped)
   $U ablate --name ablation-wide "${W[@]}" --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 \
      --out results --resume
   $U ablate --task asr --name ablation-wide-asr "${W[@]}" --snr-db 0,5,20 --channel rayleigh --n-asr 150 \
      --workers 8 --out results --resume
-  wait $head_pid
+  grep -qa head_steps $WIDE_RUN-head/mllm.safetensors 2>/dev/null || $U train mllm-head \
+     --mllm $WIDE_RUN/mllm.safetensors --data data/tiny-speech96 --steps 8000 --threads 2 \
+     --run-dir $WIDE_RUN-head --no-install
   $U ablate --task t2i --name ablation-wide-t2i --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
      --mllm wide=$WIDE_RUN-head --reference shipped --snr-db 20 --channel rayleigh --n-t2i 500 --workers 16 \
      --out results --resume

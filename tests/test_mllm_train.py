@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -250,6 +251,28 @@ def test_the_head_phase_keeps_the_manifests_history_of_the_mllm(tmp_path):
         {"mllm-x": {"history": "ran twice", "command": "old", "sha256": "0", "bytes": 1, "file": "mllm-x.safetensors"}}))
     assert _manifest_entry_of(tmp_path / "mllm-x.safetensors") == {"history": "ran twice", "command": "old"}
     assert _manifest_entry_of(tmp_path / "mllm-y.safetensors") == {}
+
+
+def test_train_mllm_head_threads_reach_the_phase_and_bad_ones_are_refused(tmp_path, monkeypatch):
+    """`train mllm-head --threads N`: the phase's config carries N (the cached states' forward pass and the head's
+    steps run on it); 0 is refused before anything is copied or trained."""
+    from unitocom import cli
+    from unitocom.mllm import cli as mcli
+    seen = []
+
+    def fake_phase(path, objective, data, run_dir, hc, head_command, images=None):
+        seen.append(hc.threads)
+        return {"head": {"steps": hc.steps}, "validation": {}}
+
+    monkeypatch.setattr(mcli, "head_phase", fake_phase)
+    monkeypatch.setattr("unitocom.data.layouts.require_data", lambda d: Path(d))
+    src = tmp_path / "mllm.safetensors"
+    src.write_bytes(b"weights")
+    base = ["train", "mllm-head", "--mllm", str(src), "--data", str(tmp_path), "--no-install", "--steps", "2"]
+    assert cli.main([*base, "--run-dir", str(tmp_path / "a")]) == 0 and seen == [1]
+    assert cli.main([*base, "--run-dir", str(tmp_path / "b"), "--threads", "2"]) == 0 and seen == [1, 2]
+    assert cli.main([*base, "--run-dir", str(tmp_path / "c"), "--threads", "0"]) == 2
+    assert seen == [1, 2] and not (tmp_path / "c").exists()
 
 
 def test_hidden_rows_gather_the_state_before_each_image_token_in_order_whatever_the_batch():

@@ -169,6 +169,8 @@ def add_train_command(sub) -> None:
     h.add_argument("--val-every", type=int, default=1000, help="held-out diffusion loss and a resumable state every N steps")
     h.add_argument("--images", type=int, default=None, metavar="N", help="the first N training pictures only")
     h.add_argument("--seed", type=int, default=0, help="draws of rows and noise")
+    h.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="torch intra-op threads on the CPU (the cached states' forward pass and the head's steps)")
     h.add_argument("--run-dir", default=None, help="default runs/mllm-<objective>-head")
     h.add_argument("--no-install", action="store_true", help="leave the result in the run dir only")
     h.set_defaults(func=_cmd_mllm_head)
@@ -244,7 +246,7 @@ def _cmd_mllm(args) -> int:
     if args.head_steps:
         from unitocom.mllm.head_train import HeadConfig
         meta = head_phase(run / "mllm.safetensors", args.objective, args.data, run / "head",
-                          HeadConfig(steps=args.head_steps, seed=args.seed,
+                          HeadConfig(steps=args.head_steps, seed=args.seed, threads=args.threads,
                                      device=compute_from_args(args).resolved().device), head_command=None)
     if not args.no_install:
         dst = mllm_path(args.objective, own, args.preset, resilient=args.resilient, spoken=args.spoken)
@@ -268,6 +270,8 @@ def head_phase(path: Path, objective: str, data: str, run_dir: Path, hc, head_co
     from unitocom.mllm import head_train
     from unitocom.mllm.checkpoint import load_links, load_mllm, save_mllm
     from unitocom.mllm.data import CaptionData
+    import torch
+    torch.set_num_threads(hc.threads)  # the cached states' forward pass too, not only the head's steps
     model, std, meta = load_mllm(path)
     objective = meta.get("objective") or objective
     cfg = config.load(meta.get("preset", "tiny"), image_tokens=int(meta.get("image_tokens") or 0) or None)
@@ -302,14 +306,15 @@ def _cmd_mllm_head(args) -> int:
     src = Path(args.mllm) if args.mllm else mllm_path(args.objective)
     if not src.is_file():
         raise UserError(f"{src}: no such MLLM checkpoint (train it first with `unitocom train mllm`)")
-    if args.steps < 1 or args.batch_size < 1:
-        raise UserError("--steps and --batch-size must be at least 1")
+    if args.steps < 1 or args.batch_size < 1 or args.threads < 1:
+        raise UserError("--steps, --batch-size and --threads must be at least 1")
     run = Path(args.run_dir or f"runs/mllm-{args.objective}-head")
     run.mkdir(parents=True, exist_ok=True)
     work = run / "mllm.safetensors"
     if not (run / "head_state.safetensors").exists():  # a fresh phase starts from the MLLM given
         shutil.copyfile(src, work)
-    hc = HeadConfig(steps=args.steps, batch=args.batch_size, lr=args.lr, val_every=args.val_every, seed=args.seed)
+    hc = HeadConfig(steps=args.steps, batch=args.batch_size, lr=args.lr, val_every=args.val_every, seed=args.seed,
+                    threads=args.threads)
     meta = head_phase(work, args.objective, args.data, run, hc, head_command=recorded_command(), images=args.images)
     if not args.no_install:
         dst = mllm_path(args.objective) if not args.mllm else src
