@@ -200,7 +200,8 @@ def plot(runs: list[tuple[str, str, str]], args, path: Path) -> None:
     axes[-1].set_yscale("log")
     axes[0].legend(fontsize=8)
     axes[-1].legend(fontsize=7)
-    fig.suptitle(f"the first {args.stop_at} steps of the 10000-step MLLM recipe, per width and peak learning rate")
+    span = "the" if args.stop_at >= 10000 else f"the first {args.stop_at} steps of the"
+    fig.suptitle(f"{span} 10000-step MLLM recipe, per width and peak learning rate")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -258,8 +258,10 @@ def lr_probe_block(fig: dict, source: str) -> str:
                      f"{num('asr_wer_20db', 3)} | {num('cap_lm_20db', 3)} | {num('steps_per_s', 2)} |")
     dirty = " (dirty tree)" if h.get("git_dirty") else ""
     n = max((p.get("val_vqa_n") or 0 for p in fig["points"]), default=0)
+    span = (f"the recipe's {h['steps']} steps, validated on the way" if h["stop_at"] >= h["steps"] else
+            f"the first {h['stop_at']} of the recipe's {h['steps']} steps (`train mllm --stop-at`)")
     return "\n".join(lines) + (
-        f"\n\nEach run is the first {h['stop_at']} of the recipe's {h['steps']} steps (`train mllm --stop-at`); VQA "
+        f"\n\nEach run is {span}; VQA "
         f"on {n} val questions over Rayleigh (Wilson 95 %), the rest one number each on fixed val items; one training "
         f"seed per run. From `{source}` (commit {str(h.get('git_commit'))[:10]}{dirty}, {h.get('date')}): "
         f"`{h['command']}`.\n")

@@ -89,6 +89,8 @@ def test_runs_at_the_stop_step_are_read_not_retrained_and_the_table_shows_them(p
     row = [line for line in text.splitlines() if line.startswith("| wide | 4 x 256") and "| 4 |" in line]
     assert len(row) == 1 and "0.62 [" in row[0] and "| 0.300 |" in row[0]
     assert "first 4 of the recipe's 10000 steps" in text
+    whole = {**fig, "header": {**h, "stop_at": 10000}}  # a run taken to the recipe's end is not a probe's beginning
+    assert "the recipe's 10000 steps, validated on the way" in tables.lr_probe_block(whole, "r.json")
     # a probe at an earlier step reads the same runs up to there only, into files of its own name
     assert probe.main(["--runs", "narrow=@2e-3", "--stop-at", "2", "--data", str(data), "--name", "early",
                        "--run-root", str(tmp_path / "runs"), "--out", str(out)]) == 0
