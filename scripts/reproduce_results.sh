@@ -35,7 +35,8 @@
 #   scripts/reproduce_results.sh wide     issue 12's twice-wide MLLM at its probed rate: lr-probe's wide-5e-4 run
 #                                         continued to the recipe's 10000 steps (both cores), then its head phase,
 #                                         against the shipped MLLM on the same test questions, utterances and
-#                                         captions: results/lr-probe-10000.* and results/ablation-wide*.* (about
+#                                         captions, and on the fresh section's set (seed 77):
+#                                         results/lr-probe-10000.* and results/ablation-wide*.* (about
 #                                         2 h on 2 cores after lr-probe: 86 min of training, 13 of head phase, 20
 #                                         of scoring; 3 h without it)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
@@ -366,5 +367,13 @@ if [ "$what" = wide ]; then
   $U ablate --task t2i --name ablation-wide-t2i --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
      --mllm wide=$WIDE_RUN-head --reference shipped --snr-db 20 --channel rayleigh --n-t2i 500 --workers 16 \
      --out results --resume
+  # the same two on the fresh section's set (seed 77, drawn after every checkpoint; no speech there): all 1000 of
+  # its test questions, all 200 of its test captions that name a (colour, shape) pair
+  [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
+  $U ablate --name ablation-wide-seed77 --data data/tiny-seed77 "${W[@]}" --snr-db 0,20 --channel rayleigh \
+     --n-vqa 1000 --workers 8 --out results --resume
+  $U ablate --task t2i --name ablation-wide-seed77-t2i --data data/tiny-seed77 \
+     --mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm wide=$WIDE_RUN-head --reference shipped \
+     --snr-db 20 --channel rayleigh --n-t2i 300 --workers 16 --out results --resume
   .venv/bin/python scripts/results_tables.py
 fi
