@@ -37,7 +37,7 @@
 #                                         against the shipped MLLM on the same test questions, utterances and
 #                                         captions, and on the fresh section's set (seed 77):
 #                                         results/lr-probe-10000.* and results/ablation-wide*.* (about
-#                                         2 h on 2 cores after lr-probe: 86 min of training, 13 of head phase, 20
+#                                         2 h on 2 cores after lr-probe: 89 min of training, 13 of head phase, 20
 #                                         of scoring; 3 h without it)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
