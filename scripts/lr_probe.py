@@ -53,6 +53,7 @@ DEFAULT_RUNS = f"shipped=@2e-3;wide-1e-3={WIDE}@1e-3;wide-5e-4={WIDE}@5e-4"
 # train all's MLLM recipe (unitocom/train/retrain.py), less the head phase and the install
 RECIPE = ["--objective", "sigma-genib", "--task-weights", "vqa=2,t2i=1,asr=1,cap=1", "--steps", "10000",
           "--batch-size", "64", "--snr-db=-5:25", "--loss-scale", "t2i=8"]
+STEPS = int(RECIPE[RECIPE.index("--steps") + 1])  # the schedule every probe is the beginning of
 LINKS = ("image-sigma-genib-s32.safetensors", "audio-sigma-genib-s32.safetensors", "text-bpe.json")
 TASKS = ("vqa", "t2i", "asr", "cap")
 
@@ -200,8 +201,8 @@ def plot(runs: list[tuple[str, str, str]], args, path: Path) -> None:
     axes[-1].set_yscale("log")
     axes[0].legend(fontsize=8)
     axes[-1].legend(fontsize=7)
-    span = "the" if args.stop_at >= 10000 else f"the first {args.stop_at} steps of the"
-    fig.suptitle(f"{span} 10000-step MLLM recipe, per width and peak learning rate")
+    span = "the" if args.stop_at >= STEPS else f"the first {args.stop_at} steps of the"
+    fig.suptitle(f"{span} {STEPS}-step MLLM recipe, per width and peak learning rate")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
               "git_commit": commit, "git_dirty": dirty,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "data": args.data, "data_checksum": dataset_checksum(args.data, use_manifest=True),
-              "stop_at": args.stop_at, "steps": 10000,
+              "stop_at": args.stop_at, "steps": STEPS,
               "links_sha256": {f: file_sha256(ck / f) for f in LINKS if (ck / f).exists()},
               "runs": {name: {"arch": arch or "preset", "lr": float(lr), **sizes(arch),
                               "parameters": parameters(Path(args.run_root) / name),
