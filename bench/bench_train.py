@@ -144,4 +144,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    rc = main()
+    dist.leave(rc)  # several ranks under torchrun: end without ~ProcessGroupGloo (see unitocom.train.dist.finish)
+    sys.exit(rc)
