@@ -109,6 +109,15 @@ def test_the_plan_is_the_next_recipe_at_every_scale_on_its_own_speech(tmp_path, 
             assert "vqa=2,t2i=1,asr=1,cap=1" in " ".join(steps[name].args), (scale, name)
             assert "--loss-scale t2i=8" in " ".join(steps[name].args), (scale, name)
         assert "vqa=2,svqa=2,t2i=1,asr=1,cap=1" in " ".join(steps["mllm-sigma-genib-spoken"].args)
+        for name in ("mllm-sigma-genib", "mllm-vae"):  # twice the preset's width at its probed rate, both alike
+            a = " ".join(steps[name].args)
+            assert "--mllm-arch hidden=256,heads=8,intermediate=688" in a and "--lr 5e-4" in a, (scale, name)
+        for name in ("mllm-sigma-genib-resilient", "mllm-sigma-genib-spoken"):  # the base's width, half its rate
+            a = " ".join(steps[name].args)
+            assert "--mllm-arch" not in a and "--lr 2.5e-4" in a, (scale, name)
+        threads = {n for n, s in steps.items() if "--threads" in s.args}
+        assert threads == ({"mllm-sigma-genib", "mllm-vae", "mllm-sigma-genib-resilient", "mllm-sigma-genib-spoken"}
+                           if scale == "cpu" else set()), scale
         speech = {n for n, s in steps.items() if s.speech}
         assert speech == {"mllm-sigma-genib", "mllm-vae", "mllm-sigma-genib-resilient", "mllm-sigma-genib-spoken",
                           "semcom-asr"}, scale
