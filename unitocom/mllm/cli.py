@@ -111,7 +111,8 @@ def add_train_command(sub) -> None:
                         "shared 2-core machine); a wider MLLM (--mllm-arch hidden=256) on otherwise idle cores gains "
                         "from 2")
     m.add_argument("--log-every", type=int, default=0, metavar="N",
-                   help="also log the step's losses every N steps in <run-dir>/log.jsonl (0: validations only)")
+                   help="also log the losses every N steps in <run-dir>/log.jsonl: each task's latest step since the "
+                        "last records (0: validations only)")
     m.add_argument("--stop-at", type=int, default=None, metavar="N",
                    help="train only to step N of the --steps schedule (its learning rates are the full run's), "
                         "validate, save the run state in <run-dir> and exit without a checkpoint; the same command "

@@ -57,7 +57,8 @@ class TrainConfig:
     # Issue 17: VQA with a spoken question ("svqa" in task_weights) reads the spoken questions of this folder
     # (`unitocom data spoken-questions`); None: no spoken questions (the task is left out of the mix).
     spoken_questions: str | None = None
-    log_every: int = 0  # >0: a {"step", "task", "loss", ...} record in log.jsonl every so many steps (rank 0)
+    log_every: int = 0  # >0: every so many steps, a {"step", "task", "loss", ...} record in log.jsonl of each task's
+    # latest step since the last ones (rank 0)
     # MLLM architecture other than the preset's ((field of MLLMConfig, value), ...: hidden, layers, heads,
     # intermediate, head_width, head_depth, projector_depth, question_first), for ablations; (): the preset's.
     # The checkpoint's config records it.
@@ -329,6 +330,7 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
     model.train()
     bar = scaffold.progress(tc.steps, initial=start, desc="mllm", enabled=d.main)
     running: dict[str, float] = {}
+    pending: dict[str, dict] = {}  # per task, its latest step's losses not yet in log.jsonl
     metrics, wall_s = None, None
     seg_t0, seg_start = time.time(), start  # training throughput between validations (validation not counted)
     end = tc.steps if stop_at is None else min(stop_at, tc.steps)
@@ -352,8 +354,13 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
             running[key] = 0.9 * running.get(key, v) + 0.1 * v
         bar.update(1)
         bar.set_postfix({k: f"{v:.3f}" for k, v in running.items() if k.endswith("_loss")})
+        pending[task] = {"step": step + 1, "task": task, **{k: round(v, 7) for k, v in values.items()}}
         if d.main and tc.log_every and (step + 1) % tc.log_every == 0:
-            log.write({"step": step + 1, "task": task, **{k: round(v, 7) for k, v in values.items()}})
+            # each task's latest step since the last record: with a cycle of 5 tasks and records every 50 steps,
+            # the record's own step alone would always be the same task's
+            for r in sorted(pending.values(), key=lambda r: r["step"]):
+                log.write(r)
+            pending.clear()
         if (step + 1) % tc.val_every == 0 or step + 1 == end:
             steps_per_s = (step + 1 - seg_start) / max(time.time() - seg_t0, 1e-9)
             if sharded:  # every rank takes part in gathering the shards; rank 0 validates the whole copy
