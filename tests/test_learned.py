@@ -267,6 +267,7 @@ def test_a_noiseless_symbol_is_read_at_the_top_of_the_training_range():
     y = np.array([1 + 1j, 0.5, 0], np.complex64)
     z, sinr = learned.equalize(y, np.array([1, 1, 0], np.complex64), 0.0)
     np.testing.assert_allclose(z[:2], y[:2], rtol=1e-6)
+    assert z[2] == 0  # not 0/0's NaN, which R would turn into NaN tokens
     assert list(sinr) == [learned.CLEAN_SNR_DB, learned.CLEAN_SNR_DB, learned.SNR_DB_CLAMP[0]]
     _, sinr = learned.equalize(y, np.ones(3, np.complex64), 1e-7)  # 70 dB: the clamp as before
     assert sinr.max() == learned.SNR_DB_CLAMP[1]

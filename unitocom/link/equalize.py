@@ -65,8 +65,11 @@ def mmse_biased(y: np.ndarray, h: np.ndarray, noise_var: float, est_error_var: f
     y, h, n0 = _inputs(y, h, noise_var)
     n_eff = n0 + est_error_var * POWER_P
     h2 = (h.real.astype(np.float64) ** 2 + h.imag.astype(np.float64) ** 2)
-    z = (np.conj(h) * y / (h2 + n_eff / POWER_P)).astype(np.complex64)
-    mse = (POWER_P * n_eff / (h2 * POWER_P + n_eff)) if n_eff > 0 else np.zeros_like(h2)
+    den = h2 + n_eff / POWER_P
+    # a zero gain on a noiseless channel (the upper bound's N0 = 0 beside an erased symbol) is 0/0: nothing
+    # arrived, so the estimate is the prior mean 0 with the prior's MSE P, the limit of N0 -> 0 at h = 0
+    z = np.where(den > 0, np.conj(h) * y / np.where(den > 0, den, 1.0), 0.0).astype(np.complex64)
+    mse = (POWER_P * n_eff / (h2 * POWER_P + n_eff)) if n_eff > 0 else np.where(h2 > 0, 0.0, POWER_P)
     return z, np.asarray(mse, dtype=np.float32)
 
 
