@@ -134,7 +134,8 @@ def fit_audio(wave: np.ndarray, rate_hz: int, target_hz: int) -> tuple[np.ndarra
 @torch.no_grad()
 def images_to_tokens(m: TokenLink, images: np.ndarray) -> torch.Tensor:
     """F_alpha: uint8 [B, S, S, 3] at the model's size -> the tokens mu [B, S_v, d] (mu is what is sent)."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    x = torch.as_tensor(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).float() / 255.0  # a writable copy: a
+    # read-only array (a decoded payload's buffer) would otherwise be shared with a tensor torch may write
     mu, _ = m.tokenize(x)
     return mu
 
