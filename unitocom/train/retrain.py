@@ -96,8 +96,7 @@ def plan(scale: str = "cpu") -> list[Step]:
     # train all runs one step at a time: on the CPU an MLLM step takes both cores (1.8x one core's steps/s)
     threads = ["--threads", "2"] if scale == "cpu" else []
     for obj in ("sigma-genib", "vae"):
-        # Issue 12: twice the preset's width (4 x 256, 4.7M parameters) at the peak rate lr_probe.py found for it
-        # (results/lr-probe*.json); both schemes alike, so Fig. 2's pair keeps one recipe and one budget. Then the
+        # Both schemes alike (MLLM_ARCH at MLLM_LR), so Fig. 2's pair keeps one recipe and one budget. Then the
         # diffusion head alone on the frozen model's hidden states (`train mllm-head`): the same 8000 steps at
         # every scale but smoke, since it trains a small MLP on cached rows (seconds on a GPU).
         steps.append(Step(f"mllm-{obj}", ["train", "mllm", "--objective", obj, "--steps", str(n["mllm"]),
