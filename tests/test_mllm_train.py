@@ -314,6 +314,32 @@ def test_an_architecture_other_than_the_presets_is_trained_recorded_and_loaded(s
     assert saved["train_config"]["arch"] == [["hidden", 48], ["heads", 3], ["layers", 1], ["question_first", True]]
 
 
+def test_a_warm_start_continues_the_architecture_and_weights_it_starts_from(small_world):
+    """--init (and --resilient, --spoken, which warm start from the installed MLLM): the fine-tune is built with
+    its source's architecture, not the preset's, and starts from every one of its weights; a model the weights do
+    not fit is refused, never silently trained from scratch."""
+    from unitocom.mllm.checkpoint import load_mllm
+    from unitocom.mllm.train import TrainConfig, train, warm_start_state
+    d, links = small_world
+    arch = (("hidden", 48), ("heads", 3), ("layers", 1), ("intermediate", 96))
+    train(str(d / "data"), str(d / "wide-src"), links=links, resume=False,
+          tc=TrainConfig(steps=2, batch=4, val_every=2, val_n=2, task_weights=(("vqa", 1),), arch=arch))
+    src = d / "wide-src/mllm.safetensors"
+    # lr 0: the fine-tune's weights are those it started from
+    train(str(d / "data"), str(d / "wide-ft"), links=links, resume=False,
+          tc=TrainConfig(steps=1, batch=4, val_every=1, val_n=2, lr=0.0, task_weights=(("vqa", 1),),
+                         init=str(src), token_dropout=True))
+    source, _, _ = load_mllm(src)
+    tuned, _, _ = load_mllm(d / "wide-ft/mllm.safetensors")
+    assert (tuned.cfg.hidden, tuned.cfg.heads, tuned.cfg.layers, tuned.cfg.intermediate) == (48, 3, 1, 96)
+    assert tuned.cfg.lost_token and not source.cfg.lost_token
+    theirs, ours = source.state_dict(), tuned.state_dict()
+    assert set(theirs) < set(ours)  # the lost-token embeddings are new
+    assert all(torch.equal(theirs[k], ours[k]) for k in theirs)
+    with pytest.raises(ValueError, match="another shape"):
+        warm_start_state(str(src), _model(tuned.cfg.vocab))
+
+
 def test_mllm_arch_is_parsed_and_bad_values_refused():
     import argparse
 

@@ -82,6 +82,16 @@ def save_mllm(model: MLLM, std: Standardizer, path: str | Path, meta: dict) -> N
                                           "meta": json.dumps(meta)})
 
 
+def mllm_config(path: str | Path) -> MLLMConfig:
+    """The architecture an MLLM checkpoint was trained with, read from its header alone."""
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a {FORMAT} checkpoint")
+    return MLLMConfig(**json.loads(meta["config"]))
+
+
 def load_mllm(path: str | Path) -> tuple[MLLM, Standardizer, dict]:
     from safetensors import safe_open
     from safetensors.torch import load_file

@@ -81,14 +81,20 @@ def lr_at(step: int, tc: TrainConfig) -> float:
 
 
 def warm_start_state(path: str, model: MLLM) -> dict:
-    """`model`'s state dict with every tensor the MLLM at `path` has (same shapes) copied in."""
+    """`model`'s state dict with every tensor the MLLM at `path` has copied in; the model's own new parameters
+    (a resilient fine-tune's lost-token embeddings) keep their fresh values. A tensor of another shape is an error:
+    skipping it would start that part of the model afresh without a word (a wide MLLM's fine-tune built at the
+    preset's width once trained from scratch this way)."""
     from unitocom.mllm.checkpoint import load_mllm
     src, _, _ = load_mllm(path)
     state = model.state_dict()
     theirs = src.state_dict()
-    for k, v in theirs.items():
-        if k in state and state[k].shape == v.shape:
-            state[k] = v
+    clash = [f"{k} {tuple(v.shape)} -> {tuple(state[k].shape)}" for k, v in theirs.items()
+             if k in state and state[k].shape != v.shape]
+    if clash:
+        raise ValueError(f"--init {path}: {len(clash)} of its tensors have another shape in this run's model "
+                         f"({', '.join(clash[:3])}{', ...' if len(clash) > 3 else ''})")
+    state.update({k: v for k, v in theirs.items() if k in state})
     return state
 
 
@@ -262,7 +268,11 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
     val_data.image_std = train_data.image_std
     say(f"tokens ready in {time.time() - t0:.0f} s: train {train_data.counts()}, val {val_data.counts()}")
     mcfg = MLLMConfig.from_preset(cfg.preset, vocab=len(vocab))
-    if tc.init_backbone:
+    if tc.init:
+        # a warm start continues the architecture it was trained with (a fine-tune of a wide MLLM is wide)
+        from unitocom.mllm.checkpoint import mllm_config
+        mcfg = dataclasses.replace(mllm_config(tc.init), vocab=len(vocab))
+    elif tc.init_backbone:
         from unitocom.mllm.model import config_from_hf
         mcfg = config_from_hf(tc.init_backbone, mcfg, len(vocab))
     if tc.arch:
