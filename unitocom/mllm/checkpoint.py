@@ -82,23 +82,24 @@ def save_mllm(model: MLLM, std: Standardizer, path: str | Path, meta: dict) -> N
                                           "meta": json.dumps(meta)})
 
 
-def mllm_config(path: str | Path) -> MLLMConfig:
-    """The architecture an MLLM checkpoint was trained with, read from its header alone."""
+def _header(path: str | Path) -> dict:
+    """An MLLM checkpoint's safetensors metadata (its config and meta as JSON strings), format checked."""
     from safetensors import safe_open
     with safe_open(str(path), framework="pt") as f:
         meta = dict(f.metadata() or {})
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not a {FORMAT} checkpoint")
-    return MLLMConfig(**json.loads(meta["config"]))
+    return meta
+
+
+def mllm_config(path: str | Path) -> MLLMConfig:
+    """The architecture an MLLM checkpoint was trained with, read from its header alone."""
+    return MLLMConfig(**json.loads(_header(path)["config"]))
 
 
 def load_mllm(path: str | Path) -> tuple[MLLM, Standardizer, dict]:
-    from safetensors import safe_open
     from safetensors.torch import load_file
-    with safe_open(str(path), framework="pt") as f:
-        meta = dict(f.metadata() or {})
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a {FORMAT} checkpoint")
+    meta = _header(path)
     state = load_file(str(path))
     std = Standardizer(state.pop("image_std.mean"), state.pop("image_std.std"))
     model = MLLM(MLLMConfig(**json.loads(meta["config"])))
