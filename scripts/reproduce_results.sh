@@ -61,6 +61,9 @@ previous_mllm() {
     { echo "error: $PREVIOUS.tmp is not the previous MLLM (sha256 9c1b8e74adad898c...)" >&2; exit 1; }
   mv "$PREVIOUS.tmp" "$PREVIOUS"
 }
+# The 4 x 128 MLLM `train all` shipped after `previous`, until the twice-wide set replaced it: the results files
+# measured it as `shipped`; `narrow` carries its points by hash (ablate's NAME=sha256:PREFIX, read with --resume).
+NARROW=sha256:257a54b234d95971
 
 if [ "$what" = link ] || [ "$what" = all ]; then
   $U link ber --modulation qam16 --channel rayleigh --snr-db 0:25:5 --bits 400000
@@ -184,7 +187,7 @@ if [ "$what" = ablation ]; then
     $U train mllm --objective sigma-genib --task-weights vqa=1 --steps 8000 --batch-size 64 --val-every 1000 \
       --snr-db=-5:25 --no-install --run-dir runs/ablation/vqa-only-8000
   fi
-  $U ablate --mllm previous="$PREVIOUS" --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
+  $U ablate --mllm previous="$PREVIOUS" --mllm narrow=$NARROW --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
      --mllm vqa-only=runs/ablation/vqa-only \
      --mllm vqa-only-wide=runs/ablation/vqa-only-wide --mllm vqa-only-mlp-projector=runs/ablation/vqa-only-mlp-projector \
      --mllm vqa-only-question-first=runs/ablation/vqa-only-question-first \
@@ -300,10 +303,11 @@ if [ "$what" = next ]; then
   (t2i_only; finetune t2i/ft-t2i-x8 --loss-scale t2i=8
    next next-t2i-4000 --task-weights vqa=2,t2i=2,asr=1,cap=1 --steps 12000)
   wait
-  # `shipped` is next-t2i-x8's recipe as `train all` trained and shipped it: the same recipe, another run
-  NEXT=(--mllm previous="$PREVIOUS" --mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm next=runs/next/head
+  # `narrow` is next-t2i-x8's recipe as `train all` trained and shipped it (until the wide set): the same recipe,
+  # another run
+  NEXT=(--mllm previous="$PREVIOUS" --mllm narrow=$NARROW --mllm next=runs/next/head
         --mllm next-t2i-x8=runs/next-t2i-x8/head --mllm next-t2i-4000=runs/next-t2i-4000/head)
-  NEXT_REF="previous,next:next-t2i-x8+next-t2i-4000,next-t2i-x8:shipped"  # the shipped run against its twin
+  NEXT_REF="previous,next:next-t2i-x8+next-t2i-4000,next-t2i-x8:narrow"  # the shipped run against its twin
   $U ablate --name ablation-next "${NEXT[@]}" --reference "$NEXT_REF" \
      --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 --out results --resume
   $U ablate --task asr --name ablation-next-asr "${NEXT[@]}" --reference "$NEXT_REF" \
@@ -314,7 +318,7 @@ if [ "$what" = next ]; then
      --mllm finetuned=runs/asr/ft-base --mllm finetuned-t2i-x8=runs/t2i/ft-t2i-x8 \
      --mllm t2i-only-before-head=runs/ablation/t2i-only-before-head --mllm t2i-only=runs/ablation/t2i-only \
      --mllm t2i-only-8000=runs/ablation/t2i-only-8000 \
-     --reference "previous,next-t2i-x8:shipped,$FT_REF,$T2I_REF" \
+     --reference "previous,next-t2i-x8:narrow,$FT_REF,$T2I_REF" \
      --snr-db 20 --channel rayleigh --n-t2i 500 --workers 16 --out results --resume
   $U ablate --name ablation-t2i-vqa --mllm finetuned=runs/asr/ft-base --mllm finetuned-t2i-x8=runs/t2i/ft-t2i-x8 \
      --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 --out results --resume
@@ -356,7 +360,8 @@ if [ "$what" = wide ]; then
     --stop-at 10000 --jobs 1 --threads 2 --name lr-probe-10000 --out results
   # VQA and ASR on the multitask run (neither reads the diffusion head, all that the head phase changes), then
   # the head phase on both cores, then T2I
-  W=(--mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm wide=$WIDE_RUN --reference shipped)
+  # against the 4 x 128 MLLM it replaced (`narrow`); the shipped mllm-sigma-genib is $WIDE_RUN-head's file
+  W=(--mllm narrow=$NARROW --mllm wide=$WIDE_RUN --reference narrow)
   $U ablate --name ablation-wide "${W[@]}" --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 \
      --out results --resume
   $U ablate --task asr --name ablation-wide-asr "${W[@]}" --snr-db 0,5,20 --channel rayleigh --n-asr 150 \
@@ -364,8 +369,8 @@ if [ "$what" = wide ]; then
   grep -qa head_steps $WIDE_RUN-head/mllm.safetensors 2>/dev/null || $U train mllm-head \
      --mllm $WIDE_RUN/mllm.safetensors --data data/tiny-speech96 --steps 8000 --threads 2 \
      --run-dir $WIDE_RUN-head --no-install
-  $U ablate --task t2i --name ablation-wide-t2i --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
-     --mllm wide=$WIDE_RUN-head --reference shipped --snr-db 20 --channel rayleigh --n-t2i 500 --workers 16 \
+  $U ablate --task t2i --name ablation-wide-t2i --mllm narrow=$NARROW \
+     --mllm wide=$WIDE_RUN-head --reference narrow --snr-db 20 --channel rayleigh --n-t2i 500 --workers 16 \
      --out results --resume
   # the same two on the fresh section's set (seed 77, drawn after every checkpoint; no speech there): all 1000 of
   # its test questions, all 200 of its test captions that name a (colour, shape) pair
@@ -373,7 +378,7 @@ if [ "$what" = wide ]; then
   $U ablate --name ablation-wide-seed77 --data data/tiny-seed77 "${W[@]}" --snr-db 0,20 --channel rayleigh \
      --n-vqa 1000 --workers 8 --out results --resume
   $U ablate --task t2i --name ablation-wide-seed77-t2i --data data/tiny-seed77 \
-     --mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm wide=$WIDE_RUN-head --reference shipped \
+     --mllm narrow=$NARROW --mllm wide=$WIDE_RUN-head --reference narrow \
      --snr-db 20 --channel rayleigh --n-t2i 300 --workers 16 --out results --resume
   .venv/bin/python scripts/results_tables.py
 fi

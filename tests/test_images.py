@@ -261,7 +261,7 @@ def test_images_that_load_checkpoints_carry_them_and_say_where(tmp_path, name):
 @pytest.mark.parametrize("name", sorted(NO_CHECKPOINTS))
 def test_channel_and_gateway_images_need_no_checkpoints(name):
     """The channel applies the channel model and the gateway relays HTTP: neither loads a checkpoint, so their
-    images stay 43 MB smaller (the testbed test below runs the channel image, without checkpoints, on a
+    images stay 108 MB smaller (the testbed test below runs the channel image, without checkpoints, on a
     learned-scheme request)."""
     img = parse_image(ROOT / NO_CHECKPOINTS[name])
     assert not [srcs for _, srcs, _ in img.copies if "checkpoints" in srcs]
