@@ -9,6 +9,7 @@ import pytest
 
 from unitocom import ablation
 from unitocom.errors import UserError
+from unitocom.mllm.checkpoint import mllm_config
 from unitocom.schemes.learned import checkpoint_dir
 
 SHIPPED = checkpoint_dir() / "mllm-sigma-genib.safetensors"
@@ -113,10 +114,12 @@ def test_ablate_scores_each_mllm_on_the_same_questions_and_writes_the_files(tmp_
     assert res["paired"] == [dict(res["paired"][0], difference=0.0)] and not res["paired"][0]["separates"]
     doc = json.loads((tmp_path / "ablation.json").read_text())
     assert doc["header"]["mllms"]["a"]["sha256"] == doc["header"]["mllms"]["b"]["sha256"]
-    assert doc["header"]["mllms"]["a"]["sizes"]["hidden"] == 128 and doc["header"]["links_sha256"]
+    # the sizes the header records are the checkpoint's own (its header), whatever the preset's width
+    assert doc["header"]["mllms"]["a"]["sizes"]["hidden"] == mllm_config(SHIPPED).hidden
+    assert doc["header"]["links_sha256"]
     assert (tmp_path / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = ablation.table(doc, "results/ablation.json")
-    assert "| a | 4 x 128" in text and "| b |" in text and "| b - a | +0.000" in text
+    assert f"| a | 4 x {mllm_config(SHIPPED).hidden}" in text and "| b |" in text and "| b - a | +0.000" in text
     again = ablation.run(_args(tmp_path, heldout_data, f"a={SHIPPED}", resume=True), ["ablate"])
     assert again["points"] == [a]  # kept, not measured again (same file, same questions)
 
