@@ -307,7 +307,7 @@ if [ "$what" = next ]; then
   # another run
   NEXT=(--mllm previous="$PREVIOUS" --mllm narrow=$NARROW --mllm next=runs/next/head
         --mllm next-t2i-x8=runs/next-t2i-x8/head --mllm next-t2i-4000=runs/next-t2i-4000/head)
-  NEXT_REF="previous,next:next-t2i-x8+next-t2i-4000,next-t2i-x8:narrow"  # the shipped run against its twin
+  NEXT_REF="previous,next:next-t2i-x8+next-t2i-4000,next-t2i-x8:narrow"  # the narrow run against its twin
   $U ablate --name ablation-next "${NEXT[@]}" --reference "$NEXT_REF" \
      --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 --out results --resume
   $U ablate --task asr --name ablation-next-asr "${NEXT[@]}" --reference "$NEXT_REF" \

@@ -115,11 +115,11 @@ def test_ablate_scores_each_mllm_on_the_same_questions_and_writes_the_files(tmp_
     doc = json.loads((tmp_path / "ablation.json").read_text())
     assert doc["header"]["mllms"]["a"]["sha256"] == doc["header"]["mllms"]["b"]["sha256"]
     # the sizes the header records are the checkpoint's own (its header), whatever the preset's width
-    assert doc["header"]["mllms"]["a"]["sizes"]["hidden"] == mllm_config(SHIPPED).hidden
-    assert doc["header"]["links_sha256"]
+    hidden = mllm_config(SHIPPED).hidden
+    assert doc["header"]["mllms"]["a"]["sizes"]["hidden"] == hidden and doc["header"]["links_sha256"]
     assert (tmp_path / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = ablation.table(doc, "results/ablation.json")
-    assert f"| a | 4 x {mllm_config(SHIPPED).hidden}" in text and "| b |" in text and "| b - a | +0.000" in text
+    assert f"| a | 4 x {hidden}" in text and "| b |" in text and "| b - a | +0.000" in text
     again = ablation.run(_args(tmp_path, heldout_data, f"a={SHIPPED}", resume=True), ["ablate"])
     assert again["points"] == [a]  # kept, not measured again (same file, same questions)
 
