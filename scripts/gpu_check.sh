@@ -100,10 +100,12 @@ step "6. the three services, $SPRESET preset (placeholder weights), base station
 CK="$OUT/placeholder-checkpoints-$SPRESET"
 "$PYTHON" scripts/random_checkpoints.py --preset "$SPRESET" --out "$CK"
 RUN="$OUT/run-$SPRESET"
-PORT=${SERVE_BASE_PORT:-50651}
+# Six free ports the kernel picks (gRPC, then /metrics): a fixed block in the ephemeral range can be held by
+# some connection's client end (it was, once, in CI: the channel could not bind its /metrics port).
+PORT=${SERVE_BASE_PORT:-$("$PYTHON" -m unitocom.ports 6)}
 export UNITOCOM_CHECKPOINTS="$CK"
 "$PYTHON" -m unitocom.cli up --preset "$SPRESET" --run-dir "$RUN" --base-port "$PORT" \
-  --metrics-base-port $((PORT + 100)) --timeout 900 --extra-args basestation="--device $SDEV"
+  --metrics-base-port $((PORT + 3)) --timeout 900 --extra-args basestation="--device $SDEV"
 trap '"$PYTHON" -m unitocom.cli down --run-dir "$RUN" >/dev/null 2>&1 || true' EXIT
 "$PYTHON" bench/bench_load.py --target "127.0.0.1:$PORT" --schemes unitocom --mix vqa=1,t2i=1,asr=1 --clients 4 \
   --duration "$SECS" --timeout 120 --json "$OUT/serve-$SPRESET-$SDEV.json"

@@ -80,21 +80,8 @@ def free_ports(n: int) -> list[int]:
 
 def free_consecutive(n: int) -> int:
     """A base port b such that b .. b+n-1 are all free on loopback now."""
-    for _ in range(50):
-        base = free_ports(1)[0]
-        if base + n > 65535:
-            continue
-        ok = True
-        for p in range(base, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError(f"no {n} consecutive free ports")
+    from unitocom import ports
+    return ports.free_block(n)
 
 
 TEST_MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # small, so that the oversize test sends only a few MB

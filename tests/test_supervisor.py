@@ -167,3 +167,22 @@ def test_cli_up_fails_clearly_and_down_reports_nothing(tmp_path):
     assert r.returncode == 0 and "stopped: nothing was running" in r.stdout
     assert json.loads(subprocess.run([sys.executable, "-m", "unitocom.cli", "status", "--json", *run],
                                      capture_output=True, text=True, timeout=60).stdout) == {"services": []}
+
+
+def test_up_says_which_port_is_taken_before_starting_anything(tmp_path):
+    """A port held by another process (here a listening socket) is named at once, not found by the service
+    exiting five times during start-up (what a CI run once saw when a fixed port was some connection's end)."""
+    import socket
+
+    from unitocom import ports
+    cfg = _cfg()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", cfg.metrics_base_port + 1))  # the channel's /metrics port
+        holder.listen()
+        assert ports.taken([cfg.channel_port, cfg.metrics_base_port + 1]) == [cfg.metrics_base_port + 1]
+        with pytest.raises(RuntimeError, match=rf"port in use on 127.0.0.1: {cfg.metrics_base_port + 1} "
+                                               r"\(channel /metrics\)"):
+            launcher.up(cfg, "tiny", tmp_path, timeout_s=30, echo=lambda *_: None, services=["channel"])
+    assert not (tmp_path / "state.json").exists() and not (tmp_path / "logs").exists()  # nothing was started
+    base = ports.free_block(4)
+    assert ports.taken(range(base, base + 4)) == []

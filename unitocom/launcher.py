@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 
-from unitocom import client
+from unitocom import client, ports
 from unitocom.config import Config
 from unitocom.procs import alive, stop as stop_process, terminate
 from unitocom.supervisor import RESTART_DIR, Policy, exit_text, health_tls, read_state, write_state
@@ -131,6 +131,13 @@ def up(cfg: Config, preset: str, d: pathlib.Path, timeout_s: float = 120.0, echo
     unknown |= set(services) - set(ORDER)
     if unknown:
         raise ValueError(f"unknown services {sorted(unknown)}; expected {list(ORDER)} (extra_args also: 'all')")
+    busy = [f"{port} ({name} {what})" for name in ORDER if name in services
+            for what, port in (("gRPC", cfg.address(name).port), ("/metrics", cfg.address(name).metrics_port))
+            if ports.taken([port], cfg.host)]
+    if busy:  # said now, not as a service that exits five times during start-up
+        raise RuntimeError(f"port{'s' if len(busy) > 1 else ''} in use on {cfg.host}: {', '.join(busy)}; stop what "
+                           "holds them or start on others (`unitocom up --base-port B --metrics-base-port M`; "
+                           "`python -m unitocom.ports 3` prints a free block)")
     policy = policy or Policy()
     logs = d / "logs"
     logs.mkdir(exist_ok=True)
