@@ -153,6 +153,77 @@ def test_stop_at_trains_the_full_schedules_first_steps_and_leaves_a_run_to_resum
     assert [json.loads(line)["step"] for line in (probe / "log.jsonl").read_text().splitlines()] == [3, 6]
 
 
+def test_a_token_cache_trains_the_model_the_data_set_trains(small_world):
+    """`train token-cache` then `train mllm --data <cache>` (a GPU machine without the data set): the same examples,
+    the same weights and validation as from the data set itself, the data set's checksum in the checkpoint; a
+    cache refuses links other than those its means were made with."""
+    from safetensors.torch import load_file
+
+    from unitocom.mllm import token_cache
+    from unitocom.mllm.checkpoint import load_links
+    from unitocom.mllm.data import TaskData
+    from unitocom.mllm.train import TrainConfig, train
+    d, links = small_world
+    cache = d / "cache"
+    meta = token_cache.make(d / "data", cache, ["sigma-genib"], links={"sigma-genib": links}, log=lambda *_: None)
+    assert token_cache.is_cache(cache) and not token_cache.is_cache(d / "data")
+    assert sorted(p.name for p in (cache / "links").iterdir()) == ["aud.safetensors", "bpe.json", "img.safetensors"]
+    img, aud, fe, vocab, _ = load_links(config.load("tiny"), links)
+    want = TaskData(d / "data", "val", img, aud, fe, vocab, 32)
+    got = token_cache.load_split(cache, "sigma-genib", "val", img, aud, vocab)
+    assert torch.equal(got.clevr_mu, want.clevr_mu) and torch.equal(got.coco_mu, want.coco_mu)
+    assert got.questions == want.questions and got.families == want.families and got.captions == want.captions
+    assert len(got.speech) == len(want.speech) > 0
+    assert all(torch.equal(a, b) and s == t for (a, s), (b, t) in zip(got.speech, want.speech))
+    assert torch.equal(got.image_std.mean, want.image_std.mean) and got.counts() == want.counts()
+    tc = TrainConfig(steps=4, batch=4, lr=3e-3, warmup=1, val_every=2, val_n=4)
+    from_data = train(str(d / "data"), str(d / "from-data"), links=links, tc=tc, resume=False)
+    from_cache = train(str(cache), str(d / "from-cache"), tc=tc, resume=False)  # its own links, by default
+    assert from_cache["validation"] == from_data["validation"]
+    assert from_cache["data_checksum"] == from_data["data_checksum"] == meta["data_checksum"]
+    assert from_cache["links"] == from_data["links"]
+    a, b = (load_file(str(d / run / "mllm.safetensors")) for run in ("from-data", "from-cache"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    other = dict(links, image=str(d / "other-img.safetensors"))
+    from unitocom.models import token_link
+    from unitocom.models.token_link import LinkSpec, TokenLink
+    torch.manual_seed(1)
+    token_link.save(TokenLink(LinkSpec.from_config(config.load("tiny"), "image", "sigma-genib")), other["image"])
+    with pytest.raises(ValueError, match="means were made with image link img.safetensors"):
+        train(str(cache), str(d / "other"), links=other, tc=tc, resume=False)
+    with pytest.raises(ValueError, match="not vae's"):
+        token_cache.links_of(cache, "vae")
+
+
+def test_an_int8_token_cache_is_a_quarter_of_the_size_and_40_db_under_the_means(small_world):
+    from unitocom.mllm import token_cache
+    from unitocom.mllm.checkpoint import load_links
+    from unitocom.mllm.train import TrainConfig, train
+    d, links = small_world
+    exact, small = d / "cache-f32", d / "cache-i8"
+    for folder, values in ((exact, "float32"), (small, "int8")):
+        token_cache.make(d / "data", folder, ["sigma-genib"], links={"sigma-genib": links}, values=values,
+                         log=lambda *_: None)
+    size = lambda f: (f / "sigma-genib-train.safetensors").stat().st_size  # noqa: E731
+    assert size(small) < 0.32 * size(exact)
+    meta = token_cache.read_meta(small)
+    assert meta["values"] == "int8" and min(meta["objectives"]["sigma-genib"]["sqnr_db"].values()) > 38
+    img, aud, _, vocab, _ = load_links(config.load("tiny"), links)
+    a = token_cache.load_split(exact, "sigma-genib", "train", img, aud, vocab)
+    b = token_cache.load_split(small, "sigma-genib", "train", img, aud, vocab)
+    assert b.clevr_mu.dtype == torch.float32 and token_cache.sqnr_db(a.clevr_mu, b.clevr_mu) > 38
+    assert not torch.equal(a.clevr_mu, b.clevr_mu) and b.questions == a.questions
+    assert torch.equal(b.coco_mu, b.clevr_mu)  # stored once: the synthetic set's captioned pictures are its scenes
+    assert all(token_cache.sqnr_db(x, y) > 38 for (x, _), (y, _) in zip(a.speech, b.speech))
+    # one row's quantization error is at most half a step of its own scale
+    q = token_cache.quantize(a.clevr_mu)
+    step = q["scale"].float()
+    assert ((token_cache.dequantize(q["q"], q["scale"]) - a.clevr_mu).abs() <= 0.5 * step + 1e-6).all()
+    meta = train(str(small), str(d / "from-int8"), tc=TrainConfig(steps=2, batch=4, val_every=2, val_n=2),
+                 resume=False)
+    assert meta["token_cache"]["values"] == "int8" and meta["token_cache"]["sqnr_db"]["train"] > 38
+
+
 def _prompted(m, v):
     from unitocom.mllm import tasks
     torch.manual_seed(1)

@@ -139,3 +139,28 @@ def test_the_plan_is_the_next_recipe_at_every_scale_on_its_own_speech(tmp_path, 
                     log=lines.append)
     assert sum("data make" in ln for ln in lines) == 1 and "--train-clips" not in lines[0]
     assert all("--data d " in ln for ln in lines[1:])
+
+
+def test_mllm_steps_and_workers_reach_the_base_mllms_alone_and_a_token_cache_serves_them_alone(tmp_path):
+    """`train all --mllm-steps N --workers W` (a GPU's measured rate, its batch-drawing processes): the two base
+    MLLMs take N steps validated every N/10 and draw with W workers; the fine-tunes keep theirs. A token cache given
+    as the speech data serves `train mllm` steps and is never 'made'; other steps refuse it."""
+    steps = {s.name: s for s in retrain.plan("gpu", mllm_steps=3000)}
+    for name in ("mllm-sigma-genib", "mllm-vae"):
+        a = " ".join(steps[name].args)
+        assert "--steps 3000 " in a and "--val-every 300 " in a
+    assert "--steps 1500 " in " ".join(steps["mllm-sigma-genib-resilient"].args)
+    with pytest.raises(ValueError, match="mllm_steps"):
+        retrain.plan("gpu", mllm_steps=0)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "token-cache.json").write_text("{}")
+    lines: list[str] = []
+    retrain.run_all(tmp_path / "out", "gpu", None, only=["mllm-vae", "mllm-sigma-genib-resilient"], dry_run=True,
+                    log=lines.append, speech_data=str(cache), mllm_steps=3000, workers=8)
+    assert not any("data make" in ln for ln in lines)
+    assert f"--data {cache} " in lines[0] and "--steps 3000 " in lines[0] and lines[0].endswith("--workers 8")
+    assert "--steps 1500 " in lines[1] and lines[1].endswith("--workers 8")  # a resilient fine-tune reads it too
+    with pytest.raises(ValueError, match="semcom-asr read the data set itself"):
+        retrain.run_all(tmp_path / "out", "gpu", None, only=["semcom-asr"], dry_run=True, log=lambda s: None,
+                        speech_data=str(cache))

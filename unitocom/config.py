@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # Power constraint P of eq. (1): (1/N) E|z|^2 <= P. Every transmitter normalises to exactly P,
 # and SNR in dB is Es/N0 = P / N0, so the channel draws complex noise of variance N0 = P / 10^(snr_db/10).
@@ -297,6 +299,11 @@ class Config:
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
+
+
+def checkpoint_dir() -> Path:
+    """Where the committed checkpoints are read and installed: checkpoints/, or $UNITOCOM_CHECKPOINTS."""
+    return Path(os.environ.get("UNITOCOM_CHECKPOINTS", Path(__file__).resolve().parents[1] / "checkpoints"))
 
 
 def preset_checkpoint(name: str, preset: str) -> str:

@@ -16,7 +16,7 @@ import urllib.request
 import numpy as np
 from PIL import Image
 
-from unitocom import client, config, launcher
+from unitocom import config
 
 TEXT = "Tokens are the units that large models compute with, and the units a wireless network should carry."
 SPEECH = "the large red square is left of the blue circle"
@@ -108,6 +108,7 @@ def summary_sheet(scene_png: bytes, results: dict, path: pathlib.Path, scale: in
 
 
 def run(preset: str = "tiny", out_dir: str = "out/demo", base_port: int = 50051, metrics_base_port: int = 9101) -> int:
+    from unitocom import client, launcher  # here: the CLI's other commands (training) need no gRPC
     from unitocom.report import format_result
     cfg = config.load(preset).replace(transmitter_port=base_port, channel_port=base_port + 1,
                                       basestation_port=base_port + 2, metrics_base_port=metrics_base_port)

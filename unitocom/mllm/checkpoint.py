@@ -17,7 +17,7 @@ def default_links(preset: str, objective: str = "sigma-genib", image_tokens: int
     tokenizers of one objective at the preset's token counts (`image_tokens`: another S_v), and the shipped
     byte-level BPE."""
     from unitocom.config import load
-    from unitocom.schemes.learned import checkpoint_dir
+    from unitocom.config import checkpoint_dir
     p = load(preset, image_tokens=image_tokens).preset
     d = checkpoint_dir()
     return {"image": str(d / f"{preset_checkpoint(f'image-{objective}-s{p.image_tokens}', preset)}.safetensors"),
@@ -32,7 +32,7 @@ def mllm_path(objective: str = "sigma-genib", image_tokens: int | None = None, p
     the preset's image token count; `mllm-<objective>-s<N>.safetensors` for one trained on `image_tokens` = N
     other than the preset's (Fig. 3: pass None for the preset's own); `-resilient` appended for the one trained
     with token dropout (issue 16), `-spoken` for the one trained with spoken questions in its mix (issue 17)."""
-    from unitocom.schemes.learned import checkpoint_dir
+    from unitocom.config import checkpoint_dir
     name = f"mllm-{objective}" if image_tokens is None else f"mllm-{objective}-s{image_tokens}"
     name += "-resilient" if resilient else ""
     name += "-spoken" if spoken else ""

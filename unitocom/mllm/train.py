@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from unitocom import config
-from unitocom.mllm import sequences as seq
+from unitocom.mllm import sequences as seq, token_cache
 from unitocom.mllm.checkpoint import load_links, save_mllm
 from unitocom.mllm.data import Standardizer, TaskData
 from unitocom.mllm.model import MLLM, MLLMConfig
@@ -253,18 +253,31 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
     out = Path(out_dir)
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
+    cached = token_cache.is_cache(data_dir)
+    if cached:  # the tokenizers its means were made with, unless given (then they must be the same files)
+        links = {**token_cache.links_of(data_dir, objective), **(links or {})}
     if tc.init_backbone:
         links = backbone_vocab(tc.init_backbone, links)
     image_link, audio_link, frontend, vocab, link_paths = load_links(cfg, links, objective)
+    if cached:
+        token_cache.check_links(data_dir, objective, link_paths)
     if tc.init_backbone:
         from unitocom.mllm.model import hf_config
         vocab = seq.Vocab(vocab.bpe, base=max(vocab.base, hf_config(tc.init_backbone).vocab_size), bare=True)
     t0 = time.time()
     sq = tc.spoken_questions
-    train_data = TaskData(data_dir, "train", image_link, audio_link, frontend, vocab, cfg.preset.image_size_px, limit,
-                          spoken_dir=sq)
-    val_data = TaskData(data_dir, "val", image_link, audio_link, frontend, vocab, cfg.preset.image_size_px,
-                        None if limit is None else max(64, limit // 8), spoken_dir=sq)
+    val_limit = None if limit is None else max(64, limit // 8)
+    if cached:
+        if sq:
+            raise ValueError(f"{data_dir} is a token cache, which keeps no spoken questions: train --spoken on the "
+                             "data set itself")
+        train_data = token_cache.load_split(data_dir, objective, "train", image_link, audio_link, vocab, limit)
+        val_data = token_cache.load_split(data_dir, objective, "val", image_link, audio_link, vocab, val_limit)
+    else:
+        train_data = TaskData(data_dir, "train", image_link, audio_link, frontend, vocab, cfg.preset.image_size_px,
+                              limit, spoken_dir=sq)
+        val_data = TaskData(data_dir, "val", image_link, audio_link, frontend, vocab, cfg.preset.image_size_px,
+                            val_limit, spoken_dir=sq)
     val_data.image_std = train_data.image_std
     say(f"tokens ready in {time.time() - t0:.0f} s: train {train_data.counts()}, val {val_data.counts()}")
     mcfg = MLLMConfig.from_preset(cfg.preset, vocab=len(vocab))
@@ -405,7 +418,6 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
         return {}
     if metrics is None:  # resumed a run that had already finished: its last validation is in the log
         metrics, wall_s = final_validation(log_path, start)  # the state's step (tc.steps, or past it)
-    from unitocom.data.make import dataset_checksum
     final = replica if sharded else model
     if sharded and replica is not None and start >= tc.steps:  # nothing trained here: the state is the result
         replica.load_state_dict(scaffold.read_state(found)[1])
@@ -413,8 +425,13 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
     meta = {"command": command, "train_config": train_config, "preset": preset, "objective": objective,
             "image_tokens": int(image_link.spec.tokens),
             "links": {k: Path(v).name for k, v in link_paths.items()}, "seed": tc.seed,
-            "data_checksum": dataset_checksum(data_dir), "parameters": sum(p.numel() for p in final.parameters()),
+            "data_checksum": token_cache.read_meta(data_dir)["data_checksum"] if cached else _checksum(data_dir),
+            "parameters": sum(p.numel() for p in final.parameters()),
             "wall_s": round(wall_s if wall_s is not None else time.time() - t0, 1), "validation": metrics}
+    if cached:  # what it read in place of the data set (int8 means: their quantization noise)
+        cm = token_cache.read_meta(data_dir)
+        meta["token_cache"] = {"values": cm.get("values", "float32"),
+                               **{k: v for k, v in cm["objectives"][objective].items() if k == "sqnr_db"}}
     if tc.spoken_questions:
         from unitocom.data.spoken import folder_checksum
         # of the splits it read (a test split added later leaves this as it was)
@@ -429,6 +446,11 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
     save_mllm(final.cpu(), train_data.image_std, ckpt, meta)
     dist.finish(d)
     return meta
+
+
+def _checksum(data_dir: str) -> str:
+    from unitocom.data.make import dataset_checksum  # here: it brings the data set's tools (a token cache needs none)
+    return dataset_checksum(data_dir)
 
 
 def final_validation(log_path: Path, steps: int) -> tuple[dict, float]:

@@ -17,18 +17,17 @@ for audio `num_samples` (the resampled clip's length), which the receiver uses t
 from __future__ import annotations
 
 import io
-import os
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 from PIL import Image
 
-from unitocom.config import POWER_P, Config, preset_checkpoint
+from unitocom.config import POWER_P, Config, checkpoint_dir, preset_checkpoint  # noqa: F401 (checkpoint_dir: its
+# home was here, and callers still import it from here)
 from unitocom.link.equalize import mmse_biased
 from unitocom.messages import LinkSettings, Modality, ModalityOutput, StreamHeader
 from unitocom.models.channel_torch import SNR_DB_CLAMP
@@ -44,10 +43,6 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")  # checkpoint names: never a pa
 _lock = threading.Lock()
 _cache: dict[str, TokenLink] = {}
 _bpe_cache: dict[str, object] = {}
-
-
-def checkpoint_dir() -> Path:
-    return Path(os.environ.get("UNITOCOM_CHECKPOINTS", Path(__file__).resolve().parents[2] / "checkpoints"))
 
 
 def checkpoint_name(scheme: Scheme, modality: Modality, cfg: Config, tokens: int | None = None,
@@ -229,6 +224,7 @@ def _segments(ids: list[int], size: int) -> dict:
 
 def _wav_bytes(wave: np.ndarray, rate_hz: int) -> bytes:
     buf = io.BytesIO()
+    import soundfile as sf  # here: training reads checkpoint_dir from this module and no sound file
     sf.write(buf, wave, rate_hz, format="WAV", subtype="PCM_16")
     return buf.getvalue()
 

@@ -35,7 +35,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     from unitocom.config import PRESETS
     p = subparsers.add_parser("train", help="train the learned parts: tokenizers with their coding-modulation, the MLLM, the "
                                                 "scene checker, or all of them in order")
-    sub = p.add_subparsers(dest="train_command", metavar="{tokenizer,mllm,mllm-head,checker,semcom,semcom-eval,resilient,all}")
+    sub = p.add_subparsers(dest="train_command", metavar="{tokenizer,mllm,mllm-head,token-cache,checker,semcom,semcom-eval,resilient,all}")
     sub.required = True
     t = sub.add_parser(
         "tokenizer", help="Algorithm 1: tokenizer + adaptive coding-modulation + de-tokenizer, channel in the loop",
@@ -116,6 +116,12 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                         "--train-speakers 96: ten times the preset's training speech)")
     a.add_argument("--only", nargs="+", default=None, metavar="NAME", help="just these checkpoints, in this order")
     a.add_argument("--device", default=None, help="cuda to train on a GPU (default: the CPU)")
+    a.add_argument("--mllm-steps", type=int, default=None, metavar="N",
+                   help="the base MLLMs' steps instead of the scale's (10000 cpu, 2500 gpu): a longer run, or what "
+                        "a GPU's measured rate fits in its time (scripts/gpu_retrain.sh)")
+    a.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="processes that draw the MLLMs' batches ahead (`train mllm --workers`; another random "
+                        "stream than 0's): on a GPU, where drawing in the loop would idle it")
     a.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     a.add_argument("--install", action="store_true", help="afterwards, copy OUT's checkpoints into checkpoints/")
     a.set_defaults(func=_all)
@@ -124,10 +130,10 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
 
 def _all(args) -> int:
     from unitocom.train.retrain import install, run_all
-    from unitocom.schemes.learned import checkpoint_dir
+    from unitocom.config import checkpoint_dir
     try:
         run_all(args.out, args.scale, args.data, args.only, args.device, args.dry_run,
-                speech_data=args.speech_data)
+                speech_data=args.speech_data, mllm_steps=args.mllm_steps, workers=args.workers)
     except (RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

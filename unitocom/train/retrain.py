@@ -66,16 +66,21 @@ MLLM_LR = "5e-4"
 FINETUNE_LR = "2.5e-4"
 
 
-def plan(scale: str = "cpu") -> list[Step]:
-    """Every committed checkpoint, in the order they depend on each other."""
+def plan(scale: str = "cpu", mllm_steps: int | None = None) -> list[Step]:
+    """Every committed checkpoint, in the order they depend on each other. mllm_steps: the two base MLLMs' steps
+    other than the scale's (validated a tenth of the way, as at every scale)."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
+    if mllm_steps is not None and mllm_steps < 1:
+        raise ValueError(f"mllm_steps must be at least 1, got {mllm_steps}")
     # (image steps, token-length fine-tune steps, audio steps, text steps, checker steps, MLLM steps, its head
     # phase's steps, batches)
     n = {"cpu": dict(image=3500, length=800, audio=1500, text=600, checker=3000, mllm=10000, head=8000, tb=64, mb=64),
          # untested on a GPU so far (no device lent yet): sized from CPU step times to fit about 10 minutes
          "gpu": dict(image=2000, length=500, audio=800, text=400, checker=1000, mllm=2500, head=8000, tb=256, mb=256),
          "smoke": dict(image=2, length=2, audio=2, text=2, checker=2, mllm=2, head=2, tb=8, mb=8)}[scale]
+    if mllm_steps is not None:
+        n = {**n, "mllm": mllm_steps}
     lr_img = {"cpu": 2e-3, "gpu": 3e-3, "smoke": 2e-3}[scale]
     val = ["--val-every", str(max(2, n["image"] // 7))] if scale != "smoke" else ["--val-every", "1000"]
     steps: list[Step] = []
@@ -150,11 +155,12 @@ def _where(step: Step, out: Path) -> list[str]:
 
 def run_all(out: str | Path, scale: str = "cpu", data: str | None = None, only: list[str] | None = None,
             device: str | None = None, dry_run: bool = False, log=print,
-            speech_data: str | None = None) -> list[str]:
+            speech_data: str | None = None, mllm_steps: int | None = None, workers: int = 0) -> list[str]:
     """Run the plan into `out`; returns the names trained this time. Raises RuntimeError on a failed step.
     data: the data set of every step (default: SCENE_DATA, and SPEECH_DATA for the steps that read speech);
     speech_data: that of the speech steps (default: `data` when given, else SPEECH_DATA). Each is made first when
-    missing (the defaults with their recipe, another folder as the preset's)."""
+    missing (the defaults with their recipe, another folder as the preset's). mllm_steps: `plan`'s; workers: the
+    MLLM steps' batch-drawing processes (`train mllm --workers`)."""
     out = Path(out)
     speech_data = speech_data or data or SPEECH_DATA[0]
     data = data or SCENE_DATA[0]
@@ -165,17 +171,22 @@ def run_all(out: str | Path, scale: str = "cpu", data: str | None = None, only: 
     shipped = Path(__file__).resolve().parents[2] / "checkpoints" / "text-bpe.json"
     if not bpe.exists() and shipped.exists():  # the BPE is data, not weights: every text model shares it
         shutil.copyfile(shipped, bpe)
-    by_name = {s.name: s for s in plan(scale)}
+    by_name = {s.name: s for s in plan(scale, mllm_steps)}
     unknown = [n for n in only or [] if n not in by_name]
     if unknown:
         raise ValueError(f"unknown checkpoint(s) {', '.join(unknown)}; the plan has {', '.join(by_name)}")
     # --only runs in the order given (a long step can go first while its inputs are ready); else the plan's order
     steps = [by_name[n] for n in only] if only else list(by_name.values())
     todo = [s for s in steps if not (out / f"{s.name}.safetensors").exists()]
+    from unitocom.mllm.token_cache import is_cache
+    uncached = [s.name for s in todo if s.args[:2] != ["train", "mllm"] and is_cache(speech_data if s.speech else data)]
+    if uncached:
+        raise ValueError(f"{', '.join(uncached)} read the data set itself; a token cache serves the `train mllm` "
+                         "steps alone (--only mllm-sigma-genib mllm-vae, say)")
     for folder, recipe in dict(((speech_data, SPEECH_DATA), (data, SCENE_DATA))).items():
         if not any((speech_data if s.speech else data) == folder for s in todo):
             continue
-        if not (Path(folder) / "manifest.json").exists():
+        if not (Path(folder) / "manifest.json").exists() and not is_cache(folder):
             extra = recipe[1] if folder == recipe[0] else []
             cmd = [sys.executable, "-m", "unitocom.cli", "data", "make", "--preset", "tiny", "--out", folder,
                    "--quiet", *extra]
@@ -195,6 +206,8 @@ def run_all(out: str | Path, scale: str = "cpu", data: str | None = None, only: 
         args = step.args + ["--data", speech_data if step.speech else data] + _where(step, out)
         if device and step.args[:2] in (["train", "tokenizer"], ["train", "mllm"]):
             args += ["--device", device]
+        if workers and step.args[:2] == ["train", "mllm"]:
+            args += ["--workers", str(workers)]
         cmd = [sys.executable, "-m", "unitocom.cli"] + args
         log(f"[{i}/{len(steps)}] {step.name}: unitocom {shlex.join(args)}")
         if dry_run:
