@@ -39,6 +39,11 @@
 #                                         results/lr-probe-10000.* and results/ablation-wide*.* (about
 #                                         2 h on 2 cores after lr-probe: 89 min of training, 13 of head phase, 20
 #                                         of scoring; 3 h without it)
+#   scripts/reproduce_results.sh steps    issue 12's 'more steps at this width': the shipped MLLM warm-started for
+#                                         4000 more steps of its recipe at half its rate, against itself on the
+#                                         test questions and utterances and the fresh set's questions, into
+#                                         results/ablation-steps*.* (about 70 min of training on 2 cores, 15 of
+#                                         scoring)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -380,5 +385,26 @@ if [ "$what" = wide ]; then
   $U ablate --task t2i --name ablation-wide-seed77-t2i --data data/tiny-seed77 \
      --mllm narrow=$NARROW --mllm wide=$WIDE_RUN-head --reference narrow \
      --snr-db 20 --channel rayleigh --n-t2i 300 --workers 16 --out results --resume
+  .venv/bin/python scripts/results_tables.py
+fi
+
+if [ "$what" = steps ]; then
+  # More steps at the shipped width: a second cosine of 4000 steps from the shipped MLLM, at the fine-tunes' rate
+  # (2.5e-4, half the first), with its own draws (--seed 1); no head phase (T2I is not scored here). Both cores.
+  [ -f data/tiny-speech96/manifest.json ] || $U data make --preset tiny --out data/tiny-speech96 \
+    --train-clips 12000 --train-speakers 96 --no-spoken-questions
+  RUN=runs/continue-4000
+  [ -f $RUN/mllm.safetensors ] || $U train mllm --objective sigma-genib \
+    --init checkpoints/mllm-sigma-genib.safetensors --steps 4000 --batch-size 64 --lr 2.5e-4 --snr-db=-5:25 \
+    --task-weights vqa=2,t2i=1,asr=1,cap=1 --loss-scale t2i=8 --data data/tiny-speech96 --val-every 1000 \
+    --log-every 50 --threads 2 --seed 1 --no-install --run-dir $RUN
+  S=(--mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm continued-4000=$RUN --reference shipped)
+  $U ablate --name ablation-steps "${S[@]}" --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 \
+     --out results --resume
+  [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
+  $U ablate --name ablation-steps-seed77 --data data/tiny-seed77 "${S[@]}" --snr-db 0,20 --channel rayleigh \
+     --n-vqa 1000 --workers 8 --out results --resume
+  $U ablate --task asr --name ablation-steps-asr "${S[@]}" --snr-db 0,5,20 --channel rayleigh --n-asr 150 \
+     --workers 8 --out results --resume
   .venv/bin/python scripts/results_tables.py
 fi
