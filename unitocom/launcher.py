@@ -131,9 +131,9 @@ def up(cfg: Config, preset: str, d: pathlib.Path, timeout_s: float = 120.0, echo
     unknown |= set(services) - set(ORDER)
     if unknown:
         raise ValueError(f"unknown services {sorted(unknown)}; expected {list(ORDER)} (extra_args also: 'all')")
-    busy = [f"{port} ({name} {what})" for name in ORDER if name in services
-            for what, port in (("gRPC", cfg.address(name).port), ("/metrics", cfg.address(name).metrics_port))
-            if ports.taken([port], cfg.host)]
+    addrs = [cfg.address(n) for n in ORDER if n in services]
+    wanted = {**{a.port: f"{a.name} gRPC" for a in addrs}, **{a.metrics_port: f"{a.name} /metrics" for a in addrs}}
+    busy = [f"{port} ({wanted[port]})" for port in ports.taken(wanted, cfg.host)]
     if busy:  # said now, not as a service that exits five times during start-up
         raise RuntimeError(f"port{'s' if len(busy) > 1 else ''} in use on {cfg.host}: {', '.join(busy)}; stop what "
                            "holds them or start on others (`unitocom up --base-port B --metrics-base-port M`; "

@@ -16,8 +16,7 @@ def default_links(preset: str, objective: str = "sigma-genib", image_tokens: int
     """The committed links an MLLM reads with (`checkpoints/`, or $UNITOCOM_CHECKPOINTS): the image and audio
     tokenizers of one objective at the preset's token counts (`image_tokens`: another S_v), and the shipped
     byte-level BPE."""
-    from unitocom.config import load
-    from unitocom.config import checkpoint_dir
+    from unitocom.config import checkpoint_dir, load
     p = load(preset, image_tokens=image_tokens).preset
     d = checkpoint_dir()
     return {"image": str(d / f"{preset_checkpoint(f'image-{objective}-s{p.image_tokens}', preset)}.safetensors"),

@@ -20,7 +20,6 @@ transfer limit; `save_split`).
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 
 from unitocom.mllm import sequences as seq
 from unitocom.mllm.data import CaptionData, Standardizer, TaskData
+from unitocom.train.provenance import file_sha256
 
 FORMAT = "unitocom-token-cache/1"
 META = "token-cache.json"
@@ -45,14 +45,6 @@ def read_meta(path: str | Path) -> dict:
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: a token cache of format {meta.get('format')!r}; this version reads {FORMAT!r}")
     return meta
-
-
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _ragged(items: list[torch.Tensor], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,7 +168,7 @@ def check_links(folder: str | Path, objective: str, paths: dict[str, str]) -> No
     """ValueError unless the links at `paths` are byte for byte those the cache's means were made with."""
     made = read_meta(folder)["objectives"][objective]["links"]
     for k, v in made.items():
-        if k in paths and sha256(paths[k]) != v["sha256"]:
+        if k in paths and file_sha256(paths[k]) != v["sha256"]:
             raise ValueError(f"{folder}: its {objective} means were made with {k} link {v['file']} "
                              f"(sha256 {v['sha256'][:12]}), not with {paths[k]}; remake the cache or train with "
                              "the links it keeps (the default when --data is a cache)")
@@ -204,7 +196,7 @@ def make(data_dir: str | Path, out: str | Path, objectives: list[str], preset: s
         for k, p in paths.items():
             if p and Path(p).exists():
                 shutil.copyfile(p, out / "links" / Path(p).name)
-                kept[k] = {"file": Path(p).name, "sha256": sha256(p)}
+                kept[k] = {"file": Path(p).name, "sha256": file_sha256(p)}
         for split in SPLITS:
             data = TaskData(data_dir, split, image_link, audio_link, frontend, vocab, cfg.preset.image_size_px)
             sqnr[split] = save_split(data, out, objective, split, values)

@@ -422,16 +422,16 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
     if sharded and replica is not None and start >= tc.steps:  # nothing trained here: the state is the result
         replica.load_state_dict(scaffold.read_state(found)[1])
     train_config = dataclasses.asdict(tc)
+    cache_meta = token_cache.read_meta(data_dir) if cached else None
     meta = {"command": command, "train_config": train_config, "preset": preset, "objective": objective,
             "image_tokens": int(image_link.spec.tokens),
             "links": {k: Path(v).name for k, v in link_paths.items()}, "seed": tc.seed,
-            "data_checksum": token_cache.read_meta(data_dir)["data_checksum"] if cached else _checksum(data_dir),
+            "data_checksum": cache_meta["data_checksum"] if cached else _checksum(data_dir),
             "parameters": sum(p.numel() for p in final.parameters()),
             "wall_s": round(wall_s if wall_s is not None else time.time() - t0, 1), "validation": metrics}
     if cached:  # what it read in place of the data set (int8 means: their quantization noise)
-        cm = token_cache.read_meta(data_dir)
-        meta["token_cache"] = {"values": cm.get("values", "float32"),
-                               **{k: v for k, v in cm["objectives"][objective].items() if k == "sqnr_db"}}
+        meta["token_cache"] = {"values": cache_meta.get("values", "float32"),
+                               **{k: v for k, v in cache_meta["objectives"][objective].items() if k == "sqnr_db"}}
     if tc.spoken_questions:
         from unitocom.data.spoken import folder_checksum
         # of the splits it read (a test split added later leaves this as it was)
