@@ -419,9 +419,31 @@ def test_mllm_arch_is_parsed_and_bad_values_refused():
     assert parsed == (("hidden", 256), ("heads", 8), ("question_first", False))
     assert arch_arg("standardized_inputs=1") == (("standardized_inputs", True),)
     assert all(type(v) is (bool if k == "question_first" else int) for k, v in parsed)
-    for bad in ("hidden", "width=3", "hidden=0", "hidden=2,hidden=3", "layers=x", "question_first=2"):
+    assert arch_arg("image_grid=32,image_grid_scale=0.14") == (("image_grid", 32), ("image_grid_scale", 0.14))
+    for bad in ("hidden", "width=3", "hidden=0", "hidden=2,hidden=3", "layers=x", "question_first=2",
+                "image_grid_scale=0", "image_grid_scale=nan", "image_grid_scale=x", "image_grid=1.5"):
         with pytest.raises(argparse.ArgumentTypeError):
             arch_arg(bad)
+
+
+def test_image_grid_starts_the_image_positions_as_the_token_grid_code():
+    """image_grid=32: image_pos[:32] is the 4 x 8 grid's row code (first half of the channels, equal along a row)
+    and column code (second half, equal down a column) times the scale; later rows stay small noise. A model
+    without it starts from 0.02-scale noise, as before."""
+    from unitocom.mllm.model import grid_code
+    base = _model(40).cfg
+    cfg = dataclasses.replace(base, image_positions=48, image_grid=32, image_grid_scale=0.5)
+    torch.manual_seed(0)
+    pos = MLLM(cfg).image_pos.detach()
+    half = cfg.hidden // 2
+    assert torch.allclose(pos[:32], grid_code(32, cfg.hidden) * 0.5)
+    grid = pos[:32].reshape(4, 8, -1)
+    assert torch.equal(grid[:, :1, :half].expand(4, 8, half), grid[..., :half])  # a row shares its row code
+    assert torch.equal(grid[:1, :, half:].expand(4, 8, half), grid[..., half:])  # a column shares its column code
+    assert not torch.equal(grid[0, 0], grid[0, 1]) and not torch.equal(grid[0, 0], grid[1, 0])
+    assert float(pos[32:].abs().max()) < 0.15 and float(pos[:32].pow(2).mean().sqrt()) == pytest.approx(0.5 * 0.5 ** 0.5)
+    plain = MLLM(dataclasses.replace(base, image_positions=48)).image_pos.detach()
+    assert float(plain.abs().max()) < 0.15
 
 
 def test_standardized_inputs_read_vqa_and_t2i_image_tokens_in_one_token_space():

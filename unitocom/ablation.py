@@ -62,7 +62,7 @@ FORMAT = "unitocom-results/ablation/1"
 ROOT = Path(__file__).resolve().parents[1]
 OBJECTIVE = "sigma-genib"  # the letter's link (fig3.SCHEME "unitocom" sends with it)
 SIZE_FIELDS = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth", "projector_depth",
-               "question_first", "standardized_inputs")
+               "question_first", "standardized_inputs", "image_grid", "image_grid_scale")
 CSV_FIELDS = ["mllm", "task", "snr_db", "channel", "n", "metric", "value", "ci_low", "ci_high", "chance"]
 
 
@@ -270,6 +270,8 @@ def _recipe(r: dict) -> str:
     proj = f", MLP projector ({s['projector_depth']} layers)" if (s.get("projector_depth") or 1) > 1 else ""
     proj += ", question before image" if s.get("question_first") else ""
     proj += ", standardised inputs" if s.get("standardized_inputs") else ""
+    if s.get("image_grid"):
+        proj += f", grid positions x{s.get('image_grid_scale') or 1:g}"
     init = _command_option(r, "--init")  # a warm start: its steps come on top of the checkpoint's
     after = f" after {Path(init).name}" if init else ""
     return (f"{s.get('layers')} x {s.get('hidden')}{proj}, {(r.get('parameters') or 0) / 1e6:.1f} M | {mix} | "

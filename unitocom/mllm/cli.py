@@ -50,8 +50,9 @@ def loss_scale_arg(text: str) -> tuple[tuple[str, float], ...]:
 
 
 ARCH = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth", "projector_depth", "question_first",
-        "standardized_inputs")
+        "standardized_inputs", "image_grid", "image_grid_scale")
 FLAGS = ("question_first", "standardized_inputs")  # 0 or 1
+FLOATS = ("image_grid_scale",)  # a positive number
 
 
 def arch_arg(text: str) -> tuple[tuple[str, int | bool], ...]:
@@ -61,14 +62,20 @@ def arch_arg(text: str) -> tuple[tuple[str, int | bool], ...]:
     for part in text.split(","):
         name, eq, value = part.strip().partition("=")
         value = value.strip()
-        ok = value.isdigit() and (int(value) in (0, 1) if name in FLAGS else int(value) >= 1)
+        if name in FLOATS:
+            try:
+                ok = 0 < float(value) < float("inf")
+            except ValueError:
+                ok = False
+        else:
+            ok = value.isdigit() and (int(value) in (0, 1) if name in FLAGS else int(value) >= 1)
         if not eq or name not in ARCH or not ok:
             raise argparse.ArgumentTypeError(
                 f"{part.strip()!r}: expected NAME=N with NAME one of {', '.join(ARCH)}, N at least 1 "
-                f"({', '.join(FLAGS)}: 0 or 1)")
+                f"({', '.join(FLAGS)}: 0 or 1; {', '.join(FLOATS)}: a positive number)")
         if name in out:
             raise argparse.ArgumentTypeError(f"{name} named twice")
-        out[name] = bool(int(value)) if name in FLAGS else int(value)
+        out[name] = float(value) if name in FLOATS else bool(int(value)) if name in FLAGS else int(value)
     return tuple(out.items())
 
 
@@ -144,7 +151,9 @@ def add_train_command(sub) -> None:
                    help="MLLM architecture other than the preset's, for ablations (`unitocom ablate`), e.g. "
                         "hidden=256,heads=8,intermediate=688 or projector_depth=2 (LLaVA-1.5's MLP projection) or "
                         "question_first=1 (VQA reads the question before the image) or standardized_inputs=1 "
-                        "(received tokens standardised per dimension, as T2I's); names: " + ", ".join(ARCH) +
+                        "(received tokens standardised per dimension, as T2I's) or image_grid=32 (the image positions "
+                        "start as the 2-D sine-cosine code of the 32 tokens' grid, times image_grid_scale=S, default "
+                        "1); names: " + ", ".join(ARCH) +
                         "; hidden must divide by heads. The checkpoint records it and the base station builds what "
                         "it records")
     m.add_argument("--head-steps", type=int, default=0, metavar="N",
@@ -240,6 +249,12 @@ def _cmd_mllm(args) -> int:
                  **dict(args.mllm_arch)}
         if sizes["hidden"] % sizes["heads"]:
             raise UserError(f"--mllm-arch: hidden {sizes['hidden']} does not divide by heads {sizes['heads']}")
+        grid = dict(args.mllm_arch).get("image_grid")
+        if grid is not None and grid != (own or preset_tokens):
+            raise UserError(f"--mllm-arch image_grid={grid}: the grid is the image link's, "
+                            f"{own or preset_tokens} tokens")
+        if "image_grid_scale" in dict(args.mllm_arch) and grid is None:
+            raise UserError("--mllm-arch image_grid_scale: scales the grid code of image_grid=N; name both")
     if args.threads < 1:
         raise UserError(f"--threads {args.threads}: at least 1")
     if args.stop_at is not None and args.stop_at < 1:

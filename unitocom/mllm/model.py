@@ -39,6 +39,13 @@ class MLLMConfig:
     # Learned positions added to image tokens (0: none, as the first tiny MLLMs). Image tokens lie on a grid in
     # raster order; an absolute code per cell says where a token is without the model having to count.
     image_positions: int = 0
+    # image_pos[:image_grid] starts as the 2-D sine-cosine code of an image_grid-token grid (`token_grid`: rows in
+    # half the channels, columns in the other half, the tokenizer's own grid code) times image_grid_scale, instead
+    # of 0.02-scale noise; learned from there. 0: noise, as every MLLM before issue 12's positions ablation. The
+    # tokenizers learnt the same lesson (`models.transformer.sincos`): from noise, "where" starts buried under
+    # "what", and relations (left of, behind) ask where.
+    image_grid: int = 0
+    image_grid_scale: float = 1.0
     # A learned embedding per modality read in place of a lost token (issue 16; a lost token arrives as a NaN
     # row, `models.resilience`). False: the first MLLMs, which read whatever R made of the zeros that arrived.
     lost_token: bool = False
@@ -115,6 +122,19 @@ def projector(d: int, hidden: int, depth: int) -> nn.Module:
     return nn.Sequential(*layers)
 
 
+def grid_code(tokens: int, hidden: int) -> torch.Tensor:
+    """[tokens, hidden] in [-1, 1]: each image token's row of its token grid (gh x gw, raster order) coded by
+    sine-cosine in the first half of the channels, its column in the second half."""
+    from unitocom.models.conv_tokenizer import token_grid
+    from unitocom.models.transformer import sincos
+    if hidden % 4:
+        raise ValueError(f"a grid code needs a hidden size divisible by 4, got {hidden}")
+    gh, gw = token_grid(tokens)
+    rows = sincos(gh, hidden // 2)[0].repeat_interleave(gw, 0)
+    cols = sincos(gw, hidden // 2)[0].repeat(gh, 1)
+    return torch.cat([rows, cols], 1)
+
+
 class MLLM(nn.Module):
     def __init__(self, cfg: MLLMConfig, backbone: LlamaModel | None = None):
         super().__init__()
@@ -125,6 +145,9 @@ class MLLM(nn.Module):
                                       for m in MODALITIES})
         if cfg.image_positions:
             self.image_pos = nn.Parameter(torch.randn(cfg.image_positions, cfg.hidden) * 0.02)
+            if cfg.image_grid:
+                with torch.no_grad():
+                    self.image_pos[: cfg.image_grid] = grid_code(cfg.image_grid, cfg.hidden) * cfg.image_grid_scale
         if cfg.standardized_inputs:  # set from the training data (`set_input_stats`), saved with the weights
             for m in MODALITIES:
                 self.register_buffer(f"in_mean_{m}", torch.zeros(cfg.token_dim))
