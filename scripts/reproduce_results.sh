@@ -166,7 +166,9 @@ if [ "$what" = ablation ]; then
   # Issue 12: what would lift VQA. Single-task (VQA-only) MLLMs, each with as many VQA steps as the previous
   # multitask MLLM had (4000 of its 8000), one change each from the preset: none; twice the width (at the preset's
   # learning rate and at half of it); LLaVA-1.5's MLP projection of the received tokens; the question before the
-  # image; received tokens standardised per dimension (T2I's token space). And the plain one resumed to 8000 VQA
+  # image; received tokens standardised per dimension (T2I's token space); image positions that start as the
+  # token grid's 2-D sine-cosine code (at full scale, and at 0.14: the RMS the learned ones end at). And the
+  # plain one resumed to 8000 VQA
   # steps the way the previous run was (its 4000-step state, the cosine restarted over 8000). Two train at a
   # time, one per core, into
   # runs/ablation/<name> (resumable); then `unitocom ablate` scores them, the MLLM shipped then (`previous`) and the
@@ -180,10 +182,12 @@ if [ "$what" = ablation ]; then
   }
   (vqa_only vqa-only
    vqa_only vqa-only-mlp-projector --mllm-arch projector_depth=2
-   vqa_only vqa-only-question-first --mllm-arch question_first=1) &
+   vqa_only vqa-only-question-first --mllm-arch question_first=1
+   vqa_only vqa-only-grid --mllm-arch image_grid=32) &
   (vqa_only vqa-only-wide --mllm-arch hidden=256,heads=8,intermediate=688
    vqa_only vqa-only-standardized --mllm-arch standardized_inputs=1
-   vqa_only vqa-only-wide-lr1e-3 --mllm-arch hidden=256,heads=8,intermediate=688 --lr 1e-3)
+   vqa_only vqa-only-wide-lr1e-3 --mllm-arch hidden=256,heads=8,intermediate=688 --lr 1e-3
+   vqa_only vqa-only-grid-0.14 --mllm-arch image_grid=32,image_grid_scale=0.14)
   wait
   if [ ! -f runs/ablation/vqa-only-8000/mllm.safetensors ]; then
     mkdir -p runs/ablation/vqa-only-8000
@@ -198,6 +202,7 @@ if [ "$what" = ablation ]; then
      --mllm vqa-only-question-first=runs/ablation/vqa-only-question-first \
      --mllm vqa-only-standardized=runs/ablation/vqa-only-standardized \
      --mllm vqa-only-wide-lr1e-3=runs/ablation/vqa-only-wide-lr1e-3 --mllm vqa-only-8000=runs/ablation/vqa-only-8000 \
+     --mllm vqa-only-grid=runs/ablation/vqa-only-grid --mllm vqa-only-grid-0.14=runs/ablation/vqa-only-grid-0.14 \
      --reference previous,vqa-only \
      --snr-db 0,20 --channel rayleigh \
      --n-vqa 1000 --workers 8 --out results --resume
