@@ -40,7 +40,11 @@ sys.path.insert(0, str(ROOT))
 
 from unitocom import config  # noqa: E402
 from unitocom.mllm.checkpoint import load_links  # noqa: E402
+from unitocom.data.layouts import clevr_scenes_file  # noqa: E402
+from unitocom.data.presets import data_preset  # noqa: E402
+from unitocom.data.questions import FAMILIES, FAMILY_INDEX, AnswerBalancer, questions_for_scene  # noqa: E402
 from unitocom.mllm.data import TaskData  # noqa: E402
+from unitocom.mllm.model import grid_code  # noqa: E402
 from unitocom.models.channel_torch import TorchChannelSpec  # noqa: E402
 from unitocom.results import wilson  # noqa: E402
 from unitocom.train.data import load_images  # noqa: E402
@@ -56,7 +60,8 @@ class Probe(nn.Module):
     """[visual cells; question ids] -> a bidirectional Transformer -> the answer class, read at the question's
     last id."""
 
-    def __init__(self, mode: str, vocab: int, answers: int, token_dim: int, hidden: int = 128):
+    def __init__(self, mode: str, vocab: int, answers: int, token_dim: int, hidden: int = 128,
+                 grid_tokens: int = 0):
         super().__init__()
         self.mode = mode
         if mode == "tokens":
@@ -67,6 +72,9 @@ class Probe(nn.Module):
                                         nn.Conv2d(64, hidden, 3, padding=1), nn.GELU(),
                                         nn.Conv2d(hidden, hidden, 4, stride=2, padding=1))
         self.pos = nn.Parameter(torch.randn(64 + MAX_QUESTION, hidden) * 0.02)
+        if grid_tokens:  # --positions grid: the visual cells start as their grid's 2-D sine-cosine code
+            with torch.no_grad():
+                self.pos[:grid_tokens] = grid_code(grid_tokens, hidden)
         self.words = nn.Embedding(vocab, hidden)
         layer = nn.TransformerEncoderLayer(hidden, 4, 344, 0.0, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, 4, enable_nested_tensor=False)
@@ -115,6 +123,34 @@ def evaluate(model, mode, data, pixels, snr_db, channel, answer_id, n) -> dict:
     return {"value": correct / n, "ci_low": lo, "ci_high": hi}
 
 
+def keep_families(data: TaskData, families: list[str]) -> None:
+    """Only the questions of `families` in `data` (its family-balanced draws then choose among those)."""
+    wanted = {FAMILY_INDEX[f] for f in families}
+    kept = [i for i, f in enumerate(data.families) if f in wanted]
+    data.questions = [data.questions[i] for i in kept]
+    data.families = [data.families[i] for i in kept]
+    data._by_family = None
+
+
+def add_questions(data: TaskData, root: str, families: list[str], per_scene: int, seed: int) -> None:
+    """`per_scene` more questions of `families` about every training scene, drawn as `data make` draws them (an
+    answer balancer per family), not repeating a question the set already asks of that scene."""
+    import json as _json
+
+    import numpy as np
+    from tqdm import tqdm
+    preset = data_preset("tiny")
+    scenes = _json.loads(clevr_scenes_file(root, "train").read_text())["scenes"][: len(data.clevr_mu)]
+    asked = {(i, q) for i, q, _ in data.questions}
+    balancer, rng = AnswerBalancer(tuple(families)), np.random.default_rng(seed)
+    for scene in tqdm(scenes, desc="extra questions", unit="scene", file=sys.stderr):
+        for q in questions_for_scene(scene, preset, rng, balancer, per_scene):
+            if (scene["image_index"], q["question"]) not in asked:
+                data.questions.append((scene["image_index"], q["question"], q["answer"]))
+                data.families.append(q["question_family_index"])
+    data._by_family = None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -128,6 +164,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--snr-db", default="-5:25", help="training SNR range in dB, drawn per example (the MLLM's)")
     ap.add_argument("--data", default="data/tiny")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--families", default="",
+                    help="comma list of question families to train and score on (default: all), e.g. relate_yesno")
+    ap.add_argument("--extra-per-scene", type=int, default=0, metavar="N",
+                    help="draw N more questions of those families per training scene (answer-balanced, as `data "
+                         "make` draws them; seed --seed + 1000) beside the data set's: a larger pool than its 5 per "
+                         "scene, so that a single family is not learnt by heart")
+    ap.add_argument("--positions", choices=("noise", "grid"), default="noise",
+                    help="how the visual cells' learned positions start: 0.02-scale noise, or (tokens view) the "
+                         "2-D sine-cosine code of the token grid (the MLLM's --mllm-arch image_grid)")
     ap.add_argument("--out", default="results/vqa-probe.json")
     args = ap.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -148,6 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     val.image_std = train.image_std
     # the clean pictures are read for the pixels view only (the token views start from TaskData's token means)
     pixels = {split: load_images(args.data, split, size) if "pixels" in modes else None for split in ("train", "val")}
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    if any(f not in FAMILY_INDEX for f in families):
+        ap.error(f"--families {args.families!r}: names among {', '.join(FAMILIES)}")
+    if args.extra_per_scene and not families:
+        ap.error("--extra-per-scene draws questions of --families: name them")
+    if families:
+        keep_families(train, families)
+        keep_families(val, families)
+    if args.extra_per_scene:
+        add_questions(train, args.data, families, args.extra_per_scene, args.seed + 1000)
     answers = sorted({a for _, _, a in train.questions})
     answer_id = {a: i for i, a in enumerate(answers)}
     n_val = min(args.n_val, len(val.questions))
@@ -158,14 +213,17 @@ def main(argv: list[str] | None = None) -> int:
                                                            *(sys.argv[1:] if argv is None else argv)]),
               "git_commit": commit, "git_dirty": dirty,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "data": args.data, "split": "val", "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+              "data": args.data, "split": "val", "families": families or "all",
+              "extra_per_scene": args.extra_per_scene, "train_questions": len(train.questions),
+              "positions": args.positions, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
               "train_snr_db": list(snr_range), "channel": "rayleigh", "n_val": n_val, "answers": len(answers),
               "links_sha256": {Path(p).name: file_sha256(Path(p)) for k, p in paths.items() if k in ("image", "bpe")},
               "views": {}}
     points: list[dict] = []
     for mode in modes:
         torch.manual_seed(args.seed)
-        model = Probe(mode, len(vocab), len(answers), image_link.spec.token_dim)
+        grid = image_link.spec.tokens if args.positions == "grid" and mode == "tokens" else 0
+        model = Probe(mode, len(vocab), len(answers), image_link.spec.token_dim, grid_tokens=grid)
         opt = torch.optim.AdamW(model.parameters(), args.lr, weight_decay=0.01)
         gen = torch.Generator().manual_seed(args.seed)
         t0 = time.time()

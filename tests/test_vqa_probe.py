@@ -54,3 +54,28 @@ def test_bad_options_are_refused(argv, tmp_path):
     with pytest.raises(SystemExit) as e:
         _probe().main([*argv, "--out", str(tmp_path / "x.json")])
     assert e.value.code == 2
+
+
+def test_one_family_with_more_questions_and_grid_positions(heldout_data, tmp_path):
+    """--families keeps one family in training and scoring, --extra-per-scene draws more of it per training
+    scene (answer-balanced, none repeating a question the set asks), --positions grid starts the visual cells at
+    their grid's code; the header says all three."""
+    out = tmp_path / "relations.json"
+    probe = _probe()
+    assert probe.main(["--modes", "tokens", "--steps", "2", "--eval-every", "2", "--n-val", "6", "--batch-size", "4",
+                       "--families", "relate_yesno", "--extra-per-scene", "2", "--positions", "grid",
+                       "--data", str(heldout_data), "--out", str(out)]) == 0
+    h = json.loads(out.read_text())["header"]
+    assert h["families"] == ["relate_yesno"] and h["extra_per_scene"] == 2 and h["positions"] == "grid"
+    assert h["answers"] == 2  # yes and no: nothing of another family is left
+    questions = json.loads((heldout_data / "CLEVR_v1.0/questions/CLEVR_train_questions.json").read_text())["questions"]
+    own = sum(q["question_family_index"] == probe.FAMILY_INDEX["relate_yesno"] for q in questions)
+    scenes = json.loads((heldout_data / "CLEVR_v1.0/scenes/CLEVR_train_scenes.json").read_text())["scenes"]
+    assert own + len(scenes) < h["train_questions"] <= own + 2 * len(scenes)
+
+
+@pytest.mark.parametrize("argv", [["--families", "relate_sideways"], ["--extra-per-scene", "3"]])
+def test_bad_family_options_are_refused(argv, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        _probe().main([*argv, "--out", str(tmp_path / "x.json")])
+    assert e.value.code == 2
