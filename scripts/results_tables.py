@@ -236,9 +236,18 @@ def probe_block(fig: dict, source: str) -> str:
     final = "; ".join(f"{view} {cell(at.get((view, last_step[view], 20.0)), 'value', 'ci_')}"
                       for view in h["views"] if view in last_step)
     dirty = " (dirty tree)" if h.get("git_dirty") else ""
+    scope = ""  # --families, --extra-per-scene, --positions (files before them trained on every family)
+    if isinstance(h.get("families"), list):
+        scope = f" Only {', '.join(f.replace('_', ' ') for f in h['families'])} questions, trained and scored"
+        if h.get("extra_per_scene"):
+            scope += (f"; {h['extra_per_scene']} more drawn per training scene beside the set's, "
+                      f"{h['train_questions']} training questions in all")
+        scope += "."
+    if h.get("positions", "noise") != "noise":
+        scope += f" Visual positions start as the token grid's code (`--positions {h['positions']}`)."
     return "\n".join(lines) + (
         f"\n\nn = {h['n_val']} {h.get('split', 'val')} questions per cell, {h['channel']}, the same channel draws for "
-        f"tokens and decoded; at the last step, 20 dB with Wilson 95 % intervals: {final}. {h['batch_size']} "
+        f"tokens and decoded; at the last step, 20 dB with Wilson 95 % intervals: {final}.{scope} {h['batch_size']} "
         f"questions a step (family-balanced), SNR drawn from {h['train_snr_db'][0]:g} to {h['train_snr_db'][1]:g} dB. "
         f"From `{source}` (commit {str(h.get('git_commit'))[:10]}{dirty}, {h.get('date')}): `{h['command']}`.\n")
 
