@@ -72,6 +72,12 @@ def test_one_family_with_more_questions_and_grid_positions(heldout_data, tmp_pat
     own = sum(q["question_family_index"] == probe.FAMILY_INDEX["relate_yesno"] for q in questions)
     scenes = json.loads((heldout_data / "CLEVR_v1.0/scenes/CLEVR_train_scenes.json").read_text())["scenes"]
     assert own + len(scenes) < h["train_questions"] <= own + 2 * len(scenes)
+    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "scripts" / "results_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    block = tables.probe_block(json.loads(out.read_text()), "results/relations.json")
+    assert f"Only relate yesno questions, trained and scored; 2 more drawn per training scene beside the set's, " \
+           f"{h['train_questions']} training questions in all. Visual positions start as the token grid's code" in block
 
 
 @pytest.mark.parametrize("argv", [["--families", "relate_sideways"], ["--extra-per-scene", "3"]])
