@@ -44,6 +44,12 @@
 #                                         test questions and utterances and the fresh set's questions, into
 #                                         results/ablation-steps*.* (about 70 min of training on 2 cores, 15 of
 #                                         scoring)
+#   scripts/reproduce_results.sh relations issue 12's floor on relate yesno: the shipped MLLM scored on its own
+#                                         training questions (results/ablation-train-split.*), then the probe
+#                                         classifier trained on that family alone with ten times its questions,
+#                                         on received tokens (positions from noise and from the grid's code) and
+#                                         on the clean picture, 3000 steps, and on tokens to 8000
+#                                         (results/vqa-probe-relations*.json; about 1.5 h on 2 cores)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -411,5 +417,22 @@ if [ "$what" = steps ]; then
      --n-vqa 1000 --workers 8 --out results --resume
   $U ablate --task asr --name ablation-steps-asr "${S[@]}" --snr-db 0,5,20 --channel rayleigh --n-asr 150 \
      --workers 8 --out results --resume
+  .venv/bin/python scripts/results_tables.py
+fi
+
+if [ "$what" = relations ]; then
+  # Relate yesno sits at its chance in every MLLM. Is the shipped one fitting its training questions at all (the
+  # train split, where it trained), and can a reader given that family alone, with more of its questions than the
+  # set holds, learn it from the received tokens or from the clean picture? One core per probe.
+  $U ablate --name ablation-train-split --split train --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
+     --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 2 --out results --resume
+  P=(--families relate_yesno --extra-per-scene 10 --eval-every 1000)
+  .venv/bin/python scripts/vqa_probe.py --modes tokens,pixels --steps 3000 "${P[@]}" \
+     --out results/vqa-probe-relations.json &
+  .venv/bin/python scripts/vqa_probe.py --modes tokens --steps 3000 "${P[@]}" --positions grid \
+     --out results/vqa-probe-relations-grid.json
+  .venv/bin/python scripts/vqa_probe.py --modes tokens --steps 8000 "${P[@]}" \
+     --out results/vqa-probe-relations-8000.json
+  wait
   .venv/bin/python scripts/results_tables.py
 fi
