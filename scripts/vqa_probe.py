@@ -180,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--modes {args.modes!r}: a comma list of {', '.join(MODES)}")
     if min(args.steps, args.batch_size, args.eval_every, args.n_val) < 1:
         ap.error("--steps, --batch-size, --eval-every and --n-val must be at least 1")
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    if any(f not in FAMILY_INDEX for f in families):
+        ap.error(f"--families {args.families!r}: names among {', '.join(FAMILIES)}")
+    if args.extra_per_scene < 0 or (args.extra_per_scene and not families):
+        ap.error("--extra-per-scene N (N >= 0) draws questions of --families: name them")
     lo_db, _, hi_db = args.snr_db.partition(":")
     snr_range = (float(lo_db), float(hi_db or lo_db))
     torch.set_num_threads(1)
@@ -193,11 +198,6 @@ def main(argv: list[str] | None = None) -> int:
     val.image_std = train.image_std
     # the clean pictures are read for the pixels view only (the token views start from TaskData's token means)
     pixels = {split: load_images(args.data, split, size) if "pixels" in modes else None for split in ("train", "val")}
-    families = [f.strip() for f in args.families.split(",") if f.strip()]
-    if any(f not in FAMILY_INDEX for f in families):
-        ap.error(f"--families {args.families!r}: names among {', '.join(FAMILIES)}")
-    if args.extra_per_scene and not families:
-        ap.error("--extra-per-scene draws questions of --families: name them")
     if families:
         keep_families(train, families)
         keep_families(val, families)
