@@ -44,7 +44,7 @@ from unitocom.data.layouts import clevr_scenes_file  # noqa: E402
 from unitocom.data.presets import data_preset  # noqa: E402
 from unitocom.data.questions import FAMILIES, FAMILY_INDEX, AnswerBalancer, questions_for_scene  # noqa: E402
 from unitocom.mllm.data import TaskData  # noqa: E402
-from unitocom.mllm.model import grid_code  # noqa: E402
+from unitocom.models.conv_tokenizer import grid_code  # noqa: E402
 from unitocom.models.channel_torch import TorchChannelSpec  # noqa: E402
 from unitocom.results import wilson  # noqa: E402
 from unitocom.train.data import load_images  # noqa: E402
@@ -135,12 +135,10 @@ def keep_families(data: TaskData, families: list[str]) -> None:
 def add_questions(data: TaskData, root: str, families: list[str], per_scene: int, seed: int) -> None:
     """`per_scene` more questions of `families` about every training scene, drawn as `data make` draws them (an
     answer balancer per family), not repeating a question the set already asks of that scene."""
-    import json as _json
-
     import numpy as np
     from tqdm import tqdm
     preset = data_preset("tiny")
-    scenes = _json.loads(clevr_scenes_file(root, "train").read_text())["scenes"][: len(data.clevr_mu)]
+    scenes = json.loads(clevr_scenes_file(root, "train").read_text())["scenes"][: len(data.clevr_mu)]
     asked = {(i, q) for i, q, _ in data.questions}
     balancer, rng = AnswerBalancer(tuple(families)), np.random.default_rng(seed)
     for scene in tqdm(scenes, desc="extra questions", unit="scene", file=sys.stderr):

@@ -430,7 +430,7 @@ def test_image_grid_starts_the_image_positions_as_the_token_grid_code():
     """image_grid=32: image_pos[:32] is the 4 x 8 grid's row code (first half of the channels, equal along a row)
     and column code (second half, equal down a column) times the scale; later rows stay small noise. A model
     without it starts from 0.02-scale noise, as before."""
-    from unitocom.mllm.model import grid_code
+    from unitocom.models.conv_tokenizer import grid_code
     base = _model(40).cfg
     cfg = dataclasses.replace(base, image_positions=48, image_grid=32, image_grid_scale=0.5)
     torch.manual_seed(0)

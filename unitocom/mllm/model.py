@@ -19,6 +19,7 @@ from transformers import DynamicCache, LlamaConfig, LlamaModel
 
 from unitocom.config import ModelPreset
 from unitocom.mllm.diffusion_head import DiffusionHead
+from unitocom.models.conv_tokenizer import grid_code
 
 MODALITIES = ("image", "audio")
 
@@ -122,19 +123,6 @@ def projector(d: int, hidden: int, depth: int) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-def grid_code(tokens: int, hidden: int) -> torch.Tensor:
-    """[tokens, hidden] in [-1, 1]: each image token's row of its token grid (gh x gw, raster order) coded by
-    sine-cosine in the first half of the channels, its column in the second half."""
-    from unitocom.models.conv_tokenizer import token_grid
-    from unitocom.models.transformer import sincos
-    if hidden % 4:
-        raise ValueError(f"a grid code needs a hidden size divisible by 4, got {hidden}")
-    gh, gw = token_grid(tokens)
-    rows = sincos(gh, hidden // 2)[0].repeat_interleave(gw, 0)
-    cols = sincos(gw, hidden // 2)[0].repeat(gh, 1)
-    return torch.cat([rows, cols], 1)
-
-
 class MLLM(nn.Module):
     def __init__(self, cfg: MLLMConfig, backbone: LlamaModel | None = None):
         super().__init__()
@@ -146,6 +134,8 @@ class MLLM(nn.Module):
         if cfg.image_positions:
             self.image_pos = nn.Parameter(torch.randn(cfg.image_positions, cfg.hidden) * 0.02)
             if cfg.image_grid:
+                if cfg.hidden % 4:
+                    raise ValueError(f"a grid code needs a hidden size divisible by 4, got {cfg.hidden}")
                 with torch.no_grad():
                     self.image_pos[: cfg.image_grid] = grid_code(cfg.image_grid, cfg.hidden) * cfg.image_grid_scale
         if cfg.standardized_inputs:  # set from the training data (`set_input_stats`), saved with the weights

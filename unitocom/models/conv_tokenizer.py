@@ -33,6 +33,15 @@ def token_grid(tokens: int) -> tuple[int, int]:
     return tokens // gw, gw
 
 
+def grid_code(tokens: int, width: int) -> torch.Tensor:
+    """[tokens, width] in [-1, 1]: each token of the gh x gw grid (raster order) coded by sine-cosine, its row in
+    the first half of the channels and its column in the second half."""
+    gh, gw = token_grid(tokens)
+    rows = sincos(gh, width // 2)[0].repeat_interleave(gw, 0)
+    cols = sincos(gw, width // 2)[0].repeat(gh, 1)
+    return torch.cat([rows, cols], 1)
+
+
 def stage_widths(size_px: int, tokens: int, stem: int, cap: int) -> list[int]:
     """Channels after the stem and after each stride-2 stage down to the gw x gw map."""
     gh, gw = token_grid(tokens)
@@ -69,10 +78,7 @@ class TokenGridTransformer(nn.Module):
 
     def __init__(self, tokens: int, width: int, layers: int, heads: int):
         super().__init__()
-        gh, gw = token_grid(tokens)
-        rows = sincos(gh, width // 2)[0].repeat_interleave(gw, 0)
-        cols = sincos(gw, width // 2)[0].repeat(gh, 1)
-        self.pos = nn.Parameter(torch.cat([rows, cols], 1)[None])
+        self.pos = nn.Parameter(grid_code(tokens, width)[None])
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(layers))
         self.ln = nn.LayerNorm(width)
 
