@@ -11,12 +11,14 @@ same steps on three views of a CLEVR-style scene, each beside the question's BPE
            through a 4-layer convolutional stem to 8 x 8 cells
   pixels   the clean picture (no channel) through the same stem: what a classifier of this size and budget
            reaches when nothing is lost
+  scene    no picture at all: the scene record's objects, one cell each (one-hot size, colour, shape, material and
+           the centre's image coordinates), perfect perception; what the reader alone reaches on a family
 
 tokens well below decoded: the information is in the tokens and a linear reading of them is what loses it
 (the MLLM needs a deeper reader of its tokens); decoded well below pixels: the link loses it. A diagnostic for
 issue 12, not a model the services use; it writes results/vqa-probe.json: a header (command, commit, checkpoint
 hashes, the recipe, each view's parameters) and a point per view, evaluation step and SNR (0 and 20 dB) with its
-accuracy and Wilson interval, the layout of the other results files.
+accuracy and Wilson interval (and each family's [correct, asked]), the layout of the other results files.
 
     .venv/bin/python scripts/vqa_probe.py --modes tokens,decoded,pixels --steps 1500
 """
@@ -42,6 +44,7 @@ from unitocom import config  # noqa: E402
 from unitocom.mllm.checkpoint import load_links  # noqa: E402
 from unitocom.data.layouts import clevr_scenes_file  # noqa: E402
 from unitocom.data.presets import data_preset  # noqa: E402
+from unitocom.data.scenes import to_image_frac  # noqa: E402
 from unitocom.data.questions import FAMILIES, FAMILY_INDEX, AnswerBalancer, questions_for_scene  # noqa: E402
 from unitocom.mllm.data import TaskData  # noqa: E402
 from unitocom.models.conv_tokenizer import grid_code  # noqa: E402
@@ -50,7 +53,7 @@ from unitocom.results import wilson  # noqa: E402
 from unitocom.train.data import load_images  # noqa: E402
 from unitocom.train.provenance import file_sha256, git_state, write_atomic  # noqa: E402
 
-MODES = ("tokens", "decoded", "pixels")
+MODES = ("tokens", "decoded", "pixels", "scene")
 # the results files' shared layout: a header, then one point per (view, evaluation step, SNR)
 FORMAT = "unitocom-results/vqa-probe/2"
 MAX_QUESTION = 40  # BPE ids; CLEVR-style questions here are shorter
@@ -66,6 +69,8 @@ class Probe(nn.Module):
         self.mode = mode
         if mode == "tokens":
             self.visual = nn.Linear(token_dim, hidden)
+        elif mode == "scene":  # the last feature marks a real object (the rest are padding)
+            self.visual = nn.Linear(SCENE_FEATURES, hidden)
         else:  # 32 x 32 px -> 8 x 8 cells
             self.visual = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.GELU(),
                                         nn.Conv2d(64, 64, 4, stride=2, padding=1), nn.GELU(),
@@ -82,11 +87,16 @@ class Probe(nn.Module):
         self.out = nn.Linear(hidden, answers)
 
     def forward(self, view: torch.Tensor, ids: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        """view [B, S, d] tokens or [B, 3, H, W] pictures in [0, 1]; ids, real [B, L] -> logits [B, answers]."""
-        v = self.visual(view) if self.mode == "tokens" else self.visual(view * 2 - 1).flatten(2).transpose(1, 2)
+        """view [B, S, d] tokens or objects, or [B, 3, H, W] pictures in [0, 1]; ids, real [B, L] -> logits
+        [B, answers]."""
+        if self.mode in ("tokens", "scene"):
+            v = self.visual(view)
+        else:
+            v = self.visual(view * 2 - 1).flatten(2).transpose(1, 2)
         x = torch.cat([v, self.words(ids)], 1)
         x = x + self.pos[: x.shape[1]]
-        pad = torch.cat([torch.zeros(len(x), v.shape[1], dtype=torch.bool), ~real], 1)
+        seen = view[..., -1] < 0.5 if self.mode == "scene" else torch.zeros(len(x), v.shape[1], dtype=torch.bool)
+        pad = torch.cat([seen, ~real], 1)
         h = self.norm(self.encoder(x, src_key_padding_mask=pad))
         return self.out(h[torch.arange(len(x)), real.sum(1) + v.shape[1] - 1])
 
@@ -98,6 +108,8 @@ def batch(mode: str, data: TaskData, pixels: torch.Tensor | None, idx: list[int]
     scenes = [i for i, _, _ in items]
     if mode == "pixels":
         view = pixels[scenes].float() / 255.0
+    elif mode == "scene":
+        view = data.scene_features[scenes]
     else:
         rx = data.image_link.through_channel(data.clevr_mu[scenes], snr_db, channel, gen)
         view = data.image_std.forward(rx) if mode == "tokens" else data.image_link.detokenize(rx).clamp(0, 1)
@@ -113,14 +125,38 @@ def batch(mode: str, data: TaskData, pixels: torch.Tensor | None, idx: list[int]
 def evaluate(model, mode, data, pixels, snr_db, channel, answer_id, n) -> dict:
     model.eval()
     gen = torch.Generator().manual_seed(5)  # the same channel draws for every mode and evaluation
-    correct = 0
+    right = torch.zeros(n, dtype=torch.bool)
     for s in range(0, n, 250):
         idx = list(range(s, min(n, s + 250)))
         view, ids, real, y = batch(mode, data, pixels, idx, torch.full((len(idx),), snr_db), channel, gen, answer_id)
-        correct += int((model(view, ids, real).argmax(1) == y).sum())
+        right[s: s + len(idx)] = model(view, ids, real).argmax(1) == y
     model.train()
+    correct = int(right.sum())
     lo, hi = wilson(correct, n)
-    return {"value": correct / n, "ci_low": lo, "ci_high": hi}
+    families = torch.tensor(data.families[:n])
+    by_family = {FAMILIES[f]: [int(right[families == f].sum()), int((families == f).sum())]
+                 for f in sorted(set(data.families[:n]))}
+    return {"value": correct / n, "ci_low": lo, "ci_high": hi, "by_family": by_family}
+
+
+_PRESET = data_preset("tiny")
+SCENE_VALUES = [("size", v) for v in _PRESET.sizes] + [("color", v) for v in _PRESET.colors] + \
+    [("shape", v) for v in _PRESET.shapes] + [("material", v) for v in _PRESET.materials]
+SCENE_FEATURES = len(SCENE_VALUES) + 3  # one-hots, (u, v) of the centre, real-object flag
+
+
+def scene_features(root: str, split: str, n: int) -> torch.Tensor:
+    """[n scenes, max objects, SCENE_FEATURES]: each object's attributes one-hot, its centre's image coordinates
+    (u right, v down, in [-1, 1]) and a flag that it is there; padding rows are zero."""
+    scenes = json.loads(clevr_scenes_file(root, split).read_text())["scenes"][:n]
+    out = torch.zeros(n, max(len(s["objects"]) for s in scenes), SCENE_FEATURES)
+    for i, scene in enumerate(scenes):
+        for k, obj in enumerate(scene["objects"]):
+            for a, value in enumerate(SCENE_VALUES):
+                out[i, k, a] = float(obj[value[0]] == value[1])
+            u, v, _ = to_image_frac(obj["3d_coords"])
+            out[i, k, -3:] = torch.tensor([2 * u - 1, 2 * v - 1, 1.0])
+    return out
 
 
 def keep_families(data: TaskData, families: list[str]) -> None:
@@ -196,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     val.image_std = train.image_std
     # the clean pictures are read for the pixels view only (the token views start from TaskData's token means)
     pixels = {split: load_images(args.data, split, size) if "pixels" in modes else None for split in ("train", "val")}
+    if "scene" in modes:
+        for data, split in ((train, "train"), (val, "val")):
+            data.scene_features = scene_features(args.data, split, len(data.clevr_mu))
     if families:
         keep_families(train, families)
         keep_families(val, families)

@@ -85,3 +85,33 @@ def test_bad_family_options_are_refused(argv, tmp_path):
     with pytest.raises(SystemExit) as e:
         _probe().main([*argv, "--out", str(tmp_path / "x.json")])
     assert e.value.code == 2
+
+
+def test_scene_view_reads_the_scene_record_and_points_count_each_family(heldout_data, tmp_path):
+    """--modes scene: the objects of the scene record (attributes one-hot, centre coordinates), no picture and
+    no channel, so 0 and 20 dB score alike; every point says each family's [correct, asked]."""
+    out = tmp_path / "scene.json"
+    probe = _probe()
+    assert probe.main(["--modes", "scene", "--steps", "2", "--eval-every", "2", "--n-val", "12", "--batch-size", "4",
+                       "--data", str(heldout_data), "--out", str(out)]) == 0
+    points = json.loads(out.read_text())["points"]
+    assert [p["snr_db"] for p in points] == [0.0, 20.0] and points[0]["value"] == points[1]["value"]
+    for p in points:
+        assert sum(n for _, n in p["by_family"].values()) == 12
+        assert sum(c for c, _ in p["by_family"].values()) == round(p["value"] * 12)
+        assert set(p["by_family"]) <= set(probe.FAMILIES)
+    scenes = json.loads((heldout_data / "CLEVR_v1.0/scenes/CLEVR_val_scenes.json").read_text())["scenes"]
+    feats = probe.scene_features(str(heldout_data), "val", len(scenes))
+    for scene, rows in zip(scenes, feats):
+        objs = scene["objects"]
+        assert rows[:, -1].tolist() == [1.0] * len(objs) + [0.0] * (len(rows) - len(objs))
+        for obj, row in zip(objs, rows):
+            named = {probe.SCENE_VALUES[k] for k in range(len(probe.SCENE_VALUES)) if row[k] == 1}
+            assert named == {(a, obj[a]) for a in ("size", "color", "shape", "material")}
+            assert -1 <= row[-3] <= 1 and -1 <= row[-2] <= 1
+        # the coordinates order the objects as the questions' relations do (u to the right, v towards the camera)
+        for i in range(len(objs)):
+            for j in scene["relationships"]["left"][i]:
+                assert rows[j, -3] < rows[i, -3]
+            for j in scene["relationships"]["front"][i]:
+                assert rows[j, -2] > rows[i, -2]
