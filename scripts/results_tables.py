@@ -45,7 +45,8 @@ REFERENCE_ROWS = (("own", "real scene of the caption (checker's ceiling)"),
 PROBE_FORMAT = "unitocom-results/vqa-probe/"  # scripts/vqa_probe.py: a point per view, step and SNR
 PROBE_VIEWS = {"tokens": "the 32 received tokens, one linear projection each",
                "decoded": "the de-tokenizer's picture of those tokens, F^-1(t_hat), conv stem",
-               "pixels": "the clean picture (no channel), the same conv stem"}
+               "pixels": "the clean picture (no channel), the same conv stem",
+               "scene": "the scene record's objects (attributes one-hot, centre coordinates): perfect perception"}
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -243,13 +244,33 @@ def probe_block(fig: dict, source: str) -> str:
             scope += (f"; {h['extra_per_scene']} more drawn per training scene beside the set's, "
                       f"{h['train_questions']} training questions in all")
         scope += "."
+    if "scene" in h["views"]:
+        scope += " The scene view reads no picture and no channel: its 0 and 20 dB are the same questions, read alike."
     if h.get("positions", "noise") != "noise":
         scope += f" Visual positions start as the token grid's code (`--positions {h['positions']}`)."
-    return "\n".join(lines) + (
+    return "\n".join(lines) + _probe_families(points) + (
         f"\n\nn = {h['n_val']} {h.get('split', 'val')} questions per cell, {h['channel']}, the same channel draws for "
         f"tokens and decoded; at the last step, 20 dB with Wilson 95 % intervals: {final}.{scope} {h['batch_size']} "
         f"questions a step (family-balanced), SNR drawn from {h['train_snr_db'][0]:g} to {h['train_snr_db'][1]:g} dB. "
         f"From `{source}` (commit {str(h.get('git_commit'))[:10]}{dirty}, {h.get('date')}): `{h['command']}`.\n")
+
+
+def _probe_families(points: list[dict]) -> str:
+    """Each family's accuracy at 20 dB per (view, step), where the points count families (files before that did
+    not)."""
+    counted = [p for p in points if float(p["snr_db"]) == 20.0 and p.get("by_family")]
+    if not counted:
+        return ""
+    families = list(dict.fromkeys(f for p in counted for f in p["by_family"]))  # vqa_probe writes them in order
+    lines = ["", "", "*accuracy per question family at 20 dB (questions asked in the last column)*", "",
+             "| family | " + " | ".join(f"{p['view']} step {p['step']}" for p in counted) + " | n |",
+             "|" + "---|" * (len(counted) + 2)]
+    for f in families:
+        cells = [f"{p['by_family'][f][0] / p['by_family'][f][1]:.2f}" if p["by_family"].get(f, [0, 0])[1] else ""
+                 for p in counted]
+        asked = counted[-1]["by_family"].get(f, [0, 0])[1]
+        lines.append(f"| {f.replace('_', ' ')} | " + " | ".join(cells) + f" | {asked} |")
+    return "\n".join(lines)
 
 
 def lr_probe_block(fig: dict, source: str) -> str:

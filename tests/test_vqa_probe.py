@@ -100,6 +100,13 @@ def test_scene_view_reads_the_scene_record_and_points_count_each_family(heldout_
         assert sum(n for _, n in p["by_family"].values()) == 12
         assert sum(c for c, _ in p["by_family"].values()) == round(p["value"] * 12)
         assert set(p["by_family"]) <= set(probe.FAMILIES)
+    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "scripts" / "results_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    block = tables.probe_block(json.loads(out.read_text()), "results/scene.json")
+    family, (right, asked) = next(iter(points[-1]["by_family"].items()))
+    assert "*accuracy per question family at 20 dB" in block and "reads no picture and no channel" in block
+    assert f"| {family.replace('_', ' ')} | {right / asked:.2f} | {asked} |" in block
     scenes = json.loads((heldout_data / "CLEVR_v1.0/scenes/CLEVR_val_scenes.json").read_text())["scenes"]
     feats = probe.scene_features(str(heldout_data), "val", len(scenes))
     for scene, rows in zip(scenes, feats):
