@@ -50,6 +50,11 @@
 #                                         on received tokens (positions from noise and from the grid's code) and
 #                                         on the clean picture, 3000 steps, and on tokens to 8000
 #                                         (results/vqa-probe-relations*.json; about 1.5 h on 2 cores)
+#   scripts/reproduce_results.sh perception issue 12's floor again: the same probe reader on every family for
+#                                         10000 steps, on the scene record (perfect perception) and on received
+#                                         tokens, and on the scene record with relate yesno alone for 20000
+#                                         (results/vqa-probe-families-*.json, vqa-probe-relations-scene.json;
+#                                         about 1 h on 2 cores)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -433,6 +438,19 @@ if [ "$what" = relations ]; then
      --out results/vqa-probe-relations-grid.json
   .venv/bin/python scripts/vqa_probe.py --modes tokens --steps 8000 "${P[@]}" \
      --out results/vqa-probe-relations-8000.json
+  wait
+  .venv/bin/python scripts/results_tables.py
+fi
+
+if [ "$what" = perception ]; then
+  # Is relate yesno's plateau the reader or what it is given to read? The probe reader on the scene record itself
+  # (no picture, no channel) against the received tokens, every family, one core each; then the scene record with
+  # relate yesno alone, where the other families cannot teach it to find objects first.
+  F=(--steps 10000 --lr 1e-3 --eval-every 2000)
+  .venv/bin/python scripts/vqa_probe.py --modes scene "${F[@]}" --out results/vqa-probe-families-scene.json
+  .venv/bin/python scripts/vqa_probe.py --modes scene --families relate_yesno --extra-per-scene 10 --steps 20000 \
+     --lr 1e-3 --eval-every 2000 --out results/vqa-probe-relations-scene.json &
+  .venv/bin/python scripts/vqa_probe.py --modes tokens "${F[@]}" --out results/vqa-probe-families-tokens.json
   wait
   .venv/bin/python scripts/results_tables.py
 fi

@@ -244,6 +244,10 @@ def probe_block(fig: dict, source: str) -> str:
             scope += (f"; {h['extra_per_scene']} more drawn per training scene beside the set's, "
                       f"{h['train_questions']} training questions in all")
         scope += "."
+    if h.get("where_per_scene"):
+        scope += (f" Beside them it trained on {h['where_per_scene']} auxiliary \"Where is the ...?\" questions per "
+                  f"training scene (`--where-per-scene`; never scored), {h['train_questions']} training questions "
+                  f"in all.")
     if "scene" in h["views"]:
         scope += " The scene view reads no picture and no channel: its 0 and 20 dB are the same questions, read alike."
     if h.get("positions", "noise") != "noise":

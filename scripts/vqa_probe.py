@@ -185,6 +185,38 @@ def add_questions(data: TaskData, root: str, families: list[str], per_scene: int
     data._by_family = None
 
 
+WHERE_FAMILY = len(FAMILIES)  # the auxiliary family's index: none the data sets ask, so never scored
+THIRDS = (("left", "middle", "right"), ("top", "middle", "bottom"))
+
+
+def where_answer(u: float, v: float) -> str:
+    """The third of the picture across and down that (u, v) (fractions, v down) falls in: 'top left' .. 'middle'."""
+    across, down = (THIRDS[k][min(2, int(x * 3))] for k, x in enumerate((u, v)))
+    return "middle" if across == down == "middle" else f"{down} {across}" if "middle" not in (across, down) else \
+        (across if down == "middle" else down)
+
+
+def add_where(data: TaskData, root: str, per_scene: int, seed: int) -> None:
+    """`per_scene` questions "Where is the small red circle?" per training scene, about objects a description
+    picks out alone, answered with the third of the picture across and down its centre is in: an auxiliary family
+    (trained, never scored) that says where a described object is, the step every relation question builds on."""
+    import numpy as np
+    from unitocom.data.questions import noun_phrase, unique_filter
+    scenes = json.loads(clevr_scenes_file(root, "train").read_text())["scenes"][: len(data.clevr_mu)]
+    rng = np.random.default_rng(seed)
+    for scene in scenes:
+        objs = scene["objects"]
+        for _ in range(per_scene):
+            i = int(rng.integers(len(objs)))
+            flt = unique_filter(rng, objs, i, _PRESET)
+            if flt is None:
+                continue
+            u, v, _ = to_image_frac(objs[i]["3d_coords"])
+            data.questions.append((scene["image_index"], f"Where is the {noun_phrase(flt)}?", where_answer(u, v)))
+            data.families.append(WHERE_FAMILY)
+    data._by_family = None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -204,6 +236,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="draw N more questions of those families per training scene (answer-balanced, as `data "
                          "make` draws them; seed --seed + 1000) beside the data set's: a larger pool than its 5 per "
                          "scene, so that a single family is not learnt by heart")
+    ap.add_argument("--where-per-scene", type=int, default=0, metavar="N",
+                    help="train on N auxiliary questions per training scene as well, 'Where is the small red "
+                         "circle?' -> 'top left' (thirds of the picture across and down), a family of its own in "
+                         "the balanced draws and never scored: does knowing where a described object is teach "
+                         "the relations?")
     ap.add_argument("--positions", choices=("noise", "grid"), default="noise",
                     help="how the visual cells' learned positions start: 0.02-scale noise, or (tokens view) the "
                          "2-D sine-cosine code of the token grid (the MLLM's --mllm-arch image_grid)")
@@ -217,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     if any(f not in FAMILY_INDEX for f in families):
         ap.error(f"--families {args.families!r}: names among {', '.join(FAMILIES)}")
+    if args.where_per_scene < 0:
+        ap.error("--where-per-scene N needs N >= 0")
     if args.extra_per_scene < 0 or (args.extra_per_scene and not families):
         ap.error("--extra-per-scene N (N >= 0) draws questions of --families: name them")
     lo_db, _, hi_db = args.snr_db.partition(":")
@@ -240,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         keep_families(val, families)
     if args.extra_per_scene:
         add_questions(train, args.data, families, args.extra_per_scene, args.seed + 1000)
+    if args.where_per_scene:
+        add_where(train, args.data, args.where_per_scene, args.seed + 2000)
     answers = sorted({a for _, _, a in train.questions})
     answer_id = {a: i for i, a in enumerate(answers)}
     n_val = min(args.n_val, len(val.questions))
@@ -251,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
               "git_commit": commit, "git_dirty": dirty,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "data": args.data, "split": "val", "families": families or "all",
-              "extra_per_scene": args.extra_per_scene, "train_questions": len(train.questions),
+              "extra_per_scene": args.extra_per_scene, "where_per_scene": args.where_per_scene, "train_questions": len(train.questions),
               "positions": args.positions, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
               "train_snr_db": list(snr_range), "channel": "rayleigh", "n_val": n_val, "answers": len(answers),
               "links_sha256": {Path(p).name: file_sha256(Path(p)) for k, p in paths.items() if k in ("image", "bpe")},

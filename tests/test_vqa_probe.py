@@ -122,3 +122,28 @@ def test_scene_view_reads_the_scene_record_and_points_count_each_family(heldout_
                 assert rows[j, -3] < rows[i, -3]
             for j in scene["relationships"]["front"][i]:
                 assert rows[j, -2] > rows[i, -2]
+
+
+def test_where_questions_are_trained_and_never_scored(heldout_data, tmp_path):
+    """--where-per-scene N: N 'Where is the ...?' questions per training scene, answered with the thirds of the
+    picture the described object's centre is in; the reader trains on them and the points score the set's families
+    only."""
+    probe = _probe()
+    assert [probe.where_answer(u, v) for u, v in ((0.1, 0.1), (0.5, 0.5), (0.9, 0.5), (0.2, 0.8))] == [
+        "top left", "middle", "right", "bottom left"]
+    out = tmp_path / "where.json"
+    assert probe.main(["--modes", "scene", "--steps", "2", "--eval-every", "2", "--n-val", "12", "--batch-size", "4",
+                       "--where-per-scene", "2", "--data", str(heldout_data), "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    questions = json.loads((heldout_data / "CLEVR_v1.0/questions/CLEVR_train_questions.json").read_text())["questions"]
+    scenes = json.loads((heldout_data / "CLEVR_v1.0/scenes/CLEVR_train_scenes.json").read_text())["scenes"]
+    assert r["header"]["where_per_scene"] == 2
+    assert len(questions) < r["header"]["train_questions"] <= len(questions) + 2 * len(scenes)
+    assert all(set(p["by_family"]) <= set(probe.FAMILIES) for p in r["points"])
+    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "scripts" / "results_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    assert "trained on 2 auxiliary \"Where is the ...?\" questions per training scene" in \
+        tables.probe_block(r, "results/where.json")
+    with pytest.raises(SystemExit):
+        probe.main(["--where-per-scene", "-1", "--out", str(tmp_path / "x.json")])
