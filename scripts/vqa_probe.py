@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Is VQA's bottleneck the received tokens or the model that reads them? One plain classifier, three inputs.
+"""Is VQA's bottleneck the received tokens or the model that reads them? One plain classifier, four inputs.
 
 The same small bidirectional Transformer (4 layers x 128, answer classification over the training answers,
 family-balanced batches, AdamW with warm-up and cosine, the MLLM's SNR range over Rayleigh) is trained for the
-same steps on three views of a CLEVR-style scene, each beside the question's BPE ids:
+same steps on four views of a CLEVR-style scene, each beside the question's BPE ids:
 
   tokens   the 32 received image tokens R(channel(T(t))) the MLLM reads, standardised per dimension, one
            linear projection each (the MLLM's reading, without its causal LM)
@@ -15,7 +15,8 @@ same steps on three views of a CLEVR-style scene, each beside the question's BPE
            the centre's image coordinates), perfect perception; what the reader alone reaches on a family
 
 tokens well below decoded: the information is in the tokens and a linear reading of them is what loses it
-(the MLLM needs a deeper reader of its tokens); decoded well below pixels: the link loses it. A diagnostic for
+(the MLLM needs a deeper reader of its tokens); decoded well below pixels: the link loses it; pixels well below scene: finding the objects
+in a picture is what the reader has not learnt. A diagnostic for
 issue 12, not a model the services use; it writes results/vqa-probe.json: a header (command, commit, checkpoint
 hashes, the recipe, each view's parameters) and a point per view, evaluation step and SNR (0 and 20 dB) with its
 accuracy and Wilson interval (and each family's [correct, asked]), the layout of the other results files.
@@ -192,8 +193,9 @@ THIRDS = (("left", "middle", "right"), ("top", "middle", "bottom"))
 def where_answer(u: float, v: float) -> str:
     """The third of the picture across and down that (u, v) (fractions, v down) falls in: 'top left' .. 'middle'."""
     across, down = (THIRDS[k][min(2, int(x * 3))] for k, x in enumerate((u, v)))
-    return "middle" if across == down == "middle" else f"{down} {across}" if "middle" not in (across, down) else \
-        (across if down == "middle" else down)
+    if down == "middle":
+        return across
+    return down if across == "middle" else f"{down} {across}"
 
 
 def add_where(data: TaskData, root: str, per_scene: int, seed: int) -> None:
