@@ -15,10 +15,10 @@ same steps on four views of a CLEVR-style scene, each beside the question's BPE 
            the centre's image coordinates), perfect perception; what the reader alone reaches on a family
 
 tokens well below decoded: the information is in the tokens and a linear reading of them is what loses it
-(the MLLM needs a deeper reader of its tokens); decoded well below pixels: the link loses it; pixels well below scene: finding the objects
-in a picture is what the reader has not learnt. A diagnostic for
-issue 12, not a model the services use; it writes results/vqa-probe.json: a header (command, commit, checkpoint
-hashes, the recipe, each view's parameters) and a point per view, evaluation step and SNR (0 and 20 dB) with its
+(the MLLM needs a deeper reader of its tokens); decoded well below pixels: the link loses it; pixels well below
+scene: finding the objects in a picture is what the reader has not learnt. A diagnostic for issue 12, not a model
+the services use; it writes results/vqa-probe.json: a header (command, commit, checkpoint hashes, the recipe, each
+view's parameters) and a point per view, evaluation step and SNR (0 and 20 dB) with its
 accuracy and Wilson interval (and each family's [correct, asked]), the layout of the other results files.
 
     .venv/bin/python scripts/vqa_probe.py --modes tokens,decoded,pixels --steps 1500
