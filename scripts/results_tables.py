@@ -263,9 +263,9 @@ def _probe_families(points: list[dict]) -> str:
     """Each family's accuracy at 20 dB per (view, step), where the points count families (files before that did
     not)."""
     counted = [p for p in points if float(p["snr_db"]) == 20.0 and p.get("by_family")]
-    if not counted:
-        return ""
     families = list(dict.fromkeys(f for p in counted for f in p["by_family"]))  # vqa_probe writes them in order
+    if len(families) < 2:  # one family: the table above says it all
+        return ""
     lines = ["", "", "*accuracy per question family at 20 dB (questions asked in the last column)*", "",
              "| family | " + " | ".join(f"{p['view']} step {p['step']}" for p in counted) + " | n |",
              "|" + "---|" * (len(counted) + 2)]
