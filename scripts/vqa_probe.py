@@ -134,10 +134,15 @@ def evaluate(model, mode, data, pixels, snr_db, channel, answer_id, n) -> dict:
     model.train()
     correct = int(right.sum())
     lo, hi = wilson(correct, n)
-    families = torch.tensor(data.families[:n])
-    by_family = {FAMILIES[f]: [int(right[families == f].sum()), int((families == f).sum())]
-                 for f in sorted(set(data.families[:n]))}
-    return {"value": correct / n, "ci_low": lo, "ci_high": hi, "by_family": by_family}
+    return {"value": correct / n, "ci_low": lo, "ci_high": hi, "by_family": family_counts(right, data.families[:n])}
+
+
+def family_counts(right: torch.Tensor, families: list[int]) -> dict[str, list[int]]:
+    """{family name: [correct, asked]} in family order; a set's own family numbers (real CLEVR has 90, a set
+    without them -1) are named 'family N', not mistaken for this generator's families."""
+    fam = torch.tensor(families)
+    name = lambda f: FAMILIES[f] if 0 <= f < len(FAMILIES) else f"family {f}"  # noqa: E731
+    return {name(f): [int(right[fam == f].sum()), int((fam == f).sum())] for f in sorted(set(families))}
 
 
 _PRESET = data_preset("tiny")

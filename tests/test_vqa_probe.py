@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,3 +148,11 @@ def test_where_questions_are_trained_and_never_scored(heldout_data, tmp_path):
         tables.probe_block(r, "results/where.json")
     with pytest.raises(SystemExit):
         probe.main(["--where-per-scene", "-1", "--out", str(tmp_path / "x.json")])
+
+
+def test_family_counts_name_only_this_generators_families():
+    probe = _probe()
+    right = torch.tensor([True, False, True, True])
+    assert probe.family_counts(right, [0, 0, 9, 42]) == {
+        probe.FAMILIES[0]: [1, 2], probe.FAMILIES[9]: [1, 1], "family 42": [1, 1]}
+    assert probe.family_counts(right[:1], [-1]) == {"family -1": [1, 1]}
