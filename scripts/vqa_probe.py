@@ -96,8 +96,8 @@ class Probe(nn.Module):
             v = self.visual(view * 2 - 1).flatten(2).transpose(1, 2)
         x = torch.cat([v, self.words(ids)], 1)
         x = x + self.pos[: x.shape[1]]
-        seen = view[..., -1] < 0.5 if self.mode == "scene" else torch.zeros(len(x), v.shape[1], dtype=torch.bool)
-        pad = torch.cat([seen, ~real], 1)
+        absent = view[..., -1] < 0.5 if self.mode == "scene" else torch.zeros(len(x), v.shape[1], dtype=torch.bool)
+        pad = torch.cat([absent, ~real], 1)
         h = self.norm(self.encoder(x, src_key_padding_mask=pad))
         return self.out(h[torch.arange(len(x)), real.sum(1) + v.shape[1] - 1])
 
@@ -151,10 +151,15 @@ SCENE_VALUES = [("size", v) for v in _PRESET.sizes] + [("color", v) for v in _PR
 SCENE_FEATURES = len(SCENE_VALUES) + 3  # one-hots, (u, v) of the centre, real-object flag
 
 
+def scene_records(root: str, split: str, n: int) -> list[dict]:
+    """The first n scene records of a split: those TaskData read the token means of."""
+    return json.loads(clevr_scenes_file(root, split).read_text())["scenes"][:n]
+
+
 def scene_features(root: str, split: str, n: int) -> torch.Tensor:
     """[n scenes, max objects, SCENE_FEATURES]: each object's attributes one-hot, its centre's image coordinates
     (u right, v down, in [-1, 1]) and a flag that it is there; padding rows are zero."""
-    scenes = json.loads(clevr_scenes_file(root, split).read_text())["scenes"][:n]
+    scenes = scene_records(root, split, n)
     out = torch.zeros(n, max(len(s["objects"]) for s in scenes), SCENE_FEATURES)
     for i, scene in enumerate(scenes):
         for k, obj in enumerate(scene["objects"]):
@@ -179,12 +184,11 @@ def add_questions(data: TaskData, root: str, families: list[str], per_scene: int
     answer balancer per family), not repeating a question the set already asks of that scene."""
     import numpy as np
     from tqdm import tqdm
-    preset = data_preset("tiny")
-    scenes = json.loads(clevr_scenes_file(root, "train").read_text())["scenes"][: len(data.clevr_mu)]
+    scenes = scene_records(root, "train", len(data.clevr_mu))
     asked = {(i, q) for i, q, _ in data.questions}
     balancer, rng = AnswerBalancer(tuple(families)), np.random.default_rng(seed)
     for scene in tqdm(scenes, desc="extra questions", unit="scene", file=sys.stderr):
-        for q in questions_for_scene(scene, preset, rng, balancer, per_scene):
+        for q in questions_for_scene(scene, _PRESET, rng, balancer, per_scene):
             if (scene["image_index"], q["question"]) not in asked:
                 data.questions.append((scene["image_index"], q["question"], q["answer"]))
                 data.families.append(q["question_family_index"])
@@ -209,7 +213,7 @@ def add_where(data: TaskData, root: str, per_scene: int, seed: int) -> None:
     (trained, never scored) that says where a described object is, the step every relation question builds on."""
     import numpy as np
     from unitocom.data.questions import noun_phrase, unique_filter
-    scenes = json.loads(clevr_scenes_file(root, "train").read_text())["scenes"][: len(data.clevr_mu)]
+    scenes = scene_records(root, "train", len(data.clevr_mu))
     rng = np.random.default_rng(seed)
     for scene in scenes:
         objs = scene["objects"]
