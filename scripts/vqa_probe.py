@@ -65,9 +65,14 @@ class Probe(nn.Module):
     last id."""
 
     def __init__(self, mode: str, vocab: int, answers: int, token_dim: int, hidden: int = 128,
-                 grid_tokens: int = 0):
+                 grid_tokens: int = 0, objects: int = 0):
         super().__init__()
         self.mode = mode
+        if objects:  # --objects: one learned query cell per object slot, read by the same encoder
+            self.queries = nn.Parameter(torch.randn(objects, hidden) * 0.02)
+            self.attribute_heads = nn.ModuleList(nn.Linear(hidden, len(v)) for v in OBJECT_ATTRIBUTES.values())
+            self.present_head = nn.Linear(hidden, 2)
+            self.place_head = nn.Linear(hidden, 2)
         if mode == "tokens":
             self.visual = nn.Linear(token_dim, hidden)
         elif mode == "scene":  # the last feature marks a real object (the rest are padding)
@@ -100,6 +105,15 @@ class Probe(nn.Module):
         pad = torch.cat([absent, ~real], 1)
         h = self.norm(self.encoder(x, src_key_padding_mask=pad))
         return self.out(h[torch.arange(len(x)), real.sum(1) + v.shape[1] - 1])
+
+
+    def objects(self, view: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """view [B, S, d] tokens -> the object slots' (attribute logits [B, K, values] per attribute, present
+        logits [B, K, 2], centre (u, v) [B, K, 2] in [-1, 1]): the picture's objects left to right."""
+        v = self.visual(view) + self.pos[: view.shape[1]]
+        x = torch.cat([v, self.queries.expand(len(v), -1, -1)], 1)
+        h = self.norm(self.encoder(x))[:, v.shape[1]:]
+        return [head(h) for head in self.attribute_heads], self.present_head(h), self.place_head(h)
 
 
 def batch(mode: str, data: TaskData, pixels: torch.Tensor | None, idx: list[int], snr_db: torch.Tensor,
@@ -168,6 +182,57 @@ def scene_features(root: str, split: str, n: int) -> torch.Tensor:
             u, v, _ = to_image_frac(obj["3d_coords"])
             out[i, k, -3:] = torch.tensor([2 * u - 1, 2 * v - 1, 1.0])
     return out
+
+
+OBJECT_ATTRIBUTES = {"size": _PRESET.sizes, "color": _PRESET.colors, "shape": _PRESET.shapes,
+                     "material": _PRESET.materials}
+
+
+def object_targets(root: str, split: str, n: int) -> dict[str, torch.Tensor]:
+    """The first n scenes' objects left to right (by the centre's u; the generator keeps centres apart along x) in
+    objects_max slots: {"attributes" [n, K, 4] value indices (-100 in empty slots), "present" [n, K] 0/1,
+    "place" [n, K, 2] the centre's (u, v) in [-1, 1] (0 in empty slots)}."""
+    k = _PRESET.objects_max
+    attributes = torch.full((n, k, len(OBJECT_ATTRIBUTES)), -100, dtype=torch.long)
+    present = torch.zeros(n, k, dtype=torch.long)
+    place = torch.zeros(n, k, 2)
+    for i, scene in enumerate(scene_records(root, split, n)):
+        placed = sorted(((to_image_frac(o["3d_coords"])[:2], o) for o in scene["objects"]), key=lambda t: t[0][0])
+        for j, ((u, v), obj) in enumerate(placed):
+            attributes[i, j] = torch.tensor([values.index(obj[a]) for a, values in OBJECT_ATTRIBUTES.items()])
+            present[i, j] = 1
+            place[i, j] = torch.tensor([2 * u - 1, 2 * v - 1])
+    return {"attributes": attributes, "present": present, "place": place}
+
+
+def object_loss(model: "Probe", view: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The slots' loss: cross-entropy of each attribute (real objects only) and of presence, plus the squared
+    error of real objects' centres."""
+    attributes, present, place = model.objects(view)
+    loss = F.cross_entropy(present.flatten(0, 1), targets["present"].flatten())
+    for a, logits in enumerate(attributes):
+        loss = loss + F.cross_entropy(logits.flatten(0, 1), targets["attributes"][..., a].flatten(), ignore_index=-100)
+    real = targets["present"].bool()
+    return loss + ((place - targets["place"]) ** 2)[real].sum(-1).mean()
+
+
+@torch.no_grad()
+def evaluate_objects(model: "Probe", data: TaskData, snr_db: float, channel: TorchChannelSpec, n: int) -> dict:
+    """How well the slots read the first n val scenes' objects from their received tokens: the share of scenes
+    whose object count is right, each attribute's accuracy over real objects, and the centres' mean distance in
+    picture widths."""
+    model.eval()
+    gen = torch.Generator().manual_seed(6)
+    rx = data.image_link.through_channel(data.clevr_mu[:n], torch.full((n,), snr_db), channel, gen)
+    attributes, present, place = model.objects(data.image_std.forward(rx))
+    model.train()
+    t = {k: v[:n] for k, v in data.object_targets.items()}
+    real = t["present"].bool()
+    out = {"count": float((present.argmax(-1).sum(1) == t["present"].sum(1)).float().mean())}
+    for a, (name, logits) in enumerate(zip(OBJECT_ATTRIBUTES, attributes)):
+        out[name] = float((logits.argmax(-1) == t["attributes"][..., a])[real].float().mean())
+    out["centre_distance"] = float(((place - t["place"]) / 2).norm(dim=-1)[real].mean())
+    return {k: round(v, 4) for k, v in out.items()}
 
 
 def keep_families(data: TaskData, families: list[str]) -> None:
@@ -252,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
                          "circle?' -> 'top left' (thirds of the picture across and down), a family of its own in "
                          "the balanced draws and never scored: does knowing where a described object is teach "
                          "the relations?")
+    ap.add_argument("--objects", type=float, default=0.0, metavar="W",
+                    help="tokens view: train with weight W an auxiliary reading of the scene's objects as well, "
+                         "one learned query cell per object slot (objects left to right: each attribute, presence "
+                         "and centre), on the same received tokens and encoder; each evaluation reports how well "
+                         "the slots read the val scenes (count, attributes, centre): can this reader find the "
+                         "objects in the tokens, and does learning to help it answer?")
     ap.add_argument("--positions", choices=("noise", "grid"), default="noise",
                     help="how the visual cells' learned positions start: 0.02-scale noise, or (tokens view) the "
                          "2-D sine-cosine code of the token grid (the MLLM's --mllm-arch image_grid)")
@@ -267,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--families {args.families!r}: names among {', '.join(FAMILIES)}")
     if args.where_per_scene < 0:
         ap.error("--where-per-scene N needs N >= 0")
+    if args.objects < 0 or (args.objects and modes != ["tokens"]):
+        ap.error("--objects W (W >= 0) trains the tokens view's object slots: give --modes tokens alone")
     if args.extra_per_scene < 0 or (args.extra_per_scene and not families):
         ap.error("--extra-per-scene N (N >= 0) draws questions of --families: name them")
     lo_db, _, hi_db = args.snr_db.partition(":")
@@ -285,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     if "scene" in modes:
         for data, split in ((train, "train"), (val, "val")):
             data.scene_features = scene_features(args.data, split, len(data.clevr_mu))
+    if args.objects:
+        for data, split in ((train, "train"), (val, "val")):
+            data.object_targets = object_targets(args.data, split, len(data.clevr_mu))
     if families:
         keep_families(train, families)
         keep_families(val, families)
@@ -304,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "data": args.data, "split": "val", "families": families or "all",
               "extra_per_scene": args.extra_per_scene, "where_per_scene": args.where_per_scene,
+              "objects_weight": args.objects,
               "train_questions": len(train.questions),
               "positions": args.positions, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
               "train_snr_db": list(snr_range), "channel": "rayleigh", "n_val": n_val, "answers": len(answers),
@@ -313,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     for mode in modes:
         torch.manual_seed(args.seed)
         grid = image_link.spec.tokens if args.positions == "grid" and mode == "tokens" else 0
-        model = Probe(mode, len(vocab), len(answers), image_link.spec.token_dim, grid_tokens=grid)
+        model = Probe(mode, len(vocab), len(answers), image_link.spec.token_dim, grid_tokens=grid,
+                      objects=_PRESET.objects_max if args.objects else 0)
         opt = torch.optim.AdamW(model.parameters(), args.lr, weight_decay=0.01)
         gen = torch.Generator().manual_seed(args.seed)
         t0 = time.time()
@@ -327,6 +405,10 @@ def main(argv: list[str] | None = None) -> int:
             snr = torch.empty(args.batch_size).uniform_(*snr_range, generator=gen)
             view, ids, real, y = batch(mode, train, pixels["train"], idx, snr, channel, gen, answer_id)
             loss = F.cross_entropy(model(view, ids, real), y)
+            if args.objects:  # the same received tokens, the scenes of the batch's questions
+                scenes = [train.questions[i][0] for i in idx]
+                loss = loss + args.objects * object_loss(
+                    model, view, {k: v[scenes] for k, v in train.object_targets.items()})
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -337,8 +419,11 @@ def main(argv: list[str] | None = None) -> int:
                 for snr_db in (0.0, 20.0):
                     points.append({**at, "snr_db": snr_db, "channel": "rayleigh", "n": n_val, "metric": "accuracy",
                                    **evaluate(model, mode, val, pixels["val"], snr_db, channel, answer_id, n_val)})
+                    if args.objects:
+                        points[-1]["objects"] = evaluate_objects(model, val, snr_db, channel, min(500, len(val.clevr_mu)))
                 bar.write(f"{mode} step {step}: accuracy {points[-2]['value']:.3f} at 0 dB, "
-                          f"{points[-1]['value']:.3f} at 20 dB")
+                          f"{points[-1]['value']:.3f} at 20 dB"
+                          + (f"; objects at 20 dB {points[-1]['objects']}" if args.objects else ""))
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         # after each view: a kill keeps the views before it
         write_atomic(Path(args.out), json.dumps({"header": header, "points": points}, indent=1) + "\n")
