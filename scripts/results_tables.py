@@ -248,11 +248,15 @@ def probe_block(fig: dict, source: str) -> str:
         scope += (f" Beside them it trained on {h['where_per_scene']} auxiliary \"Where is the ...?\" questions per "
                   f"training scene (`--where-per-scene`; never scored), {h['train_questions']} training questions "
                   f"in all.")
+    if h.get("objects_weight"):
+        scope += (f" Beside the questions the reader learnt, with weight {h['objects_weight']:g}, to read the scene's "
+                  f"objects left to right from the same tokens (`--objects`: one query cell per slot; each "
+                  f"attribute, presence and centre).")
     if "scene" in h["views"]:
         scope += " The scene view reads no picture and no channel: its 0 and 20 dB are the same questions, read alike."
     if h.get("positions", "noise") != "noise":
         scope += f" Visual positions start as the token grid's code (`--positions {h['positions']}`)."
-    return "\n".join(lines) + _probe_families(points) + (
+    return "\n".join(lines) + _probe_families(points) + _probe_objects(points) + (
         f"\n\nn = {h['n_val']} {h.get('split', 'val')} questions per cell, {h['channel']}, the same channel draws for "
         f"tokens and decoded; at the last step, 20 dB with Wilson 95 % intervals: {final}.{scope} {h['batch_size']} "
         f"questions a step (family-balanced), SNR drawn from {h['train_snr_db'][0]:g} to {h['train_snr_db'][1]:g} dB. "
@@ -274,6 +278,22 @@ def _probe_families(points: list[dict]) -> str:
                  for p in counted]
         asked = counted[-1]["by_family"].get(f, [0, 0])[1]
         lines.append(f"| {f.replace('_', ' ')} | " + " | ".join(cells) + f" | {asked} |")
+    return "\n".join(lines)
+
+
+def _probe_objects(points: list[dict]) -> str:
+    """How well `--objects`' slots read the val scenes' objects at 20 dB per (view, step), where they were trained."""
+    read = [p for p in points if float(p["snr_db"]) == 20.0 and p.get("objects")]
+    if not read:
+        return ""
+    names = list(read[0]["objects"])
+    lines = ["", "", f"*the object slots on {read[0]['objects'].get('scenes', 500)} val scenes at 20 dB: the share of "
+             "scenes with the right object count, each attribute's accuracy over real objects, and the mean "
+             "distance of the centres in picture widths*", "",
+             "| step | " + " | ".join(n.replace("_", " ") for n in names if n != "scenes") + " |",
+             "|" + "---|" * (len(names) + 1 - ("scenes" in names))]
+    for p in read:
+        lines.append(f"| {p['step']} | " + " | ".join(f"{p['objects'][n]:.2f}" for n in names if n != "scenes") + " |")
     return "\n".join(lines)
 
 

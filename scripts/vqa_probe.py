@@ -232,7 +232,7 @@ def evaluate_objects(model: "Probe", data: TaskData, snr_db: float, channel: Tor
     for a, (name, logits) in enumerate(zip(OBJECT_ATTRIBUTES, attributes)):
         out[name] = float((logits.argmax(-1) == t["attributes"][..., a])[real].float().mean())
     out["centre_distance"] = float(((place - t["place"]) / 2).norm(dim=-1)[real].mean())
-    return {k: round(v, 4) for k, v in out.items()}
+    return {**{k: round(v, 4) for k, v in out.items()}, "scenes": n}
 
 
 def keep_families(data: TaskData, families: list[str]) -> None:

@@ -156,3 +156,52 @@ def test_family_counts_name_only_this_generators_families():
     assert probe.family_counts(right, [0, 0, 9, 42]) == {
         probe.FAMILIES[0]: [1, 2], probe.FAMILIES[9]: [1, 1], "family 42": [1, 1]}
     assert probe.family_counts(right[:1], [-1]) == {"family -1": [1, 1]}
+
+
+def test_object_slots_read_the_scene_left_to_right_and_are_scored(heldout_data, tmp_path):
+    """--objects W: the slots' targets are the scene record's objects ordered by the centre's u, the loss is finite
+    and falls to zero only for a perfect reading, and every evaluation point says how well the slots read."""
+    probe = _probe()
+    scenes = json.loads((heldout_data / "CLEVR_v1.0/scenes/CLEVR_val_scenes.json").read_text())["scenes"]
+    t = probe.object_targets(str(heldout_data), "val", len(scenes))
+    k = probe._PRESET.objects_max
+    assert t["attributes"].shape == (len(scenes), k, 4) and t["present"].shape == t["place"].shape[:2] == (len(scenes), k)
+    for i, scene in enumerate(scenes):
+        objs = sorted(scene["objects"], key=lambda o: probe.to_image_frac(o["3d_coords"])[0])
+        assert t["present"][i].tolist() == [1] * len(objs) + [0] * (k - len(objs))
+        for j, obj in enumerate(objs):
+            assert [vals[int(t["attributes"][i, j, a])] for a, vals in enumerate(probe.OBJECT_ATTRIBUTES.values())] \
+                == [obj[a] for a in probe.OBJECT_ATTRIBUTES]
+        assert (t["attributes"][i, len(objs):] == -100).all()
+        us = t["place"][i, : len(objs), 0]
+        assert (us[1:] > us[:-1]).all() and (us.abs() <= 1).all()  # left to right, in [-1, 1]
+        for a in range(len(objs)):  # the record's own relation agrees with the order
+            for b in scene["relationships"]["left"][scene["objects"].index(objs[a])]:
+                assert objs.index(scene["objects"][b]) < a
+
+    class Perfect(torch.nn.Module):  # slots that output the targets themselves: the loss is ~0
+        def objects(self, view):
+            big = 50.0
+            attributes = [big * torch.nn.functional.one_hot(t["attributes"][..., a].clamp(min=0), len(v)).float()
+                          for a, v in enumerate(probe.OBJECT_ATTRIBUTES.values())]
+            return attributes, big * torch.nn.functional.one_hot(t["present"], 2).float(), t["place"]
+    assert probe.object_loss(Perfect(), None, t) < 1e-6
+    out = tmp_path / "objects.json"
+    assert probe.main(["--modes", "tokens", "--objects", "1", "--steps", "2", "--eval-every", "2", "--n-val", "12",
+                       "--batch-size", "4", "--data", str(heldout_data), "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["header"]["objects_weight"] == 1.0
+    for p in r["points"]:
+        o = p["objects"]
+        assert o["scenes"] == min(500, len(scenes)) and 0 <= o["centre_distance"]
+        assert all(0 <= o[name] <= 1 for name in ("count", "size", "color", "shape", "material"))
+    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "scripts" / "results_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    block = tables.probe_block(r, "results/objects.json")
+    o = r["points"][-1]["objects"]
+    assert f"*the object slots on {o['scenes']} val scenes at 20 dB" in block and "with weight 1," in block
+    assert f"| 2 | {o['count']:.2f} | {o['size']:.2f} | {o['color']:.2f} |" in block
+    for argv in (["--modes", "scene", "--objects", "1"], ["--objects", "-1", "--modes", "tokens"]):
+        with pytest.raises(SystemExit):
+            probe.main([*argv, "--out", str(tmp_path / "x.json")])
