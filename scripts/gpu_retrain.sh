@@ -14,7 +14,10 @@
 #                                              rate on 30 steps, trains for the steps that fit BUDGET_S (default
 #                                              240 s; or STEPS=N, the first call's count for the second objective),
 #                                              and writes to $OUT the MLLM in two parts, its sha256, the run's
-#                                              records (manifest entry, log.jsonl, logs) and gpu_retrain.log
+#                                              records (manifest entry, log.jsonl, logs) and gpu_retrain.log;
+#                                              PROBE_ONLY=1 stops after the probe (setup and 30 steps, about 2
+#                                              min: a first call that says whether the machine runs the recipe,
+#                                              and at what rate, before one spends the session's minutes)
 #   scripts/gpu_retrain.sh join DIR [DEST]     here, after: the parts -> DEST/mllm-<objective>.safetensors (sha256
 #                                              checked) with its manifest entry and logs (DEST: runs/gpu-retrain),
 #                                              a `train all` folder: evaluate with `unitocom ablate --mllm
@@ -161,6 +164,11 @@ print(f"{rate:.2f} steps/s over the first 30 (workers starting included): {steps
       file=sys.stderr)
 EOF
 )
+  if [ -n "${PROBE_ONLY:-}" ]; then  # a short first call: does the machine run the recipe, and how fast?
+    cp "$W/probe.log" "$PROBE/log.jsonl" "$OUT"/
+    say "probe only (PROBE_ONLY): STEPS=$STEPS would fit BUDGET_S=$BUDGET_S"
+    exit 0
+  fi
 fi
 say "training mllm-$OBJECTIVE for $STEPS steps"
 "$PY" "${ALL[@]}" --mllm-steps "$STEPS" --out "$CK"

@@ -59,6 +59,12 @@ def test_gpu_retrain_runs_from_a_token_cache_and_comes_back_within_the_limits(tm
     run_env.update(PYTHON=sys.executable, PYTHONPATH=str(site), OBJECTIVE="sigma-genib", CACHE=str(cache),
                    OUT=str(back), WORK=str(work), DEVICE="cpu", SCALE="smoke", WORKERS="0", WHEELS="/nonexistent",
                    BUDGET_S="0.001", MIN_STEPS="3", OMP_NUM_THREADS="1")
+    # PROBE_ONLY: the short first call, the probe alone, its logs sent back and no model
+    r = subprocess.run(["bash", str(ROOT / "scripts/gpu_retrain.sh"), "run"], env={**run_env, "PROBE_ONLY": "1",
+                       "OUT": str(tmp_path / "probe-back")}, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "STEPS=3 would fit" in r.stdout and "training mllm" not in r.stdout
+    assert sorted(f.name for f in (tmp_path / "probe-back").iterdir()) == ["gpu_retrain.log", "log.jsonl", "probe.log"]
     r = subprocess.run(["bash", str(ROOT / "scripts/gpu_retrain.sh"), "run"], env=run_env, cwd=ROOT,
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
