@@ -57,8 +57,8 @@
 #                                         about 1 h on 2 cores)
 #   scripts/reproduce_results.sh objects    does an object-level signal lift the token reader? the same probe on
 #                                         received tokens with slots that read the scene's objects as well, at
-#                                         weights 1 and 4 (results/vqa-probe-objects-w*.json; about 70 min on 2
-#                                         cores)
+#                                         weights 1 and 4, then with the questions reading the slots
+#                                         (results/vqa-probe-objects-*.json; about 2 h on 2 cores)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -466,5 +466,8 @@ if [ "$what" = objects ]; then
   .venv/bin/python scripts/vqa_probe.py "${F[@]}" --objects 1 --out results/vqa-probe-objects-w1.json &
   .venv/bin/python scripts/vqa_probe.py "${F[@]}" --objects 4 --out results/vqa-probe-objects-w4.json
   wait
+  # the questions read the slots' cells as well as the tokens: the slots as an object-level adapter
+  .venv/bin/python scripts/vqa_probe.py --modes tokens --steps 8000 --lr 1e-3 --eval-every 2000 --objects 1 \
+    --read-slots --out results/vqa-probe-objects-read.json
   .venv/bin/python scripts/results_tables.py
 fi

@@ -251,7 +251,8 @@ def probe_block(fig: dict, source: str) -> str:
     if h.get("objects_weight"):
         scope += (f" Beside the questions the reader learnt, with weight {h['objects_weight']:g}, to read the scene's "
                   f"objects left to right from the same tokens (`--objects`: one query cell per slot; each "
-                  f"attribute, presence and centre).")
+                  f"attribute, presence and centre)" + (", and the questions read those slots' cells as well as the "
+                  "tokens (`--read-slots`)." if h.get("read_slots") else "."))
     if "scene" in h["views"]:
         scope += " The scene view reads no picture and no channel: its 0 and 20 dB are the same questions, read alike."
     if h.get("positions", "noise") != "noise":

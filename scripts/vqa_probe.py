@@ -65,9 +65,10 @@ class Probe(nn.Module):
     last id."""
 
     def __init__(self, mode: str, vocab: int, answers: int, token_dim: int, hidden: int = 128,
-                 grid_tokens: int = 0, objects: int = 0):
+                 grid_tokens: int = 0, objects: int = 0, read_slots: bool = False):
         super().__init__()
         self.mode = mode
+        self.read_slots = read_slots  # the questions attend to the object slots' cells too
         if objects:  # --objects: one learned query cell per object slot, read by the same encoder
             self.queries = nn.Parameter(torch.randn(objects, hidden) * 0.02)
             self.attribute_heads = nn.ModuleList(nn.Linear(hidden, len(v)) for v in OBJECT_ATTRIBUTES.values())
@@ -95,6 +96,13 @@ class Probe(nn.Module):
     def forward(self, view: torch.Tensor, ids: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """view [B, S, d] tokens or objects, or [B, 3, H, W] pictures in [0, 1]; ids, real [B, L] -> logits
         [B, answers]."""
+        if self.read_slots:  # [tokens; slots; question], the slots as `objects` reads them
+            v = self.visual(view) + self.pos[: view.shape[1]]
+            v = torch.cat([v, self.queries.expand(len(v), -1, -1)], 1)
+            w = self.words(ids) + self.pos[v.shape[1]: v.shape[1] + ids.shape[1]]
+            pad = torch.cat([torch.zeros(len(v), v.shape[1], dtype=torch.bool), ~real], 1)
+            h = self.norm(self.encoder(torch.cat([v, w], 1), src_key_padding_mask=pad))
+            return self.out(h[torch.arange(len(v)), real.sum(1) + v.shape[1] - 1])
         if self.mode in ("tokens", "scene"):
             v = self.visual(view)
         else:
@@ -323,6 +331,10 @@ def main(argv: list[str] | None = None) -> int:
                          "and centre), on the same received tokens and encoder; each evaluation reports how well "
                          "the slots read the val scenes (count, attributes, centre): can this reader find the "
                          "objects in the tokens, and does learning to help it answer?")
+    ap.add_argument("--read-slots", action="store_true",
+                    help="with --objects: the questions read the object slots' cells as well as the tokens, one "
+                         "encoder pass over [tokens; slots; question] (the slots an object-level adapter between "
+                         "the link and the reader)")
     ap.add_argument("--positions", choices=("noise", "grid"), default="noise",
                     help="how the visual cells' learned positions start: 0.02-scale noise, or (tokens view) the "
                          "2-D sine-cosine code of the token grid (the MLLM's --mllm-arch image_grid)")
@@ -340,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--where-per-scene N needs N >= 0")
     if args.objects < 0 or (args.objects and modes != ["tokens"]):
         ap.error("--objects W (W >= 0) trains the tokens view's object slots: give --modes tokens alone")
+    if args.read_slots and not args.objects:
+        ap.error("--read-slots reads the slots --objects W trains: give W > 0")
     if args.extra_per_scene < 0 or (args.extra_per_scene and not families):
         ap.error("--extra-per-scene N (N >= 0) draws questions of --families: name them")
     lo_db, _, hi_db = args.snr_db.partition(":")
@@ -380,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "data": args.data, "split": "val", "families": families or "all",
               "extra_per_scene": args.extra_per_scene, "where_per_scene": args.where_per_scene,
-              "objects_weight": args.objects,
+              "objects_weight": args.objects, "read_slots": args.read_slots,
               "train_questions": len(train.questions),
               "positions": args.positions, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
               "train_snr_db": list(snr_range), "channel": "rayleigh", "n_val": n_val, "answers": len(answers),
@@ -391,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(args.seed)
         grid = image_link.spec.tokens if args.positions == "grid" and mode == "tokens" else 0
         model = Probe(mode, len(vocab), len(answers), image_link.spec.token_dim, grid_tokens=grid,
-                      objects=_PRESET.objects_max if args.objects else 0)
+                      objects=_PRESET.objects_max if args.objects else 0, read_slots=args.read_slots)
         opt = torch.optim.AdamW(model.parameters(), args.lr, weight_decay=0.01)
         gen = torch.Generator().manual_seed(args.seed)
         t0 = time.time()

@@ -202,6 +202,20 @@ def test_object_slots_read_the_scene_left_to_right_and_are_scored(heldout_data, 
     o = r["points"][-1]["objects"]
     assert f"*the object slots on {o['scenes']} val scenes at 20 dB" in block and "with weight 1," in block
     assert f"| 2 | {o['count']:.2f} | {o['size']:.2f} | {o['color']:.2f} |" in block
-    for argv in (["--modes", "scene", "--objects", "1"], ["--objects", "-1", "--modes", "tokens"]):
+    # --read-slots: the questions read the slots' cells too; the model sees them (the answer moves with them)
+    out = tmp_path / "read.json"
+    assert probe.main(["--modes", "tokens", "--objects", "1", "--read-slots", "--steps", "1", "--eval-every", "1",
+                       "--n-val", "8", "--batch-size", "4", "--data", str(heldout_data), "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["header"]["read_slots"] is True and "(`--read-slots`)" in tables.probe_block(r, "results/read.json")
+    torch.manual_seed(0)
+    model = probe.Probe("tokens", 50, 7, 16, objects=4, read_slots=True)
+    view, ids, real = torch.randn(2, 32, 16), torch.randint(1, 50, (2, 5)), torch.ones(2, 5, dtype=torch.bool)
+    before = model(view, ids, real)
+    with torch.no_grad():
+        model.queries.copy_(torch.randn_like(model.queries))  # (a constant shift would vanish in the norms)
+    assert before.shape == (2, 7) and not torch.allclose(before, model(view, ids, real))
+    for argv in (["--modes", "scene", "--objects", "1"], ["--objects", "-1", "--modes", "tokens"],
+                 ["--modes", "tokens", "--read-slots"]):
         with pytest.raises(SystemExit):
             probe.main([*argv, "--out", str(tmp_path / "x.json")])
