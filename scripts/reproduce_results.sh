@@ -56,9 +56,9 @@
 #                                         (results/vqa-probe-families-*.json, vqa-probe-relations-scene.json;
 #                                         about 1 h on 2 cores)
 #   scripts/reproduce_results.sh objects    does an object-level signal lift the token reader? the same probe on
-#                                         received tokens with slots that read the scene's objects as well, at
-#                                         weights 1 and 4, then with the questions reading the slots
-#                                         (results/vqa-probe-objects-*.json; about 2 h on 2 cores)
+#                                         received tokens with slots that read the scene's objects as well, and
+#                                         with the questions reading the slots too
+#                                         (results/vqa-probe-objects-*.json; about 70 min on 2 cores)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -461,13 +461,13 @@ fi
 
 if [ "$what" = objects ]; then
   # The probe on received tokens could not find a described object (relate yesno at chance, where the scene record
-  # gives 0.98): train it to read every object of the scene from the same tokens beside the questions, one core each.
-  F=(--modes tokens --steps 10000 --lr 1e-3 --eval-every 2000)
-  .venv/bin/python scripts/vqa_probe.py "${F[@]}" --objects 1 --out results/vqa-probe-objects-w1.json &
-  .venv/bin/python scripts/vqa_probe.py "${F[@]}" --objects 4 --out results/vqa-probe-objects-w4.json
-  wait
-  # the questions read the slots' cells as well as the tokens: the slots as an object-level adapter
+  # gives 0.98): train it to read every object of the scene from the same tokens beside the questions, one core.
+  # Beside it, on the other core, the questions read the slots' cells as well as the tokens: the slots as an object-level
+  # adapter between the link and the reader.
+  .venv/bin/python scripts/vqa_probe.py --modes tokens --steps 10000 --lr 1e-3 --eval-every 2000 --objects 1 \
+    --out results/vqa-probe-objects-w1.json &
   .venv/bin/python scripts/vqa_probe.py --modes tokens --steps 8000 --lr 1e-3 --eval-every 2000 --objects 1 \
     --read-slots --out results/vqa-probe-objects-read.json
+  wait
   .venv/bin/python scripts/results_tables.py
 fi
