@@ -16,10 +16,16 @@ same steps on four views of a CLEVR-style scene, each beside the question's BPE 
 
 tokens well below decoded: the information is in the tokens and a linear reading of them is what loses it
 (the MLLM needs a deeper reader of its tokens); decoded well below pixels: the link loses it; pixels well below
-scene: finding the objects in a picture is what the reader has not learnt. A diagnostic for issue 12, not a model
-the services use; it writes results/vqa-probe.json: a header (command, commit, checkpoint hashes, the recipe, each
-view's parameters) and a point per view, evaluation step and SNR (0 and 20 dB) with its
-accuracy and Wilson interval (and each family's [correct, asked]), the layout of the other results files.
+scene: finding the objects in a picture is what the reader has not learnt.
+
+`--objects W` (tokens view) gives the reader a second job beside the questions: slots that read the scene's objects
+left to right (attributes, presence, centre) from the same tokens, and each evaluation says how well they read;
+`--read-slots` lets the questions read the slots' cells too.
+
+A diagnostic for issue 12, not a model the services use; it writes results/vqa-probe.json: a header (command,
+commit, checkpoint hashes, the recipe, each view's parameters) and a point per view, evaluation step and SNR (0 and
+20 dB) with its accuracy and Wilson interval (each family's [correct, asked], and with --objects the slots' reading),
+the layout of the other results files.
 
     .venv/bin/python scripts/vqa_probe.py --modes tokens,decoded,pixels --steps 1500
 """
@@ -114,7 +120,6 @@ class Probe(nn.Module):
         h = self.norm(self.encoder(x, src_key_padding_mask=pad))
         return self.out(h[torch.arange(len(x)), real.sum(1) + v.shape[1] - 1])
 
-
     def objects(self, view: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         """view [B, S, d] tokens -> the object slots' (attribute logits [B, K, values] per attribute, present
         logits [B, K, 2], centre (u, v) [B, K, 2] in [-1, 1]): the picture's objects left to right."""
@@ -205,6 +210,11 @@ def object_targets(root: str, split: str, n: int) -> dict[str, torch.Tensor]:
     present = torch.zeros(n, k, dtype=torch.long)
     place = torch.zeros(n, k, 2)
     for i, scene in enumerate(scene_records(root, split, n)):
+        for obj in scene["objects"]:  # the tiny preset's values and camera (to_image_frac): this generator's sets
+            bad = [(a, obj[a]) for a, values in OBJECT_ATTRIBUTES.items() if obj[a] not in values]
+            if bad or len(scene["objects"]) > k:
+                raise ValueError(f"{root}: scene {i} of {split} is not of the tiny preset "
+                                 f"({bad or 'too many objects'}); --objects reads this generator's scenes")
         placed = sorted(((to_image_frac(o["3d_coords"])[:2], o) for o in scene["objects"]), key=lambda t: t[0][0])
         for j, ((u, v), obj) in enumerate(placed):
             attributes[i, j] = torch.tensor([values.index(obj[a]) for a, values in OBJECT_ATTRIBUTES.items()])
@@ -373,8 +383,11 @@ def main(argv: list[str] | None = None) -> int:
         for data, split in ((train, "train"), (val, "val")):
             data.scene_features = scene_features(args.data, split, len(data.clevr_mu))
     if args.objects:
-        for data, split in ((train, "train"), (val, "val")):
-            data.object_targets = object_targets(args.data, split, len(data.clevr_mu))
+        try:
+            for data, split in ((train, "train"), (val, "val")):
+                data.object_targets = object_targets(args.data, split, len(data.clevr_mu))
+        except ValueError as e:
+            ap.error(str(e))
     if families:
         keep_families(train, families)
         keep_families(val, families)
@@ -434,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
                     points.append({**at, "snr_db": snr_db, "channel": "rayleigh", "n": n_val, "metric": "accuracy",
                                    **evaluate(model, mode, val, pixels["val"], snr_db, channel, answer_id, n_val)})
                     if args.objects:
-                        points[-1]["objects"] = evaluate_objects(model, val, snr_db, channel, min(500, len(val.clevr_mu)))
+                        points[-1]["objects"] = evaluate_objects(model, val, snr_db, channel,
+                                                                 min(500, len(val.clevr_mu)))
                 bar.write(f"{mode} step {step}: accuracy {points[-2]['value']:.3f} at 0 dB, "
                           f"{points[-1]['value']:.3f} at 20 dB"
                           + (f"; objects at 20 dB {points[-1]['objects']}" if args.objects else ""))

@@ -165,7 +165,8 @@ def test_object_slots_read_the_scene_left_to_right_and_are_scored(heldout_data, 
     scenes = json.loads((heldout_data / "CLEVR_v1.0/scenes/CLEVR_val_scenes.json").read_text())["scenes"]
     t = probe.object_targets(str(heldout_data), "val", len(scenes))
     k = probe._PRESET.objects_max
-    assert t["attributes"].shape == (len(scenes), k, 4) and t["present"].shape == t["place"].shape[:2] == (len(scenes), k)
+    assert t["attributes"].shape == (len(scenes), k, 4)
+    assert t["present"].shape == t["place"].shape[:2] == (len(scenes), k)
     for i, scene in enumerate(scenes):
         objs = sorted(scene["objects"], key=lambda o: probe.to_image_frac(o["3d_coords"])[0])
         assert t["present"][i].tolist() == [1] * len(objs) + [0] * (k - len(objs))
