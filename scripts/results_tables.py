@@ -287,14 +287,13 @@ def _probe_objects(points: list[dict]) -> str:
     read = [p for p in points if float(p["snr_db"]) == 20.0 and p.get("objects")]
     if not read:
         return ""
-    names = list(read[0]["objects"])
+    names = [n for n in read[0]["objects"] if n != "scenes"]  # the figures; "scenes" says how many were read
     lines = ["", "", f"*the object slots on {read[0]['objects'].get('scenes', 500)} val scenes at 20 dB: the share of "
              "scenes with the right object count, each attribute's accuracy over real objects, and the mean "
              "distance of the centres in picture widths*", "",
-             "| step | " + " | ".join(n.replace("_", " ") for n in names if n != "scenes") + " |",
-             "|" + "---|" * (len(names) + 1 - ("scenes" in names))]
+             "| step | " + " | ".join(n.replace("_", " ") for n in names) + " |", "|" + "---|" * (len(names) + 1)]
     for p in read:
-        lines.append(f"| {p['step']} | " + " | ".join(f"{p['objects'][n]:.2f}" for n in names if n != "scenes") + " |")
+        lines.append(f"| {p['step']} | " + " | ".join(f"{p['objects'][n]:.2f}" for n in names) + " |")
     return "\n".join(lines)
 
 

@@ -103,8 +103,7 @@ class Probe(nn.Module):
         """view [B, S, d] tokens or objects, or [B, 3, H, W] pictures in [0, 1]; ids, real [B, L] -> logits
         [B, answers]."""
         if self.read_slots:  # [tokens; slots; question], the slots as `objects` reads them
-            v = self.visual(view) + self.pos[: view.shape[1]]
-            v = torch.cat([v, self.queries.expand(len(v), -1, -1)], 1)
+            v = self._tokens_and_slots(view)
             w = self.words(ids) + self.pos[v.shape[1]: v.shape[1] + ids.shape[1]]
             pad = torch.cat([torch.zeros(len(v), v.shape[1], dtype=torch.bool), ~real], 1)
             h = self.norm(self.encoder(torch.cat([v, w], 1), src_key_padding_mask=pad))
@@ -123,10 +122,14 @@ class Probe(nn.Module):
     def objects(self, view: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         """view [B, S, d] tokens -> the object slots' (attribute logits [B, K, values] per attribute, present
         logits [B, K, 2], centre (u, v) [B, K, 2] in [-1, 1]): the picture's objects left to right."""
-        v = self.visual(view) + self.pos[: view.shape[1]]
-        x = torch.cat([v, self.queries.expand(len(v), -1, -1)], 1)
-        h = self.norm(self.encoder(x))[:, v.shape[1]:]
+        h = self.norm(self.encoder(self._tokens_and_slots(view)))[:, view.shape[1]:]
         return [head(h) for head in self.attribute_heads], self.present_head(h), self.place_head(h)
+
+    def _tokens_and_slots(self, view: torch.Tensor) -> torch.Tensor:
+        """view [B, S, d] tokens -> cells [B, S + K, hidden]: the tokens at their positions, then the K slot
+        queries (which carry no position: each is its own learned cell)."""
+        v = self.visual(view) + self.pos[: view.shape[1]]
+        return torch.cat([v, self.queries.expand(len(v), -1, -1)], 1)
 
 
 def batch(mode: str, data: TaskData, pixels: torch.Tensor | None, idx: list[int], snr_db: torch.Tensor,
@@ -173,8 +176,9 @@ def family_counts(right: torch.Tensor, families: list[int]) -> dict[str, list[in
 
 
 _PRESET = data_preset("tiny")
-SCENE_VALUES = [("size", v) for v in _PRESET.sizes] + [("color", v) for v in _PRESET.colors] + \
-    [("shape", v) for v in _PRESET.shapes] + [("material", v) for v in _PRESET.materials]
+OBJECT_ATTRIBUTES = {"size": _PRESET.sizes, "color": _PRESET.colors, "shape": _PRESET.shapes,
+                     "material": _PRESET.materials}
+SCENE_VALUES = [(a, v) for a, values in OBJECT_ATTRIBUTES.items() for v in values]
 SCENE_FEATURES = len(SCENE_VALUES) + 3  # one-hots, (u, v) of the centre, real-object flag
 
 
@@ -197,10 +201,6 @@ def scene_features(root: str, split: str, n: int) -> torch.Tensor:
     return out
 
 
-OBJECT_ATTRIBUTES = {"size": _PRESET.sizes, "color": _PRESET.colors, "shape": _PRESET.shapes,
-                     "material": _PRESET.materials}
-
-
 def object_targets(root: str, split: str, n: int) -> dict[str, torch.Tensor]:
     """The first n scenes' objects left to right (by the centre's u; the generator keeps centres apart along x) in
     objects_max slots: {"attributes" [n, K, 4] value indices (-100 in empty slots), "present" [n, K] 0/1,
@@ -210,11 +210,11 @@ def object_targets(root: str, split: str, n: int) -> dict[str, torch.Tensor]:
     present = torch.zeros(n, k, dtype=torch.long)
     place = torch.zeros(n, k, 2)
     for i, scene in enumerate(scene_records(root, split, n)):
-        for obj in scene["objects"]:  # the tiny preset's values and camera (to_image_frac): this generator's sets
-            bad = [(a, obj[a]) for a, values in OBJECT_ATTRIBUTES.items() if obj[a] not in values]
-            if bad or len(scene["objects"]) > k:
-                raise ValueError(f"{root}: scene {i} of {split} is not of the tiny preset "
-                                 f"({bad or 'too many objects'}); --objects reads this generator's scenes")
+        # the tiny preset's values and camera (to_image_frac): this generator's sets
+        bad = [(a, o[a]) for o in scene["objects"] for a, values in OBJECT_ATTRIBUTES.items() if o[a] not in values]
+        if bad or len(scene["objects"]) > k:
+            raise ValueError(f"{root}: scene {i} of {split} is not of the tiny preset "
+                             f"({bad or 'too many objects'}); --objects reads this generator's scenes")
         placed = sorted(((to_image_frac(o["3d_coords"])[:2], o) for o in scene["objects"]), key=lambda t: t[0][0])
         for j, ((u, v), obj) in enumerate(placed):
             attributes[i, j] = torch.tensor([values.index(obj[a]) for a, values in OBJECT_ATTRIBUTES.items()])
