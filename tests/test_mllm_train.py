@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from tests.conftest import CharBpe
 from unitocom import config
 from unitocom.config import TrainCompute
-from unitocom.mllm import sequences as seq
+from unitocom.mllm import objects, sequences as seq
 from unitocom.mllm.model import MLLM, MLLMConfig
 
 torch.set_num_threads(1)
@@ -173,6 +174,7 @@ def test_a_token_cache_trains_the_model_the_data_set_trains(small_world):
     got = token_cache.load_split(cache, "sigma-genib", "val", img, aud, vocab)
     assert torch.equal(got.clevr_mu, want.clevr_mu) and torch.equal(got.coco_mu, want.coco_mu)
     assert got.questions == want.questions and got.families == want.families and got.captions == want.captions
+    assert got.listings == want.listings and len(want.listings) == len(want.clevr_mu)
     assert len(got.speech) == len(want.speech) > 0
     assert all(torch.equal(a, b) and s == t for (a, s), (b, t) in zip(got.speech, want.speech))
     assert torch.equal(got.image_std.mean, want.image_std.mean) and got.counts() == want.counts()
@@ -580,3 +582,77 @@ def test_a_loss_scale_changes_the_scaled_tasks_updates_and_nothing_else(small_wo
     moved = [k for k in plain if "layers" in k and not torch.equal(plain[k], scaled[k])]
     assert moved, "the scaled T2I step should move the shared backbone differently"
     assert meta8["train_config"]["loss_scale"] == [["t2i", 0.01]] and meta["train_config"]["loss_scale"] == []
+
+
+# The "obj" task (issue 12): the received scene's objects read out left to right with their places, an LM target
+# beside captioning that gives relation questions the signal they lack.
+
+
+def _obj(colour: str, shape: str, x: int, y: int, size: str = "small", material: str = "metal") -> dict:
+    return {"color": colour, "shape": shape, "size": size, "material": material, "pixel_coords": [x, y, 9.0]}
+
+
+def test_places_are_the_thirds_of_the_picture_across_and_down():
+    assert objects.where(0.1, 0.1) == "top left" and objects.where(0.9, 0.9) == "bottom right"
+    assert objects.where(0.5, 0.1) == "top" and objects.where(0.1, 0.5) == "left"
+    assert objects.where(0.5, 0.5) == "middle" and objects.where(1.0, 0.0) == "top right"  # edges stay inside
+
+
+def test_a_listing_reads_the_objects_left_to_right_in_the_pictures_own_size():
+    scene = [_obj("red", "square", 25, 21), _obj("cyan", "circle", 13, 25, "large"), _obj("brown", "triangle", 17, 4)]
+    assert objects.listing(scene, 32, 32) == ("a large cyan metal circle at the bottom, "
+                                              "a small brown metal triangle at the top, "
+                                              "a small red metal square at the right")
+    # real CLEVR's pictures are 480 x 320: the same pixel column is left there, and a row of 300 the bottom
+    assert objects.listing([_obj("gray", "cube", 100, 300, "large", "rubber")], 480, 320) == \
+        "a large gray rubber cube at the bottom left"
+    assert objects.listing([_obj("red", "sphere", 240, 160)], 480, 320) == "a small red metal sphere in the middle"
+
+
+def test_every_scene_of_a_split_has_its_listing_and_a_split_without_scenes_has_none(small_world, tmp_path):
+    d, _ = small_world
+    scenes = json.loads((d / "data/CLEVR_v1.0/scenes/CLEVR_val_scenes.json").read_text())["scenes"]
+    got = objects.listings(d / "data", "val", 10 ** 6)
+    assert [i for i, _ in got] == sorted(s["image_index"] for s in scenes if s["objects"])
+    for (i, text), scene in zip(got, sorted(scenes, key=lambda s: s["image_index"])):
+        assert text.count(", a ") + 1 == len(scene["objects"])
+        assert all(f"{o['color']} {o['material']} {o['shape']}" in text for o in scene["objects"])
+    assert [i for i, _ in objects.listings(d / "data", "val", 3)] == [0, 1, 2]
+    assert objects.listings(d / "data", "test-without-scenes", 10) == []
+
+
+def test_obj_examples_ask_for_the_listing_of_the_received_scene_and_train(small_world):
+    """data.examples("obj"): the received scene, the prompt as the question and the listing as the LM target;
+    `--task-weights vqa=1,obj=1` trains it and validation reports its loss; a cache made before the task has none."""
+    from unitocom.mllm import token_cache
+    from unitocom.mllm.checkpoint import load_links
+    from unitocom.mllm.cli import task_weights_arg
+    from unitocom.mllm.data import TaskData
+    from unitocom.mllm.train import TrainConfig, train
+    from unitocom.models.channel_torch import TorchChannelSpec
+    d, links = small_world
+    assert task_weights_arg("vqa=2,obj=1") == (("vqa", 2), ("obj", 1))
+    image_link, _, frontend, vocab, _ = load_links(config.load("tiny"), links)
+    data = TaskData(d / "data", "val", image_link, None, frontend, vocab, 32)
+    assert data.counts()["obj"] == len(data.listings) == len(data.clevr_mu)
+    rows = data.examples("obj", [0, 1], torch.tensor([20.0, 0.0]), TorchChannelSpec(model="rayleigh"),
+                         torch.Generator().manual_seed(0))
+    image, text = data.listings[0]
+    assert rows[0] == seq.vqa(vocab, rows[0][1].value, objects.PROMPT, text)
+    assert rows[0][-1].value == vocab.target(text) + [vocab["<eos>"]] and rows[0][-1].target
+    assert not torch.allclose(rows[0][1].value, data.clevr_mu[image])  # received, not the clean means
+    tc = TrainConfig(steps=8, batch=8, lr=3e-3, warmup=2, val_every=4, val_n=8, task_weights=(("vqa", 1), ("obj", 1)))
+    meta = train(str(d / "data"), str(d / "listed"), links=links, tc=tc, resume=False)
+    logged = [json.loads(line) for line in (d / "listed/log.jsonl").read_text().splitlines()]
+    vals = [r["val_obj_lm_20db"] for r in logged if "val_obj_lm_20db" in r]
+    assert len(vals) == 2 and vals[1] < vals[0] and meta["validation"]["val_obj_lm_20db"] == vals[1]
+    assert "val_cap_lm_20db" not in meta["validation"]
+    cache = d / "obj-cache"
+    token_cache.make(d / "data", cache, ["sigma-genib"], links={"sigma-genib": links}, log=lambda *_: None)
+    path = cache / "sigma-genib-val.json.gz"
+    with gzip.open(path, "rt") as f:
+        old = json.load(f)
+    assert [tuple(x) for x in old.pop("listings")] == data.listings
+    with gzip.open(path, "wt") as f:
+        json.dump(old, f)
+    assert token_cache.load_split(cache, "sigma-genib", "val", image_link, None, vocab).counts()["obj"] == 0

@@ -14,7 +14,7 @@ import torch
 
 from unitocom.data.layouts import clevr_root, coco_annotation_file, read_json
 from unitocom.data.presets import SPEECH_SUBSETS
-from unitocom.mllm import sequences as seq
+from unitocom.mllm import objects, sequences as seq
 from unitocom.models import resilience as rz
 from unitocom.models.channel_torch import TorchChannelSpec
 from unitocom.train.data import load_images, read_wave
@@ -94,8 +94,8 @@ class CaptionData:
 
 
 class TaskData:
-    """One split's examples of VQA, T2I, ASR and captioning (T2I's pairs read the other way), with token means
-    computed once. token_dropout: received image and audio tokens lose some tokens, as NaN rows
+    """One split's examples of VQA, T2I, ASR, captioning (T2I's pairs read the other way) and object listing
+    ("obj", `mllm.objects`), with token means computed once. token_dropout: received image and audio tokens lose some tokens, as NaN rows
     (`models.resilience`)."""
 
     token_dropout = False
@@ -119,6 +119,8 @@ class TaskData:
         # question family (CLEVR's question_family_index, -1 where a set has none): training draws families
         # evenly, so a family that is rare in a real set is not drowned by the common ones
         self.families = [int(q.get("question_family_index", -1)) for q in kept]
+        # the "obj" task: each scene's objects read out left to right ([] where the split has no scene records)
+        self.listings: list[tuple[int, str]] = objects.listings(data_dir, split, n)
         self.coco_mu, self.captions = captioned_images(data_dir, split, image_link, size_px, limit)
         # ASR: LibriSpeech layout; clips longer than max_audio_chunks chunks are left out (sequence budget).
         self.speech: list[tuple[torch.Tensor, str]] = []
@@ -165,7 +167,7 @@ class TaskData:
 
     def counts(self) -> dict[str, int]:
         return {"vqa": len(self.questions), "t2i": len(self.captions), "asr": len(self.speech),
-                "svqa": len(self.spoken), "cap": len(self.captions)}
+                "svqa": len(self.spoken), "cap": len(self.captions), "obj": len(self.listings)}
 
     def _received_scenes(self, mu: torch.Tensor, snr_db: torch.Tensor, channel: TorchChannelSpec,
                          gen: torch.Generator) -> torch.Tensor:
@@ -207,6 +209,10 @@ class TaskData:
             items = [self.captions[i] for i in idx]
             rx = self._received_scenes(self.coco_mu[[image for image, _ in items]], snr_db, channel, gen)
             return [seq.caption(v, rx[b], text) for b, (_, text) in enumerate(items)]
+        if task == "obj":  # the received scene's objects, left to right, with their places (`mllm.objects`)
+            items = [self.listings[i] for i in idx]
+            rx = self._received_scenes(self.clevr_mu[[image for image, _ in items]], snr_db, channel, gen)
+            return [seq.vqa(v, rx[b], objects.PROMPT, text, self.question_first) for b, (_, text) in enumerate(items)]
         if task == "t2i":
             out = []
             for i in idx:

@@ -103,7 +103,7 @@ def save_split(data: TaskData, folder: Path, objective: str, split: str, values:
     _put(tensors, "speech_mu", speech_rows, values)
     save_file(tensors, str(folder / f"{objective}-{split}.safetensors"))
     text = {"questions": data.questions, "families": data.families, "captions": data.captions,
-            "speech_text": [t for _, t in data.speech], "coco_is_clevr": same}
+            "listings": data.listings, "speech_text": [t for _, t in data.speech], "coco_is_clevr": same}
     with gzip.open(folder / f"{objective}-{split}.json.gz", "wt") as f:  # a tenth of the size: it travels
         json.dump(text, f)
     exact = torch.cat([data.clevr_mu.reshape(-1, d), speech_rows])
@@ -132,6 +132,7 @@ def load_split(folder: str | Path, objective: str, split: str, image_link, audio
     keep = [i for i, (im, _, _) in enumerate(text["questions"]) if im < n]
     data.questions = [tuple(text["questions"][i]) for i in keep]
     data.families = [text["families"][i] for i in keep]
+    data.listings = [tuple(x) for x in text.get("listings", []) if x[0] < n]  # caches made before "obj": none
     data.coco_mu = (clevr if text["coco_is_clevr"] else _get(t, "coco_mu"))[:limit]
     data.captions = [tuple(c) for c in text["captions"] if c[0] < len(data.coco_mu)]
     speech = list(zip(_unragged(_get(t, "speech_mu"), t["speech_len"]), text["speech_text"]))
