@@ -656,3 +656,41 @@ def test_obj_examples_ask_for_the_listing_of_the_received_scene_and_train(small_
     with gzip.open(path, "wt") as f:
         json.dump(old, f)
     assert token_cache.load_split(cache, "sigma-genib", "val", image_link, None, vocab).counts()["obj"] == 0
+
+
+def test_a_written_listing_is_scored_position_by_position_against_the_scene():
+    truth = "a large cyan metal circle at the bottom, a small red metal square in the middle"
+    assert objects.parse(truth)[1] == {"size": "small", "color": "red", "material": "metal", "shape": "square",
+                                       "place": "middle"}
+    assert objects.agreement(truth, truth) == {"exact": 1.0, "count": 1.0, "size": 1.0, "color": 1.0,
+                                               "material": 1.0, "shape": 1.0, "place": 1.0}
+    # the second object's colour wrong and a third, spurious item: count wrong, colour half right
+    said = "a large cyan metal circle at the bottom, a small blue metal square in the middle, a small"
+    got = objects.agreement(said, truth)
+    assert got["count"] == 0.0 and got["color"] == 0.5 and got["shape"] == 1.0 and got["exact"] == 0.0
+    assert objects.parse("a red") == [None] and objects.agreement("", truth)["size"] == 0.0
+
+
+def test_listing_read_scores_an_obj_trained_mllm_and_refuses_one_that_was_not(small_world, tmp_path):
+    import shutil
+    import sys as _sys
+    _sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import listing_read
+    from unitocom.mllm.train import TrainConfig, train
+    d, links = small_world
+    for weights, run in (((("vqa", 1), ("obj", 1)), "obj"), ((("vqa", 1),), "plain")):
+        train(str(d / "data"), str(tmp_path / run), links=links, resume=False,
+              tc=TrainConfig(steps=2, batch=4, lr=3e-3, warmup=1, val_every=2, val_n=4, task_weights=weights))
+        for p in links.values():  # the links beside the run, where listing_read looks first
+            shutil.copy(p, tmp_path / run)
+    out = tmp_path / "read.json"
+    assert listing_read.main(["--mllm", f"m={tmp_path / 'obj'}", "--data", str(d / "data"), "--split", "val",
+                              "--n", "6", "--snr-db", "20", "--batch", "4", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    p = got["points"][0]
+    assert p["n"] == 6 and p["snr_db"] == 20.0 and len(p["shown"]) == 5
+    assert all(0.0 <= p[f]["ci95"][0] <= p[f]["value"] <= p[f]["ci95"][1] <= 1.0 for f in ("count", "color"))
+    assert got["header"]["mllms"]["m"]["task_weights"] == {"vqa": 1, "obj": 1}
+    with pytest.raises(SystemExit, match="not trained on the obj task"):
+        listing_read.main(["--mllm", f"m={tmp_path / 'plain'}", "--data", str(d / "data"), "--split", "val",
+                           "--out", str(out)])

@@ -15,6 +15,7 @@ split without scene records (real CLEVR's test split) has no listings, and the t
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from unitocom.data.layouts import clevr_root, clevr_scenes_file, read_json
@@ -68,3 +69,29 @@ def listings(data_dir: str | Path, split: str, n: int) -> list[tuple[int, str]]:
             sizes[name] = _picture_size(images / name)
         out.append((i, listing(scene["objects"], *sizes[name])))
     return sorted(out)
+
+
+_ITEM = re.compile(r"^a (\S+) (\S+) (\S+) (\S+) (?:at the (.+)|in (the middle))$")
+FIELDS = ("size", "color", "material", "shape", "place")
+
+
+def parse(text: str) -> list[dict | None]:
+    """A listing as the model wrote it -> one dict of FIELDS per item (None for an item not of the form)."""
+    out = []
+    for item in filter(None, (s.strip() for s in text.strip().rstrip(".").split(","))):
+        m = _ITEM.match(item)
+        out.append(None if m is None else dict(zip(FIELDS, (*m.groups()[:4], m.group(5) or "middle"))))
+    return out
+
+
+def agreement(said: str, truth: str) -> dict[str, float]:
+    """How far a written listing agrees with the true one, position by position (both read left to right):
+    exact (the whole text), count (as many items), and per field the share of the true objects whose item in the
+    same position has that value (a missing or unreadable item counts as wrong)."""
+    got, want = parse(said), parse(truth)
+    out = {"exact": float(" ".join(said.lower().split()) == " ".join(truth.lower().split())),
+           "count": float(len(got) == len(want))}
+    for f in FIELDS:
+        hits = sum(g is not None and g[f] == w[f] for g, w in zip(got, want))
+        out[f] = hits / len(want) if want else float(not got)
+    return out
