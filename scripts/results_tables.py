@@ -297,6 +297,24 @@ def _probe_objects(points: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def listing_block(fig: dict, source: str) -> str:
+    """scripts/listing_read.py: what an obj-trained MLLM's listings of received scenes get right, per MLLM and SNR."""
+    h = fig["header"]
+    fields = ("count", "size", "color", "material", "shape", "place", "exact")
+    lines = ["| MLLM | SNR (dB) | " + " | ".join(fields) + " |", "|" + "---|" * (len(fields) + 2)]
+    for p in fig["points"]:
+        lines.append(f"| {p['mllm']} | {p['snr_db']:g} | " + " | ".join(
+            f"{p[f]['value']:.2f} [{p[f]['ci95'][0]:.2f}, {p[f]['ci95'][1]:.2f}]" for f in fields) + " |")
+    dirty = " (dirty tree)" if h.get("git_dirty") else ""
+    n = fig["points"][0]["n"] if fig["points"] else 0
+    lines += ["", f"n = {n} {h['split']} scenes per point, {h['channel']}; count and exact: the share of scenes whose "
+              "listing has as many items / is the scene record's word for word; the others: the share of the scenes' "
+              "objects whose item in the same position (left to right) has that value; bootstrap 95 % intervals over "
+              f"scenes. From `{source}` (commit {str(h.get('git_commit'))[:10]}{dirty}, {h.get('date')}): "
+              f"`{h['command']}`."]
+    return "\n".join(lines)
+
+
 def lr_probe_block(fig: dict, source: str) -> str:
     """scripts/lr_probe.py: the first steps of the MLLM recipe per (width, peak learning rate), validated."""
     h = fig["header"]
@@ -406,6 +424,10 @@ def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
         fmt = str(fig.get("header", {}).get("format", ""))
         if fmt.startswith(PROBE_FORMAT):  # scripts/vqa_probe.py (issue 12)
             readme = _write(readme, fig_name, probe_block(fig, f"results/{fig_name}.json"), notes,
+                            f"table of results/{fig_name}.json")
+            continue
+        if fmt.startswith("unitocom-results/listing-read/"):  # scripts/listing_read.py (issue 12)
+            readme = _write(readme, fig_name, listing_block(fig, f"results/{fig_name}.json"), notes,
                             f"table of results/{fig_name}.json")
             continue
         if fmt.startswith("unitocom-results/lr-probe/"):  # scripts/lr_probe.py (issue 12)
