@@ -300,7 +300,7 @@ def _probe_objects(points: list[dict]) -> str:
 def listing_block(fig: dict, source: str) -> str:
     """scripts/listing_read.py: what an obj-trained MLLM's listings of received scenes get right, per MLLM and SNR."""
     h = fig["header"]
-    fields = ("count", "size", "color", "material", "shape", "place", "exact")
+    fields = ("count", "found", "size", "color", "material", "shape", "place", "exact")
     lines = ["| MLLM | SNR (dB) | " + " | ".join(fields) + " |", "|" + "---|" * (len(fields) + 2)]
     for p in fig["points"]:
         lines.append(f"| {p['mllm']} | {p['snr_db']:g} | " + " | ".join(
@@ -308,8 +308,9 @@ def listing_block(fig: dict, source: str) -> str:
     dirty = " (dirty tree)" if h.get("git_dirty") else ""
     n = fig["points"][0]["n"] if fig["points"] else 0
     lines += ["", f"n = {n} {h['split']} scenes per point, {h['channel']}; count and exact: the share of scenes whose "
-              "listing has as many items / is the scene record's word for word; the others: the share of the scenes' "
-              "objects whose item in the same position (left to right) has that value; bootstrap 95 % intervals over "
+              "listing has as many items / is the scene record's word for word; found: the share of the scenes' "
+              "objects (size, colour, material, shape) named anywhere in the listing; the others: the share of the "
+              "scenes' objects whose item in the same position (left to right) has that value; bootstrap 95 % intervals over "
               f"scenes. From `{source}` (commit {str(h.get('git_commit'))[:10]}{dirty}, {h.get('date')}): "
               f"`{h['command']}`."]
     return "\n".join(lines)

@@ -662,12 +662,18 @@ def test_a_written_listing_is_scored_position_by_position_against_the_scene():
     truth = "a large cyan metal circle at the bottom, a small red metal square in the middle"
     assert objects.parse(truth)[1] == {"size": "small", "color": "red", "material": "metal", "shape": "square",
                                        "place": "middle"}
-    assert objects.agreement(truth, truth) == {"exact": 1.0, "count": 1.0, "size": 1.0, "color": 1.0,
+    assert objects.agreement(truth, truth) == {"exact": 1.0, "count": 1.0, "found": 1.0, "size": 1.0, "color": 1.0,
                                                "material": 1.0, "shape": 1.0, "place": 1.0}
     # the second object's colour wrong and a third, spurious item: count wrong, colour half right
     said = "a large cyan metal circle at the bottom, a small blue metal square in the middle, a small"
     got = objects.agreement(said, truth)
     assert got["count"] == 0.0 and got["color"] == 0.5 and got["shape"] == 1.0 and got["exact"] == 0.0
+    assert got["found"] == 0.5
+    # the right objects in the wrong order: found, not placed position by position; one item finds one object
+    swapped = "a small red metal square in the middle, a large cyan metal circle at the bottom"
+    assert objects.agreement(swapped, truth)["found"] == 1.0 and objects.agreement(swapped, truth)["color"] == 0.0
+    twice = "a large cyan metal circle at the bottom, a large cyan metal circle at the bottom"
+    assert objects.agreement(twice, truth)["found"] == 0.5
     assert objects.parse("a red") == [None] and objects.agreement("", truth)["size"] == 0.0
 
 

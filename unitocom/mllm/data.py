@@ -95,8 +95,8 @@ class CaptionData:
 
 class TaskData:
     """One split's examples of VQA, T2I, ASR, captioning (T2I's pairs read the other way) and object listing
-    ("obj", `mllm.objects`), with token means computed once. token_dropout: received image and audio tokens lose some tokens, as NaN rows
-    (`models.resilience`)."""
+    ("obj", `mllm.objects`), with token means computed once. token_dropout: received image and audio tokens lose some
+    tokens, as NaN rows (`models.resilience`)."""
 
     token_dropout = False
     question_first = False  # VQA sequences put the question before the image (the MLLM's config says which)

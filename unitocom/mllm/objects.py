@@ -86,11 +86,21 @@ def parse(text: str) -> list[dict | None]:
 
 def agreement(said: str, truth: str) -> dict[str, float]:
     """How far a written listing agrees with the true one, position by position (both read left to right):
-    exact (the whole text), count (as many items), and per field the share of the true objects whose item in the
-    same position has that value (a missing or unreadable item counts as wrong)."""
+    exact (the whole text), count (as many items), per field the share of the true objects whose item in the
+    same position has that value (a missing or unreadable item counts as wrong), and found: the share of the true
+    objects (size, colour, material, shape) named anywhere in the listing, each item matching one object at most,
+    which forgives the order."""
     got, want = parse(said), parse(truth)
     out = {"exact": float(" ".join(said.lower().split()) == " ".join(truth.lower().split())),
            "count": float(len(got) == len(want))}
+    named = [tuple(g[f] for f in FIELDS[:4]) for g in got if g is not None]
+    found = 0
+    for w in want:
+        key = tuple(w[f] for f in FIELDS[:4])
+        if key in named:
+            named.remove(key)
+            found += 1
+    out["found"] = found / len(want) if want else float(not got)
     for f in FIELDS:
         hits = sum(g is not None and g[f] == w[f] for g, w in zip(got, want))
         out[f] = hits / len(want) if want else float(not got)
