@@ -15,6 +15,9 @@
 #                                              240 s; or STEPS=N, the first call's count for the second objective),
 #                                              and writes to $OUT the MLLM in two parts, its sha256, the run's
 #                                              records (manifest entry, log.jsonl, logs) and gpu_retrain.log;
+#                                              MIX=T=W,... trains another task mix (`train all
+#                                              --mllm-mix`, e.g. vqa=2,t2i=1,asr=1,cap=1,obj=2; obj needs caches
+#                                              made since the task: older ones keep no listings);
 #                                              PROBE_ONLY=1 stops after the probe (setup and 30 steps, about 2
 #                                              min: a first call that says whether the machine runs the recipe,
 #                                              and at what rate, before one spends the session's minutes)
@@ -143,14 +146,15 @@ CK=$W/$OBJECTIVE
 mkdir -p "$CK"
 cp "$CACHE"/links/* "$CK"/
 ALL=(-m unitocom.cli train all --scale "$SCALE" --only "mllm-$OBJECTIVE" --speech-data "$CACHE" --device "$DEVICE"
-     --workers "$WORKERS")
+     --workers "$WORKERS" ${MIX:+--mllm-mix "$MIX"})
 if [ -z "${STEPS:-}" ]; then
   # this machine's rate: the recipe's first 30 steps (a --stop-at probe: no checkpoint), then the steps that fit
   say "probe: 30 steps of mllm-$OBJECTIVE"
   PROBE=$W/probe-$OBJECTIVE
   rm -rf "$PROBE"
   mapfile -t RECIPE < <("$PY" -c 'import sys; from unitocom.train.retrain import plan
-print("\n".join(next(s for s in plan(sys.argv[1]) if s.name == sys.argv[2]).args))' "$SCALE" "mllm-$OBJECTIVE")
+print("\n".join(next(s for s in plan(sys.argv[1], mllm_mix=sys.argv[3] or None) if s.name == sys.argv[2]).args))' \
+    "$SCALE" "mllm-$OBJECTIVE" "${MIX:-}")
   UNITOCOM_CHECKPOINTS=$CK "$PY" -m unitocom.cli "${RECIPE[@]}" --data "$CACHE" --device "$DEVICE" \
     --workers "$WORKERS" --stop-at 30 --head-steps 0 --run-dir "$PROBE" --no-install > "$W/probe.log" 2>&1 \
     || { tail -30 "$W/probe.log"; exit 1; }

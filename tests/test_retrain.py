@@ -164,3 +164,23 @@ def test_mllm_steps_and_workers_reach_the_base_mllms_alone_and_a_token_cache_ser
     with pytest.raises(ValueError, match="semcom-asr read the data set itself"):
         retrain.run_all(tmp_path / "out", "gpu", None, only=["semcom-asr"], dry_run=True, log=lambda s: None,
                         speech_data=str(cache))
+
+
+def test_an_mllm_mix_reaches_the_base_mllms_and_their_fine_tunes_and_a_bad_one_fails_first(tmp_path):
+    """`train all --mllm-mix` (issue 12's object listing at scale): the base MLLMs train that mix, the resilient
+    fine-tune keeps it and the spoken one adds its spoken questions after the typed ones; the default is the
+    committed recipe's, and a mix `train mllm` would refuse fails before anything runs."""
+    def weights(steps, name):
+        a = steps[name].args
+        return a[a.index("--task-weights") + 1]
+    default = {s.name: s for s in retrain.plan("cpu")}
+    assert weights(default, "mllm-sigma-genib") == retrain.MLLM_MIX == "vqa=2,t2i=1,asr=1,cap=1"
+    assert weights(default, "mllm-sigma-genib-spoken") == "vqa=2,svqa=2,t2i=1,asr=1,cap=1"
+    mixed = {s.name: s for s in retrain.plan("gpu", mllm_mix="vqa=3,t2i=1,asr=1,cap=1,obj=2")}
+    for name in ("mllm-sigma-genib", "mllm-vae", "mllm-sigma-genib-resilient"):
+        assert weights(mixed, name) == "vqa=3,t2i=1,asr=1,cap=1,obj=2"
+    assert weights(mixed, "mllm-sigma-genib-spoken") == "vqa=3,svqa=3,t2i=1,asr=1,cap=1,obj=2"
+    assert "--task-weights" not in mixed["semcom-vqa"].args  # SemCom is no MLLM
+    with pytest.raises(ValueError, match="--mllm-mix 'vqa=2,objects=1'"):
+        retrain.run_all(tmp_path / "out", "gpu", None, only=["mllm-vae"], dry_run=True, log=lambda s: None,
+                        mllm_mix="vqa=2,objects=1")

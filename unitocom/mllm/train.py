@@ -343,6 +343,9 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
         torch.Generator(device=device).manual_seed(tc.seed + start)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=compute.autocast_bf16)
     tasks = [t for t, w in tc.task_weights for _ in range(w) if train_data.counts()[t] > 0]
+    for t in dict(tc.task_weights):
+        if not train_data.counts()[t]:  # said, not silently dropped: obj from a cache made before it, svqa unspoken
+            say(f"--task-weights: {t} has no training examples in {data_dir}; the cycle leaves it out")
     scale = dict(tc.loss_scale)
     global_batch = dist.global_batch(tc.batch, d)
     if compute.workers:

@@ -119,6 +119,9 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--mllm-steps", type=int, default=None, metavar="N",
                    help="the base MLLMs' steps instead of the scale's (10000 cpu, 2500 gpu): a longer run, or what "
                         "a GPU's measured rate fits in its time (scripts/gpu_retrain.sh)")
+    a.add_argument("--mllm-mix", default=None, metavar="T=W,...",
+                   help="the MLLMs' task weights instead of the recipe's vqa=2,t2i=1,asr=1,cap=1, e.g. "
+                        "vqa=2,t2i=1,asr=1,cap=1,obj=2 (the object listing; issue 12); the fine-tunes keep it")
     a.add_argument("--workers", type=int, default=0, metavar="N",
                    help="processes that draw the MLLMs' batches ahead (`train mllm --workers`; another random "
                         "stream than 0's): on a GPU, where drawing in the loop would idle it")
@@ -133,7 +136,8 @@ def _all(args) -> int:
     from unitocom.config import checkpoint_dir
     try:
         run_all(args.out, args.scale, args.data, args.only, args.device, args.dry_run,
-                speech_data=args.speech_data, mllm_steps=args.mllm_steps, workers=args.workers)
+                speech_data=args.speech_data, mllm_steps=args.mllm_steps, workers=args.workers,
+                mllm_mix=args.mllm_mix)
     except (RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

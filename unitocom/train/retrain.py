@@ -66,9 +66,24 @@ MLLM_LR = "5e-4"
 FINETUNE_LR = "2.5e-4"
 
 
-def plan(scale: str = "cpu", mllm_steps: int | None = None) -> list[Step]:
+MLLM_MIX = "vqa=2,t2i=1,asr=1,cap=1"
+
+
+def _mix(text: str) -> tuple[tuple[str, int], ...]:
+    """"vqa=2,obj=1" -> its (task, weight) pairs, checked as `train mllm --task-weights` checks them (ValueError)."""
+    import argparse
+
+    from unitocom.mllm.cli import task_weights_arg
+    try:
+        return task_weights_arg(text)
+    except argparse.ArgumentTypeError as e:
+        raise ValueError(f"--mllm-mix {text!r}: {e}") from None
+
+
+def plan(scale: str = "cpu", mllm_steps: int | None = None, mllm_mix: str | None = None) -> list[Step]:
     """Every committed checkpoint, in the order they depend on each other. mllm_steps: the two base MLLMs' steps
-    other than the scale's (validated a tenth of the way, as at every scale)."""
+    other than the scale's (validated a tenth of the way, as at every scale); mllm_mix: their task weights other
+    than MLLM_MIX (e.g. with obj, the object listing), which the fine-tunes built on them keep too."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
     if mllm_steps is not None and mllm_steps < 1:
@@ -97,7 +112,11 @@ def plan(scale: str = "cpu", mllm_steps: int | None = None) -> list[Step]:
     for obj in ("sigma-genib", "genib", "vae"):
         steps.append(Step(f"text-{obj}", _tok("text", obj, n["text"], channel="awgn", batch_size=n["tb"])))
     steps.append(Step("scene-checker", ["train", "checker", "--steps", str(n["checker"])]))
-    mix = ["--task-weights", "vqa=2,t2i=1,asr=1,cap=1", "--loss-scale", "t2i=8"]
+    weights = _mix(mllm_mix or MLLM_MIX)  # a bad mix fails here, before any step has run
+    base_mix = ",".join(f"{t}={w}" for t, w in weights)
+    # the spoken fine-tune: its base's mix with spoken questions as many steps as typed ones, right after them
+    spoken_mix = ",".join(f"{t}={w}" + (f",svqa={w}" if t == "vqa" else "") for t, w in weights if t != "svqa")
+    mix = ["--task-weights", base_mix, "--loss-scale", "t2i=8"]
     # train all runs one step at a time: on the CPU an MLLM step takes both cores (1.8x one core's steps/s)
     threads = ["--threads", "2"] if scale == "cpu" else []
     for obj in ("sigma-genib", "vae"):
@@ -127,7 +146,7 @@ def plan(scale: str = "cpu", mllm_steps: int | None = None) -> list[Step]:
     sp = {"cpu": 1500, "gpu": 800, "smoke": 2}[scale]
     steps.append(Step("mllm-sigma-genib-spoken", ["train", "mllm", "--spoken", "--steps", str(sp), "--lr", FINETUNE_LR,
                                                   "--val-every", str(max(2, sp // 3)), "--task-weights",
-                                                  "vqa=2,svqa=2,t2i=1,asr=1,cap=1", "--loss-scale", "t2i=8"] + threads,
+                                                  spoken_mix, "--loss-scale", "t2i=8"] + threads,
                       needs=("mllm-sigma-genib", "audio-sigma-genib-s32"), speech=True))
     # Vanilla SemCom (baseline 2): task-specific, from pixels / BPE / log-mel, no tokenizer of ours. The committed
     # semcom-vqa was 5000 steps at lr 2e-3 then 4000 warm-started at 1e-3 (its manifest's history); the plan gives
@@ -155,12 +174,13 @@ def _where(step: Step, out: Path) -> list[str]:
 
 def run_all(out: str | Path, scale: str = "cpu", data: str | None = None, only: list[str] | None = None,
             device: str | None = None, dry_run: bool = False, log=print,
-            speech_data: str | None = None, mllm_steps: int | None = None, workers: int = 0) -> list[str]:
+            speech_data: str | None = None, mllm_steps: int | None = None, workers: int = 0,
+            mllm_mix: str | None = None) -> list[str]:
     """Run the plan into `out`; returns the names trained this time. Raises RuntimeError on a failed step.
     data: the data set of every step (default: SCENE_DATA, and SPEECH_DATA for the steps that read speech);
     speech_data: that of the speech steps (default: `data` when given, else SPEECH_DATA). Each is made first when
-    missing (the defaults with their recipe, another folder as the preset's). mllm_steps: `plan`'s; workers: the
-    MLLM steps' batch-drawing processes (`train mllm --workers`)."""
+    missing (the defaults with their recipe, another folder as the preset's). mllm_steps, mllm_mix: `plan`'s; workers:
+    the MLLM steps' batch-drawing processes (`train mllm --workers`)."""
     out = Path(out)
     speech_data = speech_data or data or SPEECH_DATA[0]
     data = data or SCENE_DATA[0]
@@ -171,7 +191,7 @@ def run_all(out: str | Path, scale: str = "cpu", data: str | None = None, only: 
     shipped = Path(__file__).resolve().parents[2] / "checkpoints" / "text-bpe.json"
     if not bpe.exists() and shipped.exists():  # the BPE is data, not weights: every text model shares it
         shutil.copyfile(shipped, bpe)
-    by_name = {s.name: s for s in plan(scale, mllm_steps)}
+    by_name = {s.name: s for s in plan(scale, mllm_steps, mllm_mix)}
     unknown = [n for n in only or [] if n not in by_name]
     if unknown:
         raise ValueError(f"unknown checkpoint(s) {', '.join(unknown)}; the plan has {', '.join(by_name)}")
