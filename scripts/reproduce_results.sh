@@ -62,8 +62,10 @@
 #   scripts/reproduce_results.sh listing  the probe's object signal in the MLLM: the shipped MLLM fine-tuned 2000
 #                                         steps with the "obj" task (list the received scene's objects left to
 #                                         right) in its mix, against the same fine-tune without it, on the test
-#                                         questions and the fresh set's (results/ablation-listing*.*; about 55 min
-#                                         of training, one core each, and 10 of scoring)
+#                                         questions and the fresh set's, what it reads of the scenes, and T2I
+#                                         after each one's head phase (results/ablation-listing*.*,
+#                                         listing-read.json; about 65 min of training, one core each, 30 of head
+#                                         phases and 20 of scoring)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -500,5 +502,16 @@ if [ "$what" = listing ]; then
   [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
   $U ablate --name ablation-listing-seed77 --data data/tiny-seed77 "${L[@]}" --snr-db 0,20 --channel rayleigh \
      --n-vqa 1000 --workers 8 --out results --resume
+  .venv/bin/python scripts/listing_read.py --mllm listing-2000=runs/obj/ft-obj --out results/listing-read.json
+  # T2I reads the diffusion head: each fine-tune's head phase (8000 steps, one core each), then 500 test captions
+  for v in obj ctrl; do
+    grep -qa head_steps runs/obj/ft-$v-head/mllm.safetensors 2>/dev/null || $U train mllm-head \
+      --mllm runs/obj/ft-$v/mllm.safetensors --data data/tiny-speech96 --steps 8000 --threads 1 \
+      --run-dir runs/obj/ft-$v-head --no-install &
+  done
+  wait
+  $U ablate --task t2i --name ablation-listing-t2i --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
+     --mllm recipe-2000=runs/obj/ft-ctrl-head --mllm listing-2000=runs/obj/ft-obj-head \
+     --reference shipped,recipe-2000 --snr-db 20 --channel rayleigh --n-t2i 500 --workers 16 --out results --resume
   .venv/bin/python scripts/results_tables.py
 fi
