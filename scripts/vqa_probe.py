@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from unitocom import config  # noqa: E402
+from unitocom.mllm import objects  # noqa: E402
 from unitocom.mllm.checkpoint import load_links  # noqa: E402
 from unitocom.data.layouts import clevr_scenes_file  # noqa: E402
 from unitocom.data.presets import data_preset  # noqa: E402
@@ -279,15 +280,8 @@ def add_questions(data: TaskData, root: str, families: list[str], per_scene: int
 
 
 WHERE_FAMILY = len(FAMILIES)  # the auxiliary family's index: none the data sets ask, so never scored
-THIRDS = (("left", "middle", "right"), ("top", "middle", "bottom"))
-
-
-def where_answer(u: float, v: float) -> str:
-    """The third of the picture across and down that (u, v) (fractions, v down) falls in: 'top left' .. 'middle'."""
-    across, down = (THIRDS[k][min(2, int(x * 3))] for k, x in enumerate((u, v)))
-    if down == "middle":
-        return across
-    return down if across == "middle" else f"{down} {across}"
+# the third of the picture across and down a centre (u, v) falls in: the MLLM's object listing says places so too
+where_answer = objects.where
 
 
 def add_where(data: TaskData, root: str, per_scene: int, seed: int) -> None:
