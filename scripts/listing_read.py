@@ -27,6 +27,7 @@ import torch  # noqa: E402
 
 from unitocom import config  # noqa: E402
 from unitocom.ablation import named_mllm  # noqa: E402
+from unitocom.link.snr import snr_points_arg  # noqa: E402
 from unitocom.mllm import objects, tasks  # noqa: E402
 from unitocom.mllm.checkpoint import load_links, load_mllm  # noqa: E402
 from unitocom.mllm.data import TaskData  # noqa: E402
@@ -68,12 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="data/tiny-speech96", help="a data set whose split has scene records")
     ap.add_argument("--split", default="test")
     ap.add_argument("--n", type=int, default=500, help="scenes per point (the split's first n)")
-    ap.add_argument("--snr-db", default="0,20", help="comma-separated SNRs in dB")
+    ap.add_argument("--snr-db", type=snr_points_arg, default="0,20", help="A:B:STEP or a comma list (dB)")
     ap.add_argument("--batch", type=int, default=100, help="listings generated together")
     ap.add_argument("--seed", type=int, default=0, help="the channel draws' seed (the same for every MLLM)")
     ap.add_argument("--out", default="results/listing-read.json")
     args = ap.parse_args(argv)
-    snrs = [float(s) for s in args.snr_db.split(",")]
     cfg = config.load("tiny")
     commit, dirty = git_state(ROOT)
     header = {"format": FORMAT, "command": " ".join(shlex.quote(a) for a in [
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         header["mllms"][name] = {"path": str(path), "sha256": file_sha256(path), "task_weights": weights,
                                  "steps": meta.get("train_config", {}).get("steps"),
                                  "init": meta.get("train_config", {}).get("init")}
-        for snr_db in snrs:
+        for snr_db in args.snr_db:
             said = read_listings(model, data, n, snr_db, args.batch, args.seed)
             scores = [objects.agreement(s, t) for s, (_, t) in zip(said, data.listings)]
             point = {"mllm": name, "snr_db": snr_db, "n": n}

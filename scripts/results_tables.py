@@ -310,9 +310,8 @@ def listing_block(fig: dict, source: str) -> str:
     lines += ["", f"n = {n} {h['split']} scenes per point, {h['channel']}; count and exact: the share of scenes whose "
               "listing has as many items / is the scene record's word for word; found: the share of the scenes' "
               "objects (size, colour, material, shape) named anywhere in the listing; the others: the share of the "
-              "scenes' objects whose item in the same position (left to right) has that value; bootstrap 95 % intervals "
-              "over "
-              f"scenes. From `{source}` (commit {str(h.get('git_commit'))[:10]}{dirty}, {h.get('date')}): "
+              "scenes' objects whose item in the same position (left to right) has that value; bootstrap 95 % "
+              f"intervals over scenes. From `{source}` (commit {str(h.get('git_commit'))[:10]}{dirty}, {h.get('date')}): "
               f"`{h['command']}`."]
     return "\n".join(lines)
 

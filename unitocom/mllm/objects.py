@@ -59,15 +59,13 @@ def listings(data_dir: str | Path, split: str, n: int) -> list[tuple[int, str]]:
     if not path.is_file():
         return []
     images = clevr_root(data_dir) / "images" / split
-    out, sizes = [], {}
+    out = []
     for scene in read_json(path)["scenes"]:
         i = scene["image_index"]
         if i >= n or not scene["objects"]:
             continue
         name = scene.get("image_filename", f"CLEVR_{split}_{i:06d}.png")
-        if name not in sizes:
-            sizes[name] = _picture_size(images / name)
-        out.append((i, listing(scene["objects"], *sizes[name])))
+        out.append((i, listing(scene["objects"], *_picture_size(images / name))))
     return sorted(out)
 
 
