@@ -12,7 +12,8 @@
 #   OBJECTIVE=sigma-genib scripts/gpu_retrain.sh run
 #                                              there: installs .whl/ into /tmp/site, measures this machine's step
 #                                              rate on 30 steps, trains for the steps that fit BUDGET_S (default
-#                                              240 s; or STEPS=N, the first call's count for the second objective),
+#                                              240 s: the first part's N steps and the second part's N/5; or
+#                                              STEPS=N, the first call's count for the second objective),
 #                                              and writes to $OUT the MLLM in two parts, its sha256, the run's
 #                                              records (manifest entry, log.jsonl, logs) and gpu_retrain.log;
 #                                              MIX=T=W,... trains another task mix (`train all
@@ -154,18 +155,19 @@ if [ -z "${STEPS:-}" ]; then
   rm -rf "$PROBE"
   mapfile -t RECIPE < <("$PY" -c 'import sys; from unitocom.train.retrain import plan
 print("\n".join(next(s for s in plan(sys.argv[1], mllm_mix=sys.argv[3] or None) if s.name == sys.argv[2]).args))' \
-    "$SCALE" "mllm-$OBJECTIVE" "${MIX:-}")
+    "$SCALE" "mllm-$OBJECTIVE-base" "${MIX:-}")
   UNITOCOM_CHECKPOINTS=$CK "$PY" -m unitocom.cli "${RECIPE[@]}" --data "$CACHE" --device "$DEVICE" \
-    --workers "$WORKERS" --stop-at 30 --head-steps 0 --run-dir "$PROBE" --no-install > "$W/probe.log" 2>&1 \
+    --workers "$WORKERS" --stop-at 30 --run-dir "$PROBE" --no-install > "$W/probe.log" 2>&1 \
     || { tail -30 "$W/probe.log"; exit 1; }
   STEPS=$("$PY" - "$PROBE/log.jsonl" "$BUDGET_S" "${MIN_STEPS:-100}" <<'EOF'
 import json, sys
 row = [json.loads(l) for l in open(sys.argv[1])][-1]
 rate = row["steps_per_s"]
-steps = max(int(sys.argv[3]), int(rate * float(sys.argv[2]) // 100 * 100))
+# the budget holds the base MLLM's two parts: N steps, then N/5 more (unitocom/train/retrain.py)
+steps = max(int(sys.argv[3]), int(rate * float(sys.argv[2]) / 1.2 // 100 * 100))
 print(steps)
-print(f"{rate:.2f} steps/s over the first 30 (workers starting included): {steps} steps in {sys.argv[2]} s",
-      file=sys.stderr)
+print(f"{rate:.2f} steps/s over the first 30 (workers starting included): {steps} + {max(2, steps // 5)} steps "
+      f"in {sys.argv[2]} s", file=sys.stderr)
 EOF
 )
   if [ -n "${PROBE_ONLY:-}" ]; then  # a short first call: does the machine run the recipe, and how fast?
@@ -174,7 +176,7 @@ EOF
     exit 0
   fi
 fi
-say "training mllm-$OBJECTIVE for $STEPS steps"
+say "training mllm-$OBJECTIVE for $STEPS steps, then $(( STEPS / 5 > 2 ? STEPS / 5 : 2 )) more"
 "$PY" "${ALL[@]}" --mllm-steps "$STEPS" --out "$CK"
 say "trained; sending back"
 f=$CK/mllm-$OBJECTIVE.safetensors
@@ -182,7 +184,7 @@ split -b 15M -d -a 1 "$f" "$OUT/mllm-$OBJECTIVE.safetensors.part"
 (cd "$CK" && sha256sum "mllm-$OBJECTIVE.safetensors") > "$OUT/mllm-$OBJECTIVE.sha256"
 cp "$CK/manifest-tasks.json" "$CK/manifest-tasks.$OBJECTIVE.json"
 tar -czf "$OUT/mllm-$OBJECTIVE-records.tar.gz" -C "$CK" "manifest-tasks.$OBJECTIVE.json" logs \
-  "runs/mllm-$OBJECTIVE/log.jsonl"
+  "runs/mllm-$OBJECTIVE-base/log.jsonl" "runs/mllm-$OBJECTIVE/log.jsonl"
 rm "$CK/manifest-tasks.$OBJECTIVE.json"
 ls -l "$OUT"
 "$PY" -c "import json; e = json.load(open('$CK/manifest-tasks.json'))['mllm-$OBJECTIVE']; print(e['command']);

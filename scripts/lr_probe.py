@@ -50,7 +50,7 @@ from unitocom.train.provenance import file_sha256, git_state, write_atomic  # no
 FORMAT = "unitocom-results/lr-probe/1"
 WIDE = "hidden=256,heads=8,intermediate=688"
 DEFAULT_RUNS = f"shipped=@2e-3;wide-1e-3={WIDE}@1e-3;wide-5e-4={WIDE}@5e-4"
-# train all's MLLM recipe (unitocom/train/retrain.py), less the head phase and the install
+# train all's MLLM recipe (unitocom/train/retrain.py), its first part (mllm-<objective>-base), less the install
 RECIPE = ["--objective", "sigma-genib", "--task-weights", "vqa=2,t2i=1,asr=1,cap=1", "--steps", "10000",
           "--batch-size", "64", "--snr-db=-5:25", "--loss-scale", "t2i=8"]
 STEPS = int(RECIPE[RECIPE.index("--steps") + 1])  # the schedule every probe is the beginning of

@@ -66,6 +66,11 @@
 #                                         after each one's head phase (results/ablation-listing*.*,
 #                                         listing-read.json; about 65 min of training, one core each, 30 of head
 #                                         phases and 20 of scoring)
+#   scripts/reproduce_results.sh continue `train all`'s second part for the committed MLLMs: 2000 more steps
+#                                         at 2e-4 and a head phase for each base MLLM, the resilient and spoken
+#                                         fine-tunes redone on top, and T2I of the two parts against the first on
+#                                         the fresh set (results/ablation-continue-seed77-t2i.*; about 2.5 h, one
+#                                         core per lane)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -513,5 +518,40 @@ if [ "$what" = listing ]; then
   $U ablate --task t2i --name ablation-listing-t2i --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
      --mllm recipe-2000=runs/obj/ft-ctrl-head --mllm listing-2000=runs/obj/ft-obj-head \
      --reference shipped,recipe-2000 --snr-db 20 --channel rayleigh --n-t2i 500 --workers 16 --out results --resume
+  .venv/bin/python scripts/results_tables.py
+fi
+
+if [ "$what" = continue ]; then
+  # train all's second part for the committed (one-part) MLLMs: each warm-started for 2000 more steps of its recipe
+  # at 2e-4, then its head phase; mllm-sigma-genib's is the listing study's control (runs/obj/ft-ctrl, its head in
+  # runs/obj/ft-ctrl-head). The resilient and spoken fine-tunes are redone on top of it with their recipes. One
+  # core per lane. Until the set is installed, checkpoints/ holds the one-part MLLMs the second parts start from.
+  [ -f data/tiny-speech96/manifest.json ] || $U data make --preset tiny --out data/tiny-speech96 \
+    --train-clips 12000 --train-speakers 96
+  D=data/tiny-speech96
+  second() {  # objective, run dir
+    [ -f "$2/mllm.safetensors" ] || $U train mllm --objective "$1" --init "checkpoints/mllm-$1.safetensors" \
+      --steps 2000 --batch-size 64 --lr 2e-4 --snr-db=-5:25 --task-weights vqa=2,t2i=1,asr=1,cap=1 \
+      --loss-scale t2i=8 --data $D --val-every 500 --log-every 50 --threads 1 --no-install --run-dir "$2"
+    grep -qa head_steps "$2-head/mllm.safetensors" 2>/dev/null || $U train mllm-head --mllm "$2/mllm.safetensors" \
+      --data $D --steps 8000 --threads 1 --run-dir "$2-head" --no-install
+  }
+  BASE=runs/obj/ft-ctrl-head/mllm.safetensors
+  {
+    second sigma-genib runs/obj/ft-ctrl
+    [ -f runs/cont/resilient/mllm.safetensors ] || $U train mllm --resilient --init $BASE --steps 3000 \
+      --lr 2.5e-4 --val-every 1000 --task-weights vqa=2,t2i=1,asr=1,cap=1 --loss-scale t2i=8 --threads 1 \
+      --data $D --no-install --run-dir runs/cont/resilient
+  } &
+  second vae runs/cont/vae
+  wait
+  [ -f runs/cont/spoken/mllm.safetensors ] || $U train mllm --spoken --init $BASE --steps 1500 --lr 2.5e-4 \
+    --val-every 500 --task-weights vqa=2,svqa=2,t2i=1,asr=1,cap=1 --loss-scale t2i=8 --threads 1 --data $D \
+    --no-install --run-dir runs/cont/spoken
+  # T2I of mllm-sigma-genib's two parts against its first on the fresh set (its test split: ablation-listing-t2i)
+  [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
+  $U ablate --task t2i --name ablation-continue-seed77-t2i --data data/tiny-seed77 \
+     --mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/obj/ft-ctrl-head \
+     --reference shipped --snr-db 20 --channel rayleigh --n-t2i 300 --workers 16 --out results --resume
   .venv/bin/python scripts/results_tables.py
 fi

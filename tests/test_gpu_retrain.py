@@ -68,7 +68,7 @@ def test_gpu_retrain_runs_from_a_token_cache_and_comes_back_within_the_limits(tm
     r = subprocess.run(["bash", str(ROOT / "scripts/gpu_retrain.sh"), "run"], env=run_env, cwd=ROOT,
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "training mllm-sigma-genib for 3 steps" in r.stdout  # the probe's rate, floored at MIN_STEPS
+    assert "training mllm-sigma-genib for 3 steps, then 2 more" in r.stdout  # the probe's rate, floored at MIN_STEPS
     files = sorted(back.iterdir())
     assert len(files) <= 8 and all(f.stat().st_size <= 16 * MIB for f in files)
     assert sum(f.stat().st_size for f in files) <= 64 * MIB
@@ -82,7 +82,11 @@ def test_gpu_retrain_runs_from_a_token_cache_and_comes_back_within_the_limits(tm
     f = dest / "mllm-sigma-genib.safetensors"
     model, _, meta = load_mllm(f)
     assert model.cfg.hidden == 256 and meta["token_cache"]["values"] == "int8"
-    assert f"--data {cache}" in meta["command"] and "--steps 3 " in meta["command"] and "--workers" not in meta["command"]
+    # the second part (N/5 steps, at least 2) from the first part's MLLM, which stayed on the machine
+    assert f"--data {cache}" in meta["command"] and "--steps 2 " in meta["command"] and "--workers" not in meta["command"]
+    assert "/runs/mllm-sigma-genib-base/mllm.safetensors" in meta["command"]
     entry = json.loads((dest / "manifest-tasks.json").read_text())["mllm-sigma-genib"]
     assert entry["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest() and entry["data_checksum"] == meta["data_checksum"]
     assert (dest / "runs/mllm-sigma-genib/log.jsonl").is_file() and (dest / "logs/mllm-sigma-genib.log").is_file()
+    assert (dest / "runs/mllm-sigma-genib-base/log.jsonl").is_file()
+    assert (dest / "logs/mllm-sigma-genib-base.log").is_file()

@@ -28,7 +28,7 @@ def probe():
 
 def test_the_probe_runs_train_alls_recipe_with_the_stop_and_its_own_width_and_rate(probe):
     from unitocom.train.retrain import SPEECH_DATA, plan
-    recipe = next(s for s in plan() if s.name == "mllm-sigma-genib").args
+    recipe = next(s for s in plan() if s.name == "mllm-sigma-genib-base").args  # the first part
     runs = probe.parse_runs(probe.DEFAULT_RUNS)
     assert [r[0] for r in runs] == ["shipped", "wide-1e-3", "wide-5e-4"]
     args = probe.argparse.Namespace(data=SPEECH_DATA[0], val_every=1000, stop_at=2000, log_every=50,

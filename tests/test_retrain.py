@@ -17,7 +17,9 @@ def test_plan_covers_every_committed_checkpoint_in_dependency_order():
     for scale in retrain.SCALES:
         names = [s.name for s in retrain.plan(scale)]
         committed = {p.stem for p in COMMITTED.glob("*.safetensors")}
-        assert set(names) == committed, f"{scale}: {set(names) ^ committed}"
+        checkpoints = {s.name for s in retrain.plan(scale) if not s.stage}
+        assert checkpoints == committed, f"{scale}: {checkpoints ^ committed}"
+        assert names.count("mllm-sigma-genib-base") == 1 and names.count("mllm-vae-base") == 1
         for i, s in enumerate(retrain.plan(scale)):
             assert all(n in names[:i] for n in s.needs), f"{s.name} runs before what it needs"
     with pytest.raises(ValueError, match="scale"):
@@ -43,7 +45,9 @@ def test_smoke_run_trains_a_chain_into_one_folder_and_installs(tmp_path):
              "image-sigma-genib-s32-resilient", "mllm-sigma-genib-resilient", "mllm-sigma-genib-spoken"]
     lines: list[str] = []
     done = retrain.run_all(out, "smoke", str(data), only=chain, log=lines.append)
-    assert done == chain
+    assert done == chain[:3] + ["mllm-sigma-genib-base"] + chain[3:]  # the base MLLM's first part came along
+    first = out / "runs" / "mllm-sigma-genib-base" / "mllm.safetensors"
+    assert first.exists() and not (out / "mllm-sigma-genib-base.safetensors").exists()  # a stage, not a checkpoint
     for name in chain:
         assert (out / f"{name}.safetensors").exists(), name
         assert (out / "logs" / f"{name}.log").exists()
@@ -53,6 +57,10 @@ def test_smoke_run_trains_a_chain_into_one_folder_and_installs(tmp_path):
     tasks = json.loads((out / "manifest-tasks.json").read_text())
     # the MLLM read the tokenizers trained in this folder, not the committed ones
     assert tasks["mllm-sigma-genib"]["links"]["image"] == "image-sigma-genib-s32.safetensors"
+    # its second part started from the first, which installed nothing
+    assert tasks["mllm-sigma-genib"]["train_config"]["init"] == str(first)
+    assert "--init " + str(first) in tasks["mllm-sigma-genib"]["command"] and "mllm-sigma-genib-base" not in tasks
+    assert tasks["mllm-sigma-genib"]["head"]["head_steps"] == 2
     # the resilient companions started from this folder's link and MLLM
     assert tok["image-sigma-genib-s32-resilient"]["base_sha256"] == tok["image-sigma-genib-s32"]["sha256"]
     assert tasks["mllm-sigma-genib-resilient"]["train_config"]["init"] == str(out.resolve() / "mllm-sigma-genib.safetensors")
@@ -110,23 +118,38 @@ def test_the_plan_is_the_next_recipe_at_every_scale_on_its_own_speech(tmp_path, 
             assert "--loss-scale t2i=8" in " ".join(steps[name].args), (scale, name)
         assert "vqa=2,svqa=2,t2i=1,asr=1,cap=1" in " ".join(steps["mllm-sigma-genib-spoken"].args)
         for name in ("mllm-sigma-genib", "mllm-vae"):  # twice the preset's width at its probed rate, both alike
-            a = " ".join(steps[name].args)
+            a = " ".join(steps[f"{name}-base"].args)
             assert "--mllm-arch hidden=256,heads=8,intermediate=688" in a and "--lr 5e-4" in a, (scale, name)
+            assert "vqa=2,t2i=1,asr=1,cap=1" in a and "--no-install" in a and "--head-steps" not in a
+            # then a fifth as many steps more at 2e-4 from the first part's weights, and the head's phase
+            b, c = steps[f"{name}-base"].args, steps[name].args
+            assert int(c[c.index("--steps") + 1]) == max(2, int(b[b.index("--steps") + 1]) // 5), (scale, name)
+            assert "--lr 2e-4" in " ".join(c) and "--mllm-arch" not in c and steps[name].init == f"{name}-base"
+            assert "--head-steps" in c and steps[name].needs == (f"{name}-base",)
         for name in ("mllm-sigma-genib-resilient", "mllm-sigma-genib-spoken"):  # the base's width, half its rate
             a = " ".join(steps[name].args)
             assert "--mllm-arch" not in a and "--lr 2.5e-4" in a, (scale, name)
         threads = {n for n, s in steps.items() if "--threads" in s.args}
-        assert threads == ({"mllm-sigma-genib", "mllm-vae", "mllm-sigma-genib-resilient", "mllm-sigma-genib-spoken"}
-                           if scale == "cpu" else set()), scale
+        mllms = {"mllm-sigma-genib", "mllm-vae", "mllm-sigma-genib-base", "mllm-vae-base",
+                 "mllm-sigma-genib-resilient", "mllm-sigma-genib-spoken"}
+        assert threads == (mllms if scale == "cpu" else set()), scale
         speech = {n for n, s in steps.items() if s.speech}
-        assert speech == {"mllm-sigma-genib", "mllm-vae", "mllm-sigma-genib-resilient", "mllm-sigma-genib-spoken",
-                          "semcom-asr"}, scale
+        assert speech == mllms | {"semcom-asr"}, scale
     monkeypatch.chdir(tmp_path)  # the default data folders are relative: none there yet
     lines: list[str] = []
     retrain.run_all(tmp_path / "out", "gpu", None, only=["mllm-vae"], dry_run=True, log=lines.append)
-    assert len(lines) == 2  # the speech set alone is made: no step here reads data/tiny
+    assert len(lines) == 3  # the speech set alone is made: no step here reads data/tiny
     assert "--train-clips 12000 --train-speakers 96" in lines[0] and "data/tiny-speech96" in lines[0]
+    assert "mllm-vae-base:" in lines[1] and "--no-install" in lines[1]  # named alone, it brings its first part
+    first = tmp_path / "out" / "runs" / "mllm-vae-base" / "mllm.safetensors"
+    assert f"--init {first} " in lines[2]
     assert "--data data/tiny-speech96" in lines[-1] and "--device cuda" in lines[-1]
+    made = tmp_path / "made" / "runs" / "mllm-vae-base" / "mllm.safetensors"
+    made.parent.mkdir(parents=True)
+    made.write_bytes(b"")  # made: skipped, and the second part's input is there
+    lines = []
+    retrain.run_all(tmp_path / "made", "gpu", None, only=["mllm-vae"], dry_run=True, log=lines.append)
+    assert "mllm-vae-base: in" in lines[1] and "skipped" in lines[1] and "mllm-vae:" in lines[2]
     lines = []
     retrain.run_all(tmp_path / "out", "cpu", None, only=["image-vae-s32", "semcom-asr"], dry_run=True,
                     log=lines.append)
@@ -147,8 +170,9 @@ def test_mllm_steps_and_workers_reach_the_base_mllms_alone_and_a_token_cache_ser
     as the speech data serves `train mllm` steps and is never 'made'; other steps refuse it."""
     steps = {s.name: s for s in retrain.plan("gpu", mllm_steps=3000)}
     for name in ("mllm-sigma-genib", "mllm-vae"):
-        a = " ".join(steps[name].args)
+        a = " ".join(steps[f"{name}-base"].args)
         assert "--steps 3000 " in a and "--val-every 300 " in a
+        assert "--steps 600 " in " ".join(steps[name].args)  # the second part: a fifth of the first
     assert "--steps 1500 " in " ".join(steps["mllm-sigma-genib-resilient"].args)
     with pytest.raises(ValueError, match="mllm_steps"):
         retrain.plan("gpu", mllm_steps=0)
@@ -160,7 +184,8 @@ def test_mllm_steps_and_workers_reach_the_base_mllms_alone_and_a_token_cache_ser
                     log=lines.append, speech_data=str(cache), mllm_steps=3000, workers=8)
     assert not any("data make" in ln for ln in lines)
     assert f"--data {cache} " in lines[0] and "--steps 3000 " in lines[0] and lines[0].endswith("--workers 8")
-    assert "--steps 1500 " in lines[1] and lines[1].endswith("--workers 8")  # a resilient fine-tune reads it too
+    assert f"--data {cache} " in lines[1] and "--steps 600 " in lines[1] and lines[1].endswith("--workers 8")
+    assert "--steps 1500 " in lines[2] and lines[2].endswith("--workers 8")  # a resilient fine-tune reads it too
     with pytest.raises(ValueError, match="semcom-asr read the data set itself"):
         retrain.run_all(tmp_path / "out", "gpu", None, only=["semcom-asr"], dry_run=True, log=lambda s: None,
                         speech_data=str(cache))
@@ -177,7 +202,8 @@ def test_an_mllm_mix_reaches_the_base_mllms_and_their_fine_tunes_and_a_bad_one_f
     assert weights(default, "mllm-sigma-genib") == retrain.MLLM_MIX == "vqa=2,t2i=1,asr=1,cap=1"
     assert weights(default, "mllm-sigma-genib-spoken") == "vqa=2,svqa=2,t2i=1,asr=1,cap=1"
     mixed = {s.name: s for s in retrain.plan("gpu", mllm_mix="vqa=3,t2i=1,asr=1,cap=1,obj=2")}
-    for name in ("mllm-sigma-genib", "mllm-vae", "mllm-sigma-genib-resilient"):
+    for name in ("mllm-sigma-genib-base", "mllm-sigma-genib", "mllm-vae-base", "mllm-vae",
+                 "mllm-sigma-genib-resilient"):
         assert weights(mixed, name) == "vqa=3,t2i=1,asr=1,cap=1,obj=2"
     assert weights(mixed, "mllm-sigma-genib-spoken") == "vqa=3,svqa=3,t2i=1,asr=1,cap=1,obj=2"
     assert "--task-weights" not in mixed["semcom-vqa"].args  # SemCom is no MLLM
