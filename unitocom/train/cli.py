@@ -117,8 +117,9 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--only", nargs="+", default=None, metavar="NAME", help="just these checkpoints, in this order")
     a.add_argument("--device", default=None, help="cuda to train on a GPU (default: the CPU)")
     a.add_argument("--mllm-steps", type=int, default=None, metavar="N",
-                   help="the base MLLMs' steps instead of the scale's (10000 cpu, 2500 gpu): a longer run, or what "
-                        "a GPU's measured rate fits in its time (scripts/gpu_retrain.sh)")
+                   help="the base MLLMs' first-part steps instead of the scale's (10000 cpu, 2500 gpu; the second "
+                        "part is a fifth of them at 2e-4): a longer run, or what a GPU's measured rate fits in its "
+                        "time (scripts/gpu_retrain.sh)")
     a.add_argument("--mllm-mix", default=None, metavar="T=W,...",
                    help="the MLLMs' task weights instead of the recipe's vqa=2,t2i=1,asr=1,cap=1, e.g. "
                         "vqa=2,t2i=1,asr=1,cap=1,obj=2 (the object listing; issue 12); the fine-tunes keep it")
