@@ -150,6 +150,11 @@ def test_the_plan_is_the_next_recipe_at_every_scale_on_its_own_speech(tmp_path, 
     lines = []
     retrain.run_all(tmp_path / "made", "gpu", None, only=["mllm-vae"], dry_run=True, log=lines.append)
     assert "mllm-vae-base: in" in lines[1] and "skipped" in lines[1] and "mllm-vae:" in lines[2]
+    (tmp_path / "made" / "mllm-vae.safetensors").write_bytes(b"")  # made: its first part is not asked for
+    made.unlink()
+    lines = []
+    retrain.run_all(tmp_path / "made", "gpu", None, only=["mllm-vae"], dry_run=True, log=lines.append)
+    assert len(lines) == 1 and "[1/1] mllm-vae: in" in lines[0] and "skipped" in lines[0]  # and no data to make
     lines = []
     retrain.run_all(tmp_path / "out", "cpu", None, only=["image-vae-s32", "semcom-asr"], dry_run=True,
                     log=lines.append)

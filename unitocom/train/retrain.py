@@ -219,13 +219,15 @@ def run_all(out: str | Path, scale: str = "cpu", data: str | None = None, only: 
     if unknown:
         raise ValueError(f"unknown checkpoint(s) {', '.join(unknown)}; the plan has {', '.join(by_name)}")
     # --only runs in the order given (a long step can go first while its inputs are ready); else the plan's order.
-    # A base MLLM named alone brings its first part (the stage it warm-starts from), skipped below when made.
+    # A base MLLM named alone and not yet made brings its first part (the stage it warm-starts from), skipped below
+    # when that is made.
     steps = list(by_name.values())
     if only:
         steps = []
         for n in only:
             first = by_name[n].init
-            steps += ([by_name[first]] if first and first not in only else []) + [by_name[n]]
+            bring = first and first not in only and not made(by_name[n], out).exists()
+            steps += ([by_name[first]] if bring else []) + [by_name[n]]
     todo = [s for s in steps if not made(s, out).exists()]
     from unitocom.mllm.token_cache import is_cache
     uncached = [s.name for s in todo if s.args[:2] != ["train", "mllm"] and is_cache(speech_data if s.speech else data)]
