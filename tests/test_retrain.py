@@ -155,6 +155,10 @@ def test_the_plan_is_the_next_recipe_at_every_scale_on_its_own_speech(tmp_path, 
     lines = []
     retrain.run_all(tmp_path / "made", "gpu", None, only=["mllm-vae"], dry_run=True, log=lines.append)
     assert len(lines) == 1 and "[1/1] mllm-vae: in" in lines[0] and "skipped" in lines[0]  # and no data to make
+    lines = []  # the whole plan over that folder: the first part of what is made is not retrained either
+    retrain.run_all(tmp_path / "made", "gpu", None, dry_run=True, log=lines.append)
+    assert any("mllm-vae-base: the MLLM that starts from it is in" in ln and "skipped" in ln for ln in lines)
+    assert any("mllm-sigma-genib-base: unitocom train mllm" in ln for ln in lines)  # its MLLM is not made
     lines = []
     retrain.run_all(tmp_path / "out", "cpu", None, only=["image-vae-s32", "semcom-asr"], dry_run=True,
                     log=lines.append)

@@ -228,7 +228,14 @@ def run_all(out: str | Path, scale: str = "cpu", data: str | None = None, only: 
             first = by_name[n].init
             bring = first and first not in only and not made(by_name[n], out).exists()
             steps += ([by_name[first]] if bring else []) + [by_name[n]]
-    todo = [s for s in steps if not made(s, out).exists()]
+    # a stage is wanted while the checkpoint that starts from it is not made (a staged or installed folder holds
+    # the checkpoint and not the stage: nothing to retrain)
+    wanted = {s.init for s in by_name.values() if s.init and not made(s, out).exists()}
+
+    def finished(s: Step) -> bool:
+        return made(s, out).exists() or (s.stage and s.name not in wanted)
+
+    todo = [s for s in steps if not finished(s)]
     from unitocom.mllm.token_cache import is_cache
     uncached = [s.name for s in todo if s.args[:2] != ["train", "mllm"] and is_cache(speech_data if s.speech else data)]
     if uncached:
@@ -248,8 +255,9 @@ def run_all(out: str | Path, scale: str = "cpu", data: str | None = None, only: 
     done = []
     for i, step in enumerate(steps, 1):
         target = made(step, out)
-        if target.exists():
-            log(f"[{i}/{len(steps)}] {step.name}: in {out}, skipped")
+        if finished(step):
+            why = f"in {out}" if target.exists() else f"the MLLM that starts from it is in {out}"
+            log(f"[{i}/{len(steps)}] {step.name}: {why}, skipped")
             continue
         missing = [n for n in step.needs if not made(by_name[n], out).exists()]
         if missing and not dry_run:
