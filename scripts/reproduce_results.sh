@@ -548,6 +548,9 @@ if [ "$what" = continue ]; then
   [ -f runs/cont/spoken/mllm.safetensors ] || $U train mllm --spoken --init $BASE --steps 1500 --lr 2.5e-4 \
     --val-every 500 --task-weights vqa=2,svqa=2,t2i=1,asr=1,cap=1 --loss-scale t2i=8 --threads 1 --data $D \
     --no-install --run-dir runs/cont/spoken
+  # the set, staged beside the installed one (links for the rest) until the tables that read it are rerun
+  .venv/bin/python scripts/stage_next.py mllm-sigma-genib=runs/obj/ft-ctrl-head mllm-vae=runs/cont/vae-head \
+    mllm-sigma-genib-resilient=runs/cont/resilient mllm-sigma-genib-spoken=runs/cont/spoken
   # T2I of mllm-sigma-genib's two parts against its first on the fresh set (its test split: ablation-listing-t2i)
   [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
   $U ablate --task t2i --name ablation-continue-seed77-t2i --data data/tiny-seed77 \
