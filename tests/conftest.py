@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import io
 import os
 import socket
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +32,17 @@ def need(condition: bool, reason: str) -> None:
 def needs(condition: bool, reason: str) -> pytest.MarkDecorator:
     """`need` as a decorator for a test function (checked before its fixtures are set up)."""
     return pytest.mark.need(bool(condition), reason=reason)
+
+
+def load_script(path: str):
+    """The repo's script at `path` (`scripts/results_tables.py`, `bench/bench_load.py`), loaded afresh as a module
+    named for its file and registered in sys.modules under that name: dataclasses look their module up there."""
+    file = Path(__file__).resolve().parents[1] / path
+    spec = importlib.util.spec_from_file_location(file.stem, file)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[file.stem] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def pytest_configure(config):

@@ -2,22 +2,19 @@
 killed under load that the supervisor brings back."""
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 import subprocess
 import sys
 
 import pytest
 
+from tests.conftest import load_script
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_load", ROOT / "bench/bench_load.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_load"] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench/bench_load.py")
 
 
 bl = _bench()

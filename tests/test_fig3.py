@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import needs
+from tests.conftest import load_script, needs
 from unitocom import config, fig3
 from unitocom.messages import Modality
 from unitocom.options import Scheme
@@ -288,11 +288,7 @@ def test_services_take_the_image_token_count_and_an_mllm_file():
 
 
 def _tables():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "scripts" / "results_tables.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+        return load_script("scripts/results_tables.py")
 
 
 def test_the_readme_block_is_written_from_a_fig3_file(tmp_path):

@@ -1,23 +1,19 @@
 """scripts/mllm_grad_probe.py: per-task gradient norms of a trained MLLM's shared backbone (issue 12, T2I)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_script
 from unitocom.schemes.learned import checkpoint_dir
 
 SHIPPED = checkpoint_dir() / "mllm-sigma-genib.safetensors"
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "mllm_grad_probe.py"
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="needs the shipped MLLM")
 def test_the_probe_reports_each_tasks_backbone_and_total_gradient(tmp_path, heldout_data, capsys):
-    spec = importlib.util.spec_from_file_location("mllm_grad_probe", SCRIPT)
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
+    probe = load_script("scripts/mllm_grad_probe.py")
     assert probe.main([str(SHIPPED), "--data", str(heldout_data), "--tasks", "vqa,t2i", "--batch", "8",
                        "--batches", "1", "--examples", "32", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)["tasks"]

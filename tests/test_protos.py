@@ -1,15 +1,13 @@
 """The committed stubs in unitocom/v1 are exactly what scripts/gen_protos.py makes from protos/ today."""
-import importlib.util
 import pathlib
+
+from tests.conftest import load_script
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _gen():
-    spec = importlib.util.spec_from_file_location("gen_protos", ROOT / "scripts/gen_protos.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/gen_protos.py")
 
 
 def test_stubs_are_not_stale(tmp_path):

@@ -3,7 +3,6 @@ tables written from them (scripts/results_tables.py). The last test runs a reduc
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import Refused, needs
+from tests.conftest import Refused, load_script, needs
 from unitocom import results as ci
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,10 +22,7 @@ Z = 1.959963984540054
 
 
 def _tables():
-    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "scripts" / "results_tables.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/results_tables.py")
 
 
 # ---- intervals ----------------------------------------------------------------------------------------------
@@ -510,9 +506,7 @@ def test_the_fid_interval_is_centred_on_the_fid_even_where_the_bootstrap_is_bias
 
 @needs((ROOT / "checkpoints" / "mllm-sigma-genib.safetensors").exists(), "needs the shipped MLLM")
 def test_the_t2i_diagnosis_reads_a_checkpoint_and_its_ceiling_is_the_true_tokens(heldout_data, capsys):
-    spec = importlib.util.spec_from_file_location("t2i_diagnose", ROOT / "scripts" / "t2i_diagnose.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("scripts/t2i_diagnose.py")
     assert mod.main([str(ROOT / "checkpoints" / "mllm-sigma-genib.safetensors"), "--data", str(heldout_data),
                      "--n", "8", "--guidance", "1,3", "--probe-steps", "30", "--probe-images", "40"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -2,7 +2,6 @@
 one, each with its own record and the record of the MLLM it started from."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,14 +9,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from tests.conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("stage_next", ROOT / "scripts" / "stage_next.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/stage_next.py")
 
 
 def _mllm(path: Path, meta: dict, value: float) -> None:

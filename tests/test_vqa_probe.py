@@ -1,21 +1,19 @@
 """scripts/vqa_probe.py: the diagnostic classifier trains on each view and writes its curves with intervals."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _probe():
-    spec = importlib.util.spec_from_file_location("vqa_probe", ROOT / "scripts" / "vqa_probe.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/vqa_probe.py")
 
 
 def test_each_view_trains_and_is_scored_with_a_wilson_interval(heldout_data, tmp_path):
@@ -37,9 +35,7 @@ def test_each_view_trains_and_is_scored_with_a_wilson_interval(heldout_data, tmp
         assert 0 <= p["ci_low"] <= p["value"] <= p["ci_high"] <= 1
         assert round(p["value"] * 12) == pytest.approx(p["value"] * 12)
     # the README block results_tables writes from it: a row per view, a column per evaluation step
-    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "scripts" / "results_tables.py")
-    tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tables)
+    tables = load_script("scripts/results_tables.py")
     readme, notes = tables.render("x\n<!-- results:probe -->\nold\n<!-- /results:probe -->\n",
                                   tables.load(tmp_path))
     block = readme.split("<!-- results:probe -->")[1].split("<!-- /results:probe -->")[0]
@@ -73,9 +69,7 @@ def test_one_family_with_more_questions_and_grid_positions(heldout_data, tmp_pat
     own = sum(q["question_family_index"] == probe.FAMILY_INDEX["relate_yesno"] for q in questions)
     scenes = json.loads((heldout_data / "CLEVR_v1.0/scenes/CLEVR_train_scenes.json").read_text())["scenes"]
     assert own + len(scenes) < h["train_questions"] <= own + 2 * len(scenes)
-    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "scripts" / "results_tables.py")
-    tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tables)
+    tables = load_script("scripts/results_tables.py")
     block = tables.probe_block(json.loads(out.read_text()), "results/relations.json")
     assert f"Only relate yesno questions, trained and scored; 2 more drawn per training scene beside the set's, " \
            f"{h['train_questions']} training questions in all. Visual positions start as the token grid's code" in block
@@ -101,9 +95,7 @@ def test_scene_view_reads_the_scene_record_and_points_count_each_family(heldout_
         assert sum(n for _, n in p["by_family"].values()) == 12
         assert sum(c for c, _ in p["by_family"].values()) == round(p["value"] * 12)
         assert set(p["by_family"]) <= set(probe.FAMILIES)
-    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "scripts" / "results_tables.py")
-    tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tables)
+    tables = load_script("scripts/results_tables.py")
     block = tables.probe_block(json.loads(out.read_text()), "results/scene.json")
     family, (right, asked) = next(iter(points[-1]["by_family"].items()))
     assert "*accuracy per question family at 20 dB" in block and "reads no picture and no channel" in block
@@ -141,9 +133,7 @@ def test_where_questions_are_trained_and_never_scored(heldout_data, tmp_path):
     assert r["header"]["where_per_scene"] == 2
     assert len(questions) < r["header"]["train_questions"] <= len(questions) + 2 * len(scenes)
     assert all(set(p["by_family"]) <= set(probe.FAMILIES) for p in r["points"])
-    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "scripts" / "results_tables.py")
-    tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tables)
+    tables = load_script("scripts/results_tables.py")
     assert "trained on 2 auxiliary \"Where is the ...?\" questions per training scene" in \
         tables.probe_block(r, "results/where.json")
     with pytest.raises(SystemExit):
@@ -196,9 +186,7 @@ def test_object_slots_read_the_scene_left_to_right_and_are_scored(heldout_data, 
         o = p["objects"]
         assert o["scenes"] == min(500, len(scenes)) and 0 <= o["centre_distance"]
         assert all(0 <= o[name] <= 1 for name in ("count", "size", "color", "shape", "material"))
-    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "scripts" / "results_tables.py")
-    tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tables)
+    tables = load_script("scripts/results_tables.py")
     block = tables.probe_block(r, "results/objects.json")
     o = r["points"][-1]["objects"]
     assert f"*the object slots on {o['scenes']} val scenes at 20 dB" in block and "with weight 1," in block
