@@ -39,12 +39,12 @@
 #                                         results/lr-probe-10000.* and results/ablation-wide*.* (about
 #                                         2 h on 2 cores after lr-probe: 89 min of training, 13 of head phase, 20
 #                                         of scoring; 3 h without it)
-#   scripts/reproduce_results.sh steps    issue 12's 'more steps at this width': the shipped MLLM warm-started for
+#   scripts/reproduce_results.sh steps    issue 12's 'more steps at this width': the one-part MLLM warm-started for
 #                                         4000 more steps of its recipe at half its rate, against itself on the
 #                                         test questions and utterances and the fresh set's questions, into
 #                                         results/ablation-steps*.* (about 70 min of training on 2 cores, 15 of
 #                                         scoring)
-#   scripts/reproduce_results.sh relations issue 12's floor on relate yesno: the shipped MLLM scored on its own
+#   scripts/reproduce_results.sh relations issue 12's floor on relate yesno: the one-part MLLM scored on its own
 #                                         training questions (results/ablation-train-split.*), then the probe
 #                                         classifier trained on that family alone with ten times its questions,
 #                                         on received tokens (positions from noise and from the grid's code) and
@@ -59,7 +59,7 @@
 #                                         received tokens with slots that read the scene's objects as well, and
 #                                         with the questions reading the slots too
 #                                         (results/vqa-probe-objects-*.json; about 70 min on 2 cores)
-#   scripts/reproduce_results.sh listing  the probe's object signal in the MLLM: the shipped MLLM fine-tuned 2000
+#   scripts/reproduce_results.sh listing  the probe's object signal in the MLLM: the one-part MLLM fine-tuned 2000
 #                                         steps with the "obj" task (list the received scene's objects left to
 #                                         right) in its mix, against the same fine-tune without it, on the test
 #                                         questions and the fresh set's, what it reads of the scenes, and T2I
@@ -96,6 +96,25 @@ previous_mllm() {
 # The 4 x 128 MLLM `train all` shipped after `previous`, until the twice-wide set replaced it: the results files
 # measured it as `shipped`; `narrow` carries its points by hash (ablate's NAME=sha256:PREFIX, read with --resume).
 NARROW=sha256:257a54b234d95971
+# The one-part MLLMs (the recipe's 10000 steps and a head phase) `train all` shipped until its second part was
+# installed: the results files measured mllm-sigma-genib as `shipped`; `one-part` carries its points by hash. The
+# studies that start from them (steps, listing, continue) take them back out of git history (259ab08 installed them).
+ONE_PART=sha256:23c7d23fccfefc6a
+ONE_PART_DIR=runs/one-part
+one_part_mllms() {
+  local m f
+  for m in sigma-genib:23c7d23fccfefc6a vae:d4c322ad48b4e33d; do
+    f=$ONE_PART_DIR/mllm-${m%%:*}.safetensors
+    [ -f "$f" ] && continue
+    mkdir -p $ONE_PART_DIR
+    git show "259ab08:checkpoints/mllm-${m%%:*}.safetensors" > "$f.tmp" ||
+      { echo "error: commit 259ab08 is not in this clone (git fetch --unshallow): it holds the one-part MLLMs" >&2
+        exit 1; }
+    sha256sum "$f.tmp" | grep -q "^${m#*:}" ||
+      { echo "error: $f.tmp is not the one-part mllm-${m%%:*} (sha256 ${m#*:}...)" >&2; exit 1; }
+    mv "$f.tmp" "$f"
+  done
+}
 
 if [ "$what" = link ] || [ "$what" = all ]; then
   $U link ber --modulation qam16 --channel rayleigh --snr-db 0:25:5 --bits 400000
@@ -223,7 +242,8 @@ if [ "$what" = ablation ]; then
     $U train mllm --objective sigma-genib --task-weights vqa=1 --steps 8000 --batch-size 64 --val-every 1000 \
       --snr-db=-5:25 --no-install --run-dir runs/ablation/vqa-only-8000
   fi
-  $U ablate --mllm previous="$PREVIOUS" --mllm narrow=$NARROW --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
+  $U ablate --mllm previous="$PREVIOUS" --mllm narrow=$NARROW --mllm one-part=$ONE_PART \
+     --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
      --mllm vqa-only=runs/ablation/vqa-only \
      --mllm vqa-only-wide=runs/ablation/vqa-only-wide --mllm vqa-only-mlp-projector=runs/ablation/vqa-only-mlp-projector \
      --mllm vqa-only-question-first=runs/ablation/vqa-only-question-first \
@@ -421,16 +441,18 @@ if [ "$what" = wide ]; then
 fi
 
 if [ "$what" = steps ]; then
-  # More steps at the shipped width: a second cosine of 4000 steps from the shipped MLLM, at the fine-tunes' rate
-  # (2.5e-4, half the first), with its own draws (--seed 1); no head phase (T2I is not scored here). Both cores.
+  # More steps at the shipped width: a second cosine of 4000 steps from the one-part MLLM (shipped then), at the
+  # fine-tunes' rate (2.5e-4, half the first), with its own draws (--seed 1); no head phase (T2I is not scored
+  # here). Both cores.
+  one_part_mllms
   [ -f data/tiny-speech96/manifest.json ] || $U data make --preset tiny --out data/tiny-speech96 \
     --train-clips 12000 --train-speakers 96 --no-spoken-questions
   RUN=runs/continue-4000
   [ -f $RUN/mllm.safetensors ] || $U train mllm --objective sigma-genib \
-    --init checkpoints/mllm-sigma-genib.safetensors --steps 4000 --batch-size 64 --lr 2.5e-4 --snr-db=-5:25 \
+    --init $ONE_PART_DIR/mllm-sigma-genib.safetensors --steps 4000 --batch-size 64 --lr 2.5e-4 --snr-db=-5:25 \
     --task-weights vqa=2,t2i=1,asr=1,cap=1 --loss-scale t2i=8 --data data/tiny-speech96 --val-every 1000 \
     --log-every 50 --threads 2 --seed 1 --no-install --run-dir $RUN
-  S=(--mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm continued-4000=$RUN --reference shipped)
+  S=(--mllm one-part=$ONE_PART_DIR/mllm-sigma-genib.safetensors --mllm continued-4000=$RUN --reference one-part)
   $U ablate --name ablation-steps "${S[@]}" --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 \
      --out results --resume
   [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
@@ -442,10 +464,10 @@ if [ "$what" = steps ]; then
 fi
 
 if [ "$what" = relations ]; then
-  # Relate yesno sits at its chance in every MLLM. Is the shipped one fitting its training questions at all (the
+  # Relate yesno sits at its chance in every MLLM. Is the one-part one fitting its training questions at all (the
   # train split, where it trained), and can a reader given that family alone, with more of its questions than the
   # set holds, learn it from the received tokens or from the clean picture? One core per probe.
-  $U ablate --name ablation-train-split --split train --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
+  $U ablate --name ablation-train-split --split train --mllm one-part=$ONE_PART \
      --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 2 --out results --resume
   P=(--families relate_yesno --extra-per-scene 10 --eval-every 1000)
   .venv/bin/python scripts/vqa_probe.py --modes tokens,pixels --steps 3000 "${P[@]}" \
@@ -486,22 +508,23 @@ fi
 
 if [ "$what" = listing ]; then
   # The probe read relations once it also had to read every object (relate yesno 0.45 -> 0.77). The same signal as
-  # an LM task of the MLLM: the shipped MLLM warm-started for 2000 steps of its recipe at 2e-4 with "obj" in the
+  # an LM task of the MLLM: the one-part MLLM warm-started for 2000 steps of its recipe at 2e-4 with "obj" in the
   # cycle, and, on the other core, the same fine-tune without it (the control: more steps alone lift VQA too,
   # results/ablation-steps.json). No head phase: T2I is not scored here.
   [ -f data/tiny-speech96/manifest.json ] || $U data make --preset tiny --out data/tiny-speech96 \
     --train-clips 12000 --train-speakers 96 --no-spoken-questions
+  one_part_mllms
   finetune() {  # run dir, task weights
     [ -f "$1/mllm.safetensors" ] || $U train mllm --objective sigma-genib \
-      --init checkpoints/mllm-sigma-genib.safetensors --steps 2000 --batch-size 64 --lr 2e-4 --snr-db=-5:25 \
+      --init $ONE_PART_DIR/mllm-sigma-genib.safetensors --steps 2000 --batch-size 64 --lr 2e-4 --snr-db=-5:25 \
       --task-weights "$2" --loss-scale t2i=8 --data data/tiny-speech96 --val-every 500 --log-every 50 \
       --threads 1 --no-install --run-dir "$1"
   }
   finetune runs/obj/ft-obj vqa=2,t2i=1,asr=1,cap=1,obj=1 &
   finetune runs/obj/ft-ctrl vqa=2,t2i=1,asr=1,cap=1
   wait
-  L=(--mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/obj/ft-ctrl
-     --mllm listing-2000=runs/obj/ft-obj --reference shipped,recipe-2000)
+  L=(--mllm one-part=$ONE_PART_DIR/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/obj/ft-ctrl
+     --mllm listing-2000=runs/obj/ft-obj --reference one-part,recipe-2000)
   $U ablate --name ablation-listing "${L[@]}" --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 \
      --out results --resume
   [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
@@ -515,9 +538,9 @@ if [ "$what" = listing ]; then
       --run-dir runs/obj/ft-$v-head --no-install &
   done
   wait
-  $U ablate --task t2i --name ablation-listing-t2i --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
+  $U ablate --task t2i --name ablation-listing-t2i --mllm one-part=$ONE_PART_DIR/mllm-sigma-genib.safetensors \
      --mllm recipe-2000=runs/obj/ft-ctrl-head --mllm listing-2000=runs/obj/ft-obj-head \
-     --reference shipped,recipe-2000 --snr-db 20 --channel rayleigh --n-t2i 500 --workers 16 --out results --resume
+     --reference one-part,recipe-2000 --snr-db 20 --channel rayleigh --n-t2i 500 --workers 16 --out results --resume
   .venv/bin/python scripts/results_tables.py
 fi
 
@@ -525,12 +548,13 @@ if [ "$what" = continue ]; then
   # train all's second part for the committed (one-part) MLLMs: each warm-started for 2000 more steps of its recipe
   # at 2e-4, then its head phase; mllm-sigma-genib's is the listing study's control (runs/obj/ft-ctrl, its head in
   # runs/obj/ft-ctrl-head). The resilient and spoken fine-tunes are redone on top of it with their recipes. One
-  # core per lane. Until the set is installed, checkpoints/ holds the one-part MLLMs the second parts start from.
+  # core per lane. The one-part MLLMs they start from come out of git history (one_part_mllms).
   [ -f data/tiny-speech96/manifest.json ] || $U data make --preset tiny --out data/tiny-speech96 \
     --train-clips 12000 --train-speakers 96
   D=data/tiny-speech96
+  one_part_mllms
   second() {  # objective, run dir
-    [ -f "$2/mllm.safetensors" ] || $U train mllm --objective "$1" --init "checkpoints/mllm-$1.safetensors" \
+    [ -f "$2/mllm.safetensors" ] || $U train mllm --objective "$1" --init "$ONE_PART_DIR/mllm-$1.safetensors" \
       --steps 2000 --batch-size 64 --lr 2e-4 --snr-db=-5:25 --task-weights vqa=2,t2i=1,asr=1,cap=1 \
       --loss-scale t2i=8 --data $D --val-every 500 --log-every 50 --threads 1 --no-install --run-dir "$2"
     grep -qa head_steps "$2-head/mllm.safetensors" 2>/dev/null || $U train mllm-head --mllm "$2/mllm.safetensors" \
@@ -554,7 +578,7 @@ if [ "$what" = continue ]; then
   # T2I of mllm-sigma-genib's two parts against its first on the fresh set (its test split: ablation-listing-t2i)
   [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
   $U ablate --task t2i --name ablation-continue-seed77-t2i --data data/tiny-seed77 \
-     --mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/obj/ft-ctrl-head \
-     --reference shipped --snr-db 20 --channel rayleigh --n-t2i 300 --workers 16 --out results --resume
+     --mllm one-part=$ONE_PART_DIR/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/obj/ft-ctrl-head \
+     --reference one-part --snr-db 20 --channel rayleigh --n-t2i 300 --workers 16 --out results --resume
   .venv/bin/python scripts/results_tables.py
 fi
