@@ -79,20 +79,20 @@ U=".venv/bin/python -m unitocom.cli"
 what="${1:-all}"
 mkdir -p out
 [ -d data/tiny ] || $U data make --preset tiny
+# from_git COMMIT NAME SHA256_PREFIX DEST: checkpoints/NAME.safetensors as COMMIT held it, hash-checked, into DEST
+from_git() {
+  [ -f "$4" ] && return
+  mkdir -p "$(dirname "$4")"
+  git show "$1:checkpoints/$2.safetensors" > "$4.tmp" ||
+    { echo "error: commit $1 is not in this clone (git fetch --unshallow): it holds $2 ($3...)" >&2; exit 1; }
+  sha256sum "$4.tmp" | grep -q "^$3" || { echo "error: $4.tmp is not $2 of commit $1 (sha256 $3...)" >&2; exit 1; }
+  mv "$4.tmp" "$4"
+}
 # The MLLM issue 12's studies (ablation, asr, next) measured as `shipped` until `train all`'s next recipe replaced
 # it: results/ablation*.json name it `previous` (sha256 9c1b8e74...). The studies take it back out of git history
 # (a full clone has it), and `ablate --resume` keeps the points it has under its old name.
 PREVIOUS=runs/previous/mllm-sigma-genib.safetensors
-previous_mllm() {
-  [ -f "$PREVIOUS" ] && return
-  mkdir -p "$(dirname "$PREVIOUS")"
-  git show e214536:checkpoints/mllm-sigma-genib.safetensors > "$PREVIOUS.tmp" ||
-    { echo "error: commit e214536 is not in this clone (git fetch --unshallow): it holds the previous MLLM" >&2
-      exit 1; }
-  sha256sum "$PREVIOUS.tmp" | grep -q '^9c1b8e74adad898c' ||
-    { echo "error: $PREVIOUS.tmp is not the previous MLLM (sha256 9c1b8e74adad898c...)" >&2; exit 1; }
-  mv "$PREVIOUS.tmp" "$PREVIOUS"
-}
+previous_mllm() { from_git e214536 mllm-sigma-genib 9c1b8e74adad898c "$PREVIOUS"; }
 # The 4 x 128 MLLM `train all` shipped after `previous`, until the twice-wide set replaced it: the results files
 # measured it as `shipped`; `narrow` carries its points by hash (ablate's NAME=sha256:PREFIX, read with --resume).
 NARROW=sha256:257a54b234d95971
@@ -102,18 +102,8 @@ NARROW=sha256:257a54b234d95971
 ONE_PART=sha256:23c7d23fccfefc6a
 ONE_PART_DIR=runs/one-part
 one_part_mllms() {
-  local m f
-  for m in sigma-genib:23c7d23fccfefc6a vae:d4c322ad48b4e33d; do
-    f=$ONE_PART_DIR/mllm-${m%%:*}.safetensors
-    [ -f "$f" ] && continue
-    mkdir -p $ONE_PART_DIR
-    git show "259ab08:checkpoints/mllm-${m%%:*}.safetensors" > "$f.tmp" ||
-      { echo "error: commit 259ab08 is not in this clone (git fetch --unshallow): it holds the one-part MLLMs" >&2
-        exit 1; }
-    sha256sum "$f.tmp" | grep -q "^${m#*:}" ||
-      { echo "error: $f.tmp is not the one-part mllm-${m%%:*} (sha256 ${m#*:}...)" >&2; exit 1; }
-    mv "$f.tmp" "$f"
-  done
+  from_git 259ab08 mllm-sigma-genib "${ONE_PART#sha256:}" $ONE_PART_DIR/mllm-sigma-genib.safetensors
+  from_git 259ab08 mllm-vae d4c322ad48b4e33d $ONE_PART_DIR/mllm-vae.safetensors
 }
 
 if [ "$what" = link ] || [ "$what" = all ]; then
