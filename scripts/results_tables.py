@@ -16,6 +16,8 @@ the validation curve at a few steps, and the file's verdict. `unitocom ablate` (
 `scripts/vqa_probe.py` (results/vqa-probe.json) fills `<!-- results:vqa-probe -->`: one classifier's VQA accuracy
 on received tokens, on their de-tokenized picture and on the clean picture. `scripts/lr_probe.py`
 (results/lr-probe.json) fills `<!-- results:lr-probe -->`: each probe run's validation at each step.
+results/fig2.json, results/fig2-seed77.json and results/packet-loss.json together fill `<!-- results:targets -->`:
+issue 12's targets against unitocom's points, each with its value, interval and verdict.
 """
 from __future__ import annotations
 
@@ -408,6 +410,111 @@ def fig3_block(fig: dict, source: str, columns: int = 5) -> str | None:
     return "\n".join(out) + "\n"
 
 
+# Issue 12's targets through the services, in the issue's order. A row: (label, file, task, snr_db, value key,
+# interval prefix, side, bound, digits); the file is "fig2" (both sets: fig2.json and fig2-seed77.json) or
+# "packet-loss" (its no-loss unitocom reconstruction, the test split only); side "ge" (at least) or "le" (at most).
+TARGETS = [("image PSNR >= 32 dB at 20 dB (32 tokens)", "packet-loss", "reconstruct", 20.0, "value", "ci_", "ge", 32.0,
+            1),
+           ("image pair F1 >= 0.90 at 20 dB (32 tokens)", "packet-loss", "reconstruct", 20.0, "pair_f1", "pair_f1_ci_",
+            "ge", 0.90, 2),
+           ("VQA accuracy >= 0.85 at 20 dB", "fig2", "vqa", 20.0, "value", "ci_", "ge", 0.85, 2),
+           ("VQA accuracy >= 0.70 at 0 dB", "fig2", "vqa", 0.0, "value", "ci_", "ge", 0.70, 2),
+           ("families", "fig2", "vqa", 20.0, None, None, None, None, 2),
+           ("T2I pair recall >= 0.50 at 20 dB", "fig2", "t2i", 20.0, "pair_recall", "pair_recall_ci_", "ge", 0.50, 2),
+           ("fid", "fig2", "t2i", 20.0, "value", "ci_", "le", None, 1),
+           ("ASR WER <= 0.10 at 5 dB", "fig2", "asr", 5.0, "value", "ci_", "le", 0.10, 3),
+           ("ASR WER <= 0.10 at 20 dB", "fig2", "asr", 20.0, "value", "ci_", "le", 0.10, 3)]
+FAMILY_MARGIN = 0.10  # every question family >= its majority-class chance + 0.10
+TARGET_SETS = (("test split", {"fig2": "fig2", "packet-loss": "packet-loss"}),
+               ("fresh set (seed 77)", {"fig2": "fig2-seed77"}))
+
+
+def _verdict(lo: float, hi: float, side: str, bound: float) -> str:
+    """"met" when the whole 95 % interval is on the target's side, "missed" when none of it is, else "within noise"."""
+    ok_lo, ok_hi = (lo >= bound, hi >= bound) if side == "ge" else (hi <= bound, lo <= bound)
+    return "met" if ok_lo else ("missed" if not ok_hi else "within noise")
+
+
+def _overall(verdicts: list[str]) -> str:
+    if not verdicts:
+        return "–"
+    return "missed" if "missed" in verdicts else ("met" if all(v == "met" for v in verdicts) else "within noise")
+
+
+def _target_point(fig: dict, task: str, snr_db: float, scheme: str) -> dict | None:
+    """scheme's point of the task at snr_db (a loss-sweep file: the one with no packet lost and no budget)."""
+    for p in fig.get("points", []):
+        if (p.get("task") == task and p.get("scheme") == scheme and p.get("snr_db") is not None
+                and float(p["snr_db"]) == snr_db and not p.get("packet_loss") and not p.get("token_budget")):
+            return p
+    return None
+
+
+def _families_cell(p: dict) -> tuple[str, str] | None:
+    fams = p.get("by_family") or {}
+    if not fams:
+        return None
+    under = sorted((f for f, r in fams.items() if r["accuracy"] < r["chance"] + FAMILY_MARGIN),
+                   key=lambda f: fams[f]["accuracy"] - fams[f]["chance"])
+    text = f"{len(fams) - len(under)} of {len(fams)} families" + (": under it " + ", ".join(
+        f"{f.replace('_', ' ')} {fams[f]['accuracy']:.2f} (chance {fams[f]['chance']:.2f})" for f in under)
+        if under else "")
+    return text, ("missed" if under else "met")
+
+
+def targets_block(figures: dict[str, dict], scheme: str = "unitocom") -> str | None:
+    """Issue 12's targets against `scheme`'s points through the services: one row per target, one column per set
+    (the test split: results/fig2.json and results/packet-loss.json; the fresh set: results/fig2-seed77.json), the
+    value with its 95 % interval and a verdict; None without results/fig2.json."""
+    if "fig2" not in figures:
+        return None
+    sets = [(label, files) for label, files in TARGET_SETS if files["fig2"] in figures]
+    out = ["| target | " + " | ".join(label for label, _ in sets) + " | verdict |",
+           "|---|" + "---|" * len(sets) + "---|"]
+    for label, kind, task, snr, key, prefix, side, bound, digits in TARGETS:
+        cells, verdicts = [], []
+        for _, files in sets:
+            fig = figures.get(files.get(kind, ""))
+            p = _target_point(fig, task, snr, scheme) if fig else None
+            if p is None or (key is not None and p.get(key) is None):
+                cells.append("–")
+                continue
+            if label == "families":
+                got = _families_cell(p)
+                if got is None:
+                    cells.append("–")
+                    continue
+                cells.append(got[0])
+                verdicts.append(got[1])
+                continue
+            # FID against twice the file's own real-vs-real floor (FID is biased at small n: each set has its own)
+            b = 2 * p["fid_real_vs_real"] if label == "fid" else bound
+            if b is None:
+                cells.append("–")
+                continue
+            v = _verdict(p[f"{prefix}low"], p[f"{prefix}high"], side, b)
+            verdicts.append(v)
+            if label == "fid":
+                cells.append(f"{cell(p, key, prefix, digits)} against {b:.1f}, "
+                             f"{p[key] / p['fid_real_vs_real']:.1f}x the floor: {v}")
+            else:
+                short = (p[key] < b) == (side == "ge")
+                cells.append(f"{cell(p, key, prefix, digits)}: {v}, "
+                             f"{abs(p[key] - b):.{digits}f} {'short' if short else 'to spare'}")
+        name = {"families": "every VQA family >= its majority-class chance + 0.10 at 20 dB (point estimates: 35 "
+                            "to 105 questions a family)",
+                "fid": "T2I FID <= 2x the real-vs-real floor at 20 dB"}.get(label, label)
+        out.append(f"| {name} | " + " | ".join(cells) + f" | {_overall(verdicts)} |")
+    used = [n for _, files in sets for n in files.values() if n in figures]
+    sources = "; ".join(f"`results/{n}.json` (commit {(figures[n]['header'].get('git_commit') or 'unknown')[:10]}, "
+                        f"{figures[n]['header'].get('date', 'date unknown')})" for n in used)
+    out += ["", (f"Scheme {scheme}, Rayleigh, through the running services; 95 % intervals. A target is met where "
+                 "its whole interval is on the target's side, missed where none of it is, else within noise; the "
+                 f"verdict column is the worst over the sets. From {sources}; each file's command is under its own "
+                 "table.")]
+    return "\n".join(out) + "\n"
+
+
 def _write(readme: str, name: str, text: str, notes: list[str], what: str) -> str:
     start, end = markers(name)
     m = re.search(re.escape(start) + r"\n?(.*?)" + re.escape(end), readme, flags=re.S)
@@ -477,6 +584,9 @@ def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
             text = block(task, fig, f"results/{fig_name}.json")
             if text is not None:
                 readme = _write(readme, f"{fig_name}:{task}", text, notes, f"{task} table of results/{fig_name}.json")
+    text = targets_block(figures)
+    if text is not None:
+        readme = _write(readme, "targets", text, notes, "table of issue 12's targets")
     return readme, notes
 
 

@@ -538,3 +538,32 @@ def test_git_state_calls_a_tree_clean_when_only_results_differ(tmp_path):
     assert git_state(tmp_path) == (head, False)
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_state(tmp_path) == (head, True)
+
+
+def test_the_targets_table_gives_each_target_its_value_interval_and_verdict():
+    rt = _tables()
+    fam = {"exist": {"n": 40, "accuracy": 0.9, "chance": 0.5},
+           "relate_yesno": {"n": 40, "accuracy": 0.55, "chance": 0.5}}
+    test = {"header": {"git_commit": "a" * 40, "date": "d1"}, "points": [
+        _point("vqa", "unitocom", 20.0, 0.90, 0.86, 0.93, by_family=fam),   # whole interval above 0.85: met
+        _point("vqa", "vae", 20.0, 0.10, 0.05, 0.15),                       # another scheme: not read
+        _point("vqa", "unitocom", 0.0, 0.69, 0.60, 0.75),                   # straddles 0.70: within noise
+        _point("asr", "unitocom", 20.0, 0.30, 0.20, 0.40)]}                 # all of it above 0.10: missed
+    fresh = {"header": {"git_commit": "b" * 40, "date": "d2"}, "points": [
+        _point("vqa", "unitocom", 20.0, 0.87, 0.86, 0.88, by_family={"exist": fam["exist"]}),
+        _point("t2i", "unitocom", 20.0, 50.0, 40.0, 60.0, fid_real_vs_real=30.0, pair_recall=0.2,
+               pair_recall_ci_low=0.1, pair_recall_ci_high=0.3)]}
+    text = rt.targets_block({"fig2": test, "fig2-seed77": fresh})
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert rows["VQA accuracy >= 0.85 at 20 dB"].endswith("0.90 [0.86, 0.93]: met, 0.05 to spare | "
+                                                         "0.87 [0.86, 0.88]: met, 0.02 to spare | met |")
+    assert "0.69 [0.60, 0.75]: within noise, 0.01 short | – | within noise |" in rows["VQA accuracy >= 0.70 at 0 dB"]
+    assert "0.300 [0.200, 0.400]: missed, 0.200 short" in rows["ASR WER <= 0.10 at 20 dB"]
+    fams = next(r for k, r in rows.items() if k.startswith("every VQA family"))
+    assert "1 of 2 families: under it relate yesno 0.55 (chance 0.50) | 1 of 1 families | missed |" in fams
+    fid = rows["T2I FID <= 2x the real-vs-real floor at 20 dB"]  # the fresh file's own floor: 2 x 30
+    assert fid.endswith("– | 50.0 [40.0, 60.0] against 60.0, 1.7x the floor: met | met |")
+    assert rows["T2I pair recall >= 0.50 at 20 dB"].endswith("0.20 [0.10, 0.30]: missed, 0.30 short | missed |")
+    assert rows["image PSNR >= 32 dB at 20 dB (32 tokens)"].endswith("| – | – | – |")  # no packet-loss file
+    assert "commit aaaaaaaaaa, d1" in text and "commit bbbbbbbbbb, d2" in text
+    assert rt.targets_block({"fig2-seed77": fresh}) is None  # the test split's file is the table's spine
