@@ -561,6 +561,7 @@ def test_the_targets_table_gives_each_target_its_value_interval_and_verdict():
     assert "0.300 [0.200, 0.400]: missed, 0.200 short" in rows["ASR WER <= 0.10 at 20 dB"]
     fams = next(r for k, r in rows.items() if k.startswith("every VQA family"))
     assert "1 of 2 families: under it relate yesno 0.55 (chance 0.50) | 1 of 1 families | missed |" in fams
+    assert "(point estimates: 40 to 40 questions a family)" in fams
     fid = rows["T2I FID <= 2x the real-vs-real floor at 20 dB"]  # the fresh file's own floor: 2 x 30
     assert fid.endswith("– | 50.0 [40.0, 60.0] against 60.0, 1.7x the floor: met | met |")
     assert rows["T2I pair recall >= 0.50 at 20 dB"].endswith("0.20 [0.10, 0.30]: missed, 0.30 short | missed |")
