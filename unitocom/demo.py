@@ -70,6 +70,27 @@ def metrics_summary(url: str) -> list[str]:
     return [f"    {line}" for line in wanted]
 
 
+def t2i_context(fig2_json: pathlib.Path, checkpoints: pathlib.Path, snr_db: float = 20.0) -> str | None:
+    """What one generated picture is a sample of: unitocom's T2I pair recall at snr_db in the Fig. 2 file, when that
+    file measured the MLLM installed now (same sha256), else None (another model's figure would mislead)."""
+    import json
+
+    from unitocom.train.provenance import file_sha256
+    name = "mllm-sigma-genib.safetensors"
+    try:
+        fig = json.loads(fig2_json.read_text())
+        recorded = fig["header"]["checkpoints_sha256"][name]
+        if file_sha256(checkpoints / name) != recorded:
+            return None
+        p = next(p for p in fig["points"] if p.get("task") == "t2i" and p.get("scheme") == "unitocom"
+                 and p.get("snr_db") is not None and float(p["snr_db"]) == snr_db and "pair_recall" in p)
+    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+        return None
+    return (f"one sample: this MLLM draws the caption's (colour, shape) pairs in {p['pair_recall']:.2f} "
+            f"[{p['pair_recall_ci_low']:.2f}, {p['pair_recall_ci_high']:.2f}] of its pictures at {snr_db:g} dB "
+            f"({fig2_json.parent.name}/{fig2_json.name}, {p['n']} captions; issue 12's target is 0.50)")
+
+
 def _generated_png(result) -> bytes | None:
     return next((o.image_png for o in result.outputs if o.image_png), None) if result is not None else None
 
@@ -163,6 +184,12 @@ def run(preset: str = "tiny", out_dir: str = "out/demo", base_port: int = 50051,
                 d_ = client.result_to_dict(result)
                 d_["files"] = [str(p) for p in client.save_outputs(result, out / name)]
                 print(format_result(d_))
+                if name == "t2i":
+                    from unitocom.schemes.learned import checkpoint_dir
+                    context = t2i_context(pathlib.Path(__file__).resolve().parents[1] / "results" / "fig2.json",
+                                          checkpoint_dir())
+                    if context:
+                        print(f"   ({context})")
         sheet = summary_sheet(scene, results, out / "summary.png")
         if sheet:
             print(f"\n== what came back, side by side: {sheet}")
