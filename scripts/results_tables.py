@@ -431,8 +431,8 @@ TARGET_SETS = (("test split", {"fig2": "fig2", "packet-loss": "packet-loss"}),
 
 def _verdict(lo: float, hi: float, side: str, bound: float) -> str:
     """"met" when the whole 95 % interval is on the target's side, "missed" when none of it is, else "within noise"."""
-    ok_lo, ok_hi = (lo >= bound, hi >= bound) if side == "ge" else (hi <= bound, lo <= bound)
-    return "met" if ok_lo else ("missed" if not ok_hi else "within noise")
+    worst_ok, best_ok = (lo >= bound, hi >= bound) if side == "ge" else (hi <= bound, lo <= bound)
+    return "met" if worst_ok else ("within noise" if best_ok else "missed")
 
 
 def _overall(verdicts: list[str]) -> str:
