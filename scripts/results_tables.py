@@ -462,13 +462,6 @@ def _families_cell(p: dict) -> tuple[str, str] | None:
     return text, ("missed" if under else "met")
 
 
-def _family_sizes(figures: dict[str, dict], sets: list, scheme: str) -> str:
-    """": 35 to 55 questions a family": the range of the per-family n behind the family row, or ""."""
-    ns = [r["n"] for _, files in sets if files["fig2"] in figures
-          for r in ((_target_point(figures[files["fig2"]], "vqa", 20.0, scheme) or {}).get("by_family") or {}).values()]
-    return f": {min(ns)} to {max(ns)} questions a family" if ns else ""
-
-
 def targets_block(figures: dict[str, dict], scheme: str = "unitocom") -> str | None:
     """Issue 12's targets against `scheme`'s points through the services: one row per target, one column per set
     (the test split: results/fig2.json and results/packet-loss.json; the fresh set: results/fig2-seed77.json), the
@@ -478,6 +471,7 @@ def targets_block(figures: dict[str, dict], scheme: str = "unitocom") -> str | N
     sets = [(label, files) for label, files in TARGET_SETS if files["fig2"] in figures]
     out = ["| target | " + " | ".join(label for label, _ in sets) + " | verdict |",
            "|---|" + "---|" * len(sets) + "---|"]
+    family_ns = []  # the per-family n behind the family row, for its label
     for label, kind, task, snr, key, prefix, side, bound, digits in TARGETS:
         cells, verdicts = [], []
         for _, files in sets:
@@ -493,6 +487,7 @@ def targets_block(figures: dict[str, dict], scheme: str = "unitocom") -> str | N
                     continue
                 cells.append(got[0])
                 verdicts.append(got[1])
+                family_ns += [r["n"] for r in p["by_family"].values()]
                 continue
             # FID against twice the file's own real-vs-real floor (FID is biased at small n: each set has its own)
             b = 2 * p["fid_real_vs_real"] if label == "fid" else bound
@@ -508,8 +503,8 @@ def targets_block(figures: dict[str, dict], scheme: str = "unitocom") -> str | N
                 short = (p[key] < b) == (side == "ge")
                 cells.append(f"{cell(p, key, prefix, digits)}: {v}, "
                              f"{abs(p[key] - b):.{digits}f} {'short' if short else 'to spare'}")
-        name = {"families": "every VQA family >= its majority-class chance + 0.10 at 20 dB (point estimates"
-                            + _family_sizes(figures, sets, scheme) + ")",
+        sizes = f": {min(family_ns)} to {max(family_ns)} questions a family" if family_ns else ""
+        name = {"families": f"every VQA family >= its majority-class chance + 0.10 at 20 dB (point estimates{sizes})",
                 "fid": "T2I FID <= 2x the real-vs-real floor at 20 dB"}.get(label, label)
         out.append(f"| {name} | " + " | ".join(cells) + f" | {_overall(verdicts)} |")
     used = [n for _, files in sets for n in files.values() if n in figures]
