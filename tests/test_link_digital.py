@@ -1,7 +1,6 @@
 """The digital chain: bytes -> CRC -> LDPC/Turbo/none -> QAM -> channel -> back, and the codes under it."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -128,28 +127,30 @@ def test_codes_decode_clean_llrs(code, k):
     np.testing.assert_array_equal(c.decode((2.0 * cw - 1.0) * 4.0), bits)  # positive LLR = bit 1
 
 
-def test_ldpc_20kB_is_fast():
-    import torch
+def test_ldpc_20kB_is_decoded_in_one_batched_call():
+    """A 20 kB payload's 160 codewords go through the encoder and the decoder as one batch each, not one call per
+    block (unbatched decoding was ~10x slower). Counted, not timed: a CPU-time bound failed on a busy CI machine.
+    The throughput itself, beside a direct Sionna call, is bench/bench_ldpc.py's job."""
+    link = DigitalLink("ldpc", 0.5, "qam16", 1024, 20)
+    code = link.code
+    assert isinstance(code, LDPCCode)
+    calls = {"enc": [], "dec": []}
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        link = DigitalLink("ldpc", 0.5, "qam16", 1024, 20)
-        data = payload(20_000, 9)
-        ch = FadingChannel(ChannelSpec(), 12.0, 0)
-        through(link, data, ChannelSpec(), 12.0)  # warm-up
-        # CPU time of this process, so that other jobs on a shared machine do not make the test flaky.
-        t0 = time.process_time()
-        z = link.encode(data)
-        out = ch(z)
-        r = link.decode(out.y, out.h, out.noise_var, len(data))
-        dt = time.process_time() - t0
-    finally:
-        torch.set_num_threads(threads)
-    assert r.payload == data
-    # ~0.9 s of CPU on one core; the bound catches unbatched decoding (~10x) with room for slower machines.
-    assert dt < 3.0, f"20 kB LDPC encode+decode took {dt:.2f} s of CPU"
-    assert isinstance(LDPCCode, type)
+    def counted(name, fn):
+        def wrapped(x, *a, **kw):
+            calls[name].append(tuple(x.shape))
+            return fn(x, *a, **kw)
+        return wrapped
+
+    code._enc, code._dec = counted("enc", code._enc), counted("dec", code._dec)
+    data = payload(20_000, 9)
+    out = FadingChannel(ChannelSpec(), 12.0, 0)(link.encode(data))
+    r = link.decode(out.y, out.h, out.noise_var, len(data))
+    assert r.payload == data and r.block_errors == 0
+    blocks = link.num_blocks(len(data))
+    assert blocks >= 100
+    assert calls["enc"] == [(blocks, code.k)]
+    assert calls["dec"] == [(blocks, code.n)]
 
 
 @pytest.mark.parametrize("code", ["ldpc", "turbo"])
