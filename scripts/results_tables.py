@@ -27,6 +27,8 @@ import re
 import sys
 from pathlib import Path
 
+from unitocom.targets import FAMILY_MARGIN, TARGETS, Target
+
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("vqa", "t2i", "asr")
 UPPER = "upper-bound"
@@ -410,21 +412,7 @@ def fig3_block(fig: dict, source: str, columns: int = 5) -> str | None:
     return "\n".join(out) + "\n"
 
 
-# Issue 12's targets through the services, in the issue's order. A row: (label, file, task, snr_db, value key,
-# interval prefix, side, bound, digits); the file is "fig2" (both sets: fig2.json and fig2-seed77.json) or
-# "packet-loss" (its no-loss unitocom reconstruction, the test split only); side "ge" (at least) or "le" (at most).
-TARGETS = [("image PSNR >= 32 dB at 20 dB (32 tokens)", "packet-loss", "reconstruct", 20.0, "value", "ci_", "ge", 32.0,
-            1),
-           ("image pair F1 >= 0.90 at 20 dB (32 tokens)", "packet-loss", "reconstruct", 20.0, "pair_f1", "pair_f1_ci_",
-            "ge", 0.90, 2),
-           ("VQA accuracy >= 0.85 at 20 dB", "fig2", "vqa", 20.0, "value", "ci_", "ge", 0.85, 2),
-           ("VQA accuracy >= 0.70 at 0 dB", "fig2", "vqa", 0.0, "value", "ci_", "ge", 0.70, 2),
-           ("families", "fig2", "vqa", 20.0, None, None, None, None, 2),
-           ("T2I pair recall >= 0.50 at 20 dB", "fig2", "t2i", 20.0, "pair_recall", "pair_recall_ci_", "ge", 0.50, 2),
-           ("fid", "fig2", "t2i", 20.0, "value", "ci_", "le", None, 1),
-           ("ASR WER <= 0.10 at 5 dB", "fig2", "asr", 5.0, "value", "ci_", "le", 0.10, 3),
-           ("ASR WER <= 0.10 at 20 dB", "fig2", "asr", 20.0, "value", "ci_", "le", 0.10, 3)]
-FAMILY_MARGIN = 0.10  # every question family >= its majority-class chance + 0.10
+# Issue 12's targets (unitocom/targets.py) read in two sets: the test split's files and the fresh set's Fig. 2.
 TARGET_SETS = (("test split", {"fig2": "fig2", "packet-loss": "packet-loss"}),
                ("fresh set (seed 77)", {"fig2": "fig2-seed77"}))
 
@@ -450,7 +438,26 @@ def _target_point(fig: dict, task: str, snr_db: float, scheme: str) -> dict | No
     return None
 
 
-def _families_cell(p: dict) -> tuple[str, str] | None:
+def _bound_cell(p: dict, t: Target) -> tuple[str, str] | None:
+    if p.get(t.key) is None:
+        return None
+    v = _verdict(p[f"{t.prefix}low"], p[f"{t.prefix}high"], t.side, t.bound)
+    short = (p[t.key] < t.bound) == (t.side == "ge")
+    return (f"{cell(p, t.key, t.prefix, t.digits)}: {v}, "
+            f"{abs(p[t.key] - t.bound):.{t.digits}f} {'short' if short else 'to spare'}"), v
+
+
+def _fid_cell(p: dict, t: Target) -> tuple[str, str] | None:
+    """FID against twice the file's own real-vs-real floor (FID is biased at small n: each set has its own)."""
+    if p.get(t.key) is None or p.get("fid_real_vs_real") is None:
+        return None
+    bound = 2 * p["fid_real_vs_real"]
+    v = _verdict(p[f"{t.prefix}low"], p[f"{t.prefix}high"], t.side, bound)
+    return (f"{cell(p, t.key, t.prefix, t.digits)} against {bound:.1f}, "
+            f"{p[t.key] / p['fid_real_vs_real']:.1f}x the floor: {v}"), v
+
+
+def _families_cell(p: dict, t: Target) -> tuple[str, str] | None:
     fams = p.get("by_family") or {}
     if not fams:
         return None
@@ -462,6 +469,17 @@ def _families_cell(p: dict) -> tuple[str, str] | None:
     return text, ("missed" if under else "met")
 
 
+CELLS = {"bound": _bound_cell, "fid": _fid_cell, "families": _families_cell}
+
+
+def _row_name(t: Target, points: list[dict]) -> str:
+    """The target's label; the family row's says its verdict rests on point estimates, and on how many questions."""
+    if t.kind != "families":
+        return t.label
+    ns = [r["n"] for p in points for r in (p.get("by_family") or {}).values()]
+    return t.label + " (point estimates" + (f": {min(ns)} to {max(ns)} questions a family" if ns else "") + ")"
+
+
 def targets_block(figures: dict[str, dict], scheme: str = "unitocom") -> str | None:
     """Issue 12's targets against `scheme`'s points through the services: one row per target, one column per set
     (the test split: results/fig2.json and results/packet-loss.json; the fresh set: results/fig2-seed77.json), the
@@ -471,42 +489,19 @@ def targets_block(figures: dict[str, dict], scheme: str = "unitocom") -> str | N
     sets = [(label, files) for label, files in TARGET_SETS if files["fig2"] in figures]
     out = ["| target | " + " | ".join(label for label, _ in sets) + " | verdict |",
            "|---|" + "---|" * len(sets) + "---|"]
-    family_ns = []  # the per-family n behind the family row, for its label
-    for label, kind, task, snr, key, prefix, side, bound, digits in TARGETS:
-        cells, verdicts = [], []
+    for t in TARGETS:
+        cells, verdicts, points = [], [], []
         for _, files in sets:
-            fig = figures.get(files.get(kind, ""))
-            p = _target_point(fig, task, snr, scheme) if fig else None
-            if p is None or (key is not None and p.get(key) is None):
+            fig = figures.get(files.get(t.file, ""))
+            p = _target_point(fig, t.task, t.snr_db, scheme) if fig else None
+            got = CELLS[t.kind](p, t) if p is not None else None
+            if got is None:
                 cells.append("–")
                 continue
-            if label == "families":
-                got = _families_cell(p)
-                if got is None:
-                    cells.append("–")
-                    continue
-                cells.append(got[0])
-                verdicts.append(got[1])
-                family_ns += [r["n"] for r in p["by_family"].values()]
-                continue
-            # FID against twice the file's own real-vs-real floor (FID is biased at small n: each set has its own)
-            b = 2 * p["fid_real_vs_real"] if label == "fid" else bound
-            if b is None:
-                cells.append("–")
-                continue
-            v = _verdict(p[f"{prefix}low"], p[f"{prefix}high"], side, b)
-            verdicts.append(v)
-            if label == "fid":
-                cells.append(f"{cell(p, key, prefix, digits)} against {b:.1f}, "
-                             f"{p[key] / p['fid_real_vs_real']:.1f}x the floor: {v}")
-            else:
-                short = (p[key] < b) == (side == "ge")
-                cells.append(f"{cell(p, key, prefix, digits)}: {v}, "
-                             f"{abs(p[key] - b):.{digits}f} {'short' if short else 'to spare'}")
-        sizes = f": {min(family_ns)} to {max(family_ns)} questions a family" if family_ns else ""
-        name = {"families": f"every VQA family >= its majority-class chance + 0.10 at 20 dB (point estimates{sizes})",
-                "fid": "T2I FID <= 2x the real-vs-real floor at 20 dB"}.get(label, label)
-        out.append(f"| {name} | " + " | ".join(cells) + f" | {_overall(verdicts)} |")
+            points.append(p)
+            cells.append(got[0])
+            verdicts.append(got[1])
+        out.append(f"| {_row_name(t, points)} | " + " | ".join(cells) + f" | {_overall(verdicts)} |")
     used = [n for _, files in sets for n in files.values() if n in figures]
     sources = "; ".join(f"`results/{n}.json` (commit {(figures[n]['header'].get('git_commit') or 'unknown')[:10]}, "
                         f"{figures[n]['header'].get('date', 'date unknown')})" for n in used)

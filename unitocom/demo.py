@@ -75,6 +75,7 @@ def t2i_context(fig2_json: pathlib.Path, checkpoints: pathlib.Path, snr_db: floa
     file measured the MLLM installed now (same sha256), else None (another model's figure would mislead)."""
     import json
 
+    from unitocom.targets import T2I_PAIR_RECALL
     from unitocom.train.provenance import file_sha256
     name = "mllm-sigma-genib.safetensors"
     try:
@@ -88,7 +89,8 @@ def t2i_context(fig2_json: pathlib.Path, checkpoints: pathlib.Path, snr_db: floa
         return None
     return (f"one sample: this MLLM draws the caption's (colour, shape) pairs in {p['pair_recall']:.2f} "
             f"[{p['pair_recall_ci_low']:.2f}, {p['pair_recall_ci_high']:.2f}] of its pictures at {snr_db:g} dB "
-            f"({fig2_json.parent.name}/{fig2_json.name}, {p['n']} captions; issue 12's target is 0.50)")
+            f"({fig2_json.parent.name}/{fig2_json.name}, {p['n']} captions; "
+            f"issue 12's target is {T2I_PAIR_RECALL:.2f})")
 
 
 def _generated_png(result) -> bytes | None:
