@@ -2,9 +2,15 @@
 # Issue 15's GPU check. Whoever has a CUDA machine runs it once from the repository root and sends back
 # out/gpu-check/ (a log and one JSON file per measurement); nothing here has run on a GPU yet.
 #
-#   scripts/gpu_check.sh          on a CUDA machine. Uses $PYTHON, else .venv-gpu (made here: torch 2.13 from PyPI,
-#                                 its CUDA build, and this package). Sized for about 8 minutes on one H200 with the
-#                                 install; STEPS=N changes the timed training steps (default 100).
+#   scripts/gpu_check.sh prepare  here, before an offline GPU machine (the tool library's device): downloads the
+#                                 wheels its image lacks (scripts/gpu_wheels.txt, our versions, Python 3.12) into
+#                                 .whl-check/ and prints what a call sends. Carry .whl-check and leave checkpoints/
+#                                 behind (the check serves placeholder weights), as scripts/gpu_retrain.sh says.
+#   scripts/gpu_check.sh          on a CUDA machine. Uses $PYTHON; else, where .whl-check/ holds wheels, the
+#                                 machine's python3 (its torch) with them installed into /tmp/site-check; else
+#                                 .venv-gpu (made here from PyPI: torch 2.13, its CUDA build, and this package).
+#                                 Sized for about 8 minutes on one H200 with the install; STEPS=N changes the timed
+#                                 training steps (default 100).
 #   scripts/gpu_check.sh --cpu    the same steps in miniature on the CPU (tiny preset, gloo): checks the script
 #                                 itself in seconds (tests/test_gpu_check.py runs it; GPU_CHECK_SKIP_TESTS=1 leaves
 #                                 out step 2, the pytest run)
@@ -20,6 +26,35 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=gpu
 [ "${1:-}" = "--cpu" ] && MODE=cpu
+WHEELS=${WHEELS:-.whl-check}
+
+if [ "${1:-}" = prepare ]; then
+  PY=${PYTHON:-.venv/bin/python}
+  mkdir -p "$WHEELS"
+  # pinned to the versions the tests ran with here
+  "$PY" - <<'EOF' > "$WHEELS/requirements.txt"
+from importlib.metadata import version
+for line in open("scripts/gpu_wheels.txt"):
+    name = line.split("#")[0].strip()
+    if name:
+        print(f"{name}=={version(name)}")
+EOF
+  "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 --platform manylinux_2_34_x86_64 -d "$WHEELS" -r "$WHEELS/requirements.txt"
+  "$PY" - "$WHEELS" <<'EOF'
+import os, subprocess, sys
+def files(*args):
+    out = subprocess.run(["git", "ls-files", "-z", *args], capture_output=True, text=True, check=True).stdout
+    return [f for f in out.split("\0") if f and not f.startswith("checkpoints/") and os.path.isfile(f)]
+tree = sum(os.path.getsize(f) for f in files() + files("--others", "--exclude-standard"))
+wheels = sum(os.path.getsize(os.path.join(sys.argv[1], f)) for f in os.listdir(sys.argv[1]))
+total = (tree + wheels) / 2**20
+print(f"a call sends {total:.1f} MiB (tree {tree / 2**20:.1f} without checkpoints/, wheels {wheels / 2**20:.1f})"
+      + ("" if total < 64 else ": over 64 MiB"))
+EOF
+  exit 0
+fi
 OUT=${OUT:-out/gpu-check}
 mkdir -p "$OUT"
 LOG="$OUT/gpu_check.log"
@@ -29,6 +64,12 @@ exec > >(tee -a "$LOG") 2>&1
 if [ -z "${PYTHON:-}" ]; then
   if [ "$MODE" = cpu ]; then
     PYTHON=.venv/bin/python
+  elif ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+    echo "== installing $(ls "$WHEELS"/*.whl | wc -l) carried wheels into /tmp/site-check (the machine's python3)"
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site-check \
+      "$WHEELS"/*.whl
+    export PYTHONPATH=/tmp/site-check${PYTHONPATH:+:$PYTHONPATH}
+    PYTHON=python3
   else
     if [ ! -x .venv-gpu/bin/python ]; then
       echo "== installing .venv-gpu (torch 2.13.0 with CUDA from PyPI, then this package)"
@@ -40,7 +81,7 @@ if [ -z "${PYTHON:-}" ]; then
     PYTHON=.venv-gpu/bin/python
   fi
 fi
-export PYTHONPATH="$PWD" OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 T0=$SECONDS
 step() { echo; echo "== [$((SECONDS - T0)) s] $*"; }
 
