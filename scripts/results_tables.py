@@ -27,6 +27,7 @@ import re
 import sys
 from pathlib import Path
 
+from unitocom.results import wilson
 from unitocom.targets import FAMILY_MARGIN, TARGETS, Target
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -413,8 +414,9 @@ def fig3_block(fig: dict, source: str, columns: int = 5) -> str | None:
 
 
 # Issue 12's targets (unitocom/targets.py) read in two sets: the test split's files and the fresh set's Fig. 2.
-TARGET_SETS = (("test split", {"fig2": "fig2", "packet-loss": "packet-loss"}),
-               ("fresh set (seed 77)", {"fig2": "fig2-seed77"}))
+TARGET_SETS = (("test split", {"fig2": "fig2", "packet-loss": "packet-loss", "vqa-families": "vqa-families"}),
+               ("fresh set (seed 77)", {"fig2": "fig2-seed77", "vqa-families": "vqa-families-seed77"}))
+FAMILIES_FILES = ("vqa-families", "vqa-families-seed77")  # `reproduce_results.sh families`: per-family tables
 
 
 def _verdict(lo: float, hi: float, side: str, bound: float) -> str:
@@ -457,27 +459,41 @@ def _fid_cell(p: dict, t: Target) -> tuple[str, str] | None:
             f"{p[t.key] / p['fid_real_vs_real']:.1f}x the floor: {v}"), v
 
 
+def _family_rows(p: dict) -> list[tuple[str, dict, float, float, str]]:
+    """(family, its record, interval low, high, verdict against chance + FAMILY_MARGIN) per family of a VQA point,
+    the farthest below its floor first. Files written before by_family carried intervals get Wilson's from n and
+    the accuracy (rounded to 3 digits: the count is exact below 1000 questions a family)."""
+    rows = []
+    for f, r in (p.get("by_family") or {}).items():
+        lo, hi = (r["ci_low"], r["ci_high"]) if "ci_low" in r else wilson(round(r["accuracy"] * r["n"]), r["n"])
+        rows.append((f, r, lo, hi, _verdict(lo, hi, "ge", r["chance"] + FAMILY_MARGIN)))
+    return sorted(rows, key=lambda row: row[1]["accuracy"] - row[1]["chance"])
+
+
 def _families_cell(p: dict, t: Target) -> tuple[str, str] | None:
-    fams = p.get("by_family") or {}
-    if not fams:
+    rows = _family_rows(p)
+    if not rows:
         return None
-    under = sorted((f for f, r in fams.items() if r["accuracy"] < r["chance"] + FAMILY_MARGIN),
-                   key=lambda f: fams[f]["accuracy"] - fams[f]["chance"])
-    text = f"{len(fams) - len(under)} of {len(fams)} families" + (": under it " + ", ".join(
-        f"{f.replace('_', ' ')} {fams[f]['accuracy']:.2f} (chance {fams[f]['chance']:.2f})" for f in under)
-        if under else "")
-    return text, ("missed" if under else "met")
+
+    def listed(verdict: str) -> list[str]:
+        return [f"{f.replace('_', ' ')} {r['accuracy']:.2f} [{lo:.2f}, {hi:.2f}] (chance {r['chance']:.2f})"
+                for f, r, lo, hi, v in rows if v == verdict]
+    missed, noise = listed("missed"), listed("within noise")
+    text = f"{len(rows) - len(missed) - len(noise)} of {len(rows)} families met"
+    text += "".join(f"; {what}: " + ", ".join(names) for what, names in (("under it", missed),
+                                                                         ("within noise", noise)) if names)
+    return text, _overall([v for *_, v in rows])
 
 
 CELLS = {"bound": _bound_cell, "fid": _fid_cell, "families": _families_cell}
 
 
 def _row_name(t: Target, points: list[dict]) -> str:
-    """The target's label; the family row's says its verdict rests on point estimates, and on how many questions."""
+    """The target's label; the family row's says how many questions each family's interval rests on."""
     if t.kind != "families":
         return t.label
     ns = [r["n"] for p in points for r in (p.get("by_family") or {}).values()]
-    return t.label + " (point estimates" + (f": {min(ns)} to {max(ns)} questions a family" if ns else "") + ")"
+    return t.label + " (Wilson 95 % intervals" + (f"; {min(ns)} to {max(ns)} questions a family" if ns else "") + ")"
 
 
 def targets_block(figures: dict[str, dict], scheme: str = "unitocom") -> str | None:
@@ -492,8 +508,9 @@ def targets_block(figures: dict[str, dict], scheme: str = "unitocom") -> str | N
     for t in TARGETS:
         cells, verdicts, points = [], [], []
         for _, files in sets:
-            fig = figures.get(files.get(t.file, ""))
-            p = _target_point(fig, t.task, t.snr_db, scheme) if fig else None
+            found = (_target_point(figures[files[f]], t.task, t.snr_db, scheme) for f in t.files
+                     if files.get(f) in figures)
+            p = next((q for q in found if q is not None), None)
             got = CELLS[t.kind](p, t) if p is not None else None
             if got is None:
                 cells.append("–")
@@ -509,6 +526,30 @@ def targets_block(figures: dict[str, dict], scheme: str = "unitocom") -> str | N
                  "its whole interval is on the target's side, missed where none of it is, else within noise; the "
                  f"verdict column is the worst over the sets. From {sources}; each file's command is under its own "
                  "table.")]
+    return "\n".join(out) + "\n"
+
+
+def families_block(fig: dict, source: str, scheme: str = "unitocom") -> str | None:
+    """Each question family of `scheme`'s VQA points against its floor (majority-class chance + FAMILY_MARGIN):
+    n, accuracy with its Wilson 95 % interval, chance and a verdict, one table per SNR."""
+    h = fig.get("header", {})
+    points = [p for p in fig.get("points", []) if p.get("task") == "vqa" and p.get("scheme") == scheme
+              and p.get("by_family")]
+    if not points:
+        return None
+    out = []
+    for p in sorted(points, key=lambda q: float(q["snr_db"])):
+        rows = _family_rows(p)
+        caption = (f"*VQA accuracy per question family, {scheme} at {float(p['snr_db']):g} dB, "
+                   f"{p.get('channel', '?')} channel: {cell(p, 'value', 'ci_', 2)} over {p['n']} questions "
+                   "(Wilson 95 % intervals)*")
+        head = f"| family | questions | accuracy | majority-class chance | floor (chance + {FAMILY_MARGIN:.2f}) | verdict |"
+        out += [caption, "", head, "|---|---|---|---|---|---|"]
+        out += [f"| {f.replace('_', ' ')} | {r['n']} | {r['accuracy']:.2f} [{lo:.2f}, {hi:.2f}] | {r['chance']:.2f} | "
+                f"{r['chance'] + FAMILY_MARGIN:.2f} | {v} |" for f, r, lo, hi, v in rows]
+        out.append("")
+    out.append(f"From `{source}` (commit {(h.get('git_commit') or 'unknown')[:10]}, {h.get('date', 'date unknown')}): "
+               f"`{h.get('command', '?')}`.")
     return "\n".join(out) + "\n"
 
 
@@ -573,6 +614,11 @@ def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
                 notes.append(f"results/{fig_name}.json: no VQA points of fig3's shape in it; left alone")
             else:
                 readme = _write(readme, fig_name, text, notes, f"table of results/{fig_name}.json")
+            continue
+        if fig_name in FAMILIES_FILES:  # a fig2 file of VQA alone at large n: its families, not its curve
+            text = families_block(fig, f"results/{fig_name}.json")
+            if text is not None:
+                readme = _write(readme, fig_name, text, notes, f"family table of results/{fig_name}.json")
             continue
         if fig_name != "fig2" and not fmt.startswith("unitocom-results/fig2/"):
             notes.append(f"results/{fig_name}.json: no table writer for it here; left alone")

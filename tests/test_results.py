@@ -559,12 +559,60 @@ def test_the_targets_table_gives_each_target_its_value_interval_and_verdict():
                                                          "0.87 [0.86, 0.88]: met, 0.02 to spare | met |")
     assert "0.69 [0.60, 0.75]: within noise, 0.01 short | – | within noise |" in rows["VQA accuracy >= 0.70 at 0 dB"]
     assert "0.300 [0.200, 0.400]: missed, 0.200 short" in rows["ASR WER <= 0.10 at 20 dB"]
+    # each family's Wilson interval (from n and the accuracy where the file has none) against chance + 0.10
     fams = next(r for k, r in rows.items() if k.startswith("every VQA family"))
-    assert "1 of 2 families: under it relate yesno 0.55 (chance 0.50) | 1 of 1 families | missed |" in fams
-    assert "(point estimates: 40 to 40 questions a family)" in fams
+    assert ("1 of 2 families met; within noise: relate yesno 0.55 [0.40, 0.69] (chance 0.50) | "
+            "1 of 1 families met | within noise |") in fams
+    assert "(Wilson 95 % intervals; 40 to 40 questions a family)" in fams
     fid = rows["T2I FID <= 2x the real-vs-real floor at 20 dB"]  # the fresh file's own floor: 2 x 30
     assert fid.endswith("– | 50.0 [40.0, 60.0] against 60.0, 1.7x the floor: met | met |")
     assert rows["T2I pair recall >= 0.50 at 20 dB"].endswith("0.20 [0.10, 0.30]: missed, 0.30 short | missed |")
     assert rows["image PSNR >= 32 dB at 20 dB (32 tokens)"].endswith("| – | – | – |")  # no packet-loss file
     assert "commit aaaaaaaaaa, d1" in text and "commit bbbbbbbbbb, d2" in text
     assert rt.targets_block({"fig2-seed77": fresh}) is None  # the test split's file is the table's spine
+
+    # the per-family measurement, where there is one, before Fig. 2's 500 questions; the fresh set falls back
+    big = {"exist": {"n": 400, "accuracy": 0.75, "chance": 0.5, "ci_low": 0.705, "ci_high": 0.79},
+           "compare_attribute": {"n": 400, "accuracy": 0.45, "chance": 0.5, "ci_low": 0.402, "ci_high": 0.499}}
+    families = {"header": {"git_commit": "c" * 40, "date": "d3"}, "points": [
+        _point("vqa", "unitocom", 20.0, 0.6, 0.58, 0.62, n=800, by_family=big)]}
+    text = rt.targets_block({"fig2": test, "fig2-seed77": fresh, "vqa-families": families})
+    fams = next(line for line in text.splitlines() if line.startswith("| every VQA family"))
+    assert ("1 of 2 families met; under it: compare attribute 0.45 [0.40, 0.50] (chance 0.50) | 1 of 1 families met "
+            "| missed |") in fams
+    assert "400 questions a family" in fams and "40 to 400" in fams and "commit cccccccccc, d3" in text
+
+
+def test_the_family_table_gives_each_family_its_interval_floor_and_verdict():
+    rt = _tables()
+    fam = {"exist": {"n": 400, "accuracy": 0.75, "chance": 0.5, "ci_low": 0.705, "ci_high": 0.79},
+           "relate_yesno": {"n": 40, "accuracy": 0.55, "chance": 0.5},  # an older file: Wilson from n and accuracy
+           "compare_attribute": {"n": 400, "accuracy": 0.45, "chance": 0.5, "ci_low": 0.402, "ci_high": 0.499}}
+    fig = {"header": {"git_commit": "c" * 40, "date": "d3", "command": "unitocom fig2 --name vqa-families"},
+           "points": [_point("vqa", "unitocom", 20.0, 0.6, 0.58, 0.62, n=840, by_family=fam),
+                      _point("vqa", "vae", 20.0, 0.1, 0.0, 0.2, n=840, by_family=fam)]}
+    text = rt.families_block(fig, "results/vqa-families.json")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| family")]
+    assert rows == ["| compare attribute | 400 | 0.45 [0.40, 0.50] | 0.50 | 0.60 | missed |",  # farthest below first
+                    "| relate yesno | 40 | 0.55 [0.40, 0.69] | 0.50 | 0.60 | within noise |",
+                    "| exist | 400 | 0.75 [0.70, 0.79] | 0.50 | 0.60 | met |"]
+    assert "unitocom at 20 dB, rayleigh channel: 0.60 [0.58, 0.62] over 840 questions" in text
+    assert "`unitocom fig2 --name vqa-families`" in text
+    assert rt.families_block({"points": [_point("vqa", "unitocom", 20.0, 0.6, 0.5, 0.7)]}, "x") is None
+    readme = "a\n<!-- results:vqa-families -->\nold\n<!-- /results:vqa-families -->\n"
+    out, _ = rt.render(readme, {"vqa-families": fig})
+    assert "| exist | 400 |" in out and "old" not in out
+
+
+def test_vqa_by_family_gives_each_family_its_wilson_interval():
+    from unitocom.data.questions import FAMILIES
+    from unitocom.results import wilson
+    from unitocom.task_eval import vqa_by_family
+    items = [{"question_family_index": 0, "answer": "yes"}] * 10 + [{"question_family_index": 1, "answer": "2"}] * 4
+    correct = [1.0] * 7 + [0.0] * 3 + [1.0] * 4
+    guess = ["yes"] * 5 + ["no"] * 5 + ["1"] * 4
+    out = vqa_by_family(items, correct, guess)
+    first, second = out[FAMILIES[0]], out[FAMILIES[1]]
+    assert (first["n"], first["accuracy"], first["chance"]) == (10, 0.7, 0.5)
+    assert (first["ci_low"], first["ci_high"]) == tuple(round(x, 3) for x in wilson(7, 10))
+    assert second["accuracy"] == 1.0 and second["ci_high"] == 1.0 and second["ci_low"] < 1.0

@@ -67,8 +67,10 @@ def majority_guess(data_dir: Path, items: list[dict]) -> list[str]:
 
 
 def vqa_by_family(items: list[dict], correct: list[float], guess: list[str]) -> dict[str, dict]:
-    """Accuracy and chance per question family (names as in the CLEVR-style generator where it has them)."""
+    """Accuracy (with its Wilson 95 % interval) and chance per question family (names as in the CLEVR-style
+    generator where it has them)."""
     from unitocom.data.questions import FAMILIES
+    from unitocom.results import wilson
     out: dict[str, dict] = {}
     for q, c, g in zip(items, correct, guess):
         i = q["question_family_index"]
@@ -78,7 +80,9 @@ def vqa_by_family(items: list[dict], correct: list[float], guess: list[str]) -> 
         f["accuracy"] += c
         f["chance"] += float(g == q["answer"])
     for f in out.values():
+        lo, hi = wilson(round(f["accuracy"]), f["n"])
         f["accuracy"], f["chance"] = round(f["accuracy"] / f["n"], 3), round(f["chance"] / f["n"], 3)
+        f["ci_low"], f["ci_high"] = round(lo, 3), round(hi, 3)
     return out
 
 
@@ -424,7 +428,7 @@ def _cmd_eval(args) -> int:
         print(f"{row['task']}{what} via {row['scheme']} at {row['snr_db']:g} dB over {row['channel']}, n={row['n']}: "
               f"{row['metric']} = {row['value']:.4g}{_interval(row)}{extra}")
         for name, f in sorted(row.get("by_family", {}).items()):
-            print(f"  {name:18s} n={f['n']:3d}  accuracy {f['accuracy']:.3f}  chance {f['chance']:.3f}")
+            print(f"  {name:18s} n={f['n']:3d}  accuracy {f['accuracy']:.3f}{_interval(f)}  chance {f['chance']:.3f}")
     return 0
 
 
