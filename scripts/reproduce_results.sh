@@ -28,10 +28,10 @@
 #   scripts/reproduce_results.sh fresh    issue 12's targets on a freshly drawn scene set (seed 77, no checkpoint saw
 #                                         it): Fig. 2's VQA and T2I at 0 and 20 dB through the services, into
 #                                         results/fig2-seed77.* (about 45 min on 2 cores)
-#   scripts/reproduce_results.sh families issue 12's family floor (every family >= chance + 0.10) at n large enough
-#                                         for intervals: unitocom at 20 dB Rayleigh on all 5000 test questions
-#                                         (about 450 a family) and all 1000 of the fresh set's, through the
-#                                         services, into results/vqa-families*.* (about 20 min on 2 cores)
+#   scripts/reproduce_results.sh families issue 12's VQA targets at n large enough for a family's interval: unitocom
+#                                         at 0 and 20 dB Rayleigh on all 5000 test questions (about 450 a family)
+#                                         and all 1000 of the fresh set's, through the services, into
+#                                         results/vqa-families*.* (about 15 min on 2 cores)
 #   scripts/reproduce_results.sh lr-probe issue 12's learning-rate probe for the twice-wide MLLM: the first 2000
 #                                         of the recipe's 10000 steps at width 128 (2e-3) and 256 (1e-3, 5e-4),
 #                                         into results/lr-probe.*, then two of them to step 4000 into
@@ -390,14 +390,14 @@ fi
 
 if [ "$what" = families ]; then
   # Fig. 2's 500 questions give 35 to 55 a family, intervals about +-0.13: too wide to say which family misses its
-  # floor. The same point on every test question of both sets, read family by family (results_tables.py).
+  # floor. The same points on every test question of both sets, read family by family (results_tables.py).
   [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
   T=127.0.0.1:50101
   $U up --base-port 50101 --metrics-base-port 9201 --run-dir runs/famrun
   trap '$U down --run-dir runs/famrun' EXIT
-  $U fig2 --name vqa-families --tasks vqa --schemes unitocom --snr-db 20 --channel rayleigh --n-vqa 5000 \
+  $U fig2 --name vqa-families --tasks vqa --schemes unitocom --snr-db 0,20 --channel rayleigh --n-vqa 5000 \
      --workers 16 --out results --target $T --resume
-  $U fig2 --name vqa-families-seed77 --data data/tiny-seed77 --tasks vqa --schemes unitocom --snr-db 20 \
+  $U fig2 --name vqa-families-seed77 --data data/tiny-seed77 --tasks vqa --schemes unitocom --snr-db 0,20 \
      --channel rayleigh --n-vqa 1000 --workers 16 --out results --target $T --resume
   .venv/bin/python scripts/results_tables.py
 fi

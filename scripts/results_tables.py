@@ -459,13 +459,18 @@ def _fid_cell(p: dict, t: Target) -> tuple[str, str] | None:
             f"{p[t.key] / p['fid_real_vs_real']:.1f}x the floor: {v}"), v
 
 
+def _family_interval(r: dict) -> tuple[float, float]:
+    """A family's 95 % interval: its own, or for files written before by_family carried one, Wilson's from n and the
+    accuracy (rounded to 3 digits: the count is exact below 1000 questions a family)."""
+    return (r["ci_low"], r["ci_high"]) if "ci_low" in r else wilson(round(r["accuracy"] * r["n"]), r["n"])
+
+
 def _family_rows(p: dict) -> list[tuple[str, dict, float, float, str]]:
     """(family, its record, interval low, high, verdict against chance + FAMILY_MARGIN) per family of a VQA point,
-    the farthest below its floor first. Files written before by_family carried intervals get Wilson's from n and
-    the accuracy (rounded to 3 digits: the count is exact below 1000 questions a family)."""
+    the farthest below its floor first."""
     rows = []
     for f, r in (p.get("by_family") or {}).items():
-        lo, hi = (r["ci_low"], r["ci_high"]) if "ci_low" in r else wilson(round(r["accuracy"] * r["n"]), r["n"])
+        lo, hi = _family_interval(r)
         rows.append((f, r, lo, hi, _verdict(lo, hi, "ge", r["chance"] + FAMILY_MARGIN)))
     return sorted(rows, key=lambda row: row[1]["accuracy"] - row[1]["chance"])
 
@@ -530,26 +535,29 @@ def targets_block(figures: dict[str, dict], scheme: str = "unitocom") -> str | N
 
 
 def families_block(fig: dict, source: str, scheme: str = "unitocom") -> str | None:
-    """Each question family of `scheme`'s VQA points against its floor (majority-class chance + FAMILY_MARGIN):
-    n, accuracy with its Wilson 95 % interval, chance and a verdict, one table per SNR."""
+    """Each question family of `scheme`'s VQA points: n, accuracy with its Wilson 95 % interval at each SNR, chance,
+    and a verdict against its floor (majority-class chance + FAMILY_MARGIN) at the family target's SNR."""
     h = fig.get("header", {})
-    points = [p for p in fig.get("points", []) if p.get("task") == "vqa" and p.get("scheme") == scheme
-              and p.get("by_family")]
-    if not points:
+    points = sorted((p for p in fig.get("points", []) if p.get("task") == "vqa" and p.get("scheme") == scheme
+                     and p.get("by_family")), key=lambda q: float(q["snr_db"]))
+    target = next(t for t in TARGETS if t.kind == "families")
+    judged = next((p for p in points if float(p["snr_db"]) == target.snr_db), None)
+    if judged is None:
         return None
-    out = []
-    for p in sorted(points, key=lambda q: float(q["snr_db"])):
-        rows = _family_rows(p)
-        caption = (f"*VQA accuracy per question family, {scheme} at {float(p['snr_db']):g} dB, "
-                   f"{p.get('channel', '?')} channel: {cell(p, 'value', 'ci_', 2)} over {p['n']} questions "
-                   "(Wilson 95 % intervals)*")
-        head = f"| family | questions | accuracy | majority-class chance | floor (chance + {FAMILY_MARGIN:.2f}) | verdict |"
-        out += [caption, "", head, "|---|---|---|---|---|---|"]
-        out += [f"| {f.replace('_', ' ')} | {r['n']} | {r['accuracy']:.2f} [{lo:.2f}, {hi:.2f}] | {r['chance']:.2f} | "
-                f"{r['chance'] + FAMILY_MARGIN:.2f} | {v} |" for f, r, lo, hi, v in rows]
-        out.append("")
-    out.append(f"From `{source}` (commit {(h.get('git_commit') or 'unknown')[:10]}, {h.get('date', 'date unknown')}): "
-               f"`{h.get('command', '?')}`.")
+    snrs = [f"{float(p['snr_db']):g} dB" for p in points]
+    out = [f"*VQA accuracy per question family, {scheme}, {judged.get('channel', '?')} channel, Wilson 95 % intervals: "
+           + ", ".join(f"{cell(p, 'value', 'ci_', 2)} over {p['n']} questions at {s}" for p, s in zip(points, snrs))
+           + f"; the verdict is at {target.snr_db:g} dB*", "",
+           "| family | questions | " + " | ".join(snrs) + " | majority-class chance | "
+           f"floor (chance + {FAMILY_MARGIN:.2f}) | verdict |", "|---|---|" + "---|" * len(points) + "---|---|---|"]
+    for f, r, lo, hi, v in _family_rows(judged):
+        at = [(q["by_family"].get(f), q) for q in points]
+        accs = [f"{x['accuracy']:.2f} [{_family_interval(x)[0]:.2f}, {_family_interval(x)[1]:.2f}]" if x else "–"
+                for x, _ in at]
+        out.append(f"| {f.replace('_', ' ')} | {r['n']} | " + " | ".join(accs)
+                   + f" | {r['chance']:.2f} | {r['chance'] + FAMILY_MARGIN:.2f} | {v} |")
+    out += ["", f"From `{source}` (commit {(h.get('git_commit') or 'unknown')[:10]}, {h.get('date', 'date unknown')}): "
+                f"`{h.get('command', '?')}`."]
     return "\n".join(out) + "\n"
 
 

@@ -581,6 +581,8 @@ def test_the_targets_table_gives_each_target_its_value_interval_and_verdict():
     assert ("1 of 2 families met; under it: compare attribute 0.45 [0.40, 0.50] (chance 0.50) | 1 of 1 families met "
             "| missed |") in fams
     assert "400 questions a family" in fams and "40 to 400" in fams and "commit cccccccccc, d3" in text
+    vqa = next(line for line in text.splitlines() if line.startswith("| VQA accuracy >= 0.85"))
+    assert "| 0.60 [0.58, 0.62]: missed, 0.25 short | 0.87 [0.86, 0.88]: met" in vqa  # its 800 before Fig. 2's
 
 
 def test_the_family_table_gives_each_family_its_interval_floor_and_verdict():
@@ -596,7 +598,14 @@ def test_the_family_table_gives_each_family_its_interval_floor_and_verdict():
     assert rows == ["| compare attribute | 400 | 0.45 [0.40, 0.50] | 0.50 | 0.60 | missed |",  # farthest below first
                     "| relate yesno | 40 | 0.55 [0.40, 0.69] | 0.50 | 0.60 | within noise |",
                     "| exist | 400 | 0.75 [0.70, 0.79] | 0.50 | 0.60 | met |"]
-    assert "unitocom at 20 dB, rayleigh channel: 0.60 [0.58, 0.62] over 840 questions" in text
+    assert "0.60 [0.58, 0.62] over 840 questions at 20 dB" in text
+    # a second SNR: a column of its own; the verdict stays at the target's 20 dB
+    low = {"exist": {"n": 400, "accuracy": 0.55, "chance": 0.5, "ci_low": 0.501, "ci_high": 0.598}}
+    fig["points"].append(_point("vqa", "unitocom", 0.0, 0.5, 0.48, 0.52, n=840, by_family=low))
+    text = rt.families_block(fig, "results/vqa-families.json")
+    assert "| family | questions | 0 dB | 20 dB | majority-class chance |" in text
+    assert "| exist | 400 | 0.55 [0.50, 0.60] | 0.75 [0.70, 0.79] | 0.50 | 0.60 | met |" in text
+    assert "| relate yesno | 40 | – | 0.55 [0.40, 0.69] | 0.50 | 0.60 | within noise |" in text
     assert "`unitocom fig2 --name vqa-families`" in text
     assert rt.families_block({"points": [_point("vqa", "unitocom", 20.0, 0.6, 0.5, 0.7)]}, "x") is None
     readme = "a\n<!-- results:vqa-families -->\nold\n<!-- /results:vqa-families -->\n"
