@@ -415,7 +415,8 @@ def fig3_block(fig: dict, source: str, columns: int = 5) -> str | None:
 
 # Issue 12's targets (unitocom/targets.py) read in two sets: the test split's files and the fresh set's Fig. 2.
 TARGET_SETS = (("test split", {"fig2": "fig2", "packet-loss": "packet-loss", "vqa-families": "vqa-families"}),
-               ("fresh set (seed 77)", {"fig2": "fig2-seed77", "vqa-families": "vqa-families-seed77"}))
+               ("fresh set (seed 77)", {"fig2": "fig2-seed77", "vqa-families": "vqa-families-seed77",
+                                        "asr": "asr-seed77"}))
 FAMILIES_FILES = ("vqa-families", "vqa-families-seed77")  # `reproduce_results.sh families`: per-family tables
 
 
