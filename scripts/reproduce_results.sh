@@ -36,6 +36,10 @@
 #                                         test speakers and sentences (600 clips; data/tiny-seed77-speech, 1 min),
 #                                         unitocom at 5 and 20 dB Rayleigh through the services, into
 #                                         results/asr-seed77.* (the test split has 150 clips, all in Fig. 2)
+#   scripts/reproduce_results.sh image-targets issue 12's image targets through the services where the packet-loss
+#                                         sweep (20 dB, test split) does not reach: unitocom's reconstruction of
+#                                         all 1000 test scenes at 0 dB, and of the fresh set's 1000 at 0 and 20 dB,
+#                                         into results/reconstruct-*.* (about 10 min on 2 cores)
 #   scripts/reproduce_results.sh lr-probe issue 12's learning-rate probe for the twice-wide MLLM: the first 2000
 #                                         of the recipe's 10000 steps at width 128 (2e-3) and 256 (1e-3, 5e-4),
 #                                         into results/lr-probe.*, then two of them to step 4000 into
@@ -416,6 +420,21 @@ if [ "$what" = fresh-asr ]; then
   trap '$U down --run-dir runs/asrrun' EXIT
   $U fig2 --name asr-seed77 --data data/tiny-seed77-speech --tasks asr --schemes unitocom --snr-db 5,20 \
      --channel rayleigh --n-asr 600 --workers 16 --out results --target $T --resume
+  .venv/bin/python scripts/results_tables.py
+fi
+
+if [ "$what" = image-targets ]; then
+  [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
+  T=127.0.0.1:50121
+  $U up --base-port 50121 --metrics-base-port 9221 --run-dir runs/imgrun
+  trap '$U down --run-dir runs/imgrun' EXIT
+  one() {  # name, data, SNR (dB): unitocom without packet loss, every test scene
+    $U loss-sweep --sweep packet-loss --name "$1" --data "$2" --tasks reconstruct --schemes unitocom --loss-rates 0 \
+      --snr-db "$3" --n-images 1000 --workers 4 --target $T --out results --resume
+  }
+  one reconstruct-0db data/tiny 0
+  one reconstruct-seed77 data/tiny-seed77 20
+  one reconstruct-0db-seed77 data/tiny-seed77 0
   .venv/bin/python scripts/results_tables.py
 fi
 

@@ -167,8 +167,9 @@ def loss_block(task: str, fig: dict, source: str) -> str | None:
             rates = sorted({p["packet_loss"] for p in points})
             out += ["| scheme | losses | " + " | ".join(f"{100 * r:g} %" for r in rates) + " |",
                     "|---|---|" + "---|" * len(rates)]
+            patterns = (False, True) if any(r > 0 for r in rates) else (False,)  # a file without loss: one row
             for scheme in dict.fromkeys(p["scheme"] for p in points):
-                for bursty in (False, True):
+                for bursty in patterns:
                     at = {p["packet_loss"]: p for p in points if p["scheme"] == scheme
                           and (p["packet_loss"] == 0 or bool(p["packet_burst"]) == bursty)}
                     label = f"bursty (mean {h.get('burst', 0):g} packets)" if bursty else "i.i.d."
@@ -414,9 +415,11 @@ def fig3_block(fig: dict, source: str, columns: int = 5) -> str | None:
 
 
 # Issue 12's targets (unitocom/targets.py) read in two sets: the test split's files and the fresh set's Fig. 2.
-TARGET_SETS = (("test split", {"fig2": "fig2", "packet-loss": "packet-loss", "vqa-families": "vqa-families"}),
+TARGET_SETS = (("test split", {"fig2": "fig2", "vqa-families": "vqa-families", "reconstruct": "packet-loss",
+                                "reconstruct-0db": "reconstruct-0db"}),
                ("fresh set (seed 77)", {"fig2": "fig2-seed77", "vqa-families": "vqa-families-seed77",
-                                        "asr": "asr-seed77"}))
+                                        "asr": "asr-seed77", "reconstruct": "reconstruct-seed77",
+                                        "reconstruct-0db": "reconstruct-0db-seed77"}))
 FAMILIES_FILES = ("vqa-families", "vqa-families-seed77")  # `reproduce_results.sh families`: per-family tables
 
 

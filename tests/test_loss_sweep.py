@@ -29,6 +29,20 @@ def test_the_budget_plan_sends_every_token_at_full_budget():
         loss_sweep.plan("snr", 3.0, ["vqa"])
 
 
+def test_a_plan_can_be_cut_to_some_schemes_and_loss_rates():
+    """One scheme without packet loss at another SNR (issue 12's 0 dB image target) need not measure the grid."""
+    pts = loss_sweep.plan("packet-loss", 3.0, ["reconstruct"], ["unitocom"], (0.0,))
+    assert [(p["scheme"], p["packet_loss"], p["link"]) for p in pts] == [
+        ("unitocom", 0.0, {"scheme": "unitocom", "packet_loss": 0.0, "packet_burst": 0.0})]
+    assert loss_sweep._loss_rates("0,0.5") == (0.0, 0.5) and loss_sweep._loss_rates(None) == loss_sweep.LOSS_RATES
+    for bad in ("1", "-0.1", "nan", "x", ""):
+        with pytest.raises(Exception, match="--loss-rates"):
+            loss_sweep._loss_rates(bad)
+    with pytest.raises(Exception, match="--schemes: unknown"):
+        loss_sweep._schemes("unitocom,semcom")
+    assert loss_sweep._schemes(None) is None
+
+
 def _args(tmp_path, *extra):
     p = argparse.ArgumentParser()
     sub = p.add_subparsers()
@@ -133,3 +147,17 @@ def test_paired_comparisons_take_differences_over_the_same_examples():
     assert by[("unitocom-aggregated", "unitocom")] == {"difference": 0.0, "ci_low": 0.0, "ci_high": 0.0,
                                                        "separates": False}
     assert all(c["packet_loss"] == 0.25 for c in out)  # the 50 % point has no partner
+
+
+def test_name_gives_the_files_their_stem(tmp_path, monkeypatch):
+    monkeypatch.setattr(loss_sweep, "Scorer", lambda *a, **k: None)
+
+    def fake(point, scorer, target, snr_db, seed, workers, progress=True):
+        return {"task": point["task"], "scheme": point["scheme"], "link": point["link"], "snr_db": snr_db,
+                "token_budget": point.get("token_budget"), "packet_loss": None, "packet_burst": None, "n": 2,
+                "metric": "m", "value": 0.5, "ci_low": 0.4, "ci_high": 0.6, "channel_uses": 256, "pair_f1": 0.7,
+                "pair_f1_ci_low": 0.6, "pair_f1_ci_high": 0.8}
+    monkeypatch.setattr(loss_sweep, "measure", fake)
+    res = loss_sweep.run(_args(tmp_path, "--name", "budget-small", "--schemes", "unitocom"), ["loss-sweep"])
+    assert [p["scheme"] for p in res["points"]] == ["unitocom", "unitocom"]  # one per task
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["budget-small.csv", "budget-small.json", "budget-small.png"]

@@ -48,13 +48,15 @@ CSV_FIELDS = ["sweep", "task", "scheme", "packet_loss", "packet_burst", "token_b
               "channel_uses", "metric", "value", "ci_low", "ci_high", "pair_f1", "pair_f1_ci_low", "pair_f1_ci_high"]
 
 
-def plan(sweep: str, burst: float, tasks: list[str]) -> list[dict]:
-    """The points of a sweep: {"task", "scheme", "link": extra request options}."""
+def plan(sweep: str, burst: float, tasks: list[str], schemes: list[str] | None = None,
+         loss_rates: tuple[float, ...] = LOSS_RATES) -> list[dict]:
+    """The points of a sweep: {"task", "scheme", "link": extra request options}; `schemes` (None: all) keeps
+    those schemes' points, `loss_rates` are the packet-loss sweep's fractions lost."""
     pts = []
     for task in tasks:
         if sweep == "packet-loss":
             for name in SCHEMES:
-                for rate in LOSS_RATES:
+                for rate in loss_rates:
                     for b in ((0.0,) if rate == 0 else (0.0, burst)):
                         pts.append({"task": task, "scheme": name, "packet_loss": rate, "packet_burst": b,
                                     "link": {**SCHEMES[name], "packet_loss": rate, "packet_burst": b}})
@@ -68,7 +70,7 @@ def plan(sweep: str, burst: float, tasks: list[str]) -> list[dict]:
                             "link": {"scheme": "traditional", "jpeg_quality": q, "modulation": mod, "code_rate": rate}})
         else:
             raise UserError(f"unknown sweep {sweep!r}; expected packet-loss or budget")
-    return pts
+    return [p for p in pts if schemes is None or p["scheme"] in schemes]
 
 
 def key(p: dict) -> str:
@@ -243,8 +245,9 @@ def run(args, argv: list[str]) -> dict:
     from unitocom.train.provenance import write_atomic
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / args.sweep
+    stem = out / (args.name or args.sweep)
     tasks = args.tasks.split(",")
+    schemes, loss_rates = _schemes(args.schemes), _loss_rates(args.loss_rates)
     header = make_header(argv, {"sweep": args.sweep, "snr_db": args.snr_db, "channel": "rayleigh",
                                 "n_vqa": args.n_vqa, "n_images": args.n_images, "burst": args.burst,
                                 "split": args.split, "seed": args.seed}, checkpoint_dir())
@@ -268,7 +271,7 @@ def run(args, argv: list[str]) -> dict:
     from unitocom import client
     scorer = Scorer(Path(args.data), args.split, args.n_vqa, args.n_images)
     points, skipped = [], []
-    for p in plan(args.sweep, args.burst, tasks):
+    for p in plan(args.sweep, args.burst, tasks, schemes, loss_rates):
         try:
             row = old.get(key(p)) or measure(p, scorer, args.target, args.snr_db, args.seed, args.workers,
                                              progress=not args.quiet)
@@ -313,10 +316,39 @@ def add_subparser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=4, help="requests in flight (the score does not depend on it)")
     p.add_argument("--target", default="127.0.0.1:50051", help="the transmitter (start with `unitocom up`)")
+    p.add_argument("--schemes", default=None,
+                   help=f"comma list of the schemes to measure (default: all of them: {', '.join(SCHEMES)})")
+    p.add_argument("--loss-rates", default=None,
+                   help="packet-loss: comma list of the fractions of packets lost (default: "
+                        f"{','.join(f'{r:g}' for r in LOSS_RATES)}; 0 alone is the scheme without packet loss)")
     p.add_argument("--out", default="results")
-    p.add_argument("--resume", action="store_true", help="keep points already in <out>/<sweep>.json")
+    p.add_argument("--name", default=None,
+                   help="the files' stem: NAME.json, .csv, .png (default: the sweep's name, e.g. packet-loss)")
+    p.add_argument("--resume", action="store_true", help="keep points already in <out>/<name>.json")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd)
+
+
+def _schemes(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = sorted(set(names) - set(SCHEMES))
+    if bad or not names:
+        raise UserError(f"--schemes: unknown {bad or 'empty list'}; expected a comma list of {', '.join(SCHEMES)}")
+    return names
+
+
+def _loss_rates(text: str | None) -> tuple[float, ...]:
+    if text is None:
+        return LOSS_RATES
+    try:
+        rates = tuple(float(r) for r in text.split(","))
+    except ValueError:
+        raise UserError(f"--loss-rates: {text!r} is not a comma list of numbers") from None
+    if not rates or any(not 0 <= r < 1 for r in rates):  # NaN fails both comparisons
+        raise UserError(f"--loss-rates: each fraction lost must be in [0, 1), got {text!r}")
+    return rates
 
 
 def _cmd(args) -> int:
@@ -327,6 +359,10 @@ def _cmd(args) -> int:
     bad = set(args.tasks.split(",")) - {"vqa", "reconstruct"}
     if bad:
         raise UserError(f"--tasks: unknown {sorted(bad)}; expected vqa, reconstruct")
+    _schemes(args.schemes)  # bad input fails before the data and the services are touched
+    _loss_rates(args.loss_rates)
+    if args.sweep == "budget" and args.loss_rates is not None:
+        raise UserError("--loss-rates belongs to --sweep packet-loss (the budget sweep loses no packets)")
     try:
         run(args, command_argv("loss-sweep", args))
     except client.RpcError as e:
