@@ -172,7 +172,8 @@ def loss_block(task: str, fig: dict, source: str) -> str | None:
                 for bursty in patterns:
                     at = {p["packet_loss"]: p for p in points if p["scheme"] == scheme
                           and (p["packet_loss"] == 0 or bool(p["packet_burst"]) == bursty)}
-                    label = f"bursty (mean {h.get('burst', 0):g} packets)" if bursty else "i.i.d."
+                    label = (f"bursty (mean {h.get('burst', 0):g} packets)" if bursty
+                             else "i.i.d." if len(patterns) > 1 else "none")
                     out.append(f"| {scheme} | {label} | " + " | ".join(cell(at.get(r), key, prefix, digits)
                                                                         for r in rates) + " |")
         else:

@@ -231,7 +231,8 @@ def plot(path: Path, sweep: str, points: list[dict]) -> None:
             ax.set_xlabel("channel uses per request (log)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    # the legend on the first panel that has curves (a sweep of reconstruction alone leaves VQA's empty)
+    next((ax for ax in axes if ax.get_legend_handles_labels()[0]), axes[0]).legend(fontsize=7)
     snr = points[0]["snr_db"] if points else ""
     fig.suptitle(f"{'Packet loss' if sweep == 'packet-loss' else 'Token budget'}: Rayleigh, {snr:g} dB, 95 % intervals")
     fig.tight_layout()
