@@ -27,10 +27,12 @@ import re
 import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: this checkout's library, not another installed one
+    sys.path.insert(0, str(ROOT))
 from unitocom.results import wilson
 from unitocom.targets import FAMILY_MARGIN, TARGETS, Target
 
-ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("vqa", "t2i", "asr")
 UPPER = "upper-bound"
 UPPER_ROW = "upper bound (noiseless tokens)"
@@ -415,7 +417,7 @@ def fig3_block(fig: dict, source: str, columns: int = 5) -> str | None:
     return "\n".join(out) + "\n"
 
 
-# Issue 12's targets (unitocom/targets.py) read in two sets: the test split's files and the fresh set's Fig. 2.
+# Issue 12's targets (unitocom/targets.py) in two sets: each set's file for each kind a Target names in `files`.
 TARGET_SETS = (("test split", {"fig2": "fig2", "vqa-families": "vqa-families", "reconstruct": "packet-loss",
                                 "reconstruct-0db": "reconstruct-0db"}),
                ("fresh set (seed 77)", {"fig2": "fig2-seed77", "vqa-families": "vqa-families-seed77",
@@ -553,16 +555,17 @@ def families_block(fig: dict, source: str, scheme: str = "unitocom") -> str | No
     out = [f"*VQA accuracy per question family, {scheme}, {judged.get('channel', '?')} channel, Wilson 95 % intervals: "
            + ", ".join(f"{cell(p, 'value', 'ci_', 2)} over {p['n']} questions at {s}" for p, s in zip(points, snrs))
            + f"; the verdict is at {target.snr_db:g} dB*", "",
-           "| family | questions | " + " | ".join(snrs) + " | majority-class chance | "
-           f"floor (chance + {FAMILY_MARGIN:.2f}) | verdict |", "|---|---|" + "---|" * len(points) + "---|---|---|"]
+           "| family | questions | " + " | ".join(snrs)
+           + f" | majority-class chance | floor (chance + {FAMILY_MARGIN:.2f}) | verdict |",
+           "|---|---|" + "---|" * len(points) + "---|---|---|"]
+    def at(r: dict | None) -> str:
+        return "–" if r is None else "{:.2f} [{:.2f}, {:.2f}]".format(r["accuracy"], *_family_interval(r))
     for f, r, lo, hi, v in _family_rows(judged):
-        at = [(q["by_family"].get(f), q) for q in points]
-        accs = [f"{x['accuracy']:.2f} [{_family_interval(x)[0]:.2f}, {_family_interval(x)[1]:.2f}]" if x else "–"
-                for x, _ in at]
+        accs = [at(q["by_family"].get(f)) for q in points]
         out.append(f"| {f.replace('_', ' ')} | {r['n']} | " + " | ".join(accs)
                    + f" | {r['chance']:.2f} | {r['chance'] + FAMILY_MARGIN:.2f} | {v} |")
-    out += ["", f"From `{source}` (commit {(h.get('git_commit') or 'unknown')[:10]}, {h.get('date', 'date unknown')}): "
-                f"`{h.get('command', '?')}`."]
+    commit = (h.get("git_commit") or "unknown")[:10]
+    out += ["", f"From `{source}` (commit {commit}, {h.get('date', 'date unknown')}): `{h.get('command', '?')}`."]
     return "\n".join(out) + "\n"
 
 
