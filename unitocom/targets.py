@@ -9,14 +9,19 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Target:
-    """label: the row's text. files: the results files to read it from, the first that holds the point: "fig2"
-    (in both sets: results/fig2.json and fig2-seed77.json), "vqa-families" (the per-family measurement: results/
-    vqa-families.json and vqa-families-seed77.json), "asr" (the fresh set's own speech: results/asr-seed77.json; the
-    test split's is Fig. 2's), "reconstruct" (unitocom's reconstruction without packet loss at 20 dB: results/
-    packet-loss.json and reconstruct-seed77.json) or "reconstruct-0db" (the same at 0 dB: results/reconstruct-0db.json
-    and reconstruct-0db-seed77.json); scripts/results_tables.py maps each to its set's file. kind: "bound" (value `key` with its
-    interval `prefix`low/high on `side` "ge" (at least) or "le" (at most) of `bound`), "fid" (FID against twice the
-    file's own real-vs-real floor) or "families" (each VQA family against its chance + FAMILY_MARGIN)."""
+    """One row of the targets table.
+
+    label: the row's text.
+    files: the kinds of results file to read it from, in order; the first that holds the point is used.
+        scripts/results_tables.py maps each kind to its set's file (test split / fresh set):
+        "fig2": fig2.json / fig2-seed77.json;
+        "vqa-families": the per-family runs, vqa-families.json / vqa-families-seed77.json;
+        "asr": the fresh set's own speech, asr-seed77.json (the test split's is Fig. 2's);
+        "reconstruct": reconstruction without packet loss at 20 dB, packet-loss.json / reconstruct-seed77.json;
+        "reconstruct-0db": the same at 0 dB, reconstruct-0db.json / reconstruct-0db-seed77.json.
+    kind: "bound" (value `key`, with its interval `prefix`low/high, on `side` "ge" (at least) or "le" (at most)
+        of `bound`), "fid" (FID against twice the file's own real-vs-real floor) or "families" (each VQA family
+        against its chance + FAMILY_MARGIN)."""
 
     label: str
     files: tuple[str, ...]
