@@ -16,10 +16,11 @@ budget: the same scores versus the channel uses per image: unitocom-resilient se
 32 image tokens (K = 8, 16, 24, 32), beside the traditional scheme at its fewest channel uses (coarser JPEG,
 64-QAM, a higher code rate), which cannot go below about 1,100 channel uses for a 32x32 scene.
 
-Writes results/<sweep>.json (header: the command, commit, checkpoint hashes; points with n, value and 95 %
-intervals: Wilson for accuracy, bootstrap over examples for PSNR and pair F1, and every example's score;
-packet-loss also `comparisons`: paired differences between the learned variants at each loss, with bootstrap
-intervals over the same examples), <sweep>.csv and <sweep>.png.
+Writes results/<name>.json (`--name`, default the sweep's; header: the command, commit, checkpoint hashes;
+points with n, value and 95 % intervals: Wilson for accuracy, bootstrap over examples for PSNR and pair F1, and
+every example's score; packet-loss also `comparisons`: paired differences between the learned variants at each
+loss, with bootstrap intervals over the same examples), <name>.csv and <name>.png. `--schemes` and `--loss-rates`
+measure part of the grid, e.g. unitocom without packet loss at another SNR (issue 12's image targets at 0 dB).
 `--resume` keeps the points already measured with the same settings and the very same checkpoints.
 """
 from __future__ import annotations
