@@ -91,6 +91,17 @@ U=".venv/bin/python -m unitocom.cli"
 what="${1:-all}"
 mkdir -p out
 [ -d data/tiny ] || $U data make --preset tiny
+# The fresh set: a seed no checkpoint saw (its own scenes, questions and captions; no speech).
+fresh_set() {
+  [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
+}
+# serve BASE_PORT METRICS_BASE_PORT RUN_DIR: a section's own services (gRPC on BASE_PORT.., /metrics on
+# METRICS_BASE_PORT..), stopped when the script exits; T is the transmitter's address.
+serve() {
+  T=127.0.0.1:$1
+  $U up --base-port "$1" --metrics-base-port "$2" --run-dir "$3"
+  trap "$U down --run-dir $3" EXIT
+}
 # from_git COMMIT NAME SHA256_PREFIX DEST: checkpoints/NAME.safetensors as COMMIT held it, hash-checked, into DEST
 from_git() {
   [ -f "$4" ] && return
@@ -128,7 +139,7 @@ if [ "$what" = tokenizers ] || [ "$what" = all ]; then
   $U evaluate-link --modality image --schemes sigma-genib,vae,traditional --channels awgn,rayleigh \
      --snr-db=-10:25:5 --count 200 --traditional-count 40 --out out/tok-eval
   # a freshly drawn set (a seed no checkpoint saw): the same figures off another draw of the generator
-  [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
+  fresh_set
   $U evaluate-link --modality image --schemes sigma-genib --channels rayleigh --snr-db=0:20:10 --count 200 \
      --data data/tiny-seed77 --out out/tok-eval-seed77
   $U evaluate-link --modality image --schemes sigma-genib --tokens 16,32,64,128 --channels awgn,rayleigh \
@@ -143,10 +154,8 @@ fi
 if [ "$what" = tasks ] || [ "$what" = all ]; then
   # Fig. 2's task scores come from `fig2` (results/); this is the check on a freshly drawn scene set (a seed no
   # checkpoint saw): the same VQA figures off another draw of the generator.
-  T=127.0.0.1:50071
-  [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
-  $U up --base-port 50071 --metrics-base-port 9171 --run-dir runs/evalrun
-  trap '$U down --run-dir runs/evalrun' EXIT
+  fresh_set
+  serve 50071 9171 runs/evalrun
   for snr in 0 20; do
     $U eval --task vqa --scheme unitocom --snr-db $snr --channel rayleigh --n 300 --data data/tiny-seed77 \
        --target $T --json | tee out/vqa_seed77_${snr}.json
@@ -163,9 +172,7 @@ if [ "$what" = fig2 ]; then
   # refuses: move results/fig2.json away and run again.
   # 16 requests in flight (WORKERS) fill the base station's dynamic batches (--batch-max 16): text-to-image, the
   # slow task on a CPU, then generates its captions together instead of one or two at a time.
-  T=127.0.0.1:50081
-  $U up --base-port 50081 --metrics-base-port 9181 --run-dir runs/fig2run
-  trap '$U down --run-dir runs/fig2run' EXIT
+  serve 50081 9181 runs/fig2run
   $U fig2 --tasks vqa,t2i,asr --schemes unitocom,vae,semcom,traditional --snr-db 0:20:5 --channel rayleigh \
      --n-vqa 500 --n-asr 150 --n-t2i "${N_T2I:-500}" --workers "${WORKERS:-16}" --out results --target $T --resume
   .venv/bin/python scripts/results_tables.py
@@ -188,9 +195,7 @@ if [ "$what" = packets ]; then
   # Issue 16: quality versus packet loss (i.i.d. and bursty) and versus a token budget, through services of its own
   # on ports 50091.., into results/{packet-loss,budget}.{json,csv,png}, then the README's tables (about an hour on
   # 2 cores; rerun it to continue: --resume keeps the points already measured).
-  T=127.0.0.1:50091
-  $U up --base-port 50091 --metrics-base-port 9191 --run-dir runs/packetsrun
-  trap '$U down --run-dir runs/packetsrun' EXIT
+  serve 50091 9191 runs/packetsrun
   for sweep in packet-loss budget; do
     $U loss-sweep --sweep $sweep --snr-db 20 --n-vqa "${N_VQA:-500}" --n-images "${N_IMAGES:-300}" --workers 4 \
        --out results --target $T --resume --quiet
@@ -201,10 +206,8 @@ fi
 if [ "$what" = spoken ]; then
   # Issue 17: the question as speech against the same questions typed, through services of its own on ports
   # 50101.. (data/tiny's spoken questions: `data make` makes them, `unitocom data spoken-questions` in an older set)
-  T=127.0.0.1:50101
   [ -f data/tiny/spoken_questions/manifest.json ] || $U data spoken-questions --data data/tiny
-  $U up --base-port 50101 --metrics-base-port 9201 --run-dir runs/spokenrun
-  trap '$U down --run-dir runs/spokenrun' EXIT
+  serve 50101 9201 runs/spokenrun
   .venv/bin/python scripts/spoken_vqa.py --target $T --data data/tiny --n 300 --snr-db 20 --channel rayleigh \
      --workers "${WORKERS:-4}" --out results/spoken-vqa.json
   .venv/bin/python scripts/results_tables.py
@@ -387,10 +390,8 @@ fi
 if [ "$what" = fresh ]; then
   # The figures Fig. 2 takes off data/tiny's test split, off another draw of the generator (its own scenes,
   # questions and captions), through services of their own on ports 50091..
-  [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
-  T=127.0.0.1:50091
-  $U up --base-port 50091 --metrics-base-port 9191 --run-dir runs/freshrun
-  trap '$U down --run-dir runs/freshrun' EXIT
+  fresh_set
+  serve 50091 9191 runs/freshrun
   $U fig2 --name fig2-seed77 --data data/tiny-seed77 --tasks vqa,t2i --schemes unitocom,vae,traditional \
      --snr-db 0,20 --channel rayleigh --n-vqa 500 --n-t2i 300 --workers 16 --out results --target $T --resume
   .venv/bin/python scripts/results_tables.py
@@ -399,10 +400,8 @@ fi
 if [ "$what" = families ]; then
   # Fig. 2's 500 questions give 35 to 55 a family, intervals about +-0.13: too wide to say which family misses its
   # floor. The same points on every test question of both sets, read family by family (results_tables.py).
-  [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
-  T=127.0.0.1:50101
-  $U up --base-port 50101 --metrics-base-port 9201 --run-dir runs/famrun
-  trap '$U down --run-dir runs/famrun' EXIT
+  fresh_set
+  serve 50101 9201 runs/famrun
   $U fig2 --name vqa-families --tasks vqa --schemes unitocom --snr-db 0,20 --channel rayleigh --n-vqa 5000 \
      --workers 16 --out results --target $T --resume
   $U fig2 --name vqa-families-seed77 --data data/tiny-seed77 --tasks vqa --schemes unitocom --snr-db 0,20 \
@@ -415,19 +414,15 @@ if [ "$what" = fresh-asr ]; then
   # the clips, of speakers and sentences drawn with another seed (val and test only: no training speech needed).
   [ -d data/tiny-seed77-speech ] || $U data make --preset tiny --seed 77 --scenes 30 --speech 6000 --train-clips 10 \
     --no-spoken-questions --out data/tiny-seed77-speech
-  T=127.0.0.1:50111
-  $U up --base-port 50111 --metrics-base-port 9211 --run-dir runs/asrrun
-  trap '$U down --run-dir runs/asrrun' EXIT
+  serve 50111 9211 runs/asrrun
   $U fig2 --name asr-seed77 --data data/tiny-seed77-speech --tasks asr --schemes unitocom --snr-db 5,20 \
      --channel rayleigh --n-asr 600 --workers 16 --out results --target $T --resume
   .venv/bin/python scripts/results_tables.py
 fi
 
 if [ "$what" = image-targets ]; then
-  [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
-  T=127.0.0.1:50121
-  $U up --base-port 50121 --metrics-base-port 9221 --run-dir runs/imgrun
-  trap '$U down --run-dir runs/imgrun' EXIT
+  fresh_set
+  serve 50121 9221 runs/imgrun
   one() {  # name, data, SNR (dB): unitocom without packet loss, every test scene
     $U loss-sweep --sweep packet-loss --name "$1" --data "$2" --tasks reconstruct --schemes unitocom --loss-rates 0 \
       --snr-db "$3" --n-images 1000 --workers 4 --target $T --out results --resume
@@ -475,7 +470,7 @@ if [ "$what" = wide ]; then
      --out results --resume
   # the same two on the fresh section's set (seed 77, drawn after every checkpoint; no speech there): all 1000 of
   # its test questions, all 200 of its test captions that name a (colour, shape) pair
-  [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
+  fresh_set
   $U ablate --name ablation-wide-seed77 --data data/tiny-seed77 "${W[@]}" --snr-db 0,20 --channel rayleigh \
      --n-vqa 1000 --workers 8 --out results --resume
   $U ablate --task t2i --name ablation-wide-seed77-t2i --data data/tiny-seed77 \
@@ -499,7 +494,7 @@ if [ "$what" = steps ]; then
   S=(--mllm one-part=$ONE_PART_DIR/mllm-sigma-genib.safetensors --mllm continued-4000=$RUN --reference one-part)
   $U ablate --name ablation-steps "${S[@]}" --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 \
      --out results --resume
-  [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
+  fresh_set
   $U ablate --name ablation-steps-seed77 --data data/tiny-seed77 "${S[@]}" --snr-db 0,20 --channel rayleigh \
      --n-vqa 1000 --workers 8 --out results --resume
   $U ablate --task asr --name ablation-steps-asr "${S[@]}" --snr-db 0,5,20 --channel rayleigh --n-asr 150 \
@@ -571,7 +566,7 @@ if [ "$what" = listing ]; then
      --mllm listing-2000=runs/obj/ft-obj --reference one-part,recipe-2000)
   $U ablate --name ablation-listing "${L[@]}" --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 \
      --out results --resume
-  [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
+  fresh_set
   $U ablate --name ablation-listing-seed77 --data data/tiny-seed77 "${L[@]}" --snr-db 0,20 --channel rayleigh \
      --n-vqa 1000 --workers 8 --out results --resume
   .venv/bin/python scripts/listing_read.py --mllm listing-2000=runs/obj/ft-obj --out results/listing-read.json
@@ -620,7 +615,7 @@ if [ "$what" = continue ]; then
   .venv/bin/python scripts/stage_next.py mllm-sigma-genib=runs/obj/ft-ctrl-head mllm-vae=runs/cont/vae-head \
     mllm-sigma-genib-resilient=runs/cont/resilient mllm-sigma-genib-spoken=runs/cont/spoken
   # T2I of mllm-sigma-genib's two parts against its first on the fresh set (its test split: ablation-listing-t2i)
-  [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
+  fresh_set
   $U ablate --task t2i --name ablation-continue-seed77-t2i --data data/tiny-seed77 \
      --mllm one-part=$ONE_PART_DIR/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/obj/ft-ctrl-head \
      --reference one-part --snr-db 20 --channel rayleigh --n-t2i 300 --workers 16 --out results --resume
