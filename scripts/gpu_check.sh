@@ -30,29 +30,8 @@ WHEELS=${WHEELS:-.whl-check}
 
 if [ "${1:-}" = prepare ]; then
   PY=${PYTHON:-.venv/bin/python}
-  mkdir -p "$WHEELS"
-  # pinned to the versions the tests ran with here
-  "$PY" - <<'EOF' > "$WHEELS/requirements.txt"
-from importlib.metadata import version
-for line in open("scripts/gpu_wheels.txt"):
-    name = line.split("#")[0].strip()
-    if name:
-        print(f"{name}=={version(name)}")
-EOF
-  "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 --platform manylinux_2_34_x86_64 -d "$WHEELS" -r "$WHEELS/requirements.txt"
-  "$PY" - "$WHEELS" <<'EOF'
-import os, subprocess, sys
-def files(*args):
-    out = subprocess.run(["git", "ls-files", "-z", *args], capture_output=True, text=True, check=True).stdout
-    return [f for f in out.split("\0") if f and not f.startswith("checkpoints/") and os.path.isfile(f)]
-tree = sum(os.path.getsize(f) for f in files() + files("--others", "--exclude-standard"))
-wheels = sum(os.path.getsize(os.path.join(sys.argv[1], f)) for f in os.listdir(sys.argv[1]))
-total = (tree + wheels) / 2**20
-print(f"a call sends {total:.1f} MiB (tree {tree / 2**20:.1f} without checkpoints/, wheels {wheels / 2**20:.1f})"
-      + ("" if total < 64 else ": over 64 MiB"))
-EOF
+  "$PY" scripts/device_carry.py wheels "$WHEELS" --list scripts/gpu_wheels.txt
+  "$PY" scripts/device_carry.py size "$WHEELS"
   exit 0
 fi
 OUT=${OUT:-out/gpu-check}

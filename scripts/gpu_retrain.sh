@@ -59,30 +59,12 @@ if [ "$MODE" = prepare ]; then
   # The GPU image (python 3.12, torch 2.11; the tool library's KINDS.md) lacks diffusers and jiwer, and its
   # transformers (5.17) and huggingface_hub (1.33) are older than ours: ours travel, with what they import that
   # the image lacks. tests/test_gpu_retrain.py checks that the run imports nothing else the image lacks.
-  mkdir -p .whl
-  "$PY" - <<'EOF' > .whl/requirements.txt
-from importlib.metadata import version
-for name in ("transformers", "huggingface_hub", "kernels", "httpx2", "httpcore2", "truststore", "diffusers",
-             "jiwer", "rapidfuzz"):
-    print(f"{name}=={version(name)}")
-EOF
-  "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 -d .whl -r .whl/requirements.txt
+  "$PY" scripts/device_carry.py wheels .whl transformers huggingface_hub kernels httpx2 httpcore2 truststore \
+    diffusers jiwer rapidfuzz
   # what one call sends: the tree without checkpoints/, one objective's cache and the wheels (the door: 64 MiB)
-  "$PY" - <<'EOF'
-import os, subprocess
-def files(*args):
-    out = subprocess.run(["git", "ls-files", "-z", *args], capture_output=True, text=True, check=True).stdout
-    return [f for f in out.split("\0") if f and not f.startswith("checkpoints/") and os.path.isfile(f)]
-tree = sum(os.path.getsize(f) for f in files() + files("--others", "--exclude-standard"))
-for obj in ("sigma-genib", "vae"):
-    carry = sum(os.path.getsize(os.path.join(r, f)) for d in (f"out/gpu-retrain/cache-{obj}", ".whl")
-                for r, _, fs in os.walk(d) for f in fs)
-    total = (tree + carry) / 2**20
-    print(f"a call for {obj} sends {total:.1f} MiB (tree {tree / 2**20:.1f} without checkpoints/, cache and "
-          f"wheels {carry / 2**20:.1f}){'' if total < 64 else ': over 64 MiB'}")
-EOF
+  for obj in sigma-genib vae; do
+    "$PY" scripts/device_carry.py size out/gpu-retrain/cache-$obj .whl --label "for $obj"
+  done
   exit 0
 fi
 
