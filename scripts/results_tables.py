@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: this checkout's library, not another installed one
     sys.path.insert(0, str(ROOT))
 from unitocom.results import wilson
-from unitocom.targets import FAMILY_MARGIN, TARGETS, Target
+from unitocom.targets import FAMILY_MARGIN, TARGETS, Target, target_point
 
 TASKS = ("vqa", "t2i", "asr")
 UPPER = "upper-bound"
@@ -438,15 +438,6 @@ def _overall(verdicts: list[str]) -> str:
     return "missed" if "missed" in verdicts else ("met" if all(v == "met" for v in verdicts) else "within noise")
 
 
-def _target_point(fig: dict, task: str, snr_db: float, scheme: str) -> dict | None:
-    """scheme's point of the task at snr_db (a loss-sweep file: the one with no packet lost and no budget)."""
-    for p in fig.get("points", []):
-        if (p.get("task") == task and p.get("scheme") == scheme and p.get("snr_db") is not None
-                and float(p["snr_db"]) == snr_db and not p.get("packet_loss") and not p.get("token_budget")):
-            return p
-    return None
-
-
 def _bound_cell(p: dict, t: Target) -> tuple[str, str] | None:
     if p.get(t.key) is None:
         return None
@@ -520,7 +511,7 @@ def targets_block(figures: dict[str, dict], scheme: str = "unitocom") -> str | N
     for t in TARGETS:
         cells, verdicts, points = [], [], []
         for _, files in sets:
-            found = (_target_point(figures[files[f]], t.task, t.snr_db, scheme) for f in t.files
+            found = (target_point(figures[files[f]], t.task, t.snr_db, scheme) for f in t.files
                      if files.get(f) in figures)
             p = next((q for q in found if q is not None), None)
             got = CELLS[t.kind](p, t) if p is not None else None

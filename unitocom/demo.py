@@ -75,7 +75,7 @@ def t2i_context(fig2_json: pathlib.Path, checkpoints: pathlib.Path, snr_db: floa
     file measured the MLLM installed now (same sha256), else None (another model's figure would mislead)."""
     import json
 
-    from unitocom.targets import T2I_PAIR_RECALL
+    from unitocom.targets import T2I_PAIR_RECALL, target_point
     from unitocom.train.provenance import file_sha256
     name = "mllm-sigma-genib.safetensors"
     try:
@@ -83,9 +83,10 @@ def t2i_context(fig2_json: pathlib.Path, checkpoints: pathlib.Path, snr_db: floa
         recorded = fig["header"]["checkpoints_sha256"][name]
         if file_sha256(checkpoints / name) != recorded:
             return None
-        p = next(p for p in fig["points"] if p.get("task") == "t2i" and p.get("scheme") == "unitocom"
-                 and p.get("snr_db") is not None and float(p["snr_db"]) == snr_db and "pair_recall" in p)
-    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+        p = target_point(fig, "t2i", snr_db)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if p is None or "pair_recall" not in p:
         return None
     return (f"one sample: this MLLM draws the caption's (colour, shape) pairs in {p['pair_recall']:.2f} "
             f"[{p['pair_recall_ci_low']:.2f}, {p['pair_recall_ci_high']:.2f}] of its pictures at {snr_db:g} dB "

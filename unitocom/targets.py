@@ -54,3 +54,13 @@ TARGETS = (
     Target("ASR WER <= 0.10 at 5 dB", ("asr", "fig2"), "asr", 5.0, 3, side="le", bound=0.10),
     Target("ASR WER <= 0.10 at 20 dB", ("asr", "fig2"), "asr", 20.0, 3, side="le", bound=0.10),
 )
+
+
+def target_point(fig: dict, task: str, snr_db: float, scheme: str = "unitocom") -> dict | None:
+    """scheme's point of the task at snr_db in a results file (of a loss sweep: the one with no packet lost and
+    no token budget), or None."""
+    for p in fig.get("points", []):
+        if (p.get("task") == task and p.get("scheme") == scheme and p.get("snr_db") is not None
+                and float(p["snr_db"]) == snr_db and not p.get("packet_loss") and not p.get("token_budget")):
+            return p
+    return None
