@@ -80,6 +80,13 @@ def test_a_sweep_writes_its_files_records_refusals_and_resumes(tmp_path, monkeyp
     loss_sweep.run(_args(tmp_path, "--resume"), ["loss-sweep", "--resume"])
     assert calls == ["unitocom", "unitocom"]  # only the refused points are sent again
 
+    # another data set (a fresh draw) measures every point again, though the checkpoints are the same
+    calls.clear()
+    loss_sweep.run(_args(tmp_path, "--resume", "--data", str(tmp_path / "fresh")), ["loss-sweep", "--resume"])
+    assert len(calls) == len(res["points"]) + 2
+    assert json.loads((tmp_path / "budget.json").read_text())["header"]["data"] == str(tmp_path / "fresh")
+    loss_sweep.run(_args(tmp_path), ["loss-sweep"])
+
     # a checkpoint that was not there before may change what a point reads (a resilient companion): all again
     saved = json.loads((tmp_path / "budget.json").read_text())
     saved["header"]["checkpoints_sha256"].popitem()

@@ -21,7 +21,8 @@ points with n, value and 95 % intervals: Wilson for accuracy, bootstrap over exa
 every example's score; packet-loss also `comparisons`: paired differences between the learned variants at each
 loss, with bootstrap intervals over the same examples), <name>.csv and <name>.png. `--schemes` and `--loss-rates`
 measure part of the grid, e.g. unitocom without packet loss at another SNR (issue 12's image targets at 0 dB).
-`--resume` keeps the points already measured with the same settings and the very same checkpoints.
+`--resume` keeps the points already measured with the same settings, on the same data and with the very same
+checkpoints.
 """
 from __future__ import annotations
 
@@ -250,9 +251,9 @@ def run(args, argv: list[str]) -> dict:
     stem = out / (args.name or args.sweep)
     tasks = args.tasks.split(",")
     schemes, loss_rates = _schemes(args.schemes), _loss_rates(args.loss_rates)
-    header = make_header(argv, {"sweep": args.sweep, "snr_db": args.snr_db, "channel": "rayleigh",
-                                "n_vqa": args.n_vqa, "n_images": args.n_images, "burst": args.burst,
-                                "split": args.split, "seed": args.seed}, checkpoint_dir())
+    header = make_header(argv, {"sweep": args.sweep, "data": str(args.data), "snr_db": args.snr_db,
+                                "channel": "rayleigh", "n_vqa": args.n_vqa, "n_images": args.n_images,
+                                "burst": args.burst, "split": args.split, "seed": args.seed}, checkpoint_dir())
     header["format"] = FORMAT
     old = {}
     if args.resume and stem.with_suffix(".json").exists():
@@ -266,6 +267,9 @@ def run(args, argv: list[str]) -> dict:
         if differ:
             print(f"--resume: checkpoints differ from those of {stem.with_suffix('.json')} ({', '.join(differ)}): "
                   "every point is measured again", file=sys.stderr)
+        elif oh.get("data") != header["data"]:  # files written before the header kept the data set: theirs unknown
+            print(f"--resume: {stem.with_suffix('.json')} was measured on data {oh.get('data')!r}, not "
+                  f"{header['data']!r}: every point is measured again", file=sys.stderr)
         else:
             old = {key(p): p for p in prev["points"]
                    if p["n"] == (args.n_vqa if p["task"] == "vqa" else args.n_images) and p["snr_db"] == args.snr_db}
