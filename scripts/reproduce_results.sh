@@ -38,7 +38,9 @@
 #                                         results/asr-seed77.* (the test split has 150 clips, all in Fig. 2)
 #   scripts/reproduce_results.sh image-targets issue 12's image targets through the services where the packet-loss
 #                                         sweep (20 dB, test split) does not reach: unitocom's reconstruction of
-#                                         all 1000 test scenes at 0 dB, and of the fresh set's 1000 at 0 and 20 dB,
+#                                         all 1000 test scenes at 0 dB, and of 1000 fresh test scenes (seed 77,
+#                                         drawn at the tiny preset's size: data/tiny-seed77-images, 2 min; the
+#                                         fresh set's 200 left pair F1 at 0 dB within noise) at 0 and 20 dB,
 #                                         into results/reconstruct-*.* (about 10 min on 2 cores)
 #   scripts/reproduce_results.sh lr-probe issue 12's learning-rate probe for the twice-wide MLLM: the first 2000
 #                                         of the recipe's 10000 steps at width 128 (2e-3) and 256 (1e-3, 5e-4),
@@ -421,15 +423,16 @@ if [ "$what" = fresh-asr ]; then
 fi
 
 if [ "$what" = image-targets ]; then
-  fresh_set
   serve 50121 9221 runs/imgrun
   one() {  # name, data, SNR (dB): unitocom without packet loss, every test scene
     $U loss-sweep --sweep packet-loss --name "$1" --data "$2" --tasks reconstruct --schemes unitocom --loss-rates 0 \
       --snr-db "$3" --n-images 1000 --workers 4 --target $T --out results --resume
   }
   one reconstruct-0db data/tiny 0
-  one reconstruct-seed77 data/tiny-seed77 20
-  one reconstruct-0db-seed77 data/tiny-seed77 0
+  [ -f data/tiny-seed77-images/manifest.json ] || $U data make --preset tiny --seed 77 --no-speech \
+    --no-spoken-questions --out data/tiny-seed77-images
+  one reconstruct-seed77 data/tiny-seed77-images 20
+  one reconstruct-0db-seed77 data/tiny-seed77-images 0
   .venv/bin/python scripts/results_tables.py
 fi
 
