@@ -33,8 +33,10 @@ stubs: venv
 demo: venv system
 	$(PY) -m unitocom.cli demo
 
+# two workers, a test file each at a time (its module fixtures set up once): the suite mostly waits on the services
+# it starts, so serial it left one of CI's two cores idle
 test: venv system
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-all: venv system
 	$(PY) -m pytest -q -m "not gpu"

@@ -49,6 +49,22 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "need(condition, reason): skip when the condition is false; fail under CI")
 
 
+def pytest_collection_modifyitems(config, items):
+    # pytest 9.2 builds a parametrized test's node id from its callspec. Schemathesis's one item per API operation
+    # has none, so every operation of a schema-driven test had the same node id, and pytest-xdist (which sends
+    # tests to its workers by node id) ran one of the seven. The operation, which the item's name keeps, goes back.
+    for item in items:
+        _, bracket, params = item.name.partition("[")
+        if bracket and not item.nodeid.endswith("]"):
+            item._id = item._id.with_params(params.removesuffix("]"))
+    seen: dict[str, int] = {}
+    for item in items:
+        seen[item.nodeid] = seen.get(item.nodeid, 0) + 1
+    twice = sorted(n for n, k in seen.items() if k > 1)
+    if twice:  # under xdist only one of each would run, and no report would say so
+        raise pytest.UsageError(f"{len(twice)} node id(s) name more than one test: {', '.join(twice[:5])}")
+
+
 def pytest_runtest_setup(item):
     for mark in item.iter_markers(name="need"):
         need(mark.args[0], mark.kwargs["reason"])
@@ -144,8 +160,16 @@ def photo_png() -> bytes:
 @pytest.fixture(scope="session")
 def heldout_data(tmp_path_factory):
     """A small data set drawn here with a seed no checkpoint saw (the tiny preset's layout: scenes, questions,
-    captions, espeak-ng speech), so tests that score committed checkpoints run on a fresh clone without data/tiny."""
+    captions, espeak-ng speech), so tests that score committed checkpoints run on a fresh clone without data/tiny.
+
+    Drawn once for the run: under pytest-xdist the workers share one copy (the first to take the lock draws it)."""
+    from filelock import FileLock
+
     from unitocom.data.make import make_dataset
-    d = tmp_path_factory.mktemp("heldout-data")
-    make_dataset(d, "tiny", seed=2028, scenes=1400, clips=150, progress=False, workers=1, log=lambda *_: None)
+    root = tmp_path_factory.getbasetemp()
+    d = (root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root) / "heldout-data"
+    with FileLock(f"{d}.lock"):
+        if not (d / "manifest.json").is_file():
+            make_dataset(d, "tiny", seed=2028, scenes=1400, clips=150, progress=False, workers=1,
+                         log=lambda *_: None)
     return d
