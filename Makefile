@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 help:
 	@echo "make demo      start the services, send a real text, image and speech clip at two SNRs, stop"
-	@echo "make test      run the test suite (slow and GPU tests skipped; make test-all runs the slow ones)"
+	@echo "make test      run the test suite on two workers (slow and GPU tests skipped; make test-all runs the slow ones, serially)"
 	@echo "make bench     the benchmarks (service path vs in-process, channel throughput, LDPC, MLLM KV cache, load and faults, TLS vs plaintext, batched vs unbatched)"
 	@echo "make stubs     regenerate the gRPC stubs from protos/"
 
