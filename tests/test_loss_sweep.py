@@ -86,6 +86,13 @@ def test_a_sweep_writes_its_files_records_refusals_and_resumes(tmp_path, monkeyp
     assert len(calls) == len(res["points"]) + 2
     assert json.loads((tmp_path / "budget.json").read_text())["header"]["data"] == str(tmp_path / "fresh")
     loss_sweep.run(_args(tmp_path), ["loss-sweep"])
+    # the same path drawn again: its recorded checksum differs, so every point is measured again
+    saved = json.loads((tmp_path / "budget.json").read_text())
+    saved["header"]["data_sha256"] = "0" * 64
+    (tmp_path / "budget.json").write_text(json.dumps(saved))
+    calls.clear()
+    loss_sweep.run(_args(tmp_path, "--resume"), ["loss-sweep", "--resume"])
+    assert len(calls) == len(res["points"]) + 2
 
     # a checkpoint that was not there before may change what a point reads (a resilient companion): all again
     saved = json.loads((tmp_path / "budget.json").read_text())

@@ -198,6 +198,12 @@ def test_the_header_names_the_commit_and_hashes_every_checkpoint(tmp_path):
     assert h["checkpoints_sha256"] == {"a.safetensors": hashlib.sha256(b"weights").hexdigest(),
                                        "text-bpe.json": hashlib.sha256(b"{}").hexdigest()}
     assert len(h["git_commit"]) == 40 and isinstance(h["git_dirty"], bool) and h["date"].endswith("+00:00")
+    assert h["data_sha256"] is None  # no manifest there: a set `data make` did not draw (real CLEVR, say)
+    drawn = tmp_path / "drawn"
+    drawn.mkdir()
+    (drawn / "manifest.json").write_text(json.dumps({"checksum": "c" * 64}))
+    assert fig2.make_header(["fig2"], {"data": str(drawn)}, tmp_path)["data_sha256"] == "c" * 64
+    assert "data_sha256" not in fig2.make_header(["fig2"], {}, tmp_path)
 
 
 def test_the_plan_and_the_resume_key():
@@ -262,6 +268,18 @@ def test_the_sweep_records_refusals_goes_on_and_resumes(tmp_path, monkeypatch):
     from unitocom.errors import UserError
     with pytest.raises(UserError, match="--name"):
         fig2.run(_args(tmp_path, "--name", "../elsewhere"), ["fig2"])
+
+    # the same path drawn again (another seed into the same folder): refused, though the path is the same
+    saved = json.loads((tmp_path / "fig2.json").read_text())
+    saved["header"]["data_sha256"] = "0" * 64
+    (tmp_path / "fig2.json").write_text(json.dumps(saved))
+    with pytest.raises(UserError, match="measured on data .* \\(sha256 000000000000\\)"):
+        fig2.run(_args(tmp_path, "--resume"), ["fig2", "--resume"])
+    del saved["header"]["data_sha256"]  # a file from before headers kept the checksum: the path decides
+    (tmp_path / "fig2.json").write_text(json.dumps(saved))
+    calls.clear()
+    fig2.run(_args(tmp_path, "--resume", "--no-upper-bound", "--snr-db", "10"), ["fig2", "--resume"])
+    assert ("unitocom", 10.0) not in calls
 
 
 def test_resume_refuses_results_made_with_other_checkpoints(tmp_path, monkeypatch):

@@ -172,8 +172,8 @@ def run(args, argv: list[str]) -> dict:
     ks = [int(k) for k in args.users.split(",")]
     header = make_header(argv, {"sweep": "multiaccess", "scheme": "unitocom", "task": "reconstruct",
                                 "snr_db": args.snr_db, "channel": "rayleigh", "users": ks, "groups": args.groups,
-                                "psnr_target_db": args.psnr_target, "split": args.split, "seed": args.seed,
-                                "user_powers": "default (4^-k shares)"}, checkpoint_dir())
+                                "psnr_target_db": args.psnr_target, "data": str(args.data), "split": args.split,
+                                "seed": args.seed, "user_powers": "default (4^-k shares)"}, checkpoint_dir())
     header["format"] = FORMAT
     images = scenes(Path(args.data), args.split, args.groups * max(ks))
     points = []

@@ -75,12 +75,27 @@ def without_head_hashes(directory: Path) -> dict[str, str]:
 
 
 def make_header(argv: list[str], settings: dict, checkpoints_dir: Path) -> dict:
+    """A results file's header: the command, the commit, every checkpoint's sha256 and the settings; with a "data"
+    setting also `data_sha256`, the checksum `data make` recorded for that set (None for a set it did not make):
+    a path names a folder, which a later `data make` may have drawn again."""
+    from unitocom.data.make import recorded_checksum
     commit, dirty = git_state(ROOT)
+    data = {"data_sha256": recorded_checksum(settings["data"])} if "data" in settings else {}
     return {"format": FORMAT, "command": "unitocom " + " ".join(shlex.quote(a) for a in argv),
             "git_commit": commit, "git_dirty": dirty,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "checkpoints_dir": str(checkpoints_dir), "checkpoints_sha256": checkpoint_hashes(checkpoints_dir),
-            "mllm_sha256_without_diffusion_head": without_head_hashes(checkpoints_dir), **settings}
+            "mllm_sha256_without_diffusion_head": without_head_hashes(checkpoints_dir), **settings, **data}
+
+
+def same_data(old_header: dict, header: dict) -> bool:
+    """Whether two headers name the same data set: the same path, and the same recorded checksum where both
+    headers have one (files written before headers kept it do not)."""
+    if old_header.get("data") != header.get("data"):
+        return False
+    if "data_sha256" in old_header and "data_sha256" in header:
+        return old_header["data_sha256"] == header["data_sha256"]
+    return True
 
 
 def head_only_change(old_header: dict, header: dict, changed: list[str]) -> bool:
@@ -246,7 +261,11 @@ def run(args, argv: list[str]) -> dict:
             raise UserError(f"--resume: {paths['json']} was measured with other checkpoints than those in "
                             f"{header['checkpoints_dir']} now ({', '.join(changed)} changed or gone); move it away "
                             "or run without --resume")
-        for k in ("data", "split", "seed"):
+        if not same_data(oh, header):
+            raise UserError(f"--resume: {paths['json']} was measured on data {oh.get('data')!r} (sha256 "
+                            f"{str(oh.get('data_sha256'))[:12]}), this run reads {header.get('data')!r} (sha256 "
+                            f"{str(header.get('data_sha256'))[:12]}); move it away or run without --resume")
+        for k in ("split", "seed"):
             if oh.get(k) != header.get(k):
                 raise UserError(f"--resume: {paths['json']} was measured with {k}={oh.get(k)!r}, this run asks for "
                                 f"{header.get(k)!r}; move it away or run without --resume")

@@ -243,7 +243,7 @@ def plot(path: Path, sweep: str, points: list[dict]) -> None:
 
 
 def run(args, argv: list[str]) -> dict:
-    from unitocom.fig2 import make_header
+    from unitocom.fig2 import make_header, same_data
     from unitocom.schemes.learned import checkpoint_dir
     from unitocom.train.provenance import write_atomic
     out = Path(args.out)
@@ -267,9 +267,10 @@ def run(args, argv: list[str]) -> dict:
         if differ:
             print(f"--resume: checkpoints differ from those of {stem.with_suffix('.json')} ({', '.join(differ)}): "
                   "every point is measured again", file=sys.stderr)
-        elif oh.get("data") != header["data"]:  # files written before the header kept the data set: theirs unknown
-            print(f"--resume: {stem.with_suffix('.json')} was measured on data {oh.get('data')!r}, not "
-                  f"{header['data']!r}: every point is measured again", file=sys.stderr)
+        elif not same_data(oh, header):  # another set, or one drawn again at the same path
+            print(f"--resume: {stem.with_suffix('.json')} was measured on data {oh.get('data')!r} (sha256 "
+                  f"{str(oh.get('data_sha256'))[:12]}), not {header['data']!r} (sha256 "
+                  f"{str(header['data_sha256'])[:12]}): every point is measured again", file=sys.stderr)
         else:
             old = {key(p): p for p in prev["points"]
                    if p["n"] == (args.n_vqa if p["task"] == "vqa" else args.n_images) and p["snr_db"] == args.snr_db}

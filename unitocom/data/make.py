@@ -61,15 +61,19 @@ def _file_hashes(root: Path) -> list[tuple[str, str]]:
     return out
 
 
+def recorded_checksum(directory: str | Path) -> str | None:
+    """The checksum `data make` recorded in the directory's manifest.json; None for a set it did not make (real
+    CLEVR, COCO or LibriSpeech at a local path, whose files are too many to hash for a results header)."""
+    m = Path(directory) / "manifest.json"
+    return json.loads(m.read_text()).get("checksum") if m.is_file() else None
+
+
 def dataset_checksum(directory: str | Path, use_manifest: bool = False) -> str:
     """sha256 over every file's relative path and content (sorted; manifest.json excluded): equal iff same data.
     use_manifest: the checksum `data make` recorded in the directory's manifest.json when there is one (no pass
     over the files; trusts that nothing changed since), else computed."""
-    if use_manifest:
-        m = Path(directory) / "manifest.json"
-        recorded = json.loads(m.read_text()).get("checksum") if m.is_file() else None
-        if recorded:
-            return recorded
+    if use_manifest and (recorded := recorded_checksum(directory)):
+        return recorded
     h = hashlib.sha256()
     for rel, digest in _file_hashes(Path(directory)):
         h.update(f"{rel}\0{digest}\n".encode())
