@@ -93,10 +93,14 @@ U=".venv/bin/python -m unitocom.cli"
 what="${1:-all}"
 mkdir -p out
 [ -d data/tiny ] || $U data make --preset tiny
-# The fresh set: a seed no checkpoint saw (its own scenes, questions and captions; no speech).
-fresh_set() {
-  [ -d data/tiny-seed77 ] || $U data make --preset tiny --seed 77 --scenes 2800 --no-speech --out data/tiny-seed77
+# seed77 DIR [OPTION ...]: a draw with a seed no checkpoint saw into DIR, unless one is there (data make writes
+# manifest.json last); the fresh set is its scenes, questions and captions, without speech.
+seed77() {
+  local dir=$1
+  shift
+  [ -f "$dir/manifest.json" ] || $U data make --preset tiny --seed 77 --out "$dir" "$@"
 }
+fresh_set() { seed77 data/tiny-seed77 --scenes 2800 --no-speech; }
 # serve BASE_PORT METRICS_BASE_PORT RUN_DIR: a section's own services (gRPC on BASE_PORT.., /metrics on
 # METRICS_BASE_PORT..), stopped when the script exits; T is the transmitter's address.
 serve() {
@@ -414,8 +418,7 @@ fi
 if [ "$what" = fresh-asr ]; then
   # Fig. 2's ASR uses all 150 test clips: WER 0.069 [0.037, 0.107] at 5 dB straddles the 0.10 target. Four times
   # the clips, of speakers and sentences drawn with another seed (val and test only: no training speech needed).
-  [ -d data/tiny-seed77-speech ] || $U data make --preset tiny --seed 77 --scenes 30 --speech 6000 --train-clips 10 \
-    --no-spoken-questions --out data/tiny-seed77-speech
+  seed77 data/tiny-seed77-speech --scenes 30 --speech 6000 --train-clips 10 --no-spoken-questions
   serve 50111 9211 runs/asrrun
   $U fig2 --name asr-seed77 --data data/tiny-seed77-speech --tasks asr --schemes unitocom --snr-db 5,20 \
      --channel rayleigh --n-asr 600 --workers 16 --out results --target $T --resume
@@ -429,8 +432,7 @@ if [ "$what" = image-targets ]; then
       --snr-db "$3" --n-images 1000 --workers 4 --target $T --out results --resume
   }
   one reconstruct-0db data/tiny 0
-  [ -f data/tiny-seed77-images/manifest.json ] || $U data make --preset tiny --seed 77 --no-speech \
-    --no-spoken-questions --out data/tiny-seed77-images
+  seed77 data/tiny-seed77-images --no-speech --no-spoken-questions
   one reconstruct-seed77 data/tiny-seed77-images 20
   one reconstruct-0db-seed77 data/tiny-seed77-images 0
   .venv/bin/python scripts/results_tables.py
