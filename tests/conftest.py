@@ -1,6 +1,7 @@
 """Shared fixtures: the real services on free loopback ports, started once per test session."""
 from __future__ import annotations
 
+import collections
 import dataclasses
 import importlib.util
 import io
@@ -57,10 +58,7 @@ def pytest_collection_modifyitems(config, items):
         _, bracket, params = item.name.partition("[")
         if bracket and not item.nodeid.endswith("]"):
             item._id = item._id.with_params(params.removesuffix("]"))
-    seen: dict[str, int] = {}
-    for item in items:
-        seen[item.nodeid] = seen.get(item.nodeid, 0) + 1
-    twice = sorted(n for n, k in seen.items() if k > 1)
+    twice = sorted(n for n, k in collections.Counter(item.nodeid for item in items).items() if k > 1)
     if twice:  # under xdist only one of each would run, and no report would say so
         raise pytest.UsageError(f"{len(twice)} node id(s) name more than one test: {', '.join(twice[:5])}")
 
