@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from unitocom import ablation
 from unitocom.errors import UserError
@@ -161,6 +162,28 @@ def test_a_scaled_loss_shows_in_the_recipe():
     r = {"sizes": {"layers": 4, "hidden": 128}, "parameters": 2.1e6, "task_weights": [["vqa", 2], ["t2i", 1]],
          "loss_scale": [["t2i", 8.0]], "steps": 2000, "batch": 64}
     assert "| vqa 2, t2i 1, t2i loss x8 |" in ablation._recipe(r)
+
+
+def test_object_slots_show_in_the_recipe_and_their_head_is_not_counted_as_the_served_model(tmp_path):
+    r = {"sizes": {"layers": 4, "hidden": 128}, "parameters": 2.1e6, "task_weights": [["vqa", 2], ["t2i", 1]],
+         "object_slots": 0.5, "steps": 2000, "batch": 64}
+    assert "| vqa 2, t2i 1, object slots x0.5 |" in ablation._recipe(r)
+    assert "object slots" not in ablation._recipe(dict(r, object_slots=0))
+    from unitocom.mllm.checkpoint import save_mllm
+    from unitocom.mllm.data import Standardizer
+    from unitocom.mllm.model import MLLM, MLLMConfig
+    from unitocom.mllm.slots import SLOTS
+    for k in (0, SLOTS):
+        m = MLLM(MLLMConfig(vocab=40, hidden=32, layers=1, heads=2, intermediate=64, max_positions=64, token_dim=4,
+                            head_width=32, head_depth=1, object_slots=k))
+        total = sum(p.numel() for p in m.parameters())
+        path = tmp_path / f"m{k}.safetensors"
+        save_mllm(m, Standardizer(torch.zeros(4), torch.ones(4)), path,
+                  {"parameters": total, "train_config": {"object_slots": 0.5 if k else 0.0}})
+        got = ablation.describe(path)
+        head = sum(p.numel() for p in m.slots.parameters()) if k else 0
+        assert got["slot_head_parameters"] == head and got["parameters"] == total - head
+        assert got["object_slots"] == (0.5 if k else 0)
 
 
 def test_a_warm_started_run_says_what_it_started_from():

@@ -117,6 +117,18 @@ def test_two_processes_follow_one_with_the_same_global_batch_and_resume_in_one(d
     assert sorted(_losses(two)) == [1, 2, 3, 4, 5, 6]
 
 
+def test_object_slots_under_two_processes_follow_one(data, tmp_path):
+    """--object-slots: the slots' loss is each rank's scenes' sum over the global count (`train.loss_of`), so two
+    processes of batch 2 give one process's losses with batch 4 on the two VQA steps and the T2I step after."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    _mllm(data, one, 3, 4, 1, "--object-slots", "1")
+    _mllm(data, two, 3, 2, 2, "--object-slots", "1")
+    slots = [{r["step"]: r["slots"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())
+              if "slots" in r} for run in (one, two)]
+    assert sorted(slots[0]) == [1, 2] and _max_rel(*slots) < LOSS_RTOL
+    assert _max_rel(_losses(one), _losses(two)) < LOSS_RTOL
+
+
 def _header(path: Path) -> str:
     from safetensors import safe_open
     with safe_open(str(path), framework="pt") as f:

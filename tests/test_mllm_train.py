@@ -700,3 +700,125 @@ def test_listing_read_scores_an_obj_trained_mllm_and_refuses_one_that_was_not(sm
     with pytest.raises(SystemExit, match="not trained on the obj task"):
         listing_read.main(["--mllm", f"m={tmp_path / 'plain'}", "--data", str(d / "data"), "--split", "val",
                            "--out", str(out)])
+
+
+# Object slots (issue 12, `mllm.slots`): a training head that reads each VQA scene's objects from the hidden states
+# over its received image tokens.
+
+
+def test_slot_targets_hold_each_scenes_objects_left_to_right_with_their_centres(small_world, tmp_path):
+    from unitocom.mllm import slots
+    d, _ = small_world
+    scenes = json.loads((d / "data/CLEVR_v1.0/scenes/CLEVR_val_scenes.json").read_text())["scenes"]
+    t = slots.targets(d / "data", "val", 5)
+    assert t.shape == (5, slots.SLOTS, slots.WIDTH)
+    for scene in scenes:
+        i = scene["image_index"]
+        if i >= 5:
+            continue
+        objs = sorted(scene["objects"], key=lambda o: (o["pixel_coords"][0], o["pixel_coords"][1]))
+        n = len(objs)
+        assert t[i, :, 4].tolist() == [1.0] * n + [0.0] * (slots.SLOTS - n)
+        for k, o in enumerate(objs):
+            assert [slots.ATTRIBUTES[a][int(t[i, k, j])] for j, a in enumerate(slots.ATTRIBUTES)] == \
+                [o[a] for a in slots.ATTRIBUTES]
+            assert t[i, k, 5].item() == pytest.approx(2 * o["pixel_coords"][0] / 32 - 1, abs=1e-6)
+            assert t[i, k, 6].item() == pytest.approx(2 * o["pixel_coords"][1] / 32 - 1, abs=1e-6)
+        assert (t[i, n:, :4] == slots.EMPTY).all()
+        assert (t[i, :n, 5].diff() >= 0).all()  # left to right
+    assert slots.targets(d / "data", "test-without-scenes", 5) is None
+    # another generator's values (real CLEVR's cubes) are refused by name, not read as some index
+    import shutil
+    shutil.copytree(d / "data", tmp_path / "data")
+    path = tmp_path / "data/CLEVR_v1.0/scenes/CLEVR_val_scenes.json"
+    doc = json.loads(path.read_text())
+    doc["scenes"][0]["objects"][0]["shape"] = "cube"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="cube"):
+        slots.targets(tmp_path / "data", "val", 5)
+
+
+def test_the_slot_loss_is_the_closed_form_at_uniform_logits_and_zero_when_read_right():
+    from unitocom.mllm import slots
+    k = slots.SLOTS
+    target = torch.zeros(1, k, slots.WIDTH)
+    target[..., :4] = slots.EMPTY
+    target[0, 0] = torch.tensor([1.0, 2.0, 0.0, 1.0, 1.0, 0.5, -0.5])  # one object, centre (0.5, -0.5)
+    uniform = ([torch.zeros(1, k, len(v)) for v in slots.ATTRIBUTES.values()], torch.zeros(1, k, 2),
+               torch.zeros(1, k, 2))
+    import math
+    expected = math.log(2) + sum(math.log(len(v)) for v in slots.ATTRIBUTES.values()) + 0.5
+    assert slots.loss_per_example(uniform, target).item() == pytest.approx(expected, rel=1e-5)
+    big = 50.0
+    right = ([torch.nn.functional.one_hot(target[..., a].long().clamp_min(0), len(v)).float() * big
+              for a, v in enumerate(slots.ATTRIBUTES.values())],
+             torch.nn.functional.one_hot(target[..., 4].long(), 2).float() * big, target[..., 5:].clone())
+    assert slots.loss_per_example(right, target).item() < 1e-6
+    read = slots.reading(right, target)
+    assert read["count"] == 1.0 and read["shape"] == 1.0 and read["centre_distance"] == 0.0
+    assert slots.reading(uniform, target)["count"] == 0.0  # argmax of a tie is "absent": 0 objects of 1
+
+
+def test_vqa_examples_carry_slot_targets_and_pack_finds_the_image_positions(small_world):
+    from unitocom.mllm import slots
+    from unitocom.mllm.checkpoint import load_links
+    from unitocom.mllm.data import TaskData
+    from unitocom.models.channel_torch import TorchChannelSpec
+    d, links = small_world
+    image_link, _, frontend, vocab, _ = load_links(config.load("tiny"), links)
+    data = TaskData(d / "data", "val", image_link, None, frontend, vocab, 32)
+    gen = torch.Generator().manual_seed(0)
+    ch = TorchChannelSpec(model="rayleigh")
+    plain = data.examples("vqa", [0, 3], torch.tensor([20.0, 0.0]), ch, torch.Generator().manual_seed(0))
+    data.slot_targets = slots.targets(d / "data", "val", len(data.clevr_mu))
+    rows = data.examples("vqa", [0, 3], torch.tensor([20.0, 0.0]), ch, gen)
+    for row, old, q in zip(rows, plain, [0, 3]):
+        assert torch.equal(row[1].value, old[1].value)  # the same draws with or without targets
+        assert torch.equal(row[1].objects, data.slot_targets[data.questions[q][0]])
+    m = MLLM(MLLMConfig(vocab=len(vocab), hidden=32, layers=1, heads=2, intermediate=64, max_positions=256,
+                        token_dim=16, head_width=32, head_depth=1, object_slots=slots.SLOTS))
+    rows.append(data.examples("t2i", [0], torch.zeros(1), ch, gen)[0])  # a generated picture carries none
+    p = seq.pack(m, rows)
+    assert p.object_index.tolist() == [[0, 3, 32], [1, 3, 32]]  # after <bos> <vqa> <boi>
+    assert torch.equal(p.object_targets, torch.stack([r[1].objects for r in rows[:2]]))
+    assert seq.pack(m, plain).object_targets is None
+
+
+def test_object_slots_train_beside_vqa_without_changing_its_draws_and_are_validated(small_world):
+    from unitocom.mllm.checkpoint import load_mllm
+    from unitocom.mllm.train import TrainConfig, train
+    d, links = small_world
+    base = {"steps": 30, "batch": 8, "lr": 3e-3, "warmup": 2, "val_every": 15, "val_n": 8, "log_every": 1,
+            "task_weights": (("vqa", 2), ("t2i", 1))}
+    train(str(d / "data"), str(d / "slots0"), links=links, tc=TrainConfig(**base), resume=False)
+    meta = train(str(d / "data"), str(d / "slots1"), links=links, tc=TrainConfig(**base, object_slots=1.0),
+                 resume=False)
+
+    def steps(run):  # the per-step records of --log-every, not the validations
+        return [r for r in map(json.loads, (d / run / "log.jsonl").read_text().splitlines()) if "task" in r]
+    plain, slotted = steps("slots0"), steps("slots1")
+    # step 1 is the same batch through the same weights: the same VQA loss, and the slots' loss beside it
+    assert slotted[0]["task"] == "vqa" and slotted[0]["lm"] == pytest.approx(plain[0]["lm"], rel=1e-6)
+    assert slotted[0]["loss"] == pytest.approx(slotted[0]["lm"] + slotted[0]["slots"], rel=1e-5)
+    assert all(("slots" in r) == (r["task"] == "vqa") for r in slotted) and not any("slots" in r for r in plain)
+    losses = [r["slots"] for r in slotted if "slots" in r]
+    assert sum(losses[-4:]) < 0.9 * sum(losses[:4])
+    assert {"val_slots_count_20db", "val_slots_shape_20db"} <= set(meta["validation"])
+    model, _, _ = load_mllm(d / "slots1/mllm.safetensors")
+    assert model.cfg.object_slots and hasattr(model, "slots")
+    assert not hasattr(load_mllm(d / "slots0/mllm.safetensors")[0], "slots")
+
+
+def test_object_slots_are_refused_on_a_token_cache_and_for_a_negative_weight(small_world, tmp_path, capsys):
+    from unitocom.cli import main
+    from unitocom.mllm import token_cache
+    from unitocom.mllm.train import TrainConfig, train
+    d, links = small_world
+    cache = tmp_path / "cache"
+    token_cache.make(d / "data", cache, ["sigma-genib"], links={"sigma-genib": links}, log=lambda *_: None)
+    with pytest.raises(ValueError, match="token cache"):
+        train(str(cache), str(tmp_path / "run"), links=links, tc=TrainConfig(steps=2, batch=4, object_slots=1.0),
+              resume=False)
+    assert main(["train", "mllm", "--data", str(d / "data"), "--object-slots", "-1", "--no-install",
+                 "--run-dir", str(tmp_path / "r")]) == 2
+    assert "--object-slots -1.0: a weight >= 0" in capsys.readouterr().err

@@ -92,7 +92,13 @@ def describe(path: Path, sha256: str | None = None) -> dict:
     meta = state_meta(path)  # the safetensors header alone
     cfg, info = json.loads(meta.get("config", "{}")), json.loads(meta.get("meta", "{}"))
     tc = info.get("train_config") or {}
-    return {"path": str(path), "sha256": sha256 or file_sha256(path), "parameters": info.get("parameters"),
+    parameters, slot_head = info.get("parameters"), 0
+    if cfg.get("object_slots"):  # a training head the base station never runs: counted apart (`mllm.slots`)
+        from unitocom.mllm.slots import ObjectSlots
+        slot_head = sum(p.numel() for p in ObjectSlots(cfg["hidden"], cfg["object_slots"]).parameters())
+        parameters = parameters - slot_head if parameters is not None else None
+    return {"path": str(path), "sha256": sha256 or file_sha256(path), "parameters": parameters,
+            "slot_head_parameters": slot_head, "object_slots": tc.get("object_slots") or 0,
             "sizes": {k: cfg.get(k) for k in SIZE_FIELDS}, "objective": info.get("objective"),
             "image_tokens": info.get("image_tokens"),
             "task_weights": tc.get("task_weights"), "loss_scale": tc.get("loss_scale") or [],
@@ -266,6 +272,8 @@ def task_steps(r: dict, task: str = "vqa") -> int | None:
 def _recipe(r: dict) -> str:
     mix = ", ".join(f"{t} {w}" for t, w in (r.get("task_weights") or [])) or "?"
     mix += "".join(f", {t} loss x{v:g}" for t, v in r.get("loss_scale") or [])  # `train mllm --loss-scale`
+    if r.get("object_slots"):  # `train mllm --object-slots W`
+        mix += f", object slots x{r['object_slots']:g}"
     s = r.get("sizes") or {}
     proj = f", MLP projector ({s['projector_depth']} layers)" if (s.get("projector_depth") or 1) > 1 else ""
     proj += ", question before image" if s.get("question_first") else ""

@@ -157,6 +157,12 @@ def add_train_command(sub) -> None:
                         "1); names: " + ", ".join(ARCH) +
                         "; hidden must divide by heads. The checkpoint records it and the base station builds what "
                         "it records")
+    m.add_argument("--object-slots", type=float, default=0.0, metavar="W",
+                   help="add, with weight W, the object slots' loss on VQA steps: a training head reads each received "
+                        "scene's objects (size, colour, shape, material, centre; left to right) from the hidden "
+                        "states over its image tokens, so that the backbone learns to find them (`mllm.slots`; needs "
+                        "the data set's scene records, not a token cache). The base station never runs the head; "
+                        "0: none")
     m.add_argument("--head-steps", type=int, default=0, metavar="N",
                    help="then train the diffusion head alone for N more steps on the frozen model's cached hidden "
                         "states (`train mllm-head`; VQA and ASR unchanged); 0: none")
@@ -256,6 +262,8 @@ def _cmd_mllm(args) -> int:
                             f"{own or preset_tokens} tokens")
         if "image_grid_scale" in dict(args.mllm_arch) and grid is None:
             raise UserError("--mllm-arch image_grid_scale: scales the grid code of image_grid=N; name both")
+    if args.object_slots < 0 or args.object_slots != args.object_slots:
+        raise UserError(f"--object-slots {args.object_slots}: a weight >= 0")
     if args.threads < 1:
         raise UserError(f"--threads {args.threads}: at least 1")
     if args.stop_at is not None and args.stop_at < 1:
@@ -283,7 +291,8 @@ def _cmd_mllm(args) -> int:
                      **({"task_weights": args.task_weights} if args.task_weights else
                         {"task_weights": (("vqa", 2), ("svqa", 2), ("t2i", 1), ("asr", 1))} if args.spoken else {}),
                      init_backbone=args.init_backbone, compute=compute_from_args(args), log_every=args.log_every,
-                     threads=args.threads, arch=args.mllm_arch or (), loss_scale=args.loss_scale or ())
+                     threads=args.threads, arch=args.mllm_arch or (), loss_scale=args.loss_scale or (),
+                     object_slots=args.object_slots)
     if tc.init and not Path(tc.init).exists():
         raise UserError(f"--init {tc.init}: no such MLLM checkpoint (train it first with `unitocom train mllm`)")
     if tc.init_backbone and not (Path(tc.init_backbone) / "config.json").is_file():

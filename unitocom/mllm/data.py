@@ -100,6 +100,9 @@ class TaskData:
 
     token_dropout = False
     question_first = False  # VQA sequences put the question before the image (the MLLM's config says which)
+    # [scenes, K, slots.WIDTH] object-slot targets (`mllm.slots`) that VQA examples carry on their image segment;
+    # None: they carry none (every run without --object-slots)
+    slot_targets: torch.Tensor | None = None
 
     def __init__(self, data_dir: str | Path, split: str, image_link, audio_link, frontend, vocab: seq.Vocab,
                  size_px: int, limit: int | None = None, max_audio_chunks: int = 4,
@@ -183,7 +186,11 @@ class TaskData:
         if task == "vqa":
             items = [self.questions[i] for i in idx]
             rx = self._received_scenes(self.clevr_mu[[i for i, _, _ in items]], snr_db, channel, gen)
-            return [seq.vqa(v, rx[b], q, a, self.question_first) for b, (_, q, a) in enumerate(items)]
+            out = [seq.vqa(v, rx[b], q, a, self.question_first) for b, (_, q, a) in enumerate(items)]
+            if self.slot_targets is not None:
+                for row, (scene, _, _) in zip(out, items):
+                    next(s for s in row if s.kind == "image").objects = self.slot_targets[scene]
+            return out
         if task == "asr":
             out = []
             for b, i in enumerate(idx):

@@ -67,6 +67,9 @@ class MLLMConfig:
     # head_dim, RoPE, RMSNorm epsilon, ...), kept when the backbone came from a Hugging Face checkpoint
     # (`config_from_hf`); "": LlamaConfig's defaults, as every MLLM trained from scratch here.
     backbone: str = ""
+    # Object slots (issue 12, `mllm.slots`): a training head of this many slots that reads each VQA scene's objects
+    # from the hidden states over its image tokens; 0 (every MLLM before it): none. The base station never runs it.
+    object_slots: int = 0
 
     @classmethod
     def from_preset(cls, p: ModelPreset, vocab: int | None = None) -> "MLLMConfig":
@@ -146,6 +149,9 @@ class MLLM(nn.Module):
             self.lost = nn.ParameterDict({m: nn.Parameter(torch.randn(cfg.hidden) * 0.02) for m in MODALITIES})
         self.diffusion = DiffusionHead(cfg.token_dim, cfg.hidden, cfg.head_width, cfg.head_depth,
                                        cfg.diffusion_train_steps)
+        if cfg.object_slots:
+            from unitocom.mllm.slots import ObjectSlots
+            self.slots = ObjectSlots(cfg.hidden, cfg.object_slots)
 
     @classmethod
     def with_local_backbone(cls, cfg: MLLMConfig, path: str | Path) -> "MLLM":

@@ -18,7 +18,7 @@ continuous token from the diffusion head conditioned on the hidden state before 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -70,6 +70,8 @@ class Segment:
     kind: str  # "text" | "image" | "audio"
     value: object  # list[int] for text, float tensor [S, d] for continuous tokens
     target: bool = False
+    # a received scene's object-slot targets [K, slots.WIDTH] (`mllm.slots`), where training reads them; else None
+    objects: torch.Tensor | None = None
 
 
 def vqa(v: Vocab, image_tokens: torch.Tensor, question: str, answer: str | None,
@@ -126,6 +128,9 @@ class Packed:
     lm_targets: torch.Tensor  # [B, L] next text id to predict from each position, IGNORE elsewhere
     diff_index: torch.Tensor  # [N, 2] (batch, position) whose hidden state conditions a continuous target
     diff_targets: torch.Tensor  # [N, d]
+    # received scenes with object-slot targets: (batch, first image position, tokens) [M, 3] and targets [M, K, W]
+    object_index: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 3, dtype=torch.long))
+    object_targets: torch.Tensor | None = None
 
 
 def pack(model, examples: list[list[Segment]]) -> Packed:
@@ -133,6 +138,7 @@ def pack(model, examples: list[list[Segment]]) -> Packed:
     param = next(model.parameters())  # build on the model's device and in its dtype (bf16 on a GPU)
     dev, dtype = param.device, param.dtype
     rows, lm_rows, d_index, d_targets = [], [], [], []
+    o_index, o_targets = [], []
     for b, segs in enumerate(examples):
         embeds, pos = [], 0
         for s in segs:
@@ -148,6 +154,9 @@ def pack(model, examples: list[list[Segment]]) -> Packed:
                 if s.target:
                     d_index += [(b, pos - 1 + i) for i in range(n)]
                     d_targets.append(tok)
+                elif s.objects is not None:
+                    o_index.append((b, pos, n))
+                    o_targets.append(torch.as_tensor(s.objects))
             pos += n
         row_lm = torch.full((pos,), IGNORE, dtype=torch.long, device=dev)
         p = 0
@@ -170,7 +179,9 @@ def pack(model, examples: list[list[Segment]]) -> Packed:
     d = model.cfg.token_dim
     return Packed(embeds, mask, lm_targets,
                   torch.tensor(d_index, dtype=torch.long, device=dev).reshape(-1, 2),
-                  torch.cat(d_targets) if d_targets else torch.zeros(0, d, device=dev, dtype=dtype))
+                  torch.cat(d_targets) if d_targets else torch.zeros(0, d, device=dev, dtype=dtype),
+                  torch.tensor(o_index, dtype=torch.long).reshape(-1, 3),
+                  torch.stack(o_targets).to(dev) if o_targets else None)
 
 
 def prefix(model, segs: list[Segment]) -> torch.Tensor:

@@ -69,6 +69,9 @@ class TrainConfig:
     # evens the gradients; the parameters T2I alone uses (the diffusion head) are unaffected (AdamW is
     # scale-invariant).
     loss_scale: tuple[tuple[str, float], ...] = ()
+    # Issue 12: >0, the weight of the object slots' loss (`mllm.slots`) added on VQA steps: the MLLM gets a slot
+    # head that reads each received scene's objects from the hidden states over its image tokens. 0: no slots.
+    object_slots: float = 0.0
 
 
 STATE_FILE = "train_state.safetensors"
@@ -99,15 +102,23 @@ def warm_start_state(path: str, model: MLLM) -> dict:
 
 
 def loss_of(model: MLLM, packed: seq.Packed, repeats: int, gen: torch.Generator,
-            d: dist.Dist = dist.SINGLE) -> dict[str, torch.Tensor]:
+            d: dist.Dist = dist.SINGLE, slot_weight: float = 0.0) -> dict[str, torch.Tensor]:
     """The step's losses on a packed batch. Under torchrun (`d.on`) the batch is this rank's part of the global
     one: each term is this part's sum over the global count, times the world size, so that DDP's mean of the
     ranks' gradients is the gradient of the global batch's mean, and the diffusion noise is drawn for the global
-    batch (`DiffusionHead.loss`'s part): the same loss as one process with the global batch, to rounding."""
+    batch (`DiffusionHead.loss`'s part): the same loss as one process with the global batch, to rounding.
+    slot_weight > 0: the object slots' loss (`mllm.slots`) on the batch's scenes that carry slot targets, times it."""
     h, _ = model.hidden(packed.embeds, attention_mask=packed.mask)
     out = {}
     where = packed.lm_targets != seq.IGNORE
+    slot_loss = None  # [M] per scene
+    if slot_weight and packed.object_targets is not None:
+        from unitocom.mllm import slots
+        hs = torch.stack([h[b, p: p + n] for b, p, n in packed.object_index.tolist()])
+        slot_loss = slots.loss_per_example(model.slots(hs), packed.object_targets)
     if not d.on:
+        if slot_loss is not None:
+            out["slots"] = slot_weight * slot_loss.mean()
         if where.any():  # the LM head only where there is something to predict: most positions are prompt
             out["lm"] = F.cross_entropy(model.logits(h[where]), packed.lm_targets[where])
         if len(packed.diff_targets):
@@ -116,8 +127,11 @@ def loss_of(model: MLLM, packed: seq.Packed, repeats: int, gen: torch.Generator,
                                                     gen)
         out["loss"] = sum(out.values())
         return out
-    counts = dist.gather_counts([int(where.sum()), len(packed.diff_targets)], d, h.device)
-    lm_total, diff_total = (int(v) for v in counts.sum(0))
+    counts = dist.gather_counts([int(where.sum()), len(packed.diff_targets),
+                                 0 if slot_loss is None else len(slot_loss)], d, h.device)
+    lm_total, diff_total, slot_total = (int(v) for v in counts.sum(0))
+    if slot_total:  # every rank's part of a VQA step carries its scenes' targets
+        out["slots"] = slot_weight * slot_loss.sum() * (d.world / slot_total)
     if lm_total:
         lm = F.cross_entropy(model.logits(h[where]), packed.lm_targets[where], reduction="sum")
         out["lm"] = lm * (d.world / lm_total)
@@ -134,12 +148,12 @@ def loss_of(model: MLLM, packed: seq.Packed, repeats: int, gen: torch.Generator,
 class Objective(torch.nn.Module):
     """A training step's forward, packing included, as one module: what DDP and FSDP wrap (they act on forward())."""
 
-    def __init__(self, model: MLLM, repeats: int, d: dist.Dist):
+    def __init__(self, model: MLLM, repeats: int, d: dist.Dist, slot_weight: float = 0.0):
         super().__init__()
-        self.model, self.repeats, self.d = model, repeats, d
+        self.model, self.repeats, self.d, self.slot_weight = model, repeats, d, slot_weight
 
     def forward(self, rows: list[list[seq.Segment]], gen: torch.Generator) -> dict[str, torch.Tensor]:
-        return loss_of(self.model, seq.pack(self.model, rows), self.repeats, gen, self.d)
+        return loss_of(self.model, seq.pack(self.model, rows), self.repeats, gen, self.d, self.slot_weight)
 
 
 def draw_batch(data: TaskData, task: str, step_batch: int, tc: TrainConfig, gen: torch.Generator,
@@ -292,6 +306,11 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
         mcfg = dataclasses.replace(mcfg, **dict(tc.arch))
     if tc.token_dropout:
         mcfg = dataclasses.replace(mcfg, lost_token=True)
+    if tc.object_slots:
+        attach_slot_targets(data_dir, train_data, val_data, cached)
+        if not mcfg.object_slots:  # a warm start from an MLLM without slots: its slot head starts fresh
+            from unitocom.mllm import slots
+            mcfg = dataclasses.replace(mcfg, object_slots=slots.SLOTS)
     train_data.question_first = val_data.question_first = mcfg.question_first
     train_data.token_dropout = tc.token_dropout  # validation reads whole sequences: the zero-loss quality
     torch.manual_seed(tc.seed)
@@ -313,7 +332,7 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
     sharded = compute.fsdp and d.on
     if compute.fsdp and not d.on:
         say("--fsdp: a single process, nothing to shard (the model trains unsharded)")
-    objective_fn = Objective(model, tc.diffusion_repeats, d)
+    objective_fn = Objective(model, tc.diffusion_repeats, d, tc.object_slots)
     replica = None
     if sharded:
         opt_state = None
@@ -451,6 +470,35 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
     return meta
 
 
+def attach_slot_targets(data_dir: str, train_data: TaskData, val_data: TaskData, cached: bool) -> None:
+    """The object slots' targets of both splits, from the data set's scene records (`mllm.slots.targets`); a token
+    cache or a training split without scene records is refused (the slots would have nothing to learn)."""
+    from unitocom.mllm import slots
+    if cached:
+        raise ValueError(f"--object-slots: {data_dir} is a token cache, which keeps no scene records; give the data "
+                         "set itself")
+    train_data.slot_targets = slots.targets(data_dir, "train", len(train_data.clevr_mu))
+    if train_data.slot_targets is None:
+        raise ValueError(f"--object-slots: {data_dir} has no scene records for its train split "
+                         "(CLEVR_train_scenes.json)")
+    val_data.slot_targets = slots.targets(data_dir, "val", len(val_data.clevr_mu))
+
+
+@torch.no_grad()
+def slot_reading(model: MLLM, data: TaskData, n: int, channel: TorchChannelSpec) -> dict[str, float]:
+    """How well the slot head reads the first n val scenes' objects at 20 dB (`mllm.slots.reading`), as
+    val_slots_<figure>_20db: what the auxiliary task is learning."""
+    from unitocom.mllm import slots
+    gen = torch.Generator().manual_seed(1357)
+    rx = data._received_scenes(data.clevr_mu[:n], torch.full((n,), 20.0), channel, gen)
+    rows = [seq.vqa(data.vocab, t, "", None, model.cfg.question_first) for t in rx]  # the scene alone
+    h, _ = model.hidden(seq.pack(model, rows).embeds)
+    p = sum(len(s.value) for s in rows[0][:1])  # the image follows the first text segment in either order
+    hs = h[:, p: p + rx.shape[1]]
+    res = slots.reading(model.slots(hs), data.slot_targets[:n].to(hs.device))
+    return {f"val_slots_{k}_20db": round(v, 4) for k, v in res.items()}
+
+
 def _checksum(data_dir: str) -> str:
     from unitocom.data.make import dataset_checksum  # here: it brings the data set's tools (a token cache needs none)
     return dataset_checksum(data_dir)
@@ -535,6 +583,8 @@ def validate(model: MLLM, data: TaskData, tc: TrainConfig, channel: TorchChannel
     if n:
         out["val_svqa_n"] = n
     out.update(caption_gain(model, data, min(tc.val_n, data.counts()["t2i"])))
+    if tc.object_slots and data.slot_targets is not None and getattr(model, "slots", None) is not None:
+        out.update(slot_reading(model, data, min(tc.val_n, len(data.slot_targets)), channel))
     for task in ("cap", "obj"):
         if task in dict(tc.task_weights):
             out.update(auxiliary_loss(model, data, task, min(tc.val_n, data.counts()[task]), channel))
