@@ -809,16 +809,28 @@ def test_object_slots_train_beside_vqa_without_changing_its_draws_and_are_valida
     assert not hasattr(load_mllm(d / "slots0/mllm.safetensors")[0], "slots")
 
 
-def test_object_slots_are_refused_on_a_token_cache_and_for_a_negative_weight(small_world, tmp_path, capsys):
+def test_object_slots_train_from_a_token_cache_made_since_them_and_a_negative_weight_is_refused(small_world, tmp_path, capsys):
     from unitocom.cli import main
     from unitocom.mllm import token_cache
     from unitocom.mllm.train import TrainConfig, train
     d, links = small_world
+    from unitocom.mllm import slots
+    from unitocom.mllm.checkpoint import load_links
     cache = tmp_path / "cache"
     token_cache.make(d / "data", cache, ["sigma-genib"], links={"sigma-genib": links}, log=lambda *_: None)
-    with pytest.raises(ValueError, match="token cache"):
-        train(str(cache), str(tmp_path / "run"), links=links, tc=TrainConfig(steps=2, batch=4, object_slots=1.0),
-              resume=False)
+    image_link, _, _, vocab, _ = load_links(config.load("tiny"), links)
+    got = token_cache.load_split(cache, "sigma-genib", "train", image_link, None, vocab)
+    assert torch.equal(got.cached_slot_targets, slots.targets(d / "data", "train", len(got.clevr_mu)))
+    assert got.slot_targets is None  # carried only where a run asks for the slots
+    tc = TrainConfig(steps=2, batch=4, object_slots=1.0, val_every=2, val_n=4, task_weights=(("vqa", 1),))
+    meta = train(str(cache), str(tmp_path / "run"), links=links, tc=tc, resume=False)
+    assert "val_slots_count_20db" in meta["validation"]
+    # a cache made before the slots keeps none: refused by name, not trained without them
+    from safetensors.torch import load_file, save_file
+    f = cache / "sigma-genib-train.safetensors"
+    save_file({k: v for k, v in load_file(str(f)).items() if k != "slot_targets"}, str(f))
+    with pytest.raises(ValueError, match="keeps no object-slot targets"):
+        train(str(cache), str(tmp_path / "run2"), links=links, tc=tc, resume=False)
     assert main(["train", "mllm", "--data", str(d / "data"), "--object-slots", "-1", "--no-install",
                  "--run-dir", str(tmp_path / "r")]) == 2
     assert "--object-slots -1.0: a weight >= 0" in capsys.readouterr().err

@@ -219,3 +219,24 @@ def test_an_mllm_mix_reaches_the_base_mllms_and_their_fine_tunes_and_a_bad_one_f
     with pytest.raises(ValueError, match="--mllm-mix 'vqa=2,objects=1'"):
         retrain.run_all(tmp_path / "out", "gpu", None, only=["mllm-vae"], dry_run=True, log=lambda s: None,
                         mllm_mix="vqa=2,objects=1")
+
+
+def test_object_slots_reach_both_parts_of_the_base_mllms_alone_and_train_from_a_token_cache(tmp_path):
+    """`train all --mllm-object-slots W` (issue 12): both parts of each base MLLM train with `--object-slots W`, the
+    fine-tunes and SemCom do not; the default recipe has none; a negative weight fails before anything runs. The
+    token cache keeps the slots' targets, so the GPU script's cached run can use them."""
+    default = retrain.plan("cpu")
+    assert not any("--object-slots" in s.args for s in default)
+    slotted = {s.name: s for s in retrain.plan("gpu", mllm_object_slots=0.5)}
+    for name, s in slotted.items():
+        has = name in ("mllm-sigma-genib-base", "mllm-sigma-genib", "mllm-vae-base", "mllm-vae")
+        assert ("--object-slots" in s.args) == has, name
+        if has:
+            assert s.args[s.args.index("--object-slots") + 1] == "0.5"
+    with pytest.raises(ValueError, match="mllm_object_slots"):
+        retrain.plan("gpu", mllm_object_slots=-1.0)
+    from unitocom.cli import parser
+    p = parser()
+    assert p.parse_args(["train", "all", "--mllm-object-slots", "0.5"]).mllm_object_slots == 0.5
+    for s in slotted.values():  # every step, slots and all, is a command the CLI accepts
+        assert callable(p.parse_args(s.args + ["--data", "d"] + retrain._where(s, Path("o"))).func)

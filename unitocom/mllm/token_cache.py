@@ -101,6 +101,8 @@ def save_split(data: TaskData, folder: Path, objective: str, split: str, values:
     if not same:
         _put(tensors, "coco_mu", data.coco_mu, values)
     _put(tensors, "speech_mu", speech_rows, values)
+    if data.slot_targets is not None:  # the object slots' targets (`mllm.slots`), exact: they are small
+        tensors["slot_targets"] = data.slot_targets.contiguous()
     save_file(tensors, str(folder / f"{objective}-{split}.safetensors"))
     text = {"questions": data.questions, "families": data.families, "captions": data.captions,
             "listings": data.listings, "speech_text": [t for _, t in data.speech], "coco_is_clevr": same}
@@ -133,6 +135,9 @@ def load_split(folder: str | Path, objective: str, split: str, image_link, audio
     data.questions = [tuple(text["questions"][i]) for i in keep]
     data.families = [text["families"][i] for i in keep]
     data.listings = [tuple(x) for x in text.get("listings", []) if x[0] < n]  # caches made before "obj": none
+    # what `train mllm --object-slots` reads (`train.attach_slot_targets`); None: a cache made before the slots,
+    # or of scenes not of the tiny preset
+    data.cached_slot_targets = t["slot_targets"][:n] if "slot_targets" in t else None
     data.coco_mu = (clevr if text["coco_is_clevr"] else _get(t, "coco_mu"))[:limit]
     data.captions = [tuple(c) for c in text["captions"] if c[0] < len(data.coco_mu)]
     speech = list(zip(_unragged(_get(t, "speech_mu"), t["speech_len"]), text["speech_text"]))
@@ -175,6 +180,17 @@ def check_links(folder: str | Path, objective: str, paths: dict[str, str]) -> No
                              "the links it keeps (the default when --data is a cache)")
 
 
+def _slot_targets(data_dir: str | Path, split: str, n: int, log) -> torch.Tensor | None:
+    """The split's object-slot targets (`mllm.slots.targets`) for the cache; None, said, where its scenes are not
+    the tiny preset's (real CLEVR: the slots' values are the generator's) or it has no scene records."""
+    from unitocom.mllm import slots
+    try:
+        return slots.targets(data_dir, split, n)
+    except ValueError as e:
+        log(f"{split}: no object-slot targets in the cache ({e})")
+        return None
+
+
 def make(data_dir: str | Path, out: str | Path, objectives: list[str], preset: str = "tiny",
          links: dict[str, dict[str, str]] | None = None, values: str = "float32", log=print) -> dict:
     """Write the token cache of `data_dir`'s train and val splits for each objective's installed tokenizers
@@ -200,6 +216,7 @@ def make(data_dir: str | Path, out: str | Path, objectives: list[str], preset: s
                 kept[k] = {"file": Path(p).name, "sha256": file_sha256(p)}
         for split in SPLITS:
             data = TaskData(data_dir, split, image_link, audio_link, frontend, vocab, cfg.preset.image_size_px)
+            data.slot_targets = _slot_targets(data_dir, split, len(data.clevr_mu), log)
             sqnr[split] = save_split(data, out, objective, split, values)
             log(f"{objective} {split}: {data.counts()}" + (f", means at {sqnr[split]:.1f} dB SQNR" if
                                                             values != "float32" else ""))

@@ -471,12 +471,17 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
 
 
 def attach_slot_targets(data_dir: str, train_data: TaskData, val_data: TaskData, cached: bool) -> None:
-    """The object slots' targets of both splits, from the data set's scene records (`mllm.slots.targets`); a token
-    cache or a training split without scene records is refused (the slots would have nothing to learn)."""
+    """The object slots' targets of both splits, from the data set's scene records (`mllm.slots.targets`) or the
+    token cache made from them; a training split without them is refused (the slots would have nothing to learn)."""
     from unitocom.mllm import slots
     if cached:
-        raise ValueError(f"--object-slots: {data_dir} is a token cache, which keeps no scene records; give the data "
-                         "set itself")
+        train_data.slot_targets = getattr(train_data, "cached_slot_targets", None)
+        val_data.slot_targets = getattr(val_data, "cached_slot_targets", None)
+        if train_data.slot_targets is None:
+            raise ValueError(f"--object-slots: the token cache {data_dir} keeps no object-slot targets (made before "
+                             "them, or its scenes are not the tiny preset's); make it again with `unitocom train "
+                             "token-cache`")
+        return
     train_data.slot_targets = slots.targets(data_dir, "train", len(train_data.clevr_mu))
     if train_data.slot_targets is None:
         raise ValueError(f"--object-slots: {data_dir} has no scene records for its train split "

@@ -123,6 +123,10 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--mllm-mix", default=None, metavar="T=W,...",
                    help="the MLLMs' task weights instead of the recipe's vqa=2,t2i=1,asr=1,cap=1, e.g. "
                         "vqa=2,t2i=1,asr=1,cap=1,obj=2 (the object listing; issue 12); the fine-tunes keep it")
+    a.add_argument("--mllm-object-slots", type=float, default=None, metavar="W",
+                   help="the base MLLMs train with the object slots' loss at weight W in both parts (`train mllm "
+                        "--object-slots`; issue 12), from the data set's scene records or a token cache made since "
+                        "the slots; default: none, the recipe's")
     a.add_argument("--workers", type=int, default=0, metavar="N",
                    help="processes that draw the MLLMs' batches ahead (`train mllm --workers`; another random "
                         "stream than 0's): on a GPU, where drawing in the loop would idle it")
@@ -138,7 +142,7 @@ def _all(args) -> int:
     try:
         run_all(args.out, args.scale, args.data, args.only, args.device, args.dry_run,
                 speech_data=args.speech_data, mllm_steps=args.mllm_steps, workers=args.workers,
-                mllm_mix=args.mllm_mix)
+                mllm_mix=args.mllm_mix, mllm_object_slots=args.mllm_object_slots)
     except (RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
