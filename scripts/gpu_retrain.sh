@@ -5,7 +5,7 @@
 # 64 MiB and sends back at most 8 files of 16 MiB. One objective per call. Three modes:
 #
 #   scripts/gpu_retrain.sh prepare             here, before: the data set (data/tiny-speech96, 4 min), one int8 token
-#                                              cache per objective (out/gpu-retrain/cache-<objective>, 27.7 MiB
+#                                              cache per objective (out/gpu-retrain/cache-<objective>, 28.5 MiB
 #                                              each, 1 min: `unitocom train token-cache`) and the wheels the GPU
 #                                              image lacks or has too old (.whl/, from PyPI, for Python 3.12); it
 #                                              prints what a call sends
@@ -34,7 +34,7 @@
 # run reads none of them (its tokenizers are in the cache), so leave them behind for the call, e.g. with git:
 #   git rm -r -q --cached checkpoints && echo /checkpoints/ >> .git/info/exclude      (before)
 #   git reset -q -- checkpoints && sed -i '\#^/checkpoints/$#d' .git/info/exclude      (after; commit nothing between)
-# and send out/gpu-retrain/cache-<objective> and .whl along (carry; 6.3 + 27.7 + 25.8 = 59.8 MiB).
+# and send out/gpu-retrain/cache-<objective> and .whl along (carry; 7.9 + 28.5 + 25.8 = 62.2 MiB, measured by prepare on 2026-12-06).
 #
 # Time: a call is the setup (wheels, imports, the cache: under a minute), the probe (model build, 30 steps, one
 # validation; skipped with STEPS=N), BUDGET_S of steps, the recipe's ten validations, the diffusion head's phase

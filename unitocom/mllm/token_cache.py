@@ -101,8 +101,9 @@ def save_split(data: TaskData, folder: Path, objective: str, split: str, values:
     if not same:
         _put(tensors, "coco_mu", data.coco_mu, values)
     _put(tensors, "speech_mu", speech_rows, values)
-    if data.slot_targets is not None:  # the object slots' targets (`mllm.slots`), exact: they are small
-        tensors["slot_targets"] = data.slot_targets.contiguous()
+    if data.slot_targets is not None:  # the object slots' targets (`mllm.slots`) in float16, which holds the value
+        # indices exactly and the centres to 1e-3 of the picture: 0.7 MB for 12000 scenes
+        tensors["slot_targets"] = data.slot_targets.half().contiguous()
     save_file(tensors, str(folder / f"{objective}-{split}.safetensors"))
     text = {"questions": data.questions, "families": data.families, "captions": data.captions,
             "listings": data.listings, "speech_text": [t for _, t in data.speech], "coco_is_clevr": same}
@@ -137,7 +138,7 @@ def load_split(folder: str | Path, objective: str, split: str, image_link, audio
     data.listings = [tuple(x) for x in text.get("listings", []) if x[0] < n]  # caches made before "obj": none
     # what `train mllm --object-slots` reads (`train.attach_slot_targets`); None: a cache made before the slots,
     # or of scenes not of the tiny preset
-    data.cached_slot_targets = t["slot_targets"][:n] if "slot_targets" in t else None
+    data.cached_slot_targets = t["slot_targets"][:n].float() if "slot_targets" in t else None
     data.coco_mu = (clevr if text["coco_is_clevr"] else _get(t, "coco_mu"))[:limit]
     data.captions = [tuple(c) for c in text["captions"] if c[0] < len(data.coco_mu)]
     speech = list(zip(_unragged(_get(t, "speech_mu"), t["speech_len"]), text["speech_text"]))
