@@ -33,11 +33,20 @@ def where(u: float, v: float) -> str:
     return down if across == "middle" else f"{down} {across}"
 
 
+def left_to_right(objects: list[dict], width_px: float, height_px: float) -> list[tuple[float, float, dict]]:
+    """A scene record's objects as (u, v, object), the centre's `pixel_coords` as fractions of the width_px x
+    height_px picture, left to right by pixel column (ties: by row): the order listings and object slots read."""
+    return sorted(((o["pixel_coords"][0] / width_px, o["pixel_coords"][1] / height_px, o) for o in objects),
+                  key=lambda t: (t[0], t[1]))
+
+
 def listing(objects: list[dict], width_px: float, height_px: float) -> str:
     """A scene record's objects -> 'a large cyan metal circle at the bottom left, ...', left to right by the centre's
     pixel column (ties: by row), each placed in its third of the width_px x height_px picture."""
-    placed = sorted(((o["pixel_coords"][0] / width_px, o["pixel_coords"][1] / height_px, o) for o in objects),
-                    key=lambda t: (t[0], t[1]))
+    return _written(left_to_right(objects, width_px, height_px))
+
+
+def _written(placed: list[tuple[float, float, dict]]) -> str:
     return ", ".join(f"a {o['size']} {o['color']} {o['material']} {o['shape']} {_at(where(u, v))}"
                      for u, v, o in placed)
 
@@ -52,21 +61,26 @@ def _picture_size(path: Path) -> tuple[int, int]:
         return im.size
 
 
-def listings(data_dir: str | Path, split: str, n: int) -> list[tuple[int, str]]:
-    """[(image index, listing)] of the split's scenes with index < n, from its scene records and each picture's
-    size; [] where the split has no scene records."""
+def placed_scenes(data_dir: str | Path, split: str, n: int) -> list[tuple[int, list[tuple[float, float, dict]]]] | None:
+    """[(image index, its objects `left_to_right` in its own picture's size)] of the split's scenes with index < n,
+    in the scene records' order; None where the split has no scene records."""
     path = clevr_scenes_file(data_dir, split)
     if not path.is_file():
-        return []
+        return None
     images = clevr_root(data_dir) / "images" / split
     out = []
     for scene in read_json(path)["scenes"]:
         i = scene["image_index"]
-        if i >= n or not scene["objects"]:
-            continue
-        name = scene.get("image_filename", f"CLEVR_{split}_{i:06d}.png")
-        out.append((i, listing(scene["objects"], *_picture_size(images / name))))
-    return sorted(out)
+        if i < n:
+            size = _picture_size(images / scene.get("image_filename", f"CLEVR_{split}_{i:06d}.png"))
+            out.append((i, left_to_right(scene["objects"], *size)))
+    return out
+
+
+def listings(data_dir: str | Path, split: str, n: int) -> list[tuple[int, str]]:
+    """[(image index, listing)] of the split's scenes with index < n, from its scene records and each picture's
+    size; [] where the split has no scene records."""
+    return sorted((i, _written(placed)) for i, placed in placed_scenes(data_dir, split, n) or [] if placed)
 
 
 _ITEM = re.compile(r"^a (\S+) (\S+) (\S+) (\S+) (?:at the (.+)|in (the middle))$")

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unitocom.data.layouts import clevr_root, clevr_scenes_file, read_json
+from unitocom.data.layouts import clevr_scenes_file
 from unitocom.data.presets import data_preset
 
 _PRESET = data_preset("tiny")
@@ -37,25 +37,18 @@ EMPTY = -100
 def targets(data_dir: str | Path, split: str, n: int) -> torch.Tensor | None:
     """[n, SLOTS, WIDTH] slot targets of the split's first n scenes, objects left to right by their centre's
     pixel column; None where the split has no scene records (real CLEVR's test split)."""
-    from unitocom.mllm.objects import _picture_size
-    path = clevr_scenes_file(data_dir, split)
-    if not path.is_file():
+    from unitocom.mllm.objects import placed_scenes
+    scenes = placed_scenes(data_dir, split, n)
+    if scenes is None:
         return None
     out = torch.zeros(n, SLOTS, WIDTH)
     out[..., : len(ATTRIBUTES)] = EMPTY
-    images = clevr_root(data_dir) / "images" / split
-    for scene in read_json(path)["scenes"]:
-        i = scene["image_index"]
-        if i >= n:
-            continue
-        objs = scene["objects"]
-        bad = [(a, o[a]) for o in objs for a, values in ATTRIBUTES.items() if o[a] not in values]
-        if bad or len(objs) > SLOTS:
-            raise ValueError(f"{path}: scene {i} is not of the tiny preset ({bad[:3] or f'{len(objs)} objects'}); "
-                             f"object slots read scenes of at most {SLOTS} objects with the values {ATTRIBUTES}")
-        w, h = _picture_size(images / scene.get("image_filename", f"CLEVR_{split}_{i:06d}.png"))
-        placed = sorted(((o["pixel_coords"][0] / w, o["pixel_coords"][1] / h, o) for o in objs),
-                        key=lambda t: (t[0], t[1]))
+    for i, placed in scenes:
+        bad = [(a, o[a]) for _, _, o in placed for a, values in ATTRIBUTES.items() if o[a] not in values]
+        if bad or len(placed) > SLOTS:
+            raise ValueError(f"{clevr_scenes_file(data_dir, split)}: scene {i} is not of the tiny preset "
+                             f"({bad[:3] or f'{len(placed)} objects'}); object slots read scenes of at most {SLOTS} "
+                             f"objects with the values {ATTRIBUTES}")
         for k, (u, v, o) in enumerate(placed):
             out[i, k, : len(ATTRIBUTES)] = torch.tensor([ATTRIBUTES[a].index(o[a]) for a in ATTRIBUTES],
                                                         dtype=torch.float)
