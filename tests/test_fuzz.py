@@ -97,7 +97,8 @@ def payloads(draw) -> pb.Payload:
 def arbitrary_requests(draw) -> pb.Request:
     return pb.Request(request_id=draw(st.text(max_size=8)), task=draw(enum_of(1, 4)),
                       payloads=draw(st.lists(payloads(), max_size=3)), link=draw(links()),
-                      label=pb.Label(answer=draw(st.text(max_size=8)), caption=draw(st.text(max_size=16))))
+                      label=pb.Label(answer=draw(st.text(max_size=8)), caption=draw(st.text(max_size=16))),
+                      user_labels=draw(st.lists(st.builds(pb.Label, answer=st.text(max_size=8)), max_size=3)))
 
 
 REQUEST_KINDS = {

@@ -185,6 +185,88 @@ def test_the_same_payload_from_k_devices(tx):
     assert [u.output_text for u in r.users] == ["three red cubes"] * 3
 
 
+
+def test_each_user_is_scored_against_its_own_label(tx):
+    """user_labels: user k's answer is scored against label k (not another user's, not dropped), and the request's
+    quality is the users' mean. The same request and seed give the same answers, so user 0 is labelled with the
+    answer it gives and user 1 with one it cannot give."""
+    users = [{"image": scene_png(32, seed=0), "question": "What color is the cube?"},
+             {"image": scene_png(32, seed=1), "question": "How many things are there?"}]
+    common = dict(task="vqa", scheme="unitocom", snr_db=25.0, channel="rayleigh", access="superposed", seed=4)
+    unlabelled = tx.send(client.build_users_request(users, **common))
+    assert all("exact_match" not in u.quality for u in unlabelled.users)  # no label: unscored, as before
+    answers = [u.output_text for u in sorted(unlabelled.users, key=lambda u: u.user)]
+    labelled = [{**users[0], "answer": answers[0]}, {**users[1], "answer": "no such answer"}]
+    r = tx.send(client.build_users_request(labelled, **common))
+    by_user = sorted(r.users, key=lambda u: u.user)
+    assert [u.output_text for u in by_user] == answers
+    assert [u.quality["exact_match"] for u in by_user] == [1.0, 0.0]
+    assert r.quality["exact_match"] == 0.5
+    # a user left without a label (an empty Label) stays unscored while the others are scored
+    r = tx.send(client.build_users_request([labelled[0], users[1]], **common))
+    assert [("exact_match" in u.quality) for u in sorted(r.users, key=lambda u: u.user)] == [True, False]
+
+
+def test_each_users_picture_is_scored_against_its_own_caption(tx):
+    """Text-to-image by two devices: each device knows the caption it asked for, so each user's picture is scored
+    against its own caption (t2i_pair_recall per user), as one device's is."""
+    captions = ["There is a large red square.", "There is a small blue circle and a large green triangle."]
+    r = tx.send(client.build_users_request([{"text": c} for c in captions], task="t2i", scheme="unitocom",
+                                           snr_db=20.0, channel="rayleigh", access="orthogonal", seed=7))
+    by_user = sorted(r.users, key=lambda u: u.user)
+    assert [u.output_text for u in by_user] == captions  # the orthogonal users' captions arrive intact at 20 dB
+    import torch
+
+    from unitocom.metrics.scene_checker import pair_recall
+    from unitocom.stages.mllm import scene_checker
+    checker = scene_checker()
+    swapped = []
+    for k, u in enumerate(by_user):
+        (out,) = [o for o in r.outputs if o.user == k and o.image_png]
+        seen = checker.recognise(torch.from_numpy(_png(out).copy()).permute(2, 0, 1)[None].float() / 255.0)[0]
+        assert u.quality["t2i_pair_recall"] == pytest.approx(pair_recall(captions[k], seen))
+        swapped.append(pair_recall(captions[1 - k], seen))
+    # seed 7 draws pictures that the checker tells apart: scored against the other user's caption, they would read
+    # otherwise (the captions name different pairs)
+    assert swapped != [u.quality["t2i_pair_recall"] for u in by_user]
+    # the request's score is the users' mean
+    assert r.quality["t2i_pair_recall"] == pytest.approx(np.mean([u.quality["t2i_pair_recall"] for u in by_user]))
+
+
+@pytest.mark.parametrize("make, field", [
+    # K users, one label: whose answer would it score? Refused, not applied to one user and dropped for the rest
+    (lambda: _with(client.build_users_request([{"text": "a"}, {"text": "b"}], access="orthogonal", task="t2i"),
+                   label=("answer", "yes")), "label"),
+    (lambda: _with(client.build_users_request([{"text": "a"}, {"text": "b"}], access="orthogonal", task="t2i"),
+                   user_labels=["yes"]), "user_labels"),
+    (lambda: _with(client.build_request(text="a", task="t2i"), user_labels=["yes"]), "user_labels"),
+])
+def test_labels_that_cannot_go_to_one_user_each_are_refused(tx, make, field):
+    with pytest.raises(grpc.RpcError) as e:
+        tx.send(make())
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details().startswith(field + ":"), e.value.details()
+
+
+def test_the_base_station_checks_the_users_labels_of_a_header():
+    """A header sent to the base station directly gets the same checks, named under header."""
+    from unitocom.messages import Label, LinkSettings
+    from unitocom.stages import access
+    link = LinkSettings(users=3, access="orthogonal")
+    access.check_labels(link, Label(), [Label(answer="yes"), Label(), Label(answer="2")], "header.")
+    with pytest.raises(access.AccessError, match=r"^header\.user_labels: 2 labels for 3 users"):
+        access.check_labels(link, Label(), [Label(), Label()], "header.")
+    with pytest.raises(access.AccessError, match=r"^header\.label: a request of 3 users"):
+        access.check_labels(link, Label(answer="yes"), [], "header.")
+
+
+def _with(req, label=None, user_labels=()):
+    if label:
+        setattr(req.label, *label)
+    for answer in user_labels:
+        req.user_labels.add(answer=answer)
+    return req
+
 @pytest.mark.parametrize("kw, users, field, code", [
     (dict(users=9, access="superposed"), None, "link.users", grpc.StatusCode.INVALID_ARGUMENT),
     (dict(access="superposed", user_powers="0.7,0.6"), 2, "link.user_powers", grpc.StatusCode.INVALID_ARGUMENT),

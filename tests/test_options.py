@@ -203,7 +203,11 @@ def test_build_request_puts_every_option_on_the_wire():
     assert [p.WhichOneof("content") for p in req.payloads] == ["image", "audio", "text", "text"] * 2
     assert [p.user for p in req.payloads] == [0] * 4 + [1] * 4
     assert [p.text for p in req.payloads[2:4]] == ["t", "q?"]
-    assert (req.label.answer, req.label.transcript) == ("yes", "one two")
+    # users=2: each user's answer is scored against the label given (user_labels), the request's label is unset
+    assert [(lb.answer, lb.transcript) for lb in req.user_labels] == [("yes", "one two")] * 2
+    assert not req.HasField("label")
+    one = client.build_request(text="x", answer="yes", transcript="one two")
+    assert (one.label.answer, one.label.transcript, len(one.user_labels)) == ("yes", "one two", 0)
     assert (req.session.id, list(req.session.parts), req.session.partial, req.session.wait_s) == \
            ("kitchen-1", [pb.IMAGE, pb.TEXT], True, 12.5)
     assert not client.build_request(text="x").HasField("session")  # no id given: no session

@@ -41,8 +41,13 @@ def build_request(*, request_id: str = "", **options) -> pb.Request:
         users=v["users"], access=v["access"] or "", user_powers=parse_powers(v["user_powers"]),
         capture=v["capture"],
     )
-    req = pb.Request(request_id=request_id, task=wire.enum_value(pb.Task, v["task"]), payloads=payloads, link=link,
-                     label=pb.Label(answer=v["answer"], transcript=v["transcript"]))
+    label = pb.Label(answer=v["answer"], transcript=v["transcript"])
+    req = pb.Request(request_id=request_id, task=wire.enum_value(pb.Task, v["task"]), payloads=payloads, link=link)
+    if v["users"] > 1:  # every device sends the same payloads: each user's answer is scored against the label given
+        if label.answer or label.transcript:
+            req.user_labels.extend([label] * v["users"])
+    else:
+        req.label.CopyFrom(label)
     if v["session_id"] is not None:  # given, even empty: the services then say what is wrong with it
         req.session.CopyFrom(session(v["session_id"], v["session_parts"], v["session_partial"], v["session_wait_s"]))
     elif v["session_parts"] or v["session_partial"] or v["session_wait_s"]:
@@ -98,21 +103,29 @@ def parse_powers(text: str | list | tuple) -> list[float]:
 
 def build_users_request(users: list[dict], *, request_id: str = "", **options) -> pb.Request:
     """A request of K users sharing the channel, each with its own payloads: `users[k]` holds user k's payload
-    options (text, question, image, audio). The other options are build_request's (`users` is len(users);
-    `access`, `user_powers`, the link). A user given no payload is sent so; the services refuse it, naming it."""
+    options (text, question, image, audio) and, to have its answer scored, its label (answer, transcript: the
+    request's `user_labels`). The other options are build_request's (`users` is len(users); `access`,
+    `user_powers`, the link). A user given no payload is sent so; the services refuse it, naming it."""
     if "users" in options:
         raise TypeError("build_users_request: the number of users is len(users)")
+    shared = sorted(n for n in opts.LABELS if options.get(n))
+    if shared:
+        raise TypeError(f"build_users_request: {shared} label each user: give them in users[k]")
     req = build_request(request_id=request_id, users=len(users), **options)
     del req.payloads[:]
-    names = set(opts.PAYLOADS)
+    names = set(opts.PAYLOADS) | set(opts.LABELS)
+    labels = []
     for k, given in enumerate(users):
         unknown = sorted(set(given) - names)
         if unknown:
-            raise TypeError(f"users[{k}]: {unknown} are not payload options {sorted(names)}")
+            raise TypeError(f"users[{k}]: {unknown} are not payload or label options {sorted(names)}")
         values = {n: given.get(n) for n in opts.PAYLOADS}
         for p in _payloads({n: opts.BY_NAME[n].check(x) for n, x in values.items()}):
             p.user = k
             req.payloads.append(p)
+        labels.append(pb.Label(**{n: opts.BY_NAME[n].check(given[n]) for n in opts.LABELS if given.get(n)}))
+    if any(lb.answer or lb.transcript for lb in labels):
+        req.user_labels.extend(labels)
     return req
 
 

@@ -101,6 +101,8 @@ class Request:
     link: LinkSettings = field(default_factory=LinkSettings)
     label: Label = field(default_factory=Label)
     session: Session | None = None  # None: answered on its own
+    # users sharing the channel: user k's label, one per user (empty: their answers come back unscored)
+    user_labels: list[Label] = field(default_factory=list)
 
 
 @dataclass
@@ -143,6 +145,7 @@ class RequestHeader:
     streams: list[StreamHeader] = field(default_factory=list)
     transmitter_s: float = 0.0  # time the transmitter spent before the first frame
     session: Session | None = None  # the request's session, as the client asked for it
+    user_labels: list[Label] = field(default_factory=list)  # users sharing the channel: user k's label
 
 
 @dataclass

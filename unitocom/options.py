@@ -292,6 +292,7 @@ BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 # What a Request carries (the SDK's build_request takes these); `timeout_s` belongs to the call.
 REQUEST_OPTIONS: tuple[Option, ...] = tuple(o for o in OPTIONS if o.kind != "call")
 PAYLOADS: tuple[str, ...] = tuple(o.name for o in OPTIONS if o.kind == "payload")
+LABELS: tuple[str, ...] = tuple(o.name for o in OPTIONS if o.kind == "label")
 
 
 def resolve(values: dict[str, Any], options: tuple[Option, ...] = OPTIONS, check_bounds: bool = True) -> dict:

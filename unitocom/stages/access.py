@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from unitocom.link import multiaccess as ma
-from unitocom.messages import LinkSettings, Request
+from unitocom.messages import Label, LinkSettings, Request
 from unitocom.options import Channel, Scheme
 
 
@@ -88,10 +88,31 @@ def validate_link(link: LinkSettings) -> None:
                            code="unimplemented")
 
 
+def labelled(label: Label) -> bool:
+    return bool(label.answer or label.transcript or label.caption)
+
+
+def check_labels(link: LinkSettings, label: Label, user_labels: list[Label], prefix: str = "") -> None:
+    """What each user's answer is scored against: `user_labels`, one per user, for users sharing the channel; the
+    request's `label` for one device. A label the base station could not give to one user is refused, not dropped."""
+    k = user_count(link)
+    if user_labels and not active(link):
+        raise AccessError(f"{prefix}user_labels", "labels per user are for users sharing the channel (link.users "
+                                                 ">= 2, or link.access); one device's request is scored against label")
+    if user_labels and len(user_labels) != k:
+        raise AccessError(f"{prefix}user_labels", f"{len(user_labels)} labels for {k} users: give one per user, in "
+                                                 "user order (an empty Label leaves that user's answer unscored)")
+    if labelled(label) and active(link) and (k > 1 or user_labels):
+        raise AccessError(f"{prefix}label", f"a request of {k} users sharing the channel is scored per user: give "
+                                           "user_labels (one per user), not label" if k > 1 else
+                                           "give label or user_labels, not both")
+
+
 def validate(req: Request) -> None:
-    """The payloads' users: each a user of the request, and every user with at least one payload."""
+    """The payloads' users: each a user of the request, and every user with at least one payload; the labels."""
     link = req.link
     k = user_count(link)
+    check_labels(link, req.label, req.user_labels)
     for i, p in enumerate(req.payloads):
         if p.user >= k:
             raise AccessError(f"payloads[{i}].user", f"{p.user} is not a user of this request (link.users = "

@@ -150,8 +150,12 @@ class BaseStationCore:
             check_vqa_question([s.modality for s in header.streams], header.link.scheme, header.link.variant,
                                "header.streams", users=[s.user for s in header.streams])
         self.table, self.expected = table, ()
+        from unitocom.stages import access
+        try:
+            access.check_labels(header.link, header.label, header.user_labels, "header.")
+        except access.AccessError as e:
+            raise RequestError(e.field, e.reason, code=e.code) from None
         if header.session is not None:
-            from unitocom.stages import access
             if access.active(header.link):
                 raise RequestError("header.session", "a session is assembled from single devices' parts; a request "
                                    "of users sharing the channel cannot be one")

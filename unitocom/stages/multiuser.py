@@ -28,7 +28,7 @@ from unitocom import wire
 from unitocom.config import Config, noise_variance
 from unitocom.link import multiaccess as ma
 from unitocom.link.channel import FadingChannel
-from unitocom.messages import (Csi, LinkSettings, Modality, ModalityOutput, Request, RequestHeader, Result,
+from unitocom.messages import (Csi, Label, LinkSettings, Modality, ModalityOutput, Request, RequestHeader, Result,
                                StreamHeader, SymbolFrame, UserResult)
 from unitocom.options import Channel, Scheme, Task
 # `active` and `superposed` are also what the hops ask (`multiuser.superposed(link)`)
@@ -252,8 +252,8 @@ def finish(core) -> Result:
             received = [Received(s, decoded[s.stream_id].output, decoded[s.stream_id].y, decoded[s.stream_id].g,
                                  decoded[s.stream_id].noise_var, False, 0.0, decoded[s.stream_id].tokens)
                         for s, _ in lst]
-            # each user's own task: its label is the request's only with one user (Label has one answer)
-            label = header.label if k_users == 1 else type(header.label)()
+            # each user's own task, scored against its own label (user_labels; with one user, the request's)
+            label = header.user_labels[k] if header.user_labels else header.label if k_users == 1 else Label()
             text, generated, quality, notes = mllm.run(header.task, label, received, link.scheme, cfg,
                                                        seed=int(link.seed), clock=clock)
             u.output_text = text
@@ -267,6 +267,10 @@ def finish(core) -> Result:
                         o.note = f"{o.note}; {note}" if o.note else note
         result.outputs.extend(outputs)
     result.users = [users[k] for k in range(k_users)]
+    if header.task != Task.RECONSTRUCT:  # the request's score: the users' mean of each (reconstruct: the device's)
+        keys = sorted({key for u in result.users for key in u.quality if key not in ("raw_bits", "raw_bit_errors")})
+        result.quality.update({key: float(np.mean([u.quality[key] for u in result.users if key in u.quality]))
+                               for key in keys})
     result.output_text = result.users[0].output_text if result.users else ""
     result.channel_uses = ma.frame_uses(lengths, link.access or ORTHOGONAL)
     clock.report(result.timings)

@@ -19,7 +19,7 @@ from PIL import Image
 from unitocom import codecs, wire
 from unitocom.config import Config
 from unitocom import schemes
-from unitocom.messages import Modality, ModalityOutput, Request, RequestHeader, SymbolFrame
+from unitocom.messages import Label, Modality, ModalityOutput, Request, RequestHeader, SymbolFrame
 from unitocom.options import Scheme, Task
 from unitocom.stages.request import SourcePayload, request_id, validate
 from unitocom.timing import Clock
@@ -59,14 +59,22 @@ def prepare(request: Request, cfg: Config) -> Prepared:
         s.header.packet_symbols = packet_symbols(s.header, link, cfg)
     from unitocom.stages import multiuser
     multiuser.assign(streams, request)  # users sharing the channel: each stream's user and power
-    label = request.label
-    if request.task == Task.T2I and not label.caption:
+    label, user_labels = request.label, list(request.user_labels)
+    if request.task == Task.T2I:
         # The device knows the caption it asked for: the base station scores the picture against it, not against
         # the caption it received (which the channel may have changed; a broken one named no pairs and went unscored).
-        label = dataclasses.replace(label, caption=next(p.value for p in payloads if p.modality == Modality.TEXT))
+        # Users sharing the channel: each user's picture against its own device's caption.
+        users = [p.user for p in request.payloads]
+        if multiuser.active(link) and multiuser.user_count(link) > 1:
+            user_labels = user_labels or [Label() for _ in range(multiuser.user_count(link))]
+            user_labels = [u if u.caption else dataclasses.replace(u, caption=next(
+                (p.value for p, user in zip(payloads, users) if user == k and p.modality == Modality.TEXT), ""))
+                for k, u in enumerate(user_labels)]
+        elif not label.caption:
+            label = dataclasses.replace(label, caption=next(p.value for p in payloads if p.modality == Modality.TEXT))
     header = RequestHeader(request_id=request_id(request), task=request.task, link=request.link, label=label,
                            streams=[s.header for s in streams], transmitter_s=time.perf_counter() - t0,
-                           session=request.session)
+                           session=request.session, user_labels=user_labels)
     return Prepared(header, streams, payloads, cfg, clock,
                     users=[p.user for p in request.payloads] if multiuser.active(link) else [])
 

@@ -191,20 +191,22 @@ class Session(_message.Message):
     def __init__(self, id: _Optional[str] = ..., parts: _Optional[_Iterable[_Union[Modality, str]]] = ..., partial: _Optional[bool] = ..., wait_s: _Optional[float] = ...) -> None: ...
 
 class Request(_message.Message):
-    __slots__ = ("request_id", "task", "payloads", "link", "label", "session")
+    __slots__ = ("request_id", "task", "payloads", "link", "label", "session", "user_labels")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
     LINK_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    USER_LABELS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     task: Task
     payloads: _containers.RepeatedCompositeFieldContainer[Payload]
     link: LinkSettings
     label: Label
     session: Session
-    def __init__(self, request_id: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., payloads: _Optional[_Iterable[_Union[Payload, _Mapping]]] = ..., link: _Optional[_Union[LinkSettings, _Mapping]] = ..., label: _Optional[_Union[Label, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
+    user_labels: _containers.RepeatedCompositeFieldContainer[Label]
+    def __init__(self, request_id: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., payloads: _Optional[_Iterable[_Union[Payload, _Mapping]]] = ..., link: _Optional[_Union[LinkSettings, _Mapping]] = ..., label: _Optional[_Union[Label, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ..., user_labels: _Optional[_Iterable[_Union[Label, _Mapping]]] = ...) -> None: ...
 
 class StreamHeader(_message.Message):
     __slots__ = ("stream_id", "modality", "scheme", "num_symbols", "source_codec", "channel_code", "code_rate", "modulation", "info_block_bits", "payload_bytes", "token_shape", "tokenizer", "preprocessing", "audio_rate_hz", "num_samples", "packet_symbols", "sent_tokens", "symbol_gain_db", "user", "power")
@@ -285,7 +287,7 @@ class SymbolFrame(_message.Message):
     def __init__(self, stream_id: _Optional[int] = ..., seq: _Optional[int] = ..., last: _Optional[bool] = ..., symbols: _Optional[_Union[Tensor, _Mapping]] = ..., csi: _Optional[_Union[Csi, _Mapping]] = ...) -> None: ...
 
 class RequestHeader(_message.Message):
-    __slots__ = ("request_id", "task", "link", "label", "streams", "transmitter_s", "session")
+    __slots__ = ("request_id", "task", "link", "label", "streams", "transmitter_s", "session", "user_labels")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     LINK_FIELD_NUMBER: _ClassVar[int]
@@ -293,6 +295,7 @@ class RequestHeader(_message.Message):
     STREAMS_FIELD_NUMBER: _ClassVar[int]
     TRANSMITTER_S_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    USER_LABELS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     task: Task
     link: LinkSettings
@@ -300,7 +303,8 @@ class RequestHeader(_message.Message):
     streams: _containers.RepeatedCompositeFieldContainer[StreamHeader]
     transmitter_s: float
     session: Session
-    def __init__(self, request_id: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., link: _Optional[_Union[LinkSettings, _Mapping]] = ..., label: _Optional[_Union[Label, _Mapping]] = ..., streams: _Optional[_Iterable[_Union[StreamHeader, _Mapping]]] = ..., transmitter_s: _Optional[float] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
+    user_labels: _containers.RepeatedCompositeFieldContainer[Label]
+    def __init__(self, request_id: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., link: _Optional[_Union[LinkSettings, _Mapping]] = ..., label: _Optional[_Union[Label, _Mapping]] = ..., streams: _Optional[_Iterable[_Union[StreamHeader, _Mapping]]] = ..., transmitter_s: _Optional[float] = ..., session: _Optional[_Union[Session, _Mapping]] = ..., user_labels: _Optional[_Iterable[_Union[Label, _Mapping]]] = ...) -> None: ...
 
 class Uplink(_message.Message):
     __slots__ = ("header", "frame")
