@@ -340,6 +340,54 @@ def test_the_sweep_summary_counts_delivered_tokens_per_channel_use_and_renders_i
     assert "| 2 | superposed | 256 | 29.0 (p=0.80) / 23.0 (p=0.20) | 26.0 [" in text
 
 
+
+def test_the_vqa_sweep_summary_scores_each_user_and_renders_its_table():
+    from unitocom import access_sweep
+    groups = [{"exact_match": [1.0, 0.0], "power": [0.8, 0.2], "sinr_db": [6.0, 13.0],
+               "residual_db": [-40.0, -20.0], "channel_uses": 400, "latency_s": 0.05},
+              {"exact_match": [1.0, 1.0], "power": [0.8, 0.2], "sinr_db": [5.0, 12.0],
+               "residual_db": [-40.0, -20.0], "channel_uses": 400, "latency_s": 0.07}]
+    row = access_sweep.summarise_vqa(2, "superposed", groups, seed=0)
+    assert row["accuracy"]["value"] == pytest.approx(0.75)
+    assert row["correct_per_1000_uses"]["value"] == pytest.approx((1 + 2) / 2 * 1000 / 400)
+    assert [u["accuracy"] for u in row["per_user"]] == [1.0, 0.5]
+    from unitocom.results import wilson
+    assert (row["per_user"][1]["ci_low"], row["per_user"][1]["ci_high"]) == pytest.approx(wilson(1, 2))
+    text = access_sweep.table({"header": {"task": "vqa", "snr_db": 20.0, "chance": 0.35}, "points": [row]}, "x.json")
+    assert "majority-class chance 0.35" in text
+    assert "| 2 | superposed | 400 | 1.00 [" in text and "(p=0.80) / 0.50 [" in text
+
+
+def test_the_vqa_sweep_runs_through_the_services(services, heldout_data, tmp_path):
+    """`unitocom access-sweep --task vqa`: every user of every group comes back scored against its own answer."""
+    import json
+
+    from unitocom import cli
+    cfg, _ = services
+    rc = cli.main(["access-sweep", "--task", "vqa", "--users", "1,2", "--groups", "3", "--snr-db", "20",
+                   "--data", str(heldout_data), "--target", cfg.address("transmitter").grpc, "--out",
+                   str(tmp_path), "--quiet"])
+    assert rc == 0
+    fig = json.loads((tmp_path / "multiaccess-vqa.json").read_text())
+    assert fig["header"]["task"] == "vqa" and 0 < fig["header"]["chance"] < 1
+    assert [(p["users"], p["mode"]) for p in fig["points"]] == [(k, m) for k in (1, 2) for m in access_sweep_modes()]
+    for p in fig["points"]:
+        assert len(p["per_group"]["exact_match"]) == 3
+        assert all(len(g) == p["users"] and set(g) <= {0, 1} for g in p["per_group"]["exact_match"])
+        assert len(p["per_user"]) == p["users"]
+    # the image's 256 uses and the question's tokens; the orthogonal pair twice that, the superposed one once
+    one, orth, sup = (next(p for p in fig["points"] if (p["users"], p["mode"]) == key)
+                      for key in ((1, "orthogonal"), (2, "orthogonal"), (2, "superposed")))
+    assert one["channel_uses"] > 256 and sup["channel_uses"] < orth["channel_uses"]
+    assert (tmp_path / "multiaccess-vqa.png").stat().st_size > 0
+    rows = (tmp_path / "multiaccess-vqa.csv").read_text().splitlines()
+    assert sum(r.startswith("2,superposed,1,3,") and ",accuracy," in r for r in rows) == 1  # the weaker user
+
+
+def access_sweep_modes():
+    from unitocom.access_sweep import MODES
+    return MODES
+
 def test_the_channel_bounds_what_it_holds_for_superposition(services):
     """The channel keeps a superposed request's streams until all have arrived: a header announcing more symbols
     than its limit is refused before any is held."""
