@@ -12,6 +12,10 @@
 #   scripts/reproduce_results.sh packets  issue 16's packet-loss and token-budget sweeps into results/ (~1 h)
 #   scripts/reproduce_results.sh spoken   issue 17's spoken against typed VQA (300 questions, 20 dB Rayleigh) into
 #                                         results/spoken-vqa.json (about 10 min on 2 cores)
+#   scripts/reproduce_results.sh users    issue 17's users sharing the channel, through services of its own at 20 dB
+#                                         Rayleigh: reconstruction (200 groups) and VQA scored per user (500 groups)
+#                                         for K = 1, 2, 4, sequential, orthogonal and superposed, into
+#                                         results/multiaccess{,-vqa}.* (about 35 min on 2 cores)
 #   scripts/reproduce_results.sh ablation issue 12's MLLM ablation into results/: VQA-only MLLMs, one change
 #                                         each, against the previous (then shipped) MLLM and the shipped one, then
 #                                         VQA beside captioning or T2I (about 4 h of training on 2 cores)
@@ -222,6 +226,16 @@ if [ "$what" = spoken ]; then
   serve 50101 9201 runs/spokenrun
   .venv/bin/python scripts/spoken_vqa.py --target $T --data data/tiny --n 300 --snr-db 20 --channel rayleigh \
      --workers "${WORKERS:-4}" --out results/spoken-vqa.json
+  .venv/bin/python scripts/results_tables.py
+fi
+
+if [ "$what" = users ]; then
+  # Issue 17: K users in one access group, each scored on its own picture (PSNR at the device) and its own question
+  # (the base station's answer against the user's label), through services of its own on ports 50191..; one group
+  # in flight, so that the latencies are those of an otherwise idle system.
+  serve 50191 50291 runs/usersrun
+  $U access-sweep --snr-db 20 --groups "${GROUPS_RECONSTRUCT:-200}" --target $T --out results --quiet
+  $U access-sweep --task vqa --snr-db 20 --groups "${GROUPS_VQA:-500}" --target $T --out results --quiet
   .venv/bin/python scripts/results_tables.py
 fi
 

@@ -308,12 +308,15 @@ def encode(stream_id: int, payload: SourcePayload, link: LinkSettings, cfg: Conf
 
 @torch.no_grad()
 def remodulate(header: StreamHeader, tokens: torch.Tensor, snr_db: float) -> np.ndarray:
-    """T applied again at the base station to the tokens R received (image [S, d], text [L, d]), at the nominal
-    SNR the transmitter gave T (the request's): the stream's symbols as its device would have sent those tokens,
-    what successive interference cancellation subtracts (`link.multiaccess.sic`). With one token space (the
-    consistency term) R's output is the sent token, so this is the sent signal up to R's token error: the
-    residual the cancellation leaves. Streams under a token budget or of audio are not re-modulated here
-    (superposed access refuses them, `stages.multiuser`)."""
+    """The stream's symbols as its device would have sent what the base station received, at the nominal SNR the
+    transmitter gave T (the request's): what successive interference cancellation subtracts
+    (`link.multiaccess.sic`). Image [S, d]: T applied again to R's tokens. With one token space (the consistency
+    term) R's output is the sent token, so this is the sent signal up to R's token error, the residual the
+    cancellation leaves. Text [L, d]: its tokens are discrete, so the decisions are re-encoded, F then T on the ids
+    F_beta^-1 reads from R's tokens, exactly as the device encoded its ids: an exact cancellation where every id was
+    read right, as a digital stream's is where its CRC passed. (T on R's text tokens themselves left more power
+    than it removed: R's text estimates are made for the detokenizer, not in F's space.) Streams under a token
+    budget or of audio are not re-modulated here (superposed access refuses them, `stages.multiuser`)."""
     m = model(header.tokenizer)
     s = m.spec
     t = tokens.detach().float()
@@ -326,7 +329,9 @@ def remodulate(header: StreamHeader, tokens: torch.Tensor, snr_db: float) -> np.
         batch = _segments([0] * t.shape[0], s.tokens)
         padded = torch.zeros(batch["mask"].shape + (s.token_dim,))
         padded[batch["mask"]] = t
-        z = m.modulate(padded, snr.expand(padded.shape[0]), batch["mask"])
+        ids = m.detokenize(padded, batch["mask"]).argmax(-1)  # the decisions decode_batch read the text from
+        mu, _ = m.tokenize(torch.where(batch["mask"], ids, 0), batch["mask"])
+        z = m.modulate(mu, snr.expand(mu.shape[0]), batch["mask"])
         return z[batch["mask"].repeat_interleave(s.uses_per_token, 1)].numpy().astype(np.complex64)
     raise ValueError(f"re-modulation of {s.modality} tokens is not built (superposed access takes image and text)")
 
