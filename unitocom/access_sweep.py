@@ -165,7 +165,7 @@ def plot(path: Path, points: list[dict], snr_db: float, task: str = "reconstruct
     colours = {"sequential": "tab:gray", "orthogonal": "tab:blue", "superposed": "tab:red"}
     if task == "vqa":
         panels = [("accuracy", "VQA accuracy per user"), ("correct_per_1000_uses",
-                  "correct answers per 1000 channel uses (sum over users)"),
+                  "correct answers per 1000 uses (all users)"),
                   ("latency_s", "latency of serving the group (s)")]
     else:
         panels = [("psnr_db", "mean image PSNR per user (dB)"), ("delivered_tokens_per_use",
