@@ -268,8 +268,10 @@ OPTIONS: tuple[Option, ...] = (
            "must have a capture directory (`unitocom up --capture DIR`): without one the request is refused with "
            "FAILED_PRECONDITION", advanced=True),
     # Ground truth the services score against.
-    Option("answer", str, "", "ground-truth answer (vqa; scored by the services)", kind="label"),
-    Option("transcript", str, "", "ground-truth transcript (asr; scored by the services)", kind="label"),
+    Option("answer", str, "", "ground-truth answer (vqa; scored by the services; with users K, each user's)",
+           kind="label"),
+    Option("transcript", str, "", "ground-truth transcript (asr; scored by the services; with users K, each "
+           "user's)", kind="label"),
     # Sessions (issue 17): parts of one request sent by several devices, each with its own link settings.
     Option("session_id", str, None, "assemble this request with the parts other devices send under the same id "
            "(1..128 of letters, digits and . _ : -): the base station waits for the session's parts, runs the task "
