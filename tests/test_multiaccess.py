@@ -338,16 +338,21 @@ def test_a_user_with_no_payload_and_a_payload_of_no_user_are_refused(tx):
     assert e.value.details().startswith("payloads[0].user"), e.value.details()
 
 
-def test_learned_audio_cannot_be_superposed_yet(tx):
-    import soundfile as sf
-    buf = io.BytesIO()
-    sf.write(buf, 0.3 * np.sin(np.arange(8000) * 0.05).astype(np.float32), 16000, format="WAV")
-    wav = buf.getvalue()
-    req = client.build_users_request([{"audio": wav}, {"audio": wav}], scheme="unitocom", task="reconstruct",
-                                     access="superposed")
-    with pytest.raises(grpc.RpcError) as e:
-        tx.send(req)
-    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED and "payloads[0]" in e.value.details()
+def test_learned_speech_users_superposed_are_each_transcribed_against_their_own_transcript(tx, heldout_data):
+    """Two devices' speech in the same channel uses: SIC cancels the first decoded user's audio by running T again
+    on R's audio tokens (one token space: little is left), and each user's transcript is scored against its own."""
+    from unitocom.metrics.scores import wer
+    from unitocom.task_eval import speech_items
+    clips = speech_items(heldout_data, "test", 2)
+    users = [{"audio": path.read_bytes(), "transcript": text} for path, text in clips]
+    r = tx.send(client.build_users_request(users, task="asr", scheme="unitocom", snr_db=25.0, channel="rayleigh",
+                                           access="superposed", seed=5))
+    by_user = sorted(r.users, key=lambda u: u.user)
+    for u, (_, text) in zip(by_user, clips):
+        assert u.quality["wer"] == pytest.approx(wer([text], [u.output_text]))
+    first = next(u for u in by_user if u.sic_order == 0)
+    assert first.residual_db < -10.0  # R's audio tokens are the sent ones up to cos 0.99
+    assert r.channel_uses == max(u.channel_uses for u in by_user)
 
 
 # --- the sweep's arithmetic --------------------------------------------------------------------------------------

@@ -310,13 +310,13 @@ def encode(stream_id: int, payload: SourcePayload, link: LinkSettings, cfg: Conf
 def remodulate(header: StreamHeader, tokens: torch.Tensor, snr_db: float) -> np.ndarray:
     """The stream's symbols as its device would have sent what the base station received, at the nominal SNR the
     transmitter gave T (the request's): what successive interference cancellation subtracts
-    (`link.multiaccess.sic`). Image [S, d]: T applied again to R's tokens. With one token space (the consistency
-    term) R's output is the sent token, so this is the sent signal up to R's token error, the residual the
-    cancellation leaves. Text [L, d]: its tokens are discrete, so the decisions are re-encoded, F then T on the ids
+    (`link.multiaccess.sic`). Image [S, d] and audio [chunks, S, d]: T applied again to R's tokens. With one token
+    space (the consistency term) R's output is the sent token, so this is the sent signal up to R's token error,
+    the residual the cancellation leaves. Text [L, d]: its tokens are discrete, so the decisions are re-encoded, F then T on the ids
     F_beta^-1 reads from R's tokens, exactly as the device encoded its ids: an exact cancellation where every id was
     read right, as a digital stream's is where its CRC passed. (T on R's text tokens themselves left more power
     than it removed: R's text estimates are made for the detokenizer, not in F's space.) Streams under a token
-    budget or of audio are not re-modulated here (superposed access refuses them, `stages.multiuser`)."""
+    budget are not re-modulated here (superposed access refuses them, `stages.access`)."""
     m = model(header.tokenizer)
     s = m.spec
     t = tokens.detach().float()
@@ -325,7 +325,11 @@ def remodulate(header: StreamHeader, tokens: torch.Tensor, snr_db: float) -> np.
     snr = torch.full((1,), float(snr_db))
     if s.modality == "image":
         return m.modulate(t[None], snr).numpy().astype(np.complex64)[0]
+    if s.modality == "audio":  # each chunk at power P, as the device modulated them
+        t = t.reshape(-1, s.tokens, s.token_dim)
+        return m.modulate(t, snr.expand(t.shape[0])).numpy().astype(np.complex64).ravel()
     if s.modality == "text":
+        t = t.reshape(-1, s.token_dim)
         batch = _segments([0] * t.shape[0], s.tokens)
         padded = torch.zeros(batch["mask"].shape + (s.token_dim,))
         padded[batch["mask"]] = t
@@ -333,7 +337,7 @@ def remodulate(header: StreamHeader, tokens: torch.Tensor, snr_db: float) -> np.
         mu, _ = m.tokenize(torch.where(batch["mask"], ids, 0), batch["mask"])
         z = m.modulate(mu, snr.expand(mu.shape[0]), batch["mask"])
         return z[batch["mask"].repeat_interleave(s.uses_per_token, 1)].numpy().astype(np.complex64)
-    raise ValueError(f"re-modulation of {s.modality} tokens is not built (superposed access takes image and text)")
+    raise ValueError(f"re-modulation of {s.modality} tokens is not built")
 
 
 @torch.no_grad()
@@ -424,10 +428,19 @@ def mllm_tokens(m: TokenLink, tokens: torch.Tensor, lost: torch.Tensor) -> torch
 @torch.no_grad()
 def decode(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: float, erased: bool,
            cfg: Config, est_error_var: float = 0.0, clock: Clock = NOT_TIMED) -> ModalityOutput:
+    return decode_with_tokens(header, y, h_est, noise_var, erased, cfg, est_error_var, clock)[0]
+
+
+@torch.no_grad()
+def decode_with_tokens(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: float, erased: bool,
+                       cfg: Config, est_error_var: float = 0.0,
+                       clock: Clock = NOT_TIMED) -> tuple[ModalityOutput, torch.Tensor]:
+    """decode(), and the tokens R gave: image [S, d], audio [chunks, S, d], text [1, L, d] (what `remodulate`
+    takes)."""
     m = _checked(header, y)
     s = m.spec
     if s.modality == "image":  # the batched path, with one stream
-        return _decode_group(m, [StreamJob(header, y, h_est, noise_var, erased, est_error_var, clock)])[0][0]
+        return _decode_group(m, [StreamJob(header, y, h_est, noise_var, erased, est_error_var, clock)])[0]
     out = ModalityOutput(modality=header.modality, channel_uses=len(y), erased=erased, decoded=True)
     with clock.stage("equalise"):  # LMMSE, then R: equalised symbols and SINR -> received tokens
         z_hat, sinr = equalize(y, h_est, noise_var, erased, est_error_var)
@@ -455,7 +468,7 @@ def decode(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, noise_var: fl
     out.note = _note(header, m, len(y), erased)
     if s.resilient and bool(lost.any()):
         out.note += _mask_note(lost)
-    return out
+    return out, tokens
 
 
 def _checked(header: StreamHeader, y: np.ndarray) -> TokenLink:

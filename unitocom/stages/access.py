@@ -123,9 +123,3 @@ def validate(req: Request) -> None:
     missing = [u for u in range(k) if u not in have]
     if missing:
         raise AccessError("payloads", f"user {missing[0]} has no payload: each of the {k} users sends at least one")
-    if link.access == SUPERPOSED and link.scheme in (Scheme.UNITOCOM, Scheme.VAE):
-        for i, p in enumerate(req.payloads):
-            if p.content == "audio":
-                raise AccessError(f"payloads[{i}]", "superposed access with learned audio streams is not built "
-                                   "(SIC re-modulates image and text tokens); use orthogonal access or the "
-                                   "traditional scheme", code="unimplemented")

@@ -185,6 +185,10 @@ def _decode_stream(header: StreamHeader, y: np.ndarray, g: np.ndarray, noise_var
             raise r
         out, tokens = r
         return _Decoded(out, tokens, y, g, noise_var), learned.remodulate(header, tokens, link.snr_db)
+    if header.scheme in (Scheme.UNITOCOM, Scheme.VAE) and header.modality == Modality.AUDIO:
+        # one clip's chunks (their count is the clip's): not batched; the MLLM runs R again on y if it reads them
+        out, tokens = learned.decode_with_tokens(header, y, g, noise_var, False, cfg, clock=clock)
+        return _Decoded(out, None, y, g, noise_var), learned.remodulate(header, tokens, link.snr_db)
     out = schemes.for_scheme(header.scheme).decode(header, y, g, noise_var, False, cfg, clock=clock)
     return _Decoded(out, None, y, g, noise_var), None
 
