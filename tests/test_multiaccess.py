@@ -418,6 +418,39 @@ def test_the_vqa_sweep_runs_through_the_services(services, heldout_data, tmp_pat
     assert sum(r.startswith("2,superposed,1,3,") and ",accuracy," in r for r in rows) == 1  # the weaker user
 
 
+
+def test_the_asr_sweep_summary_is_a_corpus_wer_per_user():
+    from unitocom import access_sweep
+    groups = [{"wer": [0.0, 0.5], "edits": [0, 2], "words": [6, 4], "power": [0.8, 0.2], "sinr_db": [6.0, 12.0],
+               "residual_db": [-30.0, -10.0], "channel_uses": 800, "latency_s": 0.2},
+              {"wer": [0.25, 1.0], "edits": [1, 8], "words": [4, 8], "power": [0.8, 0.2], "sinr_db": [5.0, 11.0],
+               "residual_db": [-30.0, -10.0], "channel_uses": 800, "latency_s": 0.3}]
+    row = access_sweep.summarise_asr(2, "superposed", groups, seed=0)
+    assert [u["wer"] for u in row["per_user"]] == pytest.approx([1 / 10, 10 / 12])  # sums' ratio, not mean of WERs
+    assert row["wer"]["value"] == pytest.approx(11 / 22)
+    assert row["correct_words_per_1000_uses"]["value"] == pytest.approx(((6 + 2) + (3 + 0)) / 2 * 1000 / 800)
+    text = access_sweep.table({"header": {"task": "asr", "snr_db": 20.0}, "points": [row]}, "x.json")
+    assert "| 2 | superposed | 800 | 0.10 [" in text and "one utterance per user" in text
+
+
+def test_the_asr_sweep_runs_through_the_services(services, heldout_data, tmp_path):
+    """`unitocom access-sweep --task asr`: superposed speech users, each transcript scored against its own."""
+    import json
+
+    from unitocom import cli
+    cfg, _ = services
+    rc = cli.main(["access-sweep", "--task", "asr", "--users", "1,2", "--groups", "2", "--snr-db", "20",
+                   "--data", str(heldout_data), "--target", cfg.address("transmitter").grpc, "--out",
+                   str(tmp_path), "--quiet"])
+    assert rc == 0
+    fig = json.loads((tmp_path / "multiaccess-asr.json").read_text())
+    for p in fig["points"]:
+        assert all(len(g) == p["users"] and min(g) > 0 for g in p["per_group"]["words"])
+        assert 0 <= p["wer"]["value"] <= p["wer"]["ci_high"] + 1e-9
+    sup = next(p for p in fig["points"] if (p["users"], p["mode"]) == (2, "superposed"))
+    orth = next(p for p in fig["points"] if (p["users"], p["mode"]) == (2, "orthogonal"))
+    assert sup["channel_uses"] < orth["channel_uses"]
+
 def access_sweep_modes():
     from unitocom.access_sweep import MODES
     return MODES
