@@ -13,9 +13,10 @@
 #   scripts/reproduce_results.sh spoken   issue 17's spoken against typed VQA (300 questions, 20 dB Rayleigh) into
 #                                         results/spoken-vqa.json (about 10 min on 2 cores)
 #   scripts/reproduce_results.sh users    issue 17's users sharing the channel, through services of its own at 20 dB
-#                                         Rayleigh: reconstruction (200 groups) and VQA scored per user (500 groups)
-#                                         for K = 1, 2, 4, sequential, orthogonal and superposed, into
-#                                         results/multiaccess{,-vqa}.* (about 35 min on 2 cores)
+#                                         Rayleigh: reconstruction (200 groups), VQA (500 groups) and ASR off the
+#                                         fresh speech (150 groups) scored per user, for K = 1, 2, 4, sequential,
+#                                         orthogonal and superposed, into results/multiaccess{,-vqa,-asr}.* (about
+#                                         45 min on 2 cores)
 #   scripts/reproduce_results.sh ablation issue 12's MLLM ablation into results/: VQA-only MLLMs, one change
 #                                         each, against the previous (then shipped) MLLM and the shipped one, then
 #                                         VQA beside captioning or T2I (about 4 h of training on 2 cores)
@@ -233,9 +234,14 @@ if [ "$what" = users ]; then
   # Issue 17: K users in one access group, each scored on its own picture (PSNR at the device) and its own question
   # (the base station's answer against the user's label), through services of its own on ports 50191..; one group
   # in flight, so that the latencies are those of an otherwise idle system.
+  # speech of speakers and sentences no checkpoint heard (the fresh-asr section's draw): the test split's 150 clips
+  # would give K = 4 only 37 groups
+  seed77 data/tiny-seed77-speech --scenes 30 --speech 6000 --train-clips 10 --no-spoken-questions
   serve 50191 50291 runs/usersrun
   $U access-sweep --snr-db 20 --groups "${GROUPS_RECONSTRUCT:-200}" --target $T --out results --quiet
   $U access-sweep --task vqa --snr-db 20 --groups "${GROUPS_VQA:-500}" --target $T --out results --quiet
+  $U access-sweep --task asr --data data/tiny-seed77-speech --snr-db 20 --groups "${GROUPS_ASR:-150}" --target $T \
+     --out results --quiet
   .venv/bin/python scripts/results_tables.py
 fi
 
