@@ -35,6 +35,42 @@ def cos(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.nn.functional.cosine_similarity(a, b, dim=-1).mean())
 
 
+def measure_pair(clips: list[Path], pair: int, snr_db: float, cfg) -> dict:
+    """Two clips superposed (seeded by `pair`) -> the SIC order, SINRs and the second user's cosines."""
+    link = LinkSettings(scheme=Scheme.UNITOCOM, snr_db=snr_db, channel=Channel.RAYLEIGH)
+    spec, nv, powers = validate_link(link, cfg), noise_variance(snr_db), ma.default_powers(2)
+    encs = []
+    for k, path in enumerate(clips):
+        wave, rate = sf.read(path, dtype="float32")
+        encs.append(learned.encode(k, SourcePayload(Modality.AUDIO, wave, rate), link, cfg))
+    clean = [learned.decode_with_tokens(e.header, e.symbols, np.ones(len(e.symbols), np.complex64), 1e-6,
+                                        False, cfg)[1] for e in encs]
+    # the channel's way (stages.multiuser): each device's symbols at power P, sqrt(p_k) in its gain
+    gains = [FadingChannel(spec, snr_db, (pair, k)).gains(len(e.symbols))[0] * np.sqrt(powers[k])
+             for k, e in enumerate(encs)]
+    n = max(len(e.symbols) for e in encs)
+    rng = np.random.default_rng(pair)
+    noise = (rng.standard_normal((n, 2)) @ np.array([1.0, 1j])) * np.sqrt(nv / 2)
+    y = ma.superpose([e.symbols for e in encs], gains, noise)
+    got = {}
+
+    def decode(k, yk, gk, nvk):
+        _, got[k] = learned.decode_with_tokens(encs[k].header, yk, gk, nvk, False, cfg)
+        return learned.remodulate(encs[k].header, got[k], snr_db)
+    steps = ma.sic(y, gains, nv, decode)
+    first, second = sorted(range(2), key=lambda k: steps[k].order)
+    n2 = len(encs[second].symbols)
+    genie = y.copy()
+    genie[: len(encs[first].symbols)] -= gains[first] * encs[first].symbols
+    alone = gains[second] * encs[second].symbols + noise[:n2]
+    g2 = gains[second].astype(np.complex64)
+    t_genie = learned.decode_with_tokens(encs[second].header, genie[:n2].astype(np.complex64), g2, nv, False, cfg)[1]
+    t_alone = learned.decode_with_tokens(encs[second].header, alone.astype(np.complex64), g2, nv, False, cfg)[1]
+    return {"first": first, "second": second, "sinr_db": [steps[k].sinr_db for k in range(2)],
+            "cos_sic": cos(got[second], clean[second]), "cos_genie": cos(t_genie, clean[second]),
+            "cos_alone": cos(t_alone, clean[second]), "cos_first": cos(got[second], clean[first])}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="data/tiny-seed77-speech", help="a data set with test speech")
@@ -42,42 +78,13 @@ def main() -> None:
     ap.add_argument("--snr-db", type=float, default=20.0)
     args = ap.parse_args()
     cfg = config.load("tiny")
-    link = LinkSettings(scheme=Scheme.UNITOCOM, snr_db=args.snr_db, channel=Channel.RAYLEIGH)
-    spec, nv, powers = validate_link(link, cfg), noise_variance(args.snr_db), ma.default_powers(2)
     items = speech_items(Path(args.data), "test", 2 * args.pairs)
     print("pair  order (SINR dB)       second user's cos: learned SIC  genie  alone  | vs the first user's")
     for pair in range(args.pairs):
-        encs = []
-        for k in range(2):
-            wave, rate = sf.read(items[2 * pair + k][0], dtype="float32")
-            encs.append(learned.encode(k, SourcePayload(Modality.AUDIO, wave, rate), link, cfg))
-        clean = [learned.decode_with_tokens(e.header, e.symbols, np.ones(len(e.symbols), np.complex64), 1e-6,
-                                            False, cfg)[1] for e in encs]
-        # the channel's way (stages.multiuser): each device's symbols at power P scaled by sqrt(p_k) in the gain
-        gains = [FadingChannel(spec, args.snr_db, (pair, k)).gains(len(e.symbols))[0] * np.sqrt(powers[k])
-                 for k, e in enumerate(encs)]
-        n = max(len(e.symbols) for e in encs)
-        rng = np.random.default_rng(pair)
-        noise = (rng.standard_normal((n, 2)) @ np.array([1.0, 1j])) * np.sqrt(nv / 2)
-        y = ma.superpose([e.symbols for e in encs], gains, noise)
-        got = {}
-
-        def decode(k, yk, gk, nvk, encs=encs, got=got):
-            _, got[k] = learned.decode_with_tokens(encs[k].header, yk, gk, nvk, False, cfg)
-            return learned.remodulate(encs[k].header, got[k], args.snr_db)
-        steps = ma.sic(y, gains, nv, decode)
-        first, second = sorted(range(2), key=lambda k: steps[k].order)
-        n2 = len(encs[second].symbols)
-        genie = y.copy()
-        genie[: len(encs[first].symbols)] -= gains[first] * encs[first].symbols
-        alone = gains[second] * encs[second].symbols + noise[:n2]
-        g2 = gains[second].astype(np.complex64)
-        t_genie = learned.decode_with_tokens(encs[second].header, genie[:n2].astype(np.complex64), g2, nv, False,
-                                             cfg)[1]
-        t_alone = learned.decode_with_tokens(encs[second].header, alone.astype(np.complex64), g2, nv, False, cfg)[1]
-        print(f"{pair:4d}  user {first} ({steps[first].sinr_db:5.1f}), user {second} ({steps[second].sinr_db:5.1f})"
-              f"            {cos(got[second], clean[second]):.3f}  {cos(t_genie, clean[second]):.3f}  "
-              f"{cos(t_alone, clean[second]):.3f}  | {cos(got[second], clean[first]):.3f}")
+        r = measure_pair([path for path, _ in items[2 * pair: 2 * pair + 2]], pair, args.snr_db, cfg)
+        f, s2 = r["first"], r["second"]
+        print(f"{pair:4d}  user {f} ({r['sinr_db'][f]:5.1f}), user {s2} ({r['sinr_db'][s2]:5.1f})"
+              f"            {r['cos_sic']:.3f}  {r['cos_genie']:.3f}  {r['cos_alone']:.3f}  | {r['cos_first']:.3f}")
 
 
 if __name__ == "__main__":

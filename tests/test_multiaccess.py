@@ -355,6 +355,21 @@ def test_learned_speech_users_superposed_are_each_transcribed_against_their_own_
     assert r.channel_uses == max(u.channel_uses for u in by_user)
 
 
+def test_a_genie_cancellation_leaves_the_second_speech_user_as_if_alone(heldout_data):
+    """scripts/sic_residual.py's invariant: subtracting the first user's sent signal leaves the second user's
+    received signal exactly as if it were alone (same gains and noise), so its tokens are the same; learned SIC,
+    which subtracts T(R(y)) instead, reads no better than that."""
+    from tests.conftest import load_script
+    from unitocom import config
+    from unitocom.task_eval import speech_items
+    sic_residual = load_script("scripts/sic_residual.py")
+    clips = [path for path, _ in speech_items(heldout_data, "test", 2)]
+    r = sic_residual.measure_pair(clips, 0, 20.0, config.load("tiny"))
+    assert r["cos_genie"] == pytest.approx(r["cos_alone"], abs=1e-4)
+    assert r["cos_sic"] <= r["cos_genie"] + 1e-3
+    assert {r["first"], r["second"]} == {0, 1}
+
+
 # --- the sweep's arithmetic --------------------------------------------------------------------------------------
 
 def test_the_sweep_summary_counts_delivered_tokens_per_channel_use_and_renders_its_table():
