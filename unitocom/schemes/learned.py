@@ -312,11 +312,12 @@ def remodulate(header: StreamHeader, tokens: torch.Tensor, snr_db: float) -> np.
     transmitter gave T (the request's): what successive interference cancellation subtracts
     (`link.multiaccess.sic`). Image [S, d] and audio [chunks, S, d]: T applied again to R's tokens. With one token
     space (the consistency term) R's output is the sent token, so this is the sent signal up to R's token error,
-    the residual the cancellation leaves. Text [L, d]: its tokens are discrete, so the decisions are re-encoded, F then T on the ids
-    F_beta^-1 reads from R's tokens, exactly as the device encoded its ids: an exact cancellation where every id was
-    read right, as a digital stream's is where its CRC passed. (T on R's text tokens themselves left more power
-    than it removed: R's text estimates are made for the detokenizer, not in F's space.) Streams under a token
-    budget are not re-modulated here (superposed access refuses them, `stages.access`)."""
+    the residual the cancellation leaves. Text [L, d]: its tokens are discrete, so the decisions are re-encoded,
+    F then T on the ids F_beta^-1 reads from R's tokens, exactly as the device encoded its ids: an exact
+    cancellation where every id was read right, as a digital stream's is where its CRC passed. (T on R's text
+    tokens themselves left more power than it removed: R's text estimates are made for the detokenizer, not in F's
+    space.) Streams under a token budget are not re-modulated here (superposed access refuses them,
+    `stages.access`)."""
     m = model(header.tokenizer)
     s = m.spec
     t = tokens.detach().float()
