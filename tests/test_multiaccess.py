@@ -407,17 +407,21 @@ def test_the_vqa_sweep_summary_scores_each_user_and_renders_its_table():
     assert "| 2 | superposed | 400 | 1.00 [" in text and "(p=0.80) / 0.50 [" in text
 
 
-def test_the_vqa_sweep_runs_through_the_services(services, heldout_data, tmp_path):
-    """`unitocom access-sweep --task vqa`: every user of every group comes back scored against its own answer."""
+def _sweep(services, data, out, task: str, groups: int) -> dict:
+    """`unitocom access-sweep --task TASK --users 1,2` at 20 dB through the test services -> its results file."""
     import json
 
     from unitocom import cli
     cfg, _ = services
-    rc = cli.main(["access-sweep", "--task", "vqa", "--users", "1,2", "--groups", "3", "--snr-db", "20",
-                   "--data", str(heldout_data), "--target", cfg.address("transmitter").grpc, "--out",
-                   str(tmp_path), "--quiet"])
+    rc = cli.main(["access-sweep", "--task", task, "--users", "1,2", "--groups", str(groups), "--snr-db", "20",
+                   "--data", str(data), "--target", cfg.address("transmitter").grpc, "--out", str(out), "--quiet"])
     assert rc == 0
-    fig = json.loads((tmp_path / "multiaccess-vqa.json").read_text())
+    return json.loads((out / f"multiaccess-{task}.json").read_text())
+
+
+def test_the_vqa_sweep_runs_through_the_services(services, heldout_data, tmp_path):
+    """`unitocom access-sweep --task vqa`: every user of every group comes back scored against its own answer."""
+    fig = _sweep(services, heldout_data, tmp_path, "vqa", 3)
     assert fig["header"]["task"] == "vqa" and 0 < fig["header"]["chance"] < 1
     assert [(p["users"], p["mode"]) for p in fig["points"]] == [(k, m) for k in (1, 2) for m in access_sweep_modes()]
     for p in fig["points"]:
@@ -450,15 +454,7 @@ def test_the_asr_sweep_summary_is_a_corpus_wer_per_user():
 
 def test_the_asr_sweep_runs_through_the_services(services, heldout_data, tmp_path):
     """`unitocom access-sweep --task asr`: superposed speech users, each transcript scored against its own."""
-    import json
-
-    from unitocom import cli
-    cfg, _ = services
-    rc = cli.main(["access-sweep", "--task", "asr", "--users", "1,2", "--groups", "2", "--snr-db", "20",
-                   "--data", str(heldout_data), "--target", cfg.address("transmitter").grpc, "--out",
-                   str(tmp_path), "--quiet"])
-    assert rc == 0
-    fig = json.loads((tmp_path / "multiaccess-asr.json").read_text())
+    fig = _sweep(services, heldout_data, tmp_path, "asr", 2)
     for p in fig["points"]:
         assert all(len(g) == p["users"] and min(g) > 0 for g in p["per_group"]["words"])
         assert 0 <= p["wer"]["value"] <= p["wer"]["ci_high"] + 1e-9

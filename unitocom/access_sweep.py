@@ -129,6 +129,15 @@ def _with_words(group: dict, users: list[dict], transcripts: list[str], task: st
     return group
 
 
+def _user_row(groups: list[dict], u: int, score: str, value: float, interval: tuple[float, float]) -> dict:
+    """User u's entry of a point: its power, its score with its interval, and the link's view of it (mean SINR its
+    decoder was given, mean SIC residual) over the groups that report them."""
+    sinr = [g["sinr_db"][u] for g in groups if g["sinr_db"][u] is not None]
+    res = [g["residual_db"][u] for g in groups if g["residual_db"][u] is not None]
+    return {"user": u, "power": groups[0]["power"][u], score: value, "ci_low": interval[0], "ci_high": interval[1],
+            "sinr_db": float(np.mean(sinr)) if sinr else None, "residual_db": float(np.mean(res)) if res else None}
+
+
 def summarise_asr(k: int, mode: str, groups: list[dict], seed: int) -> dict:
     """An ASR point: each user's corpus WER over its utterances, all users' WER, correct words (reference words less
     edits, at least 0) per 1000 channel uses and the latency, with 95 % bootstrap intervals over groups."""
@@ -142,17 +151,10 @@ def summarise_asr(k: int, mode: str, groups: list[dict], seed: int) -> dict:
     lo, hi = ci.wer_interval(edits.sum(1), words.sum(1), 1000, seed)
     row["wer"] = {"value": float(edits.sum() / words.sum()), "ci_low": lo, "ci_high": hi}
     for name, values in (("correct_words_per_1000_uses", goodput), ("latency_s", lat)):
-        lo, hi = ci.bootstrap(lambda a: float(np.mean(a)), [values], 1000, seed)
+        lo, hi = ci.mean_interval(values, 1000, seed)
         row[name] = {"value": float(np.mean(values)), "ci_low": lo, "ci_high": hi}
-    row["per_user"] = []
-    for u in range(k):
-        lo, hi = ci.wer_interval(edits[:, u], words[:, u], 1000, seed)
-        sinr = [g["sinr_db"][u] for g in groups if g["sinr_db"][u] is not None]
-        res = [g["residual_db"][u] for g in groups if g["residual_db"][u] is not None]
-        row["per_user"].append({"user": u, "power": groups[0]["power"][u],
-                                "wer": float(edits[:, u].sum() / words[:, u].sum()), "ci_low": lo, "ci_high": hi,
-                                "sinr_db": float(np.mean(sinr)) if sinr else None,
-                                "residual_db": float(np.mean(res)) if res else None})
+    row["per_user"] = [_user_row(groups, u, "wer", float(edits[:, u].sum() / words[:, u].sum()),
+                                 ci.wer_interval(edits[:, u], words[:, u], 1000, seed)) for u in range(k)]
     row["per_group"] = {"edits": [[int(v) for v in g["edits"]] for g in groups],
                         "words": [[int(v) for v in g["words"]] for g in groups],
                         "latency_s": [round(g["latency_s"], 4) for g in groups]}
@@ -173,15 +175,8 @@ def summarise(k: int, mode: str, groups: list[dict], psnr_target: float, seed: i
                              ("latency_s", lat, lambda a: float(np.mean(a)))):
         lo, hi = ci.bootstrap(fn, [values], 1000, seed)
         row[name] = {"value": fn(values), "ci_low": lo, "ci_high": hi}
-    row["per_user"] = []
-    for u in range(k):
-        lo, hi = ci.mean_interval(psnr[:, u], 1000, seed)
-        sinr = [g["sinr_db"][u] for g in groups if g["sinr_db"][u] is not None]
-        res = [g["residual_db"][u] for g in groups if g["residual_db"][u] is not None]
-        row["per_user"].append({"user": u, "power": groups[0]["power"][u], "psnr_db": float(psnr[:, u].mean()),
-                                "ci_low": lo, "ci_high": hi,
-                                "sinr_db": float(np.mean(sinr)) if sinr else None,
-                                "residual_db": float(np.mean(res)) if res else None})
+    row["per_user"] = [_user_row(groups, u, "psnr_db", float(psnr[:, u].mean()),
+                                 ci.mean_interval(psnr[:, u], 1000, seed)) for u in range(k)]
     row["per_group"] = {"psnr_db": [[round(v, 3) for v in g["psnr_db"]] for g in groups],
                         "latency_s": [round(g["latency_s"], 4) for g in groups]}
     return row
@@ -197,17 +192,10 @@ def summarise_vqa(k: int, mode: str, groups: list[dict], seed: int) -> dict:
     goodput = correct.sum(1) * 1000.0 / uses  # per group
     row = {"users": k, "mode": mode, "n_groups": len(groups), "channel_uses": float(uses.mean())}
     for name, values in (("accuracy", correct), ("correct_per_1000_uses", goodput), ("latency_s", lat)):
-        lo, hi = ci.bootstrap(lambda a: float(np.mean(a)), [values], 1000, seed)
+        lo, hi = ci.mean_interval(values, 1000, seed)
         row[name] = {"value": float(np.mean(values)), "ci_low": lo, "ci_high": hi}
-    row["per_user"] = []
-    for u in range(k):
-        lo, hi = ci.wilson(int(correct[:, u].sum()), len(groups))  # 0/1 each
-        sinr = [g["sinr_db"][u] for g in groups if g["sinr_db"][u] is not None]
-        res = [g["residual_db"][u] for g in groups if g["residual_db"][u] is not None]
-        row["per_user"].append({"user": u, "power": groups[0]["power"][u], "accuracy": float(correct[:, u].mean()),
-                                "ci_low": lo, "ci_high": hi,
-                                "sinr_db": float(np.mean(sinr)) if sinr else None,
-                                "residual_db": float(np.mean(res)) if res else None})
+    row["per_user"] = [_user_row(groups, u, "accuracy", float(correct[:, u].mean()),
+                                 ci.wilson(int(correct[:, u].sum()), len(groups))) for u in range(k)]  # 0/1 each
     row["per_group"] = {"exact_match": [[int(v) for v in g["exact_match"]] for g in groups],
                         "latency_s": [round(g["latency_s"], 4) for g in groups]}
     return row
