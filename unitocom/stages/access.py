@@ -88,6 +88,13 @@ def validate_link(link: LinkSettings) -> None:
                            code="unimplemented")
 
 
+def users_mean(qualities: list[dict[str, float]], skip: tuple[str, ...] = ()) -> dict[str, float]:
+    """A request's score from its users' (each user's quality dict): the mean of each score over the users that
+    have it; `skip` names counts that are not scores."""
+    keys = sorted({key for q in qualities for key in q if key not in skip})
+    return {key: float(np.mean([q[key] for q in qualities if key in q])) for key in keys}
+
+
 def labelled(label: Label) -> bool:
     return bool(label.answer or label.transcript or label.caption)
 

@@ -32,7 +32,8 @@ from unitocom.messages import (Csi, Label, LinkSettings, Modality, ModalityOutpu
                                StreamHeader, SymbolFrame, UserResult)
 from unitocom.options import Channel, Scheme, Task
 # `active` and `superposed` are also what the hops ask (`multiuser.superposed(link)`)
-from unitocom.stages.access import ORTHOGONAL, SUPERPOSED, active, powers, superposed, user_count  # noqa: F401
+from unitocom.stages.access import (ORTHOGONAL, SUPERPOSED, active, powers, superposed,  # noqa: F401
+                                    user_count, users_mean)
 from unitocom.stages.request import RequestError, validate_link
 from unitocom.timing import Clock
 
@@ -272,9 +273,7 @@ def finish(core) -> Result:
         result.outputs.extend(outputs)
     result.users = [users[k] for k in range(k_users)]
     if header.task != Task.RECONSTRUCT:  # the request's score: the users' mean of each (reconstruct: the device's)
-        keys = sorted({key for u in result.users for key in u.quality if key not in ("raw_bits", "raw_bit_errors")})
-        result.quality.update({key: float(np.mean([u.quality[key] for u in result.users if key in u.quality]))
-                               for key in keys})
+        result.quality.update(users_mean([u.quality for u in result.users], skip=("raw_bits", "raw_bit_errors")))
     result.output_text = result.users[0].output_text if result.users else ""
     result.channel_uses = ma.frame_uses(lengths, link.access or ORTHOGONAL)
     clock.report(result.timings)

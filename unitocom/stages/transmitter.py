@@ -113,8 +113,8 @@ def finish(outputs: list[ModalityOutput], prep: Prepared) -> dict[str, float]:
             sub = dataclasses.replace(prep, payloads=[prep.payloads[i] for i in mine],
                                       streams=[prep.streams[i] for i in mine], users=[])
             prep.user_quality[k] = score([o for o in outputs if o.user == k], sub)
-        keys = {key for q in prep.user_quality.values() for key in q}
-        return {key: float(np.mean([q[key] for q in prep.user_quality.values() if key in q])) for key in keys}
+        from unitocom.stages.access import users_mean
+        return users_mean(list(prep.user_quality.values()))
 
 
 def score(result_outputs: list[ModalityOutput], prep: Prepared) -> dict[str, float]:
