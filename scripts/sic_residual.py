@@ -23,16 +23,18 @@ from unitocom.config import noise_variance
 from unitocom.link import multiaccess as ma
 from unitocom.link.channel import FadingChannel
 from unitocom.messages import LinkSettings, Modality
+from unitocom.models.token_link import token_cosine
 from unitocom.options import Channel, Scheme
 from unitocom.schemes import learned
 from unitocom.stages.request import SourcePayload, validate_link
 from unitocom.task_eval import speech_items
 
 
-def cos(a: torch.Tensor, b: torch.Tensor) -> float:
-    n = min(len(a), len(b))  # chunks: the shorter clip's
-    a, b = a[:n].reshape(-1, a.shape[-1]).float(), b[:n].reshape(-1, b.shape[-1]).float()
-    return float(torch.nn.functional.cosine_similarity(a, b, dim=-1).mean())
+def cos(t_hat: torch.Tensor, t: torch.Tensor) -> float:
+    """cos(t_hat, t) as the README's tables measure it (`token_link.token_cosine`: the clip's tokens flattened),
+    over the shorter clip's chunks."""
+    n = min(len(t_hat), len(t))
+    return float(token_cosine(t[None, :n].float(), t_hat[None, :n].float())[0])
 
 
 def measure_pair(clips: list[Path], pair: int, snr_db: float, cfg) -> dict:
