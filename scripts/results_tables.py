@@ -423,6 +423,9 @@ TARGET_SETS = (("test split", {"fig2": "fig2", "vqa-families": "vqa-families", "
                ("fresh set (seed 77)", {"fig2": "fig2-seed77", "vqa-families": "vqa-families-seed77",
                                         "asr": "asr-seed77", "reconstruct": "reconstruct-seed77",
                                         "reconstruct-0db": "reconstruct-0db-seed77"}))
+# `reproduce_results.sh text-links`: the same VQA points with the installed text links and with train all's retrained
+# ones staged in checkpoints/next; one table of both, split by whether the question was read exactly
+TEXT_LINK_FILES = ("text-links-installed", "text-links-next")
 FAMILIES_FILES = ("vqa-families", "vqa-families-seed77")  # `reproduce_results.sh families`: per-family tables
 
 
@@ -560,6 +563,31 @@ def families_block(fig: dict, source: str, scheme: str = "unitocom") -> str | No
     return "\n".join(out) + "\n"
 
 
+def text_links_block(figures: dict[str, dict]) -> str | None:
+    """VQA with each set of text links (TEXT_LINK_FILES): per scheme and SNR, the share of questions the base station
+    read exactly, and the accuracy overall, on those read and on those misread (Wilson 95 %)."""
+    have = [(name, figures[name]) for name in TEXT_LINK_FILES if name in figures]
+    if not have:
+        return None
+    lines = [("| scheme | SNR (dB) | text links | n | questions read exactly | VQA accuracy | on those read | "
+              "on those misread |"), "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = []
+    for name, fig in have:
+        links = name.removeprefix("text-links-")
+        for p in fig["points"]:
+            q = p.get("question_read")
+            if p.get("task") != "vqa" or not q:
+                continue
+            rows.append(((p["scheme"], p["snr_db"], TEXT_LINK_FILES.index(name)), p, q, links))
+    for _, p, q, links in sorted(rows, key=lambda r: r[0]):
+        split = [cell(q[k], "accuracy", "ci_") for k in ("read", "misread")]
+        lines.append(f"| {p['scheme']} | {p['snr_db']:g} | {links} | {p['n']} | {q['share']:.3f} | "
+                     f"{cell(p, 'value', 'ci_')} | {split[0]} | {split[1]} |")
+    channels = sorted({p["channel"] for _, p, _, _ in rows})
+    sources = ", ".join(f"`results/{name}.json`" for name, _ in have)
+    return "\n".join(lines) + f"\n\n{', '.join(channels)}; from {sources} (each file's command is in it).\n"
+
+
 def _write(readme: str, name: str, text: str, notes: list[str], what: str) -> str:
     start, end = markers(name)
     m = re.search(re.escape(start) + r"\n?(.*?)" + re.escape(end), readme, flags=re.S)
@@ -622,6 +650,8 @@ def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
             else:
                 readme = _write(readme, fig_name, text, notes, f"table of results/{fig_name}.json")
             continue
+        if fig_name in TEXT_LINK_FILES:  # one table of both (text_links_block, below)
+            continue
         if fig_name in FAMILIES_FILES:  # a fig2 file of VQA alone at large n: its families, not its curve
             text = families_block(fig, f"results/{fig_name}.json")
             if text is not None:
@@ -634,6 +664,9 @@ def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
             text = block(task, fig, f"results/{fig_name}.json")
             if text is not None:
                 readme = _write(readme, f"{fig_name}:{task}", text, notes, f"{task} table of results/{fig_name}.json")
+    text = text_links_block(figures)
+    if text is not None:
+        readme = _write(readme, "text-links", text, notes, "table of the text links' VQA")
     text = targets_block(figures)
     if text is not None:
         readme = _write(readme, "targets", text, notes, "table of issue 12's targets")

@@ -502,6 +502,12 @@ def test_fig2_end_to_end_through_the_services(services, tmp_path):
             assert p["channel"] == "noiseless" and p["snr_db"] is None
         else:
             assert p["channel"] == "rayleigh"
+        if p["scheme"] == "unitocom":  # the typed question came back as text: the split by whether it was read
+            q = p["question_read"]
+            assert q["n"] == 6 and q["read"]["n"] + q["misread"]["n"] == 6
+            assert q["share"] == q["read"]["n"] / 6
+    assert next(p for p in fig["points"] if p["scheme"] == "unitocom" and p["snr_db"] == 20.0)["question_read"][
+        "share"] >= 5 / 6  # at 20 dB nearly every question arrives exactly (0.997 of 300 in process)
     rows = list(csv.DictReader((out / "fig2.csv").open()))
     assert len(rows) == len(fig["points"]) + len(fig["skipped"])
     assert (out / "fig2.png").read_bytes()[:4] == b"\x89PNG"
@@ -643,3 +649,25 @@ def test_vqa_by_family_gives_each_family_its_wilson_interval():
     assert (first["n"], first["accuracy"], first["chance"]) == (10, 0.7, 0.5)
     assert (first["ci_low"], first["ci_high"]) == tuple(round(x, 3) for x in wilson(7, 10))
     assert second["accuracy"] == 1.0 and second["ci_high"] == 1.0 and second["ci_low"] < 1.0
+
+
+def test_vqa_accuracy_split_by_whether_the_question_was_read():
+    from types import SimpleNamespace
+
+    from unitocom.messages import Modality
+    from unitocom.results import wilson
+    from unitocom.task_eval import by_question_read, question_read
+    from unitocom.v1 import unitocom_pb2 as pb
+    sent = "What shape is the large cyan thing?"
+
+    def out(modality, text):
+        return SimpleNamespace(outputs=[SimpleNamespace(modality=modality, text=text)])
+    assert question_read(out(pb.TEXT, sent + " "), sent) is True  # a service's Result (enums as numbers)
+    assert question_read(out(Modality.TEXT, "What there there the green???"), sent) is False  # the pipeline's
+    assert question_read(out(pb.IMAGE, ""), sent) is None  # no question text came back (spoken, SemCom)
+    split = by_question_read([1, 1, 0, 1, 0, 0, 1], [True, True, True, False, False, None, None])
+    assert split["n"] == 5 and split["share"] == 0.6
+    assert split["read"]["n"] == 3 and split["read"]["accuracy"] == 2 / 3
+    assert (split["read"]["ci_low"], split["read"]["ci_high"]) == wilson(2, 3)
+    assert split["misread"]["n"] == 2 and split["misread"]["accuracy"] == 0.5
+    assert by_question_read([1, 0], [None, None]) is None

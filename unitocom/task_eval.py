@@ -86,6 +86,31 @@ def vqa_by_family(items: list[dict], correct: list[float], guess: list[str]) -> 
     return out
 
 
+def question_read(result, question: str) -> bool | None:
+    """Whether the base station read the typed question exactly as it was sent (its text output, whitespace at the
+    ends aside); None where no question text came back (a spoken question, SemCom's answer from features)."""
+    from unitocom.messages import Modality
+    from unitocom.v1 import unitocom_pb2 as pb
+    texts = [o.text for o in result.outputs if o.modality in (Modality.TEXT, pb.TEXT) and o.text]
+    return texts[0].strip() == question.strip() if texts else None
+
+
+def by_question_read(correct: list[float], read: list[bool | None]) -> dict | None:
+    """VQA accuracy split by whether the question arrived exactly (`question_read`): the share read exactly, and
+    the accuracy (Wilson 95 %) on the questions read exactly and on those misread. It separates what the question's
+    link costs from what the image's and the MLLM's do. None when no question came back as text."""
+    from unitocom.results import wilson
+    pairs = [(c, r) for c, r in zip(correct, read) if r is not None]
+    if not pairs:
+        return None
+    out: dict = {"n": len(pairs), "share": sum(r for _, r in pairs) / len(pairs)}
+    for name, want in (("read", True), ("misread", False)):
+        cs = [c for c, r in pairs if r is want]
+        lo, hi = wilson(round(sum(cs)), len(cs)) if cs else (None, None)
+        out[name] = {"n": len(cs), "accuracy": float(np.mean(cs)) if cs else None, "ci_low": lo, "ci_high": hi}
+    return out
+
+
 def speech_items(data_dir: Path, split: str, n: int) -> list[tuple[Path, str]]:
     root = librispeech_root(data_dir, SPEECH_SUBSETS[split])
     out = []
@@ -254,12 +279,17 @@ def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_d
                     ask = {"audio": (Path(spoken) / q["file"]).read_bytes()}
                 else:
                     ask = {"question": q["question"]}
-                return send(i, image=png, answer=q["answer"], **ask).quality["exact_match"]
-            correct = gather(one, len(items), workers, desc, progress)
+                r = send(i, image=png, answer=q["answer"], **ask)
+                return r.quality["exact_match"], question_read(r, q["question"])
+            got = gather(one, len(items), workers, desc, progress)
+            correct = [c for c, _ in got]
             lo, hi = ci.wilson(int(round(sum(correct))), len(items))
             row.update(n=len(items), value=float(np.mean(correct)), ci_low=lo, ci_high=hi,
                        chance=float(np.mean([g == q["answer"] for g, q in zip(guess, items)])),
                        by_family=vqa_by_family(items, correct, guess))
+            split = by_question_read(correct, [read for _, read in got])
+            if split:
+                row["question_read"] = split
         elif task == "asr":
             from unitocom.metrics.scores import wer
             items = speech_items(data_dir, split, n)
