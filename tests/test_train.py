@@ -154,6 +154,17 @@ def test_warm_started_run_records_its_init(tmp_path, data_dir):
     assert entry["train"]["init"] == str(src) and entry["tokens"] == 4
 
 
+def test_an_init_name_is_looked_up_beside_out_and_a_missing_one_says_where(tmp_path, data_dir):
+    from unitocom.errors import UserError
+    train(_opts(tmp_path / "a", data_dir, "text", "sigma-genib", 2), log=lambda s: None)  # a/ck/text.safetensors
+    opts = _opts(tmp_path / "a", data_dir, "text", "sigma-genib", 2, init="text", warmup=1)
+    opts.out, opts.run_dir = str(tmp_path / "a" / "ck" / "again.safetensors"), str(tmp_path / "a" / "run2")
+    assert "--init text" in train(opts, log=lambda s: None)["command"]  # its sibling in ck/
+    opts.out, opts.run_dir = str(tmp_path / "elsewhere" / "again.safetensors"), str(tmp_path / "run3")
+    with pytest.raises(UserError, match=r"--init text: .*elsewhere.* does not exist .*beside --out"):
+        train(opts, log=lambda s: None)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("modality", ["image", "text"])
 def test_training_on_cuda_writes_the_same_checkpoint_format_and_resumes(tmp_path, data_dir, modality):

@@ -74,7 +74,8 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                    help="image tokenizer: convolutional stages around a token grid, or a ViT with latent queries "
                         "(default: the preset's)")
     t.add_argument("--init", default=None, metavar="CHECKPOINT",
-                   help="warm start from a checkpoint (name in checkpoints/ or a .safetensors path); token "
+                   help="warm start from a checkpoint: a name, looked up beside --out (checkpoints/ by default), or a "
+                        ".safetensors path; token "
                         "queries and positions are resampled when --tokens differs")
     t.add_argument("--data", default=None, help="data directory (default data/<preset>)")
     t.add_argument("--run-dir", default=None, help="state and logs (default runs/<name>)")

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from unitocom import config
+from unitocom.errors import UserError
 from unitocom.models import token_link
 from unitocom.models.channel_torch import TorchChannelSpec
 from unitocom.models.token_link import LinkSpec, TokenLink
@@ -281,6 +282,9 @@ def train(opts: TrainOptions, log=print) -> dict:
     step = 0
     if opts.init and not (opts.resume and state_path.exists()):
         src = Path(opts.init) if opts.init.endswith(".safetensors") else out.parent / f"{opts.init}.safetensors"
+        if not src.exists():  # a name is the sibling of --out (train all's folder), not checkpoints/'s
+            raise UserError(f"--init {opts.init}: {src} does not exist (a name is looked up beside --out, in "
+                            f"{out.parent}; give a .safetensors path for a checkpoint elsewhere)")
         log(f"warm start from {src}: " + warm_start(model, token_link.load(src).to(device)))
     if opts.resume and state_path.exists():
         step = load_state(state_path, model, opt, gen, None if d.on else model_gen)
