@@ -96,12 +96,12 @@
 #                                         fine-tunes redone on top, and T2I of the two parts against the first on
 #                                         the fresh set (results/ablation-continue-seed77-t2i.*; about 2.5 h, one
 #                                         core per lane)
-#   scripts/reproduce_results.sh text-links issue 12's VQA at 0 dB: `train all`'s text links (3000 steps over AWGN
-#                                         and Rayleigh) staged in checkpoints/next, against the installed ones
-#                                         (600 steps over AWGN) on the same 1000 test questions, seeds and image
-#                                         noise, VQA split by whether the question arrived exactly, into
-#                                         results/text-links-{installed,next}.* (about 50 min of training, one
-#                                         core each, and 30 of scoring on 2 cores)
+#   scripts/reproduce_results.sh text-links issue 12's VQA at 0 dB: `train all`'s text links (the installed ones,
+#                                         600 steps over AWGN, then 1500 over AWGN and Rayleigh) staged in
+#                                         checkpoints/next, against the installed ones on the same 1000 test
+#                                         questions, seeds and image noise, VQA split by whether the question
+#                                         arrived exactly, into results/text-links-{installed,next}.* (about 25
+#                                         min of training, one core each, and 20 of scoring on 2 cores)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -449,9 +449,15 @@ fi
 
 if [ "$what" = text-links ]; then
   # A typed question crosses one Rayleigh h; at 0 dB the installed links (AWGN only, 600 steps) read under half of
-  # the test questions exactly. train all's recipe now trains them over the mixed channel, five times as long:
-  # staged beside links to every other installed checkpoint, so that UNITOCOM_CHECKPOINTS=checkpoints/next
-  # serves the installed set with only the text links changed.
+  # the test questions exactly. train all's text links now train in two parts: those 600 steps over AWGN, then
+  # 1500 over the mixed channel. The installed links are the first parts (their manifest commands): the second
+  # parts start from them as commit 9d2b46e holds them, and are staged beside links to every other installed
+  # checkpoint, so that UNITOCOM_CHECKPOINTS=checkpoints/next serves the installed set with only the text links
+  # changed.
+  for obj in sigma-genib:5bea8f5ee8765ceb vae:7e4410e0aa9a2067; do
+    from_git 9d2b46e "text-${obj%%:*}" "${obj##*:}" \
+      "checkpoints/next/runs/text-${obj%%:*}-awgn/text-${obj%%:*}-awgn.safetensors"
+  done
   $U train all --out checkpoints/next --only text-sigma-genib text-vae
   for f in checkpoints/*.safetensors checkpoints/text-bpe.json; do
     [ -e "checkpoints/next/${f##*/}" ] || ln -s "../${f##*/}" "checkpoints/next/${f##*/}"

@@ -41,18 +41,25 @@ def test_smoke_run_trains_a_chain_into_one_folder_and_installs(tmp_path):
     data = tmp_path / "data"
     make_dataset(data, "tiny", seed=5, scenes=24, clips=6, speech=True, workers=1, progress=False, log=lambda s: None)
     out = tmp_path / "out"
-    chain = ["image-sigma-genib-s32", "image-sigma-genib-s16", "audio-sigma-genib-s32", "mllm-sigma-genib",
-             "image-sigma-genib-s32-resilient", "mllm-sigma-genib-resilient", "mllm-sigma-genib-spoken"]
+    chain = ["text-sigma-genib", "image-sigma-genib-s32", "image-sigma-genib-s16", "audio-sigma-genib-s32",
+             "mllm-sigma-genib", "image-sigma-genib-s32-resilient", "mllm-sigma-genib-resilient",
+             "mllm-sigma-genib-spoken"]
     lines: list[str] = []
     done = retrain.run_all(out, "smoke", str(data), only=chain, log=lines.append)
-    assert done == chain[:3] + ["mllm-sigma-genib-base"] + chain[3:]  # the base MLLM's first part came along
+    # the first parts came along: the text link's (over AWGN) and the base MLLM's
+    assert done == ["text-sigma-genib-awgn"] + chain[:4] + ["mllm-sigma-genib-base"] + chain[4:]
     first = out / "runs" / "mllm-sigma-genib-base" / "mllm.safetensors"
     assert first.exists() and not (out / "mllm-sigma-genib-base.safetensors").exists()  # a stage, not a checkpoint
+    text_first = out / "runs" / "text-sigma-genib-awgn" / "text-sigma-genib-awgn.safetensors"
+    assert text_first.exists() and not (out / "text-sigma-genib-awgn.safetensors").exists()
     for name in chain:
         assert (out / f"{name}.safetensors").exists(), name
         assert (out / "logs" / f"{name}.log").exists()
     tok = json.loads((out / "manifest.json").read_text())["checkpoints"]
     assert tok["image-sigma-genib-s16"]["train"]["init"] == "image-sigma-genib-s32"
+    # the text link's second part, over the mixed channel, started from its first, which installs nothing
+    assert tok["text-sigma-genib"]["train"]["init"] == str(text_first) and "text-sigma-genib-awgn" not in tok
+    assert "--channel mixed" in tok["text-sigma-genib"]["command"]
     assert "--device" not in tok["image-sigma-genib-s32"]["command"]
     tasks = json.loads((out / "manifest-tasks.json").read_text())
     # the MLLM read the tokenizers trained in this folder, not the committed ones

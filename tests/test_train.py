@@ -152,6 +152,8 @@ def test_warm_started_run_records_its_init(tmp_path, data_dir):
     assert any("warm start" in n and "resampled" in n for n in notes)
     assert f"--init {src}" in entry["command"] and "--warmup 1" in entry["command"]
     assert entry["train"]["init"] == str(src) and entry["tokens"] == 4
+    assert entry["train"]["init_sha256"] == json.loads((tmp_path / "a" / "ck" / "manifest.json").read_text())[
+        "checkpoints"]["image-sigma-genib-s8"]["sha256"]  # the file it started from, by hash
 
 
 def test_an_init_name_is_looked_up_beside_out_and_a_missing_one_says_where(tmp_path, data_dir):

@@ -280,12 +280,16 @@ def train(opts: TrainOptions, log=print) -> dict:
     opt = scaffold.adamw(model, lr, tcfg.weight_decay, betas=(0.9, 0.99), split_decay=True)
     state_path = run_dir / "state.safetensors"
     step = 0
-    if opts.init and not (opts.resume and state_path.exists()):
+    init_sha256 = None  # the warm start's file by hash: a name or path may hold another file by the time it is read
+    if opts.init:
         src = Path(opts.init) if opts.init.endswith(".safetensors") else out.parent / f"{opts.init}.safetensors"
-        if not src.exists():  # a name is the sibling of --out (train all's folder), not checkpoints/'s
+        resuming = opts.resume and state_path.exists()
+        if not src.exists() and not resuming:  # a name is --out's sibling (train all's folder), not in checkpoints/
             raise UserError(f"--init {opts.init}: {src} does not exist (a name is looked up beside --out, in "
                             f"{out.parent}; give a .safetensors path for a checkpoint elsewhere)")
-        log(f"warm start from {src}: " + warm_start(model, token_link.load(src).to(device)))
+        init_sha256 = file_sha256(src) if src.exists() else None
+        if not resuming:
+            log(f"warm start from {src}: " + warm_start(model, token_link.load(src).to(device)))
     if opts.resume and state_path.exists():
         step = load_state(state_path, model, opt, gen, None if d.on else model_gen)
         log(f"resumed {state_path} at step {step}" + (f" on {d.world} processes" if d.on else ""))
@@ -365,6 +369,7 @@ def train(opts: TrainOptions, log=print) -> dict:
         "command": opts.command(), "seed": opts.seed, "preset": opts.preset,
         "dataset": {"dir": str(data_dir), "checksum": dataset_checksum(data_dir, use_manifest=True)},
         "train": {"steps": opts.steps, "batch_size": batch_size, "lr": lr, "init": opts.init,
+                  **({"init_sha256": init_sha256} if init_sha256 else {}),
                   "warmup": tcfg.warmup_steps if opts.warmup is None else opts.warmup, "snr_db": list(opts.snr_db),
                   "snr_sampling": opts.snr_sampling, "channel": opts.channel,
                   "wall_s_this_run": round(wall, 1), "steps_this_run": step - start_step,
