@@ -578,10 +578,12 @@ def text_links_block(figures: dict[str, dict]) -> str | None:
             q = p.get("question_read")
             if p.get("task") != "vqa" or not q:
                 continue
-            rows.append(((p["scheme"], p["snr_db"], TEXT_LINK_FILES.index(name)), p, q, links))
+            snr = float("inf") if p["snr_db"] is None else p["snr_db"]  # the upper bound: noiseless tokens
+            rows.append(((p["scheme"] == "upper-bound", p["scheme"], snr, TEXT_LINK_FILES.index(name)), p, q, links))
     for _, p, q, links in sorted(rows, key=lambda r: r[0]):
         split = [cell(q[k], "accuracy", "ci_") for k in ("read", "misread")]
-        lines.append(f"| {p['scheme']} | {p['snr_db']:g} | {links} | {p['n']} | {q['share']:.3f} | "
+        snr = "noiseless" if p["snr_db"] is None else f"{p['snr_db']:g}"
+        lines.append(f"| {p['scheme']} | {snr} | {links} | {p['n']} | {q['share']:.3f} | "
                      f"{cell(p, 'value', 'ci_')} | {split[0]} | {split[1]} |")
     channels = sorted({p["channel"] for _, p, _, _ in rows})
     sources = ", ".join(f"`results/{name}.json`" for name, _ in have)

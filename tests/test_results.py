@@ -671,3 +671,22 @@ def test_vqa_accuracy_split_by_whether_the_question_was_read():
     assert (split["read"]["ci_low"], split["read"]["ci_high"]) == wilson(2, 3)
     assert split["misread"]["n"] == 2 and split["misread"]["accuracy"] == 0.5
     assert by_question_read([1, 0], [None, None]) is None
+
+
+def test_the_text_links_table_pairs_both_files_row_by_row_and_shows_the_upper_bound():
+    rt = _tables()
+
+    def point(scheme, snr, value, share, read, misread):
+        split = {"n": 10, "share": share, "read": {"n": 5, "accuracy": read, "ci_low": read - 0.1, "ci_high": read},
+                 "misread": {"n": 5, "accuracy": misread, "ci_low": None, "ci_high": None}}
+        return {"task": "vqa", "scheme": scheme, "snr_db": snr, "channel": "rayleigh" if snr is not None else
+                "noiseless", "n": 10, "value": value, "ci_low": value - 0.1, "ci_high": value + 0.1,
+                "question_read": split}
+    figures = {"text-links-installed": {"points": [point("unitocom", 0.0, 0.58, 0.45, 0.75, 0.44),
+                                                   point("upper-bound", None, 0.75, 1.0, 0.75, None)]},
+               "text-links-next": {"points": [point("unitocom", 0.0, 0.57, 0.55, 0.74, 0.39)]}}
+    rows = [r for r in rt.text_links_block(figures).splitlines() if r.startswith("| ")][2:]  # under the header
+    assert rows[0].startswith("| unitocom | 0 | installed | 10 | 0.450 | 0.58 [0.48, 0.68] | 0.75 [0.65, 0.75] | 0.44 |")
+    assert rows[1].startswith("| unitocom | 0 | next | 10 | 0.550 | 0.57")
+    assert rows[2].startswith("| upper-bound | noiseless | installed |") and rows[2].endswith("| – |")
+    assert rt.text_links_block({"fig2": {"points": []}}) is None

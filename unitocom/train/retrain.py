@@ -128,10 +128,11 @@ def plan(scale: str = "cpu", mllm_steps: int | None = None, mllm_mix: str | None
         steps.append(Step(f"audio-{obj}-s32", _tok("audio", obj, n["audio"], 32, batch_size=n["tb"], consistency=20)))
     for obj in ("sigma-genib", "genib", "vae"):
         # Two parts: the first links' 600 steps over AWGN (a stage), then 1500 more over the mixed channel at half
-        # the preset's rate. A typed question crosses one Rayleigh h: at 0 dB the AWGN-trained
-        # links read under half of the test questions exactly, and VQA fell from 0.75 on those read to 0.44 on
-        # the rest (results/text-links-installed.json). Trained from scratch over the mixed channel, 3000 steps
-        # left sigma-GenIB's link below the first one at 10 and 20 dB Rayleigh (checkpoints/README.md).
+        # the preset's rate, with the consistency term (one token space: cos(t_hat, t) 0.99). A typed question
+        # crosses one Rayleigh h: the second part reads more test questions exactly at every SNR (0.45 -> 0.55 at
+        # 0 dB), though VQA does not move (results/text-links-*.json: the questions it now reads were nearly read
+        # before; those in a deep fade stay lost). From scratch over the mixed channel, 3000 steps left
+        # sigma-GenIB's link below the first one at 10 and 20 dB Rayleigh (checkpoints/README.md).
         steps.append(Step(f"text-{obj}-awgn", _tok("text", obj, n["text_awgn"], channel="awgn", batch_size=n["tb"]),
                           stage=True))
         steps.append(Step(f"text-{obj}", _tok("text", obj, n["text"], batch_size=n["tb"], lr="5e-4", warmup=50),
