@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Which typed questions the base station misreads at low SNR: by the question's own fade. A question crosses one
+Rayleigh h (block fading, one h per stream); this sorts the test questions by the |h|^2 their stream drew and gives,
+per bin, the share read back exactly and the VQA accuracy, for the installed text links and for those staged in
+checkpoints/next (`reproduce_results.sh text-links` stages them).
+
+    .venv/bin/python scripts/question_fades.py --n 1000 --snr-db 0
+
+In process (`unitocom.pipeline`: the services' stages without gRPC), request i with seed i as `unitocom fig2` sends
+it, so the draws are those of results/text-links-*.json. Writes results/question-fades.json (its table in the README
+by scripts/results_tables.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# |h|^2 bins: a deep fade first; at 0 dB the mean SNR is 1, so |h|^2 is the question's own SNR (linear)
+EDGES = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, float("inf"))
+
+
+def measure(n: int, snr_db: float, data: Path) -> list[dict]:
+    """Each of the first n test questions through the in-process pipeline with the checkpoints of
+    $UNITOCOM_CHECKPOINTS -> per question: the mean |h|^2 its stream crossed, read exactly, answered right."""
+    from unitocom import client, config, pipeline, wire
+    from unitocom.data.layouts import clevr_root
+    from unitocom.messages import Modality
+    from unitocom.stages import channel as channel_stage
+    from unitocom.stages import transmitter
+    from unitocom.stages.request import from_wire
+    from unitocom.task_eval import clevr_png, question_read, vqa_items
+    cfg = config.load("tiny")
+    items, _ = vqa_items(data, "test", n)
+    gains: dict[int, list[np.ndarray]] = {}
+    apply, prepare = channel_stage.ChannelCore.apply, transmitter.prepare
+    text_ids: set[int] = set()
+
+    def recording_apply(self, frame):  # the h each frame crossed, as the channel reports it
+        out = apply(self, frame)
+        gains.setdefault(frame.stream_id, []).append(
+            wire.runs_decode(out.csi.h, out.csi.h_runs, len(frame.symbols)))
+        return out
+
+    def recording_prepare(req, cfg):  # which streams carry the question
+        prep = prepare(req, cfg)
+        text_ids.update(s.stream_id for s in prep.header.streams if s.modality == Modality.TEXT)
+        return prep
+    rows = []
+    channel_stage.ChannelCore.apply, pipeline.transmitter.prepare = recording_apply, recording_prepare
+    try:
+        for i, q in enumerate(items):
+            gains.clear()
+            text_ids.clear()
+            png = clevr_png(clevr_root(data) / "images" / "test" / q["image_filename"])
+            req = client.build_request(task="vqa", scheme="unitocom", snr_db=snr_db, channel="rayleigh", seed=i,
+                                       image=png, question=q["question"], answer=q["answer"])
+            r = pipeline.run(from_wire(req), cfg)
+            (sid,) = text_ids
+            h = np.concatenate(gains[sid])
+            rows.append({"gain": float(np.mean(np.abs(h) ** 2)), "read": bool(question_read(r, q["question"])),
+                         "correct": float(r.quality["exact_match"])})
+    finally:
+        channel_stage.ChannelCore.apply, pipeline.transmitter.prepare = apply, prepare
+    return rows
+
+
+def by_fade(rows: list[dict]) -> list[dict]:
+    """Per |h|^2 bin (EDGES): the questions in it, the share read exactly and the VQA accuracy (Wilson 95 %)."""
+    from unitocom.results import wilson
+    out = []
+    for lo, hi in zip(EDGES[:-1], EDGES[1:]):
+        sel = [r for r in rows if lo <= r["gain"] < hi]
+        if not sel:
+            continue
+        read, right = sum(r["read"] for r in sel), round(sum(r["correct"] for r in sel))
+        out.append({"gain_low": lo, "gain_high": hi, "n": len(sel),
+                    "read": read / len(sel), "read_ci": list(wilson(read, len(sel))),
+                    "accuracy": right / len(sel), "accuracy_ci": list(wilson(right, len(sel)))})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1000, help="test questions (the first n, as fig2 sends them)")
+    ap.add_argument("--snr-db", type=float, default=0.0, help="mean SNR of the Rayleigh channel")
+    ap.add_argument("--data", default="data/tiny")
+    ap.add_argument("--next", default="checkpoints/next", help="the staged set (skipped when it has no text link)")
+    ap.add_argument("--out", default="results")
+    args = ap.parse_args()
+    from unitocom.fig2 import make_header
+    from unitocom.schemes.learned import checkpoint_dir
+    sets = [("installed", None)]
+    if (Path(args.next) / "text-sigma-genib.safetensors").exists():
+        sets.append(("next", args.next))
+    points, hashes = [], {}
+    for name, folder in sets:
+        if folder:
+            os.environ["UNITOCOM_CHECKPOINTS"] = folder
+        else:
+            os.environ.pop("UNITOCOM_CHECKPOINTS", None)
+        rows = measure(args.n, args.snr_db, Path(args.data))
+        hashes[name] = make_header([], {}, checkpoint_dir())["checkpoints_sha256"]
+        for b in by_fade(rows):
+            points.append({"links": name, "snr_db": args.snr_db, "channel": "rayleigh", **b})
+            print(f"{name:9s} |h|^2 in [{b['gain_low']:g}, {b['gain_high']:g}): n={b['n']:4d}  read exactly "
+                  f"{b['read']:.2f}  VQA {b['accuracy']:.2f} [{b['accuracy_ci'][0]:.2f}, {b['accuracy_ci'][1]:.2f}]")
+    os.environ.pop("UNITOCOM_CHECKPOINTS", None)
+    header = make_header(["question-fades"] + sys.argv[1:], {"data": args.data, "n": args.n}, checkpoint_dir())
+    header.update(format="unitocom-results/question-fades/1",
+                  command="scripts/question_fades.py " + " ".join(sys.argv[1:]), checkpoints_sha256_by_links=hashes)
+    path = Path(args.out) / "question-fades.json"
+    path.write_text(json.dumps({"header": header, "points": points}, indent=1) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
