@@ -590,6 +590,29 @@ def text_links_block(figures: dict[str, dict]) -> str | None:
     return "\n".join(lines) + f"\n\n{', '.join(channels)}; from {sources} (each file's command is in it).\n"
 
 
+def fades_block(fig: dict, source: str) -> str:
+    """scripts/question_fades.py: per bin of the question's |h|^2, the share read exactly and VQA, per set of links."""
+    links = list(dict.fromkeys(p["links"] for p in fig["points"]))
+    bins = list(dict.fromkeys((p["gain_low"], p["gain_high"]) for p in fig["points"]))
+    head = "| question's \\|h\\|^2 | questions | " + " | ".join(
+        f"read exactly ({k}) | VQA ({k})" for k in links) + " |"
+    lines = [head, "|" + " --- |" * (2 + 2 * len(links))]
+    for lo, hi in bins:
+        at = {p["links"]: p for p in fig["points"] if (p["gain_low"], p["gain_high"]) == (lo, hi)}
+        n = next(iter(at.values()))["n"]
+        cells = []
+        for k in links:
+            p = at.get(k)
+            cells += ["–", "–"] if p is None else [
+                f"{p['read']:.2f}", f"{p['accuracy']:.2f} [{p['accuracy_ci'][0]:.2f}, {p['accuracy_ci'][1]:.2f}]"]
+        upper = "inf" if hi == float("inf") else f"{hi:g}"
+        lines.append(f"| [{lo:g}, {upper}) | {n} | " + " | ".join(cells) + " |")
+    h = fig["header"]
+    snr = ", ".join(sorted({f"{p['snr_db']:g} dB {p['channel']}" for p in fig["points"]}))
+    return "\n".join(lines) + (f"\n\n{snr}, unitocom, Wilson 95 % intervals. From `{source}` (commit "
+                               f"{h.get('git_commit', '?')[:10]}): `{h.get('command', '?')}`.\n")
+
+
 def _write(readme: str, name: str, text: str, notes: list[str], what: str) -> str:
     start, end = markers(name)
     m = re.search(re.escape(start) + r"\n?(.*?)" + re.escape(end), readme, flags=re.S)
@@ -611,6 +634,10 @@ def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
             continue
         if fmt.startswith("unitocom-results/listing-read/"):  # scripts/listing_read.py (issue 12)
             readme = _write(readme, fig_name, listing_block(fig, f"results/{fig_name}.json"), notes,
+                            f"table of results/{fig_name}.json")
+            continue
+        if fmt.startswith("unitocom-results/question-fades/"):  # scripts/question_fades.py (issue 12)
+            readme = _write(readme, fig_name, fades_block(fig, f"results/{fig_name}.json"), notes,
                             f"table of results/{fig_name}.json")
             continue
         if fmt.startswith("unitocom-results/lr-probe/"):  # scripts/lr_probe.py (issue 12)

@@ -690,3 +690,24 @@ def test_the_text_links_table_pairs_both_files_row_by_row_and_shows_the_upper_bo
     assert rows[1].startswith("| unitocom | 0 | next | 10 | 0.550 | 0.57")
     assert rows[2].startswith("| upper-bound | noiseless | installed |") and rows[2].endswith("| – |")
     assert rt.text_links_block({"fig2": {"points": []}}) is None
+
+
+def test_question_fades_records_each_questions_own_gain_and_bins_them(heldout_data):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("question_fades", ROOT / "scripts" / "question_fades.py")
+    qf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(qf)
+    rows = qf.measure(6, 0.0, heldout_data)
+    assert len(rows) == 6 and len({r["gain"] for r in rows}) == 6  # one Rayleigh draw per question, each its own
+    assert all(r["gain"] > 0 and isinstance(r["read"], bool) and r["correct"] in (0.0, 1.0) for r in rows)
+    bins = qf.by_fade(rows)
+    assert sum(b["n"] for b in bins) == 6
+    for b in bins:
+        inside = [r for r in rows if b["gain_low"] <= r["gain"] < b["gain_high"]]
+        assert b["read"] == sum(r["read"] for r in inside) / len(inside)
+        assert b["accuracy_ci"][0] <= b["accuracy"] <= b["accuracy_ci"][1]
+    rt = _tables()
+    fig = {"header": {"git_commit": "0" * 40, "command": "scripts/question_fades.py --n 6"},
+           "points": [{"links": "installed", "snr_db": 0.0, "channel": "rayleigh", **b} for b in bins]}
+    table = rt.fades_block(fig, "results/question-fades.json")
+    assert table.count("\n| [") == len(bins) and "read exactly (installed)" in table

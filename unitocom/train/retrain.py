@@ -131,7 +131,8 @@ def plan(scale: str = "cpu", mllm_steps: int | None = None, mllm_mix: str | None
         # the preset's rate, with the consistency term (one token space: cos(t_hat, t) 0.99). A typed question
         # crosses one Rayleigh h: the second part reads more test questions exactly at every SNR (0.45 -> 0.55 at
         # 0 dB), though VQA does not move (results/text-links-*.json: the questions it now reads were nearly read
-        # before; those in a deep fade stay lost). From scratch over the mixed channel, 3000 steps left
+        # before; at their own SNRs of -7 to 0 dB both links still garble most, results/question-fades.json).
+        # From scratch over the mixed channel, 3000 steps left
         # sigma-GenIB's link below the first one at 10 and 20 dB Rayleigh (checkpoints/README.md).
         steps.append(Step(f"text-{obj}-awgn", _tok("text", obj, n["text_awgn"], channel="awgn", batch_size=n["tb"]),
                           stage=True))
