@@ -13,6 +13,7 @@ by scripts/results_tables.py).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -76,7 +77,7 @@ def by_fade(rows: list[dict]) -> list[dict]:
     """Per |h|^2 bin (EDGES): the questions in it, the share read exactly and the VQA accuracy (Wilson 95 %)."""
     from unitocom.results import wilson
     out = []
-    for lo, hi in zip(EDGES[:-1], EDGES[1:]):
+    for lo, hi in itertools.pairwise(EDGES):
         sel = [r for r in rows if lo <= r["gain"] < hi]
         if not sel:
             continue
