@@ -837,3 +837,28 @@ def test_object_slots_train_from_a_token_cache_made_since_them_and_a_negative_we
     assert main(["train", "mllm", "--data", str(d / "data"), "--object-slots", "-1", "--no-install",
                  "--run-dir", str(tmp_path / "r")]) == 2
     assert "--object-slots -1.0: a weight >= 0" in capsys.readouterr().err
+
+
+def test_received_questions_are_the_text_links_reading_clean_at_high_snr_and_garbled_at_low():
+    from unitocom.config import checkpoint_dir
+    from unitocom.mllm.data import received_texts
+    from unitocom.models import token_link
+    from unitocom.models.channel_torch import TorchChannelSpec
+    from unitocom.models.text_tokenizer import load_bpe
+    path = checkpoint_dir() / "text-sigma-genib.safetensors"
+    if not path.exists():
+        pytest.skip("the installed text link is missing")
+    link, bpe = token_link.load(path).eval(), load_bpe(checkpoint_dir() / "text-bpe.json")
+    qs = ["How many red cubes are there?", "Is there a big thing left of the small sphere?",
+          "What shape is the large cyan thing?"] * 4
+    gen = torch.Generator().manual_seed(0)
+    assert received_texts(link, bpe, qs, torch.full((12,), 30.0), TorchChannelSpec(model="awgn"), gen) == qs
+    low = received_texts(link, bpe, qs, torch.full((12,), -10.0), TorchChannelSpec(model="rayleigh"), gen)
+    assert len(low) == 12 and sum(a != b for a, b in zip(low, qs)) >= 9  # at -10 dB most come back garbled
+
+
+def test_received_questions_is_a_share(capsys, tmp_path):
+    from unitocom.cli import main
+    assert main(["train", "mllm", "--received-questions", "1.5", "--steps", "1", "--no-install",
+                 "--run-dir", str(tmp_path)]) != 0
+    assert "--received-questions 1.5: a share in 0..1" in capsys.readouterr().err

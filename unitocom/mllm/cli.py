@@ -163,6 +163,10 @@ def add_train_command(sub) -> None:
                         "states over its image tokens, so that the backbone learns to find them (`mllm.slots`; needs "
                         "the data set's scene records, not a token cache). The base station never runs the head; "
                         "0: none")
+    m.add_argument("--received-questions", type=float, default=0.0, metavar="P",
+                   help="read this share (0..1) of the VQA questions through the objective's text link "
+                        "(text-<objective>) at the example's SNR and channel, as the base station reads a typed "
+                        "question, instead of clean, so that the MLLM learns to answer garbled ones; 0: clean")
     m.add_argument("--head-steps", type=int, default=0, metavar="N",
                    help="then train the diffusion head alone for N more steps on the frozen model's cached hidden "
                         "states (`train mllm-head`; VQA and ASR unchanged); 0: none")
@@ -264,6 +268,8 @@ def _cmd_mllm(args) -> int:
             raise UserError("--mllm-arch image_grid_scale: scales the grid code of image_grid=N; name both")
     if args.object_slots < 0 or args.object_slots != args.object_slots:
         raise UserError(f"--object-slots {args.object_slots}: a weight >= 0")
+    if not 0.0 <= args.received_questions <= 1.0:
+        raise UserError(f"--received-questions {args.received_questions}: a share in 0..1")
     if args.threads < 1:
         raise UserError(f"--threads {args.threads}: at least 1")
     if args.stop_at is not None and args.stop_at < 1:
@@ -292,7 +298,7 @@ def _cmd_mllm(args) -> int:
                         {"task_weights": (("vqa", 2), ("svqa", 2), ("t2i", 1), ("asr", 1))} if args.spoken else {}),
                      init_backbone=args.init_backbone, compute=compute_from_args(args), log_every=args.log_every,
                      threads=args.threads, arch=args.mllm_arch or (), loss_scale=args.loss_scale or (),
-                     object_slots=args.object_slots)
+                     object_slots=args.object_slots, received_questions=args.received_questions)
     if tc.init and not Path(tc.init).exists():
         raise UserError(f"--init {tc.init}: no such MLLM checkpoint (train it first with `unitocom train mllm`)")
     if tc.init_backbone and not (Path(tc.init_backbone) / "config.json").is_file():

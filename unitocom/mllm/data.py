@@ -48,6 +48,23 @@ def received(link, mu: torch.Tensor, snr_db: torch.Tensor, channel: TorchChannel
     return link.through_channel(mu, snr_db, channel, gen)
 
 
+@torch.no_grad()
+def received_texts(link, bpe, texts: list[str], snr_db: torch.Tensor, channel: TorchChannelSpec,
+                   gen: torch.Generator) -> list[str]:
+    """Texts as the base station reads them after a text link at snr_db [B]: BPE ids -> F_alpha's means -> T, the
+    channel, R -> F_beta^-1's most likely ids -> text, as `schemes.learned` decodes a text stream (one row each;
+    texts of up to the link's `tokens` BPE ids)."""
+    from unitocom.models.text_tokenizer import decode_ids, encode_text
+    ids = [encode_text(bpe, t)[: link.spec.tokens] or [0] for t in texts]
+    x = torch.zeros(len(ids), max(len(i) for i in ids), dtype=torch.long)
+    mask = torch.zeros(x.shape, dtype=torch.bool)
+    for b, row in enumerate(ids):
+        x[b, : len(row)], mask[b, : len(row)] = torch.tensor(row), True
+    mu, _ = link.tokenize(x, mask)
+    out = link.detokenize(link.through_channel(mu, snr_db, channel, gen, mask), mask).argmax(-1)
+    return [decode_ids(bpe, out[b][mask[b]].tolist()) for b in range(len(ids))]
+
+
 @dataclass
 class Standardizer:
     """Per-dimension mean and std of token means; the diffusion head works on standardised tokens."""
@@ -103,6 +120,10 @@ class TaskData:
     # [scenes, K, slots.WIDTH] object-slot targets (`mllm.slots`) that VQA examples carry on their image segment;
     # None: they carry none (every run without --object-slots)
     slot_targets: torch.Tensor | None = None
+    # Issue 12: this share of VQA questions reaches the MLLM as the base station reads it, through the text link at
+    # the example's SNR and channel (`received_texts`), instead of clean; text_link None: every question clean
+    received_questions = 0.0
+    text_link = None
 
     def __init__(self, data_dir: str | Path, split: str, image_link, audio_link, frontend, vocab: seq.Vocab,
                  size_px: int, limit: int | None = None, max_audio_chunks: int = 4,
@@ -186,6 +207,13 @@ class TaskData:
         if task == "vqa":
             items = [self.questions[i] for i in idx]
             rx = self._received_scenes(self.clevr_mu[[i for i, _, _ in items]], snr_db, channel, gen)
+            if self.received_questions and self.text_link is not None:
+                rows = [b for b in range(len(items)) if float(torch.rand((), generator=gen)) < self.received_questions]
+                if rows:  # each question its own stream: its own fading draw, at the example's SNR
+                    heard = received_texts(self.text_link, v.bpe, [items[b][1] for b in rows], snr_db[rows], channel,
+                                           gen)
+                    for b, text in zip(rows, heard):
+                        items[b] = (items[b][0], text, items[b][2])
             out = [seq.vqa(v, rx[b], q, a, self.question_first) for b, (_, q, a) in enumerate(items)]
             if self.slot_targets is not None:
                 for row, (scene, _, _) in zip(out, items):

@@ -72,6 +72,10 @@ class TrainConfig:
     # Issue 12: >0, the weight of the object slots' loss (`mllm.slots`) added on VQA steps: the MLLM gets a slot
     # head that reads each received scene's objects from the hidden states over its image tokens. 0: no slots.
     object_slots: float = 0.0
+    # Issue 12: >0, this share of the VQA questions is read through the objective's installed text link
+    # (text-<objective>) at the example's SNR and channel, as the base station reads a typed question, instead of
+    # clean: the MLLM learns to answer garbled questions (`TaskData.received_questions`). 0: clean questions.
+    received_questions: float = 0.0
 
 
 STATE_FILE = "train_state.safetensors"
@@ -313,6 +317,12 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
             mcfg = dataclasses.replace(mcfg, object_slots=slots.SLOTS)
     train_data.question_first = val_data.question_first = mcfg.question_first
     train_data.token_dropout = tc.token_dropout  # validation reads whole sequences: the zero-loss quality
+    if tc.received_questions:  # validation keeps clean questions, comparable with every other run's
+        from unitocom.config import checkpoint_dir
+        from unitocom.models import token_link
+        path = checkpoint_dir() / f"text-{objective}.safetensors"
+        train_data.text_link, train_data.received_questions = token_link.load(path).eval(), tc.received_questions
+        say(f"VQA questions: {tc.received_questions:.0%} read through {path.name} at the example's SNR")
     torch.manual_seed(tc.seed)
     model = build_model(mcfg, tc)
     if mcfg.standardized_inputs and not tc.init:  # a warm start keeps the statistics it was trained with
