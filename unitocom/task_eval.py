@@ -280,7 +280,7 @@ def evaluate(task: str, scheme: str, snr_db: float, channel: str, n: int, data_d
                 else:
                     ask = {"question": q["question"]}
                 r = send(i, image=png, answer=q["answer"], **ask)
-                return r.quality["exact_match"], question_read(r, q["question"])
+                return r.quality["exact_match"], question_read(r, q["question"]) if "question" in ask else None
             got = gather(one, len(items), workers, desc, progress)
             correct = [c for c, _ in got]
             lo, hi = ci.wilson(int(round(sum(correct))), len(items))
