@@ -99,6 +99,7 @@ def describe(path: Path, sha256: str | None = None) -> dict:
         parameters = parameters - slot_head if parameters is not None else None
     return {"path": str(path), "sha256": sha256 or file_sha256(path), "parameters": parameters,
             "slot_head_parameters": slot_head, "object_slots": tc.get("object_slots") or 0,
+            "received_questions": tc.get("received_questions") or 0,
             "sizes": {k: cfg.get(k) for k in SIZE_FIELDS}, "objective": info.get("objective"),
             "image_tokens": info.get("image_tokens"),
             "task_weights": tc.get("task_weights"), "loss_scale": tc.get("loss_scale") or [],
@@ -274,6 +275,8 @@ def _recipe(r: dict) -> str:
     mix += "".join(f", {t} loss x{v:g}" for t, v in r.get("loss_scale") or [])  # `train mllm --loss-scale`
     if r.get("object_slots"):  # `train mllm --object-slots W`
         mix += f", object slots x{r['object_slots']:g}"
+    if r.get("received_questions"):  # `train mllm --received-questions P`
+        mix += f", {r['received_questions']:.0%} of VQA questions received"
     s = r.get("sizes") or {}
     proj = f", MLP projector ({s['projector_depth']} layers)" if (s.get("projector_depth") or 1) > 1 else ""
     proj += ", question before image" if s.get("question_first") else ""
