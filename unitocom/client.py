@@ -148,6 +148,13 @@ def choices() -> dict[str, list[str]]:
     return out
 
 
+def output_texts(result) -> list[str]:
+    """The non-empty text of each text output of a Result: a service's (pb.Result, enums as numbers) or the
+    in-process pipeline's (`unitocom.messages.Result`)."""
+    from unitocom.messages import Modality
+    return [o.text for o in result.outputs if o.modality in (pb.TEXT, Modality.TEXT) and o.text]
+
+
 def result_to_dict(result: pb.Result) -> dict:
     """The JSON view of a Result (`unitocom send --json`): stage timings summed per service.stage."""
     timings: dict[str, float] = {}

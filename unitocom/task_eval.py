@@ -89,9 +89,8 @@ def vqa_by_family(items: list[dict], correct: list[float], guess: list[str]) -> 
 def question_read(result, question: str) -> bool | None:
     """Whether the base station read the typed question exactly as it was sent (its text output, whitespace at the
     ends aside); None where no question text came back (a spoken question, SemCom's answer from features)."""
-    from unitocom.messages import Modality
-    from unitocom.v1 import unitocom_pb2 as pb
-    texts = [o.text for o in result.outputs if o.modality in (Modality.TEXT, pb.TEXT) and o.text]
+    from unitocom.client import output_texts
+    texts = output_texts(result)
     return texts[0].strip() == question.strip() if texts else None
 
 

@@ -243,6 +243,8 @@ def _cmd_mllm(args) -> int:
     from unitocom.mllm.train import TrainConfig, train
     from unitocom.train.dist import compute_from_args, from_env
     from unitocom.train.provenance import manifest_entry, recorded_command
+    if not 0.0 <= args.received_questions <= 1.0:  # the options first: no data set needed to be told
+        raise UserError(f"--received-questions {args.received_questions}: a share in 0..1")
     require_data(args.data)
     preset_tokens = PRESETS[args.preset].image_tokens
     if args.image_tokens is not None and args.image_tokens < 1:
@@ -268,8 +270,6 @@ def _cmd_mllm(args) -> int:
             raise UserError("--mllm-arch image_grid_scale: scales the grid code of image_grid=N; name both")
     if args.object_slots < 0 or args.object_slots != args.object_slots:
         raise UserError(f"--object-slots {args.object_slots}: a weight >= 0")
-    if not 0.0 <= args.received_questions <= 1.0:
-        raise UserError(f"--received-questions {args.received_questions}: a share in 0..1")
     if args.threads < 1:
         raise UserError(f"--threads {args.threads}: at least 1")
     if args.stop_at is not None and args.stop_at < 1:
