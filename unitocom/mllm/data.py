@@ -17,7 +17,7 @@ from unitocom.data.presets import SPEECH_SUBSETS
 from unitocom.mllm import objects, sequences as seq
 from unitocom.models import resilience as rz
 from unitocom.models.channel_torch import TorchChannelSpec
-from unitocom.train.data import load_images, read_wave
+from unitocom.train.data import TextBatches, load_images, read_wave
 
 
 @torch.no_grad()
@@ -55,14 +55,11 @@ def received_texts(link, bpe, texts: list[str], snr_db: torch.Tensor, channel: T
     channel, R -> F_beta^-1's most likely ids -> text, as `schemes.learned` decodes a text stream (one row each;
     texts of up to the link's `tokens` BPE ids)."""
     from unitocom.models.text_tokenizer import decode_ids, encode_text
-    ids = [encode_text(bpe, t)[: link.spec.tokens] or [0] for t in texts]
-    x = torch.zeros(len(ids), max(len(i) for i in ids), dtype=torch.long)
-    mask = torch.zeros(x.shape, dtype=torch.bool)
-    for b, row in enumerate(ids):
-        x[b, : len(row)], mask[b, : len(row)] = torch.tensor(row), True
+    batch = TextBatches.pad([encode_text(bpe, t)[: link.spec.tokens] for t in texts])  # as the link was trained
+    x, mask = batch["x"], batch["mask"]
     mu, _ = link.tokenize(x, mask)
     out = link.detokenize(link.through_channel(mu, snr_db, channel, gen, mask), mask).argmax(-1)
-    return [decode_ids(bpe, out[b][mask[b]].tolist()) for b in range(len(ids))]
+    return [decode_ids(bpe, out[b][mask[b]].tolist()) for b in range(len(texts))]
 
 
 @dataclass
