@@ -96,7 +96,7 @@ def main() -> None:
     ap.add_argument("--next", default="checkpoints/next", help="the staged set (skipped when it has no text link)")
     ap.add_argument("--out", default="results")
     args = ap.parse_args()
-    from unitocom.fig2 import make_header
+    from unitocom.fig2 import checkpoint_hashes, make_header
     from unitocom.schemes.learned import checkpoint_dir
     sets = [("installed", None)]
     if (Path(args.next) / "text-sigma-genib.safetensors").exists():
@@ -108,7 +108,7 @@ def main() -> None:
         else:
             os.environ.pop("UNITOCOM_CHECKPOINTS", None)
         rows = measure(args.n, args.snr_db, Path(args.data))
-        hashes[name] = make_header([], {}, checkpoint_dir())["checkpoints_sha256"]
+        hashes[name] = checkpoint_hashes(checkpoint_dir())
         for b in by_fade(rows):
             points.append({"links": name, "snr_db": args.snr_db, "channel": "rayleigh", **b})
             print(f"{name:9s} |h|^2 in [{b['gain_low']:g}, {b['gain_high']:g}): n={b['n']:4d}  read exactly "
