@@ -108,6 +108,12 @@
 #                                         1000 test questions at 0 and 20 dB, into
 #                                         results/ablation-received-questions.* (about 35 min of training, one core
 #                                         each, and 10 of scoring)
+#   scripts/reproduce_results.sh text-prior issue 12's VQA at 0 dB a third time: the base station reads typed text
+#                                         with a language prior (`unitocom train text-prior`, staged in
+#                                         checkpoints/next), with the installed text links and with the staged ones,
+#                                         on text-links' 1000 test questions, seeds and image noise, into
+#                                         results/text-prior-{installed,next}.* (a minute to fit, about 15 min of
+#                                         scoring on 2 cores)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -453,6 +459,20 @@ if [ "$what" = families ]; then
   .venv/bin/python scripts/results_tables.py
 fi
 
+# link_installed DIR: links to every installed checkpoint DIR has no file of its own for (the BPE included)
+link_installed() {
+  local f
+  for f in checkpoints/*.safetensors checkpoints/text-bpe.json; do
+    [ -e "$1/${f##*/}" ] || ln -s "$(realpath --relative-to="$1" "$f")" "$1/${f##*/}"
+  done
+}
+# vqa NAME: unitocom and vae on the same 1000 test questions (request i: seed i, whatever the links), through
+# the services at $T
+vqa() {
+  $U fig2 --name "$1" --tasks vqa --schemes unitocom,vae --snr-db 0:20:5 --channel rayleigh --n-vqa 1000 \
+     --workers 16 --out results --target $T --resume
+}
+
 if [ "$what" = text-links ]; then
   # A typed question crosses one Rayleigh h; at 0 dB the installed links (AWGN only, 600 steps) read under half of
   # the test questions exactly. train all's text links now train in two parts: those 600 steps over AWGN, then
@@ -465,19 +485,36 @@ if [ "$what" = text-links ]; then
       "checkpoints/next/runs/text-${obj%%:*}-awgn/text-${obj%%:*}-awgn.safetensors"
   done
   $U train all --out checkpoints/next --only text-sigma-genib text-vae
-  for f in checkpoints/*.safetensors checkpoints/text-bpe.json; do
-    [ -e "checkpoints/next/${f##*/}" ] || ln -s "../${f##*/}" "checkpoints/next/${f##*/}"
-  done
-  vqa() {  # NAME: unitocom and vae on the same 1000 test questions (request i: seed i, whatever the links)
-    $U fig2 --name "$1" --tasks vqa --schemes unitocom,vae --snr-db 0:20:5 --channel rayleigh --n-vqa 1000 \
-       --workers 16 --out results --target $T --resume
-  }
+  link_installed checkpoints/next
   serve 50131 9231 runs/textrun
   vqa text-links-installed
   $U down --run-dir runs/textrun
   export UNITOCOM_CHECKPOINTS=checkpoints/next
   serve 50141 9241 runs/textrun-next
   vqa text-links-next
+  .venv/bin/python scripts/results_tables.py
+fi
+
+if [ "$what" = text-prior ]; then
+  # At 0 dB the text links misread about half the questions, and the whole VQA gap is in those. The de-tokenizer
+  # reads each id alone; a base station that knows what questions look like reads the stream's most likely text
+  # under its language prior (models.text_prior). The prior is staged beside the staged text links (its weight
+  # chosen on val through them, with the BPE they share), and each set is scored with it: text-links' questions,
+  # seeds and image noise, so that results/text-links-*.json are the same sets read without it.
+  [ -f checkpoints/next/text-sigma-genib.safetensors ] ||
+    { echo "error: checkpoints/next holds no staged text links (scripts/reproduce_results.sh text-links)" >&2; exit 1; }
+  link_installed checkpoints/next
+  [ -f checkpoints/next/text-prior.safetensors ] || $U train text-prior --out checkpoints/next/text-prior.safetensors
+  mkdir -p runs/prior-installed
+  link_installed runs/prior-installed
+  ln -sf "$(realpath --relative-to=runs/prior-installed checkpoints/next/text-prior.safetensors)" runs/prior-installed/
+  export UNITOCOM_CHECKPOINTS=runs/prior-installed
+  serve 50151 9251 runs/priorrun
+  vqa text-prior-installed
+  $U down --run-dir runs/priorrun
+  export UNITOCOM_CHECKPOINTS=checkpoints/next
+  serve 50161 9261 runs/priorrun-next
+  vqa text-prior-next
   .venv/bin/python scripts/results_tables.py
 fi
 

@@ -87,6 +87,55 @@ def bpe(m: TokenLink):
         return _bpe_cache[str(path)]
 
 
+PRIOR_FILE = "text-prior.safetensors"  # `unitocom train text-prior`; read when it is in the checkpoint folder
+_prior_cache: dict[str, object] = {}
+
+
+def text_prior(m: TokenLink):
+    """The language prior the base station reads this text link's ids with (`models.text_prior`), or None when no
+    text-prior.safetensors is installed beside the checkpoints: then each id is its own argmax. A prior made with
+    another BPE than the link's is refused, naming both."""
+    path = checkpoint_dir() / PRIOR_FILE
+    if not path.exists():
+        return None
+    with _lock:
+        if str(path) not in _prior_cache:
+            from unitocom.models.text_prior import load as load_prior
+            from unitocom.train.provenance import file_sha256
+            prior = load_prior(path)
+            want = prior.meta.get("bpe_sha256")
+            have = file_sha256(checkpoint_dir() / m.spec.bpe)
+            if want != have:
+                raise RequestError("link.scheme", f"{path} was made for the BPE with sha256 {want}, and "
+                                   f"{m.spec.bpe} has {have}: rebuild it with `unitocom train text-prior`",
+                                   code="failed_precondition")
+            _prior_cache[str(path)] = prior
+        return _prior_cache[str(path)]
+
+
+@torch.no_grad()
+def read_ids(m: TokenLink, tokens: torch.Tensor, mask: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
+    """F_beta^-1's decisions: received text tokens [R, W, d] in rows of segments (`_segments`), mask [R, W] ->
+    ids [R, W]. Each id's argmax, or, where a text prior is installed, the prior's best text for the rows that
+    hold a whole text (whole [R] bool): its length is the row's, its BOS and EOS are the row's ends. A row that
+    is one segment of a longer text keeps the argmax (the prior knows texts, not pieces of them)."""
+    logits = m.detokenize(tokens, mask)
+    ids = logits.argmax(-1)
+    prior = text_prior(m) if bool(whole.any()) else None
+    if prior is not None:
+        log_q = logits.log_softmax(-1)
+        for r in torch.nonzero(whole).flatten().tolist():
+            n = int(mask[r].sum())
+            ids[r, :n] = torch.tensor(prior.decode(log_q[r, :n]))
+    return ids
+
+
+def _prior_note(m: TokenLink) -> str:
+    prior = text_prior(m)
+    return "" if prior is None else (f"; read with the text prior ({PRIOR_FILE}: {prior.order}-gram, weight "
+                                     f"{prior.weight:g}, beam {prior.beam})")
+
+
 def _frontend(m: TokenLink):
     from unitocom.models.audio_tokenizer import MelFrontend
     s = m.spec
@@ -334,7 +383,8 @@ def remodulate(header: StreamHeader, tokens: torch.Tensor, snr_db: float) -> np.
         batch = _segments([0] * t.shape[0], s.tokens)
         padded = torch.zeros(batch["mask"].shape + (s.token_dim,))
         padded[batch["mask"]] = t
-        ids = m.detokenize(padded, batch["mask"]).argmax(-1)  # the decisions decode_batch read the text from
+        whole = torch.full((batch["mask"].shape[0],), batch["mask"].shape[0] == 1)
+        ids = read_ids(m, padded, batch["mask"], whole)  # the decisions decode_batch read the text from
         mu, _ = m.tokenize(torch.where(batch["mask"], ids, 0), batch["mask"])
         z = m.modulate(mu, snr.expand(mu.shape[0]), batch["mask"])
         return z[batch["mask"].repeat_interleave(s.uses_per_token, 1)].numpy().astype(np.complex64)
@@ -464,9 +514,10 @@ def decode_with_tokens(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, n
             batch = _segments([0] * length, s.tokens)
             padded = torch.zeros(batch["mask"].shape + (s.token_dim,))
             padded[batch["mask"]] = tokens[0]  # R works token by token: [L, d]
-            ids = m.detokenize(padded, batch["mask"]).argmax(-1)[batch["mask"]]
+            whole = torch.full((batch["mask"].shape[0],), batch["mask"].shape[0] == 1)
+            ids = read_ids(m, padded, batch["mask"], whole)[batch["mask"]]
             out.text = decode_ids(bpe(m), ids.tolist())
-    out.note = _note(header, m, len(y), erased)
+    out.note = _note(header, m, len(y), erased) + (_prior_note(m) if s.modality == "text" else "")
     if s.resilient and bool(lost.any()):
         out.note += _mask_note(lost)
     return out, tokens
@@ -570,10 +621,12 @@ def _decode_group(m: TokenLink, jobs: list[StreamJob]) -> list[tuple[ModalityOut
             mask[r: r + g.shape[0], : g.shape[1]] = g
             padded[r: r + g.shape[0], : g.shape[1]][g] = t
             r += g.shape[0]
-        ids = m.detokenize(padded, mask).argmax(-1)
+        whole = torch.cat([torch.full((g.shape[0],), g.shape[0] == 1) for g in segs])
+        ids = read_ids(m, padded, mask, whole)
         r = 0
         for o, g, gone in zip(outs, segs, lost):
             o.text = decode_ids(bpe(m), ids[r: r + g.shape[0], : g.shape[1]][g].tolist())
+            o.note += _prior_note(m)
             r += g.shape[0]
             if s.resilient and bool(gone.any()):
                 o.note += _mask_note(gone)

@@ -35,7 +35,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     from unitocom.config import PRESETS
     p = subparsers.add_parser("train", help="train the learned parts: tokenizers with their coding-modulation, the MLLM, the "
                                                 "scene checker, or all of them in order")
-    sub = p.add_subparsers(dest="train_command", metavar="{tokenizer,mllm,mllm-head,token-cache,checker,semcom,semcom-eval,resilient,all}")
+    sub = p.add_subparsers(dest="train_command", metavar="{tokenizer,mllm,mllm-head,token-cache,checker,semcom,semcom-eval,resilient,text-prior,all}")
     sub.required = True
     t = sub.add_parser(
         "tokenizer", help="Algorithm 1: tokenizer + adaptive coding-modulation + de-tokenizer, channel in the loop",
@@ -96,6 +96,8 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     add_semcom(sub)  # vanilla SemCom, the letter's baseline 2 (and its in-process evaluation, semcom-eval)
     from unitocom.train.resilient import add_train_command as add_resilient
     add_resilient(sub)  # issue 16: mask token, dropout-trained de-tokenizer, importance head
+    from unitocom.train.text_prior import add_train_command as add_text_prior
+    add_text_prior(sub)  # issue 12: the base station's language prior for text streams
     a = sub.add_parser(
         "all", help="retrain every committed checkpoint in order into one folder (resumable)",
         description="Retrain every committed checkpoint (tokenizers, scene checker, MLLMs) in dependency order "
