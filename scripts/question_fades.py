@@ -4,7 +4,10 @@ Rayleigh h (block fading, one h per stream); this sorts the test questions by th
 per bin, the share read back exactly and the VQA accuracy, for the installed text links and for those staged in
 checkpoints/next (`reproduce_results.sh text-links` stages them).
 
-    .venv/bin/python scripts/question_fades.py --n 1000 --snr-db 0
+    .venv/bin/python scripts/question_fades.py --n 1000 --snr-db 0 [--with-prior]
+
+--with-prior adds each set read with the language prior staged in checkpoints/next (`unitocom train text-prior`),
+on the same requests, and the paired difference in VQA that reading makes (bootstrap over questions).
 
 In process (`unitocom.pipeline`: the services' stages without gRPC), request i with seed i as `unitocom fig2` sends
 it, so the draws are those of results/text-links-*.json. Writes results/question-fades.json (its table in the README
@@ -88,37 +91,81 @@ def by_fade(rows: list[dict]) -> list[dict]:
     return out
 
 
+PRIOR = "text-prior.safetensors"
+
+
+def served_set(name: str, own: list[Path], root: Path) -> Path:
+    """A checkpoint folder under `root`: links to every installed checkpoint, with the files `own` in their place
+    (the staged text links, the prior), as a base station would have them installed."""
+    from unitocom.config import checkpoint_dir
+    d = root / name
+    d.mkdir(parents=True, exist_ok=True)
+    for f in d.iterdir():
+        f.unlink()
+    for f in sorted(checkpoint_dir().glob("*")):
+        if f.suffix in (".safetensors", ".json") and not f.name.startswith("manifest"):
+            (d / f.name).symlink_to(f.resolve())
+    for f in own:
+        (d / f.name).unlink(missing_ok=True)
+        (d / f.name).symlink_to(f.resolve())
+    return d
+
+
+def paired_difference(a: list[dict], b: list[dict], draws: int = 10000, seed: int = 0) -> dict:
+    """Mean of b's correct minus a's over the same questions, with a bootstrap 95 % interval over questions."""
+    diff = np.array([y["correct"] - x["correct"] for x, y in zip(a, b, strict=True)])
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), (draws, len(diff)))].mean(1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"n": len(diff), "difference": float(diff.mean()), "ci": [float(lo), float(hi)],
+            "changed": int((diff != 0).sum())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1000, help="test questions (the first n, as fig2 sends them)")
     ap.add_argument("--snr-db", type=float, default=0.0, help="mean SNR of the Rayleigh channel")
     ap.add_argument("--data", default="data/tiny")
     ap.add_argument("--next", default="checkpoints/next", help="the staged set (skipped when it has no text link)")
+    ap.add_argument("--with-prior", action="store_true",
+                    help=f"also each set read with the language prior ({PRIOR} in --next), and the paired difference")
     ap.add_argument("--out", default="results")
     args = ap.parse_args()
     from unitocom.fig2 import checkpoint_hashes, make_header
     from unitocom.schemes.learned import checkpoint_dir
-    sets = [("installed", None)]
-    if (Path(args.next) / "text-sigma-genib.safetensors").exists():
-        sets.append(("next", args.next))
-    points, hashes = [], {}
+    nxt, sets_root = Path(args.next), ROOT / "runs" / "question-fades-sets"
+    links = sorted(f for f in nxt.glob("text-*.safetensors") if f.name != PRIOR and not f.is_symlink())
+    sets = [("installed", None)] + ([("next", served_set("next", links, sets_root))] if links else [])
+    if args.with_prior:
+        if not (nxt / PRIOR).is_file():
+            sys.exit(f"error: {nxt / PRIOR} is missing: `unitocom train text-prior --out {nxt / PRIOR}`")
+        sets += [(f"{name}+prior", served_set(f"{name}+prior", (links if name == "next" else []) + [nxt / PRIOR],
+                                              sets_root)) for name, _ in list(sets)]
+    points, hashes, rows_by = [], {}, {}
     for name, folder in sets:
         if folder:
-            os.environ["UNITOCOM_CHECKPOINTS"] = folder
+            os.environ["UNITOCOM_CHECKPOINTS"] = str(folder)
         else:
             os.environ.pop("UNITOCOM_CHECKPOINTS", None)
-        rows = measure(args.n, args.snr_db, Path(args.data))
+        rows = rows_by[name] = measure(args.n, args.snr_db, Path(args.data))
         hashes[name] = checkpoint_hashes(checkpoint_dir())
         for b in by_fade(rows):
             points.append({"links": name, "snr_db": args.snr_db, "channel": "rayleigh", **b})
             print(f"{name:9s} |h|^2 in [{b['gain_low']:g}, {b['gain_high']:g}): n={b['n']:4d}  read exactly "
                   f"{b['read']:.2f}  VQA {b['accuracy']:.2f} [{b['accuracy_ci'][0]:.2f}, {b['accuracy_ci'][1]:.2f}]")
     os.environ.pop("UNITOCOM_CHECKPOINTS", None)
+    paired = []
+    for name in [n for n in rows_by if f"{n}+prior" in rows_by]:
+        d = paired_difference(rows_by[name], rows_by[f"{name}+prior"])
+        paired.append({"links": name, "reading": "prior - argmax", "snr_db": args.snr_db, **d})
+        print(f"{name}: VQA with the prior - without {d['difference']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] "
+              f"({d['changed']} of {d['n']} answers changed)")
     header = make_header(["question-fades"] + sys.argv[1:], {"data": args.data, "n": args.n}, checkpoint_dir())
     header.update(format="unitocom-results/question-fades/1",
                   command="scripts/question_fades.py " + " ".join(sys.argv[1:]), checkpoints_sha256_by_links=hashes)
     path = Path(args.out) / "question-fades.json"
-    path.write_text(json.dumps({"header": header, "points": points}, indent=1) + "\n")
+    path.write_text(json.dumps({"header": header, "points": points, **({"paired": paired} if paired else {})},
+                               indent=1) + "\n")
     print(f"wrote {path}")
 
 

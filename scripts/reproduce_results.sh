@@ -466,6 +466,15 @@ link_installed() {
     [ -e "$1/${f##*/}" ] || ln -s "$(realpath --relative-to="$1" "$f")" "$1/${f##*/}"
   done
 }
+# staged_set DIR FILE...: DIR as a base station's checkpoint folder with the staged FILEs installed (links to them
+# and to every other installed checkpoint); checkpoints/next itself holds only the staged files
+staged_set() {
+  local d=$1 f
+  shift
+  rm -rf "$d" && mkdir -p "$d"
+  for f in "$@"; do ln -s "$(realpath --relative-to="$d" "$f")" "$d/"; done
+  link_installed "$d"
+}
 # vqa NAME: unitocom and vae on the same 1000 test questions (request i: seed i, whatever the links), through
 # the services at $T
 vqa() {
@@ -485,11 +494,11 @@ if [ "$what" = text-links ]; then
       "checkpoints/next/runs/text-${obj%%:*}-awgn/text-${obj%%:*}-awgn.safetensors"
   done
   $U train all --out checkpoints/next --only text-sigma-genib text-vae
-  link_installed checkpoints/next
+  staged_set runs/links-next checkpoints/next/text-sigma-genib.safetensors checkpoints/next/text-vae.safetensors
   serve 50131 9231 runs/textrun
   vqa text-links-installed
   $U down --run-dir runs/textrun
-  export UNITOCOM_CHECKPOINTS=checkpoints/next
+  export UNITOCOM_CHECKPOINTS=runs/links-next
   serve 50141 9241 runs/textrun-next
   vqa text-links-next
   .venv/bin/python scripts/results_tables.py
@@ -501,20 +510,28 @@ if [ "$what" = text-prior ]; then
   # under its language prior (models.text_prior). The prior is staged beside the staged text links (its weight
   # chosen on val through them, with the BPE they share), and each set is scored with it: text-links' questions,
   # seeds and image noise, so that results/text-links-*.json are the same sets read without it.
-  [ -f checkpoints/next/text-sigma-genib.safetensors ] ||
-    { echo "error: checkpoints/next holds no staged text links (scripts/reproduce_results.sh text-links)" >&2; exit 1; }
-  link_installed checkpoints/next
-  [ -f checkpoints/next/text-prior.safetensors ] || $U train text-prior --out checkpoints/next/text-prior.safetensors
-  mkdir -p runs/prior-installed
-  link_installed runs/prior-installed
-  ln -sf "$(realpath --relative-to=runs/prior-installed checkpoints/next/text-prior.safetensors)" runs/prior-installed/
+  N=checkpoints/next
+  [ -f $N/text-sigma-genib.safetensors ] ||
+    { echo "error: $N holds no staged text links (scripts/reproduce_results.sh text-links)" >&2; exit 1; }
+  # the prior counts the BPE's ids and chooses its weight through the staged sigma-GenIB link, in a served set
+  staged_set runs/prior-fit $N/text-sigma-genib.safetensors $N/text-vae.safetensors
+  if [ ! -f $N/text-prior.safetensors ]; then
+    $U train text-prior --out runs/prior-fit/text-prior.safetensors
+    cp runs/prior-fit/text-prior.safetensors $N/ && cp runs/prior-fit/manifest-tasks.json $N/
+  fi
+  staged_set runs/prior-installed $N/text-prior.safetensors
+  staged_set runs/prior-next $N/text-prior.safetensors $N/text-sigma-genib.safetensors $N/text-vae.safetensors
   export UNITOCOM_CHECKPOINTS=runs/prior-installed
   serve 50151 9251 runs/priorrun
   vqa text-prior-installed
   $U down --run-dir runs/priorrun
-  export UNITOCOM_CHECKPOINTS=checkpoints/next
+  export UNITOCOM_CHECKPOINTS=runs/prior-next
   serve 50161 9261 runs/priorrun-next
   vqa text-prior-next
+  $U down --run-dir runs/priorrun-next
+  unset UNITOCOM_CHECKPOINTS
+  # per question: its own fade, read or not, answered or not, for the four ways; the paired difference
+  .venv/bin/python scripts/question_fades.py --n 1000 --snr-db 0 --with-prior
   .venv/bin/python scripts/results_tables.py
 fi
 

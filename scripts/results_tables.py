@@ -426,6 +426,10 @@ TARGET_SETS = (("test split", {"fig2": "fig2", "vqa-families": "vqa-families", "
 # `reproduce_results.sh text-links`: the same VQA points with the installed text links and with train all's retrained
 # ones staged in checkpoints/next; one table of both, split by whether the question was read exactly
 TEXT_LINK_FILES = ("text-links-installed", "text-links-next")
+# `reproduce_results.sh text-prior`: the same points again, each set of links read with the staged language prior;
+# one table of the four ways of reading, (links, reading) -> file
+READING_FILES = {("installed", "argmax"): "text-links-installed", ("installed", "prior"): "text-prior-installed",
+                 ("next", "argmax"): "text-links-next", ("next", "prior"): "text-prior-next"}
 FAMILIES_FILES = ("vqa-families", "vqa-families-seed77")  # `reproduce_results.sh families`: per-family tables
 
 
@@ -590,6 +594,32 @@ def text_links_block(figures: dict[str, dict]) -> str | None:
     return "\n".join(lines) + f"\n\n{', '.join(channels)}; from {sources} (each file's command is in it).\n"
 
 
+def reading_block(figures: dict[str, dict]) -> str | None:
+    """VQA by how the base station reads the question (READING_FILES): per scheme and SNR, for each set of text
+    links read by argmax and with the language prior, the share of questions read exactly and VQA (Wilson 95 %)."""
+    have = {k: figures[f] for k, f in READING_FILES.items() if f in figures}
+    if not any(r == "prior" for _, r in have):
+        return None
+    cols = list(have)
+    lines = ["| scheme | SNR (dB) | " + " | ".join(f"{links} links, {r}: read, VQA" for links, r in cols) + " |",
+             "|" + " --- |" * (2 + len(cols))]
+    at = {k: {(p["scheme"], p["snr_db"]): p for p in fig["points"] if p.get("task") == "vqa"}
+          for k, fig in have.items()}
+    keys = sorted({key for pts in at.values() for key in pts},
+                  key=lambda k: (k[0] == "upper-bound", k[0], float("inf") if k[1] is None else k[1]))
+    for scheme, snr in keys:
+        cells = []
+        for k in cols:
+            p = at[k].get((scheme, snr))
+            q = (p or {}).get("question_read")
+            cells.append("–" if p is None else f"{q['share']:.2f}, {cell(p, 'value', 'ci_')}" if q
+                         else cell(p, "value", "ci_"))
+        lines.append(f"| {scheme} | {'noiseless' if snr is None else f'{snr:g}'} | " + " | ".join(cells) + " |")
+    sources = ", ".join(f"`results/{READING_FILES[k]}.json`" for k in cols)
+    return ("\n".join(lines) + f"\n\nn = 1000 test questions per point, Rayleigh; the same requests (seed i for request "
+            f"i) in every column. From {sources} (each file's command is in it).\n")
+
+
 def fades_block(fig: dict, source: str) -> str:
     """scripts/question_fades.py: per bin of the question's |h|^2, the share read exactly and VQA, per set of links."""
     links = list(dict.fromkeys(p["links"] for p in fig["points"]))
@@ -609,7 +639,10 @@ def fades_block(fig: dict, source: str) -> str:
         lines.append(f"| [{lo:g}, {upper}) | {n} | " + " | ".join(cells) + " |")
     h = fig["header"]
     snr = ", ".join(sorted({f"{p['snr_db']:g} dB {p['channel']}" for p in fig["points"]}))
-    return "\n".join(lines) + (f"\n\n{snr}, unitocom, Wilson 95 % intervals. From `{source}` (commit "
+    paired = "".join(f" VQA read with the prior minus without, {d['links']} links, paired on the same {d['n']} "
+                     f"requests: {d['difference']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] (bootstrap 95 %; "
+                     f"{d['changed']} answers changed)." for d in fig.get("paired", []))
+    return "\n".join(lines) + (f"\n\n{snr}, unitocom, Wilson 95 % intervals.{paired} From `{source}` (commit "
                                f"{h.get('git_commit', '?')[:10]}): `{h.get('command', '?')}`.\n")
 
 
@@ -679,7 +712,7 @@ def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
             else:
                 readme = _write(readme, fig_name, text, notes, f"table of results/{fig_name}.json")
             continue
-        if fig_name in TEXT_LINK_FILES:  # one table of both (text_links_block, below)
+        if fig_name in TEXT_LINK_FILES or fig_name in READING_FILES.values():  # their own tables, below
             continue
         if fig_name in FAMILIES_FILES:  # a fig2 file of VQA alone at large n: its families, not its curve
             text = families_block(fig, f"results/{fig_name}.json")
@@ -696,6 +729,9 @@ def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
     text = text_links_block(figures)
     if text is not None:
         readme = _write(readme, "text-links", text, notes, "table of the text links' VQA")
+    text = reading_block(figures)
+    if text is not None:
+        readme = _write(readme, "text-prior", text, notes, "table of VQA by how the question is read")
     text = targets_block(figures)
     if text is not None:
         readme = _write(readme, "targets", text, notes, "table of issue 12's targets")

@@ -690,6 +690,15 @@ def test_the_text_links_table_pairs_both_files_row_by_row_and_shows_the_upper_bo
     assert rows[1].startswith("| unitocom | 0 | next | 10 | 0.550 | 0.57")
     assert rows[2].startswith("| upper-bound | noiseless | installed |") and rows[2].endswith("| – |")
     assert rt.text_links_block({"fig2": {"points": []}}) is None
+    # the same points read with the prior: one row per scheme and SNR, a column per set of links and reading
+    figures["text-prior-installed"] = {"points": [point("unitocom", 0.0, 0.65, 0.75, 0.75, 0.40)]}
+    rows = [r for r in rt.reading_block(figures).splitlines() if r.startswith("| ")]
+    assert rows[0] == ("| scheme | SNR (dB) | installed links, argmax: read, VQA | installed links, prior: read, VQA "
+                       "| next links, argmax: read, VQA |")
+    assert rows[2] == "| unitocom | 0 | 0.45, 0.58 [0.48, 0.68] | 0.75, 0.65 [0.55, 0.75] | 0.55, 0.57 [0.47, 0.67] |"
+    assert rows[3] == "| upper-bound | noiseless | 1.00, 0.75 [0.65, 0.85] | – | – |"
+    del figures["text-prior-installed"]
+    assert rt.reading_block(figures) is None  # no file read with the prior: no table
 
 
 def test_question_fades_records_each_questions_own_gain_and_bins_them(heldout_data):
@@ -711,3 +720,9 @@ def test_question_fades_records_each_questions_own_gain_and_bins_them(heldout_da
            "points": [{"links": "installed", "snr_db": 0.0, "channel": "rayleigh", **b} for b in bins]}
     table = rt.fades_block(fig, "results/question-fades.json")
     assert table.count("\n| [") == len(bins) and "read exactly (installed)" in table
+    d = qf.paired_difference(rows, [dict(r, correct=1.0) for r in rows])  # every answer right: the gain is the misses
+    assert d["difference"] == sum(1 - r["correct"] for r in rows) / 6 and d["changed"] == 6 - sum(
+        r["correct"] for r in rows) and d["ci"][0] <= d["difference"] <= d["ci"][1]
+    fig["paired"] = [{"links": "installed", **d}]
+    assert "VQA read with the prior minus without, installed links, paired on the same 6 requests: +" in \
+        rt.fades_block(fig, "results/question-fades.json")
