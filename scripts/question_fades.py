@@ -35,7 +35,7 @@ def measure(n: int, snr_db: float, data: Path) -> list[dict]:
     """Each of the first n test questions through the in-process pipeline with the checkpoints of
     $UNITOCOM_CHECKPOINTS -> per question: the mean |h|^2 its stream crossed, read exactly, answered right."""
     from unitocom import client, config, pipeline, wire
-    from unitocom.data.layouts import clevr_root
+    from unitocom.data.layouts import clevr_root, read_json
     from unitocom.messages import Modality
     from unitocom.stages import channel as channel_stage
     from unitocom.stages import transmitter
@@ -43,6 +43,8 @@ def measure(n: int, snr_db: float, data: Path) -> list[dict]:
     from unitocom.task_eval import clevr_png, question_read, vqa_items
     cfg = config.load("tiny")
     items, _ = vqa_items(data, "test", n)
+    # a question word for word among the training questions (a prior of the corpus could have learnt it whole)
+    seen = {q["question"] for q in read_json(clevr_root(data) / "questions" / "CLEVR_train_questions.json")["questions"]}
     gains: dict[int, list[np.ndarray]] = {}
     apply, prepare = channel_stage.ChannelCore.apply, transmitter.prepare
     text_ids: set[int] = set()
@@ -70,7 +72,7 @@ def measure(n: int, snr_db: float, data: Path) -> list[dict]:
             (sid,) = text_ids
             h = np.concatenate(gains[sid])
             rows.append({"gain": float(np.mean(np.abs(h) ** 2)), "read": bool(question_read(r, q["question"])),
-                         "correct": float(r.quality["exact_match"])})
+                         "correct": float(r.quality["exact_match"]), "seen": q["question"] in seen})
     finally:
         channel_stage.ChannelCore.apply, pipeline.transmitter.prepare = apply, prepare
     return rows
@@ -111,6 +113,15 @@ def served_set(name: str, own: list[Path], root: Path) -> Path:
     return d
 
 
+def by_seen(rows: list[dict]) -> dict:
+    """The share read exactly among the questions seen word for word in training and among the others."""
+    out = {}
+    for key, flag in (("seen", True), ("unseen", False)):
+        sel = [r for r in rows if r["seen"] is flag]
+        out[key] = {"n": len(sel), "read": sum(r["read"] for r in sel) / len(sel) if sel else None}
+    return out
+
+
 def paired_difference(a: list[dict], b: list[dict], draws: int = 10000, seed: int = 0) -> dict:
     """Mean of b's correct minus a's over the same questions, with a bootstrap 95 % interval over questions."""
     diff = np.array([y["correct"] - x["correct"] for x, y in zip(a, b, strict=True)])
@@ -141,7 +152,7 @@ def main() -> None:
             sys.exit(f"error: {nxt / PRIOR} is missing: `unitocom train text-prior --out {nxt / PRIOR}`")
         sets += [(f"{name}+prior", served_set(f"{name}+prior", (links if name == "next" else []) + [nxt / PRIOR],
                                               sets_root)) for name, _ in list(sets)]
-    points, hashes, rows_by = [], {}, {}
+    points, hashes, rows_by, seen_split = [], {}, {}, {}
     for name, folder in sets:
         if folder:
             os.environ["UNITOCOM_CHECKPOINTS"] = str(folder)
@@ -149,6 +160,9 @@ def main() -> None:
             os.environ.pop("UNITOCOM_CHECKPOINTS", None)
         rows = rows_by[name] = measure(args.n, args.snr_db, Path(args.data))
         hashes[name] = checkpoint_hashes(checkpoint_dir())
+        seen_split[name] = by_seen(rows)
+        print(f"{name:9s} read exactly: " + ", ".join(f"{v['read']:.3f} of {v['n']} {k} in training"
+                                                     for k, v in seen_split[name].items() if v["n"]))
         for b in by_fade(rows):
             points.append({"links": name, "snr_db": args.snr_db, "channel": "rayleigh", **b})
             print(f"{name:9s} |h|^2 in [{b['gain_low']:g}, {b['gain_high']:g}): n={b['n']:4d}  read exactly "
@@ -164,8 +178,8 @@ def main() -> None:
     header.update(format="unitocom-results/question-fades/1",
                   command="scripts/question_fades.py " + " ".join(sys.argv[1:]), checkpoints_sha256_by_links=hashes)
     path = Path(args.out) / "question-fades.json"
-    path.write_text(json.dumps({"header": header, "points": points, **({"paired": paired} if paired else {})},
-                               indent=1) + "\n")
+    path.write_text(json.dumps({"header": header, "points": points, "read_by_seen": seen_split,
+                                **({"paired": paired} if paired else {})}, indent=1) + "\n")
     print(f"wrote {path}")
 
 

@@ -709,6 +709,8 @@ def test_question_fades_records_each_questions_own_gain_and_bins_them(heldout_da
     rows = qf.measure(6, 0.0, heldout_data)
     assert len(rows) == 6 and len({r["gain"] for r in rows}) == 6  # one Rayleigh draw per question, each its own
     assert all(r["gain"] > 0 and isinstance(r["read"], bool) and r["correct"] in (0.0, 1.0) for r in rows)
+    split = qf.by_seen(rows)
+    assert split["seen"]["n"] + split["unseen"]["n"] == 6 and split["seen"]["n"] == sum(r["seen"] for r in rows)
     bins = qf.by_fade(rows)
     assert sum(b["n"] for b in bins) == 6
     for b in bins:
