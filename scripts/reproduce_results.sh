@@ -114,6 +114,9 @@
 #                                         on text-links' 1000 test questions, seeds and image noise, into
 #                                         results/text-prior-{installed,next}.* (a minute to fit, about 15 min of
 #                                         scoring on 2 cores)
+#   scripts/reproduce_results.sh text-prior-families the families run's points on the staged links read with
+#                                         the prior (after text-prior), into results/vqa-families-prior*.* (about
+#                                         8 min on 2 cores)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -532,6 +535,21 @@ if [ "$what" = text-prior ]; then
   unset UNITOCOM_CHECKPOINTS
   # per question: its own fade, read or not, answered or not, for the four ways; the paired difference
   .venv/bin/python scripts/question_fades.py --n 1000 --snr-db 0 --with-prior
+  .venv/bin/python scripts/results_tables.py
+fi
+
+if [ "$what" = text-prior-families ]; then
+  # The families run's points (0 and 20 dB, every test question, and the fresh set's) on the set the text-prior
+  # section stages: the staged text links read with the prior. Run `text-prior` first.
+  [ -f runs/prior-next/text-prior.safetensors ] ||
+    { echo "error: runs/prior-next is not staged (scripts/reproduce_results.sh text-prior)" >&2; exit 1; }
+  fresh_set
+  export UNITOCOM_CHECKPOINTS=runs/prior-next
+  serve 50171 9271 runs/priorrun-families
+  $U fig2 --name vqa-families-prior --tasks vqa --schemes unitocom --snr-db 0,20 --channel rayleigh --n-vqa 5000 \
+     --workers 16 --out results --target $T --resume
+  $U fig2 --name vqa-families-prior-seed77 --data data/tiny-seed77 --tasks vqa --schemes unitocom --snr-db 0,20 \
+     --channel rayleigh --n-vqa 1000 --workers 16 --out results --target $T --resume
   .venv/bin/python scripts/results_tables.py
 fi
 

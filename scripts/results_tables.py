@@ -430,7 +430,8 @@ TEXT_LINK_FILES = ("text-links-installed", "text-links-next")
 # one table of the four ways of reading, (links, reading) -> file
 READING_FILES = {("installed", "argmax"): "text-links-installed", ("installed", "prior"): "text-prior-installed",
                  ("next", "argmax"): "text-links-next", ("next", "prior"): "text-prior-next"}
-FAMILIES_FILES = ("vqa-families", "vqa-families-seed77")  # `reproduce_results.sh families`: per-family tables
+FAMILIES_FILES = ("vqa-families", "vqa-families-seed77",  # and the same on the staged links read with the prior
+                  "vqa-families-prior", "vqa-families-prior-seed77")  # `reproduce_results.sh families`: per-family tables
 
 
 def _verdict(lo: float, hi: float, side: str, bound: float) -> str:
