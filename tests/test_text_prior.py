@@ -112,6 +112,11 @@ def test_the_serving_path_reads_whole_texts_with_the_installed_prior(prior_dir, 
         res = pipeline.run(from_wire(client.build_request(text=text, scheme="unitocom", snr_db=20.0, seed=1)), cfg)
         assert res.output_text == text
         assert "read with the text prior (text-prior.safetensors: 5-gram" in res.outputs[0].note
+    # a text of two segments (over the link's 64 ids): each row is a piece, which the prior does not model
+    long = " ".join(["There is a small red square left of a large blue circle."] * 8)
+    res = pipeline.run(from_wire(client.build_request(text=long, scheme="unitocom", snr_db=20.0, seed=1)), cfg)
+    assert res.output_text.startswith("There is a small red square")  # the argmax's (its ids are not all right)
+    assert "read id by id, without the text prior" in res.outputs[0].note
 
 
 def test_a_prior_of_another_bpe_is_refused_by_name(prior_dir, tmp_path, monkeypatch):

@@ -130,10 +130,14 @@ def read_ids(m: TokenLink, tokens: torch.Tensor, mask: torch.Tensor, whole: torc
     return ids
 
 
-def _prior_note(m: TokenLink) -> str:
+def _prior_note(m: TokenLink, whole: bool) -> str:
+    """What read_ids did with a text of one segment (whole) or more: the note a text output carries."""
     prior = text_prior(m)
-    return "" if prior is None else (f"; read with the text prior ({PRIOR_FILE}: {prior.order}-gram, weight "
-                                     f"{prior.weight:g}, beam {prior.beam})")
+    if prior is None:
+        return ""
+    if not whole:
+        return f"; longer than {m.spec.tokens} tokens: read id by id, without the text prior ({PRIOR_FILE})"
+    return f"; read with the text prior ({PRIOR_FILE}: {prior.order}-gram, weight {prior.weight:g}, beam {prior.beam})"
 
 
 def _frontend(m: TokenLink):
@@ -517,7 +521,9 @@ def decode_with_tokens(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, n
             whole = torch.full((batch["mask"].shape[0],), batch["mask"].shape[0] == 1)
             ids = read_ids(m, padded, batch["mask"], whole)[batch["mask"]]
             out.text = decode_ids(bpe(m), ids.tolist())
-    out.note = _note(header, m, len(y), erased) + (_prior_note(m) if s.modality == "text" else "")
+    out.note = _note(header, m, len(y), erased)
+    if s.modality == "text":
+        out.note += _prior_note(m, bool(whole.all()))
     if s.resilient and bool(lost.any()):
         out.note += _mask_note(lost)
     return out, tokens
@@ -626,7 +632,7 @@ def _decode_group(m: TokenLink, jobs: list[StreamJob]) -> list[tuple[ModalityOut
         r = 0
         for o, g, gone in zip(outs, segs, lost):
             o.text = decode_ids(bpe(m), ids[r: r + g.shape[0], : g.shape[1]][g].tolist())
-            o.note += _prior_note(m)
+            o.note += _prior_note(m, g.shape[0] == 1)
             r += g.shape[0]
             if s.resilient and bool(gone.any()):
                 o.note += _mask_note(gone)
