@@ -3,7 +3,8 @@
 Fitting is counting: the training split's texts (captions, questions, transcripts: what the BPE learnt on) as BPE
 ids. The prior's weight is then chosen on the val split: its questions and captions go through a text link over
 Rayleigh block fading at a low SNR (0 dB: where the argmax misreads most), and the weight that reads the most of
-them exactly wins. Seconds on one core.
+them exactly wins. Random id strings of the questions' lengths are read too and reported: what the prior costs a
+text unlike the corpus. About a minute on one core.
 """
 from __future__ import annotations
 
