@@ -478,6 +478,15 @@ staged_set() {
   for f in "$@"; do ln -s "$(realpath --relative-to="$d" "$f")" "$d/"; done
   link_installed "$d"
 }
+# score_set NAME DIR BASE_PORT METRICS_BASE_PORT RUN_DIR: `vqa NAME` on services of their own that serve the
+# checkpoint folder DIR, stopped afterwards
+score_set() {
+  export UNITOCOM_CHECKPOINTS=$2
+  serve "$3" "$4" "$5"
+  vqa "$1"
+  $U down --run-dir "$5"
+  unset UNITOCOM_CHECKPOINTS
+}
 # vqa NAME: unitocom and vae on the same 1000 test questions (request i: seed i, whatever the links), through
 # the services at $T
 vqa() {
@@ -498,12 +507,8 @@ if [ "$what" = text-links ]; then
   done
   $U train all --out checkpoints/next --only text-sigma-genib text-vae
   staged_set runs/links-next checkpoints/next/text-sigma-genib.safetensors checkpoints/next/text-vae.safetensors
-  serve 50131 9231 runs/textrun
-  vqa text-links-installed
-  $U down --run-dir runs/textrun
-  export UNITOCOM_CHECKPOINTS=runs/links-next
-  serve 50141 9241 runs/textrun-next
-  vqa text-links-next
+  score_set text-links-installed checkpoints 50131 9231 runs/textrun
+  score_set text-links-next runs/links-next 50141 9241 runs/textrun-next
   .venv/bin/python scripts/results_tables.py
 fi
 
@@ -524,15 +529,8 @@ if [ "$what" = text-prior ]; then
   fi
   staged_set runs/prior-installed $N/text-prior.safetensors
   staged_set runs/prior-next $N/text-prior.safetensors $N/text-sigma-genib.safetensors $N/text-vae.safetensors
-  export UNITOCOM_CHECKPOINTS=runs/prior-installed
-  serve 50151 9251 runs/priorrun
-  vqa text-prior-installed
-  $U down --run-dir runs/priorrun
-  export UNITOCOM_CHECKPOINTS=runs/prior-next
-  serve 50161 9261 runs/priorrun-next
-  vqa text-prior-next
-  $U down --run-dir runs/priorrun-next
-  unset UNITOCOM_CHECKPOINTS
+  score_set text-prior-installed runs/prior-installed 50151 9251 runs/priorrun
+  score_set text-prior-next runs/prior-next 50161 9261 runs/priorrun-next
   # per question: its own fade, read or not, answered or not, for the four ways; the paired difference
   .venv/bin/python scripts/question_fades.py --n 1000 --snr-db 0 --with-prior
   .venv/bin/python scripts/results_tables.py
