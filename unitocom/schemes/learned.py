@@ -114,11 +114,15 @@ def text_prior(m: TokenLink):
 
 
 @torch.no_grad()
-def read_ids(m: TokenLink, tokens: torch.Tensor, mask: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
+def read_ids(m: TokenLink, tokens: torch.Tensor, mask: torch.Tensor, whole: torch.Tensor | None = None
+             ) -> torch.Tensor:
     """F_beta^-1's decisions: received text tokens [R, W, d] in rows of segments (`_segments`), mask [R, W] ->
     ids [R, W]. Each id's argmax, or, where a text prior is installed, the prior's best text for the rows that
-    hold a whole text (whole [R] bool): its length is the row's, its BOS and EOS are the row's ends. A row that
-    is one segment of a longer text keeps the argmax (the prior knows texts, not pieces of them)."""
+    hold a whole text (whole [R] bool; None: the rows are one text's segments, whole when there is one row): its
+    length is the row's, its BOS and EOS are the row's ends. A row that is one segment of a longer text keeps the
+    argmax (the prior knows texts, not pieces of them)."""
+    if whole is None:
+        whole = torch.full((mask.shape[0],), mask.shape[0] == 1)
     logits = m.detokenize(tokens, mask)
     ids = logits.argmax(-1)
     prior = text_prior(m) if bool(whole.any()) else None
@@ -387,8 +391,7 @@ def remodulate(header: StreamHeader, tokens: torch.Tensor, snr_db: float) -> np.
         batch = _segments([0] * t.shape[0], s.tokens)
         padded = torch.zeros(batch["mask"].shape + (s.token_dim,))
         padded[batch["mask"]] = t
-        whole = torch.full((batch["mask"].shape[0],), batch["mask"].shape[0] == 1)
-        ids = read_ids(m, padded, batch["mask"], whole)  # the decisions decode_batch read the text from
+        ids = read_ids(m, padded, batch["mask"])  # the decisions decode_batch read the text from
         mu, _ = m.tokenize(torch.where(batch["mask"], ids, 0), batch["mask"])
         z = m.modulate(mu, snr.expand(mu.shape[0]), batch["mask"])
         return z[batch["mask"].repeat_interleave(s.uses_per_token, 1)].numpy().astype(np.complex64)
@@ -518,12 +521,11 @@ def decode_with_tokens(header: StreamHeader, y: np.ndarray, h_est: np.ndarray, n
             batch = _segments([0] * length, s.tokens)
             padded = torch.zeros(batch["mask"].shape + (s.token_dim,))
             padded[batch["mask"]] = tokens[0]  # R works token by token: [L, d]
-            whole = torch.full((batch["mask"].shape[0],), batch["mask"].shape[0] == 1)
-            ids = read_ids(m, padded, batch["mask"], whole)[batch["mask"]]
+            ids = read_ids(m, padded, batch["mask"])[batch["mask"]]
             out.text = decode_ids(bpe(m), ids.tolist())
     out.note = _note(header, m, len(y), erased)
     if s.modality == "text":
-        out.note += _prior_note(m, bool(whole.all()))
+        out.note += _prior_note(m, batch["mask"].shape[0] == 1)
     if s.resilient and bool(lost.any()):
         out.note += _mask_note(lost)
     return out, tokens
