@@ -100,13 +100,13 @@ def served_set(name: str, own: list[Path], root: Path) -> Path:
     """A checkpoint folder under `root`: links to every installed checkpoint, with the files `own` in their place
     (the staged text links, the prior), as a base station would have them installed."""
     from unitocom.config import checkpoint_dir
+    from unitocom.fig2 import checkpoint_files
     d = root / name
     d.mkdir(parents=True, exist_ok=True)
     for f in d.iterdir():
         f.unlink()
-    for f in sorted(checkpoint_dir().glob("*")):
-        if f.suffix in (".safetensors", ".json") and not f.name.startswith("manifest"):
-            (d / f.name).symlink_to(f.resolve())
+    for f in checkpoint_files(checkpoint_dir()):
+        (d / f.name).symlink_to(f.resolve())
     for f in own:
         (d / f.name).unlink(missing_ok=True)
         (d / f.name).symlink_to(f.resolve())

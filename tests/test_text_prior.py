@@ -80,10 +80,10 @@ def test_save_and_load_keep_the_model(tmp_path):
 def prior_dir(tmp_path_factory, heldout_data):
     """The installed checkpoints beside a prior made by the command on the held-out set (a few val texts)."""
     need((CHECKPOINTS / "text-sigma-genib.safetensors").exists(), "text-sigma-genib not committed")
+    from unitocom.fig2 import checkpoint_files
     d = tmp_path_factory.mktemp("prior")
-    for f in CHECKPOINTS.iterdir():
-        if f.suffix in (".safetensors", ".json") and not f.name.startswith("manifest"):
-            (d / f.name).symlink_to(f)
+    for f in checkpoint_files(CHECKPOINTS):
+        (d / f.name).symlink_to(f)
     run = subprocess.run([sys.executable, "-m", "unitocom.cli", "train", "text-prior", "--data", str(heldout_data),
                           "--out", str(d / "text-prior.safetensors"), "--count", "40", "--weights", "0,0.5,1"],
                          cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)

@@ -55,11 +55,16 @@ FATAL = ("UNAVAILABLE",)
 
 # ---- provenance ---------------------------------------------------------------------------------------------
 
-def checkpoint_hashes(directory: Path) -> dict[str, str]:
-    """sha256 of every checkpoint file (weights, tokenizer tables) in `directory`; the manifests and README are
+def checkpoint_files(directory: Path) -> list[Path]:
+    """Every checkpoint file (weights, tokenizer tables) in `directory`, in name order; the manifests and README are
     descriptions, not inputs, and are left out."""
-    return {p.name: file_sha256(p) for p in sorted(Path(directory).glob("*"))
-            if p.is_file() and p.suffix in (".safetensors", ".json", ".pt", ".bin") and not p.name.startswith("manifest")}
+    return [p for p in sorted(Path(directory).glob("*"))
+            if p.is_file() and p.suffix in (".safetensors", ".json", ".pt", ".bin") and not p.name.startswith("manifest")]
+
+
+def checkpoint_hashes(directory: Path) -> dict[str, str]:
+    """sha256 of every checkpoint file in `directory` (checkpoint_files)."""
+    return {p.name: file_sha256(p) for p in checkpoint_files(directory)}
 
 
 # Schemes whose text-to-image reads no MLLM (semcom draws with its own receiver, schemes.semcom.CHECKPOINT): their
