@@ -59,6 +59,8 @@ class NgramPrior:
         self._tables = [{ctx: (torch.tensor(list(nx.keys())), torch.tensor(list(nx.values()), dtype=torch.float64),
                                float(len(nx))) for ctx, nx in t.items()} for t in tables]
         self._prob = lru_cache(maxsize=16384)(self._prob_uncached)
+        # the decoder asks for the same contexts' logs at every position of every beam
+        self._log = lru_cache(maxsize=16384)(lambda ctx: self._prob(ctx).float().log())
 
     @classmethod
     def fit(cls, sequences, vocab: int, order: int, **kw) -> NgramPrior:
@@ -85,7 +87,7 @@ class NgramPrior:
         """log P(next | the last order-1 ids of context) [V + 2], float32; context may start with BOS ids."""
         ctx = tuple(context)[-(self.order - 1):] if self.order > 1 else ()
         ctx = (self.vocab,) * (self.order - 1 - len(ctx)) + ctx
-        return self._prob(ctx).float().log()
+        return self._log(ctx)
 
     def log_prob(self, ids) -> float:
         """log P(ids, EOS | BOS): the prior's score of a whole text."""
