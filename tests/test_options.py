@@ -187,7 +187,8 @@ def test_build_request_puts_every_option_on_the_wire():
               "packet_burst": 3.0, "tokens_per_packet": 8, "variant": "resilient", "token_budget": 12,
               "packing": "aggregated", "lossy_modalities": "image", "session_id": "kitchen-1",
               "session_parts": "image,text", "session_partial": True, "session_wait_s": 12.5,
-              "users": 2, "access": "superposed", "user_powers": "0.6, 0.4", "capture": True}
+              "users": 2, "access": "superposed", "user_powers": "0.6, 0.4", "capture": True,
+              "text_copies": 3}
     assert set(values) == set(NAMES) - {"timeout_s"}  # a new option must be added here too
     req = client.build_request(request_id="r1", **values)
     link = req.link
@@ -195,7 +196,7 @@ def test_build_request_puts_every_option_on_the_wire():
            ("r1", pb.VQA, pb.VAE, pb.RICIAN, pb.FAST, pb.ESTIMATED)
     for name in ("snr_db", "block_length", "rician_k_db", "pilots", "erasure_prob", "jpeg_quality", "modulation",
                  "code_rate", "seed", "packet_loss", "packet_burst", "tokens_per_packet", "variant", "token_budget",
-                 "packing", "lossy_modalities"):
+                 "packing", "lossy_modalities", "text_copies"):
         assert getattr(link, name) == pytest.approx(values[name]), name
     assert (link.users, link.access, list(link.user_powers)) == (2, "superposed", [0.6, 0.4])
     assert link.capture is True and client.build_request(text="x").link.capture is False  # asked / not asked

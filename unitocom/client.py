@@ -39,7 +39,7 @@ def build_request(*, request_id: str = "", **options) -> pb.Request:
         variant=v["variant"] or "", token_budget=v["token_budget"], packing=v["packing"] or "",
         lossy_modalities=v["lossy_modalities"],
         users=v["users"], access=v["access"] or "", user_powers=parse_powers(v["user_powers"]),
-        capture=v["capture"],
+        capture=v["capture"], text_copies=v["text_copies"],
     )
     label = pb.Label(answer=v["answer"], transcript=v["transcript"])
     req = pb.Request(request_id=request_id, task=wire.enum_value(pb.Task, v["task"]), payloads=payloads, link=link)

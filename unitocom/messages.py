@@ -54,6 +54,7 @@ class LinkSettings:
     access: str = ""  # orthogonal | superposed ("": orthogonal)
     user_powers: list[float] = field(default_factory=list)  # superposed: shares of P, sum <= 1 (empty: default)
     capture: bool = False  # record this request's IQ at the channel (issue 17; a service without --capture refuses)
+    text_copies: int = 0  # each text payload sent this many times over independent fades, MRC at the receiver (0, 1: once)
 
 
 @dataclass
@@ -132,6 +133,8 @@ class StreamHeader:
     symbol_gain_db: float = 0.0  # scale that brought the sent tokens' symbols to power P (the receiver undoes it)
     user: int = 0  # users sharing the channel: the device that sent it
     power: float = 0.0  # its transmit power, share of P (symbols scaled by sqrt(power)); 0: P
+    copy: int = 0  # link.text_copies: this stream is copy k >= 1 of stream copy_of (0: the stream itself)
+    copy_of: int = 0
 
 
 @dataclass

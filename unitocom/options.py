@@ -262,6 +262,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("user_powers", str, "", "superposed access: each user's transmit power as a share of the budget P, a "
            "comma list of K numbers > 0 summing to at most 1, e.g. 0.8,0.2 (empty: 4^-k shares, 6 dB apart)",
            advanced=True),
+    # Time diversity for text (issue 12): a question crosses one fade; sent again over another, the base station
+    # combines the two before reading it (`unitocom.link.diversity`).
+    Option("text_copies", int, 0, "send each text payload (a question, a caption) this many times, each copy over "
+           "its own fade, combined by maximal-ratio combining at the base station before it reads the text; every "
+           "copy costs the text's channel uses again (0 or 1: once)", ge=0, le=8, advanced=True),
     # IQ capture (issue 17): a link option because the channel, which reads only the header's link, does the recording.
     Option("capture", bool, False, "record this request's IQ at the channel (z, h, h_est, z_hat per channel use) as "
            "a SigMF recording; the result says where (replay it with `unitocom replay PATH`). The channel service "

@@ -85,6 +85,17 @@ def ber_rayleigh_numeric(modulation: str, snr_db: float) -> float:
     return float(val)
 
 
+def ber_bpsk_rayleigh_mrc(snr_db, branches: int):
+    """BPSK over L = `branches` independent Rayleigh branches of mean Es/N0 = snr_db each, combined by MRC, perfect
+    CSI (Proakis, Digital Communications, 5th ed., eq. 13.4-15): ((1 - mu) / 2)^L sum_k C(L-1+k, k) ((1 + mu) / 2)^k,
+    mu = sqrt(g / (1 + g)). One branch is `ber_rayleigh("bpsk", .)`."""
+    g = db_to_linear(snr_db)
+    mu = np.sqrt(g / (1.0 + g))
+    out = ((1.0 - mu) / 2.0) ** branches * sum(special.comb(branches - 1 + k, k) * ((1.0 + mu) / 2.0) ** k
+                                               for k in range(branches))
+    return out if np.ndim(out) else float(out)
+
+
 def ber_theory(modulation: str, channel: str, snr_db):
     """Uncoded BER closed form for channel 'awgn' | 'rayleigh'; None where none exists here (e.g. 'rician')."""
     if channel == "awgn":

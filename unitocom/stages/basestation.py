@@ -61,6 +61,37 @@ def lost_packets(header: StreamHeader, h_est: np.ndarray) -> tuple[int, int]:
     return int(zero.reshape(packets, ps).all(axis=1).sum()), packets
 
 
+# What must be equal between a stream and a copy of it: everything its receiver reads.
+_COPY_FIELDS = ("modality", "scheme", "num_symbols", "source_codec", "channel_code", "code_rate", "modulation",
+                "info_block_bits", "payload_bytes", "token_shape", "tokenizer", "audio_rate_hz", "num_samples",
+                "sent_tokens", "symbol_gain_db", "user", "power")
+
+
+def copies_of(streams: list[StreamHeader]) -> dict[int, list[int]]:
+    """{stream id: the ids of its copies} for the streams that have copies (StreamHeader.copy >= 1 names the stream
+    it repeats in copy_of). RequestError naming the field where a copy names no stream of the request, a copy, or a
+    stream it does not match (a receiver reads the combined stream with the original's header)."""
+    by_id = {s.stream_id: s for s in streams}
+    out: dict[int, list[int]] = {}
+    for i, s in enumerate(streams):
+        if not s.copy:
+            continue
+        field = f"header.streams[{i}]"
+        original = by_id.get(s.copy_of)
+        if original is None or original.copy:
+            raise RequestError(f"{field}.copy_of", f"{s.copy_of} is not a stream of this request that is sent "
+                               "itself (a copy repeats an original stream)")
+        differ = [f for f in _COPY_FIELDS if getattr(s, f) != getattr(original, f)]
+        if differ:
+            raise RequestError(f"{field}.{differ[0]}", f"a copy of stream {s.copy_of} must have its {differ[0]}")
+        out.setdefault(s.copy_of, []).append(s.stream_id)
+    for sid, ids in out.items():
+        numbers = sorted(by_id[k].copy for k in ids)
+        if numbers != list(range(1, len(ids) + 1)):
+            raise RequestError("header.streams", f"stream {sid}'s copies must be numbered 1..{len(ids)}, got {numbers}")
+    return out
+
+
 def _packet_note(header: StreamHeader, lost: int, packets: int) -> str:
     what = "tokens" if header.scheme != Scheme.TRADITIONAL else "code blocks"
     return f"{lost} of {packets} packets lost by the channel (their {what} read as erasures)" if lost else ""
@@ -133,6 +164,7 @@ class BaseStationCore:
         self.streams = {s.stream_id: _Stream(s) for s in header.streams}
         if len(self.streams) != len(header.streams):
             raise RequestError("header.streams", "stream ids must be unique")
+        self.copies = copies_of(header.streams)  # the streams that repeat another (link.text_copies)
         for i, s in enumerate(header.streams):
             try:
                 schemes.for_scheme(s.scheme)
@@ -146,9 +178,10 @@ class BaseStationCore:
                                    f"with --preset {cfg.preset.name})", code="failed_precondition")
         if header.task == Task.RECONSTRUCT and header.link.scheme == Scheme.SEMCOM:
             raise RequestError("header.task", MISSING[Scheme.SEMCOM], code="unimplemented")
+        originals = [s for s in header.streams if not s.copy]
         if header.task == Task.VQA:  # one question, typed or spoken: refused before any frame is read
-            check_vqa_question([s.modality for s in header.streams], header.link.scheme, header.link.variant,
-                               "header.streams", users=[s.user for s in header.streams])
+            check_vqa_question([s.modality for s in originals], header.link.scheme, header.link.variant,
+                               "header.streams", users=[s.user for s in originals])
         self.table, self.expected = table, ()
         from unitocom.stages import access
         try:
@@ -163,7 +196,7 @@ class BaseStationCore:
                 raise RequestError("header.session", "sessions are assembled by the base-station service; this "
                                    "base station keeps no session table", code="unimplemented")
             self.expected = validate_session(header.session, header.task, header.link.scheme,
-                                             [s.modality for s in header.streams], cfg.sessions, "header.session",
+                                             [s.modality for s in originals], cfg.sessions, "header.session",
                                              "header.streams")
             table.check(header, self.expected, self.modalities)
         self.clock = Clock(SERVICE)
@@ -173,7 +206,7 @@ class BaseStationCore:
 
     @property
     def modalities(self) -> tuple[Modality, ...]:
-        return tuple(s.modality for s in self.header.streams)
+        return tuple(s.modality for s in self.header.streams if not s.copy)
 
     @property
     def resilient(self) -> bool:
@@ -219,13 +252,13 @@ class BaseStationCore:
             return {}, None
         from unitocom.schemes import learned
         jobs = {}
-        for sid, s in self.streams.items():
+        for sid, s in self._originals().items():
             if s.header.scheme in (Scheme.UNITOCOM, Scheme.VAE) and s.header.modality in learned.BATCHED_MODALITIES:
                 y, h = arrays[sid]
                 jobs[sid] = learned.StreamJob(s.header, y, h, s.noise_var, s.erased, s.est_error_var, self.clock)
         modality = {sid: self.streams[sid].header.modality for sid in jobs}
         scheme = self.header.link.scheme
-        if (self.header.task == Task.VQA and len(jobs) == len(self.streams) == 2
+        if (self.header.task == Task.VQA and len(jobs) == len(self._originals()) == 2
                 and sorted(modality.values()) == sorted([Modality.IMAGE, Modality.TEXT])
                 and all(self.streams[sid].header.scheme == scheme for sid in jobs)):
             image = next(sid for sid in jobs if modality[sid] == Modality.IMAGE)
@@ -239,6 +272,29 @@ class BaseStationCore:
                                    limits.batch_delay_ms)
         futures = {sid: receiver.submit(job) for sid, job in jobs.items()}
         return {sid: f.result(timeout=limits.default_deadline_s) for sid, f in futures.items()}, None
+
+    def _originals(self) -> dict[int, _Stream]:
+        """The streams to decode: all but the copies, which are combined into the stream they repeat."""
+        return {sid: s for sid, s in self.streams.items() if not s.header.copy}
+
+    def _combine_copies(self, arrays: dict[int, tuple[np.ndarray, np.ndarray]]
+                        ) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], dict[int, str]]:
+        """Each stream with copies (link.text_copies) combined with them by maximal-ratio combining
+        (`link.diversity.mrc`): stream id -> (y, h_est) of the combined stream, read as one stream with gain
+        sqrt(sum |h_k|^2) and the same noise; an erased copy adds nothing. -> (arrays, notes per combined stream)."""
+        from unitocom.link.diversity import mrc
+        notes = {}
+        for sid, copies in self.copies.items():
+            members = [sid, *copies]
+            streams = [self.streams[k] for k in members]
+            ys = np.stack([arrays[k][0] for k in members])
+            hs = np.stack([np.zeros_like(arrays[k][1]) if s.erased else arrays[k][1] for k, s in zip(members, streams)])
+            arrays[sid] = mrc(ys, hs)
+            self.streams[sid].erased = all(s.erased for s in streams)
+            g = np.mean(np.abs(hs) ** 2, axis=1)  # each copy's mean |h|^2
+            notes[sid] = (f"sent {len(members)} times over independent fades, maximal-ratio combined before the "
+                          f"receiver (|h|^2 of the copies {', '.join(f'{v:.2f}' for v in g)}; combined {g.sum():.2f})")
+        return {sid: a for sid, a in arrays.items() if not self.streams[sid].header.copy}, notes
 
     def _block_decoder(self):
         """The code blocks of this stream decoded with other requests' blocks of the same code (one LDPC/Turbo
@@ -262,8 +318,9 @@ class BaseStationCore:
             if len(y) != s.header.num_symbols:
                 raise RequestError("frames", f"stream {sid}: {len(y)} symbols received, header says {s.header.num_symbols}")
             arrays[sid] = y, h
+        arrays, notes = self._combine_copies(arrays)
         decoded, answer = self._decode_batched(arrays)
-        for sid, s in self.streams.items():
+        for sid, s in self._originals().items():
             y, h = arrays[sid]
             tokens = None
             if sid in decoded:  # decoded with other requests' streams
@@ -279,11 +336,13 @@ class BaseStationCore:
             self.packets_lost += lost
             if lost and _resilient(s.header):
                 self.packets_concealed += lost
-            note = _packet_note(s.header, lost, packets)
-            if note:
-                out.note = f"{out.note}; {note}" if out.note else note
+            for note in (_packet_note(s.header, lost, packets), notes.get(sid, "")):
+                if note:
+                    out.note = f"{out.note}; {note}" if out.note else note
+            uses = len(y) * (1 + len(self.copies.get(sid, ())))  # every copy crossed the channel
+            out.channel_uses = uses
             outputs.append(out)
-            channel_uses += len(y)
+            channel_uses += uses
             received.append(mllm.Received(s.header, out, y, h, s.noise_var, s.erased, s.est_error_var, tokens))
         return Decoded(outputs, received, channel_uses, answer)
 
@@ -372,7 +431,7 @@ class BaseStationCore:
         result = run_task(header, received, self.cfg, self.clock, answer)
         arrived = [SessionPart(request_id=p.request_id, modality=r.header.modality, scheme=r.header.scheme,
                                snr_db=p.header.link.snr_db, channel=p.header.link.channel or Channel.AWGN,
-                               channel_uses=len(r.y), decoded=r.output.decoded, note=r.output.note)
+                               channel_uses=r.output.channel_uses, decoded=r.output.decoded, note=r.output.note)
                    for p in parts for r in p.decoded.received]
         report = SessionReport(id=self.header.session.id, arrived=arrived, missing=list(missing), complete=not missing,
                                answered_by=self.header.request_id, note=note)

@@ -48,6 +48,7 @@ TASK_INPUTS = {  # which payload modalities each task takes
 }
 
 
+MAX_TEXT_COPIES = 8  # link.text_copies (unitocom.options states the same bound to the front ends)
 # What a session of each task waits for when its parts do not say (Session.parts empty): the inputs the task
 # needs. reconstruct takes any modality, so its sessions must name theirs.
 SESSION_PARTS = {Task.VQA: (Modality.IMAGE, Modality.TEXT), Task.T2I: (Modality.TEXT,), Task.ASR: (Modality.AUDIO,)}
@@ -240,6 +241,12 @@ def validate_link(link: LinkSettings, cfg: Config) -> ChannelSpec:
     if link.packing == "aggregated" and link.variant != "resilient":
         raise RequestError("link.packing", "aggregated packing needs variant resilient: it is planned with the "
                                            "resilient link's importance head")
+    if not 0 <= link.text_copies <= MAX_TEXT_COPIES:
+        raise RequestError("link.text_copies", f"must be in 0..{MAX_TEXT_COPIES} (0 or 1: each text sent once), got "
+                                               f"{link.text_copies}")
+    if link.text_copies > 1 and access.active(link):
+        raise RequestError("link.text_copies", "text copies are combined per device; with users sharing the channel "
+                                               "they are not modelled")
     _access(access.validate_link, link)  # users sharing the channel (issue 17)
     if link.jpeg_quality and not 1 <= link.jpeg_quality <= 95:
         raise RequestError("link.jpeg_quality", f"must be in 1..95, got {link.jpeg_quality}")
@@ -338,6 +345,9 @@ def validate(req: Request, cfg: Config) -> tuple[ChannelSpec, list[SourcePayload
     if req.link.scheme is None:
         raise RequestError("link.scheme", "is not set; expected one of traditional, unitocom, vae, semcom")
     payloads = decode_payloads(req, cfg)
+    if req.link.text_copies > 1 and not any(p.modality == Modality.TEXT for p in payloads):
+        raise RequestError("link.text_copies", f"{req.link.text_copies} copies of each text payload, but this request "
+                                               "sends no text (a spoken question is audio)")
     _access(access.validate, req)
     allowed = TASK_INPUTS[req.task]
     for i, p in enumerate(payloads):

@@ -55,6 +55,7 @@ def prepare(request: Request, cfg: Config) -> Prepared:
     scheme = schemes.for_scheme(link.scheme)
     # Each scheme times its own steps: source_encode (codec or tokenizer F) and channel_encode (code + QAM, or T).
     streams = [scheme.encode(i, p, link, cfg, clock=clock, task=request.task) for i, p in enumerate(payloads)]
+    streams += text_copies(streams, int(link.text_copies))
     for s in streams:
         s.header.packet_symbols = packet_symbols(s.header, link, cfg)
     from unitocom.stages import multiuser
@@ -77,6 +78,24 @@ def prepare(request: Request, cfg: Config) -> Prepared:
                            session=request.session, user_labels=user_labels)
     return Prepared(header, streams, payloads, cfg, clock,
                     users=[p.user for p in request.payloads] if multiuser.active(link) else [])
+
+
+def text_copies(streams: list[schemes.Encoded], copies: int) -> list[schemes.Encoded]:
+    """The repeats of each text stream that link.text_copies asks for (copies - 1 each; none for 0 or 1): the same
+    symbols as new streams, ids after the last, each header naming the stream it repeats. The channel draws each
+    stream's own h, so each copy crosses its own fade; the base station combines them (`link.diversity.mrc`)."""
+    out: list[schemes.Encoded] = []
+    next_id = max((s.header.stream_id for s in streams), default=-1) + 1
+    for s in streams:
+        if s.header.modality != Modality.TEXT:
+            continue
+        for k in range(1, copies):
+            header = dataclasses.replace(s.header, stream_id=next_id, copy=k, copy_of=s.header.stream_id,
+                                         token_shape=list(s.header.token_shape),
+                                         sent_tokens=list(s.header.sent_tokens))
+            out.append(dataclasses.replace(s, header=header))
+            next_id += 1
+    return out
 
 
 def packet_symbols(header, link, cfg: Config) -> int:

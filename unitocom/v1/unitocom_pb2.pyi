@@ -117,7 +117,7 @@ class Payload(_message.Message):
     def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., text: _Optional[str] = ..., image: _Optional[bytes] = ..., audio: _Optional[bytes] = ..., user: _Optional[int] = ...) -> None: ...
 
 class LinkSettings(_message.Message):
-    __slots__ = ("scheme", "snr_db", "channel", "fading", "seed", "block_length", "rician_k_db", "csi", "pilots", "erasure_prob", "jpeg_quality", "code_rate", "modulation", "packet_loss", "packet_burst", "tokens_per_packet", "variant", "token_budget", "packing", "lossy_modalities", "users", "access", "user_powers", "capture")
+    __slots__ = ("scheme", "snr_db", "channel", "fading", "seed", "block_length", "rician_k_db", "csi", "pilots", "erasure_prob", "jpeg_quality", "code_rate", "modulation", "packet_loss", "packet_burst", "tokens_per_packet", "variant", "token_budget", "packing", "lossy_modalities", "users", "access", "user_powers", "capture", "text_copies")
     SCHEME_FIELD_NUMBER: _ClassVar[int]
     SNR_DB_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +142,7 @@ class LinkSettings(_message.Message):
     ACCESS_FIELD_NUMBER: _ClassVar[int]
     USER_POWERS_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_COPIES_FIELD_NUMBER: _ClassVar[int]
     scheme: Scheme
     snr_db: float
     channel: ChannelModel
@@ -166,7 +167,8 @@ class LinkSettings(_message.Message):
     access: str
     user_powers: _containers.RepeatedScalarFieldContainer[float]
     capture: bool
-    def __init__(self, scheme: _Optional[_Union[Scheme, str]] = ..., snr_db: _Optional[float] = ..., channel: _Optional[_Union[ChannelModel, str]] = ..., fading: _Optional[_Union[Fading, str]] = ..., seed: _Optional[int] = ..., block_length: _Optional[int] = ..., rician_k_db: _Optional[float] = ..., csi: _Optional[_Union[CsiMode, str]] = ..., pilots: _Optional[int] = ..., erasure_prob: _Optional[float] = ..., jpeg_quality: _Optional[int] = ..., code_rate: _Optional[float] = ..., modulation: _Optional[str] = ..., packet_loss: _Optional[float] = ..., packet_burst: _Optional[float] = ..., tokens_per_packet: _Optional[int] = ..., variant: _Optional[str] = ..., token_budget: _Optional[int] = ..., packing: _Optional[str] = ..., lossy_modalities: _Optional[str] = ..., users: _Optional[int] = ..., access: _Optional[str] = ..., user_powers: _Optional[_Iterable[float]] = ..., capture: _Optional[bool] = ...) -> None: ...
+    text_copies: int
+    def __init__(self, scheme: _Optional[_Union[Scheme, str]] = ..., snr_db: _Optional[float] = ..., channel: _Optional[_Union[ChannelModel, str]] = ..., fading: _Optional[_Union[Fading, str]] = ..., seed: _Optional[int] = ..., block_length: _Optional[int] = ..., rician_k_db: _Optional[float] = ..., csi: _Optional[_Union[CsiMode, str]] = ..., pilots: _Optional[int] = ..., erasure_prob: _Optional[float] = ..., jpeg_quality: _Optional[int] = ..., code_rate: _Optional[float] = ..., modulation: _Optional[str] = ..., packet_loss: _Optional[float] = ..., packet_burst: _Optional[float] = ..., tokens_per_packet: _Optional[int] = ..., variant: _Optional[str] = ..., token_budget: _Optional[int] = ..., packing: _Optional[str] = ..., lossy_modalities: _Optional[str] = ..., users: _Optional[int] = ..., access: _Optional[str] = ..., user_powers: _Optional[_Iterable[float]] = ..., capture: _Optional[bool] = ..., text_copies: _Optional[int] = ...) -> None: ...
 
 class Label(_message.Message):
     __slots__ = ("answer", "transcript", "caption")
@@ -209,7 +211,7 @@ class Request(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., payloads: _Optional[_Iterable[_Union[Payload, _Mapping]]] = ..., link: _Optional[_Union[LinkSettings, _Mapping]] = ..., label: _Optional[_Union[Label, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ..., user_labels: _Optional[_Iterable[_Union[Label, _Mapping]]] = ...) -> None: ...
 
 class StreamHeader(_message.Message):
-    __slots__ = ("stream_id", "modality", "scheme", "num_symbols", "source_codec", "channel_code", "code_rate", "modulation", "info_block_bits", "payload_bytes", "token_shape", "tokenizer", "preprocessing", "audio_rate_hz", "num_samples", "packet_symbols", "sent_tokens", "symbol_gain_db", "user", "power")
+    __slots__ = ("stream_id", "modality", "scheme", "num_symbols", "source_codec", "channel_code", "code_rate", "modulation", "info_block_bits", "payload_bytes", "token_shape", "tokenizer", "preprocessing", "audio_rate_hz", "num_samples", "packet_symbols", "sent_tokens", "symbol_gain_db", "user", "power", "copy", "copy_of")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
     SCHEME_FIELD_NUMBER: _ClassVar[int]
@@ -230,6 +232,8 @@ class StreamHeader(_message.Message):
     SYMBOL_GAIN_DB_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
     POWER_FIELD_NUMBER: _ClassVar[int]
+    COPY_FIELD_NUMBER: _ClassVar[int]
+    COPY_OF_FIELD_NUMBER: _ClassVar[int]
     stream_id: int
     modality: Modality
     scheme: Scheme
@@ -250,7 +254,9 @@ class StreamHeader(_message.Message):
     symbol_gain_db: float
     user: int
     power: float
-    def __init__(self, stream_id: _Optional[int] = ..., modality: _Optional[_Union[Modality, str]] = ..., scheme: _Optional[_Union[Scheme, str]] = ..., num_symbols: _Optional[int] = ..., source_codec: _Optional[str] = ..., channel_code: _Optional[str] = ..., code_rate: _Optional[float] = ..., modulation: _Optional[str] = ..., info_block_bits: _Optional[int] = ..., payload_bytes: _Optional[int] = ..., token_shape: _Optional[_Iterable[int]] = ..., tokenizer: _Optional[str] = ..., preprocessing: _Optional[str] = ..., audio_rate_hz: _Optional[int] = ..., num_samples: _Optional[int] = ..., packet_symbols: _Optional[int] = ..., sent_tokens: _Optional[_Iterable[int]] = ..., symbol_gain_db: _Optional[float] = ..., user: _Optional[int] = ..., power: _Optional[float] = ...) -> None: ...
+    copy: int
+    copy_of: int
+    def __init__(self, stream_id: _Optional[int] = ..., modality: _Optional[_Union[Modality, str]] = ..., scheme: _Optional[_Union[Scheme, str]] = ..., num_symbols: _Optional[int] = ..., source_codec: _Optional[str] = ..., channel_code: _Optional[str] = ..., code_rate: _Optional[float] = ..., modulation: _Optional[str] = ..., info_block_bits: _Optional[int] = ..., payload_bytes: _Optional[int] = ..., token_shape: _Optional[_Iterable[int]] = ..., tokenizer: _Optional[str] = ..., preprocessing: _Optional[str] = ..., audio_rate_hz: _Optional[int] = ..., num_samples: _Optional[int] = ..., packet_symbols: _Optional[int] = ..., sent_tokens: _Optional[_Iterable[int]] = ..., symbol_gain_db: _Optional[float] = ..., user: _Optional[int] = ..., power: _Optional[float] = ..., copy: _Optional[int] = ..., copy_of: _Optional[int] = ...) -> None: ...
 
 class Csi(_message.Message):
     __slots__ = ("h", "h_runs", "h_est", "h_est_runs", "noise_var", "snr_db", "erased", "h_est_error_var")
