@@ -117,6 +117,13 @@
 #   scripts/reproduce_results.sh text-prior-families the families run's points on the staged links read with
 #                                         the prior (after text-prior), into results/vqa-families-prior*.* (about
 #                                         8 min on 2 cores)
+#   scripts/reproduce_results.sh text-copies issue 12's VQA at 0 dB a fourth time: each question sent twice over
+#                                         independent fades and combined by MRC at the base station (link option
+#                                         text_copies), on the installed set and on the staged links read with the
+#                                         prior (after text-prior), text-links' 1000 test questions and seeds, into
+#                                         results/text-copies-{installed,next}.*; then the families run's points with
+#                                         the staged set and two copies, into results/vqa-families-copies*.* (about
+#                                         30 min on 2 cores)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -548,6 +555,33 @@ if [ "$what" = text-prior-families ]; then
      --workers 16 --out results --target $T --resume
   $U fig2 --name vqa-families-prior-seed77 --data data/tiny-seed77 --tasks vqa --schemes unitocom --snr-db 0,20 \
      --channel rayleigh --n-vqa 1000 --workers 16 --out results --target $T --resume
+  .venv/bin/python scripts/results_tables.py
+fi
+
+if [ "$what" = text-copies ]; then
+  # A question crosses one Rayleigh h: a deep fade loses it whatever the reader. Sent twice, each copy over its own
+  # fade, the base station combines the two by maximal-ratio combining before it reads them (`link.diversity`); the
+  # question costs twice its channel uses (74 more for a typical question; the image takes 256). The same requests as
+  # text-links and text-prior (seed i for request i, so the first copy crosses the same h as the question sent once).
+  [ -f runs/prior-next/text-prior.safetensors ] ||
+    { echo "error: runs/prior-next is not staged (scripts/reproduce_results.sh text-prior)" >&2; exit 1; }
+  copies() {  # NAME DIR BASE_PORT METRICS_BASE_PORT RUN_DIR
+    export UNITOCOM_CHECKPOINTS=$2
+    serve "$3" "$4" "$5"
+    $U fig2 --name "$1" --tasks vqa --schemes unitocom,vae --snr-db 0:20:5 --channel rayleigh --n-vqa 1000 \
+       --text-copies 2 --workers 16 --out results --target $T --resume
+    $U down --run-dir "$5"
+    unset UNITOCOM_CHECKPOINTS
+  }
+  copies text-copies-installed checkpoints 50181 9281 runs/copiesrun
+  copies text-copies-next runs/prior-next 50191 9291 runs/copiesrun-next
+  fresh_set
+  export UNITOCOM_CHECKPOINTS=runs/prior-next
+  serve 50201 9301 runs/copiesrun-families
+  $U fig2 --name vqa-families-copies --tasks vqa --schemes unitocom --snr-db 0,20 --channel rayleigh \
+     --n-vqa 5000 --text-copies 2 --workers 16 --out results --target $T --resume
+  $U fig2 --name vqa-families-copies-seed77 --data data/tiny-seed77 --tasks vqa --schemes unitocom --snr-db 0,20 \
+     --channel rayleigh --n-vqa 1000 --text-copies 2 --workers 16 --out results --target $T --resume
   .venv/bin/python scripts/results_tables.py
 fi
 

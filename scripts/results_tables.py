@@ -430,8 +430,14 @@ TEXT_LINK_FILES = ("text-links-installed", "text-links-next")
 # one table of the four ways of reading, (links, reading) -> file
 READING_FILES = {("installed", "argmax"): "text-links-installed", ("installed", "prior"): "text-prior-installed",
                  ("next", "argmax"): "text-links-next", ("next", "prior"): "text-prior-next"}
-FAMILIES_FILES = ("vqa-families", "vqa-families-seed77",  # and the same on the staged links read with the prior
-                  "vqa-families-prior", "vqa-families-prior-seed77")  # `reproduce_results.sh families`: per-family tables
+# `reproduce_results.sh text-copies`: the question sent twice over independent fades (link option text_copies),
+# beside the same requests sent once
+COPIES_FILES = {"installed links, argmax, once": "text-links-installed",
+                "installed links, argmax, 2 copies": "text-copies-installed",
+                "next links, prior, once": "text-prior-next", "next links, prior, 2 copies": "text-copies-next"}
+FAMILIES_FILES = ("vqa-families", "vqa-families-seed77",  # and the same on the staged links read with the prior,
+                  "vqa-families-prior", "vqa-families-prior-seed77",  # then with the question sent twice
+                  "vqa-families-copies", "vqa-families-copies-seed77")  # `reproduce_results.sh families`: per-family tables
 
 
 def _verdict(lo: float, hi: float, side: str, bound: float) -> str:
@@ -601,8 +607,24 @@ def reading_block(figures: dict[str, dict]) -> str | None:
     have = {k: figures[f] for k, f in READING_FILES.items() if f in figures}
     if not any(r == "prior" for _, r in have):
         return None
+    return _reading_table({f"{links} links, {r}": fig for (links, r), fig in have.items()},
+                          [READING_FILES[k] for k in have])
+
+
+def copies_block(figures: dict[str, dict]) -> str | None:
+    """VQA with the question sent once and twice (COPIES_FILES): per scheme and SNR, for the installed links read by
+    argmax and the staged ones read with the prior, the share of questions read exactly and VQA (Wilson 95 %)."""
+    have = {k: figures[f] for k, f in COPIES_FILES.items() if f in figures}
+    if not any("copies" in k for k in have):
+        return None
+    return _reading_table(have, [COPIES_FILES[k] for k in have])
+
+
+def _reading_table(have: dict[str, dict], files: list[str]) -> str:
+    """Columns of fig2 files on the same requests (label -> file): per scheme and SNR, the share of questions read
+    exactly and VQA."""
     cols = list(have)
-    lines = ["| scheme | SNR (dB) | " + " | ".join(f"{links} links, {r}: read, VQA" for links, r in cols) + " |",
+    lines = ["| scheme | SNR (dB) | " + " | ".join(f"{k}: read, VQA" for k in cols) + " |",
              "|" + " --- |" * (2 + len(cols))]
     at = {k: {(p["scheme"], p["snr_db"]): p for p in fig["points"] if p.get("task") == "vqa"}
           for k, fig in have.items()}
@@ -616,7 +638,7 @@ def reading_block(figures: dict[str, dict]) -> str | None:
             cells.append("–" if p is None else f"{q['share']:.2f}, {cell(p, 'value', 'ci_')}" if q
                          else cell(p, "value", "ci_"))
         lines.append(f"| {scheme} | {'noiseless' if snr is None else f'{snr:g}'} | " + " | ".join(cells) + " |")
-    sources = ", ".join(f"`results/{READING_FILES[k]}.json`" for k in cols)
+    sources = ", ".join(f"`results/{f}.json`" for f in files)
     return ("\n".join(lines) + f"\n\nn = 1000 test questions per point, Rayleigh; the same requests (seed i for request "
             f"i) in every column. From {sources} (each file's command is in it).\n")
 
@@ -713,7 +735,7 @@ def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
             else:
                 readme = _write(readme, fig_name, text, notes, f"table of results/{fig_name}.json")
             continue
-        if fig_name in TEXT_LINK_FILES or fig_name in READING_FILES.values():  # their own tables, below
+        if fig_name in TEXT_LINK_FILES or fig_name in (*READING_FILES.values(), *COPIES_FILES.values()):  # below
             continue
         if fig_name in FAMILIES_FILES:  # a fig2 file of VQA alone at large n: its families, not its curve
             text = families_block(fig, f"results/{fig_name}.json")
@@ -733,6 +755,9 @@ def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
     text = reading_block(figures)
     if text is not None:
         readme = _write(readme, "text-prior", text, notes, "table of VQA by how the question is read")
+    text = copies_block(figures)
+    if text is not None:
+        readme = _write(readme, "text-copies", text, notes, "table of VQA with the question sent twice")
     text = targets_block(figures)
     if text is not None:
         readme = _write(readme, "targets", text, notes, "table of issue 12's targets")

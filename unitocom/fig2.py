@@ -221,7 +221,8 @@ def measure(spec: dict, args, send_snr_db: float) -> dict:
     row = evaluate(spec["task"], "unitocom" if upper else spec["scheme"],
                    send_snr_db if upper else spec["snr_db"], spec["channel"], spec["n_requested"], args.data,
                    args.target, args.split, seed=args.seed, progress=not args.quiet, timeout_s=args.timeout_s,
-                   workers=max(1, args.workers), n_resamples=args.resamples, fid_resamples=args.fid_resamples)
+                   workers=max(1, args.workers), n_resamples=args.resamples, fid_resamples=args.fid_resamples,
+                   link={"text_copies": copies} if (copies := getattr(args, "text_copies", 0)) > 1 else None)
     row["n_requested"] = spec["n_requested"]
     if upper:
         row.update(scheme=UPPER, snr_db=None, sent_as={"scheme": "unitocom", "channel": NOISELESS,
@@ -247,7 +248,8 @@ def run(args, argv: list[str]) -> dict:
         raise UserError(f"--name {name!r}: a file stem (letters, digits, '.', '_', '-')")
     paths = {k: out / f"{name}.{k}" for k in ("json", "csv", "png")}
     settings = {"target": args.target, "data": str(args.data), "split": args.split, "seed": args.seed,
-                "resamples": args.resamples, "fid_resamples": args.fid_resamples, "workers": args.workers}
+                "resamples": args.resamples, "fid_resamples": args.fid_resamples, "workers": args.workers,
+                **({"text_copies": args.text_copies} if getattr(args, "text_copies", 0) > 1 else {})}
     header = make_header(argv, settings, checkpoint_dir())
     if "t2i" in tasks:  # the scale a pair recall sits on, from real scenes: no services needed
         from unitocom.task_eval import pair_recall_references
@@ -270,7 +272,7 @@ def run(args, argv: list[str]) -> dict:
             raise UserError(f"--resume: {paths['json']} was measured on data {oh.get('data')!r} (sha256 "
                             f"{str(oh.get('data_sha256'))[:12]}), this run reads {header.get('data')!r} (sha256 "
                             f"{str(header.get('data_sha256'))[:12]}); move it away or run without --resume")
-        for k in ("split", "seed"):
+        for k in ("split", "seed", "text_copies"):
             if oh.get(k) != header.get(k):
                 raise UserError(f"--resume: {paths['json']} was measured with {k}={oh.get(k)!r}, this run asks for "
                                 f"{header.get(k)!r}; move it away or run without --resume")
@@ -377,6 +379,9 @@ def add_subparser(sub) -> None:
                    help="keep the points already in OUT/fig2.json with the same task, scheme, SNR, channel and n; "
                         "refused when a checkpoint they read has changed, except an MLLM's diffusion head alone "
                         "(`train mllm-head`): then the MLLM-drawn T2I points are measured again, the rest kept")
+    p.add_argument("--text-copies", type=int, default=0, metavar="K",
+                   help="send each question and caption K times over independent fades, combined by MRC at the base "
+                        "station (the link option text_copies; 0 or 1: once, as the letter's Fig. 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_fig2)
 

@@ -28,7 +28,8 @@ from unitocom.link.snr import snr_points_arg
 METRIC = {"vqa": "accuracy", "asr": "wer", "t2i": "fid"}
 # Link options of `unitocom send` that `eval` passes on to every request (issue 16's packets, budget, variant;
 # issue 17's capture: every request of the evaluation recorded at the channel).
-LINK_OPTIONS = ("packet_loss", "packet_burst", "tokens_per_packet", "variant", "token_budget", "packing", "capture")
+LINK_OPTIONS = ("packet_loss", "packet_burst", "tokens_per_packet", "variant", "token_budget", "packing", "capture",
+                "text_copies")
 
 
 def vqa_items(data_dir: Path, split: str, n: int) -> tuple[list[dict], list[str]]:
