@@ -300,6 +300,12 @@ def test_resume_refuses_results_made_with_other_checkpoints(tmp_path, monkeypatc
     monkeypatch.setattr(fig2, "_noiseless_available", lambda: False)
     res = fig2.run(_args(tmp_path, "--resume", "--schemes", "unitocom"), ["fig2"])
     assert res["header"]["checkpoints_sha256"] == now and res["header"]["resumed_from"]
+    # a language prior added since: every typed question is read otherwise now, so nothing measured before stands
+    from unitocom.schemes.learned import PRIOR_FILE
+    assert fig2.TEXT_READERS == (PRIOR_FILE,)
+    monkeypatch.setattr(fig2, "checkpoint_hashes", lambda d: {**now, "text-prior.safetensors": "p" * 64})
+    with pytest.raises(UserError, match="measured without text-prior.safetensors"):
+        fig2.run(_args(tmp_path, "--resume", "--schemes", "unitocom"), ["fig2"])
 
 
 def test_a_retrained_diffusion_head_invalidates_only_the_t2i_points(tmp_path, monkeypatch):

@@ -67,6 +67,9 @@ def checkpoint_hashes(directory: Path) -> dict[str, str]:
     return {p.name: file_sha256(p) for p in checkpoint_files(directory)}
 
 
+# Files beside the checkpoints that change how every typed text is read once they are there (the language prior,
+# `schemes.learned.text_prior`): a point measured before one was added is out of date, unlike a new scheme's weights
+TEXT_READERS = ("text-prior.safetensors",)
 # Schemes whose text-to-image reads no MLLM (semcom draws with its own receiver, schemes.semcom.CHECKPOINT): their
 # T2I points survive a change of an MLLM's diffusion head.
 MLLM_FREE_SCHEMES = frozenset({"semcom"})
@@ -264,6 +267,11 @@ def run(args, argv: list[str]) -> dict:
         now = header["checkpoints_sha256"]
         changed = sorted(f for f, h in oh.get("checkpoints_sha256", {}).items() if now.get(f) != h)
         head_only = head_only_change(oh, header, changed)
+        # A file that every typed question and caption is read through changes every point when it is added
+        added = sorted(f for f in TEXT_READERS if f in now and f not in oh.get("checkpoints_sha256", {}))
+        if added:
+            raise UserError(f"--resume: {paths['json']} was measured without {', '.join(added)}, which the base "
+                            "station now reads every typed text with; move it away or run without --resume")
         if changed and not head_only:
             raise UserError(f"--resume: {paths['json']} was measured with other checkpoints than those in "
                             f"{header['checkpoints_dir']} now ({', '.join(changed)} changed or gone); move it away "
