@@ -7,7 +7,10 @@ checkpoints/next (`reproduce_results.sh text-links` stages them).
     .venv/bin/python scripts/question_fades.py --n 1000 --snr-db 0 [--with-prior]
 
 --with-prior adds each set read with the language prior staged in checkpoints/next (`unitocom train text-prior`),
-on the same requests, and the paired difference in VQA that reading makes (bootstrap over questions).
+on the same requests, and the paired difference in VQA that reading makes (bootstrap over questions). --copies K
+adds each set with every question sent K times over independent fades (the link option text_copies), binned by the
+fade of the first copy (the one the question sent once crosses), and the paired difference the copies make; with
+--name question-fades-copies it writes that file instead.
 
 In process (`unitocom.pipeline`: the services' stages without gRPC), request i with seed i as `unitocom fig2` sends
 it, so the draws are those of results/text-links-*.json. Writes results/question-fades.json (its table in the README
@@ -31,9 +34,10 @@ sys.path.insert(0, str(ROOT))
 EDGES = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, float("inf"))
 
 
-def measure(n: int, snr_db: float, data: Path) -> list[dict]:
+def measure(n: int, snr_db: float, data: Path, copies: int = 0) -> list[dict]:
     """Each of the first n test questions through the in-process pipeline with the checkpoints of
-    $UNITOCOM_CHECKPOINTS -> per question: the mean |h|^2 its stream crossed, read exactly, answered right."""
+    $UNITOCOM_CHECKPOINTS, sent `copies` times (text_copies; 0: once) -> per question: the mean |h|^2 its stream
+    (the first copy) crossed, read exactly, answered right."""
     from unitocom import client, config, pipeline, wire
     from unitocom.data.layouts import clevr_root, read_json
     from unitocom.messages import Modality
@@ -57,7 +61,7 @@ def measure(n: int, snr_db: float, data: Path) -> list[dict]:
 
     def recording_prepare(req, cfg):  # which streams carry the question
         prep = prepare(req, cfg)
-        text_ids.update(s.stream_id for s in prep.header.streams if s.modality == Modality.TEXT)
+        text_ids.update(s.stream_id for s in prep.header.streams if s.modality == Modality.TEXT and not s.copy)
         return prep
     rows = []
     channel_stage.ChannelCore.apply, pipeline.transmitter.prepare = recording_apply, recording_prepare
@@ -67,7 +71,7 @@ def measure(n: int, snr_db: float, data: Path) -> list[dict]:
             text_ids.clear()
             png = clevr_png(clevr_root(data) / "images" / "test" / q["image_filename"])
             req = client.build_request(task="vqa", scheme="unitocom", snr_db=snr_db, channel="rayleigh", seed=i,
-                                       image=png, question=q["question"], answer=q["answer"])
+                                       image=png, question=q["question"], answer=q["answer"], text_copies=copies)
             r = pipeline.run(from_wire(req), cfg)
             (sid,) = text_ids
             h = np.concatenate(gains[sid])
@@ -140,6 +144,9 @@ def main() -> None:
     ap.add_argument("--next", default="checkpoints/next", help="the staged set (skipped when it has no text link)")
     ap.add_argument("--with-prior", action="store_true",
                     help=f"also each set read with the language prior ({PRIOR} in --next), and the paired difference")
+    ap.add_argument("--copies", type=int, default=0, metavar="K",
+                    help="also each set with the question sent K times (text_copies), and the paired difference")
+    ap.add_argument("--name", default="question-fades", help="the file stem under --out")
     ap.add_argument("--out", default="results")
     args = ap.parse_args()
     from unitocom.fig2 import checkpoint_hashes, make_header
@@ -152,13 +159,17 @@ def main() -> None:
             sys.exit(f"error: {nxt / PRIOR} is missing: `unitocom train text-prior --out {nxt / PRIOR}`")
         sets += [(f"{name}+prior", served_set(f"{name}+prior", (links if name == "next" else []) + [nxt / PRIOR],
                                               sets_root)) for name, _ in list(sets)]
+    copies = {name: 0 for name, _ in sets}
+    if args.copies > 1:
+        copies.update({f"{name} x{args.copies}": args.copies for name, _ in sets})
+        sets += [(f"{name} x{args.copies}", folder) for name, folder in list(sets)]
     points, hashes, rows_by, seen_split = [], {}, {}, {}
     for name, folder in sets:
         if folder:
             os.environ["UNITOCOM_CHECKPOINTS"] = str(folder)
         else:
             os.environ.pop("UNITOCOM_CHECKPOINTS", None)
-        rows = rows_by[name] = measure(args.n, args.snr_db, Path(args.data))
+        rows = rows_by[name] = measure(args.n, args.snr_db, Path(args.data), copies[name])
         hashes[name] = checkpoint_hashes(checkpoint_dir())
         seen_split[name] = by_seen(rows)
         print(f"{name:9s} read exactly: " + ", ".join(f"{v['read']:.3f} of {v['n']} {k} in training"
@@ -174,10 +185,17 @@ def main() -> None:
         paired.append({"links": name, "reading": "prior - argmax", "snr_db": args.snr_db, **d})
         print(f"{name}: VQA with the prior - without {d['difference']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] "
               f"({d['changed']} of {d['n']} answers changed)")
-    header = make_header(["question-fades"] + sys.argv[1:], {"data": args.data, "n": args.n}, checkpoint_dir())
+    for name in [n for n in rows_by if f"{n} x{args.copies}" in rows_by]:
+        d = paired_difference(rows_by[name], rows_by[f"{name} x{args.copies}"])
+        paired.append({"links": name, "reading": f"{args.copies} copies - once", "snr_db": args.snr_db, **d})
+        print(f"{name}: VQA with {args.copies} copies - once {d['difference']:+.3f} [{d['ci'][0]:+.3f}, "
+              f"{d['ci'][1]:+.3f}] ({d['changed']} of {d['n']} answers changed)")
+    header = make_header(["question-fades"] + sys.argv[1:], {"data": args.data, "n": args.n,
+                                                             **({"copies": args.copies} if args.copies > 1 else {})},
+                         checkpoint_dir())
     header.update(format="unitocom-results/question-fades/1",
                   command="scripts/question_fades.py " + " ".join(sys.argv[1:]), checkpoints_sha256_by_links=hashes)
-    path = Path(args.out) / "question-fades.json"
+    path = Path(args.out) / f"{args.name}.json"
     path.write_text(json.dumps({"header": header, "points": points, "read_by_seen": seen_split,
                                 **({"paired": paired} if paired else {})}, indent=1) + "\n")
     print(f"wrote {path}")

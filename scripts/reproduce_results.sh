@@ -122,8 +122,9 @@
 #                                         text_copies), on the installed set and on the staged links read with the
 #                                         prior (after text-prior), text-links' 1000 test questions and seeds, into
 #                                         results/text-copies-{installed,next}.*; then the families run's points with
-#                                         the staged set and two copies, into results/vqa-families-copies*.* (about
-#                                         30 min on 2 cores)
+#                                         the staged set and two copies, into results/vqa-families-copies*.*, and
+#                                         question_fades.py's paired table by fade (results/question-fades-copies.*;
+#                                         about 100 min on 2 cores)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -575,6 +576,8 @@ if [ "$what" = text-copies ]; then
   }
   copies text-copies-installed checkpoints 50181 9281 runs/copiesrun
   copies text-copies-next runs/prior-next 50191 9291 runs/copiesrun-next
+  # per question, paired: the same requests sent once and twice, by the fade of the first copy (in process)
+  .venv/bin/python scripts/question_fades.py --n 1000 --snr-db 0 --with-prior --copies 2 --name question-fades-copies
   fresh_set
   export UNITOCOM_CHECKPOINTS=runs/prior-next
   serve 50201 9301 runs/copiesrun-families

@@ -643,6 +643,14 @@ def _reading_table(have: dict[str, dict], files: list[str]) -> str:
             f"i) in every column. From {sources} (each file's command is in it).\n")
 
 
+def _paired_words(reading: str) -> str:
+    """question_fades.py's paired difference in words: "prior - argmax", "K copies - once"."""
+    if reading == "prior - argmax":
+        return "read with the prior minus without"
+    k = reading.removesuffix(" copies - once")
+    return f"with the question sent {k} times minus once" if k != reading else reading
+
+
 def fades_block(fig: dict, source: str) -> str:
     """scripts/question_fades.py: per bin of the question's |h|^2, the share read exactly and VQA, per set of links."""
     links = list(dict.fromkeys(p["links"] for p in fig["points"]))
@@ -662,9 +670,9 @@ def fades_block(fig: dict, source: str) -> str:
         lines.append(f"| [{lo:g}, {upper}) | {n} | " + " | ".join(cells) + " |")
     h = fig["header"]
     snr = ", ".join(sorted({f"{p['snr_db']:g} dB {p['channel']}" for p in fig["points"]}))
-    paired = "".join(f" VQA read with the prior minus without, {d['links']} links, paired on the same {d['n']} "
-                     f"requests: {d['difference']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] (bootstrap 95 %; "
-                     f"{d['changed']} answers changed)." for d in fig.get("paired", []))
+    paired = "".join(f" VQA {_paired_words(d.get('reading', 'prior - argmax'))}, {d['links']} links, paired on the same "
+                     f"{d['n']} requests: {d['difference']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] (bootstrap "
+                     f"95 %; {d['changed']} answers changed)." for d in fig.get("paired", []))
     return "\n".join(lines) + (f"\n\n{snr}, unitocom, Wilson 95 % intervals.{paired} From `{source}` (commit "
                                f"{h.get('git_commit', '?')[:10]}): `{h.get('command', '?')}`.\n")
 

@@ -734,3 +734,8 @@ def test_question_fades_records_each_questions_own_gain_and_bins_them(heldout_da
     fig["paired"] = [{"links": "installed", **d}]
     assert "VQA read with the prior minus without, installed links, paired on the same 6 requests: +" in \
         rt.fades_block(fig, "results/question-fades.json")
+    # the question sent twice: binned by the fade of the first copy, which is the fade the question sent once crossed
+    twice = qf.measure(6, 0.0, heldout_data, copies=2)
+    assert [r["gain"] for r in twice] == [r["gain"] for r in rows]
+    fig["paired"] = [{"links": "installed", "reading": "2 copies - once", **qf.paired_difference(rows, twice)}]
+    assert "VQA with the question sent 2 times minus once, installed links" in rt.fades_block(fig, "x.json")
