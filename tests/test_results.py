@@ -268,6 +268,8 @@ def test_the_sweep_records_refusals_goes_on_and_resumes(tmp_path, monkeypatch):
     from unitocom.errors import UserError
     with pytest.raises(UserError, match="--name"):
         fig2.run(_args(tmp_path, "--name", "../elsewhere"), ["fig2"])
+    with pytest.raises(UserError, match="--text-copies: 9 is not in 0..8"):
+        fig2.run(_args(tmp_path, "--text-copies", "9"), ["fig2"])
 
     # the same path drawn again (another seed into the same folder): refused, though the path is the same
     saved = json.loads((tmp_path / "fig2.json").read_text())

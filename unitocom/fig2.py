@@ -244,6 +244,9 @@ def run(args, argv: list[str]) -> dict:
     if not schemes:
         raise UserError("--schemes: name at least one scheme")
     ns = {"vqa": args.n_vqa, "t2i": args.n_t2i, "asr": args.n_asr}
+    from unitocom.stages.request import MAX_TEXT_COPIES
+    if not 0 <= getattr(args, "text_copies", 0) <= MAX_TEXT_COPIES:
+        raise UserError(f"--text-copies: {args.text_copies} is not in 0..{MAX_TEXT_COPIES} (0 or 1: each text once)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = getattr(args, "name", None) or "fig2"
