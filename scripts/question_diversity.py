@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """How many typed questions a text link reads at 0 dB if the question is sent k times over independent Rayleigh
-fades and the copies are combined by maximum-ratio combining (MRC): a time-diversity scheme the request path does
-not have, measured here in process to see whether it is worth building (issue 12, VQA at 0 dB).
+fades and the copies are combined by maximum-ratio combining (MRC): the probe, in process, that said the scheme was
+worth building (issue 12, VQA at 0 dB). The request path has it since: the link option text_copies
+(`unitocom.link.diversity`), measured through the services by `reproduce_results.sh text-copies`.
 
     .venv/bin/python scripts/question_diversity.py --n 1000 --snr-db 0,3,4.8 --copies 1,2,3
 

@@ -156,6 +156,14 @@ def test_the_base_station_refuses_copies_that_do_not_match(changes, field):
     assert e.value.field == field, (e.value.field, e.value.reason)
 
 
+def test_the_base_station_refuses_copies_from_users_sharing_the_channel():
+    h = _header()
+    h.link.users = 2
+    with pytest.raises(RequestError) as e:
+        BaseStationCore(h, CFG)
+    assert e.value.field == "header.streams" and "users sharing the channel" in e.value.reason
+
+
 def test_copies_through_the_services(tx):
     """The option on the wire: the transmitter sends the copies, the channel fades each, the base station combines
     them; a bad count is INVALID_ARGUMENT naming the field and the service keeps serving."""

@@ -188,6 +188,9 @@ class BaseStationCore:
             access.check_labels(header.link, header.label, header.user_labels, "header.")
         except access.AccessError as e:
             raise RequestError(e.field, e.reason, code=e.code) from None
+        if self.copies and access.active(header.link):
+            raise RequestError("header.streams", "copies of a stream are combined per device; with users sharing the "
+                               "channel they are not modelled (link.text_copies)")
         if header.session is not None:
             if access.active(header.link):
                 raise RequestError("header.session", "a session is assembled from single devices' parts; a request "
