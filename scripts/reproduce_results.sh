@@ -125,6 +125,11 @@
 #                                         the staged set and two copies, into results/vqa-families-copies*.*, and
 #                                         question_fades.py's paired table by fade (results/question-fades-copies.*;
 #                                         about 100 min on 2 cores)
+#   scripts/reproduce_results.sh text-next   the rest of the staged text set, for installing it with the links and
+#                                         the prior: the GenIB text link's second part (from the installed first
+#                                         part, as text-links does for the other two) and the resilient companion of
+#                                         the staged sigma-GenIB link, into checkpoints/next (about 13 and 60 min,
+#                                         one core each, side by side)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -557,6 +562,19 @@ if [ "$what" = text-prior-families ]; then
   $U fig2 --name vqa-families-prior-seed77 --data data/tiny-seed77 --tasks vqa --schemes unitocom --snr-db 0,20 \
      --channel rayleigh --n-vqa 1000 --workers 16 --out results --target $T --resume
   .venv/bin/python scripts/results_tables.py
+fi
+
+if [ "$what" = text-next ]; then
+  # Installing the staged text links (text-links) and prior (text-prior) changes how every typed text is read; the
+  # set needs its third link and the resilient companion of its new base first. Neither is scored here.
+  [ -f checkpoints/next/text-sigma-genib.safetensors ] ||
+    { echo "error: checkpoints/next holds no staged text links (scripts/reproduce_results.sh text-links)" >&2; exit 1; }
+  from_git 9d2b46e text-genib 2cd06525c683a3e5 checkpoints/next/runs/text-genib-awgn/text-genib-awgn.safetensors
+  # side by side, one core each; each merges its entry into checkpoints/next/manifest.json as it finishes, and they
+  # finish about 45 min apart
+  $U train all --out checkpoints/next --only text-genib &
+  $U train all --out checkpoints/next --only text-sigma-genib-resilient
+  wait
 fi
 
 if [ "$what" = text-copies ]; then
