@@ -129,6 +129,9 @@ def test_copies_help_the_traditional_link_too():
     ({"text": "hi", "text_copies": 2, "users": 2}, "link.text_copies", "users sharing the channel"),
 ])
 def test_bad_copies_are_refused_naming_the_field(options, field, words):
+    from unitocom.options import BY_NAME
+    from unitocom.stages.request import MAX_TEXT_COPIES
+    assert BY_NAME["text_copies"].le == MAX_TEXT_COPIES  # the front ends' bound is the services' own
     if options.get("image", 1) is None:
         options = {**options, "image": _scene()}
     with pytest.raises(RequestError) as e:
