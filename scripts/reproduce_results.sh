@@ -122,7 +122,8 @@
 #                                         text_copies), on the installed set and on the staged links read with the
 #                                         prior (after text-prior), text-links' 1000 test questions and seeds, into
 #                                         results/text-copies-{installed,next}.*; then the families run's points with
-#                                         the staged set and two copies, into results/vqa-families-copies*.*, and
+#                                         the staged set and two copies (and three on the test split), into
+#                                         results/vqa-families-copies*.*, and
 #                                         question_fades.py's paired table by fade (results/question-fades-copies.*;
 #                                         about 100 min on 2 cores)
 #   scripts/reproduce_results.sh text-next   the rest of the staged text set, for installing it with the links and
@@ -603,6 +604,9 @@ if [ "$what" = text-copies ]; then
      --n-vqa 5000 --text-copies 2 --workers 16 --out results --target $T --resume
   $U fig2 --name vqa-families-copies-seed77 --data data/tiny-seed77 --tasks vqa --schemes unitocom --snr-db 0,20 \
      --channel rayleigh --n-vqa 1000 --text-copies 2 --workers 16 --out results --target $T --resume
+  # three copies: how much of the 0 dB gap is left to the reading of the question
+  $U fig2 --name vqa-families-copies3 --tasks vqa --schemes unitocom --snr-db 0,20 --channel rayleigh \
+     --n-vqa 5000 --text-copies 3 --workers 16 --out results --target $T --resume
   .venv/bin/python scripts/results_tables.py
 fi
 

@@ -437,7 +437,7 @@ COPIES_FILES = {"installed links, argmax, once": "text-links-installed",
                 "next links, prior, once": "text-prior-next", "next links, prior, 2 copies": "text-copies-next"}
 FAMILIES_FILES = ("vqa-families", "vqa-families-seed77",  # and the same on the staged links read with the prior,
                   "vqa-families-prior", "vqa-families-prior-seed77",  # then with the question sent twice
-                  "vqa-families-copies", "vqa-families-copies-seed77")  # `reproduce_results.sh families`: per-family tables
+                  "vqa-families-copies", "vqa-families-copies-seed77", "vqa-families-copies3")  # `reproduce_results.sh families`: per-family tables
 
 
 def _verdict(lo: float, hi: float, side: str, bound: float) -> str:
