@@ -125,7 +125,7 @@
 #                                         the staged set and two copies (and three on the test split), into
 #                                         results/vqa-families-copies*.*, and
 #                                         question_fades.py's paired table by fade (results/question-fades-copies.*;
-#                                         about 100 min on 2 cores)
+#                                         about 35 min on 2 cores)
 #   scripts/reproduce_results.sh text-next   the rest of the staged text set, for installing it with the links and
 #                                         the prior: the GenIB text link's second part (from the installed first
 #                                         part, as text-links does for the other two) and the resilient companion of
