@@ -225,7 +225,7 @@ def measure(spec: dict, args, send_snr_db: float) -> dict:
                    send_snr_db if upper else spec["snr_db"], spec["channel"], spec["n_requested"], args.data,
                    args.target, args.split, seed=args.seed, progress=not args.quiet, timeout_s=args.timeout_s,
                    workers=max(1, args.workers), n_resamples=args.resamples, fid_resamples=args.fid_resamples,
-                   link={"text_copies": copies} if (copies := getattr(args, "text_copies", 0)) > 1 else None)
+                   link={"text_copies": args.text_copies} if args.text_copies > 1 else None)
     row["n_requested"] = spec["n_requested"]
     if upper:
         row.update(scheme=UPPER, snr_db=None, sent_as={"scheme": "unitocom", "channel": NOISELESS,
@@ -245,7 +245,7 @@ def run(args, argv: list[str]) -> dict:
         raise UserError("--schemes: name at least one scheme")
     ns = {"vqa": args.n_vqa, "t2i": args.n_t2i, "asr": args.n_asr}
     from unitocom.stages.request import MAX_TEXT_COPIES
-    if not 0 <= getattr(args, "text_copies", 0) <= MAX_TEXT_COPIES:
+    if not 0 <= args.text_copies <= MAX_TEXT_COPIES:
         raise UserError(f"--text-copies: {args.text_copies} is not in 0..{MAX_TEXT_COPIES} (0 or 1: each text once)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -255,7 +255,7 @@ def run(args, argv: list[str]) -> dict:
     paths = {k: out / f"{name}.{k}" for k in ("json", "csv", "png")}
     settings = {"target": args.target, "data": str(args.data), "split": args.split, "seed": args.seed,
                 "resamples": args.resamples, "fid_resamples": args.fid_resamples, "workers": args.workers,
-                **({"text_copies": args.text_copies} if getattr(args, "text_copies", 0) > 1 else {})}
+                **({"text_copies": args.text_copies} if args.text_copies > 1 else {})}
     header = make_header(argv, settings, checkpoint_dir())
     if "t2i" in tasks:  # the scale a pair recall sits on, from real scenes: no services needed
         from unitocom.task_eval import pair_recall_references
