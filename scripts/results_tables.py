@@ -435,9 +435,10 @@ READING_FILES = {("installed", "argmax"): "text-links-installed", ("installed", 
 COPIES_FILES = {"installed links, argmax, once": "text-links-installed",
                 "installed links, argmax, 2 copies": "text-copies-installed",
                 "next links, prior, once": "text-prior-next", "next links, prior, 2 copies": "text-copies-next"}
-FAMILIES_FILES = ("vqa-families", "vqa-families-seed77",  # and the same on the staged links read with the prior,
-                  "vqa-families-prior", "vqa-families-prior-seed77",  # then with the question sent twice
-                  "vqa-families-copies", "vqa-families-copies-seed77", "vqa-families-copies3")  # `reproduce_results.sh families`: per-family tables
+# `reproduce_results.sh families`: per-family tables; then the same on the staged links read with the prior
+# (text-prior-families), then with the question sent twice and three times (text-copies)
+FAMILIES_FILES = ("vqa-families", "vqa-families-seed77", "vqa-families-prior", "vqa-families-prior-seed77",
+                  "vqa-families-copies", "vqa-families-copies-seed77", "vqa-families-copies3")
 
 
 def _verdict(lo: float, hi: float, side: str, bound: float) -> str:
