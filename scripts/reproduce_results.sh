@@ -492,20 +492,20 @@ staged_set() {
   for f in "$@"; do ln -s "$(realpath --relative-to="$d" "$f")" "$d/"; done
   link_installed "$d"
 }
-# score_set NAME DIR BASE_PORT METRICS_BASE_PORT RUN_DIR: `vqa NAME` on services of their own that serve the
-# checkpoint folder DIR, stopped afterwards
+# score_set NAME DIR BASE_PORT METRICS_BASE_PORT RUN_DIR [FIG2_OPTION ...]: `vqa NAME FIG2_OPTION ...` on services
+# of their own that serve the checkpoint folder DIR, stopped afterwards
 score_set() {
   export UNITOCOM_CHECKPOINTS=$2
   serve "$3" "$4" "$5"
-  vqa "$1"
+  vqa "$1" "${@:6}"
   $U down --run-dir "$5"
   unset UNITOCOM_CHECKPOINTS
 }
-# vqa NAME: unitocom and vae on the same 1000 test questions (request i: seed i, whatever the links), through
-# the services at $T
+# vqa NAME [FIG2_OPTION ...]: unitocom and vae on the same 1000 test questions (request i: seed i, whatever the
+# links), through the services at $T
 vqa() {
   $U fig2 --name "$1" --tasks vqa --schemes unitocom,vae --snr-db 0:20:5 --channel rayleigh --n-vqa 1000 \
-     --workers 16 --out results --target $T --resume
+     "${@:2}" --workers 16 --out results --target $T --resume
 }
 
 if [ "$what" = text-links ]; then
@@ -585,16 +585,8 @@ if [ "$what" = text-copies ]; then
   # text-links and text-prior (seed i for request i, so the first copy crosses the same h as the question sent once).
   [ -f runs/prior-next/text-prior.safetensors ] ||
     { echo "error: runs/prior-next is not staged (scripts/reproduce_results.sh text-prior)" >&2; exit 1; }
-  copies() {  # NAME DIR BASE_PORT METRICS_BASE_PORT RUN_DIR
-    export UNITOCOM_CHECKPOINTS=$2
-    serve "$3" "$4" "$5"
-    $U fig2 --name "$1" --tasks vqa --schemes unitocom,vae --snr-db 0:20:5 --channel rayleigh --n-vqa 1000 \
-       --text-copies 2 --workers 16 --out results --target $T --resume
-    $U down --run-dir "$5"
-    unset UNITOCOM_CHECKPOINTS
-  }
-  copies text-copies-installed checkpoints 50181 9281 runs/copiesrun
-  copies text-copies-next runs/prior-next 50191 9291 runs/copiesrun-next
+  score_set text-copies-installed checkpoints 50181 9281 runs/copiesrun --text-copies 2
+  score_set text-copies-next runs/prior-next 50191 9291 runs/copiesrun-next --text-copies 2
   # per question, paired: the same requests sent once and twice, by the fade of the first copy (in process)
   .venv/bin/python scripts/question_fades.py --n 1000 --snr-db 0 --with-prior --copies 2 --name question-fades-copies
   fresh_set
