@@ -302,12 +302,53 @@ def test_resume_refuses_results_made_with_other_checkpoints(tmp_path, monkeypatc
     monkeypatch.setattr(fig2, "_noiseless_available", lambda: False)
     res = fig2.run(_args(tmp_path, "--resume", "--schemes", "unitocom"), ["fig2"])
     assert res["header"]["checkpoints_sha256"] == now and res["header"]["resumed_from"]
-    # a language prior added since: every typed question is read otherwise now, so nothing measured before stands
+    # a language prior added since: every typed question is read otherwise now, so no VQA point measured before
+    # through a learned text link stands (test_a_changed_text_link_... below has the rest)
     from unitocom.schemes.learned import PRIOR_FILE
     assert fig2.TEXT_READERS == (PRIOR_FILE,)
     monkeypatch.setattr(fig2, "checkpoint_hashes", lambda d: {**now, "text-prior.safetensors": "p" * 64})
-    with pytest.raises(UserError, match="measured without text-prior.safetensors"):
-        fig2.run(_args(tmp_path, "--resume", "--schemes", "unitocom"), ["fig2"])
+    asked = []
+    monkeypatch.setattr(fig2, "measure", lambda spec, args, s: asked.append(spec["snr_db"]) or {
+        **_point("vqa", spec["scheme"], spec["snr_db"], 0.5, 0.4, 0.6), "n_requested": 6})
+    res = fig2.run(_args(tmp_path, "--resume", "--schemes", "unitocom"), ["fig2"])
+    assert asked == [0.0, 10.0] and res["header"]["remeasured_after_text_change"] == [PRIOR_FILE]
+
+
+def test_a_changed_text_link_invalidates_only_the_points_that_send_typed_text_through_one(tmp_path, monkeypatch):
+    """Installing other text links or the prior changes how every question and caption is read through a learned
+    link, and nothing else: --resume measures unitocom's, vae's and the upper bound's VQA and T2I points again and
+    keeps ASR's and the traditional and semcom schemes' points; a text link removed, or the BPE changed, refuses."""
+    from unitocom import fig2
+    from unitocom.errors import UserError
+    from unitocom.schemes.learned import checkpoint_dir
+    now = fig2.checkpoint_hashes(checkpoint_dir())
+    link = "text-sigma-genib.safetensors"
+    if link not in now or "text-bpe.json" not in now:
+        pytest.skip("needs the shipped text link")
+    fig = _figure()
+    semcom_t2i = _point("t2i", "semcom", 10, 30.0, 28.0, 33.0, pair_recall=0.1)
+    fig["points"].append(semcom_t2i)
+    fig["header"].update(data="data/tiny", split="test", seed=0, checkpoints_sha256={**now, link: "0" * 64},
+                         mllm_sha256_without_diffusion_head=fig2.without_head_hashes(checkpoint_dir()))
+    fig2.write_json(tmp_path / "fig2.json", fig["header"], fig["points"], fig["skipped"])
+    asked = []
+    monkeypatch.setattr(fig2, "measure", lambda spec, args, s: asked.append((spec["scheme"], spec["snr_db"])) or {
+        **_point("vqa", spec["scheme"], spec["snr_db"], 0.5, 0.4, 0.6), "n_requested": 6})
+    monkeypatch.setattr(fig2, "_noiseless_available", lambda: True)
+    res = fig2.run(_args(tmp_path, "--resume", "--schemes", "unitocom,traditional"), ["fig2"])
+    # unitocom's two VQA points and the upper bound are measured again; traditional's are kept
+    assert asked == [("unitocom", 0.0), ("unitocom", 10.0), ("upper-bound", None)]
+    assert res["header"]["remeasured_after_text_change"] == [link]
+    kept = [p for p in fig["points"] if p["task"] == "asr" or p["scheme"] in ("traditional", "semcom")]
+    assert kept and all(p in res["points"] for p in kept)
+    # unitocom's T2I points (outside this grid) read the caption through the link: dropped, not kept
+    assert not [p for p in res["points"] if p["task"] == "t2i" and p["scheme"] == "unitocom"]
+    # a text link gone, or the BPE every text model shares changed: refused as before
+    for gone in ({k: v for k, v in now.items() if k != link}, {**now, "text-bpe.json": "1" * 64}):
+        monkeypatch.setattr(fig2, "checkpoint_hashes", lambda d, h=gone: h)
+        fig2.write_json(tmp_path / "fig2.json", fig["header"], fig["points"], fig["skipped"])
+        with pytest.raises(UserError, match="other checkpoints"):
+            fig2.run(_args(tmp_path, "--resume"), ["fig2"])
 
 
 def test_a_retrained_diffusion_head_invalidates_only_the_t2i_points(tmp_path, monkeypatch):

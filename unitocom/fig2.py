@@ -20,7 +20,9 @@ The upper bound is the letter's "same MLLM on clean, noiseless tokens": scheme u
 `--no-upper-bound` leaves it out. The JSON is rewritten after every point, so `--resume` continues an interrupted
 sweep: points already in results/fig2.json with the same (task, scheme, SNR, channel, n) are kept, not re-sent
 (refused ones are tried again), as long as no checkpoint they were measured with has changed (new ones, say a
-newly trained scheme's, may have been added). `--name NAME` writes NAME.json/.csv/.png instead (the same figure
+newly trained scheme's, may have been added). Two changes re-measure only the points that read them: an MLLM's
+diffusion head alone (its T2I points) and a text link or the language prior (text-*.safetensors: the VQA and T2I
+points of every scheme that sends typed text through a learned link, the upper bound included). `--name NAME` writes NAME.json/.csv/.png instead (the same figure
 off another data set, say a freshly drawn one: `--data data/tiny-seed77 --name fig2-seed77`).
 `scripts/results_tables.py` turns the JSON into the README's tables (`<!-- results:NAME:vqa -->` and so on).
 """
@@ -70,6 +72,11 @@ def checkpoint_hashes(directory: Path) -> dict[str, str]:
 # Files beside the checkpoints that change how every typed text is read once they are there (the language prior,
 # `schemes.learned.text_prior`): a point measured before one was added is out of date, unlike a new scheme's weights
 TEXT_READERS = ("text-prior.safetensors",)
+# The tasks that send typed text (a question, a caption), and the schemes that send it through no learned text link
+# (traditional: UTF-8 + LDPC; semcom: its own encoders, from the BPE): a text link or the prior changed or added
+# leaves their points, and every ASR point, as they were.
+TEXT_TASKS = frozenset({"vqa", "t2i"})
+TEXT_LINK_FREE_SCHEMES = frozenset({"traditional", "semcom"})
 # Schemes whose text-to-image reads no MLLM (semcom draws with its own receiver, schemes.semcom.CHECKPOINT): their
 # T2I points survive a change of an MLLM's diffusion head.
 MLLM_FREE_SCHEMES = frozenset({"semcom"})
@@ -109,8 +116,26 @@ def same_data(old_header: dict, header: dict) -> bool:
 def head_only_change(old_header: dict, header: dict, changed: list[str]) -> bool:
     """True when every changed checkpoint is an MLLM whose weights other than the diffusion head are those the
     old results were measured with (both headers record them): only text-to-image points are out of date."""
+    return bool(changed) and all(_head_only(old_header, header, f) for f in changed)
+
+
+def _head_only(old_header: dict, header: dict, name: str) -> bool:
     old, now = old_header.get("mllm_sha256_without_diffusion_head", {}), header["mllm_sha256_without_diffusion_head"]
-    return bool(changed) and all(f in old and now.get(f) == old[f] for f in changed)
+    return name in old and now.get(name) == old[name]
+
+
+def is_text_reader(name: str) -> bool:
+    """A file that typed text alone is read through: a learned text link (text-<objective>[-resilient]) or the
+    language prior. Not text-bpe.json: the BPE is every text model's vocabulary, semcom's and the MLLMs' too."""
+    return name.startswith("text-") and name.endswith(".safetensors")
+
+
+def stale(p: dict, head_changed: bool, text_changed: bool) -> bool:
+    """Whether a kept point reads something that changed: an MLLM's diffusion head (every MLLM-drawn picture) or
+    a text link or the prior (every question and caption sent through a learned text link, the upper bound's
+    too: it is unitocom over the noiseless channel)."""
+    return ((head_changed and p["task"] == "t2i" and p["scheme"] not in MLLM_FREE_SCHEMES)
+            or (text_changed and p["task"] in TEXT_TASKS and p["scheme"] not in TEXT_LINK_FREE_SCHEMES))
 
 
 # ---- the files ----------------------------------------------------------------------------------------------
@@ -269,15 +294,14 @@ def run(args, argv: list[str]) -> dict:
         # Checkpoints added since (a new scheme's) leave the earlier points valid; one changed or removed does not.
         now = header["checkpoints_sha256"]
         changed = sorted(f for f, h in oh.get("checkpoints_sha256", {}).items() if now.get(f) != h)
-        head_only = head_only_change(oh, header, changed)
-        # A file that every typed question and caption is read through changes every point when it is added
+        # A file that every typed question and caption is read through changes those points when it is added
         added = sorted(f for f in TEXT_READERS if f in now and f not in oh.get("checkpoints_sha256", {}))
-        if added:
-            raise UserError(f"--resume: {paths['json']} was measured without {', '.join(added)}, which the base "
-                            "station now reads every typed text with; move it away or run without --resume")
-        if changed and not head_only:
+        heads = [f for f in changed if f in now and _head_only(oh, header, f)]
+        texts = [f for f in changed + added if f in now and is_text_reader(f)]
+        others = [f for f in changed if f not in heads and f not in texts]
+        if others:
             raise UserError(f"--resume: {paths['json']} was measured with other checkpoints than those in "
-                            f"{header['checkpoints_dir']} now ({', '.join(changed)} changed or gone); move it away "
+                            f"{header['checkpoints_dir']} now ({', '.join(others)} changed or gone); move it away "
                             "or run without --resume")
         if not same_data(oh, header):
             raise UserError(f"--resume: {paths['json']} was measured on data {oh.get('data')!r} (sha256 "
@@ -287,12 +311,15 @@ def run(args, argv: list[str]) -> dict:
             if oh.get(k) != header.get(k):
                 raise UserError(f"--resume: {paths['json']} was measured with {k}={oh.get(k)!r}, this run asks for "
                                 f"{header.get(k)!r}; move it away or run without --resume")
-        kept = {point_key(p): p for p in old.get("points", [])}
-        if head_only:  # VQA and ASR read the same weights as before; every MLLM-drawn picture is drawn again
-            kept = {k: p for k, p in kept.items() if p["task"] != "t2i" or p["scheme"] in MLLM_FREE_SCHEMES}
-            header["t2i_remeasured_after_head_change"] = changed
-            print(f"resuming: only the diffusion head of {', '.join(changed)} changed: the text-to-image points "
-                  "are measured again, the VQA and ASR points kept", file=sys.stderr)
+        kept = {point_key(p): p for p in old.get("points", []) if not stale(p, bool(heads), bool(texts))}
+        if heads:  # VQA and ASR read the same weights as before; every MLLM-drawn picture is drawn again
+            header["t2i_remeasured_after_head_change"] = heads
+            print(f"resuming: only the diffusion head of {', '.join(heads)} changed: the text-to-image points "
+                  "are measured again", file=sys.stderr)
+        if texts:  # the typed text of VQA and T2I is read otherwise; ASR, traditional and semcom read none of it
+            header["remeasured_after_text_change"] = texts
+            print(f"resuming: {', '.join(texts)} changed or added: the VQA and T2I points of the schemes that send "
+                  "typed text through a learned link are measured again", file=sys.stderr)
         header["resumed_from"] = [*oh.pop("resumed_from", []), oh]
         print(f"resuming: {len(kept)} point(s) kept from {paths['json']}", file=sys.stderr)
 
@@ -389,7 +416,9 @@ def add_subparser(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="keep the points already in OUT/fig2.json with the same task, scheme, SNR, channel and n; "
                         "refused when a checkpoint they read has changed, except an MLLM's diffusion head alone "
-                        "(`train mllm-head`): then the MLLM-drawn T2I points are measured again, the rest kept")
+                        "(`train mllm-head`: the MLLM-drawn T2I points are measured again, the rest kept) and a "
+                        "text link or the language prior (text-*.safetensors: the VQA and T2I points of schemes "
+                        "with a learned text link are measured again; ASR, traditional and semcom kept)")
     p.add_argument("--text-copies", type=int, default=0, metavar="K",
                    help="send each question and caption K times over independent fades, combined by MRC at the base "
                         "station (the link option text_copies; 0 or 1: once, as the letter's Fig. 2)")
