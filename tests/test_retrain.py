@@ -41,13 +41,13 @@ def test_smoke_run_trains_a_chain_into_one_folder_and_installs(tmp_path):
     data = tmp_path / "data"
     make_dataset(data, "tiny", seed=5, scenes=24, clips=6, speech=True, workers=1, progress=False, log=lambda s: None)
     out = tmp_path / "out"
-    chain = ["text-sigma-genib", "image-sigma-genib-s32", "image-sigma-genib-s16", "audio-sigma-genib-s32",
+    chain = ["text-sigma-genib", "text-prior", "image-sigma-genib-s32", "image-sigma-genib-s16", "audio-sigma-genib-s32",
              "mllm-sigma-genib", "image-sigma-genib-s32-resilient", "mllm-sigma-genib-resilient",
              "mllm-sigma-genib-spoken"]
     lines: list[str] = []
     done = retrain.run_all(out, "smoke", str(data), only=chain, log=lines.append)
     # the first parts came along: the text link's (over AWGN) and the base MLLM's
-    assert done == ["text-sigma-genib-awgn"] + chain[:4] + ["mllm-sigma-genib-base"] + chain[4:]
+    assert done == ["text-sigma-genib-awgn"] + chain[:5] + ["mllm-sigma-genib-base"] + chain[5:]
     first = out / "runs" / "mllm-sigma-genib-base" / "mllm.safetensors"
     assert first.exists() and not (out / "mllm-sigma-genib-base.safetensors").exists()  # a stage, not a checkpoint
     text_first = out / "runs" / "text-sigma-genib-awgn" / "text-sigma-genib-awgn.safetensors"
@@ -62,6 +62,8 @@ def test_smoke_run_trains_a_chain_into_one_folder_and_installs(tmp_path):
     assert "--channel mixed" in tok["text-sigma-genib"]["command"]
     assert "--device" not in tok["image-sigma-genib-s32"]["command"]
     tasks = json.loads((out / "manifest-tasks.json").read_text())
+    # the prior counted this folder's data and chose its weight through this folder's text link
+    assert tasks["text-prior"]["data_dir"] == str(data) and tasks["text-prior"]["validation"]["count"] == 8
     # the MLLM read the tokenizers trained in this folder, not the committed ones
     assert tasks["mllm-sigma-genib"]["links"]["image"] == "image-sigma-genib-s32.safetensors"
     # its second part started from the first, which installed nothing

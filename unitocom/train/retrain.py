@@ -1,6 +1,6 @@
 """`unitocom train all`: retrain every committed checkpoint, in dependency order, into one folder.
 
-    data -> tokenizers (image s32 first: the token-length ones start from it) -> scene checker
+    data -> tokenizers (image s32 first: the token-length ones start from it) -> text prior -> scene checker
          -> MLLMs (each in two parts, then its diffusion head's phase) -> their fine-tunes -> SemCom
 
 Each step is one `unitocom train ...` command run as its own process (the exact command a manifest records),
@@ -138,6 +138,11 @@ def plan(scale: str = "cpu", mllm_steps: int | None = None, mllm_mix: str | None
                           stage=True))
         steps.append(Step(f"text-{obj}", _tok("text", obj, n["text"], batch_size=n["tb"], lr="5e-4", warmup=50),
                           needs=(f"text-{obj}-awgn",), init=f"text-{obj}-awgn"))
+    # The base station's language prior (issue 12): an n-gram of the training texts, its weight chosen on val texts
+    # read through the sigma-GenIB text link at 0 dB Rayleigh (`train text-prior`, about a minute on one core)
+    prior_count = {"cpu": 500, "gpu": 500, "smoke": 8}[scale]
+    steps.append(Step("text-prior", ["train", "text-prior", "--count", str(prior_count)],
+                      needs=("text-sigma-genib",)))
     steps.append(Step("scene-checker", ["train", "checker", "--steps", str(n["checker"])]))
     weights = _mix(mllm_mix or MLLM_MIX)  # a bad mix fails here, before any step has run
     base_mix = ",".join(f"{t}={w}" for t, w in weights)
@@ -217,7 +222,7 @@ def _where(step: Step, out: Path) -> list[str]:
         return init + ["--run-dir", str(runs)]
     if tokenizer:
         return ["--out", str(made(step, out)), "--run-dir", str(runs), "--quiet"]
-    if step.args[:2] == ["train", "checker"]:
+    if step.args[:2] in (["train", "checker"], ["train", "text-prior"]):  # beside the BPE and text link it reads
         return ["--out", str(out / f"{step.name}.safetensors")]
     if step.args[:2] in (["train", "semcom"], ["train", "resilient"]):
         return ["--out", str(out / f"{step.name}.safetensors"), "--run-dir", str(runs), "--quiet"]
