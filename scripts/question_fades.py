@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Which typed questions the base station misreads at low SNR: by the question's own fade. A question crosses one
 Rayleigh h (block fading, one h per stream); this sorts the test questions by the |h|^2 their stream drew and gives,
-per bin, the share read back exactly and the VQA accuracy, for the installed text links and for those staged in
-checkpoints/next (`reproduce_results.sh text-links` stages them).
+per bin, the share read back exactly and the VQA accuracy, for the installed text links (or the set --installed
+names) and for those staged in checkpoints/next (`reproduce_results.sh text-links` stages them).
 
     .venv/bin/python scripts/question_fades.py --n 1000 --snr-db 0 [--with-prior]
 
@@ -100,17 +100,17 @@ def by_fade(rows: list[dict]) -> list[dict]:
 PRIOR = "text-prior.safetensors"
 
 
-def served_set(name: str, own: list[Path], root: Path) -> Path:
-    """A checkpoint folder under `root`: links to every installed checkpoint, with the files `own` in their place
-    (the staged text links, the prior), as a base station would have them installed."""
-    from unitocom.config import checkpoint_dir
+def served_set(name: str, own: list[Path], root: Path, base: Path) -> Path:
+    """A checkpoint folder under `root`: links to every checkpoint of `base` but its prior, with the files `own` in
+    their place (the staged text links, the prior), as a base station would have them installed."""
     from unitocom.fig2 import checkpoint_files
     d = root / name
     d.mkdir(parents=True, exist_ok=True)
     for f in d.iterdir():
         f.unlink()
-    for f in checkpoint_files(checkpoint_dir()):
-        (d / f.name).symlink_to(f.resolve())
+    for f in checkpoint_files(base):
+        if f.name != PRIOR:
+            (d / f.name).symlink_to(f.resolve())
     for f in own:
         (d / f.name).unlink(missing_ok=True)
         (d / f.name).symlink_to(f.resolve())
@@ -141,6 +141,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000, help="test questions (the first n, as fig2 sends them)")
     ap.add_argument("--snr-db", type=float, default=0.0, help="mean SNR of the Rayleigh channel")
     ap.add_argument("--data", default="data/tiny")
+    ap.add_argument("--installed", default=None, metavar="DIR",
+                    help="the set called `installed`, read by argmax (default: the checkpoint folder without its "
+                         "prior; reproduce_results.sh passes the set installed before 2026-12-07, runs/text-before)")
     ap.add_argument("--next", default="checkpoints/next", help="the staged set (skipped when it has no text link)")
     ap.add_argument("--with-prior", action="store_true",
                     help=f"also each set read with the language prior ({PRIOR} in --next), and the paired difference")
@@ -153,22 +156,21 @@ def main() -> None:
     from unitocom.schemes.learned import checkpoint_dir
     nxt, sets_root = Path(args.next), ROOT / "runs" / "question-fades-sets"
     links = sorted(f for f in nxt.glob("text-*.safetensors") if f.name != PRIOR and not f.is_symlink())
-    sets = [("installed", None)] + ([("next", served_set("next", links, sets_root))] if links else [])
+    base = Path(args.installed) if args.installed else checkpoint_dir()
+    sets = [("installed", served_set("installed", [], sets_root, base))]
+    sets += [("next", served_set("next", links, sets_root, base))] if links else []
     if args.with_prior:
         if not (nxt / PRIOR).is_file():
             sys.exit(f"error: {nxt / PRIOR} is missing: `unitocom train text-prior --out {nxt / PRIOR}`")
         sets += [(f"{name}+prior", served_set(f"{name}+prior", (links if name == "next" else []) + [nxt / PRIOR],
-                                              sets_root)) for name, _ in list(sets)]
+                                              sets_root, base)) for name, _ in list(sets)]
     copies = {name: 0 for name, _ in sets}
     if args.copies > 1:
         copies.update({f"{name} x{args.copies}": args.copies for name, _ in sets})
         sets += [(f"{name} x{args.copies}", folder) for name, folder in list(sets)]
     points, hashes, rows_by, seen_split = [], {}, {}, {}
     for name, folder in sets:
-        if folder:
-            os.environ["UNITOCOM_CHECKPOINTS"] = str(folder)
-        else:
-            os.environ.pop("UNITOCOM_CHECKPOINTS", None)
+        os.environ["UNITOCOM_CHECKPOINTS"] = str(folder)
         rows = rows_by[name] = measure(args.n, args.snr_db, Path(args.data), copies[name])
         hashes[name] = checkpoint_hashes(checkpoint_dir())
         seen_split[name] = by_seen(rows)

@@ -476,21 +476,38 @@ if [ "$what" = families ]; then
   .venv/bin/python scripts/results_tables.py
 fi
 
-# link_installed DIR: links to every installed checkpoint DIR has no file of its own for (the BPE included)
+# link_installed DIR [FROM]: links to every checkpoint in FROM (default checkpoints/) DIR has no file of its own for
+# (the BPE included), but the language prior: a set reads text with it only where it is named (staged_set)
 link_installed() {
-  local f
-  for f in checkpoints/*.safetensors checkpoints/text-bpe.json; do
+  local f from=${2:-checkpoints}
+  for f in "$from"/*.safetensors "$from"/text-bpe.json; do
+    [ "${f##*/}" = text-prior.safetensors ] && continue
     [ -e "$1/${f##*/}" ] || ln -s "$(realpath --relative-to="$1" "$f")" "$1/${f##*/}"
   done
 }
-# staged_set DIR FILE...: DIR as a base station's checkpoint folder with the staged FILEs installed (links to them
-# and to every other installed checkpoint); checkpoints/next itself holds only the staged files
+# The text set installed until 2026-12-07 (commit 93a7a75: the text links' first parts, over AWGN, read by argmax),
+# which the text-links, text-prior and text-copies studies call `installed` and compare with the set staged in
+# checkpoints/next then and installed since: BEFORE is every installed checkpoint with those text links out of git
+# in place of today's, and no prior.
+BEFORE=runs/text-before
+before_set() {
+  local spec
+  mkdir -p $BEFORE
+  for spec in text-sigma-genib:5bea8f5ee8765ceb text-vae:7e4410e0aa9a2067 text-genib:2cd06525c683a3e5 \
+              text-sigma-genib-resilient:4817bfb86c0cc796; do
+    from_git 93a7a75 "${spec%%:*}" "${spec##*:}" "$BEFORE/${spec%%:*}.safetensors"
+  done
+  link_installed $BEFORE
+}
+# staged_set DIR FILE...: DIR as a base station's checkpoint folder with the staged FILEs in BEFORE's set (links to
+# them and to every other checkpoint of BEFORE); checkpoints/next itself holds only the staged files
 staged_set() {
   local d=$1 f
   shift
+  before_set
   rm -rf "$d" && mkdir -p "$d"
   for f in "$@"; do ln -s "$(realpath --relative-to="$d" "$f")" "$d/"; done
-  link_installed "$d"
+  link_installed "$d" $BEFORE
 }
 # score_set NAME DIR BASE_PORT METRICS_BASE_PORT RUN_DIR [FIG2_OPTION ...]: `vqa NAME FIG2_OPTION ...` on services
 # of their own that serve the checkpoint folder DIR, stopped afterwards
@@ -521,7 +538,7 @@ if [ "$what" = text-links ]; then
   done
   $U train all --out checkpoints/next --only text-sigma-genib text-vae
   staged_set runs/links-next checkpoints/next/text-sigma-genib.safetensors checkpoints/next/text-vae.safetensors
-  score_set text-links-installed checkpoints 50131 9231 runs/textrun
+  score_set text-links-installed $BEFORE 50131 9231 runs/textrun
   score_set text-links-next runs/links-next 50141 9241 runs/textrun-next
   .venv/bin/python scripts/results_tables.py
 fi
@@ -546,7 +563,7 @@ if [ "$what" = text-prior ]; then
   score_set text-prior-installed runs/prior-installed 50151 9251 runs/priorrun
   score_set text-prior-next runs/prior-next 50161 9261 runs/priorrun-next
   # per question: its own fade, read or not, answered or not, for the four ways; the paired difference
-  .venv/bin/python scripts/question_fades.py --n 1000 --snr-db 0 --with-prior
+  .venv/bin/python scripts/question_fades.py --n 1000 --snr-db 0 --with-prior --installed $BEFORE
   .venv/bin/python scripts/results_tables.py
 fi
 
@@ -585,10 +602,12 @@ if [ "$what" = text-copies ]; then
   # text-links and text-prior (seed i for request i, so the first copy crosses the same h as the question sent once).
   [ -f runs/prior-next/text-prior.safetensors ] ||
     { echo "error: runs/prior-next is not staged (scripts/reproduce_results.sh text-prior)" >&2; exit 1; }
-  score_set text-copies-installed checkpoints 50181 9281 runs/copiesrun --text-copies 2
+  before_set
+  score_set text-copies-installed $BEFORE 50181 9281 runs/copiesrun --text-copies 2
   score_set text-copies-next runs/prior-next 50191 9291 runs/copiesrun-next --text-copies 2
   # per question, paired: the same requests sent once and twice, by the fade of the first copy (in process)
-  .venv/bin/python scripts/question_fades.py --n 1000 --snr-db 0 --with-prior --copies 2 --name question-fades-copies
+  .venv/bin/python scripts/question_fades.py --n 1000 --snr-db 0 --with-prior --copies 2 --name question-fades-copies \
+    --installed $BEFORE
   fresh_set
   export UNITOCOM_CHECKPOINTS=runs/prior-next
   serve 50201 9301 runs/copiesrun-families

@@ -106,7 +106,7 @@ def add_train_command(sub) -> None:
                     "texts like the corpus better where the channel leaves doubt, and pulls texts unlike the corpus "
                     "towards it there. Writes OUT and its entry in manifest-tasks.json beside it. The default OUT "
                     "installs it: base stations started afterwards read every text with it (the project's own prior "
-                    "is staged in checkpoints/next, not installed; checkpoints/README.md).",
+                    "is installed, `train all`'s text-prior step; checkpoints/README.md).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default="data/tiny", help="data set whose training texts are counted")
     p.add_argument("--out", default=str(checkpoint_dir() / "text-prior.safetensors"),
