@@ -96,11 +96,24 @@ def test_a_sweep_writes_its_files_records_refusals_and_resumes(tmp_path, monkeyp
 
     # a checkpoint that was not there before may change what a point reads (a resilient companion): all again
     saved = json.loads((tmp_path / "budget.json").read_text())
-    saved["header"]["checkpoints_sha256"].popitem()
+    companion = "image-sigma-genib-s32-resilient.safetensors"
+    assert saved["header"]["checkpoints_sha256"].pop(companion)
     (tmp_path / "budget.json").write_text(json.dumps(saved))
     calls.clear()
     loss_sweep.run(_args(tmp_path, "--resume"), ["loss-sweep", "--resume"])
     assert len(calls) == len(res["points"]) + 2
+
+    # a text link or the prior changed or added: only the questions sent through a learned text link again (the
+    # reconstructions and the traditional scheme's questions read none of it)
+    saved = json.loads((tmp_path / "budget.json").read_text())
+    saved["header"]["checkpoints_sha256"]["text-sigma-genib.safetensors"] = "0" * 64
+    saved["header"]["checkpoints_sha256"].pop("text-prior.safetensors", None)
+    (tmp_path / "budget.json").write_text(json.dumps(saved))
+    calls.clear()
+    again = loss_sweep.run(_args(tmp_path, "--resume"), ["loss-sweep", "--resume"])
+    learned_vqa = [p for p in res["points"] if p["task"] == "vqa" and p["scheme"] != "traditional"]
+    assert learned_vqa and sorted(calls) == sorted([p["scheme"] for p in learned_vqa] + ["unitocom"] * 2)
+    assert "text-sigma-genib.safetensors" in again["header"]["remeasured_after_text_change"]
 
     calls.clear()
     monkeypatch.setattr(client, "RpcError", Refused)

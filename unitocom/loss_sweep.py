@@ -243,7 +243,7 @@ def plot(path: Path, sweep: str, points: list[dict]) -> None:
 
 
 def run(args, argv: list[str]) -> dict:
-    from unitocom.fig2 import make_header, same_data
+    from unitocom.fig2 import TEXT_LINK_FREE_SCHEMES, TEXT_TASKS, is_text_reader, make_header, same_data
     from unitocom.schemes.learned import checkpoint_dir
     from unitocom.train.provenance import write_atomic
     out = Path(args.out)
@@ -264,7 +264,10 @@ def run(args, argv: list[str]) -> dict:
         # reads: text-sigma-genib-resilient changed every resilient VQA point).
         now, then = header["checkpoints_sha256"], oh["checkpoints_sha256"]
         differ = sorted(f for f in set(now) | set(then) if now.get(f) != then.get(f))
-        if differ:
+        # except text links and the prior, changed or added: they are read by the questions sent through a learned
+        # text link alone (fig2's rule), so the reconstructions and the traditional scheme's points stand
+        texts = bool(differ) and all(f in now and is_text_reader(f) for f in differ)
+        if differ and not texts:
             print(f"--resume: checkpoints differ from those of {stem.with_suffix('.json')} ({', '.join(differ)}): "
                   "every point is measured again", file=sys.stderr)
         elif not same_data(oh, header):  # another set, or one drawn again at the same path
@@ -273,7 +276,12 @@ def run(args, argv: list[str]) -> dict:
                   f"{str(header['data_sha256'])[:12]}): every point is measured again", file=sys.stderr)
         else:
             old = {key(p): p for p in prev["points"]
-                   if p["n"] == (args.n_vqa if p["task"] == "vqa" else args.n_images) and p["snr_db"] == args.snr_db}
+                   if p["n"] == (args.n_vqa if p["task"] == "vqa" else args.n_images) and p["snr_db"] == args.snr_db
+                   and not (texts and p["task"] in TEXT_TASKS and p["scheme"] not in TEXT_LINK_FREE_SCHEMES)}
+            if texts:
+                header["remeasured_after_text_change"] = differ
+                print(f"--resume: {', '.join(differ)} changed or added: the VQA points sent through a learned text "
+                      "link are measured again", file=sys.stderr)
             header["resumed_from"] = [*oh.pop("resumed_from", []), oh]
     from unitocom import client
     scorer = Scorer(Path(args.data), args.split, args.n_vqa, args.n_images)
