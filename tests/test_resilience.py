@@ -290,30 +290,37 @@ def test_resilient_speech_reads_lost_packets_through_the_mask_and_degrades_less(
     assert got["resilient"] < got["standard"]
 
 
-def test_resilient_text_reads_lost_packets_through_the_mask_and_keeps_more_words(heldout_data):
+def test_resilient_text_reads_lost_packets_through_the_mask_and_keeps_more_words(heldout_data, monkeypatch):
     """A question through the services' path (in process) losing 30 % of its packets: the resilient text
     de-tokenizer reads the lost tokens as its mask token and fills them from the words around them, so fewer
     words are wrong than when the letter's de-tokenizer reads the zeros that arrived. Same packets lost for both
-    (the loss draw depends on the seed only)."""
+    (the loss draw depends on the seed only). Each id read by its argmax, as a base station without the language
+    prior reads it: with the prior, the letter's de-tokenizer gets most lost words back too (below)."""
     import json
 
     import jiwer
     from unitocom.data.layouts import clevr_questions_file
     path = learned.checkpoint_dir() / "text-sigma-genib-resilient.safetensors"
     need(path.exists(), f"{path.name} is not installed (unitocom train resilient --base text-sigma-genib)")
+    need((learned.checkpoint_dir() / learned.PRIOR_FILE).exists(), "the language prior is not installed")
     qs = json.loads(clevr_questions_file(heldout_data, "val").read_text())["questions"]
     questions = [q["question"] for q in qs[:12]]
+    prior = learned.text_prior
     wer = {}
-    for variant in ("standard", "resilient"):
-        got = []
-        for i, q in enumerate(questions):
-            r = _run(text=q, scheme="unitocom", variant=variant, snr_db=20.0, packet_loss=0.3, tokens_per_packet=2,
-                     seed=i)
-            got.append(r.output_text)
-            if variant == "resilient" and "packets lost" in r.outputs[0].note:
-                assert "read as the learned mask token" in r.outputs[0].note
-        wer[variant] = jiwer.wer(questions, got)
-    assert wer["resilient"] < wer["standard"] - 0.05, wer
+    for reading in ("argmax", "prior"):
+        monkeypatch.setattr(learned, "text_prior", (lambda m: None) if reading == "argmax" else prior)
+        for variant in ("standard", "resilient"):
+            got = []
+            for i, q in enumerate(questions):
+                r = _run(text=q, scheme="unitocom", variant=variant, snr_db=20.0, packet_loss=0.3,
+                         tokens_per_packet=2, seed=i)
+                got.append(r.output_text)
+                if variant == "resilient" and "packets lost" in r.outputs[0].note:
+                    assert "read as the learned mask token" in r.outputs[0].note
+            wer[reading, variant] = jiwer.wer(questions, got)
+    assert wer["argmax", "resilient"] < wer["argmax", "standard"] - 0.05, wer
+    # the prior fills the letter's de-tokenizer's lost words from the corpus: it keeps more words than the argmax
+    assert wer["prior", "standard"] < wer["argmax", "standard"] - 0.05, wer
 
 
 @pytest.mark.parametrize("budget", [8, 20])
