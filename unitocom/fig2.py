@@ -113,13 +113,9 @@ def same_data(old_header: dict, header: dict) -> bool:
     return True
 
 
-def head_only_change(old_header: dict, header: dict, changed: list[str]) -> bool:
-    """True when every changed checkpoint is an MLLM whose weights other than the diffusion head are those the
-    old results were measured with (both headers record them): only text-to-image points are out of date."""
-    return bool(changed) and all(_head_only(old_header, header, f) for f in changed)
-
-
 def _head_only(old_header: dict, header: dict, name: str) -> bool:
+    """True when checkpoint `name` is an MLLM whose weights other than the diffusion head are those the old results
+    were measured with (both headers record them): only its text-to-image points are out of date."""
     old, now = old_header.get("mllm_sha256_without_diffusion_head", {}), header["mllm_sha256_without_diffusion_head"]
     return name in old and now.get(name) == old[name]
 
