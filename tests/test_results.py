@@ -343,6 +343,20 @@ def test_a_changed_text_link_invalidates_only_the_points_that_send_typed_text_th
     assert kept and all(p in res["points"] for p in kept)
     # unitocom's T2I points (outside this grid) read the caption through the link: dropped, not kept
     assert not [p for p in res["points"] if p["task"] == "t2i" and p["scheme"] == "unitocom"]
+    # a resumed run stopped part way (the services gone before it reached the points it keeps) loses none of them
+    import grpc
+
+    from unitocom import client
+    fig2.write_json(tmp_path / "fig2.json", fig["header"], fig["points"], fig["skipped"])
+    monkeypatch.setattr(client, "RpcError", Refused)
+
+    def gone(spec, args, s):
+        raise Refused(grpc.StatusCode.UNAVAILABLE)
+    monkeypatch.setattr(fig2, "measure", gone)
+    with pytest.raises(Refused):
+        fig2.run(_args(tmp_path, "--resume", "--schemes", "unitocom,traditional"), ["fig2"])
+    saved = json.loads((tmp_path / "fig2.json").read_text())["points"]
+    assert all(p in saved for p in kept)
     # a text link gone, or the BPE every text model shares changed: refused as before
     for gone in ({k: v for k, v in now.items() if k != link}, {**now, "text-bpe.json": "1" * 64}):
         monkeypatch.setattr(fig2, "checkpoint_hashes", lambda d, h=gone: h)

@@ -328,9 +328,12 @@ def run(args, argv: list[str]) -> dict:
     noiseless = _noiseless_available()
     fresh = 0
 
+    # kept points of this grid not reached yet: saved with the rest, so that a resumed run stopped part way loses none
+    ahead = {k: p for k, p in kept.items() if k in planned}
+
     def save():
-        write_json(paths["json"], header, points, skipped)
-        write_csv(paths["csv"], points, skipped)
+        write_json(paths["json"], header, points + list(ahead.values()), skipped)
+        write_csv(paths["csv"], points + list(ahead.values()), skipped)
 
     for i, spec in enumerate(todo, 1):
         key = point_key(spec)
@@ -338,7 +341,7 @@ def run(args, argv: list[str]) -> dict:
                 + (f"{spec['snr_db']:g} dB {spec['channel']}" if spec["snr_db"] is not None else spec["channel"])
                 + f" n={spec['n_requested']}")
         if key in kept:
-            points.append(kept[key])
+            points.append(ahead.pop(key))
             print(f"{what}: kept from the earlier run", file=sys.stderr)
             continue
         if spec["scheme"] == UPPER and not noiseless:
