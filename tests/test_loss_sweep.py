@@ -115,6 +115,20 @@ def test_a_sweep_writes_its_files_records_refusals_and_resumes(tmp_path, monkeyp
     assert learned_vqa and sorted(calls) == sorted([p["scheme"] for p in learned_vqa] + ["unitocom"] * 2)
     assert "text-sigma-genib.safetensors" in again["header"]["remeasured_after_text_change"]
 
+    # a file from before headers named their data set: its command's --data, or the default, decides
+    loss_sweep.run(_args(tmp_path), ["loss-sweep"])
+    saved = json.loads((tmp_path / "budget.json").read_text())
+    del saved["header"]["data"], saved["header"]["data_sha256"]
+    (tmp_path / "budget.json").write_text(json.dumps(saved))
+    calls.clear()
+    loss_sweep.run(_args(tmp_path, "--resume", "--data", loss_sweep.DEFAULT_DATA), ["loss-sweep", "--resume"])
+    assert calls == ["unitocom", "unitocom"]
+    saved["header"]["command"] += " --data elsewhere"
+    (tmp_path / "budget.json").write_text(json.dumps(saved))
+    calls.clear()
+    loss_sweep.run(_args(tmp_path, "--resume", "--data", loss_sweep.DEFAULT_DATA), ["loss-sweep", "--resume"])
+    assert len(calls) == len(res["points"]) + 2
+
     calls.clear()
     monkeypatch.setattr(client, "RpcError", Refused)
 
@@ -123,6 +137,22 @@ def test_a_sweep_writes_its_files_records_refusals_and_resumes(tmp_path, monkeyp
     monkeypatch.setattr(loss_sweep, "measure", gone)
     with pytest.raises(Refused):  # the services are down: the sweep stops (and --resume continues it)
         loss_sweep.run(_args(tmp_path), ["loss-sweep"])
+    # a resumed run stopped part way (at the first point it sends, before any it keeps) loses none of them
+    saved["header"]["command"] = saved["header"]["command"].replace(" --data elsewhere", "")
+    (tmp_path / "budget.json").write_text(json.dumps(saved))
+    before, sent = saved["points"], []
+
+    def once_then_gone(point, *a, **k):  # the first point it sends comes back, then the services are gone
+        if sent:
+            raise Refused(grpc.StatusCode.UNAVAILABLE)
+        sent.append(point["scheme"])
+        return fake(point, *a, **k) if point["scheme"] != "unitocom" else {**before[0], "link": point["link"],
+                                                                            "scheme": "unitocom"}
+    monkeypatch.setattr(loss_sweep, "measure", once_then_gone)
+    with pytest.raises(Refused):
+        loss_sweep.run(_args(tmp_path, "--resume"), ["loss-sweep", "--resume"])
+    after = json.loads((tmp_path / "budget.json").read_text())["points"]
+    assert sent == ["unitocom"] and len(after) == len(before) + 1 and all(p in after for p in before)
 
 
 def test_eval_passes_the_link_options_on_to_every_request(monkeypatch, tmp_path):

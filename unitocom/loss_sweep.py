@@ -30,6 +30,7 @@ import argparse
 import csv
 import io
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -38,6 +39,7 @@ import numpy as np
 from unitocom.errors import UserError
 
 FORMAT = "unitocom-results/loss-sweep/1"
+DEFAULT_DATA = "data/tiny"
 SCHEMES = {"unitocom": {"scheme": "unitocom"},
            "unitocom-resilient": {"scheme": "unitocom", "variant": "resilient"},
            "unitocom-aggregated": {"scheme": "unitocom", "variant": "resilient", "packing": "aggregated"},
@@ -259,6 +261,9 @@ def run(args, argv: list[str]) -> dict:
     if args.resume and stem.with_suffix(".json").exists():
         prev = json.loads(stem.with_suffix(".json").read_text())
         oh = prev["header"]
+        if "data" not in oh:  # written before headers named their data set: its command's --data, or the default
+            argv = shlex.split(oh.get("command", ""))
+            oh = {**oh, "data": argv[argv.index("--data") + 1] if "--data" in argv[:-1] else DEFAULT_DATA}
         # Only the very same checkpoints keep the earlier points: one changed or removed changes what was measured,
         # and so can one added (a resilient companion added for one modality changes what the resilient variant
         # reads: text-sigma-genib-resilient changed every resilient VQA point).
@@ -299,7 +304,9 @@ def run(args, argv: list[str]) -> dict:
             print(f"skipped {p['task']} {p['scheme']} {p['link']}: {status}: {message}", file=sys.stderr)
             continue
         points.append(row)
-        res = {"header": header, "points": points, "skipped": skipped}
+        old.pop(key(p), None)
+        # the kept points not reached yet too: a run stopped part way loses none of them
+        res = {"header": header, "points": points + list(old.values()), "skipped": skipped}
         write_atomic(stem.with_suffix(".json"), json.dumps(res, indent=2) + "\n")
         print(json.dumps({k: row[k] for k in ("task", "scheme", "link", "n", "value", "ci_low", "ci_high",
                                               "channel_uses")}), flush=True)
@@ -326,7 +333,7 @@ def add_subparser(sub) -> None:
     p.add_argument("--burst", type=float, default=3.0, help="mean burst (packets) of the bursty points")
     p.add_argument("--n-vqa", type=int, default=200, help="questions per VQA point")
     p.add_argument("--n-images", type=int, default=100, help="scenes per reconstruction point")
-    p.add_argument("--data", default="data/tiny")
+    p.add_argument("--data", default=DEFAULT_DATA)
     p.add_argument("--split", default="test")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=4, help="requests in flight (the score does not depend on it)")
