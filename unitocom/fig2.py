@@ -22,8 +22,10 @@ sweep: points already in results/fig2.json with the same (task, scheme, SNR, cha
 (refused ones are tried again), as long as no checkpoint they were measured with has changed (new ones, say a
 newly trained scheme's, may have been added). Two changes re-measure only the points that read them: an MLLM's
 diffusion head alone (its T2I points) and a text link or the language prior (text-*.safetensors: the VQA and T2I
-points of every scheme that sends typed text through a learned link, the upper bound included). `--name NAME` writes NAME.json/.csv/.png instead (the same figure
-off another data set, say a freshly drawn one: `--data data/tiny-seed77 --name fig2-seed77`).
+points of every scheme that sends typed text through a learned link, the upper bound included). The points kept
+are saved with every point measured, so a resumed sweep stopped part way loses none of them. `--name NAME` writes
+NAME.json/.csv/.png instead (the same figure off another data set, say a freshly drawn one: `--data
+data/tiny-seed77 --name fig2-seed77`).
 `scripts/results_tables.py` turns the JSON into the README's tables (`<!-- results:NAME:vqa -->` and so on).
 """
 from __future__ import annotations

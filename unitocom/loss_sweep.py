@@ -262,8 +262,8 @@ def run(args, argv: list[str]) -> dict:
         prev = json.loads(stem.with_suffix(".json").read_text())
         oh = prev["header"]
         if "data" not in oh:  # written before headers named their data set: its command's --data, or the default
-            argv = shlex.split(oh.get("command", ""))
-            oh = {**oh, "data": argv[argv.index("--data") + 1] if "--data" in argv[:-1] else DEFAULT_DATA}
+            words = shlex.split(oh.get("command", ""))
+            oh = {**oh, "data": words[words.index("--data") + 1] if "--data" in words[:-1] else DEFAULT_DATA}
         # Only the very same checkpoints keep the earlier points: one changed or removed changes what was measured,
         # and so can one added (a resilient companion added for one modality changes what the resilient variant
         # reads: text-sigma-genib-resilient changed every resilient VQA point).
