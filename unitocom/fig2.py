@@ -105,10 +105,22 @@ def make_header(argv: list[str], settings: dict, checkpoints_dir: Path) -> dict:
             "mllm_sha256_without_diffusion_head": without_head_hashes(checkpoints_dir), **settings, **data}
 
 
+DEFAULT_DATA = "data/tiny"  # the data set of `fig2` and `loss-sweep` without --data
+
+
+def header_data(header: dict) -> str:
+    """The data set a results header names; for a file written before headers named it, its command's --data or
+    the default."""
+    if "data" in header:
+        return header["data"]
+    words = shlex.split(header.get("command", ""))
+    return words[words.index("--data") + 1] if "--data" in words[:-1] else DEFAULT_DATA
+
+
 def same_data(old_header: dict, header: dict) -> bool:
     """Whether two headers name the same data set: the same path, and the same recorded checksum where both
     headers have one (files written before headers kept it do not)."""
-    if old_header.get("data") != header.get("data"):
+    if header_data(old_header) != header_data(header):
         return False
     if "data_sha256" in old_header and "data_sha256" in header:
         return old_header["data_sha256"] == header["data_sha256"]
@@ -302,7 +314,7 @@ def run(args, argv: list[str]) -> dict:
                             f"{header['checkpoints_dir']} now ({', '.join(others)} changed or gone); move it away "
                             "or run without --resume")
         if not same_data(oh, header):
-            raise UserError(f"--resume: {paths['json']} was measured on data {oh.get('data')!r} (sha256 "
+            raise UserError(f"--resume: {paths['json']} was measured on data {header_data(oh)!r} (sha256 "
                             f"{str(oh.get('data_sha256'))[:12]}), this run reads {header.get('data')!r} (sha256 "
                             f"{str(header.get('data_sha256'))[:12]}); move it away or run without --resume")
         for k in ("split", "seed", "text_copies"):
@@ -404,7 +416,7 @@ def add_subparser(sub) -> None:
     p.add_argument("--out", default="results", help="folder for fig2.json, fig2.csv, fig2.png")
     p.add_argument("--name", default="fig2", help="the files' stem: NAME.json, NAME.csv, NAME.png (e.g. fig2-seed77 "
                                                   "for the same figure on a freshly drawn data set)")
-    p.add_argument("--data", default="data/tiny", help="data set root (unitocom data make --preset tiny)")
+    p.add_argument("--data", default=DEFAULT_DATA, help="data set root (unitocom data make --preset tiny)")
     p.add_argument("--split", default="test")
     p.add_argument("--seed", type=int, default=0, help="request i carries seed + i; also the bootstrap's seed")
     p.add_argument("--target", default="127.0.0.1:50051", help="the transmitter (start with `unitocom up`)")

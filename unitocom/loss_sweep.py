@@ -30,16 +30,15 @@ import argparse
 import csv
 import io
 import json
-import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from unitocom.errors import UserError
+from unitocom.fig2 import DEFAULT_DATA
 
 FORMAT = "unitocom-results/loss-sweep/1"
-DEFAULT_DATA = "data/tiny"
 SCHEMES = {"unitocom": {"scheme": "unitocom"},
            "unitocom-resilient": {"scheme": "unitocom", "variant": "resilient"},
            "unitocom-aggregated": {"scheme": "unitocom", "variant": "resilient", "packing": "aggregated"},
@@ -245,7 +244,8 @@ def plot(path: Path, sweep: str, points: list[dict]) -> None:
 
 
 def run(args, argv: list[str]) -> dict:
-    from unitocom.fig2 import TEXT_LINK_FREE_SCHEMES, TEXT_TASKS, is_text_reader, make_header, same_data
+    from unitocom.fig2 import (TEXT_LINK_FREE_SCHEMES, TEXT_TASKS, header_data, is_text_reader, make_header,
+                               same_data)
     from unitocom.schemes.learned import checkpoint_dir
     from unitocom.train.provenance import write_atomic
     out = Path(args.out)
@@ -261,9 +261,6 @@ def run(args, argv: list[str]) -> dict:
     if args.resume and stem.with_suffix(".json").exists():
         prev = json.loads(stem.with_suffix(".json").read_text())
         oh = prev["header"]
-        if "data" not in oh:  # written before headers named their data set: its command's --data, or the default
-            words = shlex.split(oh.get("command", ""))
-            oh = {**oh, "data": words[words.index("--data") + 1] if "--data" in words[:-1] else DEFAULT_DATA}
         # Only the very same checkpoints keep the earlier points: one changed or removed changes what was measured,
         # and so can one added (a resilient companion added for one modality changes what the resilient variant
         # reads: text-sigma-genib-resilient changed every resilient VQA point).
@@ -276,7 +273,7 @@ def run(args, argv: list[str]) -> dict:
             print(f"--resume: checkpoints differ from those of {stem.with_suffix('.json')} ({', '.join(differ)}): "
                   "every point is measured again", file=sys.stderr)
         elif not same_data(oh, header):  # another set, or one drawn again at the same path
-            print(f"--resume: {stem.with_suffix('.json')} was measured on data {oh.get('data')!r} (sha256 "
+            print(f"--resume: {stem.with_suffix('.json')} was measured on data {header_data(oh)!r} (sha256 "
                   f"{str(oh.get('data_sha256'))[:12]}), not {header['data']!r} (sha256 "
                   f"{str(header['data_sha256'])[:12]}): every point is measured again", file=sys.stderr)
         else:
