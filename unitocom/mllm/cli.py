@@ -51,8 +51,8 @@ def loss_scale_arg(text: str) -> tuple[tuple[str, float], ...]:
 
 
 ARCH = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth", "projector_depth", "question_first",
-        "standardized_inputs", "image_grid", "image_grid_scale")
-FLAGS = ("question_first", "standardized_inputs")  # 0 or 1
+        "standardized_inputs", "image_grid", "image_grid_scale", "prefix_attention")
+FLAGS = ("question_first", "standardized_inputs", "prefix_attention")  # 0 or 1
 FLOATS = ("image_grid_scale",)  # a positive number
 
 
@@ -163,6 +163,11 @@ def add_train_command(sub) -> None:
                         "states over its image tokens, so that the backbone learns to find them (`mllm.slots`; needs "
                         "the data set's scene records, not a token cache). The base station never runs the head; "
                         "0: none")
+    m.add_argument("--prefix-attention", action="store_true",
+                   help="train a prefix LM: each prompt's positions (a VQA scene and its question, the speech to "
+                        "transcribe, the caption to draw) attend to each other both ways, what is predicted stays "
+                        "causal (`MLLMConfig.prefix_attention`). It changes no tensor, so it also turns a warm start "
+                        "(--init) into one; the checkpoint records it and the base station attends the same way")
     m.add_argument("--received-questions", type=float, default=0.0, metavar="P",
                    help="read this share (0..1) of the VQA questions through the objective's text link "
                         "(text-<objective>) at the example's SNR and channel, as the base station reads a typed "
@@ -298,7 +303,8 @@ def _cmd_mllm(args) -> int:
                         {"task_weights": (("vqa", 2), ("svqa", 2), ("t2i", 1), ("asr", 1))} if args.spoken else {}),
                      init_backbone=args.init_backbone, compute=compute_from_args(args), log_every=args.log_every,
                      threads=args.threads, arch=args.mllm_arch or (), loss_scale=args.loss_scale or (),
-                     object_slots=args.object_slots, received_questions=args.received_questions)
+                     object_slots=args.object_slots, received_questions=args.received_questions,
+                     prefix_attention=args.prefix_attention)
     if tc.init and not Path(tc.init).exists():
         raise UserError(f"--init {tc.init}: no such MLLM checkpoint (train it first with `unitocom train mllm`)")
     if tc.init_backbone and not (Path(tc.init_backbone) / "config.json").is_file():

@@ -58,7 +58,7 @@ def hidden_rows(model: MLLM, vocab, captions: list[str], tokens: torch.Tensor,
     model.eval()
     for k in range(0, len(captions), batch):
         packed = seq.pack(model, [seq.t2i(vocab, c, t) for c, t in zip(captions[k:k + batch], tokens[k:k + batch])])
-        h, _ = model.hidden(packed.embeds, attention_mask=packed.mask)
+        h, _ = model.hidden(packed.embeds, attention_mask=packed.mask, prefix=packed.prefix)
         hs.append(h[packed.diff_index[:, 0], packed.diff_index[:, 1]])
         cs.append(packed.diff_targets)
     model.train(was)

@@ -70,6 +70,12 @@ class MLLMConfig:
     # Object slots (issue 12, `mllm.slots`): a training head of this many slots that reads each VQA scene's objects
     # from the hidden states over its image tokens; 0 (every MLLM before it): none. The base station never runs it.
     object_slots: int = 0
+    # Attention over the prompt (issue 12): False, causal everywhere (the letter's causal Transformer, every MLLM
+    # before it); True, a prefix LM (PaliGemma's mask): the prompt's positions (everything before the first
+    # predicted token) attend to each other both ways, so a VQA scene's image tokens read the question and each
+    # other, and what is predicted stays causal. Generation is unchanged after the prompt. No tensor changes: a
+    # causal MLLM can be fine-tuned into one (`train mllm --prefix-attention`).
+    prefix_attention: bool = False
 
     @classmethod
     def from_preset(cls, p: ModelPreset, vocab: int | None = None) -> "MLLMConfig":
@@ -227,10 +233,16 @@ class MLLM(nn.Module):
 
     # -- backbone -----------------------------------------------------------------------------------------------
     def hidden(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
-               cache: DynamicCache | None = None, position_ids: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, DynamicCache | None]:
+               cache: DynamicCache | None = None, position_ids: torch.Tensor | None = None,
+               prefix: torch.Tensor | int | None = None) -> tuple[torch.Tensor, DynamicCache | None]:
         """[B, L, hidden] -> normalised last hidden states [B, L, hidden] (the h_i of eq. 15/17) and the cache.
-        attention_mask [B, cached + L] (1: a real position); position_ids [B, L] (default: 0.. after the cache)."""
+        attention_mask [B, cached + L] (1: a real position); position_ids [B, L] (default: 0.. after the cache).
+        prefix: each row's prompt length [B] (or one int), in the sequence's columns counted from the cache's
+        first: read by an MLLM with cfg.prefix_attention, whose prompt attends both ways; None: causal."""
+        if self.cfg.prefix_attention and prefix is not None:
+            cached = cache.get_seq_length() if cache is not None else 0
+            attention_mask = prefix_lm_mask(attention_mask, inputs_embeds.shape[0], inputs_embeds.shape[1], cached,
+                                            prefix, inputs_embeds.dtype, inputs_embeds.device)
         out = self.backbone(inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache,
                             position_ids=position_ids, use_cache=cache is not None)
         return out.last_hidden_state, cache
@@ -267,7 +279,7 @@ class MLLM(nn.Module):
         done = torch.zeros(b, dtype=torch.bool, device=prefix.device)
         for step in range(max_new):
             h, cache = self.hidden(step_in if use_cache else seq, attention_mask=mask, cache=cache,
-                                   position_ids=step_pos if use_cache else pos)
+                                   position_ids=step_pos if use_cache else pos, prefix=prefix.shape[1])
             if step == 0 and on_prefill is not None:
                 on_prefill()
             nxt = self._pick(self.logits(h[:, -1]), top_p, generator)
@@ -330,7 +342,8 @@ class MLLM(nn.Module):
             hs = []
             for r in range(len(runs)):
                 h, caches[r] = self.hidden(ins[r] if use_cache else seqs[r], attention_mask=masks[r],
-                                           cache=caches[r], position_ids=step_pos[r] if use_cache else pos[r])
+                                           cache=caches[r], position_ids=step_pos[r] if use_cache else pos[r],
+                                           prefix=runs[r].shape[1])
                 hs.append(h[:, -1])
             if not tokens and on_prefill is not None:
                 on_prefill()
@@ -345,6 +358,22 @@ class MLLM(nn.Module):
                     step_pos[r] = pos[r][:, -1:] + 1
                     pos[r] = torch.cat([pos[r], step_pos[r]], dim=1)
         return torch.stack(tokens, dim=1)
+
+
+def prefix_lm_mask(attention_mask: torch.Tensor | None, batch: int, length: int, cached: int,
+                   prefix: torch.Tensor | int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The additive attention mask [B, 1, L, cached + L] of a prefix LM: query i (column cached + i) sees key j
+    where j is real (attention_mask [B, cached + L], 1: real; None: all) and j <= i, or both lie in the row's
+    prompt (the first prefix[b] columns). A padding query also sees itself, so that no row is empty (its output
+    is never read). 0 where seen, the dtype's minimum elsewhere: what eager and SDPA attention both add."""
+    q = torch.arange(cached, cached + length, device=device)[:, None]
+    k = torch.arange(cached + length, device=device)[None, :]
+    p = torch.as_tensor(prefix, device=device).reshape(-1, 1, 1).expand(batch, 1, 1)
+    seen = (k <= q)[None] | ((q < p) & (k < p))  # [B, L, cached + L]
+    if attention_mask is not None:
+        seen = seen & attention_mask.to(device).bool()[:, None, :]
+    seen = seen | (k == q)[None]
+    return torch.zeros(seen.shape, dtype=dtype, device=device).masked_fill(~seen, torch.finfo(dtype).min)[:, None]
 
 
 def _hf_lm_head(path: Path) -> torch.Tensor | None:

@@ -131,6 +131,8 @@ class Packed:
     # received scenes with object-slot targets: (batch, first image position, tokens) [M, 3] and targets [M, K, W]
     object_index: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 3, dtype=torch.long))
     object_targets: torch.Tensor | None = None
+    # each row's prompt length [B]: the positions before its first target (what a prefix-LM MLLM reads both ways)
+    prefix: torch.Tensor | None = None
 
 
 def pack(model, examples: list[list[Segment]]) -> Packed:
@@ -138,7 +140,7 @@ def pack(model, examples: list[list[Segment]]) -> Packed:
     param = next(model.parameters())  # build on the model's device and in its dtype (bf16 on a GPU)
     dev, dtype = param.device, param.dtype
     rows, lm_rows, d_index, d_targets = [], [], [], []
-    o_index, o_targets = [], []
+    o_index, o_targets, prompts = [], [], []
     for b, segs in enumerate(examples):
         embeds, pos = [], 0
         for s in segs:
@@ -160,8 +162,11 @@ def pack(model, examples: list[list[Segment]]) -> Packed:
             pos += n
         row_lm = torch.full((pos,), IGNORE, dtype=torch.long, device=dev)
         p = 0
+        prompts.append(pos)
         for s in segs:
             n = len(s.value) if s.kind == "text" else s.value.shape[0]
+            if s.target:
+                prompts[-1] = min(prompts[-1], p)
             if s.kind == "text" and s.target:
                 row_lm[p - 1: p - 1 + n] = torch.as_tensor(s.value, dtype=torch.long, device=dev)
             p += n
@@ -181,7 +186,8 @@ def pack(model, examples: list[list[Segment]]) -> Packed:
                   torch.tensor(d_index, dtype=torch.long, device=dev).reshape(-1, 2),
                   torch.cat(d_targets) if d_targets else torch.zeros(0, d, device=dev, dtype=dtype),
                   torch.tensor(o_index, dtype=torch.long).reshape(-1, 3),
-                  torch.stack(o_targets).to(dev) if o_targets else None)
+                  torch.stack(o_targets).to(dev) if o_targets else None,
+                  torch.tensor(prompts, dtype=torch.long, device=dev))
 
 
 def prefix(model, segs: list[Segment]) -> torch.Tensor:

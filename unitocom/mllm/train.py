@@ -76,6 +76,8 @@ class TrainConfig:
     # (text-<objective>) at the example's SNR and channel, as the base station reads a typed question, instead of
     # clean: the MLLM learns to answer garbled questions (`TaskData.received_questions`). 0: clean questions.
     received_questions: float = 0.0
+    # Issue 12: True, the MLLM attends both ways over each prompt (`MLLMConfig.prefix_attention`), warm start or not.
+    prefix_attention: bool = False
 
 
 STATE_FILE = "train_state.safetensors"
@@ -112,7 +114,7 @@ def loss_of(model: MLLM, packed: seq.Packed, repeats: int, gen: torch.Generator,
     ranks' gradients is the gradient of the global batch's mean, and the diffusion noise is drawn for the global
     batch (`DiffusionHead.loss`'s part): the same loss as one process with the global batch, to rounding.
     slot_weight > 0: the object slots' loss (`mllm.slots`) on the batch's scenes that carry slot targets, times it."""
-    h, _ = model.hidden(packed.embeds, attention_mask=packed.mask)
+    h, _ = model.hidden(packed.embeds, attention_mask=packed.mask, prefix=packed.prefix)
     out = {}
     where = packed.lm_targets != seq.IGNORE
     slot_loss = None  # [M] per scene
@@ -310,6 +312,8 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
         mcfg = dataclasses.replace(mcfg, **dict(tc.arch))
     if tc.token_dropout:
         mcfg = dataclasses.replace(mcfg, lost_token=True)
+    if tc.prefix_attention:
+        mcfg = dataclasses.replace(mcfg, prefix_attention=True)
     if tc.object_slots:
         attach_slot_targets(data_dir, train_data, val_data, cached)
         if not mcfg.object_slots:  # a warm start from an MLLM without slots: its slot head starts fresh
@@ -507,7 +511,8 @@ def slot_reading(model: MLLM, data: TaskData, n: int, channel: TorchChannelSpec)
     gen = torch.Generator().manual_seed(1357)
     rx = data._received_scenes(data.clevr_mu[:n], torch.full((n,), 20.0), channel, gen)
     rows = [seq.vqa(data.vocab, t, "", None, model.cfg.question_first) for t in rx]  # the scene alone
-    h, _ = model.hidden(seq.pack(model, rows).embeds)
+    packed = seq.pack(model, rows)
+    h, _ = model.hidden(packed.embeds, prefix=packed.prefix)
     p = sum(len(s.value) for s in rows[0][:1])  # the image follows the first text segment in either order
     hs = h[:, p: p + rx.shape[1]]
     res = slots.reading(model.slots(hs), data.slot_targets[:n].to(hs.device))
