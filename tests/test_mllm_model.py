@@ -54,6 +54,52 @@ def test_cached_hidden_states_match_full_pass():
     assert torch.allclose(torch.cat([h_a, h_b], 1), full, atol=1e-5)
 
 
+def test_prefix_lm_mask_lets_the_prompt_read_both_ways_and_keeps_the_rest_causal():
+    from unitocom.mllm.model import prefix_lm_mask
+    seen = prefix_lm_mask(torch.tensor([[0, 1, 1, 1, 1, 1]]), 1, 6, 0, 4, torch.float32, torch.device("cpu"))[0, 0] == 0
+    # column 0 is padding; the prompt is columns 1-3 (prefix 4 counts the padding); 4 and 5 are predicted
+    assert seen[1, 1:4].all() and seen[3, 1:4].all() and not seen[1:4, 4:].any()
+    assert seen[4, 1:5].all() and not seen[4, 5] and seen[5, 1:6].all()
+    assert not seen[1:, 0].any() and seen[0, 0]  # nobody reads the padding; the padding query reads itself only
+    # with a cache of 4 columns, one new query: causal over what is real
+    step = prefix_lm_mask(torch.tensor([[0, 1, 1, 1, 1]]), 1, 1, 4, 4, torch.float32, torch.device("cpu"))[0, 0]
+    assert ((step == 0) == torch.tensor([[False, True, True, True, True]])).all()
+
+
+def test_prefix_attention_changes_the_prompt_s_states_and_a_prefix_of_one_is_causal():
+    import dataclasses
+    m = tiny()
+    p = MLLM(dataclasses.replace(m.cfg, prefix_attention=True)).eval()
+    p.load_state_dict(m.state_dict())
+    x = torch.randn(2, 12, 64)
+    causal, _ = m.hidden(x, prefix=8)  # a causal MLLM ignores the prompt's length
+    assert torch.equal(causal, m.hidden(x)[0])
+    assert torch.allclose(p.hidden(x, prefix=1)[0], causal, atol=1e-5)
+    both, _ = p.hidden(x, prefix=torch.tensor([8, 8]))
+    assert not torch.allclose(both[:, :7], causal[:, :7], atol=1e-3)  # earlier prompt positions read later ones
+    x2 = x.clone()
+    x2[:, 8:] = torch.randn(2, 4, 64) * 3
+    assert torch.allclose(p.hidden(x2, prefix=8)[0][:, :8], both[:, :8], atol=1e-5)  # nothing reads ahead of it
+
+
+def test_prefix_lm_generation_with_a_cache_equals_full_recompute_and_padding_changes_nothing():
+    import dataclasses
+    m = tiny()
+    p = MLLM(dataclasses.replace(m.cfg, prefix_attention=True)).eval()
+    p.load_state_dict(m.state_dict())
+    prefix = torch.cat([p.embed_text(torch.tensor([[1, 5, 9, 3]])), p.embed_tokens(torch.randn(1, 6, 8), "image")], 1)
+    cached = p.generate_text(prefix, max_new=10, eos_id=999, use_cache=True)
+    assert cached == p.generate_text(prefix, max_new=10, eos_id=999, use_cache=False)
+    assert cached != m.generate_text(prefix, max_new=10, eos_id=999)  # the mask is in force
+    padded = torch.cat([torch.zeros(1, 3, 64), prefix], 1)
+    mask = torch.tensor([[0, 0, 0] + [1] * 10])
+    assert p.generate_text(padded, max_new=10, eos_id=999, mask=mask) == cached
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    a = p.generate_tokens(prefix, 4, "image", steps=5, use_cache=True, generator=g1)
+    b = p.generate_tokens(prefix, 4, "image", steps=5, use_cache=False, generator=g2)
+    assert torch.allclose(a, b, atol=1e-4)
+
+
 def test_top_p_keeps_only_the_nucleus():
     logits = torch.log(torch.tensor([[0.6, 0.3, 0.05, 0.05]]))
     g = torch.Generator().manual_seed(0)

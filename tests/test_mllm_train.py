@@ -45,6 +45,41 @@ def test_targets_sit_one_position_before_what_they_predict():
     assert torch.allclose(p.embeds[0, 3:8], m.embed_tokens(img[None], "image")[0])
 
 
+def test_each_row_s_prompt_ends_where_its_first_target_begins():
+    v = seq.Vocab(CharBpe())
+    img = torch.randn(5, 4)
+    p = seq.pack(_model(len(v)), [seq.vqa(v, img, "q?", "ab"), seq.t2i(v, "cap", img), seq.vqa(v, img, "q?", None)])
+    # VQA: <bos><vqa><boi> img*5 <eoi> q ? <sep> (12) | answer; T2I: <bos><t2i> c a p <boi> (6) | img*5; no target:
+    # the whole row (12) is prompt
+    assert p.prefix.tolist() == [12, 6, 12]
+    assert p.lm_targets[0, 11].item() == ord("a") and p.diff_index[0].tolist() == [1, 5]
+
+
+def test_a_prefix_lm_answers_as_it_was_trained_to_read_the_prompt():
+    """What `loss_of` reads (a packed row with its answer, prompt both ways) is what generation reads: the logits
+    at <sep> and at each answer position match those of generation's steps, cached and not."""
+    v = seq.Vocab(CharBpe())
+    torch.manual_seed(0)
+    m = MLLM(MLLMConfig(vocab=len(v), hidden=32, layers=2, heads=2, intermediate=64, max_positions=256,
+                        token_dim=4, head_width=32, head_depth=1, prefix_attention=True)).eval()
+    img = torch.randn(5, 4)
+    p = seq.pack(m, [seq.vqa(v, img, "q?", "ab")])
+    with torch.no_grad():
+        h, _ = m.hidden(p.embeds, attention_mask=p.mask, prefix=p.prefix)
+        causal, _ = m.hidden(p.embeds, attention_mask=p.mask)
+    assert not torch.allclose(h[0, :12], causal[0, :12], atol=1e-4)  # the prompt reads both ways
+    teacher = m.logits(h[0, 11:14]).argmax(-1).tolist()  # what training scores at <sep>, a, b
+    prompt = seq.prefix(m, seq.vqa(v, img, "q?", None))
+    for use_cache in (True, False):
+        out = m.generate_text(prompt, 3, eos_id=10**6, use_cache=use_cache)[0]
+        assert out[0] == teacher[0]
+    # teacher forcing the generated tokens: the same three picks, one step at a time
+    forced = seq.pack(m, [seq.vqa(v, img, "q?", None) + [seq.Segment("text", out[:2], target=True)]])
+    with torch.no_grad():
+        hf, _ = m.hidden(forced.embeds, prefix=forced.prefix)
+    assert m.logits(hf[0, 11:14]).argmax(-1).tolist() == out
+
+
 def test_question_first_puts_the_question_before_the_image_and_the_answer_after_sep():
     v = seq.Vocab(CharBpe())
     img = torch.randn(5, 4)
@@ -413,6 +448,27 @@ def test_a_warm_start_continues_the_architecture_and_weights_it_starts_from(smal
         warm_start_state(str(src), _model(tuned.cfg.vocab))
 
 
+def test_a_warm_start_with_prefix_attention_keeps_every_weight_and_the_checkpoint_says_how_it_attends(small_world):
+    """--prefix-attention on a warm start: no tensor changes (lr 0 leaves the source's weights), the checkpoint
+    records the mask, and the loaded model reads prompts both ways (its prompt states differ from the source's)."""
+    from unitocom.mllm.checkpoint import load_mllm
+    from unitocom.mllm.train import TrainConfig, train
+    d, links = small_world
+    src = d / "causal-src"
+    train(str(d / "data"), str(src), links=links, resume=False,
+          tc=TrainConfig(steps=2, batch=4, val_every=2, val_n=2, task_weights=(("vqa", 1),)))
+    train(str(d / "data"), str(d / "prefix-ft"), links=links, resume=False,
+          tc=TrainConfig(steps=1, batch=4, val_every=1, val_n=2, lr=0.0, task_weights=(("vqa", 1),),
+                         init=str(src / "mllm.safetensors"), prefix_attention=True))
+    source, _, _ = load_mllm(src / "mllm.safetensors")
+    tuned, _, meta = load_mllm(d / "prefix-ft/mllm.safetensors")
+    assert tuned.cfg.prefix_attention and not source.cfg.prefix_attention
+    assert all(torch.equal(v, tuned.state_dict()[k]) for k, v in source.state_dict().items())
+    x = torch.randn(1, 9, tuned.cfg.hidden)
+    with torch.no_grad():
+        assert not torch.allclose(tuned.hidden(x, prefix=6)[0], source.hidden(x, prefix=6)[0], atol=1e-4)
+
+
 def test_mllm_arch_is_parsed_and_bad_values_refused():
     import argparse
 
@@ -420,10 +476,11 @@ def test_mllm_arch_is_parsed_and_bad_values_refused():
     parsed = arch_arg("hidden=256, heads=8,question_first=0")
     assert parsed == (("hidden", 256), ("heads", 8), ("question_first", False))
     assert arch_arg("standardized_inputs=1") == (("standardized_inputs", True),)
+    assert arch_arg("prefix_attention=1") == (("prefix_attention", True),)
     assert all(type(v) is (bool if k == "question_first" else int) for k, v in parsed)
     assert arch_arg("image_grid=32,image_grid_scale=0.14") == (("image_grid", 32), ("image_grid_scale", 0.14))
     for bad in ("hidden", "width=3", "hidden=0", "hidden=2,hidden=3", "layers=x", "question_first=2",
-                "image_grid_scale=0", "image_grid_scale=nan", "image_grid_scale=x", "image_grid=1.5"):
+                "prefix_attention=2", "image_grid_scale=0", "image_grid_scale=nan", "image_grid_scale=x", "image_grid=1.5"):
         with pytest.raises(argparse.ArgumentTypeError):
             arch_arg(bad)
 
