@@ -21,6 +21,8 @@
 #                                              made since the task: older ones keep no listings);
 #                                              OBJECT_SLOTS=W adds the object slots' loss at weight W
 #                                              (`train all --mllm-object-slots`; caches made since the slots);
+#                                              PREFIX=1 trains a prefix LM (`train all --mllm-prefix-attention`:
+#                                              each prompt attends both ways);
 #                                              PROBE_ONLY=1 stops after the probe (setup and 30 steps, about 2
 #                                              min: a first call that says whether the machine runs the recipe,
 #                                              and at what rate, before one spends the session's minutes)
@@ -132,6 +134,11 @@ mkdir -p "$CK"
 cp "$CACHE"/links/* "$CK"/
 ALL=(-m unitocom.cli train all --scale "$SCALE" --only "mllm-$OBJECTIVE" --speech-data "$CACHE" --device "$DEVICE"
      --workers "$WORKERS" ${MIX:+--mllm-mix "$MIX"} ${OBJECT_SLOTS:+--mllm-object-slots "$OBJECT_SLOTS"})
+case "${PREFIX:-0}" in
+  0) ;;
+  1) ALL+=(--mllm-prefix-attention) ;;
+  *) echo "PREFIX=$PREFIX: 1 (a prefix LM) or 0 (causal, the recipe's)" >&2; exit 2 ;;
+esac
 if [ -z "${STEPS:-}" ]; then
   # this machine's rate: the recipe's first 30 steps (a --stop-at probe: no checkpoint), then the steps that fit
   say "probe: 30 steps of mllm-$OBJECTIVE"
@@ -139,8 +146,9 @@ if [ -z "${STEPS:-}" ]; then
   rm -rf "$PROBE"
   mapfile -t RECIPE < <("$PY" -c 'import sys; from unitocom.train.retrain import plan
 print("\n".join(next(s for s in plan(sys.argv[1], mllm_mix=sys.argv[3] or None,
-                                      mllm_object_slots=float(sys.argv[4] or 0)) if s.name == sys.argv[2]).args))' \
-    "$SCALE" "mllm-$OBJECTIVE-base" "${MIX:-}" "${OBJECT_SLOTS:-}")
+                                      mllm_object_slots=float(sys.argv[4] or 0),
+                                      mllm_prefix_attention=sys.argv[5] == "1") if s.name == sys.argv[2]).args))' \
+    "$SCALE" "mllm-$OBJECTIVE-base" "${MIX:-}" "${OBJECT_SLOTS:-}" "${PREFIX:-0}")
   UNITOCOM_CHECKPOINTS=$CK "$PY" -m unitocom.cli "${RECIPE[@]}" --data "$CACHE" --device "$DEVICE" \
     --workers "$WORKERS" --stop-at 30 --run-dir "$PROBE" --no-install > "$W/probe.log" 2>&1 \
     || { tail -30 "$W/probe.log"; exit 1; }

@@ -249,3 +249,21 @@ def test_object_slots_reach_both_parts_of_the_base_mllms_alone_and_train_from_a_
     assert p.parse_args(["train", "all", "--mllm-object-slots", "0.5"]).mllm_object_slots == 0.5
     for s in slotted.values():  # every step, slots and all, is a command the CLI accepts
         assert callable(p.parse_args(s.args + ["--data", "d"] + retrain._where(s, Path("o"))).func)
+
+
+def test_prefix_attention_reaches_both_parts_of_the_base_mllms_and_the_fine_tunes_inherit_it():
+    """`train all --mllm-prefix-attention` (issue 12): both parts of each base MLLM train as a prefix LM; the
+    resilient and spoken fine-tunes take the mask from the MLLM they start from (their --init), so their commands
+    need no flag; the default recipe is causal."""
+    assert not any("--prefix-attention" in s.args for s in retrain.plan("cpu"))
+    steps = {s.name: s for s in retrain.plan("gpu", mllm_prefix_attention=True)}
+    bases = ("mllm-sigma-genib-base", "mllm-sigma-genib", "mllm-vae-base", "mllm-vae")
+    assert [n for n, s in steps.items() if "--prefix-attention" in s.args] == list(bases)
+    assert all(n in bases or not n.startswith("mllm") or s.init or "--init" in s.args or "--resilient" in s.args
+               or "--spoken" in s.args for n, s in steps.items())
+    from unitocom.cli import parser
+    p = parser()
+    assert p.parse_args(["train", "all", "--mllm-prefix-attention"]).mllm_prefix_attention
+    assert not p.parse_args(["train", "all"]).mllm_prefix_attention
+    for s in steps.values():
+        assert callable(p.parse_args(s.args + ["--data", "d"] + retrain._where(s, Path("o"))).func)

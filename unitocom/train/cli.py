@@ -130,6 +130,10 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                    help="the base MLLMs train with the object slots' loss at weight W in both parts (`train mllm "
                         "--object-slots`; issue 12), from the data set's scene records or a token cache made since "
                         "the slots; default: none, the recipe's")
+    a.add_argument("--mllm-prefix-attention", action="store_true",
+                   help="the base MLLMs attend both ways over each prompt in both parts (`train mllm "
+                        "--prefix-attention`, a prefix LM; issue 12), and the fine-tunes built on them too; default: "
+                        "causal, the recipe's")
     a.add_argument("--workers", type=int, default=0, metavar="N",
                    help="processes that draw the MLLMs' batches ahead (`train mllm --workers`; another random "
                         "stream than 0's): on a GPU, where drawing in the loop would idle it")
@@ -145,7 +149,8 @@ def _all(args) -> int:
     try:
         run_all(args.out, args.scale, args.data, args.only, args.device, args.dry_run,
                 speech_data=args.speech_data, mllm_steps=args.mllm_steps, workers=args.workers,
-                mllm_mix=args.mllm_mix, mllm_object_slots=args.mllm_object_slots)
+                mllm_mix=args.mllm_mix, mllm_object_slots=args.mllm_object_slots,
+                mllm_prefix_attention=args.mllm_prefix_attention)
     except (RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

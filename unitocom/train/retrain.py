@@ -90,12 +90,13 @@ def _mix(text: str) -> tuple[tuple[str, int], ...]:
 
 
 def plan(scale: str = "cpu", mllm_steps: int | None = None, mllm_mix: str | None = None,
-         mllm_object_slots: float | None = None) -> list[Step]:
+         mllm_object_slots: float | None = None, mllm_prefix_attention: bool = False) -> list[Step]:
     """Every committed checkpoint, in the order they depend on each other. mllm_steps: the two base MLLMs' steps
     other than the scale's (validated a tenth of the way, as at every scale); mllm_mix: their task weights other
     than MLLM_MIX (e.g. with obj, the object listing), which the fine-tunes built on them keep too;
     mllm_object_slots: the weight of the object slots' loss in both parts of the base MLLMs (`train mllm
-    --object-slots`; None or 0: none, the recipe's)."""
+    --object-slots`; None or 0: none, the recipe's); mllm_prefix_attention: both parts of the base MLLMs attend
+    both ways over each prompt (`train mllm --prefix-attention`; the fine-tunes built on them inherit it)."""
     if mllm_object_slots is not None and not mllm_object_slots >= 0:
         raise ValueError(f"mllm_object_slots must be a weight >= 0, got {mllm_object_slots}")
     if scale not in SCALES:
@@ -150,6 +151,7 @@ def plan(scale: str = "cpu", mllm_steps: int | None = None, mllm_mix: str | None
     spoken_mix = ",".join(f"{t}={w}" + (f",svqa={w}" if t == "vqa" else "") for t, w in weights if t != "svqa")
     mix = ["--task-weights", base_mix, "--loss-scale", "t2i=8"]
     slots = ["--object-slots", f"{mllm_object_slots:g}"] if mllm_object_slots else []
+    slots += ["--prefix-attention"] if mllm_prefix_attention else []
     # train all runs one step at a time: on the CPU an MLLM step takes both cores (1.8x one core's steps/s)
     threads = ["--threads", "2"] if scale == "cpu" else []
     cont = max(2, n["mllm"] // 5)
@@ -232,12 +234,13 @@ def _where(step: Step, out: Path) -> list[str]:
 def run_all(out: str | Path, scale: str = "cpu", data: str | None = None, only: list[str] | None = None,
             device: str | None = None, dry_run: bool = False, log=print,
             speech_data: str | None = None, mllm_steps: int | None = None, workers: int = 0,
-            mllm_mix: str | None = None, mllm_object_slots: float | None = None) -> list[str]:
+            mllm_mix: str | None = None, mllm_object_slots: float | None = None,
+            mllm_prefix_attention: bool = False) -> list[str]:
     """Run the plan into `out`; returns the names trained this time. Raises RuntimeError on a failed step.
     data: the data set of every step (default: SCENE_DATA, and SPEECH_DATA for the steps that read speech);
     speech_data: that of the speech steps (default: `data` when given, else SPEECH_DATA). Each is made first when
-    missing (the defaults with their recipe, another folder as the preset's). mllm_steps, mllm_mix, mllm_object_slots:
-    `plan`'s; workers:
+    missing (the defaults with their recipe, another folder as the preset's). mllm_steps, mllm_mix, mllm_object_slots,
+    mllm_prefix_attention: `plan`'s; workers:
     the MLLM steps' batch-drawing processes (`train mllm --workers`)."""
     out = Path(out)
     speech_data = speech_data or data or SPEECH_DATA[0]
@@ -249,7 +252,7 @@ def run_all(out: str | Path, scale: str = "cpu", data: str | None = None, only: 
     shipped = Path(__file__).resolve().parents[2] / "checkpoints" / "text-bpe.json"
     if not bpe.exists() and shipped.exists():  # the BPE is data, not weights: every text model shares it
         shutil.copyfile(shipped, bpe)
-    by_name = {s.name: s for s in plan(scale, mllm_steps, mllm_mix, mllm_object_slots)}
+    by_name = {s.name: s for s in plan(scale, mllm_steps, mllm_mix, mllm_object_slots, mllm_prefix_attention)}
     unknown = [n for n in only or [] if n not in by_name]
     if unknown:
         raise ValueError(f"unknown checkpoint(s) {', '.join(unknown)}; the plan has {', '.join(by_name)}")
