@@ -94,9 +94,9 @@
 #   scripts/reproduce_results.sh prefix   a prefix-LM mask on the MLLM: the installed MLLM fine-tuned 2000 steps of
 #                                         its recipe with --prefix-attention (each prompt, a VQA scene and its
 #                                         question, attends both ways), against the same fine-tune causal, on the
-#                                         test questions, the fresh set's and the test speech
-#                                         (results/ablation-prefix*.*; about 60 min of training, one core each,
-#                                         and 25 of scoring)
+#                                         test questions, the fresh set's and the test speech, and T2I after
+#                                         each one's head phase (results/ablation-prefix*.*; about 60 min of
+#                                         training and 30 of head phases, one core each, and 30 of scoring)
 #   scripts/reproduce_results.sh continue `train all`'s second part for the committed MLLMs: 2000 more steps
 #                                         at 2e-4 and a head phase for each base MLLM, the resilient and spoken
 #                                         fine-tunes redone on top, and T2I of the two parts against the first on
@@ -828,7 +828,7 @@ if [ "$what" = prefix ]; then
   # The slots showed the causal backbone's hidden states hold the objects and its answers do not use them for
   # relations; the probe that did read relations was bidirectional. The same installed MLLM and recipe as the slots
   # study (2000 steps at 2e-4 on data/tiny, one core each), with the prompt attending both ways (PaliGemma's
-  # prefix LM), against the fine-tune without it. No head phase: T2I is not scored here.
+  # prefix LM), against the fine-tune without it.
   finetune() {  # run dir, extra options
     [ -f "$1/mllm.safetensors" ] || $U train mllm --objective sigma-genib \
       --init checkpoints/mllm-sigma-genib.safetensors --task-weights vqa=2,t2i=1,asr=1,cap=1 --loss-scale t2i=8 \
@@ -847,6 +847,17 @@ if [ "$what" = prefix ]; then
      --n-vqa 1000 --workers 8 --out results --resume
   $U ablate --task asr --name ablation-prefix-asr "${L[@]}" --snr-db 0,5,20 --channel rayleigh --n-asr 150 \
      --workers 8 --out results --resume
+  # T2I reads the diffusion head: each fine-tune's head phase (8000 steps, one core each), then 500 test captions.
+  # The prefix LM reads the caption both ways, as a diffusion model's text encoder does.
+  for v in prefix ctrl; do
+    grep -qa head_steps runs/prefix/ft-$v-head/mllm.safetensors 2>/dev/null || $U train mllm-head \
+      --mllm runs/prefix/ft-$v/mllm.safetensors --data data/tiny --steps 8000 --threads 1 \
+      --run-dir runs/prefix/ft-$v-head --no-install &
+  done
+  wait
+  $U ablate --task t2i --name ablation-prefix-t2i --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
+     --mllm recipe-2000=runs/prefix/ft-ctrl-head --mllm prefix-2000=runs/prefix/ft-prefix-head \
+     --reference shipped,recipe-2000 --snr-db 20 --channel rayleigh --n-t2i 500 --workers 16 --out results --resume
   .venv/bin/python scripts/results_tables.py
 fi
 
