@@ -6,7 +6,6 @@ import dataclasses
 import importlib.util
 import io
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -104,15 +103,11 @@ class Refused(Exception):
 
 
 def free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+    """n ports free on loopback now, under the kernel's ephemeral range (`unitocom.ports.free_block`): a port the
+    kernel picked itself could be any outgoing connection's end by the time a server binds it."""
+    from unitocom import ports
+    base = ports.free_block(n)
+    return list(range(base, base + n))
 
 
 def free_consecutive(n: int) -> int:
