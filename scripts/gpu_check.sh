@@ -120,8 +120,8 @@ step "6. the three services, $SPRESET preset (placeholder weights), base station
 CK="$OUT/placeholder-checkpoints-$SPRESET"
 "$PYTHON" scripts/random_checkpoints.py --preset "$SPRESET" --out "$CK"
 RUN="$OUT/run-$SPRESET"
-# Six free ports the kernel picks (gRPC, then /metrics): a fixed block in the ephemeral range can be held by
-# some connection's client end (it was, once, in CI: the channel could not bind its /metrics port).
+# Six free ports under the kernel's ephemeral range (`unitocom.ports`; gRPC, then /metrics): a block in that range
+# can be held by some connection's client end (it was, in CI: the channel could not bind its /metrics port).
 PORT=${SERVE_BASE_PORT:-$("$PYTHON" -m unitocom.ports 6)}
 export UNITOCOM_CHECKPOINTS="$CK"
 "$PYTHON" -m unitocom.cli up --preset "$SPRESET" --run-dir "$RUN" --base-port "$PORT" \
