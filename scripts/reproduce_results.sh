@@ -153,6 +153,14 @@ seed77() {
   [ -f "$dir/manifest.json" ] || $U data make --preset tiny --seed 77 --out "$dir" "$@"
 }
 fresh_set() { seed77 data/tiny-seed77 --scenes 2800 --no-speech; }
+# finetune_installed RUN_DIR [OPTION ...]: the installed MLLM warm-started for 2000 steps of its recipe at 2e-4 on
+# data/tiny, one core, with the options given (the studies' variant; none: their control), unless RUN_DIR has it.
+finetune_installed() {
+  [ -f "$1/mllm.safetensors" ] || $U train mllm --objective sigma-genib \
+    --init checkpoints/mllm-sigma-genib.safetensors --task-weights vqa=2,t2i=1,asr=1,cap=1 --loss-scale t2i=8 \
+    "${@:2}" --steps 2000 --batch-size 64 --snr-db=-5:25 --lr 2e-4 --data data/tiny --val-every 500 \
+    --log-every 50 --threads 1 --run-dir "$1" --no-install
+}
 # serve BASE_PORT METRICS_BASE_PORT RUN_DIR: a section's own services (gRPC on BASE_PORT.., /metrics on
 # METRICS_BASE_PORT..), stopped when the script exits; T is the transmitter's address.
 serve() {
@@ -829,14 +837,8 @@ if [ "$what" = prefix ]; then
   # relations; the probe that did read relations was bidirectional. The same installed MLLM and recipe as the slots
   # study (2000 steps at 2e-4 on data/tiny, one core each), with the prompt attending both ways (PaliGemma's
   # prefix LM), against the fine-tune without it.
-  finetune() {  # run dir, extra options
-    [ -f "$1/mllm.safetensors" ] || $U train mllm --objective sigma-genib \
-      --init checkpoints/mllm-sigma-genib.safetensors --task-weights vqa=2,t2i=1,asr=1,cap=1 --loss-scale t2i=8 \
-      "${@:2}" --steps 2000 --batch-size 64 --snr-db=-5:25 --lr 2e-4 --data data/tiny --val-every 500 \
-      --log-every 50 --threads 1 --run-dir "$1" --no-install
-  }
-  finetune runs/prefix/ft-prefix --prefix-attention &
-  finetune runs/prefix/ft-ctrl
+  finetune_installed runs/prefix/ft-prefix --prefix-attention &
+  finetune_installed runs/prefix/ft-ctrl
   wait
   L=(--mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/prefix/ft-ctrl
      --mllm prefix-2000=runs/prefix/ft-prefix --reference shipped,recipe-2000)
@@ -868,14 +870,8 @@ if [ "$what" = slots ]; then
   # --object-slots 0.5, and, on the other core, the same fine-tune without it (the control). data/tiny: the scenes,
   # questions and captions of data/tiny-speech96, with a tenth of its training speech (both runs alike; ASR is not
   # scored here). No head phase: T2I is not scored here.
-  finetune() {  # run dir, extra options
-    [ -f "$1/mllm.safetensors" ] || $U train mllm --objective sigma-genib \
-      --init checkpoints/mllm-sigma-genib.safetensors --task-weights vqa=2,t2i=1,asr=1,cap=1 --loss-scale t2i=8 \
-      "${@:2}" --steps 2000 --batch-size 64 --snr-db=-5:25 --lr 2e-4 --data data/tiny --val-every 500 \
-      --log-every 50 --threads 1 --run-dir "$1" --no-install
-  }
-  finetune runs/slots/ft-slots --object-slots 0.5 &
-  finetune runs/slots/ft-ctrl
+  finetune_installed runs/slots/ft-slots --object-slots 0.5 &
+  finetune_installed runs/slots/ft-ctrl
   wait
   L=(--mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/slots/ft-ctrl
      --mllm slots-2000=runs/slots/ft-slots --reference shipped,recipe-2000)
