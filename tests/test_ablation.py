@@ -169,6 +169,8 @@ def test_object_slots_show_in_the_recipe_and_their_head_is_not_counted_as_the_se
          "object_slots": 0.5, "steps": 2000, "batch": 64}
     assert "| vqa 2, t2i 1, object slots x0.5 |" in ablation._recipe(r)
     assert "object slots" not in ablation._recipe(dict(r, object_slots=0))
+    enc = ablation._recipe(dict(r, sizes={"layers": 4, "hidden": 128, "image_encoder": 2}))
+    assert enc.startswith("4 x 128, image encoder (2 layers), 2.1 M |")
     from unitocom.mllm.checkpoint import save_mllm
     from unitocom.mllm.data import Standardizer
     from unitocom.mllm.model import MLLM, MLLMConfig

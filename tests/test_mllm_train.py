@@ -477,10 +477,12 @@ def test_mllm_arch_is_parsed_and_bad_values_refused():
     assert parsed == (("hidden", 256), ("heads", 8), ("question_first", False))
     assert arch_arg("standardized_inputs=1") == (("standardized_inputs", True),)
     assert arch_arg("prefix_attention=1") == (("prefix_attention", True),)
+    assert arch_arg("image_encoder=2") == (("image_encoder", 2),)
     assert all(type(v) is (bool if k == "question_first" else int) for k, v in parsed)
     assert arch_arg("image_grid=32,image_grid_scale=0.14") == (("image_grid", 32), ("image_grid_scale", 0.14))
     for bad in ("hidden", "width=3", "hidden=0", "hidden=2,hidden=3", "layers=x", "question_first=2",
-                "prefix_attention=2", "image_grid_scale=0", "image_grid_scale=nan", "image_grid_scale=x", "image_grid=1.5"):
+                "prefix_attention=2", "image_encoder=-1", "image_grid_scale=0", "image_grid_scale=nan",
+                "image_grid_scale=x", "image_grid=1.5"):
         with pytest.raises(argparse.ArgumentTypeError):
             arch_arg(bad)
 
@@ -894,6 +896,9 @@ def test_object_slots_train_from_a_token_cache_made_since_them_and_a_negative_we
     assert main(["train", "mllm", "--data", str(d / "data"), "--object-slots", "-1", "--no-install",
                  "--run-dir", str(tmp_path / "r")]) == 2
     assert "--object-slots -1.0: a weight >= 0" in capsys.readouterr().err
+    assert main(["train", "mllm", "--data", str(d / "data"), "--image-encoder", "-1", "--no-install",
+                 "--run-dir", str(tmp_path / "r")]) == 2
+    assert "--image-encoder -1: a number of layers >= 0" in capsys.readouterr().err
 
 
 def test_received_questions_are_the_text_links_reading_clean_at_high_snr_and_garbled_at_low():
@@ -919,3 +924,63 @@ def test_received_questions_is_a_share(capsys, tmp_path):
     assert main(["train", "mllm", "--received-questions", "1.5", "--steps", "1", "--no-install",
                  "--run-dir", str(tmp_path)]) != 0
     assert "--received-questions 1.5: a share in 0..1" in capsys.readouterr().err
+
+
+def test_an_image_encoder_starts_as_no_change_reads_the_scene_both_ways_and_leaves_generated_pictures_alone():
+    """MLLMConfig.image_encoder: a fresh encoder adds nothing (a warm start begins as its source); once it has
+    learnt, a received image's first token reads its last (bidirectional) and each embedding changes; the tokens
+    text-to-image draws (received=False) never pass through it, and image_features is what the slots read."""
+    base = dataclasses.replace(_model(40).cfg, image_positions=8)
+    torch.manual_seed(0)
+    plain = MLLM(base).eval()
+    enc = MLLM(dataclasses.replace(base, image_encoder=2)).eval()
+    state = enc.state_dict()
+    state.update(plain.state_dict())
+    enc.load_state_dict(state)
+    t = torch.randn(2, 8, 4)
+    with torch.no_grad():
+        assert torch.equal(enc.embed_tokens(t, "image", received=True), plain.embed_tokens(t, "image", received=True))
+        torch.nn.init.normal_(enc.image_encoder.out.weight, std=0.1)  # as after training
+        e = enc.embed_tokens(t, "image", received=True)
+        assert not torch.allclose(e, plain.embed_tokens(t, "image", received=True))
+        t2 = t.clone()
+        t2[:, -1] += 1.0
+        assert not torch.allclose(enc.embed_tokens(t2, "image", received=True)[:, 0], e[:, 0])  # first reads last
+        assert torch.equal(enc.embed_tokens(t, "image"), plain.embed_tokens(t, "image"))  # T2I's own tokens
+        assert torch.equal(enc.embed_tokens(t, "audio", received=True), plain.embed_tokens(t, "audio", received=True))
+        f = enc.image_features(t)
+        assert f.shape == (2, 8, base.hidden)
+        assert torch.allclose(enc.image_encoder.out(f), e - plain.embed_tokens(t, "image", received=True), atol=1e-5)
+
+
+def test_a_warm_start_with_an_image_encoder_starts_as_its_source_and_its_slots_train_the_encoder(small_world):
+    """--image-encoder 2 --object-slots 1 on a warm start: at lr 0 the answers' loss of step 1 is the source's
+    (the encoder starts as no change), the checkpoint records the encoder and the loaded model runs it; the slots
+    read the encoder's features, so their loss reaches the encoder and not the backbone."""
+    from unitocom.mllm import slots
+    from unitocom.mllm.checkpoint import load_links, load_mllm
+    from unitocom.mllm.data import TaskData
+    from unitocom.mllm.train import TrainConfig, loss_of, train
+    from unitocom.models.channel_torch import TorchChannelSpec
+    d, links = small_world
+    src = d / "enc-src"
+    base = {"batch": 4, "val_every": 1, "val_n": 4, "log_every": 1, "task_weights": (("vqa", 1),)}
+    train(str(d / "data"), str(src), links=links, resume=False, tc=TrainConfig(steps=2, **{**base, "val_every": 2}))
+    for name, extra in (("enc-0", {}), ("enc-2", {"image_encoder": 2, "object_slots": 1.0})):
+        train(str(d / "data"), str(d / name), links=links, resume=False,
+              tc=TrainConfig(steps=1, lr=0.0, init=str(src / "mllm.safetensors"), **base, **extra))
+    first = [json.loads(open(d / n / "log.jsonl").readline()) for n in ("enc-0", "enc-2")]
+    assert first[1]["lm"] == pytest.approx(first[0]["lm"], rel=1e-6) and first[1]["slots"] > 0
+    model, _, meta = load_mllm(d / "enc-2/mllm.safetensors")
+    assert model.cfg.image_encoder == 2 and hasattr(model, "image_encoder") and hasattr(model, "slots")
+    assert "val_slots_count_20db" in meta["validation"]
+    image_link, _, frontend, vocab, _ = load_links(config.load("tiny"), links)
+    data = TaskData(d / "data", "val", image_link, None, frontend, vocab, 32)
+    data.slot_targets = slots.targets(d / "data", "val", len(data.clevr_mu))
+    rows = data.examples("vqa", [0, 1, 2], torch.full((3,), 20.0), TorchChannelSpec(model="rayleigh"),
+                         torch.Generator().manual_seed(0))
+    model.train()
+    out = loss_of(model, seq.pack(model, rows), 1, torch.Generator().manual_seed(0), slot_weight=1.0)
+    out["slots"].backward()
+    assert model.image_encoder.layers.layers[0].linear1.weight.grad.abs().sum() > 0
+    assert all(p.grad is None or not p.grad.any() for p in model.backbone.parameters())

@@ -63,7 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OBJECTIVE = "sigma-genib"  # the letter's link (fig3.SCHEME "unitocom" sends with it)
 SIZE_FIELDS = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth", "projector_depth",
                "question_first", "standardized_inputs", "image_grid", "image_grid_scale",
-               "prefix_attention")
+               "prefix_attention", "image_encoder")
 CSV_FIELDS = ["mllm", "task", "snr_db", "channel", "n", "metric", "value", "ci_low", "ci_high", "chance"]
 
 
@@ -282,6 +282,7 @@ def _recipe(r: dict) -> str:
     proj = f", MLP projector ({s['projector_depth']} layers)" if (s.get("projector_depth") or 1) > 1 else ""
     proj += ", question before image" if s.get("question_first") else ""
     proj += ", prefix attention" if s.get("prefix_attention") else ""
+    proj += f", image encoder ({s['image_encoder']} layers)" if s.get("image_encoder") else ""
     proj += ", standardised inputs" if s.get("standardized_inputs") else ""
     if s.get("image_grid"):
         proj += f", grid positions x{s.get('image_grid_scale') or 1:g}"

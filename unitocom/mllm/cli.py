@@ -51,7 +51,7 @@ def loss_scale_arg(text: str) -> tuple[tuple[str, float], ...]:
 
 
 ARCH = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth", "projector_depth", "question_first",
-        "standardized_inputs", "image_grid", "image_grid_scale", "prefix_attention")
+        "standardized_inputs", "image_grid", "image_grid_scale", "prefix_attention", "image_encoder")
 FLAGS = ("question_first", "standardized_inputs", "prefix_attention")  # 0 or 1
 FLOATS = ("image_grid_scale",)  # a positive number
 
@@ -168,6 +168,11 @@ def add_train_command(sub) -> None:
                         "transcribe, the caption to draw) attend to each other both ways, what is predicted stays "
                         "causal (`MLLMConfig.prefix_attention`). It changes no tensor, so it also turns a warm start "
                         "(--init) into one; the checkpoint records it and the base station attends the same way")
+    m.add_argument("--image-encoder", type=int, default=0, metavar="N",
+                   help="put N bidirectional layers in front of the backbone over each received image's tokens "
+                        "(`MLLMConfig.image_encoder`, an MLLM's vision encoder); with --object-slots the slots read "
+                        "its features. A warm start (--init) gets a fresh one that starts as no change; the "
+                        "checkpoint records it and the base station runs it. 0: the checkpoint's (none by default)")
     m.add_argument("--received-questions", type=float, default=0.0, metavar="P",
                    help="read this share (0..1) of the VQA questions through the objective's text link "
                         "(text-<objective>) at the example's SNR and channel, as the base station reads a typed "
@@ -275,6 +280,8 @@ def _cmd_mllm(args) -> int:
             raise UserError("--mllm-arch image_grid_scale: scales the grid code of image_grid=N; name both")
     if args.object_slots < 0 or args.object_slots != args.object_slots:
         raise UserError(f"--object-slots {args.object_slots}: a weight >= 0")
+    if args.image_encoder < 0:
+        raise UserError(f"--image-encoder {args.image_encoder}: a number of layers >= 0")
     if args.threads < 1:
         raise UserError(f"--threads {args.threads}: at least 1")
     if args.stop_at is not None and args.stop_at < 1:
@@ -304,7 +311,7 @@ def _cmd_mllm(args) -> int:
                      init_backbone=args.init_backbone, compute=compute_from_args(args), log_every=args.log_every,
                      threads=args.threads, arch=args.mllm_arch or (), loss_scale=args.loss_scale or (),
                      object_slots=args.object_slots, received_questions=args.received_questions,
-                     prefix_attention=args.prefix_attention)
+                     prefix_attention=args.prefix_attention, image_encoder=args.image_encoder)
     if tc.init and not Path(tc.init).exists():
         raise UserError(f"--init {tc.init}: no such MLLM checkpoint (train it first with `unitocom train mllm`)")
     if tc.init_backbone and not (Path(tc.init_backbone) / "config.json").is_file():

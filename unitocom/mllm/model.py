@@ -76,6 +76,10 @@ class MLLMConfig:
     # other, and what is predicted stays causal. Generation is unchanged after the prompt. No tensor changes: a
     # causal MLLM can be fine-tuned into one (`train mllm --prefix-attention`).
     prefix_attention: bool = False
+    # Layers of a bidirectional image encoder over each received image's embedded tokens (issue 12,
+    # `mllm.image_encoder`: the probe reader where an MLLM's vision encoder sits; the object slots read its
+    # features). 0 (every MLLM before it): the projected tokens go straight to the backbone.
+    image_encoder: int = 0
 
     @classmethod
     def from_preset(cls, p: ModelPreset, vocab: int | None = None) -> "MLLMConfig":
@@ -155,6 +159,9 @@ class MLLM(nn.Module):
             self.lost = nn.ParameterDict({m: nn.Parameter(torch.randn(cfg.hidden) * 0.02) for m in MODALITIES})
         self.diffusion = DiffusionHead(cfg.token_dim, cfg.hidden, cfg.head_width, cfg.head_depth,
                                        cfg.diffusion_train_steps)
+        if cfg.image_encoder:
+            from unitocom.mllm.image_encoder import ImageEncoder
+            self.image_encoder = ImageEncoder(cfg.hidden, cfg.heads, cfg.image_encoder)
         if cfg.object_slots:
             from unitocom.mllm.slots import ObjectSlots
             self.slots = ObjectSlots(cfg.hidden, cfg.object_slots)
@@ -216,7 +223,19 @@ class MLLM(nn.Module):
         """Continuous tokens [B, S, d], the first being the image's token number `offset` -> [B, S, hidden].
         received: tokens that crossed the link (a prompt's image or audio), as opposed to the standardised image
         tokens of text-to-image; an MLLM with cfg.standardized_inputs standardises them first.
-        A NaN row is a lost token: the learned `lost` embedding (an MLLM without one reads it as zeros)."""
+        A NaN row is a lost token: the learned `lost` embedding (an MLLM without one reads it as zeros).
+        A received image goes through the image encoder of an MLLM with one (cfg.image_encoder)."""
+        e = self._project(tokens, modality, offset, received)
+        if received and modality == "image" and self.cfg.image_encoder:
+            e = e + self.image_encoder(e)
+        return e
+
+    def image_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Received image tokens [B, S, d] -> the image encoder's features [B, S, hidden] (what the object slots
+        of an MLLM with cfg.image_encoder read)."""
+        return self.image_encoder.features(self._project(tokens, "image", 0, True))
+
+    def _project(self, tokens: torch.Tensor, modality: str, offset: int, received: bool) -> torch.Tensor:
         lost = torch.isnan(tokens).any(-1, keepdim=True)
         if received and self.cfg.standardized_inputs:
             mean, std = getattr(self, f"in_mean_{modality}"), getattr(self, f"in_std_{modality}")

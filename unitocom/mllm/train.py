@@ -78,6 +78,9 @@ class TrainConfig:
     received_questions: float = 0.0
     # Issue 12: True, the MLLM attends both ways over each prompt (`MLLMConfig.prefix_attention`), warm start or not.
     prefix_attention: bool = False
+    # Issue 12: >0, layers of a bidirectional image encoder in front of the backbone (`MLLMConfig.image_encoder`);
+    # a warm start from an MLLM without one gets a fresh one that starts as no change. 0: the checkpoint's or none.
+    image_encoder: int = 0
 
 
 STATE_FILE = "train_state.safetensors"
@@ -120,7 +123,8 @@ def loss_of(model: MLLM, packed: seq.Packed, repeats: int, gen: torch.Generator,
     slot_loss = None  # [M] per scene
     if slot_weight and packed.object_targets is not None:
         from unitocom.mllm import slots
-        hs = torch.stack([h[b, p: p + n] for b, p, n in packed.object_index.tolist()])
+        hs = (model.image_features(packed.object_tokens) if model.cfg.image_encoder else
+              torch.stack([h[b, p: p + n] for b, p, n in packed.object_index.tolist()]))
         slot_loss = slots.loss_per_example(model.slots(hs), packed.object_targets)
     if not d.on:
         if slot_loss is not None:
@@ -314,6 +318,11 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
         mcfg = dataclasses.replace(mcfg, lost_token=True)
     if tc.prefix_attention:
         mcfg = dataclasses.replace(mcfg, prefix_attention=True)
+    if tc.image_encoder:
+        if mcfg.image_encoder and mcfg.image_encoder != tc.image_encoder:
+            raise ValueError(f"--image-encoder {tc.image_encoder}: the warm start has an image encoder of "
+                             f"{mcfg.image_encoder} layers")
+        mcfg = dataclasses.replace(mcfg, image_encoder=tc.image_encoder)
     if tc.object_slots:
         attach_slot_targets(data_dir, train_data, val_data, cached)
         if not mcfg.object_slots:  # a warm start from an MLLM without slots: its slot head starts fresh
@@ -510,11 +519,14 @@ def slot_reading(model: MLLM, data: TaskData, n: int, channel: TorchChannelSpec)
     from unitocom.mllm import slots
     gen = torch.Generator().manual_seed(1357)
     rx = data._received_scenes(data.clevr_mu[:n], torch.full((n,), 20.0), channel, gen)
-    rows = [seq.vqa(data.vocab, t, "", None, model.cfg.question_first) for t in rx]  # the scene alone
-    packed = seq.pack(model, rows)
-    h, _ = model.hidden(packed.embeds, prefix=packed.prefix)
-    p = sum(len(s.value) for s in rows[0][:1])  # the image follows the first text segment in either order
-    hs = h[:, p: p + rx.shape[1]]
+    if model.cfg.image_encoder:  # the slots read the image encoder's features
+        hs = model.image_features(rx.to(next(model.parameters())))
+    else:
+        rows = [seq.vqa(data.vocab, t, "", None, model.cfg.question_first) for t in rx]  # the scene alone
+        packed = seq.pack(model, rows)
+        h, _ = model.hidden(packed.embeds, prefix=packed.prefix)
+        p = sum(len(s.value) for s in rows[0][:1])  # the image follows the first text segment in either order
+        hs = h[:, p: p + rx.shape[1]]
     res = slots.reading(model.slots(hs), data.slot_targets[:n].to(hs.device))
     return {f"val_slots_{k}_20db": round(v, 4) for k, v in res.items()}
 
