@@ -110,6 +110,27 @@ def free_ports(n: int) -> list[int]:
     return list(range(base, base + n))
 
 
+def stop_service(proc, log_path: Path, timeout_s: float = 30.0) -> None:
+    """SIGTERM a service process started by a test with its output in `log_path`, and wait for it to exit. One
+    that has not exited in `timeout_s` (its drain is 5 s) is asked for every thread's stack (SIGUSR1, which every
+    service answers with faulthandler), killed, and failed with its log: which step it was in, not just "timed
+    out" (a capture test's channel once outlived a 10 s wait on a loaded CI machine, with nothing to read)."""
+    import signal
+    import subprocess
+    import time
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+        return
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+        proc.kill()
+        proc.wait()
+    tail = Path(log_path).read_text(errors="replace")[-6000:]
+    pytest.fail(f"pid {proc.pid} did not exit {timeout_s:g} s after SIGTERM; its log, stacks last:\n{tail}")
+
+
 def free_consecutive(n: int) -> int:
     """A base port b such that b .. b+n-1 are all free on loopback now."""
     from unitocom import ports

@@ -87,16 +87,18 @@ def test_the_channel_service_captures_and_a_capture_replays_to_the_same_answer(s
     import sys
     import time
 
-    from tests.conftest import free_ports
+    from tests.conftest import free_ports, stop_service
     from unitocom.v1 import unitocom_pb2 as pb
     from unitocom.v1 import unitocom_pb2_grpc as pb_grpc
     import grpc
 
     cfg, _ = services
     port, = free_ports(1)
-    proc = subprocess.Popen([sys.executable, "-m", "services.channel.server", "--port", str(port), "--metrics-port",
-                             "0", "--basestation", cfg.address("basestation").grpc, "--capture", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    log_path = tmp_path.parent / f"{tmp_path.name}-channel.log"  # beside the recordings, not among them
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "services.channel.server", "--port", str(port),
+                                 "--metrics-port", "0", "--basestation", cfg.address("basestation").grpc, "--capture",
+                                 str(tmp_path)], stdout=log, stderr=subprocess.STDOUT)
     try:
         t0 = time.monotonic()
         while client.health(f"127.0.0.1:{port}") != "SERVING":
@@ -109,8 +111,7 @@ def test_the_channel_service_captures_and_a_capture_replays_to_the_same_answer(s
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             live = pb_grpc.ChannelStub(ch).Forward(wire.uplink(prep.header, prep.frames(64)), timeout=60)
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_service(proc, log_path)
     [meta] = capture.Recorder(tmp_path).recordings()
     assert meta.stem == "cap-img"
     again = client.replay(cfg.address("basestation").grpc, meta)

@@ -5,6 +5,7 @@ import dataclasses
 import io
 import math
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -149,8 +150,18 @@ def test_missing_next_hop_is_waited_for_until_the_deadline(tmp_path):
         assert code == grpc.StatusCode.DEADLINE_EXCEEDED, details
         assert f"channel at 127.0.0.1:{dead}" in details
         assert 2.5 < time.monotonic() - t0 < 6
+        # SIGUSR1: every thread's stack into the log, and the service goes on serving
+        proc.send_signal(signal.SIGUSR1)
+        for _ in range(50):
+            if b"most recent call first" in (tmp_path / "tx.log").read_bytes():
+                break
+            time.sleep(0.1)
+        text = (tmp_path / "tx.log").read_text(errors="replace")
+        assert "(most recent call first)" in text and "services/common/server.py\", line" in text
+        assert client.health(target) == "SERVING"
         proc.terminate()  # SIGTERM: graceful
         assert proc.wait(timeout=20) == 0
+        assert b"drained in" in (tmp_path / "tx.log").read_bytes()
         assert b"stopped" in (tmp_path / "tx.log").read_bytes()
     finally:
         if proc.poll() is None:

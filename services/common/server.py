@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import gc
 import logging
 import os
@@ -266,9 +267,14 @@ def serve(name: str, args: argparse.Namespace, cfg: config_mod.Config,
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # `kill -USR1 PID` writes every thread's stack to the log (stderr) and the service goes on: what a process
+    # that is slow to answer or to stop is doing, without a debugger
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     stop.wait()
+    t0 = time.monotonic()
     health_servicer.enter_graceful_shutdown()
     server.stop(cfg.limits.grace_s).wait()
+    log.info("drained in %.2f s", time.monotonic() - t0)
     if health_server is not None:
         health_server.stop(0)
     log.info("stopped")
