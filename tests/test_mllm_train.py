@@ -984,3 +984,33 @@ def test_a_warm_start_with_an_image_encoder_starts_as_its_source_and_its_slots_t
     out["slots"].backward()
     assert model.image_encoder.layers.layers[0].linear1.weight.grad.abs().sum() > 0
     assert all(p.grad is None or not p.grad.any() for p in model.backbone.parameters())
+
+
+def test_pretraining_an_image_encoder_leaves_the_mllm_as_it_was_and_trains_only_the_encoder_and_slots():
+    """scripts/pretrain_image_encoder.py: the MLLM with the encoder added embeds every input as its source did
+    (the encoder's output projection starts and stays zero and frozen), and only the encoder's layers and the slot
+    head learn; one step of the slots' loss moves them and nothing else."""
+    from tests.conftest import load_script
+    from unitocom.mllm import slots
+    pre = load_script("scripts/pretrain_image_encoder.py")
+    src = MLLM(dataclasses.replace(_model(40).cfg, image_positions=8)).eval()
+    model = pre.with_encoder(src, 2)
+    params = pre.trainable(model)
+    assert model.cfg.image_encoder == 2 and model.cfg.object_slots == slots.SLOTS
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert names and all(n.startswith(("image_encoder.layers.", "image_encoder.norm.", "slots.")) for n in names)
+    assert len(params) == len(names)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    target = torch.zeros(3, slots.SLOTS, slots.WIDTH)
+    target[..., :4] = slots.EMPTY
+    target[:, 0, :4], target[:, 0, 4] = torch.tensor([0.0, 1.0, 2.0, 1.0]), 1.0
+    opt = torch.optim.AdamW(params, lr=1e-2)
+    loss = slots.loss_per_example(model.slots(model.image_features(torch.randn(3, 8, 4))), target).mean()
+    loss.backward()
+    opt.step()
+    after = model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith(("image_encoder.layers.", "image_encoder.norm.", "slots.")) for k in moved)
+    t = torch.randn(2, 8, 4)
+    with torch.no_grad():
+        assert torch.equal(model.embed_tokens(t, "image", received=True), src.embed_tokens(t, "image", received=True))
