@@ -161,6 +161,15 @@ seed77() {
   [ -f "$dir/manifest.json" ] || $U data make --preset tiny --seed 77 --out "$dir" "$@"
 }
 fresh_set() { seed77 data/tiny-seed77 --scenes 2800 --no-speech; }
+# vqa_test_and_fresh NAME MLLM_OPTION ...: the studies' VQA scoring of their MLLMs (--mllm NAME=PATH ...,
+# --reference ...), 1000 test questions, then the fresh set's, at 0 / 20 dB over Rayleigh: results/NAME.json and
+# results/NAME-seed77.json.
+vqa_test_and_fresh() {
+  $U ablate --name "$1" "${@:2}" --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 --out results --resume
+  fresh_set
+  $U ablate --name "$1-seed77" --data data/tiny-seed77 "${@:2}" --snr-db 0,20 --channel rayleigh --n-vqa 1000 \
+    --workers 8 --out results --resume
+}
 # finetune_installed RUN_DIR [OPTION ...]: the installed MLLM warm-started for 2000 steps of its recipe at 2e-4 on
 # data/tiny, one core, with the options given (the studies' variant; none: their control), unless RUN_DIR has it.
 finetune_installed() {
@@ -821,11 +830,7 @@ if [ "$what" = listing ]; then
   wait
   L=(--mllm one-part=$ONE_PART_DIR/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/obj/ft-ctrl
      --mllm listing-2000=runs/obj/ft-obj --reference one-part,recipe-2000)
-  $U ablate --name ablation-listing "${L[@]}" --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 \
-     --out results --resume
-  fresh_set
-  $U ablate --name ablation-listing-seed77 --data data/tiny-seed77 "${L[@]}" --snr-db 0,20 --channel rayleigh \
-     --n-vqa 1000 --workers 8 --out results --resume
+  vqa_test_and_fresh ablation-listing "${L[@]}"
   .venv/bin/python scripts/listing_read.py --mllm listing-2000=runs/obj/ft-obj --out results/listing-read.json
   # T2I reads the diffusion head: each fine-tune's head phase (8000 steps, one core each), then 500 test captions
   for v in obj ctrl; do
@@ -850,11 +855,7 @@ if [ "$what" = prefix ]; then
   wait
   L=(--mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/prefix/ft-ctrl
      --mllm prefix-2000=runs/prefix/ft-prefix --reference shipped,recipe-2000)
-  $U ablate --name ablation-prefix "${L[@]}" --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 \
-     --out results --resume
-  fresh_set
-  $U ablate --name ablation-prefix-seed77 --data data/tiny-seed77 "${L[@]}" --snr-db 0,20 --channel rayleigh \
-     --n-vqa 1000 --workers 8 --out results --resume
+  vqa_test_and_fresh ablation-prefix "${L[@]}"
   $U ablate --task asr --name ablation-prefix-asr "${L[@]}" --snr-db 0,5,20 --channel rayleigh --n-asr 150 \
      --workers 8 --out results --resume
   # T2I reads the diffusion head: each fine-tune's head phase (8000 steps, one core each), then 500 test captions.
@@ -883,11 +884,7 @@ if [ "$what" = slots ]; then
   wait
   L=(--mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/slots/ft-ctrl
      --mllm slots-2000=runs/slots/ft-slots --reference shipped,recipe-2000)
-  $U ablate --name ablation-slots "${L[@]}" --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 \
-     --out results --resume
-  fresh_set
-  $U ablate --name ablation-slots-seed77 --data data/tiny-seed77 "${L[@]}" --snr-db 0,20 --channel rayleigh \
-     --n-vqa 1000 --workers 8 --out results --resume
+  vqa_test_and_fresh ablation-slots "${L[@]}"
   .venv/bin/python scripts/results_tables.py
 fi
 
@@ -915,11 +912,7 @@ if [ "$what" = encoder ]; then
   L=(--mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/prefix/ft-ctrl
      --mllm encoder-2000=runs/encoder/ft-enc --mllm encoder-slots-2000=runs/encoder/ft-enc-slots
      --mllm pretrained-encoder-1000=runs/encoder/ft-pre --reference shipped,recipe-2000)
-  $U ablate --name ablation-encoder "${L[@]}" --snr-db 0,20 --channel rayleigh --n-vqa 1000 --workers 8 \
-     --out results --resume
-  fresh_set
-  $U ablate --name ablation-encoder-seed77 --data data/tiny-seed77 "${L[@]}" --snr-db 0,20 --channel rayleigh \
-     --n-vqa 1000 --workers 8 --out results --resume
+  vqa_test_and_fresh ablation-encoder "${L[@]}"
   .venv/bin/python scripts/results_tables.py
 fi
 
