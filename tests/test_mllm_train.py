@@ -950,6 +950,8 @@ def test_an_image_encoder_starts_as_no_change_reads_the_scene_both_ways_and_leav
         assert torch.equal(enc.embed_tokens(t, "audio", received=True), plain.embed_tokens(t, "audio", received=True))
         f = enc.image_features(t)
         assert f.shape == (2, 8, base.hidden)
+        e2, f2 = enc.embed_received_image(t)
+        assert torch.equal(e2, e) and torch.equal(f2, f)
         assert torch.allclose(enc.image_encoder.out(f), e - plain.embed_tokens(t, "image", received=True), atol=1e-5)
 
 
@@ -980,7 +982,11 @@ def test_a_warm_start_with_an_image_encoder_starts_as_its_source_and_its_slots_t
     rows = data.examples("vqa", [0, 1, 2], torch.full((3,), 20.0), TorchChannelSpec(model="rayleigh"),
                          torch.Generator().manual_seed(0))
     model.train()
-    out = loss_of(model, seq.pack(model, rows), 1, torch.Generator().manual_seed(0), slot_weight=1.0)
+    packed = seq.pack(model, rows)
+    with torch.no_grad():  # the slots read the features the scenes' embeddings were made from
+        scenes = torch.stack([r[1].value for r in rows])
+        torch.testing.assert_close(packed.object_features, model.image_features(scenes))
+    out = loss_of(model, packed, 1, torch.Generator().manual_seed(0), slot_weight=1.0)
     out["slots"].backward()
     assert model.image_encoder.layers.layers[0].linear1.weight.grad.abs().sum() > 0
     assert all(p.grad is None or not p.grad.any() for p in model.backbone.parameters())

@@ -19,8 +19,8 @@ from torch import nn
 
 
 class ImageEncoder(nn.Module):
-    """Embedded received image tokens [B, S, hidden] -> (the residual added to them [B, S, hidden], via
-    `forward`) and the features it is read from [B, S, hidden] (`features`, what the object slots read)."""
+    """Embedded received image tokens [B, S, hidden] -> the features [B, S, hidden] (`features`, what the object
+    slots read), from which `out` makes the residual added to the tokens (`MLLM.embed_received_image`)."""
 
     def __init__(self, hidden: int, heads: int, layers: int):
         super().__init__()
@@ -36,6 +36,3 @@ class ImageEncoder(nn.Module):
 
     def features(self, e: torch.Tensor) -> torch.Tensor:
         return self.norm(self.layers(e))
-
-    def forward(self, e: torch.Tensor) -> torch.Tensor:
-        return self.out(self.features(e))

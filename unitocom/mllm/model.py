@@ -225,14 +225,19 @@ class MLLM(nn.Module):
         tokens of text-to-image; an MLLM with cfg.standardized_inputs standardises them first.
         A NaN row is a lost token: the learned `lost` embedding (an MLLM without one reads it as zeros).
         A received image goes through the image encoder of an MLLM with one (cfg.image_encoder)."""
-        e = self._project(tokens, modality, offset, received)
         if received and modality == "image" and self.cfg.image_encoder:
-            e = e + self.image_encoder(e)
-        return e
+            return self.embed_received_image(tokens, offset)[0]
+        return self._project(tokens, modality, offset, received)
+
+    def embed_received_image(self, tokens: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """An MLLM with cfg.image_encoder: received image tokens [B, S, d] -> (their embeddings [B, S, hidden],
+        the image encoder's features [B, S, hidden] they were made from, what the object slots read)."""
+        e = self._project(tokens, "image", offset, True)
+        f = self.image_encoder.features(e)
+        return e + self.image_encoder.out(f), f
 
     def image_features(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Received image tokens [B, S, d] -> the image encoder's features [B, S, hidden] (what the object slots
-        of an MLLM with cfg.image_encoder read)."""
+        """Received image tokens [B, S, d] -> the image encoder's features [B, S, hidden] alone."""
         return self.image_encoder.features(self._project(tokens, "image", 0, True))
 
     def _project(self, tokens: torch.Tensor, modality: str, offset: int, received: bool) -> torch.Tensor:

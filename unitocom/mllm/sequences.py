@@ -131,8 +131,9 @@ class Packed:
     # received scenes with object-slot targets: (batch, first image position, tokens) [M, 3] and targets [M, K, W]
     object_index: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 3, dtype=torch.long))
     object_targets: torch.Tensor | None = None
-    # those scenes' received tokens [M, S, d]: what an MLLM with an image encoder's slots read (`MLLM.image_features`)
-    object_tokens: torch.Tensor | None = None
+    # an MLLM with an image encoder: those scenes' encoder features [M, S, hidden], what its slots read (the ones
+    # its embeddings were made from, `MLLM.embed_received_image`); else None
+    object_features: torch.Tensor | None = None
     # each row's prompt length [B]: the positions before its first target (what a prefix-LM MLLM reads both ways)
     prefix: torch.Tensor | None = None
 
@@ -142,7 +143,7 @@ def pack(model, examples: list[list[Segment]]) -> Packed:
     param = next(model.parameters())  # build on the model's device and in its dtype (bf16 on a GPU)
     dev, dtype = param.device, param.dtype
     rows, lm_rows, d_index, d_targets = [], [], [], []
-    o_index, o_targets, o_tokens, prompts = [], [], [], []
+    o_index, o_targets, o_features, prompts = [], [], [], []
     for b, segs in enumerate(examples):
         embeds, pos = [], 0
         for s in segs:
@@ -152,8 +153,12 @@ def pack(model, examples: list[list[Segment]]) -> Packed:
                 n = len(ids)
             else:
                 tok = torch.as_tensor(s.value).to(dev, dtype)
-                # a target is T2I's own standardised picture; every other continuous segment crossed the link
-                embeds.append(model.embed_tokens(tok[None], s.kind, received=not s.target)[0])
+                if s.objects is not None and model.cfg.image_encoder:  # its slots read what the encoder made
+                    e, f = model.embed_received_image(tok[None])
+                    embeds.append(e[0])
+                    o_features.append(f[0])
+                else:  # a target is T2I's own standardised picture; every other continuous segment crossed the link
+                    embeds.append(model.embed_tokens(tok[None], s.kind, received=not s.target)[0])
                 n = tok.shape[0]
                 if s.target:
                     d_index += [(b, pos - 1 + i) for i in range(n)]
@@ -161,7 +166,6 @@ def pack(model, examples: list[list[Segment]]) -> Packed:
                 elif s.objects is not None:
                     o_index.append((b, pos, n))
                     o_targets.append(torch.as_tensor(s.objects))
-                    o_tokens.append(tok)
             pos += n
         row_lm = torch.full((pos,), IGNORE, dtype=torch.long, device=dev)
         p = 0
@@ -190,7 +194,7 @@ def pack(model, examples: list[list[Segment]]) -> Packed:
                   torch.cat(d_targets) if d_targets else torch.zeros(0, d, device=dev, dtype=dtype),
                   torch.tensor(o_index, dtype=torch.long).reshape(-1, 3),
                   torch.stack(o_targets).to(dev) if o_targets else None,
-                  torch.stack(o_tokens) if o_tokens else None,
+                  torch.stack(o_features) if o_features else None,
                   torch.tensor(prompts, dtype=torch.long, device=dev))
 
 

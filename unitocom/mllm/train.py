@@ -123,7 +123,7 @@ def loss_of(model: MLLM, packed: seq.Packed, repeats: int, gen: torch.Generator,
     slot_loss = None  # [M] per scene
     if slot_weight and packed.object_targets is not None:
         from unitocom.mllm import slots
-        hs = (model.image_features(packed.object_tokens) if model.cfg.image_encoder else
+        hs = (packed.object_features if packed.object_features is not None else
               torch.stack([h[b, p: p + n] for b, p, n in packed.object_index.tolist()]))
         slot_loss = slots.loss_per_example(model.slots(hs), packed.object_targets)
     if not d.on:
