@@ -105,8 +105,7 @@ class Refused(Exception):
 def free_ports(n: int) -> list[int]:
     """n ports free on loopback now, under the kernel's ephemeral range (`unitocom.ports.free_block`): a port the
     kernel picked itself could be any outgoing connection's end by the time a server binds it."""
-    from unitocom import ports
-    base = ports.free_block(n)
+    base = free_consecutive(n)
     return list(range(base, base + n))
 
 
