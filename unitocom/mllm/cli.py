@@ -173,6 +173,11 @@ def add_train_command(sub) -> None:
                         "(`MLLMConfig.image_encoder`, an MLLM's vision encoder); with --object-slots the slots read "
                         "its features. A warm start (--init) gets a fresh one that starts as no change; the "
                         "checkpoint records it and the base station runs it. 0: the checkpoint's (none by default)")
+    m.add_argument("--object-tokens", action="store_true",
+                   help="give the backbone the object slots' reading of each received scene as tokens, one per "
+                        "slot (attribute and presence probabilities, centre) after the scene's image tokens "
+                        "(`MLLMConfig.object_tokens`); needs the image encoder and --object-slots (the slot head "
+                        "runs at the base station then). A warm start gets the tokens' projection fresh")
     m.add_argument("--received-questions", type=float, default=0.0, metavar="P",
                    help="read this share (0..1) of the VQA questions through the objective's text link "
                         "(text-<objective>) at the example's SNR and channel, as the base station reads a typed "
@@ -282,6 +287,9 @@ def _cmd_mllm(args) -> int:
         raise UserError(f"--object-slots {args.object_slots}: a weight >= 0")
     if args.image_encoder < 0:
         raise UserError(f"--image-encoder {args.image_encoder}: a number of layers >= 0")
+    if args.object_tokens and not (args.object_slots and (args.image_encoder or args.init)):
+        raise UserError("--object-tokens reads the object slots of the image encoder: give --object-slots W and "
+                        "--image-encoder N (or --init an MLLM that has an image encoder)")
     if args.threads < 1:
         raise UserError(f"--threads {args.threads}: at least 1")
     if args.stop_at is not None and args.stop_at < 1:
@@ -311,7 +319,8 @@ def _cmd_mllm(args) -> int:
                      init_backbone=args.init_backbone, compute=compute_from_args(args), log_every=args.log_every,
                      threads=args.threads, arch=args.mllm_arch or (), loss_scale=args.loss_scale or (),
                      object_slots=args.object_slots, received_questions=args.received_questions,
-                     prefix_attention=args.prefix_attention, image_encoder=args.image_encoder)
+                     prefix_attention=args.prefix_attention, image_encoder=args.image_encoder,
+                     object_tokens=args.object_tokens)
     if tc.init and not Path(tc.init).exists():
         raise UserError(f"--init {tc.init}: no such MLLM checkpoint (train it first with `unitocom train mllm`)")
     if tc.init_backbone and not (Path(tc.init_backbone) / "config.json").is_file():

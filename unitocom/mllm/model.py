@@ -80,6 +80,12 @@ class MLLMConfig:
     # `mllm.image_encoder`: the probe reader where an MLLM's vision encoder sits; the object slots read its
     # features). 0 (every MLLM before it): the projected tokens go straight to the backbone.
     image_encoder: int = 0
+    # The slot head's reading of each received scene as tokens (issue 12, `mllm.slots.object_inputs`): one token
+    # per slot (its attributes' probabilities, presence, centre) after the scene's image tokens, so the backbone
+    # reads one object per position, as the probe that learnt relations from the scene record did. Needs
+    # image_encoder and object_slots (the slot head runs at the base station then). False (every MLLM before it):
+    # the image's tokens only.
+    object_tokens: bool = False
 
     @classmethod
     def from_preset(cls, p: ModelPreset, vocab: int | None = None) -> "MLLMConfig":
@@ -165,6 +171,13 @@ class MLLM(nn.Module):
         if cfg.object_slots:
             from unitocom.mllm.slots import ObjectSlots
             self.slots = ObjectSlots(cfg.hidden, cfg.object_slots)
+        if cfg.object_tokens:
+            if not (cfg.image_encoder and cfg.object_slots):
+                raise ValueError("object tokens are the slot head's reading of the image encoder's features: they "
+                                 f"need image_encoder and object_slots (got {cfg.image_encoder}, {cfg.object_slots})")
+            from unitocom.mllm.slots import INPUT_WIDTH
+            self.object_in = nn.Linear(INPUT_WIDTH, cfg.hidden)
+            self.object_pos = nn.Parameter(torch.randn(cfg.object_slots, cfg.hidden) * 0.02)
 
     @classmethod
     def with_local_backbone(cls, cfg: MLLMConfig, path: str | Path) -> "MLLM":
@@ -231,10 +244,16 @@ class MLLM(nn.Module):
 
     def embed_received_image(self, tokens: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """An MLLM with cfg.image_encoder: received image tokens [B, S, d] -> (their embeddings [B, S, hidden],
-        the image encoder's features [B, S, hidden] they were made from, what the object slots read)."""
+        the image encoder's features [B, S, hidden] they were made from, what the object slots read). With
+        cfg.object_tokens the embeddings are [B, S + K, hidden]: the K slots' tokens follow the image's."""
         e = self._project(tokens, "image", offset, True)
         f = self.image_encoder.features(e)
-        return e + self.image_encoder.out(f), f
+        e = e + self.image_encoder.out(f)
+        if self.cfg.object_tokens:
+            from unitocom.mllm.slots import object_inputs
+            e = torch.cat([e, self.object_in(object_inputs(self.slots(f)).to(e.dtype)) + self.object_pos.to(e.dtype)],
+                          dim=1)
+        return e, f
 
     def image_features(self, tokens: torch.Tensor) -> torch.Tensor:
         """Received image tokens [B, S, d] -> the image encoder's features [B, S, hidden] alone."""

@@ -145,7 +145,7 @@ def pack(model, examples: list[list[Segment]]) -> Packed:
     rows, lm_rows, d_index, d_targets = [], [], [], []
     o_index, o_targets, o_features, prompts = [], [], [], []
     for b, segs in enumerate(examples):
-        embeds, pos = [], 0
+        embeds, lengths, pos = [], [], 0
         for s in segs:
             if s.kind == "text":
                 ids = torch.as_tensor(s.value, dtype=torch.long, device=dev)
@@ -159,19 +159,19 @@ def pack(model, examples: list[list[Segment]]) -> Packed:
                     o_features.append(f[0])
                 else:  # a target is T2I's own standardised picture; every other continuous segment crossed the link
                     embeds.append(model.embed_tokens(tok[None], s.kind, received=not s.target)[0])
-                n = tok.shape[0]
+                n = embeds[-1].shape[0]  # a received image's object tokens (cfg.object_tokens) follow its own
                 if s.target:
                     d_index += [(b, pos - 1 + i) for i in range(n)]
                     d_targets.append(tok)
                 elif s.objects is not None:
-                    o_index.append((b, pos, n))
+                    o_index.append((b, pos, tok.shape[0]))
                     o_targets.append(torch.as_tensor(s.objects))
+            lengths.append(n)
             pos += n
         row_lm = torch.full((pos,), IGNORE, dtype=torch.long, device=dev)
         p = 0
         prompts.append(pos)
-        for s in segs:
-            n = len(s.value) if s.kind == "text" else s.value.shape[0]
+        for s, n in zip(segs, lengths):
             if s.target:
                 prompts[-1] = min(prompts[-1], p)
             if s.kind == "text" and s.target:

@@ -9,7 +9,8 @@ through one written token at a time. This is the probe's form on the MLLM itself
 queries cross-attend to the last hidden states over the image tokens of each example, and heads read each slot's
 size, colour, shape, material, presence and centre. The gradient reaches the backbone through those hidden states,
 the same ones a question attends to. It adds no step and no sequence position, and the base station never runs
-it (`MLLM.slots` is a training head; a checkpoint keeps it so that a run resumes and a fine-tune warm-starts).
+it (`MLLM.slots` is a training head; a checkpoint keeps it so that a run resumes and a fine-tune warm-starts),
+except in an MLLM with object tokens (`MLLMConfig.object_tokens`), which reads its scenes' slots as tokens.
 
 Targets come from the scene records (`pixel_coords` over the picture's size, as `mllm.objects` places them), with
 the tiny preset's attribute values; a set with other values (real CLEVR's cubes and spheres) is refused by name.
@@ -32,6 +33,8 @@ SLOTS = _PRESET.objects_max
 # a target row per slot: the 4 attribute indices (-100 in an empty slot), present (0/1), centre u, v in [-1, 1]
 WIDTH = len(ATTRIBUTES) + 3
 EMPTY = -100
+# an object token's input (`object_inputs`): every attribute's probabilities, presence's, the centre
+INPUT_WIDTH = sum(len(v) for v in ATTRIBUTES.values()) + 2 + 2
 
 
 def targets(data_dir: str | Path, split: str, n: int) -> torch.Tensor | None:
@@ -75,6 +78,14 @@ class ObjectSlots(nn.Module):
         s = q + self.attend(q, h, h, need_weights=False)[0]
         s = s + self.mlp(self.norm(s))
         return [head(s) for head in self.attributes], self.present(s), self.place(s)
+
+
+def object_inputs(out: tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The slots' reading -> [B, K, INPUT_WIDTH]: each slot's attribute and presence probabilities and its centre,
+    the scene record's cell (`scripts/vqa_probe.py --modes scene`) as the slots believe it. Soft, so the answers'
+    loss reaches the slot head too."""
+    attributes, present, place = out
+    return torch.cat([*(a.float().softmax(-1) for a in attributes), present.float().softmax(-1), place.float()], -1)
 
 
 def loss_per_example(out: tuple[list[torch.Tensor], torch.Tensor, torch.Tensor],

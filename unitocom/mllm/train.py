@@ -81,6 +81,8 @@ class TrainConfig:
     # Issue 12: >0, layers of a bidirectional image encoder in front of the backbone (`MLLMConfig.image_encoder`);
     # a warm start from an MLLM without one gets a fresh one that starts as no change. 0: the checkpoint's or none.
     image_encoder: int = 0
+    # Issue 12: the object slots' reading of each received scene as tokens (`MLLMConfig.object_tokens`)
+    object_tokens: bool = False
 
 
 STATE_FILE = "train_state.safetensors"
@@ -328,6 +330,11 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
         if not mcfg.object_slots:  # a warm start from an MLLM without slots: its slot head starts fresh
             from unitocom.mllm import slots
             mcfg = dataclasses.replace(mcfg, object_slots=slots.SLOTS)
+    if tc.object_tokens:
+        if not mcfg.image_encoder:
+            raise ValueError("--object-tokens: the MLLM has no image encoder to read the objects from "
+                             "(--image-encoder N)")
+        mcfg = dataclasses.replace(mcfg, object_tokens=True)
     train_data.question_first = val_data.question_first = mcfg.question_first
     train_data.token_dropout = tc.token_dropout  # validation reads whole sequences: the zero-loss quality
     if tc.received_questions:  # validation keeps clean questions, comparable with every other run's
