@@ -1020,3 +1020,86 @@ def test_pretraining_an_image_encoder_leaves_the_mllm_as_it_was_and_trains_only_
     t = torch.randn(2, 8, 4)
     with torch.no_grad():
         assert torch.equal(model.embed_tokens(t, "image", received=True), src.embed_tokens(t, "image", received=True))
+
+
+def _object_token_model(vocab: int, **kw) -> MLLM:
+    from unitocom.mllm import slots
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(_model(vocab).cfg, image_positions=8, image_encoder=1, object_slots=slots.SLOTS,
+                              object_tokens=True, **kw)
+    return MLLM(cfg).eval()
+
+
+def test_object_tokens_follow_a_received_image_and_are_the_slots_reading():
+    """MLLMConfig.object_tokens: a received image embeds as its S tokens, then one token per slot made from the slot
+    head's reading of the encoder's features (each attribute's probabilities sum to 1); T2I's own tokens and audio
+    get none; an MLLM without the encoder or the slots is refused."""
+    from unitocom.mllm import slots
+    m = _object_token_model(40)
+    t = torch.randn(2, 8, 4)
+    with torch.no_grad():
+        e, f = m.embed_received_image(t)
+        assert e.shape == (2, 8 + slots.SLOTS, m.cfg.hidden) and f.shape == (2, 8, m.cfg.hidden)
+        x = slots.object_inputs(m.slots(f))
+        assert x.shape == (2, slots.SLOTS, slots.INPUT_WIDTH)
+        start = 0
+        for values in slots.ATTRIBUTES.values():
+            torch.testing.assert_close(x[..., start:start + len(values)].sum(-1), torch.ones(2, slots.SLOTS))
+            start += len(values)
+        torch.testing.assert_close(e[:, 8:], m.object_in(x) + m.object_pos)
+        assert torch.equal(m.embed_tokens(t, "image", received=True), e)
+        assert m.embed_tokens(t, "image").shape[1] == 8 and m.embed_tokens(t, "audio", received=True).shape[1] == 8
+    for kw in ({"image_encoder": 0}, {"object_slots": 0}):
+        with pytest.raises(ValueError, match="need image_encoder and object_slots"):
+            MLLM(dataclasses.replace(m.cfg, **kw))
+
+
+def test_with_object_tokens_the_answer_is_predicted_after_them_and_batched_answers_equal_single_ones():
+    """pack places the answer's targets after the scene's K object tokens and counts them in the prompt, and
+    greedy answers are the same one prompt at a time and left-padded together (what the base station batches)."""
+    from unitocom.mllm import slots, tasks
+    v = seq.Vocab(CharBpe())
+    m = _object_token_model(len(v))
+    img = torch.randn(8, 4)
+    p = seq.pack(m, [seq.vqa(v, img, "q?", "ab"), seq.t2i(v, "cap", img)])
+    sep = 3 + 8 + slots.SLOTS + 1 + 2  # <bos><vqa><boi> img*8 objects*K <eoi> q ? <sep>
+    assert p.lm_targets[0, sep].item() == ord("a") and p.lm_targets[0, sep + 2].item() == v["<eos>"]
+    assert (p.lm_targets[0, :sep] == seq.IGNORE).all()
+    assert p.prefix.tolist() == [sep + 1, 6] and p.diff_index[0].tolist() == [1, 5]  # T2I unchanged
+    scenes = [torch.randn(8, 4) for _ in range(3)]
+    questions = ["q?", "a longer q?", "x"]
+    one = tasks.answer(m, v, scenes, questions, max_new=4)
+    assert tasks.answer(m, v, scenes, questions, max_new=4, batched=True) == one
+
+
+def test_a_warm_start_with_object_tokens_records_them_and_the_answers_loss_reaches_the_slot_head(small_world):
+    """--object-tokens on a warm start from an MLLM with an image encoder: the checkpoint records them, the loaded
+    model embeds them, and the answers' loss alone moves the slot head (its reading is the tokens' input)."""
+    from unitocom.mllm.checkpoint import load_links, load_mllm
+    from unitocom.mllm.data import TaskData
+    from unitocom.mllm.train import TrainConfig, loss_of, train
+    from unitocom.models.channel_torch import TorchChannelSpec
+    d, links = small_world
+    src, dst = d / "objtok-src", d / "objtok"
+    base = {"batch": 4, "val_every": 1, "val_n": 4, "log_every": 1, "task_weights": (("vqa", 1),),
+            "object_slots": 1.0}
+    train(str(d / "data"), str(src), links=links, resume=False, tc=TrainConfig(steps=1, image_encoder=1, **base))
+    train(str(d / "data"), str(dst), links=links, resume=False,
+          tc=TrainConfig(steps=1, init=str(src / "mllm.safetensors"), object_tokens=True, **base))
+    model, _, meta = load_mllm(dst / "mllm.safetensors")
+    assert model.cfg.object_tokens and hasattr(model, "object_in") and "val_slots_count_20db" in meta["validation"]
+    image_link, _, frontend, vocab, _ = load_links(config.load("tiny"), links)
+    data = TaskData(d / "data", "val", image_link, None, frontend, vocab, 32)
+    rows = data.examples("vqa", [0, 1], torch.full((2,), 20.0), TorchChannelSpec(model="rayleigh"),
+                         torch.Generator().manual_seed(0))
+    model.train()
+    loss_of(model, seq.pack(model, rows), 1, torch.Generator().manual_seed(0))["lm"].backward()
+    assert model.slots.attributes[0].weight.grad.abs().sum() > 0
+
+
+def test_object_tokens_need_the_slots_and_an_image_encoder(capsys, tmp_path):
+    from unitocom.cli import main
+    for extra in ([], ["--object-slots", "1"]):
+        assert main(["train", "mllm", "--object-tokens", *extra, "--steps", "1", "--no-install",
+                     "--run-dir", str(tmp_path)]) == 2
+        assert "--object-tokens reads the object slots of the image encoder" in capsys.readouterr().err
