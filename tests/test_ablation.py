@@ -171,6 +171,8 @@ def test_object_slots_show_in_the_recipe_and_their_head_is_not_counted_as_the_se
     assert "object slots" not in ablation._recipe(dict(r, object_slots=0))
     enc = ablation._recipe(dict(r, sizes={"layers": 4, "hidden": 128, "image_encoder": 2}))
     assert enc.startswith("4 x 128, image encoder (2 layers), 2.1 M |")
+    tokens = ablation._recipe(dict(r, sizes={"layers": 4, "hidden": 128, "image_encoder": 2, "object_tokens": True}))
+    assert tokens.startswith("4 x 128, image encoder (2 layers), object tokens, 2.1 M |")
     from unitocom.mllm.checkpoint import save_mllm
     from unitocom.mllm.data import Standardizer
     from unitocom.mllm.model import MLLM, MLLMConfig
@@ -186,6 +188,14 @@ def test_object_slots_show_in_the_recipe_and_their_head_is_not_counted_as_the_se
         head = sum(p.numel() for p in m.slots.parameters()) if k else 0
         assert got["slot_head_parameters"] == head and got["parameters"] == total - head
         assert got["object_slots"] == (0.5 if k else 0)
+    # with object tokens the base station runs the slot head: it is part of the served model
+    m = MLLM(MLLMConfig(vocab=40, hidden=32, layers=1, heads=2, intermediate=64, max_positions=64, token_dim=4,
+                        head_width=32, head_depth=1, object_slots=SLOTS, image_encoder=1, object_tokens=True))
+    total = sum(p.numel() for p in m.parameters())
+    save_mllm(m, Standardizer(torch.zeros(4), torch.ones(4)), tmp_path / "tok.safetensors",
+              {"parameters": total, "train_config": {"object_slots": 1.0}})
+    got = ablation.describe(tmp_path / "tok.safetensors")
+    assert got["slot_head_parameters"] == 0 and got["parameters"] == total
 
 
 def test_a_warm_started_run_says_what_it_started_from():
