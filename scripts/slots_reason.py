@@ -32,7 +32,6 @@ import torch  # noqa: E402
 from unitocom import config  # noqa: E402
 from unitocom.data.layouts import load_clevr_scenes  # noqa: E402
 from unitocom.data.programs import ProgramFailed, execute  # noqa: E402
-from unitocom.data.scenes import WORLD  # noqa: E402
 from unitocom.link.snr import snr_points_arg  # noqa: E402
 from unitocom.mllm import slots  # noqa: E402
 from unitocom.mllm.checkpoint import load_links, load_mllm  # noqa: E402
@@ -43,26 +42,6 @@ from unitocom.task_eval import vqa_by_family, vqa_items  # noqa: E402
 from unitocom.train.provenance import file_sha256, git_state, write_atomic  # noqa: E402
 
 FORMAT = "unitocom-results/slots-reason/1"
-
-
-def read_objects(reading: tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]) -> list[list[dict]]:
-    """The slots' reading of B scenes -> each scene's objects (the slots marked present), with the attributes they
-    read and their centre as CLEVR 3d_coords on the ground plane (u right, v down in the picture: x = (u - 1/2) W,
-    y = (1/2 - v) W), which is all `scenes.relationships` reads."""
-    attributes, present, place = reading
-    names = list(slots.ATTRIBUTES)
-    out = []
-    for b in range(present.shape[0]):
-        objs = []
-        for k in range(present.shape[1]):
-            if int(present[b, k].argmax()) != 1:
-                continue
-            u, v = ((place[b, k].float() + 1) / 2).tolist()
-            obj = {a: slots.ATTRIBUTES[a][int(attributes[i][b, k].argmax())] for i, a in enumerate(names)}
-            obj["3d_coords"] = [(u - 0.5) * WORLD, (0.5 - v) * WORLD, 0.0]
-            objs.append(obj)
-        out.append(objs)
-    return out
 
 
 def answer_all(items: list[dict], scenes: list[list[dict]], guess: list[str]) -> tuple[list[str], list[bool]]:
@@ -134,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 part = idx[i:i + args.batch]  # each question's scene received on its own draw, as a request is
                 rx = data._received_scenes(data.clevr_mu[part], torch.full((len(part),), snr_db),
                                            TorchChannelSpec(model="rayleigh"), gen)
-                scenes += read_objects(model.slots(model.image_features(rx)))
+                scenes += slots.scene_objects(model.slots(model.image_features(rx)))
         points.append(point("slots + programs", snr_db, items, *answer_all(items, scenes, guess), guess))
     for p in points:
         where = "no channel" if p["snr_db"] is None else f"{p['snr_db']:g} dB"

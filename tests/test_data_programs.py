@@ -54,7 +54,7 @@ def test_a_unique_that_finds_several_or_none_fails_and_an_unknown_function_is_na
 
 def test_a_perfect_slot_reading_answers_as_the_scene_record(generated):
     """Slots that read every object right (one-hot attributes, the centre as the slots' targets place it, left to
-    right) make scenes whose programs give the recorded answers: read_objects puts the centres back on the ground
+    right) make scenes whose programs give the recorded answers: slots.scene_objects puts the centres back on the ground
     plane the right way round (left/right from u, front/behind from v)."""
     from unitocom.mllm import slots
     sr = load_script("scripts/slots_reason.py")
@@ -70,8 +70,22 @@ def test_a_perfect_slot_reading_answers_as_the_scene_record(generated):
                 attributes[a][i, k, values.index(o[name])] = 9.0
             present[i, k] = torch.tensor([-9.0, 9.0])
             place[i, k] = torch.tensor([2 * u - 1, 2 * v - 1])
-    read = sr.read_objects((attributes, present, place))
+    read = slots.scene_objects((attributes, present, place))
     assert [len(r) for r in read] == [len(scenes[i]["objects"]) for i in range(n)]
     items = questions[:600]
     answers, ran = sr.answer_all(items, [read[q["image_index"]] for q in items], ["?"] * len(items))
     assert all(ran) and answers == [q["answer"] for q in items]
+
+
+def test_a_program_in_words_reads_back_as_the_same_program_and_garbled_words_fail(generated):
+    from unitocom.data.programs import from_text, to_text
+    _, questions = generated
+    for q in questions:
+        text = to_text(q["program"])
+        assert [(n["function"], n["inputs"], n["value_inputs"]) for n in from_text(text)] == \
+            [(n["function"], n["inputs"], n["value_inputs"]) for n in q["program"]], text
+    assert to_text(questions[0]["program"]).startswith("things")
+    for bad, why in (("things red the left large cyan", "ends in filter_color"), ("things red things", "2 results"), ("things purpel many", "'purpel'"),
+                     ("many", "count needs 1 inputs, has 0"), ("", "0 results left")):
+        with pytest.raises(ProgramFailed, match=why):
+            from_text(bad)

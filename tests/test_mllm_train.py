@@ -1052,6 +1052,8 @@ def test_object_tokens_follow_a_received_image_and_are_the_slots_reading():
     for kw in ({"image_encoder": 0}, {"object_slots": 0}):
         with pytest.raises(ValueError, match="need image_encoder and object_slots"):
             MLLM(dataclasses.replace(m.cfg, **kw))
+        with pytest.raises(ValueError, match="need image_encoder and object_slots"):
+            MLLM(dataclasses.replace(m.cfg, object_tokens=False, answer_by_program=True, **kw))
 
 
 def test_with_object_tokens_the_answer_is_predicted_after_them_and_batched_answers_equal_single_ones():

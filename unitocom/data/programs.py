@@ -9,6 +9,7 @@ is exact. A program that cannot run on the scene (a `unique` that finds no objec
 from __future__ import annotations
 
 from unitocom.data.scenes import relationships
+from unitocom.data.vocab import COLORS, MATERIALS, RELATIONS, SHAPES, SIZES
 
 
 class ProgramFailed(ValueError):
@@ -47,3 +48,76 @@ def execute(program: list[dict], objects: list[dict], relations: dict[str, list[
         values.append(out)
     answer = values[-1]
     return ("yes" if answer else "no") if isinstance(answer, bool) else str(answer)
+
+
+
+# A program in words the questions use, so the text tokenizer writes it in few ids: a filter is its value alone
+# (the attributes' values are disjoint), a relation its name; the rest one or two words each.
+_WORD = {"scene": "things", "unique": "the", "count": "many", "exist": "any", "greater_than": "more",
+         "equal_integer": "same number"}
+_VALUE_ATTRIBUTE = {v: a for a, values in (("color", COLORS), ("shape", SHAPES), ("size", SIZES),
+                                           ("material", MATERIALS)) for v in values}
+_ATTRIBUTES = ("color", "shape", "size", "material")
+
+
+def _arity(function: str) -> int:
+    if function == "scene":
+        return 0
+    return 2 if function.startswith("equal_") or function == "greater_than" else 1
+
+
+def to_text(program: list[dict]) -> str:
+    """A program as words, its nodes in order: "things red circle the left things many" is count(filter(relate(
+    unique(filter(filter(scene, red), circle)), left))... read as postfix. The generator writes every node after
+    its inputs and a binary node right after its second input's branch, so `from_text` rebuilds the tree."""
+    words = []
+    for node in program:
+        f, values = node["function"], node.get("value_inputs") or []
+        if f.startswith("filter_") or f == "relate":
+            words += values
+        elif f.startswith("query_"):
+            words.append(f[len("query_"):])
+        elif f.startswith("equal_") and f != "equal_integer":
+            words += ["same", f[len("equal_"):]]
+        elif f in _WORD:
+            words.append(_WORD[f])
+        else:
+            raise ValueError(f"program function {f!r} is not one the generator writes")
+    return " ".join(words)
+
+
+def from_text(text: str) -> list[dict]:
+    """`to_text`'s words -> program nodes, read as postfix: each function takes the last `arity` results. Raises
+    ProgramFailed for words that do not make one program (an unknown word, inputs left over or missing), as a
+    garbled or mis-written program does."""
+    words, nodes, stack = text.split(), [], []
+    i = 0
+    while i < len(words):
+        w, values = words[i], []
+        i += 1
+        if w == "same" and i < len(words) and (words[i] in _ATTRIBUTES or words[i] == "number"):
+            f = "equal_integer" if words[i] == "number" else f"equal_{words[i]}"
+            i += 1
+        elif w in _VALUE_ATTRIBUTE:
+            f, values = f"filter_{_VALUE_ATTRIBUTE[w]}", [w]
+        elif w in RELATIONS:
+            f, values = "relate", [w]
+        elif w in _ATTRIBUTES:
+            f = f"query_{w}"
+        elif w in _WORD.values():
+            f = next(k for k, v in _WORD.items() if v == w)
+        else:
+            raise ProgramFailed(f"{w!r} is not a word of a program")
+        k = _arity(f)
+        if len(stack) < k:
+            raise ProgramFailed(f"{f} needs {k} inputs, has {len(stack)}")
+        inputs = stack[len(stack) - k:]
+        del stack[len(stack) - k:]
+        nodes.append({"function": f, "inputs": inputs, "value_inputs": values})
+        stack.append(len(nodes) - 1)
+    if len(stack) != 1:
+        raise ProgramFailed(f"{len(stack)} results left, a program has one")
+    last = nodes[-1]["function"]
+    if not (last in ("count", "exist", "greater_than") or last.startswith(("query_", "equal_"))):
+        raise ProgramFailed(f"the program ends in {last}, which gives objects, not an answer")
+    return nodes

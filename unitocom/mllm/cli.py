@@ -9,8 +9,9 @@ from pathlib import Path
 from unitocom.link.snr import snr_interval_arg
 
 
-# cap: captioning; obj: the scene's objects left to right (`mllm.objects`): auxiliary tasks (issue 12)
-TASKS = ("vqa", "svqa", "t2i", "asr", "cap", "obj")
+# cap: captioning; obj: the scene's objects left to right (`mllm.objects`); prog: the question's program
+# (`data.programs`), which the MLLM then answers by: auxiliary tasks (issue 12)
+TASKS = ("vqa", "svqa", "t2i", "asr", "cap", "obj", "prog")
 
 
 def _per_task(text: str, value_of, expected: str) -> list[tuple[str, object]]:
@@ -142,8 +143,10 @@ def add_train_command(sub) -> None:
     m.add_argument("--task-weights", type=task_weights_arg, default=None, metavar="T=W,...",
                    help="steps per task in each cycle, e.g. vqa=1 for a VQA-only ablation (tasks: vqa, t2i, asr, "
                         "svqa with --spoken, cap: captioning the received scene, obj: listing its objects left to "
-                        "right with their places, auxiliary tasks; a task left out is not trained, still validated); "
-                        "default vqa=2,t2i=1,asr=1 (with --spoken vqa=2,svqa=2,t2i=1,asr=1)")
+                        "right with their places, prog: writing the question's program, which VQA is then answered "
+                        "by, run on the object slots' reading (needs the image encoder and --object-slots): "
+                        "auxiliary tasks; a task left out is not trained, still validated); default vqa=2,t2i=1,asr=1 "
+                        "(with --spoken vqa=2,svqa=2,t2i=1,asr=1)")
     m.add_argument("--loss-scale", type=loss_scale_arg, default=None, metavar="T=S,...",
                    help="multiply a task's loss on its steps, e.g. t2i=8: AdamW's step sizes are shared by the tasks "
                         "and the LM tasks' backbone gradients are about 8 times text-to-image's, so T2I otherwise "

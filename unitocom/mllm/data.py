@@ -14,6 +14,7 @@ import torch
 
 from unitocom.data.layouts import clevr_root, coco_annotation_file, read_json
 from unitocom.data.presets import SPEECH_SUBSETS
+from unitocom.data.programs import to_text
 from unitocom.mllm import objects, sequences as seq
 from unitocom.models import resilience as rz
 from unitocom.models.channel_torch import TorchChannelSpec
@@ -109,8 +110,8 @@ class CaptionData:
 
 class TaskData:
     """One split's examples of VQA, T2I, ASR, captioning (T2I's pairs read the other way) and object listing
-    ("obj", `mllm.objects`), with token means computed once. token_dropout: received image and audio tokens lose some
-    tokens, as NaN rows (`models.resilience`)."""
+    ("obj", `mllm.objects`), and the questions' programs ("prog", `data.programs`), with token means computed once.
+    token_dropout: received image and audio tokens lose some tokens, as NaN rows (`models.resilience`)."""
 
     token_dropout = False
     question_first = False  # VQA sequences put the question before the image (the MLLM's config says which)
@@ -121,6 +122,7 @@ class TaskData:
     # the example's SNR and channel (`received_texts`), instead of clean; text_link None: every question clean
     received_questions = 0.0
     text_link = None
+    programs: list[tuple[int, str]] = []  # (question index, program in words); a token cache keeps none
 
     def __init__(self, data_dir: str | Path, split: str, image_link, audio_link, frontend, vocab: seq.Vocab,
                  size_px: int, limit: int | None = None, max_audio_chunks: int = 4,
@@ -140,6 +142,8 @@ class TaskData:
         # question family (CLEVR's question_family_index, -1 where a set has none): training draws families
         # evenly, so a family that is rare in a real set is not drowned by the common ones
         self.families = [int(q.get("question_family_index", -1)) for q in kept]
+        # the "prog" task: each question's program in words (`data.programs.to_text`), where the set has programs
+        self.programs = [(i, to_text(q["program"])) for i, q in enumerate(kept) if q.get("program")]
         # the "obj" task: each scene's objects read out left to right ([] where the split has no scene records)
         self.listings: list[tuple[int, str]] = objects.listings(data_dir, split, n)
         self.coco_mu, self.captions = captioned_images(data_dir, split, image_link, size_px, limit)
@@ -188,7 +192,8 @@ class TaskData:
 
     def counts(self) -> dict[str, int]:
         return {"vqa": len(self.questions), "t2i": len(self.captions), "asr": len(self.speech),
-                "svqa": len(self.spoken), "cap": len(self.captions), "obj": len(self.listings)}
+                "svqa": len(self.spoken), "cap": len(self.captions), "obj": len(self.listings),
+                "prog": len(self.programs)}
 
     def _received_scenes(self, mu: torch.Tensor, snr_db: torch.Tensor, channel: TorchChannelSpec,
                          gen: torch.Generator) -> torch.Tensor:
@@ -245,6 +250,8 @@ class TaskData:
             items = [self.listings[i] for i in idx]
             rx = self._received_scenes(self.clevr_mu[[image for image, _ in items]], snr_db, channel, gen)
             return [seq.vqa(v, rx[b], objects.PROMPT, text, self.question_first) for b, (_, text) in enumerate(items)]
+        if task == "prog":  # the question's program, from its (clean) text
+            return [seq.program(v, self.questions[q][1], text) for q, text in (self.programs[i] for i in idx)]
         if task == "t2i":
             out = []
             for i in idx:

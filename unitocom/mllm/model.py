@@ -86,6 +86,12 @@ class MLLMConfig:
     # image_encoder and object_slots (the slot head runs at the base station then). False (every MLLM before it):
     # the image's tokens only.
     object_tokens: bool = False
+    # VQA answered by a program (issue 12, `mllm.tasks.answer`): the MLLM writes the question's program (the "prog"
+    # task, `data.programs`) and the base station runs it on the object slots' reading of the received scene
+    # (NS-VQA's split of perception and reasoning, the program written by the MLLM as in visual programming); a
+    # program that does not parse or run falls back to the MLLM's own answer. Needs image_encoder and object_slots.
+    # False (every MLLM before it): the LM head answers.
+    answer_by_program: bool = False
 
     @classmethod
     def from_preset(cls, p: ModelPreset, vocab: int | None = None) -> "MLLMConfig":
@@ -171,10 +177,10 @@ class MLLM(nn.Module):
         if cfg.object_slots:
             from unitocom.mllm.slots import ObjectSlots
             self.slots = ObjectSlots(cfg.hidden, cfg.object_slots)
+        if (cfg.object_tokens or cfg.answer_by_program) and not (cfg.image_encoder and cfg.object_slots):
+            raise ValueError("object tokens and answers by program read the object slots of the image encoder: they "
+                             f"need image_encoder and object_slots (got {cfg.image_encoder}, {cfg.object_slots})")
         if cfg.object_tokens:
-            if not (cfg.image_encoder and cfg.object_slots):
-                raise ValueError("object tokens are the slot head's reading of the image encoder's features: they "
-                                 f"need image_encoder and object_slots (got {cfg.image_encoder}, {cfg.object_slots})")
             from unitocom.mllm.slots import INPUT_WIDTH
             self.object_in = nn.Linear(INPUT_WIDTH, cfg.hidden)
             self.object_pos = nn.Parameter(torch.randn(cfg.object_slots, cfg.hidden) * 0.02)

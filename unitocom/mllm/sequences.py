@@ -7,6 +7,8 @@
     T2I: <bos> <t2i> caption <boi>                          | image x S_v <eoi>     (diffusion loss, eq. 19)
     captioning (issue 12, an auxiliary task that makes the model read every object of the received scene):
          <bos> <vqa> <boi> image x S_v <eoi> <sep>          | caption <eos>         (LM loss on the caption)
+    program (issue 12, the question's CLEVR program in words, `data.programs.to_text`; no image):
+         <bos> <vqa> question <sep>                          | program <eos>         (LM loss on the program)
 
 Captioning is VQA with no question: `<sep>` right after `<eoi>` asks for the whole scene. The spoken form and
 captioning reuse the specials (no new ids): `<boa>` where typed VQA has the question's first word tells the
@@ -93,6 +95,15 @@ def caption(v: Vocab, image_tokens: torch.Tensor, text: str | None) -> list[Segm
     """Captioning: the received scene with an empty question; the caption (normalised, as answers are) is the
     target. Both VQA orders give the same sequence when the question is empty."""
     return vqa(v, image_tokens, "", text)
+
+
+def program(v: Vocab, question: str, text: str | None) -> list[Segment]:
+    """The question's program: <bos><vqa> question <sep> | program <eos>. No <boi>: the VQA prompt's third id
+    tells the two apart, and no new special is needed."""
+    segs = [Segment("text", [v["<bos>"], v["<vqa>"]] + v.encode(question) + [v["<sep>"]])]
+    if text is not None:
+        segs.append(Segment("text", v.target(text) + [v["<eos>"]], target=True))
+    return segs
 
 
 def spoken_vqa(v: Vocab, image_tokens: torch.Tensor, question_audio_tokens: torch.Tensor,

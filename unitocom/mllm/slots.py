@@ -88,6 +88,28 @@ def object_inputs(out: tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]) ->
     return torch.cat([*(a.float().softmax(-1) for a in attributes), present.float().softmax(-1), place.float()], -1)
 
 
+def scene_objects(out: tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]) -> list[list[dict]]:
+    """The slots' reading of B scenes -> each scene's objects (the slots read as present), with the attributes they
+    read and their centre as CLEVR 3d_coords on the ground plane (u right, v down in the picture: x = (u - 1/2) W,
+    y = (1/2 - v) W, `data.scenes.to_image_frac` inverted), which is what a question's program reads
+    (`data.programs.execute`)."""
+    from unitocom.data.scenes import WORLD
+    attributes, present, place = out
+    names = list(ATTRIBUTES)
+    scenes = []
+    for b in range(present.shape[0]):
+        objs = []
+        for k in range(present.shape[1]):
+            if int(present[b, k].argmax()) != 1:
+                continue
+            u, v = ((place[b, k].float() + 1) / 2).tolist()
+            obj = {a: ATTRIBUTES[a][int(attributes[i][b, k].argmax())] for i, a in enumerate(names)}
+            obj["3d_coords"] = [(u - 0.5) * WORLD, (0.5 - v) * WORLD, 0.0]
+            objs.append(obj)
+        scenes.append(objs)
+    return scenes
+
+
 def loss_per_example(out: tuple[list[torch.Tensor], torch.Tensor, torch.Tensor],
                      target: torch.Tensor) -> torch.Tensor:
     """[B] the slots' loss of each example: cross-entropy of presence over all slots and of each attribute over

@@ -51,11 +51,55 @@ def _generate_batch(model: MLLM, vocab: seq.Vocab, prompts: list[list[seq.Segmen
 def answer(model: MLLM, vocab: seq.Vocab, image_tokens: list[torch.Tensor], questions: list[str],
            max_new: int = 8, clock: Clock = NOT_TIMED, batched: bool = False) -> list[str]:
     """VQA: received image tokens [S_v, d] and a question each -> answer text. batched: one forward for all
-    (the base station's dynamic batching); otherwise one prompt at a time. Both give the same answers."""
+    (the base station's dynamic batching); otherwise one prompt at a time. Both give the same answers.
+    An MLLM with cfg.answer_by_program answers by the program it writes (`answer_by_program`)."""
+    if model.cfg.answer_by_program:
+        return answer_by_program(model, vocab, image_tokens, questions, max_new, clock, batched)[0]
+    return _answer(model, vocab, image_tokens, questions, max_new, clock, batched)
+
+
+def _answer(model, vocab, image_tokens, questions, max_new, clock, batched) -> list[str]:
     prompts = [seq.vqa(vocab, t, q, None, model.cfg.question_first) for t, q in zip(image_tokens, questions)]
     if batched and len(prompts) > 1:
         return _generate_batch(model, vocab, prompts, max_new, clock)
     return _generate(model, vocab, prompts, max_new, clock)
+
+
+PROGRAM_MAX_NEW = 32  # text ids of a written program: the generator's longest is 14 with the tiny BPE
+
+
+@torch.no_grad()
+def answer_by_program(model: MLLM, vocab: seq.Vocab, image_tokens: list[torch.Tensor], questions: list[str],
+                      max_new: int = 8, clock: Clock = NOT_TIMED, batched: bool = False
+                      ) -> tuple[list[str], list[str], list[bool]]:
+    """VQA by a written program (NS-VQA's split, the program written by the MLLM): the MLLM writes each question's
+    program (the "prog" task), the object slots read each received scene's objects (`slots.scene_objects`), and
+    the program runs on them (`data.programs.execute`). A program that does not parse or cannot run on the scene
+    (a `unique` that finds no object or several) is answered by the MLLM itself, as `answer` without programs.
+    -> (answers, the programs written, whether each answer came from its program)."""
+    from unitocom.data.programs import ProgramFailed, execute, from_text
+    from unitocom.mllm import slots
+    prompts = [seq.program(vocab, q, None) for q in questions]
+    if batched and len(prompts) > 1:
+        written = _generate_batch(model, vocab, prompts, PROGRAM_MAX_NEW, clock)
+    else:
+        written = _generate(model, vocab, prompts, PROGRAM_MAX_NEW, clock)
+    param = next(model.parameters())
+    scenes = slots.scene_objects(model.slots(model.image_features(torch.stack(image_tokens).to(param))))
+    answers: list[str | None] = []
+    for text, objects in zip(written, scenes):
+        try:
+            answers.append(execute(from_text(text), objects))
+        except ProgramFailed:
+            answers.append(None)
+    by_program = [a is not None for a in answers]
+    rest = [i for i, a in enumerate(answers) if a is None]
+    if rest:
+        own = _answer(model, vocab, [image_tokens[i] for i in rest], [questions[i] for i in rest], max_new, clock,
+                      batched)
+        for i, a in zip(rest, own):
+            answers[i] = a
+    return answers, written, by_program
 
 
 def describe(model: MLLM, vocab: seq.Vocab, image_tokens: list[torch.Tensor], max_new: int = 64,

@@ -335,6 +335,12 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
             raise ValueError("--object-tokens: the MLLM has no image encoder to read the objects from "
                              "(--image-encoder N)")
         mcfg = dataclasses.replace(mcfg, object_tokens=True)
+    if "prog" in dict(tc.task_weights):
+        if not (mcfg.image_encoder and mcfg.object_slots):
+            raise ValueError("--task-weights prog: VQA is then answered by running the written program on the object "
+                             "slots' reading; the MLLM needs an image encoder and object slots (--image-encoder N "
+                             "--object-slots W, or --init an MLLM that has them)")
+        mcfg = dataclasses.replace(mcfg, answer_by_program=True)
     train_data.question_first = val_data.question_first = mcfg.question_first
     train_data.token_dropout = tc.token_dropout  # validation reads whole sequences: the zero-loss quality
     if tc.received_questions:  # validation keeps clean questions, comparable with every other run's
@@ -624,7 +630,7 @@ def validate(model: MLLM, data: TaskData, tc: TrainConfig, channel: TorchChannel
     out.update(caption_gain(model, data, min(tc.val_n, data.counts()["t2i"])))
     if tc.object_slots and data.slot_targets is not None and getattr(model, "slots", None) is not None:
         out.update(slot_reading(model, data, min(tc.val_n, len(data.slot_targets)), channel))
-    for task in ("cap", "obj"):
+    for task in ("cap", "obj", "prog"):
         if task in dict(tc.task_weights):
             out.update(auxiliary_loss(model, data, task, min(tc.val_n, data.counts()[task]), channel))
     return out
