@@ -173,6 +173,8 @@ def test_object_slots_show_in_the_recipe_and_their_head_is_not_counted_as_the_se
     assert enc.startswith("4 x 128, image encoder (2 layers), 2.1 M |")
     tokens = ablation._recipe(dict(r, sizes={"layers": 4, "hidden": 128, "image_encoder": 2, "object_tokens": True}))
     assert tokens.startswith("4 x 128, image encoder (2 layers), object tokens, 2.1 M |")
+    prog = ablation._recipe(dict(r, sizes={"layers": 4, "hidden": 128, "image_encoder": 2, "answer_by_program": True}))
+    assert prog.startswith("4 x 128, image encoder (2 layers), answers by program, 2.1 M |")
     from unitocom.mllm.checkpoint import save_mllm
     from unitocom.mllm.data import Standardizer
     from unitocom.mllm.model import MLLM, MLLMConfig

@@ -1105,3 +1105,61 @@ def test_object_tokens_need_the_slots_and_an_image_encoder(capsys, tmp_path):
         assert main(["train", "mllm", "--object-tokens", *extra, "--steps", "1", "--no-install",
                      "--run-dir", str(tmp_path)]) == 2
         assert "--object-tokens reads the object slots of the image encoder" in capsys.readouterr().err
+
+
+def test_an_mllm_that_answers_by_program_runs_the_program_it_writes_on_the_slots_reading(monkeypatch):
+    """answer_by_program: each question's written program runs on the objects the slots read from its scene; a
+    program that does not parse is answered by the MLLM itself (what `answer` gives without programs); batched and
+    one at a time alike. The programs are set here (a fresh MLLM writes noise); the scenes' objects are the
+    slots' real reading."""
+    from unitocom.mllm import slots, tasks
+    v = seq.Vocab(CharBpe())
+    m = MLLM(dataclasses.replace(_object_token_model(len(v)).cfg, object_tokens=False, answer_by_program=True)).eval()
+    scenes = [torch.randn(8, 4) for _ in range(3)]
+    questions = ["How many things?", "q?", "Are there things?"]
+    written = ["things many", "purpel", "things any"]
+    for name in ("_generate", "_generate_batch"):
+        real = getattr(tasks, name)
+
+        def fake(model, vocab, prompts, max_new, clock, real=real):
+            if prompts[0][0].value[2] != vocab["<boi>"]:  # the program prompts: <bos><vqa> question <sep>
+                return written[:len(prompts)]
+            return real(model, vocab, prompts, max_new, clock)
+        monkeypatch.setattr(tasks, name, fake)
+    with torch.no_grad():
+        objects = slots.scene_objects(m.slots(m.image_features(torch.stack(scenes))))
+    plain = MLLM(dataclasses.replace(m.cfg, answer_by_program=False)).eval()
+    plain.load_state_dict(m.state_dict())
+    own = tasks.answer(plain, v, scenes[1:2], questions[1:2], max_new=4)
+    for batched in (False, True):
+        answers, got, by_program = tasks.answer_by_program(m, v, scenes, questions, max_new=4, batched=batched)
+        assert got == written and by_program == [True, False, True]
+        assert answers == [str(len(objects[0])), own[0], "yes" if objects[2] else "no"]
+        assert tasks.answer(m, v, scenes, questions, max_new=4, batched=batched) == answers
+
+
+def test_the_prog_task_writes_each_questions_program_and_needs_the_slots(small_world):
+    """TaskData's "prog" examples: <bos><vqa> question <sep> | the program in words <eos>, no image; training with
+    it needs the image encoder and slots, and then records answer_by_program."""
+    from unitocom.data.programs import to_text
+    from unitocom.data.layouts import load_clevr_questions
+    from unitocom.mllm.checkpoint import load_links, load_mllm
+    from unitocom.mllm.data import TaskData
+    from unitocom.mllm.train import TrainConfig, train
+    from unitocom.models.channel_torch import TorchChannelSpec
+    d, links = small_world
+    image_link, _, frontend, vocab, _ = load_links(config.load("tiny"), links)
+    data = TaskData(d / "data", "val", image_link, None, frontend, vocab, 32)
+    qs = [q for q in load_clevr_questions(d / "data", "val") if q["image_index"] < len(data.clevr_mu)]
+    assert data.counts()["prog"] == len(qs) > 0
+    row = data.examples("prog", [0], torch.zeros(1), TorchChannelSpec(model="rayleigh"), torch.Generator())[0]
+    assert [s.kind for s in row] == ["text", "text"] and row[1].target
+    assert row[0].value == [vocab["<bos>"], vocab["<vqa>"]] + vocab.encode(qs[0]["question"]) + [vocab["<sep>"]]
+    assert vocab.decode(row[1].value[:-1]) == to_text(qs[0]["program"])
+    base = {"batch": 4, "val_every": 1, "val_n": 4, "log_every": 1, "task_weights": (("vqa", 1), ("prog", 1))}
+    with pytest.raises(ValueError, match="needs an image encoder and object slots"):
+        train(str(d / "data"), str(d / "prog-bare"), links=links, resume=False, tc=TrainConfig(steps=1, **base))
+    train(str(d / "data"), str(d / "prog"), links=links, resume=False,
+          tc=TrainConfig(steps=2, image_encoder=1, object_slots=1.0, **base))
+    model, _, meta = load_mllm(d / "prog/mllm.safetensors")
+    assert model.cfg.answer_by_program and "val_prog_lm_20db" in meta["validation"]

@@ -63,7 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OBJECTIVE = "sigma-genib"  # the letter's link (fig3.SCHEME "unitocom" sends with it)
 SIZE_FIELDS = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth", "projector_depth",
                "question_first", "standardized_inputs", "image_grid", "image_grid_scale",
-               "prefix_attention", "image_encoder", "object_tokens")
+               "prefix_attention", "image_encoder", "object_tokens", "answer_by_program")
 CSV_FIELDS = ["mllm", "task", "snr_db", "channel", "n", "metric", "value", "ci_low", "ci_high", "chance"]
 
 
@@ -94,8 +94,9 @@ def describe(path: Path, sha256: str | None = None) -> dict:
     cfg, info = json.loads(meta.get("config", "{}")), json.loads(meta.get("meta", "{}"))
     tc = info.get("train_config") or {}
     parameters, slot_head = info.get("parameters"), 0
-    # a training head the base station never runs, counted apart (`mllm.slots`), unless it makes object tokens
-    if cfg.get("object_slots") and not cfg.get("object_tokens"):
+    # a training head the base station never runs, counted apart (`mllm.slots`), unless it makes object tokens or
+    # reads the scenes that written programs run on
+    if cfg.get("object_slots") and not (cfg.get("object_tokens") or cfg.get("answer_by_program")):
         from unitocom.mllm.slots import ObjectSlots
         slot_head = sum(p.numel() for p in ObjectSlots(cfg["hidden"], cfg["object_slots"]).parameters())
         parameters = parameters - slot_head if parameters is not None else None
@@ -285,6 +286,7 @@ def _recipe(r: dict) -> str:
     proj += ", prefix attention" if s.get("prefix_attention") else ""
     proj += f", image encoder ({s['image_encoder']} layers)" if s.get("image_encoder") else ""
     proj += ", object tokens" if s.get("object_tokens") else ""
+    proj += ", answers by program" if s.get("answer_by_program") else ""
     proj += ", standardised inputs" if s.get("standardized_inputs") else ""
     if s.get("image_grid"):
         proj += f", grid positions x{s.get('image_grid_scale') or 1:g}"
