@@ -85,13 +85,14 @@ def answer_by_program(model: MLLM, vocab: seq.Vocab, image_tokens: list[torch.Te
     else:
         written = _generate(model, vocab, prompts, PROGRAM_MAX_NEW, clock)
     param = next(model.parameters())
-    scenes = slots.scene_objects(model.slots(model.image_features(torch.stack(image_tokens).to(param))))
     answers: list[str | None] = []
-    for text, objects in zip(written, scenes):
-        try:
-            answers.append(execute(from_text(text), objects))
-        except ProgramFailed:
-            answers.append(None)
+    with clock.stage("mllm_generate"):  # reading the objects and running the programs: part of answering
+        scenes = slots.scene_objects(model.slots(model.image_features(torch.stack(image_tokens).to(param))))
+        for text, objects in zip(written, scenes):
+            try:
+                answers.append(execute(from_text(text), objects))
+            except ProgramFailed:
+                answers.append(None)
     by_program = [a is not None for a in answers]
     rest = [i for i, a in enumerate(answers) if a is None]
     if rest:
