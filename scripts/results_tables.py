@@ -325,6 +325,34 @@ def listing_block(fig: dict, source: str) -> str:
     return "\n".join(lines)
 
 
+def slots_reason_block(fig: dict, source: str) -> str:
+    """scripts/slots_reason.py: each question's program run on the scene record and on the object slots' reading of
+    the received scene, per SNR: accuracy overall (Wilson) and per family, and the share of programs that ran."""
+    h, points = fig["header"], fig["points"]
+    families = sorted({f for p in points for f in p["by_family"]})
+    lines = ["| scene read by | SNR (dB) | accuracy | programs ran | " +
+             " | ".join(f.replace("_", " ") for f in families) + " |", "|" + "---|" * (len(families) + 4)]
+    for p in points:
+        snr = "no channel" if p["snr_db"] is None else f"{p['snr_db']:g}"
+        lines.append(f"| {p['reader']} | {snr} | {p['accuracy']:.3f} [{p['ci95'][0]:.3f}, {p['ci95'][1]:.3f}] | "
+                     f"{p['programs_ran']:.2f} | " +
+                     " | ".join(f"{p['by_family'][f]['accuracy']:.2f}" if f in p["by_family"] else "–"
+                                for f in families) + " |")
+    if points:
+        lines.append("| chance (each family's most common training answer) | | "
+                     f"{points[0]['chance']:.3f} | | " +
+                     " | ".join(f"{points[0]['by_family'][f]['chance']:.2f}" if f in points[0]["by_family"] else "–"
+                                for f in families) + " |")
+    dirty = " (dirty tree)" if h.get("git_dirty") else ""
+    n = points[0]["n"] if points else 0
+    lines += ["", f"n = {n} {h['split']} questions of `{h['data']}` per row, {h['channel']}, each question's scene "
+              "received on its own draw; a program that cannot run on the scene read (a `unique` that finds no "
+              "object or several) is answered with its family's chance answer. Wilson 95 % intervals. From "
+              f"`{source}` (commit {str(h.get('git_commit'))[:10]}{dirty}, {h.get('date')}; the slots of "
+              f"`{h['mllm']['path']}`, sha256 {h['mllm']['sha256'][:8]}): `{h['command']}`."]
+    return "\n".join(lines)
+
+
 def lr_probe_block(fig: dict, source: str) -> str:
     """scripts/lr_probe.py: the first steps of the MLLM recipe per (width, peak learning rate), validated."""
     h = fig["header"]
@@ -438,7 +466,8 @@ COPIES_FILES = {"installed links, argmax, once": "text-links-installed",
 # `reproduce_results.sh families`: per-family tables; then the same on the staged links read with the prior
 # (text-prior-families), then with the question sent twice and three times (text-copies)
 FAMILIES_FILES = ("vqa-families", "vqa-families-seed77", "vqa-families-prior", "vqa-families-prior-seed77",
-                  "vqa-families-copies", "vqa-families-copies-seed77", "vqa-families-copies3")
+                  "vqa-families-copies", "vqa-families-copies-seed77", "vqa-families-copies3",
+                  "vqa-families-programs", "vqa-families-programs-seed77")
 
 
 def _verdict(lo: float, hi: float, side: str, bound: float) -> str:
@@ -703,6 +732,10 @@ def render(readme: str, figures: dict[str, dict]) -> tuple[str, list[str]]:
             continue
         if fmt.startswith("unitocom-results/question-fades/"):  # scripts/question_fades.py (issue 12)
             readme = _write(readme, fig_name, fades_block(fig, f"results/{fig_name}.json"), notes,
+                            f"table of results/{fig_name}.json")
+            continue
+        if fmt.startswith("unitocom-results/slots-reason/"):  # scripts/slots_reason.py (issue 12)
+            readme = _write(readme, fig_name, slots_reason_block(fig, f"results/{fig_name}.json"), notes,
                             f"table of results/{fig_name}.json")
             continue
         if fmt.startswith("unitocom-results/lr-probe/"):  # scripts/lr_probe.py (issue 12)

@@ -89,3 +89,24 @@ def test_a_program_in_words_reads_back_as_the_same_program_and_garbled_words_fai
                      ("many", "count needs 1 inputs, has 0"), ("", "0 results left")):
         with pytest.raises(ProgramFailed, match=why):
             from_text(bad)
+
+
+def test_the_slots_reason_table_shows_each_reader_with_its_families_and_chance(generated):
+    """scripts/slots_reason.py's points, rendered by results_tables: one row per reader and SNR, the programs' share,
+    each family's accuracy, and the chance row from the same questions."""
+    sr = load_script("scripts/slots_reason.py")
+    rt = load_script("scripts/results_tables.py")
+    scenes, questions = generated
+    items = questions[:200]
+    guess = ["yes"] * len(items)
+    truth = sr.point("scene record", None, items, *sr.answer_all(items, [scenes[q["image_index"]]["objects"]
+                                                                          for q in items], guess), guess)
+    empty = sr.point("slots + programs", 20.0, items, *sr.answer_all(items, [[] for _ in items], guess), guess)
+    assert truth["accuracy"] == 1.0 and truth["programs_ran"] == 1.0
+    assert empty["programs_ran"] < 1.0 and empty["accuracy"] < 1.0  # no objects read: every unique fails
+    fig = {"header": {"git_commit": "0" * 40, "command": "scripts/slots_reason.py", "split": "test", "data": "d",
+                      "channel": "rayleigh", "mllm": {"path": "m.safetensors", "sha256": "ab" * 32}},
+           "points": [truth, empty]}
+    table = rt.slots_reason_block(fig, "results/slots-reason.json")
+    assert "| scene record | no channel | 1.000 [" in table and "| slots + programs | 20 | " in table
+    assert "| chance (each family's most common training answer) | | " in table and "relate yesno" in table
