@@ -1117,7 +1117,7 @@ def test_an_mllm_that_answers_by_program_runs_the_program_it_writes_on_the_slots
     m = MLLM(dataclasses.replace(_object_token_model(len(v)).cfg, object_tokens=False, answer_by_program=True)).eval()
     scenes = [torch.randn(8, 4) for _ in range(3)]
     questions = ["How many things?", "q?", "Are there things?"]
-    written = ["things many", "purpel", "things any"]
+    written = ["things many", "things any many", "things any"]  # the second does not type: counts a truth
     for name in ("_generate", "_generate_batch"):
         real = getattr(tasks, name)
 

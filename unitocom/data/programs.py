@@ -60,10 +60,26 @@ _VALUE_ATTRIBUTE = {v: a for a, values in (("color", COLORS), ("shape", SHAPES),
 _ATTRIBUTES = ("color", "shape", "size", "material")
 
 
-def _arity(function: str) -> int:
+def _signature(function: str) -> tuple[tuple[str, ...], str]:
+    """(the types of a function's inputs, the type of its result): objects (a set), object (one), number, truth,
+    value (an attribute's value). CLEVR's functions are typed; a written program that mixes them up cannot run."""
     if function == "scene":
-        return 0
-    return 2 if function.startswith("equal_") or function == "greater_than" else 1
+        return (), "objects"
+    if function.startswith("filter_"):
+        return ("objects",), "objects"
+    if function == "relate":
+        return ("object",), "objects"
+    if function == "unique":
+        return ("objects",), "object"
+    if function == "count":
+        return ("objects",), "number"
+    if function == "exist":
+        return ("objects",), "truth"
+    if function.startswith("query_"):
+        return ("object",), "value"
+    if function in ("equal_integer", "greater_than"):
+        return ("number", "number"), "truth"
+    return ("value", "value"), "truth"  # equal_<attribute>
 
 
 def to_text(program: list[dict]) -> str:
@@ -87,10 +103,10 @@ def to_text(program: list[dict]) -> str:
 
 
 def from_text(text: str) -> list[dict]:
-    """`to_text`'s words -> program nodes, read as postfix: each function takes the last `arity` results. Raises
-    ProgramFailed for words that do not make one program (an unknown word, inputs left over or missing), as a
-    garbled or mis-written program does."""
-    words, nodes, stack = text.split(), [], []
+    """`to_text`'s words -> program nodes, read as postfix: each function takes the last results its inputs need.
+    Raises ProgramFailed for words that do not make one program (an unknown word, inputs missing, of the wrong type
+    or left over, an end that is not an answer), as a garbled or mis-written program does."""
+    words, nodes, stack = text.split(), [], []  # stack: (node id, its result's type)
     i = 0
     while i < len(words):
         w, values = words[i], []
@@ -108,16 +124,18 @@ def from_text(text: str) -> list[dict]:
             f = next(k for k, v in _WORD.items() if v == w)
         else:
             raise ProgramFailed(f"{w!r} is not a word of a program")
-        k = _arity(f)
+        needs, gives = _signature(f)
+        k = len(needs)
         if len(stack) < k:
             raise ProgramFailed(f"{f} needs {k} inputs, has {len(stack)}")
-        inputs = stack[len(stack) - k:]
+        got = stack[len(stack) - k:] if k else []
+        if tuple(t for _, t in got) != needs:
+            raise ProgramFailed(f"{f} reads {', '.join(needs)}, was given {', '.join(t for _, t in got)}")
         del stack[len(stack) - k:]
-        nodes.append({"function": f, "inputs": inputs, "value_inputs": values})
-        stack.append(len(nodes) - 1)
+        nodes.append({"function": f, "inputs": [i for i, _ in got], "value_inputs": values})
+        stack.append((len(nodes) - 1, gives))
     if len(stack) != 1:
         raise ProgramFailed(f"{len(stack)} results left, a program has one")
-    last = nodes[-1]["function"]
-    if not (last in ("count", "exist", "greater_than") or last.startswith(("query_", "equal_"))):
-        raise ProgramFailed(f"the program ends in {last}, which gives objects, not an answer")
+    if stack[0][1] in ("objects", "object"):
+        raise ProgramFailed(f"the program ends in {nodes[-1]['function']}, which gives {stack[0][1]}, not an answer")
     return nodes
