@@ -97,7 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     model = with_encoder(src, args.layers)
     params = trainable(model)
     cfg = config.load("tiny")
-    image_link, _, _, vocab, _ = load_links(cfg, None, "sigma-genib")
+    # the MLLM's own image link: an encoder taught on another objective's tokens reads noise once connected
+    objective = meta.get("objective") or "sigma-genib"
+    image_link, _, _, vocab, paths = load_links(cfg, None, objective)
+    want = (meta.get("links") or {}).get("image")
+    if want and Path(paths["image"]).name != want:
+        ap.error(f"--mllm {args.mllm} reads the image link {want}; the {objective} default here is "
+                 f"{Path(paths['image']).name}")
+    print(f"objective {objective}: image link {paths['image']}")
     size = cfg.preset.image_size_px
     train, val = (TaskData(args.data, split, image_link, None, None, vocab, size) for split in ("train", "val"))
     targets = {split: slots.targets(args.data, split, len(d.clevr_mu)) for split, d in (("train", train),
