@@ -1099,11 +1099,12 @@ def test_a_warm_start_with_object_tokens_records_them_and_the_answers_loss_reach
     assert model.slots.attributes[0].weight.grad.abs().sum() > 0
 
 
-def test_object_tokens_need_the_slots_and_an_image_encoder(capsys, tmp_path):
+def test_object_tokens_need_the_slots_and_an_image_encoder(small_world, capsys, tmp_path):
     from unitocom.cli import main
+    d, _ = small_world
     for extra in ([], ["--object-slots", "1"]):
-        assert main(["train", "mllm", "--object-tokens", *extra, "--steps", "1", "--no-install",
-                     "--run-dir", str(tmp_path)]) == 2
+        assert main(["train", "mllm", "--data", str(d / "data"), "--object-tokens", *extra, "--steps", "1",
+                     "--no-install", "--run-dir", str(tmp_path)]) == 2
         assert "--object-tokens reads the object slots of the image encoder" in capsys.readouterr().err
 
 

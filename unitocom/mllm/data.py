@@ -122,7 +122,7 @@ class TaskData:
     # the example's SNR and channel (`received_texts`), instead of clean; text_link None: every question clean
     received_questions = 0.0
     text_link = None
-    programs: list[tuple[int, str]] = []  # (question index, program in words); a token cache keeps none
+    programs: list[tuple[int, str]] = []  # (question index, program in words); none in a cache made before them
 
     def __init__(self, data_dir: str | Path, split: str, image_link, audio_link, frontend, vocab: seq.Vocab,
                  size_px: int, limit: int | None = None, max_audio_chunks: int = 4,

@@ -106,7 +106,8 @@ def save_split(data: TaskData, folder: Path, objective: str, split: str, values:
         tensors["slot_targets"] = data.slot_targets.half().contiguous()
     save_file(tensors, str(folder / f"{objective}-{split}.safetensors"))
     text = {"questions": data.questions, "families": data.families, "captions": data.captions,
-            "listings": data.listings, "speech_text": [t for _, t in data.speech], "coco_is_clevr": same}
+            "listings": data.listings, "programs": data.programs, "speech_text": [t for _, t in data.speech],
+            "coco_is_clevr": same}
     with gzip.open(folder / f"{objective}-{split}.json.gz", "wt") as f:  # a tenth of the size: it travels
         json.dump(text, f)
     exact = torch.cat([data.clevr_mu.reshape(-1, d), speech_rows])
@@ -136,6 +137,8 @@ def load_split(folder: str | Path, objective: str, split: str, image_link, audio
     data.questions = [tuple(text["questions"][i]) for i in keep]
     data.families = [text["families"][i] for i in keep]
     data.listings = [tuple(x) for x in text.get("listings", []) if x[0] < n]  # caches made before "obj": none
+    index = {old: new for new, old in enumerate(keep)}  # the questions' programs ("prog"); caches before it: none
+    data.programs = [(index[q], p) for q, p in text.get("programs", []) if q in index]
     # what `train mllm --object-slots` reads (`train.attach_slot_targets`); None: a cache made before the slots,
     # or of scenes not of the tiny preset
     data.cached_slot_targets = t["slot_targets"][:n].float() if "slot_targets" in t else None
