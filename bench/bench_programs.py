@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from unitocom import config  # noqa: E402
 from unitocom.mllm import sequences as seq, tasks  # noqa: E402
-from unitocom.mllm.checkpoint import load_links, load_mllm  # noqa: E402
+from unitocom.mllm.checkpoint import load_links, load_mllm, saved_links  # noqa: E402
 from unitocom.mllm.data import TaskData  # noqa: E402
 from unitocom.models.channel_torch import TorchChannelSpec  # noqa: E402
 from unitocom.task_eval import vqa_items  # noqa: E402
@@ -51,9 +51,7 @@ def main() -> None:
         raise SystemExit(f"error: {path} was not trained with the prog task: it answers by its LM head only")
     model.eval()
     cfg = config.load("tiny")
-    links = {k: str(path.parent / v if (path.parent / v).exists() else ROOT / "checkpoints" / v)
-             for k, v in meta["links"].items()}
-    image_link, _, frontend, vocab, _ = load_links(cfg, links)
+    image_link, _, frontend, vocab, _ = load_links(cfg, saved_links(meta, path))
     items, _ = vqa_items(pathlib.Path(args.data), "test", args.n)
     data = TaskData(args.data, "test", image_link, None, frontend, vocab, cfg.preset.image_size_px,
                     limit=max(q["image_index"] for q in items) + 1)

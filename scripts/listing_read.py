@@ -29,7 +29,7 @@ from unitocom import config  # noqa: E402
 from unitocom.ablation import named_mllm  # noqa: E402
 from unitocom.link.snr import snr_points_arg  # noqa: E402
 from unitocom.mllm import objects, tasks  # noqa: E402
-from unitocom.mllm.checkpoint import load_links, load_mllm  # noqa: E402
+from unitocom.mllm.checkpoint import load_links, load_mllm, saved_links  # noqa: E402
 from unitocom.mllm.data import TaskData  # noqa: E402
 from unitocom.models.channel_torch import TorchChannelSpec  # noqa: E402
 from unitocom.results import mean_interval  # noqa: E402
@@ -37,17 +37,6 @@ from unitocom.train.provenance import file_sha256, git_state, write_atomic  # no
 
 FORMAT = "unitocom-results/listing-read/1"
 SHOWN = 5  # listings kept in the file per point, beside the truth
-
-
-def links_of(meta: dict, path: Path) -> dict[str, str]:
-    """The link files an MLLM was trained with: beside it, or in checkpoints/."""
-    out = {}
-    for k, name in meta["links"].items():
-        here = [p for p in (path.parent / name, ROOT / "checkpoints" / name) if p.exists()]
-        if not here:
-            raise FileNotFoundError(f"{path}: its {k} link {name} is neither beside it nor in checkpoints/")
-        out[k] = str(here[0])
-    return out
 
 
 def read_listings(model, data: TaskData, n: int, snr_db: float, batch: int, seed: int) -> list[str]:
@@ -88,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         if "obj" not in weights:
             raise SystemExit(f"error: {name}={path} was not trained on the obj task (its task weights: "
                              f"{weights or 'none recorded'}); its listings would be noise")
-        image_link, _, frontend, vocab, _ = load_links(cfg, links_of(meta, path))
+        image_link, _, frontend, vocab, _ = load_links(cfg, saved_links(meta, path))
         data = TaskData(args.data, args.split, image_link, None, frontend, vocab, cfg.preset.image_size_px,
                         limit=args.n)
         if not data.listings:

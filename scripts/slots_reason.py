@@ -34,7 +34,7 @@ from unitocom.data.layouts import load_clevr_scenes  # noqa: E402
 from unitocom.data.programs import ProgramFailed, execute  # noqa: E402
 from unitocom.link.snr import snr_points_arg  # noqa: E402
 from unitocom.mllm import slots  # noqa: E402
-from unitocom.mllm.checkpoint import load_links, load_mllm  # noqa: E402
+from unitocom.mllm.checkpoint import load_links, load_mllm, saved_links  # noqa: E402
 from unitocom.mllm.data import TaskData  # noqa: E402
 from unitocom.models.channel_torch import TorchChannelSpec  # noqa: E402
 from unitocom.results import wilson  # noqa: E402
@@ -88,9 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"{model.cfg.image_encoder}, object_slots {model.cfg.object_slots}): nothing reads objects")
     model.eval()
     cfg = config.load("tiny")
-    links = {k: str(path.parent / v if (path.parent / v).exists() else ROOT / "checkpoints" / v)
-             for k, v in meta["links"].items()}
-    image_link, _, frontend, vocab, _ = load_links(cfg, links)
+    image_link, _, frontend, vocab, _ = load_links(cfg, saved_links(meta, path))
     items, guess = vqa_items(Path(args.data), args.split, args.n)
     data = TaskData(args.data, args.split, image_link, None, frontend, vocab, cfg.preset.image_size_px,
                     limit=max(q["image_index"] for q in items) + 1)

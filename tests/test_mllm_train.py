@@ -1164,3 +1164,19 @@ def test_the_prog_task_writes_each_questions_program_and_needs_the_slots(small_w
           tc=TrainConfig(steps=2, image_encoder=1, object_slots=1.0, **base))
     model, _, meta = load_mllm(d / "prog/mllm.safetensors")
     assert model.cfg.answer_by_program and "val_prog_lm_20db" in meta["validation"]
+
+
+def test_an_mllms_links_are_found_beside_it_then_in_the_checkpoint_folder_and_a_missing_one_is_named(tmp_path,
+                                                                                                    monkeypatch):
+    from unitocom.mllm.checkpoint import saved_links
+    (tmp_path / "run").mkdir()
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "run/img.safetensors").write_bytes(b"x")
+    (tmp_path / "ckpt/img.safetensors").write_bytes(b"x")
+    (tmp_path / "ckpt/bpe.json").write_text("{}")
+    monkeypatch.setenv("UNITOCOM_CHECKPOINTS", str(tmp_path / "ckpt"))
+    meta = {"links": {"image": "img.safetensors", "bpe": "bpe.json"}}
+    assert saved_links(meta, tmp_path / "run/mllm.safetensors") == {
+        "image": str(tmp_path / "run/img.safetensors"), "bpe": str(tmp_path / "ckpt/bpe.json")}
+    with pytest.raises(FileNotFoundError, match="its audio link aud.safetensors is neither beside it nor in"):
+        saved_links({"links": {"audio": "aud.safetensors"}}, tmp_path / "run/mllm.safetensors")

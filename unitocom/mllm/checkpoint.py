@@ -51,6 +51,19 @@ def mllm_path_for(cfg: Config, objective: str = "sigma-genib", resilient: bool =
                      resilient, spoken)
 
 
+def saved_links(meta: dict, path: str | Path) -> dict[str, str]:
+    """The link files the MLLM at `path` was trained with (its `meta["links"]`): each beside it, else in the
+    checkpoint folder (`config.checkpoint_dir`); a missing one is an error that names it."""
+    from unitocom.config import checkpoint_dir
+    path, out = Path(path), {}
+    for k, name in meta["links"].items():
+        here = [p for p in (path.parent / name, checkpoint_dir() / name) if p.exists()]
+        if not here:
+            raise FileNotFoundError(f"{path}: its {k} link {name} is neither beside it nor in {checkpoint_dir()}")
+        out[k] = str(here[0])
+    return out
+
+
 def load_links(cfg: Config, links: dict[str, str] | None = None, objective: str = "sigma-genib"):
     """(image_link, audio_link or None, mel frontend or None, Vocab, the paths used)."""
     from unitocom.models import token_link
