@@ -148,6 +148,26 @@ def test_resume_carries_an_mllm_whose_run_dir_is_gone(tmp_path, heldout_data):
         ablation.run(_args(tmp_path, heldout_data, f"g={run_dir}", snr_db=[0.0, 20.0], resume=True), ["ablate"])
 
 
+VAE = checkpoint_dir() / "mllm-vae.safetensors"
+
+
+@pytest.mark.skipif(not (SHIPPED.exists() and VAE.exists()), reason="needs the shipped MLLMs")
+def test_an_mllm_of_vae_tokens_is_sent_with_the_vae_link(tmp_path, heldout_data):
+    """Each MLLM reads its own objective's link: the VAE MLLM's questions go out with scheme vae, so its answers
+    are those the pipeline gives for that scheme, and its links are in the header."""
+    from unitocom.fig3 import eval_config, measure_vqa
+    from unitocom.task_eval import vqa_items
+    args = _args(tmp_path, heldout_data, f"a={SHIPPED}", f"v={VAE}")
+    res = ablation.run(args, ["ablate"])
+    assert res["header"]["schemes"] == {"a": "unitocom", "v": "vae"}
+    assert {"image-vae-s32.safetensors", "text-vae.safetensors"} <= set(res["header"]["links_sha256"])
+    items, _ = vqa_items(Path(heldout_data), "test", 12)
+    v = next(p for p in res["points"] if p["mllm"] == "v")
+    direct = measure_vqa(eval_config(args, 32, VAE), items, Path(heldout_data), "test", 20.0, "rayleigh", 0, "",
+                         True, workers=4, scheme="vae")
+    assert v["correct"] == "".join("1" if c else "0" for c in direct)
+
+
 def test_ablate_refuses_unknown_names_and_missing_files(tmp_path, heldout_data):
     with pytest.raises(UserError, match="no MLLM checkpoint"):
         ablation.run(_args(tmp_path, heldout_data, f"a={tmp_path}/none.safetensors"), ["ablate"])

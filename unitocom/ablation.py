@@ -9,9 +9,10 @@ Issue 12 asks where a target is missed by how much and what would reach it (mode
 with measurements: each named MLLM (a checkpoint, or a run dir holding mllm.safetensors; train the variants
 with `unitocom train mllm --task-weights ... --mllm-arch ... --no-install --run-dir ...`) answers the same test
 questions IN PROCESS through `unitocom.pipeline.run` (the cores the services call, without gRPC; fig3's path):
-the transmitter's sigma-GenIB link, the channel at each SNR with request i's seed = seed + i, and the base
-station reading the received tokens with that MLLM. Every MLLM therefore sees the very same questions and
-channel draws, so the differences are paired.
+the transmitter's sigma-GenIB link (the VAE link for an MLLM trained on VAE tokens), the channel at each SNR
+with request i's seed = seed + i, and the base station reading the received tokens with that MLLM. Every MLLM
+therefore sees the very same questions and channel draws, so the differences are paired (compare MLLMs of one
+link with each other: `--reference shipped,vae-shipped` or `vae-shipped:vae-new`).
 
 It writes
   OUT/ablation.json  a header (command, commit, date, data, split, seed; per MLLM its file's sha256, sizes,
@@ -61,6 +62,8 @@ from unitocom.train.provenance import command_argv, file_sha256, git_state, writ
 FORMAT = "unitocom-results/ablation/1"
 ROOT = Path(__file__).resolve().parents[1]
 OBJECTIVE = "sigma-genib"  # the letter's link (fig3.SCHEME "unitocom" sends with it)
+# the scheme that sends each MLLM's tokens: its objective's link (genib has no scheme of its own to send with)
+SCHEME_OF = {"sigma-genib": "unitocom", "vae": "vae"}
 SIZE_FIELDS = ("hidden", "layers", "heads", "intermediate", "head_width", "head_depth", "projector_depth",
                "question_first", "standardized_inputs", "image_grid", "image_grid_scale",
                "prefix_attention", "image_encoder", "object_tokens", "answer_by_program")
@@ -527,21 +530,22 @@ def run(args, argv: list[str]) -> dict:
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     out.mkdir(parents=True, exist_ok=True)
     mllms = {n: carried[n] if n in carried else describe(p, sha(p)) for n, p in args.mllm}
-    other = [f"{n} ({r['objective']})" for n, r in mllms.items() if r["objective"] not in (None, OBJECTIVE)]
+    other = [f"{n} ({r['objective']})" for n, r in mllms.items() if (r["objective"] or OBJECTIVE) not in SCHEME_OF]
     if other:
-        raise UserError(f"--mllm: {', '.join(other)} read another tokenizer set's tokens; this compares MLLMs on "
-                        f"the letter's {OBJECTIVE} link")
+        raise UserError(f"--mllm: {', '.join(other)} read tokens no scheme sends; this compares MLLMs on the "
+                        f"{' or '.join(SCHEME_OF)} link")
+    schemes = {n: SCHEME_OF[r["objective"] or OBJECTIVE] for n, r in mllms.items()}
     commit, dirty = git_state(ROOT)
     ck = checkpoint_dir()
-    # the links the MLLMs were trained on (the base station reads them), and the transmitter's text link
+    # the links the MLLMs were trained on (the base station reads them), and the transmitter's text links
     links = sorted({ck / f for r in mllms.values() for f in r["links"].values()}
-                   | {ck / "text-sigma-genib.safetensors"})
+                   | {ck / f"text-{r['objective'] or OBJECTIVE}.safetensors" for r in mllms.values()})
     header = {"format": FORMAT, "command": "unitocom " + " ".join(shlex.quote(a) for a in argv),
               "git_commit": commit, "git_dirty": dirty,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "task": args.task, "data": str(args.data), "split": args.split, "seed": args.seed,
               "channel": args.channel,
-              "references": references, "compared": compared, "mllms": mllms,
+              "references": references, "compared": compared, "mllms": mllms, "schemes": schemes,
               # where a carried MLLM's points were measured (the run that measured them, or the one it carried)
               "carried": {n: dict(recorded_run(old.get("header", {}), measured_as.get(n, n)),
                                   **({"measured_as": measured_as[n]} if measured_as.get(n, n) != n else {}))
@@ -602,19 +606,21 @@ def run(args, argv: list[str]) -> dict:
                 continue
             desc = f"{args.task} {name} {snr:g} dB {args.channel}"
             if args.task == "asr":
-                transcripts = measure_asr(cfg, speech, snr, args.channel, args.seed, desc, args.quiet, args.workers)
+                transcripts = measure_asr(cfg, speech, snr, args.channel, args.seed, desc, args.quiet, args.workers,
+                                          scheme=schemes[name])
                 # LibriSpeech names a clip SPEAKER-CHAPTER-UTTERANCE
                 p = asr_point(name, tokens, snr, args.channel, [t for _, t in speech], transcripts,
                               [f.name.split("-", 1)[0] for f, _ in speech])
             elif args.task == "t2i":
-                recalls = measure_t2i(cfg, captions, snr, args.channel, args.seed, desc, args.quiet, args.workers)
+                recalls = measure_t2i(cfg, captions, snr, args.channel, args.seed, desc, args.quiet, args.workers,
+                                      scheme=schemes[name])
                 if len(recalls) != len(captions):  # every caption names a pair: a missing recall is a fault
                     raise UserError(f"{desc}: {len(captions) - len(recalls)} of {len(captions)} pictures came back "
                                     "without a pair recall (is checkpoints/scene-checker.safetensors there?)")
                 p = t2i_point(name, tokens, snr, args.channel, captions, recalls, args.seed)
             else:
                 correct = measure_vqa(cfg, items, data_dir, args.split, snr, args.channel, args.seed, desc,
-                                      args.quiet, args.workers)
+                                      args.quiet, args.workers, scheme=schemes[name])
                 p = point(name, tokens, snr, args.channel, correct, items, guess)
             points.append(p)
             log(f"  {desc}: {p['metric']} {p['value']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}] n={p['n']}")
@@ -642,8 +648,8 @@ def add_subparser(sub) -> None:
                        "channel draws (capacity, task mix, steps, data) -> results/ablation.{json,csv,png}",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mllm", type=named_mllm, action="append", required=True, metavar="NAME=PATH",
-                   help="an MLLM to score (a checkpoint, or a run dir with mllm.safetensors); repeat for each; all "
-                        "must read the sigma-GenIB link of their image token count. PATH sha256:PREFIX (with "
+                   help="an MLLM to score (a checkpoint, or a run dir with mllm.safetensors); repeat for each; each "
+                        "reads its own link (sigma-GenIB or VAE) at its image token count. PATH sha256:PREFIX (with "
                         "--resume): the MLLM of that hash in the results file, its points kept under NAME")
     p.add_argument("--reference", default=None, metavar="NAME[:A+B][,...]",
                    help="the MLLM(s) the paired differences subtract, each from every other (default: the first); "

@@ -378,8 +378,9 @@ def _request_failed(e) -> UserError:
 
 
 def measure_vqa(cfg, items: list[dict], data_dir: Path, split: str, snr_db: float, channel: str, seed: int,
-                desc: str, quiet: bool, workers: int = 1) -> list[float]:
-    """Exact match (0/1) per question, in question order; `workers` requests in flight at a time."""
+                desc: str, quiet: bool, workers: int = 1, scheme: str = SCHEME) -> list[float]:
+    """Exact match (0/1) per question, in question order; `workers` requests in flight at a time; `scheme`
+    "vae" sends with the VAE link (its MLLM the config's)."""
     from unitocom import client
     from unitocom.data.layouts import clevr_root
     from unitocom.stages.request import RequestError
@@ -388,7 +389,7 @@ def measure_vqa(cfg, items: list[dict], data_dir: Path, split: str, snr_db: floa
     def one(i: int) -> float:
         q = items[i]
         png = (clevr_root(data_dir) / "images" / split / q["image_filename"]).read_bytes()
-        req = client.build_request(task="vqa", scheme=SCHEME, snr_db=snr_db, channel=channel, seed=seed + i,
+        req = client.build_request(task="vqa", scheme=scheme, snr_db=snr_db, channel=channel, seed=seed + i,
                                    image=png, question=q["question"], answer=q["answer"])
         try:
             return float(send(req, cfg).quality["exact_match"])
@@ -398,7 +399,7 @@ def measure_vqa(cfg, items: list[dict], data_dir: Path, split: str, snr_db: floa
 
 
 def measure_asr(cfg, items: list[tuple[Path, str]], snr_db: float, channel: str, seed: int, desc: str,
-                quiet: bool, workers: int = 1) -> list[str]:
+                quiet: bool, workers: int = 1, scheme: str = SCHEME) -> list[str]:
     """The transcript per (clip, reference) of `items`, in order; `workers` requests in flight at a time."""
     from unitocom import client
     from unitocom.stages.request import RequestError
@@ -406,7 +407,7 @@ def measure_asr(cfg, items: list[tuple[Path, str]], snr_db: float, channel: str,
 
     def one(i: int) -> str:
         path, text = items[i]
-        req = client.build_request(task="asr", scheme=SCHEME, snr_db=snr_db, channel=channel, seed=seed + i,
+        req = client.build_request(task="asr", scheme=scheme, snr_db=snr_db, channel=channel, seed=seed + i,
                                    audio=path.read_bytes(), transcript=text)
         try:
             return send(req, cfg).output_text
@@ -416,14 +417,14 @@ def measure_asr(cfg, items: list[tuple[Path, str]], snr_db: float, channel: str,
 
 
 def measure_t2i(cfg, captions: list[str], snr_db: float, channel: str, seed: int, desc: str, quiet: bool,
-                workers: int = 1) -> list[float]:
+                workers: int = 1, scheme: str = SCHEME) -> list[float]:
     """Pair recall per caption that names (colour, shape) pairs, in caption order; `workers` in flight."""
     from unitocom import client
     from unitocom.stages.request import RequestError
     from unitocom.task_eval import gather
 
     def one(i: int) -> float | None:
-        req = client.build_request(task="t2i", scheme=SCHEME, snr_db=snr_db, channel=channel, seed=seed + i,
+        req = client.build_request(task="t2i", scheme=scheme, snr_db=snr_db, channel=channel, seed=seed + i,
                                    text=captions[i])
         try:
             return send(req, cfg).quality.get("t2i_pair_recall")
