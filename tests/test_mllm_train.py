@@ -993,12 +993,11 @@ def test_a_warm_start_with_an_image_encoder_starts_as_its_source_and_its_slots_t
 
 
 def test_pretraining_an_image_encoder_leaves_the_mllm_as_it_was_and_trains_only_the_encoder_and_slots():
-    """scripts/pretrain_image_encoder.py: the MLLM with the encoder added embeds every input as its source did
-    (the encoder's output projection starts and stays zero and frozen), and only the encoder's layers and the slot
-    head learn; one step of the slots' loss moves them and nothing else."""
-    from tests.conftest import load_script
+    """`train image-encoder`: the MLLM with the encoder added embeds every input as its source did (the encoder's
+    output projection starts and stays zero and frozen), and only the encoder's layers and the slot head learn;
+    one step of the slots' loss moves them and nothing else."""
+    from unitocom.mllm import encoder_train as pre
     from unitocom.mllm import slots
-    pre = load_script("scripts/pretrain_image_encoder.py")
     src = MLLM(dataclasses.replace(_model(40).cfg, image_positions=8)).eval()
     model = pre.with_encoder(src, 2)
     params = pre.trainable(model)
@@ -1020,6 +1019,43 @@ def test_pretraining_an_image_encoder_leaves_the_mllm_as_it_was_and_trains_only_
     t = torch.randn(2, 8, 4)
     with torch.no_grad():
         assert torch.equal(model.embed_tokens(t, "image", received=True), src.embed_tokens(t, "image", received=True))
+
+
+SHIPPED_MLLM = Path(__file__).resolve().parents[1] / "checkpoints" / "mllm-sigma-genib.safetensors"
+
+
+@pytest.mark.skipif(not SHIPPED_MLLM.exists(), reason="needs the installed MLLM")
+def test_image_encoder_command_resumes_as_an_unbroken_run_and_records_its_source(tmp_path, heldout_data):
+    """`unitocom train image-encoder` on the installed MLLM: stopped at step 2 and run again, it ends where an
+    unbroken 4-step run ends, bit for bit; the checkpoint names its source by sha256 and its command; the older
+    script's options (--mllm, --out) run the same command."""
+    from safetensors.torch import load_file
+
+    from tests.conftest import load_script
+    from unitocom.cli import main
+    from unitocom.mllm.checkpoint import load_mllm
+    from unitocom.train.provenance import file_sha256
+    common = ["train", "image-encoder", "--init", str(SHIPPED_MLLM), "--data", str(heldout_data), "--steps", "4",
+              "--batch-size", "8", "--eval-every", "2", "--n-val", "16"]
+    assert main(common + ["--run-dir", str(tmp_path / "a")]) == 0
+    assert main(common + ["--run-dir", str(tmp_path / "b"), "--stop-at", "2"]) == 0
+    assert not (tmp_path / "b" / "mllm.safetensors").exists()  # stopped: a state, no checkpoint
+    assert main(common + ["--run-dir", str(tmp_path / "b")]) == 0
+    a, b = (load_file(str(tmp_path / r / "mllm.safetensors")) for r in "ab")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    _, _, meta = load_mllm(str(tmp_path / "a" / "mllm.safetensors"))
+    rec = meta["image_encoder_pretraining"]
+    assert rec["source_sha256"] == file_sha256(SHIPPED_MLLM) and rec["config"]["steps"] == 4
+    assert [r["step"] for r in rec["log"]] == [2, 4] and {"color", "shape"} <= set(rec["log"][-1]["20db"])
+    pre = load_script("scripts/pretrain_image_encoder.py")
+    out = tmp_path / "c" / "pretrained.safetensors"
+    out.parent.mkdir()
+    assert pre.main(["--mllm", str(SHIPPED_MLLM), "--data", str(heldout_data), "--steps", "4", "--batch-size", "8",
+                     "--eval-every", "2", "--n-val", "16", "--out", str(out)]) == 0
+    c = load_file(str(out))
+    assert all(torch.equal(a[k], c[k]) for k in a)
+    cmd = load_mllm(str(out))[2]["image_encoder_pretraining"]["command"]
+    assert cmd.startswith(f"unitocom train image-encoder --init {SHIPPED_MLLM} ") and "--out" not in cmd
 
 
 def _object_token_model(vocab: int, **kw) -> MLLM:

@@ -216,6 +216,40 @@ def add_train_command(sub) -> None:
     h.add_argument("--no-install", action="store_true", help="leave the result in the run dir only")
     h.set_defaults(func=_cmd_mllm_head)
 
+    e = sub.add_parser("image-encoder", help="pretrain an image encoder for an MLLM on the object slots alone "
+                                             "(the program MLLM's first stage)",
+                       description="A few bidirectional layers over each received scene's tokens (the MLLM's "
+                                   "image encoder) and the object slots learn to read its objects (size, colour, "
+                                   "shape, material, centre) from the tokens the MLLM receives over its own image "
+                                   "link, at an SNR drawn per scene; the MLLM itself is frozen and the encoder's "
+                                   "output projection stays zero, so the result answers as the MLLM did until "
+                                   "`train mllm --init <run-dir>/mllm.safetensors --object-slots 1` connects it "
+                                   "(BLIP-2's and LLaVA's two stages). Resumes from <run-dir>.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("--objective", default="sigma-genib", choices=["sigma-genib", "vae", "genib"],
+                   help="whose installed MLLM (mllm-<objective>), when --init is not given")
+    e.add_argument("--init", default=None, metavar="PATH",
+                   help="the MLLM to add the encoder to (its own image link is read); default: the installed "
+                        "mllm-<objective>")
+    e.add_argument("--data", default="data/tiny", help="a data set with scene records, or its token cache")
+    e.add_argument("--layers", type=int, default=2, help="the encoder's bidirectional layers")
+    e.add_argument("--steps", type=int, default=6000)
+    e.add_argument("--batch-size", type=int, default=64, help="scenes a step")
+    e.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (warm-up 100 steps, cosine to 0)")
+    e.add_argument("--snr-db", type=snr_interval_arg, default=(-5.0, 25.0), metavar="A:B",
+                   help="training SNR range in dB, drawn per scene; write --snr-db=-5:25 when A is negative")
+    e.add_argument("--channel", default="rayleigh", choices=["awgn", "rayleigh"])
+    e.add_argument("--eval-every", type=int, default=1000, help="the slots' val reading and a resumable state")
+    e.add_argument("--n-val", type=int, default=500, help="val scenes each reading is scored on")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--threads", type=int, default=1, metavar="N", help="torch intra-op threads on the CPU")
+    e.add_argument("--device", default="cpu", help="cpu or cuda")
+    e.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                   help="stop after this step with a resumable state (the schedule stays --steps'); no checkpoint")
+    e.add_argument("--run-dir", default=None, help="default runs/image-encoder-<objective>; the result is "
+                                                   "<run-dir>/mllm.safetensors")
+    e.set_defaults(func=_cmd_image_encoder)
+
     c = sub.add_parser("token-cache", help="the MLLMs' training data as token means and text, for a machine "
                                            "without the data set",
                        description="Pass a data set's train and val splits through each objective's installed "
@@ -236,6 +270,65 @@ def add_train_command(sub) -> None:
                         "per split), far under the channel noise training adds")
     c.add_argument("--threads", type=int, default=2, metavar="N", help="torch threads of the tokenizers' pass")
     c.set_defaults(func=_cmd_token_cache)
+
+
+def _cmd_image_encoder(args) -> int:
+    import dataclasses
+
+    import torch
+
+    from unitocom import config
+    from unitocom.data.layouts import require_data
+    from unitocom.errors import UserError
+    from unitocom.mllm import encoder_train, slots
+    from unitocom.mllm.checkpoint import load_links, load_mllm, mllm_path, save_mllm
+    from unitocom.mllm.data import TaskData
+    from unitocom.train.provenance import file_sha256, git_state, recorded_command
+    require_data(args.data)
+    src_path = Path(args.init) if args.init else mllm_path(args.objective)
+    if not src_path.is_file():
+        raise UserError(f"{src_path}: no such MLLM checkpoint (train it first with `unitocom train mllm`)")
+    if min(args.layers, args.steps, args.batch_size, args.eval_every, args.n_val, args.threads) < 1:
+        raise UserError("--layers, --steps, --batch-size, --eval-every, --n-val and --threads must be at least 1")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)  # the fresh encoder's initial weights
+    src, std, meta = load_mllm(str(src_path))
+    if src.cfg.image_encoder:
+        raise UserError(f"--init {src_path} has an image encoder already")
+    model = encoder_train.with_encoder(src, args.layers)  # its fresh weights drawn first, before any data is read
+    cfg = config.load("tiny")
+    # the MLLM's own image link: an encoder taught on another objective's tokens reads noise once connected
+    objective = meta.get("objective") or "sigma-genib"
+    image_link, _, _, vocab, paths = load_links(cfg, None, objective)
+    want = (meta.get("links") or {}).get("image")
+    if want and Path(paths["image"]).name != want:
+        raise UserError(f"--init {src_path} reads the image link {want}; the {objective} one here is "
+                        f"{Path(paths['image']).name}")
+    size = cfg.preset.image_size_px
+    data = {split: TaskData(args.data, split, image_link, None, None, vocab, size) for split in ("train", "val")}
+    targets = {split: slots.targets(args.data, split, len(d.clevr_mu)) for split, d in data.items()}
+    if targets["train"] is None or targets["val"] is None:
+        raise UserError(f"--data {args.data}: no scene records to read the objects from")
+    ec = encoder_train.EncoderConfig(layers=args.layers, steps=args.steps, batch=args.batch_size, lr=args.lr,
+                                     snr_db=tuple(args.snr_db), channel=args.channel, eval_every=args.eval_every,
+                                     n_val=args.n_val, seed=args.seed, threads=args.threads, device=args.device)
+    run = Path(args.run_dir or f"runs/image-encoder-{objective}")
+    print(f"objective {objective}: image link {paths['image']}; run dir {run}")
+    t0 = time.time()
+    rows = encoder_train.pretrain(model, data["train"], data["val"], targets, ec, run, stop_at=args.stop_at)
+    if args.stop_at and args.stop_at < args.steps:
+        print(f"stopped at step {args.stop_at} of {args.steps}; the same command without --stop-at resumes it")
+        return 0
+    out = run / "mllm.safetensors"
+    commit, dirty = git_state()
+    meta = {**meta, "image_encoder_pretraining": {
+        "command": recorded_command(), "git_commit": commit, "git_dirty": dirty, "source": str(src_path),
+        "source_sha256": file_sha256(src_path), "config": dataclasses.asdict(ec), "data": args.data,
+        "wall_s": round(time.time() - t0, 1), "log": rows}}
+    save_mllm(model.cpu(), std, out, meta)
+    print(f"wrote {out}: {src.cfg.layers} x {src.cfg.hidden} MLLM + a {ec.layers}-layer image encoder; val reading "
+          f"at 20 dB: {json.dumps(rows[-1]['20db'])}")
+    return 0
 
 
 def _cmd_token_cache(args) -> int:

@@ -35,7 +35,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     from unitocom.config import PRESETS
     p = subparsers.add_parser("train", help="train the learned parts: tokenizers with their coding-modulation, the MLLM, the "
                                                 "scene checker, or all of them in order")
-    sub = p.add_subparsers(dest="train_command", metavar="{tokenizer,mllm,mllm-head,token-cache,checker,semcom,semcom-eval,resilient,text-prior,all}")
+    sub = p.add_subparsers(dest="train_command", metavar="{tokenizer,mllm,mllm-head,image-encoder,token-cache,checker,semcom,semcom-eval,resilient,text-prior,all}")
     sub.required = True
     t = sub.add_parser(
         "tokenizer", help="Algorithm 1: tokenizer + adaptive coding-modulation + de-tokenizer, channel in the loop",
