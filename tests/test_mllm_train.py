@@ -1056,6 +1056,14 @@ def test_image_encoder_command_resumes_as_an_unbroken_run_and_records_its_source
     assert all(torch.equal(a[k], c[k]) for k in a)
     cmd = load_mllm(str(out))[2]["image_encoder_pretraining"]["command"]
     assert cmd.startswith(f"unitocom train image-encoder --init {SHIPPED_MLLM} ") and "--out" not in cmd
+    # a token cache of the same data (float32 means: what the data set gives) trains the same weights
+    from unitocom.mllm import token_cache
+    cache = tmp_path / "cache"
+    token_cache.make(heldout_data, cache, ["sigma-genib"], log=lambda *_: None)
+    at = common.index("--data") + 1
+    assert main(common[:at] + [str(cache)] + common[at + 1:] + ["--run-dir", str(tmp_path / "d")]) == 0
+    d = load_file(str(tmp_path / "d" / "mllm.safetensors"))
+    assert all(torch.equal(a[k], d[k]) for k in a)
 
 
 def _object_token_model(vocab: int, **kw) -> MLLM:

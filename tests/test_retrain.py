@@ -166,7 +166,7 @@ def test_the_plan_is_the_next_recipe_at_every_scale_on_its_own_speech(tmp_path, 
     assert len(lines) == 1 and "[1/1] mllm-vae: in" in lines[0] and "skipped" in lines[0]  # and no data to make
     lines = []  # the whole plan over that folder: the first part of what is made is not retrained either
     retrain.run_all(tmp_path / "made", "gpu", None, dry_run=True, log=lines.append)
-    assert any("mllm-vae-base: the MLLM that starts from it is in" in ln and "skipped" in ln for ln in lines)
+    assert any("mllm-vae-base: what starts from it is in" in ln and "skipped" in ln for ln in lines)
     assert any("mllm-sigma-genib-base: unitocom train mllm" in ln for ln in lines)  # its MLLM is not made
     lines = []
     retrain.run_all(tmp_path / "out", "cpu", None, only=["image-vae-s32", "semcom-asr"], dry_run=True,
@@ -267,3 +267,73 @@ def test_prefix_attention_reaches_both_parts_of_the_base_mllms_and_the_fine_tune
     assert not p.parse_args(["train", "all"]).mllm_prefix_attention
     for s in steps.values():
         assert callable(p.parse_args(s.args + ["--data", "d"] + retrain._where(s, Path("o"))).func)
+
+
+def test_the_program_mllms_stages_chain_from_the_end_to_end_mllm_and_the_fine_tunes_keep_it():
+    """`train all --mllm-programs` (issue 12): each base MLLM's end-to-end model becomes a stage, its image encoder
+    is pretrained on the object slots (a stage), and the prog fine-tune with its head phase is the checkpoint; the
+    resilient and spoken fine-tunes start from the end-to-end stage; the committed set is covered either way."""
+    from unitocom.cli import parser
+    p = parser()
+    committed = {f.stem for f in COMMITTED.glob("*.safetensors")}
+    for scale in retrain.SCALES:
+        steps = {s.name: s for s in retrain.plan(scale, mllm_programs=True)}
+        names = list(steps)
+        assert {n for n, s in steps.items() if not s.stage} == committed
+        for obj in ("sigma-genib", "vae"):
+            e2e, enc, prog = steps[f"mllm-{obj}-e2e"], steps[f"mllm-{obj}-encoder"], steps[f"mllm-{obj}"]
+            assert e2e.stage and enc.stage and not prog.stage
+            assert (e2e.init, enc.init, prog.init) == (f"mllm-{obj}-base", f"mllm-{obj}-e2e", f"mllm-{obj}-encoder")
+            assert names.index(e2e.name) < names.index(enc.name) < names.index(prog.name)
+            assert enc.args[:2] == ["train", "image-encoder"] and "--objective" in enc.args
+            a = " ".join(prog.args)
+            assert "vqa=2,t2i=1,asr=1,cap=1,prog=4" in a and "--object-slots 1" in a and "--head-steps" in a
+            assert "--lr 2e-4" in a and "--mllm-arch" not in a
+        for name in ("mllm-sigma-genib-resilient", "mllm-sigma-genib-spoken"):
+            assert steps[name].init == "mllm-sigma-genib-e2e" and "mllm-sigma-genib" not in steps[name].needs
+        for s in steps.values():
+            assert all(n in names[:names.index(s.name)] for n in s.needs), s.name
+            assert callable(p.parse_args(s.args + ["--data", "d"] + retrain._where(s, Path("o"))).func)
+    assert "mllm-sigma-genib-e2e" not in {s.name for s in retrain.plan("cpu")}  # the default: end to end
+    assert p.parse_args(["train", "all", "--mllm-programs"]).mllm_programs
+
+
+def test_a_program_mllm_named_alone_brings_its_whole_chain_and_a_made_one_none(tmp_path):
+    lines: list[str] = []
+    retrain.run_all(tmp_path / "out", "gpu", "d", only=["mllm-vae"], dry_run=True, log=lines.append,
+                    mllm_programs=True)
+    steps = [ln.split(":")[0].split("] ")[1] for ln in lines if ln.startswith("[")]
+    assert steps == ["mllm-vae-base", "mllm-vae-e2e", "mllm-vae-encoder", "mllm-vae"]
+    runs = tmp_path / "out" / "runs"
+    assert f"--init {runs / 'mllm-vae-e2e' / 'mllm.safetensors'} " in lines[-2] and "--device cuda" in lines[-2]
+    assert f"--init {runs / 'mllm-vae-encoder' / 'mllm.safetensors'} " in lines[-1]
+    (tmp_path / "out" / "mllm-vae.safetensors").write_bytes(b"")  # made: none of its stages is wanted
+    lines = []
+    retrain.run_all(tmp_path / "out", "gpu", "d", dry_run=True, log=lines.append, mllm_programs=True)
+    for stage in ("mllm-vae-base", "mllm-vae-e2e", "mllm-vae-encoder"):
+        assert any(f"{stage}: what starts from it is in" in ln for ln in lines), stage
+    # the sigma-GenIB side is not made: its stages run, and the fine-tunes wait for its end-to-end stage
+    assert any("mllm-sigma-genib-e2e: unitocom train mllm" in ln for ln in lines)
+
+
+@pytest.mark.skipif(not (COMMITTED / "mllm-sigma-genib.safetensors").exists(), reason="needs the installed set")
+def test_a_smoke_program_mllm_trains_from_an_end_to_end_stage(tmp_path, heldout_data):
+    """The two program steps for real, at smoke scale, from the installed MLLM standing in as the end-to-end stage:
+    the encoder stage is made in its run dir, and the checkpoint answers by program with its head phase done."""
+    import shutil
+
+    from unitocom.mllm.checkpoint import load_mllm
+    out = tmp_path / "out"
+    stage = out / "runs" / "mllm-sigma-genib-e2e" / "mllm.safetensors"
+    stage.parent.mkdir(parents=True)
+    shutil.copyfile(COMMITTED / "mllm-sigma-genib.safetensors", stage)
+    for f in ("image-sigma-genib-s32", "audio-sigma-genib-s32", "text-sigma-genib"):
+        shutil.copyfile(COMMITTED / f"{f}.safetensors", out / f"{f}.safetensors")
+    done = retrain.run_all(out, "smoke", str(heldout_data), only=["mllm-sigma-genib"], log=lambda s: None,
+                           mllm_programs=True)
+    assert done == ["mllm-sigma-genib-encoder", "mllm-sigma-genib"]
+    assert (out / "runs" / "mllm-sigma-genib-encoder" / "mllm.safetensors").exists()
+    model, _, meta = load_mllm(str(out / "mllm-sigma-genib.safetensors"))
+    assert model.cfg.answer_by_program and model.cfg.image_encoder == 2 and model.cfg.object_slots
+    assert meta["head"]["head_steps"] == 2
+    assert meta["train_config"]["init"] == str(out / "runs" / "mllm-sigma-genib-encoder" / "mllm.safetensors")

@@ -280,7 +280,7 @@ def _cmd_image_encoder(args) -> int:
     from unitocom import config
     from unitocom.data.layouts import require_data
     from unitocom.errors import UserError
-    from unitocom.mllm import encoder_train, slots
+    from unitocom.mllm import encoder_train, slots, token_cache
     from unitocom.mllm.checkpoint import load_links, load_mllm, mllm_path, save_mllm
     from unitocom.mllm.data import TaskData
     from unitocom.train.provenance import file_sha256, git_state, recorded_command
@@ -299,14 +299,22 @@ def _cmd_image_encoder(args) -> int:
     cfg = config.load("tiny")
     # the MLLM's own image link: an encoder taught on another objective's tokens reads noise once connected
     objective = meta.get("objective") or "sigma-genib"
-    image_link, _, _, vocab, paths = load_links(cfg, None, objective)
+    cached = token_cache.is_cache(args.data)  # a GPU machine's copy: the means the cache's tokenizers made
+    image_link, _, _, vocab, paths = load_links(cfg, token_cache.links_of(args.data, objective) if cached else None,
+                                                objective)
     want = (meta.get("links") or {}).get("image")
     if want and Path(paths["image"]).name != want:
         raise UserError(f"--init {src_path} reads the image link {want}; the {objective} one here is "
                         f"{Path(paths['image']).name}")
-    size = cfg.preset.image_size_px
-    data = {split: TaskData(args.data, split, image_link, None, None, vocab, size) for split in ("train", "val")}
-    targets = {split: slots.targets(args.data, split, len(d.clevr_mu)) for split, d in data.items()}
+    if cached:
+        token_cache.check_links(args.data, objective, paths)
+        data = {split: token_cache.load_split(args.data, objective, split, image_link, None, vocab)
+                for split in ("train", "val")}
+        targets = {split: getattr(d, "cached_slot_targets", None) for split, d in data.items()}
+    else:
+        size = cfg.preset.image_size_px
+        data = {split: TaskData(args.data, split, image_link, None, None, vocab, size) for split in ("train", "val")}
+        targets = {split: slots.targets(args.data, split, len(d.clevr_mu)) for split, d in data.items()}
     if targets["train"] is None or targets["val"] is None:
         raise UserError(f"--data {args.data}: no scene records to read the objects from")
     ec = encoder_train.EncoderConfig(layers=args.layers, steps=args.steps, batch=args.batch_size, lr=args.lr,

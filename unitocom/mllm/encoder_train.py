@@ -77,6 +77,7 @@ def reading(model: MLLM, data, targets: torch.Tensor, n: int, snr_db: float, cha
     """What the slots read of the first `n` scenes of `data` received at `snr_db` (fixed draws): accuracy per
     attribute and the count (`slots.reading`)."""
     gen = torch.Generator().manual_seed(1357)
+    n = min(n, len(data.clevr_mu))  # a small split: all of it
     dev = next(model.parameters()).device
     rx = data._received_scenes(data.clevr_mu[:n], torch.full((n,), snr_db), channel, gen).to(dev)
     return slots.reading(model.slots(model.image_features(rx)), targets[:n].to(dev))

@@ -134,6 +134,11 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                    help="the base MLLMs attend both ways over each prompt in both parts (`train mllm "
                         "--prefix-attention`, a prefix LM; issue 12), and the fine-tunes built on them too; default: "
                         "causal, the recipe's")
+    a.add_argument("--mllm-programs", action="store_true",
+                   help="each base MLLM then answers VQA by a program it writes, run on the objects its slots read "
+                        "(issue 12; NS-VQA's split, the reasoning is code): its image encoder pretrained on the "
+                        "object slots (`train image-encoder`), then a fine-tune with the prog task; the resilient "
+                        "and spoken fine-tunes start from the end-to-end MLLM before it")
     a.add_argument("--workers", type=int, default=0, metavar="N",
                    help="processes that draw the MLLMs' batches ahead (`train mllm --workers`; another random "
                         "stream than 0's): on a GPU, where drawing in the loop would idle it")
@@ -150,7 +155,7 @@ def _all(args) -> int:
         run_all(args.out, args.scale, args.data, args.only, args.device, args.dry_run,
                 speech_data=args.speech_data, mllm_steps=args.mllm_steps, workers=args.workers,
                 mllm_mix=args.mllm_mix, mllm_object_slots=args.mllm_object_slots,
-                mllm_prefix_attention=args.mllm_prefix_attention)
+                mllm_prefix_attention=args.mllm_prefix_attention, mllm_programs=args.mllm_programs)
     except (RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
