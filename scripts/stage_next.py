@@ -33,10 +33,14 @@ def meta_of(path: Path) -> dict:
 
 
 def history(meta: dict, installed: Path) -> list[dict]:
-    """Where the file's run started: the MLLM of its --init, by sha256, with its own record when installed."""
+    """Where the file's run started: the MLLM of its --init, by sha256, with its own record when installed. An init
+    made by `train image-encoder` (the program MLLM's encoder stage) adds that record and, after it, where the
+    encoder's MLLM came from."""
     init = (meta.get("train_config") or {}).get("init")
-    if not init:
-        return []
+    return _started_from(init, installed) if init else []
+
+
+def _started_from(init: str, installed: Path) -> list[dict]:
     src = Path(init)  # as the run was given it: relative to where it ran (the repository root)
     if not src.exists():
         return [{"init": init, "note": "not in this checkout"}]
@@ -46,7 +50,14 @@ def history(meta: dict, installed: Path) -> list[dict]:
     if own and own.get("sha256") == part["init_sha256"]:  # an installed MLLM: its own record, as it was
         part.update(command=own["command"], head_command=own.get("head_command"), history=own.get("history"),
                     validation=own.get("validation"), wall_s=own.get("wall_s"))
-    return [part]
+        return [part]
+    encoder = meta_of(src).get("image_encoder_pretraining")
+    if not encoder:
+        return [part]
+    part["image_encoder_pretraining"] = {k: v for k, v in encoder.items() if k != "log"} | {
+        "last_reading": (encoder.get("log") or [{}])[-1]}
+    source = encoder.get("source")
+    return [part] + (_started_from(source, installed) if source else [])
 
 
 def main(argv: list[str] | None = None) -> int:

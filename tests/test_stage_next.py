@@ -54,3 +54,31 @@ def test_a_run_is_staged_with_its_record_the_record_it_started_from_and_links_to
         stage.main(["mllm-y=runs/second", "--out", "checkpoints/next"])
     with pytest.raises(SystemExit):  # a path that holds no MLLM
         stage.main(["mllm-x=runs", "--out", "checkpoints/next"])
+
+
+def test_an_mllm_fine_tuned_from_a_pretrained_encoder_records_the_encoder_and_the_installed_mllm(tmp_path,
+                                                                                              monkeypatch):
+    """The program MLLM starts from `train image-encoder`'s output, which starts from an installed MLLM: the history
+    names both, the encoder's record (command, source, last reading) and the installed MLLM's own record."""
+    stage = _script()
+    monkeypatch.chdir(tmp_path)
+    installed = tmp_path / "checkpoints"
+    installed.mkdir()
+    _mllm(installed / "mllm-x.safetensors", {"command": "unitocom train mllm --steps 10"}, 1.0)
+    stage.manifest_entry(installed / "mllm-x.safetensors", {"command": "unitocom train mllm --steps 10"})
+    enc = tmp_path / "runs" / "enc"
+    enc.mkdir(parents=True)
+    _mllm(enc / "mllm.safetensors", {"image_encoder_pretraining": {
+        "command": "unitocom train image-encoder --init checkpoints/mllm-x.safetensors",
+        "source": "checkpoints/mllm-x.safetensors", "log": [{"step": 6000, "20db": {"shape": 0.92}}]}}, 2.0)
+    run = tmp_path / "runs" / "prog"
+    run.mkdir()
+    _mllm(run / "mllm.safetensors", {"command": "unitocom train mllm --init runs/enc/mllm.safetensors",
+                                     "train_config": {"init": "runs/enc/mllm.safetensors"}}, 3.0)
+    assert stage.main(["mllm-x=runs/prog", "--out", "checkpoints/next"]) == 0
+    enc_part, base = json.loads((installed / "next" / "manifest-tasks.json").read_text())["mllm-x"]["history"]
+    assert enc_part["init"] == "runs/enc/mllm.safetensors"
+    assert enc_part["image_encoder_pretraining"]["last_reading"] == {"step": 6000, "20db": {"shape": 0.92}}
+    assert "log" not in enc_part["image_encoder_pretraining"]
+    assert base["init_sha256"] == stage.file_sha256(installed / "mllm-x.safetensors")
+    assert base["command"] == "unitocom train mllm --steps 10"
