@@ -13,6 +13,11 @@ from unitocom.train import retrain
 COMMITTED = Path(__file__).resolve().parents[1] / "checkpoints"
 
 
+def _end_to_end(*args, **kw):
+    """`train all --mllm-end-to-end`: the plan's parts before the program MLLM's stages, which these tests read."""
+    return retrain.run_all(*args, mllm_programs=False, **kw)
+
+
 def test_plan_covers_every_committed_checkpoint_in_dependency_order():
     for scale in retrain.SCALES:
         names = [s.name for s in retrain.plan(scale)]
@@ -46,10 +51,12 @@ def test_smoke_run_trains_a_chain_into_one_folder_and_installs(tmp_path):
              "mllm-sigma-genib-spoken"]
     lines: list[str] = []
     done = retrain.run_all(out, "smoke", str(data), only=chain, log=lines.append)
-    # the first parts came along: the text link's (over AWGN) and the base MLLM's
-    assert done == ["text-sigma-genib-awgn"] + chain[:5] + ["mllm-sigma-genib-base"] + chain[5:]
-    first = out / "runs" / "mllm-sigma-genib-base" / "mllm.safetensors"
-    assert first.exists() and not (out / "mllm-sigma-genib-base.safetensors").exists()  # a stage, not a checkpoint
+    # the first parts came along: the text link's (over AWGN) and the base MLLM's, and the program MLLM's stages
+    stages = ["mllm-sigma-genib-base", "mllm-sigma-genib-e2e", "mllm-sigma-genib-encoder"]
+    assert done == ["text-sigma-genib-awgn"] + chain[:5] + stages + chain[5:]
+    first, e2e, enc = (out / "runs" / s / "mllm.safetensors" for s in stages)
+    for s, f in zip(stages, (first, e2e, enc)):
+        assert f.exists() and not (out / f"{s}.safetensors").exists(), s  # a stage, not a checkpoint
     text_first = out / "runs" / "text-sigma-genib-awgn" / "text-sigma-genib-awgn.safetensors"
     assert text_first.exists() and not (out / "text-sigma-genib-awgn.safetensors").exists()
     for name in chain:
@@ -66,15 +73,17 @@ def test_smoke_run_trains_a_chain_into_one_folder_and_installs(tmp_path):
     assert tasks["text-prior"]["data_dir"] == str(data) and tasks["text-prior"]["validation"]["count"] == 8
     # the MLLM read the tokenizers trained in this folder, not the committed ones
     assert tasks["mllm-sigma-genib"]["links"]["image"] == "image-sigma-genib-s32.safetensors"
-    # its second part started from the first, which installed nothing
-    assert tasks["mllm-sigma-genib"]["train_config"]["init"] == str(first)
-    assert "--init " + str(first) in tasks["mllm-sigma-genib"]["command"] and "mllm-sigma-genib-base" not in tasks
-    assert tasks["mllm-sigma-genib"]["head"]["head_steps"] == 2
-    # the resilient companions started from this folder's link and MLLM
+    # the program MLLM started from its encoder stage, itself from the end-to-end stage, from the first part; the
+    # stages installed nothing
+    assert tasks["mllm-sigma-genib"]["train_config"]["init"] == str(enc)
+    assert "--init " + str(enc) in tasks["mllm-sigma-genib"]["command"] and not any("-base" in k or "-e2e" in k
+                                                                                    for k in tasks)
+    assert tasks["mllm-sigma-genib"]["head"]["head_steps"] == 2 and "prog=4" in tasks["mllm-sigma-genib"]["command"]
+    # the resilient companions started from this folder's link and the end-to-end MLLM
     assert tok["image-sigma-genib-s32-resilient"]["base_sha256"] == tok["image-sigma-genib-s32"]["sha256"]
-    assert tasks["mllm-sigma-genib-resilient"]["train_config"]["init"] == str(out.resolve() / "mllm-sigma-genib.safetensors")
-    # the spoken-VQA MLLM: warm started from this folder's MLLM, on spoken questions made in the data folder
-    assert tasks["mllm-sigma-genib-spoken"]["train_config"]["init"] == str(out.resolve() / "mllm-sigma-genib.safetensors")
+    assert tasks["mllm-sigma-genib-resilient"]["train_config"]["init"] == str(e2e)
+    # the spoken-VQA MLLM: warm started from the end-to-end MLLM, on spoken questions made in the data folder
+    assert tasks["mllm-sigma-genib-spoken"]["train_config"]["init"] == str(e2e)
     assert ["svqa", 2] in tasks["mllm-sigma-genib-spoken"]["train_config"]["task_weights"]
     assert (data / "spoken_questions" / "manifest.json").is_file()
     again: list[str] = []
@@ -121,7 +130,7 @@ def test_the_plan_is_the_next_recipe_at_every_scale_on_its_own_speech(tmp_path, 
     read speech (the MLLMs, SemCom's ASR, so the baseline hears what the MLLM hears) train on a data set with 10x
     the training speech, made first when missing; the tokenizers keep the preset's data."""
     for scale in retrain.SCALES:
-        steps = {s.name: s for s in retrain.plan(scale)}
+        steps = {s.name: s for s in retrain.plan(scale, mllm_programs=False)}
         for name in ("mllm-sigma-genib", "mllm-vae", "mllm-sigma-genib-resilient"):  # both schemes: a fair pair
             assert "vqa=2,t2i=1,asr=1,cap=1" in " ".join(steps[name].args), (scale, name)
             assert "--loss-scale t2i=8" in " ".join(steps[name].args), (scale, name)
@@ -146,7 +155,7 @@ def test_the_plan_is_the_next_recipe_at_every_scale_on_its_own_speech(tmp_path, 
         assert speech == mllms | {"semcom-asr"}, scale
     monkeypatch.chdir(tmp_path)  # the default data folders are relative: none there yet
     lines: list[str] = []
-    retrain.run_all(tmp_path / "out", "gpu", None, only=["mllm-vae"], dry_run=True, log=lines.append)
+    _end_to_end(tmp_path / "out", "gpu", None, only=["mllm-vae"], dry_run=True, log=lines.append)
     assert len(lines) == 3  # the speech set alone is made: no step here reads data/tiny
     assert "--train-clips 12000 --train-speakers 96" in lines[0] and "data/tiny-speech96" in lines[0]
     assert "mllm-vae-base:" in lines[1] and "--no-install" in lines[1]  # named alone, it brings its first part
@@ -157,26 +166,26 @@ def test_the_plan_is_the_next_recipe_at_every_scale_on_its_own_speech(tmp_path, 
     made.parent.mkdir(parents=True)
     made.write_bytes(b"")  # made: skipped, and the second part's input is there
     lines = []
-    retrain.run_all(tmp_path / "made", "gpu", None, only=["mllm-vae"], dry_run=True, log=lines.append)
+    _end_to_end(tmp_path / "made", "gpu", None, only=["mllm-vae"], dry_run=True, log=lines.append)
     assert "mllm-vae-base: in" in lines[1] and "skipped" in lines[1] and "mllm-vae:" in lines[2]
     (tmp_path / "made" / "mllm-vae.safetensors").write_bytes(b"")  # made: its first part is not asked for
     made.unlink()
     lines = []
-    retrain.run_all(tmp_path / "made", "gpu", None, only=["mllm-vae"], dry_run=True, log=lines.append)
+    _end_to_end(tmp_path / "made", "gpu", None, only=["mllm-vae"], dry_run=True, log=lines.append)
     assert len(lines) == 1 and "[1/1] mllm-vae: in" in lines[0] and "skipped" in lines[0]  # and no data to make
     lines = []  # the whole plan over that folder: the first part of what is made is not retrained either
-    retrain.run_all(tmp_path / "made", "gpu", None, dry_run=True, log=lines.append)
+    _end_to_end(tmp_path / "made", "gpu", None, dry_run=True, log=lines.append)
     assert any("mllm-vae-base: what starts from it is in" in ln and "skipped" in ln for ln in lines)
     assert any("mllm-sigma-genib-base: unitocom train mllm" in ln for ln in lines)  # its MLLM is not made
     lines = []
-    retrain.run_all(tmp_path / "out", "cpu", None, only=["image-vae-s32", "semcom-asr"], dry_run=True,
+    _end_to_end(tmp_path / "out", "cpu", None, only=["image-vae-s32", "semcom-asr"], dry_run=True,
                     log=lines.append)
     made = [ln for ln in lines if "data make" in ln]
     assert len(made) == 2 and any("--out data/tiny --quiet" in ln and "--train-clips" not in ln for ln in made)
     assert "--data data/tiny " in lines[-2] and "--data data/tiny-speech96 " in lines[-1]
     assert "--device" not in lines[-1]
     lines = []  # one folder given: every step reads it, made once as the preset
-    retrain.run_all(tmp_path / "out", "cpu", "d", only=["image-vae-s32", "mllm-vae"], dry_run=True,
+    _end_to_end(tmp_path / "out", "cpu", "d", only=["image-vae-s32", "mllm-vae"], dry_run=True,
                     log=lines.append)
     assert sum("data make" in ln for ln in lines) == 1 and "--train-clips" not in lines[0]
     assert all("--data d " in ln for ln in lines[1:])
@@ -186,26 +195,26 @@ def test_mllm_steps_and_workers_reach_the_base_mllms_alone_and_a_token_cache_ser
     """`train all --mllm-steps N --workers W` (a GPU's measured rate, its batch-drawing processes): the two base
     MLLMs take N steps validated every N/10 and draw with W workers; the fine-tunes keep theirs. A token cache given
     as the speech data serves `train mllm` steps and is never 'made'; other steps refuse it."""
-    steps = {s.name: s for s in retrain.plan("gpu", mllm_steps=3000)}
+    steps = {s.name: s for s in retrain.plan("gpu", mllm_steps=3000, mllm_programs=False)}
     for name in ("mllm-sigma-genib", "mllm-vae"):
         a = " ".join(steps[f"{name}-base"].args)
         assert "--steps 3000 " in a and "--val-every 300 " in a
         assert "--steps 600 " in " ".join(steps[name].args)  # the second part: a fifth of the first
     assert "--steps 1500 " in " ".join(steps["mllm-sigma-genib-resilient"].args)
     with pytest.raises(ValueError, match="mllm_steps"):
-        retrain.plan("gpu", mllm_steps=0)
+        retrain.plan("gpu", mllm_steps=0, mllm_programs=False)
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "token-cache.json").write_text("{}")
     lines: list[str] = []
-    retrain.run_all(tmp_path / "out", "gpu", None, only=["mllm-vae", "mllm-sigma-genib-resilient"], dry_run=True,
+    _end_to_end(tmp_path / "out", "gpu", None, only=["mllm-vae", "mllm-sigma-genib-resilient"], dry_run=True,
                     log=lines.append, speech_data=str(cache), mllm_steps=3000, workers=8)
     assert not any("data make" in ln for ln in lines)
     assert f"--data {cache} " in lines[0] and "--steps 3000 " in lines[0] and lines[0].endswith("--workers 8")
     assert f"--data {cache} " in lines[1] and "--steps 600 " in lines[1] and lines[1].endswith("--workers 8")
     assert "--steps 1500 " in lines[2] and lines[2].endswith("--workers 8")  # a resilient fine-tune reads it too
     with pytest.raises(ValueError, match="semcom-asr read the data set itself"):
-        retrain.run_all(tmp_path / "out", "gpu", None, only=["semcom-asr"], dry_run=True, log=lambda s: None,
+        _end_to_end(tmp_path / "out", "gpu", None, only=["semcom-asr"], dry_run=True, log=lambda s: None,
                         speech_data=str(cache))
 
 
@@ -216,17 +225,17 @@ def test_an_mllm_mix_reaches_the_base_mllms_and_their_fine_tunes_and_a_bad_one_f
     def weights(steps, name):
         a = steps[name].args
         return a[a.index("--task-weights") + 1]
-    default = {s.name: s for s in retrain.plan("cpu")}
+    default = {s.name: s for s in retrain.plan("cpu", mllm_programs=False)}
     assert weights(default, "mllm-sigma-genib") == retrain.MLLM_MIX == "vqa=2,t2i=1,asr=1,cap=1"
     assert weights(default, "mllm-sigma-genib-spoken") == "vqa=2,svqa=2,t2i=1,asr=1,cap=1"
-    mixed = {s.name: s for s in retrain.plan("gpu", mllm_mix="vqa=3,t2i=1,asr=1,cap=1,obj=2")}
+    mixed = {s.name: s for s in retrain.plan("gpu", mllm_mix="vqa=3,t2i=1,asr=1,cap=1,obj=2", mllm_programs=False)}
     for name in ("mllm-sigma-genib-base", "mllm-sigma-genib", "mllm-vae-base", "mllm-vae",
                  "mllm-sigma-genib-resilient"):
         assert weights(mixed, name) == "vqa=3,t2i=1,asr=1,cap=1,obj=2"
     assert weights(mixed, "mllm-sigma-genib-spoken") == "vqa=3,svqa=3,t2i=1,asr=1,cap=1,obj=2"
     assert "--task-weights" not in mixed["semcom-vqa"].args  # SemCom is no MLLM
     with pytest.raises(ValueError, match="--mllm-mix 'vqa=2,objects=1'"):
-        retrain.run_all(tmp_path / "out", "gpu", None, only=["mllm-vae"], dry_run=True, log=lambda s: None,
+        _end_to_end(tmp_path / "out", "gpu", None, only=["mllm-vae"], dry_run=True, log=lambda s: None,
                         mllm_mix="vqa=2,objects=1")
 
 
@@ -234,16 +243,16 @@ def test_object_slots_reach_both_parts_of_the_base_mllms_alone_and_train_from_a_
     """`train all --mllm-object-slots W` (issue 12): both parts of each base MLLM train with `--object-slots W`, the
     fine-tunes and SemCom do not; the default recipe has none; a negative weight fails before anything runs. The
     token cache keeps the slots' targets, so the GPU script's cached run can use them."""
-    default = retrain.plan("cpu")
+    default = retrain.plan("cpu", mllm_programs=False)
     assert not any("--object-slots" in s.args for s in default)
-    slotted = {s.name: s for s in retrain.plan("gpu", mllm_object_slots=0.5)}
+    slotted = {s.name: s for s in retrain.plan("gpu", mllm_object_slots=0.5, mllm_programs=False)}
     for name, s in slotted.items():
         has = name in ("mllm-sigma-genib-base", "mllm-sigma-genib", "mllm-vae-base", "mllm-vae")
         assert ("--object-slots" in s.args) == has, name
         if has:
             assert s.args[s.args.index("--object-slots") + 1] == "0.5"
     with pytest.raises(ValueError, match="mllm_object_slots"):
-        retrain.plan("gpu", mllm_object_slots=-1.0)
+        retrain.plan("gpu", mllm_object_slots=-1.0, mllm_programs=False)
     from unitocom.cli import parser
     p = parser()
     assert p.parse_args(["train", "all", "--mllm-object-slots", "0.5"]).mllm_object_slots == 0.5
@@ -255,8 +264,8 @@ def test_prefix_attention_reaches_both_parts_of_the_base_mllms_and_the_fine_tune
     """`train all --mllm-prefix-attention` (issue 12): both parts of each base MLLM train as a prefix LM; the
     resilient and spoken fine-tunes take the mask from the MLLM they start from (their --init), so their commands
     need no flag; the default recipe is causal."""
-    assert not any("--prefix-attention" in s.args for s in retrain.plan("cpu"))
-    steps = {s.name: s for s in retrain.plan("gpu", mllm_prefix_attention=True)}
+    assert not any("--prefix-attention" in s.args for s in retrain.plan("cpu", mllm_programs=False))
+    steps = {s.name: s for s in retrain.plan("gpu", mllm_prefix_attention=True, mllm_programs=False)}
     bases = ("mllm-sigma-genib-base", "mllm-sigma-genib", "mllm-vae-base", "mllm-vae")
     assert [n for n, s in steps.items() if "--prefix-attention" in s.args] == list(bases)
     assert all(n in bases or not n.startswith("mllm") or s.init or "--init" in s.args or "--resilient" in s.args
@@ -270,7 +279,7 @@ def test_prefix_attention_reaches_both_parts_of_the_base_mllms_and_the_fine_tune
 
 
 def test_the_program_mllms_stages_chain_from_the_end_to_end_mllm_and_the_fine_tunes_keep_it():
-    """`train all --mllm-programs` (issue 12): each base MLLM's end-to-end model becomes a stage, its image encoder
+    """`train all` (issue 12's program MLLM, the committed recipe): each base MLLM's end-to-end model becomes a stage, its image encoder
     is pretrained on the object slots (a stage), and the prog fine-tune with its head phase is the checkpoint; the
     resilient and spoken fine-tunes start from the end-to-end stage; the committed set is covered either way."""
     from unitocom.cli import parser
@@ -294,8 +303,10 @@ def test_the_program_mllms_stages_chain_from_the_end_to_end_mllm_and_the_fine_tu
         for s in steps.values():
             assert all(n in names[:names.index(s.name)] for n in s.needs), s.name
             assert callable(p.parse_args(s.args + ["--data", "d"] + retrain._where(s, Path("o"))).func)
-    assert "mllm-sigma-genib-e2e" not in {s.name for s in retrain.plan("cpu")}  # the default: end to end
-    assert p.parse_args(["train", "all", "--mllm-programs"]).mllm_programs
+    assert "mllm-sigma-genib-e2e" in {s.name for s in retrain.plan("cpu")}  # the committed recipe
+    assert "mllm-sigma-genib-e2e" not in {s.name for s in retrain.plan("cpu", mllm_programs=False)}
+    assert p.parse_args(["train", "all"]).mllm_programs
+    assert not p.parse_args(["train", "all", "--mllm-end-to-end"]).mllm_programs
 
 
 def test_a_program_mllm_named_alone_brings_its_whole_chain_and_a_made_one_none(tmp_path):

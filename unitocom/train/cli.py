@@ -134,11 +134,12 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                    help="the base MLLMs attend both ways over each prompt in both parts (`train mllm "
                         "--prefix-attention`, a prefix LM; issue 12), and the fine-tunes built on them too; default: "
                         "causal, the recipe's")
-    a.add_argument("--mllm-programs", action="store_true",
-                   help="each base MLLM then answers VQA by a program it writes, run on the objects its slots read "
-                        "(issue 12; NS-VQA's split, the reasoning is code): its image encoder pretrained on the "
-                        "object slots (`train image-encoder`), then a fine-tune with the prog task; the resilient "
-                        "and spoken fine-tunes start from the end-to-end MLLM before it")
+    a.add_argument("--mllm-end-to-end", dest="mllm_programs", action="store_false",
+                   help="stop the base MLLMs at the letter's end-to-end model. By default (the committed recipe) "
+                        "each then answers VQA by a program it writes, run on the objects its slots read (issue 12; "
+                        "NS-VQA's split, the reasoning is code): its image encoder pretrained on the object slots "
+                        "(`train image-encoder`), then a fine-tune with the prog task and its head phase; the "
+                        "resilient and spoken fine-tunes start from the end-to-end MLLM either way")
     a.add_argument("--workers", type=int, default=0, metavar="N",
                    help="processes that draw the MLLMs' batches ahead (`train mllm --workers`; another random "
                         "stream than 0's): on a GPU, where drawing in the loop would idle it")

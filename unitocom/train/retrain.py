@@ -1,7 +1,9 @@
 """`unitocom train all`: retrain every committed checkpoint, in dependency order, into one folder.
 
     data -> tokenizers (image s32 first: the token-length ones start from it) -> text prior -> scene checker
-         -> MLLMs (each in two parts, then its diffusion head's phase) -> their fine-tunes -> SemCom
+         -> MLLMs (each in two parts, then its diffusion head's phase: the end-to-end MLLM; its image encoder
+            pretrained on the object slots; a fine-tune that writes VQA programs, then its head phase)
+         -> their fine-tunes (from the end-to-end MLLM) -> SemCom
 
 Each step is one `unitocom train ...` command run as its own process (the exact command a manifest records),
 with `UNITOCOM_CHECKPOINTS=<out>` so that the MLLMs read the tokenizers just trained and install next to them.
@@ -91,14 +93,15 @@ def _mix(text: str) -> tuple[tuple[str, int], ...]:
 
 def plan(scale: str = "cpu", mllm_steps: int | None = None, mllm_mix: str | None = None,
          mllm_object_slots: float | None = None, mllm_prefix_attention: bool = False,
-         mllm_programs: bool = False) -> list[Step]:
+         mllm_programs: bool = True) -> list[Step]:
     """Every committed checkpoint, in the order they depend on each other. mllm_steps: the two base MLLMs' steps
     other than the scale's (validated a tenth of the way, as at every scale); mllm_mix: their task weights other
     than MLLM_MIX (e.g. with obj, the object listing), which the fine-tunes built on them keep too;
     mllm_object_slots: the weight of the object slots' loss in both parts of the base MLLMs (`train mllm
     --object-slots`; None or 0: none, the recipe's); mllm_prefix_attention: both parts of the base MLLMs attend
     both ways over each prompt (`train mllm --prefix-attention`; the fine-tunes built on them inherit it);
-    mllm_programs: each base MLLM then answers VQA by a written program (PROGRAM_STAGES: the end-to-end MLLM
+    mllm_programs (the committed recipe; False: the letter's end-to-end MLLMs, as committed before issue 12's
+    program MLLM): each base MLLM then answers VQA by a written program (`_program_steps`: the end-to-end MLLM
     becomes a stage, its image encoder is pretrained on the object slots, and a fine-tune with the prog task
     connects it); the resilient and spoken fine-tunes start from the end-to-end stage."""
     if mllm_object_slots is not None and not mllm_object_slots >= 0:
@@ -175,7 +178,7 @@ def plan(scale: str = "cpu", mllm_steps: int | None = None, mllm_mix: str | None
         steps.append(Step(f"mllm-{obj}{e2e}", ["train", "mllm", "--objective", obj, "--steps", str(cont),
                                                 "--batch-size", str(n["mb"]), "--val-every", str(max(2, cont // 4)),
                                                 "--snr-db=-5:25", "--head-steps", str(n["head"])] + mix + slots
-                          + ["--lr", CONTINUE_LR, "--log-every", "50"] + threads,
+                          + ["--lr", CONTINUE_LR, "--log-every", "50"] + ["--no-install"] * bool(e2e) + threads,
                           needs=(f"mllm-{obj}-base",), speech=True, init=f"mllm-{obj}-base", stage=bool(e2e)))
         if mllm_programs:
             steps += _program_steps(obj, pg, n, base_mix, threads)
@@ -275,7 +278,7 @@ def run_all(out: str | Path, scale: str = "cpu", data: str | None = None, only: 
             device: str | None = None, dry_run: bool = False, log=print,
             speech_data: str | None = None, mllm_steps: int | None = None, workers: int = 0,
             mllm_mix: str | None = None, mllm_object_slots: float | None = None,
-            mllm_prefix_attention: bool = False, mllm_programs: bool = False) -> list[str]:
+            mllm_prefix_attention: bool = False, mllm_programs: bool = True) -> list[str]:
     """Run the plan into `out`; returns the names trained this time. Raises RuntimeError on a failed step.
     data: the data set of every step (default: SCENE_DATA, and SPEECH_DATA for the steps that read speech);
     speech_data: that of the speech steps (default: `data` when given, else SPEECH_DATA). Each is made first when
