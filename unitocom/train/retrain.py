@@ -175,7 +175,7 @@ def plan(scale: str = "cpu", mllm_steps: int | None = None, mllm_mix: str | None
         steps.append(Step(f"mllm-{obj}{e2e}", ["train", "mllm", "--objective", obj, "--steps", str(cont),
                                                 "--batch-size", str(n["mb"]), "--val-every", str(max(2, cont // 4)),
                                                 "--snr-db=-5:25", "--head-steps", str(n["head"])] + mix + slots
-                          + ["--lr", CONTINUE_LR, "--log-every", "50"] + threads,
+                          + ["--lr", CONTINUE_LR, "--log-every", "50"] + ["--no-install"] * bool(e2e) + threads,
                           needs=(f"mllm-{obj}-base",), speech=True, init=f"mllm-{obj}-base", stage=bool(e2e)))
         if mllm_programs:
             steps += _program_steps(obj, pg, n, base_mix, threads)
