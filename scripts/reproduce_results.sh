@@ -978,6 +978,10 @@ if [ "$what" = programs ]; then
      --mllm vae-shipped=checkpoints/mllm-vae.safetensors --mllm vae-programs-1500=runs/prog-vae/ft
      --reference shipped,vae-shipped)
   vqa_test_and_fresh ablation-programs "${L[@]}"
+  # ASR on the test speech: the fine-tunes read the preset's training speech (data/tiny), each compared with its own
+  $U ablate --task asr --name ablation-programs-asr "${L[@]:0:8}" \
+     --reference shipped:programs-1500,vae-shipped:vae-programs-1500 --snr-db 5,20 --channel rayleigh --n-asr 150 \
+     --workers 8 --out results --resume
   # Through the services, the question read over the link as every VQA point is: the installed set with the new
   # MLLM in place of mllm-sigma-genib (and the language prior, as installed).
   mkdir -p runs/prog/set
