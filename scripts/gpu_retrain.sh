@@ -22,7 +22,10 @@
 #                                              OBJECT_SLOTS=W adds the object slots' loss at weight W
 #                                              (`train all --mllm-object-slots`; caches made since the slots);
 #                                              PREFIX=1 trains a prefix LM (`train all --mllm-prefix-attention`:
-#                                              each prompt attends both ways);
+#                                              each prompt attends both ways); PROGRAMS=0 stops at the end-to-end
+#                                              MLLM (`train all --mllm-end-to-end`; default 1: then the program
+#                                              MLLM's encoder pretraining and prog fine-tune with its head phase,
+#                                              untimed on a GPU, outside BUDGET_S);
 #                                              PROBE_ONLY=1 stops after the probe (setup and 30 steps, about 2
 #                                              min: a first call that says whether the machine runs the recipe,
 #                                              and at what rate, before one spends the session's minutes)
@@ -132,8 +135,15 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 CK=$W/$OBJECTIVE
 mkdir -p "$CK"
 cp "$CACHE"/links/* "$CK"/
-ALL=(-m unitocom.cli train all --scale "$SCALE" --only "mllm-$OBJECTIVE" --speech-data "$CACHE" --device "$DEVICE"
-     --workers "$WORKERS" ${MIX:+--mllm-mix "$MIX"} ${OBJECT_SLOTS:+--mllm-object-slots "$OBJECT_SLOTS"})
+# --data too: the program MLLM's encoder and fine-tune read the scenes (and the prog task's programs) from the cache
+ALL=(-m unitocom.cli train all --scale "$SCALE" --only "mllm-$OBJECTIVE" --data "$CACHE" --speech-data "$CACHE"
+     --device "$DEVICE" --workers "$WORKERS" ${MIX:+--mllm-mix "$MIX"}
+     ${OBJECT_SLOTS:+--mllm-object-slots "$OBJECT_SLOTS"})
+case "${PROGRAMS:-1}" in
+  1) ;;
+  0) ALL+=(--mllm-end-to-end) ;;
+  *) echo "PROGRAMS=$PROGRAMS: 1 (the program MLLM, the recipe's) or 0 (the end-to-end MLLM alone)" >&2; exit 2 ;;
+esac
 case "${PREFIX:-0}" in
   0) ;;
   1) ALL+=(--mllm-prefix-attention) ;;
@@ -176,8 +186,11 @@ f=$CK/mllm-$OBJECTIVE.safetensors
 split -b 15M -d -a 1 "$f" "$OUT/mllm-$OBJECTIVE.safetensors.part"
 (cd "$CK" && sha256sum "mllm-$OBJECTIVE.safetensors") > "$OUT/mllm-$OBJECTIVE.sha256"
 cp "$CK/manifest-tasks.json" "$CK/manifest-tasks.$OBJECTIVE.json"
-tar -czf "$OUT/mllm-$OBJECTIVE-records.tar.gz" -C "$CK" "manifest-tasks.$OBJECTIVE.json" logs \
-  "runs/mllm-$OBJECTIVE-base/log.jsonl" "runs/mllm-$OBJECTIVE/log.jsonl"
+RECORDS=()  # each step's log: the two parts, and the program MLLM's encoder and fine-tune where they ran
+for f in -base/log.jsonl -e2e/log.jsonl -encoder/encoder_log.jsonl /log.jsonl; do
+  if [ -f "$CK/runs/mllm-$OBJECTIVE$f" ]; then RECORDS+=("runs/mllm-$OBJECTIVE$f"); fi
+done
+tar -czf "$OUT/mllm-$OBJECTIVE-records.tar.gz" -C "$CK" "manifest-tasks.$OBJECTIVE.json" logs "${RECORDS[@]}"
 rm "$CK/manifest-tasks.$OBJECTIVE.json"
 ls -l "$OUT"
 "$PY" -c "import json; e = json.load(open('$CK/manifest-tasks.json'))['mllm-$OBJECTIVE']; print(e['command']);

@@ -73,7 +73,7 @@ def test_gpu_retrain_runs_from_a_token_cache_and_comes_back_within_the_limits(tm
     assert len(files) <= 8 and all(f.stat().st_size <= 16 * MIB for f in files)
     assert sum(f.stat().st_size for f in files) <= 64 * MIB
     parts = sorted(back.glob("mllm-sigma-genib.safetensors.part*"))
-    assert len(parts) == 2 and parts[0].stat().st_size == 15 * MIB  # the 4 x 256 MLLM: 18.9 MB in two parts
+    assert len(parts) == 2 and parts[0].stat().st_size == 15 * MIB  # the 4 x 256 program MLLM: 27.7 MB in two
     dest = tmp_path / "joined"
     r = subprocess.run(["bash", str(ROOT / "scripts/gpu_retrain.sh"), "join", str(back), str(dest)],
                        env={**run_env, "PYTHONPATH": str(ROOT)}, cwd=ROOT, capture_output=True, text=True,
@@ -82,11 +82,15 @@ def test_gpu_retrain_runs_from_a_token_cache_and_comes_back_within_the_limits(tm
     f = dest / "mllm-sigma-genib.safetensors"
     model, _, meta = load_mllm(f)
     assert model.cfg.hidden == 256 and meta["token_cache"]["values"] == "int8"
-    # the second part (N/5 steps, at least 2) from the first part's MLLM, which stayed on the machine
+    # the program MLLM (the recipe's): its fine-tune from the encoder stage, from the second part, from the first,
+    # all of which stayed on the machine; every step read the cache
     assert f"--data {cache}" in meta["command"] and "--steps 2 " in meta["command"] and "--workers" not in meta["command"]
-    assert "/runs/mllm-sigma-genib-base/mllm.safetensors" in meta["command"]
+    assert "/runs/mllm-sigma-genib-encoder/mllm.safetensors" in meta["command"] and "prog=" in meta["command"]
+    assert model.cfg.answer_by_program
     entry = json.loads((dest / "manifest-tasks.json").read_text())["mllm-sigma-genib"]
     assert entry["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest() and entry["data_checksum"] == meta["data_checksum"]
     assert (dest / "runs/mllm-sigma-genib/log.jsonl").is_file() and (dest / "logs/mllm-sigma-genib.log").is_file()
-    assert (dest / "runs/mllm-sigma-genib-base/log.jsonl").is_file()
-    assert (dest / "logs/mllm-sigma-genib-base.log").is_file()
+    for stage in ("base", "e2e"):
+        assert (dest / f"runs/mllm-sigma-genib-{stage}/log.jsonl").is_file()
+        assert (dest / f"logs/mllm-sigma-genib-{stage}.log").is_file()
+    assert (dest / "runs/mllm-sigma-genib-encoder/encoder_log.jsonl").is_file()
