@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 help:
 	@echo "make demo      start the services, send a real text, image and speech clip at two SNRs, stop"
 	@echo "make test      run the test suite on two workers (slow and GPU tests skipped; make test-all runs the slow ones, serially)"
-	@echo "make bench     the benchmarks (service path vs in-process, channel throughput, LDPC, MLLM KV cache, load and faults, TLS vs plaintext, batched vs unbatched, text prior vs argmax, text copies vs once)"
+	@echo "make bench     the benchmarks (service path vs in-process, channel throughput, LDPC, MLLM KV cache, load and faults, TLS vs plaintext, batched vs unbatched, text prior vs argmax, text copies vs once, VQA by program vs end to end)"
 	@echo "make stubs     regenerate the gRPC stubs from protos/"
 
 $(STAMP): pyproject.toml
@@ -49,7 +49,7 @@ bench: venv system
 	$(PY) bench/bench_load.py --spawn --scenarios baseline,kill-basestation,stop-channel
 	$(PY) bench/bench_tls.py
 	$(PY) bench/bench_batching.py
-	@for b in bench_text_prior bench_text_copies; do \
+	@for b in bench_text_prior bench_text_copies bench_programs; do \
 	  if [ -f data/tiny/manifest.json ]; then $(PY) bench/$$b.py || exit 1; \
 	  else echo "bench/$$b.py skipped: it reads data/tiny (unitocom data make --preset tiny)"; fi; done
 

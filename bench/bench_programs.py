@@ -3,7 +3,7 @@ per VQA question, the MLLM answering itself (the LM head, a few ids) against wri
 reading the scene's objects with the slots and running the program, one question at a time and in batches, with
 the ratio and each way's accuracy side by side.
 
-    .venv/bin/python bench/bench_programs.py [--mllm runs/prog/ft] [--n 200] [--snr-db 20] [--batch 32]
+    .venv/bin/python bench/bench_programs.py [--mllm checkpoints/mllm-sigma-genib.safetensors] [--n 200] [--snr-db 20]
 
 Test questions of data/tiny, each scene received at --snr-db over Rayleigh fading (the same draws for both ways),
 the question clean; in process, on one thread. The base station's batching puts up to --batch questions together.
@@ -37,7 +37,8 @@ def timed(fn, chunks) -> tuple[float, list[str]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mllm", default="runs/prog/ft", help="an MLLM trained with the prog task (checkpoint or run dir)")
+    ap.add_argument("--mllm", default=str(ROOT / "checkpoints/mllm-sigma-genib.safetensors"),
+                    help="an MLLM trained with the prog task (checkpoint or run dir; default: the installed one)")
     ap.add_argument("--data", default=str(ROOT / "data/tiny"))
     ap.add_argument("--n", type=int, default=200, help="test questions")
     ap.add_argument("--snr-db", type=float, default=20.0)

@@ -184,11 +184,12 @@ vqa_test_and_fresh() {
   $U ablate --name "$1-seed77" --data data/tiny-seed77 "${@:2}" --snr-db 0,20 --channel rayleigh --n-vqa 1000 \
     --workers 8 --out results --resume
 }
-# finetune_installed RUN_DIR [OPTION ...]: the installed MLLM warm-started for 2000 steps of its recipe at 2e-4 on
-# data/tiny, one core, with the options given (the studies' variant; none: their control), unless RUN_DIR has it.
+# finetune_installed RUN_DIR [OPTION ...]: the end-to-end MLLM (installed until 2026-12-07) warm-started for 2000
+# steps of its recipe at 2e-4 on data/tiny, one core, with the options given (the studies' variant; none: their
+# control), unless RUN_DIR has it.
 finetune_installed() {
   [ -f "$1/mllm.safetensors" ] || $U train mllm --objective sigma-genib \
-    --init checkpoints/mllm-sigma-genib.safetensors --task-weights vqa=2,t2i=1,asr=1,cap=1 --loss-scale t2i=8 \
+    --init $E2E_DIR/mllm-sigma-genib.safetensors --task-weights vqa=2,t2i=1,asr=1,cap=1 --loss-scale t2i=8 \
     "${@:2}" --steps 2000 --batch-size 64 --snr-db=-5:25 --lr 2e-4 --data data/tiny --val-every 500 \
     --log-every 50 --threads 1 --run-dir "$1" --no-install
 }
@@ -221,6 +222,15 @@ NARROW=sha256:257a54b234d95971
 # studies that start from them (steps, listing, continue) take them back out of git history (259ab08 installed them).
 ONE_PART=sha256:23c7d23fccfefc6a
 ONE_PART_DIR=runs/one-part
+# The end-to-end MLLMs (the letter's design) installed until the program MLLMs replaced them on 2026-12-07: the studies
+# that start from "the installed MLLM" or score it as `shipped` (ablation, received-questions, prefix, slots, encoder,
+# objtok, programs) measured these; they take them back out of git (3874b52 holds them), and `ablate --resume` keeps
+# the points measured under `shipped` by their sha256.
+E2E_DIR=runs/end-to-end
+end_to_end_mllms() {
+  from_git 3874b52 mllm-sigma-genib f5210d0539e4390b $E2E_DIR/mllm-sigma-genib.safetensors
+  from_git 3874b52 mllm-vae 42ebeb82949e5a61 $E2E_DIR/mllm-vae.safetensors
+}
 one_part_mllms() {
   from_git 259ab08 mllm-sigma-genib "${ONE_PART#sha256:}" $ONE_PART_DIR/mllm-sigma-genib.safetensors
   from_git 259ab08 mllm-vae d4c322ad48b4e33d $ONE_PART_DIR/mllm-vae.safetensors
@@ -326,6 +336,7 @@ if [ "$what" = users ]; then
 fi
 
 if [ "$what" = ablation ]; then
+  end_to_end_mllms
   # Issue 12: what would lift VQA. Single-task (VQA-only) MLLMs, each with as many VQA steps as the previous
   # multitask MLLM had (4000 of its 8000), one change each from the preset: none; twice the width (at the preset's
   # learning rate and at half of it); LLaVA-1.5's MLP projection of the received tokens; the question before the
@@ -360,7 +371,7 @@ if [ "$what" = ablation ]; then
       --snr-db=-5:25 --no-install --run-dir runs/ablation/vqa-only-8000
   fi
   $U ablate --mllm previous="$PREVIOUS" --mllm narrow=$NARROW --mllm one-part=$ONE_PART \
-     --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
+     --mllm shipped=$E2E_DIR/mllm-sigma-genib.safetensors \
      --mllm vqa-only=runs/ablation/vqa-only \
      --mllm vqa-only-wide=runs/ablation/vqa-only-wide --mllm vqa-only-mlp-projector=runs/ablation/vqa-only-mlp-projector \
      --mllm vqa-only-question-first=runs/ablation/vqa-only-question-first \
@@ -667,6 +678,7 @@ if [ "$what" = text-copies ]; then
 fi
 
 if [ "$what" = received-questions ]; then
+  end_to_end_mllms
   # The 0 dB questions the text link misreads are answered near chance by an MLLM trained on clean questions only.
   # The installed MLLM fine-tuned 1000 steps of its recipe's mix at the second part's rate with half its VQA
   # questions read through the installed text link at the example's SNR (--received-questions 0.5), against the
@@ -675,7 +687,7 @@ if [ "$what" = received-questions ]; then
   ft() {  # NAME EXTRA...: a finished run is kept as it is
     local name=$1
     shift
-    [ -f "runs/ft-$name/mllm.safetensors" ] || $U train mllm --init checkpoints/mllm-sigma-genib.safetensors \
+    [ -f "runs/ft-$name/mllm.safetensors" ] || $U train mllm --init $E2E_DIR/mllm-sigma-genib.safetensors \
       --steps 1000 --lr 2e-4 --val-every 500 --snr-db=-5:25 --task-weights vqa=2,t2i=1,asr=1,cap=1 \
       --loss-scale t2i=8 --threads 1 --data data/tiny-speech96 --log-every 50 --no-install --run-dir "runs/ft-$name" "$@"
   }
@@ -684,7 +696,7 @@ if [ "$what" = received-questions ]; then
   ft received --received-questions 0.5 &
   ft control
   wait
-  $U ablate --task vqa --name ablation-received-questions --mllm installed=checkpoints/mllm-sigma-genib.safetensors \
+  $U ablate --task vqa --name ablation-received-questions --mllm installed=$E2E_DIR/mllm-sigma-genib.safetensors \
      --mllm control=runs/ft-control --mllm received=runs/ft-received --reference installed,control \
      --snr-db 0,20 --channel rayleigh --n-vqa 1000 --out results --resume
   .venv/bin/python scripts/results_tables.py
@@ -860,6 +872,7 @@ if [ "$what" = listing ]; then
 fi
 
 if [ "$what" = prefix ]; then
+  end_to_end_mllms
   # The slots showed the causal backbone's hidden states hold the objects and its answers do not use them for
   # relations; the probe that did read relations was bidirectional. The same installed MLLM and recipe as the slots
   # study (2000 steps at 2e-4 on data/tiny, one core each), with the prompt attending both ways (PaliGemma's
@@ -867,7 +880,7 @@ if [ "$what" = prefix ]; then
   finetune_installed runs/prefix/ft-prefix --prefix-attention &
   finetune_installed runs/prefix/ft-ctrl
   wait
-  L=(--mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/prefix/ft-ctrl
+  L=(--mllm shipped=$E2E_DIR/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/prefix/ft-ctrl
      --mllm prefix-2000=runs/prefix/ft-prefix --reference shipped,recipe-2000)
   vqa_test_and_fresh ablation-prefix "${L[@]}"
   $U ablate --task asr --name ablation-prefix-asr "${L[@]}" --snr-db 0,5,20 --channel rayleigh --n-asr 150 \
@@ -880,13 +893,14 @@ if [ "$what" = prefix ]; then
       --run-dir runs/prefix/ft-$v-head --no-install &
   done
   wait
-  $U ablate --task t2i --name ablation-prefix-t2i --mllm shipped=checkpoints/mllm-sigma-genib.safetensors \
+  $U ablate --task t2i --name ablation-prefix-t2i --mllm shipped=$E2E_DIR/mllm-sigma-genib.safetensors \
      --mllm recipe-2000=runs/prefix/ft-ctrl-head --mllm prefix-2000=runs/prefix/ft-prefix-head \
      --reference shipped,recipe-2000 --snr-db 20 --channel rayleigh --n-t2i 500 --workers 16 --out results --resume
   .venv/bin/python scripts/results_tables.py
 fi
 
 if [ "$what" = slots ]; then
+  end_to_end_mllms
   # The listing took steps from VQA and taught one written token at a time, and did not help. The probe's own form
   # of the object signal: slots on the MLLM's hidden states over each VQA scene's image tokens, on the VQA steps it
   # already takes. The installed (two-part) MLLM warm-started for 2000 steps of its recipe at 2e-4 with
@@ -896,13 +910,14 @@ if [ "$what" = slots ]; then
   finetune_installed runs/slots/ft-slots --object-slots 0.5 &
   finetune_installed runs/slots/ft-ctrl
   wait
-  L=(--mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/slots/ft-ctrl
+  L=(--mllm shipped=$E2E_DIR/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/slots/ft-ctrl
      --mllm slots-2000=runs/slots/ft-slots --reference shipped,recipe-2000)
   vqa_test_and_fresh ablation-slots "${L[@]}"
   .venv/bin/python scripts/results_tables.py
 fi
 
 if [ "$what" = encoder ]; then
+  end_to_end_mllms
   # Every form of the object signal on the causal backbone (listing, slots on its hidden states, a prefix mask) left
   # VQA where it was, while the probe reader, bidirectional and taught the objects, answered relations. This puts
   # that reader in front of the backbone, where an MLLM's vision encoder sits: two bidirectional layers over each
@@ -918,12 +933,12 @@ if [ "$what" = encoder ]; then
   # encoder taught the objects alone (the MLLM frozen; 6000 steps at 1e-3: colour 0.96, shape 0.92 at 20 dB), then
   # connected by the recipe for 1000 steps (half the others', on both cores).
   [ -f runs/encoder/pretrained.safetensors ] || .venv/bin/python scripts/pretrain_image_encoder.py --steps 6000 \
-    --out runs/encoder/pretrained.safetensors
+    --mllm $E2E_DIR/mllm-sigma-genib.safetensors --out runs/encoder/pretrained.safetensors
   [ -f runs/encoder/ft-pre/mllm.safetensors ] || $U train mllm --objective sigma-genib \
     --init runs/encoder/pretrained.safetensors --task-weights vqa=2,t2i=1,asr=1,cap=1 --loss-scale t2i=8 \
     --object-slots 1 --steps 1000 --batch-size 64 --snr-db=-5:25 --lr 2e-4 --data data/tiny --val-every 250 \
     --log-every 50 --threads 2 --run-dir runs/encoder/ft-pre --no-install
-  L=(--mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/prefix/ft-ctrl
+  L=(--mllm shipped=$E2E_DIR/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/prefix/ft-ctrl
      --mllm encoder-2000=runs/encoder/ft-enc --mllm encoder-slots-2000=runs/encoder/ft-enc-slots
      --mllm pretrained-encoder-1000=runs/encoder/ft-pre --reference shipped,recipe-2000)
   vqa_test_and_fresh ablation-encoder "${L[@]}"
@@ -931,6 +946,7 @@ if [ "$what" = encoder ]; then
 fi
 
 if [ "$what" = objtok ]; then
+  end_to_end_mllms
   # The encoder study's perception was there (the pretrained slots read colour 0.96, shape 0.92) and the answers did
   # not move: its features reached the backbone spread over the 32 image positions. The probe that learnt every
   # family, relations included, in 2000 steps read the scene record: one object per position, attributes and centre.
@@ -945,7 +961,7 @@ if [ "$what" = objtok ]; then
   }
   # (a second arm at 5e-4 was stopped at step 700: 0.71 at step 500 against 0.73 at 2e-4)
   objtok runs/objtok/lr2 --lr 2e-4
-  L=(--mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/prefix/ft-ctrl
+  L=(--mllm shipped=$E2E_DIR/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/prefix/ft-ctrl
      --mllm pretrained-encoder-1000=runs/encoder/ft-pre --mllm object-tokens-2000=runs/objtok/lr2
      --reference shipped,recipe-2000)
   vqa_test_and_fresh ablation-objtok "${L[@]}"
@@ -953,10 +969,11 @@ if [ "$what" = objtok ]; then
 fi
 
 if [ "$what" = programs ]; then
+  end_to_end_mllms
   # The encoder study's slots read the objects (colour 0.96, shape 0.92 at 20 dB) and the MLLM did not learn to
   # compare them. NS-VQA's split: the slots' reading as a scene, each question's program run on it exactly.
   [ -f runs/encoder/pretrained.safetensors ] || .venv/bin/python scripts/pretrain_image_encoder.py --steps 6000 \
-    --out runs/encoder/pretrained.safetensors
+    --mllm $E2E_DIR/mllm-sigma-genib.safetensors --out runs/encoder/pretrained.safetensors
   fresh_set
   .venv/bin/python scripts/slots_reason.py --snr-db 0:20:5 --out results/slots-reason.json
   .venv/bin/python scripts/slots_reason.py --data data/tiny-seed77 --n 1000 --snr-db 0:20:5 \
@@ -964,7 +981,7 @@ if [ "$what" = programs ]; then
   # The MLLM writes the program from the question (the prog task); its answers are the programs run on the slots'
   # reading, its own where a program does not parse or run. Each objective's MLLM with its own pretrained encoder.
   [ -f runs/prog-vae/pretrained.safetensors ] || .venv/bin/python scripts/pretrain_image_encoder.py \
-    --mllm checkpoints/mllm-vae.safetensors --steps 6000 --threads 1 --out runs/prog-vae/pretrained.safetensors
+    --mllm $E2E_DIR/mllm-vae.safetensors --steps 6000 --threads 1 --out runs/prog-vae/pretrained.safetensors
   programs() {
     [ -f "$2/mllm.safetensors" ] || $U train mllm --objective "$1" --init "$3" \
       --task-weights vqa=2,t2i=1,asr=1,cap=1,prog=4 --loss-scale t2i=8 --object-slots 1 --steps 1500 \
@@ -974,8 +991,8 @@ if [ "$what" = programs ]; then
   programs sigma-genib runs/prog/ft runs/encoder/pretrained.safetensors &
   programs vae runs/prog-vae/ft runs/prog-vae/pretrained.safetensors
   wait
-  L=(--mllm shipped=checkpoints/mllm-sigma-genib.safetensors --mllm programs-1500=runs/prog/ft
-     --mllm vae-shipped=checkpoints/mllm-vae.safetensors --mllm vae-programs-1500=runs/prog-vae/ft
+  L=(--mllm shipped=$E2E_DIR/mllm-sigma-genib.safetensors --mllm programs-1500=runs/prog/ft
+     --mllm vae-shipped=$E2E_DIR/mllm-vae.safetensors --mllm vae-programs-1500=runs/prog-vae/ft
      --reference shipped,vae-shipped)
   vqa_test_and_fresh ablation-programs "${L[@]}"
   # ASR on the test speech: the fine-tunes read the preset's training speech (data/tiny), each compared with its own
