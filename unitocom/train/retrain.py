@@ -98,7 +98,7 @@ def plan(scale: str = "cpu", mllm_steps: int | None = None, mllm_mix: str | None
     mllm_object_slots: the weight of the object slots' loss in both parts of the base MLLMs (`train mllm
     --object-slots`; None or 0: none, the recipe's); mllm_prefix_attention: both parts of the base MLLMs attend
     both ways over each prompt (`train mllm --prefix-attention`; the fine-tunes built on them inherit it);
-    mllm_programs: each base MLLM then answers VQA by a written program (PROGRAM_STAGES: the end-to-end MLLM
+    mllm_programs: each base MLLM then answers VQA by a written program (`_program_steps`: the end-to-end MLLM
     becomes a stage, its image encoder is pretrained on the object slots, and a fine-tune with the prog task
     connects it); the resilient and spoken fine-tunes start from the end-to-end stage."""
     if mllm_object_slots is not None and not mllm_object_slots >= 0:
