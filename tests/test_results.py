@@ -608,8 +608,8 @@ def test_the_t2i_diagnosis_reads_a_checkpoint_and_its_ceiling_is_the_true_tokens
 
 
 def test_git_state_calls_a_tree_clean_when_only_results_differ(tmp_path):
-    """A sweep rewrites results/ (its own file, or the one before it): that is not a change to the code and
-    checkpoints that measured it. Anything else tracked that differs from HEAD is."""
+    """A sweep rewrites results/ (its own file, or the one before it) and the README's tables: that is not a change
+    to the code and checkpoints that measured it. Anything else tracked that differs from HEAD is."""
     from unitocom.train.provenance import git_state
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
     subprocess.run(git + ["init", "-q"], check=True)
@@ -622,6 +622,12 @@ def test_git_state_calls_a_tree_clean_when_only_results_differ(tmp_path):
     assert len(head) == 40 and dirty is False
     (tmp_path / "results" / "fig.json").write_text('{"points": []}\n')
     (tmp_path / "results" / "new.json").write_text("{}\n")  # untracked: never counted
+    assert git_state(tmp_path) == (head, False)
+    (tmp_path / "README.md").write_text("tables\n")  # the README's tables, written from results/ after a sweep
+    subprocess.run(git + ["add", "README.md"], check=True)
+    subprocess.run(git + ["commit", "-qm", "d"], check=True)
+    head = git_state(tmp_path)[0]
+    (tmp_path / "README.md").write_text("tables, rewritten\n")
     assert git_state(tmp_path) == (head, False)
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_state(tmp_path) == (head, True)

@@ -152,8 +152,9 @@ def test_missing_next_hop_is_waited_for_until_the_deadline(tmp_path):
         assert 2.5 < time.monotonic() - t0 < 6
         # SIGUSR1: every thread's stack into the log, and the service goes on serving
         proc.send_signal(signal.SIGUSR1)
-        for _ in range(50):
-            if b"most recent call first" in (tmp_path / "tx.log").read_bytes():
+        for _ in range(100):  # until the dump has reached the server's frames (it is written a thread at a time)
+            dump = (tmp_path / "tx.log").read_bytes()
+            if b"most recent call first" in dump and b'services/common/server.py", line' in dump:
                 break
             time.sleep(0.1)
         text = (tmp_path / "tx.log").read_text(errors="replace")

@@ -48,14 +48,16 @@ def command_argv(name: str, args) -> list[str]:
 
 
 def git_state(root: Path = ROOT) -> tuple[str | None, bool | None]:
-    """(HEAD's commit, whether tracked files other than results/ differ from it), or (None, None) outside a git
-    checkout. results/ is what these commands write: a sweep rewriting its own file, or the one before it, is not
-    a change to what measured it."""
+    """(HEAD's commit, whether tracked files other than results/ and Markdown differ from it), or (None, None)
+    outside a git checkout. results/ is what these commands write, and the README's tables are written from it
+    (`scripts/results_tables.py`, which a rerun script calls after each sweep): neither a sweep rewriting its own
+    file nor the tables of the one before it is a change to what measured it; no Markdown file is read by one."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=30)
         if head.returncode != 0:
             return None, None
-        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
+        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results",
+                             ":(exclude,glob)**/*.md"],
                             cwd=root,
                             capture_output=True, text=True, timeout=60)
         return head.stdout.strip(), (bool(st.stdout.strip()) if st.returncode == 0 else None)
