@@ -217,8 +217,8 @@ def plan(scale: str = "cpu", mllm_steps: int | None = None, mllm_mix: str | None
     return steps
 
 
-# The program MLLM (issue 12, `train all --mllm-programs`): VQA answered by a program the MLLM writes, run on the
-# objects its slots read off the received scene (NS-VQA's split; `mllm.tasks.answer_by_program`). Through the
+# The program MLLM (issue 12, `train all`'s recipe since 2026-12-07): VQA answered by a program the MLLM writes, run
+# on the objects its slots read off the received scene (NS-VQA's split; `mllm.tasks.answer_by_program`). Through the
 # services it lifted test-split VQA from 0.76 / 0.64 to 0.945 / 0.715 at 20 / 0 dB Rayleigh, every family over its
 # floor (results/vqa-families-programs*.json); the reasoning is code, not learnt.
 PROGRAM_MIX_WEIGHT = 4  # prog's weight beside the base mix (its programs are short: 14 BPE ids at most)
