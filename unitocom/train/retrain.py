@@ -243,11 +243,15 @@ def _program_steps(obj: str, pg: dict, n: dict, base_mix: str, threads: list[str
     return [encoder, prog]
 
 
+# The commands that write an MLLM (a run dir's mllm.safetensors) and read an MLLM's training data, which a token
+# cache can stand in for
+MLLM_COMMANDS = (["train", "mllm"], ["train", "image-encoder"])
+
+
 def _staged(name: str, args: list[str], out: Path) -> Path:
     """Where stage `name` leaves its weights: an MLLM's mllm.safetensors, a tokenizer's <name>.safetensors, in its
     run directory (not in <out>, so that `install` leaves it)."""
-    mllm = args[:2] in (["train", "mllm"], ["train", "image-encoder"])
-    return out / "runs" / name / ("mllm.safetensors" if mllm else f"{name}.safetensors")
+    return out / "runs" / name / ("mllm.safetensors" if args[:2] in MLLM_COMMANDS else f"{name}.safetensors")
 
 
 def made(step: Step, out: Path) -> Path:
@@ -326,8 +330,7 @@ def run_all(out: str | Path, scale: str = "cpu", data: str | None = None, only: 
 
     todo = [s for s in steps if not finished(s)]
     from unitocom.mllm.token_cache import is_cache
-    cacheable = (["train", "mllm"], ["train", "image-encoder"])
-    uncached = [s.name for s in todo if s.args[:2] not in cacheable and is_cache(speech_data if s.speech else data)]
+    uncached = [s.name for s in todo if s.args[:2] not in MLLM_COMMANDS and is_cache(speech_data if s.speech else data)]
     if uncached:
         raise ValueError(f"{', '.join(uncached)} read the data set itself; a token cache serves the `train mllm` "
                          "and `train image-encoder` steps alone (--only mllm-sigma-genib mllm-vae, say)")
@@ -353,7 +356,7 @@ def run_all(out: str | Path, scale: str = "cpu", data: str | None = None, only: 
         if missing and not dry_run:
             raise RuntimeError(f"{step.name} needs {', '.join(missing)} in {out} first")
         args = step.args + ["--data", speech_data if step.speech else data] + _where(step, out)
-        if device and step.args[:2] in (["train", "tokenizer"], *cacheable):
+        if device and step.args[:2] in (["train", "tokenizer"], *MLLM_COMMANDS):
             args += ["--device", device]
         if workers and step.args[:2] == ["train", "mllm"]:
             args += ["--workers", str(workers)]
