@@ -280,9 +280,9 @@ def _cmd_image_encoder(args) -> int:
     from unitocom import config
     from unitocom.data.layouts import require_data
     from unitocom.errors import UserError
-    from unitocom.mllm import encoder_train, slots, token_cache
+    from unitocom.mllm import encoder_train, token_cache
     from unitocom.mllm.checkpoint import load_links, load_mllm, mllm_path, save_mllm
-    from unitocom.mllm.data import TaskData
+    from unitocom.mllm.train import attach_slot_targets, load_splits
     from unitocom.train.provenance import file_sha256, git_state, recorded_command
     require_data(args.data)
     src_path = Path(args.init) if args.init else mllm_path(args.objective)
@@ -308,22 +308,22 @@ def _cmd_image_encoder(args) -> int:
                         f"{Path(paths['image']).name}")
     if cached:
         token_cache.check_links(args.data, objective, paths)
-        data = {split: token_cache.load_split(args.data, objective, split, image_link, None, vocab)
-                for split in ("train", "val")}
-        targets = {split: getattr(d, "cached_slot_targets", None) for split, d in data.items()}
-    else:
-        size = cfg.preset.image_size_px
-        data = {split: TaskData(args.data, split, image_link, None, None, vocab, size) for split in ("train", "val")}
-        targets = {split: slots.targets(args.data, split, len(d.clevr_mu)) for split, d in data.items()}
-    if targets["train"] is None or targets["val"] is None:
-        raise UserError(f"--data {args.data}: no scene records to read the objects from")
+    train_data, val_data = load_splits(args.data, objective, image_link, None, None, vocab, cfg.preset.image_size_px)
+    try:
+        attach_slot_targets(args.data, train_data, val_data, cached, option="train image-encoder")
+    except ValueError as e:  # the slots are what the encoder learns to fill
+        raise UserError(str(e)) from None
+    if val_data.slot_targets is None:
+        raise UserError(f"--data {args.data}: no scene records for its val split, which the slots' reading is "
+                        "scored on (CLEVR_val_scenes.json)")
+    targets = {"train": train_data.slot_targets, "val": val_data.slot_targets}
     ec = encoder_train.EncoderConfig(layers=args.layers, steps=args.steps, batch=args.batch_size, lr=args.lr,
                                      snr_db=tuple(args.snr_db), channel=args.channel, eval_every=args.eval_every,
                                      n_val=args.n_val, seed=args.seed, threads=args.threads, device=args.device)
     run = Path(args.run_dir or f"runs/image-encoder-{objective}")
     print(f"objective {objective}: image link {paths['image']}; run dir {run}")
     t0 = time.time()
-    rows = encoder_train.pretrain(model, data["train"], data["val"], targets, ec, run, stop_at=args.stop_at)
+    rows = encoder_train.pretrain(model, train_data, val_data, targets, ec, run, stop_at=args.stop_at)
     if args.stop_at and args.stop_at < args.steps:
         print(f"stopped at step {args.stop_at} of {args.steps}; the same command without --stop-at resumes it")
         return 0
