@@ -11,7 +11,7 @@ from unitocom.link.snr import snr_interval_arg
 
 # cap: captioning; obj: the scene's objects left to right (`mllm.objects`); prog: the question's program
 # (`data.programs`), which the MLLM then answers by: auxiliary tasks (issue 12)
-TASKS = ("vqa", "svqa", "t2i", "asr", "cap", "obj", "prog")
+TASKS = ("vqa", "svqa", "t2i", "asr", "cap", "obj", "prog", "lay")
 
 
 def _per_task(text: str, value_of, expected: str) -> list[tuple[str, object]]:

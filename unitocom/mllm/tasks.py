@@ -103,6 +103,20 @@ def answer_by_program(model: MLLM, vocab: seq.Vocab, image_tokens: list[torch.Te
     return answers, written, by_program
 
 
+LAYOUT_MAX_NEW = 96  # text ids of a written layout: the tiny preset's longest scene (4 objects) takes 59
+
+
+@torch.no_grad()
+def write_layouts(model: MLLM, vocab: seq.Vocab, captions: list[str], clock: Clock = NOT_TIMED,
+                  batched: bool = False) -> list[str]:
+    """The "lay" task: each caption -> the layout the MLLM writes for it (`mllm.layout`: each object left to right
+    with its cell), greedy."""
+    prompts = [seq.layout(vocab, c, None) for c in captions]
+    if batched and len(prompts) > 1:
+        return _generate_batch(model, vocab, prompts, LAYOUT_MAX_NEW, clock)
+    return _generate(model, vocab, prompts, LAYOUT_MAX_NEW, clock)
+
+
 def describe(model: MLLM, vocab: seq.Vocab, image_tokens: list[torch.Tensor], max_new: int = 64,
              clock: Clock = NOT_TIMED) -> list[str]:
     """Captioning (an MLLM trained with the "cap" task): received image tokens [S_v, d] each -> a caption."""

@@ -643,7 +643,7 @@ def validate(model: MLLM, data: TaskData, tc: TrainConfig, channel: TorchChannel
     out.update(caption_gain(model, data, min(tc.val_n, data.counts()["t2i"])))
     if tc.object_slots and data.slot_targets is not None and getattr(model, "slots", None) is not None:
         out.update(slot_reading(model, data, min(tc.val_n, len(data.slot_targets)), channel))
-    for task in ("cap", "obj", "prog"):
+    for task in ("cap", "obj", "prog", "lay"):
         if task in dict(tc.task_weights):
             out.update(auxiliary_loss(model, data, task, min(tc.val_n, data.counts()[task]), channel))
     return out

@@ -1,0 +1,88 @@
+"""Text-to-image through a written layout (`unitocom.mllm.layout`): the layout's text, its reading, the renderer, the
+"lay" task's examples."""
+from __future__ import annotations
+
+import torch
+
+from unitocom.mllm import layout, slots
+from unitocom.mllm import sequences as seq
+from unitocom.mllm.objects import placed_scenes
+
+
+def test_a_written_layout_reads_back_as_its_scene_with_each_centre_in_its_cell(heldout_data):
+    placed = placed_scenes(heldout_data, "val", 40)
+    t = slots.targets(heldout_data, "val", 40)
+    exact = layout.layout_inputs(t)
+    for i, objs in placed:
+        got = layout.read(layout.written(objs))
+        assert got is not None and got.shape == (slots.SLOTS, slots.INPUT_WIDTH)
+        assert torch.equal(got[:, :-2], exact[i, :, :-2])  # attributes and presence exactly, empty slots empty
+        n = len(objs)
+        # each centre within half a cell of the true one (centres in [-1, 1]: a cell is 2 / CELLS wide)
+        assert (got[:n, -2:] - exact[i, :n, -2:]).abs().max() <= 1 / layout.CELLS + 1e-6
+    # the text names the cell: column from the left, row from the top
+    u, v, o = placed[0][1][0]
+    assert layout.written([(0.99, 0.0, o)]).endswith(f"at {layout.CELLS - 1} 0")
+
+
+def test_a_layout_that_does_not_read_is_none_and_bad_items_are_left_out():
+    assert layout.read("") is None and layout.read("it. behind it. zero") is None
+    good = "a large red metal square at 1 2"
+    assert layout.read(f"{good}, a large red metal hexagon at 1 2, a small blue rubber circle at 9 9") is not None
+    one = layout.read(f"{good}, a large red metal hexagon at 1 2")
+    assert int(one[:, layout.N_ATTR + 1].sum()) == 1  # one object present: the hexagon is not of the tiny preset
+    many = layout.read(", ".join([good] * (slots.SLOTS + 3)))
+    assert int(many[:, layout.N_ATTR + 1].sum()) == slots.SLOTS
+
+
+def test_the_renderer_ignores_empty_slots_and_round_trips_through_its_file(tmp_path):
+    from unitocom.mllm.data import Standardizer
+    torch.manual_seed(0)
+    model = layout.LayoutRenderer(tokens=8, dim=4, hidden=32, layers=1).eval()
+    lay = layout.read("a large red metal square at 1 2, a small cyan rubber circle at 6 5")[None]
+    out = model(lay)
+    assert out.shape == (1, 8, 4)
+    other = lay.clone()
+    other[0, slots.SLOTS - 1, -2:] = torch.tensor([0.7, -0.3])  # an empty slot's centre: nothing there to draw
+    assert torch.allclose(model(other), out)
+    moved = lay.clone()
+    moved[0, 0, -2:] = torch.tensor([0.7, -0.3])  # an object moved: the picture changes
+    assert not torch.allclose(model(moved), out)
+    std = Standardizer(torch.randn(4), torch.rand(4) + 0.5)
+    layout.save_renderer(model, std, tmp_path / "r.safetensors", {"steps": 1})
+    again, std2, meta = layout.load_renderer(tmp_path / "r.safetensors")
+    assert torch.equal(again(lay), out) and torch.equal(std2.std, std.std) and meta == {"steps": 1}
+
+
+def test_the_lay_task_pairs_each_caption_with_its_own_scenes_layout(heldout_data):
+    """Every pair a caption names is an object of the layout it is trained to write (a caption matched with another
+    scene's layout would miss most of them)."""
+    from unitocom import config
+    from unitocom.metrics.scene_checker import caption_pairs
+    from unitocom.mllm.checkpoint import load_links
+    from unitocom.mllm.data import TaskData
+    cfg = config.load("tiny")
+    image_link, _, _, vocab, _ = load_links(cfg)
+    data = TaskData(heldout_data, "val", image_link, None, None, vocab, cfg.preset.image_size_px, limit=60)
+    assert data.counts()["lay"] == len(data.captions) > 0
+    for c, text in data.layouts:
+        caption = data.captions[c][1]
+        items = [layout._ITEM.match(s.strip()).groups() for s in text.split(",")]
+        assert caption_pairs(caption) <= {(color, shape) for _, color, _, shape, _, _ in items}, (caption, text)
+    rows = data.examples("lay", [0, 1], torch.zeros(2), None, torch.Generator())
+    prompt, target = rows[0]
+    assert prompt.value[:2] == [vocab["<bos>"], vocab["<t2i>"]] and prompt.value[-1] == vocab["<sep>"]
+    assert target.target and target.value[-1] == vocab["<eos>"]
+    assert vocab.decode(target.value[:-1]) == data.layouts[0][1]
+
+
+def test_write_layouts_gives_a_text_per_caption_batched_or_not():
+    from tests.conftest import CharBpe
+    from tests.test_mllm_train import _model
+    from unitocom.mllm import tasks
+    v = seq.Vocab(CharBpe())
+    m = _model(len(v)).eval()
+    caps = ["a red square.", "two objects: a large blue circle and a small cyan triangle."]
+    one = tasks.write_layouts(m, v, caps)
+    assert len(one) == 2 and all(isinstance(t, str) for t in one)
+    assert tasks.write_layouts(m, v, caps, batched=True) == one
