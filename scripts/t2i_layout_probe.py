@@ -2,7 +2,7 @@
 tokenizer's means, then scored as Fig. 2 scores text-to-image: the test captions' (colour, shape) pairs that the
 scene checker finds in the picture F^-1 draws from the rendered tokens.
 
-    python scripts/t2i_layout_probe.py --data data/tiny --steps 4000 --out results/t2i-layout-probe.json
+    python scripts/t2i_layout_probe.py --data data/tiny --steps 4000 --mllm runs/layout/mllm/mllm.safetensors
 
 Rows, on the first --n-test test captions (one a picture, as Fig. 2's T2I points), each a mean pair recall with
 its bootstrap 95 % interval:
@@ -11,8 +11,11 @@ its bootstrap 95 % interval:
 - `layout`:  the renderer fed the scene record's objects exactly (attributes and centres);
 - `grid<G>`: the same with each centre moved to the middle of its cell of a G x G grid (--grids; 3: the thirds an
              `obj` listing names, "at the bottom left"): how finely a written layout must place its objects;
-- `shuffled`: another caption's scene's layout (chance: a picture that ignores the caption).
-No channel: this asks whether the renderer draws what a layout says, before any MLLM writes one.
+- `shuffled`: another caption's scene's layout (chance: a picture that ignores the caption);
+- `written`: (with --mllm, an MLLM trained with the "lay" task) the layout that MLLM writes for the caption; a
+             layout it cannot write readably counts 0.
+No channel: this asks whether the renderer draws what a layout says, and whether the MLLM writes one that it can.
+The renderer trains on centres snapped to the written layouts' grid (--train-cells).
 """
 from __future__ import annotations
 
@@ -93,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--run-dir", default="runs/layout", help="the renderer is written here (renderer.safetensors)")
+    ap.add_argument("--train-cells", type=int, default=layout.CELLS,
+                    help="train on centres snapped to this grid, as a written layout gives them (0: exact)")
     ap.add_argument("--grids", default="3,4,6,8", help="grid sizes the centres are snapped to, a row each")
     ap.add_argument("--reuse", action="store_true", help="score the renderer already in --run-dir, no training")
     ap.add_argument("--mllm", default=None, help="also score the layouts this MLLM (trained with the lay task) "
@@ -118,20 +123,18 @@ def main(argv: list[str] | None = None) -> int:
     model = layout.LayoutRenderer(train_mu.shape[1], train_mu.shape[2], args.hidden, args.layers)
     run = pathlib.Path(args.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import load_file
-    log, train_s = [], None
-    if args.reuse:
-        model.load_state_dict({k: v for k, v in load_file(str(run / "renderer.safetensors")).items()
-                               if not k.startswith("std.")})
-        prior = pathlib.Path(args.out)
-        if prior.is_file():  # the training's log and time, from the run that trained it
-            old = json.loads(prior.read_text())
-            log, train_s = old.get("log", []), old["header"].get("train_s")
+    path = run / "renderer.safetensors"
+    if args.reuse:  # the renderer a run of this script trained, with its log
+        model, std, meta = layout.load_renderer(path)
+        log, train_s = meta["log"], meta["train_s"]
     else:
+        if args.train_cells:  # the centres a written layout gives: the middle of their cell
+            train_lay, val_lay = snapped(train_lay, args.train_cells), snapped(val_lay, args.train_cells)
         log, train_s = train(model, train_lay, std.forward(train_mu), val_lay, std.forward(val_mu), args)
-        layout.save_renderer(model, std, run / "renderer.safetensors",
-                             {"command": recorded_command(), "data": args.data, "image_link": paths["image"],
-                              "image_link_sha256": file_sha256(paths["image"]), "steps": args.steps, "log": log})
+        meta = {"command": recorded_command(), "data": args.data, "image_link": paths["image"],
+                "image_link_sha256": file_sha256(paths["image"]), "train_cells": args.train_cells,
+                "steps": args.steps, "train_s": train_s, "log": log}
+        layout.save_renderer(model, std, path, meta)
 
     checker = scene_checker()
     mu_c, caps = captioned_images(args.data, "test", link, size)
@@ -185,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     out = {"header": {"command": recorded_command(), "git_commit": commit, "git_dirty": dirty,
                       "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "data": args.data,
                       "image_link": paths["image"], "image_link_sha256": file_sha256(paths["image"]),
-                      "config": {k: v for k, v in vars(args).items()}, "train_s": train_s},
+                      "config": {k: v for k, v in vars(args).items()}, "train_s": train_s,
+                      "renderer": str(path), "renderer_sha256": file_sha256(path),
+                      "renderer_trained": {k: v for k, v in meta.items() if k != "log"}},
            "log": log, "pair_recall": table, **({"written": written} if args.mllm else {})}
     pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
