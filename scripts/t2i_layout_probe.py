@@ -47,41 +47,6 @@ def split_layouts(data: str, split: str, link, size_px: int) -> tuple[torch.Tens
     return mu, layout.layout_inputs(t)
 
 
-def snapped(lay: torch.Tensor, cells: int) -> torch.Tensor:
-    """Each centre moved to the middle of its cell of a cells x cells grid over the picture (3: the thirds an `obj`
-    listing names)."""
-    out = lay.clone()
-    uv = (out[..., -2:] + 1) / 2
-    out[..., -2:] = ((uv * cells).floor().clamp(0, cells - 1) + 0.5) / cells * 2 - 1
-    return out
-
-
-def train(model, train_lay, target, val_lay, val_target, args) -> tuple[list[dict], float]:
-    """MSE regression of the standardised token means on the layouts; -> (log rows, seconds)."""
-    opt = scaffold.adamw(model, args.lr, 0.01)
-    gen = torch.Generator().manual_seed(args.seed)
-    log = []
-    bar = scaffold.progress(args.steps, desc="renderer")
-    t1 = time.time()
-    for step in range(args.steps):
-        scaffold.set_lr(opt, scaffold.warmup_cosine(step, args.steps, args.lr, warmup=min(200, args.steps // 10)))
-        idx = torch.randint(len(train_lay), (args.batch_size,), generator=gen)
-        loss = (model(train_lay[idx]) - target[idx]).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        bar.update(1)
-        if (step + 1) % 500 == 0 or step + 1 == args.steps:
-            model.eval()
-            with torch.no_grad():
-                val = (model(val_lay) - val_target).pow(2).mean().item()
-            model.train()
-            log.append({"step": step + 1, "train_mse": round(loss.item(), 4), "val_mse": round(val, 4)})
-            bar.write(json.dumps(log[-1]))
-    bar.close()
-    return log, round(time.time() - t1, 1)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -129,8 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         log, train_s = meta["log"], meta["train_s"]
     else:
         if args.train_cells:  # the centres a written layout gives: the middle of their cell
-            train_lay, val_lay = snapped(train_lay, args.train_cells), snapped(val_lay, args.train_cells)
-        log, train_s = train(model, train_lay, std.forward(train_mu), val_lay, std.forward(val_mu), args)
+            train_lay = layout.snapped(train_lay, args.train_cells)
+            val_lay = layout.snapped(val_lay, args.train_cells)
+        t1 = time.time()
+        log = layout.train_renderer(model, train_lay, std.forward(train_mu), val_lay, std.forward(val_mu),
+                                    args.steps, args.batch_size, args.lr, args.seed)
+        train_s = round(time.time() - t1, 1)
         meta = {"command": recorded_command(), "data": args.data, "image_link": paths["image"],
                 "image_link_sha256": file_sha256(paths["image"]), "train_cells": args.train_cells,
                 "steps": args.steps, "train_s": train_s, "log": log}
@@ -155,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         rows = {"tokens": recall(test_mu[ids]),
                 "layout": recall(std.inverse(model(test_lay[ids]))),
-                **{f"grid{g}": recall(std.inverse(model(snapped(test_lay[ids], g)))) for g in grids},
+                **{f"grid{g}": recall(std.inverse(model(layout.snapped(test_lay[ids], g)))) for g in grids},
                 "shuffled": recall(std.inverse(model(test_lay[ids.roll(1)])))}
     if args.mllm:  # the MLLM writes each caption's layout; one it cannot write readably draws nothing (recall 0)
         from unitocom.mllm import tasks

@@ -105,3 +105,88 @@ def test_the_layout_probe_scores_a_renderer_it_trains_and_one_it_reuses(tmp_path
     assert a["pair_recall"] == b["pair_recall"] and a["log"] == b["log"] and a["log"][-1]["step"] == 6
     assert a["header"]["renderer_sha256"] == b["header"]["renderer_sha256"]
     assert b["header"]["renderer_trained"]["train_cells"] == 8
+
+
+def _taught(caption: str, text: str, steps: int = 300):
+    """A tiny MLLM with a layout renderer, taught to write `text` for `caption` (the lay task, nothing else)."""
+    import dataclasses
+    import json
+
+    from tests.conftest import CharBpe
+    from tests.test_mllm_train import _model
+    from unitocom.mllm.model import MLLM
+    from unitocom.mllm.train import loss_of
+    v = seq.Vocab(CharBpe())
+    torch.manual_seed(0)
+    renderer = {"tokens": 5, "dim": 4, "hidden": 16, "layers": 1, "heads": 2}
+    m = MLLM(dataclasses.replace(_model(len(v)).cfg, layout_renderer=json.dumps(renderer)))
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    for _ in range(steps):
+        loss = loss_of(m, seq.pack(m, [seq.layout(v, caption, text)]), 1, torch.Generator())["lm"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return m.eval(), v
+
+
+def test_an_mllm_with_a_renderer_draws_the_layout_it_writes_and_says_so():
+    """T2I through a written layout, end to end at toy scale: the MLLM writes the caption's layout, the renderer
+    draws exactly that layout; a caption whose layout does not read is left to the diffusion head (None)."""
+    from unitocom.mllm import tasks
+    text = "a large red metal square at 1 2"
+    m, v = _taught("a red square.", text)
+    assert tasks.write_layouts(m, v, ["a red square."]) == [text]
+    (tokens,), (written,) = tasks.draw_layouts(m, v, ["a red square."])
+    assert written == text
+    with torch.no_grad():
+        assert torch.equal(tokens, m.layout_renderer(layout.read(text)[None])[0])
+    assert tokens.shape == (5, 4)
+    junk, v = _taught("a red square.", "a red square somewhere")
+    assert tasks.draw_layouts(junk, v, ["a red square."]) == ([None], ["a red square somewhere"])
+
+
+def test_the_base_station_draws_from_the_written_layout_batched_or_not_and_says_how():
+    """The base station's T2I (`stages.mllm`): an MLLM with a renderer whose layout reads is drawn from it, one
+    caption at a time or in a dynamic batch alike, with the layout in the output's note; the batch's clocks are
+    charged for the generation."""
+    from unitocom.stages import mllm as stage
+    from unitocom.timing import Clock
+    text = "a large red metal square at 1 2"
+    m, v = _taught("a red square.", text)
+    a = stage.Assistant(model=m, std=None, vocab=v, image_link=None, audio_link=None, frontend=None)
+    one, how = stage._imagine_one(a, stage._T2iJob("a red square.", 0, 3.0, Clock("basestation")))
+    clocks = [Clock("basestation") for _ in range(2)]
+    batch = stage._imagine_batch(a, [stage._T2iJob("a red square.", s, 3.0, c) for s, c in enumerate(clocks)])
+    assert how == f"from the layout the MLLM wrote for it, {text!r}" and all(h == how for _, h in batch)
+    assert all(torch.allclose(t, one, atol=1e-5) for t, _ in batch)
+    assert all(c.seconds.get("mllm_generate", 0) > 0 for c in clocks)
+
+
+def test_train_layout_renderer_adds_a_renderer_and_changes_nothing_else(tmp_path, heldout_data, capsys):
+    """`unitocom train layout-renderer` on the installed MLLM: every tensor of the source kept, the renderer added
+    (cfg.layout_renderer), its training recorded with the source's sha256; an MLLM that has one is refused."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from unitocom.cli import main
+    from unitocom.config import checkpoint_dir
+    from unitocom.mllm.checkpoint import load_mllm
+    from unitocom.train.provenance import file_sha256
+    src = checkpoint_dir() / "mllm-sigma-genib.safetensors"
+    run = tmp_path / "run"
+    assert main(["train", "layout-renderer", "--init", str(src), "--data", str(heldout_data), "--steps", "3",
+                 "--batch-size", "8", "--hidden", "16", "--layers", "1", "--run-dir", str(run)]) == 0
+    model, _, meta = load_mllm(str(run / "mllm.safetensors"))
+    assert json.loads(model.cfg.layout_renderer) == {"tokens": 32, "dim": model.cfg.token_dim, "hidden": 16,
+                                                     "layers": 1, "heads": 4}
+    before, after = load_file(str(src)), load_file(str(run / "mllm.safetensors"))
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert {k for k in after if k not in before} and all(k.startswith("layout_renderer.") for k in after
+                                                         if k not in before)
+    rec = meta["layout_renderer_training"]
+    assert rec["source_sha256"] == file_sha256(src) and [r["step"] for r in rec["log"]] == [3]
+    capsys.readouterr()
+    assert main(["train", "layout-renderer", "--init", str(run / "mllm.safetensors"), "--data", str(heldout_data),
+                 "--steps", "1", "--run-dir", str(tmp_path / "again")]) == 2
+    assert "has a layout renderer already" in capsys.readouterr().err

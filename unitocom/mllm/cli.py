@@ -250,6 +250,34 @@ def add_train_command(sub) -> None:
                                                    "<run-dir>/mllm.safetensors")
     e.set_defaults(func=_cmd_image_encoder)
 
+    r = sub.add_parser("layout-renderer", help="teach an MLLM to draw a caption from the layout it writes (T2I "
+                                               "through a written layout)",
+                       description="A layout renderer (`mllm.layout`: a scene's objects and their cells -> the image "
+                                   "tokens, in the MLLM's own standardised token space) learns by regression on the "
+                                   "data set's scene records and the MLLM's image link's means of the same "
+                                   "pictures, centres snapped to the written layouts' grid; the result is the MLLM "
+                                   "with the renderer inside, which draws each caption from the layout it writes (an "
+                                   "MLLM trained with the lay task) and falls back to its diffusion head where the "
+                                   "layout does not read. Nothing else of the MLLM changes.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    r.add_argument("--objective", default="sigma-genib", choices=["sigma-genib", "vae", "genib"],
+                   help="whose installed MLLM (mllm-<objective>), when --init is not given")
+    r.add_argument("--init", default=None, metavar="PATH",
+                   help="the MLLM to add the renderer to (its own image link is read); default: the installed "
+                        "mllm-<objective>")
+    r.add_argument("--data", default="data/tiny", help="a data set with scene records, or its token cache")
+    r.add_argument("--steps", type=int, default=4000)
+    r.add_argument("--batch-size", type=int, default=64, help="scenes a step")
+    r.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (warm-up, cosine to 0)")
+    r.add_argument("--hidden", type=int, default=128, help="the renderer's width")
+    r.add_argument("--layers", type=int, default=3, help="the renderer's cross-attention layers")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--threads", type=int, default=1, metavar="N", help="torch intra-op threads on the CPU")
+    r.add_argument("--device", default="cpu", help="cpu or cuda")
+    r.add_argument("--run-dir", default=None, help="default runs/layout-renderer-<objective>; the result is "
+                                                   "<run-dir>/mllm.safetensors")
+    r.set_defaults(func=_cmd_layout_renderer)
+
     c = sub.add_parser("token-cache", help="the MLLMs' training data as token means and text, for a machine "
                                            "without the data set",
                        description="Pass a data set's train and val splits through each objective's installed "
@@ -270,6 +298,67 @@ def add_train_command(sub) -> None:
                         "per split), far under the channel noise training adds")
     c.add_argument("--threads", type=int, default=2, metavar="N", help="torch threads of the tokenizers' pass")
     c.set_defaults(func=_cmd_token_cache)
+
+
+def _cmd_layout_renderer(args) -> int:
+    import torch
+
+    from unitocom import config
+    from unitocom.data.layouts import require_data
+    from unitocom.errors import UserError
+    from unitocom.mllm import layout, token_cache
+    from unitocom.mllm.checkpoint import load_links, load_mllm, mllm_path, save_mllm
+    from unitocom.mllm.train import attach_slot_targets, load_splits
+    from unitocom.train.provenance import file_sha256, git_state, recorded_command
+    require_data(args.data)
+    src_path = Path(args.init) if args.init else mllm_path(args.objective)
+    if not src_path.is_file():
+        raise UserError(f"{src_path}: no such MLLM checkpoint (train it first with `unitocom train mllm`)")
+    if min(args.steps, args.batch_size, args.hidden, args.layers, args.threads) < 1:
+        raise UserError("--steps, --batch-size, --hidden, --layers and --threads must be at least 1")
+    torch.set_num_threads(args.threads)
+    src, std, meta = load_mllm(str(src_path))
+    if src.cfg.layout_renderer:
+        raise UserError(f"--init {src_path} has a layout renderer already")
+    objective = meta.get("objective") or "sigma-genib"
+    cached = token_cache.is_cache(args.data)
+    cfg = config.load("tiny")
+    image_link, _, _, vocab, paths = load_links(cfg, token_cache.links_of(args.data, objective) if cached else None,
+                                                objective)
+    want = (meta.get("links") or {}).get("image")
+    if want and Path(paths["image"]).name != want:
+        raise UserError(f"--init {src_path} reads the image link {want}; the {objective} one here is "
+                        f"{Path(paths['image']).name}")
+    if cached:
+        token_cache.check_links(args.data, objective, paths)
+    train_data, val_data = load_splits(args.data, objective, image_link, None, None, vocab, cfg.preset.image_size_px)
+    try:
+        attach_slot_targets(args.data, train_data, val_data, cached, option="train layout-renderer")
+    except ValueError as e:  # the scene records are what the renderer learns to draw
+        raise UserError(str(e)) from None
+    if val_data.slot_targets is None:
+        raise UserError(f"--data {args.data}: no scene records for its val split (CLEVR_val_scenes.json)")
+    lay = {name: layout.snapped(layout.layout_inputs(d.slot_targets), layout.CELLS)
+           for name, d in (("train", train_data), ("val", val_data))}
+    torch.manual_seed(args.seed)
+    renderer = layout.LayoutRenderer(image_link.spec.tokens, train_data.clevr_mu.shape[-1], args.hidden, args.layers)
+    t0 = time.time()
+    log = layout.train_renderer(renderer, lay["train"], std.forward(train_data.clevr_mu), lay["val"],
+                                std.forward(val_data.clevr_mu), args.steps, args.batch_size, args.lr, args.seed,
+                                device=args.device)
+    run = Path(args.run_dir or f"runs/layout-renderer-{objective}")
+    run.mkdir(parents=True, exist_ok=True)
+    out = run / "mllm.safetensors"
+    commit, dirty = git_state()
+    meta = {**meta, "layout_renderer_training": {
+        "command": recorded_command(), "git_commit": commit, "git_dirty": dirty, "source": str(src_path),
+        "source_sha256": file_sha256(src_path), "data": args.data, "cells": layout.CELLS, "steps": args.steps,
+        "batch": args.batch_size, "lr": args.lr, "seed": args.seed, "wall_s": round(time.time() - t0, 1),
+        "log": log}}
+    save_mllm(layout.with_renderer(src, renderer.cpu()), std, out, meta)
+    print(f"wrote {out}: the MLLM with a {args.layers}-layer layout renderer; val MSE {log[-1]['val_mse']} "
+          "(standardised tokens)")
+    return 0
 
 
 def _cmd_image_encoder(args) -> int:

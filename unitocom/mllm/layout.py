@@ -15,6 +15,7 @@ regression on the scene records and the tokenizer's means of the same pictures (
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -39,6 +40,15 @@ def layout_inputs(targets: torch.Tensor) -> torch.Tensor:
     parts.append(nn.functional.one_hot(present, 2).float())
     parts.append(targets[..., len(slots.ATTRIBUTES) + 1:])
     return torch.cat(parts, -1)
+
+
+def snapped(lay: torch.Tensor, cells: int) -> torch.Tensor:
+    """Each centre moved to the middle of its cell of a cells x cells grid over the picture: the centres a written
+    layout gives (3: the thirds an `obj` listing names)."""
+    out = lay.clone()
+    uv = (out[..., -2:] + 1) / 2
+    out[..., -2:] = ((uv * cells).floor().clamp(0, cells - 1) + 0.5) / cells * 2 - 1
+    return out
 
 
 def _fourier(uv: torch.Tensor) -> torch.Tensor:
@@ -125,8 +135,6 @@ FORMAT = "unitocom-layout-renderer/1"
 
 def save_renderer(model: LayoutRenderer, std, path, meta: dict) -> None:
     """The renderer, the standardiser of the token means it draws (`mllm.data.Standardizer`) and `meta`."""
-    import json
-
     from safetensors.torch import save_file
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     state["std.mean"], state["std.std"] = std.mean.contiguous(), std.std.contiguous()
@@ -136,8 +144,6 @@ def save_renderer(model: LayoutRenderer, std, path, meta: dict) -> None:
 
 def load_renderer(path):
     """-> (LayoutRenderer in eval mode, Standardizer, meta)."""
-    import json
-
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -151,3 +157,50 @@ def load_renderer(path):
     model = LayoutRenderer(**json.loads(header["config"]))
     model.load_state_dict(state)
     return model.eval(), std, json.loads(header["meta"])
+
+
+# ---- training, and the renderer inside an MLLM --------------------------------------------------------------------
+def train_renderer(model: LayoutRenderer, train_lay: torch.Tensor, target: torch.Tensor, val_lay: torch.Tensor,
+                   val_target: torch.Tensor, steps: int, batch: int = 64, lr: float = 1e-3, seed: int = 0,
+                   eval_every: int = 500, device: str = "cpu") -> list[dict]:
+    """MSE regression of standardised token means [N, S_v, d] (`target`) on layouts [N, K, INPUT_WIDTH], AdamW with
+    a warm-up and a cosine; -> the val MSE every eval_every steps and at the end ({step, train_mse, val_mse})."""
+    from unitocom.train import scaffold
+    dev = torch.device(device)
+    model.to(dev).train()
+    opt = scaffold.adamw(model, lr, 0.01)
+    gen = torch.Generator().manual_seed(seed)
+    log = []
+    bar = scaffold.progress(steps, desc="renderer")
+    for step in range(steps):
+        scaffold.set_lr(opt, scaffold.warmup_cosine(step, steps, lr, warmup=min(200, steps // 10)))
+        idx = torch.randint(len(train_lay), (batch,), generator=gen)
+        loss = (model(train_lay[idx].to(dev)) - target[idx].to(dev)).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.update(1)
+        if (step + 1) % eval_every == 0 or step + 1 == steps:
+            model.eval()
+            with torch.no_grad():
+                val = torch.cat([(model(val_lay[k:k + 512].to(dev)) - val_target[k:k + 512].to(dev)).pow(2)
+                                 for k in range(0, len(val_lay), 512)]).mean().item()
+            model.train()
+            log.append({"step": step + 1, "train_mse": round(loss.item(), 4), "val_mse": round(val, 4)})
+            bar.write(json.dumps(log[-1]))
+    bar.close()
+    return log
+
+
+def with_renderer(src, renderer: LayoutRenderer):
+    """The MLLM `src` with `renderer` inside (cfg.layout_renderer): it then draws a caption from the layout it
+    writes (`tasks.imagine`). Every tensor of both copied."""
+    import dataclasses
+
+    from unitocom.mllm.model import MLLM
+    model = MLLM(dataclasses.replace(src.cfg, layout_renderer=json.dumps(renderer.config)))
+    state = model.state_dict()
+    state.update(src.state_dict())
+    state.update({f"layout_renderer.{k}": v for k, v in renderer.state_dict().items()})
+    model.load_state_dict(state)
+    return model

@@ -117,6 +117,27 @@ def write_layouts(model: MLLM, vocab: seq.Vocab, captions: list[str], clock: Clo
     return _generate(model, vocab, prompts, LAYOUT_MAX_NEW, clock)
 
 
+@torch.no_grad()
+def draw_layouts(model: MLLM, vocab: seq.Vocab, captions: list[str], clock: Clock = NOT_TIMED,
+                 batched: bool = False) -> tuple[list[torch.Tensor | None], list[str]]:
+    """T2I through a written layout (an MLLM with cfg.layout_renderer, `mllm.layout`): the MLLM writes each
+    caption's layout (`write_layouts`, greedy: a caption always draws the same picture) and its renderer draws the
+    layout as image tokens. -> (standardised image tokens [S_v, d] per caption, as `imagine` gives them, or None
+    where the layout written does not read; the layouts written)."""
+    from unitocom.mllm import layout
+    texts = write_layouts(model, vocab, captions, clock, batched)
+    read = [layout.read(t) for t in texts]
+    rows = [i for i, r in enumerate(read) if r is not None]
+    out: list[torch.Tensor | None] = [None] * len(captions)
+    if rows:
+        with clock.stage("mllm_generate"):  # drawing the layout: the generation's last part
+            param = next(model.parameters())
+            drawn = model.layout_renderer(torch.stack([read[i] for i in rows]).to(param)).float().cpu()
+        for i, t in zip(rows, drawn):
+            out[i] = t
+    return out, texts
+
+
 def describe(model: MLLM, vocab: seq.Vocab, image_tokens: list[torch.Tensor], max_new: int = 64,
              clock: Clock = NOT_TIMED) -> list[str]:
     """Captioning (an MLLM trained with the "cap" task): received image tokens [S_v, d] each -> a caption."""
