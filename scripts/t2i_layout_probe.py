@@ -127,25 +127,44 @@ def main(argv: list[str] | None = None) -> int:
                 **{f"grid{g}": recall(std.inverse(model(layout.snapped(test_lay[ids], g)))) for g in grids},
                 "shuffled": recall(std.inverse(model(test_lay[ids.roll(1)])))}
     if args.mllm:  # the MLLM writes each caption's layout; one it cannot write readably draws nothing (recall 0)
+        from unitocom.metrics.scene_checker import caption_pairs
         from unitocom.mllm import tasks
         from unitocom.mllm.checkpoint import load_mllm
-        mllm, _, _ = load_mllm(args.mllm)
+        mllm, mllm_std, _ = load_mllm(args.mllm)
         _, _, _, vocab, _ = load_links(cfg, None, args.objective)
-        texts = []
+        own = bool(mllm.cfg.layout_renderer)  # its own renderer (the base station's path), else the probe's
+        texts, drawn = [], []
         bar = scaffold.progress(len(items), desc="layouts")
         for k in range(0, len(items), 50):
-            texts += tasks.write_layouts(mllm, vocab, [c for _, c in items[k:k + 50]], batched=True)
-            bar.update(len(items[k:k + 50]))
+            caps = [c for _, c in items[k:k + 50]]
+            if own:
+                d, t = tasks.draw_layouts(mllm, vocab, caps, batched=True)
+                drawn += [None if x is None else mllm_std.inverse(x) for x in d]
+            else:
+                t = tasks.write_layouts(mllm, vocab, caps, batched=True)
+                with torch.no_grad():
+                    drawn += [None if r is None else std.inverse(model(r[None]))[0] for r in map(layout.read, t)]
+            texts += t
+            bar.update(len(caps))
         bar.close()
-        read = [layout.read(t) for t in texts]
-        ok = [r is not None for r in read]
-        lay = torch.stack([r if r is not None else torch.zeros_like(test_lay[0]) for r in read])
-        with torch.no_grad():
-            got = recall(std.inverse(model(lay)))
+        ok = [d is not None for d in drawn]
+        got = recall(torch.stack([d if d is not None else test_mu[0] for d in drawn]))
         rows["written"] = [g if o or g is None else 0.0 for g, o in zip(got, ok)]
-        written = {"mllm": args.mllm, "mllm_sha256": file_sha256(args.mllm), "readable": sum(ok) / len(ok),
+        # how many of the caption's pairs the layout names at all (what the MLLM writes, before any drawing)
+        named = []
+        for (_, cap), text in zip(items, texts):
+            want = caption_pairs(cap)
+            items_ = [m.groups() for s in text.split(",") if (m := layout._ITEM.match(s.strip()))]
+            if want:
+                named.append(len(want & {(c, sh) for _, c, _, sh, _, _ in items_}) / len(want))
+        lo, hi = results.mean_interval(named)
+        written = {"mllm": args.mllm, "mllm_sha256": file_sha256(args.mllm),
+                   "renderer": "the MLLM's own" if own else "this run's", "readable": sum(ok) / len(ok),
+                   "pairs_named": {"value": round(sum(named) / len(named), 4), "ci_low": round(lo, 4),
+                                   "ci_high": round(hi, 4), "n": len(named)},
                    "examples": [{"caption": c, "layout": t} for (_, c), t in list(zip(items, texts))[:20]]}
-        print(f"written layouts readable: {sum(ok)}/{len(ok)}")
+        print(f"written layouts readable: {sum(ok)}/{len(ok)}; the caption's pairs named in them: "
+              f"{written['pairs_named']['value']:.3f}")
     table = {}
     for name, r in rows.items():
         r = [x for x in r if x is not None]
