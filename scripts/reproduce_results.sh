@@ -163,7 +163,8 @@
 #                                         installed MLLM fine-tuned 1500 steps with the lay task (caption ->
 #                                         layout) in its mix, a layout renderer trained into it (`train
 #                                         layout-renderer`, 4000 steps), and the probe's own renderer beside them,
-#                                         scored on 500 test captions in process, no channel
+#                                         scored on 500 test captions in process (no channel) and through the
+#                                         services at 0 and 20 dB Rayleigh (results/t2i-layout.*)
 #                                         (results/t2i-layout-probe.json; about 60 min of fine-tuning, then 20 of
 #                                         the renderer, one core; the probe's renderer 20 on the other)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
@@ -1079,4 +1080,14 @@ if [ "$what" = layout ]; then
   wait
   .venv/bin/python scripts/t2i_layout_probe.py --data data/tiny --run-dir runs/layout/renderer --reuse --grids 3,8 \
     --mllm runs/layout/drawn/mllm.safetensors --out results/t2i-layout-probe.json
+  # Through the services, as Fig. 2's T2I points: the installed set with the layout MLLM as mllm-sigma-genib, the
+  # caption sent over the text link at 0 and 20 dB Rayleigh, the same 500 test captions
+  mkdir -p runs/layout/set
+  ln -sfn ../drawn/mllm.safetensors runs/layout/set/mllm-sigma-genib.safetensors
+  ln -sfn ../../../checkpoints/text-prior.safetensors runs/layout/set/text-prior.safetensors
+  link_installed runs/layout/set
+  export UNITOCOM_CHECKPOINTS=runs/layout/set
+  serve 50311 9311 runs/layoutrun
+  $U fig2 --name t2i-layout --tasks t2i --schemes unitocom --snr-db 0,20 --channel rayleigh --n-t2i 500 \
+     --workers 16 --out results --target $T --resume --quiet
 fi
