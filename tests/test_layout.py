@@ -65,15 +65,22 @@ def test_the_lay_task_pairs_each_caption_with_its_own_scenes_layout(heldout_data
     image_link, _, _, vocab, _ = load_links(cfg)
     data = TaskData(heldout_data, "val", image_link, None, None, vocab, cfg.preset.image_size_px, limit=60)
     assert data.counts()["lay"] == len(data.captions) > 0
-    for c, text in data.layouts:
-        caption = data.captions[c][1]
-        items = [layout._ITEM.match(s.strip()).groups() for s in text.split(",")]
-        assert caption_pairs(caption) <= {(color, shape) for _, color, _, shape, _, _ in items}, (caption, text)
+    for order in layout.ORDERS:
+        data.layout_order = order
+        for i, (c, image) in enumerate(data.layouts):
+            caption, text = data.captions[c][1], data.layout_text(i)
+            items = [layout._ITEM.match(s.strip()).groups() for s in text.split(",")]
+            named = [(color, shape) for _, color, _, shape, _, _ in items]
+            assert caption_pairs(caption) <= set(named), (caption, text)
+            assert sorted(named) == sorted((o["color"], o["shape"]) for _, _, o in data.layout_scenes[image])
+            if order == "caption":  # the caption's mentions first, in its order
+                said = [(c_, s_) for _, c_, s_ in layout._MENTION.findall(caption.lower())]
+                assert named[:len(said)] == said, (caption, text)
     rows = data.examples("lay", [0, 1], torch.zeros(2), None, torch.Generator())
     prompt, target = rows[0]
     assert prompt.value[:2] == [vocab["<bos>"], vocab["<t2i>"]] and prompt.value[-1] == vocab["<sep>"]
     assert target.target and target.value[-1] == vocab["<eos>"]
-    assert vocab.decode(target.value[:-1]) == data.layouts[0][1]
+    assert vocab.decode(target.value[:-1]) == data.layout_text(0)
 
 
 def test_write_layouts_gives_a_text_per_caption_batched_or_not():

@@ -160,6 +160,9 @@ def add_train_command(sub) -> None:
                         "1); names: " + ", ".join(ARCH) +
                         "; hidden must divide by heads. The checkpoint records it and the base station builds what "
                         "it records")
+    m.add_argument("--layout-order", default="left-to-right", choices=["left-to-right", "caption"],
+                   help="the lay task's order of a scene's objects: left to right, or those the caption names first "
+                        "in its order (`mllm.layout.ordered`)")
     m.add_argument("--object-slots", type=float, default=0.0, metavar="W",
                    help="add, with weight W, the object slots' loss on VQA steps: a training head reads each received "
                         "scene's objects (size, colour, shape, material, centre; left to right) from the hidden "
@@ -513,7 +516,7 @@ def _cmd_mllm(args) -> int:
                      threads=args.threads, arch=args.mllm_arch or (), loss_scale=args.loss_scale or (),
                      object_slots=args.object_slots, received_questions=args.received_questions,
                      prefix_attention=args.prefix_attention, image_encoder=args.image_encoder,
-                     object_tokens=args.object_tokens)
+                     object_tokens=args.object_tokens, layout_order=args.layout_order)
     if tc.init and not Path(tc.init).exists():
         raise UserError(f"--init {tc.init}: no such MLLM checkpoint (train it first with `unitocom train mllm`)")
     if tc.init_backbone and not (Path(tc.init_backbone) / "config.json").is_file():

@@ -99,10 +99,31 @@ def written(placed: list[tuple[float, float, dict]], cells: int = CELLS) -> str:
                      for u, v, o in placed)
 
 
-def layouts(data_dir, split: str, n: int) -> dict[int, str]:
-    """{image index: layout text} of the split's scenes with index < n (none where it has no scene records)."""
-    from unitocom.mllm.objects import placed_scenes
-    return {i: written(placed) for i, placed in placed_scenes(data_dir, split, n) or [] if placed}
+ORDERS = ("left-to-right", "caption")
+_MENTION = re.compile(r"\b(?:(" + "|".join(slots.ATTRIBUTES["size"]) + r")\s+)?(" +
+                      "|".join(slots.ATTRIBUTES["color"]) + r")\s+(?:(?:" + "|".join(slots.ATTRIBUTES["material"]) +
+                      r")\s+)?(" + "|".join(slots.ATTRIBUTES["shape"]) + r")s?\b")
+
+
+def ordered(placed: list[tuple[float, float, dict]], caption: str, order: str = "left-to-right"
+            ) -> list[tuple[float, float, dict]]:
+    """The objects in the order a layout lists them. left-to-right: as placed (`objects.left_to_right`);
+    caption: the objects the caption names first, in the order it names them (each mention matched to the first
+    object not yet listed of its colour and shape, and size where it says one), then the rest left to right. The
+    renderer reads a set (no order), so the order is the writer's choice: the caption's makes the layout mostly a
+    copy of the caption, where left to right makes the MLLM reorder what it was told."""
+    if order == "left-to-right":
+        return list(placed)
+    if order != "caption":
+        raise ValueError(f"layout order {order!r}: one of {', '.join(ORDERS)}")
+    rest, first = list(placed), []
+    for size, color, shape in _MENTION.findall(caption.lower()):
+        hit = next((p for p in rest if p[2]["color"] == color and p[2]["shape"] == shape and
+                    (not size or p[2]["size"] == size)), None)
+        if hit is not None:
+            rest.remove(hit)
+            first.append(hit)
+    return first + rest
 
 
 def read(text: str, cells: int = CELLS) -> torch.Tensor | None:

@@ -83,6 +83,8 @@ class TrainConfig:
     image_encoder: int = 0
     # Issue 12: the object slots' reading of each received scene as tokens (`MLLMConfig.object_tokens`)
     object_tokens: bool = False
+    # Issue 12: the order the lay task lists a scene's objects in (`layout.ordered`): left-to-right or caption
+    layout_order: str = "left-to-right"
 
 
 STATE_FILE = "train_state.safetensors"
@@ -331,6 +333,7 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
                              "--object-slots W, or --init an MLLM that has them)")
         mcfg = dataclasses.replace(mcfg, answer_by_program=True)
     train_data.question_first = val_data.question_first = mcfg.question_first
+    train_data.layout_order = val_data.layout_order = tc.layout_order
     train_data.token_dropout = tc.token_dropout  # validation reads whole sequences: the zero-loss quality
     if tc.received_questions:  # validation keeps clean questions, comparable with every other run's
         from unitocom.config import checkpoint_dir
