@@ -15,7 +15,7 @@ its bootstrap 95 % interval:
 - `written`: (with --mllm, an MLLM trained with the "lay" task) the layout that MLLM writes for the caption; a
              layout it cannot write readably counts 0.
 No channel: this asks whether the renderer draws what a layout says, and whether the MLLM writes one that it can.
-The renderer trains on centres snapped to the written layouts' grid (--train-cells).
+The renderer trains on the exact centres (--train-cells 0) and draws a written layout's cell centres.
 """
 from __future__ import annotations
 
@@ -61,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--run-dir", default="runs/layout", help="the renderer is written here (renderer.safetensors)")
-    ap.add_argument("--train-cells", type=int, default=layout.CELLS,
-                    help="train on centres snapped to this grid, as a written layout gives them (0: exact)")
+    ap.add_argument("--train-cells", type=int, default=0,
+                    help="train on centres snapped to this grid, as a written layout gives them (0: exact; snapped to "
+                         "8, the renderer draws a written layout worse: 0.875 against 0.937, it learns the blur of "
+                         "objects off their cell's centre)")
     ap.add_argument("--grids", default="3,4,6,8", help="grid sizes the centres are snapped to, a row each")
     ap.add_argument("--reuse", action="store_true", help="score the renderer already in --run-dir, no training")
     ap.add_argument("--mllm", default=None, help="also score the layouts this MLLM (trained with the lay task) "
