@@ -212,7 +212,11 @@ def test_a_token_cache_trains_the_model_the_data_set_trains(small_world):
     assert got.listings == want.listings and len(want.listings) == len(want.clevr_mu)
     assert len(got.speech) == len(want.speech) > 0
     assert all(torch.equal(a, b) and s == t for (a, s), (b, t) in zip(got.speech, want.speech))
-    assert torch.equal(got.image_std.mean, want.image_std.mean) and got.counts() == want.counts()
+    # every task but the layouts (issue 12's lay task, not carried by a cache yet: `train mllm` says so and leaves
+    # it out of the cycle)
+    assert torch.equal(got.image_std.mean, want.image_std.mean) and got.counts()["lay"] == 0
+    assert {k: v for k, v in got.counts().items() if k != "lay"} == \
+        {k: v for k, v in want.counts().items() if k != "lay"}
     tc = TrainConfig(steps=4, batch=4, lr=3e-3, warmup=1, val_every=2, val_n=4)
     from_data = train(str(d / "data"), str(d / "from-data"), links=links, tc=tc, resume=False)
     from_cache = train(str(cache), str(d / "from-cache"), tc=tc, resume=False)  # its own links, by default
