@@ -159,6 +159,14 @@
 #                                         part, as text-links does for the other two) and the resilient companion of
 #                                         the staged sigma-GenIB link, into checkpoints/next (about 13 and 60 min,
 #                                         one core each, side by side)
+#   scripts/reproduce_results.sh layout  issue 12's T2I target: text-to-image through a written layout. The
+#                                         installed MLLM fine-tuned 1500 steps with the lay task (caption ->
+#                                         layout) in its mix, a layout renderer trained into it (`train
+#                                         layout-renderer`, 4000 steps), and the probe's own renderer beside them,
+#                                         scored on 500 test captions in process (no channel) and through the
+#                                         services at 0 and 20 dB Rayleigh (results/t2i-layout.*)
+#                                         (results/t2i-layout-probe.json; about 60 min of fine-tuning, then 20 of
+#                                         the renderer, one core; the probe's renderer 20 on the other)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -1053,4 +1061,33 @@ if [ "$what" = continue ]; then
      --mllm one-part=$ONE_PART_DIR/mllm-sigma-genib.safetensors --mllm recipe-2000=runs/obj/ft-ctrl-head \
      --reference one-part --snr-db 20 --channel rayleigh --n-t2i 300 --workers 16 --out results --resume
   .venv/bin/python scripts/results_tables.py
+fi
+
+if [ "$what" = layout ]; then
+  # The MLLM writes the captioned scene's layout (the lay task, `mllm.layout`); a renderer inside it draws the
+  # layout as image tokens (`train layout-renderer`). The MLLM is the installed program MLLM with the lay task
+  # added to its recipe's mix. Beside it, the probe's own renderer says what drawing a layout can reach.
+  {
+    [ -f runs/layout/mllm/mllm.safetensors ] || $U train mllm --objective sigma-genib \
+      --init checkpoints/mllm-sigma-genib.safetensors --task-weights vqa=2,t2i=1,asr=1,cap=1,prog=4,lay=4 \
+      --loss-scale t2i=8 --object-slots 1 --steps 1500 --batch-size 64 --snr-db=-5:25 --lr 2e-4 --data data/tiny \
+      --val-every 500 --log-every 50 --threads 1 --run-dir runs/layout/mllm --no-install
+    [ -f runs/layout/drawn/mllm.safetensors ] || $U train layout-renderer --init runs/layout/mllm/mllm.safetensors \
+      --data data/tiny --steps 4000 --run-dir runs/layout/drawn
+  } &
+  [ -f runs/layout/renderer/renderer.safetensors ] || .venv/bin/python scripts/t2i_layout_probe.py --data data/tiny \
+    --steps 4000 --run-dir runs/layout/renderer --grids 3,8 --out out/t2i-layout-renderer.json
+  wait
+  .venv/bin/python scripts/t2i_layout_probe.py --data data/tiny --run-dir runs/layout/renderer --reuse --grids 3,8 \
+    --mllm runs/layout/drawn/mllm.safetensors --out results/t2i-layout-probe.json
+  # Through the services, as Fig. 2's T2I points: the installed set with the layout MLLM as mllm-sigma-genib, the
+  # caption sent over the text link at 0 and 20 dB Rayleigh, the same 500 test captions
+  mkdir -p runs/layout/set
+  ln -sfn ../drawn/mllm.safetensors runs/layout/set/mllm-sigma-genib.safetensors
+  ln -sfn ../../../checkpoints/text-prior.safetensors runs/layout/set/text-prior.safetensors
+  link_installed runs/layout/set
+  export UNITOCOM_CHECKPOINTS=runs/layout/set
+  serve 50311 9311 runs/layoutrun
+  $U fig2 --name t2i-layout --tasks t2i --schemes unitocom --snr-db 0,20 --channel rayleigh --n-t2i 500 \
+     --workers 16 --out results --target $T --resume --quiet
 fi

@@ -45,6 +45,21 @@ def load_script(path: str):
     return mod
 
 
+def without_encoder(src: Path, out: Path) -> Path:
+    """`src` (the installed MLLM, which reads the picture through an encoder and answers by program) with its
+    image encoder, slots and program answering taken out: what `train image-encoder` starts from."""
+    from unitocom.mllm.checkpoint import load_mllm, save_mllm
+    from unitocom.mllm.model import MLLM
+    model, std, meta = load_mllm(str(src))
+    cfg = dataclasses.replace(model.cfg, image_encoder=0, object_slots=0, object_tokens=False,
+                              answer_by_program=False)
+    bare = MLLM(cfg)
+    kept = model.state_dict()
+    bare.load_state_dict({k: kept[k] for k in bare.state_dict()})
+    save_mllm(bare, std, out, meta)
+    return out
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "need(condition, reason): skip when the condition is false; fail under CI")
 

@@ -212,7 +212,11 @@ def test_a_token_cache_trains_the_model_the_data_set_trains(small_world):
     assert got.listings == want.listings and len(want.listings) == len(want.clevr_mu)
     assert len(got.speech) == len(want.speech) > 0
     assert all(torch.equal(a, b) and s == t for (a, s), (b, t) in zip(got.speech, want.speech))
-    assert torch.equal(got.image_std.mean, want.image_std.mean) and got.counts() == want.counts()
+    # every task but the layouts (issue 12's lay task, not carried by a cache yet: `train mllm` says so and leaves
+    # it out of the cycle)
+    assert torch.equal(got.image_std.mean, want.image_std.mean) and got.counts()["lay"] == 0
+    assert {k: v for k, v in got.counts().items() if k != "lay"} == \
+        {k: v for k, v in want.counts().items() if k != "lay"}
     tc = TrainConfig(steps=4, batch=4, lr=3e-3, warmup=1, val_every=2, val_n=4)
     from_data = train(str(d / "data"), str(d / "from-data"), links=links, tc=tc, resume=False)
     from_cache = train(str(cache), str(d / "from-cache"), tc=tc, resume=False)  # its own links, by default
@@ -1025,17 +1029,18 @@ SHIPPED_MLLM = Path(__file__).resolve().parents[1] / "checkpoints" / "mllm-sigma
 
 
 @pytest.mark.skipif(not SHIPPED_MLLM.exists(), reason="needs the installed MLLM")
-def test_image_encoder_command_resumes_as_an_unbroken_run_and_records_its_source(tmp_path, heldout_data):
+def test_image_encoder_command_resumes_as_an_unbroken_run_and_records_its_source(tmp_path, heldout_data, capsys):
     """`unitocom train image-encoder` on the installed MLLM: stopped at step 2 and run again, it ends where an
     unbroken 4-step run ends, bit for bit; the checkpoint names its source by sha256 and its command; the older
     script's options (--mllm, --out) run the same command."""
     from safetensors.torch import load_file
 
-    from tests.conftest import load_script
+    from tests.conftest import load_script, without_encoder
     from unitocom.cli import main
     from unitocom.mllm.checkpoint import load_mllm
     from unitocom.train.provenance import file_sha256
-    common = ["train", "image-encoder", "--init", str(SHIPPED_MLLM), "--data", str(heldout_data), "--steps", "4",
+    src = without_encoder(SHIPPED_MLLM, tmp_path / "source.safetensors")
+    common = ["train", "image-encoder", "--init", str(src), "--data", str(heldout_data), "--steps", "4",
               "--batch-size", "8", "--eval-every", "2", "--n-val", "16"]
     assert main(common + ["--run-dir", str(tmp_path / "a")]) == 0
     assert main(common + ["--run-dir", str(tmp_path / "b"), "--stop-at", "2"]) == 0
@@ -1045,17 +1050,17 @@ def test_image_encoder_command_resumes_as_an_unbroken_run_and_records_its_source
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     _, _, meta = load_mllm(str(tmp_path / "a" / "mllm.safetensors"))
     rec = meta["image_encoder_pretraining"]
-    assert rec["source_sha256"] == file_sha256(SHIPPED_MLLM) and rec["config"]["steps"] == 4
+    assert rec["source_sha256"] == file_sha256(src) and rec["config"]["steps"] == 4
     assert [r["step"] for r in rec["log"]] == [2, 4] and {"color", "shape"} <= set(rec["log"][-1]["20db"])
     pre = load_script("scripts/pretrain_image_encoder.py")
     out = tmp_path / "c" / "pretrained.safetensors"
     out.parent.mkdir()
-    assert pre.main(["--mllm", str(SHIPPED_MLLM), "--data", str(heldout_data), "--steps", "4", "--batch-size", "8",
+    assert pre.main(["--mllm", str(src), "--data", str(heldout_data), "--steps", "4", "--batch-size", "8",
                      "--eval-every", "2", "--n-val", "16", "--out", str(out)]) == 0
     c = load_file(str(out))
     assert all(torch.equal(a[k], c[k]) for k in a)
     cmd = load_mllm(str(out))[2]["image_encoder_pretraining"]["command"]
-    assert cmd.startswith(f"unitocom train image-encoder --init {SHIPPED_MLLM} ") and "--out" not in cmd
+    assert cmd.startswith(f"unitocom train image-encoder --init {src} ") and "--out" not in cmd
     # a token cache of the same data (float32 means: what the data set gives) trains the same weights
     from unitocom.mllm import token_cache
     cache = tmp_path / "cache"
@@ -1064,6 +1069,14 @@ def test_image_encoder_command_resumes_as_an_unbroken_run_and_records_its_source
     assert main(common[:at] + [str(cache)] + common[at + 1:] + ["--run-dir", str(tmp_path / "d")]) == 0
     d = load_file(str(tmp_path / "d" / "mllm.safetensors"))
     assert all(torch.equal(a[k], d[k]) for k in a)
+    # a cache made before the slots keeps no targets to teach the encoder: refused by name, nothing written
+    from safetensors.torch import save_file
+    f = cache / "sigma-genib-train.safetensors"
+    save_file({k: v for k, v in load_file(str(f)).items() if k != "slot_targets"}, str(f))
+    capsys.readouterr()
+    assert main(common[:at] + [str(cache)] + common[at + 1:] + ["--run-dir", str(tmp_path / "e")]) == 2
+    assert "train image-encoder: the token cache" in capsys.readouterr().err
+    assert not (tmp_path / "e" / "mllm.safetensors").exists()
 
 
 def _object_token_model(vocab: int, **kw) -> MLLM:

@@ -329,15 +329,17 @@ def test_a_program_mllm_named_alone_brings_its_whole_chain_and_a_made_one_none(t
 
 @pytest.mark.skipif(not (COMMITTED / "mllm-sigma-genib.safetensors").exists(), reason="needs the installed set")
 def test_a_smoke_program_mllm_trains_from_an_end_to_end_stage(tmp_path, heldout_data):
-    """The two program steps for real, at smoke scale, from the installed MLLM standing in as the end-to-end stage:
-    the encoder stage is made in its run dir, and the checkpoint answers by program with its head phase done."""
+    """The two program steps for real, at smoke scale, from the installed MLLM, its encoder taken out, standing in as
+    the end-to-end stage: the encoder stage is made in its run dir, and the checkpoint answers by program with its
+    head phase done."""
     import shutil
 
+    from tests.conftest import without_encoder
     from unitocom.mllm.checkpoint import load_mllm
     out = tmp_path / "out"
     stage = out / "runs" / "mllm-sigma-genib-e2e" / "mllm.safetensors"
     stage.parent.mkdir(parents=True)
-    shutil.copyfile(COMMITTED / "mllm-sigma-genib.safetensors", stage)
+    without_encoder(COMMITTED / "mllm-sigma-genib.safetensors", stage)  # the installed one reads by program
     for f in ("image-sigma-genib-s32", "audio-sigma-genib-s32", "text-sigma-genib"):
         shutil.copyfile(COMMITTED / f"{f}.safetensors", out / f"{f}.safetensors")
     done = retrain.run_all(out, "smoke", str(heldout_data), only=["mllm-sigma-genib"], log=lambda s: None,

@@ -123,6 +123,9 @@ class TaskData:
     received_questions = 0.0
     text_link = None
     programs: list[tuple[int, str]] = []  # (question index, program in words); none in a cache made before them
+    layouts: list[tuple[int, int]] = []  # (caption index, its scene's image index); none in a cache made before them
+    layout_scenes: dict = {}  # image index -> its objects placed left to right (`objects.left_to_right`)
+    layout_order = "left-to-right"  # the order the lay task lists a scene's objects in (`layout.ordered`)
 
     def __init__(self, data_dir: str | Path, split: str, image_link, audio_link, frontend, vocab: seq.Vocab,
                  size_px: int, limit: int | None = None, max_audio_chunks: int = 4,
@@ -147,6 +150,10 @@ class TaskData:
         # the "obj" task: each scene's objects read out left to right ([] where the split has no scene records)
         self.listings: list[tuple[int, str]] = objects.listings(data_dir, split, n)
         self.coco_mu, self.captions = captioned_images(data_dir, split, image_link, size_px, limit)
+        # the "lay" task: each caption's scene as a layout (`mllm.layout`), where the caption's picture is a CLEVR
+        # scene with records (the synthetic sets link the same files: the same token means)
+        self.layouts, self.layout_scenes = caption_layouts(data_dir, split, self.captions, self.coco_mu,
+                                                           self.clevr_mu)
         # ASR: LibriSpeech layout; clips longer than max_audio_chunks chunks are left out (sequence budget).
         self.speech: list[tuple[torch.Tensor, str]] = []
         if audio_link is not None:
@@ -193,7 +200,13 @@ class TaskData:
     def counts(self) -> dict[str, int]:
         return {"vqa": len(self.questions), "t2i": len(self.captions), "asr": len(self.speech),
                 "svqa": len(self.spoken), "cap": len(self.captions), "obj": len(self.listings),
-                "prog": len(self.programs)}
+                "prog": len(self.programs), "lay": len(self.layouts)}
+
+    def layout_text(self, i: int) -> str:
+        """The lay task's i-th target: its caption's scene as a layout, in `layout_order`."""
+        from unitocom.mllm import layout
+        c, image = self.layouts[i]
+        return layout.written(layout.ordered(self.layout_scenes[image], self.captions[c][1], self.layout_order))
 
     def _received_scenes(self, mu: torch.Tensor, snr_db: torch.Tensor, channel: TorchChannelSpec,
                          gen: torch.Generator) -> torch.Tensor:
@@ -252,6 +265,8 @@ class TaskData:
             return [seq.vqa(v, rx[b], objects.PROMPT, text, self.question_first) for b, (_, text) in enumerate(items)]
         if task == "prog":  # the question's program, from its (clean) text
             return [seq.program(v, self.questions[q][1], text) for q, text in (self.programs[i] for i in idx)]
+        if task == "lay":  # the caption's scene as a layout, from the (clean) caption
+            return [seq.layout(v, self.captions[self.layouts[i][0]][1], self.layout_text(i)) for i in idx]
         if task == "t2i":
             out = []
             for i in idx:
@@ -261,6 +276,17 @@ class TaskData:
                 out.append(seq.t2i(v, caption, self.image_std.forward(self.coco_mu[image])))
             return out
         raise ValueError(f"unknown task {task!r}")
+
+
+def caption_layouts(data_dir: str | Path, split: str, captions: list[tuple[int, str]], coco_mu: torch.Tensor,
+                    clevr_mu: torch.Tensor) -> tuple[list[tuple[int, int]], dict]:
+    """The lay task's examples: ([(caption index, image index)], {image index: its objects placed left to right})
+    for the captions whose picture is the CLEVR scene of the same index (equal token means: the synthetic sets'
+    COCO view links the CLEVR files) and that scene has records."""
+    from unitocom.mllm.objects import placed_scenes
+    placed = {i: p for i, p in placed_scenes(data_dir, split, len(clevr_mu)) or [] if p}
+    same = {i: placed[i] for i in placed if i < len(coco_mu) and torch.equal(coco_mu[i], clevr_mu[i])}
+    return [(c, i) for c, (i, _) in enumerate(captions) if i in same], same
 
 
 def _load_files(directory: Path, names: list[str], size_px: int) -> torch.Tensor:

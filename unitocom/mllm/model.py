@@ -92,6 +92,11 @@ class MLLMConfig:
     # program that does not parse or run falls back to the MLLM's own answer. Needs image_encoder and object_slots.
     # False (every MLLM before it): the LM head answers.
     answer_by_program: bool = False
+    # Text-to-image through a written layout (issue 12, `mllm.layout`): the MLLM writes the caption's layout (the
+    # "lay" task) and this renderer draws it as the image tokens, in the diffusion head's standardised space; a
+    # layout that does not read falls back to the diffusion head. A JSON object of `LayoutRenderer`'s arguments
+    # (`train layout-renderer` sets it); "" (every MLLM before it): the diffusion head draws every caption.
+    layout_renderer: str = ""
 
     @classmethod
     def from_preset(cls, p: ModelPreset, vocab: int | None = None) -> "MLLMConfig":
@@ -180,6 +185,9 @@ class MLLM(nn.Module):
         if (cfg.object_tokens or cfg.answer_by_program) and not (cfg.image_encoder and cfg.object_slots):
             raise ValueError("object tokens and answers by program read the object slots of the image encoder: they "
                              f"need image_encoder and object_slots (got {cfg.image_encoder}, {cfg.object_slots})")
+        if cfg.layout_renderer:
+            from unitocom.mllm.layout import LayoutRenderer
+            self.layout_renderer = LayoutRenderer(**json.loads(cfg.layout_renderer))
         if cfg.object_tokens:
             from unitocom.mllm.slots import INPUT_WIDTH
             self.object_in = nn.Linear(INPUT_WIDTH, cfg.hidden)

@@ -9,6 +9,8 @@
          <bos> <vqa> <boi> image x S_v <eoi> <sep>          | caption <eos>         (LM loss on the caption)
     program (issue 12, the question's CLEVR program in words, `data.programs.to_text`; no image):
          <bos> <vqa> question <sep>                          | program <eos>         (LM loss on the program)
+    layout (issue 12, the captioned scene's objects and their cells, `mllm.layout`; no image):
+         <bos> <t2i> caption <sep>                           | layout <eos>          (LM loss on the layout)
 
 Captioning is VQA with no question: `<sep>` right after `<eoi>` asks for the whole scene. The spoken form and
 captioning reuse the specials (no new ids): `<boa>` where typed VQA has the question's first word tells the
@@ -101,6 +103,15 @@ def program(v: Vocab, question: str, text: str | None) -> list[Segment]:
     """The question's program: <bos><vqa> question <sep> | program <eos>. No <boi>: the VQA prompt's third id
     tells the two apart, and no new special is needed."""
     segs = [Segment("text", [v["<bos>"], v["<vqa>"]] + v.encode(question) + [v["<sep>"]])]
+    if text is not None:
+        segs.append(Segment("text", v.target(text) + [v["<eos>"]], target=True))
+    return segs
+
+
+def layout(v: Vocab, caption: str, text: str | None) -> list[Segment]:
+    """The caption's layout: <bos><t2i> caption <sep> | layout <eos>. `<sep>` where T2I has `<boi>` tells the two
+    apart, as the program's prompt does VQA's."""
+    segs = [Segment("text", [v["<bos>"], v["<t2i>"]] + v.encode(caption) + [v["<sep>"]])]
     if text is not None:
         segs.append(Segment("text", v.target(text) + [v["<eos>"]], target=True))
     return segs

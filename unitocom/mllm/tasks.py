@@ -103,6 +103,41 @@ def answer_by_program(model: MLLM, vocab: seq.Vocab, image_tokens: list[torch.Te
     return answers, written, by_program
 
 
+LAYOUT_MAX_NEW = 96  # text ids of a written layout: the tiny preset's longest scene (4 objects) takes 59
+
+
+@torch.no_grad()
+def write_layouts(model: MLLM, vocab: seq.Vocab, captions: list[str], clock: Clock = NOT_TIMED,
+                  batched: bool = False) -> list[str]:
+    """The "lay" task: each caption -> the layout the MLLM writes for it (`mllm.layout`: each object left to right
+    with its cell), greedy."""
+    prompts = [seq.layout(vocab, c, None) for c in captions]
+    if batched and len(prompts) > 1:
+        return _generate_batch(model, vocab, prompts, LAYOUT_MAX_NEW, clock)
+    return _generate(model, vocab, prompts, LAYOUT_MAX_NEW, clock)
+
+
+@torch.no_grad()
+def draw_layouts(model: MLLM, vocab: seq.Vocab, captions: list[str], clock: Clock = NOT_TIMED,
+                 batched: bool = False) -> tuple[list[torch.Tensor | None], list[str]]:
+    """T2I through a written layout (an MLLM with cfg.layout_renderer, `mllm.layout`): the MLLM writes each
+    caption's layout (`write_layouts`, greedy: a caption always draws the same picture) and its renderer draws the
+    layout as image tokens. -> (standardised image tokens [S_v, d] per caption, as `imagine` gives them, or None
+    where the layout written does not read; the layouts written)."""
+    from unitocom.mllm import layout
+    texts = write_layouts(model, vocab, captions, clock, batched)
+    read = [layout.read(t) for t in texts]
+    rows = [i for i, r in enumerate(read) if r is not None]
+    out: list[torch.Tensor | None] = [None] * len(captions)
+    if rows:
+        with clock.stage("mllm_generate"):  # drawing the layout: the generation's last part
+            param = next(model.parameters())
+            drawn = model.layout_renderer(torch.stack([read[i] for i in rows]).to(param)).float().cpu()
+        for i, t in zip(rows, drawn):
+            out[i] = t
+    return out, texts
+
+
 def describe(model: MLLM, vocab: seq.Vocab, image_tokens: list[torch.Tensor], max_new: int = 64,
              clock: Clock = NOT_TIMED) -> list[str]:
     """Captioning (an MLLM trained with the "cap" task): received image tokens [S_v, d] each -> a caption."""

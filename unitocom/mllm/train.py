@@ -83,6 +83,8 @@ class TrainConfig:
     image_encoder: int = 0
     # Issue 12: the object slots' reading of each received scene as tokens (`MLLMConfig.object_tokens`)
     object_tokens: bool = False
+    # Issue 12: the order the lay task lists a scene's objects in (`layout.ordered`): left-to-right or caption
+    layout_order: str = "left-to-right"
 
 
 STATE_FILE = "train_state.safetensors"
@@ -292,19 +294,8 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
         vocab = seq.Vocab(vocab.bpe, base=max(vocab.base, hf_config(tc.init_backbone).vocab_size), bare=True)
     t0 = time.time()
     sq = tc.spoken_questions
-    val_limit = None if limit is None else max(64, limit // 8)
-    if cached:
-        if sq:
-            raise ValueError(f"{data_dir} is a token cache, which keeps no spoken questions: train --spoken on the "
-                             "data set itself")
-        train_data = token_cache.load_split(data_dir, objective, "train", image_link, audio_link, vocab, limit)
-        val_data = token_cache.load_split(data_dir, objective, "val", image_link, audio_link, vocab, val_limit)
-    else:
-        train_data = TaskData(data_dir, "train", image_link, audio_link, frontend, vocab, cfg.preset.image_size_px,
-                              limit, spoken_dir=sq)
-        val_data = TaskData(data_dir, "val", image_link, audio_link, frontend, vocab, cfg.preset.image_size_px,
-                            val_limit, spoken_dir=sq)
-    val_data.image_std = train_data.image_std
+    train_data, val_data = load_splits(data_dir, objective, image_link, audio_link, frontend, vocab,
+                                       cfg.preset.image_size_px, limit, sq)
     say(f"tokens ready in {time.time() - t0:.0f} s: train {train_data.counts()}, val {val_data.counts()}")
     mcfg = MLLMConfig.from_preset(cfg.preset, vocab=len(vocab))
     if tc.init:
@@ -342,6 +333,7 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
                              "--object-slots W, or --init an MLLM that has them)")
         mcfg = dataclasses.replace(mcfg, answer_by_program=True)
     train_data.question_first = val_data.question_first = mcfg.question_first
+    train_data.layout_order = val_data.layout_order = tc.layout_order
     train_data.token_dropout = tc.token_dropout  # validation reads whole sequences: the zero-loss quality
     if tc.received_questions:  # validation keeps clean questions, comparable with every other run's
         from unitocom.config import checkpoint_dir
@@ -506,21 +498,45 @@ def train(data_dir: str, out_dir: str, preset: str = "tiny", links: dict[str, st
     return meta
 
 
-def attach_slot_targets(data_dir: str, train_data: TaskData, val_data: TaskData, cached: bool) -> None:
+def load_splits(data_dir: str, objective: str, image_link, audio_link, frontend, vocab: seq.Vocab,
+                image_size_px: int, limit: int | None = None, spoken_dir: str | None = None
+                ) -> tuple[TaskData, TaskData]:
+    """`data_dir`'s train and val splits as the MLLM reads them, from the data set or its token cache
+    (`token_cache.is_cache`). Under `limit`, val keeps max(64, limit // 8) examples; val standardises T2I's targets
+    with train's statistics. `spoken_dir`: the spoken questions' folder, which a cache does not keep."""
+    val_limit = None if limit is None else max(64, limit // 8)
+    if token_cache.is_cache(data_dir):
+        if spoken_dir:
+            raise ValueError(f"{data_dir} is a token cache, which keeps no spoken questions: train --spoken on the "
+                             "data set itself")
+        train_data = token_cache.load_split(data_dir, objective, "train", image_link, audio_link, vocab, limit)
+        val_data = token_cache.load_split(data_dir, objective, "val", image_link, audio_link, vocab, val_limit)
+    else:
+        train_data = TaskData(data_dir, "train", image_link, audio_link, frontend, vocab, image_size_px, limit,
+                              spoken_dir=spoken_dir)
+        val_data = TaskData(data_dir, "val", image_link, audio_link, frontend, vocab, image_size_px, val_limit,
+                            spoken_dir=spoken_dir)
+    val_data.image_std = train_data.image_std
+    return train_data, val_data
+
+
+def attach_slot_targets(data_dir: str, train_data: TaskData, val_data: TaskData, cached: bool,
+                        option: str = "--object-slots") -> None:
     """The object slots' targets of both splits, from the data set's scene records (`mllm.slots.targets`) or the
-    token cache made from them; a training split without them is refused (the slots would have nothing to learn)."""
+    token cache made from them; a training split without them is refused (the slots would have nothing to learn).
+    `option`: what the refusal names as needing them."""
     from unitocom.mllm import slots
     if cached:
         train_data.slot_targets = getattr(train_data, "cached_slot_targets", None)
         val_data.slot_targets = getattr(val_data, "cached_slot_targets", None)
         if train_data.slot_targets is None:
-            raise ValueError(f"--object-slots: the token cache {data_dir} keeps no object-slot targets (made before "
+            raise ValueError(f"{option}: the token cache {data_dir} keeps no object-slot targets (made before "
                              "them, or its scenes are not the tiny preset's); make it again with `unitocom train "
                              "token-cache`")
         return
     train_data.slot_targets = slots.targets(data_dir, "train", len(train_data.clevr_mu))
     if train_data.slot_targets is None:
-        raise ValueError(f"--object-slots: {data_dir} has no scene records for its train split "
+        raise ValueError(f"{option}: {data_dir} has no scene records for its train split "
                          "(CLEVR_train_scenes.json)")
     val_data.slot_targets = slots.targets(data_dir, "val", len(val_data.clevr_mu))
 
@@ -630,7 +646,7 @@ def validate(model: MLLM, data: TaskData, tc: TrainConfig, channel: TorchChannel
     out.update(caption_gain(model, data, min(tc.val_n, data.counts()["t2i"])))
     if tc.object_slots and data.slot_targets is not None and getattr(model, "slots", None) is not None:
         out.update(slot_reading(model, data, min(tc.val_n, len(data.slot_targets)), channel))
-    for task in ("cap", "obj", "prog"):
+    for task in ("cap", "obj", "prog", "lay"):
         if task in dict(tc.task_weights):
             out.update(auxiliary_loss(model, data, task, min(tc.val_n, data.counts()[task]), channel))
     return out

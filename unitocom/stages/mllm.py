@@ -228,11 +228,10 @@ def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme
         from unitocom.schemes import learned
         g = T2I_GUIDANCE if guidance is None else guidance
         if cfg.limits.batch_max > 1:  # dynamic batching: one generation for the captions that arrive together
-            tokens = _t2i_batcher(a, cfg)(_T2iJob(texts[0], seed, g, clock), timeout=cfg.limits.default_deadline_s)
+            tokens, how = _t2i_batcher(a, cfg)(_T2iJob(texts[0], seed, g, clock),
+                                               timeout=cfg.limits.default_deadline_s)
         else:
-            gen = torch.Generator().manual_seed(seed)
-            tokens = tasks.imagine(a.model, a.vocab, texts[0], a.image_link.spec.tokens, guidance=g, generator=gen,
-                                   clock=clock)
+            tokens, how = _imagine_one(a, _T2iJob(texts[0], seed, g, clock))
         with clock.stage("detokenize"):
             # The MLLM generates F_alpha-space tokens (its targets are the tokenizer's means): one token space with
             # a consistency-trained link, a pass through R(T(.)) for the older ones (learned.clean_tokens).
@@ -241,7 +240,7 @@ def run(task: Task | None, label: Label, streams: list[Received], scheme: Scheme
             buf = io.BytesIO()
             Image.fromarray(img).save(buf, format="PNG")
         out = ModalityOutput(modality=Modality.IMAGE, decoded=True, image_png=buf.getvalue(),
-                                note=f"generated from the received caption {texts[0]!r} by next-token diffusion")
+                                note=f"generated from the received caption {texts[0]!r} {how}")
         caption = label.caption or texts[0]  # the transmitter labels a t2i request with the caption it sent
         checker = scene_checker()
         if checker is not None:
@@ -406,14 +405,49 @@ def _t2i_batcher(a: Assistant, cfg: Config) -> MicroBatcher:
                            cfg.limits.batch_delay_ms)
 
 
-def _imagine_batch(a: Assistant, jobs: list[_T2iJob]) -> list[torch.Tensor]:
-    """Batch function: one next-token diffusion run per guidance scale for its captions, each row with its own
-    seeded generator (tasks.imagine_batch: the tokens imagine() gives alone, up to float rounding); every job's
-    clock gets its run's mllm_prefill and mllm_generate."""
+def _imagine_one(a: Assistant, job: _T2iJob) -> tuple[torch.Tensor, str]:
+    """One caption without batching: through its written layout where the MLLM has a renderer and the layout
+    reads (`_imagine_batch` says how), else tasks.imagine with the job's seeded generator."""
+    from unitocom.mllm import tasks
+    how = "by next-token diffusion"
+    if a.model.cfg.layout_renderer:
+        (tokens,), (text,) = tasks.draw_layouts(a.model, a.vocab, [job.caption], job.clock)
+        if tokens is not None:
+            return tokens, _drawn_from(text)
+        how = _not_drawn(text)
+    gen = torch.Generator().manual_seed(job.seed)
+    return tasks.imagine(a.model, a.vocab, job.caption, a.image_link.spec.tokens, guidance=job.guidance,
+                         generator=gen, clock=job.clock), how
+
+
+def _drawn_from(layout: str) -> str:
+    return f"from the layout the MLLM wrote for it, {layout!r}"
+
+
+def _not_drawn(layout: str) -> str:
+    return f"by next-token diffusion (the layout the MLLM wrote, {layout!r}, does not read)"
+
+
+def _imagine_batch(a: Assistant, jobs: list[_T2iJob]) -> list[tuple[torch.Tensor, str]]:
+    """Batch function -> (standardised image tokens, how they were drawn) per job. An MLLM with a layout renderer
+    writes every caption's layout in one greedy generation and draws it (`tasks.draw_layouts`); the captions whose
+    layout does not read, and every caption of an MLLM without one, get one next-token diffusion run per guidance
+    scale, each row with its own seeded generator (tasks.imagine_batch: the tokens imagine() gives alone, up to
+    float rounding). Every job's clock gets its runs' mllm_prefill and mllm_generate."""
     from unitocom.mllm import tasks
     out: list[torch.Tensor | None] = [None] * len(jobs)
-    for g in sorted({j.guidance for j in jobs}):
-        rows = [i for i, j in enumerate(jobs) if j.guidance == g]
+    how = ["by next-token diffusion"] * len(jobs)
+    if a.model.cfg.layout_renderer:
+        shared = Clock(jobs[0].clock.service)
+        drawn, written = tasks.draw_layouts(a.model, a.vocab, [j.caption for j in jobs], shared,
+                                            batched=len(jobs) > 1)
+        _charge(shared, [j.clock for j in jobs])
+        for i, (t, text) in enumerate(zip(drawn, written)):
+            out[i] = t
+            how[i] = _drawn_from(text) if t is not None else _not_drawn(text)
+    todo = [i for i, t in enumerate(out) if t is None]
+    for g in sorted({jobs[i].guidance for i in todo}):
+        rows = [i for i in todo if jobs[i].guidance == g]
         shared = Clock(jobs[rows[0]].clock.service)
         tokens = tasks.imagine_batch(a.model, a.vocab, [jobs[i].caption for i in rows], a.image_link.spec.tokens,
                                      guidance=g, generators=[torch.Generator().manual_seed(jobs[i].seed) for i in rows],
@@ -421,7 +455,7 @@ def _imagine_batch(a: Assistant, jobs: list[_T2iJob]) -> list[torch.Tensor]:
         for i, t in zip(rows, tokens):
             out[i] = t
         _charge(shared, [jobs[i].clock for i in rows])
-    return out
+    return list(zip(out, how))
 
 
 def _answer_batch(a: Assistant, jobs: list[_VqaJob]) -> list[str | BaseException]:
