@@ -303,15 +303,43 @@ def add_train_command(sub) -> None:
     c.set_defaults(func=_cmd_token_cache)
 
 
+def _scene_splits(data: str, src_path: Path, meta: dict, command: str, val_use: str):
+    """What `train layout-renderer` and `train image-encoder` read: the MLLM's own image link (tokens of another
+    objective's link would be noise to it; a token cache's copy when `data` is one) and `data`'s train and val splits
+    with their scenes' slot targets, both splits required. -> (objective, image link, link paths, train, val)."""
+    from unitocom import config
+    from unitocom.errors import UserError
+    from unitocom.mllm import token_cache
+    from unitocom.mllm.checkpoint import load_links
+    from unitocom.mllm.train import attach_slot_targets, load_splits
+    cfg = config.load("tiny")
+    objective = meta.get("objective") or "sigma-genib"
+    cached = token_cache.is_cache(data)  # a GPU machine's copy: the means the cache's tokenizers made
+    image_link, _, _, vocab, paths = load_links(cfg, token_cache.links_of(data, objective) if cached else None,
+                                                objective)
+    want = (meta.get("links") or {}).get("image")
+    if want and Path(paths["image"]).name != want:
+        raise UserError(f"--init {src_path} reads the image link {want}; the {objective} one here is "
+                        f"{Path(paths['image']).name}")
+    if cached:
+        token_cache.check_links(data, objective, paths)
+    train_data, val_data = load_splits(data, objective, image_link, None, None, vocab, cfg.preset.image_size_px)
+    try:
+        attach_slot_targets(data, train_data, val_data, cached, option=command)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if val_data.slot_targets is None:
+        raise UserError(f"--data {data}: no scene records for its val split{val_use} (CLEVR_val_scenes.json)")
+    return objective, image_link, paths, train_data, val_data
+
+
 def _cmd_layout_renderer(args) -> int:
     import torch
 
-    from unitocom import config
     from unitocom.data.layouts import require_data
     from unitocom.errors import UserError
-    from unitocom.mllm import layout, token_cache
-    from unitocom.mllm.checkpoint import load_links, load_mllm, mllm_path, save_mllm
-    from unitocom.mllm.train import attach_slot_targets, load_splits
+    from unitocom.mllm import layout
+    from unitocom.mllm.checkpoint import load_mllm, mllm_path, save_mllm
     from unitocom.train.provenance import file_sha256, git_state, recorded_command
     require_data(args.data)
     src_path = Path(args.init) if args.init else mllm_path(args.objective)
@@ -323,24 +351,8 @@ def _cmd_layout_renderer(args) -> int:
     src, std, meta = load_mllm(str(src_path))
     if src.cfg.layout_renderer:
         raise UserError(f"--init {src_path} has a layout renderer already")
-    objective = meta.get("objective") or "sigma-genib"
-    cached = token_cache.is_cache(args.data)
-    cfg = config.load("tiny")
-    image_link, _, _, vocab, paths = load_links(cfg, token_cache.links_of(args.data, objective) if cached else None,
-                                                objective)
-    want = (meta.get("links") or {}).get("image")
-    if want and Path(paths["image"]).name != want:
-        raise UserError(f"--init {src_path} reads the image link {want}; the {objective} one here is "
-                        f"{Path(paths['image']).name}")
-    if cached:
-        token_cache.check_links(args.data, objective, paths)
-    train_data, val_data = load_splits(args.data, objective, image_link, None, None, vocab, cfg.preset.image_size_px)
-    try:
-        attach_slot_targets(args.data, train_data, val_data, cached, option="train layout-renderer")
-    except ValueError as e:  # the scene records are what the renderer learns to draw
-        raise UserError(str(e)) from None
-    if val_data.slot_targets is None:
-        raise UserError(f"--data {args.data}: no scene records for its val split (CLEVR_val_scenes.json)")
+    objective, image_link, paths, train_data, val_data = _scene_splits(
+        args.data, src_path, meta, "train layout-renderer", "")  # the scene records are what it learns to draw
     # the exact centres: trained on the cells' centres it draws the written layouts worse (0.875 against 0.937 of the
     # pairs; results/t2i-layout-probe.json), as it learns the blur of every object off its cell's centre
     lay = {name: layout.layout_inputs(d.slot_targets) for name, d in (("train", train_data), ("val", val_data))}
@@ -370,12 +382,10 @@ def _cmd_image_encoder(args) -> int:
 
     import torch
 
-    from unitocom import config
     from unitocom.data.layouts import require_data
     from unitocom.errors import UserError
-    from unitocom.mllm import encoder_train, token_cache
-    from unitocom.mllm.checkpoint import load_links, load_mllm, mllm_path, save_mllm
-    from unitocom.mllm.train import attach_slot_targets, load_splits
+    from unitocom.mllm import encoder_train
+    from unitocom.mllm.checkpoint import load_mllm, mllm_path, save_mllm
     from unitocom.train.provenance import file_sha256, git_state, recorded_command
     require_data(args.data)
     src_path = Path(args.init) if args.init else mllm_path(args.objective)
@@ -389,26 +399,8 @@ def _cmd_image_encoder(args) -> int:
     if src.cfg.image_encoder:
         raise UserError(f"--init {src_path} has an image encoder already")
     model = encoder_train.with_encoder(src, args.layers)  # its fresh weights drawn first, before any data is read
-    cfg = config.load("tiny")
-    # the MLLM's own image link: an encoder taught on another objective's tokens reads noise once connected
-    objective = meta.get("objective") or "sigma-genib"
-    cached = token_cache.is_cache(args.data)  # a GPU machine's copy: the means the cache's tokenizers made
-    image_link, _, _, vocab, paths = load_links(cfg, token_cache.links_of(args.data, objective) if cached else None,
-                                                objective)
-    want = (meta.get("links") or {}).get("image")
-    if want and Path(paths["image"]).name != want:
-        raise UserError(f"--init {src_path} reads the image link {want}; the {objective} one here is "
-                        f"{Path(paths['image']).name}")
-    if cached:
-        token_cache.check_links(args.data, objective, paths)
-    train_data, val_data = load_splits(args.data, objective, image_link, None, None, vocab, cfg.preset.image_size_px)
-    try:
-        attach_slot_targets(args.data, train_data, val_data, cached, option="train image-encoder")
-    except ValueError as e:  # the slots are what the encoder learns to fill
-        raise UserError(str(e)) from None
-    if val_data.slot_targets is None:
-        raise UserError(f"--data {args.data}: no scene records for its val split, which the slots' reading is "
-                        "scored on (CLEVR_val_scenes.json)")
+    objective, image_link, paths, train_data, val_data = _scene_splits(
+        args.data, src_path, meta, "train image-encoder", ", which the slots' reading is scored on")
     targets = {"train": train_data.slot_targets, "val": val_data.slot_targets}
     ec = encoder_train.EncoderConfig(layers=args.layers, steps=args.steps, batch=args.batch_size, lr=args.lr,
                                      snr_db=tuple(args.snr_db), channel=args.channel, eval_every=args.eval_every,
