@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import shlex
 import sys
 import time
 
@@ -35,7 +36,7 @@ from unitocom.mllm.checkpoint import load_links  # noqa: E402
 from unitocom.mllm.data import Standardizer, captioned_images, image_means  # noqa: E402
 from unitocom.train import scaffold  # noqa: E402
 from unitocom.train.data import load_images  # noqa: E402
-from unitocom.train.provenance import file_sha256, git_state, recorded_command  # noqa: E402
+from unitocom.train.provenance import file_sha256, git_state  # noqa: E402
 
 
 def split_layouts(data: str, split: str, link, size_px: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,6 +46,11 @@ def split_layouts(data: str, split: str, link, size_px: int) -> tuple[torch.Tens
     if t is None:
         raise SystemExit(f"error: {data} has no scene records for its {split} split")
     return mu, layout.layout_inputs(t)
+
+
+def this_command(argv: list[str] | None) -> str:
+    """The probe's command line as typed from the repository root (a results file's header)."""
+    return shlex.join(["scripts/t2i_layout_probe.py", *(sys.argv[1:] if argv is None else argv)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         log = layout.train_renderer(model, train_lay, std.forward(train_mu), val_lay, std.forward(val_mu),
                                     args.steps, args.batch_size, args.lr, args.seed)
         train_s = round(time.time() - t1, 1)
-        meta = {"command": recorded_command(), "data": args.data, "image_link": paths["image"],
+        meta = {"command": this_command(argv), "data": args.data, "image_link": paths["image"],
                 "image_link_sha256": file_sha256(paths["image"]), "train_cells": args.train_cells,
                 "steps": args.steps, "train_s": train_s, "log": log}
         layout.save_renderer(model, std, path, meta)
@@ -175,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                        "n": len(r)}
         print(f"{name:9s} pair recall {table[name]['value']:.3f} [{lo:.3f}, {hi:.3f}] (n={len(r)})")
     commit, dirty = git_state()
-    out = {"header": {"command": recorded_command(), "git_commit": commit, "git_dirty": dirty,
+    out = {"header": {"command": this_command(argv), "git_commit": commit, "git_dirty": dirty,
                       "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "data": args.data,
                       "image_link": paths["image"], "image_link_sha256": file_sha256(paths["image"]),
                       "config": {k: v for k, v in vars(args).items()}, "train_s": train_s,

@@ -98,7 +98,7 @@ def test_write_layouts_gives_a_text_per_caption_batched_or_not():
 def test_the_layout_probe_scores_a_renderer_it_trains_and_one_it_reuses(tmp_path, heldout_data):
     """scripts/t2i_layout_probe.py at smoke scale: the ceiling row reads the pictures' own tokens (the installed
     link and checker find most captioned pairs), a reused renderer scores as it did when trained, and the header
-    names the renderer by sha256."""
+    names the renderer by sha256 and the probe by its script."""
     import json
 
     from tests.conftest import load_script
@@ -112,6 +112,7 @@ def test_the_layout_probe_scores_a_renderer_it_trains_and_one_it_reuses(tmp_path
     assert a["pair_recall"] == b["pair_recall"] and a["log"] == b["log"] and a["log"][-1]["step"] == 6
     assert a["header"]["renderer_sha256"] == b["header"]["renderer_sha256"]
     assert b["header"]["renderer_trained"]["train_cells"] == 0
+    assert a["header"]["command"].startswith("scripts/t2i_layout_probe.py --data ")
 
 
 def _taught(caption: str, text: str, steps: int = 300):

@@ -195,7 +195,7 @@ def test_a_token_cache_trains_the_model_the_data_set_trains(small_world):
     cache refuses links other than those its means were made with."""
     from safetensors.torch import load_file
 
-    from unitocom.mllm import token_cache
+    from unitocom.mllm import layout, token_cache
     from unitocom.mllm.checkpoint import load_links
     from unitocom.mllm.data import TaskData
     from unitocom.mllm.train import TrainConfig, train
@@ -212,12 +212,14 @@ def test_a_token_cache_trains_the_model_the_data_set_trains(small_world):
     assert got.listings == want.listings and len(want.listings) == len(want.clevr_mu)
     assert len(got.speech) == len(want.speech) > 0
     assert all(torch.equal(a, b) and s == t for (a, s), (b, t) in zip(got.speech, want.speech))
-    # every task but the layouts (issue 12's lay task, not carried by a cache yet: `train mllm` says so and leaves
-    # it out of the cycle)
-    assert torch.equal(got.image_std.mean, want.image_std.mean) and got.counts()["lay"] == 0
-    assert {k: v for k, v in got.counts().items() if k != "lay"} == \
-        {k: v for k, v in want.counts().items() if k != "lay"}
-    tc = TrainConfig(steps=4, batch=4, lr=3e-3, warmup=1, val_every=2, val_n=4)
+    assert torch.equal(got.image_std.mean, want.image_std.mean) and got.counts() == want.counts()
+    assert got.layouts == want.layouts and want.counts()["lay"] > 0
+    for order in layout.ORDERS:
+        got.layout_order = want.layout_order = order
+        assert [got.layout_text(i) for i in range(len(got.layouts))] == \
+            [want.layout_text(i) for i in range(len(want.layouts))]
+    tc = TrainConfig(steps=4, batch=4, lr=3e-3, warmup=1, val_every=2, val_n=4,
+                     task_weights=(("vqa", 1), ("t2i", 1), ("asr", 1), ("lay", 1)), layout_order="caption")
     from_data = train(str(d / "data"), str(d / "from-data"), links=links, tc=tc, resume=False)
     from_cache = train(str(cache), str(d / "from-cache"), tc=tc, resume=False)  # its own links, by default
     assert from_cache["validation"] == from_data["validation"]

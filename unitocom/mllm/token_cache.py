@@ -107,11 +107,18 @@ def save_split(data: TaskData, folder: Path, objective: str, split: str, values:
     save_file(tensors, str(folder / f"{objective}-{split}.safetensors"))
     text = {"questions": data.questions, "families": data.families, "captions": data.captions,
             "listings": data.listings, "programs": data.programs, "speech_text": [t for _, t in data.speech],
-            "coco_is_clevr": same}
+            "layouts": data.layouts, "layout_scenes": _layout_scenes(data.layout_scenes), "coco_is_clevr": same}
     with gzip.open(folder / f"{objective}-{split}.json.gz", "wt") as f:  # a tenth of the size: it travels
         json.dump(text, f)
     exact = torch.cat([data.clevr_mu.reshape(-1, d), speech_rows])
     return sqnr_db(exact, torch.cat([_get(tensors, "clevr_mu").reshape(-1, d), _get(tensors, "speech_mu")]))
+
+
+def _layout_scenes(scenes: dict) -> list:
+    """The lay task's scenes [(image index, [(u, v, object)])], each object with what a layout writes of it (its
+    size, colour, material, shape: `layout.written`) and no more of its scene record."""
+    return [(i, [(u, v, {k: o[k] for k in ("size", "color", "material", "shape")}) for u, v, o in placed])
+            for i, placed in sorted(scenes.items())]
 
 
 def _text(folder: Path, objective: str, split: str) -> dict:
@@ -143,7 +150,13 @@ def load_split(folder: str | Path, objective: str, split: str, image_link, audio
     # or of scenes not of the tiny preset
     data.cached_slot_targets = t["slot_targets"][:n].float() if "slot_targets" in t else None
     data.coco_mu = (clevr if text["coco_is_clevr"] else _get(t, "coco_mu"))[:limit]
-    data.captions = [tuple(c) for c in text["captions"] if c[0] < len(data.coco_mu)]
+    kept = [j for j, c in enumerate(text["captions"]) if c[0] < len(data.coco_mu)]
+    data.captions = [tuple(text["captions"][j]) for j in kept]
+    # the lay task's (caption, scene) pairs and the scenes' placed objects; caches made before it: none
+    caption_index = {old: new for new, old in enumerate(kept)}
+    data.layouts = [(caption_index[c], i) for c, i in text.get("layouts", []) if c in caption_index and i < n]
+    data.layout_scenes = {i: [(x, y, o) for x, y, o in placed] for i, placed in text.get("layout_scenes", [])
+                          if i < n}
     speech = list(zip(_unragged(_get(t, "speech_mu"), t["speech_len"]), text["speech_text"]))
     data.speech = speech if audio_link is not None else []
     data.image_std = Standardizer(t["image_std.mean"], t["image_std.std"])
