@@ -371,7 +371,7 @@ def _cmd_layout_renderer(args) -> int:
         "source_sha256": file_sha256(src_path), "data": args.data, "steps": args.steps,
         "batch": args.batch_size, "lr": args.lr, "seed": args.seed, "wall_s": round(time.time() - t0, 1),
         "log": log}}
-    save_mllm(layout.with_renderer(src, renderer.cpu()), std, out, meta)
+    save_mllm(src.with_layout_renderer(renderer.cpu()), std, out, meta)
     print(f"wrote {out}: the MLLM with a {args.layers}-layer layout renderer; val MSE {log[-1]['val_mse']} "
           "(standardised tokens)")
     return 0

@@ -16,6 +16,7 @@ from unitocom.data.layouts import clevr_root, coco_annotation_file, read_json
 from unitocom.data.presets import SPEECH_SUBSETS
 from unitocom.data.programs import to_text
 from unitocom.mllm import objects, sequences as seq
+from unitocom.mllm.standardizer import Standardizer
 from unitocom.models import resilience as rz
 from unitocom.models.channel_torch import TorchChannelSpec
 from unitocom.train.data import TextBatches, load_images, read_wave
@@ -61,25 +62,6 @@ def received_texts(link, bpe, texts: list[str], snr_db: torch.Tensor, channel: T
     mu, _ = link.tokenize(x, mask)
     out = link.detokenize(link.through_channel(mu, snr_db, channel, gen, mask), mask).argmax(-1)
     return [decode_ids(bpe, out[b][mask[b]].tolist()) for b in range(len(texts))]
-
-
-@dataclass
-class Standardizer:
-    """Per-dimension mean and std of token means; the diffusion head works on standardised tokens."""
-
-    mean: torch.Tensor  # [d]
-    std: torch.Tensor  # [d]
-
-    @classmethod
-    def fit(cls, mu: torch.Tensor) -> "Standardizer":
-        flat = mu.reshape(-1, mu.shape[-1])
-        return cls(flat.mean(0), flat.std(0).clamp_min(1e-3))
-
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return (t - self.mean) / self.std
-
-    def inverse(self, t: torch.Tensor) -> torch.Tensor:
-        return t * self.std + self.mean
 
 
 def captioned_images(data_dir: str | Path, split: str, image_link, size_px: int,

@@ -168,7 +168,7 @@ def load_renderer(path):
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from unitocom.mllm.data import Standardizer
+    from unitocom.mllm.standardizer import Standardizer
     with safe_open(str(path), framework="pt") as f:
         header = dict(f.metadata() or {})
     if header.get("format") != FORMAT:
@@ -180,7 +180,7 @@ def load_renderer(path):
     return model.eval(), std, json.loads(header["meta"])
 
 
-# ---- training, and the renderer inside an MLLM --------------------------------------------------------------------
+# ---- training (`MLLM.with_layout_renderer` puts a trained renderer inside an MLLM) ---------------------------------
 def train_renderer(model: LayoutRenderer, train_lay: torch.Tensor, target: torch.Tensor, val_lay: torch.Tensor,
                    val_target: torch.Tensor, steps: int, batch: int = 64, lr: float = 1e-3, seed: int = 0,
                    eval_every: int = 500, device: str = "cpu") -> list[dict]:
@@ -211,17 +211,3 @@ def train_renderer(model: LayoutRenderer, train_lay: torch.Tensor, target: torch
             bar.write(json.dumps(log[-1]))
     bar.close()
     return log
-
-
-def with_renderer(src, renderer: LayoutRenderer):
-    """The MLLM `src` with `renderer` inside (cfg.layout_renderer): it then draws a caption from the layout it
-    writes (`tasks.imagine`). Every tensor of both copied."""
-    import dataclasses
-
-    from unitocom.mllm.model import MLLM
-    model = MLLM(dataclasses.replace(src.cfg, layout_renderer=json.dumps(renderer.config)))
-    state = model.state_dict()
-    state.update(src.state_dict())
-    state.update({f"layout_renderer.{k}": v for k, v in renderer.state_dict().items()})
-    model.load_state_dict(state)
-    return model

@@ -233,6 +233,16 @@ class MLLM(nn.Module):
                 model.lm_head.weight[rows:] = head.mean(0)
         return model
 
+    def with_layout_renderer(self, renderer: nn.Module) -> "MLLM":
+        """This MLLM with `renderer` (`layout.LayoutRenderer`) inside (cfg.layout_renderer): it then draws a caption
+        from the layout it writes (`tasks.imagine`). Every tensor of both copied."""
+        model = MLLM(dataclasses.replace(self.cfg, layout_renderer=json.dumps(renderer.config)))
+        state = model.state_dict()
+        state.update(self.state_dict())
+        state.update({f"layout_renderer.{k}": v for k, v in renderer.state_dict().items()})
+        model.load_state_dict(state)
+        return model
+
     # -- inputs -------------------------------------------------------------------------------------------------
     def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
         """ids int64 [B, L] -> [B, L, hidden]."""
