@@ -13,7 +13,8 @@ its bootstrap 95 % interval:
              `obj` listing names, "at the bottom left"): how finely a written layout must place its objects;
 - `shuffled`: another caption's scene's layout (chance: a picture that ignores the caption);
 - `written`: (with --mllm, an MLLM trained with the "lay" task) the layout that MLLM writes for the caption; a
-             layout it cannot write readably counts 0.
+             layout it cannot write readably counts 0. `written-NAME` for --mllm NAME=PATH; with several, `paired`
+             gives each one's difference from the first, caption by caption, with its bootstrap 95 % interval.
 No channel: this asks whether the renderer draws what a layout says, and whether the MLLM writes one that it can.
 The renderer trains on the exact centres (--train-cells 0) and draws a written layout's cell centres.
 """
@@ -53,6 +54,50 @@ def this_command(argv: list[str] | None) -> str:
     return shlex.join(["scripts/t2i_layout_probe.py", *(sys.argv[1:] if argv is None else argv)])
 
 
+def written_layouts(path: str, items: list[tuple[int, str]], recall, model, std, cfg, objective: str
+                    ) -> tuple[list[float | None], dict]:
+    """The MLLM at `path` writes each caption's layout, drawn by its own renderer (the base station's path) or else
+    by the probe's `model`; -> (pair recall per caption, a layout it cannot write readably 0; what it wrote)."""
+    from unitocom.metrics.scene_checker import caption_pairs
+    from unitocom.mllm import tasks
+    from unitocom.mllm.checkpoint import load_mllm
+    mllm, mllm_std, _ = load_mllm(path)
+    _, _, _, vocab, _ = load_links(cfg, None, objective)
+    own = bool(mllm.cfg.layout_renderer)
+    texts, drawn = [], []
+    bar = scaffold.progress(len(items), desc="layouts")
+    for k in range(0, len(items), 50):
+        caps = [c for _, c in items[k:k + 50]]
+        if own:
+            d, t = tasks.draw_layouts(mllm, vocab, caps, batched=True)
+            drawn += [None if x is None else mllm_std.inverse(x) for x in d]
+        else:
+            t = tasks.write_layouts(mllm, vocab, caps, batched=True)
+            with torch.no_grad():
+                drawn += [None if r is None else std.inverse(model(r[None]))[0] for r in map(layout.read, t)]
+        texts += t
+        bar.update(len(caps))
+    bar.close()
+    ok = [d is not None for d in drawn]
+    got = recall(torch.stack([d if d is not None else drawn[ok.index(True)] for d in drawn])) if any(ok) else \
+        [None if not caption_pairs(c) else 0.0 for _, c in items]
+    per_caption = [g if o or g is None else 0.0 for g, o in zip(got, ok)]
+    named = []  # how many of the caption's pairs the layout names at all (what the MLLM writes, before drawing)
+    for (_, cap), text in zip(items, texts):
+        want = caption_pairs(cap)
+        items_ = [m.groups() for s in text.split(",") if (m := layout._ITEM.match(s.strip()))]
+        if want:
+            named.append(len(want & {(c, sh) for _, c, _, sh, _, _ in items_}) / len(want))
+    lo, hi = results.mean_interval(named)
+    print(f"{path}: written layouts readable: {sum(ok)}/{len(ok)}; the caption's pairs named in them: "
+          f"{sum(named) / len(named):.3f}")
+    return per_caption, {"mllm": path, "mllm_sha256": file_sha256(path),
+                         "renderer": "the MLLM's own" if own else "this run's", "readable": sum(ok) / len(ok),
+                         "pairs_named": {"value": round(sum(named) / len(named), 4), "ci_low": round(lo, 4),
+                                         "ci_high": round(hi, 4), "n": len(named)},
+                         "examples": [{"caption": c, "layout": t} for (_, c), t in list(zip(items, texts))[:20]]}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -73,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                          "objects off their cell's centre)")
     ap.add_argument("--grids", default="3,4,6,8", help="grid sizes the centres are snapped to, a row each")
     ap.add_argument("--reuse", action="store_true", help="score the renderer already in --run-dir, no training")
-    ap.add_argument("--mllm", default=None, help="also score the layouts this MLLM (trained with the lay task) "
-                                                 "writes for the test captions: the row `written`")
+    ap.add_argument("--mllm", action="append", default=[], metavar="[NAME=]PATH",
+                    help="also score the layouts this MLLM (trained with the lay task) writes for the test captions: "
+                         "the row `written` (`written-NAME` when named; repeat to compare MLLMs on the same "
+                         "captions, each against the first, paired)")
     ap.add_argument("--out", default="results/t2i-layout-probe.json")
     args = ap.parse_args(argv)
     grids = [int(g) for g in args.grids.split(",") if g.strip()]
@@ -134,45 +181,19 @@ def main(argv: list[str] | None = None) -> int:
                 "layout": recall(std.inverse(model(test_lay[ids]))),
                 **{f"grid{g}": recall(std.inverse(model(layout.snapped(test_lay[ids], g)))) for g in grids},
                 "shuffled": recall(std.inverse(model(test_lay[ids.roll(1)])))}
-    if args.mllm:  # the MLLM writes each caption's layout; one it cannot write readably draws nothing (recall 0)
-        from unitocom.metrics.scene_checker import caption_pairs
-        from unitocom.mllm import tasks
-        from unitocom.mllm.checkpoint import load_mllm
-        mllm, mllm_std, _ = load_mllm(args.mllm)
-        _, _, _, vocab, _ = load_links(cfg, None, args.objective)
-        own = bool(mllm.cfg.layout_renderer)  # its own renderer (the base station's path), else the probe's
-        texts, drawn = [], []
-        bar = scaffold.progress(len(items), desc="layouts")
-        for k in range(0, len(items), 50):
-            caps = [c for _, c in items[k:k + 50]]
-            if own:
-                d, t = tasks.draw_layouts(mllm, vocab, caps, batched=True)
-                drawn += [None if x is None else mllm_std.inverse(x) for x in d]
-            else:
-                t = tasks.write_layouts(mllm, vocab, caps, batched=True)
-                with torch.no_grad():
-                    drawn += [None if r is None else std.inverse(model(r[None]))[0] for r in map(layout.read, t)]
-            texts += t
-            bar.update(len(caps))
-        bar.close()
-        ok = [d is not None for d in drawn]
-        got = recall(torch.stack([d if d is not None else test_mu[0] for d in drawn]))
-        rows["written"] = [g if o or g is None else 0.0 for g, o in zip(got, ok)]
-        # how many of the caption's pairs the layout names at all (what the MLLM writes, before any drawing)
-        named = []
-        for (_, cap), text in zip(items, texts):
-            want = caption_pairs(cap)
-            items_ = [m.groups() for s in text.split(",") if (m := layout._ITEM.match(s.strip()))]
-            if want:
-                named.append(len(want & {(c, sh) for _, c, _, sh, _, _ in items_}) / len(want))
-        lo, hi = results.mean_interval(named)
-        written = {"mllm": args.mllm, "mllm_sha256": file_sha256(args.mllm),
-                   "renderer": "the MLLM's own" if own else "this run's", "readable": sum(ok) / len(ok),
-                   "pairs_named": {"value": round(sum(named) / len(named), 4), "ci_low": round(lo, 4),
-                                   "ci_high": round(hi, 4), "n": len(named)},
-                   "examples": [{"caption": c, "layout": t} for (_, c), t in list(zip(items, texts))[:20]]}
-        print(f"written layouts readable: {sum(ok)}/{len(ok)}; the caption's pairs named in them: "
-              f"{written['pairs_named']['value']:.3f}")
+    writers = {}
+    for spec in args.mllm:  # each MLLM writes each caption's layout; one it cannot write readably draws nothing (0)
+        name, _, mllm_path = spec.rpartition("=")
+        row = f"written-{name}" if name else "written"
+        rows[row], writers[row] = written_layouts(mllm_path, items, recall, model, std, cfg, args.objective)
+    paired = {}
+    for row in list(writers)[1:]:  # each against the first, caption by caption
+        first_row = next(iter(writers))
+        d = [b - a for a, b in zip(rows[first_row], rows[row]) if a is not None and b is not None]
+        lo, hi = results.mean_interval(d)
+        paired[f"{row} - {first_row}"] = {"value": round(sum(d) / len(d), 4), "ci_low": round(lo, 4),
+                                          "ci_high": round(hi, 4), "n": len(d)}
+        print(f"{row} - {first_row}: {sum(d) / len(d):+.3f} [{lo:+.3f}, {hi:+.3f}] (paired, n={len(d)})")
     table = {}
     for name, r in rows.items():
         r = [x for x in r if x is not None]
@@ -187,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                       "config": {k: v for k, v in vars(args).items()}, "train_s": train_s,
                       "renderer": str(path), "renderer_sha256": file_sha256(path),
                       "renderer_trained": {k: v for k, v in meta.items() if k != "log"}},
-           "log": log, "pair_recall": table, **({"written": written} if args.mllm else {})}
+           "log": log, "pair_recall": table, "writers": writers, "paired": paired}
     pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.out}")

@@ -98,16 +98,23 @@ def test_write_layouts_gives_a_text_per_caption_batched_or_not():
 def test_the_layout_probe_scores_a_renderer_it_trains_and_one_it_reuses(tmp_path, heldout_data):
     """scripts/t2i_layout_probe.py at smoke scale: the ceiling row reads the pictures' own tokens (the installed
     link and checker find most captioned pairs), a reused renderer scores as it did when trained, and the header
-    names the renderer by sha256 and the probe by its script."""
+    names the renderer by sha256 and the probe by its script; MLLMs that write layouts are compared paired (one
+    that was not taught the lay task draws little)."""
     import json
 
     from tests.conftest import load_script
     probe = load_script("scripts/t2i_layout_probe.py")
     common = ["--data", str(heldout_data), "--n-test", "30", "--grids", "8", "--run-dir", str(tmp_path / "r")]
     assert probe.main(common + ["--steps", "6", "--out", str(tmp_path / "a.json")]) == 0
-    assert probe.main(common + ["--reuse", "--out", str(tmp_path / "b.json")]) == 0
+    from unitocom.train.provenance import ROOT
+    mllm = str(ROOT / "checkpoints" / "mllm-sigma-genib.safetensors")  # no lay task: its layouts do not read
+    assert probe.main(common + ["--reuse", "--mllm", f"one={mllm}", "--mllm", f"two={mllm}",
+                                "--out", str(tmp_path / "b.json")]) == 0
     a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
-    assert set(a["pair_recall"]) == {"tokens", "layout", "grid8", "shuffled"}
+    assert set(a["pair_recall"]) == {"tokens", "layout", "grid8", "shuffled"} and not a["paired"]
+    assert b["writers"]["written-one"]["mllm_sha256"] == b["writers"]["written-two"]["mllm_sha256"]
+    assert b["pair_recall"]["written-one"]["value"] < 0.3 and b["paired"]["written-two - written-one"]["value"] == 0
+    del b["pair_recall"]["written-one"], b["pair_recall"]["written-two"]
     assert a["pair_recall"]["tokens"]["value"] > 0.6 and a["pair_recall"]["tokens"]["n"] >= 20
     assert a["pair_recall"] == b["pair_recall"] and a["log"] == b["log"] and a["log"][-1]["step"] == 6
     assert a["header"]["renderer_sha256"] == b["header"]["renderer_sha256"]
