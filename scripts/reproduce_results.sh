@@ -159,14 +159,16 @@
 #                                         part, as text-links does for the other two) and the resilient companion of
 #                                         the staged sigma-GenIB link, into checkpoints/next (about 13 and 60 min,
 #                                         one core each, side by side)
-#   scripts/reproduce_results.sh layout  issue 12's T2I target: text-to-image through a written layout. The
+#   scripts/reproduce_results.sh layout  issue 12's T2I target: text-to-image through a written layout. Each
 #                                         installed MLLM fine-tuned 1500 steps with the lay task (caption ->
-#                                         layout) in its mix, a layout renderer trained into it (`train
-#                                         layout-renderer`, 4000 steps), and the probe's own renderer beside them,
-#                                         scored on 500 test captions in process (no channel) and through the
-#                                         services at 0 and 20 dB Rayleigh (results/t2i-layout.*)
-#                                         (results/t2i-layout-probe.json; about 60 min of fine-tuning, then 20 of
-#                                         the renderer, one core; the probe's renderer 20 on the other)
+#                                         layout) in its mix, its objects left to right or in the caption's order
+#                                         (sigma-genib both, vae the caption's), a layout renderer trained into
+#                                         each (`train layout-renderer`, 4000 steps), and the probe's own renderer
+#                                         beside them, scored on 500 test captions in process (no channel; the two
+#                                         orders paired: results/t2i-layout-probe.json) and through the services
+#                                         at 0 and 20 dB Rayleigh (results/t2i-layout{,-caption,-vae}.*; about 45
+#                                         min a fine-tune and 12 a renderer on one core, three of each; 15 min a
+#                                         services run)
 # Needs the venv and data/tiny: `make test` (or `make demo`) sets up the first, `unitocom data make --preset tiny`
 # the second. The task evaluations start their own services on ports 50071.. and stop them at the end.
 set -euo pipefail
@@ -1067,27 +1069,43 @@ if [ "$what" = layout ]; then
   # The MLLM writes the captioned scene's layout (the lay task, `mllm.layout`); a renderer inside it draws the
   # layout as image tokens (`train layout-renderer`). The MLLM is the installed program MLLM with the lay task
   # added to its recipe's mix. Beside it, the probe's own renderer says what drawing a layout can reach.
+  # lay_mllm OBJECTIVE ORDER RUN_DIR DRAWN_DIR: the fine-tune into RUN_DIR, its renderer into DRAWN_DIR
+  lay_mllm() {
+    [ -f "$3/mllm.safetensors" ] || $U train mllm --objective "$1" --init "checkpoints/mllm-$1.safetensors" \
+      --task-weights vqa=2,t2i=1,asr=1,cap=1,prog=4,lay=4 --layout-order "$2" --loss-scale t2i=8 --object-slots 1 \
+      --steps 1500 --batch-size 64 --snr-db=-5:25 --lr 2e-4 --data data/tiny --val-every 500 --log-every 50 \
+      --threads 1 --run-dir "$3" --no-install
+    [ -f "$4/mllm.safetensors" ] || $U train layout-renderer --init "$3/mllm.safetensors" --data data/tiny \
+      --steps 4000 --run-dir "$4"
+  }
   {
-    [ -f runs/layout/mllm/mllm.safetensors ] || $U train mllm --objective sigma-genib \
-      --init checkpoints/mllm-sigma-genib.safetensors --task-weights vqa=2,t2i=1,asr=1,cap=1,prog=4,lay=4 \
-      --loss-scale t2i=8 --object-slots 1 --steps 1500 --batch-size 64 --snr-db=-5:25 --lr 2e-4 --data data/tiny \
-      --val-every 500 --log-every 50 --threads 1 --run-dir runs/layout/mllm --no-install
-    [ -f runs/layout/drawn/mllm.safetensors ] || $U train layout-renderer --init runs/layout/mllm/mllm.safetensors \
-      --data data/tiny --steps 4000 --run-dir runs/layout/drawn
+    lay_mllm sigma-genib left-to-right runs/layout/mllm runs/layout/drawn
+    lay_mllm sigma-genib caption runs/layout/mllm-caption runs/layout/drawn-caption
   } &
   [ -f runs/layout/renderer/renderer.safetensors ] || .venv/bin/python scripts/t2i_layout_probe.py --data data/tiny \
     --steps 4000 --run-dir runs/layout/renderer --grids 3,8 --out out/t2i-layout-renderer.json
+  lay_mllm vae caption runs/layout-vae/mllm runs/layout-vae/drawn
   wait
   .venv/bin/python scripts/t2i_layout_probe.py --data data/tiny --run-dir runs/layout/renderer --reuse --grids 3,8 \
-    --mllm runs/layout/drawn/mllm.safetensors --out results/t2i-layout-probe.json
-  # Through the services, as Fig. 2's T2I points: the installed set with the layout MLLM as mllm-sigma-genib, the
-  # caption sent over the text link at 0 and 20 dB Rayleigh, the same 500 test captions
-  mkdir -p runs/layout/set
-  ln -sfn ../drawn/mllm.safetensors runs/layout/set/mllm-sigma-genib.safetensors
-  ln -sfn ../../../checkpoints/text-prior.safetensors runs/layout/set/text-prior.safetensors
-  link_installed runs/layout/set
-  export UNITOCOM_CHECKPOINTS=runs/layout/set
-  serve 50311 9311 runs/layoutrun
-  $U fig2 --name t2i-layout --tasks t2i --schemes unitocom --snr-db 0,20 --channel rayleigh --n-t2i 500 \
-     --workers 16 --out results --target $T --resume --quiet
+    --mllm left-to-right=runs/layout/drawn/mllm.safetensors --mllm caption=runs/layout/drawn-caption/mllm.safetensors \
+    --out results/t2i-layout-probe.json
+  # Through the services, as Fig. 2's T2I points: the installed set with a layout MLLM in place of the installed
+  # one, the caption sent over the text link at 0 and 20 dB Rayleigh, the same 500 test captions.
+  # layout_points NAME SCHEME CHECKPOINT DRAWN_DIR PORT: results/NAME.* from a set of its own in runs/NAME-set
+  layout_points() {
+    mkdir -p "runs/$1-set"
+    ln -sfn "$(realpath --relative-to="runs/$1-set" "$4/mllm.safetensors")" "runs/$1-set/$3.safetensors"
+    ln -sfn ../../checkpoints/text-prior.safetensors "runs/$1-set/text-prior.safetensors"
+    link_installed "runs/$1-set"
+    (
+      export UNITOCOM_CHECKPOINTS="runs/$1-set"
+      serve "$5" "$(($5 - 41000))" "runs/$1-run"
+      $U fig2 --name "$1" --tasks t2i --schemes "$2" --snr-db 0,20 --channel rayleigh --n-t2i 500 --workers 16 \
+        --out results --target "$T" --resume --quiet
+    )
+  }
+  layout_points t2i-layout unitocom mllm-sigma-genib runs/layout/drawn 50311
+  layout_points t2i-layout-caption unitocom mllm-sigma-genib runs/layout/drawn-caption 50321
+  layout_points t2i-layout-vae vae mllm-vae runs/layout-vae/drawn 50331
+  .venv/bin/python scripts/results_tables.py
 fi
