@@ -54,10 +54,11 @@ def this_command(argv: list[str] | None) -> str:
     return shlex.join(["scripts/t2i_layout_probe.py", *(sys.argv[1:] if argv is None else argv)])
 
 
-def written_layouts(path: str, items: list[tuple[int, str]], recall, model, std, cfg, objective: str
-                    ) -> tuple[list[float | None], dict]:
+def written_layouts(path: str, items: list[tuple[int, str]], recall, model, std, cfg, objective: str,
+                    mend: bool = True) -> tuple[list[float | None], dict]:
     """The MLLM at `path` writes each caption's layout, drawn by its own renderer (the base station's path) or else
-    by the probe's `model`; -> (pair recall per caption, a layout it cannot write readably 0; what it wrote)."""
+    by the probe's `model`; -> (pair recall per caption, a layout it cannot write readably 0; what it wrote).
+    mend: objects written on one cell are moved apart before drawing (`layout.apart`, the base station's path)."""
     from unitocom.metrics.scene_checker import caption_pairs
     from unitocom.mllm import tasks
     from unitocom.mllm.checkpoint import load_mllm
@@ -68,13 +69,13 @@ def written_layouts(path: str, items: list[tuple[int, str]], recall, model, std,
     bar = scaffold.progress(len(items), desc="layouts")
     for k in range(0, len(items), 50):
         caps = [c for _, c in items[k:k + 50]]
+        t = tasks.write_layouts(mllm, vocab, caps, batched=True)
         if own:
-            d, t = tasks.draw_layouts(mllm, vocab, caps, batched=True)
-            drawn += [None if x is None else mllm_std.inverse(x) for x in d]
+            drawn += [None if x is None else mllm_std.inverse(x) for x in tasks.draw_written(mllm, t, mend=mend)]
         else:
-            t = tasks.write_layouts(mllm, vocab, caps, batched=True)
             with torch.no_grad():
-                drawn += [None if r is None else std.inverse(model(r[None]))[0] for r in map(layout.read, t)]
+                drawn += [None if r is None else std.inverse(model(r[None]))[0]
+                          for r in (layout.read(x, mend=mend) for x in t)]
         texts += t
         bar.update(len(caps))
     bar.close()
@@ -122,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="also score the layouts this MLLM (trained with the lay task) writes for the test captions: "
                          "the row `written` (`written-NAME` when named; repeat to compare MLLMs on the same "
                          "captions, each against the first, paired)")
+    ap.add_argument("--unmended", action="store_true",
+                    help="also draw each MLLM's layouts as written, objects on one cell left there (`written-NAME-"
+                         "unmended`; the base station moves them apart: `layout.apart`)")
     ap.add_argument("--out", default="results/t2i-layout-probe.json")
     args = ap.parse_args(argv)
     grids = [int(g) for g in args.grids.split(",") if g.strip()]
@@ -186,14 +190,21 @@ def main(argv: list[str] | None = None) -> int:
         name, _, mllm_path = spec.rpartition("=")
         row = f"written-{name}" if name else "written"
         rows[row], writers[row] = written_layouts(mllm_path, items, recall, model, std, cfg, args.objective)
+        if args.unmended:  # the same layouts drawn as written, objects on one cell left there
+            rows[row + "-unmended"], _ = written_layouts(mllm_path, items, recall, model, std, cfg, args.objective,
+                                                         mend=False)
     paired = {}
-    for row in list(writers)[1:]:  # each against the first, caption by caption
-        first_row = next(iter(writers))
-        d = [b - a for a, b in zip(rows[first_row], rows[row]) if a is not None and b is not None]
+
+    def pair(row: str, base: str) -> None:  # caption by caption
+        d = [b - a for a, b in zip(rows[base], rows[row]) if a is not None and b is not None]
         lo, hi = results.mean_interval(d)
-        paired[f"{row} - {first_row}"] = {"value": round(sum(d) / len(d), 4), "ci_low": round(lo, 4),
-                                          "ci_high": round(hi, 4), "n": len(d)}
-        print(f"{row} - {first_row}: {sum(d) / len(d):+.3f} [{lo:+.3f}, {hi:+.3f}] (paired, n={len(d)})")
+        paired[f"{row} - {base}"] = {"value": round(sum(d) / len(d), 4), "ci_low": round(lo, 4),
+                                     "ci_high": round(hi, 4), "n": len(d)}
+        print(f"{row} - {base}: {sum(d) / len(d):+.3f} [{lo:+.3f}, {hi:+.3f}] (paired, n={len(d)})")
+    for row in list(writers)[1:]:  # each against the first
+        pair(row, next(iter(writers)))
+    for row in writers if args.unmended else []:  # the mend, on each one's own layouts
+        pair(row, row + "-unmended")
     table = {}
     for name, r in rows.items():
         r = [x for x in r if x is not None]

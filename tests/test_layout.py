@@ -205,3 +205,24 @@ def test_train_layout_renderer_adds_a_renderer_and_changes_nothing_else(tmp_path
     assert main(["train", "layout-renderer", "--init", str(run / "mllm.safetensors"), "--data", str(heldout_data),
                  "--steps", "1", "--run-dir", str(tmp_path / "again")]) == 2
     assert "has a layout renderer already" in capsys.readouterr().err
+
+
+def test_objects_written_on_one_cell_are_moved_apart_and_others_are_left_where_written():
+    """`layout.apart`: a layout whose objects stand on distinct cells is drawn as written; a later object on a taken
+    cell moves to the nearest cell that keeps the scene generator's spacing from the earlier ones (no scene of the
+    data set has two centres in one cell); `read(mend=False)` leaves it stacked."""
+    from unitocom.data.presets import DATA_PRESETS
+    from unitocom.data.scenes import fits
+    assert layout.apart([("large", 2, 2), ("small", 5, 5), ("small", 6, 1)]) == [(2, 2), (5, 5), (6, 1)]
+    moved = layout.apart([("large", 2, 2), ("large", 5, 5), ("small", 5, 5)])
+    assert moved[:2] == [(2, 2), (5, 5)] and moved[2] != (5, 5)
+    p = DATA_PRESETS["tiny"]
+    placed = [((c + 0.5) / 8, (r + 0.5) / 8, p.radius_frac(s)) for (c, r), s in zip(moved[:2], ("large", "large"))]
+    assert fits((moved[2][0] + 0.5) / 8, (moved[2][1] + 0.5) / 8, p.radius_frac("small"), placed, p)
+    # nearest: no cell closer to (5, 5) keeps the spacing
+    d = (moved[2][0] - 5) ** 2 + (moved[2][1] - 5) ** 2
+    assert not any(fits((c + 0.5) / 8, (r + 0.5) / 8, p.radius_frac("small"), placed, p)
+                   for c in range(8) for r in range(8) if (c - 5) ** 2 + (r - 5) ** 2 < d)
+    text = "a large cyan rubber circle at 5 5, a small red metal square at 5 5"
+    centres = layout.read(text)[:2, -2:], layout.read(text, mend=False)[:2, -2:]
+    assert not torch.equal(centres[0][0], centres[0][1]) and torch.equal(centres[1][0], centres[1][1])

@@ -47,7 +47,9 @@ def relationships(objects: list[dict]) -> dict[str, list[list[int]]]:
             for rel in RELATIONS}
 
 
-def _fits(u: float, v: float, r: float, placed: list[tuple[float, float, float]], preset: DataPreset) -> bool:
+def fits(u: float, v: float, r: float, placed: list[tuple[float, float, float]], preset: DataPreset) -> bool:
+    """Whether an object of radius r centred at (u, v) (fractions of the picture) keeps the preset's spacing from
+    those `placed` (u, v, r)."""
     for (u2, v2, r2) in placed:
         if abs(u - u2) < preset.axis_margin_frac or abs(v - v2) < preset.axis_margin_frac:
             return False
@@ -73,7 +75,7 @@ def sample_scene(rng: np.random.Generator, preset: DataPreset, split: str, image
             for _attempt in range(60):
                 # Round first, so that every check below sees exactly what the JSON will hold.
                 u, v, rr = to_image_frac(_world(*rng.uniform(edge, 1.0 - edge, size=2), r))
-                if _fits(u, v, rr, placed, preset):
+                if fits(u, v, rr, placed, preset):
                     break
             else:
                 break

@@ -126,10 +126,33 @@ def ordered(placed: list[tuple[float, float, dict]], caption: str, order: str = 
     return first + rest
 
 
-def read(text: str, cells: int = CELLS) -> torch.Tensor | None:
+def apart(objects: list[tuple[str, int, int]], cells: int = CELLS, preset: str = "tiny") -> list[tuple[int, int]]:
+    """Objects (size, column, row) in the order written -> their cells, each as written unless an earlier object
+    stands on the same cell: then the nearest cell (ties: the first in reading order) whose centre keeps the scene
+    generator's spacing from every earlier object (`data.scenes.fits`), or the written one where none does. No
+    scene of the data set has two centres in one cell, and a layout that stacks objects there draws them as one."""
+    from unitocom.data.presets import DATA_PRESETS
+    from unitocom.data.scenes import fits
+    p = DATA_PRESETS[preset]
+    grid = sorted((c, r) for c in range(cells) for r in range(cells))
+    out: list[tuple[int, int]] = []
+    placed: list[tuple[float, float, float]] = []
+    for size, col, row in objects:
+        radius = p.radius_frac(size)
+        if (col, row) in out:
+            free = [(c, r) for c, r in grid if fits((c + 0.5) / cells, (r + 0.5) / cells, radius, placed, p)]
+            col, row = min(free, key=lambda cr: ((cr[0] - col) ** 2 + (cr[1] - row) ** 2, cr[1], cr[0]),
+                           default=(col, row))
+        out.append((col, row))
+        placed.append(((col + 0.5) / cells, (row + 0.5) / cells, radius))
+    return out
+
+
+def read(text: str, cells: int = CELLS, mend: bool = True) -> torch.Tensor | None:
     """A written layout -> the renderer's input [slots.SLOTS, slots.INPUT_WIDTH] (`layout_inputs`' form, each
     centre the middle of its cell); items not of the form, or naming a value the tiny preset lacks, are left out,
-    and items past slots.SLOTS. None where no item is left."""
+    and items past slots.SLOTS. None where no item is left. mend: objects written on a cell taken already are
+    moved apart (`apart`)."""
     rows = []
     for item in filter(None, (s.strip() for s in text.strip().rstrip(".").split(","))):
         m = _ITEM.match(item)
@@ -144,6 +167,11 @@ def read(text: str, cells: int = CELLS) -> torch.Tensor | None:
                     [1.0, (int(col) + 0.5) / cells * 2 - 1, (int(row) + 0.5) / cells * 2 - 1])
     if not rows:
         return None
+    rows = rows[: slots.SLOTS]
+    if mend:
+        cell = [(slots.ATTRIBUTES["size"][int(r[0])], *(int((x + 1) / 2 * cells) for x in r[-2:])) for r in rows]
+        for r, (col, row) in zip(rows, apart(cell, cells)):
+            r[-2:] = [(col + 0.5) / cells * 2 - 1, (row + 0.5) / cells * 2 - 1]
     t = torch.zeros(slots.SLOTS, slots.WIDTH)
     t[:, : len(slots.ATTRIBUTES)] = slots.EMPTY
     t[: len(rows[: slots.SLOTS])] = torch.tensor(rows[: slots.SLOTS])

@@ -124,18 +124,25 @@ def draw_layouts(model: MLLM, vocab: seq.Vocab, captions: list[str], clock: Cloc
     caption's layout (`write_layouts`, greedy: a caption always draws the same picture) and its renderer draws the
     layout as image tokens. -> (standardised image tokens [S_v, d] per caption, as `imagine` gives them, or None
     where the layout written does not read; the layouts written)."""
-    from unitocom.mllm import layout
     texts = write_layouts(model, vocab, captions, clock, batched)
-    read = [layout.read(t) for t in texts]
+    return draw_written(model, texts, clock), texts
+
+
+def draw_written(model: MLLM, texts: list[str], clock: Clock = NOT_TIMED, mend: bool = True
+                 ) -> list[torch.Tensor | None]:
+    """Written layouts -> what the MLLM's renderer draws of each (standardised image tokens [S_v, d]; None where
+    one does not read). mend: objects written on one cell moved apart first (`layout.apart`)."""
+    from unitocom.mllm import layout
+    read = [layout.read(t, mend=mend) for t in texts]
     rows = [i for i, r in enumerate(read) if r is not None]
-    out: list[torch.Tensor | None] = [None] * len(captions)
+    out: list[torch.Tensor | None] = [None] * len(texts)
     if rows:
         with clock.stage("mllm_generate"):  # drawing the layout: the generation's last part
             param = next(model.parameters())
             drawn = model.layout_renderer(torch.stack([read[i] for i in rows]).to(param)).float().cpu()
         for i, t in zip(rows, drawn):
             out[i] = t
-    return out, texts
+    return out
 
 
 def describe(model: MLLM, vocab: seq.Vocab, image_tokens: list[torch.Tensor], max_new: int = 64,
