@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import pathlib
 import shlex
 import sys
 import time
+from collections import Counter
 
 import torch
 
@@ -52,6 +54,15 @@ def split_layouts(data: str, split: str, link, size_px: int) -> tuple[torch.Tens
 def this_command(argv: list[str] | None) -> str:
     """The probe's command line as typed from the repository root (a results file's header)."""
     return shlex.join(["scripts/t2i_layout_probe.py", *(sys.argv[1:] if argv is None else argv)])
+
+
+def cell_spread(cells: list[tuple[int, int]]) -> dict:
+    """How spread the objects' cells are: their count, the distinct cells and the entropy of the cells' histogram
+    in bits (a picture's positions drawn from few cells look alike, which FID sees)."""
+    counts = Counter(cells)
+    n = sum(counts.values())
+    return {"objects": n, "distinct_cells": len(counts),
+            "entropy_bits": round(-sum(c / n * math.log2(c / n) for c in counts.values()), 3) if n else 0.0}
 
 
 def written_layouts(path: str, items: list[tuple[int, str]], recall, model, std, cfg, objective: str,
@@ -90,10 +101,18 @@ def written_layouts(path: str, items: list[tuple[int, str]], recall, model, std,
         if want:
             named.append(len(want & {(c, sh) for _, c, _, sh, _, _ in items_}) / len(want))
     lo, hi = results.mean_interval(named)
+    objects = []  # per layout: (size, column, row) of each object it writes
+    for t in texts:
+        groups = [m.groups() for s in t.split(",") if (m := layout._ITEM.match(s.strip()))]
+        objects.append([(g[0], int(g[4]), int(g[5])) for g in groups])
+    spread = {"written": cell_spread([(c, r) for o in objects for _, c, r in o]),
+              "mended": cell_spread([cr for o in objects for cr in layout.apart(o)])}
+    print(f"{path}: cells as written {spread['written']}, mended {spread['mended']}")
     print(f"{path}: written layouts readable: {sum(ok)}/{len(ok)}; the caption's pairs named in them: "
           f"{sum(named) / len(named):.3f}")
     return per_caption, {"mllm": path, "mllm_sha256": file_sha256(path),
                          "renderer": "the MLLM's own" if own else "this run's", "readable": sum(ok) / len(ok),
+                         "cells": spread,
                          "pairs_named": {"value": round(sum(named) / len(named), 4), "ci_low": round(lo, 4),
                                          "ci_high": round(hi, 4), "n": len(named)},
                          "examples": [{"caption": c, "layout": t} for (_, c), t in list(zip(items, texts))[:20]]}
@@ -172,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     items = list(first.items())[: args.n_test]
     ids = torch.tensor([i for i, _ in items])
     assert torch.allclose(mu_c[ids], test_mu[ids]), "COCO view and CLEVR scenes out of step"
+    from unitocom.mllm.objects import placed_scenes
+    placed = dict(placed_scenes(args.data, "test", len(test_mu)) or [])
+    cell = lambda x: min(layout.CELLS - 1, int(x * layout.CELLS))  # noqa: E731
+    real_cells = cell_spread([(cell(u), cell(v)) for i, _ in items for u, v, _ in placed.get(i, [])])
+    print(f"the captions' scenes' cells: {real_cells}")
     model.eval()
 
     def recall(mu: torch.Tensor) -> list[float | None]:
@@ -217,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                       "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "data": args.data,
                       "image_link": paths["image"], "image_link_sha256": file_sha256(paths["image"]),
                       "config": {k: v for k, v in vars(args).items()}, "train_s": train_s,
-                      "renderer": str(path), "renderer_sha256": file_sha256(path),
+                      "renderer": str(path), "renderer_sha256": file_sha256(path), "scene_cells": real_cells,
                       "renderer_trained": {k: v for k, v in meta.items() if k != "log"}},
            "log": log, "pair_recall": table, "writers": writers, "paired": paired}
     pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -114,6 +114,8 @@ def test_the_layout_probe_scores_a_renderer_it_trains_and_one_it_reuses(tmp_path
     assert set(a["pair_recall"]) == {"tokens", "layout", "grid8", "shuffled"} and not a["paired"]
     assert b["writers"]["written-one"]["mllm_sha256"] == b["writers"]["written-two"]["mllm_sha256"]
     assert b["pair_recall"]["written-one"]["value"] < 0.3 and b["paired"]["written-two - written-one"]["value"] == 0
+    assert a["header"]["scene_cells"]["objects"] >= 30 and a["header"]["scene_cells"]["entropy_bits"] > 3
+    assert set(b["writers"]["written-one"]["cells"]) == {"written", "mended"}
     del b["pair_recall"]["written-one"], b["pair_recall"]["written-two"]
     assert a["pair_recall"]["tokens"]["value"] > 0.6 and a["pair_recall"]["tokens"]["n"] >= 20
     assert a["pair_recall"] == b["pair_recall"] and a["log"] == b["log"] and a["log"][-1]["step"] == 6
