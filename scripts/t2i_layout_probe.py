@@ -66,7 +66,7 @@ def cell_spread(cells: list[tuple[int, int]]) -> dict:
 
 
 def written_layouts(path: str, items: list[tuple[int, str]], recall, model, std, cfg, objective: str,
-                    mend: bool = True) -> tuple[list[float | None], dict]:
+                    mend: bool = True, top_p: float | None = None, seed: int = 0) -> tuple[list[float | None], dict]:
     """The MLLM at `path` writes each caption's layout, drawn by its own renderer (the base station's path) or else
     by the probe's `model`; -> (pair recall per caption, a layout it cannot write readably 0; what it wrote).
     mend: objects written on one cell are moved apart before drawing (`layout.apart`, the base station's path)."""
@@ -77,10 +77,11 @@ def written_layouts(path: str, items: list[tuple[int, str]], recall, model, std,
     _, _, _, vocab, _ = load_links(cfg, None, objective)
     own = bool(mllm.cfg.layout_renderer)
     texts, drawn = [], []
+    gen = torch.Generator().manual_seed(seed)  # top_p: the layouts sampled, the same draws on every run
     bar = scaffold.progress(len(items), desc="layouts")
     for k in range(0, len(items), 50):
         caps = [c for _, c in items[k:k + 50]]
-        t = tasks.write_layouts(mllm, vocab, caps, batched=True)
+        t = tasks.write_layouts(mllm, vocab, caps, batched=True, top_p=top_p, generator=gen)
         if own:
             drawn += [None if x is None else mllm_std.inverse(x) for x in tasks.draw_written(mllm, t, mend=mend)]
         else:
@@ -145,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--unmended", action="store_true",
                     help="also draw each MLLM's layouts as written, objects on one cell left there (`written-NAME-"
                          "unmended`; the base station moves them apart: `layout.apart`)")
+    ap.add_argument("--top-p", type=float, default=None,
+                    help="also draw each MLLM's layouts top-p sampled (`written-NAME-top-pP`; the base station's are "
+                         "greedy): whether the cells spread as a scene's do, and what it costs in pairs")
     ap.add_argument("--out", default="results/t2i-layout-probe.json")
     args = ap.parse_args(argv)
     grids = [int(g) for g in args.grids.split(",") if g.strip()]
@@ -214,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         name, _, mllm_path = spec.rpartition("=")
         row = f"written-{name}" if name else "written"
         rows[row], writers[row] = written_layouts(mllm_path, items, recall, model, std, cfg, args.objective)
+        if args.top_p is not None:  # the layouts sampled instead of greedy
+            rows[row + f"-top-p{args.top_p:g}"], writers[row + f"-top-p{args.top_p:g}"] = written_layouts(
+                mllm_path, items, recall, model, std, cfg, args.objective, top_p=args.top_p, seed=args.seed)
         if args.unmended:  # the same layouts drawn as written, objects on one cell left there
             rows[row + "-unmended"], _ = written_layouts(mllm_path, items, recall, model, std, cfg, args.objective,
                                                          mend=False)
@@ -225,10 +232,14 @@ def main(argv: list[str] | None = None) -> int:
         paired[f"{row} - {base}"] = {"value": round(sum(d) / len(d), 4), "ci_low": round(lo, 4),
                                      "ci_high": round(hi, 4), "n": len(d)}
         print(f"{row} - {base}: {sum(d) / len(d):+.3f} [{lo:+.3f}, {hi:+.3f}] (paired, n={len(d)})")
-    for row in list(writers)[1:]:  # each against the first
+    sampled = f"-top-p{args.top_p:g}" if args.top_p is not None else "-top-p"
+    for row in [r for r in writers if not r.endswith(sampled)][1:]:  # each against the first
         pair(row, next(iter(writers)))
-    for row in writers if args.unmended else []:  # the mend, on each one's own layouts
-        pair(row, row + "-unmended")
+    for row in [r for r in writers if not r.endswith(sampled)]:  # each on its own layouts:
+        if args.unmended:  # the mend
+            pair(row, row + "-unmended")
+        if args.top_p is not None:  # sampling
+            pair(row + sampled, row)
     table = {}
     for name, r in rows.items():
         r = [x for x in r if x is not None]

@@ -27,24 +27,25 @@ def _synced(model: MLLM, mark: Callable[[], None]) -> Callable[[], None]:
 
 @torch.no_grad()
 def _generate(model: MLLM, vocab: seq.Vocab, prompts: list[list[seq.Segment]], max_new: int,
-              clock: Clock) -> list[str]:
+              clock: Clock, top_p: float | None = None, generator: torch.Generator | None = None) -> list[str]:
     out = []
     for prompt in prompts:  # one at a time: no padding inside the cache, and the tiny model is fast
         with clock.split("mllm_prefill", "mllm_generate") as prefilled:
-            ids = model.generate_text(seq.prefix(model, prompt), max_new, vocab["<eos>"],
-                                      on_prefill=_synced(model, prefilled))
+            ids = model.generate_text(seq.prefix(model, prompt), max_new, vocab["<eos>"], top_p=top_p,
+                                      generator=generator, on_prefill=_synced(model, prefilled))
         out.append(vocab.decode(ids[0]))
     return out
 
 
 @torch.no_grad()
 def _generate_batch(model: MLLM, vocab: seq.Vocab, prompts: list[list[seq.Segment]], max_new: int,
-                    clock: Clock) -> list[str]:
+                    clock: Clock, top_p: float | None = None, generator: torch.Generator | None = None) -> list[str]:
     """All prompts in one forward per step: left-padded, masked, each row with its own positions (greedy answers
     equal `_generate`'s; tests/test_batching.py checks it on the committed checkpoints)."""
     with clock.split("mllm_prefill", "mllm_generate") as prefilled:
         embeds, mask = seq.left_padded(model, prompts)
-        ids = model.generate_text(embeds, max_new, vocab["<eos>"], on_prefill=_synced(model, prefilled), mask=mask)
+        ids = model.generate_text(embeds, max_new, vocab["<eos>"], top_p=top_p, generator=generator,
+                                  on_prefill=_synced(model, prefilled), mask=mask)
     return [vocab.decode(row) for row in ids]
 
 
@@ -108,13 +109,14 @@ LAYOUT_MAX_NEW = 96  # text ids of a written layout: the tiny preset's longest s
 
 @torch.no_grad()
 def write_layouts(model: MLLM, vocab: seq.Vocab, captions: list[str], clock: Clock = NOT_TIMED,
-                  batched: bool = False) -> list[str]:
-    """The "lay" task: each caption -> the layout the MLLM writes for it (`mllm.layout`: each object left to right
-    with its cell), greedy."""
+                  batched: bool = False, top_p: float | None = None,
+                  generator: torch.Generator | None = None) -> list[str]:
+    """The "lay" task: each caption -> the layout the MLLM writes for it (`mllm.layout`: each object with its
+    cell), greedy, or top-p sampled (top_p, drawing from `generator`)."""
     prompts = [seq.layout(vocab, c, None) for c in captions]
     if batched and len(prompts) > 1:
-        return _generate_batch(model, vocab, prompts, LAYOUT_MAX_NEW, clock)
-    return _generate(model, vocab, prompts, LAYOUT_MAX_NEW, clock)
+        return _generate_batch(model, vocab, prompts, LAYOUT_MAX_NEW, clock, top_p, generator)
+    return _generate(model, vocab, prompts, LAYOUT_MAX_NEW, clock, top_p, generator)
 
 
 @torch.no_grad()
