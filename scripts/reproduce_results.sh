@@ -1088,7 +1088,7 @@ if [ "$what" = layout ]; then
   wait
   .venv/bin/python scripts/t2i_layout_probe.py --data data/tiny --run-dir runs/layout/renderer --reuse --grids 3,8 \
     --mllm left-to-right=runs/layout/drawn/mllm.safetensors --mllm caption=runs/layout/drawn-caption/mllm.safetensors \
-    --unmended --out results/t2i-layout-probe.json
+    --unmended --top-p 0.9 --out results/t2i-layout-probe.json
   # Through the services, as Fig. 2's T2I points: the installed set with a layout MLLM in place of the installed
   # one, the caption sent over the text link at 0 and 20 dB Rayleigh, the same 500 test captions.
   # layout_points NAME SCHEME CHECKPOINT DRAWN_DIR PORT: results/NAME.* from a set of its own in runs/NAME-set
