@@ -66,57 +66,57 @@ def cell_spread(cells: list[tuple[int, int]]) -> dict:
 
 
 def written_layouts(path: str, items: list[tuple[int, str]], recall, model, std, cfg, objective: str,
-                    mend: bool = True, top_p: float | None = None, seed: int = 0) -> tuple[list[float | None], dict]:
+                    unmended: bool = False, top_p: float | None = None, seed: int = 0
+                    ) -> tuple[dict[str, list[float | None]], dict]:
     """The MLLM at `path` writes each caption's layout, drawn by its own renderer (the base station's path) or else
-    by the probe's `model`; -> (pair recall per caption, a layout it cannot write readably 0; what it wrote).
-    mend: objects written on one cell are moved apart before drawing (`layout.apart`, the base station's path)."""
+    by the probe's `model`, its objects written on one cell moved apart first (`layout.apart`, the base station's
+    path); -> ({"": pair recall per caption, a layout it cannot write readably 0; "-unmended": the same layouts
+    drawn as written, with `unmended`}, what it wrote)."""
     from unitocom.metrics.scene_checker import caption_pairs
     from unitocom.mllm import tasks
     from unitocom.mllm.checkpoint import load_mllm
     mllm, mllm_std, _ = load_mllm(path)
     _, _, _, vocab, _ = load_links(cfg, None, objective)
     own = bool(mllm.cfg.layout_renderer)
-    texts, drawn = [], []
     gen = torch.Generator().manual_seed(seed)  # top_p: the layouts sampled, the same draws on every run
+    texts = []
     bar = scaffold.progress(len(items), desc="layouts")
     for k in range(0, len(items), 50):
         caps = [c for _, c in items[k:k + 50]]
-        t = tasks.write_layouts(mllm, vocab, caps, batched=True, top_p=top_p, generator=gen)
-        if own:
-            drawn += [None if x is None else mllm_std.inverse(x) for x in tasks.draw_written(mllm, t, mend=mend)]
-        else:
-            with torch.no_grad():
-                drawn += [None if r is None else std.inverse(model(r[None]))[0]
-                          for r in (layout.read(x, mend=mend) for x in t)]
-        texts += t
+        texts += tasks.write_layouts(mllm, vocab, caps, batched=True, top_p=top_p, generator=gen)
         bar.update(len(caps))
     bar.close()
-    ok = [d is not None for d in drawn]
-    got = recall(torch.stack([d if d is not None else drawn[ok.index(True)] for d in drawn])) if any(ok) else \
-        [None if not caption_pairs(c) else 0.0 for _, c in items]
-    per_caption = [g if o or g is None else 0.0 for g, o in zip(got, ok)]
+
+    def drawn_recall(mend: bool) -> list[float | None]:
+        if own:
+            drawn = [None if x is None else mllm_std.inverse(x) for x in tasks.draw_written(mllm, texts, mend=mend)]
+        else:
+            with torch.no_grad():
+                drawn = [None if r is None else std.inverse(model(r[None]))[0]
+                         for r in (layout.read(x, mend=mend) for x in texts)]
+        ok = [d is not None for d in drawn]
+        got = recall(torch.stack([d if d is not None else drawn[ok.index(True)] for d in drawn])) if any(ok) else \
+            [None if not caption_pairs(c) else 0.0 for _, c in items]
+        return [g if o or g is None else 0.0 for g, o in zip(got, ok)]
+    rows = {"": drawn_recall(True), **({"-unmended": drawn_recall(False)} if unmended else {})}
+    readable = sum(layout.read(t) is not None for t in texts) / len(texts)
+    objects = [layout.items(t) for t in texts]  # per layout: (size, colour, material, shape, column, row)
     named = []  # how many of the caption's pairs the layout names at all (what the MLLM writes, before drawing)
-    for (_, cap), text in zip(items, texts):
+    for (_, cap), written in zip(items, objects):
         want = caption_pairs(cap)
-        items_ = [m.groups() for s in text.split(",") if (m := layout._ITEM.match(s.strip()))]
         if want:
-            named.append(len(want & {(c, sh) for _, c, _, sh, _, _ in items_}) / len(want))
+            named.append(len(want & {(c, sh) for _, c, _, sh, _, _ in written}) / len(want))
     lo, hi = results.mean_interval(named)
-    objects = []  # per layout: (size, column, row) of each object it writes
-    for t in texts:
-        groups = [m.groups() for s in t.split(",") if (m := layout._ITEM.match(s.strip()))]
-        objects.append([(g[0], int(g[4]), int(g[5])) for g in groups])
-    spread = {"written": cell_spread([(c, r) for o in objects for _, c, r in o]),
-              "mended": cell_spread([cr for o in objects for cr in layout.apart(o)])}
+    spread = {"written": cell_spread([(c, r) for o in objects for *_, c, r in o]),
+              "mended": cell_spread([cr for o in objects for cr in layout.apart([(x[0], x[4], x[5]) for x in o])])}
     print(f"{path}: cells as written {spread['written']}, mended {spread['mended']}")
-    print(f"{path}: written layouts readable: {sum(ok)}/{len(ok)}; the caption's pairs named in them: "
+    print(f"{path}: written layouts readable: {readable:.3f}; the caption's pairs named in them: "
           f"{sum(named) / len(named):.3f}")
-    return per_caption, {"mllm": path, "mllm_sha256": file_sha256(path),
-                         "renderer": "the MLLM's own" if own else "this run's", "readable": sum(ok) / len(ok),
-                         "cells": spread,
-                         "pairs_named": {"value": round(sum(named) / len(named), 4), "ci_low": round(lo, 4),
-                                         "ci_high": round(hi, 4), "n": len(named)},
-                         "examples": [{"caption": c, "layout": t} for (_, c), t in list(zip(items, texts))[:20]]}
+    return rows, {"mllm": path, "mllm_sha256": file_sha256(path),
+                  "renderer": "the MLLM's own" if own else "this run's", "readable": readable, "cells": spread,
+                  "pairs_named": {"value": round(sum(named) / len(named), 4), "ci_low": round(lo, 4),
+                                  "ci_high": round(hi, 4), "n": len(named)},
+                  "examples": [{"caption": c, "layout": t} for (_, c), t in list(zip(items, texts))[:20]]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,8 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     assert torch.allclose(mu_c[ids], test_mu[ids]), "COCO view and CLEVR scenes out of step"
     from unitocom.mllm.objects import placed_scenes
     placed = dict(placed_scenes(args.data, "test", len(test_mu)) or [])
-    cell = lambda x: min(layout.CELLS - 1, int(x * layout.CELLS))  # noqa: E731
-    real_cells = cell_spread([(cell(u), cell(v)) for i, _ in items for u, v, _ in placed.get(i, [])])
+    real_cells = cell_spread([(layout.cell(u), layout.cell(v)) for i, _ in items for u, v, _ in placed.get(i, [])])
     print(f"the captions' scenes' cells: {real_cells}")
     model.eval()
 
@@ -217,13 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.mllm:  # each MLLM writes each caption's layout; one it cannot write readably draws nothing (0)
         name, _, mllm_path = spec.rpartition("=")
         row = f"written-{name}" if name else "written"
-        rows[row], writers[row] = written_layouts(mllm_path, items, recall, model, std, cfg, args.objective)
+        drawn, writers[row] = written_layouts(mllm_path, items, recall, model, std, cfg, args.objective,
+                                              unmended=args.unmended)
+        rows.update({row + suffix: r for suffix, r in drawn.items()})
         if args.top_p is not None:  # the layouts sampled instead of greedy
-            rows[row + f"-top-p{args.top_p:g}"], writers[row + f"-top-p{args.top_p:g}"] = written_layouts(
+            drawn, writers[row + f"-top-p{args.top_p:g}"] = written_layouts(
                 mllm_path, items, recall, model, std, cfg, args.objective, top_p=args.top_p, seed=args.seed)
-        if args.unmended:  # the same layouts drawn as written, objects on one cell left there
-            rows[row + "-unmended"], _ = written_layouts(mllm_path, items, recall, model, std, cfg, args.objective,
-                                                         mend=False)
+            rows[row + f"-top-p{args.top_p:g}"] = drawn[""]
     paired = {}
 
     def pair(row: str, base: str) -> None:  # caption by caption

@@ -90,13 +90,27 @@ CELLS = 8
 _ITEM = re.compile(r"^a (\S+) (\S+) (\S+) (\S+) at (\d+) (\d+)$")
 
 
+def cell(x: float, cells: int = CELLS) -> int:
+    """A centre's coordinate (a fraction of the picture) -> the index of its cell on a cells x cells grid."""
+    return min(cells - 1, max(0, int(x * cells)))
+
+
 def written(placed: list[tuple[float, float, dict]], cells: int = CELLS) -> str:
     """Objects as (u, v, object) left to right (`objects.left_to_right`; u, v fractions of the picture) -> the
     layout's text."""
-    def cell(x: float) -> int:
-        return min(cells - 1, max(0, int(x * cells)))
-    return ", ".join(f"a {o['size']} {o['color']} {o['material']} {o['shape']} at {cell(u)} {cell(v)}"
+    return ", ".join(f"a {o['size']} {o['color']} {o['material']} {o['shape']} at {cell(u, cells)} {cell(v, cells)}"
                      for u, v, o in placed)
+
+
+def items(text: str) -> list[tuple[str, str, str, str, int, int]]:
+    """A written layout's items of the form, in order: (size, colour, material, shape, column, row)."""
+    out = []
+    for item in filter(None, (s.strip() for s in text.strip().rstrip(".").split(","))):
+        m = _ITEM.match(item)
+        if m is not None:
+            size, color, material, shape, col, row = m.groups()
+            out.append((size, color, material, shape, int(col), int(row)))
+    return out
 
 
 ORDERS = ("left-to-right", "caption")
@@ -153,28 +167,22 @@ def read(text: str, cells: int = CELLS, mend: bool = True) -> torch.Tensor | Non
     centre the middle of its cell); items not of the form, or naming a value the tiny preset lacks, are left out,
     and items past slots.SLOTS. None where no item is left. mend: objects written on a cell taken already are
     moved apart (`apart`)."""
-    rows = []
-    for item in filter(None, (s.strip() for s in text.strip().rstrip(".").split(","))):
-        m = _ITEM.match(item)
-        if m is None:
-            continue
-        size, color, material, shape, col, row = m.groups()
+    kept = []
+    for size, color, material, shape, col, row in items(text):
         values = {"size": size, "color": color, "shape": shape, "material": material}
-        if any(values[a] not in slots.ATTRIBUTES[a] for a in slots.ATTRIBUTES) or \
-                max(int(col), int(row)) >= cells:
-            continue
-        rows.append([float(slots.ATTRIBUTES[a].index(values[a])) for a in slots.ATTRIBUTES] +
-                    [1.0, (int(col) + 0.5) / cells * 2 - 1, (int(row) + 0.5) / cells * 2 - 1])
-    if not rows:
+        if all(values[a] in slots.ATTRIBUTES[a] for a in slots.ATTRIBUTES) and max(col, row) < cells:
+            kept.append((values, col, row))
+    kept = kept[: slots.SLOTS]
+    if not kept:
         return None
-    rows = rows[: slots.SLOTS]
+    where = [(col, row) for _, col, row in kept]
     if mend:
-        cell = [(slots.ATTRIBUTES["size"][int(r[0])], *(int((x + 1) / 2 * cells) for x in r[-2:])) for r in rows]
-        for r, (col, row) in zip(rows, apart(cell, cells)):
-            r[-2:] = [(col + 0.5) / cells * 2 - 1, (row + 0.5) / cells * 2 - 1]
+        where = apart([(values["size"], col, row) for values, col, row in kept], cells)
     t = torch.zeros(slots.SLOTS, slots.WIDTH)
     t[:, : len(slots.ATTRIBUTES)] = slots.EMPTY
-    t[: len(rows[: slots.SLOTS])] = torch.tensor(rows[: slots.SLOTS])
+    t[: len(kept)] = torch.tensor([[float(slots.ATTRIBUTES[a].index(values[a])) for a in slots.ATTRIBUTES] +
+                                   [1.0, (col + 0.5) / cells * 2 - 1, (row + 0.5) / cells * 2 - 1]
+                                   for (values, _, _), (col, row) in zip(kept, where)])
     return layout_inputs(t[None])[0]
 
 
